@@ -1,0 +1,52 @@
+# Kiln's entry points. Every target installs what it needs first (Debian
+# packages, as root or through sudo), so a fresh Debian 12 machine needs only
+# `make demo` or `make test`.
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+DEBIAN_PACKAGES = build-essential cmake pkg-config protobuf-c-compiler \
+  libprotobuf-c-dev libzmq3-dev libsodium-dev libhiredis-dev libyaml-dev \
+  libjansson-dev libsqlite3-dev libcmocka-dev redis-server iproute2
+FUZZ_PACKAGES = clang libclang-rt-14-dev
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build test demo bench asan-test fuzz clean
+
+all: build
+
+# Installs only what is missing, so repeated runs cost one dpkg query.
+deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES) $(EXTRA_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	$(BUILD)/bin/kiln run examples/demo.yml
+
+asan-test:
+	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DKILN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+fuzz:
+	$(MAKE) deps EXTRA_PACKAGES="$(FUZZ_PACKAGES)"
+	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DKILN_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build build-fuzz -j $(JOBS)
+	bash tests/fuzz/run.sh build-fuzz/bin $(or $(FUZZ_SECONDS),30)
+
+bench: build
+	bash bench/run.sh $(BUILD)/bin
+
+clean:
+	rm -rf build build-asan build-fuzz

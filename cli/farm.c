@@ -1,0 +1,348 @@
+/* farm.c: starting and stopping a local farm (see farm.h). */
+#include "farm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "error.h"
+#include "keys.h"
+#include "workspace.h"
+
+#define KILN_FARM_STOP_GRACE_MS 5000
+/* sun_path is 108 bytes; ipc:// and Redis sockets must fit. */
+#define KILN_UNIX_PATH_MAX 100
+
+typedef struct {
+    pid_t pid;
+    int pidfd;
+    char name[64];
+    bool exited;
+} s_proc_t;
+
+struct kiln_farm {
+    char dir[PATH_MAX];
+    bool temporary;
+    char endpoint[PATH_MAX + 16];
+    s_proc_t redis;
+    s_proc_t coordinator;
+    s_proc_t workers[KILN_FARM_MAX_WORKERS];
+    int n_workers;
+};
+
+static int s_pidfd_open(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int s_mkdir(const char *path)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        kiln_error_errno("cannot create %s", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* The directory this program lives in: the daemons are installed beside
+ * it (and built beside it). */
+static void s_bin_path(const char *name, char *out, size_t cap)
+{
+    char self[PATH_MAX];
+    const char *libexec = getenv("KILN_LIBEXEC");
+    if (libexec) {
+        snprintf(out, cap, "%s/%s", libexec, name);
+        return;
+    }
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(out, cap, "%s/%s", self, name);
+            if (access(out, X_OK) == 0)
+                return;
+        }
+    }
+    snprintf(out, cap, "%s", name); /* from PATH */
+}
+
+static int s_spawn(s_proc_t *p, const char *name, const char *log_path, char *const argv[])
+{
+    snprintf(p->name, sizeof p->name, "%s", name);
+    pid_t parent = getpid();
+    p->pid = fork();
+    if (p->pid == -1) {
+        kiln_error_errno("cannot start %s", name);
+        return -1;
+    }
+    if (p->pid == 0) {
+        /* Own process group: a Ctrl-C in the terminal reaches the CLI only,
+         * which then stops the farm in order. */
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        int null = open("/dev/null", O_RDONLY);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (null >= 0)
+            dup2(null, 0);
+        execvp(argv[0], argv);
+        dprintf(2, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    setpgid(p->pid, p->pid);
+    p->pidfd = s_pidfd_open(p->pid);
+    return 0;
+}
+
+static int s_ensure_key(const char *dir, const char *name)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s.key", dir, name);
+    if (access(path, R_OK) == 0)
+        return 0;
+    kiln_keypair_t kp;
+    if (kiln_keys_generate(&kp) != 0)
+        return -1;
+    return kiln_keys_write(&kp, dir, name);
+}
+
+static int s_admit(const char *keys_dir, const char *name, const char *allow_sub)
+{
+    char src[PATH_MAX + 64], dst[PATH_MAX + 64];
+    kiln_keypair_t kp;
+    snprintf(src, sizeof src, "%s/%s.pub", keys_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s.pub", allow_sub, name);
+    if (kiln_keys_load(&kp, src) != 0)
+        return -1;
+    return kiln_keys_write_public(&kp, dst);
+}
+
+static int s_wait_stop(s_proc_t *p, int sig)
+{
+    if (p->pid <= 0 || p->exited)
+        return 0;
+    kill(p->pid, sig);
+    struct pollfd pfd = {p->pidfd, POLLIN, 0};
+    if (p->pidfd < 0 || poll(&pfd, 1, KILN_FARM_STOP_GRACE_MS) <= 0) {
+        kill(p->pid, SIGKILL);
+    }
+    int status;
+    waitpid(p->pid, &status, 0);
+    p->exited = true;
+    if (p->pidfd >= 0)
+        close(p->pidfd);
+    p->pidfd = -1;
+    return 0;
+}
+
+int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
+{
+    int rc = -1;
+    kiln_farm_t *self = calloc(1, sizeof *self);
+    char path[PATH_MAX + 64], keys[PATH_MAX + 16], allow_w[PATH_MAX + 32], allow_c[PATH_MAX + 32];
+    char bin[PATH_MAX];
+    *out = NULL;
+    if (!self) {
+        kiln_error_set("out of memory");
+        return -1;
+    }
+    self->redis.pidfd = self->coordinator.pidfd = -1;
+    int n_workers = opts->workers > 0 ? opts->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_workers < 1)
+        n_workers = 1;
+    if (n_workers > KILN_FARM_MAX_WORKERS) {
+        kiln_error_set("at most %d local workers", KILN_FARM_MAX_WORKERS);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    if (opts->data_dir) {
+        if (s_mkdir(opts->data_dir) != 0 || !realpath(opts->data_dir, self->dir)) {
+            kiln_error_errno("cannot use data directory %s", opts->data_dir);
+            goto cleanup;
+        }
+    } else {
+        const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        snprintf(self->dir, sizeof self->dir, "%s/kiln-XXXXXX", tmp);
+        if (!mkdtemp(self->dir)) {
+            kiln_error_errno("cannot create a temporary directory in %s", tmp);
+            goto cleanup;
+        }
+        self->temporary = true;
+    }
+    if (strlen(self->dir) + 32 > KILN_UNIX_PATH_MAX) {
+        kiln_error_set("data directory path %s is too long for unix sockets (keep it under %d "
+                       "characters)",
+                       self->dir, KILN_UNIX_PATH_MAX - 32);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    snprintf(keys, sizeof keys, "%s/keys", self->dir);
+    snprintf(path, sizeof path, "%s/allow", self->dir);
+    snprintf(allow_w, sizeof allow_w, "%s/allow/workers", self->dir);
+    snprintf(allow_c, sizeof allow_c, "%s/allow/clients", self->dir);
+    if (s_mkdir(keys) || s_mkdir(path) || s_mkdir(allow_w) || s_mkdir(allow_c))
+        goto cleanup;
+    const char *subdirs[] = {"redis", "logs", "work"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", self->dir, subdirs[i]);
+        if (s_mkdir(path) != 0)
+            goto cleanup;
+    }
+    if (s_ensure_key(keys, "server") || s_ensure_key(keys, "client") ||
+        s_admit(keys, "client", allow_c))
+        goto cleanup;
+    for (int i = 1; i <= n_workers; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "worker-%d", i);
+        if (s_ensure_key(keys, name) || s_admit(keys, name, allow_w))
+            goto cleanup;
+    }
+    if (opts->listen)
+        snprintf(self->endpoint, sizeof self->endpoint, "%s", opts->listen);
+    else
+        snprintf(self->endpoint, sizeof self->endpoint, "ipc://%s/coordinator.sock", self->dir);
+    snprintf(path, sizeof path, "%s/endpoint", self->dir);
+    FILE *f = fopen(path, "we");
+    if (!f || fprintf(f, "%s\n", self->endpoint) < 0) {
+        if (f)
+            fclose(f);
+        kiln_error_errno("cannot write %s", path);
+        goto cleanup;
+    }
+    fclose(f);
+
+    /* Redis: private unix socket, no TCP port, AOF on with fsync every
+     * second so a crash of Redis loses at most a second of queue state. */
+    char rsock[PATH_MAX + 32], rdir[PATH_MAX + 16], rlog[PATH_MAX + 32];
+    snprintf(rsock, sizeof rsock, "%s/redis/redis.sock", self->dir);
+    snprintf(rdir, sizeof rdir, "%s/redis", self->dir);
+    snprintf(rlog, sizeof rlog, "%s/logs/redis.log", self->dir);
+    char *redis_argv[] = {"redis-server", "--port", "0", "--unixsocket", rsock,
+                          "--unixsocketperm", "700", "--dir", rdir, "--save", "",
+                          "--appendonly", "yes", "--appendfsync", "everysec",
+                          "--daemonize", "no", NULL};
+    if (s_spawn(&self->redis, "redis-server", rlog, redis_argv) != 0)
+        goto cleanup;
+
+    char db[PATH_MAX + 32], skey[PATH_MAX + 32], clog[PATH_MAX + 32], allow[PATH_MAX + 16];
+    snprintf(db, sizeof db, "%s/history.db", self->dir);
+    snprintf(skey, sizeof skey, "%s/server.key", keys);
+    snprintf(clog, sizeof clog, "%s/logs/coordinator.log", self->dir);
+    snprintf(allow, sizeof allow, "%s/allow", self->dir);
+    const char *level = opts->log_level ? opts->log_level : "info";
+    s_bin_path("kiln-coordinator", bin, sizeof bin);
+    char *coord_argv[] = {bin,     "--listen", self->endpoint, "--redis",     rsock,
+                          "--db",  db,         "--key",        skey,          "--allow",
+                          allow,   "--log-level", (char *)level, NULL};
+    if (s_spawn(&self->coordinator, "kiln-coordinator", clog, coord_argv) != 0)
+        goto cleanup;
+
+    char spub[PATH_MAX + 32], slots[16];
+    snprintf(spub, sizeof spub, "%s/server.pub", keys);
+    snprintf(slots, sizeof slots, "%d", opts->slots > 0 ? opts->slots : 1);
+    s_bin_path("kiln-worker", bin, sizeof bin);
+    for (int i = 1; i <= n_workers; i++) {
+        char name[32], wkey[PATH_MAX + 64], wlog[PATH_MAX + 64], wdir[PATH_MAX + 64];
+        snprintf(name, sizeof name, "worker-%d", i);
+        snprintf(wkey, sizeof wkey, "%s/%s.key", keys, name);
+        snprintf(wlog, sizeof wlog, "%s/logs/%s.log", self->dir, name);
+        snprintf(wdir, sizeof wdir, "%s/work/%s", self->dir, name);
+        char *wargv[] = {bin,           "--coordinator", self->endpoint, "--server-key", spub,
+                         "--key",       wkey,            "--name",       name,           "--slots",
+                         slots,         "--work-dir",    wdir,           "--labels",
+                         (char *)(opts->labels ? opts->labels : ""), "--log-level", (char *)level,
+                         NULL};
+        if (s_spawn(&self->workers[self->n_workers], name, wlog, wargv) != 0)
+            goto cleanup;
+        self->n_workers++;
+    }
+    *out = self;
+    self = NULL;
+    rc = 0;
+cleanup:
+    if (self)
+        kiln_farm_stop(&self, false);
+    return rc;
+}
+
+void kiln_farm_stop(kiln_farm_t **self_p, bool keep)
+{
+    if (!self_p || !*self_p)
+        return;
+    kiln_farm_t *self = *self_p;
+    /* Workers first (SIGINT: kill running steps now), then the
+     * coordinator, then Redis, so no component outlives what it needs. */
+    for (int i = 0; i < self->n_workers; i++)
+        if (self->workers[i].pid > 0 && !self->workers[i].exited)
+            kill(self->workers[i].pid, SIGINT);
+    for (int i = 0; i < self->n_workers; i++)
+        s_wait_stop(&self->workers[i], SIGINT);
+    s_wait_stop(&self->coordinator, SIGTERM);
+    s_wait_stop(&self->redis, SIGTERM);
+    if (self->temporary && !keep && self->dir[0])
+        kiln_workspace_rmtree(self->dir);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *kiln_farm_dir(const kiln_farm_t *self)
+{
+    return self->dir;
+}
+
+const char *kiln_farm_endpoint(const kiln_farm_t *self)
+{
+    return self->endpoint;
+}
+
+int kiln_farm_coordinator_fd(const kiln_farm_t *self)
+{
+    return self->coordinator.pidfd;
+}
+
+static bool s_proc_alive(s_proc_t *p)
+{
+    if (p->pid <= 0 || p->exited)
+        return false;
+    int status;
+    pid_t r = waitpid(p->pid, &status, WNOHANG);
+    if (r == p->pid) {
+        p->exited = true;
+        return false;
+    }
+    return true;
+}
+
+bool kiln_farm_alive(kiln_farm_t *self, const char **what)
+{
+    if (!s_proc_alive(&self->redis)) {
+        *what = "redis-server";
+        return false;
+    }
+    if (!s_proc_alive(&self->coordinator)) {
+        *what = "kiln-coordinator";
+        return false;
+    }
+    return true;
+}

@@ -1,0 +1,196 @@
+/* follow.c: live run output and summaries (see follow.h). */
+#include "follow.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "transport.h"
+
+#define KILN_FOLLOW_JOBS_MAX 1024
+
+/* Whether each job's output stopped in the middle of a line, so the next
+ * chunk continues it without a new prefix. */
+static struct {
+    char job[128];
+    bool mid_line;
+} s_lines[KILN_FOLLOW_JOBS_MAX];
+static size_t s_n_lines;
+
+static bool *s_mid_line(const char *job)
+{
+    for (size_t i = 0; i < s_n_lines; i++)
+        if (strcmp(s_lines[i].job, job) == 0)
+            return &s_lines[i].mid_line;
+    if (s_n_lines == KILN_FOLLOW_JOBS_MAX)
+        return &s_lines[0].mid_line;
+    snprintf(s_lines[s_n_lines].job, sizeof s_lines[0].job, "%s", job);
+    s_lines[s_n_lines].mid_line = false;
+    return &s_lines[s_n_lines++].mid_line;
+}
+
+void kiln_follow_print_log(const char *job, int stream, const uint8_t *data, size_t len)
+{
+    bool *mid = s_mid_line(job);
+    const char *mark = stream == 2 ? "## " : "";
+    size_t i = 0;
+    while (i < len) {
+        const uint8_t *nl = memchr(data + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (data + i)) + 1 : len - i;
+        if (!*mid)
+            printf("%s | %s", job, mark);
+        fwrite(data + i, 1, n, stdout);
+        *mid = data[i + n - 1] != '\n';
+        i += n;
+    }
+    fflush(stdout);
+}
+
+static void s_end_line(const char *job)
+{
+    bool *mid = s_mid_line(job);
+    if (*mid) {
+        putchar('\n');
+        *mid = false;
+    }
+}
+
+static void s_print_event(const Kiln__RunEvent *ev, const char *job_filter)
+{
+    const char *job = ev->job_name[0] ? ev->job_name : ev->job_id;
+    if (job_filter && ev->job_id[0] && strcmp(job_filter, ev->job_id) != 0)
+        return;
+    switch (ev->kind) {
+    case KILN__EVENT_KIND__EVENT_JOB_STARTED:
+        printf("==> %s: started on %s%s\n", job, ev->worker,
+               ev->attempt > 1 ? " (retry)" : "");
+        break;
+    case KILN__EVENT_KIND__EVENT_STEP_STARTED:
+        s_end_line(job);
+        printf("%s | ::: %s\n", job, ev->step_name);
+        break;
+    case KILN__EVENT_KIND__EVENT_LOG:
+        kiln_follow_print_log(job, (int)ev->stream, ev->data.data, ev->data.len);
+        break;
+    case KILN__EVENT_KIND__EVENT_STEP_FINISHED:
+        s_end_line(job);
+        if (strcmp(ev->state, "success") != 0 && strcmp(ev->state, "skipped") != 0)
+            printf("%s | ::: %s: %s\n", job, ev->step_name, ev->state);
+        break;
+    case KILN__EVENT_KIND__EVENT_JOB_FINISHED:
+        s_end_line(job);
+        if (ev->duration_ms)
+            printf("==> %s: %s in %.2fs\n", job, ev->state, (double)ev->duration_ms / 1000.0);
+        else
+            printf("==> %s: %s\n", job, ev->state);
+        break;
+    default:
+        break;
+    }
+    fflush(stdout);
+}
+
+int kiln_follow_run(kiln_client_t *client, int64_t run_id, bool live, const char *job_filter,
+                    int extra_fd, char *state, size_t cap)
+{
+    for (;;) {
+        Kiln__Envelope *m = NULL;
+        int rc = kiln_client_next_event(client, -1, extra_fd, &m);
+        if (rc != 0)
+            return rc;
+        const Kiln__RunEvent *ev = m->event;
+        if ((int64_t)ev->run_id != run_id) {
+            kiln__envelope__free_unpacked(m, NULL);
+            continue;
+        }
+        if (ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED ||
+            ev->kind == KILN__EVENT_KIND__EVENT_END) {
+            snprintf(state, cap, "%s", ev->state);
+            kiln__envelope__free_unpacked(m, NULL);
+            return 0;
+        }
+        if (live)
+            s_print_event(ev, job_filter);
+        kiln__envelope__free_unpacked(m, NULL);
+    }
+}
+
+int kiln_follow_exit_code(const char *state)
+{
+    if (strcmp(state, "success") == 0)
+        return KILN_EXIT_OK;
+    if (strcmp(state, "failure") == 0 || strcmp(state, "cancelled") == 0)
+        return KILN_EXIT_FAILED;
+    return KILN_EXIT_INFRA;
+}
+
+static void s_duration(json_t *v, char *out, size_t cap)
+{
+    if (json_is_integer(v))
+        snprintf(out, cap, "%.2fs", (double)json_integer_value(v) / 1000.0);
+    else
+        snprintf(out, cap, "-");
+}
+
+int kiln_follow_summary(kiln_client_t *client, int64_t run_id, bool json)
+{
+    Kiln__Request req = KILN__REQUEST__INIT;
+    Kiln__Envelope *reply = NULL;
+    json_t *doc = NULL;
+    int code = KILN_EXIT_INFRA;
+    req.kind = KILN__REQUEST_KIND__REQ_STATUS;
+    req.run_id = (uint64_t)run_id;
+    if (kiln_client_call(client, &req, 10000, &reply) != 0 || reply->reply->code != 0) {
+        fprintf(stderr, "kiln: cannot read run %lld: %s\n", (long long)run_id,
+                reply ? reply->reply->error : kiln_error_last());
+        goto cleanup;
+    }
+    doc = json_loads(reply->reply->json, 0, NULL);
+    if (!doc) {
+        fprintf(stderr, "kiln: the coordinator sent an unreadable summary\n");
+        goto cleanup;
+    }
+    const char *state = json_string_value(json_object_get(doc, "state"));
+    code = kiln_follow_exit_code(state ? state : "");
+    if (json) {
+        char *text = json_dumps(doc, JSON_INDENT(2));
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        goto cleanup;
+    }
+    json_t *jobs = json_object_get(doc, "jobs");
+    size_t width = 3, i;
+    json_t *job;
+    json_array_foreach(jobs, i, job) {
+        const char *name = json_string_value(json_object_get(job, "name"));
+        if (name && strlen(name) > width)
+            width = strlen(name);
+    }
+    printf("\n%-*s  %-11s  %9s  %-14s  %s\n", (int)width, "JOB", "STATE", "DURATION", "WORKER",
+           "ATTEMPTS");
+    json_array_foreach(jobs, i, job) {
+        char dur[32];
+        const char *worker = json_string_value(json_object_get(job, "worker"));
+        s_duration(json_object_get(job, "duration_ms"), dur, sizeof dur);
+        printf("%-*s  %-11s  %9s  %-14s  %lld\n", (int)width,
+               json_string_value(json_object_get(job, "name")),
+               json_string_value(json_object_get(job, "state")), dur, worker ? worker : "-",
+               (long long)json_integer_value(json_object_get(job, "attempt")));
+    }
+    char dur[32];
+    json_t *created = json_object_get(doc, "created_ms"), *finished = json_object_get(doc, "finished_ms");
+    json_t *span = json_is_integer(finished)
+                       ? json_integer(json_integer_value(finished) - json_integer_value(created))
+                       : json_null();
+    s_duration(span, dur, sizeof dur);
+    json_decref(span);
+    printf("\nrun %lld %s in %s\n", (long long)run_id, state ? state : "?", dur);
+cleanup:
+    json_decref(doc);
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    return code;
+}

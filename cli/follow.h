@@ -1,0 +1,41 @@
+/* follow.h: showing a run as it happens, and its summary.
+ *
+ * Events from the coordinator become terminal lines: each output line is
+ * prefixed with its job's name ("build | ..."), job starts and ends get a
+ * line of their own, and when the run ends a table lists every job with its
+ * state, duration, worker and attempts. With --json only the final summary
+ * (the run as history records it) is printed, as one JSON document.
+ */
+#ifndef KILN_FOLLOW_H
+#define KILN_FOLLOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "client.h"
+
+/* Exit codes shared by `kiln run`, `kiln submit --wait` and the rest. */
+enum {
+    KILN_EXIT_OK = 0,
+    KILN_EXIT_FAILED = 1,  /* the pipeline failed */
+    KILN_EXIT_USAGE = 2,   /* invalid input or usage */
+    KILN_EXIT_INFRA = 3,   /* the farm could not do its job */
+    KILN_EXIT_INTERRUPTED = 130,
+};
+
+/* Follows run_id until it finishes. extra_fd (or -1) is polled too: when it
+ * becomes readable, follow returns KILN_EAGAIN so the caller can react (a
+ * signal, a dead coordinator). On RUN_FINISHED returns 0 and copies the
+ * run's state ("success", ...) into state. live: print events as they come;
+ * job_filter: only this job's output (NULL: all). */
+int kiln_follow_run(kiln_client_t *client, int64_t run_id, bool live, const char *job_filter,
+                    int extra_fd, char *state, size_t cap);
+/* Fetches the run's record and prints the summary table or, with json, the
+ * JSON document. Returns the exit code the run deserves. */
+int kiln_follow_summary(kiln_client_t *client, int64_t run_id, bool json);
+/* Maps a run state to an exit code. */
+int kiln_follow_exit_code(const char *state);
+/* Prints one log chunk with job prefixes ("job | line"). */
+void kiln_follow_print_log(const char *job, int stream, const uint8_t *data, size_t len);
+
+#endif

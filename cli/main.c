@@ -1,0 +1,768 @@
+/* main.c: the `kiln` command: run a workflow on a private farm, run a
+ * persistent farm, and talk to a running one. Each subcommand is a
+ * function here; the pieces they share live in client.c (the connection),
+ * farm.c (local farms) and follow.c (live output and summaries). */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "config.h"
+#include "error.h"
+#include "farm.h"
+#include "follow.h"
+#include "keys.h"
+#include "log.h"
+#include "pipeline.h"
+
+#define KILN_REQUEST_TIMEOUT_MS 15000
+/* A fresh local farm needs a moment before the coordinator answers. */
+#define KILN_FARM_START_TIMEOUT_MS 30000
+
+typedef struct {
+    kiln_client_target_t target;
+    bool json;
+} s_common_t;
+
+#define S_TARGET_OPTS(c)                                                                       \
+    {"data-dir", KILN_OPT_STRING, &(c).target.data_dir, "the farm's data directory (~/.kiln)"}, \
+        {"coordinator", KILN_OPT_STRING, &(c).target.coordinator,                              \
+         "coordinator endpoint (or KILN_COORDINATOR)"},                                        \
+        {"server-key", KILN_OPT_STRING, &(c).target.server_key,                                \
+         "coordinator public key file (or KILN_SERVER_KEY)"},                                  \
+        {"key", KILN_OPT_STRING, &(c).target.key, "client key pair file (or KILN_CLIENT_KEY)"}
+
+static int s_usage_error(const char *cmd, const char *usage, const kiln_opt_t *opts, int rc)
+{
+    FILE *out = rc == 1 ? stdout : stderr;
+    if (rc < 0)
+        fprintf(stderr, "kiln %s: %s\n", cmd, kiln_error_last());
+    fprintf(out, "usage: kiln %s %s\n\n", cmd, usage);
+    kiln_opts_print(out, opts);
+    return rc == 1 ? KILN_EXIT_OK : KILN_EXIT_USAGE;
+}
+
+/* Reads a workflow file and validates it the way the coordinator will,
+ * printing every diagnostic. Returns 0, or KILN_EXIT_USAGE on errors.
+ * *text gets the file's contents (caller frees). */
+static int s_validate(const char *path, char **text, size_t *len)
+{
+    kiln_diags_t diags;
+    kiln_workflow_t *wf = NULL;
+    int rc = KILN_EXIT_USAGE;
+    kiln_diags_init(&diags, path);
+    *text = NULL;
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        fprintf(stderr, "kiln: cannot open %s: %s\n", path, strerror(errno));
+        goto cleanup;
+    }
+    char *buf = malloc(KILN_WF_MAX_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, KILN_WF_MAX_BYTES + 1, f) : 0;
+    fclose(f);
+    if (!buf) {
+        fprintf(stderr, "kiln: out of memory\n");
+        goto cleanup;
+    }
+    if (n > KILN_WF_MAX_BYTES) {
+        fprintf(stderr, "%s: error: file is larger than %d bytes\n", path, KILN_WF_MAX_BYTES);
+        free(buf);
+        goto cleanup;
+    }
+    buf[n] = '\0';
+    int prc = kiln_pipeline_parse(&wf, path, buf, n, &diags);
+    char *report = diags.n ? kiln_diags_format(&diags) : NULL;
+    if (report)
+        fputs(report, stderr);
+    free(report);
+    if (prc != 0) {
+        free(buf);
+        goto cleanup;
+    }
+    *text = buf;
+    *len = n;
+    rc = 0;
+cleanup:
+    kiln_pipeline_destroy(&wf);
+    kiln_diags_free(&diags);
+    return rc;
+}
+
+/* An epoll set over SIGINT/SIGTERM (and optionally a pidfd), so that a
+ * single fd can wake the follow loop. */
+static int s_interrupt_fd(int extra_fd, int *sigfd_out)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    int sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN};
+    ev.data.fd = sigfd;
+    epoll_ctl(ep, EPOLL_CTL_ADD, sigfd, &ev);
+    if (extra_fd >= 0) {
+        ev.data.fd = extra_fd;
+        epoll_ctl(ep, EPOLL_CTL_ADD, extra_fd, &ev);
+    }
+    *sigfd_out = sigfd;
+    return ep;
+}
+
+static int s_submit_and_follow(kiln_client_t *client, const char *file, const char *text,
+                               size_t len, bool live, bool json, int wake_fd, int64_t *run_out)
+{
+    Kiln__Request req = KILN__REQUEST__INIT;
+    Kiln__Envelope *reply = NULL;
+    int code = KILN_EXIT_INFRA;
+    req.kind = KILN__REQUEST_KIND__REQ_SUBMIT;
+    req.workflow_file = (char *)file;
+    req.workflow_yaml.data = (uint8_t *)text;
+    req.workflow_yaml.len = len;
+    req.follow = live || json || run_out != NULL;
+    int rc = kiln_client_call(client, &req, KILN_FARM_START_TIMEOUT_MS, &reply);
+    if (rc != 0) {
+        fprintf(stderr, "kiln: submit failed: %s\n", kiln_error_last());
+        goto cleanup;
+    }
+    if (reply->reply->code != 0) {
+        fprintf(stderr, "%s", reply->reply->error);
+        if (reply->reply->error[0] && reply->reply->error[strlen(reply->reply->error) - 1] != '\n')
+            fputc('\n', stderr);
+        code = reply->reply->code == -2 ? KILN_EXIT_USAGE : KILN_EXIT_INFRA;
+        goto cleanup;
+    }
+    if (reply->reply->error[0])
+        fputs(reply->reply->error, stderr); /* warnings */
+    int64_t run_id = (int64_t)reply->reply->run_id;
+    if (run_out)
+        *run_out = run_id;
+    if (!json)
+        printf("run %lld accepted\n", (long long)run_id);
+    fflush(stdout);
+    char state[64] = "";
+    rc = kiln_follow_run(client, run_id, live && !json, NULL, wake_fd, state, sizeof state);
+    if (rc == KILN_EAGAIN) {
+        code = KILN_EXIT_INTERRUPTED;
+        goto cleanup;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "kiln: lost the run: %s\n", kiln_error_last());
+        goto cleanup;
+    }
+    code = kiln_follow_summary(client, run_id, json);
+cleanup:
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    return code;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    kiln_farm_opts_t fo = {0};
+    const char *keep = NULL;
+    bool json = false;
+    int npos = 0, code = KILN_EXIT_INFRA;
+    char *text = NULL;
+    size_t len = 0;
+    kiln_farm_t *farm = NULL;
+    kiln_client_t *client = NULL;
+    kiln_opt_t opts[] = {
+        {"workers", KILN_OPT_INT, &fo.workers, "number of local workers (number of CPUs)"},
+        {"slots", KILN_OPT_INT, &fo.slots, "jobs each worker runs at once (1)"},
+        {"labels", KILN_OPT_STRING, &fo.labels, "extra labels for the local workers"},
+        {"keep", KILN_OPT_STRING, &keep, "keep the farm's data (history, logs) in DIR"},
+        {"json", KILN_OPT_BOOL, &json, "print a JSON summary instead of live output"},
+        {"log-level", KILN_OPT_STRING, &fo.log_level, "daemon log level (info)"},
+        {NULL, 0, NULL, NULL},
+    };
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 1) {
+        if (rc == 0)
+            kiln_error_set("expected one workflow file");
+        return s_usage_error("run", "WORKFLOW.yml [options]", opts, rc ? rc : -1);
+    }
+    const char *file = argv[2];
+    if (s_validate(file, &text, &len) != 0)
+        return KILN_EXIT_USAGE;
+    fo.data_dir = keep;
+    if (kiln_farm_start(&farm, &fo) != 0) {
+        fprintf(stderr, "kiln: cannot start a local farm: %s\n", kiln_error_last());
+        free(text);
+        return KILN_EXIT_INFRA;
+    }
+    kiln_client_target_t t = {.data_dir = kiln_farm_dir(farm)};
+    if (kiln_client_resolve(&t) != 0 || kiln_client_open(&client, &t) != 0) {
+        fprintf(stderr, "kiln: cannot connect to the local farm: %s\n", kiln_error_last());
+        goto cleanup;
+    }
+    int sigfd = -1;
+    int wake = s_interrupt_fd(kiln_farm_coordinator_fd(farm), &sigfd);
+    code = s_submit_and_follow(client, file, text, len, !json, json, wake, NULL);
+    if (code == KILN_EXIT_INTERRUPTED) {
+        const char *what = NULL;
+        if (!kiln_farm_alive(farm, &what)) {
+            fprintf(stderr, "kiln: %s stopped unexpectedly; see %s/logs\n", what,
+                    kiln_farm_dir(farm));
+            code = KILN_EXIT_INFRA;
+        } else {
+            fprintf(stderr, "\nkiln: interrupted; stopping the local farm\n");
+        }
+    }
+    close(wake);
+    close(sigfd);
+cleanup:
+    kiln_client_destroy(&client);
+    if (keep && !json)
+        printf("farm data kept in %s\n", kiln_farm_dir(farm));
+    kiln_farm_stop(&farm, keep != NULL);
+    free(text);
+    return code;
+}
+
+static int cmd_up(int argc, char **argv)
+{
+    kiln_farm_opts_t fo = {0};
+    int npos = 0;
+    kiln_farm_t *farm = NULL;
+    static char home_dir[4096];
+    fo.listen = "tcp://127.0.0.1:7420";
+    kiln_opt_t opts[] = {
+        {"workers", KILN_OPT_INT, &fo.workers, "number of local workers (number of CPUs)"},
+        {"slots", KILN_OPT_INT, &fo.slots, "jobs each worker runs at once (1)"},
+        {"labels", KILN_OPT_STRING, &fo.labels, "extra labels for the local workers"},
+        {"data-dir", KILN_OPT_STRING, &fo.data_dir, "where the farm keeps its state (~/.kiln)"},
+        {"listen", KILN_OPT_STRING, &fo.listen, "coordinator endpoint (tcp://127.0.0.1:7420)"},
+        {"log-level", KILN_OPT_STRING, &fo.log_level, "daemon log level (info)"},
+        {NULL, 0, NULL, NULL},
+    };
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 0)
+        return s_usage_error("up", "[options]", opts, rc ? rc : -1);
+    if (!fo.data_dir)
+        fo.data_dir = getenv("KILN_DATA_DIR");
+    if (!fo.data_dir && getenv("HOME")) {
+        snprintf(home_dir, sizeof home_dir, "%s/.kiln", getenv("HOME"));
+        fo.data_dir = home_dir;
+    }
+    if (!fo.data_dir) {
+        fprintf(stderr, "kiln up: no --data-dir and no HOME\n");
+        return KILN_EXIT_USAGE;
+    }
+    int sigfd = -1;
+    int wake = s_interrupt_fd(-1, &sigfd);
+    if (kiln_farm_start(&farm, &fo) != 0) {
+        fprintf(stderr, "kiln up: %s\n", kiln_error_last());
+        return KILN_EXIT_INFRA;
+    }
+    const char *dir = kiln_farm_dir(farm);
+    printf("kiln farm up\n"
+           "  coordinator  %s\n"
+           "  server key   %s/keys/server.pub\n"
+           "  client key   %s/keys/client.key\n"
+           "  logs         %s/logs\n"
+           "  workers      %d\n"
+           "clients: kiln submit --data-dir %s FILE   (Ctrl-C stops the farm)\n",
+           kiln_farm_endpoint(farm), dir, dir, dir,
+           fo.workers > 0 ? fo.workers : (int)sysconf(_SC_NPROCESSORS_ONLN), dir);
+    fflush(stdout);
+    struct epoll_event ev = {.events = EPOLLIN};
+    ev.data.fd = kiln_farm_coordinator_fd(farm);
+    epoll_ctl(wake, EPOLL_CTL_ADD, ev.data.fd, &ev);
+    int code = KILN_EXIT_OK;
+    for (;;) {
+        struct epoll_event got;
+        int n = epoll_wait(wake, &got, 1, -1);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (got.data.fd == sigfd) {
+            printf("stopping the farm\n");
+            break;
+        }
+        const char *what = NULL;
+        if (!kiln_farm_alive(farm, &what)) {
+            fprintf(stderr, "kiln up: %s stopped unexpectedly; see %s/logs\n", what, dir);
+            code = KILN_EXIT_INFRA;
+            break;
+        }
+    }
+    kiln_farm_stop(&farm, true);
+    close(wake);
+    close(sigfd);
+    return code;
+}
+
+static int s_connect(s_common_t *c, kiln_client_t **client)
+{
+    if (kiln_client_resolve(&c->target) != 0 || kiln_client_open(client, &c->target) != 0) {
+        fprintf(stderr, "kiln: %s\n", kiln_error_last());
+        return KILN_EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* One request, one reply; prints the error on failure. */
+static int s_call(kiln_client_t *client, Kiln__Request *req, Kiln__Envelope **reply)
+{
+    int rc = kiln_client_call(client, req, KILN_REQUEST_TIMEOUT_MS, reply);
+    if (rc != 0) {
+        fprintf(stderr, "kiln: %s\n", kiln_error_last());
+        return KILN_EXIT_INFRA;
+    }
+    if ((*reply)->reply->code != 0) {
+        fprintf(stderr, "kiln: %s\n", (*reply)->reply->error);
+        return (*reply)->reply->code == -3 || (*reply)->reply->code == -2 ? KILN_EXIT_USAGE
+                                                                          : KILN_EXIT_INFRA;
+    }
+    return 0;
+}
+
+static int64_t s_parse_run(const char *text)
+{
+    char *end = NULL;
+    long long v = strtoll(text, &end, 10);
+    return end && *end == '\0' && v > 0 ? (int64_t)v : -1;
+}
+
+static int cmd_submit(int argc, char **argv)
+{
+    s_common_t c = {0};
+    bool wait = false;
+    int npos = 0, code;
+    char *text = NULL;
+    size_t len = 0;
+    kiln_client_t *client = NULL;
+    kiln_opt_t opts[] = {
+        S_TARGET_OPTS(c),
+        {"wait", KILN_OPT_BOOL, &wait, "follow the run and exit with its result"},
+        {"json", KILN_OPT_BOOL, &c.json, "with --wait: print a JSON summary"},
+        {NULL, 0, NULL, NULL},
+    };
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 1) {
+        if (rc == 0)
+            kiln_error_set("expected one workflow file");
+        return s_usage_error("submit", "WORKFLOW.yml [--wait] [options]", opts, rc ? rc : -1);
+    }
+    if ((code = s_validate(argv[2], &text, &len)) != 0)
+        return code;
+    if ((code = s_connect(&c, &client)) != 0) {
+        free(text);
+        return code;
+    }
+    if (wait) {
+        int sigfd = -1;
+        int wake = s_interrupt_fd(-1, &sigfd);
+        int64_t run = 0;
+        code = s_submit_and_follow(client, argv[2], text, len, !c.json, c.json, wake, &run);
+        close(wake);
+        close(sigfd);
+    } else {
+        Kiln__Request req = KILN__REQUEST__INIT;
+        Kiln__Envelope *reply = NULL;
+        req.kind = KILN__REQUEST_KIND__REQ_SUBMIT;
+        req.workflow_file = argv[2];
+        req.workflow_yaml.data = (uint8_t *)text;
+        req.workflow_yaml.len = len;
+        code = s_call(client, &req, &reply);
+        if (code == 0)
+            printf("%llu\n", (unsigned long long)reply->reply->run_id);
+        if (reply)
+            kiln__envelope__free_unpacked(reply, NULL);
+    }
+    kiln_client_destroy(&client);
+    free(text);
+    return code;
+}
+
+static int s_print_json_reply(const Kiln__Envelope *reply)
+{
+    json_t *doc = json_loads(reply->reply->json, 0, NULL);
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+    if (text)
+        printf("%s\n", text);
+    free(text);
+    json_decref(doc);
+    return 0;
+}
+
+static void s_ms_text(json_t *v, char *out, size_t cap)
+{
+    if (json_is_integer(v))
+        snprintf(out, cap, "%.2fs", (double)json_integer_value(v) / 1000.0);
+    else
+        snprintf(out, cap, "-");
+}
+
+static void s_print_runs(json_t *runs)
+{
+    size_t i;
+    json_t *r;
+    printf("%-6s  %-10s  %5s  %6s  %9s  %s\n", "RUN", "STATE", "JOBS", "FAILED", "DURATION",
+           "WORKFLOW");
+    json_array_foreach(runs, i, r) {
+        char dur[32];
+        s_ms_text(json_object_get(r, "duration_ms"), dur, sizeof dur);
+        printf("%-6lld  %-10s  %5lld  %6lld  %9s  %s\n",
+               (long long)json_integer_value(json_object_get(r, "id")),
+               json_string_value(json_object_get(r, "state")),
+               (long long)json_integer_value(json_object_get(r, "jobs")),
+               (long long)json_integer_value(json_object_get(r, "failed")), dur,
+               json_string_value(json_object_get(r, "name")));
+    }
+}
+
+static void s_print_run(json_t *run)
+{
+    size_t i, k;
+    json_t *job, *at;
+    printf("run %lld  %s  %s  (%s)\n", (long long)json_integer_value(json_object_get(run, "id")),
+           json_string_value(json_object_get(run, "name")),
+           json_string_value(json_object_get(run, "state")),
+           json_string_value(json_object_get(run, "file")));
+    printf("\n%-24s  %-11s  %9s  %-14s  %s\n", "JOB", "STATE", "DURATION", "WORKER", "ATTEMPTS");
+    json_array_foreach(json_object_get(run, "jobs"), i, job) {
+        char dur[32];
+        const char *worker = json_string_value(json_object_get(job, "worker"));
+        s_ms_text(json_object_get(job, "duration_ms"), dur, sizeof dur);
+        printf("%-24s  %-11s  %9s  %-14s  %lld\n", json_string_value(json_object_get(job, "name")),
+               json_string_value(json_object_get(job, "state")), dur, worker ? worker : "-",
+               (long long)json_integer_value(json_object_get(job, "attempt")));
+        json_t *attempts = json_object_get(job, "attempts");
+        if (json_array_size(attempts) > 1) {
+            json_array_foreach(attempts, k, at) {
+                const char *msg = json_string_value(json_object_get(at, "message"));
+                printf("    attempt %lld on %s: %s%s%s\n",
+                       (long long)json_integer_value(json_object_get(at, "attempt")),
+                       json_string_value(json_object_get(at, "worker")),
+                       json_string_value(json_object_get(at, "state")), msg ? " - " : "",
+                       msg ? msg : "");
+            }
+        }
+    }
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    s_common_t c = {0};
+    int npos = 0, code;
+    kiln_client_t *client = NULL;
+    Kiln__Envelope *reply = NULL;
+    kiln_opt_t opts[] = {
+        S_TARGET_OPTS(c),
+        {"json", KILN_OPT_BOOL, &c.json, "print JSON"},
+        {NULL, 0, NULL, NULL},
+    };
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    int64_t run = npos == 1 ? s_parse_run(argv[2]) : 0;
+    if (rc != 0 || npos > 1 || run < 0) {
+        if (rc == 0)
+            kiln_error_set("RUN must be a run number");
+        return s_usage_error("status", "[RUN] [options]", opts, rc ? rc : -1);
+    }
+    if ((code = s_connect(&c, &client)) != 0)
+        return code;
+    Kiln__Request req = KILN__REQUEST__INIT;
+    req.kind = KILN__REQUEST_KIND__REQ_STATUS;
+    req.run_id = (uint64_t)run;
+    req.limit = 20;
+    if ((code = s_call(client, &req, &reply)) == 0) {
+        json_t *doc = json_loads(reply->reply->json, 0, NULL);
+        if (c.json)
+            s_print_json_reply(reply);
+        else if (run)
+            s_print_run(doc);
+        else
+            s_print_runs(doc);
+        json_decref(doc);
+    }
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    kiln_client_destroy(&client);
+    return code;
+}
+
+static int cmd_history(int argc, char **argv)
+{
+    s_common_t c = {0};
+    int npos = 0, limit = 20, code;
+    kiln_client_t *client = NULL;
+    Kiln__Envelope *reply = NULL;
+    kiln_opt_t opts[] = {
+        S_TARGET_OPTS(c),
+        {"limit", KILN_OPT_INT, &limit, "how many runs, newest first (20, at most 1000)"},
+        {"json", KILN_OPT_BOOL, &c.json, "print JSON"},
+        {NULL, 0, NULL, NULL},
+    };
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 0 || limit < 1 || limit > 1000) {
+        if (rc == 0)
+            kiln_error_set("--limit must be 1..1000 and no arguments are taken");
+        return s_usage_error("history", "[--limit N] [--json] [options]", opts, rc ? rc : -1);
+    }
+    if ((code = s_connect(&c, &client)) != 0)
+        return code;
+    Kiln__Request req = KILN__REQUEST__INIT;
+    req.kind = KILN__REQUEST_KIND__REQ_HISTORY;
+    req.limit = (uint32_t)limit;
+    if ((code = s_call(client, &req, &reply)) == 0) {
+        if (c.json) {
+            s_print_json_reply(reply);
+        } else {
+            json_t *doc = json_loads(reply->reply->json, 0, NULL);
+            s_print_runs(doc);
+            json_decref(doc);
+        }
+    }
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    kiln_client_destroy(&client);
+    return code;
+}
+
+static int cmd_logs(int argc, char **argv)
+{
+    s_common_t c = {0};
+    bool follow = false;
+    int npos = 0, code;
+    kiln_client_t *client = NULL;
+    Kiln__Envelope *reply = NULL;
+    kiln_opt_t opts[] = {
+        S_TARGET_OPTS(c),
+        {"follow", KILN_OPT_BOOL, &follow, "keep following a running run (also -f)"},
+        {NULL, 0, NULL, NULL},
+    };
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "-f") == 0)
+            argv[i] = "--follow";
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    int64_t run = npos >= 1 ? s_parse_run(argv[2]) : -1;
+    if (rc != 0 || npos < 1 || npos > 2 || run < 0) {
+        if (rc == 0)
+            kiln_error_set("expected RUN [JOB]");
+        return s_usage_error("logs", "RUN [JOB] [-f] [options]", opts, rc ? rc : -1);
+    }
+    const char *job = npos == 2 ? argv[3] : NULL;
+    if ((code = s_connect(&c, &client)) != 0)
+        return code;
+    Kiln__Request req = KILN__REQUEST__INIT;
+    req.kind = KILN__REQUEST_KIND__REQ_LOGS;
+    req.run_id = (uint64_t)run;
+    req.job_id = (char *)(job ? job : "");
+    req.follow = follow;
+    if ((code = s_call(client, &req, &reply)) == 0) {
+        int sigfd = -1;
+        int wake = s_interrupt_fd(-1, &sigfd);
+        for (;;) {
+            Kiln__Envelope *m = NULL;
+            rc = kiln_client_next_event(client, follow ? -1 : KILN_REQUEST_TIMEOUT_MS, wake, &m);
+            if (rc != 0) {
+                if (rc != KILN_EAGAIN) {
+                    fprintf(stderr, "kiln: %s\n", kiln_error_last());
+                    code = KILN_EXIT_INFRA;
+                }
+                break;
+            }
+            const Kiln__RunEvent *ev = m->event;
+            bool end = ev->kind == KILN__EVENT_KIND__EVENT_END ||
+                       ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED;
+            if (ev->kind == KILN__EVENT_KIND__EVENT_LOG)
+                kiln_follow_print_log(ev->job_id, (int)ev->stream, ev->data.data, ev->data.len);
+            kiln__envelope__free_unpacked(m, NULL);
+            if (end)
+                break;
+        }
+        close(wake);
+        close(sigfd);
+    }
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    kiln_client_destroy(&client);
+    return code;
+}
+
+static int cmd_cancel(int argc, char **argv)
+{
+    s_common_t c = {0};
+    int npos = 0, code;
+    kiln_client_t *client = NULL;
+    Kiln__Envelope *reply = NULL;
+    kiln_opt_t opts[] = {S_TARGET_OPTS(c), {NULL, 0, NULL, NULL}};
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    int64_t run = npos == 1 ? s_parse_run(argv[2]) : -1;
+    if (rc != 0 || npos != 1 || run < 0) {
+        if (rc == 0)
+            kiln_error_set("expected one run number");
+        return s_usage_error("cancel", "RUN [options]", opts, rc ? rc : -1);
+    }
+    if ((code = s_connect(&c, &client)) != 0)
+        return code;
+    Kiln__Request req = KILN__REQUEST__INIT;
+    req.kind = KILN__REQUEST_KIND__REQ_CANCEL;
+    req.run_id = (uint64_t)run;
+    if ((code = s_call(client, &req, &reply)) == 0)
+        printf("run %lld: cancel requested\n", (long long)run);
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    kiln_client_destroy(&client);
+    return code;
+}
+
+static int cmd_workers(int argc, char **argv)
+{
+    s_common_t c = {0};
+    int npos = 0, code;
+    kiln_client_t *client = NULL;
+    Kiln__Envelope *reply = NULL;
+    kiln_opt_t opts[] = {S_TARGET_OPTS(c), {"json", KILN_OPT_BOOL, &c.json, "print JSON"},
+                         {NULL, 0, NULL, NULL}};
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 0)
+        return s_usage_error("workers", "[--json] [options]", opts, rc ? rc : -1);
+    if ((code = s_connect(&c, &client)) != 0)
+        return code;
+    Kiln__Request req = KILN__REQUEST__INIT;
+    req.kind = KILN__REQUEST_KIND__REQ_WORKERS;
+    if ((code = s_call(client, &req, &reply)) == 0) {
+        json_t *doc = json_loads(reply->reply->json, 0, NULL);
+        if (c.json) {
+            s_print_json_reply(reply);
+        } else {
+            size_t i, k;
+            json_t *w, *l;
+            printf("%-16s  %-10s  %-8s  %s\n", "WORKER", "BUSY", "STATE", "LABELS");
+            json_array_foreach(doc, i, w) {
+                char busy[32], labels[512] = "";
+                size_t o = 0;
+                snprintf(busy, sizeof busy, "%lld/%lld",
+                         (long long)json_integer_value(json_object_get(w, "busy")),
+                         (long long)json_integer_value(json_object_get(w, "slots")));
+                json_array_foreach(json_object_get(w, "labels"), k, l) {
+                    int n = snprintf(labels + o, sizeof labels - o, "%s%s", k ? "," : "",
+                                     json_string_value(l));
+                    if (n < 0 || (size_t)n >= sizeof labels - o)
+                        break;
+                    o += (size_t)n;
+                }
+                printf("%-16s  %-10s  %-8s  %s\n", json_string_value(json_object_get(w, "name")),
+                       busy, json_is_true(json_object_get(w, "draining")) ? "draining" : "ready",
+                       labels);
+            }
+        }
+        json_decref(doc);
+    }
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    kiln_client_destroy(&client);
+    return code;
+}
+
+static int cmd_keygen(int argc, char **argv)
+{
+    const char *dir = ".";
+    int npos = 0;
+    kiln_opt_t opts[] = {{"dir", KILN_OPT_STRING, &dir, "where to write the files (.)"},
+                         {NULL, 0, NULL, NULL}};
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 1) {
+        if (rc == 0)
+            kiln_error_set("expected one NAME");
+        return s_usage_error("keygen", "NAME [--dir DIR]", opts, rc ? rc : -1);
+    }
+    const char *name = argv[2];
+    if (!name[0] || strchr(name, '/')) {
+        fprintf(stderr, "kiln keygen: NAME must be a plain file name\n");
+        return KILN_EXIT_USAGE;
+    }
+    kiln_keypair_t kp;
+    if (kiln_keys_generate(&kp) != 0 || kiln_keys_write(&kp, dir, name) != 0) {
+        fprintf(stderr, "kiln keygen: %s\n", kiln_error_last());
+        return KILN_EXIT_USAGE;
+    }
+    printf("wrote %s/%s.key (secret) and %s/%s.pub\npublic key: %s\n", dir, name, dir, name,
+           kp.public_z85);
+    return KILN_EXIT_OK;
+}
+
+static int cmd_lint(int argc, char **argv)
+{
+    int npos = 0, code = KILN_EXIT_OK;
+    kiln_opt_t opts[] = {{NULL, 0, NULL, NULL}};
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos < 1) {
+        if (rc == 0)
+            kiln_error_set("expected at least one workflow file");
+        return s_usage_error("lint", "WORKFLOW.yml...", opts, rc ? rc : -1);
+    }
+    for (int i = 0; i < npos; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        if (s_validate(argv[2 + i], &text, &len) != 0)
+            code = KILN_EXIT_USAGE;
+        free(text);
+    }
+    return code;
+}
+
+static void s_help(FILE *out)
+{
+    fprintf(out,
+            "kiln %s: a distributed build farm for GitHub Actions workflows\n\n"
+            "usage: kiln COMMAND [options]   (kiln COMMAND --help for its options)\n\n"
+            "  run FILE       run a workflow on a private local farm and show it live\n"
+            "  up             run a persistent local farm until Ctrl-C\n"
+            "  submit FILE    submit a workflow to a running farm (--wait to follow it)\n"
+            "  status [RUN]   recent runs, or one run's jobs and attempts\n"
+            "  logs RUN [JOB] a run's output (-f to follow)\n"
+            "  history        finished and running runs (--limit, --json)\n"
+            "  cancel RUN     cancel a run\n"
+            "  workers        connected workers, labels and busy slots\n"
+            "  keygen NAME    write a CURVE key pair NAME.key / NAME.pub\n"
+            "  lint FILE...   validate workflows without a farm\n"
+            "  version        print the version\n\n"
+            "exit status: 0 success, 1 pipeline failed, 2 invalid input or usage,\n"
+            "3 infrastructure failure\n",
+            KILN_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    kiln_log_init("kiln", KILN_LOG_WARN);
+    if (argc < 2) {
+        s_help(stderr);
+        return KILN_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        {"run", cmd_run},         {"up", cmd_up},           {"submit", cmd_submit},
+        {"status", cmd_status},   {"logs", cmd_logs},       {"history", cmd_history},
+        {"cancel", cmd_cancel},   {"workers", cmd_workers}, {"keygen", cmd_keygen},
+        {"lint", cmd_lint},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(cmd, cmds[i].name) == 0)
+            return cmds[i].fn(argc, argv);
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        s_help(stdout);
+        return KILN_EXIT_OK;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("kiln %s\n", KILN_VERSION);
+        return KILN_EXIT_OK;
+    }
+    fprintf(stderr, "kiln: unknown command '%s'\n\n", cmd);
+    s_help(stderr);
+    return KILN_EXIT_USAGE;
+}

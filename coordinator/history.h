@@ -1,0 +1,97 @@
+/* history.h: the durable record of every run, job, attempt, step and log.
+ *
+ * History lives in SQLite (WAL mode) in the coordinator's data directory.
+ * It is the auditor's view: rows are only ever added or moved forward
+ * (pending -> running -> final), never deleted by normal operation. Redis
+ * holds the hot scheduling state; this holds what happened.
+ *
+ * All timestamps are wall-clock milliseconds since the epoch. Job and run
+ * states are the names of kiln_job_state_t (dag.h) and "running",
+ * "success", "failure", "cancelled" for runs.
+ *
+ * Thread rules: one connection, used from one thread (the coordinator's
+ * loop). Writers may group many calls in kiln_history_begin/commit.
+ */
+#ifndef KILN_HISTORY_H
+#define KILN_HISTORY_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kiln_history kiln_history_t;
+
+/* Opens (creating if needed) the database at `path`, applies the schema,
+ * enables WAL. Returns 0 or a negative code with kiln_error_last() set. */
+int kiln_history_open(kiln_history_t **out, const char *path);
+void kiln_history_destroy(kiln_history_t **self_p);
+
+int kiln_history_begin(kiln_history_t *self);
+int kiln_history_commit(kiln_history_t *self);
+
+/* A new run; its id (1, 2, ...) is written to *run_id. */
+int kiln_history_run_create(kiln_history_t *self, const char *name, const char *file,
+                            const char *yaml, size_t yaml_len, int64_t created_ms,
+                            int64_t *run_id);
+/* state: "running", "success", "failure", "cancelled". finished_ms 0 = unset. */
+int kiln_history_run_set_state(kiln_history_t *self, int64_t run_id, const char *state,
+                               int64_t finished_ms);
+
+/* A job of a run, in state "pending". needs and runs_on are lists. */
+int kiln_history_job_create(kiln_history_t *self, int64_t run_id, const char *job_id,
+                            const char *name, const char *const *needs, size_t n_needs,
+                            const char *const *runs_on, size_t n_runs_on);
+/* Moves a job to `state`. worker may be NULL (unchanged); attempt 0 and
+ * started_ms/finished_ms 0 leave those columns unchanged. */
+int kiln_history_job_set_state(kiln_history_t *self, int64_t run_id, const char *job_id,
+                               const char *state, unsigned attempt, const char *worker,
+                               int64_t started_ms, int64_t finished_ms);
+
+/* One dispatch of a job: attempt number, fencing token, worker. */
+int kiln_history_attempt_start(kiln_history_t *self, int64_t run_id, const char *job_id,
+                               unsigned attempt, uint64_t token, const char *worker,
+                               int64_t started_ms);
+/* An attempt's end. state: a job state name or an infrastructure class
+ * ("worker_lost", ...); message may be NULL. */
+int kiln_history_attempt_finish(kiln_history_t *self, int64_t run_id, const char *job_id,
+                                unsigned attempt, const char *state, const char *message,
+                                int64_t finished_ms);
+
+int kiln_history_step_start(kiln_history_t *self, int64_t run_id, const char *job_id,
+                            unsigned attempt, unsigned step, const char *name, int64_t started_ms);
+/* state: "success", "failure", "timed_out", "cancelled", "skipped". exit_code
+ * -1 when the process did not exit normally (then signal is set). */
+int kiln_history_step_finish(kiln_history_t *self, int64_t run_id, const char *job_id,
+                             unsigned attempt, unsigned step, const char *state, int exit_code,
+                             int signal, int64_t started_ms, int64_t finished_ms);
+
+/* stream: 0 stdout, 1 stderr, 2 system (Kiln's own messages). */
+int kiln_history_log_append(kiln_history_t *self, int64_t run_id, const char *job_id,
+                            unsigned attempt, unsigned step, int stream, const void *data,
+                            size_t len, int64_t ts_ms);
+
+/* An audit event (who did what), kept forever. */
+int kiln_history_audit(kiln_history_t *self, const char *kind, const char *actor,
+                       const char *detail, int64_t ts_ms);
+
+/* The newest `limit` runs, newest first, as a JSON array of objects
+ * {id, name, file, state, created_ms, finished_ms, duration_ms, jobs: n,
+ * failed: n}. *out is a new reference. */
+int kiln_history_runs_json(kiln_history_t *self, unsigned limit, json_t **out);
+/* One run: {id, name, file, state, created_ms, finished_ms, jobs: [{id,
+ * name, state, attempt, worker, started_ms, finished_ms, duration_ms, needs,
+ * runs_on, attempts: [{attempt, token, worker, state, message, started_ms,
+ * finished_ms}], steps: [{attempt, index, name, state, exit_code, signal,
+ * started_ms, finished_ms, duration_ms}]}]}. KILN_ENOTFOUND if no such run. */
+int kiln_history_run_json(kiln_history_t *self, int64_t run_id, json_t **out);
+
+typedef int (*kiln_history_log_fn)(void *ctx, const char *job_id, unsigned attempt,
+                                   unsigned step, int stream, const void *data, size_t len,
+                                   int64_t ts_ms);
+/* Calls fn for each stored log chunk of the run in arrival order, only for
+ * job_id when it is not NULL. fn returning non-zero stops the walk (that value
+ * is returned). */
+int kiln_history_logs_each(kiln_history_t *self, int64_t run_id, const char *job_id,
+                           kiln_history_log_fn fn, void *ctx);
+
+#endif

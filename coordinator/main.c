@@ -1,0 +1,67 @@
+/* main.c: kiln-coordinator. Parses flags (or a config file) and runs the
+ * server library; everything else lives in server.c so tests and fuzzers
+ * link the same code. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "server.h"
+
+int main(int argc, char **argv)
+{
+    kiln_server_config_t cfg;
+    kiln_server_t *server = NULL;
+    const char *log_level = "info";
+    int heartbeat = 0, lease = 0, attempts = 0, npos = 0;
+    kiln_server_config_defaults(&cfg);
+    kiln_opt_t opts[] = {
+        {"listen", KILN_OPT_STRING, &cfg.listen, "endpoint to bind (tcp://127.0.0.1:7420)"},
+        {"redis", KILN_OPT_STRING, &cfg.redis, "Redis address: /path/redis.sock or host:port"},
+        {"db", KILN_OPT_STRING, &cfg.db_path, "history database file (SQLite)"},
+        {"key", KILN_OPT_STRING, &cfg.key_path, "the coordinator's CURVE key pair (.key)"},
+        {"allow", KILN_OPT_STRING, &cfg.allow_dir,
+         "allow-list directory with workers/ and clients/ *.pub keys"},
+        {"universal-labels", KILN_OPT_STRING, &cfg.universal_labels,
+         "labels every worker matches (self-hosted,ubuntu-latest)"},
+        {"heartbeat-ms", KILN_OPT_INT, &heartbeat, "worker heartbeat interval (1000)"},
+        {"lease-ms", KILN_OPT_INT, &lease, "a worker silent this long is lost (5000)"},
+        {"max-attempts", KILN_OPT_INT, &attempts, "attempts per job on infrastructure failure (3)"},
+        {"log-level", KILN_OPT_STRING, &log_level, "debug, info, warn or error"},
+        {NULL, 0, NULL, NULL},
+    };
+    int rc = kiln_opts_parse(opts, argc, argv, 1, &npos);
+    if (rc == 1 || rc != 0 || npos != 0) {
+        FILE *out = rc == 1 ? stdout : stderr;
+        if (rc < 0)
+            fprintf(stderr, "kiln-coordinator: %s\n", kiln_error_last());
+        else if (npos)
+            fprintf(stderr, "kiln-coordinator: unexpected argument '%s'\n", argv[1]);
+        fprintf(out, "usage: kiln-coordinator --redis ADDR --db FILE --key FILE --allow DIR "
+                     "[options]\n\n");
+        kiln_opts_print(out, opts);
+        return rc == 1 ? 0 : 2;
+    }
+    kiln_log_level_t level;
+    if (kiln_log_parse_level(log_level, &level) != 0) {
+        fprintf(stderr, "kiln-coordinator: unknown log level '%s'\n", log_level);
+        return 2;
+    }
+    kiln_log_init("coordinator", level);
+    if (heartbeat)
+        cfg.heartbeat_ms = heartbeat;
+    if (lease)
+        cfg.lease_ms = lease;
+    if (attempts)
+        cfg.max_attempts = (unsigned)attempts;
+    cfg.handle_signals = true;
+    rc = kiln_server_new(&server, &cfg);
+    if (rc != 0) {
+        kiln_log_error("%s", kiln_error_last());
+        return rc == KILN_EINVAL ? 2 : 3;
+    }
+    rc = kiln_server_run(server);
+    kiln_server_destroy(&server);
+    return rc == 0 ? 0 : 3;
+}

@@ -1,0 +1,1675 @@
+/* pipeline.c: a workflow file (GitHub Actions syntax) read into Kiln's model.
+ *
+ * Two passes. The first feeds libyaml's event stream into a small tree of
+ * our own (s_node_t) rather than using libyaml's document loader, because
+ * the loader has no limits: here every node is counted as it arrives, an
+ * alias is charged the size of the subtree it stands for (so "billion
+ * laughs" is refused after a handful of events, not after expanding), the
+ * nesting depth and each scalar's size are bounded, and duplicate keys are
+ * caught once per mapping. The second pass walks that tree against the
+ * workflow schema and fills kiln_workflow_t, reporting every problem it can
+ * find (lint wants all of them) and only giving up on the tree pass's fatal
+ * problems (syntax errors, limits) and on allocation failure.
+ *
+ * After the walk, needs are resolved to job indexes, cycles are named, and a
+ * topological order is computed. The model is returned only when no error
+ * was reported; warnings (unknown keys) do not stop a run.
+ *
+ * Nothing here keeps global state, so parsing is safe from several threads.
+ */
+#include "pipeline.h"
+
+#include "error.h"
+
+#include <yaml.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* One scalar (a run script, an env value) may not exceed this. */
+#define S_MAX_SCALAR (256 * 1024)
+/* Diagnostics kept per list: garbage input must not grow it without end. */
+#define S_MAX_DIAGS 1000
+/* Distinct anchor definitions per document; real workflows use a handful,
+ * and the cap bounds the cost of alias lookups on hostile input. */
+#define S_MAX_ANCHORS 1000
+#define S_ANCHOR_BUCKETS 256
+/* A message quotes at most this many bytes of any user-supplied text. */
+#define S_QUOTE_MAX 80
+/* Derived step names ("Run <first line>") keep this many bytes of script. */
+#define S_STEP_NAME_MAX 60
+/* timeout-minutes above a year is surely a mistake, and the cap keeps the
+ * milliseconds far from int64 overflow. */
+#define S_MAX_TIMEOUT_MIN (60.0 * 24 * 365)
+#define S_DIAG_MSG_MAX 1024
+
+/* ---------------------------------------------------------------------- */
+/* Diagnostics */
+
+void kiln_diags_init(kiln_diags_t *self, const char *file)
+{
+    assert(self);
+    memset(self, 0, sizeof *self);
+    /* On allocation failure the list still works, naming the file "?". */
+    self->file = strdup(file ? file : "");
+}
+
+void kiln_diags_free(kiln_diags_t *self)
+{
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->n; i++)
+        free(self->items[i].message);
+    free(self->items);
+    free(self->file);
+    memset(self, 0, sizeof *self);
+}
+
+/* Errors are always counted, so a run is refused even when the list is full
+ * or its memory ran out; only the text can be lost. */
+static void s_diags_vadd(kiln_diags_t *self, kiln_diag_severity_t sev, int line, int col,
+                         const char *fmt, va_list ap)
+{
+    char msg[S_DIAG_MSG_MAX];
+    if (sev == KILN_DIAG_ERROR)
+        self->n_errors++;
+    if (self->n > S_MAX_DIAGS)
+        return;
+    if (self->n == S_MAX_DIAGS) {
+        snprintf(msg, sizeof msg, "too many problems; only the first %d are listed", S_MAX_DIAGS);
+        sev = KILN_DIAG_WARNING;
+        line = 0;
+        col = 0;
+    } else {
+        vsnprintf(msg, sizeof msg, fmt, ap);
+    }
+    if (self->n == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 16;
+        kiln_diag_t *items = realloc(self->items, cap * sizeof *items);
+        if (!items)
+            return;
+        self->items = items;
+        self->cap = cap;
+    }
+    char *copy = strdup(msg);
+    if (!copy)
+        return;
+    self->items[self->n].severity = sev;
+    self->items[self->n].line = line;
+    self->items[self->n].col = col;
+    self->items[self->n].message = copy;
+    self->n++;
+}
+
+void kiln_diags_add(kiln_diags_t *self, kiln_diag_severity_t sev, int line, int col, const char *fmt,
+                    ...)
+{
+    assert(self && fmt);
+    va_list ap;
+    va_start(ap, fmt);
+    s_diags_vadd(self, sev, line, col, fmt, ap);
+    va_end(ap);
+}
+
+char *kiln_diags_format(const kiln_diags_t *self)
+{
+    assert(self);
+    const char *file = self->file ? self->file : "?";
+    char *out = NULL;
+    size_t total = 1;
+    for (size_t i = 0; i < self->n; i++)
+        total += strlen(file) + strlen(self->items[i].message) + 48;
+    out = malloc(total);
+    if (!out)
+        return NULL;
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < self->n; i++) {
+        const kiln_diag_t *d = &self->items[i];
+        const char *sev = d->severity == KILN_DIAG_ERROR ? "error" : "warning";
+        int w;
+        if (d->line > 0)
+            w = snprintf(out + used, total - used, "%s:%d:%d: %s: %s\n", file, d->line, d->col,
+                         sev, d->message);
+        else
+            w = snprintf(out + used, total - used, "%s: %s: %s\n", file, sev, d->message);
+        if (w < 0 || (size_t)w >= total - used)
+            break; /* cannot happen: total allows for two ints per line */
+        used += (size_t)w;
+    }
+    return out;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The YAML tree */
+
+typedef enum { S_SCALAR, S_SEQ, S_MAP, S_ALIAS } s_kind_t;
+
+typedef struct s_node {
+    s_kind_t kind;
+    int line, col;          /* 1-based start */
+    char *value;            /* scalar text, NUL-terminated */
+    size_t len;
+    bool plain;             /* untagged plain scalar: may be a bool or a number */
+    struct s_node **items;  /* sequence items; mapping keys and values alternate */
+    size_t n, cap;
+    struct s_node *target;  /* alias: the anchored node */
+    char *anchor;           /* anchor name, registered when the node is complete */
+    size_t weight;          /* nodes this stands for with aliases expanded */
+    int height;             /* collection levels within (scalar: 0) */
+    bool skip;              /* as a mapping key: duplicate or not a scalar */
+    struct s_node *next_alloc;
+} s_node_t;
+
+typedef struct s_anchor {
+    const char *name;       /* borrowed from the node */
+    s_node_t *node;
+    struct s_anchor *next;
+} s_anchor_t;
+
+typedef struct {
+    s_node_t *all;          /* every node, for freeing */
+    s_node_t *root;
+    s_node_t *stack[KILN_WF_MAX_DEPTH];
+    int depth;
+    size_t n_nodes;         /* counting alias expansions */
+    s_anchor_t *anchors[S_ANCHOR_BUCKETS];
+    size_t n_anchors;
+    int n_docs;
+} s_tree_t;
+
+typedef struct {
+    s_node_t **need_nodes;  /* where each needs entry was written */
+    s_node_t *needs_key;
+} s_job_aux_t;
+
+typedef struct {
+    kiln_diags_t *diags;
+    kiln_workflow_t *wf;
+    s_job_aux_t *aux;       /* parallel to wf->jobs */
+    size_t n_aux;
+    bool oom;
+} s_ctx_t;
+
+static void s_vdiag(s_ctx_t *ctx, kiln_diag_severity_t sev, int line, int col, const char *fmt,
+                    va_list ap)
+{
+    s_diags_vadd(ctx->diags, sev, line, col, fmt, ap);
+}
+
+static void __attribute__((format(printf, 4, 5)))
+s_error_at(s_ctx_t *ctx, int line, int col, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_vdiag(ctx, KILN_DIAG_ERROR, line, col, fmt, ap);
+    va_end(ap);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+s_error(s_ctx_t *ctx, const s_node_t *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_vdiag(ctx, KILN_DIAG_ERROR, at ? at->line : 0, at ? at->col : 0, fmt, ap);
+    va_end(ap);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+s_warn(s_ctx_t *ctx, const s_node_t *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_vdiag(ctx, KILN_DIAG_WARNING, at ? at->line : 0, at ? at->col : 0, fmt, ap);
+    va_end(ap);
+}
+
+static void s_oom(s_ctx_t *ctx)
+{
+    ctx->oom = true;
+}
+
+/* Length to print of user text in a message ("%.*s"), so one long key
+ * cannot push the rest of the message out. */
+static int s_q(const char *text)
+{
+    size_t len = strnlen(text, S_QUOTE_MAX);
+    return (int)len;
+}
+
+static char *s_strdup(s_ctx_t *ctx, const char *text)
+{
+    char *copy = strdup(text);
+    if (!copy)
+        s_oom(ctx);
+    return copy;
+}
+
+static s_node_t *s_res(s_node_t *node)
+{
+    return node && node->kind == S_ALIAS ? node->target : node;
+}
+
+static const char *s_kind_name(s_kind_t kind)
+{
+    switch (kind) {
+    case S_SCALAR: return "a scalar";
+    case S_SEQ: return "a list";
+    case S_MAP: return "a mapping";
+    default: return "an alias";
+    }
+}
+
+static s_node_t *s_node_new(s_tree_t *tree, s_kind_t kind, const yaml_mark_t *mark)
+{
+    s_node_t *node = calloc(1, sizeof *node);
+    if (!node)
+        return NULL;
+    node->kind = kind;
+    /* Input is at most KILN_WF_MAX_BYTES, so marks fit an int. */
+    node->line = (int)mark->line + 1;
+    node->col = (int)mark->column + 1;
+    node->weight = 1;
+    node->next_alloc = tree->all;
+    tree->all = node;
+    return node;
+}
+
+static void s_tree_free(s_tree_t *tree)
+{
+    s_node_t *node = tree->all;
+    while (node) {
+        s_node_t *next = node->next_alloc;
+        free(node->value);
+        free(node->items);
+        free(node->anchor);
+        free(node);
+        node = next;
+    }
+    for (size_t b = 0; b < S_ANCHOR_BUCKETS; b++) {
+        s_anchor_t *a = tree->anchors[b];
+        while (a) {
+            s_anchor_t *next = a->next;
+            free(a);
+            a = next;
+        }
+    }
+    memset(tree, 0, sizeof *tree);
+}
+
+static size_t s_hash(const char *text)
+{
+    size_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % S_ANCHOR_BUCKETS;
+}
+
+/* A later definition of the same name hides the earlier one (YAML says an
+ * alias refers to the most recent anchor), so new entries go first. */
+static int s_anchor_put(s_ctx_t *ctx, s_tree_t *tree, s_node_t *node)
+{
+    if (tree->n_anchors >= S_MAX_ANCHORS) {
+        s_error(ctx, node, "too many YAML anchors (the limit is %d)", S_MAX_ANCHORS);
+        return -1;
+    }
+    s_anchor_t *a = malloc(sizeof *a);
+    if (!a) {
+        s_oom(ctx);
+        return -1;
+    }
+    size_t b = s_hash(node->anchor);
+    a->name = node->anchor;
+    a->node = node;
+    a->next = tree->anchors[b];
+    tree->anchors[b] = a;
+    tree->n_anchors++;
+    return 0;
+}
+
+static s_node_t *s_anchor_get(const s_tree_t *tree, const char *name)
+{
+    for (s_anchor_t *a = tree->anchors[s_hash(name)]; a; a = a->next)
+        if (strcmp(a->name, name) == 0)
+            return a->node;
+    return NULL;
+}
+
+/* Charges `cost` nodes against KILN_WF_MAX_NODES. */
+static int s_tree_charge(s_ctx_t *ctx, s_tree_t *tree, size_t cost, const yaml_mark_t *mark)
+{
+    if (cost > (size_t)KILN_WF_MAX_NODES - tree->n_nodes) {
+        s_error_at(ctx, (int)mark->line + 1, (int)mark->column + 1,
+                   "too many YAML nodes (alias expansion?): the limit is %d", KILN_WF_MAX_NODES);
+        return -1;
+    }
+    tree->n_nodes += cost;
+    return 0;
+}
+
+static int s_tree_attach(s_ctx_t *ctx, s_tree_t *tree, s_node_t *node)
+{
+    if (tree->depth == 0) {
+        tree->root = node;
+        return 0;
+    }
+    s_node_t *parent = tree->stack[tree->depth - 1];
+    if (parent->n == parent->cap) {
+        size_t cap = parent->cap ? parent->cap * 2 : 4;
+        s_node_t **items = realloc(parent->items, cap * sizeof *items);
+        if (!items) {
+            s_oom(ctx);
+            return -1;
+        }
+        parent->items = items;
+        parent->cap = cap;
+    }
+    parent->items[parent->n++] = node;
+    return 0;
+}
+
+static int s_anchor_copy(s_ctx_t *ctx, s_node_t *node, const yaml_char_t *anchor)
+{
+    if (!anchor)
+        return 0;
+    node->anchor = s_strdup(ctx, (const char *)anchor);
+    return node->anchor ? 0 : -1;
+}
+
+static int s_tree_scalar(s_ctx_t *ctx, s_tree_t *tree, const yaml_event_t *ev)
+{
+    size_t len = ev->data.scalar.length;
+    if (len > S_MAX_SCALAR) {
+        s_error_at(ctx, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+                   "a value of %zu bytes is longer than the limit of %d bytes", len, S_MAX_SCALAR);
+        return -1;
+    }
+    if (s_tree_charge(ctx, tree, 1, &ev->start_mark) < 0)
+        return -1;
+    s_node_t *node = s_node_new(tree, S_SCALAR, &ev->start_mark);
+    if (!node) {
+        s_oom(ctx);
+        return -1;
+    }
+    node->value = malloc(len + 1);
+    if (!node->value) {
+        s_oom(ctx);
+        return -1;
+    }
+    memcpy(node->value, ev->data.scalar.value, len);
+    node->value[len] = '\0';
+    node->len = len;
+    /* Untagged plain scalars are the only ones YAML resolves to booleans
+     * and numbers; "true" in quotes or !!str true stays a string. */
+    node->plain = ev->data.scalar.plain_implicit != 0;
+    if (memchr(node->value, '\0', len))
+        s_error(ctx, node, "a value contains a NUL character");
+    if (s_tree_attach(ctx, tree, node) < 0)
+        return -1;
+    if (s_anchor_copy(ctx, node, ev->data.scalar.anchor) < 0)
+        return -1;
+    return node->anchor ? s_anchor_put(ctx, tree, node) : 0;
+}
+
+static int s_tree_alias(s_ctx_t *ctx, s_tree_t *tree, const yaml_event_t *ev)
+{
+    const char *name = (const char *)ev->data.alias.anchor;
+    int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
+    /* Collections are registered when they end, so an alias inside its own
+     * anchor (a recursive structure) is unknown here. */
+    s_node_t *target = s_anchor_get(tree, name);
+    if (!target) {
+        s_error_at(ctx, line, col, "alias '*%.*s' refers to no complete anchor", s_q(name), name);
+        return -1;
+    }
+    if (tree->depth + target->height > KILN_WF_MAX_DEPTH) {
+        s_error_at(ctx, line, col, "nesting deeper than %d levels", KILN_WF_MAX_DEPTH);
+        return -1;
+    }
+    if (s_tree_charge(ctx, tree, target->weight, &ev->start_mark) < 0)
+        return -1;
+    s_node_t *node = s_node_new(tree, S_ALIAS, &ev->start_mark);
+    if (!node) {
+        s_oom(ctx);
+        return -1;
+    }
+    node->target = target;
+    node->weight = target->weight;
+    node->height = target->height;
+    return s_tree_attach(ctx, tree, node);
+}
+
+static int s_tree_open(s_ctx_t *ctx, s_tree_t *tree, const yaml_event_t *ev)
+{
+    bool is_map = ev->type == YAML_MAPPING_START_EVENT;
+    if (tree->depth >= KILN_WF_MAX_DEPTH) {
+        s_error_at(ctx, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+                   "nesting deeper than %d levels", KILN_WF_MAX_DEPTH);
+        return -1;
+    }
+    if (s_tree_charge(ctx, tree, 1, &ev->start_mark) < 0)
+        return -1;
+    s_node_t *node = s_node_new(tree, is_map ? S_MAP : S_SEQ, &ev->start_mark);
+    if (!node) {
+        s_oom(ctx);
+        return -1;
+    }
+    const yaml_char_t *anchor =
+        is_map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
+    if (s_anchor_copy(ctx, node, anchor) < 0)
+        return -1;
+    if (s_tree_attach(ctx, tree, node) < 0)
+        return -1;
+    tree->stack[tree->depth++] = node;
+    return 0;
+}
+
+typedef struct {
+    s_node_t *key;          /* resolved */
+    size_t pos;             /* index of the key in the mapping */
+} s_key_ref_t;
+
+static int s_key_cmp(const void *a, const void *b)
+{
+    const s_key_ref_t *x = a, *y = b;
+    size_t n = x->key->len < y->key->len ? x->key->len : y->key->len;
+    int c = memcmp(x->key->value, y->key->value, n);
+    if (c != 0)
+        return c;
+    if (x->key->len != y->key->len)
+        return x->key->len < y->key->len ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Marks keys that are not scalars and every repeat of a key after its first
+ * occurrence; the walk skips marked pairs. Sorting keeps a mapping of many
+ * keys from costing n^2 comparisons. */
+static int s_check_keys(s_ctx_t *ctx, s_node_t *map)
+{
+    int rc = -1;
+    s_key_ref_t *refs = NULL;
+    size_t n_pairs = map->n / 2, n_refs = 0;
+    if (n_pairs == 0) {
+        rc = 0;
+        goto cleanup;
+    }
+    refs = malloc(n_pairs * sizeof *refs);
+    if (!refs) {
+        s_oom(ctx);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n_pairs; i++) {
+        s_node_t *slot = map->items[2 * i];
+        s_node_t *key = s_res(slot);
+        if (key->kind != S_SCALAR) {
+            s_error(ctx, slot, "a mapping key must be a string, not %s", s_kind_name(key->kind));
+            slot->skip = true;
+            continue;
+        }
+        refs[n_refs].key = key;
+        refs[n_refs].pos = 2 * i;
+        n_refs++;
+    }
+    qsort(refs, n_refs, sizeof *refs, s_key_cmp);
+    for (size_t i = 1; i < n_refs; i++) {
+        const s_node_t *a = refs[i - 1].key, *b = refs[i].key;
+        if (a->len == b->len && memcmp(a->value, b->value, a->len) == 0) {
+            s_node_t *slot = map->items[refs[i].pos];
+            s_error(ctx, slot, "duplicate key '%.*s'", s_q(b->value), b->value);
+            slot->skip = true;
+        }
+    }
+    rc = 0;
+cleanup:
+    free(refs);
+    return rc;
+}
+
+static int s_tree_close(s_ctx_t *ctx, s_tree_t *tree)
+{
+    assert(tree->depth > 0); /* libyaml pairs start and end events */
+    s_node_t *node = tree->stack[--tree->depth];
+    size_t weight = 1;
+    int height = 0;
+    for (size_t i = 0; i < node->n; i++) {
+        /* Every child was charged, so the sum stays within the node cap. */
+        weight += node->items[i]->weight;
+        if (node->items[i]->height > height)
+            height = node->items[i]->height;
+    }
+    node->weight = weight;
+    node->height = height + 1;
+    if (node->kind == S_MAP && s_check_keys(ctx, node) < 0)
+        return -1;
+    return node->anchor ? s_anchor_put(ctx, tree, node) : 0;
+}
+
+/* Returns 1 at the end of the stream, 0 to go on, -1 on a fatal problem. */
+static int s_tree_event(s_ctx_t *ctx, s_tree_t *tree, const yaml_event_t *ev)
+{
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+        return 1;
+    case YAML_DOCUMENT_START_EVENT:
+        if (++tree->n_docs > 1) {
+            s_error_at(ctx, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+                       "a workflow file holds one YAML document; this starts another");
+            return -1;
+        }
+        return 0;
+    case YAML_ALIAS_EVENT:
+        return s_tree_alias(ctx, tree, ev);
+    case YAML_SCALAR_EVENT:
+        return s_tree_scalar(ctx, tree, ev);
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        return s_tree_open(ctx, tree, ev);
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        return s_tree_close(ctx, tree);
+    default:
+        return 0;
+    }
+}
+
+static void s_syntax_error(s_ctx_t *ctx, const yaml_parser_t *parser, const char *text,
+                           size_t len)
+{
+    const char *problem = parser->problem ? parser->problem : "invalid YAML";
+    int line = (int)parser->problem_mark.line + 1, col = (int)parser->problem_mark.column + 1;
+    if (parser->error == YAML_MEMORY_ERROR) {
+        s_oom(ctx);
+        return;
+    }
+    if (parser->error == YAML_READER_ERROR) {
+        /* The reader reports a byte offset, not a mark. */
+        size_t end = parser->problem_offset < len ? parser->problem_offset : len;
+        line = 1;
+        col = 1;
+        for (size_t i = 0; i < end; i++) {
+            if (text[i] == '\n') {
+                line++;
+                col = 1;
+            } else {
+                col++;
+            }
+        }
+    }
+    if (parser->context)
+        s_error_at(ctx, line, col, "YAML syntax error: %s (%s at line %d)", problem,
+                   parser->context, (int)parser->context_mark.line + 1);
+    else
+        s_error_at(ctx, line, col, "YAML syntax error: %s", problem);
+}
+
+/* Builds the tree; 0, or -1 after a fatal problem was reported (or OOM). */
+static int s_tree_build(s_ctx_t *ctx, s_tree_t *tree, const char *text, size_t len)
+{
+    int rc = -1;
+    yaml_parser_t parser;
+    bool ready = false;
+    if (!yaml_parser_initialize(&parser)) {
+        s_oom(ctx);
+        goto cleanup;
+    }
+    ready = true;
+    /* libyaml asserts on a NULL input even when it is empty. */
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(text ? text : ""), len);
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            s_syntax_error(ctx, &parser, text, len);
+            goto cleanup;
+        }
+        int step = s_tree_event(ctx, tree, &ev);
+        yaml_event_delete(&ev);
+        if (step < 0)
+            goto cleanup;
+        if (step > 0)
+            break;
+    }
+    rc = 0;
+cleanup:
+    if (ready)
+        yaml_parser_delete(&parser);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Scalar types */
+
+static bool s_is_bool(const s_node_t *val, bool *out)
+{
+    static const char *yes[] = {"true", "True", "TRUE"};
+    static const char *no[] = {"false", "False", "FALSE"};
+    if (val->kind != S_SCALAR || !val->plain)
+        return false;
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(val->value, yes[i]) == 0) {
+            *out = true;
+            return true;
+        }
+        if (strcmp(val->value, no[i]) == 0) {
+            *out = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A plain decimal number (YAML int or float). Hex, octal prefixes, .inf and
+ * .nan are refused: none is a sensible timeout. strtod follows LC_NUMERIC,
+ * which Kiln never changes from "C". */
+static bool s_is_number(const s_node_t *val, double *out)
+{
+    if (val->kind != S_SCALAR || !val->plain || val->len == 0)
+        return false;
+    if (strpbrk(val->value, "xXoOnNiIpP \t"))
+        return false;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(val->value, &end);
+    if (end != val->value + val->len || errno == ERANGE || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Schema walk */
+
+static void s_type_error(s_ctx_t *ctx, s_node_t *key, const char *who, const char *what)
+{
+    const char *name = s_res(key)->value;
+    s_error(ctx, key, "'%.*s' of %s must be %s", s_q(name), name, who, what);
+}
+
+/* A copy of scalar `val`'s text, or NULL after a type error (or OOM). */
+static char *s_string(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who)
+{
+    if (val->kind != S_SCALAR) {
+        s_type_error(ctx, key, who, "a string");
+        return NULL;
+    }
+    return s_strdup(ctx, val->value);
+}
+
+static bool s_shell_ok(const char *shell)
+{
+    /* "{0}" marks a custom template, as on GitHub: "perl {0}". */
+    return strcmp(shell, "bash") == 0 || strcmp(shell, "sh") == 0 ||
+           strcmp(shell, "python") == 0 || strstr(shell, "{0}") != NULL;
+}
+
+static char *s_shell(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who)
+{
+    char *shell = s_string(ctx, key, val, who);
+    if (shell && !s_shell_ok(shell)) {
+        s_error(ctx, val, "unsupported shell '%.*s' in %s (use bash, sh, python or a command "
+                "containing {0})", s_q(shell), shell, who);
+        free(shell);
+        shell = NULL;
+    }
+    return shell;
+}
+
+static void s_bool_key(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who, bool *out)
+{
+    if (!s_is_bool(val, out))
+        s_type_error(ctx, key, who, "a boolean (true or false)");
+}
+
+static void s_minutes_key(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who,
+                          int64_t *out_ms)
+{
+    double minutes;
+    if (!s_is_number(val, &minutes)) {
+        s_type_error(ctx, key, who, "a number");
+        return;
+    }
+    if (!(minutes > 0) || minutes > S_MAX_TIMEOUT_MIN) {
+        s_type_error(ctx, key, who, "a number of minutes greater than 0 and at most a year");
+        return;
+    }
+    /* Rounded by hand: llround would pull in libm for one call. */
+    int64_t ms = (int64_t)(minutes * 60000.0 + 0.5);
+    /* A tiny fraction still means "a timeout", never "none" (0). */
+    *out_ms = ms > 0 ? ms : 1;
+}
+
+/* The if: expression as written; a bool or number keeps its text too. */
+static char *s_if(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who)
+{
+    if (val->kind != S_SCALAR) {
+        s_type_error(ctx, key, who, "a string");
+        return NULL;
+    }
+    if (val->len == 0)
+        return NULL;
+    return s_strdup(ctx, val->value);
+}
+
+static void s_walk_env(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who,
+                       kiln_env_t *env)
+{
+    if (val->kind != S_MAP) {
+        s_type_error(ctx, key, who, "a mapping");
+        return;
+    }
+    size_t n_pairs = val->n / 2;
+    if (n_pairs == 0)
+        return;
+    env->items = calloc(n_pairs, sizeof *env->items);
+    if (!env->items) {
+        s_oom(ctx);
+        return;
+    }
+    for (size_t i = 0; i + 1 < val->n && !ctx->oom; i += 2) {
+        s_node_t *kslot = val->items[i];
+        if (kslot->skip)
+            continue;
+        const char *name = s_res(kslot)->value;
+        s_node_t *v = s_res(val->items[i + 1]);
+        /* The executor builds "NAME=value" strings: an '=' in the name or
+         * an empty one would silently become a different variable. */
+        if (name[0] == '\0' || strchr(name, '=')) {
+            s_error(ctx, kslot, "invalid environment variable name '%.*s' in env of %s",
+                    s_q(name), name, who);
+            continue;
+        }
+        if (v->kind != S_SCALAR) {
+            s_error(ctx, kslot, "env '%.*s' of %s must be a string, not %s", s_q(name), name, who,
+                    s_kind_name(v->kind));
+            continue;
+        }
+        kiln_kv_t *kv = &env->items[env->n++];
+        kv->key = s_strdup(ctx, name);
+        kv->value = s_strdup(ctx, v->value);
+    }
+}
+
+static void s_walk_defaults(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who,
+                            char **shell, char **wd)
+{
+    if (val->kind != S_MAP) {
+        s_type_error(ctx, key, who, "a mapping");
+        return;
+    }
+    for (size_t i = 0; i + 1 < val->n && !ctx->oom; i += 2) {
+        s_node_t *kslot = val->items[i];
+        if (kslot->skip)
+            continue;
+        const char *name = s_res(kslot)->value;
+        s_node_t *v = s_res(val->items[i + 1]);
+        if (strcmp(name, "run") != 0) {
+            s_warn(ctx, kslot, "unknown key '%.*s' in defaults of %s", s_q(name), name, who);
+            continue;
+        }
+        if (v->kind != S_MAP) {
+            s_error(ctx, kslot, "'defaults.run' of %s must be a mapping", who);
+            continue;
+        }
+        for (size_t j = 0; j + 1 < v->n && !ctx->oom; j += 2) {
+            s_node_t *rslot = v->items[j];
+            if (rslot->skip)
+                continue;
+            const char *rname = s_res(rslot)->value;
+            s_node_t *rv = s_res(v->items[j + 1]);
+            if (strcmp(rname, "shell") == 0)
+                *shell = s_shell(ctx, rslot, rv, who);
+            else if (strcmp(rname, "working-directory") == 0)
+                *wd = s_string(ctx, rslot, rv, who);
+            else
+                s_warn(ctx, rslot, "unknown key '%.*s' in defaults.run of %s", s_q(rname), rname,
+                       who);
+        }
+    }
+}
+
+/* A string or a list of strings into a new array; `nodes` (optional) gets
+ * where each entry was written, for later messages. */
+static void s_string_list(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who,
+                          char ***out, size_t *n_out, s_node_t ***nodes)
+{
+    const char *what = "a string or a list of strings";
+    size_t cap = val->kind == S_SEQ ? val->n : 1;
+    if (val->kind == S_MAP) {
+        s_type_error(ctx, key, who, what);
+        return;
+    }
+    if (cap == 0)
+        return;
+    *out = calloc(cap, sizeof **out);
+    if (nodes)
+        *nodes = calloc(cap, sizeof **nodes);
+    if (!*out || (nodes && !*nodes)) {
+        s_oom(ctx);
+        return;
+    }
+    for (size_t i = 0; i < cap && !ctx->oom; i++) {
+        s_node_t *slot = val->kind == S_SEQ ? val->items[i] : val;
+        s_node_t *item = s_res(slot);
+        if (item->kind != S_SCALAR) {
+            const char *name = s_res(key)->value;
+            s_error(ctx, slot, "entry %zu of '%.*s' of %s must be a string, not %s", i + 1,
+                    s_q(name), name, who, s_kind_name(item->kind));
+            continue;
+        }
+        if (nodes)
+            (*nodes)[*n_out] = slot;
+        (*out)[(*n_out)++] = s_strdup(ctx, item->value);
+    }
+}
+
+static bool s_id_ok(const char *id)
+{
+    char c = id[0];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'))
+        return false;
+    for (const char *p = id + 1; *p; p++) {
+        c = *p;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Reports a bad job or step id; true when it is fine. */
+static bool s_check_id(s_ctx_t *ctx, s_node_t *at, const char *kind, const char *id,
+                       const char *where)
+{
+    if (strlen(id) > KILN_WF_MAX_ID) {
+        s_error(ctx, at, "%s id '%.*s...' is longer than %d characters%s", kind, s_q(id), id,
+                KILN_WF_MAX_ID, where);
+        return false;
+    }
+    if (!s_id_ok(id)) {
+        s_error(ctx, at, "invalid %s id '%.*s'%s: an id starts with a letter or '_' and holds "
+                "only letters, digits, '-' and '_'", kind, s_q(id), id, where);
+        return false;
+    }
+    return true;
+}
+
+/* "Run " + the first non-blank line of `script`, trimmed and cut short. */
+static char *s_derived_name(s_ctx_t *ctx, const char *script)
+{
+    const char *p = script;
+    for (;;) {
+        const char *q = p;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (*q != '\n' && *q != '\r') {
+            p = q;
+            break;
+        }
+        p = q + 1;
+    }
+    size_t len = strcspn(p, "\r\n");
+    while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+        len--;
+    bool cut = false;
+    if (len > S_STEP_NAME_MAX) {
+        len = S_STEP_NAME_MAX;
+        /* Do not split a UTF-8 sequence: back up to the start of one. */
+        while (len > 0 && ((unsigned char)p[len] & 0xC0) == 0x80)
+            len--;
+        cut = true;
+    }
+    size_t size = 4 + len + 3 + 1;
+    char *name = malloc(size);
+    if (!name) {
+        s_oom(ctx);
+        return NULL;
+    }
+    snprintf(name, size, "Run %.*s%s", (int)len, p, cut ? "..." : "");
+    return name;
+}
+
+static bool s_is_key(const char *name, const char *const *list)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (strcmp(name, list[i]) == 0)
+            return true;
+    return false;
+}
+
+static void s_walk_step(s_ctx_t *ctx, kiln_job_t *job, size_t index, s_node_t *slot,
+                        kiln_step_t *step)
+{
+    s_node_t *node = s_res(slot);
+    char who[2 * S_QUOTE_MAX + 64], job_where[S_QUOTE_MAX + 16];
+    snprintf(job_where, sizeof job_where, " in job '%.*s'", s_q(job->id), job->id);
+    step->line = slot->line;
+    step->col = slot->col;
+    if (node->kind != S_MAP) {
+        s_error(ctx, slot, "step %zu of job '%.*s' must be a mapping, not %s", index + 1,
+                s_q(job->id), job->id, s_kind_name(node->kind));
+        return;
+    }
+    /* First find what names the step, so every message below can say which
+     * step it is about. */
+    s_node_t *name_v = NULL, *run_v = NULL, *uses_v = NULL;
+    for (size_t i = 0; i + 1 < node->n; i += 2) {
+        if (node->items[i]->skip)
+            continue;
+        const char *k = s_res(node->items[i])->value;
+        s_node_t *v = s_res(node->items[i + 1]);
+        if (v->kind != S_SCALAR)
+            continue;
+        if (strcmp(k, "name") == 0 && v->len > 0)
+            name_v = v;
+        else if (strcmp(k, "run") == 0)
+            run_v = v;
+        else if (strcmp(k, "uses") == 0)
+            uses_v = v;
+    }
+    if (name_v)
+        step->name = s_strdup(ctx, name_v->value);
+    else if (run_v)
+        step->name = s_derived_name(ctx, run_v->value);
+    else if (uses_v)
+        step->name = s_derived_name(ctx, uses_v->value);
+    if (step->name)
+        snprintf(who, sizeof who, "step '%.*s' of job '%.*s'", s_q(step->name), step->name,
+                 s_q(job->id), job->id);
+    else
+        snprintf(who, sizeof who, "step %zu of job '%.*s'", index + 1, s_q(job->id), job->id);
+
+    bool has_run = false, has_uses = false;
+    for (size_t i = 0; i + 1 < node->n && !ctx->oom; i += 2) {
+        s_node_t *kslot = node->items[i];
+        if (kslot->skip)
+            continue;
+        const char *k = s_res(kslot)->value;
+        s_node_t *v = s_res(node->items[i + 1]);
+        if (strcmp(k, "name") == 0) {
+            if (v->kind != S_SCALAR)
+                s_type_error(ctx, kslot, who, "a string");
+        } else if (strcmp(k, "id") == 0) {
+            step->id = s_string(ctx, kslot, v, who);
+            if (step->id)
+                s_check_id(ctx, v, "step", step->id, job_where);
+        } else if (strcmp(k, "run") == 0) {
+            has_run = true;
+            step->run = s_string(ctx, kslot, v, who);
+            if (step->run && step->run[strspn(step->run, " \t\r\n")] == '\0')
+                s_error(ctx, kslot, "'run' of %s is empty", who);
+        } else if (strcmp(k, "uses") == 0) {
+            has_uses = true;
+            step->uses = s_string(ctx, kslot, v, who);
+        } else if (strcmp(k, "shell") == 0) {
+            step->shell = s_shell(ctx, kslot, v, who);
+        } else if (strcmp(k, "working-directory") == 0) {
+            step->working_directory = s_string(ctx, kslot, v, who);
+        } else if (strcmp(k, "env") == 0) {
+            s_walk_env(ctx, kslot, v, who, &step->env);
+        } else if (strcmp(k, "timeout-minutes") == 0) {
+            s_minutes_key(ctx, kslot, v, who, &step->timeout_ms);
+        } else if (strcmp(k, "continue-on-error") == 0) {
+            s_bool_key(ctx, kslot, v, who, &step->continue_on_error);
+        } else if (strcmp(k, "if") == 0) {
+            step->if_expr = s_if(ctx, kslot, v, who);
+        } else if (strcmp(k, "with") == 0) {
+            /* Inputs of an action; meaningful only with uses:, refused below. */
+        } else {
+            s_warn(ctx, kslot, "unknown key '%.*s' in %s", s_q(k), k, who);
+        }
+    }
+    if (has_run && has_uses)
+        s_error(ctx, slot, "%s has both 'run' and 'uses'; a step needs exactly one", who);
+    else if (!has_run && !has_uses)
+        s_error(ctx, slot, "%s has neither 'run' nor 'uses'; a step needs exactly one", who);
+    else if (has_uses && step->uses)
+        s_error(ctx, slot, "%s uses '%.*s': uses: is not supported yet", who, s_q(step->uses),
+                step->uses);
+}
+
+static void s_walk_steps(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who,
+                         kiln_job_t *job)
+{
+    if (val->kind != S_SEQ) {
+        s_type_error(ctx, key, who, "a list of steps");
+        return;
+    }
+    if (val->n == 0) {
+        s_error(ctx, key, "'steps' of %s is empty", who);
+        return;
+    }
+    if (val->n > KILN_WF_MAX_STEPS) {
+        s_error(ctx, key, "%s has %zu steps; the limit is %d", who, val->n, KILN_WF_MAX_STEPS);
+        return;
+    }
+    job->steps = calloc(val->n, sizeof *job->steps);
+    if (!job->steps) {
+        s_oom(ctx);
+        return;
+    }
+    for (size_t i = 0; i < val->n && !ctx->oom; i++) {
+        kiln_step_t *step = &job->steps[job->n_steps++];
+        s_walk_step(ctx, job, i, val->items[i], step);
+    }
+    /* Step ids name outputs (steps.<id>.outputs), so they must be unique;
+     * n is at most KILN_WF_MAX_STEPS, so the quadratic scan is bounded. */
+    for (size_t i = 1; i < job->n_steps; i++) {
+        if (!job->steps[i].id)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (job->steps[j].id && strcmp(job->steps[i].id, job->steps[j].id) == 0) {
+                s_error_at(ctx, job->steps[i].line, job->steps[i].col,
+                           "duplicate step id '%.*s' in %s", s_q(job->steps[i].id),
+                           job->steps[i].id, who);
+                break;
+            }
+        }
+    }
+}
+
+static const char *const s_job_ignored[] = {
+    /* Known GitHub keys Kiln does not act on yet: accepted without a warning. */
+    "outputs", "strategy", "services", "container", "environment", "concurrency",
+    "permissions", "with", "secrets", NULL,
+};
+
+static void s_walk_job(s_ctx_t *ctx, s_node_t *key, s_node_t *val, kiln_job_t *job,
+                       s_job_aux_t *aux)
+{
+    char who[S_QUOTE_MAX + 16];
+    const char *id = s_res(key)->value;
+    job->line = key->line;
+    job->col = key->col;
+    job->timeout_ms = KILN_WF_DEFAULT_JOB_TIMEOUT_MS;
+    job->id = s_strdup(ctx, id);
+    if (!job->id)
+        return;
+    s_check_id(ctx, key, "job", id, "");
+    snprintf(who, sizeof who, "job '%.*s'", s_q(id), id);
+    if (val->kind != S_MAP) {
+        s_error(ctx, key, "job '%.*s' must be a mapping, not %s", s_q(id), id,
+                s_kind_name(val->kind));
+        return;
+    }
+    bool has_runs_on = false, has_steps = false;
+    s_node_t *uses_v = NULL;
+    for (size_t i = 0; i + 1 < val->n && !ctx->oom; i += 2) {
+        s_node_t *kslot = val->items[i];
+        if (kslot->skip)
+            continue;
+        const char *k = s_res(kslot)->value;
+        s_node_t *v = s_res(val->items[i + 1]);
+        if (strcmp(k, "name") == 0) {
+            job->name = s_string(ctx, kslot, v, who);
+        } else if (strcmp(k, "runs-on") == 0) {
+            has_runs_on = true;
+            s_string_list(ctx, kslot, v, who, &job->runs_on, &job->n_runs_on, NULL);
+            if ((v->kind == S_SEQ && v->n == 0) || (v->kind == S_SCALAR && v->len == 0)) {
+                s_error(ctx, kslot, "'runs-on' of %s is empty", who);
+                continue;
+            }
+            for (size_t j = 0; j < job->n_runs_on; j++)
+                if (job->runs_on[j] && job->runs_on[j][0] == '\0')
+                    s_error(ctx, kslot, "'runs-on' of %s has an empty label", who);
+        } else if (strcmp(k, "needs") == 0) {
+            aux->needs_key = kslot;
+            s_string_list(ctx, kslot, v, who, &job->needs, &job->n_needs, &aux->need_nodes);
+        } else if (strcmp(k, "env") == 0) {
+            s_walk_env(ctx, kslot, v, who, &job->env);
+        } else if (strcmp(k, "timeout-minutes") == 0) {
+            s_minutes_key(ctx, kslot, v, who, &job->timeout_ms);
+        } else if (strcmp(k, "continue-on-error") == 0) {
+            s_bool_key(ctx, kslot, v, who, &job->continue_on_error);
+        } else if (strcmp(k, "steps") == 0) {
+            has_steps = true;
+            s_walk_steps(ctx, kslot, v, who, job);
+        } else if (strcmp(k, "defaults") == 0) {
+            s_walk_defaults(ctx, kslot, v, who, &job->shell, &job->working_directory);
+        } else if (strcmp(k, "if") == 0) {
+            job->if_expr = s_if(ctx, kslot, v, who);
+        } else if (strcmp(k, "uses") == 0) {
+            uses_v = v;
+        } else if (!s_is_key(k, s_job_ignored)) {
+            s_warn(ctx, kslot, "unknown key '%.*s' in %s", s_q(k), k, who);
+        }
+    }
+    if (ctx->oom)
+        return;
+    if (uses_v) {
+        /* A reusable-workflow call has no runs-on or steps of its own, so
+         * say what is really missing rather than listing those. */
+        const char *target = uses_v->kind == S_SCALAR ? uses_v->value : "?";
+        s_error(ctx, key, "job '%.*s' uses '%.*s': reusable workflows are not supported yet",
+                s_q(id), id, s_q(target), target);
+    } else {
+        if (!has_runs_on)
+            s_error(ctx, key, "job '%.*s' has no runs-on", s_q(id), id);
+        if (!has_steps)
+            s_error(ctx, key, "job '%.*s' has no steps", s_q(id), id);
+    }
+    if (!job->name || job->name[0] == '\0') {
+        free(job->name);
+        job->name = s_strdup(ctx, id);
+    }
+}
+
+static void s_walk_jobs(s_ctx_t *ctx, s_node_t *key, s_node_t *val)
+{
+    kiln_workflow_t *wf = ctx->wf;
+    if (val->kind == S_SCALAR && val->plain && val->len == 0) {
+        s_error(ctx, key, "'jobs' is empty: a workflow needs at least one job");
+        return;
+    }
+    if (val->kind != S_MAP) {
+        s_error(ctx, key, "'jobs' must be a mapping of job ids to jobs, not %s",
+                s_kind_name(val->kind));
+        return;
+    }
+    size_t n_pairs = val->n / 2;
+    if (n_pairs == 0) {
+        s_error(ctx, key, "'jobs' is empty: a workflow needs at least one job");
+        return;
+    }
+    if (n_pairs > KILN_WF_MAX_JOBS) {
+        s_error(ctx, key, "the workflow has %zu jobs; the limit is %d", n_pairs, KILN_WF_MAX_JOBS);
+        return;
+    }
+    wf->jobs = calloc(n_pairs, sizeof *wf->jobs);
+    ctx->aux = calloc(n_pairs, sizeof *ctx->aux);
+    if (!wf->jobs || !ctx->aux) {
+        s_oom(ctx);
+        return;
+    }
+    ctx->n_aux = n_pairs;
+    for (size_t i = 0; i + 1 < val->n && !ctx->oom; i += 2) {
+        s_node_t *kslot = val->items[i];
+        if (kslot->skip)
+            continue;
+        size_t j = wf->n_jobs++;
+        s_walk_job(ctx, kslot, s_res(val->items[i + 1]), &wf->jobs[j], &ctx->aux[j]);
+    }
+}
+
+static const char *const s_top_ignored[] = {
+    /* Accepted without a warning; triggers and permissions are the
+     * submitter's business, not the farm's (yet). */
+    "on", "run-name", "permissions", "concurrency", NULL,
+};
+
+static void s_walk_workflow(s_ctx_t *ctx, s_node_t *root)
+{
+    kiln_workflow_t *wf = ctx->wf;
+    s_node_t *jobs_key = NULL, *jobs_val = NULL;
+    root = s_res(root);
+    if (!root || (root->kind == S_SCALAR && root->plain && root->len == 0)) {
+        s_error_at(ctx, root ? root->line : 1, root ? root->col : 1, "the workflow is empty");
+        return;
+    }
+    if (root->kind != S_MAP) {
+        s_error(ctx, root, "a workflow must be a mapping at the top level, not %s",
+                s_kind_name(root->kind));
+        return;
+    }
+    for (size_t i = 0; i + 1 < root->n && !ctx->oom; i += 2) {
+        s_node_t *kslot = root->items[i];
+        if (kslot->skip)
+            continue;
+        const char *k = s_res(kslot)->value;
+        s_node_t *v = s_res(root->items[i + 1]);
+        if (strcmp(k, "name") == 0) {
+            char *name = s_string(ctx, kslot, v, "the workflow");
+            if (name && name[0]) {
+                free(wf->name);
+                wf->name = name;
+            } else {
+                free(name);
+            }
+        } else if (strcmp(k, "env") == 0) {
+            s_walk_env(ctx, kslot, v, "the workflow", &wf->env);
+        } else if (strcmp(k, "defaults") == 0) {
+            s_walk_defaults(ctx, kslot, v, "the workflow", &wf->shell, &wf->working_directory);
+        } else if (strcmp(k, "jobs") == 0) {
+            jobs_key = kslot;
+            jobs_val = v;
+        } else if (!s_is_key(k, s_top_ignored)) {
+            s_warn(ctx, kslot, "unknown key '%.*s' at top level", s_q(k), k);
+        }
+    }
+    if (ctx->oom)
+        return;
+    if (!jobs_key)
+        s_error(ctx, root, "the workflow has no 'jobs'");
+    else
+        s_walk_jobs(ctx, jobs_key, jobs_val);
+}
+
+/* ---------------------------------------------------------------------- */
+/* needs: resolution, cycles, order */
+
+static int s_job_cmp(const void *a, const void *b)
+{
+    const kiln_job_t *x = *(const kiln_job_t *const *)a, *y = *(const kiln_job_t *const *)b;
+    return strcmp(x->id, y->id);
+}
+
+/* Resolves needs to indexes (SIZE_MAX for unknown ones, reported). Ids are
+ * looked up in a sorted array: needs lists may be long on hostile input. */
+static void s_resolve_needs(s_ctx_t *ctx)
+{
+    kiln_workflow_t *wf = ctx->wf;
+    kiln_job_t **sorted = malloc((wf->n_jobs ? wf->n_jobs : 1) * sizeof *sorted);
+    size_t *seen = calloc(wf->n_jobs ? wf->n_jobs : 1, sizeof *seen);
+    if (!sorted || !seen) {
+        s_oom(ctx);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < wf->n_jobs; i++)
+        sorted[i] = &wf->jobs[i];
+    qsort(sorted, wf->n_jobs, sizeof *sorted, s_job_cmp);
+    for (size_t i = 0; i < wf->n_jobs; i++) {
+        kiln_job_t *job = &wf->jobs[i];
+        if (job->n_needs == 0)
+            continue;
+        job->need_idx = malloc(job->n_needs * sizeof *job->need_idx);
+        if (!job->need_idx) {
+            s_oom(ctx);
+            goto cleanup;
+        }
+        for (size_t k = 0; k < job->n_needs; k++) {
+            kiln_job_t probe = {.id = job->needs[k]}, *pp = &probe;
+            kiln_job_t **hit = bsearch(&pp, sorted, wf->n_jobs, sizeof *sorted, s_job_cmp);
+            s_node_t *at = ctx->aux[i].need_nodes[k];
+            job->need_idx[k] = SIZE_MAX;
+            if (!hit) {
+                s_error(ctx, at, "job '%.*s' needs unknown job '%.*s'", s_q(job->id), job->id,
+                        s_q(job->needs[k]), job->needs[k]);
+                continue;
+            }
+            size_t idx = (size_t)(*hit - wf->jobs);
+            /* seen[] holds i + 1 for needs already listed by job i. */
+            if (seen[idx] == i + 1)
+                s_warn(ctx, at, "job '%.*s' lists '%.*s' more than once in needs", s_q(job->id),
+                       job->id, s_q(job->needs[k]), job->needs[k]);
+            seen[idx] = i + 1;
+            job->need_idx[k] = idx;
+        }
+    }
+cleanup:
+    free(sorted);
+    free(seen);
+}
+
+static void s_report_cycle(s_ctx_t *ctx, const size_t *cycle, size_t len)
+{
+    const kiln_workflow_t *wf = ctx->wf;
+    char msg[S_DIAG_MSG_MAX];
+    size_t used;
+    /* Start at the job first in the file, so the message does not depend
+     * on where the search happened to enter the cycle. */
+    size_t first = 0;
+    for (size_t i = 1; i < len; i++)
+        if (cycle[i] < cycle[first])
+            first = i;
+    used = (size_t)snprintf(msg, sizeof msg, "cycle in needs:");
+    for (size_t i = 0; i <= len && used < sizeof msg; i++) {
+        const char *id = wf->jobs[cycle[(first + i) % len]].id;
+        int w = snprintf(msg + used, sizeof msg - used, "%s%s", i ? " -> " : " ", id);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+    /* Point at the entry of the first job's needs that closes the loop. */
+    size_t from = cycle[first], to = cycle[(first + 1) % len];
+    const kiln_job_t *job = &wf->jobs[from];
+    s_node_t *at = NULL;
+    for (size_t k = 0; k < job->n_needs && !at; k++)
+        if (job->need_idx[k] == to)
+            at = ctx->aux[from].need_nodes[k];
+    s_error(ctx, at, "%s", msg);
+}
+
+/* Iterative depth-first search over needs (no recursion: the chain may be
+ * as long as KILN_WF_MAX_JOBS); every back edge is one cycle, reported. */
+static void s_find_cycles(s_ctx_t *ctx)
+{
+    const kiln_workflow_t *wf = ctx->wf;
+    size_t n = wf->n_jobs;
+    unsigned char *color = calloc(n ? n : 1, 1); /* 0 new, 1 on the path, 2 done */
+    size_t *path = malloc((n ? n : 1) * sizeof *path);
+    size_t *next = malloc((n ? n : 1) * sizeof *next);   /* next need to follow, per depth */
+    size_t *where = malloc((n ? n : 1) * sizeof *where); /* depth of a job on the path */
+    if (!color || !path || !next || !where) {
+        s_oom(ctx);
+        goto cleanup;
+    }
+    for (size_t root = 0; root < n; root++) {
+        if (color[root])
+            continue;
+        size_t depth = 0;
+        path[0] = root;
+        next[0] = 0;
+        where[root] = 0;
+        color[root] = 1;
+        depth = 1;
+        while (depth > 0) {
+            size_t u = path[depth - 1];
+            const kiln_job_t *job = &wf->jobs[u];
+            if (next[depth - 1] >= job->n_needs) {
+                color[u] = 2;
+                depth--;
+                continue;
+            }
+            size_t v = job->need_idx[next[depth - 1]++];
+            if (v == SIZE_MAX || color[v] == 2)
+                continue;
+            if (color[v] == 1) {
+                s_report_cycle(ctx, path + where[v], depth - where[v]);
+                continue;
+            }
+            color[v] = 1;
+            where[v] = depth;
+            path[depth] = v;
+            next[depth] = 0;
+            depth++;
+        }
+    }
+cleanup:
+    free(color);
+    free(path);
+    free(next);
+    free(where);
+}
+
+/* Kahn's algorithm, always taking the ready job first in the file, so the
+ * order is needs-first and otherwise file order. Called only on an acyclic
+ * graph with every need resolved. */
+static void s_topo(s_ctx_t *ctx)
+{
+    kiln_workflow_t *wf = ctx->wf;
+    size_t n = wf->n_jobs;
+    size_t *indeg = calloc(n ? n : 1, sizeof *indeg);
+    size_t *dep_start = calloc(n + 1, sizeof *dep_start);
+    size_t *deps = NULL, *fill = NULL, n_edges = 0;
+    bool *placed = calloc(n ? n : 1, sizeof *placed);
+    wf->topo = malloc((n ? n : 1) * sizeof *wf->topo);
+    if (!indeg || !dep_start || !placed || !wf->topo) {
+        s_oom(ctx);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        indeg[i] = wf->jobs[i].n_needs;
+        for (size_t k = 0; k < wf->jobs[i].n_needs; k++)
+            dep_start[wf->jobs[i].need_idx[k] + 1]++;
+        n_edges += wf->jobs[i].n_needs;
+    }
+    for (size_t i = 0; i < n; i++)
+        dep_start[i + 1] += dep_start[i];
+    deps = malloc((n_edges ? n_edges : 1) * sizeof *deps);
+    fill = calloc(n ? n : 1, sizeof *fill);
+    if (!deps || !fill) {
+        s_oom(ctx);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < wf->jobs[i].n_needs; k++) {
+            size_t need = wf->jobs[i].need_idx[k];
+            deps[dep_start[need] + fill[need]++] = i;
+        }
+    for (size_t out = 0; out < n; out++) {
+        size_t pick = SIZE_MAX;
+        for (size_t i = 0; i < n && pick == SIZE_MAX; i++)
+            if (!placed[i] && indeg[i] == 0)
+                pick = i;
+        assert(pick != SIZE_MAX); /* cycles were refused before */
+        if (pick == SIZE_MAX)
+            break;
+        placed[pick] = true;
+        wf->topo[out] = pick;
+        for (size_t e = dep_start[pick]; e < dep_start[pick + 1]; e++)
+            indeg[deps[e]]--;
+    }
+cleanup:
+    free(indeg);
+    free(dep_start);
+    free(deps);
+    free(fill);
+    free(placed);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Public API */
+
+static void s_env_free(kiln_env_t *env)
+{
+    for (size_t i = 0; i < env->n; i++) {
+        free(env->items[i].key);
+        free(env->items[i].value);
+    }
+    free(env->items);
+}
+
+void kiln_pipeline_destroy(kiln_workflow_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kiln_workflow_t *wf = *self_p;
+    for (size_t i = 0; i < wf->n_jobs; i++) {
+        kiln_job_t *job = &wf->jobs[i];
+        free(job->id);
+        free(job->name);
+        for (size_t k = 0; k < job->n_runs_on; k++)
+            free(job->runs_on[k]);
+        free(job->runs_on);
+        for (size_t k = 0; k < job->n_needs; k++)
+            free(job->needs[k]);
+        free(job->needs);
+        free(job->need_idx);
+        s_env_free(&job->env);
+        free(job->shell);
+        free(job->working_directory);
+        free(job->if_expr);
+        for (size_t s = 0; s < job->n_steps; s++) {
+            kiln_step_t *step = &job->steps[s];
+            free(step->id);
+            free(step->name);
+            free(step->run);
+            free(step->uses);
+            free(step->shell);
+            free(step->working_directory);
+            free(step->if_expr);
+            s_env_free(&step->env);
+        }
+        free(job->steps);
+    }
+    free(wf->jobs);
+    free(wf->file);
+    free(wf->name);
+    s_env_free(&wf->env);
+    free(wf->shell);
+    free(wf->working_directory);
+    free(wf->topo);
+    free(wf);
+    *self_p = NULL;
+}
+
+static int s_diag_cmp(const void *a, const void *b)
+{
+    const kiln_diag_t *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return 0;
+}
+
+/* Puts this parse's diagnostics in file order (the walk finds duplicate
+ * keys and needs problems out of order) keeping equal positions in the
+ * order found, then returns the first error among them, or NULL. */
+static const kiln_diag_t *s_diags_sort(kiln_diags_t *diags, size_t from)
+{
+    size_t n = diags->n - from;
+    kiln_diag_t *items = diags->items + from;
+    /* Insertion sort: stable, and the list is short and nearly sorted. */
+    for (size_t i = 1; i < n; i++) {
+        kiln_diag_t d = items[i];
+        size_t j = i;
+        while (j > 0 && s_diag_cmp(&items[j - 1], &d) > 0) {
+            items[j] = items[j - 1];
+            j--;
+        }
+        items[j] = d;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (items[i].severity == KILN_DIAG_ERROR)
+            return &items[i];
+    return NULL;
+}
+
+int kiln_pipeline_parse(kiln_workflow_t **out, const char *file, const char *text, size_t len,
+                        kiln_diags_t *diags)
+{
+    assert(out && file && diags && (text || len == 0));
+    int rc = KILN_EINVAL;
+    s_tree_t tree;
+    s_ctx_t ctx = {.diags = diags};
+    size_t first_diag = diags->n, errors_before = diags->n_errors;
+    memset(&tree, 0, sizeof tree);
+    *out = NULL;
+
+    ctx.wf = calloc(1, sizeof *ctx.wf);
+    if (!ctx.wf) {
+        s_oom(&ctx);
+        goto report;
+    }
+    ctx.wf->file = s_strdup(&ctx, file);
+    const char *base = strrchr(file, '/');
+    ctx.wf->name = s_strdup(&ctx, base && base[1] ? base + 1 : file);
+    if (ctx.oom)
+        goto report;
+    if (len > KILN_WF_MAX_BYTES) {
+        s_error_at(&ctx, 0, 0, "the workflow is %zu bytes; the limit is %d bytes", len,
+                   KILN_WF_MAX_BYTES);
+        goto report;
+    }
+    if (s_tree_build(&ctx, &tree, text, len) < 0)
+        goto report;
+    s_walk_workflow(&ctx, tree.root);
+    if (ctx.oom)
+        goto report;
+    for (size_t i = 0; i < ctx.wf->n_jobs; i++) {
+        kiln_job_t *job = &ctx.wf->jobs[i];
+        /* Store the effective defaults so the executor need not know where
+         * they came from. */
+        if (!job->shell && ctx.wf->shell)
+            job->shell = s_strdup(&ctx, ctx.wf->shell);
+        if (!job->working_directory && ctx.wf->working_directory)
+            job->working_directory = s_strdup(&ctx, ctx.wf->working_directory);
+    }
+    if (!ctx.oom)
+        s_resolve_needs(&ctx);
+    if (!ctx.oom)
+        s_find_cycles(&ctx);
+    if (!ctx.oom && diags->n_errors == errors_before)
+        s_topo(&ctx);
+
+report:
+    if (ctx.oom) {
+        kiln_error_set("%s: out of memory while reading the workflow", file);
+        rc = KILN_ERROR;
+        goto cleanup;
+    }
+    if (diags->n_errors > errors_before) {
+        const kiln_diag_t *first = s_diags_sort(diags, first_diag);
+        if (!first)
+            kiln_error_set("%s: invalid workflow", file); /* its text was lost to OOM */
+        else if (first->line > 0)
+            kiln_error_set("%s:%d:%d: %s", file, first->line, first->col, first->message);
+        else
+            kiln_error_set("%s: %s", file, first->message);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    s_diags_sort(diags, first_diag);
+    *out = ctx.wf;
+    ctx.wf = NULL;
+    rc = 0;
+cleanup:
+    for (size_t i = 0; i < ctx.n_aux; i++)
+        free(ctx.aux[i].need_nodes);
+    free(ctx.aux);
+    s_tree_free(&tree);
+    kiln_pipeline_destroy(&ctx.wf);
+    return rc;
+}
+
+int kiln_pipeline_load(kiln_workflow_t **out, const char *path, kiln_diags_t *diags)
+{
+    assert(out && path && diags);
+    int rc = KILN_ERROR;
+    int fd = -1;
+    /* One byte more than the limit tells "too big" from "exactly the limit"
+     * without trusting st_size (pipes, files that grow while read). */
+    size_t cap = (size_t)KILN_WF_MAX_BYTES + 1, len = 0;
+    char *text = NULL;
+    *out = NULL;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        int err = errno;
+        rc = err == ENOENT ? KILN_ENOTFOUND : KILN_ERROR;
+        kiln_error_set("%s: cannot open the workflow: %s", path, strerror(err));
+        kiln_diags_add(diags, KILN_DIAG_ERROR, 0, 0, "cannot open the workflow: %s",
+                       strerror(err));
+        goto cleanup;
+    }
+    text = malloc(cap);
+    if (!text) {
+        kiln_error_set("%s: out of memory", path);
+        goto cleanup;
+    }
+    while (len < cap) {
+        ssize_t got = read(fd, text + len, cap - len);
+        if (got == -1 && errno == EINTR)
+            continue;
+        if (got == -1) {
+            int err = errno;
+            kiln_error_set("%s: cannot read the workflow: %s", path, strerror(err));
+            kiln_diags_add(diags, KILN_DIAG_ERROR, 0, 0, "cannot read the workflow: %s",
+                           strerror(err));
+            goto cleanup;
+        }
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    if (len > KILN_WF_MAX_BYTES) {
+        kiln_error_set("%s: the workflow is larger than the limit of %d bytes", path,
+                       KILN_WF_MAX_BYTES);
+        kiln_diags_add(diags, KILN_DIAG_ERROR, 0, 0, "the workflow is larger than the limit of "
+                       "%d bytes", KILN_WF_MAX_BYTES);
+        rc = KILN_ETOOBIG;
+        goto cleanup;
+    }
+    rc = kiln_pipeline_parse(out, path, text, len, diags);
+cleanup:
+    if (fd != -1)
+        close(fd);
+    free(text);
+    return rc;
+}
+
+long kiln_pipeline_find_job(const kiln_workflow_t *self, const char *id)
+{
+    assert(self && id);
+    for (size_t i = 0; i < self->n_jobs; i++)
+        if (strcmp(self->jobs[i].id, id) == 0)
+            return (long)i;
+    return -1;
+}

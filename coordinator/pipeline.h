@@ -1,0 +1,129 @@
+/* pipeline.h: a workflow file (GitHub Actions syntax) read into Kiln's model.
+ *
+ * The coordinator turns a submitted YAML document into a kiln_workflow_t:
+ * jobs with their steps, environment, labels and dependencies, validated
+ * before anything runs. The CLI links the same code so `kiln run` rejects a
+ * bad file before it starts a farm. Every problem found is reported as a
+ * diagnostic naming file:line:column; warnings (unknown keys) do not stop a
+ * run, errors do.
+ *
+ * The model is a plain data structure (callers walk it) owned by the
+ * workflow object: kiln_pipeline_destroy() frees everything reachable.
+ *
+ * Limits: the document is refused past KILN_WF_MAX_BYTES, nesting past
+ * KILN_WF_MAX_DEPTH, more than KILN_WF_MAX_NODES YAML nodes (aliases count
+ * the nodes they expand to, so an alias bomb fails fast), more than
+ * KILN_WF_MAX_JOBS jobs or KILN_WF_MAX_STEPS steps per job.
+ */
+#ifndef KILN_PIPELINE_H
+#define KILN_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KILN_WF_MAX_BYTES (1024 * 1024)
+#define KILN_WF_MAX_DEPTH 64
+#define KILN_WF_MAX_NODES 100000
+#define KILN_WF_MAX_JOBS 1000
+#define KILN_WF_MAX_STEPS 1000
+#define KILN_WF_MAX_ID 100
+/* Default job timeout, as on GitHub: 360 minutes. */
+#define KILN_WF_DEFAULT_JOB_TIMEOUT_MS (360LL * 60 * 1000)
+
+typedef enum { KILN_DIAG_WARNING = 1, KILN_DIAG_ERROR = 2 } kiln_diag_severity_t;
+
+typedef struct {
+    kiln_diag_severity_t severity;
+    int line;   /* 1-based; 0 when the problem has no position */
+    int col;    /* 1-based */
+    char *message;
+} kiln_diag_t;
+
+/* A growable, bounded list of diagnostics for one file. */
+typedef struct {
+    char *file;          /* the file name the diagnostics refer to */
+    kiln_diag_t *items;
+    size_t n;
+    size_t cap;
+    size_t n_errors;
+} kiln_diags_t;
+
+void kiln_diags_init(kiln_diags_t *self, const char *file);
+void kiln_diags_free(kiln_diags_t *self);
+void kiln_diags_add(kiln_diags_t *self, kiln_diag_severity_t sev, int line, int col, const char *fmt,
+                    ...) __attribute__((format(printf, 5, 6)));
+/* Writes every diagnostic as "file:line:col: error|warning: message\n" into
+ * a malloc'd string (caller frees); NULL on allocation failure. */
+char *kiln_diags_format(const kiln_diags_t *self);
+
+typedef struct {
+    char *key;
+    char *value;
+} kiln_kv_t;
+
+/* Ordered environment map; later keys override earlier ones when merged. */
+typedef struct {
+    kiln_kv_t *items;
+    size_t n;
+} kiln_env_t;
+
+typedef struct {
+    char *id;                /* `id:` or NULL */
+    char *name;              /* `name:`, or derived: "Run <first line of run>" */
+    char *run;               /* script text, or NULL */
+    char *uses;              /* `uses:` or NULL (validation rejects it for now) */
+    char *shell;             /* `shell:` or NULL (job/workflow default applies) */
+    char *working_directory; /* or NULL */
+    char *if_expr;           /* `if:` kept verbatim for the expression engine */
+    kiln_env_t env;
+    int64_t timeout_ms;      /* 0: none beyond the job's */
+    bool continue_on_error;
+    int line, col;           /* where the step starts */
+} kiln_step_t;
+
+typedef struct {
+    char *id;                /* key under `jobs:` */
+    char *name;              /* `name:` or the id */
+    char **runs_on;          /* labels, all required */
+    size_t n_runs_on;
+    char **needs;            /* job ids */
+    size_t n_needs;
+    size_t *need_idx;        /* needs resolved to indexes into workflow->jobs */
+    kiln_env_t env;          /* the job's own `env:` */
+    char *shell;             /* defaults.run.shell (job, else workflow), or NULL */
+    char *working_directory; /* defaults.run.working-directory, or NULL */
+    char *if_expr;
+    int64_t timeout_ms;      /* `timeout-minutes:` or the default */
+    bool continue_on_error;
+    kiln_step_t *steps;
+    size_t n_steps;
+    int line, col;
+} kiln_job_t;
+
+typedef struct {
+    char *file;              /* name the diagnostics use */
+    char *name;              /* `name:` or the file's base name */
+    kiln_env_t env;          /* workflow `env:` */
+    char *shell;             /* workflow defaults.run.shell or NULL */
+    char *working_directory;
+    kiln_job_t *jobs;        /* in file order */
+    size_t n_jobs;
+    size_t *topo;            /* job indexes in a dependency order (needs first) */
+} kiln_workflow_t;
+
+/* Parses and validates `text` (len bytes, need not be NUL-terminated).
+ * `file` is the name used in messages. Every problem is added to `diags`
+ * (which the caller initialised). Returns 0 and sets *out when there is no
+ * error (warnings allowed); otherwise KILN_EINVAL, *out NULL, and
+ * kiln_error_last() holds the first error as "file:line:col: message". */
+int kiln_pipeline_parse(kiln_workflow_t **out, const char *file, const char *text, size_t len,
+                        kiln_diags_t *diags);
+/* Reads the file at `path` (bounded by KILN_WF_MAX_BYTES) then parses it. */
+int kiln_pipeline_load(kiln_workflow_t **out, const char *path, kiln_diags_t *diags);
+void kiln_pipeline_destroy(kiln_workflow_t **self_p);
+
+/* Index of job `id`, or -1. */
+long kiln_pipeline_find_job(const kiln_workflow_t *self, const char *id);
+
+#endif

@@ -1,0 +1,325 @@
+/* queue.c: Redis-backed ready queues and fenced leases (see queue.h). */
+#include "queue.h"
+
+#include <hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "error.h"
+#include "log.h"
+
+#define KILN_REDIS_KEY_MAX 600
+
+/* Each script returns an integer: >= 0 success (a token for LEASE), -1 the
+ * job is not in the state the transition needs. */
+static const char *S_PUSH =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'ready', 'labels', ARGV[2], 'payload', ARGV[3],"
+    " 'token', 0)\n"
+    "redis.call('RPUSH', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+static const char *S_LEASE =
+    "if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then return -1 end\n"
+    "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
+    "local tok = redis.call('HINCRBY', KEYS[1], 'token', 1)\n"
+    "redis.call('HSET', KEYS[1], 'state', 'leased', 'worker', ARGV[2], 'deadline', ARGV[3])\n"
+    "redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])\n"
+    "return tok\n";
+static const char *S_RENEW =
+    "if redis.call('HGET', KEYS[1], 'state') ~= 'leased' or"
+    " redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return -1 end\n"
+    "redis.call('HSET', KEYS[1], 'deadline', ARGV[3])\n"
+    "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])\n"
+    "return 1\n";
+static const char *S_FINISH =
+    "if redis.call('HGET', KEYS[1], 'state') ~= 'leased' or"
+    " redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return -1 end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[3])\n"
+    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+static const char *S_REQUEUE =
+    "if redis.call('HGET', KEYS[1], 'state') ~= 'leased' or"
+    " redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return -1 end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'ready')\n"
+    "redis.call('HDEL', KEYS[1], 'worker', 'deadline')\n"
+    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "redis.call('LPUSH', KEYS[3], ARGV[1])\n"
+    "return 1\n";
+static const char *S_DROP =
+    "if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then return -1 end\n"
+    "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
+    "redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[2])\n"
+    "return 1\n";
+
+struct kiln_queue {
+    redisContext *redis;
+    char *addr;
+};
+
+static redisContext *s_connect(const char *addr)
+{
+    struct timeval tv = {2, 0};
+    const char *path = NULL;
+    if (strncmp(addr, "unix:", 5) == 0)
+        path = addr + 5;
+    else if (addr[0] == '/' || addr[0] == '.')
+        path = addr;
+    if (path)
+        return redisConnectUnixWithTimeout(path, tv);
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    int port = 6379;
+    if (colon) {
+        size_t n = (size_t)(colon - addr) < sizeof host - 1 ? (size_t)(colon - addr)
+                                                            : sizeof host - 1;
+        memcpy(host, addr, n);
+        host[n] = '\0';
+        port = atoi(colon + 1);
+    } else {
+        snprintf(host, sizeof host, "%s", addr);
+    }
+    return redisConnectWithTimeout(host, port, tv);
+}
+
+int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeout_ms)
+{
+    int rc = -1;
+    kiln_queue_t *self = calloc(1, sizeof *self);
+    *out = NULL;
+    if (!self || !(self->addr = strdup(addr))) {
+        kiln_error_set("queue: out of memory");
+        goto cleanup;
+    }
+    /* Redis may still be coming up when a local farm starts everything at
+     * once: retry with exponential backoff, bounded in time. */
+    int64_t give_up = kiln_clock_mono_ms() + connect_timeout_ms;
+    long backoff_ms = 2;
+    for (;;) {
+        self->redis = s_connect(addr);
+        if (self->redis && !self->redis->err)
+            break;
+        char why[256];
+        snprintf(why, sizeof why, "%s", self->redis ? self->redis->errstr : "out of memory");
+        if (self->redis)
+            redisFree(self->redis);
+        self->redis = NULL;
+        if (kiln_clock_mono_ms() >= give_up) {
+            kiln_error_set("queue: cannot connect to Redis at %s: %s", addr, why);
+            rc = KILN_EINFRA;
+            goto cleanup;
+        }
+        struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        backoff_ms = backoff_ms * 2 > 500 ? 500 : backoff_ms * 2;
+    }
+    redisReply *r = redisCommand(self->redis, "PING");
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        kiln_error_set("queue: Redis at %s does not answer PING", addr);
+        if (r)
+            freeReplyObject(r);
+        rc = KILN_EINFRA;
+        goto cleanup;
+    }
+    freeReplyObject(r);
+    *out = self;
+    self = NULL;
+    rc = 0;
+cleanup:
+    kiln_queue_destroy(&self);
+    return rc;
+}
+
+void kiln_queue_destroy(kiln_queue_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kiln_queue_t *self = *self_p;
+    if (self->redis)
+        redisFree(self->redis);
+    free(self->addr);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Runs a script; *result gets its integer answer. Errors name the step. */
+static int s_eval(kiln_queue_t *self, const char *what, const char *script, int nkeys,
+                  const char **argv, const size_t *lens, int argc, long long *result)
+{
+    const char *args[16];
+    size_t alens[16];
+    char nk[16];
+    int rc = KILN_EINFRA;
+    redisReply *r = NULL;
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    args[0] = "EVAL";
+    alens[0] = 4;
+    args[1] = script;
+    alens[1] = strlen(script);
+    args[2] = nk;
+    alens[2] = strlen(nk);
+    for (int i = 0; i < argc && i < 13; i++) {
+        args[3 + i] = argv[i];
+        alens[3 + i] = lens && lens[i] ? lens[i] : strlen(argv[i]);
+    }
+    r = redisCommandArgv(self->redis, 3 + argc, args, alens);
+    if (!r) {
+        kiln_error_set("queue: %s: Redis connection lost: %s", what, self->redis->errstr);
+        goto cleanup;
+    }
+    if (r->type != REDIS_REPLY_INTEGER) {
+        kiln_error_set("queue: %s: unexpected Redis reply: %s", what,
+                       r->type == REDIS_REPLY_ERROR ? r->str : "non-integer");
+        goto cleanup;
+    }
+    *result = r->integer;
+    rc = 0;
+cleanup:
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
+                    const void *payload, size_t len)
+{
+    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX];
+    long long res = 0;
+    snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
+    snprintf(k2, sizeof k2, "kiln:ready:%s", labels);
+    const char *argv[] = {k1, k2, job_key, labels, payload ? payload : ""};
+    size_t lens[] = {0, 0, 0, 0, payload ? len : 0};
+    int rc = s_eval(self, "push", S_PUSH, 2, argv, lens, 5, &res);
+    if (rc != 0)
+        return rc;
+    if (res < 0) {
+        kiln_error_set("queue: job %s exists already", job_key);
+        return KILN_EINVAL;
+    }
+    return 0;
+}
+
+int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels,
+                     const char *worker, int64_t deadline_ms, uint64_t *token)
+{
+    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], dl[32];
+    long long res = 0;
+    snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
+    snprintf(k2, sizeof k2, "kiln:ready:%s", labels);
+    snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
+    const char *argv[] = {k1, k2, "kiln:leases", job_key, worker, dl};
+    int rc = s_eval(self, "lease", S_LEASE, 3, argv, NULL, 6, &res);
+    if (rc != 0)
+        return rc;
+    if (res < 0) {
+        kiln_error_set("queue: job %s is not ready", job_key);
+        return KILN_ESTALE;
+    }
+    *token = (uint64_t)res;
+    return 0;
+}
+
+int kiln_queue_renew(kiln_queue_t *self, const char *job_key, uint64_t token,
+                     int64_t deadline_ms)
+{
+    char k1[KILN_REDIS_KEY_MAX], tok[32], dl[32];
+    long long res = 0;
+    snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
+    snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
+    snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
+    const char *argv[] = {k1, "kiln:leases", job_key, tok, dl};
+    int rc = s_eval(self, "renew", S_RENEW, 2, argv, NULL, 5, &res);
+    if (rc != 0)
+        return rc;
+    if (res < 0) {
+        kiln_error_set("queue: stale token %s for %s", tok, job_key);
+        return KILN_ESTALE;
+    }
+    return 0;
+}
+
+int kiln_queue_finish(kiln_queue_t *self, const char *job_key, uint64_t token, const char *result)
+{
+    char k1[KILN_REDIS_KEY_MAX], tok[32];
+    long long res = 0;
+    snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
+    snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
+    const char *argv[] = {k1, "kiln:leases", job_key, tok, result};
+    int rc = s_eval(self, "finish", S_FINISH, 2, argv, NULL, 5, &res);
+    if (rc != 0)
+        return rc;
+    if (res < 0) {
+        kiln_error_set("queue: stale token %s for %s", tok, job_key);
+        return KILN_ESTALE;
+    }
+    return 0;
+}
+
+int kiln_queue_requeue(kiln_queue_t *self, const char *job_key, const char *labels,
+                       uint64_t token)
+{
+    char k1[KILN_REDIS_KEY_MAX], k3[KILN_REDIS_KEY_MAX], tok[32];
+    long long res = 0;
+    snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
+    snprintf(k3, sizeof k3, "kiln:ready:%s", labels);
+    snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
+    const char *argv[] = {k1, "kiln:leases", k3, job_key, tok};
+    int rc = s_eval(self, "requeue", S_REQUEUE, 3, argv, NULL, 5, &res);
+    if (rc != 0)
+        return rc;
+    if (res < 0) {
+        kiln_error_set("queue: stale token %s for %s", tok, job_key);
+        return KILN_ESTALE;
+    }
+    return 0;
+}
+
+int kiln_queue_drop(kiln_queue_t *self, const char *job_key, const char *labels,
+                    const char *result)
+{
+    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX];
+    long long res = 0;
+    snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
+    snprintf(k2, sizeof k2, "kiln:ready:%s", labels);
+    const char *argv[] = {k1, k2, job_key, result};
+    int rc = s_eval(self, "drop", S_DROP, 2, argv, NULL, 4, &res);
+    if (rc != 0)
+        return rc;
+    if (res < 0) {
+        kiln_error_set("queue: job %s is not ready", job_key);
+        return KILN_ESTALE;
+    }
+    return 0;
+}
+
+int kiln_queue_forget(kiln_queue_t *self, const char *const *job_keys, size_t n)
+{
+    int rc = 0;
+    /* One pipelined batch: a run's cleanup costs one round trip. */
+    for (size_t i = 0; i < n; i++)
+        redisAppendCommand(self->redis, "DEL kiln:job:%s", job_keys[i]);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(self->redis, (void **)&r) != REDIS_OK) {
+            kiln_error_set("queue: forget: Redis connection lost");
+            return KILN_EINFRA;
+        }
+        if (r->type == REDIS_REPLY_ERROR)
+            rc = KILN_EINFRA;
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+long long kiln_queue_depth(kiln_queue_t *self, const char *labels)
+{
+    redisReply *r = redisCommand(self->redis, "LLEN kiln:ready:%s", labels);
+    long long n = -1;
+    if (r && r->type == REDIS_REPLY_INTEGER)
+        n = r->integer;
+    if (r)
+        freeReplyObject(r);
+    return n;
+}

@@ -1,0 +1,57 @@
+/* queue.h: the farm's hot state in Redis: ready queues and leases.
+ *
+ * Every job of an accepted run lives in Redis as a small hash
+ * (kiln:job:<run>/<job>) in exactly one state: ready (its key is on the
+ * ready list of its label set, kiln:ready:<labels>), leased (a worker holds
+ * it until a deadline, scored in kiln:leases), or done. Each transition is a
+ * Lua script, so it is atomic and a crash between two commands cannot leave a
+ * job both queued and leased, or lost. Each lease bumps the job's fencing
+ * token; a finish, renew or requeue must present the current token, so a
+ * zombie worker's late result cannot overwrite a newer attempt.
+ *
+ * The coordinator mirrors the ready lists in memory to choose quickly; Redis
+ * is the authority it recovers from.
+ *
+ * The connection is synchronous (hiredis) on a unix socket or TCP; the
+ * coordinator is single-threaded and every call here is one round trip.
+ */
+#ifndef KILN_QUEUE_H
+#define KILN_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kiln_queue kiln_queue_t;
+
+/* addr: "/path/to/redis.sock", "unix:/path", or "host:port". Retries the
+ * connection with backoff for up to connect_timeout_ms (Redis may still be
+ * starting), then fails with KILN_EINFRA. */
+int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeout_ms);
+void kiln_queue_destroy(kiln_queue_t **self_p);
+
+/* A new job enters the ready list of `labels` (a canonical label-set key).
+ * Returns 0, or KILN_EINVAL if the job already exists. */
+int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
+                    const void *payload, size_t len);
+/* ready -> leased by worker until deadline_ms; *token gets the new fencing
+ * token. KILN_ESTALE if the job is not ready. */
+int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels,
+                     const char *worker, int64_t deadline_ms, uint64_t *token);
+/* Extends a lease. KILN_ESTALE if token is not the job's current one. */
+int kiln_queue_renew(kiln_queue_t *self, const char *job_key, uint64_t token,
+                     int64_t deadline_ms);
+/* leased(token) -> done with a result. KILN_ESTALE on a stale token. */
+int kiln_queue_finish(kiln_queue_t *self, const char *job_key, uint64_t token,
+                      const char *result);
+/* leased(token) -> ready again, at the front of its list (a retry). */
+int kiln_queue_requeue(kiln_queue_t *self, const char *job_key, const char *labels,
+                       uint64_t token);
+/* ready -> done without running (cancelled or skipped while queued). */
+int kiln_queue_drop(kiln_queue_t *self, const char *job_key, const char *labels,
+                    const char *result);
+/* Forgets a finished run's jobs. */
+int kiln_queue_forget(kiln_queue_t *self, const char *const *job_keys, size_t n);
+/* Number of keys on the ready list of `labels`, or negative. */
+long long kiln_queue_depth(kiln_queue_t *self, const char *labels);
+
+#endif

@@ -1,0 +1,1449 @@
+/* server.c: the coordinator's protocol state machine (see server.h).
+ *
+ * Reading order: the types (worker, run, job, watcher), then the loop
+ * (kiln_server_run), then one handler per message kind. Handlers never
+ * block on a peer: sends are non-blocking and a peer that cannot take a
+ * message (gone, or its queue full) is treated as lost, not waited for.
+ */
+#include "server.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "auth.h"
+#include "clock.h"
+#include "dag.h"
+#include "error.h"
+#include "history.h"
+#include "keys.h"
+#include "log.h"
+#include "pipeline.h"
+#include "queue.h"
+#include "transport.h"
+
+#define KILN_JOB_KEY_MAX 160
+#define KILN_LABELS_KEY_MAX 512
+#define KILN_PEER_NAME_MAX 128
+/* Malformed messages a peer may send before the server ignores it. */
+#define KILN_PEER_STRIKES 20
+
+typedef struct s_job s_job_t;
+typedef struct s_run s_run_t;
+
+typedef struct {
+    unsigned char identity[KILN_IDENTITY_MAX];
+    size_t id_len;
+    char name[KILN_PEER_NAME_MAX];     /* from Hello */
+    char key_name[KILN_PEER_NAME_MAX]; /* from the allow-list (ZAP user id) */
+    char hostname[KILN_PEER_NAME_MAX];
+    char version[32];
+    char *labels[KILN_SERVER_MAX_LABELS];
+    size_t n_labels;
+    unsigned slots;
+    unsigned busy;
+    bool draining;
+    int64_t connected_ms;   /* wall */
+    int64_t last_seen;      /* monotonic */
+    s_job_t **jobs;         /* running here: `slots` entries, NULL = free */
+} s_worker_t;
+
+typedef struct {
+    unsigned char identity[KILN_IDENTITY_MAX];
+    size_t id_len;
+    char job_filter[KILN_WF_MAX_ID + 1]; /* "" = all jobs */
+} s_watcher_t;
+
+struct s_job {
+    s_run_t *run;
+    size_t idx;                     /* into run->wf->jobs */
+    char key[KILN_JOB_KEY_MAX];     /* "<run>/<job>" */
+    char labels[KILN_LABELS_KEY_MAX];
+    kiln_job_state_t state;
+    unsigned attempt;
+    uint64_t token;
+    s_worker_t *worker;
+    int64_t started_ms;             /* wall, current attempt */
+    bool in_ready;
+    bool cancel_sent;
+    s_job_t *ready_prev, *ready_next;
+};
+
+struct s_run {
+    int64_t id;
+    kiln_workflow_t *wf;
+    kiln_dag_t *dag;
+    s_job_t *jobs;
+    int64_t created_ms;
+    bool cancel_requested;
+    s_watcher_t watchers[KILN_SERVER_MAX_WATCHERS];
+    size_t n_watchers;
+};
+
+typedef struct {
+    uint64_t dispatches;
+    uint64_t retries;
+    uint64_t stale_rejected;
+    uint64_t garbage_dropped;
+    uint64_t workers_lost;
+    uint64_t runs_submitted;
+} s_stats_t;
+
+struct kiln_server {
+    kiln_server_config_t cfg;
+    char *strings[8];               /* owned copies of cfg's strings */
+    void *zctx;
+    void *router;
+    kiln_auth_t *auth;
+    kiln_queue_t *queue;
+    kiln_history_t *history;
+    int sigfd;
+    bool stopping;
+    int exit_code;
+    s_worker_t **workers;
+    size_t n_workers, cap_workers;
+    s_run_t **runs;
+    size_t n_runs, cap_runs;
+    s_job_t *ready_head, *ready_tail;
+    size_t n_ready;
+    char *universal[KILN_SERVER_MAX_LABELS];
+    size_t n_universal;
+    s_stats_t stats;
+};
+
+void kiln_server_config_defaults(kiln_server_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->listen = KILN_SERVER_DEFAULT_LISTEN;
+    cfg->universal_labels = KILN_SERVER_DEFAULT_LABELS;
+    cfg->heartbeat_ms = KILN_SERVER_DEFAULT_HEARTBEAT_MS;
+    cfg->lease_ms = KILN_SERVER_DEFAULT_LEASE_MS;
+    cfg->max_attempts = KILN_SERVER_DEFAULT_MAX_ATTEMPTS;
+}
+
+/* ---------------------------------------------------------------- labels */
+
+/* Splits a comma list into lower-cased, trimmed, malloc'd labels. */
+static size_t s_split_labels(const char *list, char **out, size_t max)
+{
+    size_t n = 0;
+    const char *p = list ? list : "";
+    while (*p && n < max) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        size_t len = strcspn(p, ",");
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (len) {
+            char *l = strndup(p, len);
+            if (!l)
+                break;
+            for (char *c = l; *c; c++)
+                *c = (char)tolower((unsigned char)*c);
+            out[n++] = l;
+        }
+        p += strcspn(p, ",");
+    }
+    return n;
+}
+
+static int s_strcmp_p(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The canonical key of a label set: sorted, lower-case, comma-joined. */
+static void s_labels_key(const kiln_job_t *job, char *out, size_t cap)
+{
+    char *sorted[KILN_SERVER_MAX_LABELS];
+    size_t n = job->n_runs_on < KILN_SERVER_MAX_LABELS ? job->n_runs_on : KILN_SERVER_MAX_LABELS;
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = job->runs_on[i];
+    qsort(sorted, n, sizeof *sorted, s_strcmp_p);
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && o < cap; i++) {
+        int w = snprintf(out + o, cap - o, "%s%s", i ? "," : "", sorted[i]);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    for (char *c = out; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+}
+
+static bool s_worker_has_label(const kiln_server_t *self, const s_worker_t *w, const char *label)
+{
+    for (size_t i = 0; i < self->n_universal; i++)
+        if (strcasecmp(self->universal[i], label) == 0)
+            return true;
+    for (size_t i = 0; i < w->n_labels; i++)
+        if (strcasecmp(w->labels[i], label) == 0)
+            return true;
+    return false;
+}
+
+static bool s_worker_matches(const kiln_server_t *self, const s_worker_t *w, const kiln_job_t *job)
+{
+    for (size_t i = 0; i < job->n_runs_on; i++)
+        if (!s_worker_has_label(self, w, job->runs_on[i]))
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------- plumbing */
+
+static int s_send(kiln_server_t *self, const unsigned char *id, size_t id_len,
+                  Kiln__Envelope *env)
+{
+    int rc = kiln_transport_send(self->router, id, id_len, env);
+    if (rc != 0) {
+        char who[KILN_IDENTITY_MAX * 2 + 1];
+        kiln_transport_identity_str(id, id_len, who, sizeof who);
+        kiln_log_debug("send to %s failed: %s", who, kiln_error_last());
+    }
+    return rc;
+}
+
+static void s_reply(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64_t request_id,
+                    int code, const char *error, int64_t run_id, json_t *json)
+{
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Reply reply = KILN__REPLY__INIT;
+    char *text = NULL;
+    reply.request_id = request_id;
+    reply.code = code;
+    reply.error = (char *)(error ? error : "");
+    reply.run_id = (uint64_t)(run_id > 0 ? run_id : 0);
+    if (json) {
+        text = json_dumps(json, JSON_COMPACT);
+        reply.json = text ? text : (char *)"";
+    }
+    env.body_case = KILN__ENVELOPE__BODY_REPLY;
+    env.reply = &reply;
+    s_send(self, msg->identity, msg->id_len, &env);
+    free(text);
+}
+
+static s_worker_t *s_worker_find(kiln_server_t *self, const unsigned char *id, size_t id_len)
+{
+    for (size_t i = 0; i < self->n_workers; i++) {
+        s_worker_t *w = self->workers[i];
+        if (w->id_len == id_len && memcmp(w->identity, id, id_len) == 0)
+            return w;
+    }
+    return NULL;
+}
+
+static s_run_t *s_run_find(kiln_server_t *self, int64_t id)
+{
+    for (size_t i = 0; i < self->n_runs; i++)
+        if (self->runs[i]->id == id)
+            return self->runs[i];
+    return NULL;
+}
+
+/* Finds a job of an active run by its key "<run>/<job>". */
+static s_job_t *s_job_find(kiln_server_t *self, const char *key)
+{
+    char *end = NULL;
+    long long run_id = strtoll(key, &end, 10);
+    if (!end || *end != '/')
+        return NULL;
+    s_run_t *run = s_run_find(self, run_id);
+    if (!run)
+        return NULL;
+    long idx = kiln_pipeline_find_job(run->wf, end + 1);
+    return idx < 0 ? NULL : &run->jobs[idx];
+}
+
+static void s_ready_append(kiln_server_t *self, s_job_t *job, bool front)
+{
+    if (job->in_ready)
+        return;
+    job->in_ready = true;
+    if (front) {
+        job->ready_prev = NULL;
+        job->ready_next = self->ready_head;
+        if (self->ready_head)
+            self->ready_head->ready_prev = job;
+        else
+            self->ready_tail = job;
+        self->ready_head = job;
+    } else {
+        job->ready_next = NULL;
+        job->ready_prev = self->ready_tail;
+        if (self->ready_tail)
+            self->ready_tail->ready_next = job;
+        else
+            self->ready_head = job;
+        self->ready_tail = job;
+    }
+    self->n_ready++;
+}
+
+static void s_ready_remove(kiln_server_t *self, s_job_t *job)
+{
+    if (!job->in_ready)
+        return;
+    if (job->ready_prev)
+        job->ready_prev->ready_next = job->ready_next;
+    else
+        self->ready_head = job->ready_next;
+    if (job->ready_next)
+        job->ready_next->ready_prev = job->ready_prev;
+    else
+        self->ready_tail = job->ready_prev;
+    job->ready_prev = job->ready_next = NULL;
+    job->in_ready = false;
+    self->n_ready--;
+}
+
+/* ------------------------------------------------------------- watchers */
+
+static void s_watcher_add(s_run_t *run, const kiln_transport_msg_t *msg, const char *job_filter)
+{
+    for (size_t i = 0; i < run->n_watchers; i++)
+        if (run->watchers[i].id_len == msg->id_len &&
+            memcmp(run->watchers[i].identity, msg->identity, msg->id_len) == 0)
+            return;
+    if (run->n_watchers >= KILN_SERVER_MAX_WATCHERS) {
+        kiln_log_warn("run %lld: watcher limit (%d) reached", (long long)run->id,
+                      KILN_SERVER_MAX_WATCHERS);
+        return;
+    }
+    s_watcher_t *w = &run->watchers[run->n_watchers++];
+    memcpy(w->identity, msg->identity, msg->id_len);
+    w->id_len = msg->id_len;
+    snprintf(w->job_filter, sizeof w->job_filter, "%s", job_filter ? job_filter : "");
+}
+
+/* Sends an event to every watcher of the run; a watcher that cannot take it
+ * (gone, or so slow its queue is full) is dropped rather than waited for. */
+static void s_emit(kiln_server_t *self, s_run_t *run, Kiln__RunEvent *ev)
+{
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    env.body_case = KILN__ENVELOPE__BODY_EVENT;
+    env.event = ev;
+    ev->run_id = (uint64_t)run->id;
+    if (!ev->ts_ms)
+        ev->ts_ms = (uint64_t)kiln_clock_wall_ms();
+    for (size_t i = 0; i < run->n_watchers;) {
+        s_watcher_t *w = &run->watchers[i];
+        bool wanted = !w->job_filter[0] || ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED ||
+                      strcmp(w->job_filter, ev->job_id) == 0;
+        if (wanted && s_send(self, w->identity, w->id_len, &env) != 0) {
+            run->watchers[i] = run->watchers[--run->n_watchers];
+            continue;
+        }
+        i++;
+    }
+}
+
+static void s_emit_job(kiln_server_t *self, s_job_t *job, Kiln__EventKind kind,
+                       int64_t duration_ms)
+{
+    Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+    const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
+    if (!job->run->n_watchers)
+        return;
+    ev.kind = kind;
+    ev.job_id = spec->id;
+    ev.job_name = spec->name;
+    ev.state = (char *)kiln_job_state_name(job->state);
+    ev.attempt = job->attempt;
+    ev.worker = job->worker ? job->worker->name : (char *)"";
+    ev.duration_ms = duration_ms > 0 ? (uint64_t)duration_ms : 0;
+    s_emit(self, job->run, &ev);
+}
+
+/* ----------------------------------------------------------- run life */
+
+static void s_run_free(s_run_t **run_p)
+{
+    s_run_t *run = *run_p;
+    if (!run)
+        return;
+    kiln_dag_destroy(&run->dag);
+    kiln_pipeline_destroy(&run->wf);
+    free(run->jobs);
+    free(run);
+    *run_p = NULL;
+}
+
+static void s_run_remove(kiln_server_t *self, s_run_t *run)
+{
+    for (size_t i = 0; i < self->n_runs; i++) {
+        if (self->runs[i] == run) {
+            self->runs[i] = self->runs[--self->n_runs];
+            break;
+        }
+    }
+    const char *keys[KILN_WF_MAX_JOBS];
+    size_t n = 0;
+    for (size_t i = 0; i < run->wf->n_jobs && n < KILN_WF_MAX_JOBS; i++) {
+        s_job_t *job = &run->jobs[i];
+        s_ready_remove(self, job);
+        keys[n++] = job->key;
+    }
+    if (kiln_queue_forget(self->queue, keys, n) != 0)
+        kiln_log_warn("run %lld: %s", (long long)run->id, kiln_error_last());
+    s_run_free(&run);
+}
+
+static void s_run_check_done(kiln_server_t *self, s_run_t *run)
+{
+    if (!kiln_dag_done(run->dag))
+        return;
+    const char *state = run->cancel_requested     ? "cancelled"
+                        : kiln_dag_failed(run->dag) ? "failure"
+                                                    : "success";
+    int64_t now = kiln_clock_wall_ms();
+    if (kiln_history_run_set_state(self->history, run->id, state, now) != 0)
+        kiln_log_error("history: %s", kiln_error_last());
+    kiln_log_info("run %lld finished: %s", (long long)run->id, state);
+    Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+    ev.kind = KILN__EVENT_KIND__EVENT_RUN_FINISHED;
+    ev.state = (char *)state;
+    ev.duration_ms = (uint64_t)(now - run->created_ms);
+    s_emit(self, run, &ev);
+    s_run_remove(self, run);
+}
+
+/* Jobs the DAG reports ready go onto Redis and the in-memory ready list. */
+static void s_enqueue_ready(kiln_server_t *self, s_run_t *run)
+{
+    size_t ready[64], n;
+    while ((n = kiln_dag_take_ready(run->dag, ready, 64)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            s_job_t *job = &run->jobs[ready[i]];
+            if (kiln_queue_push(self->queue, job->key, job->labels, NULL, 0) != 0)
+                kiln_log_error("run %lld: %s", (long long)run->id, kiln_error_last());
+            job->state = KILN_JOB_READY;
+            s_ready_append(self, job, false);
+            kiln_history_job_set_state(self->history, run->id, run->wf->jobs[job->idx].id,
+                                       "ready", 0, NULL, 0, 0);
+            s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_QUEUED, 0);
+        }
+    }
+}
+
+/* Records a job's final state and moves the DAG on (skips, new ready). */
+static void s_job_final(kiln_server_t *self, s_job_t *job, kiln_job_state_t state,
+                        int64_t finished_ms)
+{
+    s_run_t *run = job->run;
+    const kiln_job_t *spec = &run->wf->jobs[job->idx];
+    size_t skipped[KILN_WF_MAX_JOBS], n_skipped = 0;
+    job->state = state;
+    kiln_history_job_set_state(self->history, run->id, spec->id, kiln_job_state_name(state), 0,
+                               NULL, 0, finished_ms);
+    s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_FINISHED,
+               job->started_ms ? finished_ms - job->started_ms : 0);
+    if (kiln_dag_finish(run->dag, job->idx, state, skipped, KILN_WF_MAX_JOBS, &n_skipped) != 0)
+        kiln_log_error("run %lld: dag: %s", (long long)run->id, kiln_error_last());
+    for (size_t i = 0; i < n_skipped && i < KILN_WF_MAX_JOBS; i++) {
+        s_job_t *sk = &run->jobs[skipped[i]];
+        sk->state = KILN_JOB_SKIPPED;
+        kiln_history_job_set_state(self->history, run->id, run->wf->jobs[sk->idx].id, "skipped",
+                                   0, NULL, 0, finished_ms);
+        s_emit_job(self, sk, KILN__EVENT_KIND__EVENT_JOB_FINISHED, 0);
+    }
+    s_enqueue_ready(self, run);
+}
+
+static void s_worker_release(s_worker_t *w, s_job_t *job)
+{
+    for (unsigned i = 0; i < w->slots; i++) {
+        if (w->jobs[i] == job) {
+            w->jobs[i] = NULL;
+            w->busy--;
+            break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+static void s_kv_fill(Kiln__KeyValue *kv, Kiln__KeyValue **ptrs, size_t *n, const kiln_env_t *env,
+                      size_t max)
+{
+    for (size_t i = 0; i < env->n && *n < max; i++) {
+        kiln__key_value__init(&kv[*n]);
+        kv[*n].key = env->items[i].key;
+        kv[*n].value = env->items[i].value;
+        ptrs[*n] = &kv[*n];
+        (*n)++;
+    }
+}
+
+/* Builds and sends the JobAssign for the job's current attempt. */
+static int s_send_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
+{
+    const kiln_workflow_t *wf = job->run->wf;
+    const kiln_job_t *spec = &wf->jobs[job->idx];
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__JobAssign a = KILN__JOB_ASSIGN__INIT;
+    size_t n_env_max = wf->env.n + spec->env.n, n_kv = 0, n_step_kv = 0;
+    for (size_t s = 0; s < spec->n_steps; s++)
+        n_step_kv += spec->steps[s].env.n;
+    Kiln__KeyValue *kv = calloc(n_env_max + n_step_kv + 1, sizeof *kv);
+    Kiln__KeyValue **kvp = calloc(n_env_max + n_step_kv + 1, sizeof *kvp);
+    Kiln__StepSpec *steps = calloc(spec->n_steps + 1, sizeof *steps);
+    Kiln__StepSpec **stepp = calloc(spec->n_steps + 1, sizeof *stepp);
+    int rc = -1;
+    if (!kv || !kvp || !steps || !stepp) {
+        kiln_error_set("out of memory");
+        goto cleanup;
+    }
+    a.job_key = job->key;
+    a.token = job->token;
+    a.run_id = (uint64_t)job->run->id;
+    a.job_id = spec->id;
+    a.job_name = spec->name;
+    a.attempt = job->attempt;
+    a.workflow_name = wf->name;
+    a.timeout_ms = (uint64_t)spec->timeout_ms;
+    /* Workflow env first, then the job's: the worker applies them in order,
+     * so the job's values win, as on GitHub. */
+    s_kv_fill(kv, kvp, &n_kv, &wf->env, n_env_max);
+    s_kv_fill(kv, kvp, &n_kv, &spec->env, n_env_max);
+    a.env = kvp;
+    a.n_env = n_kv;
+    size_t used = n_kv;
+    for (size_t s = 0; s < spec->n_steps; s++) {
+        const kiln_step_t *st = &spec->steps[s];
+        Kiln__StepSpec *ss = &steps[s];
+        kiln__step_spec__init(ss);
+        ss->name = st->name ? st->name : (char *)"";
+        ss->id = st->id ? st->id : (char *)"";
+        ss->run = st->run ? st->run : (char *)"";
+        ss->shell = st->shell ? st->shell : spec->shell ? spec->shell : (char *)"";
+        ss->working_directory = st->working_directory   ? st->working_directory
+                                : spec->working_directory ? spec->working_directory
+                                                          : (char *)"";
+        ss->timeout_ms = (uint64_t)st->timeout_ms;
+        ss->continue_on_error = st->continue_on_error;
+        size_t first = used;
+        s_kv_fill(kv, kvp, &used, &st->env, n_env_max + n_step_kv);
+        ss->env = kvp + first;
+        ss->n_env = used - first;
+        stepp[s] = ss;
+    }
+    a.steps = stepp;
+    a.n_steps = spec->n_steps;
+    env.body_case = KILN__ENVELOPE__BODY_ASSIGN;
+    env.assign = &a;
+    rc = s_send(self, w->identity, w->id_len, &env);
+cleanup:
+    free(kv);
+    free(kvp);
+    free(steps);
+    free(stepp);
+    return rc;
+}
+
+/* The matching worker with a free slot and the fewest busy slots. */
+static s_worker_t *s_pick_worker(kiln_server_t *self, const s_job_t *job)
+{
+    const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
+    s_worker_t *best = NULL;
+    for (size_t i = 0; i < self->n_workers; i++) {
+        s_worker_t *w = self->workers[i];
+        if (w->draining || w->busy >= w->slots || !s_worker_matches(self, w, spec))
+            continue;
+        if (!best || w->busy * best->slots < best->busy * w->slots)
+            best = w;
+    }
+    return best;
+}
+
+static void s_worker_lost(kiln_server_t *self, s_worker_t *w, const char *why);
+
+static bool s_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
+{
+    s_run_t *run = job->run;
+    const kiln_job_t *spec = &run->wf->jobs[job->idx];
+    int64_t deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
+    uint64_t token = 0;
+    if (kiln_queue_lease(self->queue, job->key, job->labels, w->name, deadline, &token) != 0) {
+        kiln_log_error("dispatch %s: %s", job->key, kiln_error_last());
+        s_ready_remove(self, job);
+        return false;
+    }
+    s_ready_remove(self, job);
+    job->token = token;
+    job->attempt++;
+    job->worker = w;
+    job->state = KILN_JOB_RUNNING;
+    job->started_ms = kiln_clock_wall_ms();
+    job->cancel_sent = false;
+    for (unsigned i = 0; i < w->slots; i++) {
+        if (!w->jobs[i]) {
+            w->jobs[i] = job;
+            break;
+        }
+    }
+    w->busy++;
+    if (kiln_dag_state(run->dag, job->idx) == KILN_JOB_READY)
+        kiln_dag_start(run->dag, job->idx);
+    kiln_history_attempt_start(self->history, run->id, spec->id, job->attempt, token, w->name,
+                               job->started_ms);
+    kiln_history_job_set_state(self->history, run->id, spec->id, "running", job->attempt,
+                               w->name, job->started_ms, 0);
+    self->stats.dispatches++;
+    kiln_log_debug("dispatch %s attempt %u token %llu -> %s", job->key, job->attempt,
+                   (unsigned long long)token, w->name);
+    if (s_send_assign(self, job, w) != 0) {
+        s_worker_lost(self, w, "cannot deliver a job");
+        return false;
+    }
+    s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_STARTED, 0);
+    return true;
+}
+
+static void s_dispatch(kiln_server_t *self)
+{
+    s_job_t *job = self->ready_head;
+    while (job) {
+        s_job_t *next = job->ready_next;
+        s_worker_t *w = s_pick_worker(self, job);
+        if (w && !s_assign(self, job, w))
+            next = self->ready_head; /* the lists may have changed under us */
+        job = next;
+    }
+}
+
+/* An attempt ended without a result from the worker (lost, unreachable):
+ * the job goes back to the queue for another attempt, or gives up. */
+static void s_attempt_lost(kiln_server_t *self, s_job_t *job, const char *klass)
+{
+    s_run_t *run = job->run;
+    const kiln_job_t *spec = &run->wf->jobs[job->idx];
+    int64_t now = kiln_clock_wall_ms();
+    kiln_history_attempt_finish(self->history, run->id, spec->id, job->attempt, klass,
+                                job->worker ? job->worker->name : NULL, now);
+    job->worker = NULL;
+    if (run->cancel_requested) {
+        kiln_queue_finish(self->queue, job->key, job->token, "cancelled");
+        s_job_final(self, job, KILN_JOB_CANCELLED, now);
+        return;
+    }
+    if (job->attempt < self->cfg.max_attempts &&
+        kiln_queue_requeue(self->queue, job->key, job->labels, job->token) == 0) {
+        self->stats.retries++;
+        job->state = KILN_JOB_READY;
+        kiln_history_job_set_state(self->history, run->id, spec->id, "ready", 0, NULL, 0, 0);
+        kiln_log_info("job %s: attempt %u ended (%s); queued again", job->key, job->attempt,
+                      klass);
+        s_ready_append(self, job, true);
+        return;
+    }
+    kiln_queue_finish(self->queue, job->key, job->token, "infra_error");
+    kiln_log_warn("job %s: attempt %u ended (%s); giving up", job->key, job->attempt, klass);
+    s_job_final(self, job, KILN_JOB_INFRA_ERROR, now);
+}
+
+static void s_worker_free(s_worker_t **w_p)
+{
+    s_worker_t *w = *w_p;
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->n_labels; i++)
+        free(w->labels[i]);
+    free(w->jobs);
+    free(w);
+    *w_p = NULL;
+}
+
+static void s_worker_lost(kiln_server_t *self, s_worker_t *w, const char *why)
+{
+    kiln_log_warn("worker %s lost: %s", w->name, why);
+    self->stats.workers_lost++;
+    for (size_t i = 0; i < self->n_workers; i++) {
+        if (self->workers[i] == w) {
+            self->workers[i] = self->workers[--self->n_workers];
+            break;
+        }
+    }
+    for (unsigned i = 0; i < w->slots; i++) {
+        s_job_t *job = w->jobs[i];
+        if (!job)
+            continue;
+        w->jobs[i] = NULL;
+        s_run_t *run = job->run;
+        s_attempt_lost(self, job, "worker_lost");
+        s_run_check_done(self, run);
+    }
+    s_worker_free(&w);
+}
+
+/* ------------------------------------------------------ worker messages */
+
+static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, const char *key_name)
+{
+    const Kiln__Hello *h = msg->env->hello;
+    s_worker_t *w = s_worker_find(self, msg->identity, msg->id_len);
+    if (w) {
+        /* A known worker says hello again (it reconnected). Jobs it no
+         * longer reports were lost with the old connection. */
+        for (unsigned i = 0; i < w->slots; i++) {
+            s_job_t *job = w->jobs[i];
+            bool reported = false;
+            for (size_t k = 0; job && k < h->n_running; k++)
+                reported = reported || (strcmp(h->running[k]->job_key, job->key) == 0 &&
+                                        h->running[k]->token == job->token);
+            if (job && !reported) {
+                w->jobs[i] = NULL;
+                w->busy--;
+                s_run_t *run = job->run;
+                s_attempt_lost(self, job, "worker_lost");
+                s_run_check_done(self, run);
+            }
+        }
+        w->last_seen = kiln_clock_mono_ms();
+    } else {
+        if (self->n_workers >= KILN_SERVER_MAX_WORKERS) {
+            kiln_log_warn("refusing worker %s: %d workers connected", h->name,
+                          KILN_SERVER_MAX_WORKERS);
+            return;
+        }
+        unsigned slots = h->slots;
+        if (slots < 1 || slots > KILN_SERVER_MAX_SLOTS) {
+            kiln_log_warn("worker %s (%s): %u slots is out of range 1..%d; dropped", h->name,
+                          msg->peer_address, h->slots, KILN_SERVER_MAX_SLOTS);
+            return;
+        }
+        w = calloc(1, sizeof *w);
+        if (!w || !(w->jobs = calloc(slots, sizeof *w->jobs))) {
+            free(w);
+            return;
+        }
+        memcpy(w->identity, msg->identity, msg->id_len);
+        w->id_len = msg->id_len;
+        w->slots = slots;
+        snprintf(w->name, sizeof w->name, "%s", h->name[0] ? h->name : key_name);
+        snprintf(w->key_name, sizeof w->key_name, "%s", key_name);
+        snprintf(w->hostname, sizeof w->hostname, "%s", h->hostname);
+        snprintf(w->version, sizeof w->version, "%s", h->version);
+        for (size_t i = 0; i < h->n_labels && w->n_labels < KILN_SERVER_MAX_LABELS; i++) {
+            char *l = strdup(h->labels[i]);
+            if (l)
+                w->labels[w->n_labels++] = l;
+        }
+        w->connected_ms = kiln_clock_wall_ms();
+        w->last_seen = kiln_clock_mono_ms();
+        if (self->n_workers == self->cap_workers) {
+            size_t ncap = self->cap_workers ? self->cap_workers * 2 : 16;
+            s_worker_t **grown = realloc(self->workers, ncap * sizeof *grown);
+            if (!grown) {
+                s_worker_free(&w);
+                return;
+            }
+            self->workers = grown;
+            self->cap_workers = ncap;
+        }
+        self->workers[self->n_workers++] = w;
+        kiln_log_info("worker %s connected from %s (key %s, %u slots)", w->name,
+                      msg->peer_address[0] ? msg->peer_address : "local", key_name, w->slots);
+        /* Jobs it says it runs that we do not know of are cancelled. */
+        for (size_t k = 0; k < h->n_running; k++) {
+            s_job_t *job = s_job_find(self, h->running[k]->job_key);
+            if (job && job->token == h->running[k]->token && !job->worker) {
+                continue;
+            }
+            Kiln__Envelope env = KILN__ENVELOPE__INIT;
+            Kiln__CancelJob c = KILN__CANCEL_JOB__INIT;
+            c.job_key = h->running[k]->job_key;
+            c.token = h->running[k]->token;
+            env.body_case = KILN__ENVELOPE__BODY_CANCEL;
+            env.cancel = &c;
+            s_send(self, w->identity, w->id_len, &env);
+        }
+    }
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Welcome welcome = KILN__WELCOME__INIT;
+    welcome.worker_id = w->name;
+    welcome.heartbeat_ms = (uint32_t)self->cfg.heartbeat_ms;
+    welcome.lease_ms = (uint32_t)self->cfg.lease_ms;
+    env.body_case = KILN__ENVELOPE__BODY_WELCOME;
+    env.welcome = &welcome;
+    s_send(self, w->identity, w->id_len, &env);
+    s_dispatch(self);
+}
+
+/* Checks that a message about job_key comes from the worker holding the
+ * current attempt; logs and counts stale ones (fencing). */
+static s_job_t *s_fenced_job(kiln_server_t *self, s_worker_t *w, const char *job_key,
+                             uint64_t token, const char *what)
+{
+    s_job_t *job = s_job_find(self, job_key);
+    if (!job || job->worker != w || job->token != token || job->state != KILN_JOB_RUNNING) {
+        self->stats.stale_rejected++;
+        kiln_log_warn("rejected %s for %s token %llu from worker %s: not the current attempt",
+                      what, job_key, (unsigned long long)token, w->name);
+        return NULL;
+    }
+    return job;
+}
+
+static void s_on_heartbeat(kiln_server_t *self, s_worker_t *w, const Kiln__Heartbeat *hb)
+{
+    bool was_draining = w->draining;
+    w->draining = hb->draining;
+    if (w->draining && !was_draining)
+        kiln_log_info("worker %s is draining", w->name);
+    int64_t deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
+    for (unsigned i = 0; i < w->slots; i++) {
+        s_job_t *job = w->jobs[i];
+        if (job && kiln_queue_renew(self->queue, job->key, job->token, deadline) != 0)
+            kiln_log_warn("lease renewal for %s: %s", job->key, kiln_error_last());
+    }
+}
+
+static void s_on_step_started(kiln_server_t *self, s_worker_t *w, const Kiln__StepStarted *m)
+{
+    s_job_t *job = s_fenced_job(self, w, m->job_key, m->token, "step start");
+    if (!job)
+        return;
+    const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
+    if (m->step >= spec->n_steps)
+        return;
+    const char *name = spec->steps[m->step].name;
+    kiln_history_step_start(self->history, job->run->id, spec->id, job->attempt, m->step, name,
+                            (int64_t)m->ts_ms);
+    if (job->run->n_watchers) {
+        Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+        ev.kind = KILN__EVENT_KIND__EVENT_STEP_STARTED;
+        ev.job_id = spec->id;
+        ev.job_name = spec->name;
+        ev.step = m->step;
+        ev.step_name = (char *)name;
+        ev.attempt = job->attempt;
+        ev.ts_ms = m->ts_ms;
+        s_emit(self, job->run, &ev);
+    }
+}
+
+static void s_on_log(kiln_server_t *self, s_worker_t *w, const Kiln__LogChunk *m)
+{
+    s_job_t *job = s_fenced_job(self, w, m->job_key, m->token, "log chunk");
+    if (!job)
+        return;
+    const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
+    int stream = m->stream <= 2 ? (int)m->stream : 2;
+    kiln_history_log_append(self->history, job->run->id, spec->id, job->attempt, m->step, stream,
+                            m->data.data, m->data.len, (int64_t)m->ts_ms);
+    if (job->run->n_watchers) {
+        Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+        ev.kind = KILN__EVENT_KIND__EVENT_LOG;
+        ev.job_id = spec->id;
+        ev.job_name = spec->name;
+        ev.step = m->step;
+        ev.stream = m->stream;
+        ev.data = m->data;
+        ev.attempt = job->attempt;
+        ev.ts_ms = m->ts_ms;
+        s_emit(self, job->run, &ev);
+    }
+}
+
+static const char *s_outcome_name(Kiln__Outcome o)
+{
+    switch (o) {
+    case KILN__OUTCOME__OUTCOME_SUCCESS: return "success";
+    case KILN__OUTCOME__OUTCOME_FAILURE: return "failure";
+    case KILN__OUTCOME__OUTCOME_TIMED_OUT: return "timed_out";
+    case KILN__OUTCOME__OUTCOME_CANCELLED: return "cancelled";
+    case KILN__OUTCOME__OUTCOME_SKIPPED: return "skipped";
+    case KILN__OUTCOME__OUTCOME_INFRA_ERROR: return "infra_error";
+    default: return "failure";
+    }
+}
+
+static void s_on_step_result(kiln_server_t *self, s_worker_t *w, const Kiln__StepResult *m)
+{
+    s_job_t *job = s_fenced_job(self, w, m->job_key, m->token, "step result");
+    if (!job)
+        return;
+    const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
+    if (m->step >= spec->n_steps)
+        return;
+    const char *state = s_outcome_name(m->outcome);
+    if (m->outcome == KILN__OUTCOME__OUTCOME_SKIPPED)
+        kiln_history_step_start(self->history, job->run->id, spec->id, job->attempt, m->step,
+                                spec->steps[m->step].name, 0);
+    kiln_history_step_finish(self->history, job->run->id, spec->id, job->attempt, m->step, state,
+                             m->exit_code, m->signal, (int64_t)m->started_ms,
+                             (int64_t)m->finished_ms);
+    if (job->run->n_watchers) {
+        Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+        ev.kind = KILN__EVENT_KIND__EVENT_STEP_FINISHED;
+        ev.job_id = spec->id;
+        ev.job_name = spec->name;
+        ev.step = m->step;
+        ev.step_name = spec->steps[m->step].name;
+        ev.state = (char *)state;
+        ev.exit_code = m->exit_code;
+        ev.attempt = job->attempt;
+        ev.duration_ms = m->finished_ms > m->started_ms ? m->finished_ms - m->started_ms : 0;
+        s_emit(self, job->run, &ev);
+    }
+}
+
+static void s_on_job_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobResult *m)
+{
+    s_job_t *job = s_fenced_job(self, w, m->job_key, m->token, "job result");
+    if (!job)
+        return;
+    s_run_t *run = job->run;
+    const kiln_job_t *spec = &run->wf->jobs[job->idx];
+    int64_t now = kiln_clock_wall_ms();
+    s_worker_release(w, job);
+    if (m->outcome == KILN__OUTCOME__OUTCOME_INFRA_ERROR) {
+        kiln_log_warn("job %s: worker %s reports an infrastructure error: %s", job->key, w->name,
+                      m->message);
+        s_attempt_lost(self, job, "infra_error");
+        s_run_check_done(self, run);
+        s_dispatch(self);
+        return;
+    }
+    kiln_job_state_t state;
+    switch (m->outcome) {
+    case KILN__OUTCOME__OUTCOME_SUCCESS: state = KILN_JOB_SUCCESS; break;
+    case KILN__OUTCOME__OUTCOME_TIMED_OUT: state = KILN_JOB_TIMED_OUT; break;
+    case KILN__OUTCOME__OUTCOME_CANCELLED: state = KILN_JOB_CANCELLED; break;
+    default: state = KILN_JOB_FAILURE; break;
+    }
+    const char *name = kiln_job_state_name(state);
+    if (kiln_queue_finish(self->queue, job->key, job->token, name) != 0)
+        kiln_log_warn("job %s: %s", job->key, kiln_error_last());
+    kiln_history_attempt_finish(self->history, run->id, spec->id, job->attempt, name,
+                                m->message[0] ? m->message : NULL, now);
+    kiln_log_info("job %s finished: %s on %s", job->key, name, w->name);
+    s_job_final(self, job, state, now);
+    job->worker = NULL;
+    s_run_check_done(self, run);
+    s_dispatch(self);
+}
+
+static void s_on_worker_message(kiln_server_t *self, kiln_transport_msg_t *msg,
+                                const char *key_name)
+{
+    Kiln__Envelope *env = msg->env;
+    if (env->body_case == KILN__ENVELOPE__BODY_HELLO) {
+        s_on_hello(self, msg, key_name);
+        return;
+    }
+    s_worker_t *w = s_worker_find(self, msg->identity, msg->id_len);
+    if (!w) {
+        /* We do not know this worker (we restarted, or it was declared
+         * lost): ask it to introduce itself again. */
+        Kiln__Envelope reply = KILN__ENVELOPE__INIT;
+        Kiln__Welcome welcome = KILN__WELCOME__INIT;
+        welcome.rehello = true;
+        reply.body_case = KILN__ENVELOPE__BODY_WELCOME;
+        reply.welcome = &welcome;
+        s_send(self, msg->identity, msg->id_len, &reply);
+        return;
+    }
+    w->last_seen = kiln_clock_mono_ms();
+    switch (env->body_case) {
+    case KILN__ENVELOPE__BODY_HEARTBEAT: s_on_heartbeat(self, w, env->heartbeat); break;
+    case KILN__ENVELOPE__BODY_ACCEPTED: break;
+    case KILN__ENVELOPE__BODY_STEP_STARTED: s_on_step_started(self, w, env->step_started); break;
+    case KILN__ENVELOPE__BODY_LOG: s_on_log(self, w, env->log); break;
+    case KILN__ENVELOPE__BODY_STEP_RESULT: s_on_step_result(self, w, env->step_result); break;
+    case KILN__ENVELOPE__BODY_JOB_RESULT: s_on_job_result(self, w, env->job_result); break;
+    default:
+        self->stats.garbage_dropped++;
+        kiln_log_warn("worker %s sent a message workers may not send (%d); dropped", w->name,
+                      (int)env->body_case);
+        break;
+    }
+}
+
+/* ------------------------------------------------------ client messages */
+
+static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                        const Kiln__Request *req, const char *client)
+{
+    kiln_diags_t diags;
+    kiln_workflow_t *wf = NULL;
+    s_run_t *run = NULL;
+    char *text = NULL;
+    const char *file = req->workflow_file[0] ? req->workflow_file : "workflow.yml";
+    kiln_diags_init(&diags, file);
+    if (req->workflow_yaml.len > KILN_WF_MAX_BYTES) {
+        char err[128];
+        snprintf(err, sizeof err, "%s: workflow is %zu bytes, over the limit of %d", file,
+                 req->workflow_yaml.len, KILN_WF_MAX_BYTES);
+        s_reply(self, msg, req->request_id, KILN_EINVAL, err, 0, NULL);
+        goto cleanup;
+    }
+    if (kiln_pipeline_parse(&wf, file, (const char *)req->workflow_yaml.data,
+                            req->workflow_yaml.len, &diags) != 0) {
+        text = kiln_diags_format(&diags);
+        kiln_log_info("refused a workflow from %s: %s", client, kiln_error_last());
+        s_reply(self, msg, req->request_id, KILN_EINVAL, text ? text : kiln_error_last(), 0, NULL);
+        goto cleanup;
+    }
+    if (self->n_runs >= KILN_SERVER_MAX_RUNS) {
+        s_reply(self, msg, req->request_id, KILN_EAGAIN, "too many active runs; try later", 0,
+                NULL);
+        goto cleanup;
+    }
+    run = calloc(1, sizeof *run);
+    if (!run || !(run->jobs = calloc(wf->n_jobs, sizeof *run->jobs)) ||
+        !(run->dag = kiln_dag_new(wf))) {
+        s_reply(self, msg, req->request_id, -1, "coordinator out of memory", 0, NULL);
+        goto cleanup;
+    }
+    run->created_ms = kiln_clock_wall_ms();
+    kiln_history_begin(self->history);
+    if (kiln_history_run_create(self->history, wf->name, file, (const char *)req->workflow_yaml.data,
+                                req->workflow_yaml.len, run->created_ms, &run->id) != 0) {
+        kiln_history_commit(self->history);
+        s_reply(self, msg, req->request_id, KILN_EINFRA, kiln_error_last(), 0, NULL);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < wf->n_jobs; i++) {
+        const kiln_job_t *spec = &wf->jobs[i];
+        s_job_t *job = &run->jobs[i];
+        job->run = run;
+        job->idx = i;
+        snprintf(job->key, sizeof job->key, "%lld/%s", (long long)run->id, spec->id);
+        s_labels_key(spec, job->labels, sizeof job->labels);
+        kiln_history_job_create(self->history, run->id, spec->id, spec->name,
+                                (const char *const *)spec->needs, spec->n_needs,
+                                (const char *const *)spec->runs_on, spec->n_runs_on);
+    }
+    kiln_history_audit(self->history, "run.submit", client, file, run->created_ms);
+    kiln_history_commit(self->history);
+    run->wf = wf;
+    wf = NULL;
+    if (self->n_runs == self->cap_runs) {
+        size_t ncap = self->cap_runs ? self->cap_runs * 2 : 16;
+        s_run_t **grown = realloc(self->runs, ncap * sizeof *grown);
+        if (!grown) {
+            s_reply(self, msg, req->request_id, -1, "coordinator out of memory", 0, NULL);
+            goto cleanup;
+        }
+        self->runs = grown;
+        self->cap_runs = ncap;
+    }
+    self->runs[self->n_runs++] = run;
+    self->stats.runs_submitted++;
+    if (req->follow)
+        s_watcher_add(run, msg, NULL);
+    /* Warnings travel back with the accepted run. */
+    text = diags.n ? kiln_diags_format(&diags) : NULL;
+    s_reply(self, msg, req->request_id, 0, text, run->id, NULL);
+    kiln_log_info("run %lld accepted from %s: %s, %zu jobs", (long long)run->id, client,
+                  run->wf->name, run->wf->n_jobs);
+    s_run_t *r = run;
+    run = NULL;
+    s_enqueue_ready(self, r);
+    s_dispatch(self);
+cleanup:
+    free(text);
+    s_run_free(&run);
+    kiln_pipeline_destroy(&wf);
+    kiln_diags_free(&diags);
+}
+
+static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                        const Kiln__Request *req, const char *client)
+{
+    s_run_t *run = s_run_find(self, (int64_t)req->run_id);
+    if (!run) {
+        s_reply(self, msg, req->request_id, KILN_ENOTFOUND, "no active run with that id", 0,
+                NULL);
+        return;
+    }
+    char detail[64];
+    snprintf(detail, sizeof detail, "run %lld", (long long)run->id);
+    kiln_history_audit(self->history, "run.cancel", client, detail, kiln_clock_wall_ms());
+    run->cancel_requested = true;
+    size_t cancelled[KILN_WF_MAX_JOBS];
+    size_t n = kiln_dag_cancel(run->dag, cancelled, KILN_WF_MAX_JOBS);
+    int64_t now = kiln_clock_wall_ms();
+    for (size_t i = 0; i < n; i++) {
+        s_job_t *job = &run->jobs[cancelled[i]];
+        if (job->in_ready) {
+            s_ready_remove(self, job);
+            kiln_queue_drop(self->queue, job->key, job->labels, "cancelled");
+        }
+        job->state = KILN_JOB_CANCELLED;
+        kiln_history_job_set_state(self->history, run->id, run->wf->jobs[job->idx].id,
+                                   "cancelled", 0, NULL, 0, now);
+        s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_FINISHED, 0);
+    }
+    for (size_t i = 0; i < run->wf->n_jobs; i++) {
+        s_job_t *job = &run->jobs[i];
+        if (job->state != KILN_JOB_RUNNING || !job->worker || job->cancel_sent)
+            continue;
+        Kiln__Envelope env = KILN__ENVELOPE__INIT;
+        Kiln__CancelJob c = KILN__CANCEL_JOB__INIT;
+        c.job_key = job->key;
+        c.token = job->token;
+        env.body_case = KILN__ENVELOPE__BODY_CANCEL;
+        env.cancel = &c;
+        job->cancel_sent = true;
+        s_send(self, job->worker->identity, job->worker->id_len, &env);
+    }
+    s_reply(self, msg, req->request_id, 0, NULL, run->id, NULL);
+    s_run_check_done(self, run);
+}
+
+static json_t *s_workers_json(kiln_server_t *self)
+{
+    json_t *arr = json_array();
+    int64_t now = kiln_clock_mono_ms();
+    for (size_t i = 0; arr && i < self->n_workers; i++) {
+        s_worker_t *w = self->workers[i];
+        json_t *labels = json_array(), *jobs = json_array();
+        for (size_t k = 0; k < w->n_labels; k++)
+            json_array_append_new(labels, json_string(w->labels[k]));
+        for (unsigned k = 0; k < w->slots; k++)
+            if (w->jobs[k])
+                json_array_append_new(jobs, json_string(w->jobs[k]->key));
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:i, s:b, s:I, s:I, s:o}", "name",
+                           w->name, "key", w->key_name, "hostname", w->hostname, "version",
+                           w->version, "labels", labels, "slots", (int)w->slots, "busy",
+                           (int)w->busy, "draining", w->draining, "connected_ms",
+                           (json_int_t)w->connected_ms, "last_seen_ms_ago",
+                           (json_int_t)(now - w->last_seen), "jobs", jobs));
+    }
+    return arr;
+}
+
+typedef struct {
+    kiln_server_t *self;
+    const kiln_transport_msg_t *msg;
+    int64_t run_id;
+} s_replay_t;
+
+static int s_replay_log(void *ctx, const char *job_id, unsigned attempt, unsigned step,
+                        int stream, const void *data, size_t len, int64_t ts_ms)
+{
+    s_replay_t *r = ctx;
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+    ev.run_id = (uint64_t)r->run_id;
+    ev.kind = KILN__EVENT_KIND__EVENT_LOG;
+    ev.job_id = (char *)job_id;
+    ev.attempt = attempt;
+    ev.step = step;
+    ev.stream = (Kiln__Stream)stream;
+    ev.data.data = (uint8_t *)data;
+    ev.data.len = len;
+    ev.ts_ms = (uint64_t)ts_ms;
+    env.body_case = KILN__ENVELOPE__BODY_EVENT;
+    env.event = &ev;
+    /* A client too slow for its own log replay is cut off, not waited for. */
+    return s_send(r->self, r->msg->identity, r->msg->id_len, &env) != 0 ? 1 : 0;
+}
+
+static void s_on_logs(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                      const Kiln__Request *req)
+{
+    json_t *probe = NULL;
+    int rc = kiln_history_run_json(self->history, (int64_t)req->run_id, &probe);
+    json_decref(probe);
+    if (rc != 0) {
+        s_reply(self, msg, req->request_id, rc, kiln_error_last(), 0, NULL);
+        return;
+    }
+    s_reply(self, msg, req->request_id, 0, NULL, (int64_t)req->run_id, NULL);
+    s_replay_t ctx = {self, msg, (int64_t)req->run_id};
+    const char *job = req->job_id[0] ? req->job_id : NULL;
+    if (kiln_history_logs_each(self->history, (int64_t)req->run_id, job, s_replay_log, &ctx) != 0)
+        return;
+    s_run_t *run = s_run_find(self, (int64_t)req->run_id);
+    if (req->follow && run) {
+        s_watcher_add(run, msg, job);
+        return;
+    }
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+    ev.run_id = req->run_id;
+    ev.kind = KILN__EVENT_KIND__EVENT_END;
+    env.body_case = KILN__ENVELOPE__BODY_EVENT;
+    env.event = &ev;
+    s_send(self, msg->identity, msg->id_len, &env);
+}
+
+static void s_on_client_message(kiln_server_t *self, kiln_transport_msg_t *msg,
+                                const char *client)
+{
+    if (msg->env->body_case != KILN__ENVELOPE__BODY_REQUEST) {
+        self->stats.garbage_dropped++;
+        kiln_log_warn("client %s (%s) sent a message clients may not send (%d); dropped", client,
+                      msg->peer_address, (int)msg->env->body_case);
+        return;
+    }
+    const Kiln__Request *req = msg->env->request;
+    json_t *json = NULL;
+    int rc;
+    switch (req->kind) {
+    case KILN__REQUEST_KIND__REQ_PING:
+        s_reply(self, msg, req->request_id, 0, NULL, 0, NULL);
+        break;
+    case KILN__REQUEST_KIND__REQ_SUBMIT:
+        s_on_submit(self, msg, req, client);
+        break;
+    case KILN__REQUEST_KIND__REQ_STATUS:
+        if (req->run_id)
+            rc = kiln_history_run_json(self->history, (int64_t)req->run_id, &json);
+        else
+            rc = kiln_history_runs_json(self->history, req->limit ? req->limit : 20, &json);
+        s_reply(self, msg, req->request_id, rc, rc ? kiln_error_last() : NULL,
+                (int64_t)req->run_id, json);
+        break;
+    case KILN__REQUEST_KIND__REQ_HISTORY:
+        rc = kiln_history_runs_json(self->history, req->limit, &json);
+        s_reply(self, msg, req->request_id, rc, rc ? kiln_error_last() : NULL, 0, json);
+        break;
+    case KILN__REQUEST_KIND__REQ_LOGS:
+        s_on_logs(self, msg, req);
+        break;
+    case KILN__REQUEST_KIND__REQ_CANCEL:
+        s_on_cancel(self, msg, req, client);
+        break;
+    case KILN__REQUEST_KIND__REQ_WORKERS:
+        json = s_workers_json(self);
+        s_reply(self, msg, req->request_id, 0, NULL, 0, json);
+        break;
+    case KILN__REQUEST_KIND__REQ_WATCH: {
+        s_run_t *run = s_run_find(self, (int64_t)req->run_id);
+        if (run) {
+            s_watcher_add(run, msg, NULL);
+            s_reply(self, msg, req->request_id, 0, NULL, run->id, NULL);
+        } else {
+            rc = kiln_history_run_json(self->history, (int64_t)req->run_id, &json);
+            s_reply(self, msg, req->request_id, rc ? rc : KILN_ENOTFOUND,
+                    rc ? kiln_error_last() : "run is not active", (int64_t)req->run_id, json);
+        }
+        break;
+    }
+    default:
+        s_reply(self, msg, req->request_id, KILN_EINVAL, "unknown request", 0, NULL);
+        break;
+    }
+    json_decref(json);
+}
+
+/* ----------------------------------------------------------------- loop */
+
+static void s_on_router(kiln_server_t *self)
+{
+    /* Bounded batch per wake-up so timers and signals are not starved. */
+    for (int i = 0; i < 1000; i++) {
+        kiln_transport_msg_t msg;
+        int rc = kiln_transport_recv(self->router, true, &msg);
+        if (rc == KILN_EAGAIN)
+            return;
+        if (rc != 0) {
+            self->stats.garbage_dropped++;
+            kiln_log_warn("dropped a message: %s", kiln_error_last());
+            continue;
+        }
+        const char *name = NULL;
+        kiln_role_t role = kiln_auth_role(msg.user_id, &name);
+        if (role == KILN_ROLE_WORKER) {
+            s_on_worker_message(self, &msg, name);
+        } else if (role == KILN_ROLE_CLIENT) {
+            s_on_client_message(self, &msg, name);
+        } else {
+            self->stats.garbage_dropped++;
+            kiln_log_warn("dropped a message from an unauthenticated peer (%s)", msg.peer_address);
+        }
+        kiln_transport_msg_clear(&msg);
+    }
+}
+
+static void s_on_timer(kiln_server_t *self)
+{
+    int64_t now = kiln_clock_mono_ms();
+    for (size_t i = 0; i < self->n_workers;) {
+        s_worker_t *w = self->workers[i];
+        if (now - w->last_seen > self->cfg.lease_ms) {
+            s_worker_lost(self, w, "no heartbeat within the lease");
+            continue; /* the array was compacted */
+        }
+        i++;
+    }
+    s_dispatch(self);
+}
+
+static void s_on_signal(kiln_server_t *self)
+{
+    struct signalfd_siginfo si;
+    while (read(self->sigfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGHUP) {
+            kiln_log_info("SIGHUP: reloading the allow-list");
+            if (kiln_auth_reload(self->auth) != 0)
+                kiln_log_error("%s", kiln_error_last());
+        } else {
+            kiln_log_info("signal %u: stopping", si.ssi_signo);
+            self->stopping = true;
+        }
+    }
+}
+
+int kiln_server_run(kiln_server_t *self)
+{
+    int64_t next_tick = kiln_clock_mono_ms() + self->cfg.heartbeat_ms;
+    while (!self->stopping) {
+        zmq_pollitem_t items[3] = {
+            {self->router, 0, ZMQ_POLLIN, 0},
+            {kiln_auth_socket(self->auth), 0, ZMQ_POLLIN, 0},
+            {NULL, self->sigfd, ZMQ_POLLIN, 0},
+        };
+        int n_items = self->sigfd >= 0 ? 3 : 2;
+        int64_t now = kiln_clock_mono_ms();
+        long timeout = next_tick > now ? (long)(next_tick - now) : 0;
+        if (zmq_poll(items, n_items, timeout) == -1) {
+            if (zmq_errno() == EINTR)
+                continue;
+            kiln_log_error("zmq_poll: %s", zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        if (items[1].revents & ZMQ_POLLIN)
+            kiln_auth_handle(self->auth);
+        if (items[0].revents & ZMQ_POLLIN)
+            s_on_router(self);
+        if (n_items == 3 && (items[2].revents & ZMQ_POLLIN))
+            s_on_signal(self);
+        if (kiln_clock_mono_ms() >= next_tick) {
+            s_on_timer(self);
+            next_tick = kiln_clock_mono_ms() + self->cfg.heartbeat_ms / 2;
+        }
+    }
+    return self->exit_code;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static const char *s_keep(kiln_server_t *self, int slot, const char *s)
+{
+    if (!s)
+        return NULL;
+    self->strings[slot] = strdup(s);
+    return self->strings[slot];
+}
+
+int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
+{
+    int rc = -1;
+    kiln_keypair_t kp;
+    kiln_server_t *self = calloc(1, sizeof *self);
+    *out = NULL;
+    if (!self) {
+        kiln_error_set("coordinator: out of memory");
+        return -1;
+    }
+    self->sigfd = -1;
+    self->cfg = *cfg;
+    self->cfg.listen = s_keep(self, 0, cfg->listen);
+    self->cfg.redis = s_keep(self, 1, cfg->redis);
+    self->cfg.db_path = s_keep(self, 2, cfg->db_path);
+    self->cfg.key_path = s_keep(self, 3, cfg->key_path);
+    self->cfg.allow_dir = s_keep(self, 4, cfg->allow_dir);
+    self->cfg.universal_labels = s_keep(self, 5, cfg->universal_labels);
+    if (!self->cfg.listen || !self->cfg.redis || !self->cfg.db_path || !self->cfg.key_path ||
+        !self->cfg.allow_dir) {
+        kiln_error_set("coordinator: listen, redis, db, key and allow are all required");
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    if (self->cfg.heartbeat_ms < 10 || self->cfg.lease_ms < self->cfg.heartbeat_ms) {
+        kiln_error_set("coordinator: heartbeat must be >= 10 ms and lease >= heartbeat");
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    if (self->cfg.max_attempts < 1)
+        self->cfg.max_attempts = 1;
+    self->n_universal =
+        s_split_labels(self->cfg.universal_labels, self->universal, KILN_SERVER_MAX_LABELS);
+    if ((rc = kiln_keys_load(&kp, self->cfg.key_path)) != 0)
+        goto cleanup;
+    if (!kp.has_secret) {
+        kiln_error_set("coordinator: %s holds no secret key", self->cfg.key_path);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    if ((rc = kiln_history_open(&self->history, self->cfg.db_path)) != 0)
+        goto cleanup;
+    if ((rc = kiln_queue_open(&self->queue, self->cfg.redis, 10000)) != 0)
+        goto cleanup;
+    self->zctx = zmq_ctx_new();
+    if (!self->zctx) {
+        kiln_error_set("coordinator: cannot create a ZeroMQ context");
+        rc = -1;
+        goto cleanup;
+    }
+    /* The ZAP handler first: no handshake may happen before it listens. */
+    if ((rc = kiln_auth_new(&self->auth, self->zctx, self->cfg.allow_dir)) != 0)
+        goto cleanup;
+    self->router = kiln_transport_bind(self->zctx, self->cfg.listen, &kp);
+    if (!self->router) {
+        rc = KILN_EINFRA;
+        goto cleanup;
+    }
+    if (cfg->handle_signals) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        self->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    }
+    kiln_log_info("listening on %s (CURVE, %zu worker keys, %zu client keys)", self->cfg.listen,
+                  kiln_auth_count(self->auth, KILN_ROLE_WORKER),
+                  kiln_auth_count(self->auth, KILN_ROLE_CLIENT));
+    *out = self;
+    self = NULL;
+    rc = 0;
+cleanup:
+    kiln_server_destroy(&self);
+    return rc;
+}
+
+void kiln_server_destroy(kiln_server_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kiln_server_t *self = *self_p;
+    for (size_t i = 0; i < self->n_runs; i++)
+        s_run_free(&self->runs[i]);
+    free(self->runs);
+    for (size_t i = 0; i < self->n_workers; i++)
+        s_worker_free(&self->workers[i]);
+    free(self->workers);
+    for (size_t i = 0; i < self->n_universal; i++)
+        free(self->universal[i]);
+    if (self->router)
+        zmq_close(self->router);
+    kiln_auth_destroy(&self->auth);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    kiln_queue_destroy(&self->queue);
+    kiln_history_destroy(&self->history);
+    if (self->sigfd >= 0)
+        close(self->sigfd);
+    for (size_t i = 0; i < sizeof self->strings / sizeof self->strings[0]; i++)
+        free(self->strings[i]);
+    free(self);
+    *self_p = NULL;
+}

@@ -1,0 +1,58 @@
+/* server.h: the coordinator: protocol state machine around one event loop.
+ *
+ * The server owns the CURVE ROUTER socket that workers and clients talk to,
+ * the ZAP handler that admits them, the Redis queue (hot state) and the
+ * SQLite history (the record). One thread runs everything from zmq_poll:
+ * a message, a signal or a timer wakes it, it moves runs forward, and it
+ * pushes ready jobs to workers with free slots at once (no polling by
+ * workers, so dispatch takes a round trip, not a poll interval).
+ *
+ * A job's life: submit -> parsed and validated (pipeline) -> run and jobs
+ * recorded (history) -> ready jobs pushed on Redis (queue) and mirrored in
+ * the in-memory ready list -> leased to a matching worker with a fencing
+ * token -> assigned over the wire -> steps, logs and the result come back,
+ * are checked against the token, recorded, and drive the DAG forward.
+ */
+#ifndef KILN_SERVER_H
+#define KILN_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct kiln_server kiln_server_t;
+
+typedef struct {
+    const char *listen;           /* endpoint to bind, e.g. tcp://127.0.0.1:7420 */
+    const char *redis;            /* Redis address (see queue.h) */
+    const char *db_path;          /* history database */
+    const char *key_path;         /* the server's .key file */
+    const char *allow_dir;        /* allow-list (workers/, clients/) */
+    const char *universal_labels; /* comma-separated labels every worker matches */
+    int heartbeat_ms;             /* expected worker heartbeat interval */
+    int lease_ms;                 /* a worker silent this long is lost */
+    unsigned max_attempts;        /* attempts per job for infrastructure failures */
+    bool handle_signals;          /* SIGINT/SIGTERM stop, SIGHUP reloads keys */
+} kiln_server_config_t;
+
+#define KILN_SERVER_DEFAULT_LISTEN "tcp://127.0.0.1:7420"
+#define KILN_SERVER_DEFAULT_LABELS "self-hosted,ubuntu-latest"
+#define KILN_SERVER_DEFAULT_HEARTBEAT_MS 1000
+#define KILN_SERVER_DEFAULT_LEASE_MS 5000
+#define KILN_SERVER_DEFAULT_MAX_ATTEMPTS 3
+/* Bounds on what the server keeps for clients. */
+#define KILN_SERVER_MAX_WORKERS 10000
+#define KILN_SERVER_MAX_RUNS 10000
+#define KILN_SERVER_MAX_WATCHERS 64
+#define KILN_SERVER_MAX_LABELS 32
+#define KILN_SERVER_MAX_SLOTS 256
+
+void kiln_server_config_defaults(kiln_server_config_t *cfg);
+
+/* Opens everything: keys, ZAP handler, Redis, history, then binds. */
+int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg);
+void kiln_server_destroy(kiln_server_t **self_p);
+/* Serves until stopped (a signal when handle_signals, or an infrastructure
+ * failure). Returns 0 on a clean stop. */
+int kiln_server_run(kiln_server_t *self);
+
+#endif

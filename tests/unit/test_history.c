@@ -1,0 +1,876 @@
+/* test_history.c: unit tests for coordinator/history.c.
+ *
+ * Each test gets a fresh database in its own mkdtemp directory and looks at
+ * it two ways: through the history API, and through a second, raw SQLite
+ * connection (what `kiln history` in another process would see), so that
+ * batching, persistence and the stored bytes are checked from outside.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "error.h"
+#include "history.h"
+
+/* Mirrors of history.c's limits (not exported by history.h). */
+#define CHUNK_MAX (1024 * 1024)
+#define YAML_MAX (4 * 1024 * 1024)
+#define TEXT_MAX (64 * 1024)
+
+typedef struct {
+    char dir[64];
+    char path[128];
+    kiln_history_t *history;
+} fixture_t;
+
+static int s_setup(void **state)
+{
+    fixture_t *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/kiln-history-XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->path, sizeof fx->path, "%s/history.db", fx->dir);
+    int rc = kiln_history_open(&fx->history, fx->path);
+    if (rc != 0)
+        fail_msg("open: %s", kiln_error_last());
+    *state = fx;
+    return 0;
+}
+
+static void s_remove(const char *dir, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    unlink(path);
+}
+
+static int s_teardown(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_destroy(&fx->history);
+    assert_null(fx->history);
+    s_remove(fx->dir, "history.db");
+    s_remove(fx->dir, "history.db-wal");
+    s_remove(fx->dir, "history.db-shm");
+    s_remove(fx->dir, "other.db");
+    s_remove(fx->dir, "other.db-wal");
+    s_remove(fx->dir, "other.db-shm");
+    s_remove(fx->dir, "garbage.db");
+    assert_int_equal(rmdir(fx->dir), 0);
+    free(fx);
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* A second connection to the same file, as another process would open it. */
+static sqlite3 *s_raw(const char *path)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    return db;
+}
+
+static int64_t s_query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+    int64_t value = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return value;
+}
+
+/* The first column of the first row as a new string ("(null)" for NULL). */
+static char *s_query_text(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+    const char *text = (const char *)sqlite3_column_text(stmt, 0);
+    char *copy = strdup(text ? text : "(null)");
+    assert_non_null(copy);
+    sqlite3_finalize(stmt);
+    return copy;
+}
+
+static void s_assert_query_text(sqlite3 *db, const char *sql, const char *expected)
+{
+    char *got = s_query_text(db, sql);
+    assert_string_equal(got, expected);
+    free(got);
+}
+
+/* Compares got with the JSON text `expected`, written with ' for " so the
+ * expectations stay readable; prints both on a mismatch. */
+static void s_assert_json(json_t *got, const char *expected)
+{
+    char *text = strdup(expected);
+    assert_non_null(text);
+    for (char *p = text; *p; p++)
+        if (*p == '\'')
+            *p = '"';
+    json_error_t error;
+    json_t *want = json_loads(text, 0, &error);
+    if (want == NULL)
+        fail_msg("bad expectation at %d: %s", error.position, error.text);
+    if (!json_equal(got, want)) {
+        char *a = json_dumps(got, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+        char *b = json_dumps(want, JSON_INDENT(1));
+        print_error("got:\n%s\nwant:\n%s\n", a ? a : "(null)", b ? b : "(null)");
+        free(a);
+        free(b);
+        json_decref(want);
+        free(text);
+        fail();
+    }
+    json_decref(want);
+    free(text);
+}
+
+static void s_ok(int rc)
+{
+    if (rc != 0)
+        fail_msg("rc %d: %s", rc, kiln_error_last());
+}
+
+/* ---- the run used by several tests -------------------------------------- */
+
+static const char s_yaml[] = "jobs:\n  build: {}\n";
+
+/* Run "ci" with four jobs created in a non-alphabetical order (so insertion
+ * order is distinguishable from key order), walked to the end:
+ *   build:  attempt 1 lost its worker in its second step, attempt 2
+ *           succeeded (so steps sort by attempt before index);
+ *   test:   one attempt, a step exited 2 and one was killed by signal 9;
+ *   lint:   cancelled before it started;  deploy: skipped. */
+static int64_t s_make_run(kiln_history_t *h)
+{
+    int64_t run = 0;
+    const char *linux_x86[] = {"linux", "x86_64"};
+    const char *linux_only[] = {"linux"};
+    const char *build[] = {"build"};
+    const char *build_test[] = {"build", "test"};
+
+    s_ok(kiln_history_run_create(h, "ci", ".kiln/ci.yml", s_yaml, strlen(s_yaml), 1000, &run));
+    s_ok(kiln_history_job_create(h, run, "build", "Build", NULL, 0, linux_x86, 2));
+    s_ok(kiln_history_job_create(h, run, "test", "Test", build, 1, linux_only, 1));
+    s_ok(kiln_history_job_create(h, run, "lint", "Lint", NULL, 0, NULL, 0));
+    s_ok(kiln_history_job_create(h, run, "deploy", "Deploy", build_test, 2, linux_only, 1));
+
+    /* build: pending -> ready -> running (attempt 1 on w1) */
+    s_ok(kiln_history_job_set_state(h, run, "build", "ready", 0, NULL, 0, 0));
+    s_ok(kiln_history_job_set_state(h, run, "build", "running", 1, "w1", 1100, 0));
+    s_ok(kiln_history_attempt_start(h, run, "build", 1, 41, "w1", 1100));
+    s_ok(kiln_history_step_start(h, run, "build", 1, 0, "checkout", 1110));
+    s_ok(kiln_history_log_append(h, run, "build", 1, 0, 2, "cloning\n", 8, 1120));
+    s_ok(kiln_history_step_finish(h, run, "build", 1, 0, "success", 0, 0, 1110, 1200));
+    s_ok(kiln_history_step_start(h, run, "build", 1, 1, "make", 1200));
+    s_ok(kiln_history_attempt_finish(h, run, "build", 1, "worker_lost", "heartbeat missed", 1500));
+    /* attempt 2 on w2: started_ms 0 must keep the job's first start */
+    s_ok(kiln_history_job_set_state(h, run, "build", "running", 2, "w2", 0, 0));
+    s_ok(kiln_history_attempt_start(h, run, "build", 2, 42, "w2", 1600));
+    s_ok(kiln_history_step_start(h, run, "build", 2, 0, "checkout", 1610));
+    /* started_ms 0: keep the start recorded by step_start */
+    s_ok(kiln_history_step_finish(h, run, "build", 2, 0, "success", 0, 0, 0, 1700));
+    s_ok(kiln_history_step_start(h, run, "build", 2, 1, "make", 1700));
+    s_ok(kiln_history_log_append(h, run, "build", 2, 1, 0, "cc -c a.c\n", 10, 1800));
+    s_ok(kiln_history_log_append(h, run, "build", 2, 1, 1, "warning\n", 8, 1900));
+    s_ok(kiln_history_step_finish(h, run, "build", 2, 1, "success", 0, 0, 1700, 2600));
+    s_ok(kiln_history_attempt_finish(h, run, "build", 2, "success", NULL, 2600));
+    /* attempt 0, worker NULL, started 0: only state and finished_ms change */
+    s_ok(kiln_history_job_set_state(h, run, "build", "success", 0, NULL, 0, 2600));
+
+    s_ok(kiln_history_job_set_state(h, run, "test", "running", 1, "w1", 2700, 0));
+    s_ok(kiln_history_attempt_start(h, run, "test", 1, 43, "w1", 2700));
+    s_ok(kiln_history_step_start(h, run, "test", 1, 0, "unit", 2710));
+    s_ok(kiln_history_log_append(h, run, "test", 1, 0, 1, "FAIL\n", 5, 2900));
+    s_ok(kiln_history_step_finish(h, run, "test", 1, 0, "failure", 2, 0, 2710, 3000));
+    s_ok(kiln_history_step_start(h, run, "test", 1, 1, "slow", 3000));
+    s_ok(kiln_history_step_finish(h, run, "test", 1, 1, "timed_out", -1, 9, 3000, 4000));
+    s_ok(kiln_history_attempt_finish(h, run, "test", 1, "failure", "step unit exited 2", 4000));
+    s_ok(kiln_history_job_set_state(h, run, "test", "failure", 0, NULL, 0, 4000));
+
+    s_ok(kiln_history_job_set_state(h, run, "lint", "cancelled", 0, NULL, 0, 4100));
+    s_ok(kiln_history_job_set_state(h, run, "deploy", "skipped", 0, NULL, 0, 4100));
+    s_ok(kiln_history_run_set_state(h, run, "failure", 4200));
+    return run;
+}
+
+static const char s_run_expected[] =
+    "{'id': 1, 'name': 'ci', 'file': '.kiln/ci.yml', 'state': 'failure',"
+    " 'created_ms': 1000, 'finished_ms': 4200, 'jobs': ["
+    "{'id': 'build', 'name': 'Build', 'state': 'success', 'attempt': 2, 'worker': 'w2',"
+    " 'started_ms': 1100, 'finished_ms': 2600, 'duration_ms': 1500,"
+    " 'needs': [], 'runs_on': ['linux', 'x86_64'],"
+    " 'attempts': ["
+    "  {'attempt': 1, 'token': 41, 'worker': 'w1', 'state': 'worker_lost',"
+    "   'message': 'heartbeat missed', 'started_ms': 1100, 'finished_ms': 1500},"
+    "  {'attempt': 2, 'token': 42, 'worker': 'w2', 'state': 'success',"
+    "   'message': null, 'started_ms': 1600, 'finished_ms': 2600}],"
+    " 'steps': ["
+    "  {'attempt': 1, 'index': 0, 'name': 'checkout', 'state': 'success', 'exit_code': 0,"
+    "   'signal': null, 'started_ms': 1110, 'finished_ms': 1200, 'duration_ms': 90},"
+    "  {'attempt': 1, 'index': 1, 'name': 'make', 'state': 'running', 'exit_code': null,"
+    "   'signal': null, 'started_ms': 1200, 'finished_ms': null, 'duration_ms': null},"
+    "  {'attempt': 2, 'index': 0, 'name': 'checkout', 'state': 'success', 'exit_code': 0,"
+    "   'signal': null, 'started_ms': 1610, 'finished_ms': 1700, 'duration_ms': 90},"
+    "  {'attempt': 2, 'index': 1, 'name': 'make', 'state': 'success', 'exit_code': 0,"
+    "   'signal': null, 'started_ms': 1700, 'finished_ms': 2600, 'duration_ms': 900}]},"
+    "{'id': 'test', 'name': 'Test', 'state': 'failure', 'attempt': 1, 'worker': 'w1',"
+    " 'started_ms': 2700, 'finished_ms': 4000, 'duration_ms': 1300,"
+    " 'needs': ['build'], 'runs_on': ['linux'],"
+    " 'attempts': ["
+    "  {'attempt': 1, 'token': 43, 'worker': 'w1', 'state': 'failure',"
+    "   'message': 'step unit exited 2', 'started_ms': 2700, 'finished_ms': 4000}],"
+    " 'steps': ["
+    "  {'attempt': 1, 'index': 0, 'name': 'unit', 'state': 'failure', 'exit_code': 2,"
+    "   'signal': null, 'started_ms': 2710, 'finished_ms': 3000, 'duration_ms': 290},"
+    "  {'attempt': 1, 'index': 1, 'name': 'slow', 'state': 'timed_out', 'exit_code': -1,"
+    "   'signal': 9, 'started_ms': 3000, 'finished_ms': 4000, 'duration_ms': 1000}]},"
+    "{'id': 'lint', 'name': 'Lint', 'state': 'cancelled', 'attempt': 0, 'worker': null,"
+    " 'started_ms': null, 'finished_ms': 4100, 'duration_ms': null,"
+    " 'needs': [], 'runs_on': [], 'attempts': [], 'steps': []},"
+    "{'id': 'deploy', 'name': 'Deploy', 'state': 'skipped', 'attempt': 0, 'worker': null,"
+    " 'started_ms': null, 'finished_ms': 4100, 'duration_ms': null,"
+    " 'needs': ['build', 'test'], 'runs_on': ['linux'], 'attempts': [], 'steps': []}]}";
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_open_creates_schema(void **state)
+{
+    fixture_t *fx = *state;
+    sqlite3 *db = s_raw(fx->path);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 1);
+    s_assert_query_text(db, "PRAGMA journal_mode", "wal");
+    const char *names[] = {"runs", "jobs", "attempts", "steps", "logs", "audit", "logs_run",
+                           "jobs_run_seq"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM sqlite_schema WHERE name = '%s'",
+                 names[i]);
+        if (s_query_int(db, sql) != 1)
+            fail_msg("no %s in the schema", names[i]);
+    }
+    s_assert_query_text(db, "PRAGMA integrity_check", "ok");
+    sqlite3_close(db);
+}
+
+static void test_open_errors(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = (kiln_history_t *)&h;
+    char path[256];
+
+    snprintf(path, sizeof path, "%s/no/such/dir/history.db", fx->dir);
+    assert_true(kiln_history_open(&h, path) < 0);
+    assert_null(h);
+    assert_memory_equal(kiln_error_last(), "history: ", 9);
+
+    /* a file that is not a database */
+    snprintf(path, sizeof path, "%s/garbage.db", fx->dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 256; i++)
+        fputs("this is not an SQLite database\n", f);
+    fclose(f);
+    h = (kiln_history_t *)&h;
+    assert_true(kiln_history_open(&h, path) < 0);
+    assert_null(h);
+    assert_non_null(strstr(kiln_error_last(), "garbage.db"));
+
+    /* a file written by a newer Kiln */
+    snprintf(path, sizeof path, "%s/other.db", fx->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_true(kiln_history_open(&h, path) < 0);
+    assert_null(h);
+    assert_non_null(strstr(kiln_error_last(), "newer"));
+}
+
+static void test_new_job_is_pending(void **state)
+{
+    fixture_t *fx = *state;
+    int64_t run = 0;
+    json_t *got = NULL;
+    s_ok(kiln_history_run_create(fx->history, NULL, "wf.yml", NULL, 0, 500, &run));
+    assert_int_equal(run, 1);
+    s_ok(kiln_history_job_create(fx->history, run, "only", "Only", NULL, 0, NULL, 0));
+    s_ok(kiln_history_run_json(fx->history, run, &got));
+    s_assert_json(got, "{'id': 1, 'name': null, 'file': 'wf.yml', 'state': 'running',"
+                       " 'created_ms': 500, 'finished_ms': null, 'jobs': ["
+                       "{'id': 'only', 'name': 'Only', 'state': 'pending', 'attempt': 0,"
+                       " 'worker': null, 'started_ms': null, 'finished_ms': null,"
+                       " 'duration_ms': null, 'needs': [], 'runs_on': [],"
+                       " 'attempts': [], 'steps': []}]}");
+    json_decref(got);
+}
+
+static void test_run_lifecycle(void **state)
+{
+    fixture_t *fx = *state;
+    json_t *got = NULL;
+    int64_t run = s_make_run(fx->history);
+    assert_int_equal(run, 1);
+    s_ok(kiln_history_run_json(fx->history, run, &got));
+    s_assert_json(got, s_run_expected);
+    json_decref(got);
+
+    s_ok(kiln_history_runs_json(fx->history, 10, &got));
+    s_assert_json(got, "[{'id': 1, 'name': 'ci', 'file': '.kiln/ci.yml', 'state': 'failure',"
+                       " 'created_ms': 1000, 'finished_ms': 4200, 'duration_ms': 3200,"
+                       " 'jobs': 4, 'failed': 2}]");
+    json_decref(got);
+
+    /* the workflow text is kept byte for byte */
+    sqlite3 *db = s_raw(fx->path);
+    s_assert_query_text(db, "SELECT yaml FROM runs WHERE id = 1", s_yaml);
+    sqlite3_close(db);
+}
+
+static void test_job_set_state_keeps_unset_columns(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    int64_t run = 0;
+    json_t *got = NULL;
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
+    s_ok(kiln_history_job_set_state(h, run, "j", "running", 3, "w9", 100, 900));
+    s_ok(kiln_history_job_set_state(h, run, "j", "failure", 0, NULL, 0, 0));
+    s_ok(kiln_history_run_json(h, run, &got));
+    json_t *job = json_array_get(json_object_get(got, "jobs"), 0);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "failure");
+    assert_int_equal(json_integer_value(json_object_get(job, "attempt")), 3);
+    assert_string_equal(json_string_value(json_object_get(job, "worker")), "w9");
+    assert_int_equal(json_integer_value(json_object_get(job, "started_ms")), 100);
+    assert_int_equal(json_integer_value(json_object_get(job, "finished_ms")), 900);
+    assert_int_equal(json_integer_value(json_object_get(job, "duration_ms")), 800);
+    json_decref(got);
+}
+
+static void test_runs_json_order_and_limit(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    json_t *got = NULL;
+    for (int i = 1; i <= 5; i++) {
+        int64_t run = 0;
+        char name[16];
+        snprintf(name, sizeof name, "run%d", i);
+        s_ok(kiln_history_run_create(h, name, "wf.yml", NULL, 0, 1000 * i, &run));
+        assert_int_equal(run, i);
+        s_ok(kiln_history_job_create(h, run, "a", "A", NULL, 0, NULL, 0));
+        s_ok(kiln_history_job_create(h, run, "b", "B", NULL, 0, NULL, 0));
+    }
+    s_ok(kiln_history_job_set_state(h, 4, "a", "infra_error", 0, NULL, 0, 4500));
+    s_ok(kiln_history_job_set_state(h, 4, "b", "timed_out", 0, NULL, 0, 4500));
+    s_ok(kiln_history_job_set_state(h, 5, "b", "success", 0, NULL, 0, 5500));
+    s_ok(kiln_history_run_set_state(h, 4, "failure", 4600));
+
+    s_ok(kiln_history_runs_json(h, 3, &got));
+    s_assert_json(got,
+                  "[{'id': 5, 'name': 'run5', 'file': 'wf.yml', 'state': 'running',"
+                  "  'created_ms': 5000, 'finished_ms': null, 'duration_ms': null,"
+                  "  'jobs': 2, 'failed': 0},"
+                  " {'id': 4, 'name': 'run4', 'file': 'wf.yml', 'state': 'failure',"
+                  "  'created_ms': 4000, 'finished_ms': 4600, 'duration_ms': 600,"
+                  "  'jobs': 2, 'failed': 2},"
+                  " {'id': 3, 'name': 'run3', 'file': 'wf.yml', 'state': 'running',"
+                  "  'created_ms': 3000, 'finished_ms': null, 'duration_ms': null,"
+                  "  'jobs': 2, 'failed': 0}]");
+    json_decref(got);
+
+    /* 0 means the default (50): all five, newest first */
+    s_ok(kiln_history_runs_json(h, 0, &got));
+    assert_int_equal(json_array_size(got), 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(got, i), "id")),
+                         5 - (int)i);
+    json_decref(got);
+
+    s_ok(kiln_history_runs_json(h, 1, &got));
+    assert_int_equal(json_array_size(got), 1);
+    json_decref(got);
+}
+
+static void test_runs_json_empty(void **state)
+{
+    fixture_t *fx = *state;
+    json_t *got = NULL;
+    s_ok(kiln_history_runs_json(fx->history, 50, &got));
+    assert_true(json_is_array(got));
+    assert_int_equal(json_array_size(got), 0);
+    json_decref(got);
+}
+
+typedef struct {
+    char job[16];
+    unsigned attempt;
+    unsigned step;
+    int stream;
+    char data[16];
+    size_t len;
+    int64_t ts;
+} chunk_t;
+
+typedef struct {
+    chunk_t chunks[16];
+    size_t n;
+    size_t stop_after;          /* return stop_rc from this call (1-based); 0 never */
+    int stop_rc;
+    kiln_history_t *append_to;  /* append a chunk to run 1 on every call */
+} walk_t;
+
+static int s_collect(void *ctx, const char *job_id, unsigned attempt, unsigned step, int stream,
+                     const void *data, size_t len, int64_t ts_ms)
+{
+    walk_t *walk = ctx;
+    assert_true(walk->n < sizeof walk->chunks / sizeof walk->chunks[0]);
+    assert_non_null(data);
+    chunk_t *c = &walk->chunks[walk->n++];
+    assert_true(strlen(job_id) < sizeof c->job);
+    assert_true(len <= sizeof c->data);
+    snprintf(c->job, sizeof c->job, "%s", job_id);
+    c->attempt = attempt;
+    c->step = step;
+    c->stream = stream;
+    memcpy(c->data, data, len);
+    c->len = len;
+    c->ts = ts_ms;
+    if (walk->append_to)
+        s_ok(kiln_history_log_append(walk->append_to, 1, "a", 1, 0, 0, "more", 4, 99));
+    if (walk->stop_after != 0 && walk->n == walk->stop_after)
+        return walk->stop_rc;
+    return 0;
+}
+
+static void s_assert_chunk(const chunk_t *c, const char *job, unsigned step, int stream,
+                           const void *data, size_t len, int64_t ts)
+{
+    assert_string_equal(c->job, job);
+    assert_int_equal(c->attempt, 1);
+    assert_int_equal(c->step, step);
+    assert_int_equal(c->stream, stream);
+    assert_int_equal(c->len, len);
+    assert_memory_equal(c->data, data, len);
+    assert_int_equal(c->ts, ts);
+}
+
+static void s_make_log_runs(kiln_history_t *h)
+{
+    int64_t run = 0;
+    s_ok(kiln_history_run_create(h, "one", "f", NULL, 0, 1, &run));
+    assert_int_equal(run, 1);
+    s_ok(kiln_history_run_create(h, "two", "f", NULL, 0, 2, &run));
+    assert_int_equal(run, 2);
+    /* timestamps deliberately out of order: arrival order is what counts */
+    s_ok(kiln_history_log_append(h, 1, "b", 1, 0, 0, "first", 5, 50));
+    s_ok(kiln_history_log_append(h, 2, "a", 1, 0, 0, "other run", 9, 10));
+    s_ok(kiln_history_log_append(h, 1, "a", 1, 0, 1, "second", 6, 40));
+    s_ok(kiln_history_log_append(h, 1, "a", 1, 1, 2, NULL, 0, 30));
+    s_ok(kiln_history_log_append(h, 1, "b", 1, 1, 0, "x\0y", 3, 20));
+    s_ok(kiln_history_log_append(h, 1, "a", 1, 2, 0, "fifth", 5, 10));
+}
+
+static void test_logs_each_order_and_filter(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    s_make_log_runs(h);
+
+    walk_t all = {0};
+    s_ok(kiln_history_logs_each(h, 1, NULL, s_collect, &all));
+    assert_int_equal(all.n, 5);
+    s_assert_chunk(&all.chunks[0], "b", 0, 0, "first", 5, 50);
+    s_assert_chunk(&all.chunks[1], "a", 0, 1, "second", 6, 40);
+    s_assert_chunk(&all.chunks[2], "a", 1, 2, "", 0, 30);
+    s_assert_chunk(&all.chunks[3], "b", 1, 0, "x\0y", 3, 20);
+    s_assert_chunk(&all.chunks[4], "a", 2, 0, "fifth", 5, 10);
+
+    walk_t only_a = {0};
+    s_ok(kiln_history_logs_each(h, 1, "a", s_collect, &only_a));
+    assert_int_equal(only_a.n, 3);
+    s_assert_chunk(&only_a.chunks[0], "a", 0, 1, "second", 6, 40);
+    s_assert_chunk(&only_a.chunks[1], "a", 1, 2, "", 0, 30);
+    s_assert_chunk(&only_a.chunks[2], "a", 2, 0, "fifth", 5, 10);
+
+    walk_t other = {0};
+    s_ok(kiln_history_logs_each(h, 2, NULL, s_collect, &other));
+    assert_int_equal(other.n, 1);
+    s_assert_chunk(&other.chunks[0], "a", 0, 0, "other run", 9, 10);
+
+    walk_t none = {0};
+    s_ok(kiln_history_logs_each(h, 1, "nosuch", s_collect, &none));
+    assert_int_equal(none.n, 0);
+    s_ok(kiln_history_logs_each(h, 99, NULL, s_collect, &none));
+    assert_int_equal(none.n, 0);
+}
+
+static void test_logs_each_stops(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    s_make_log_runs(h);
+
+    walk_t walk = {.stop_after = 2, .stop_rc = 7};
+    assert_int_equal(kiln_history_logs_each(h, 1, NULL, s_collect, &walk), 7);
+    assert_int_equal(walk.n, 2);
+
+    walk_t negative = {.stop_after = 1, .stop_rc = -42};
+    assert_int_equal(kiln_history_logs_each(h, 1, "b", s_collect, &negative), -42);
+    assert_int_equal(negative.n, 1);
+
+    /* a stopped walk leaves nothing open: writes and a new walk work */
+    s_ok(kiln_history_log_append(h, 1, "a", 1, 3, 0, "after", 5, 60));
+    walk_t again = {0};
+    s_ok(kiln_history_logs_each(h, 1, NULL, s_collect, &again));
+    assert_int_equal(again.n, 6);
+}
+
+static void test_logs_each_sees_chunks_stored_before_it(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    s_make_log_runs(h);
+
+    /* the callback appends to the walked run; the walk must still end */
+    walk_t walk = {.append_to = h};
+    s_ok(kiln_history_logs_each(h, 1, NULL, s_collect, &walk));
+    assert_int_equal(walk.n, 5);
+
+    walk_t after = {0};
+    s_ok(kiln_history_logs_each(h, 1, "a", s_collect, &after));
+    assert_int_equal(after.n, 3 + 5);
+}
+
+static void test_not_found(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    json_t *got = (json_t *)&got;
+    assert_int_equal(kiln_history_run_json(h, 999, &got), KILN_ENOTFOUND);
+    assert_null(got);
+    assert_string_equal(kiln_error_last(), "history: no run 999");
+
+    assert_int_equal(kiln_history_run_set_state(h, 999, "success", 5), KILN_ENOTFOUND);
+    assert_string_equal(kiln_error_last(), "history: no run 999");
+
+    int64_t run = 0;
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    assert_int_equal(kiln_history_job_set_state(h, run, "ghost", "running", 1, "w", 2, 0),
+                     KILN_ENOTFOUND);
+    assert_non_null(strstr(kiln_error_last(), "ghost"));
+    s_ok(kiln_history_job_create(h, run, "real", "Real", NULL, 0, NULL, 0));
+    assert_int_equal(kiln_history_attempt_finish(h, run, "real", 1, "success", NULL, 3),
+                     KILN_ENOTFOUND);
+    /* the misses wrote nothing */
+    s_ok(kiln_history_run_json(h, run, &got));
+    json_t *job = json_array_get(json_object_get(got, "jobs"), 0);
+    assert_int_equal(json_array_size(json_object_get(got, "jobs")), 1);
+    assert_int_equal(json_array_size(json_object_get(job, "attempts")), 0);
+    json_decref(got);
+}
+
+static void test_duplicates_refused(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    int64_t run = 0;
+    json_t *got = NULL;
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
+    assert_true(kiln_history_job_create(h, run, "j", "J again", NULL, 0, NULL, 0) < 0);
+    assert_memory_equal(kiln_error_last(), "history: ", 9);
+    /* the same job id in another run is fine */
+    int64_t run2 = 0;
+    s_ok(kiln_history_run_create(h, "r2", "f", NULL, 0, 2, &run2));
+    s_ok(kiln_history_job_create(h, run2, "j", "J", NULL, 0, NULL, 0));
+
+    /* a finished attempt cannot be restarted under the same number */
+    s_ok(kiln_history_attempt_start(h, run, "j", 1, 7, "w1", 10));
+    s_ok(kiln_history_attempt_finish(h, run, "j", 1, "failure", "boom", 20));
+    assert_true(kiln_history_attempt_start(h, run, "j", 1, 8, "w2", 30) < 0);
+    s_ok(kiln_history_run_json(h, run, &got));
+    json_t *job = json_array_get(json_object_get(got, "jobs"), 0);
+    assert_string_equal(json_string_value(json_object_get(job, "name")), "J");
+    s_assert_json(json_object_get(job, "attempts"),
+                  "[{'attempt': 1, 'token': 7, 'worker': 'w1', 'state': 'failure',"
+                  "  'message': 'boom', 'started_ms': 10, 'finished_ms': 20}]");
+    json_decref(got);
+}
+
+static void test_step_finish_without_start(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    int64_t run = 0;
+    json_t *got = NULL;
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
+    s_ok(kiln_history_step_finish(h, run, "j", 1, 3, "skipped", 0, 0, 0, 50));
+    /* a restarted step starts over */
+    s_ok(kiln_history_step_start(h, run, "j", 1, 0, "first", 10));
+    s_ok(kiln_history_step_finish(h, run, "j", 1, 0, "failure", 1, 0, 10, 20));
+    s_ok(kiln_history_step_start(h, run, "j", 1, 0, "first", 30));
+    s_ok(kiln_history_run_json(h, run, &got));
+    s_assert_json(json_object_get(json_array_get(json_object_get(got, "jobs"), 0), "steps"),
+                  "[{'attempt': 1, 'index': 0, 'name': 'first', 'state': 'running',"
+                  "  'exit_code': null, 'signal': null, 'started_ms': 30,"
+                  "  'finished_ms': null, 'duration_ms': null},"
+                  " {'attempt': 1, 'index': 3, 'name': null, 'state': 'skipped',"
+                  "  'exit_code': 0, 'signal': null, 'started_ms': null,"
+                  "  'finished_ms': 50, 'duration_ms': null}]");
+    json_decref(got);
+}
+
+static void test_batch_is_one_transaction(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    sqlite3 *db = s_raw(fx->path);
+
+    s_ok(kiln_history_begin(h));
+    s_ok(kiln_history_begin(h)); /* nested: counted */
+    for (int i = 0; i < 10; i++) {
+        int64_t run = 0;
+        s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, i + 1, &run));
+        s_ok(kiln_history_log_append(h, run, "j", 1, 0, 0, "x", 1, i));
+    }
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 0);
+    s_ok(kiln_history_commit(h)); /* inner: still open */
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 0);
+    s_ok(kiln_history_commit(h));
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 10);
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM logs"), 10);
+
+    /* without a batch every call commits on its own */
+    int64_t run = 0;
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 11, &run));
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 11);
+
+    /* a batch left open when the history is closed is rolled back */
+    s_ok(kiln_history_begin(h));
+    s_ok(kiln_history_run_create(h, "lost", "f", NULL, 0, 12, &run));
+    kiln_history_destroy(&fx->history);
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 11);
+    sqlite3_close(db);
+    s_ok(kiln_history_open(&fx->history, fx->path));
+}
+
+static void test_persists_across_reopen(void **state)
+{
+    fixture_t *fx = *state;
+    json_t *got = NULL;
+    s_make_run(fx->history);
+    s_ok(kiln_history_audit(fx->history, "approve", "alice", "run 1 gate prod", 5000));
+    kiln_history_destroy(&fx->history);
+    assert_null(fx->history);
+
+    s_ok(kiln_history_open(&fx->history, fx->path));
+    s_ok(kiln_history_run_json(fx->history, 1, &got));
+    s_assert_json(got, s_run_expected);
+    json_decref(got);
+
+    walk_t walk = {0};
+    s_ok(kiln_history_logs_each(fx->history, 1, NULL, s_collect, &walk));
+    assert_int_equal(walk.n, 4);
+    s_assert_chunk(&walk.chunks[0], "build", 0, 2, "cloning\n", 8, 1120);
+
+    /* ids continue after the stored ones */
+    int64_t run = 0;
+    s_ok(kiln_history_run_create(fx->history, "next", "f", NULL, 0, 6000, &run));
+    assert_int_equal(run, 2);
+
+    sqlite3 *db = s_raw(fx->path);
+    s_assert_query_text(db, "SELECT kind || ' ' || actor || ' ' || detail || ' ' || ts_ms"
+                            " FROM audit", "approve alice run 1 gate prod 5000");
+    s_assert_query_text(db, "PRAGMA integrity_check", "ok");
+    sqlite3_close(db);
+}
+
+static void test_limits(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    int64_t run = 0;
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
+
+    char *big = malloc(YAML_MAX + 1);
+    assert_non_null(big);
+    memset(big, 'x', YAML_MAX + 1);
+
+    s_ok(kiln_history_log_append(h, run, "j", 1, 0, 0, big, CHUNK_MAX, 1));
+    assert_int_equal(kiln_history_log_append(h, run, "j", 1, 0, 0, big, CHUNK_MAX + 1, 2),
+                     KILN_ETOOBIG);
+    assert_int_equal(kiln_history_log_append(h, run, "j", 1, 0, 3, "x", 1, 3), KILN_EINVAL);
+    assert_int_equal(kiln_history_log_append(h, run, "j", 1, 0, -1, "x", 1, 3), KILN_EINVAL);
+
+    int64_t other = 0;
+    assert_int_equal(kiln_history_run_create(h, "r", "f", big, YAML_MAX + 1, 2, &other),
+                     KILN_ETOOBIG);
+    s_ok(kiln_history_run_create(h, "r", "f", big, YAML_MAX, 2, &other));
+
+    /* an over-long message or detail is cut, not refused */
+    big[TEXT_MAX + 10] = '\0';
+    s_ok(kiln_history_attempt_start(h, run, "j", 1, 1, "w", 5));
+    s_ok(kiln_history_attempt_finish(h, run, "j", 1, "failure", big, 6));
+    s_ok(kiln_history_audit(h, "note", NULL, big, 7));
+
+    sqlite3 *db = s_raw(fx->path);
+    assert_int_equal(s_query_int(db, "SELECT length(data) FROM logs"), CHUNK_MAX);
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM logs"), 1);
+    assert_int_equal(s_query_int(db, "SELECT length(yaml) FROM runs WHERE id = 2"), YAML_MAX);
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 2);
+    assert_int_equal(s_query_int(db, "SELECT length(message) FROM attempts"), TEXT_MAX);
+    assert_int_equal(s_query_int(db, "SELECT length(detail) FROM audit"), TEXT_MAX);
+    s_assert_query_text(db, "SELECT actor FROM audit", "(null)");
+    sqlite3_close(db);
+    free(big);
+}
+
+static void test_text_not_utf8(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    int64_t run = 0;
+    json_t *got = NULL;
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
+    /* worker names and messages come from workers: keep them, repair on output */
+    s_ok(kiln_history_job_set_state(h, run, "j", "running", 1, "w\xff" "1", 1, 0));
+    s_ok(kiln_history_attempt_start(h, run, "j", 1, 1, "w\xff" "1", 1));
+    s_ok(kiln_history_attempt_finish(h, run, "j", 1, "failure", "bad \xc3(\xe2\x82", 2));
+    s_ok(kiln_history_run_json(h, run, &got));
+    json_t *job = json_array_get(json_object_get(got, "jobs"), 0);
+    assert_string_equal(json_string_value(json_object_get(job, "worker")), "w\xef\xbf\xbd" "1");
+    json_t *attempt = json_array_get(json_object_get(job, "attempts"), 0);
+    assert_string_equal(json_string_value(json_object_get(attempt, "message")),
+                        "bad \xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd");
+    json_decref(got);
+
+    /* needs and runs_on come from the parsed workflow: refuse, do not repair */
+    const char *bad[] = {"ok", "b\xffx"};
+    assert_int_equal(kiln_history_job_create(h, run, "k", "K", bad, 2, NULL, 0), KILN_EINVAL);
+    assert_non_null(strstr(kiln_error_last(), "needs[1]"));
+    assert_int_equal(kiln_history_job_create(h, run, "k", "K", NULL, 0, bad, 2), KILN_EINVAL);
+    assert_non_null(strstr(kiln_error_last(), "runs_on[1]"));
+}
+
+/* 100,000 job rows over 2,000 runs in one batch, then the two reads the UI
+ * makes. Correctness only: timings are for bench/. */
+#define SCALE_RUNS 2000
+#define SCALE_JOBS 50
+
+static void test_scale(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    sqlite3 *db = s_raw(fx->path);
+    const char *linux_only[] = {"linux"};
+
+    s_ok(kiln_history_begin(h));
+    for (int r = 1; r <= SCALE_RUNS; r++) {
+        int64_t run = 0;
+        char name[32];
+        snprintf(name, sizeof name, "run-%d", r);
+        s_ok(kiln_history_run_create(h, name, "wf.yml", NULL, 0, 1000 + r, &run));
+        assert_int_equal(run, r);
+        /* created from job-49 down to job-00: insertion order is not key order */
+        for (int j = SCALE_JOBS - 1; j >= 0; j--) {
+            char job[16];
+            char prev[16];
+            const char *needs[] = {prev};
+            snprintf(job, sizeof job, "job-%02d", j);
+            snprintf(prev, sizeof prev, "job-%02d", j + 1);
+            s_ok(kiln_history_job_create(h, run, job, job, needs, j == SCALE_JOBS - 1 ? 0 : 1,
+                                         linux_only, 1));
+        }
+        s_ok(kiln_history_job_set_state(h, run, "job-00", "failure", 1, "w", 5, 9));
+    }
+    /* nothing is visible to another connection until the commit */
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM jobs"), 0);
+    s_ok(kiln_history_commit(h));
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM jobs"), SCALE_RUNS * SCALE_JOBS);
+
+    json_t *got = NULL;
+    s_ok(kiln_history_runs_json(h, 50, &got));
+    assert_int_equal(json_array_size(got), 50);
+    for (size_t i = 0; i < 50; i++) {
+        json_t *run = json_array_get(got, i);
+        assert_int_equal(json_integer_value(json_object_get(run, "id")), SCALE_RUNS - (int)i);
+        assert_int_equal(json_integer_value(json_object_get(run, "jobs")), SCALE_JOBS);
+        assert_int_equal(json_integer_value(json_object_get(run, "failed")), 1);
+    }
+    json_decref(got);
+
+    s_ok(kiln_history_runs_json(h, 0, &got));
+    assert_int_equal(json_array_size(got), 50);
+    json_decref(got);
+
+    s_ok(kiln_history_runs_json(h, 5000, &got));
+    assert_int_equal(json_array_size(got), 1000);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(got, 999), "id")),
+                     SCALE_RUNS - 999);
+    json_decref(got);
+
+    s_ok(kiln_history_run_json(h, 1234, &got));
+    assert_string_equal(json_string_value(json_object_get(got, "name")), "run-1234");
+    json_t *jobs = json_object_get(got, "jobs");
+    assert_int_equal(json_array_size(jobs), SCALE_JOBS);
+    for (size_t i = 0; i < SCALE_JOBS; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "job-%02d", SCALE_JOBS - 1 - (int)i);
+        json_t *job = json_array_get(jobs, i);
+        assert_string_equal(json_string_value(json_object_get(job, "id")), want);
+    }
+    s_assert_json(json_object_get(json_array_get(jobs, 1), "needs"), "['job-49']");
+    s_assert_json(json_array_get(jobs, SCALE_JOBS - 1),
+                  "{'id': 'job-00', 'name': 'job-00', 'state': 'failure', 'attempt': 1,"
+                  " 'worker': 'w', 'started_ms': 5, 'finished_ms': 9, 'duration_ms': 4,"
+                  " 'needs': ['job-01'], 'runs_on': ['linux'], 'attempts': [], 'steps': []}");
+    json_decref(got);
+
+    s_assert_query_text(db, "PRAGMA integrity_check", "ok");
+    sqlite3_close(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_creates_schema, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_new_job_is_pending, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_run_lifecycle, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_job_set_state_keeps_unset_columns, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_runs_json_order_and_limit, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_runs_json_empty, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_logs_each_order_and_filter, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_logs_each_stops, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_logs_each_sees_chunks_stored_before_it, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_not_found, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_duplicates_refused, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_step_finish_without_start, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_is_one_transaction, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_persists_across_reopen, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_limits, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_text_not_utf8, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_scale, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests_name("history", tests, NULL, NULL);
+}

@@ -1,0 +1,860 @@
+/* agent.c: the worker's protocol loop and job runner (see agent.h).
+ *
+ * Reading order: job environment and step launch, step completion and job
+ * completion, message handlers, then the loop.
+ */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "error.h"
+#include "executor.h"
+#include "keys.h"
+#include "log.h"
+#include "transport.h"
+#include "workspace.h"
+
+extern char **environ;
+
+#define KILN_AGENT_MAX_LABELS 32
+
+typedef struct kiln_agent kiln_agent_t;
+
+typedef struct {
+    kiln_agent_t *agent;
+    Kiln__Envelope *env;        /* owns the assignment */
+    const Kiln__JobAssign *a;   /* env->assign */
+    kiln_workspace_t ws;
+    size_t step;                /* the step running or next to run */
+    kiln_exec_t *exec;
+    int64_t step_started_ms;    /* wall */
+    int64_t started_ms;         /* wall */
+    int64_t deadline;           /* monotonic; 0 = none */
+    bool failed;                /* a step failed (without continue-on-error) */
+    bool cancelled;
+    bool job_timed_out;
+    Kiln__Outcome outcome;
+} s_job_t;
+
+struct kiln_agent {
+    kiln_agent_config_t cfg;
+    char name[128];
+    char hostname[128];
+    char *labels[KILN_AGENT_MAX_LABELS];
+    size_t n_labels;
+    kiln_keypair_t own;
+    kiln_keypair_t server;
+    void *zctx;
+    void *sock;
+    int sigfd;
+    s_job_t *jobs[KILN_AGENT_MAX_SLOTS];
+    int heartbeat_ms;
+    int64_t next_heartbeat;
+    bool draining;
+    bool stopping;
+    bool welcomed;
+};
+
+void kiln_agent_config_defaults(kiln_agent_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->slots = 1;
+    cfg->heartbeat_ms = 1000;
+    cfg->kill_grace_ms = KILN_EXEC_DEFAULT_GRACE_MS;
+}
+
+static void s_send(kiln_agent_t *self, Kiln__Envelope *env)
+{
+    int rc = kiln_transport_send(self->sock, NULL, 0, env);
+    if (rc != 0)
+        kiln_log_warn("send to coordinator failed: %s", kiln_error_last());
+}
+
+static size_t s_n_jobs(const kiln_agent_t *self)
+{
+    size_t n = 0;
+    for (int i = 0; i < self->cfg.slots; i++)
+        n += self->jobs[i] != NULL;
+    return n;
+}
+
+/* ------------------------------------------------------------ messages */
+
+static void s_send_hello(kiln_agent_t *self)
+{
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Hello h = KILN__HELLO__INIT;
+    Kiln__RunningJob running[KILN_AGENT_MAX_SLOTS], *rp[KILN_AGENT_MAX_SLOTS];
+    size_t n = 0;
+    for (int i = 0; i < self->cfg.slots; i++) {
+        if (!self->jobs[i])
+            continue;
+        kiln__running_job__init(&running[n]);
+        running[n].job_key = self->jobs[i]->a->job_key;
+        running[n].token = self->jobs[i]->a->token;
+        rp[n] = &running[n];
+        n++;
+    }
+    h.name = self->name;
+    h.labels = self->labels;
+    h.n_labels = self->n_labels;
+    h.slots = (uint32_t)self->cfg.slots;
+    h.version = (char *)KILN_VERSION;
+    h.hostname = self->hostname;
+    h.running = rp;
+    h.n_running = n;
+    env.body_case = KILN__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    s_send(self, &env);
+}
+
+static void s_send_heartbeat(kiln_agent_t *self)
+{
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Heartbeat hb = KILN__HEARTBEAT__INIT;
+    Kiln__RunningJob running[KILN_AGENT_MAX_SLOTS], *rp[KILN_AGENT_MAX_SLOTS];
+    size_t n = 0;
+    for (int i = 0; i < self->cfg.slots; i++) {
+        if (!self->jobs[i])
+            continue;
+        kiln__running_job__init(&running[n]);
+        running[n].job_key = self->jobs[i]->a->job_key;
+        running[n].token = self->jobs[i]->a->token;
+        rp[n] = &running[n];
+        n++;
+    }
+    hb.running = rp;
+    hb.n_running = n;
+    hb.draining = self->draining;
+    env.body_case = KILN__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    s_send(self, &env);
+    self->next_heartbeat = kiln_clock_mono_ms() + self->heartbeat_ms;
+}
+
+static void s_send_log(s_job_t *job, Kiln__Stream stream, const void *data, size_t len)
+{
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__LogChunk chunk = KILN__LOG_CHUNK__INIT;
+    chunk.job_key = job->a->job_key;
+    chunk.token = job->a->token;
+    chunk.step = (uint32_t)job->step;
+    chunk.stream = stream;
+    chunk.data.data = (uint8_t *)data;
+    chunk.data.len = len;
+    chunk.ts_ms = (uint64_t)kiln_clock_wall_ms();
+    env.body_case = KILN__ENVELOPE__BODY_LOG;
+    env.log = &chunk;
+    s_send(job->agent, &env);
+}
+
+static void s_system_log(s_job_t *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_system_log(s_job_t *job, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = strlen(line);
+    line[len++] = '\n';
+    s_send_log(job, KILN__STREAM__STREAM_SYSTEM, line, len);
+}
+
+static void s_on_output(void *ctx, int stream, const char *data, size_t len)
+{
+    s_send_log(ctx, stream == 1 ? KILN__STREAM__STREAM_STDERR : KILN__STREAM__STREAM_STDOUT, data,
+               len);
+}
+
+static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome, int exit_code,
+                               int sig, int64_t started, int64_t finished)
+{
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__StepResult r = KILN__STEP_RESULT__INIT;
+    r.job_key = job->a->job_key;
+    r.token = job->a->token;
+    r.step = (uint32_t)step;
+    r.outcome = outcome;
+    r.exit_code = exit_code;
+    r.signal = sig;
+    r.started_ms = (uint64_t)started;
+    r.finished_ms = (uint64_t)finished;
+    env.body_case = KILN__ENVELOPE__BODY_STEP_RESULT;
+    env.step_result = &r;
+    s_send(job->agent, &env);
+}
+
+/* ---------------------------------------------------------- environment */
+
+typedef struct {
+    char *items[KILN_AGENT_MAX_ENV + 1];
+    size_t n;
+} s_env_t;
+
+static void s_env_free(s_env_t *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->items[i]);
+    e->n = 0;
+}
+
+/* Sets key=value, replacing an earlier value of the same key. */
+static int s_env_set(s_env_t *e, const char *key, const char *value)
+{
+    size_t klen = strlen(key);
+    char *kv = NULL;
+    if (klen == 0 || strchr(key, '='))
+        return 0;
+    if (asprintf(&kv, "%s=%s", key, value) < 0)
+        return -1;
+    for (size_t i = 0; i < e->n; i++) {
+        if (strncmp(e->items[i], key, klen) == 0 && e->items[i][klen] == '=') {
+            free(e->items[i]);
+            e->items[i] = kv;
+            return 0;
+        }
+    }
+    if (e->n >= KILN_AGENT_MAX_ENV) {
+        free(kv);
+        kiln_error_set("more than %d environment variables", KILN_AGENT_MAX_ENV);
+        return KILN_ETOOBIG;
+    }
+    e->items[e->n++] = kv;
+    e->items[e->n] = NULL;
+    return 0;
+}
+
+static int s_build_env(s_job_t *job, const Kiln__StepSpec *st, s_env_t *e)
+{
+    const Kiln__JobAssign *a = job->a;
+    char num[32];
+    e->n = 0;
+    e->items[0] = NULL;
+    for (char **p = environ; *p; p++) {
+        char *eq = strchr(*p, '=');
+        if (!eq)
+            continue;
+        char key[256];
+        size_t kl = (size_t)(eq - *p) < sizeof key - 1 ? (size_t)(eq - *p) : sizeof key - 1;
+        memcpy(key, *p, kl);
+        key[kl] = '\0';
+        if (s_env_set(e, key, eq + 1) != 0)
+            return -1;
+    }
+    snprintf(num, sizeof num, "%llu", (unsigned long long)a->run_id);
+    char attempt[16];
+    snprintf(attempt, sizeof attempt, "%u", a->attempt);
+    if (s_env_set(e, "CI", "true") || s_env_set(e, "KILN", "true") ||
+        s_env_set(e, "KILN_RUN_ID", num) || s_env_set(e, "KILN_JOB", a->job_id) ||
+        s_env_set(e, "KILN_ATTEMPT", attempt) || s_env_set(e, "KILN_WORKER", job->agent->name) ||
+        s_env_set(e, "GITHUB_WORKSPACE", job->ws.ws) || s_env_set(e, "GITHUB_RUN_ID", num) ||
+        s_env_set(e, "GITHUB_RUN_ATTEMPT", attempt) || s_env_set(e, "GITHUB_JOB", a->job_id) ||
+        s_env_set(e, "GITHUB_WORKFLOW", a->workflow_name) || s_env_set(e, "RUNNER_OS", "Linux") ||
+        s_env_set(e, "RUNNER_NAME", job->agent->name) || s_env_set(e, "RUNNER_TEMP", job->ws.tmp))
+        return -1;
+    if (st->id[0] && s_env_set(e, "GITHUB_ACTION", st->id))
+        return -1;
+    for (size_t i = 0; i < a->n_env; i++)
+        if (s_env_set(e, a->env[i]->key, a->env[i]->value) != 0)
+            return -1;
+    for (size_t i = 0; i < st->n_env; i++)
+        if (s_env_set(e, st->env[i]->key, st->env[i]->value) != 0)
+            return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- steps */
+
+#define KILN_SHELL_ARGS_MAX 32
+
+/* argv for a shell name or a custom "cmd args {0}" template. The strings
+ * live in buf (and path). Returns the argc, or -1 for an unknown shell. */
+static int s_shell_argv(const char *shell, const char *path, char *buf, size_t cap,
+                        const char **argv)
+{
+    int n = 0;
+    if (!shell[0] || strcmp(shell, "bash") == 0) {
+        /* The invocation GitHub uses for `shell: bash`. */
+        argv[n++] = "bash";
+        argv[n++] = "--noprofile";
+        argv[n++] = "--norc";
+        argv[n++] = "-eo";
+        argv[n++] = "pipefail";
+        argv[n++] = path;
+    } else if (strcmp(shell, "sh") == 0) {
+        argv[n++] = "sh";
+        argv[n++] = "-e";
+        argv[n++] = path;
+    } else if (strcmp(shell, "python") == 0) {
+        argv[n++] = "python3";
+        argv[n++] = path;
+    } else if (strstr(shell, "{0}")) {
+        snprintf(buf, cap, "%s", shell);
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, " \t", &save); tok && n < KILN_SHELL_ARGS_MAX - 1;
+             tok = strtok_r(NULL, " \t", &save))
+            argv[n++] = strcmp(tok, "{0}") == 0 ? path : tok;
+    } else {
+        return -1;
+    }
+    argv[n] = NULL;
+    return n;
+}
+
+static void s_job_finish(s_job_t *job);
+
+/* Starts the job's current step. Returns 0 when a process is running; on a
+ * failure to start, the step is reported failed and -1 returned. */
+static int s_step_start(s_job_t *job)
+{
+    kiln_agent_t *self = job->agent;
+    const Kiln__StepSpec *st = job->a->steps[job->step];
+    char script[KILN_WORKSPACE_PATH_MAX + 32], cwd[PATH_MAX * 2], shellbuf[1024];
+    const char *argv[KILN_SHELL_ARGS_MAX + 1];
+    s_env_t *env = calloc(1, sizeof *env);
+    int rc = -1, fd = -1;
+    job->step_started_ms = kiln_clock_wall_ms();
+    {
+        Kiln__Envelope m = KILN__ENVELOPE__INIT;
+        Kiln__StepStarted ss = KILN__STEP_STARTED__INIT;
+        ss.job_key = job->a->job_key;
+        ss.token = job->a->token;
+        ss.step = (uint32_t)job->step;
+        ss.ts_ms = (uint64_t)job->step_started_ms;
+        m.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
+        m.step_started = &ss;
+        s_send(self, &m);
+    }
+    if (!env) {
+        s_system_log(job, "worker out of memory");
+        goto cleanup;
+    }
+    snprintf(script, sizeof script, "%s/step-%zu.sh", job->ws.tmp, job->step);
+    fd = open(script, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700);
+    size_t len = strlen(st->run);
+    if (fd == -1 || write(fd, st->run, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
+        s_system_log(job, "cannot write the step script: %s", strerror(errno));
+        goto cleanup;
+    }
+    close(fd);
+    fd = -1;
+    if (s_shell_argv(st->shell, script, shellbuf, sizeof shellbuf, argv) < 0) {
+        s_system_log(job, "unsupported shell '%s'", st->shell);
+        goto cleanup;
+    }
+    if (st->working_directory[0] == '/')
+        snprintf(cwd, sizeof cwd, "%s", st->working_directory);
+    else if (st->working_directory[0])
+        snprintf(cwd, sizeof cwd, "%s/%s", job->ws.ws, st->working_directory);
+    else
+        snprintf(cwd, sizeof cwd, "%s", job->ws.ws);
+    struct stat sb;
+    if (stat(cwd, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        s_system_log(job, "working-directory '%s' does not exist", st->working_directory);
+        goto cleanup;
+    }
+    if (s_build_env(job, st, env) != 0) {
+        s_system_log(job, "cannot build the step environment: %s", kiln_error_last());
+        goto cleanup;
+    }
+    int64_t timeout = (int64_t)st->timeout_ms;
+    if (job->deadline) {
+        int64_t left = job->deadline - kiln_clock_mono_ms();
+        if (left < 1)
+            left = 1;
+        if (!timeout || left < timeout)
+            timeout = left;
+    }
+    kiln_exec_opts_t opts = {
+        .argv = argv,
+        .envp = (const char *const *)env->items,
+        .cwd = cwd,
+        .timeout_ms = timeout,
+        .grace_ms = self->cfg.kill_grace_ms,
+        .on_output = s_on_output,
+        .ctx = job,
+    };
+    if (kiln_exec_start(&job->exec, &opts) != 0) {
+        s_system_log(job, "cannot start the step: %s", kiln_error_last());
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    if (fd != -1)
+        close(fd);
+    if (env)
+        s_env_free(env);
+    free(env);
+    if (rc != 0) {
+        s_send_step_result(job, job->step, KILN__OUTCOME__OUTCOME_FAILURE, -1, 0,
+                           job->step_started_ms, kiln_clock_wall_ms());
+        if (!st->continue_on_error)
+            job->failed = true;
+    }
+    return rc;
+}
+
+/* Collects a finished step's result and reports it. */
+static void s_step_done(s_job_t *job)
+{
+    const Kiln__StepSpec *st = job->a->steps[job->step];
+    kiln_exec_status_t status = kiln_exec_status(job->exec);
+    int code = kiln_exec_exit_code(job->exec), sig = kiln_exec_signal(job->exec);
+    Kiln__Outcome outcome = KILN__OUTCOME__OUTCOME_FAILURE;
+    int64_t now = kiln_clock_wall_ms();
+    switch (status) {
+    case KILN_EXEC_EXITED:
+        outcome = code == 0 ? KILN__OUTCOME__OUTCOME_SUCCESS : KILN__OUTCOME__OUTCOME_FAILURE;
+        if (code != 0)
+            s_system_log(job, "step '%s' exited with code %d", st->name, code);
+        break;
+    case KILN_EXEC_SIGNALED:
+        s_system_log(job, "step '%s' was killed by signal %d", st->name, sig);
+        break;
+    case KILN_EXEC_TIMED_OUT:
+        outcome = KILN__OUTCOME__OUTCOME_TIMED_OUT;
+        if (job->deadline && kiln_clock_mono_ms() >= job->deadline)
+            job->job_timed_out = true;
+        s_system_log(job, "step '%s' timed out after %lld ms; its process group was killed",
+                     st->name, (long long)kiln_exec_duration_ms(job->exec));
+        break;
+    case KILN_EXEC_CANCELLED:
+        outcome = KILN__OUTCOME__OUTCOME_CANCELLED;
+        s_system_log(job, "step '%s' was cancelled", st->name);
+        break;
+    default:
+        break;
+    }
+    kiln_exec_destroy(&job->exec);
+    s_send_step_result(job, job->step, outcome, code, sig, job->step_started_ms, now);
+    if (outcome != KILN__OUTCOME__OUTCOME_SUCCESS && !job->cancelled) {
+        if (st->continue_on_error && !job->job_timed_out) {
+            s_system_log(job, "continue-on-error: the job goes on");
+        } else {
+            job->failed = true;
+            if (job->outcome == KILN__OUTCOME__OUTCOME_NONE)
+                job->outcome = outcome == KILN__OUTCOME__OUTCOME_TIMED_OUT
+                                   ? KILN__OUTCOME__OUTCOME_TIMED_OUT
+                                   : KILN__OUTCOME__OUTCOME_FAILURE;
+        }
+    }
+}
+
+/* Moves a job forward as far as it can go without waiting. */
+static void s_job_advance(s_job_t *job)
+{
+    for (;;) {
+        if (job->exec) {
+            if (!kiln_exec_done(job->exec))
+                return;
+            s_step_done(job);
+            job->step++;
+        }
+        if (job->step >= job->a->n_steps || job->failed || job->cancelled) {
+            /* Steps after a failure or cancel are reported skipped. */
+            int64_t now = kiln_clock_wall_ms();
+            for (size_t s = job->step; s < job->a->n_steps; s++)
+                s_send_step_result(job, s, KILN__OUTCOME__OUTCOME_SKIPPED, -1, 0, now, now);
+            s_job_finish(job);
+            return;
+        }
+        if (s_step_start(job) != 0) {
+            job->step++;
+            continue;
+        }
+    }
+}
+
+static void s_job_free(s_job_t **job_p)
+{
+    s_job_t *job = *job_p;
+    if (!job)
+        return;
+    kiln_exec_destroy(&job->exec);
+    if (job->env)
+        kiln__envelope__free_unpacked(job->env, NULL);
+    free(job);
+    *job_p = NULL;
+}
+
+static void s_job_finish(s_job_t *job)
+{
+    kiln_agent_t *self = job->agent;
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__JobResult r = KILN__JOB_RESULT__INIT;
+    r.job_key = job->a->job_key;
+    r.token = job->a->token;
+    if (job->cancelled)
+        r.outcome = KILN__OUTCOME__OUTCOME_CANCELLED;
+    else if (job->job_timed_out)
+        r.outcome = KILN__OUTCOME__OUTCOME_TIMED_OUT;
+    else if (job->failed)
+        r.outcome = job->outcome ? job->outcome : KILN__OUTCOME__OUTCOME_FAILURE;
+    else
+        r.outcome = KILN__OUTCOME__OUTCOME_SUCCESS;
+    r.started_ms = (uint64_t)job->started_ms;
+    r.finished_ms = (uint64_t)kiln_clock_wall_ms();
+    r.message = (char *)"";
+    env.body_case = KILN__ENVELOPE__BODY_JOB_RESULT;
+    env.job_result = &r;
+    s_send(self, &env);
+    kiln_log_info("job %s attempt %u done", job->a->job_key, job->a->attempt);
+    if (!self->cfg.keep_workspaces && kiln_workspace_remove(&job->ws) != 0)
+        kiln_log_warn("%s", kiln_error_last());
+    for (int i = 0; i < self->cfg.slots; i++) {
+        if (self->jobs[i] == job) {
+            self->jobs[i] = NULL;
+            break;
+        }
+    }
+    s_job_free(&job);
+}
+
+static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
+{
+    const Kiln__JobAssign *a = msg->env->assign;
+    int slot = -1;
+    for (int i = 0; i < self->cfg.slots; i++) {
+        if (self->jobs[i] && strcmp(self->jobs[i]->a->job_key, a->job_key) == 0) {
+            kiln_log_warn("assignment of %s while it runs here; ignored", a->job_key);
+            return;
+        }
+        if (!self->jobs[i] && slot < 0)
+            slot = i;
+    }
+    Kiln__Envelope reply = KILN__ENVELOPE__INIT;
+    Kiln__JobResult refused = KILN__JOB_RESULT__INIT;
+    refused.job_key = a->job_key;
+    refused.token = a->token;
+    refused.outcome = KILN__OUTCOME__OUTCOME_INFRA_ERROR;
+    reply.body_case = KILN__ENVELOPE__BODY_JOB_RESULT;
+    reply.job_result = &refused;
+    if (slot < 0 || self->draining || self->stopping) {
+        refused.message = (char *)(slot < 0 ? "no free slot" : "worker is draining");
+        s_send(self, &reply);
+        return;
+    }
+    s_job_t *job = calloc(1, sizeof *job);
+    if (!job) {
+        refused.message = (char *)"worker out of memory";
+        s_send(self, &reply);
+        return;
+    }
+    job->agent = self;
+    job->env = msg->env;
+    msg->env = NULL; /* the job owns the assignment now */
+    job->a = job->env->assign;
+    job->started_ms = kiln_clock_wall_ms();
+    if (job->a->timeout_ms)
+        job->deadline = kiln_clock_mono_ms() + (int64_t)job->a->timeout_ms;
+    if (kiln_workspace_create(&job->ws, self->cfg.work_dir, (unsigned long long)job->a->run_id,
+                              job->a->job_id, job->a->attempt) != 0) {
+        kiln_log_error("job %s: %s", job->a->job_key, kiln_error_last());
+        refused.message = (char *)kiln_error_last();
+        s_send(self, &reply);
+        s_job_free(&job);
+        return;
+    }
+    self->jobs[slot] = job;
+    {
+        Kiln__Envelope m = KILN__ENVELOPE__INIT;
+        Kiln__JobAccepted acc = KILN__JOB_ACCEPTED__INIT;
+        acc.job_key = job->a->job_key;
+        acc.token = job->a->token;
+        m.body_case = KILN__ENVELOPE__BODY_ACCEPTED;
+        m.accepted = &acc;
+        s_send(self, &m);
+    }
+    kiln_log_info("job %s attempt %u: %zu steps", job->a->job_key, job->a->attempt,
+                  job->a->n_steps);
+    s_job_advance(job);
+}
+
+static void s_on_cancel(kiln_agent_t *self, const Kiln__CancelJob *c)
+{
+    for (int i = 0; i < self->cfg.slots; i++) {
+        s_job_t *job = self->jobs[i];
+        if (!job || strcmp(job->a->job_key, c->job_key) != 0 || job->a->token != c->token)
+            continue;
+        kiln_log_info("job %s: cancelled by the coordinator", c->job_key);
+        job->cancelled = true;
+        if (job->exec)
+            kiln_exec_cancel(job->exec);
+        else
+            s_job_advance(job);
+        return;
+    }
+}
+
+static void s_on_socket(kiln_agent_t *self)
+{
+    for (int i = 0; i < 1000; i++) {
+        kiln_transport_msg_t msg;
+        int rc = kiln_transport_recv(self->sock, false, &msg);
+        if (rc == KILN_EAGAIN)
+            return;
+        if (rc != 0) {
+            kiln_log_warn("dropped a message from the coordinator: %s", kiln_error_last());
+            continue;
+        }
+        switch (msg.env->body_case) {
+        case KILN__ENVELOPE__BODY_WELCOME:
+            if (msg.env->welcome->rehello) {
+                s_send_hello(self);
+            } else {
+                if (!self->welcomed)
+                    kiln_log_info("registered with the coordinator as %s",
+                                  msg.env->welcome->worker_id);
+                self->welcomed = true;
+                if (msg.env->welcome->heartbeat_ms >= 10)
+                    self->heartbeat_ms = (int)msg.env->welcome->heartbeat_ms;
+            }
+            break;
+        case KILN__ENVELOPE__BODY_ASSIGN: s_on_assign(self, &msg); break;
+        case KILN__ENVELOPE__BODY_CANCEL: s_on_cancel(self, msg.env->cancel); break;
+        default:
+            kiln_log_warn("unexpected message %d from the coordinator; dropped",
+                          (int)msg.env->body_case);
+            break;
+        }
+        kiln_transport_msg_clear(&msg);
+    }
+}
+
+/* Kills every running step and hands the jobs back as infrastructure
+ * failures, so the coordinator re-dispatches them elsewhere at once. */
+static void s_abandon_jobs(kiln_agent_t *self)
+{
+    for (int i = 0; i < self->cfg.slots; i++) {
+        s_job_t *job = self->jobs[i];
+        if (!job)
+            continue;
+        kiln_exec_destroy(&job->exec);
+        Kiln__Envelope env = KILN__ENVELOPE__INIT;
+        Kiln__JobResult r = KILN__JOB_RESULT__INIT;
+        r.job_key = job->a->job_key;
+        r.token = job->a->token;
+        r.outcome = KILN__OUTCOME__OUTCOME_INFRA_ERROR;
+        r.message = (char *)"worker stopped";
+        env.body_case = KILN__ENVELOPE__BODY_JOB_RESULT;
+        env.job_result = &r;
+        s_send(self, &env);
+        if (!self->cfg.keep_workspaces)
+            kiln_workspace_remove(&job->ws);
+        s_job_free(&self->jobs[i]);
+    }
+}
+
+static void s_on_signal(kiln_agent_t *self)
+{
+    struct signalfd_siginfo si;
+    while (read(self->sigfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGCHLD) {
+            for (int i = 0; i < self->cfg.slots; i++)
+                if (self->jobs[i] && self->jobs[i]->exec)
+                    kiln_exec_on_sigchld(self->jobs[i]->exec);
+        } else if (si.ssi_signo == SIGTERM && !self->draining) {
+            kiln_log_info("SIGTERM: draining (%zu jobs running)", s_n_jobs(self));
+            self->draining = true;
+            s_send_heartbeat(self);
+        } else {
+            kiln_log_info("signal %u: stopping now", si.ssi_signo);
+            self->stopping = true;
+        }
+    }
+}
+
+int kiln_agent_run(kiln_agent_t *self)
+{
+    s_send_hello(self);
+    self->next_heartbeat = kiln_clock_mono_ms() + self->heartbeat_ms;
+    while (!self->stopping) {
+        if (self->draining && s_n_jobs(self) == 0)
+            break;
+        zmq_pollitem_t items[2 + 2 * KILN_AGENT_MAX_SLOTS];
+        s_job_t *owner[2 + 2 * KILN_AGENT_MAX_SLOTS];
+        int n = 0;
+        items[n++] = (zmq_pollitem_t){self->sock, 0, ZMQ_POLLIN, 0};
+        items[n++] = (zmq_pollitem_t){NULL, self->sigfd, ZMQ_POLLIN, 0};
+        int64_t next = self->next_heartbeat;
+        for (int i = 0; i < self->cfg.slots; i++) {
+            s_job_t *job = self->jobs[i];
+            if (!job || !job->exec)
+                continue;
+            int fds[2];
+            int k = kiln_exec_fds(job->exec, fds);
+            for (int f = 0; f < k; f++) {
+                owner[n] = job;
+                items[n++] = (zmq_pollitem_t){NULL, fds[f], ZMQ_POLLIN, 0};
+            }
+            int64_t d = kiln_exec_next_deadline(job->exec);
+            if (d >= 0 && d < next)
+                next = d;
+        }
+        int64_t now = kiln_clock_mono_ms();
+        long timeout = next > now ? (long)(next - now) : 0;
+        if (zmq_poll(items, n, timeout) == -1) {
+            if (zmq_errno() == EINTR)
+                continue;
+            kiln_log_error("zmq_poll: %s", zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        if (items[1].revents & ZMQ_POLLIN)
+            s_on_signal(self);
+        for (int i = 2; i < n; i++)
+            if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                kiln_exec_on_readable(owner[i]->exec, items[i].fd);
+        now = kiln_clock_mono_ms();
+        for (int i = 0; i < self->cfg.slots; i++) {
+            s_job_t *job = self->jobs[i];
+            if (!job)
+                continue;
+            if (job->exec) {
+                int64_t d = kiln_exec_next_deadline(job->exec);
+                if (d >= 0 && d <= now)
+                    kiln_exec_on_timer(job->exec, now);
+            }
+            s_job_advance(job); /* may free the job */
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            s_on_socket(self);
+        if (kiln_clock_mono_ms() >= self->next_heartbeat)
+            s_send_heartbeat(self);
+    }
+    if (self->stopping)
+        s_abandon_jobs(self);
+    else
+        s_send_heartbeat(self);
+    kiln_log_info("worker %s exits", self->name);
+    return 0;
+}
+
+int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
+{
+    int rc = -1;
+    kiln_agent_t *self = calloc(1, sizeof *self);
+    *out = NULL;
+    if (!self) {
+        kiln_error_set("worker: out of memory");
+        return -1;
+    }
+    self->sigfd = -1;
+    self->cfg = *cfg;
+    if (!cfg->coordinator || !cfg->server_key || !cfg->key_path || !cfg->work_dir) {
+        kiln_error_set("worker: coordinator, server-key, key and work-dir are required");
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    if (cfg->slots < 1 || cfg->slots > KILN_AGENT_MAX_SLOTS) {
+        kiln_error_set("worker: slots must be 1..%d", KILN_AGENT_MAX_SLOTS);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    self->heartbeat_ms = cfg->heartbeat_ms >= 10 ? cfg->heartbeat_ms : 1000;
+    if (gethostname(self->hostname, sizeof self->hostname - 1) != 0)
+        snprintf(self->hostname, sizeof self->hostname, "unknown");
+    snprintf(self->name, sizeof self->name, "%s", cfg->name ? cfg->name : self->hostname);
+    /* Labels: the configured ones plus OS and architecture, as GitHub's
+     * self-hosted runners have. */
+    struct utsname u;
+    self->labels[self->n_labels++] = strdup("linux");
+    if (uname(&u) == 0)
+        self->labels[self->n_labels++] = strdup(strcmp(u.machine, "x86_64") == 0    ? "x64"
+                                                : strcmp(u.machine, "aarch64") == 0 ? "arm64"
+                                                                                    : u.machine);
+    const char *p = cfg->labels ? cfg->labels : "";
+    while (*p && self->n_labels < KILN_AGENT_MAX_LABELS) {
+        p += strspn(p, ", ");
+        size_t len = strcspn(p, ",");
+        size_t trimmed = len;
+        while (trimmed && p[trimmed - 1] == ' ')
+            trimmed--;
+        if (trimmed)
+            self->labels[self->n_labels++] = strndup(p, trimmed);
+        p += len;
+    }
+    for (size_t i = 0; i < self->n_labels; i++) {
+        if (!self->labels[i]) {
+            kiln_error_set("worker: out of memory");
+            goto cleanup;
+        }
+    }
+    if ((rc = kiln_keys_load(&self->own, cfg->key_path)) != 0)
+        goto cleanup;
+    if (!self->own.has_secret) {
+        kiln_error_set("worker: %s holds no secret key", cfg->key_path);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    if ((rc = kiln_keys_load(&self->server, cfg->server_key)) != 0)
+        goto cleanup;
+    if (mkdir(cfg->work_dir, 0700) != 0 && errno != EEXIST) {
+        kiln_error_errno("worker: cannot create %s", cfg->work_dir);
+        rc = -1;
+        goto cleanup;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    self->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (self->sigfd == -1) {
+        kiln_error_errno("worker: signalfd");
+        rc = -1;
+        goto cleanup;
+    }
+    self->zctx = zmq_ctx_new();
+    char routing[160];
+    snprintf(routing, sizeof routing, "w:%s", self->name);
+    self->sock = self->zctx ? kiln_transport_connect(self->zctx, cfg->coordinator, &self->own,
+                                                     self->server.public_z85, routing)
+                            : NULL;
+    if (!self->sock) {
+        rc = KILN_EINFRA;
+        goto cleanup;
+    }
+    kiln_log_info("worker %s: %d slots, connecting to %s", self->name, cfg->slots,
+                  cfg->coordinator);
+    *out = self;
+    self = NULL;
+    rc = 0;
+cleanup:
+    kiln_agent_destroy(&self);
+    return rc;
+}
+
+void kiln_agent_destroy(kiln_agent_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kiln_agent_t *self = *self_p;
+    for (int i = 0; i < self->cfg.slots && i < KILN_AGENT_MAX_SLOTS; i++)
+        s_job_free(&self->jobs[i]);
+    for (size_t i = 0; i < self->n_labels; i++)
+        free(self->labels[i]);
+    if (self->sock)
+        zmq_close(self->sock);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    if (self->sigfd >= 0)
+        close(self->sigfd);
+    free(self);
+    *self_p = NULL;
+}

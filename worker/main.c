@@ -1,0 +1,63 @@
+/* main.c: kiln-worker. Parses flags (or a config file) and runs the agent
+ * library (agent.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+
+int main(int argc, char **argv)
+{
+    kiln_agent_config_t cfg;
+    kiln_agent_t *agent = NULL;
+    const char *log_level = "info";
+    int npos = 0;
+    kiln_agent_config_defaults(&cfg);
+    kiln_opt_t opts[] = {
+        {"coordinator", KILN_OPT_STRING, &cfg.coordinator, "coordinator endpoint (tcp://HOST:7420)"},
+        {"server-key", KILN_OPT_STRING, &cfg.server_key, "the coordinator's public key file (.pub)"},
+        {"key", KILN_OPT_STRING, &cfg.key_path, "this worker's CURVE key pair (.key)"},
+        {"name", KILN_OPT_STRING, &cfg.name, "worker name (default: host name)"},
+        {"labels", KILN_OPT_STRING, &cfg.labels, "comma-separated labels jobs can ask for"},
+        {"slots", KILN_OPT_INT, &cfg.slots, "jobs run at once (1)"},
+        {"work-dir", KILN_OPT_STRING, &cfg.work_dir, "where job workspaces are created"},
+        {"heartbeat-ms", KILN_OPT_INT, &cfg.heartbeat_ms, "heartbeat interval before the "
+                                                          "coordinator sets one (1000)"},
+        {"kill-grace-ms", KILN_OPT_INT, &cfg.kill_grace_ms,
+         "time between SIGTERM and SIGKILL for a step (5000)"},
+        {"keep-workspaces", KILN_OPT_BOOL, &cfg.keep_workspaces, "keep job directories"},
+        {"log-level", KILN_OPT_STRING, &log_level, "debug, info, warn or error"},
+        {NULL, 0, NULL, NULL},
+    };
+    int rc = kiln_opts_parse(opts, argc, argv, 1, &npos);
+    if (rc != 0 || npos != 0) {
+        FILE *out = rc == 1 ? stdout : stderr;
+        if (rc < 0)
+            fprintf(stderr, "kiln-worker: %s\n", kiln_error_last());
+        else if (npos)
+            fprintf(stderr, "kiln-worker: unexpected argument '%s'\n", argv[1]);
+        fprintf(out, "usage: kiln-worker --coordinator ENDPOINT --server-key FILE --key FILE "
+                     "--work-dir DIR [options]\n\n");
+        kiln_opts_print(out, opts);
+        return rc == 1 ? 0 : 2;
+    }
+    kiln_log_level_t level;
+    if (kiln_log_parse_level(log_level, &level) != 0) {
+        fprintf(stderr, "kiln-worker: unknown log level '%s'\n", log_level);
+        return 2;
+    }
+    char component[160];
+    snprintf(component, sizeof component, "worker %s", cfg.name ? cfg.name : "");
+    kiln_log_init(component, level);
+    rc = kiln_agent_new(&agent, &cfg);
+    if (rc != 0) {
+        kiln_log_error("%s", kiln_error_last());
+        return rc == KILN_EINVAL ? 2 : 3;
+    }
+    rc = kiln_agent_run(agent);
+    kiln_agent_destroy(&agent);
+    return rc == 0 ? 0 : 3;
+}
