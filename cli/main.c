@@ -22,9 +22,20 @@
 #include "log.h"
 #include "pipeline.h"
 
-#define KILN_REQUEST_TIMEOUT_MS 15000
-/* A fresh local farm needs a moment before the coordinator answers. */
+/* How long a client waits for an answer; KILN_REQUEST_TIMEOUT_MS overrides
+ * it (scripts that probe a farm want to give up sooner). A fresh local farm
+ * needs a moment before the coordinator answers, hence the longer wait for
+ * the first request of `kiln run`. */
+#define KILN_REQUEST_TIMEOUT_DEFAULT_MS 15000
 #define KILN_FARM_START_TIMEOUT_MS 30000
+#define KILN_REQUEST_TIMEOUT_MS s_request_timeout_ms()
+
+static int s_request_timeout_ms(void)
+{
+    const char *v = getenv("KILN_REQUEST_TIMEOUT_MS");
+    int ms = v ? atoi(v) : 0;
+    return ms > 0 ? ms : KILN_REQUEST_TIMEOUT_DEFAULT_MS;
+}
 
 typedef struct {
     kiln_client_target_t target;
@@ -129,7 +140,10 @@ static int s_submit_and_follow(kiln_client_t *client, const char *file, const ch
     req.workflow_yaml.data = (uint8_t *)text;
     req.workflow_yaml.len = len;
     req.follow = live || json || run_out != NULL;
-    int rc = kiln_client_call(client, &req, KILN_FARM_START_TIMEOUT_MS, &reply);
+    int rc = kiln_client_call(client, &req,
+                              getenv("KILN_REQUEST_TIMEOUT_MS") ? KILN_REQUEST_TIMEOUT_MS
+                                                                 : KILN_FARM_START_TIMEOUT_MS,
+                              &reply);
     if (rc != 0) {
         fprintf(stderr, "kiln: submit failed: %s\n", kiln_error_last());
         goto cleanup;

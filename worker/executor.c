@@ -44,6 +44,8 @@
  *   EOF. One call of kiln_exec_on_readable reads at most KILN_EXEC_READ_BUDGET
  *   bytes so that one chatty step cannot starve the worker's event loop; the
  *   fd stays readable and poll brings the caller back.
+ *   The output callback runs inside kiln_exec_on_readable / on_timer and must
+ *   not destroy the executor.
  *
  * Nothing here sleeps or blocks, except kiln_exec_destroy reaping a step it
  * has just SIGKILLed. Not thread-safe: one executor belongs to one event loop.
@@ -91,7 +93,7 @@ struct kiln_exec {
     int64_t start_ms;
     int64_t deadline_ms;              /* start + timeout, -1 without timeout */
     int64_t grace_ms;
-    kiln_exec_status_t stopping;      /* TIMED_OUT or CANCELLED once we sent SIGTERM, else RUNNING */
+    kiln_exec_status_t stopping;      /* TIMED_OUT/CANCELLED once we sent SIGTERM, else RUNNING */
     int64_t kill_at_ms;               /* when SIGKILL is due, -1 when none is pending */
     bool reaped;
     kiln_exec_status_t status;
@@ -122,10 +124,11 @@ static size_t s_append(char *dst, size_t at, size_t cap, const char *src)
     return at;
 }
 
-/* Tells the user why the step could not start, on the step's own stderr,
- * and ends the child. strerrordesc_np reads a static table: no locale, no
- * allocation. */
-static _Noreturn void s_child_fail(const char *what, const char *arg, int err)
+/* Tells the user why the step could not start, on the step's own stderr
+ * ("kiln: what 'arg': reason[hint]"), and ends the child. strerrordesc_np
+ * reads a static table: no locale, no allocation. */
+static _Noreturn void s_child_fail(const char *what, const char *arg, int err,
+                                   const char *hint)
 {
     char msg[PATH_MAX + 256];
     size_t n = 0;
@@ -136,8 +139,8 @@ static _Noreturn void s_child_fail(const char *what, const char *arg, int err)
     n = s_append(msg, n, sizeof msg, "': ");
     const char *desc = strerrordesc_np(err);
     n = s_append(msg, n, sizeof msg, desc ? desc : "unknown error");
-    if (err == ENOENT)
-        n = s_append(msg, n, sizeof msg, " (or its script interpreter is missing)");
+    if (hint)
+        n = s_append(msg, n, sizeof msg, hint);
     msg[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, msg, n);
     (void)w;
@@ -215,11 +218,13 @@ static _Noreturn void s_child(const exec_child_t *c)
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
 
     if (chdir(c->cwd) == -1)
-        s_child_fail("cannot enter directory", c->cwd, errno);
+        s_child_fail("cannot enter directory", c->cwd, errno, NULL);
     execve(c->path, c->argv, c->envp);
     if (errno == ENOEXEC)
         execve("/bin/sh", c->sh_argv, c->envp);
-    s_child_fail("cannot execute", c->path, errno);
+    int err = errno;
+    s_child_fail("cannot execute", c->path, err,
+                 err == ENOENT ? " (its script interpreter may be missing)" : NULL);
 }
 
 /* ---- looking the program up --------------------------------------------- */

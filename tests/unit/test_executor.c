@@ -485,7 +485,8 @@ static void test_partial_line_is_flushed_by_timer(void **state)
     /* ...and that happened while the step was still running. */
     siginfo_t info;
     memset(&info, 0, sizeof info);
-    assert_int_equal(waitid(P_PID, (id_t)kiln_exec_pid(exec), &info, WEXITED | WNOHANG | WNOWAIT), 0);
+    int r = waitid(P_PID, (id_t)kiln_exec_pid(exec), &info, WEXITED | WNOHANG | WNOWAIT);
+    assert_int_equal(r, 0);
     assert_int_equal(info.si_pid, 0);
 
     s_run(exec, &cap);

@@ -1,0 +1,122 @@
+# lib.sh: shared harness for Kiln's integration tests.
+#
+# Each test sources this file, which makes a private directory, and offers
+# helpers to start a real redis-server (unix socket), a real coordinator on
+# a free 127.0.0.1 port and real workers, each with CURVE keys made by
+# `kiln keygen`. Every process started is remembered by pid and stopped on
+# exit, whatever happens to the test.
+set -euo pipefail
+
+KILN_BIN=${KILN_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build}/bin
+KILN_SRC=${KILN_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+KILN=$KILN_BIN/kiln
+T=$(mktemp -d /tmp/kiln-it.XXXXXX)
+PIDS=()
+TEST_NAME=$(basename "$0" .sh)
+
+cleanup() {
+    local rc=$?
+    for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    local deadline=$((SECONDS + 10))
+    for pid in "${PIDS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+        echo "--- $TEST_NAME failed (exit $rc); logs:" >&2
+        for f in "$T"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 40 "$f" >&2; }; done
+    fi
+    rm -rf "$T"
+    exit $rc
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok - $*"; }
+skip() { echo "SKIP: $*"; exit 77; }
+
+# A TCP port nobody listens on (bash's /dev/tcp refuses if free).
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo $p; return 0; fi
+    done
+    fail "no free port"
+}
+
+start_redis() {
+    redis-server --port 0 --unixsocket "$T/redis.sock" --unixsocketperm 700 --dir "$T" \
+        --save '' --appendonly yes --appendfsync everysec --daemonize no >"$T/redis.log" 2>&1 &
+    PIDS+=($!)
+    REDIS_PID=$!
+}
+
+redis() { redis-cli -s "$T/redis.sock" "$@"; }
+
+# Keys: server, client, and the allow-list directories.
+make_keys() {
+    mkdir -p "$T/keys" "$T/allow/workers" "$T/allow/clients"
+    "$KILN" keygen server --dir "$T/keys" >/dev/null
+    "$KILN" keygen client --dir "$T/keys" >/dev/null
+    cp "$T/keys/client.pub" "$T/allow/clients/"
+    export KILN_SERVER_KEY=$T/keys/server.pub KILN_CLIENT_KEY=$T/keys/client.key
+}
+
+# admit_worker NAME: a key pair for the worker, admitted by the allow-list.
+admit_worker() {
+    "$KILN" keygen "$1" --dir "$T/keys" >/dev/null
+    cp "$T/keys/$1.pub" "$T/allow/workers/"
+}
+
+# start_coordinator [extra flags]: binds a fresh 127.0.0.1 port.
+start_coordinator() {
+    PORT=${PORT:-$(free_port)}
+    ENDPOINT=tcp://127.0.0.1:$PORT
+    export KILN_COORDINATOR=$ENDPOINT
+    "$KILN_BIN/kiln-coordinator" --listen "$ENDPOINT" --redis "$T/redis.sock" \
+        --db "$T/history.db" --key "$T/keys/server.key" --allow "$T/allow" \
+        --log-level debug "$@" >>"$T/coordinator.log" 2>&1 &
+    PIDS+=($!)
+    COORD_PID=$!
+}
+
+# start_worker NAME [extra flags]: key NAME.key, workspace under $T/work.
+start_worker() {
+    local name=$1
+    shift
+    mkdir -p "$T/work"
+    "$KILN_BIN/kiln-worker" --coordinator "${WORKER_ENDPOINT:-$ENDPOINT}" \
+        --server-key "$T/keys/server.pub" --key "$T/keys/$name.key" --name "$name" \
+        --work-dir "$T/work/$name" "$@" >>"$T/$name.log" 2>&1 &
+    PIDS+=($!)
+    LAST_PID=$!
+}
+
+# wait_workers N: until N workers are registered (bounded).
+wait_workers() {
+    local want=$1 n=0
+    for _ in $(seq 1 200); do
+        n=$("$KILN" workers --json 2>/dev/null | grep -c '"name"' || true)
+        [ "$n" -ge "$want" ] && return 0
+        sleep 0.05
+    done
+    fail "only $n of $want workers registered"
+}
+
+# json_get FILE EXPR: a value from a JSON file, read by jq-less sqlite3.
+json_get() { sqlite3 :memory: "select json_extract(readfile('$1'), '$2');"; }
+
+# Standard farm: redis, keys, coordinator and N admitted workers.
+start_farm() {
+    local n=$1
+    shift
+    start_redis
+    make_keys
+    for i in $(seq 1 "$n"); do admit_worker "w$i"; done
+    start_coordinator
+    for i in $(seq 1 "$n"); do start_worker "w$i" "$@"; done
+    wait_workers "$n"
+}

@@ -1,0 +1,114 @@
+/* test_queue.c: the Redis transitions against a real redis-server on a
+ * private unix socket: a job is in exactly one of ready/leased/done, each
+ * lease bumps the fencing token, and stale tokens change nothing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "error.h"
+#include "queue.h"
+#include "workspace.h"
+
+static char s_dir[64];
+static pid_t s_redis;
+static kiln_queue_t *s_q;
+
+static int s_setup(void **state)
+{
+    (void)state;
+    char sock[128];
+    snprintf(s_dir, sizeof s_dir, "/tmp/kiln-queue-XXXXXX");
+    if (!mkdtemp(s_dir))
+        return -1;
+    snprintf(sock, sizeof sock, "%s/redis.sock", s_dir);
+    s_redis = fork();
+    if (s_redis == 0) {
+        freopen("/dev/null", "w", stdout);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--dir", s_dir,
+               "--save", "", "--appendonly", "no", (char *)NULL);
+        _exit(127);
+    }
+    return kiln_queue_open(&s_q, sock, 10000) == 0 ? 0 : -1;
+}
+
+static int s_teardown(void **state)
+{
+    (void)state;
+    kiln_queue_destroy(&s_q);
+    kill(s_redis, SIGTERM);
+    waitpid(s_redis, NULL, 0);
+    return kiln_workspace_rmtree(s_dir);
+}
+
+static void test_lifecycle(void **state)
+{
+    (void)state;
+    uint64_t t1 = 0, t2 = 0;
+    assert_int_equal(kiln_queue_push(s_q, "1/a", "linux", "payload", 7), 0);
+    assert_int_equal(kiln_queue_depth(s_q, "linux"), 1);
+    /* A job exists once. */
+    assert_int_equal(kiln_queue_push(s_q, "1/a", "linux", NULL, 0), KILN_EINVAL);
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w1", 1000, &t1), 0);
+    assert_int_equal(t1, 1);
+    assert_int_equal(kiln_queue_depth(s_q, "linux"), 0);
+    /* Leased: cannot be leased again. */
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1000, &t2), KILN_ESTALE);
+    assert_int_equal(kiln_queue_renew(s_q, "1/a", t1, 2000), 0);
+    /* Back to the queue for a retry: a new lease gets a new token. */
+    assert_int_equal(kiln_queue_requeue(s_q, "1/a", "linux", t1), 0);
+    assert_int_equal(kiln_queue_depth(s_q, "linux"), 1);
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1000, &t2), 0);
+    assert_int_equal(t2, 2);
+    /* The first attempt's token is stale now: fencing. */
+    assert_int_equal(kiln_queue_renew(s_q, "1/a", t1, 3000), KILN_ESTALE);
+    assert_int_equal(kiln_queue_finish(s_q, "1/a", t1, "success"), KILN_ESTALE);
+    assert_int_equal(kiln_queue_requeue(s_q, "1/a", "linux", t1), KILN_ESTALE);
+    assert_int_equal(kiln_queue_finish(s_q, "1/a", t2, "success"), 0);
+    /* Done is final. */
+    assert_int_equal(kiln_queue_finish(s_q, "1/a", t2, "success"), KILN_ESTALE);
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w1", 1000, &t1), KILN_ESTALE);
+    const char *keys[] = {"1/a"};
+    assert_int_equal(kiln_queue_forget(s_q, keys, 1), 0);
+    assert_int_equal(kiln_queue_push(s_q, "1/a", "linux", NULL, 0), 0);
+}
+
+static void test_drop_and_order(void **state)
+{
+    (void)state;
+    uint64_t t = 0;
+    assert_int_equal(kiln_queue_push(s_q, "2/x", "gpu", NULL, 0), 0);
+    assert_int_equal(kiln_queue_push(s_q, "2/y", "gpu", NULL, 0), 0);
+    assert_int_equal(kiln_queue_depth(s_q, "gpu"), 2);
+    assert_int_equal(kiln_queue_drop(s_q, "2/x", "gpu", "cancelled"), 0);
+    assert_int_equal(kiln_queue_depth(s_q, "gpu"), 1);
+    assert_int_equal(kiln_queue_drop(s_q, "2/x", "gpu", "cancelled"), KILN_ESTALE);
+    assert_int_equal(kiln_queue_lease(s_q, "2/x", "gpu", "w1", 1000, &t), KILN_ESTALE);
+    assert_int_equal(kiln_queue_lease(s_q, "2/y", "gpu", "w1", 1000, &t), 0);
+    assert_int_equal(kiln_queue_depth(s_q, "gpu"), 0);
+}
+
+static void test_unreachable(void **state)
+{
+    (void)state;
+    kiln_queue_t *q = NULL;
+    assert_int_equal(kiln_queue_open(&q, "/nonexistent/redis.sock", 50), KILN_EINFRA);
+    assert_null(q);
+    assert_non_null(strstr(kiln_error_last(), "cannot connect to Redis"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_drop_and_order),
+        cmocka_unit_test(test_unreachable),
+    };
+    return cmocka_run_group_tests_name("queue", tests, s_setup, s_teardown);
+}
