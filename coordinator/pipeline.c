@@ -26,7 +26,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -90,6 +89,11 @@ static void s_diags_vadd(kiln_diags_t *self, kiln_diag_severity_t sev, int line,
         col = 0;
     } else {
         vsnprintf(msg, sizeof msg, fmt, ap);
+        /* Messages quote user text (a key may be "a\nb"); a control
+         * character would break the one-line-per-problem format. */
+        for (char *p = msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = '?';
     }
     if (self->n == self->cap) {
         size_t cap = self->cap ? self->cap * 2 : 16;
@@ -109,8 +113,8 @@ static void s_diags_vadd(kiln_diags_t *self, kiln_diag_severity_t sev, int line,
     self->n++;
 }
 
-void kiln_diags_add(kiln_diags_t *self, kiln_diag_severity_t sev, int line, int col, const char *fmt,
-                    ...)
+void kiln_diags_add(kiln_diags_t *self, kiln_diag_severity_t sev, int line, int col,
+                    const char *fmt, ...)
 {
     assert(self && fmt);
     va_list ap;
@@ -1515,7 +1519,12 @@ static int s_diag_cmp(const void *a, const void *b)
 static const kiln_diag_t *s_diags_sort(kiln_diags_t *diags, size_t from)
 {
     size_t n = diags->n - from;
+    if (n == 0)
+        return NULL; /* items may be NULL: no pointer arithmetic on it */
     kiln_diag_t *items = diags->items + from;
+    /* When the list is full its last item says so; it stays last. */
+    if (diags->n > S_MAX_DIAGS)
+        n--;
     /* Insertion sort: stable, and the list is short and nearly sorted. */
     for (size_t i = 1; i < n; i++) {
         kiln_diag_t d = items[i];

@@ -117,6 +117,29 @@ static void s_assert_env(const kiln_env_t *env, size_t i, const char *key, const
     assert_string_equal(env->items[i].value, value);
 }
 
+/* malloc that fails the test on NULL; the attribute lets gcc -O2 see the
+ * buffers below are never NULL (cmocka's asserts are not noreturn). */
+static void *__attribute__((returns_nonnull)) s_alloc(size_t size)
+{
+    void *p = malloc(size);
+    if (!p) {
+        fail_msg("out of memory");
+        abort();
+    }
+    return p;
+}
+
+static void __attribute__((format(printf, 4, 5)))
+s_append(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *len, size - *len, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < size - *len);
+    *len += (size_t)n;
+}
+
 static double s_now_ms(void)
 {
     struct timespec ts;
@@ -448,6 +471,8 @@ static void test_duplicate_key(void **state)
 {
     (void)state;
     result_t r;
+    /* The repeat is reported and then ignored: its value (a mapping, the
+     * wrong type for runs-on) adds no second error. */
     s_load(&r, "dup_key.yml");
     s_expect_error(&r, 6, 5, "duplicate key 'runs-on'");
     s_done(&r);
@@ -521,24 +546,25 @@ static void test_alias_budget_boundary(void **state)
      * with 97 uses of *b (1 + 97 * 1011), the 11 nodes of the jobs section,
      * and x-p (1) with a list (1 + pad): 99197 + pad. pad = 803 is exactly
      * KILN_WF_MAX_NODES; 804 is one too many. */
-    char *text = malloc(64 * 1024);
-    assert_non_null(text);
+    size_t size = 64 * 1024;
+    char *text = s_alloc(size);
     for (int pad = 803; pad <= 804; pad++) {
-        size_t len = (size_t)sprintf(text, "x-a: &a [");
+        size_t len = 0;
+        s_append(text, size, &len, "x-a: &a [");
         for (int i = 0; i < 100; i++)
-            len += (size_t)sprintf(text + len, "%sz", i ? "," : "");
-        len += (size_t)sprintf(text + len, "]\nx-b: &b [");
+            s_append(text, size, &len, "%sz", i ? "," : "");
+        s_append(text, size, &len, "]\nx-b: &b [");
         for (int i = 0; i < 10; i++)
-            len += (size_t)sprintf(text + len, "%s*a", i ? "," : "");
-        len += (size_t)sprintf(text + len, "]\non: [");
+            s_append(text, size, &len, "%s*a", i ? "," : "");
+        s_append(text, size, &len, "]\non: [");
         for (int i = 0; i < 97; i++)
-            len += (size_t)sprintf(text + len, "%s*b", i ? "," : "");
-        len += (size_t)sprintf(text + len, "]\njobs:\n  a:\n    runs-on: l\n"
-                                           "    steps: [{run: x}]\nx-p: [");
+            s_append(text, size, &len, "%s*b", i ? "," : "");
+        s_append(text, size, &len,
+                 "]\njobs:\n  a:\n    runs-on: l\n    steps: [{run: x}]\nx-p: [");
         for (int i = 0; i < pad; i++)
-            len += (size_t)sprintf(text + len, "%sz", i ? "," : "");
-        sprintf(text + len, "]\n");
-        s_parse_str(&r, text);
+            s_append(text, size, &len, "%sz", i ? "," : "");
+        s_append(text, size, &len, "]\n");
+        s_parse(&r, text, len);
         if (pad == 803) {
             if (r.rc != 0)
                 fail_msg("at the limit: %s", kiln_error_last());
@@ -577,8 +603,7 @@ static void test_anchors(void **state)
 static char *s_nested(int levels)
 {
     size_t size = (size_t)levels * 2 + 256;
-    char *text = malloc(size);
-    assert_non_null(text);
+    char *text = s_alloc(size);
     size_t len = (size_t)sprintf(text, "on: ");
     for (int i = 0; i < levels; i++)
         text[len++] = '[';
@@ -621,8 +646,7 @@ static void test_size_limit(void **state)
     result_t r;
     const char *head = "jobs:\n  a:\n    runs-on: l\n    steps: [{run: x}]\n";
     size_t size = KILN_WF_MAX_BYTES + 1;
-    char *text = malloc(size);
-    assert_non_null(text);
+    char *text = s_alloc(size);
     /* A valid workflow padded with a comment to exactly the limit. */
     memset(text, 'x', size);
     memcpy(text, head, strlen(head));
@@ -669,10 +693,10 @@ static void test_scalar_limit(void **state)
     (void)state;
     result_t r;
     const size_t limit = 256 * 1024;
-    char *text = malloc(limit + 256);
-    assert_non_null(text);
+    char *text = s_alloc(limit + 256);
     for (size_t extra = 0; extra <= 1; extra++) {
-        size_t len = (size_t)sprintf(text, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - run: ");
+        size_t len =
+            (size_t)sprintf(text, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - run: ");
         memset(text + len, 'e', limit + extra);
         len += limit + extra;
         text[len++] = '\n';
@@ -692,8 +716,7 @@ static void test_job_and_step_count_limits(void **state)
     (void)state;
     result_t r;
     size_t size = (size_t)(KILN_WF_MAX_JOBS + 1) * 64 + 64;
-    char *text = malloc(size);
-    assert_non_null(text);
+    char *text = s_alloc(size);
     for (int n = KILN_WF_MAX_JOBS; n <= KILN_WF_MAX_JOBS + 1; n++) {
         size_t len = (size_t)sprintf(text, "jobs:\n");
         for (int i = 0; i < n; i++)
@@ -834,12 +857,41 @@ static void test_diags_bounded(void **state)
     kiln_diags_free(&diags);
 }
 
+static void test_parse_diags_bounded(void **state)
+{
+    (void)state;
+    result_t r;
+    /* 3000 unknown keys: the list stops at its cap, in file order, with the
+     * note about the rest at the end; the workflow itself is still fine. */
+    size_t size = 3000 * 16 + 128, len = 0;
+    char *text = s_alloc(size);
+    len += (size_t)sprintf(text, "jobs: {a: {runs-on: l, steps: [{run: x}]}}\n");
+    for (int i = 0; i < 3000; i++)
+        len += (size_t)sprintf(text + len, "k%d: v\n", i);
+    s_parse(&r, text, len);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.diags.n, 1001);
+    assert_int_equal(r.diags.items[0].line, 2);
+    assert_int_equal(r.diags.items[999].line, 1001);
+    assert_int_equal(r.diags.items[1000].line, 0);
+    assert_string_equal(r.diags.items[1000].message,
+                        "too many problems; only the first 1000 are listed");
+    s_done(&r);
+    free(text);
+}
+
 static void test_env_rules(void **state)
 {
     (void)state;
     result_t r;
     s_parse_str(&r, "env:\n  A: 1\n  A: 2\njobs:\n  a:\n    runs-on: l\n    steps: [{run: x}]\n");
     s_expect_error(&r, 3, 3, "duplicate key 'A'");
+    s_done(&r);
+    /* User text in a message cannot break it over several lines. */
+    s_parse_str(&r, "\"a\\nb\\tc\": 1\njobs: {a: {runs-on: l, steps: [{run: x}]}}\n");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.diags.n, 1);
+    assert_string_equal(r.diags.items[0].message, "unknown key 'a?b?c' at top level");
     s_done(&r);
     s_parse_str(&r, "env:\n  \"A=B\": 1\njobs:\n  a:\n    runs-on: l\n    steps: [{run: x}]\n");
     s_expect_error(&r, 2, 3,
@@ -924,6 +976,7 @@ int main(void)
         cmocka_unit_test(test_load_missing),
         cmocka_unit_test(test_diags_format),
         cmocka_unit_test(test_diags_bounded),
+        cmocka_unit_test(test_parse_diags_bounded),
         cmocka_unit_test(test_env_rules),
         cmocka_unit_test(test_step_ids),
         cmocka_unit_test(test_reusable_workflow_job),
