@@ -50,6 +50,8 @@ typedef struct {
     unsigned slots;
     unsigned busy;
     bool draining;
+    int64_t drain_deadline_ms; /* wall; 0: none */
+    uint64_t credit_owed;   /* log bytes processed, not yet credited back */
     int64_t connected_ms;   /* wall */
     int64_t last_seen;      /* monotonic */
     s_job_t **jobs;         /* running here: `slots` entries, NULL = free */
@@ -70,7 +72,16 @@ struct s_job {
     unsigned attempt;
     uint64_t token;
     s_worker_t *worker;
+    /* The lease holder by name: after a coordinator restart a running job has
+     * no connected worker yet; it waits (an orphan lease) until the worker
+     * re-introduces itself and re-adopts it, or orphan_deadline passes. */
+    char worker_name[KILN_PEER_NAME_MAX];
+    int64_t orphan_deadline;        /* monotonic; 0: not an orphan */
     int64_t started_ms;             /* wall, current attempt */
+    unsigned infra_failures;        /* attempts lost to infrastructure */
+    unsigned script_failures;       /* attempts whose script failed (retry policy) */
+    uint64_t log_bytes;             /* output stored for the current attempt */
+    bool log_truncated;
     bool in_ready;
     bool cancel_sent;
     s_job_t *ready_prev, *ready_next;
@@ -89,11 +100,21 @@ struct s_run {
 
 typedef struct {
     uint64_t dispatches;
-    uint64_t retries;
+    uint64_t retries_worker_lost;
+    uint64_t retries_worker_drained;
+    uint64_t retries_infra_error;
+    uint64_t retries_failure;
+    uint64_t lease_expiries;
     uint64_t stale_rejected;
+    uint64_t duplicate_results;
     uint64_t garbage_dropped;
     uint64_t workers_lost;
     uint64_t runs_submitted;
+    uint64_t runs_finished;
+    uint64_t runs_recovered;
+    uint64_t jobs_readopted;
+    uint64_t logs_truncated;
+    uint64_t redis_reconnects;
 } s_stats_t;
 
 struct kiln_server {
@@ -116,6 +137,9 @@ struct kiln_server {
     char *universal[KILN_SERVER_MAX_LABELS];
     size_t n_universal;
     s_stats_t stats;
+    bool redis_dirty;               /* Redis missed writes: reconcile on reconnect */
+    int64_t redis_retry_at;         /* monotonic */
+    int64_t redis_backoff_ms;
 };
 
 void kiln_server_config_defaults(kiln_server_config_t *cfg)
@@ -126,6 +150,8 @@ void kiln_server_config_defaults(kiln_server_config_t *cfg)
     cfg->heartbeat_ms = KILN_SERVER_DEFAULT_HEARTBEAT_MS;
     cfg->lease_ms = KILN_SERVER_DEFAULT_LEASE_MS;
     cfg->max_attempts = KILN_SERVER_DEFAULT_MAX_ATTEMPTS;
+    cfg->log_limit = KILN_SERVER_DEFAULT_LOG_LIMIT;
+    cfg->log_window = KILN_SERVER_DEFAULT_LOG_WINDOW;
 }
 
 /* ---------------------------------------------------------------- labels */
@@ -511,6 +537,7 @@ static int s_send_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     a.attempt = job->attempt;
     a.workflow_name = wf->name;
     a.timeout_ms = (uint64_t)spec->timeout_ms;
+    a.log_limit = self->cfg.log_limit;
     /* Workflow env first, then the job's: the worker applies them in order,
      * so the job's values win, as on GitHub. */
     s_kv_fill(kv, kvp, &n_kv, &wf->env, n_env_max);
@@ -567,24 +594,42 @@ static s_worker_t *s_pick_worker(kiln_server_t *self, const s_job_t *job)
 
 static void s_worker_lost(kiln_server_t *self, s_worker_t *w, const char *why);
 
-static bool s_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
+/* What dispatching one job came to. */
+typedef enum { S_ASSIGNED, S_SKIPPED, S_STOP } s_assign_t;
+
+static s_assign_t s_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
 {
     s_run_t *run = job->run;
     const kiln_job_t *spec = &run->wf->jobs[job->idx];
     int64_t deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
     uint64_t token = 0;
-    if (kiln_queue_lease(self->queue, job->key, job->labels, w->name, deadline, &token) != 0) {
+    int rc = kiln_queue_lease(self->queue, job->key, job->labels, w->name, job->attempt + 1,
+                              deadline, &token);
+    if (rc == KILN_ESTALE) {
+        /* Redis disagrees with our view (it lost writes): our view wins. */
+        kiln_log_warn("dispatch %s: Redis did not hold it as ready; restoring", job->key);
+        if (kiln_queue_restore(self->queue, job->key, job->labels, "ready", job->token,
+                               job->attempt, NULL, 0, NULL) == 0)
+            rc = kiln_queue_lease(self->queue, job->key, job->labels, w->name, job->attempt + 1,
+                                  deadline, &token);
+    }
+    if (rc != 0) {
+        /* Without a durable lease there is no fencing token: wait for Redis. */
         kiln_log_error("dispatch %s: %s", job->key, kiln_error_last());
-        s_ready_remove(self, job);
-        return false;
+        self->redis_dirty = true;
+        return S_STOP;
     }
     s_ready_remove(self, job);
     job->token = token;
     job->attempt++;
     job->worker = w;
+    snprintf(job->worker_name, sizeof job->worker_name, "%s", w->name);
+    job->orphan_deadline = 0;
     job->state = KILN_JOB_RUNNING;
     job->started_ms = kiln_clock_wall_ms();
     job->cancel_sent = false;
+    job->log_bytes = 0;
+    job->log_truncated = false;
     for (unsigned i = 0; i < w->slots; i++) {
         if (!w->jobs[i]) {
             w->jobs[i] = job;
@@ -594,60 +639,100 @@ static bool s_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     w->busy++;
     if (kiln_dag_state(run->dag, job->idx) == KILN_JOB_READY)
         kiln_dag_start(run->dag, job->idx);
+    kiln_history_begin(self->history);
     kiln_history_attempt_start(self->history, run->id, spec->id, job->attempt, token, w->name,
                                job->started_ms);
     kiln_history_job_set_state(self->history, run->id, spec->id, "running", job->attempt,
                                w->name, job->started_ms, 0);
+    kiln_history_commit(self->history);
     self->stats.dispatches++;
     kiln_log_debug("dispatch %s attempt %u token %llu -> %s", job->key, job->attempt,
                    (unsigned long long)token, w->name);
     if (s_send_assign(self, job, w) != 0) {
         s_worker_lost(self, w, "cannot deliver a job");
-        return false;
+        return S_STOP;
     }
     s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_STARTED, 0);
-    return true;
+    return S_ASSIGNED;
 }
 
 static void s_dispatch(kiln_server_t *self)
 {
+    if (!kiln_queue_connected(self->queue))
+        return; /* paused until Redis is back */
     s_job_t *job = self->ready_head;
     while (job) {
         s_job_t *next = job->ready_next;
         s_worker_t *w = s_pick_worker(self, job);
-        if (w && !s_assign(self, job, w))
-            next = self->ready_head; /* the lists may have changed under us */
+        if (w) {
+            s_assign_t a = s_assign(self, job, w);
+            if (a == S_STOP)
+                return;
+        }
         job = next;
     }
 }
 
-/* An attempt ended without a result from the worker (lost, unreachable):
- * the job goes back to the queue for another attempt, or gives up. */
-static void s_attempt_lost(kiln_server_t *self, s_job_t *job, const char *klass)
+/* The retry budget of a job for infrastructure failures. */
+static unsigned s_infra_limit(const kiln_server_t *self, const s_job_t *job)
+{
+    unsigned n = job->run->wf->jobs[job->idx].max_attempts;
+    return n ? n : self->cfg.max_attempts;
+}
+
+/* Puts a job whose attempt ended back on the queue for another attempt. */
+static void s_requeue(kiln_server_t *self, s_job_t *job)
+{
+    s_run_t *run = job->run;
+    if (kiln_queue_requeue(self->queue, job->key, job->labels, job->token) != 0) {
+        kiln_log_warn("requeue %s: %s", job->key, kiln_error_last());
+        self->redis_dirty = true;
+    }
+    job->worker = NULL;
+    job->orphan_deadline = 0;
+    job->state = KILN_JOB_READY;
+    kiln_history_job_set_state(self->history, run->id, run->wf->jobs[job->idx].id, "ready", 0,
+                               NULL, 0, 0);
+    s_ready_append(self, job, true);
+}
+
+/* An attempt ended without the script's own verdict: the worker was lost,
+ * drained, or failed around the job. That is not a build failure: the job
+ * runs again, up to its infrastructure budget. */
+static void s_attempt_lost(kiln_server_t *self, s_job_t *job, const char *klass,
+                           const char *message)
 {
     s_run_t *run = job->run;
     const kiln_job_t *spec = &run->wf->jobs[job->idx];
     int64_t now = kiln_clock_wall_ms();
+    char detail[256];
+    snprintf(detail, sizeof detail, "%s%s%s", job->worker_name[0] ? "on " : "", job->worker_name,
+             message && message[0] ? "" : "");
     kiln_history_attempt_finish(self->history, run->id, spec->id, job->attempt, klass,
-                                job->worker ? job->worker->name : NULL, now);
+                                message && message[0] ? message : detail, now);
     job->worker = NULL;
+    job->infra_failures++;
+    if (strcmp(klass, "worker_lost") == 0)
+        self->stats.retries_worker_lost++;
+    else if (strcmp(klass, "worker_drained") == 0)
+        self->stats.retries_worker_drained++;
+    else
+        self->stats.retries_infra_error++;
     if (run->cancel_requested) {
         kiln_queue_finish(self->queue, job->key, job->token, "cancelled");
         s_job_final(self, job, KILN_JOB_CANCELLED, now);
         return;
     }
-    if (job->attempt < self->cfg.max_attempts &&
-        kiln_queue_requeue(self->queue, job->key, job->labels, job->token) == 0) {
-        self->stats.retries++;
-        job->state = KILN_JOB_READY;
-        kiln_history_job_set_state(self->history, run->id, spec->id, "ready", 0, NULL, 0, 0);
+    if (job->infra_failures < s_infra_limit(self, job)) {
         kiln_log_info("job %s: attempt %u ended (%s); queued again", job->key, job->attempt,
                       klass);
-        s_ready_append(self, job, true);
+        s_requeue(self, job);
         return;
     }
-    kiln_queue_finish(self->queue, job->key, job->token, "infra_error");
-    kiln_log_warn("job %s: attempt %u ended (%s); giving up", job->key, job->attempt, klass);
+    if (kiln_queue_finish(self->queue, job->key, job->token, "infra_error") != 0)
+        self->redis_dirty = true;
+    kiln_log_warn("job %s: attempt %u ended (%s); %u infrastructure failures, giving up",
+                  job->key, job->attempt, klass, job->infra_failures);
     s_job_final(self, job, KILN_JOB_INFRA_ERROR, now);
 }
 
@@ -679,7 +764,8 @@ static void s_worker_lost(kiln_server_t *self, s_worker_t *w, const char *why)
             continue;
         w->jobs[i] = NULL;
         s_run_t *run = job->run;
-        s_attempt_lost(self, job, "worker_lost");
+        self->stats.lease_expiries++;
+        s_attempt_lost(self, job, "worker_lost", why);
         s_run_check_done(self, run);
     }
     s_worker_free(&w);
