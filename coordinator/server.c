@@ -1024,8 +1024,23 @@ static void s_on_worker_message(kiln_server_t *self, kiln_transport_msg_t *msg,
                                 const char *key_name)
 {
     Kiln__Envelope *env = msg->env;
-    if (env->body_case == KILN__ENVELOPE__BODY_HELLO) {
+    switch (env->body_case) {
+    case KILN__ENVELOPE__BODY_HELLO:
         s_on_hello(self, msg, key_name);
+        return;
+    case KILN__ENVELOPE__BODY_HEARTBEAT:
+    case KILN__ENVELOPE__BODY_ACCEPTED:
+    case KILN__ENVELOPE__BODY_STEP_STARTED:
+    case KILN__ENVELOPE__BODY_LOG:
+    case KILN__ENVELOPE__BODY_STEP_RESULT:
+    case KILN__ENVELOPE__BODY_JOB_RESULT:
+        break;
+    default:
+        /* Checked before anything else: a worker key gets no answer to
+         * a message only clients may send. */
+        self->stats.garbage_dropped++;
+        kiln_log_warn("worker key %s (%s) sent a message workers may not send (%d); dropped",
+                      key_name, msg->peer_address, (int)env->body_case);
         return;
     }
     s_worker_t *w = s_worker_find(self, msg->identity, msg->id_len);
@@ -1048,11 +1063,7 @@ static void s_on_worker_message(kiln_server_t *self, kiln_transport_msg_t *msg,
     case KILN__ENVELOPE__BODY_LOG: s_on_log(self, w, env->log); break;
     case KILN__ENVELOPE__BODY_STEP_RESULT: s_on_step_result(self, w, env->step_result); break;
     case KILN__ENVELOPE__BODY_JOB_RESULT: s_on_job_result(self, w, env->job_result); break;
-    default:
-        self->stats.garbage_dropped++;
-        kiln_log_warn("worker %s sent a message workers may not send (%d); dropped", w->name,
-                      (int)env->body_case);
-        break;
+    default: break;
     }
 }
 
