@@ -1893,6 +1893,9 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     }
     self->sigfd = -1;
     self->cfg = *cfg;
+    /* A peer or Redis that goes away mid-write must be an error return,
+     * not the end of the process. */
+    signal(SIGPIPE, SIG_IGN);
     self->cfg.listen = s_keep(self, 0, cfg->listen);
     self->cfg.redis = s_keep(self, 1, cfg->redis);
     self->cfg.db_path = s_keep(self, 2, cfg->db_path);

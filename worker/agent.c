@@ -938,6 +938,9 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     }
     self->sigfd = -1;
     self->cfg = *cfg;
+    /* A peer or Redis that goes away mid-write must be an error return,
+     * not the end of the process. */
+    signal(SIGPIPE, SIG_IGN);
     if (!cfg->coordinator || !cfg->server_key || !cfg->key_path || !cfg->work_dir) {
         kiln_error_set("worker: coordinator, server-key, key and work-dir are required");
         rc = KILN_EINVAL;
