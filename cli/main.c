@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "farm.h"
@@ -570,6 +571,19 @@ static int cmd_history(int argc, char **argv)
     return code;
 }
 
+/* Whether this job#attempt was seen before (records it if not). */
+static bool s_seen_attempt(const char *key)
+{
+    static char seen[1024][256];
+    static size_t n;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(seen[i], key) == 0)
+            return true;
+    if (n < 1024)
+        snprintf(seen[n++], sizeof seen[0], "%s", key);
+    return false;
+}
+
 static int cmd_logs(int argc, char **argv)
 {
     s_common_t c = {0};
@@ -616,8 +630,15 @@ static int cmd_logs(int argc, char **argv)
             const Kiln__RunEvent *ev = m->event;
             bool end = ev->kind == KILN__EVENT_KIND__EVENT_END ||
                        ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED;
-            if (ev->kind == KILN__EVENT_KIND__EVENT_LOG)
+            if (ev->kind == KILN__EVENT_KIND__EVENT_LOG) {
+                /* Each attempt's output is kept apart: a header marks where
+                 * a retry's output begins. */
+                char key[256];
+                snprintf(key, sizeof key, "%s#%u", ev->job_id, ev->attempt);
+                if (!s_seen_attempt(key) && ev->attempt > 1)
+                    printf("%s | --- attempt %u ---\n", ev->job_id, ev->attempt);
                 kiln_follow_print_log(ev->job_id, (int)ev->stream, ev->data.data, ev->data.len);
+            }
             kiln__envelope__free_unpacked(m, NULL);
             if (end)
                 break;
@@ -707,6 +728,85 @@ static int cmd_workers(int argc, char **argv)
     return code;
 }
 
+static int cmd_stats(int argc, char **argv)
+{
+    s_common_t c = {0};
+    int npos = 0, code;
+    kiln_client_t *client = NULL;
+    Kiln__Envelope *reply = NULL;
+    kiln_opt_t opts[] = {S_TARGET_OPTS(c), {"json", KILN_OPT_BOOL, &c.json, "print JSON"},
+                         {NULL, 0, NULL, NULL}};
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 0)
+        return s_usage_error("stats", "[--json] [options]", opts, rc ? rc : -1);
+    if ((code = s_connect(&c, &client)) != 0)
+        return code;
+    Kiln__Request req = KILN__REQUEST__INIT;
+    req.kind = KILN__REQUEST_KIND__REQ_STATS;
+    if ((code = s_call(client, &req, &reply)) == 0) {
+        json_t *doc = json_loads(reply->reply->json, 0, NULL);
+        if (c.json) {
+            s_print_json_reply(reply);
+        } else {
+            const char *key;
+            json_t *v;
+            json_object_foreach(doc, key, v) {
+                if (json_is_object(v)) {
+                    const char *k2;
+                    json_t *v2;
+                    json_object_foreach(v, k2, v2) {
+                        char *t = json_dumps(v2, JSON_ENCODE_ANY);
+                        printf("%s.%s %s\n", key, k2, t ? t : "?");
+                        free(t);
+                    }
+                } else {
+                    char *t = json_dumps(v, JSON_ENCODE_ANY);
+                    printf("%s %s\n", key, t ? t : "?");
+                    free(t);
+                }
+            }
+        }
+        json_decref(doc);
+    }
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    kiln_client_destroy(&client);
+    return code;
+}
+
+/* kiln worker drain NAME: the only worker subcommand so far. */
+static int cmd_worker(int argc, char **argv)
+{
+    s_common_t c = {0};
+    int npos = 0, code, deadline_s = 0;
+    kiln_client_t *client = NULL;
+    Kiln__Envelope *reply = NULL;
+    kiln_opt_t opts[] = {S_TARGET_OPTS(c),
+                         {"deadline", KILN_OPT_INT, &deadline_s,
+                          "seconds the worker has before unfinished jobs are handed back "
+                          "(default: the worker's drain grace)"},
+                         {NULL, 0, NULL, NULL}};
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 2 || strcmp(argv[2], "drain") != 0 || deadline_s < 0) {
+        if (rc == 0)
+            kiln_error_set("expected: drain NAME");
+        return s_usage_error("worker", "drain NAME [--deadline SECONDS] [options]", opts,
+                             rc ? rc : -1);
+    }
+    if ((code = s_connect(&c, &client)) != 0)
+        return code;
+    Kiln__Request req = KILN__REQUEST__INIT;
+    req.kind = KILN__REQUEST_KIND__REQ_DRAIN;
+    req.worker = argv[3];
+    req.deadline_ms = deadline_s ? (uint64_t)(kiln_clock_wall_ms() + deadline_s * 1000LL) : 0;
+    if ((code = s_call(client, &req, &reply)) == 0)
+        printf("worker %s: draining\n", argv[3]);
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    kiln_client_destroy(&client);
+    return code;
+}
+
 static int cmd_keygen(int argc, char **argv)
 {
     const char *dir = ".";
@@ -767,6 +867,8 @@ static void s_help(FILE *out)
             "  history        finished and running runs (--limit, --json)\n"
             "  cancel RUN     cancel a run\n"
             "  workers        connected workers, labels and busy slots\n"
+            "  worker drain NAME  stop giving NAME jobs; it exits when they are done\n"
+            "  stats          counters: dispatches, retries by class, queue depth, ...\n"
             "  keygen NAME    write a CURVE key pair NAME.key / NAME.pub\n"
             "  lint FILE...   validate workflows without a farm\n"
             "  version        print the version\n\n"
@@ -790,7 +892,7 @@ int main(int argc, char **argv)
         {"run", cmd_run},         {"up", cmd_up},           {"submit", cmd_submit},
         {"status", cmd_status},   {"logs", cmd_logs},       {"history", cmd_history},
         {"cancel", cmd_cancel},   {"workers", cmd_workers}, {"keygen", cmd_keygen},
-        {"lint", cmd_lint},
+        {"lint", cmd_lint},       {"stats", cmd_stats},     {"worker", cmd_worker},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)

@@ -45,6 +45,11 @@ void *kiln_transport_bind(void *zctx, const char *endpoint, const kiln_keypair_t
     /* A worker that reconnects under its name takes its routing id over
      * from the dead connection instead of being refused. */
     s_setint(sock, ZMQ_ROUTER_HANDOVER, 1);
+    /* A connection that has not finished its CURVE handshake in 5 s is
+     * closed, so idle or garbage connections do not pile up. */
+    s_setint(sock, ZMQ_HANDSHAKE_IVL, 5000);
+    /* Per peer: a flooding peer queues at most this many messages here. */
+    s_setint(sock, ZMQ_RCVHWM, 1000);
     s_setint(sock, ZMQ_CURVE_SERVER, 1);
     zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, server->secret_z85, KILN_KEY_Z85_LEN);
     zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, KILN_ZAP_DOMAIN, strlen(KILN_ZAP_DOMAIN));

@@ -1207,3 +1207,89 @@ cleanup:
     sqlite3_finalize(stmt);
     return rc;
 }
+
+/* Prepared per call: recovery runs once at start-up, off every hot path. */
+int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, void *ctx)
+{
+    static const char sql[] = "SELECT id, name, file, yaml, created_ms FROM runs"
+                              " WHERE state = 'running' ORDER BY id";
+    int rc = -1, step;
+    sqlite3_stmt *stmt = NULL;
+    assert(self);
+    assert(fn);
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        s_sql_error(self, "active runs");
+        goto cleanup;
+    }
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        kiln_history_active_t run = {
+            .run_id = sqlite3_column_int64(stmt, 0),
+            .name = (const char *)sqlite3_column_text(stmt, 1),
+            .file = (const char *)sqlite3_column_text(stmt, 2),
+            .yaml = (const char *)sqlite3_column_blob(stmt, 3),
+            .yaml_len = (size_t)sqlite3_column_bytes(stmt, 3),
+            .created_ms = sqlite3_column_int64(stmt, 4),
+        };
+        if (!run.name)
+            run.name = "";
+        if (!run.file)
+            run.file = "";
+        if (!run.yaml)
+            run.yaml = "";
+        int stop = fn(ctx, &run);
+        if (stop != 0) {
+            rc = stop;
+            goto cleanup;
+        }
+    }
+    if (step != SQLITE_DONE) {
+        s_sql_error(self, "active runs");
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+int kiln_history_job_get(kiln_history_t *self, int64_t run_id, const char *job_id,
+                         kiln_history_job_row_t *out)
+{
+    static const char sql[] =
+        "SELECT j.state, j.attempt, j.worker, j.started_ms,"
+        " (SELECT a.token FROM attempts a WHERE a.run_id = j.run_id AND a.job_id = j.job_id"
+        "  ORDER BY a.attempt DESC LIMIT 1)"
+        " FROM jobs j WHERE j.run_id = ?1 AND j.job_id = ?2";
+    int rc = -1, step;
+    sqlite3_stmt *stmt = NULL;
+    assert(self);
+    assert(out);
+    memset(out, 0, sizeof *out);
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK) {
+        s_sql_error(self, "job %lld/%s", (long long)run_id, job_id);
+        goto cleanup;
+    }
+    step = sqlite3_step(stmt);
+    if (step == SQLITE_DONE) {
+        kiln_error_set("history: no job %lld/%s", (long long)run_id, job_id);
+        rc = KILN_ENOTFOUND;
+        goto cleanup;
+    }
+    if (step != SQLITE_ROW) {
+        s_sql_error(self, "job %lld/%s", (long long)run_id, job_id);
+        goto cleanup;
+    }
+    const char *state = (const char *)sqlite3_column_text(stmt, 0);
+    const char *worker = (const char *)sqlite3_column_text(stmt, 2);
+    snprintf(out->state, sizeof out->state, "%s", state ? state : "");
+    out->attempt = (unsigned)sqlite3_column_int64(stmt, 1);
+    snprintf(out->worker, sizeof out->worker, "%s", worker ? worker : "");
+    out->started_ms = sqlite3_column_int64(stmt, 3);
+    out->token = (uint64_t)sqlite3_column_int64(stmt, 4);
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    return rc;
+}

@@ -94,4 +94,33 @@ typedef int (*kiln_history_log_fn)(void *ctx, const char *job_id, unsigned attem
 int kiln_history_logs_each(kiln_history_t *self, int64_t run_id, const char *job_id,
                            kiln_history_log_fn fn, void *ctx);
 
+/* ---- recovery: what a restarted coordinator reads back ---- */
+
+typedef struct {
+    int64_t run_id;
+    const char *name;
+    const char *file;
+    const char *yaml;    /* borrowed for the callback only */
+    size_t yaml_len;
+    int64_t created_ms;
+} kiln_history_active_t;
+
+typedef int (*kiln_history_active_fn)(void *ctx, const kiln_history_active_t *run);
+/* Calls fn for every run still in state "running", oldest first. fn
+ * returning non-zero stops the walk (that value is returned). fn must not
+ * write to this history object. */
+int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, void *ctx);
+
+typedef struct {
+    char state[32];
+    unsigned attempt;      /* 0: never dispatched */
+    char worker[128];      /* "" if none */
+    uint64_t token;        /* token of the latest attempt, 0 if none */
+    int64_t started_ms;
+} kiln_history_job_row_t;
+
+/* A job's recorded state and latest attempt. KILN_ENOTFOUND if absent. */
+int kiln_history_job_get(kiln_history_t *self, int64_t run_id, const char *job_id,
+                         kiln_history_job_row_t *out);
+
 #endif

@@ -14,7 +14,7 @@ int main(int argc, char **argv)
     kiln_server_config_t cfg;
     kiln_server_t *server = NULL;
     const char *log_level = "info";
-    int heartbeat = 0, lease = 0, attempts = 0, npos = 0;
+    int heartbeat = 0, lease = 0, attempts = 0, npos = 0, log_limit_mb = 0, log_window_kb = 0;
     kiln_server_config_defaults(&cfg);
     kiln_opt_t opts[] = {
         {"listen", KILN_OPT_STRING, &cfg.listen, "endpoint to bind (tcp://127.0.0.1:7420)"},
@@ -28,6 +28,10 @@ int main(int argc, char **argv)
         {"heartbeat-ms", KILN_OPT_INT, &heartbeat, "worker heartbeat interval (1000)"},
         {"lease-ms", KILN_OPT_INT, &lease, "a worker silent this long is lost (5000)"},
         {"max-attempts", KILN_OPT_INT, &attempts, "attempts per job on infrastructure failure (3)"},
+        {"log-limit-mb", KILN_OPT_INT, &log_limit_mb,
+         "output kept per job attempt before it is truncated (64)"},
+        {"log-window-kb", KILN_OPT_INT, &log_window_kb,
+         "log bytes a worker may have in flight (1024)"},
         {"log-level", KILN_OPT_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
     };
@@ -55,6 +59,10 @@ int main(int argc, char **argv)
         cfg.lease_ms = lease;
     if (attempts)
         cfg.max_attempts = (unsigned)attempts;
+    if (log_limit_mb > 0)
+        cfg.log_limit = (uint64_t)log_limit_mb * 1024 * 1024;
+    if (log_window_kb > 0)
+        cfg.log_window = (uint64_t)log_window_kb * 1024;
     cfg.handle_signals = true;
     rc = kiln_server_new(&server, &cfg);
     if (rc != 0) {

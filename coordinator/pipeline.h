@@ -99,7 +99,16 @@ typedef struct {
     kiln_step_t *steps;
     size_t n_steps;
     int line, col;
+    /* Kiln's job extension (`kiln:` key):
+     *   kiln:
+     *     max-attempts: 5   # attempts lost to infrastructure before giving up
+     *     retry: 2          # extra attempts when the script fails or times out
+     * 0 means "the farm's default" for max_attempts and "never" for retry. */
+    unsigned max_attempts;
+    unsigned retry;
 } kiln_job_t;
+
+#define KILN_WF_MAX_ATTEMPTS 20
 
 typedef struct {
     char *file;              /* name the diagnostics use */

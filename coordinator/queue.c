@@ -25,7 +25,8 @@ static const char *S_LEASE =
     "if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then return -1 end\n"
     "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
     "local tok = redis.call('HINCRBY', KEYS[1], 'token', 1)\n"
-    "redis.call('HSET', KEYS[1], 'state', 'leased', 'worker', ARGV[2], 'deadline', ARGV[3])\n"
+    "redis.call('HSET', KEYS[1], 'state', 'leased', 'worker', ARGV[2], 'deadline', ARGV[3],"
+    " 'attempt', ARGV[4])\n"
     "redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])\n"
     "return tok\n";
 static const char *S_RENEW =
@@ -54,14 +55,39 @@ static const char *S_DROP =
     "redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[2])\n"
     "return 1\n";
 
+/* KEYS: job hash, ready list, leases. ARGV: job key, labels, state, token,
+ * attempt, worker, deadline, result. */
+static const char *S_RESTORE =
+    "local old = tonumber(redis.call('HGET', KEYS[1], 'token') or '0')\n"
+    "local tok = math.max(old, tonumber(ARGV[4]))\n"
+    "redis.call('LREM', KEYS[2], 0, ARGV[1])\n"
+    "redis.call('ZREM', KEYS[3], ARGV[1])\n"
+    "redis.call('HSET', KEYS[1], 'state', ARGV[3], 'labels', ARGV[2], 'token', tok,"
+    " 'attempt', ARGV[5])\n"
+    "if ARGV[3] == 'ready' then\n"
+    "  redis.call('HDEL', KEYS[1], 'worker', 'deadline')\n"
+    "  redis.call('RPUSH', KEYS[2], ARGV[1])\n"
+    "elseif ARGV[3] == 'leased' then\n"
+    "  redis.call('HSET', KEYS[1], 'worker', ARGV[6], 'deadline', ARGV[7])\n"
+    "  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[1], 'result', ARGV[8])\n"
+    "end\n"
+    "return tok\n";
+
 struct kiln_queue {
     redisContext *redis;
     char *addr;
 };
 
+/* After an I/O error a hiredis context is unusable: drop it, so that every
+ * call fails fast until kiln_queue_reconnect makes a new one. */
+static void s_drop_connection(kiln_queue_t *self);
+
 static redisContext *s_connect(const char *addr)
 {
-    struct timeval tv = {2, 0};
+    /* Short: the coordinator's loop waits on this while reconnecting. */
+    struct timeval tv = {0, 500000};
     const char *path = NULL;
     if (strncmp(addr, "unix:", 5) == 0)
         path = addr + 5;
@@ -164,9 +190,14 @@ static int s_eval(kiln_queue_t *self, const char *what, const char *script, int 
         args[3 + i] = argv[i];
         alens[3 + i] = lens && lens[i] ? lens[i] : strlen(argv[i]);
     }
+    if (!self->redis) {
+        kiln_error_set("queue: %s: Redis at %s is unreachable", what, self->addr);
+        goto cleanup;
+    }
     r = redisCommandArgv(self->redis, 3 + argc, args, alens);
     if (!r) {
         kiln_error_set("queue: %s: Redis connection lost: %s", what, self->redis->errstr);
+        s_drop_connection(self);
         goto cleanup;
     }
     if (r->type != REDIS_REPLY_INTEGER) {
@@ -202,15 +233,16 @@ int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
 }
 
 int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels,
-                     const char *worker, int64_t deadline_ms, uint64_t *token)
+                     const char *worker, unsigned attempt, int64_t deadline_ms, uint64_t *token)
 {
-    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], dl[32];
+    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], dl[32], at[16];
     long long res = 0;
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
     snprintf(k2, sizeof k2, "kiln:ready:%s", labels);
     snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
-    const char *argv[] = {k1, k2, "kiln:leases", job_key, worker, dl};
-    int rc = s_eval(self, "lease", S_LEASE, 3, argv, NULL, 6, &res);
+    snprintf(at, sizeof at, "%u", attempt);
+    const char *argv[] = {k1, k2, "kiln:leases", job_key, worker, dl, at};
+    int rc = s_eval(self, "lease", S_LEASE, 3, argv, NULL, 7, &res);
     if (rc != 0)
         return rc;
     if (res < 0) {
@@ -297,6 +329,10 @@ int kiln_queue_drop(kiln_queue_t *self, const char *job_key, const char *labels,
 int kiln_queue_forget(kiln_queue_t *self, const char *const *job_keys, size_t n)
 {
     int rc = 0;
+    if (!self->redis) {
+        kiln_error_set("queue: forget: Redis at %s is unreachable", self->addr);
+        return KILN_EINFRA;
+    }
     /* One pipelined batch: a run's cleanup costs one round trip. */
     for (size_t i = 0; i < n; i++)
         redisAppendCommand(self->redis, "DEL kiln:job:%s", job_keys[i]);
@@ -304,6 +340,7 @@ int kiln_queue_forget(kiln_queue_t *self, const char *const *job_keys, size_t n)
         redisReply *r = NULL;
         if (redisGetReply(self->redis, (void **)&r) != REDIS_OK) {
             kiln_error_set("queue: forget: Redis connection lost");
+            s_drop_connection(self);
             return KILN_EINFRA;
         }
         if (r->type == REDIS_REPLY_ERROR)
@@ -315,11 +352,106 @@ int kiln_queue_forget(kiln_queue_t *self, const char *const *job_keys, size_t n)
 
 long long kiln_queue_depth(kiln_queue_t *self, const char *labels)
 {
+    if (!self->redis)
+        return -1;
     redisReply *r = redisCommand(self->redis, "LLEN kiln:ready:%s", labels);
+    if (!r)
+        s_drop_connection(self);
     long long n = -1;
     if (r && r->type == REDIS_REPLY_INTEGER)
         n = r->integer;
     if (r)
         freeReplyObject(r);
     return n;
+}
+
+static void s_drop_connection(kiln_queue_t *self)
+{
+    if (self->redis) {
+        kiln_log_warn("queue: lost the connection to Redis at %s: %s", self->addr,
+                      self->redis->errstr);
+        redisFree(self->redis);
+    }
+    self->redis = NULL;
+}
+
+int kiln_queue_connected(const kiln_queue_t *self)
+{
+    return self->redis != NULL;
+}
+
+int kiln_queue_reconnect(kiln_queue_t *self)
+{
+    if (self->redis)
+        return 0;
+    redisContext *c = s_connect(self->addr);
+    if (!c || c->err) {
+        kiln_error_set("queue: cannot reconnect to Redis at %s: %s", self->addr,
+                       c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return KILN_EINFRA;
+    }
+    redisReply *r = redisCommand(c, "PING");
+    /* A Redis still loading its append-only file answers LOADING. */
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        kiln_error_set("queue: Redis at %s is not ready: %s", self->addr,
+                       r ? r->str : c->errstr);
+        if (r)
+            freeReplyObject(r);
+        redisFree(c);
+        return KILN_EAGAIN;
+    }
+    freeReplyObject(r);
+    self->redis = c;
+    kiln_log_info("queue: reconnected to Redis at %s", self->addr);
+    return 0;
+}
+
+int kiln_queue_get(kiln_queue_t *self, const char *job_key, kiln_queue_job_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!self->redis) {
+        kiln_error_set("queue: get: Redis at %s is unreachable", self->addr);
+        return KILN_EINFRA;
+    }
+    redisReply *r = redisCommand(self->redis, "HMGET kiln:job:%s state token attempt worker "
+                                              "deadline result", job_key);
+    if (!r) {
+        kiln_error_set("queue: get %s: Redis connection lost", job_key);
+        s_drop_connection(self);
+        return KILN_EINFRA;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
+        kiln_error_set("queue: get %s: unexpected reply", job_key);
+        freeReplyObject(r);
+        return KILN_EINFRA;
+    }
+    redisReply **e = r->element;
+#define S_FIELD(i) (e[i]->type == REDIS_REPLY_STRING ? e[i]->str : "")
+    snprintf(out->state, sizeof out->state, "%s", S_FIELD(0));
+    out->token = strtoull(S_FIELD(1), NULL, 10);
+    out->attempt = (unsigned)strtoul(S_FIELD(2), NULL, 10);
+    snprintf(out->worker, sizeof out->worker, "%s", S_FIELD(3));
+    out->deadline_ms = strtoll(S_FIELD(4), NULL, 10);
+    snprintf(out->result, sizeof out->result, "%s", S_FIELD(5));
+#undef S_FIELD
+    freeReplyObject(r);
+    return 0;
+}
+
+int kiln_queue_restore(kiln_queue_t *self, const char *job_key, const char *labels,
+                       const char *state, uint64_t token, unsigned attempt, const char *worker,
+                       int64_t deadline_ms, const char *result)
+{
+    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], tok[32], at[16], dl[32];
+    long long res = 0;
+    snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
+    snprintf(k2, sizeof k2, "kiln:ready:%s", labels);
+    snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
+    snprintf(at, sizeof at, "%u", attempt);
+    snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
+    const char *argv[] = {k1, k2, "kiln:leases", job_key, labels, state, tok, at,
+                          worker ? worker : "", dl, result ? result : ""};
+    return s_eval(self, "restore", S_RESTORE, 3, argv, NULL, 11, &res);
 }

@@ -33,10 +33,10 @@ void kiln_queue_destroy(kiln_queue_t **self_p);
  * Returns 0, or KILN_EINVAL if the job already exists. */
 int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
                     const void *payload, size_t len);
-/* ready -> leased by worker until deadline_ms; *token gets the new fencing
- * token. KILN_ESTALE if the job is not ready. */
+/* ready -> leased by worker until deadline_ms for attempt number `attempt`;
+ * *token gets the new fencing token. KILN_ESTALE if the job is not ready. */
 int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels,
-                     const char *worker, int64_t deadline_ms, uint64_t *token);
+                     const char *worker, unsigned attempt, int64_t deadline_ms, uint64_t *token);
 /* Extends a lease. KILN_ESTALE if token is not the job's current one. */
 int kiln_queue_renew(kiln_queue_t *self, const char *job_key, uint64_t token,
                      int64_t deadline_ms);
@@ -53,5 +53,30 @@ int kiln_queue_drop(kiln_queue_t *self, const char *job_key, const char *labels,
 int kiln_queue_forget(kiln_queue_t *self, const char *const *job_keys, size_t n);
 /* Number of keys on the ready list of `labels`, or negative. */
 long long kiln_queue_depth(kiln_queue_t *self, const char *labels);
+
+/* What Redis holds for one job (recovery). */
+typedef struct {
+    char state[16];    /* "ready", "leased", "done", or "" when absent */
+    uint64_t token;
+    unsigned attempt;
+    char worker[128];
+    int64_t deadline_ms;
+    char result[32];
+} kiln_queue_job_t;
+
+int kiln_queue_get(kiln_queue_t *self, const char *job_key, kiln_queue_job_t *out);
+/* Writes the coordinator's view of a job into Redis after Redis lost writes
+ * (a restart from an older append-only file) or was unreachable: the job
+ * ends in `state` (ready/leased/done) on the right list, and its token
+ * becomes max(stored, token) so fencing never goes backwards. */
+int kiln_queue_restore(kiln_queue_t *self, const char *job_key, const char *labels,
+                       const char *state, uint64_t token, unsigned attempt, const char *worker,
+                       int64_t deadline_ms, const char *result);
+
+/* Whether the connection is up. After an I/O error every call fails with
+ * KILN_EINFRA until kiln_queue_reconnect succeeds. */
+int kiln_queue_connected(const kiln_queue_t *self);
+/* One reconnection attempt (bounded by a short timeout); 0 on success. */
+int kiln_queue_reconnect(kiln_queue_t *self);
 
 #endif

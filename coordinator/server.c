@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -50,6 +51,8 @@ typedef struct {
     unsigned slots;
     unsigned busy;
     bool draining;
+    int64_t drain_deadline_ms; /* wall; 0: none */
+    uint64_t credit_owed;   /* log bytes processed, not yet credited back */
     int64_t connected_ms;   /* wall */
     int64_t last_seen;      /* monotonic */
     s_job_t **jobs;         /* running here: `slots` entries, NULL = free */
@@ -70,7 +73,16 @@ struct s_job {
     unsigned attempt;
     uint64_t token;
     s_worker_t *worker;
+    /* The lease holder by name: after a coordinator restart a running job has
+     * no connected worker yet; it waits (an orphan lease) until the worker
+     * re-introduces itself and re-adopts it, or orphan_deadline passes. */
+    char worker_name[KILN_PEER_NAME_MAX];
+    int64_t orphan_deadline;        /* monotonic; 0: not an orphan */
     int64_t started_ms;             /* wall, current attempt */
+    unsigned infra_failures;        /* attempts lost to infrastructure */
+    unsigned script_failures;       /* attempts whose script failed (retry policy) */
+    uint64_t log_bytes;             /* output stored for the current attempt */
+    bool log_truncated;
     bool in_ready;
     bool cancel_sent;
     s_job_t *ready_prev, *ready_next;
@@ -89,11 +101,21 @@ struct s_run {
 
 typedef struct {
     uint64_t dispatches;
-    uint64_t retries;
+    uint64_t retries_worker_lost;
+    uint64_t retries_worker_drained;
+    uint64_t retries_infra_error;
+    uint64_t retries_failure;
+    uint64_t lease_expiries;
     uint64_t stale_rejected;
+    uint64_t duplicate_results;
     uint64_t garbage_dropped;
     uint64_t workers_lost;
     uint64_t runs_submitted;
+    uint64_t runs_finished;
+    uint64_t runs_recovered;
+    uint64_t jobs_readopted;
+    uint64_t logs_truncated;
+    uint64_t redis_reconnects;
 } s_stats_t;
 
 struct kiln_server {
@@ -116,6 +138,9 @@ struct kiln_server {
     char *universal[KILN_SERVER_MAX_LABELS];
     size_t n_universal;
     s_stats_t stats;
+    bool redis_dirty;               /* Redis missed writes: reconcile on reconnect */
+    int64_t redis_retry_at;         /* monotonic */
+    int64_t redis_backoff_ms;
 };
 
 void kiln_server_config_defaults(kiln_server_config_t *cfg)
@@ -126,6 +151,8 @@ void kiln_server_config_defaults(kiln_server_config_t *cfg)
     cfg->heartbeat_ms = KILN_SERVER_DEFAULT_HEARTBEAT_MS;
     cfg->lease_ms = KILN_SERVER_DEFAULT_LEASE_MS;
     cfg->max_attempts = KILN_SERVER_DEFAULT_MAX_ATTEMPTS;
+    cfg->log_limit = KILN_SERVER_DEFAULT_LOG_LIMIT;
+    cfg->log_window = KILN_SERVER_DEFAULT_LOG_WINDOW;
 }
 
 /* ---------------------------------------------------------------- labels */
@@ -409,6 +436,7 @@ static void s_run_check_done(kiln_server_t *self, s_run_t *run)
     if (kiln_history_run_set_state(self->history, run->id, state, now) != 0)
         kiln_log_error("history: %s", kiln_error_last());
     kiln_log_info("run %lld finished: %s", (long long)run->id, state);
+    self->stats.runs_finished++;
     Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
     ev.kind = KILN__EVENT_KIND__EVENT_RUN_FINISHED;
     ev.state = (char *)state;
@@ -424,8 +452,13 @@ static void s_enqueue_ready(kiln_server_t *self, s_run_t *run)
     while ((n = kiln_dag_take_ready(run->dag, ready, 64)) > 0) {
         for (size_t i = 0; i < n; i++) {
             s_job_t *job = &run->jobs[ready[i]];
-            if (kiln_queue_push(self->queue, job->key, job->labels, NULL, 0) != 0)
+            int rc = kiln_queue_push(self->queue, job->key, job->labels, NULL, 0);
+            if (rc == KILN_EINVAL) {
+                /* Already queued (a recovered run): nothing to write. */
+            } else if (rc != 0) {
                 kiln_log_error("run %lld: %s", (long long)run->id, kiln_error_last());
+                self->redis_dirty = true;
+            }
             job->state = KILN_JOB_READY;
             s_ready_append(self, job, false);
             kiln_history_job_set_state(self->history, run->id, run->wf->jobs[job->idx].id,
@@ -511,6 +544,7 @@ static int s_send_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     a.attempt = job->attempt;
     a.workflow_name = wf->name;
     a.timeout_ms = (uint64_t)spec->timeout_ms;
+    a.log_limit = self->cfg.log_limit;
     /* Workflow env first, then the job's: the worker applies them in order,
      * so the job's values win, as on GitHub. */
     s_kv_fill(kv, kvp, &n_kv, &wf->env, n_env_max);
@@ -567,24 +601,42 @@ static s_worker_t *s_pick_worker(kiln_server_t *self, const s_job_t *job)
 
 static void s_worker_lost(kiln_server_t *self, s_worker_t *w, const char *why);
 
-static bool s_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
+/* What dispatching one job came to. */
+typedef enum { S_ASSIGNED, S_SKIPPED, S_STOP } s_assign_t;
+
+static s_assign_t s_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
 {
     s_run_t *run = job->run;
     const kiln_job_t *spec = &run->wf->jobs[job->idx];
     int64_t deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
     uint64_t token = 0;
-    if (kiln_queue_lease(self->queue, job->key, job->labels, w->name, deadline, &token) != 0) {
+    int rc = kiln_queue_lease(self->queue, job->key, job->labels, w->name, job->attempt + 1,
+                              deadline, &token);
+    if (rc == KILN_ESTALE) {
+        /* Redis disagrees with our view (it lost writes): our view wins. */
+        kiln_log_warn("dispatch %s: Redis did not hold it as ready; restoring", job->key);
+        if (kiln_queue_restore(self->queue, job->key, job->labels, "ready", job->token,
+                               job->attempt, NULL, 0, NULL) == 0)
+            rc = kiln_queue_lease(self->queue, job->key, job->labels, w->name, job->attempt + 1,
+                                  deadline, &token);
+    }
+    if (rc != 0) {
+        /* Without a durable lease there is no fencing token: wait for Redis. */
         kiln_log_error("dispatch %s: %s", job->key, kiln_error_last());
-        s_ready_remove(self, job);
-        return false;
+        self->redis_dirty = true;
+        return S_STOP;
     }
     s_ready_remove(self, job);
     job->token = token;
     job->attempt++;
     job->worker = w;
+    snprintf(job->worker_name, sizeof job->worker_name, "%s", w->name);
+    job->orphan_deadline = 0;
     job->state = KILN_JOB_RUNNING;
     job->started_ms = kiln_clock_wall_ms();
     job->cancel_sent = false;
+    job->log_bytes = 0;
+    job->log_truncated = false;
     for (unsigned i = 0; i < w->slots; i++) {
         if (!w->jobs[i]) {
             w->jobs[i] = job;
@@ -594,60 +646,97 @@ static bool s_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     w->busy++;
     if (kiln_dag_state(run->dag, job->idx) == KILN_JOB_READY)
         kiln_dag_start(run->dag, job->idx);
+    kiln_history_begin(self->history);
     kiln_history_attempt_start(self->history, run->id, spec->id, job->attempt, token, w->name,
                                job->started_ms);
     kiln_history_job_set_state(self->history, run->id, spec->id, "running", job->attempt,
                                w->name, job->started_ms, 0);
+    kiln_history_commit(self->history);
     self->stats.dispatches++;
     kiln_log_debug("dispatch %s attempt %u token %llu -> %s", job->key, job->attempt,
                    (unsigned long long)token, w->name);
     if (s_send_assign(self, job, w) != 0) {
         s_worker_lost(self, w, "cannot deliver a job");
-        return false;
+        return S_STOP;
     }
     s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_STARTED, 0);
-    return true;
+    return S_ASSIGNED;
 }
 
 static void s_dispatch(kiln_server_t *self)
 {
+    if (!kiln_queue_connected(self->queue))
+        return; /* paused until Redis is back */
     s_job_t *job = self->ready_head;
     while (job) {
         s_job_t *next = job->ready_next;
         s_worker_t *w = s_pick_worker(self, job);
-        if (w && !s_assign(self, job, w))
-            next = self->ready_head; /* the lists may have changed under us */
+        if (w) {
+            s_assign_t a = s_assign(self, job, w);
+            if (a == S_STOP)
+                return;
+        }
         job = next;
     }
 }
 
-/* An attempt ended without a result from the worker (lost, unreachable):
- * the job goes back to the queue for another attempt, or gives up. */
-static void s_attempt_lost(kiln_server_t *self, s_job_t *job, const char *klass)
+/* The retry budget of a job for infrastructure failures. */
+static unsigned s_infra_limit(const kiln_server_t *self, const s_job_t *job)
+{
+    unsigned n = job->run->wf->jobs[job->idx].max_attempts;
+    return n ? n : self->cfg.max_attempts;
+}
+
+/* Puts a job whose attempt ended back on the queue for another attempt. */
+static void s_requeue(kiln_server_t *self, s_job_t *job)
+{
+    s_run_t *run = job->run;
+    if (kiln_queue_requeue(self->queue, job->key, job->labels, job->token) != 0) {
+        kiln_log_warn("requeue %s: %s", job->key, kiln_error_last());
+        self->redis_dirty = true;
+    }
+    job->worker = NULL;
+    job->orphan_deadline = 0;
+    job->state = KILN_JOB_READY;
+    kiln_history_job_set_state(self->history, run->id, run->wf->jobs[job->idx].id, "ready", 0,
+                               NULL, 0, 0);
+    s_ready_append(self, job, true);
+}
+
+/* An attempt ended without the script's own verdict: the worker was lost,
+ * drained, or failed around the job. That is not a build failure: the job
+ * runs again, up to its infrastructure budget. */
+static void s_attempt_lost(kiln_server_t *self, s_job_t *job, const char *klass,
+                           const char *message)
 {
     s_run_t *run = job->run;
     const kiln_job_t *spec = &run->wf->jobs[job->idx];
     int64_t now = kiln_clock_wall_ms();
     kiln_history_attempt_finish(self->history, run->id, spec->id, job->attempt, klass,
-                                job->worker ? job->worker->name : NULL, now);
+                                message && message[0] ? message : NULL, now);
     job->worker = NULL;
+    job->infra_failures++;
+    if (strcmp(klass, "worker_lost") == 0)
+        self->stats.retries_worker_lost++;
+    else if (strcmp(klass, "worker_drained") == 0)
+        self->stats.retries_worker_drained++;
+    else
+        self->stats.retries_infra_error++;
     if (run->cancel_requested) {
         kiln_queue_finish(self->queue, job->key, job->token, "cancelled");
         s_job_final(self, job, KILN_JOB_CANCELLED, now);
         return;
     }
-    if (job->attempt < self->cfg.max_attempts &&
-        kiln_queue_requeue(self->queue, job->key, job->labels, job->token) == 0) {
-        self->stats.retries++;
-        job->state = KILN_JOB_READY;
-        kiln_history_job_set_state(self->history, run->id, spec->id, "ready", 0, NULL, 0, 0);
+    if (job->infra_failures < s_infra_limit(self, job)) {
         kiln_log_info("job %s: attempt %u ended (%s); queued again", job->key, job->attempt,
                       klass);
-        s_ready_append(self, job, true);
+        s_requeue(self, job);
         return;
     }
-    kiln_queue_finish(self->queue, job->key, job->token, "infra_error");
-    kiln_log_warn("job %s: attempt %u ended (%s); giving up", job->key, job->attempt, klass);
+    if (kiln_queue_finish(self->queue, job->key, job->token, "infra_error") != 0)
+        self->redis_dirty = true;
+    kiln_log_warn("job %s: attempt %u ended (%s); %u infrastructure failures, giving up",
+                  job->key, job->attempt, klass, job->infra_failures);
     s_job_final(self, job, KILN_JOB_INFRA_ERROR, now);
 }
 
@@ -679,7 +768,8 @@ static void s_worker_lost(kiln_server_t *self, s_worker_t *w, const char *why)
             continue;
         w->jobs[i] = NULL;
         s_run_t *run = job->run;
-        s_attempt_lost(self, job, "worker_lost");
+        self->stats.lease_expiries++;
+        s_attempt_lost(self, job, "worker_lost", why);
         s_run_check_done(self, run);
     }
     s_worker_free(&w);
@@ -704,7 +794,7 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
                 w->jobs[i] = NULL;
                 w->busy--;
                 s_run_t *run = job->run;
-                s_attempt_lost(self, job, "worker_lost");
+                s_attempt_lost(self, job, "worker_lost", "the worker reconnected without it");
                 s_run_check_done(self, run);
             }
         }
@@ -753,10 +843,26 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
         self->workers[self->n_workers++] = w;
         kiln_log_info("worker %s connected from %s (key %s, %u slots)", w->name,
                       msg->peer_address[0] ? msg->peer_address : "local", key_name, w->slots);
-        /* Jobs it says it runs that we do not know of are cancelled. */
+        /* Jobs it runs under a lease we hold for it (we restarted, or it
+         * reconnected) are adopted, so they finish instead of running
+         * twice; anything else it runs is cancelled. */
         for (size_t k = 0; k < h->n_running; k++) {
             s_job_t *job = s_job_find(self, h->running[k]->job_key);
-            if (job && job->token == h->running[k]->token && !job->worker) {
+            if (job && job->state == KILN_JOB_RUNNING && !job->worker &&
+                job->token == h->running[k]->token && strcmp(job->worker_name, w->name) == 0 &&
+                w->busy < w->slots) {
+                job->worker = w;
+                job->orphan_deadline = 0;
+                for (unsigned i = 0; i < w->slots; i++) {
+                    if (!w->jobs[i]) {
+                        w->jobs[i] = job;
+                        break;
+                    }
+                }
+                w->busy++;
+                self->stats.jobs_readopted++;
+                kiln_log_info("job %s re-adopted from worker %s (token %llu)", job->key, w->name,
+                              (unsigned long long)job->token);
                 continue;
             }
             Kiln__Envelope env = KILN__ENVELOPE__INIT;
@@ -773,6 +879,8 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
     welcome.worker_id = w->name;
     welcome.heartbeat_ms = (uint32_t)self->cfg.heartbeat_ms;
     welcome.lease_ms = (uint32_t)self->cfg.lease_ms;
+    welcome.log_window = self->cfg.log_window;
+    w->credit_owed = 0;
     env.body_case = KILN__ENVELOPE__BODY_WELCOME;
     env.welcome = &welcome;
     s_send(self, w->identity, w->id_len, &env);
@@ -794,12 +902,27 @@ static s_job_t *s_fenced_job(kiln_server_t *self, s_worker_t *w, const char *job
     return job;
 }
 
+/* Tells a worker its result was taken (applied, a duplicate, or refused
+ * for good), so it stops resending it. */
+static void s_ack_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobResult *m)
+{
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__ResultAck ack = KILN__RESULT_ACK__INIT;
+    ack.job_key = m->job_key;
+    ack.token = m->token;
+    env.body_case = KILN__ENVELOPE__BODY_RESULT_ACK;
+    env.result_ack = &ack;
+    s_send(self, w->identity, w->id_len, &env);
+}
+
 static void s_on_heartbeat(kiln_server_t *self, s_worker_t *w, const Kiln__Heartbeat *hb)
 {
     bool was_draining = w->draining;
     w->draining = hb->draining;
+    w->drain_deadline_ms = (int64_t)hb->drain_deadline_ms;
     if (w->draining && !was_draining)
-        kiln_log_info("worker %s is draining", w->name);
+        kiln_log_info("worker %s is draining%s", w->name,
+                      hb->drain_deadline_ms ? " with a deadline" : "");
     int64_t deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
     for (unsigned i = 0; i < w->slots; i++) {
         s_job_t *job = w->jobs[i];
@@ -832,13 +955,53 @@ static void s_on_step_started(kiln_server_t *self, s_worker_t *w, const Kiln__St
     }
 }
 
+/* Returns processed log bytes to the worker as credit once enough has
+ * accumulated, so a chatty job streams steadily and a flood stalls at the
+ * worker (its step blocks on a full pipe) instead of in our memory. */
+static void s_credit(kiln_server_t *self, s_worker_t *w, size_t len)
+{
+    w->credit_owed += len;
+    if (w->credit_owed < self->cfg.log_window / 4)
+        return;
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Credit c = KILN__CREDIT__INIT;
+    c.log_bytes = w->credit_owed;
+    env.body_case = KILN__ENVELOPE__BODY_CREDIT;
+    env.credit = &c;
+    if (s_send(self, w->identity, w->id_len, &env) == 0)
+        w->credit_owed = 0;
+}
+
 static void s_on_log(kiln_server_t *self, s_worker_t *w, const Kiln__LogChunk *m)
 {
+    s_credit(self, w, m->data.len);
     s_job_t *job = s_fenced_job(self, w, m->job_key, m->token, "log chunk");
     if (!job)
         return;
     const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
     int stream = m->stream <= 2 ? (int)m->stream : 2;
+    if (m->data.len > KILN_SERVER_LOG_CHUNK_MAX) {
+        self->stats.garbage_dropped++;
+        kiln_log_warn("worker %s: log chunk of %zu bytes for %s is over %d; dropped", w->name,
+                      m->data.len, job->key, KILN_SERVER_LOG_CHUNK_MAX);
+        return;
+    }
+    /* The worker truncates at the limit itself; this holds a worker that
+     * does not. */
+    if (job->log_truncated)
+        return;
+    if (job->log_bytes + m->data.len > self->cfg.log_limit + KILN_SERVER_LOG_CHUNK_MAX) {
+        char marker[160];
+        int n = snprintf(marker, sizeof marker,
+                         "[kiln: log truncated: over the limit of %llu bytes]\n",
+                         (unsigned long long)self->cfg.log_limit);
+        job->log_truncated = true;
+        self->stats.logs_truncated++;
+        kiln_history_log_append(self->history, job->run->id, spec->id, job->attempt, m->step, 2,
+                                marker, (size_t)n, (int64_t)m->ts_ms);
+        return;
+    }
+    job->log_bytes += m->data.len;
     kiln_history_log_append(self->history, job->run->id, spec->id, job->attempt, m->step, stream,
                             m->data.data, m->data.len, (int64_t)m->ts_ms);
     if (job->run->n_watchers) {
@@ -900,17 +1063,37 @@ static void s_on_step_result(kiln_server_t *self, s_worker_t *w, const Kiln__Ste
 
 static void s_on_job_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobResult *m)
 {
-    s_job_t *job = s_fenced_job(self, w, m->job_key, m->token, "job result");
-    if (!job)
+    s_job_t *cur = s_job_find(self, m->job_key);
+    if (cur && cur->token == m->token && cur->state != KILN_JOB_RUNNING &&
+        strcmp(cur->worker_name, w->name) == 0) {
+        /* Our acknowledgement was lost and the worker sent it again. */
+        self->stats.duplicate_results++;
+        s_ack_result(self, w, m);
         return;
+    }
+    s_job_t *job = s_fenced_job(self, w, m->job_key, m->token, "job result");
+    if (!job) {
+        /* A zombie's late result: recorded, never applied, and acknowledged
+         * so that it stops. */
+        char detail[256];
+        snprintf(detail, sizeof detail, "%s token %llu outcome %d", m->job_key,
+                 (unsigned long long)m->token, (int)m->outcome);
+        kiln_history_audit(self->history, "result.stale", w->name, detail, kiln_clock_wall_ms());
+        s_ack_result(self, w, m);
+        return;
+    }
     s_run_t *run = job->run;
     const kiln_job_t *spec = &run->wf->jobs[job->idx];
     int64_t now = kiln_clock_wall_ms();
     s_worker_release(w, job);
-    if (m->outcome == KILN__OUTCOME__OUTCOME_INFRA_ERROR) {
-        kiln_log_warn("job %s: worker %s reports an infrastructure error: %s", job->key, w->name,
+    if (m->outcome == KILN__OUTCOME__OUTCOME_INFRA_ERROR ||
+        m->outcome == KILN__OUTCOME__OUTCOME_DRAINED) {
+        bool drained = m->outcome == KILN__OUTCOME__OUTCOME_DRAINED;
+        kiln_log_warn("job %s: worker %s %s: %s", job->key, w->name,
+                      drained ? "handed it back while draining" : "reports an infrastructure error",
                       m->message);
-        s_attempt_lost(self, job, "infra_error");
+        s_attempt_lost(self, job, drained ? "worker_drained" : "infra_error", m->message);
+        s_ack_result(self, w, m);
         s_run_check_done(self, run);
         s_dispatch(self);
         return;
@@ -923,13 +1106,29 @@ static void s_on_job_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobR
     default: state = KILN_JOB_FAILURE; break;
     }
     const char *name = kiln_job_state_name(state);
-    if (kiln_queue_finish(self->queue, job->key, job->token, name) != 0)
-        kiln_log_warn("job %s: %s", job->key, kiln_error_last());
     kiln_history_attempt_finish(self->history, run->id, spec->id, job->attempt, name,
                                 m->message[0] ? m->message : NULL, now);
+    /* A script failure is the build's verdict: retried only when the
+     * workflow asks (kiln.retry). */
+    if ((state == KILN_JOB_FAILURE || state == KILN_JOB_TIMED_OUT) && !run->cancel_requested &&
+        job->script_failures < spec->retry) {
+        job->script_failures++;
+        self->stats.retries_failure++;
+        kiln_log_info("job %s: attempt %u %s; retry %u of %u", job->key, job->attempt, name,
+                      job->script_failures, spec->retry);
+        s_requeue(self, job);
+        s_ack_result(self, w, m);
+        s_dispatch(self);
+        return;
+    }
+    if (kiln_queue_finish(self->queue, job->key, job->token, name) != 0) {
+        kiln_log_warn("job %s: %s", job->key, kiln_error_last());
+        self->redis_dirty = true;
+    }
     kiln_log_info("job %s finished: %s on %s", job->key, name, w->name);
     s_job_final(self, job, state, now);
     job->worker = NULL;
+    s_ack_result(self, w, m);
     s_run_check_done(self, run);
     s_dispatch(self);
 }
@@ -1137,6 +1336,71 @@ static json_t *s_workers_json(kiln_server_t *self)
     return arr;
 }
 
+/* Counters and gauges for operators (kiln stats; the Prometheus endpoint
+ * reads the same document). */
+static json_t *s_stats_json(kiln_server_t *self)
+{
+    const s_stats_t *st = &self->stats;
+    json_t *depth = json_object();
+    unsigned busy = 0, slots = 0;
+    for (s_job_t *j = self->ready_head; j; j = j->ready_next) {
+        const char *key = j->labels[0] ? j->labels : "(any)";
+        json_t *n = json_object_get(depth, key);
+        json_object_set_new(depth, key, json_integer(n ? json_integer_value(n) + 1 : 1));
+    }
+    for (size_t i = 0; i < self->n_workers; i++) {
+        busy += self->workers[i]->busy;
+        slots += self->workers[i]->slots;
+    }
+    return json_pack(
+        "{s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+        " s:I, s:I, s:I, s:o, s:I, s:b}",
+        "dispatches", (json_int_t)st->dispatches, "retries", "worker_lost",
+        (json_int_t)st->retries_worker_lost, "worker_drained", (json_int_t)st->retries_worker_drained,
+        "infra_error", (json_int_t)st->retries_infra_error, "failure",
+        (json_int_t)st->retries_failure, "lease_expiries", (json_int_t)st->lease_expiries,
+        "stale_rejected", (json_int_t)st->stale_rejected, "duplicate_results",
+        (json_int_t)st->duplicate_results, "garbage_dropped", (json_int_t)st->garbage_dropped,
+        "workers_lost", (json_int_t)st->workers_lost, "runs_submitted",
+        (json_int_t)st->runs_submitted, "runs_finished", (json_int_t)st->runs_finished,
+        "runs_recovered", (json_int_t)st->runs_recovered, "jobs_readopted",
+        (json_int_t)st->jobs_readopted, "logs_truncated", (json_int_t)st->logs_truncated,
+        "redis_reconnects", (json_int_t)st->redis_reconnects, "workers_connected",
+        (json_int_t)self->n_workers, "slots_busy", (json_int_t)busy, "slots_total",
+        (json_int_t)slots, "queue_depth", depth, "runs_active", (json_int_t)self->n_runs,
+        "redis_connected", kiln_queue_connected(self->queue) != 0);
+}
+
+static void s_on_drain(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                       const Kiln__Request *req, const char *client)
+{
+    s_worker_t *w = NULL;
+    for (size_t i = 0; i < self->n_workers && !w; i++)
+        if (strcmp(self->workers[i]->name, req->worker) == 0)
+            w = self->workers[i];
+    if (!w) {
+        s_reply(self, msg, req->request_id, KILN_ENOTFOUND, "no connected worker by that name", 0,
+                NULL);
+        return;
+    }
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Drain d = KILN__DRAIN__INIT;
+    d.deadline_ms = req->deadline_ms;
+    d.reason = (char *)"requested by an operator";
+    env.body_case = KILN__ENVELOPE__BODY_DRAIN;
+    env.drain = &d;
+    if (s_send(self, w->identity, w->id_len, &env) != 0) {
+        s_reply(self, msg, req->request_id, KILN_EINFRA, "cannot reach the worker", 0, NULL);
+        return;
+    }
+    w->draining = true;
+    char detail[200];
+    snprintf(detail, sizeof detail, "worker %s", w->name);
+    kiln_history_audit(self->history, "worker.drain", client, detail, kiln_clock_wall_ms());
+    kiln_log_info("worker %s: drain requested by %s", w->name, client);
+    s_reply(self, msg, req->request_id, 0, NULL, 0, NULL);
+}
+
 typedef struct {
     kiln_server_t *self;
     const kiln_transport_msg_t *msg;
@@ -1234,6 +1498,13 @@ static void s_on_client_message(kiln_server_t *self, kiln_transport_msg_t *msg,
         json = s_workers_json(self);
         s_reply(self, msg, req->request_id, 0, NULL, 0, json);
         break;
+    case KILN__REQUEST_KIND__REQ_STATS:
+        json = s_stats_json(self);
+        s_reply(self, msg, req->request_id, 0, NULL, 0, json);
+        break;
+    case KILN__REQUEST_KIND__REQ_DRAIN:
+        s_on_drain(self, msg, req, client);
+        break;
     case KILN__REQUEST_KIND__REQ_WATCH: {
         s_run_t *run = s_run_find(self, (int64_t)req->run_id);
         if (run) {
@@ -1282,6 +1553,60 @@ static void s_on_router(kiln_server_t *self)
     }
 }
 
+/* Writes the coordinator's view of every active job into Redis, after Redis
+ * was unreachable or came back from an older append-only file. */
+static void s_reconcile(kiln_server_t *self)
+{
+    size_t n = 0;
+    int64_t deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
+    for (size_t r = 0; r < self->n_runs; r++) {
+        s_run_t *run = self->runs[r];
+        for (size_t i = 0; i < run->wf->n_jobs; i++) {
+            s_job_t *job = &run->jobs[i];
+            int rc = 0;
+            if (job->state == KILN_JOB_PENDING)
+                continue;
+            if (job->state == KILN_JOB_READY)
+                rc = kiln_queue_restore(self->queue, job->key, job->labels, "ready", job->token,
+                                        job->attempt, NULL, 0, NULL);
+            else if (job->state == KILN_JOB_RUNNING)
+                rc = kiln_queue_restore(self->queue, job->key, job->labels, "leased", job->token,
+                                        job->attempt, job->worker_name, deadline, NULL);
+            else
+                rc = kiln_queue_restore(self->queue, job->key, job->labels, "done", job->token,
+                                        job->attempt, NULL, 0, kiln_job_state_name(job->state));
+            if (rc != 0) {
+                kiln_log_warn("reconcile: %s", kiln_error_last());
+                return; /* still dirty; the next tick tries again */
+            }
+            n++;
+        }
+    }
+    self->redis_dirty = false;
+    kiln_log_info("reconciled %zu jobs into Redis", n);
+}
+
+static void s_check_redis(kiln_server_t *self, int64_t now)
+{
+    if (!kiln_queue_connected(self->queue)) {
+        self->redis_dirty = true;
+        if (now < self->redis_retry_at)
+            return;
+        if (kiln_queue_reconnect(self->queue) != 0) {
+            kiln_log_debug("%s", kiln_error_last());
+            self->redis_backoff_ms = self->redis_backoff_ms ? self->redis_backoff_ms * 2 : 50;
+            if (self->redis_backoff_ms > 2000)
+                self->redis_backoff_ms = 2000;
+            self->redis_retry_at = now + self->redis_backoff_ms;
+            return;
+        }
+        self->redis_backoff_ms = 0;
+        self->stats.redis_reconnects++;
+    }
+    if (self->redis_dirty)
+        s_reconcile(self);
+}
+
 static void s_on_timer(kiln_server_t *self)
 {
     int64_t now = kiln_clock_mono_ms();
@@ -1293,6 +1618,30 @@ static void s_on_timer(kiln_server_t *self)
         }
         i++;
     }
+    /* Orphan leases (recovered after a restart) whose worker never came
+     * back: the job runs again elsewhere. Collected first because finishing
+     * a run changes the run list. */
+    char expired[64][KILN_JOB_KEY_MAX];
+    size_t n_expired = 0;
+    for (size_t r = 0; r < self->n_runs && n_expired < 64; r++) {
+        s_run_t *run = self->runs[r];
+        for (size_t i = 0; i < run->wf->n_jobs && n_expired < 64; i++) {
+            s_job_t *job = &run->jobs[i];
+            if (job->state == KILN_JOB_RUNNING && !job->worker && job->orphan_deadline &&
+                now >= job->orphan_deadline)
+                snprintf(expired[n_expired++], KILN_JOB_KEY_MAX, "%s", job->key);
+        }
+    }
+    for (size_t k = 0; k < n_expired; k++) {
+        s_job_t *job = s_job_find(self, expired[k]);
+        if (!job)
+            continue;
+        s_run_t *run = job->run;
+        self->stats.lease_expiries++;
+        s_attempt_lost(self, job, "worker_lost", "its worker did not return within the lease");
+        s_run_check_done(self, run);
+    }
+    s_check_redis(self, now);
     s_dispatch(self);
 }
 
@@ -1343,6 +1692,185 @@ int kiln_server_run(kiln_server_t *self)
     return self->exit_code;
 }
 
+/* ------------------------------------------------------------- recovery */
+
+typedef struct {
+    int64_t id;
+    char *file;
+    char *yaml;
+    size_t len;
+    int64_t created_ms;
+} s_saved_run_t;
+
+typedef struct {
+    s_saved_run_t *items;
+    size_t n;
+} s_saved_t;
+
+static int s_collect_run(void *ctx, const kiln_history_active_t *row)
+{
+    s_saved_t *saved = ctx;
+    if (saved->n >= KILN_SERVER_MAX_RUNS)
+        return 0;
+    s_saved_run_t *r = &saved->items[saved->n];
+    r->file = strdup(row->file);
+    r->yaml = malloc(row->yaml_len + 1);
+    if (!r->file || !r->yaml) {
+        free(r->file);
+        free(r->yaml);
+        kiln_error_set("recovery: out of memory");
+        return -1;
+    }
+    memcpy(r->yaml, row->yaml, row->yaml_len);
+    r->yaml[row->yaml_len] = '\0';
+    r->len = row->yaml_len;
+    r->id = row->run_id;
+    r->created_ms = row->created_ms;
+    saved->n++;
+    return 0;
+}
+
+/* Brings one job of a recovered run to what SQLite and Redis say of it. A
+ * final state in either wins (SQLite is written after Redis, so Redis may be
+ * ahead); a lease in Redis becomes an orphan lease awaiting its worker;
+ * anything else is left to the DAG (ready jobs are queued again). */
+static void s_recover_job(kiln_server_t *self, s_run_t *run, s_job_t *job)
+{
+    const kiln_job_t *spec = &run->wf->jobs[job->idx];
+    kiln_history_job_row_t hist;
+    kiln_queue_job_t red;
+    kiln_job_state_t final = KILN_JOB_PENDING;
+    int64_t now = kiln_clock_wall_ms();
+    if (kiln_history_job_get(self->history, run->id, spec->id, &hist) != 0)
+        memset(&hist, 0, sizeof hist);
+    if (kiln_queue_get(self->queue, job->key, &red) != 0)
+        memset(&red, 0, sizeof red);
+    job->attempt = hist.attempt > red.attempt ? hist.attempt : red.attempt;
+    job->token = hist.token > red.token ? hist.token : red.token;
+    job->started_ms = hist.started_ms;
+    snprintf(job->worker_name, sizeof job->worker_name, "%s", red.worker[0] ? red.worker : hist.worker);
+    kiln_job_state_t st;
+    if (kiln_job_state_parse(hist.state, &st) == 0 && kiln_job_state_is_final(st)) {
+        final = st;
+    } else if (strcmp(red.state, "done") == 0) {
+        if (kiln_job_state_parse(red.result, &final) != 0 || !kiln_job_state_is_final(final))
+            final = KILN_JOB_FAILURE;
+        kiln_history_attempt_finish(self->history, run->id, spec->id, job->attempt,
+                                    kiln_job_state_name(final), NULL, now);
+        kiln_history_job_set_state(self->history, run->id, spec->id, kiln_job_state_name(final),
+                                   0, NULL, 0, now);
+    }
+    kiln_job_state_t dstate = kiln_dag_state(run->dag, job->idx);
+    if (final != KILN_JOB_PENDING) {
+        if (dstate == KILN_JOB_READY) {
+            size_t skipped[KILN_WF_MAX_JOBS], n_skipped = 0;
+            kiln_dag_start(run->dag, job->idx);
+            kiln_dag_finish(run->dag, job->idx, final, skipped, KILN_WF_MAX_JOBS, &n_skipped);
+            for (size_t k = 0; k < n_skipped; k++) {
+                run->jobs[skipped[k]].state = KILN_JOB_SKIPPED;
+                kiln_history_job_set_state(self->history, run->id,
+                                           run->wf->jobs[skipped[k]].id, "skipped", 0, NULL, 0,
+                                           now);
+            }
+        }
+        job->state = kiln_dag_state(run->dag, job->idx);
+        return;
+    }
+    if (strcmp(red.state, "leased") == 0 &&
+        (dstate == KILN_JOB_READY || dstate == KILN_JOB_RUNNING)) {
+        if (dstate == KILN_JOB_READY)
+            kiln_dag_start(run->dag, job->idx);
+        job->state = KILN_JOB_RUNNING;
+        job->worker = NULL;
+        job->orphan_deadline = kiln_clock_mono_ms() + self->cfg.lease_ms;
+        if (hist.attempt < red.attempt) {
+            /* Leased in Redis, not yet recorded: the crash fell between. */
+            kiln_history_attempt_start(self->history, run->id, spec->id, red.attempt, red.token,
+                                       red.worker, now);
+            kiln_history_job_set_state(self->history, run->id, spec->id, "running", red.attempt,
+                                       red.worker, now, 0);
+        }
+        kiln_log_info("job %s: lease of attempt %u (token %llu) held for %s", job->key,
+                      job->attempt, (unsigned long long)job->token, job->worker_name);
+    }
+}
+
+/* Rebuilds the active runs after a restart: every run SQLite holds as
+ * running is parsed again from its stored workflow, its DAG replayed from
+ * the jobs' recorded states, and its queue state read back from Redis. */
+static int s_recover(kiln_server_t *self)
+{
+    s_saved_t saved = {calloc(KILN_SERVER_MAX_RUNS, sizeof(s_saved_run_t)), 0};
+    int rc = -1;
+    if (!saved.items) {
+        kiln_error_set("recovery: out of memory");
+        return -1;
+    }
+    if (kiln_history_active_runs(self->history, s_collect_run, &saved) != 0)
+        goto cleanup;
+    for (size_t r = 0; r < saved.n; r++) {
+        s_saved_run_t *sv = &saved.items[r];
+        kiln_diags_t diags;
+        kiln_workflow_t *wf = NULL;
+        kiln_diags_init(&diags, sv->file);
+        int prc = kiln_pipeline_parse(&wf, sv->file, sv->yaml, sv->len, &diags);
+        kiln_diags_free(&diags);
+        if (prc != 0) {
+            kiln_log_error("recovery: run %lld no longer parses (%s); marked failed",
+                           (long long)sv->id, kiln_error_last());
+            kiln_history_run_set_state(self->history, sv->id, "failure", kiln_clock_wall_ms());
+            continue;
+        }
+        s_run_t *run = calloc(1, sizeof *run);
+        if (!run || !(run->jobs = calloc(wf->n_jobs, sizeof *run->jobs)) ||
+            !(run->dag = kiln_dag_new(wf)) || self->n_runs == self->cap_runs) {
+            if (self->n_runs == self->cap_runs && run) {
+                size_t ncap = self->cap_runs ? self->cap_runs * 2 : 16;
+                s_run_t **grown = realloc(self->runs, ncap * sizeof *grown);
+                if (grown) {
+                    self->runs = grown;
+                    self->cap_runs = ncap;
+                }
+            }
+            if (!run || !run->jobs || !run->dag || self->n_runs == self->cap_runs) {
+                if (run)
+                    run->wf = wf;
+                s_run_free(&run);
+                kiln_error_set("recovery: out of memory");
+                goto cleanup;
+            }
+        }
+        run->wf = wf;
+        run->id = sv->id;
+        run->created_ms = sv->created_ms;
+        for (size_t i = 0; i < wf->n_jobs; i++) {
+            s_job_t *job = &run->jobs[i];
+            job->run = run;
+            job->idx = i;
+            snprintf(job->key, sizeof job->key, "%lld/%s", (long long)run->id, wf->jobs[i].id);
+            s_labels_key(&wf->jobs[i], job->labels, sizeof job->labels);
+        }
+        kiln_history_begin(self->history);
+        for (size_t t = 0; t < wf->n_jobs; t++)
+            s_recover_job(self, run, &run->jobs[wf->topo[t]]);
+        kiln_history_commit(self->history);
+        self->runs[self->n_runs++] = run;
+        self->stats.runs_recovered++;
+        kiln_log_info("recovered run %lld (%s, %zu jobs)", (long long)run->id, wf->name,
+                      wf->n_jobs);
+        s_enqueue_ready(self, run);
+        s_run_check_done(self, run);
+    }
+    rc = 0;
+cleanup:
+    for (size_t r = 0; r < saved.n; r++) {
+        free(saved.items[r].file);
+        free(saved.items[r].yaml);
+    }
+    free(saved.items);
+    return rc;
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 static const char *s_keep(kiln_server_t *self, int slot, const char *s)
@@ -1365,6 +1893,9 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     }
     self->sigfd = -1;
     self->cfg = *cfg;
+    /* A peer or Redis that goes away mid-write must be an error return,
+     * not the end of the process. */
+    signal(SIGPIPE, SIG_IGN);
     self->cfg.listen = s_keep(self, 0, cfg->listen);
     self->cfg.redis = s_keep(self, 1, cfg->redis);
     self->cfg.db_path = s_keep(self, 2, cfg->db_path);
@@ -1397,6 +1928,15 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
         goto cleanup;
     if ((rc = kiln_queue_open(&self->queue, self->cfg.redis, 10000)) != 0)
         goto cleanup;
+    if ((rc = s_recover(self)) != 0)
+        goto cleanup;
+    /* Every connection is a file descriptor: take all the kernel allows,
+     * so a burst of half-open connections cannot starve real peers. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     self->zctx = zmq_ctx_new();
     if (!self->zctx) {
         kiln_error_set("coordinator: cannot create a ZeroMQ context");

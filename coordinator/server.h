@@ -31,6 +31,8 @@ typedef struct {
     int heartbeat_ms;             /* expected worker heartbeat interval */
     int lease_ms;                 /* a worker silent this long is lost */
     unsigned max_attempts;        /* attempts per job for infrastructure failures */
+    uint64_t log_limit;           /* output bytes kept per job attempt */
+    uint64_t log_window;          /* log bytes a worker may have in flight */
     bool handle_signals;          /* SIGINT/SIGTERM stop, SIGHUP reloads keys */
 } kiln_server_config_t;
 
@@ -39,6 +41,13 @@ typedef struct {
 #define KILN_SERVER_DEFAULT_HEARTBEAT_MS 1000
 #define KILN_SERVER_DEFAULT_LEASE_MS 5000
 #define KILN_SERVER_DEFAULT_MAX_ATTEMPTS 3
+#define KILN_SERVER_DEFAULT_LOG_LIMIT (64ULL * 1024 * 1024)
+#define KILN_SERVER_DEFAULT_LOG_WINDOW (1024ULL * 1024)
+/* A worker that sends this much past its credit is flooding: excess is
+ * dropped, not stored. */
+#define KILN_SERVER_LOG_FLOOD_SLACK (4ULL * 1024 * 1024)
+/* Largest log chunk a worker may send. */
+#define KILN_SERVER_LOG_CHUNK_MAX (64 * 1024)
 /* Bounds on what the server keeps for clients. */
 #define KILN_SERVER_MAX_WORKERS 10000
 #define KILN_SERVER_MAX_RUNS 10000

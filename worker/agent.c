@@ -23,6 +23,7 @@
 #include "executor.h"
 #include "keys.h"
 #include "log.h"
+#include "notice.h"
 #include "transport.h"
 #include "workspace.h"
 
@@ -46,7 +47,19 @@ typedef struct {
     bool cancelled;
     bool job_timed_out;
     Kiln__Outcome outcome;
+    uint64_t log_sent;          /* output bytes sent for this job */
+    bool log_truncated;
 } s_job_t;
+
+/* A finished job's result, kept until acknowledged. */
+typedef struct {
+    char job_key[256];
+    uint64_t token;
+    Kiln__Outcome outcome;
+    int64_t started_ms, finished_ms;
+    char message[256];
+    int64_t resend_at;          /* monotonic */
+} s_result_t;
 
 struct kiln_agent {
     kiln_agent_config_t cfg;
@@ -65,6 +78,15 @@ struct kiln_agent {
     bool draining;
     bool stopping;
     bool welcomed;
+    bool sigterm_seen;
+    int64_t drain_deadline;       /* monotonic; 0: none */
+    int64_t drain_deadline_wall;
+    int64_t exit_linger_until;    /* monotonic; 0: not yet empty */
+    int64_t credit;               /* log bytes we may still send */
+    int64_t log_window;
+    s_result_t results[KILN_AGENT_MAX_RESULTS];
+    size_t n_results;
+    kiln_notice_t *notice;
 };
 
 void kiln_agent_config_defaults(kiln_agent_config_t *cfg)
@@ -73,6 +95,9 @@ void kiln_agent_config_defaults(kiln_agent_config_t *cfg)
     cfg->slots = 1;
     cfg->heartbeat_ms = 1000;
     cfg->kill_grace_ms = KILN_EXEC_DEFAULT_GRACE_MS;
+    cfg->drain_grace_ms = KILN_AGENT_DEFAULT_DRAIN_GRACE_MS;
+    cfg->spot_window_ms = KILN_AGENT_DEFAULT_SPOT_WINDOW_MS;
+    cfg->spot_margin_ms = KILN_AGENT_DEFAULT_SPOT_MARGIN_MS;
 }
 
 static void s_send(kiln_agent_t *self, Kiln__Envelope *env)
@@ -98,6 +123,9 @@ static void s_send_hello(kiln_agent_t *self)
     Kiln__Hello h = KILN__HELLO__INIT;
     Kiln__RunningJob running[KILN_AGENT_MAX_SLOTS], *rp[KILN_AGENT_MAX_SLOTS];
     size_t n = 0;
+    /* Jobs whose results are not yet acknowledged are still held here: they
+     * are reported too, so a restarted coordinator keeps their leases. */
+    Kiln__RunningJob held[KILN_AGENT_MAX_RESULTS], *all[KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_RESULTS];
     for (int i = 0; i < self->cfg.slots; i++) {
         if (!self->jobs[i])
             continue;
@@ -105,15 +133,23 @@ static void s_send_hello(kiln_agent_t *self)
         running[n].job_key = self->jobs[i]->a->job_key;
         running[n].token = self->jobs[i]->a->token;
         rp[n] = &running[n];
+        all[n] = &running[n];
         n++;
     }
+    for (size_t i = 0; i < self->n_results; i++) {
+        kiln__running_job__init(&held[i]);
+        held[i].job_key = self->results[i].job_key;
+        held[i].token = self->results[i].token;
+        all[n++] = &held[i];
+    }
+    (void)rp;
     h.name = self->name;
     h.labels = self->labels;
     h.n_labels = self->n_labels;
     h.slots = (uint32_t)self->cfg.slots;
     h.version = (char *)KILN_VERSION;
     h.hostname = self->hostname;
-    h.running = rp;
+    h.running = all;
     h.n_running = n;
     env.body_case = KILN__ENVELOPE__BODY_HELLO;
     env.hello = &h;
@@ -138,6 +174,7 @@ static void s_send_heartbeat(kiln_agent_t *self)
     hb.running = rp;
     hb.n_running = n;
     hb.draining = self->draining;
+    hb.drain_deadline_ms = (uint64_t)(self->drain_deadline_wall > 0 ? self->drain_deadline_wall : 0);
     env.body_case = KILN__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
     s_send(self, &env);
@@ -157,6 +194,7 @@ static void s_send_log(s_job_t *job, Kiln__Stream stream, const void *data, size
     chunk.ts_ms = (uint64_t)kiln_clock_wall_ms();
     env.body_case = KILN__ENVELOPE__BODY_LOG;
     env.log = &chunk;
+    job->agent->credit -= (int64_t)len;
     s_send(job->agent, &env);
 }
 
@@ -177,7 +215,20 @@ static void s_system_log(s_job_t *job, const char *fmt, ...)
 
 static void s_on_output(void *ctx, int stream, const char *data, size_t len)
 {
-    s_send_log(ctx, stream == 1 ? KILN__STREAM__STREAM_STDERR : KILN__STREAM__STREAM_STDOUT, data,
+    s_job_t *job = ctx;
+    uint64_t limit = job->a->log_limit;
+    if (job->log_truncated)
+        return;
+    if (limit && job->log_sent + len > limit) {
+        /* The rest is dropped here, where it is cheapest, with a marker the
+         * user sees; the job's status is unaffected. */
+        job->log_truncated = true;
+        s_system_log(job, "[kiln: log truncated: over the limit of %llu bytes]",
+                     (unsigned long long)limit);
+        return;
+    }
+    job->log_sent += len;
+    s_send_log(job, stream == 1 ? KILN__STREAM__STREAM_STDERR : KILN__STREAM__STREAM_STDOUT, data,
                len);
 }
 
@@ -492,27 +543,70 @@ static void s_job_free(s_job_t **job_p)
     *job_p = NULL;
 }
 
-static void s_job_finish(s_job_t *job)
+static void s_send_result(kiln_agent_t *self, s_result_t *res)
 {
-    kiln_agent_t *self = job->agent;
     Kiln__Envelope env = KILN__ENVELOPE__INIT;
     Kiln__JobResult r = KILN__JOB_RESULT__INIT;
-    r.job_key = job->a->job_key;
-    r.token = job->a->token;
-    if (job->cancelled)
-        r.outcome = KILN__OUTCOME__OUTCOME_CANCELLED;
-    else if (job->job_timed_out)
-        r.outcome = KILN__OUTCOME__OUTCOME_TIMED_OUT;
-    else if (job->failed)
-        r.outcome = job->outcome ? job->outcome : KILN__OUTCOME__OUTCOME_FAILURE;
-    else
-        r.outcome = KILN__OUTCOME__OUTCOME_SUCCESS;
-    r.started_ms = (uint64_t)job->started_ms;
-    r.finished_ms = (uint64_t)kiln_clock_wall_ms();
-    r.message = (char *)"";
+    r.job_key = res->job_key;
+    r.token = res->token;
+    r.outcome = res->outcome;
+    r.started_ms = (uint64_t)res->started_ms;
+    r.finished_ms = (uint64_t)res->finished_ms;
+    r.message = res->message;
     env.body_case = KILN__ENVELOPE__BODY_JOB_RESULT;
     env.job_result = &r;
     s_send(self, &env);
+    res->resend_at = kiln_clock_mono_ms() + KILN_AGENT_RESEND_MS;
+}
+
+/* Records a result and sends it; it is resent until acknowledged. */
+static void s_add_result(kiln_agent_t *self, const char *job_key, uint64_t token,
+                         Kiln__Outcome outcome, int64_t started_ms, const char *message)
+{
+    if (self->n_results == KILN_AGENT_MAX_RESULTS) {
+        kiln_log_warn("%d results unacknowledged; forgetting %s", KILN_AGENT_MAX_RESULTS,
+                      self->results[0].job_key);
+        memmove(&self->results[0], &self->results[1],
+                (KILN_AGENT_MAX_RESULTS - 1) * sizeof self->results[0]);
+        self->n_results--;
+    }
+    s_result_t *res = &self->results[self->n_results++];
+    memset(res, 0, sizeof *res);
+    snprintf(res->job_key, sizeof res->job_key, "%s", job_key);
+    res->token = token;
+    res->outcome = outcome;
+    res->started_ms = started_ms;
+    res->finished_ms = kiln_clock_wall_ms();
+    snprintf(res->message, sizeof res->message, "%s", message ? message : "");
+    s_send_result(self, res);
+}
+
+static void s_on_result_ack(kiln_agent_t *self, const Kiln__ResultAck *ack)
+{
+    for (size_t i = 0; i < self->n_results; i++) {
+        if (self->results[i].token == ack->token &&
+            strcmp(self->results[i].job_key, ack->job_key) == 0) {
+            memmove(&self->results[i], &self->results[i + 1],
+                    (self->n_results - i - 1) * sizeof self->results[0]);
+            self->n_results--;
+            return;
+        }
+    }
+}
+
+static void s_job_finish(s_job_t *job)
+{
+    kiln_agent_t *self = job->agent;
+    Kiln__Outcome outcome;
+    if (job->cancelled)
+        outcome = KILN__OUTCOME__OUTCOME_CANCELLED;
+    else if (job->job_timed_out)
+        outcome = KILN__OUTCOME__OUTCOME_TIMED_OUT;
+    else if (job->failed)
+        outcome = job->outcome ? job->outcome : KILN__OUTCOME__OUTCOME_FAILURE;
+    else
+        outcome = KILN__OUTCOME__OUTCOME_SUCCESS;
+    s_add_result(self, job->a->job_key, job->a->token, outcome, job->started_ms, NULL);
     kiln_log_info("job %s attempt %u done", job->a->job_key, job->a->attempt);
     if (!self->cfg.keep_workspaces && kiln_workspace_remove(&job->ws) != 0)
         kiln_log_warn("%s", kiln_error_last());
@@ -601,6 +695,26 @@ static void s_on_cancel(kiln_agent_t *self, const Kiln__CancelJob *c)
     }
 }
 
+/* Enters drain (or tightens its deadline): no new jobs; what still runs at
+ * the deadline is handed back. deadline_wall 0: no deadline. */
+static void s_start_drain(kiln_agent_t *self, int64_t deadline_wall, const char *why)
+{
+    int64_t now_wall = kiln_clock_wall_ms();
+    bool tighter = deadline_wall && (!self->drain_deadline_wall ||
+                                     deadline_wall < self->drain_deadline_wall);
+    if (self->draining && !tighter)
+        return;
+    self->draining = true;
+    if (tighter) {
+        self->drain_deadline_wall = deadline_wall;
+        int64_t left = deadline_wall - now_wall;
+        self->drain_deadline = kiln_clock_mono_ms() + (left > 0 ? left : 0);
+    }
+    kiln_log_info("draining (%s): %zu jobs running%s", why, s_n_jobs(self),
+                  self->drain_deadline ? ", with a deadline" : "");
+    s_send_heartbeat(self);
+}
+
 static void s_on_socket(kiln_agent_t *self)
 {
     for (int i = 0; i < 1000; i++) {
@@ -623,10 +737,32 @@ static void s_on_socket(kiln_agent_t *self)
                 self->welcomed = true;
                 if (msg.env->welcome->heartbeat_ms >= 10)
                     self->heartbeat_ms = (int)msg.env->welcome->heartbeat_ms;
+                /* A new session: whatever credit was in flight is gone. */
+                if (msg.env->welcome->log_window)
+                    self->log_window = (int64_t)msg.env->welcome->log_window;
+                self->credit = self->log_window;
+                for (size_t r = 0; r < self->n_results; r++)
+                    s_send_result(self, &self->results[r]);
+                if (self->draining)
+                    s_send_heartbeat(self);
             }
             break;
         case KILN__ENVELOPE__BODY_ASSIGN: s_on_assign(self, &msg); break;
         case KILN__ENVELOPE__BODY_CANCEL: s_on_cancel(self, msg.env->cancel); break;
+        case KILN__ENVELOPE__BODY_RESULT_ACK: s_on_result_ack(self, msg.env->result_ack); break;
+        case KILN__ENVELOPE__BODY_CREDIT:
+            self->credit += (int64_t)msg.env->credit->log_bytes;
+            if (self->credit > self->log_window)
+                self->credit = self->log_window;
+            break;
+        case KILN__ENVELOPE__BODY_DRAIN: {
+            const Kiln__Drain *d = msg.env->drain;
+            int64_t deadline = (int64_t)d->deadline_ms;
+            if (!deadline && self->cfg.drain_grace_ms > 0)
+                deadline = kiln_clock_wall_ms() + self->cfg.drain_grace_ms;
+            s_start_drain(self, deadline, d->reason[0] ? d->reason : "coordinator asked");
+            break;
+        }
         default:
             kiln_log_warn("unexpected message %d from the coordinator; dropped",
                           (int)msg.env->body_case);
@@ -636,24 +772,17 @@ static void s_on_socket(kiln_agent_t *self)
     }
 }
 
-/* Kills every running step and hands the jobs back as infrastructure
- * failures, so the coordinator re-dispatches them elsewhere at once. */
-static void s_abandon_jobs(kiln_agent_t *self)
+/* Kills every running step and hands the jobs back (as infrastructure
+ * failures when stopping, as drained at a drain deadline), so the
+ * coordinator re-dispatches them elsewhere at once. */
+static void s_abandon_jobs(kiln_agent_t *self, Kiln__Outcome outcome, const char *why)
 {
     for (int i = 0; i < self->cfg.slots; i++) {
         s_job_t *job = self->jobs[i];
         if (!job)
             continue;
         kiln_exec_destroy(&job->exec);
-        Kiln__Envelope env = KILN__ENVELOPE__INIT;
-        Kiln__JobResult r = KILN__JOB_RESULT__INIT;
-        r.job_key = job->a->job_key;
-        r.token = job->a->token;
-        r.outcome = KILN__OUTCOME__OUTCOME_INFRA_ERROR;
-        r.message = (char *)"worker stopped";
-        env.body_case = KILN__ENVELOPE__BODY_JOB_RESULT;
-        env.job_result = &r;
-        s_send(self, &env);
+        s_add_result(self, job->a->job_key, job->a->token, outcome, job->started_ms, why);
         if (!self->cfg.keep_workspaces)
             kiln_workspace_remove(&job->ws);
         s_job_free(&self->jobs[i]);
@@ -668,10 +797,14 @@ static void s_on_signal(kiln_agent_t *self)
             for (int i = 0; i < self->cfg.slots; i++)
                 if (self->jobs[i] && self->jobs[i]->exec)
                     kiln_exec_on_sigchld(self->jobs[i]->exec);
-        } else if (si.ssi_signo == SIGTERM && !self->draining) {
-            kiln_log_info("SIGTERM: draining (%zu jobs running)", s_n_jobs(self));
-            self->draining = true;
-            s_send_heartbeat(self);
+            kiln_notice_on_sigchld(self->notice);
+        } else if (si.ssi_signo == SIGTERM && !self->sigterm_seen) {
+            self->sigterm_seen = true;
+            s_start_drain(self,
+                          self->cfg.drain_grace_ms > 0
+                              ? kiln_clock_wall_ms() + self->cfg.drain_grace_ms
+                              : 0,
+                          "SIGTERM");
         } else {
             kiln_log_info("signal %u: stopping now", si.ssi_signo);
             self->stopping = true;
@@ -679,16 +812,31 @@ static void s_on_signal(kiln_agent_t *self)
     }
 }
 
+/* Whether a draining worker is done: no jobs, and its results acknowledged
+ * (or it has waited long enough for that). */
+static bool s_drained(kiln_agent_t *self, int64_t now)
+{
+    if (!self->draining || s_n_jobs(self) > 0)
+        return false;
+    if (self->n_results == 0)
+        return true;
+    if (!self->exit_linger_until)
+        self->exit_linger_until = now + KILN_AGENT_EXIT_LINGER_MS;
+    return now >= self->exit_linger_until;
+}
+
 int kiln_agent_run(kiln_agent_t *self)
 {
+    enum { MAX_ITEMS = 2 + 2 * KILN_AGENT_MAX_SLOTS + KILN_NOTICE_MAX_FDS };
     s_send_hello(self);
     self->next_heartbeat = kiln_clock_mono_ms() + self->heartbeat_ms;
     while (!self->stopping) {
-        if (self->draining && s_n_jobs(self) == 0)
+        int64_t now = kiln_clock_mono_ms();
+        if (s_drained(self, now))
             break;
-        zmq_pollitem_t items[2 + 2 * KILN_AGENT_MAX_SLOTS];
-        s_job_t *owner[2 + 2 * KILN_AGENT_MAX_SLOTS];
-        int n = 0;
+        zmq_pollitem_t items[MAX_ITEMS];
+        s_job_t *owner[MAX_ITEMS];
+        int n = 0, first_notice = 0;
         items[n++] = (zmq_pollitem_t){self->sock, 0, ZMQ_POLLIN, 0};
         items[n++] = (zmq_pollitem_t){NULL, self->sigfd, ZMQ_POLLIN, 0};
         int64_t next = self->next_heartbeat;
@@ -696,17 +844,38 @@ int kiln_agent_run(kiln_agent_t *self)
             s_job_t *job = self->jobs[i];
             if (!job || !job->exec)
                 continue;
-            int fds[2];
-            int k = kiln_exec_fds(job->exec, fds);
-            for (int f = 0; f < k; f++) {
-                owner[n] = job;
-                items[n++] = (zmq_pollitem_t){NULL, fds[f], ZMQ_POLLIN, 0};
+            /* Without credit the pipes are not read: the step waits on its
+             * own writes until the coordinator has caught up. */
+            if (self->credit > 0) {
+                int fds[2];
+                int k = kiln_exec_fds(job->exec, fds);
+                for (int f = 0; f < k; f++) {
+                    owner[n] = job;
+                    items[n++] = (zmq_pollitem_t){NULL, fds[f], ZMQ_POLLIN, 0};
+                }
             }
             int64_t d = kiln_exec_next_deadline(job->exec);
             if (d >= 0 && d < next)
                 next = d;
         }
-        int64_t now = kiln_clock_mono_ms();
+        first_notice = n;
+        if (self->notice && !self->draining) {
+            int fds[KILN_NOTICE_MAX_FDS];
+            short ev[KILN_NOTICE_MAX_FDS];
+            int k = kiln_notice_fds(self->notice, fds, ev, KILN_NOTICE_MAX_FDS);
+            for (int f = 0; f < k; f++)
+                items[n++] = (zmq_pollitem_t){NULL, fds[f], ev[f], 0};
+            int64_t d = kiln_notice_next_deadline(self->notice);
+            if (d >= 0 && d < next)
+                next = d;
+        }
+        for (size_t r = 0; r < self->n_results; r++)
+            if (self->results[r].resend_at < next)
+                next = self->results[r].resend_at;
+        if (self->drain_deadline && self->drain_deadline < next)
+            next = self->drain_deadline;
+        if (self->exit_linger_until && self->exit_linger_until < next)
+            next = self->exit_linger_until;
         long timeout = next > now ? (long)(next - now) : 0;
         if (zmq_poll(items, n, timeout) == -1) {
             if (zmq_errno() == EINTR)
@@ -716,10 +885,15 @@ int kiln_agent_run(kiln_agent_t *self)
         }
         if (items[1].revents & ZMQ_POLLIN)
             s_on_signal(self);
-        for (int i = 2; i < n; i++)
+        for (int i = 2; i < first_notice; i++)
             if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
                 kiln_exec_on_readable(owner[i]->exec, items[i].fd);
         now = kiln_clock_mono_ms();
+        if (self->notice && !self->draining && kiln_notice_work(self->notice, now)) {
+            int64_t wall = kiln_clock_wall_ms();
+            int64_t left = self->cfg.spot_window_ms - self->cfg.spot_margin_ms;
+            s_start_drain(self, wall + (left > 0 ? left : 0), kiln_notice_reason(self->notice));
+        }
         for (int i = 0; i < self->cfg.slots; i++) {
             s_job_t *job = self->jobs[i];
             if (!job)
@@ -733,11 +907,20 @@ int kiln_agent_run(kiln_agent_t *self)
         }
         if (items[0].revents & ZMQ_POLLIN)
             s_on_socket(self);
-        if (kiln_clock_mono_ms() >= self->next_heartbeat)
+        now = kiln_clock_mono_ms();
+        if (self->drain_deadline && now >= self->drain_deadline && s_n_jobs(self) > 0) {
+            kiln_log_warn("drain deadline reached: handing back %zu jobs", s_n_jobs(self));
+            s_abandon_jobs(self, KILN__OUTCOME__OUTCOME_DRAINED,
+                           "the worker was drained before the job finished");
+        }
+        for (size_t r = 0; r < self->n_results; r++)
+            if (self->results[r].resend_at <= now)
+                s_send_result(self, &self->results[r]);
+        if (now >= self->next_heartbeat)
             s_send_heartbeat(self);
     }
     if (self->stopping)
-        s_abandon_jobs(self);
+        s_abandon_jobs(self, KILN__OUTCOME__OUTCOME_INFRA_ERROR, "worker stopped");
     else
         s_send_heartbeat(self);
     kiln_log_info("worker %s exits", self->name);
@@ -755,6 +938,9 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     }
     self->sigfd = -1;
     self->cfg = *cfg;
+    /* A peer or Redis that goes away mid-write must be an error return,
+     * not the end of the process. */
+    signal(SIGPIPE, SIG_IGN);
     if (!cfg->coordinator || !cfg->server_key || !cfg->key_path || !cfg->work_dir) {
         kiln_error_set("worker: coordinator, server-key, key and work-dir are required");
         rc = KILN_EINVAL;
@@ -766,6 +952,11 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         goto cleanup;
     }
     self->heartbeat_ms = cfg->heartbeat_ms >= 10 ? cfg->heartbeat_ms : 1000;
+    self->log_window = KILN_AGENT_DEFAULT_LOG_WINDOW;
+    kiln_notice_config_t nc = {cfg->spot_notice_file, cfg->spot_notice_url,
+                               cfg->spot_notice_command, cfg->spot_poll_ms};
+    if ((rc = kiln_notice_new(&self->notice, &nc)) != 0)
+        goto cleanup;
     if (gethostname(self->hostname, sizeof self->hostname - 1) != 0)
         snprintf(self->hostname, sizeof self->hostname, "unknown");
     snprintf(self->name, sizeof self->name, "%s", cfg->name ? cfg->name : self->hostname);
@@ -849,6 +1040,7 @@ void kiln_agent_destroy(kiln_agent_t **self_p)
         s_job_free(&self->jobs[i]);
     for (size_t i = 0; i < self->n_labels; i++)
         free(self->labels[i]);
+    kiln_notice_destroy(&self->notice);
     if (self->sock)
         zmq_close(self->sock);
     if (self->zctx)

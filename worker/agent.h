@@ -11,9 +11,18 @@
  * (SIGCHLD, SIGTERM, SIGINT) and the steps' output pipes, with timers for
  * heartbeats and step deadlines.
  *
- * Signals: SIGTERM drains (no new jobs; running ones finish, then exit 0);
- * SIGINT, or a second SIGTERM, stops now: running steps are killed and their
- * jobs handed back to the coordinator as infrastructure failures.
+ * Reliability: a job's result is kept and resent until the coordinator
+ * acknowledges it, so a result survives a lost connection or a coordinator
+ * restart; after a restart the worker re-introduces itself with the jobs it
+ * holds, and the coordinator re-adopts them. Output is sent against credit
+ * (bytes the coordinator has room for): without credit the worker stops
+ * reading the step's pipes, and the step waits on its own writes.
+ *
+ * Signals: SIGTERM drains (no new jobs; running ones may finish within the
+ * drain grace, then exit 0; what is still running at the deadline is handed
+ * back as worker_drained). A spot-interruption notice drains with a deadline
+ * just before the machine goes. SIGINT, or a second SIGTERM, stops now:
+ * running steps are killed and their jobs handed back.
  */
 #ifndef KILN_AGENT_H
 #define KILN_AGENT_H
@@ -33,10 +42,26 @@ typedef struct {
     int heartbeat_ms;         /* until the coordinator says otherwise */
     int kill_grace_ms;        /* SIGTERM -> SIGKILL for steps */
     bool keep_workspaces;     /* leave job directories for inspection */
+    int drain_grace_ms;       /* SIGTERM: how long running jobs may go on; 0: no limit */
+    const char *spot_notice_file;    /* spot interruption notices (notice.h) */
+    const char *spot_notice_url;
+    const char *spot_notice_command;
+    int spot_poll_ms;
+    int spot_window_ms;       /* notice -> machine gone */
+    int spot_margin_ms;       /* jobs are handed back this long before that */
 } kiln_agent_config_t;
 
 #define KILN_AGENT_MAX_SLOTS 256
 #define KILN_AGENT_MAX_ENV 4096
+/* Finished jobs whose results await the coordinator's acknowledgement. */
+#define KILN_AGENT_MAX_RESULTS 256
+#define KILN_AGENT_RESEND_MS 2000
+/* After a drain empties the worker: how long it waits for acknowledgements. */
+#define KILN_AGENT_EXIT_LINGER_MS 3000
+#define KILN_AGENT_DEFAULT_DRAIN_GRACE_MS (5 * 60 * 1000)
+#define KILN_AGENT_DEFAULT_SPOT_WINDOW_MS (2 * 60 * 1000)
+#define KILN_AGENT_DEFAULT_SPOT_MARGIN_MS (15 * 1000)
+#define KILN_AGENT_DEFAULT_LOG_WINDOW (1024 * 1024)
 
 void kiln_agent_config_defaults(kiln_agent_config_t *cfg);
 int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg);

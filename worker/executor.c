@@ -58,6 +58,7 @@
 
 #include <assert.h>
 #include <dirent.h>
+#include <sys/prctl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -113,6 +114,8 @@ typedef struct {
     int stdin_fd;
     int stdout_fd;
     int stderr_fd;
+    pid_t parent;                     /* the worker, for the guard's check */
+    int guard_signal;                 /* the guard's parent-death signal */
 } exec_child_t;
 
 /* ---- the child (async-signal-safe code only) ---------------------------- */
@@ -183,6 +186,56 @@ static void s_child_close_from_3(void)
         close((int)fd);
 }
 
+/* The guard stays behind as the leader of the step's process group while
+ * the step runs as its child. The kernel sends it guard_signal when the
+ * worker dies, however it dies (PR_SET_PDEATHSIG), and it then kills the
+ * whole group: a step never outlives its worker, so a job lost with its
+ * worker cannot go on running (and finish a second time) behind the
+ * attempt that replaces it. Otherwise it ignores what the group is sent
+ * (the step handles it) and passes on the step's exit status or signal.
+ * Async-signal-safe calls only: the worker has threads. */
+static _Noreturn void s_guard(pid_t step, int guard_signal)
+{
+    /* Let go of the pipes so they close when the step's side does. */
+    int null = open("/dev/null", O_RDWR);
+    if (null != -1) {
+        dup2(null, 1);
+        dup2(null, 2);
+        close(null);
+    }
+    sigset_t wait_for;
+    sigemptyset(&wait_for);
+    sigaddset(&wait_for, SIGCHLD);
+    sigaddset(&wait_for, guard_signal);
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&wait_for, &si);
+        if (sig == guard_signal) {
+            (void)killpg(0, SIGKILL);
+            _exit(KILN_EXEC_EXIT_NOEXEC);
+        }
+        int status;
+        pid_t r = waitpid(step, &status, WNOHANG);
+        if (r != step)
+            continue;
+        if (WIFEXITED(status))
+            _exit(WEXITSTATUS(status));
+        if (WIFSIGNALED(status)) {
+            int term = WTERMSIG(status);
+            struct sigaction dfl;
+            memset(&dfl, 0, sizeof dfl);
+            dfl.sa_handler = SIG_DFL;
+            (void)sigaction(term, &dfl, NULL);
+            sigset_t only;
+            sigemptyset(&only);
+            sigaddset(&only, term);
+            (void)sigprocmask(SIG_UNBLOCK, &only, NULL);
+            (void)kill(getpid(), term);
+        }
+        _exit(KILN_EXEC_EXIT_NOEXEC);
+    }
+}
+
 static _Noreturn void s_child(const exec_child_t *c)
 {
     /* Dispositions first: the mask is still full here (see the parent). */
@@ -212,6 +265,16 @@ static _Noreturn void s_child(const exec_child_t *c)
             _exit(KILN_EXEC_EXIT_NOEXEC);
     }
     s_child_close_from_3();
+
+    /* Signals are still all blocked here, which the guard relies on. */
+    (void)prctl(PR_SET_PDEATHSIG, c->guard_signal);
+    if (getppid() != c->parent)
+        _exit(KILN_EXEC_EXIT_NOEXEC); /* the worker died before the prctl */
+    pid_t step = fork();
+    if (step == -1)
+        s_child_fail("cannot start", c->path, errno, NULL);
+    if (step > 0)
+        s_guard(step, c->guard_signal);
 
     sigset_t none;
     sigemptyset(&none);
@@ -475,6 +538,9 @@ int kiln_exec_start(kiln_exec_t **out, const kiln_exec_opts_t *opts)
         .stdin_fd = null_fd,
         .stdout_fd = out_pipe[1],
         .stderr_fd = err_pipe[1],
+        .parent = getpid(),
+        /* A real-time signal nothing else sends to the group. */
+        .guard_signal = SIGRTMIN + 3,
     };
 
     sigset_t all, saved;

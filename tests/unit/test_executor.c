@@ -395,6 +395,57 @@ static void test_orphan_is_killed_when_step_exits(void **state)
     s_capture_free(&cap);
 }
 
+static void s_noop_output(void *ctx, int stream, const char *data, size_t len)
+{
+    (void)ctx;
+    (void)stream;
+    (void)data;
+    (void)len;
+}
+
+/* A worker killed with SIGKILL takes its steps with it: the step's guard
+ * gets the parent-death signal and kills the whole group, so a lost job
+ * cannot finish behind the attempt that replaces it. */
+static void test_step_dies_with_its_worker(void **state)
+{
+    (void)state;
+    char pidfile[PATH_MAX + 16];
+    snprintf(pidfile, sizeof pidfile, "%s/bg.pid", s_tmp);
+    unlink(pidfile);
+    pid_t worker = fork();
+    assert_true(worker >= 0);
+    if (worker == 0) {
+        char script[PATH_MAX * 2];
+        snprintf(script, sizeof script, "sleep 300 & echo $! > %s.tmp; mv %s.tmp %s; sleep 300",
+                 pidfile, pidfile, pidfile);
+        const char *argv[] = {"sh", "-c", script, NULL};
+        const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+        kiln_exec_opts_t opts = {.argv = argv, .envp = envp, .cwd = "/",
+                                 .on_output = s_noop_output};
+        kiln_exec_t *exec = NULL;
+        if (kiln_exec_start(&exec, &opts) != 0)
+            _exit(2);
+        pause(); /* a worker busy with its step, until it is killed */
+        _exit(0);
+    }
+    pid_t bg = 0;
+    for (int i = 0; i < 500 && bg <= 0; i++) {
+        FILE *f = fopen(pidfile, "r");
+        if (f) {
+            if (fscanf(f, "%d", &bg) != 1)
+                bg = 0;
+            fclose(f);
+        }
+        if (bg <= 0)
+            s_sleep_ms(10);
+    }
+    assert_true(bg > 0);
+    assert_int_equal(kill(bg, 0), 0);
+    assert_int_equal(kill(worker, SIGKILL), 0);
+    waitpid(worker, NULL, 0);
+    assert_true(s_gone(bg));
+}
+
 static void test_process_escaping_group_does_not_hang_step(void **state)
 {
     (void)state;
@@ -758,6 +809,7 @@ int main(void)
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_orphan_is_killed_when_step_exits),
         cmocka_unit_test(test_process_escaping_group_does_not_hang_step),
+        cmocka_unit_test(test_step_dies_with_its_worker),
         cmocka_unit_test(test_destroy_kills_running_group),
         cmocka_unit_test(test_partial_line_is_flushed_by_timer),
         cmocka_unit_test(test_complete_lines_pass_and_tail_is_held),

@@ -55,16 +55,16 @@ static void test_lifecycle(void **state)
     assert_int_equal(kiln_queue_depth(s_q, "linux"), 1);
     /* A job exists once. */
     assert_int_equal(kiln_queue_push(s_q, "1/a", "linux", NULL, 0), KILN_EINVAL);
-    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w1", 1000, &t1), 0);
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w1", 1, 1000, &t1), 0);
     assert_int_equal(t1, 1);
     assert_int_equal(kiln_queue_depth(s_q, "linux"), 0);
     /* Leased: cannot be leased again. */
-    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1000, &t2), KILN_ESTALE);
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1, 1000, &t2), KILN_ESTALE);
     assert_int_equal(kiln_queue_renew(s_q, "1/a", t1, 2000), 0);
     /* Back to the queue for a retry: a new lease gets a new token. */
     assert_int_equal(kiln_queue_requeue(s_q, "1/a", "linux", t1), 0);
     assert_int_equal(kiln_queue_depth(s_q, "linux"), 1);
-    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1000, &t2), 0);
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1, 1000, &t2), 0);
     assert_int_equal(t2, 2);
     /* The first attempt's token is stale now: fencing. */
     assert_int_equal(kiln_queue_renew(s_q, "1/a", t1, 3000), KILN_ESTALE);
@@ -73,7 +73,7 @@ static void test_lifecycle(void **state)
     assert_int_equal(kiln_queue_finish(s_q, "1/a", t2, "success"), 0);
     /* Done is final. */
     assert_int_equal(kiln_queue_finish(s_q, "1/a", t2, "success"), KILN_ESTALE);
-    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w1", 1000, &t1), KILN_ESTALE);
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w1", 1, 1000, &t1), KILN_ESTALE);
     const char *keys[] = {"1/a"};
     assert_int_equal(kiln_queue_forget(s_q, keys, 1), 0);
     assert_int_equal(kiln_queue_push(s_q, "1/a", "linux", NULL, 0), 0);
@@ -89,8 +89,8 @@ static void test_drop_and_order(void **state)
     assert_int_equal(kiln_queue_drop(s_q, "2/x", "gpu", "cancelled"), 0);
     assert_int_equal(kiln_queue_depth(s_q, "gpu"), 1);
     assert_int_equal(kiln_queue_drop(s_q, "2/x", "gpu", "cancelled"), KILN_ESTALE);
-    assert_int_equal(kiln_queue_lease(s_q, "2/x", "gpu", "w1", 1000, &t), KILN_ESTALE);
-    assert_int_equal(kiln_queue_lease(s_q, "2/y", "gpu", "w1", 1000, &t), 0);
+    assert_int_equal(kiln_queue_lease(s_q, "2/x", "gpu", "w1", 1, 1000, &t), KILN_ESTALE);
+    assert_int_equal(kiln_queue_lease(s_q, "2/y", "gpu", "w1", 1, 1000, &t), 0);
     assert_int_equal(kiln_queue_depth(s_q, "gpu"), 0);
 }
 
