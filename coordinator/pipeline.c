@@ -74,8 +74,10 @@ void kiln_diags_free(kiln_diags_t *self)
 
 /* Errors are always counted, so a run is refused even when the list is full
  * or its memory ran out; only the text can be lost. */
-static void s_diags_vadd(kiln_diags_t *self, kiln_diag_severity_t sev, int line, int col,
-                         const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static void s_diags_vadd(kiln_diags_t *self,
+                                                               kiln_diag_severity_t sev,
+                                                               int line, int col,
+                                                               const char *fmt, va_list ap)
 {
     char msg[S_DIAG_MSG_MAX];
     if (sev == KILN_DIAG_ERROR)
@@ -203,7 +205,7 @@ typedef struct {
     bool oom;
 } s_ctx_t;
 
-static void s_vdiag(s_ctx_t *ctx, kiln_diag_severity_t sev, int line, int col, const char *fmt,
+__attribute__((format(printf, 5, 0))) static void s_vdiag(s_ctx_t *ctx, kiln_diag_severity_t sev, int line, int col, const char *fmt,
                     va_list ap)
 {
     s_diags_vadd(ctx->diags, sev, line, col, fmt, ap);
