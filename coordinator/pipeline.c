@@ -751,6 +751,49 @@ static void s_minutes_key(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char
     *out_ms = ms > 0 ? ms : 1;
 }
 
+/* A whole number in [lo, hi] for key; false (with an error) otherwise. */
+static bool s_count_key(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who, unsigned lo,
+                        unsigned hi, unsigned *out)
+{
+    double n;
+    if (!s_is_number(val, &n) || n != (double)(long long)n || n < lo || n > hi) {
+        char want[64];
+        snprintf(want, sizeof want, "a whole number from %u to %u", lo, hi);
+        s_type_error(ctx, key, who, want);
+        return false;
+    }
+    *out = (unsigned)n;
+    return true;
+}
+
+/* Kiln's own job settings, under `kiln:` so that GitHub's keys stay
+ * GitHub's: max-attempts (infrastructure failures) and retry (script
+ * failures). */
+static void s_walk_kiln(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who,
+                        kiln_job_t *job)
+{
+    char inner[S_QUOTE_MAX + 32];
+    if (val->kind != S_MAP) {
+        s_type_error(ctx, key, who, "a mapping (max-attempts, retry)");
+        return;
+    }
+    snprintf(inner, sizeof inner, "'kiln' of %s", who);
+    for (size_t i = 0; i + 1 < val->n && !ctx->oom; i += 2) {
+        s_node_t *kslot = val->items[i];
+        if (kslot->skip)
+            continue;
+        const char *k = s_res(kslot)->value;
+        s_node_t *v = s_res(val->items[i + 1]);
+        if (strcmp(k, "max-attempts") == 0)
+            s_count_key(ctx, kslot, v, inner, 1, KILN_WF_MAX_ATTEMPTS, &job->max_attempts);
+        else if (strcmp(k, "retry") == 0)
+            s_count_key(ctx, kslot, v, inner, 0, KILN_WF_MAX_ATTEMPTS, &job->retry);
+        else
+            s_warn(ctx, kslot, "unknown key '%.*s' in %s (known: max-attempts, retry)", s_q(k),
+                   k, inner);
+    }
+}
+
 /* The if: expression as written; a bool or number keeps its text too. */
 static char *s_if(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who)
 {
@@ -1142,6 +1185,8 @@ static void s_walk_job(s_ctx_t *ctx, s_node_t *key, s_node_t *val, kiln_job_t *j
             job->if_expr = s_if(ctx, kslot, v, who);
         } else if (strcmp(k, "uses") == 0) {
             uses_v = v;
+        } else if (strcmp(k, "kiln") == 0) {
+            s_walk_kiln(ctx, kslot, v, who, job);
         } else if (!s_is_key(k, s_job_ignored)) {
             s_warn(ctx, kslot, "unknown key '%.*s' in %s", s_q(k), k, who);
         }

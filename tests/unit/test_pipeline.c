@@ -924,6 +924,61 @@ static void test_reusable_workflow_job(void **state)
     s_done(&r);
 }
 
+/* The kiln: job extension: retry budgets, bounded, with errors that say
+ * where. */
+static void test_kiln_extension(void **state)
+{
+    (void)state;
+    result_t r;
+    s_parse_str(&r, "on: push\n"
+                    "jobs:\n"
+                    "  build:\n"
+                    "    runs-on: self-hosted\n"
+                    "    kiln:\n"
+                    "      max-attempts: 5\n"
+                    "      retry: 2\n"
+                    "    steps:\n"
+                    "      - run: make\n"
+                    "  plain:\n"
+                    "    runs-on: self-hosted\n"
+                    "    steps:\n"
+                    "      - run: true\n");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.diags.n, 0);
+    assert_int_equal(r.wf->jobs[0].max_attempts, 5);
+    assert_int_equal(r.wf->jobs[0].retry, 2);
+    assert_int_equal(r.wf->jobs[1].max_attempts, 0); /* the farm's default */
+    assert_int_equal(r.wf->jobs[1].retry, 0);
+    s_done(&r);
+    s_parse_str(&r, "on: push\n"
+                    "jobs:\n"
+                    "  build:\n"
+                    "    runs-on: self-hosted\n"
+                    "    kiln:\n"
+                    "      retry: 99\n"
+                    "    steps:\n"
+                    "      - run: make\n");
+    s_expect_error(&r, 6, 7,
+                   "'retry' of 'kiln' of job 'build' must be a whole number from 0 to 20");
+    s_done(&r);
+    s_parse_str(&r, "on: push\n"
+                    "jobs:\n"
+                    "  build:\n"
+                    "    runs-on: self-hosted\n"
+                    "    kiln:\n"
+                    "      max-attempts: 0\n"
+                    "      retries: 1\n"
+                    "    steps:\n"
+                    "      - run: make\n");
+    assert_int_equal(r.rc, KILN_EINVAL);
+    assert_int_equal(r.diags.n_errors, 1);
+    assert_int_equal(r.diags.items[0].line, 6);
+    assert_int_equal(s_count(&r.diags, KILN_DIAG_WARNING), 1);
+    assert_int_equal(r.diags.items[1].line, 7);
+    assert_non_null(strstr(r.diags.items[1].message, "unknown key 'retries'"));
+    s_done(&r);
+}
+
 static void test_garbage_does_not_crash(void **state)
 {
     (void)state;
@@ -947,6 +1002,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_model),
+        cmocka_unit_test(test_kiln_extension),
         cmocka_unit_test(test_topo_needs_before_file_order),
         cmocka_unit_test(test_default_name_is_base_name),
         cmocka_unit_test(test_unknown_keys_warn),
