@@ -12,7 +12,7 @@ FUZZ_PACKAGES = clang libclang-rt-14-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test demo bench asan-test fuzz clean
+.PHONY: all deps build test demo bench asan-test fuzz fault-test clean
 
 all: build
 
@@ -44,6 +44,11 @@ fuzz:
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DKILN_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build build-fuzz -j $(JOBS)
 	bash tests/fuzz/run.sh build-fuzz/bin $(or $(FUZZ_SECONDS),30)
+
+# The long fault tests (kill storm, drain, coordinator and Redis kills,
+# partition, hostile peers), with a table of figures.
+fault-test: build
+	KILN_BIN=$(CURDIR)/$(BUILD) bash tests/fault/run.sh
 
 bench: build
 	bash bench/run.sh $(BUILD)/bin
