@@ -16,6 +16,7 @@ TEST_NAME=$(basename "$0" .sh)
 
 cleanup() {
     local rc=$?
+    if declare -F test_cleanup >/dev/null; then test_cleanup || true; fi
     for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     local deadline=$((SECONDS + 10))
