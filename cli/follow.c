@@ -147,7 +147,7 @@ int kiln_follow_summary(kiln_client_t *client, int64_t run_id, bool json)
                 reply ? reply->reply->error : kiln_error_last());
         goto cleanup;
     }
-    doc = json_loads(reply->reply->json, 0, NULL);
+    doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
     if (!doc) {
         fprintf(stderr, "kiln: the coordinator sent an unreadable summary\n");
         goto cleanup;

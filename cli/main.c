@@ -428,7 +428,7 @@ static int cmd_submit(int argc, char **argv)
 
 static int s_print_json_reply(const Kiln__Envelope *reply)
 {
-    json_t *doc = json_loads(reply->reply->json, 0, NULL);
+    json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
     char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
     if (text)
         printf("%s\n", text);
@@ -518,7 +518,7 @@ static int cmd_status(int argc, char **argv)
     req.run_id = (uint64_t)run;
     req.limit = 20;
     if ((code = s_call(client, &req, &reply)) == 0) {
-        json_t *doc = json_loads(reply->reply->json, 0, NULL);
+        json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
         if (c.json)
             s_print_json_reply(reply);
         else if (run)
@@ -560,7 +560,7 @@ static int cmd_history(int argc, char **argv)
         if (c.json) {
             s_print_json_reply(reply);
         } else {
-            json_t *doc = json_loads(reply->reply->json, 0, NULL);
+            json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
             s_print_runs(doc);
             json_decref(doc);
         }
@@ -695,7 +695,7 @@ static int cmd_workers(int argc, char **argv)
     Kiln__Request req = KILN__REQUEST__INIT;
     req.kind = KILN__REQUEST_KIND__REQ_WORKERS;
     if ((code = s_call(client, &req, &reply)) == 0) {
-        json_t *doc = json_loads(reply->reply->json, 0, NULL);
+        json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
         if (c.json) {
             s_print_json_reply(reply);
         } else {
@@ -744,7 +744,7 @@ static int cmd_stats(int argc, char **argv)
     Kiln__Request req = KILN__REQUEST__INIT;
     req.kind = KILN__REQUEST_KIND__REQ_STATS;
     if ((code = s_call(client, &req, &reply)) == 0) {
-        json_t *doc = json_loads(reply->reply->json, 0, NULL);
+        json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
         if (c.json) {
             s_print_json_reply(reply);
         } else {

@@ -251,7 +251,8 @@ static void s_reply(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64
     reply.run_id = (uint64_t)(run_id > 0 ? run_id : 0);
     if (json) {
         text = json_dumps(json, JSON_COMPACT);
-        reply.json = text ? text : (char *)"";
+        reply.json.data = (uint8_t *)text;
+        reply.json.len = text ? strlen(text) : 0;
     }
     env.body_case = KILN__ENVELOPE__BODY_REPLY;
     env.reply = &reply;

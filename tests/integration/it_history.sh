@@ -111,3 +111,16 @@ pass "kiln logs 1 JOB prints that job's lines with 'JOB | '"
 
 [ "$(sql 'PRAGMA integrity_check')" = ok ] || fail "integrity_check: $(sql 'PRAGMA integrity_check')"
 pass "integrity_check ok"
+
+# A run too large for a 64 KiB string still has its record delivered whole.
+{
+    printf 'name: wide\non: push\njobs:\n'
+    for j in $(seq 1 300); do printf '  j%d:\n    runs-on: self-hosted\n    steps:\n      - run: "true"\n' "$j"; done
+} >"$T/wide.yml"
+"$KILN" submit --wait --json "$T/wide.yml" >"$T/wide.json" || fail "wide run failed"
+[ "$(json_get "$T/wide.json" '$.state')" = success ] || fail "wide run not success"
+[ "$(json_get "$T/wide.json" 'json_array_length($.jobs)')" = 300 ] 2>/dev/null ||
+    [ "$(sqlite3 :memory: "select json_array_length(readfile('$T/wide.json'), '\$.jobs')")" = 300 ] ||
+    fail "the wide run's record does not list 300 jobs"
+[ "$(stat -c %s "$T/wide.json")" -gt 65536 ] || fail "the record is not larger than 64 KiB; the check proves nothing"
+pass "a 300-job run's record ($(stat -c %s "$T/wide.json") bytes) arrives whole"
