@@ -145,6 +145,7 @@ int kiln_transport_recv(void *sock, bool router, kiln_transport_msg_t *out)
     char who[300];
     memset(out, 0, offsetof(kiln_transport_msg_t, env));
     out->env = NULL;
+    out->src_fd = -1;
     zmq_msg_init(&part);
     if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) == -1) {
         zmq_msg_close(&part);
@@ -163,6 +164,9 @@ int kiln_transport_recv(void *sock, bool router, kiln_transport_msg_t *out)
         }
     }
     nparts = 1;
+    /* Which connection it came on: a socket monitor reports disconnects by
+     * file descriptor. ZMQ_SRCFD is deprecated but the only way there. */
+    out->src_fd = zmq_msg_get(&part, ZMQ_SRCFD);
     s_copy_meta(&part, "User-Id", out->user_id, sizeof out->user_id);
     s_copy_meta(&part, "Peer-Address", out->peer_address, sizeof out->peer_address);
     more = zmq_msg_more(&part);

@@ -55,6 +55,11 @@ typedef struct {
     uint64_t credit_owed;   /* log bytes processed, not yet credited back */
     int64_t connected_ms;   /* wall */
     int64_t last_seen;      /* monotonic */
+    int fd;                 /* the connection its last message came on, or -1 */
+    /* Its connection closed: unless it speaks again by this (monotonic)
+     * time, it is lost. A process that dies is found in a heartbeat or two
+     * this way, not after the whole lease. */
+    int64_t suspect_deadline;
     s_job_t **jobs;         /* running here: `slots` entries, NULL = free */
 } s_worker_t;
 
@@ -123,6 +128,8 @@ struct kiln_server {
     char *strings[8];               /* owned copies of cfg's strings */
     void *zctx;
     void *router;
+    void *monitor;                  /* disconnect events of the router */
+    int64_t next_tick;              /* monotonic: next timer run */
     kiln_auth_t *auth;
     kiln_queue_t *queue;
     kiln_history_t *history;
@@ -800,6 +807,9 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
             }
         }
         w->last_seen = kiln_clock_mono_ms();
+        w->suspect_deadline = 0;
+        if (msg->src_fd >= 0)
+            w->fd = msg->src_fd;
     } else {
         if (self->n_workers >= KILN_SERVER_MAX_WORKERS) {
             kiln_log_warn("refusing worker %s: %d workers connected", h->name,
@@ -831,6 +841,7 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
         }
         w->connected_ms = kiln_clock_wall_ms();
         w->last_seen = kiln_clock_mono_ms();
+        w->fd = msg->src_fd;
         if (self->n_workers == self->cap_workers) {
             size_t ncap = self->cap_workers ? self->cap_workers * 2 : 16;
             s_worker_t **grown = realloc(self->workers, ncap * sizeof *grown);
@@ -1170,6 +1181,9 @@ static void s_on_worker_message(kiln_server_t *self, kiln_transport_msg_t *msg,
         return;
     }
     w->last_seen = kiln_clock_mono_ms();
+    w->suspect_deadline = 0;
+    if (msg->src_fd >= 0)
+        w->fd = msg->src_fd;
     switch (env->body_case) {
     case KILN__ENVELOPE__BODY_HEARTBEAT: s_on_heartbeat(self, w, env->heartbeat); break;
     case KILN__ENVELOPE__BODY_ACCEPTED: break;
@@ -1617,6 +1631,10 @@ static void s_on_timer(kiln_server_t *self)
             s_worker_lost(self, w, "no heartbeat within the lease");
             continue; /* the array was compacted */
         }
+        if (w->suspect_deadline && now >= w->suspect_deadline) {
+            s_worker_lost(self, w, "its connection closed and it did not come back");
+            continue;
+        }
         i++;
     }
     /* Orphan leases (recovered after a restart) whose worker never came
@@ -1646,6 +1664,46 @@ static void s_on_timer(kiln_server_t *self)
     s_dispatch(self);
 }
 
+/* A connection of the router closed (ZMQ_EVENT_DISCONNECTED, reported by
+ * file descriptor). The worker that last spoke on it is given a heartbeat
+ * and a half to speak again: enough for a worker that merely reconnected,
+ * far shorter than the lease for one whose process died. The fd may already
+ * belong to a new connection, hence suspicion rather than a verdict. */
+static void s_on_monitor(kiln_server_t *self)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        zmq_msg_init(&addr);
+        if (zmq_msg_recv(&ev, self->monitor, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close(&ev);
+            zmq_msg_close(&addr);
+            return;
+        }
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&addr, self->monitor, 0);
+        if (zmq_msg_size(&ev) >= 6) {
+            const uint8_t *d = zmq_msg_data(&ev);
+            uint16_t event;
+            uint32_t value;
+            memcpy(&event, d, sizeof event);
+            memcpy(&value, d + 2, sizeof value);
+            int64_t deadline = kiln_clock_mono_ms() + self->cfg.heartbeat_ms * 3 / 2;
+            for (size_t i = 0; event == ZMQ_EVENT_DISCONNECTED && i < self->n_workers; i++) {
+                s_worker_t *w = self->workers[i];
+                if (w->fd == (int)value && !w->suspect_deadline) {
+                    w->suspect_deadline = deadline;
+                    kiln_log_debug("worker %s: its connection closed", w->name);
+                    if (deadline < self->next_tick)
+                        self->next_tick = deadline;
+                }
+            }
+        }
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+    }
+}
+
 static void s_on_signal(kiln_server_t *self)
 {
     struct signalfd_siginfo si;
@@ -1663,16 +1721,17 @@ static void s_on_signal(kiln_server_t *self)
 
 int kiln_server_run(kiln_server_t *self)
 {
-    int64_t next_tick = kiln_clock_mono_ms() + self->cfg.heartbeat_ms;
+    self->next_tick = kiln_clock_mono_ms() + self->cfg.heartbeat_ms;
     while (!self->stopping) {
-        zmq_pollitem_t items[3] = {
+        zmq_pollitem_t items[4] = {
             {self->router, 0, ZMQ_POLLIN, 0},
             {kiln_auth_socket(self->auth), 0, ZMQ_POLLIN, 0},
+            {self->monitor, 0, ZMQ_POLLIN, 0},
             {NULL, self->sigfd, ZMQ_POLLIN, 0},
         };
-        int n_items = self->sigfd >= 0 ? 3 : 2;
+        int n_items = self->sigfd >= 0 ? 4 : 3;
         int64_t now = kiln_clock_mono_ms();
-        long timeout = next_tick > now ? (long)(next_tick - now) : 0;
+        long timeout = self->next_tick > now ? (long)(self->next_tick - now) : 0;
         if (zmq_poll(items, n_items, timeout) == -1) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -1683,11 +1742,13 @@ int kiln_server_run(kiln_server_t *self)
             kiln_auth_handle(self->auth);
         if (items[0].revents & ZMQ_POLLIN)
             s_on_router(self);
-        if (n_items == 3 && (items[2].revents & ZMQ_POLLIN))
+        if (items[2].revents & ZMQ_POLLIN)
+            s_on_monitor(self);
+        if (n_items == 4 && (items[3].revents & ZMQ_POLLIN))
             s_on_signal(self);
-        if (kiln_clock_mono_ms() >= next_tick) {
+        if (kiln_clock_mono_ms() >= self->next_tick) {
+            self->next_tick = kiln_clock_mono_ms() + self->cfg.heartbeat_ms / 2;
             s_on_timer(self);
-            next_tick = kiln_clock_mono_ms() + self->cfg.heartbeat_ms / 2;
         }
     }
     return self->exit_code;
@@ -1952,6 +2013,15 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
         rc = KILN_EINFRA;
         goto cleanup;
     }
+    self->monitor = zmq_socket(self->zctx, ZMQ_PAIR);
+    if (!self->monitor ||
+        zmq_socket_monitor(self->router, "inproc://kiln-router-monitor",
+                           ZMQ_EVENT_DISCONNECTED) != 0 ||
+        zmq_connect(self->monitor, "inproc://kiln-router-monitor") != 0) {
+        kiln_error_set("coordinator: cannot monitor the socket: %s", zmq_strerror(zmq_errno()));
+        rc = -1;
+        goto cleanup;
+    }
     if (cfg->handle_signals) {
         sigset_t set;
         sigemptyset(&set);
@@ -1985,6 +2055,13 @@ void kiln_server_destroy(kiln_server_t **self_p)
     free(self->workers);
     for (size_t i = 0; i < self->n_universal; i++)
         free(self->universal[i]);
+    if (self->router)
+        zmq_socket_monitor(self->router, NULL, 0);
+    if (self->monitor) {
+        int linger = 0;
+        zmq_setsockopt(self->monitor, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close(self->monitor);
+    }
     if (self->router)
         zmq_close(self->router);
     kiln_auth_destroy(&self->auth);

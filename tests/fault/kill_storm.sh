@@ -45,6 +45,10 @@ kills=0
 while :; do
     "$KILN" status "$run" --json >"$T/st.json" 2>/dev/null || true
     [ "$(json_get "$T/st.json" '$.state')" = running ] || break
+    # The storm lasts while work is queued: once the last jobs run, killing
+    # the only busy worker again and again would measure the harness.
+    queued=$(sqlite3 :memory: "select count(*) from json_each(readfile('$T/st.json'), '\$.jobs') where json_extract(value, '\$.state') in ('ready', 'pending')")
+    if [ "$queued" -eq 0 ]; then sleep 0.2; continue; fi
     # A random busy worker, by what the coordinator reports.
     "$KILN" workers --json >"$T/workers.json" 2>/dev/null || true
     victim=$(sqlite3 :memory: "select json_extract(value,'\$.name') from json_each(readfile('$T/workers.json')) where json_extract(value,'\$.busy') > 0 order by random() limit 1;" 2>/dev/null || true)
@@ -96,6 +100,12 @@ pct() { [ "$n_delays" -gt 0 ] && echo "$delays" | awk -v p="$1" -v n="$n_delays"
     echo "redispatch_p99_ms $(pct 99)"
     echo "redispatch_max_ms $(echo "$delays" | tail -n 1)"
 } | tee "$RESULTS"
+if [ "$infra" -gt 0 ]; then
+    echo "attempts of the jobs given up on:"
+    sqlite3 "$T/history.db" "select job_id, attempt, worker, state, coalesce(message, '') from attempts
+        where run_id=$run and job_id in (select job_id from jobs where run_id=$run and state='infra_error')"
+    grep -E "giving up|infrastructure" "$T/coordinator.log" | tail -n 5
+fi
 [ "$lost" -eq 0 ] || fail "$lost jobs lost"
 [ "$never" -eq "$infra" ] || fail "$never jobs never completed but only $infra were given up on"
 pass "kill storm: $JOBS jobs, $kills workers killed, none lost"
