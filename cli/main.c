@@ -628,8 +628,11 @@ static int cmd_logs(int argc, char **argv)
                 break;
             }
             const Kiln__RunEvent *ev = m->event;
+            /* Following one job ends with that job. */
             bool end = ev->kind == KILN__EVENT_KIND__EVENT_END ||
-                       ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED;
+                       ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED ||
+                       (job && ev->kind == KILN__EVENT_KIND__EVENT_JOB_FINISHED &&
+                        strcmp(ev->job_id, job) == 0);
             if (ev->kind == KILN__EVENT_KIND__EVENT_LOG) {
                 /* Each attempt's output is kept apart: a header marks where
                  * a retry's output begins. */

@@ -1311,6 +1311,22 @@ static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,
                                    "cancelled", 0, NULL, 0, now);
         s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_FINISHED, 0);
     }
+    /* A job re-queued after a lost attempt is ready here but still running
+     * in the DAG's eyes, and an orphan lease has no worker to tell: both end
+     * now. */
+    for (size_t i = 0; i < run->wf->n_jobs; i++) {
+        s_job_t *job = &run->jobs[i];
+        if (job->state == KILN_JOB_READY && job->in_ready) {
+            s_ready_remove(self, job);
+            kiln_queue_drop(self->queue, job->key, job->labels, "cancelled");
+            s_job_final(self, job, KILN_JOB_CANCELLED, now);
+        } else if (job->state == KILN_JOB_RUNNING && !job->worker) {
+            kiln_queue_finish(self->queue, job->key, job->token, "cancelled");
+            kiln_history_attempt_finish(self->history, run->id, run->wf->jobs[i].id,
+                                        job->attempt, "cancelled", NULL, now);
+            s_job_final(self, job, KILN_JOB_CANCELLED, now);
+        }
+    }
     for (size_t i = 0; i < run->wf->n_jobs; i++) {
         s_job_t *job = &run->jobs[i];
         if (job->state != KILN_JOB_RUNNING || !job->worker || job->cancel_sent)
@@ -1459,7 +1475,12 @@ static void s_on_logs(kiln_server_t *self, const kiln_transport_msg_t *msg,
     if (kiln_history_logs_each(self->history, (int64_t)req->run_id, job, s_replay_log, &ctx) != 0)
         return;
     s_run_t *run = s_run_find(self, (int64_t)req->run_id);
-    if (req->follow && run) {
+    bool job_over = false;
+    if (run && job) {
+        long idx = kiln_pipeline_find_job(run->wf, job);
+        job_over = idx < 0 || kiln_job_state_is_final(run->jobs[idx].state);
+    }
+    if (req->follow && run && !job_over) {
         s_watcher_add(run, msg, job);
         return;
     }

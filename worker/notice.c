@@ -88,6 +88,8 @@ int kiln_notice_new(kiln_notice_t **out, const kiln_notice_config_t *cfg)
         curl_easy_setopt(self->easy, CURLOPT_URL, self->url);
         curl_easy_setopt(self->easy, CURLOPT_TIMEOUT_MS, 2000L);
         curl_easy_setopt(self->easy, CURLOPT_NOSIGNAL, 1L);
+        /* An instance metadata endpoint is local: never through a proxy. */
+        curl_easy_setopt(self->easy, CURLOPT_PROXY, "");
         curl_easy_setopt(self->easy, CURLOPT_WRITEFUNCTION, s_discard);
     }
     if (cfg->command && !(self->command = strdup(cfg->command)))
@@ -213,7 +215,10 @@ static void s_work_url(kiln_notice_t *self, int64_t now)
         curl_multi_remove_handle(self->multi, self->easy);
         self->fetching = false;
         self->next_fetch = now + self->poll_ms;
-        if (m->data.result == CURLE_OK && code == 200) {
+        kiln_log_debug("notice: %s answered %ld (%s)", self->url, code,
+                       curl_easy_strerror(m->data.result));
+        /* The status is the notice; a short or odd body does not matter. */
+        if (code == 200) {
             self->seen = true;
             snprintf(self->reason, sizeof self->reason, "%s answered 200", self->url);
         }

@@ -72,16 +72,37 @@ admit_worker() {
     cp "$T/keys/$1.pub" "$T/allow/workers/"
 }
 
-# start_coordinator [extra flags]: binds a fresh 127.0.0.1 port.
+# Clients in tests give up after 5 s rather than 15, so that a wait loop
+# around a dead coordinator ends soon.
+export KILN_REQUEST_TIMEOUT_MS=${KILN_REQUEST_TIMEOUT_MS:-5000}
+
+# start_coordinator [extra flags]: binds a fresh 127.0.0.1 port (or $PORT),
+# and returns once it listens. A port taken meanwhile by a parallel test is
+# replaced by another.
 start_coordinator() {
-    PORT=${PORT:-$(free_port)}
-    ENDPOINT=tcp://127.0.0.1:$PORT
-    export KILN_COORDINATOR=$ENDPOINT
-    "$KILN_BIN/kiln-coordinator" --listen "$ENDPOINT" --redis "$T/redis.sock" \
-        --db "$T/history.db" --key "$T/keys/server.key" --allow "$T/allow" \
-        --log-level debug "$@" >>"$T/coordinator.log" 2>&1 &
-    PIDS+=($!)
-    COORD_PID=$!
+    local fixed=${PORT:-} tries=0
+    while :; do
+        PORT=${fixed:-$(free_port)}
+        ENDPOINT=tcp://127.0.0.1:$PORT
+        export KILN_COORDINATOR=$ENDPOINT
+        local mark
+        mark=$(wc -l <"$T/coordinator.log" 2>/dev/null || echo 0)
+        "$KILN_BIN/kiln-coordinator" --listen "$ENDPOINT" --redis "$T/redis.sock" \
+            --db "$T/history.db" --key "$T/keys/server.key" --allow "$T/allow" \
+            --log-level debug "$@" >>"$T/coordinator.log" 2>&1 &
+        COORD_PID=$!
+        PIDS+=($COORD_PID)
+        for _ in $(seq 1 400); do
+            tail -n +"$((mark + 1))" "$T/coordinator.log" | grep -q "listening on" && return 0
+            kill -0 "$COORD_PID" 2>/dev/null || break
+            sleep 0.025
+        done
+        tries=$((tries + 1))
+        if [ -z "$fixed" ] && [ $tries -lt 5 ] && tail -n +"$((mark + 1))" "$T/coordinator.log" | grep -q "cannot bind"; then
+            continue
+        fi
+        fail "the coordinator did not start: $(tail -n 3 "$T/coordinator.log")"
+    done
 }
 
 # start_worker NAME [extra flags]: key NAME.key, workspace under $T/work.
@@ -98,10 +119,11 @@ start_worker() {
 
 # wait_workers N: until N workers are registered (bounded).
 wait_workers() {
-    local want=$1 n=0
-    for _ in $(seq 1 200); do
+    local want=$1 n=0 until=$((SECONDS + 20))
+    while [ $SECONDS -lt $until ]; do
         n=$("$KILN" workers --json 2>/dev/null | grep -c '"name"' || true)
         [ "$n" -ge "$want" ] && return 0
+        kill -0 "$COORD_PID" 2>/dev/null || fail "the coordinator died"
         sleep 0.05
     done
     fail "only $n of $want workers registered"
