@@ -59,6 +59,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -245,7 +246,14 @@ static _Noreturn void s_child(const exec_child_t *c)
     sigemptyset(&dfl.sa_mask);
     for (int sig = 1; sig < NSIG; sig++) {
         if (sig != SIGKILL && sig != SIGSTOP)
-            (void)sigaction(sig, &dfl, NULL);   /* glibc-reserved signals fail: fine */
+            (void)sigaction(sig, &dfl, NULL);   /* glibc-reserved signals fail here... */
+    }
+    /* ...so those (32 and 33, below SIGRTMIN) are reset with the system call
+     * itself: an ignored disposition would survive exec into the step. An
+     * all-zero kernel sigaction is SIG_DFL with no flags and an empty mask. */
+    for (int sig = 32; sig < SIGRTMIN; sig++) {
+        unsigned long zero[8] = {0};
+        (void)syscall(SYS_rt_sigaction, sig, zero, NULL, (size_t)8);
     }
 
     (void)setpgid(0, 0);   /* the parent does the same; whoever is first wins */
