@@ -30,6 +30,7 @@ struct kiln_dag {
     size_t *order;              /* topological order (wf->topo, or file order) */
     size_t *rank;               /* position of each job in order[] */
     size_t *queue;              /* scratch for finish: jobs skipped by one call */
+    bool *decides;              /* its if: calls a status function: it decides */
 };
 
 static const char *const s_names[] = {
@@ -104,8 +105,9 @@ kiln_dag_t *kiln_dag_new(const kiln_workflow_t *wf)
     self->order = malloc(alloc_n * sizeof *self->order);
     self->rank = malloc(alloc_n * sizeof *self->rank);
     self->queue = malloc(alloc_n * sizeof *self->queue);
+    self->decides = calloc(alloc_n, sizeof *self->decides);
     if (!self->state || !self->reported || !self->dep_start || !self->deps || !self->order ||
-        !self->rank || !self->queue)
+        !self->rank || !self->queue || !self->decides)
         goto cleanup;
 
     /* Reverse edges in counting-sort form; queue[] is free scratch here. */
@@ -146,6 +148,7 @@ void kiln_dag_destroy(kiln_dag_t **self_p)
     free(self->order);
     free(self->rank);
     free(self->queue);
+    free(self->decides);
     free(self);
     *self_p = NULL;
 }
@@ -185,7 +188,23 @@ int kiln_dag_start(kiln_dag_t *self, size_t job)
     return 0;
 }
 
-/* Pending dependents of `job` whose needs now all count as success. */
+void kiln_dag_set_decides(kiln_dag_t *self, size_t job, bool decides)
+{
+    assert(self && job < self->n);
+    self->decides[job] = decides;
+}
+
+static bool s_needs_final(const kiln_dag_t *self, size_t dep)
+{
+    const kiln_job_t *j = &self->wf->jobs[dep];
+    for (size_t k = 0; k < j->n_needs; k++)
+        if (!kiln_job_state_is_final(self->state[j->need_idx[k]]))
+            return false;
+    return true;
+}
+
+/* Pending dependents of `job` whose needs now all count as success (or,
+ * for a job that decides for itself, are all final). */
 static void s_release(kiln_dag_t *self, size_t job)
 {
     for (size_t e = self->dep_start[job]; e < self->dep_start[job + 1]; e++) {
@@ -194,7 +213,9 @@ static void s_release(kiln_dag_t *self, size_t job)
             continue;
         const kiln_job_t *j = &self->wf->jobs[dep];
         bool ok = true;
-        for (size_t k = 0; k < j->n_needs && ok; k++)
+        if (self->decides[dep])
+            ok = s_needs_final(self, dep);
+        for (size_t k = 0; k < j->n_needs && ok && !self->decides[dep]; k++)
             ok = s_counts_as_success(self, j->need_idx[k]);
         if (ok)
             self->state[dep] = KILN_JOB_READY;
@@ -212,6 +233,13 @@ static size_t s_skip_dependents(kiln_dag_t *self, size_t job)
             size_t dep = self->deps[e];
             if (kiln_job_state_is_final(self->state[dep]))
                 continue; /* includes the ones this loop already skipped */
+            if (self->decides[dep]) {
+                /* Its own if: (always(), failure(), ...) decides; it is
+                 * not skipped, and what follows it waits for it. */
+                if (self->state[dep] == KILN_JOB_PENDING && s_needs_final(self, dep))
+                    self->state[dep] = KILN_JOB_READY;
+                continue;
+            }
             /* A dependent of an unfinished job is pending: it cannot have
              * become ready or started. */
             assert(self->state[dep] == KILN_JOB_PENDING);

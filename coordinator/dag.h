@@ -64,6 +64,12 @@ int kiln_dag_finish(kiln_dag_t *self, size_t job, kiln_job_state_t state, size_t
  * (which cancels them on their workers and then calls kiln_dag_finish). */
 size_t kiln_dag_cancel(kiln_dag_t *self, size_t *cancelled, size_t max);
 
+/* Marks a job whose if: calls a status function (always(), failure(),
+ * cancelled(), success()): it is not skipped when a need fails; it becomes
+ * ready once all its needs are final, whatever their state, and the caller
+ * evaluates its condition (then starts it, or finishes it as SKIPPED). */
+void kiln_dag_set_decides(kiln_dag_t *self, size_t job, bool decides);
+
 /* Every job is in a final state. */
 bool kiln_dag_done(const kiln_dag_t *self);
 /* Some job ended failure/timed_out/cancelled/infra_error without

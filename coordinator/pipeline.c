@@ -689,6 +689,58 @@ static bool s_is_number(const s_node_t *val, double *out)
     return true;
 }
 
+/* A YAML value as JSON: plain scalars become booleans, numbers or null
+ * where YAML would read them so (matrix values keep their types), anything
+ * quoted stays a string. depth is bounded by the parser's own limit. */
+static json_t *s_to_json(s_ctx_t *ctx, s_node_t *node)
+{
+    node = s_res(node);
+    json_t *out = NULL;
+    if (!node)
+        return json_null();
+    switch (node->kind) {
+    case S_SCALAR: {
+        bool b;
+        double d;
+        if (node->plain && (node->len == 0 || strcmp(node->value, "null") == 0 ||
+                            strcmp(node->value, "~") == 0 || strcmp(node->value, "Null") == 0))
+            out = json_null();
+        else if (s_is_bool(node, &b))
+            out = json_boolean(b);
+        else if (s_is_number(node, &d))
+            out = (d == (double)(json_int_t)d && !strpbrk(node->value, ".eE"))
+                      ? json_integer((json_int_t)d)
+                      : json_real(d);
+        else
+            out = json_stringn(node->value, node->len);
+        break;
+    }
+    case S_SEQ:
+        out = json_array();
+        for (size_t i = 0; out && i < node->n; i++)
+            if (json_array_append_new(out, s_to_json(ctx, node->items[i])) != 0) {
+                json_decref(out);
+                out = NULL;
+            }
+        break;
+    case S_MAP:
+        out = json_object();
+        for (size_t i = 0; out && i + 1 < node->n; i += 2) {
+            if (node->items[i]->skip)
+                continue;
+            json_object_set_new(out, s_res(node->items[i])->value,
+                                s_to_json(ctx, node->items[i + 1]));
+        }
+        break;
+    default:
+        out = json_null();
+        break;
+    }
+    if (!out)
+        s_oom(ctx);
+    return out;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Schema walk */
 
@@ -1069,7 +1121,12 @@ static void s_walk_step(s_ctx_t *ctx, kiln_job_t *job, size_t index, s_node_t *s
         } else if (strcmp(k, "if") == 0) {
             step->if_expr = s_if(ctx, kslot, v, who);
         } else if (strcmp(k, "with") == 0) {
-            /* Inputs of an action; meaningful only with uses:, refused below. */
+            if (v->kind != S_MAP)
+                s_type_error(ctx, kslot, who, "a mapping of inputs");
+            else {
+                json_decref(step->with);
+                step->with = s_to_json(ctx, v);
+            }
         } else {
             s_warn(ctx, kslot, "unknown key '%.*s' in %s", s_q(k), k, who);
         }
@@ -1125,9 +1182,69 @@ static void s_walk_steps(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char 
 
 static const char *const s_job_ignored[] = {
     /* Known GitHub keys Kiln does not act on yet: accepted without a warning. */
-    "outputs", "strategy", "services", "container", "environment", "concurrency",
-    "permissions", "with", "secrets", NULL,
+    "services", "container", "environment", "permissions", "with", "secrets", NULL,
 };
+
+/* `concurrency:` as a string (the group) or {group, cancel-in-progress}. */
+static void s_walk_concurrency(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who,
+                               char **group, bool *cancel)
+{
+    if (val->kind == S_SCALAR) {
+        *group = s_string(ctx, key, val, who);
+        return;
+    }
+    if (val->kind != S_MAP) {
+        s_type_error(ctx, key, who, "a group name or a mapping (group, cancel-in-progress)");
+        return;
+    }
+    for (size_t i = 0; i + 1 < val->n && !ctx->oom; i += 2) {
+        s_node_t *kslot = val->items[i];
+        if (kslot->skip)
+            continue;
+        const char *k = s_res(kslot)->value;
+        s_node_t *v = s_res(val->items[i + 1]);
+        if (strcmp(k, "group") == 0)
+            *group = s_string(ctx, kslot, v, who);
+        else if (strcmp(k, "cancel-in-progress") == 0)
+            s_bool_key(ctx, kslot, v, who, cancel);
+        else
+            s_warn(ctx, kslot, "unknown key '%.*s' in 'concurrency' of %s", s_q(k), k, who);
+    }
+    if (!*group)
+        s_error(ctx, key, "'concurrency' of %s has no group", who);
+}
+
+static void s_walk_strategy(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who,
+                            kiln_job_t *job)
+{
+    if (val->kind != S_MAP) {
+        s_type_error(ctx, key, who, "a mapping (matrix, fail-fast, max-parallel)");
+        return;
+    }
+    for (size_t i = 0; i + 1 < val->n && !ctx->oom; i += 2) {
+        s_node_t *kslot = val->items[i];
+        if (kslot->skip)
+            continue;
+        const char *k = s_res(kslot)->value;
+        s_node_t *v = s_res(val->items[i + 1]);
+        if (strcmp(k, "matrix") == 0) {
+            if (v->kind == S_MAP ||
+                (v->kind == S_SCALAR && !v->plain && strstr(v->value, "${{")) ||
+                (v->kind == S_SCALAR && strstr(v->value, "${{"))) {
+                json_decref(job->matrix);
+                job->matrix = s_to_json(ctx, v);
+            } else {
+                s_type_error(ctx, kslot, who, "a mapping of lists, or an expression");
+            }
+        } else if (strcmp(k, "fail-fast") == 0) {
+            s_bool_key(ctx, kslot, v, who, &job->fail_fast);
+        } else if (strcmp(k, "max-parallel") == 0) {
+            s_count_key(ctx, kslot, v, who, 1, 256, &job->max_parallel);
+        } else {
+            s_warn(ctx, kslot, "unknown key '%.*s' in 'strategy' of %s", s_q(k), k, who);
+        }
+    }
+}
 
 static void s_walk_job(s_ctx_t *ctx, s_node_t *key, s_node_t *val, kiln_job_t *job,
                        s_job_aux_t *aux)
@@ -1137,6 +1254,7 @@ static void s_walk_job(s_ctx_t *ctx, s_node_t *key, s_node_t *val, kiln_job_t *j
     job->line = key->line;
     job->col = key->col;
     job->timeout_ms = KILN_WF_DEFAULT_JOB_TIMEOUT_MS;
+    job->fail_fast = true;
     job->id = s_strdup(ctx, id);
     if (!job->id)
         return;
@@ -1187,6 +1305,18 @@ static void s_walk_job(s_ctx_t *ctx, s_node_t *key, s_node_t *val, kiln_job_t *j
             uses_v = v;
         } else if (strcmp(k, "kiln") == 0) {
             s_walk_kiln(ctx, kslot, v, who, job);
+        } else if (strcmp(k, "strategy") == 0) {
+            s_walk_strategy(ctx, kslot, v, who, job);
+        } else if (strcmp(k, "outputs") == 0) {
+            if (v->kind != S_MAP) {
+                s_type_error(ctx, kslot, who, "a mapping of names to values");
+            } else {
+                json_decref(job->outputs);
+                job->outputs = s_to_json(ctx, v);
+            }
+        } else if (strcmp(k, "concurrency") == 0) {
+            s_walk_concurrency(ctx, kslot, v, who, &job->concurrency_group,
+                               &job->cancel_in_progress);
         } else if (!s_is_key(k, s_job_ignored)) {
             s_warn(ctx, kslot, "unknown key '%.*s' in %s", s_q(k), k, who);
         }
@@ -1251,8 +1381,60 @@ static void s_walk_jobs(s_ctx_t *ctx, s_node_t *key, s_node_t *val)
 static const char *const s_top_ignored[] = {
     /* Accepted without a warning; triggers and permissions are the
      * submitter's business, not the farm's (yet). */
-    "on", "run-name", "permissions", "concurrency", NULL,
+    "run-name", "permissions", NULL,
 };
+
+static const char *const s_input_types[] = {"string", "boolean", "number", "choice",
+                                            "environment", NULL};
+
+/* on: is accepted in all its forms; only workflow_dispatch.inputs matters
+ * to a farm (kiln run --input name=value). */
+static void s_walk_on(s_ctx_t *ctx, s_node_t *key, s_node_t *val)
+{
+    if (val->kind != S_MAP)
+        return;
+    for (size_t i = 0; i + 1 < val->n && !ctx->oom; i += 2) {
+        if (val->items[i]->skip || strcmp(s_res(val->items[i])->value, "workflow_dispatch") != 0)
+            continue;
+        s_node_t *wd = s_res(val->items[i + 1]);
+        if (wd->kind != S_MAP)
+            continue;
+        for (size_t j = 0; j + 1 < wd->n; j += 2) {
+            if (wd->items[j]->skip || strcmp(s_res(wd->items[j])->value, "inputs") != 0)
+                continue;
+            s_node_t *ikey = wd->items[j];
+            s_node_t *inputs = s_res(wd->items[j + 1]);
+            if (inputs->kind != S_MAP) {
+                s_type_error(ctx, ikey, "on.workflow_dispatch", "a mapping of inputs");
+                continue;
+            }
+            for (size_t k = 0; k + 1 < inputs->n; k += 2) {
+                s_node_t *name = inputs->items[k];
+                s_node_t *spec = s_res(inputs->items[k + 1]);
+                if (name->skip)
+                    continue;
+                if (spec->kind != S_MAP) {
+                    s_error(ctx, name, "input '%.*s' must be a mapping", s_q(s_res(name)->value),
+                            s_res(name)->value);
+                    continue;
+                }
+                for (size_t m = 0; m + 1 < spec->n; m += 2) {
+                    const char *sk = s_res(spec->items[m])->value;
+                    s_node_t *sv = s_res(spec->items[m + 1]);
+                    if (strcmp(sk, "type") == 0 &&
+                        (sv->kind != S_SCALAR || !s_is_key(sv->value, s_input_types)))
+                        s_error(ctx, spec->items[m],
+                                "input '%.*s' has an unknown type (string, boolean, number, "
+                                "choice, environment)",
+                                s_q(s_res(name)->value), s_res(name)->value);
+                }
+            }
+            json_decref(ctx->wf->inputs);
+            ctx->wf->inputs = s_to_json(ctx, inputs);
+        }
+    }
+    (void)key;
+}
 
 static void s_walk_workflow(s_ctx_t *ctx, s_node_t *root)
 {
@@ -1289,6 +1471,12 @@ static void s_walk_workflow(s_ctx_t *ctx, s_node_t *root)
         } else if (strcmp(k, "jobs") == 0) {
             jobs_key = kslot;
             jobs_val = v;
+        } else if (strcmp(k, "on") == 0 || strcmp(k, "true") == 0) {
+            /* YAML 1.1 reads a bare `on` key as the boolean true. */
+            s_walk_on(ctx, kslot, v);
+        } else if (strcmp(k, "concurrency") == 0) {
+            s_walk_concurrency(ctx, kslot, v, "the workflow", &wf->concurrency_group,
+                               &wf->cancel_in_progress);
         } else if (!s_is_key(k, s_top_ignored)) {
             s_warn(ctx, kslot, "unknown key '%.*s' at top level", s_q(k), k);
         }
@@ -1536,9 +1724,15 @@ void kiln_pipeline_destroy(kiln_workflow_t **self_p)
             free(step->working_directory);
             free(step->if_expr);
             s_env_free(&step->env);
+            json_decref(step->with);
         }
         free(job->steps);
+        json_decref(job->matrix);
+        json_decref(job->outputs);
+        free(job->concurrency_group);
     }
+    json_decref(wf->inputs);
+    free(wf->concurrency_group);
     free(wf->jobs);
     free(wf->file);
     free(wf->name);
@@ -1728,4 +1922,84 @@ long kiln_pipeline_find_job(const kiln_workflow_t *self, const char *id)
         if (strcmp(self->jobs[i].id, id) == 0)
             return (long)i;
     return -1;
+}
+
+int kiln_pipeline_inputs(const kiln_workflow_t *self, const json_t *given, json_t **out)
+{
+    json_t *result = json_object();
+    const char *name;
+    json_t *v;
+    int rc = KILN_EINVAL;
+    *out = NULL;
+    if (!result) {
+        kiln_error_set("out of memory");
+        return -1;
+    }
+    /* Every input given must be declared. */
+    json_object_foreach((json_t *)given, name, v) {
+        if (!self->inputs || !json_object_get(self->inputs, name)) {
+            kiln_error_set("input '%s' is not declared under on.workflow_dispatch.inputs", name);
+            goto cleanup;
+        }
+    }
+    json_t *spec;
+    json_object_foreach(self->inputs, name, spec) {
+        const char *type = json_string_value(json_object_get(spec, "type"));
+        json_t *value = json_object_get(given, name);
+        json_t *dflt = json_object_get(spec, "default");
+        const char *text = json_string_value(value);
+        if (!type)
+            type = "string";
+        if (!text) {
+            if (json_is_true(json_object_get(spec, "required")) && (!dflt || json_is_null(dflt))) {
+                kiln_error_set("input '%s' is required", name);
+                goto cleanup;
+            }
+            /* GitHub: an unset input is its default, or the empty value. */
+            if (dflt && !json_is_null(dflt))
+                json_object_set(result, name, dflt);
+            else if (strcmp(type, "boolean") == 0)
+                json_object_set_new(result, name, json_false());
+            else
+                json_object_set_new(result, name, json_string(""));
+            continue;
+        }
+        if (strcmp(type, "boolean") == 0) {
+            if (strcmp(text, "true") != 0 && strcmp(text, "false") != 0) {
+                kiln_error_set("input '%s' is a boolean: true or false, not '%s'", name, text);
+                goto cleanup;
+            }
+            json_object_set_new(result, name, json_boolean(strcmp(text, "true") == 0));
+        } else if (strcmp(type, "number") == 0) {
+            char *end = NULL;
+            double d = strtod(text, &end);
+            if (!end || *end || end == text || !isfinite(d)) {
+                kiln_error_set("input '%s' is a number, not '%s'", name, text);
+                goto cleanup;
+            }
+            json_object_set_new(result, name, d == (double)(json_int_t)d
+                                                  ? json_integer((json_int_t)d)
+                                                  : json_real(d));
+        } else if (strcmp(type, "choice") == 0) {
+            json_t *options = json_object_get(spec, "options");
+            size_t i;
+            json_t *o;
+            bool ok = false;
+            json_array_foreach(options, i, o) ok = ok || (json_is_string(o) &&
+                                                          strcmp(json_string_value(o), text) == 0);
+            if (!ok) {
+                kiln_error_set("input '%s' must be one of its options, not '%s'", name, text);
+                goto cleanup;
+            }
+            json_object_set_new(result, name, json_string(text));
+        } else {
+            json_object_set_new(result, name, json_string(text));
+        }
+    }
+    *out = result;
+    result = NULL;
+    rc = 0;
+cleanup:
+    json_decref(result);
+    return rc;
 }

@@ -18,6 +18,7 @@
 #ifndef KILN_PIPELINE_H
 #define KILN_PIPELINE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,6 +80,7 @@ typedef struct {
     kiln_env_t env;
     int64_t timeout_ms;      /* 0: none beyond the job's */
     bool continue_on_error;
+    json_t *with;            /* `with:` inputs of a uses: step (object), or NULL */
     int line, col;           /* where the step starts */
 } kiln_step_t;
 
@@ -106,6 +108,15 @@ typedef struct {
      * 0 means "the farm's default" for max_attempts and "never" for retry. */
     unsigned max_attempts;
     unsigned retry;
+    /* strategy: matrix as written (an object, or a string holding one
+     * expression such as fromJSON(needs.plan.outputs.list)), fail-fast
+     * (default true) and max-parallel (0: no limit). */
+    json_t *matrix;
+    bool fail_fast;
+    unsigned max_parallel;
+    json_t *outputs;         /* `outputs:` name -> expression text (object), or NULL */
+    char *concurrency_group; /* `concurrency:` group (may hold expressions), or NULL */
+    bool cancel_in_progress;
 } kiln_job_t;
 
 #define KILN_WF_MAX_ATTEMPTS 20
@@ -119,7 +130,19 @@ typedef struct {
     kiln_job_t *jobs;        /* in file order */
     size_t n_jobs;
     size_t *topo;            /* job indexes in a dependency order (needs first) */
+    /* on.workflow_dispatch.inputs: name -> {type, required, default,
+     * description, options} (object), or NULL */
+    json_t *inputs;
+    char *concurrency_group;
+    bool cancel_in_progress;
 } kiln_workflow_t;
+
+/* Checks and completes run inputs against the workflow's declared inputs:
+ * required ones present, types (string, boolean, number, choice, environment)
+ * respected, defaults filled in. given: name -> string (object, borrowed).
+ * *out: name -> typed value (new reference). KILN_EINVAL with a message
+ * naming the input otherwise. */
+int kiln_pipeline_inputs(const kiln_workflow_t *self, const json_t *given, json_t **out);
 
 /* Parses and validates `text` (len bytes, need not be NUL-terminated).
  * `file` is the name used in messages. Every problem is added to `diags`

@@ -172,6 +172,47 @@ static void test_diamond(void **state)
     s_free(&g);
 }
 
+/* A job that decides for itself (if: always() / failure()) is not skipped
+ * when a need fails: it becomes ready once all its needs are final, while
+ * ordinary dependents of the failure are still skipped. */
+static void test_deciding_job(void **state)
+{
+    (void)state;
+    graph_t g;
+    size_t n_skipped = 0;
+    s_graph(&g, "a:\nb: a\nc: b\nreport: a b c\nafter: report");
+    kiln_dag_set_decides(g.dag, s_job(&g, "report"), true);
+    s_expect_ready(&g, "a");
+    s_run(&g, "a", KILN_JOB_SUCCESS, NULL);
+    s_expect_ready(&g, "b");
+    s_run(&g, "b", KILN_JOB_FAILURE, &n_skipped);
+    /* c is skipped; report is not, and is ready: its needs are all final. */
+    assert_int_equal(n_skipped, 1);
+    assert_int_equal(s_state(&g, "c"), KILN_JOB_SKIPPED);
+    assert_int_equal(s_state(&g, "report"), KILN_JOB_READY);
+    assert_int_equal(s_state(&g, "after"), KILN_JOB_PENDING);
+    s_expect_ready(&g, "report");
+    s_run(&g, "report", KILN_JOB_SUCCESS, NULL);
+    s_expect_ready(&g, "after");
+    s_run(&g, "after", KILN_JOB_SUCCESS, NULL);
+    assert_true(kiln_dag_done(g.dag));
+    assert_true(kiln_dag_failed(g.dag)); /* b still failed the run */
+    s_free(&g);
+    /* The caller may decide to skip it: its dependents follow. */
+    s_graph(&g, "a:\nreport: a\nafter: report");
+    kiln_dag_set_decides(g.dag, s_job(&g, "report"), true);
+    s_expect_ready(&g, "a");
+    s_run(&g, "a", KILN_JOB_SUCCESS, NULL);
+    s_expect_ready(&g, "report");
+    size_t skipped[8];
+    assert_int_equal(kiln_dag_finish(g.dag, s_job(&g, "report"), KILN_JOB_SKIPPED, skipped, 8,
+                                     &n_skipped), 0);
+    assert_int_equal(s_state(&g, "after"), KILN_JOB_SKIPPED);
+    assert_true(kiln_dag_done(g.dag));
+    assert_false(kiln_dag_failed(g.dag));
+    s_free(&g);
+}
+
 static void test_take_ready_order_is_topological(void **state)
 {
     (void)state;
@@ -441,6 +482,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_names),
         cmocka_unit_test(test_diamond),
+        cmocka_unit_test(test_deciding_job),
         cmocka_unit_test(test_take_ready_order_is_topological),
         cmocka_unit_test(test_failure_skips_dependents),
         cmocka_unit_test(test_skipped_in_topological_order),
