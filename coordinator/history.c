@@ -53,7 +53,7 @@
 #define KILN_HISTORY_LIST_DEFAULT 50
 #define KILN_HISTORY_LIST_MAX 1000
 
-#define KILN_HISTORY_SCHEMA_VERSION 1
+#define KILN_HISTORY_SCHEMA_VERSION 2
 #define KILN_HISTORY_BUSY_MS 5000
 
 #define KILN_HISTORY_STR_(x) #x
@@ -73,7 +73,7 @@ static const char s_schema[] =
     " state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, worker TEXT,"
     " started_ms INTEGER, finished_ms INTEGER,"
     " needs TEXT NOT NULL DEFAULT '[]', runs_on TEXT NOT NULL DEFAULT '[]',"
-    " seq INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, outputs TEXT,"
     " PRIMARY KEY (run_id, job_id)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS jobs_run_seq ON jobs (run_id, seq);"
     "CREATE TABLE IF NOT EXISTS attempts ("
@@ -91,6 +91,14 @@ static const char s_schema[] =
     " attempt INTEGER NOT NULL, step INTEGER NOT NULL, stream INTEGER NOT NULL,"
     " ts_ms INTEGER NOT NULL, data BLOB NOT NULL);"
     "CREATE INDEX IF NOT EXISTS logs_run ON logs (run_id, id);"
+    "CREATE TABLE IF NOT EXISTS annotations ("
+    " id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, job_id TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL, step INTEGER, level TEXT NOT NULL, message TEXT,"
+    " title TEXT, file TEXT, line INTEGER, col INTEGER);"
+    "CREATE INDEX IF NOT EXISTS annotations_run ON annotations (run_id, id);"
+    "CREATE TABLE IF NOT EXISTS summaries ("
+    " run_id INTEGER NOT NULL, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,"
+    " markdown TEXT NOT NULL, PRIMARY KEY (run_id, job_id, attempt)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS audit ("
     " id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL,"
     " actor TEXT, detail TEXT);"
@@ -160,7 +168,7 @@ static const char *const s_sql[S_COUNT] = {
                     " FROM runs r ORDER BY r.id DESC LIMIT ?1",
     [S_RUN_GET] = "SELECT id, name, file, state, created_ms, finished_ms FROM runs WHERE id = ?1",
     [S_RUN_JOBS] = "SELECT job_id, name, state, attempt, worker, started_ms, finished_ms,"
-                   " needs, runs_on FROM jobs WHERE run_id = ?1 ORDER BY seq",
+                   " needs, runs_on, outputs FROM jobs WHERE run_id = ?1 ORDER BY seq",
     [S_JOB_ATTEMPTS] = "SELECT attempt, token, worker, state, message, started_ms, finished_ms"
                        " FROM attempts WHERE run_id = ?1 AND job_id = ?2 ORDER BY attempt",
     [S_JOB_STEPS] = "SELECT attempt, idx, name, state, exit_code, signal, started_ms,"
@@ -285,6 +293,10 @@ static int s_apply_schema(kiln_history_t *self, const char *path)
         if (s_exec(self, "BEGIN IMMEDIATE", "schema") != 0)
             goto cleanup;
         in_transaction = true;
+        /* 1 -> 2: job outputs, annotations and step summaries. */
+        if (version == 1 &&
+            s_exec(self, "ALTER TABLE jobs ADD COLUMN outputs TEXT", "schema upgrade") != 0)
+            goto cleanup;
         if (s_exec(self, s_schema, "schema") != 0 || s_exec(self, "COMMIT", "schema") != 0)
             goto cleanup;
         in_transaction = false;
@@ -1077,6 +1089,10 @@ static int s_job_json(kiln_history_t *self, int64_t run_id, sqlite3_stmt *stmt, 
             goto cleanup;
         rc = -1;
     }
+    const char *outputs = (const char *)sqlite3_column_text(stmt, 9);
+    json_t *outs = outputs ? json_loads(outputs, 0, NULL) : NULL;
+    if (s_set(job, "outputs", outs ? outs : json_object()) != 0)
+        goto cleanup;
     if (s_job_children(self, S_JOB_ATTEMPTS, run_id, job_id, job, "attempts", s_attempt_row) != 0
         || s_job_children(self, S_JOB_STEPS, run_id, job_id, job, "steps", s_step_row) != 0)
         goto cleanup;
@@ -1145,6 +1161,10 @@ int kiln_history_run_json(kiln_history_t *self, int64_t run_id, json_t **out)
     rc = s_set(run, "jobs", jobs);
     jobs = NULL;
     if (rc != 0)
+        goto cleanup;
+    s_reset(get);
+    s_reset(list);
+    if ((rc = kiln_history_run_extras(self, run_id, run)) != 0)
         goto cleanup;
     *out = run;
     run = NULL;
@@ -1291,5 +1311,173 @@ int kiln_history_job_get(kiln_history_t *self, int64_t run_id, const char *job_i
     rc = 0;
 cleanup:
     sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* ---- results beyond the state: outputs, annotations, summaries ---- */
+
+int kiln_history_job_outputs(kiln_history_t *self, int64_t run_id, const char *job_id,
+                             const json_t *outputs)
+{
+    static const char sql[] = "UPDATE jobs SET outputs = ?3 WHERE run_id = ?1 AND job_id = ?2";
+    char *text = json_dumps(outputs, JSON_COMPACT);
+    sqlite3_stmt *stmt = NULL;
+    int rc = -1;
+    if (!text)
+        return s_oom();
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 3, text, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(stmt) != SQLITE_DONE) {
+        s_sql_error(self, "outputs of %lld/%s", (long long)run_id, job_id);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    free(text);
+    return rc;
+}
+
+int kiln_history_annotation(kiln_history_t *self, int64_t run_id, const char *job_id,
+                            unsigned attempt, unsigned step, const char *level,
+                            const char *message, const char *title, const char *file, int line,
+                            int col)
+{
+    static const char sql[] =
+        "INSERT INTO annotations (run_id, job_id, attempt, step, level, message, title, file,"
+        " line, col) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    sqlite3_stmt *stmt = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 4, step) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 5, level, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 6, message, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 7, title && title[0] ? title : NULL, -1, SQLITE_STATIC) !=
+            SQLITE_OK ||
+        sqlite3_bind_text(stmt, 8, file && file[0] ? file : NULL, -1, SQLITE_STATIC) !=
+            SQLITE_OK ||
+        (line > 0 ? sqlite3_bind_int(stmt, 9, line) : sqlite3_bind_null(stmt, 9)) != SQLITE_OK ||
+        (col > 0 ? sqlite3_bind_int(stmt, 10, col) : sqlite3_bind_null(stmt, 10)) != SQLITE_OK ||
+        sqlite3_step(stmt) != SQLITE_DONE) {
+        s_sql_error(self, "annotation of %lld/%s", (long long)run_id, job_id);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+int kiln_history_summary(kiln_history_t *self, int64_t run_id, const char *job_id,
+                         unsigned attempt, const char *markdown, size_t len)
+{
+    static const char sql[] = "INSERT OR REPLACE INTO summaries (run_id, job_id, attempt,"
+                              " markdown) VALUES (?1, ?2, ?3, ?4)";
+    sqlite3_stmt *stmt = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 4, markdown, (int)len, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(stmt) != SQLITE_DONE) {
+        s_sql_error(self, "summary of %lld/%s", (long long)run_id, job_id);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* Annotations and summaries of a run, added to its JSON record. */
+int kiln_history_run_extras(kiln_history_t *self, int64_t run_id, json_t *run)
+{
+    static const char ann_sql[] = "SELECT job_id, attempt, step, level, message, title, file,"
+                                  " line, col FROM annotations WHERE run_id = ?1 ORDER BY id";
+    static const char sum_sql[] = "SELECT job_id, attempt, markdown FROM summaries"
+                                  " WHERE run_id = ?1 ORDER BY job_id, attempt";
+    sqlite3_stmt *stmt = NULL;
+    json_t *anns = json_array(), *sums = json_array();
+    int rc = -1, step;
+    if (!anns || !sums) {
+        rc = s_oom();
+        goto cleanup;
+    }
+    if (sqlite3_prepare_v2(self->db, ann_sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK) {
+        s_sql_error(self, "annotations of run %lld", (long long)run_id);
+        goto cleanup;
+    }
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        json_t *a = json_object();
+        json_object_set_new(a, "job", s_col_text(stmt, 0));
+        json_object_set_new(a, "attempt", s_col_int(stmt, 1));
+        json_object_set_new(a, "step", s_col_int(stmt, 2));
+        json_object_set_new(a, "level", s_col_text(stmt, 3));
+        json_object_set_new(a, "message", s_col_text(stmt, 4));
+        json_object_set_new(a, "title", s_col_text(stmt, 5));
+        json_object_set_new(a, "file", s_col_text(stmt, 6));
+        json_object_set_new(a, "line", s_col_int(stmt, 7));
+        json_object_set_new(a, "col", s_col_int(stmt, 8));
+        json_array_append_new(anns, a);
+    }
+    sqlite3_finalize(stmt);
+    stmt = NULL;
+    if (sqlite3_prepare_v2(self->db, sum_sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK) {
+        s_sql_error(self, "summaries of run %lld", (long long)run_id);
+        goto cleanup;
+    }
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        json_t *m = json_object();
+        json_object_set_new(m, "job", s_col_text(stmt, 0));
+        json_object_set_new(m, "attempt", s_col_int(stmt, 1));
+        json_object_set_new(m, "markdown", s_col_text(stmt, 2));
+        json_array_append_new(sums, m);
+    }
+    json_object_set_new(run, "annotations", anns);
+    json_object_set_new(run, "summaries", sums);
+    anns = sums = NULL;
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    json_decref(anns);
+    json_decref(sums);
+    return rc;
+}
+
+/* The stored outputs of every job of a run: job id -> object. */
+int kiln_history_run_outputs(kiln_history_t *self, int64_t run_id, json_t **out)
+{
+    static const char sql[] = "SELECT job_id, outputs FROM jobs WHERE run_id = ?1"
+                              " AND outputs IS NOT NULL";
+    sqlite3_stmt *stmt = NULL;
+    json_t *all = json_object();
+    int rc = -1, step;
+    *out = NULL;
+    if (!all)
+        return s_oom();
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK) {
+        s_sql_error(self, "outputs of run %lld", (long long)run_id);
+        goto cleanup;
+    }
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        json_t *o = json_loads((const char *)sqlite3_column_text(stmt, 1), 0, NULL);
+        if (o)
+            json_object_set_new(all, (const char *)sqlite3_column_text(stmt, 0), o);
+    }
+    *out = all;
+    all = NULL;
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    json_decref(all);
     return rc;
 }

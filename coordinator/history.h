@@ -94,6 +94,25 @@ typedef int (*kiln_history_log_fn)(void *ctx, const char *job_id, unsigned attem
 int kiln_history_logs_each(kiln_history_t *self, int64_t run_id, const char *job_id,
                            kiln_history_log_fn fn, void *ctx);
 
+/* ---- what a job leaves besides its state ---- */
+
+/* A job's outputs (object name -> string), as needs.<job>.outputs sees them. */
+int kiln_history_job_outputs(kiln_history_t *self, int64_t run_id, const char *job_id,
+                             const json_t *outputs);
+/* An ::error / ::warning / ::notice annotation. level: "error", "warning",
+ * "notice"; title, file may be NULL; line, col 0 when unset. */
+int kiln_history_annotation(kiln_history_t *self, int64_t run_id, const char *job_id,
+                            unsigned attempt, unsigned step, const char *level,
+                            const char *message, const char *title, const char *file, int line,
+                            int col);
+/* A job attempt's step summary markdown. */
+int kiln_history_summary(kiln_history_t *self, int64_t run_id, const char *job_id,
+                         unsigned attempt, const char *markdown, size_t len);
+/* Adds "annotations" and "summaries" arrays to a run's JSON record. */
+int kiln_history_run_extras(kiln_history_t *self, int64_t run_id, json_t *run);
+/* Every job's stored outputs: job id -> object (new reference). */
+int kiln_history_run_outputs(kiln_history_t *self, int64_t run_id, json_t **out);
+
 /* ---- recovery: what a restarted coordinator reads back ---- */
 
 typedef struct {
