@@ -20,6 +20,7 @@
 #include "pipeline.h"
 
 #include "error.h"
+#include "matrix.h"
 
 #include <yaml.h>
 
@@ -1362,20 +1363,93 @@ static void s_walk_jobs(s_ctx_t *ctx, s_node_t *key, s_node_t *val)
         s_error(ctx, key, "the workflow has %zu jobs; the limit is %d", n_pairs, KILN_WF_MAX_JOBS);
         return;
     }
-    wf->jobs = calloc(n_pairs, sizeof *wf->jobs);
-    ctx->aux = calloc(n_pairs, sizeof *ctx->aux);
-    if (!wf->jobs || !ctx->aux) {
+    /* A static matrix is expanded here: the job's YAML is walked once per
+     * combination, so every combination is a whole job of its own. */
+    kiln_matrix_t *mx = calloc(n_pairs, sizeof *mx);
+    size_t total = 0;
+    if (!mx) {
         s_oom(ctx);
         return;
     }
-    ctx->n_aux = n_pairs;
-    for (size_t i = 0; i + 1 < val->n && !ctx->oom; i += 2) {
+    for (size_t i = 0, p = 0; i + 1 < val->n && !ctx->oom; i += 2, p++) {
+        s_node_t *jv = s_res(val->items[i + 1]);
+        s_node_t *mnode = NULL, *mkey = NULL;
+        for (size_t a = 0; jv->kind == S_MAP && a + 1 < jv->n; a += 2) {
+            s_node_t *sv = s_res(jv->items[a + 1]);
+            if (jv->items[a]->skip || strcmp(s_res(jv->items[a])->value, "strategy") != 0 ||
+                sv->kind != S_MAP)
+                continue;
+            for (size_t b = 0; b + 1 < sv->n; b += 2)
+                if (!sv->items[b]->skip && strcmp(s_res(sv->items[b])->value, "matrix") == 0) {
+                    mkey = sv->items[b];
+                    mnode = s_res(sv->items[b + 1]);
+                }
+        }
+        size_t count = 1;
+        if (mnode && mnode->kind == S_MAP && !val->items[i]->skip) {
+            json_t *m = s_to_json(ctx, mnode);
+            char err[512];
+            if (m && kiln_matrix_expand(&mx[p], m, s_res(val->items[i])->value, err, sizeof err) == 0)
+                count = mx[p].n;
+            else if (m)
+                s_error(ctx, mkey, "%s", err);
+            json_decref(m);
+        } else if (mnode && mnode->kind == S_SCALAR && !val->items[i]->skip) {
+            s_error(ctx, mkey,
+                    "the matrix of job '%.*s' is an expression; a matrix computed at run time "
+                    "(fromJSON(needs...)) is not supported yet",
+                    s_q(s_res(val->items[i])->value), s_res(val->items[i])->value);
+        }
+        total += count;
+    }
+    if (total > KILN_WF_MAX_JOBS) {
+        s_error(ctx, key, "the workflow has %zu jobs once its matrices are expanded; the limit is %d",
+                total, KILN_WF_MAX_JOBS);
+        goto cleanup;
+    }
+    wf->jobs = calloc(total, sizeof *wf->jobs);
+    ctx->aux = calloc(total, sizeof *ctx->aux);
+    if (!wf->jobs || !ctx->aux) {
+        s_oom(ctx);
+        goto cleanup;
+    }
+    ctx->n_aux = total;
+    for (size_t i = 0, p = 0; i + 1 < val->n && !ctx->oom; i += 2, p++) {
         s_node_t *kslot = val->items[i];
         if (kslot->skip)
             continue;
-        size_t j = wf->n_jobs++;
-        s_walk_job(ctx, kslot, s_res(val->items[i + 1]), &wf->jobs[j], &ctx->aux[j]);
+        size_t n = mx[p].n ? mx[p].n : 1;
+        for (size_t c = 0; c < n && !ctx->oom; c++) {
+            size_t j = wf->n_jobs++;
+            kiln_job_t *job = &wf->jobs[j];
+            s_walk_job(ctx, kslot, s_res(val->items[i + 1]), job, &ctx->aux[j]);
+            if (!mx[p].n || !job->id)
+                continue;
+            char *id = kiln_matrix_id(job->id, c);
+            /* An explicit name with ${{ }} is evaluated when the run is
+             * planned; any other name gets the combination's values. */
+            char *name = job->name && strstr(job->name, "${{")
+                             ? strdup(job->name)
+                             : kiln_matrix_name(job->name ? job->name : job->id, mx[p].combos[c]);
+            if (!id || !name) {
+                free(id);
+                free(name);
+                s_oom(ctx);
+                break;
+            }
+            job->origin = job->id;
+            job->id = id;
+            free(job->name);
+            job->name = name;
+            job->matrix_combo = json_incref(mx[p].combos[c]);
+            job->matrix_index = c;
+            job->matrix_total = n;
+        }
     }
+cleanup:
+    for (size_t p = 0; p < n_pairs; p++)
+        kiln_matrix_free(&mx[p]);
+    free(mx);
 }
 
 static const char *const s_top_ignored[] = {
@@ -1512,6 +1586,54 @@ static void s_resolve_needs(s_ctx_t *ctx)
     for (size_t i = 0; i < wf->n_jobs; i++)
         sorted[i] = &wf->jobs[i];
     qsort(sorted, wf->n_jobs, sizeof *sorted, s_job_cmp);
+    for (size_t i = 1; i < wf->n_jobs; i++)
+        if (sorted[i]->id && sorted[i - 1]->id && strcmp(sorted[i]->id, sorted[i - 1]->id) == 0)
+            s_error_at(ctx, sorted[i]->line, sorted[i]->col,
+                       "job id '%.*s' is used twice (a matrix job's combinations are named "
+                       "<id>-1, <id>-2, ...)",
+                       s_q(sorted[i]->id), sorted[i]->id);
+    /* needs naming a matrix job mean all its combinations. */
+    for (size_t i = 0; i < wf->n_jobs && !ctx->oom; i++) {
+        kiln_job_t *job = &wf->jobs[i];
+        size_t extra = 0;
+        for (size_t k = 0; k < job->n_needs; k++)
+            for (size_t m = 0; m < wf->n_jobs; m++)
+                if (wf->jobs[m].origin && strcmp(wf->jobs[m].origin, job->needs[k]) == 0)
+                    extra++;
+        if (!extra)
+            continue;
+        size_t cap = job->n_needs + extra;
+        char **needs = calloc(cap, sizeof *needs);
+        s_node_t **nodes = calloc(cap, sizeof *nodes);
+        if (!needs || !nodes) {
+            free(needs);
+            free(nodes);
+            s_oom(ctx);
+            break;
+        }
+        size_t n = 0;
+        for (size_t k = 0; k < job->n_needs; k++) {
+            bool expanded = false;
+            for (size_t m = 0; m < wf->n_jobs; m++) {
+                if (!wf->jobs[m].origin || strcmp(wf->jobs[m].origin, job->needs[k]) != 0)
+                    continue;
+                needs[n] = strdup(wf->jobs[m].id);
+                nodes[n++] = ctx->aux[i].need_nodes[k];
+                expanded = true;
+            }
+            if (expanded) {
+                free(job->needs[k]);
+            } else {
+                needs[n] = job->needs[k];
+                nodes[n++] = ctx->aux[i].need_nodes[k];
+            }
+        }
+        free(job->needs);
+        free(ctx->aux[i].need_nodes);
+        job->needs = needs;
+        job->n_needs = n;
+        ctx->aux[i].need_nodes = nodes;
+    }
     for (size_t i = 0; i < wf->n_jobs; i++) {
         kiln_job_t *job = &wf->jobs[i];
         if (job->n_needs == 0)
@@ -1730,6 +1852,8 @@ void kiln_pipeline_destroy(kiln_workflow_t **self_p)
         json_decref(job->matrix);
         json_decref(job->outputs);
         free(job->concurrency_group);
+        free(job->origin);
+        json_decref(job->matrix_combo);
     }
     json_decref(wf->inputs);
     free(wf->concurrency_group);

@@ -115,6 +115,13 @@ typedef struct {
     bool fail_fast;
     unsigned max_parallel;
     json_t *outputs;         /* `outputs:` name -> expression text (object), or NULL */
+    /* A job with a static matrix is expanded into one job per combination:
+     * id "<origin>-<n>", name "<name> (v1, v2)", its values in matrix_combo.
+     * needs on the origin wait for every combination. */
+    char *origin;            /* the job id as written, for a matrix combination; else NULL */
+    json_t *matrix_combo;    /* this combination's values (object), or NULL */
+    size_t matrix_index;     /* 0-based */
+    size_t matrix_total;
     char *concurrency_group; /* `concurrency:` group (may hold expressions), or NULL */
     bool cancel_in_progress;
 } kiln_job_t;
