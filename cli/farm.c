@@ -252,9 +252,16 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
     snprintf(allow, sizeof allow, "%s/allow", self->dir);
     const char *level = opts->log_level ? opts->log_level : "info";
     s_bin_path("kiln-coordinator", bin, sizeof bin);
+    char vars[PATH_MAX];
+    vars[0] = '\0';
+    if (opts->vars && !realpath(opts->vars, vars)) {
+        kiln_error_errno("vars file %s", opts->vars);
+        goto cleanup;
+    }
     char *coord_argv[] = {bin,     "--listen", self->endpoint, "--redis",     rsock,
                           "--db",  db,         "--key",        skey,          "--allow",
-                          allow,   "--log-level", (char *)level, NULL};
+                          allow,   "--log-level", (char *)level, vars[0] ? "--vars" : NULL,
+                          vars,    NULL};
     if (s_spawn(&self->coordinator, "kiln-coordinator", clog, coord_argv) != 0)
         goto cleanup;
 

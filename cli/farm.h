@@ -37,6 +37,7 @@ typedef struct {
     int slots;             /* per worker; <= 0: 1 */
     const char *labels;    /* extra worker labels */
     const char *log_level; /* for the daemons */
+    const char *vars;      /* JSON file of configuration variables, or NULL */
 } kiln_farm_opts_t;
 
 int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts);

@@ -187,6 +187,26 @@ int kiln_follow_summary(kiln_client_t *client, int64_t run_id, bool json)
                        : json_null();
     s_duration(span, dur, sizeof dur);
     json_decref(span);
+    json_t *anns = json_object_get(doc, "annotations");
+    if (json_array_size(anns)) {
+        printf("\nannotations:\n");
+        json_array_foreach(anns, i, job) {
+            const char *file = json_string_value(json_object_get(job, "file"));
+            const char *title = json_string_value(json_object_get(job, "title"));
+            json_int_t line = json_integer_value(json_object_get(job, "line"));
+            printf("  %-7s %s", json_string_value(json_object_get(job, "level")),
+                   json_string_value(json_object_get(job, "job")));
+            if (file)
+                printf(" %s%s%lld", file, line ? ":" : "", line ? (long long)line : 0LL);
+            printf(": %s%s%s\n", title ? title : "", title ? ": " : "",
+                   json_string_value(json_object_get(job, "message")));
+        }
+    }
+    json_t *sums = json_object_get(doc, "summaries");
+    json_array_foreach(sums, i, job) {
+        printf("\nsummary of %s:\n%s", json_string_value(json_object_get(job, "job")),
+               json_string_value(json_object_get(job, "markdown")));
+    }
     printf("\nrun %lld %s in %s\n", (long long)run_id, state ? state : "?", dur);
 cleanup:
     json_decref(doc);

@@ -16,6 +16,7 @@
 #include "client.h"
 #include "clock.h"
 #include "config.h"
+#include "expr.h"
 #include "error.h"
 #include "farm.h"
 #include "follow.h"
@@ -107,6 +108,79 @@ cleanup:
     return rc;
 }
 
+#define KILN_CLI_MAX_INPUTS 100
+
+/* Run inputs: every --input name=value (or --input=name=value) is taken out
+ * of argv (options allow one value each) and kept in order. */
+typedef struct {
+    Kiln__KeyValue kv[KILN_CLI_MAX_INPUTS];
+    Kiln__KeyValue *ptrs[KILN_CLI_MAX_INPUTS];
+    char *text[KILN_CLI_MAX_INPUTS];
+    size_t n;
+} s_inputs_t;
+
+static int s_take_inputs(int *argc, char **argv, s_inputs_t *in)
+{
+    int w = 0;
+    for (int i = 0; i < *argc; i++) {
+        const char *v = NULL;
+        if (strcmp(argv[i], "--input") == 0 && i + 1 < *argc)
+            v = argv[++i];
+        else if (strncmp(argv[i], "--input=", 8) == 0)
+            v = argv[i] + 8;
+        if (!v) {
+            argv[w++] = argv[i];
+            continue;
+        }
+        const char *eq = strchr(v, '=');
+        if (!eq || eq == v || in->n == KILN_CLI_MAX_INPUTS) {
+            fprintf(stderr, "kiln: --input takes name=value (at most %d), not '%s'\n",
+                    KILN_CLI_MAX_INPUTS, v);
+            return -1;
+        }
+        in->text[in->n] = strndup(v, (size_t)(eq - v));
+        kiln__key_value__init(&in->kv[in->n]);
+        in->kv[in->n].key = in->text[in->n];
+        in->kv[in->n].value = (char *)eq + 1;
+        in->ptrs[in->n] = &in->kv[in->n];
+        in->n++;
+    }
+    *argc = w;
+    argv[w] = NULL;
+    return 0;
+}
+
+static void s_inputs_free(s_inputs_t *in)
+{
+    for (size_t i = 0; i < in->n; i++)
+        free(in->text[i]);
+    in->n = 0;
+}
+
+/* Checks the inputs against the workflow here, so a wrong one is exit 2
+ * before any farm is involved. */
+static int s_check_inputs(const char *path, const char *text, size_t len, const s_inputs_t *in)
+{
+    kiln_diags_t diags;
+    kiln_workflow_t *wf = NULL;
+    json_t *given = json_object(), *typed = NULL;
+    int rc = 0;
+    kiln_diags_init(&diags, path);
+    if (kiln_pipeline_parse(&wf, path, text, len, &diags) == 0) {
+        for (size_t i = 0; i < in->n; i++)
+            json_object_set_new(given, in->kv[i].key, json_string(in->kv[i].value));
+        if (kiln_pipeline_inputs(wf, given, &typed) != 0) {
+            fprintf(stderr, "%s: error: %s\n", path, kiln_error_last());
+            rc = KILN_EXIT_USAGE;
+        }
+    }
+    json_decref(typed);
+    json_decref(given);
+    kiln_pipeline_destroy(&wf);
+    kiln_diags_free(&diags);
+    return rc;
+}
+
 /* Reads a file of at most KILN_WF_MAX_BYTES without checking it. */
 static int s_read_file(const char *path, char **text, size_t *len)
 {
@@ -155,12 +229,15 @@ static int s_interrupt_fd(int extra_fd, int *sigfd_out)
 }
 
 static int s_submit_and_follow(kiln_client_t *client, const char *file, const char *text,
-                               size_t len, bool live, bool json, int wake_fd, int64_t *run_out)
+                               size_t len, bool live, bool json, int wake_fd, int64_t *run_out,
+                               s_inputs_t *in)
 {
     Kiln__Request req = KILN__REQUEST__INIT;
     Kiln__Envelope *reply = NULL;
     int code = KILN_EXIT_INFRA;
     req.kind = KILN__REQUEST_KIND__REQ_SUBMIT;
+    req.inputs = in->ptrs;
+    req.n_inputs = in->n;
     req.workflow_file = (char *)file;
     req.workflow_yaml.data = (uint8_t *)text;
     req.workflow_yaml.len = len;
@@ -215,10 +292,14 @@ static int cmd_run(int argc, char **argv)
     size_t len = 0;
     kiln_farm_t *farm = NULL;
     kiln_client_t *client = NULL;
+    s_inputs_t inputs = {0};
+    if (s_take_inputs(&argc, argv, &inputs) != 0)
+        return KILN_EXIT_USAGE;
     kiln_opt_t opts[] = {
         {"workers", KILN_OPT_INT, &fo.workers, "number of local workers (number of CPUs)"},
         {"slots", KILN_OPT_INT, &fo.slots, "jobs each worker runs at once (1)"},
         {"labels", KILN_OPT_STRING, &fo.labels, "extra labels for the local workers"},
+        {"vars", KILN_OPT_STRING, &fo.vars, "JSON file of configuration variables (vars)"},
         {"keep", KILN_OPT_STRING, &keep, "keep the farm's data (history, logs) in DIR"},
         {"json", KILN_OPT_BOOL, &json, "print a JSON summary instead of live output"},
         {"log-level", KILN_OPT_STRING, &fo.log_level, "daemon log level (info)"},
@@ -231,8 +312,11 @@ static int cmd_run(int argc, char **argv)
         return s_usage_error("run", "WORKFLOW.yml [options]", opts, rc ? rc : -1);
     }
     const char *file = argv[2];
-    if (s_validate(file, &text, &len) != 0)
+    if (s_validate(file, &text, &len) != 0 || s_check_inputs(file, text, len, &inputs) != 0) {
+        free(text);
+        s_inputs_free(&inputs);
         return KILN_EXIT_USAGE;
+    }
     fo.data_dir = keep;
     if (kiln_farm_start(&farm, &fo) != 0) {
         fprintf(stderr, "kiln: cannot start a local farm: %s\n", kiln_error_last());
@@ -246,7 +330,7 @@ static int cmd_run(int argc, char **argv)
     }
     int sigfd = -1;
     int wake = s_interrupt_fd(kiln_farm_coordinator_fd(farm), &sigfd);
-    code = s_submit_and_follow(client, file, text, len, !json, json, wake, NULL);
+    code = s_submit_and_follow(client, file, text, len, !json, json, wake, NULL, &inputs);
     if (code == KILN_EXIT_INTERRUPTED) {
         const char *what = NULL;
         if (!kiln_farm_alive(farm, &what)) {
@@ -265,6 +349,7 @@ cleanup:
         printf("farm data kept in %s\n", kiln_farm_dir(farm));
     kiln_farm_stop(&farm, keep != NULL);
     free(text);
+    s_inputs_free(&inputs);
     return code;
 }
 
@@ -281,6 +366,7 @@ static int cmd_up(int argc, char **argv)
         {"labels", KILN_OPT_STRING, &fo.labels, "extra labels for the local workers"},
         {"data-dir", KILN_OPT_STRING, &fo.data_dir, "where the farm keeps its state (~/.kiln)"},
         {"listen", KILN_OPT_STRING, &fo.listen, "coordinator endpoint (tcp://127.0.0.1:7420)"},
+        {"vars", KILN_OPT_STRING, &fo.vars, "JSON file of configuration variables (vars)"},
         {"log-level", KILN_OPT_STRING, &fo.log_level, "daemon log level (info)"},
         {NULL, 0, NULL, NULL},
     };
@@ -380,6 +466,9 @@ static int cmd_submit(int argc, char **argv)
     char *text = NULL;
     size_t len = 0;
     kiln_client_t *client = NULL;
+    s_inputs_t inputs = {0};
+    if (s_take_inputs(&argc, argv, &inputs) != 0)
+        return KILN_EXIT_USAGE;
     kiln_opt_t opts[] = {
         S_TARGET_OPTS(c),
         {"wait", KILN_OPT_BOOL, &wait, "follow the run and exit with its result"},
@@ -395,8 +484,12 @@ static int cmd_submit(int argc, char **argv)
         return s_usage_error("submit", "WORKFLOW.yml [--wait] [options]", opts, rc ? rc : -1);
     }
     if ((code = no_check ? s_read_file(argv[2], &text, &len) : s_validate(argv[2], &text, &len)) !=
-        0)
+            0 ||
+        (!no_check && (code = s_check_inputs(argv[2], text, len, &inputs)) != 0)) {
+        free(text);
+        s_inputs_free(&inputs);
         return code;
+    }
     if ((code = s_connect(&c, &client)) != 0) {
         free(text);
         return code;
@@ -405,7 +498,8 @@ static int cmd_submit(int argc, char **argv)
         int sigfd = -1;
         int wake = s_interrupt_fd(-1, &sigfd);
         int64_t run = 0;
-        code = s_submit_and_follow(client, argv[2], text, len, !c.json, c.json, wake, &run);
+        code = s_submit_and_follow(client, argv[2], text, len, !c.json, c.json, wake, &run,
+                                   &inputs);
         close(wake);
         close(sigfd);
     } else {
@@ -415,6 +509,8 @@ static int cmd_submit(int argc, char **argv)
         req.workflow_file = argv[2];
         req.workflow_yaml.data = (uint8_t *)text;
         req.workflow_yaml.len = len;
+        req.inputs = inputs.ptrs;
+        req.n_inputs = inputs.n;
         code = s_call(client, &req, &reply);
         if (code == 0)
             printf("%llu\n", (unsigned long long)reply->reply->run_id);
@@ -423,6 +519,7 @@ static int cmd_submit(int argc, char **argv)
     }
     kiln_client_destroy(&client);
     free(text);
+    s_inputs_free(&inputs);
     return code;
 }
 
@@ -493,6 +590,24 @@ static void s_print_run(json_t *run)
     }
 }
 
+static void s_print_extras(json_t *run)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(run, "annotations"), i, a) {
+        if (i == 0)
+            printf("\nannotations:\n");
+        printf("  %-7s %s: %s\n", json_string_value(json_object_get(a, "level")),
+               json_string_value(json_object_get(a, "job")),
+               json_string_value(json_object_get(a, "message")));
+    }
+    json_array_foreach(json_object_get(run, "summaries"), i, a) {
+        printf("\nsummary of %s (attempt %lld):\n%s", json_string_value(json_object_get(a, "job")),
+               (long long)json_integer_value(json_object_get(a, "attempt")),
+               json_string_value(json_object_get(a, "markdown")));
+    }
+}
+
 static int cmd_status(int argc, char **argv)
 {
     s_common_t c = {0};
@@ -521,8 +636,10 @@ static int cmd_status(int argc, char **argv)
         json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
         if (c.json)
             s_print_json_reply(reply);
-        else if (run)
+        else if (run) {
             s_print_run(doc);
+            s_print_extras(doc);
+        }
         else
             s_print_runs(doc);
         json_decref(doc);
@@ -857,6 +974,84 @@ static int cmd_lint(int argc, char **argv)
     return code;
 }
 
+/* kiln graph FILE [--dot]: the job graph with matrices expanded. */
+static int cmd_graph(int argc, char **argv)
+{
+    bool dot = false;
+    int npos = 0;
+    char *text = NULL;
+    size_t len = 0;
+    kiln_opt_t opts[] = {{"dot", KILN_OPT_BOOL, &dot, "print Graphviz dot"},
+                         {NULL, 0, NULL, NULL}};
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 1) {
+        if (rc == 0)
+            kiln_error_set("expected one workflow file");
+        return s_usage_error("graph", "WORKFLOW.yml [--dot]", opts, rc ? rc : -1);
+    }
+    if (s_validate(argv[2], &text, &len) != 0)
+        return KILN_EXIT_USAGE;
+    kiln_diags_t diags;
+    kiln_workflow_t *wf = NULL;
+    kiln_diags_init(&diags, argv[2]);
+    kiln_pipeline_parse(&wf, argv[2], text, len, &diags);
+    if (dot) {
+        printf("digraph \"%s\" {\n  rankdir=LR;\n  node [shape=box];\n", wf->name);
+        for (size_t t = 0; t < wf->n_jobs; t++) {
+            const kiln_job_t *j = &wf->jobs[wf->topo[t]];
+            printf("  \"%s\" [label=\"%s\"];\n", j->id, j->name);
+        }
+        for (size_t t = 0; t < wf->n_jobs; t++) {
+            const kiln_job_t *j = &wf->jobs[wf->topo[t]];
+            for (size_t k = 0; k < j->n_needs; k++)
+                printf("  \"%s\" -> \"%s\";\n", wf->jobs[j->need_idx[k]].id, j->id);
+        }
+        printf("}\n");
+    } else {
+        /* Levels: a job's level is one more than its deepest need's. */
+        size_t level[KILN_WF_MAX_JOBS] = {0}, max_level = 0;
+        for (size_t t = 0; t < wf->n_jobs; t++) {
+            size_t i = wf->topo[t];
+            for (size_t k = 0; k < wf->jobs[i].n_needs; k++)
+                if (level[wf->jobs[i].need_idx[k]] + 1 > level[i])
+                    level[i] = level[wf->jobs[i].need_idx[k]] + 1;
+            if (level[i] > max_level)
+                max_level = level[i];
+        }
+        printf("%s: %zu jobs\n", wf->name, wf->n_jobs);
+        for (size_t l = 0; l <= max_level; l++) {
+            printf("stage %zu\n", l + 1);
+            for (size_t t = 0; t < wf->n_jobs; t++) {
+                const kiln_job_t *j = &wf->jobs[wf->topo[t]];
+                if (level[wf->topo[t]] != l)
+                    continue;
+                /* A name with ${{ matrix... }} is shown as it will run. */
+                char *name = NULL, err[256];
+                if (strstr(j->name, "${{")) {
+                    json_t *ctx = json_pack("{s:O, s:{s:b, s:I, s:I}}", "matrix",
+                                            j->matrix_combo ? j->matrix_combo : json_null(),
+                                            "strategy", "fail-fast", j->fail_fast, "job-index",
+                                            (json_int_t)j->matrix_index, "job-total",
+                                            (json_int_t)j->matrix_total);
+                    kiln_expr_env_t env = {ctx, KILN_EXPR_SUCCESS, NULL};
+                    if (kiln_expr_interpolate(j->name, &env, &name, err, sizeof err) != 0)
+                        name = NULL;
+                    json_decref(ctx);
+                }
+                printf("  %s [%s]", name ? name : j->name, j->id);
+                free(name);
+                for (size_t k = 0; k < j->n_needs; k++)
+                    printf("%s%s", k ? ", " : " <- ", wf->jobs[j->need_idx[k]].id);
+                printf("\n");
+            }
+        }
+    }
+    kiln_pipeline_destroy(&wf);
+    kiln_diags_free(&diags);
+    free(text);
+    return KILN_EXIT_OK;
+}
+
 static void s_help(FILE *out)
 {
     fprintf(out,
@@ -874,6 +1069,7 @@ static void s_help(FILE *out)
             "  stats          counters: dispatches, retries by class, queue depth, ...\n"
             "  keygen NAME    write a CURVE key pair NAME.key / NAME.pub\n"
             "  lint FILE...   validate workflows without a farm\n"
+            "  graph FILE     the job graph, matrices expanded (--dot for Graphviz)\n"
             "  version        print the version\n\n"
             "exit status: 0 success, 1 pipeline failed, 2 invalid input or usage,\n"
             "3 infrastructure failure\n",
@@ -896,6 +1092,7 @@ int main(int argc, char **argv)
         {"status", cmd_status},   {"logs", cmd_logs},       {"history", cmd_history},
         {"cancel", cmd_cancel},   {"workers", cmd_workers}, {"keygen", cmd_keygen},
         {"lint", cmd_lint},       {"stats", cmd_stats},     {"worker", cmd_worker},
+        {"graph", cmd_graph},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)

@@ -32,6 +32,8 @@ int main(int argc, char **argv)
          "output kept per job attempt before it is truncated (64)"},
         {"log-window-kb", KILN_OPT_INT, &log_window_kb,
          "log bytes a worker may have in flight (1024)"},
+        {"vars", KILN_OPT_STRING, &cfg.vars_path,
+         "JSON file of configuration variables (the vars context)"},
         {"log-level", KILN_OPT_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
     };

@@ -20,6 +20,7 @@
 #include "pipeline.h"
 
 #include "error.h"
+#include "expr.h"
 #include "matrix.h"
 
 #include <yaml.h>
@@ -1564,6 +1565,88 @@ static void s_walk_workflow(s_ctx_t *ctx, s_node_t *root)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Expressions: every ${{ }} (and every if:) is checked for syntax, known
+ * functions and contexts before anything runs. The error names the field and
+ * the column within it, at the line of the step or job. */
+
+static void s_check_template(s_ctx_t *ctx, int line, int col, const char *who,
+                             const char *field, const char *text)
+{
+    char err[512];
+    int at = 0;
+    if (!text || !strstr(text, "${{"))
+        return;
+    if (kiln_expr_check_template(text, &at, err, sizeof err) != 0)
+        s_error_at(ctx, line, col, "%s: %s: expression error at column %d: %s", who, field, at,
+                   err);
+}
+
+static void s_check_if(s_ctx_t *ctx, int line, int col, const char *who, const char *text)
+{
+    char err[512];
+    int at = 0;
+    if (!text)
+        return;
+    const char *expr = text;
+    char *inner = NULL;
+    /* if: may be written with or without ${{ }}. */
+    const char *open = strstr(text, "${{");
+    if (open && open[strspn(open + 3, " ")] && strstr(open, "}}")) {
+        const char *close = strstr(open, "}}");
+        size_t lead = strspn(text, " \t");
+        if (text + lead == open && close[2 + strspn(close + 2, " \t\n")] == '\0') {
+            inner = strndup(open + 3, (size_t)(close - open - 3));
+            expr = inner ? inner : text;
+        }
+    }
+    if (kiln_expr_check(expr, &at, err, sizeof err) != 0)
+        s_error_at(ctx, line, col, "%s: if: expression error at column %d: %s", who, at, err);
+    free(inner);
+}
+
+static void s_check_expressions(s_ctx_t *ctx)
+{
+    const kiln_workflow_t *wf = ctx->wf;
+    char who[256];
+    for (size_t i = 0; i < wf->n_jobs; i++) {
+        const kiln_job_t *job = &wf->jobs[i];
+        /* A matrix job's combinations share its text: check it once. */
+        if (job->origin && job->matrix_index > 0)
+            continue;
+        snprintf(who, sizeof who, "job '%.*s'", s_q(job->origin ? job->origin : job->id),
+                 job->origin ? job->origin : job->id);
+        s_check_if(ctx, job->line, job->col, who, job->if_expr);
+        s_check_template(ctx, job->line, job->col, who, "name", job->name);
+        s_check_template(ctx, job->line, job->col, who, "concurrency", job->concurrency_group);
+        for (size_t k = 0; k < job->n_runs_on; k++)
+            s_check_template(ctx, job->line, job->col, who, "runs-on", job->runs_on[k]);
+        for (size_t k = 0; k < job->env.n; k++)
+            s_check_template(ctx, job->line, job->col, who, "env", job->env.items[k].value);
+        const char *oname;
+        json_t *ov;
+        json_object_foreach(job->outputs, oname, ov)
+            s_check_template(ctx, job->line, job->col, who, "outputs", json_string_value(ov));
+        for (size_t st = 0; st < job->n_steps; st++) {
+            const kiln_step_t *step = &job->steps[st];
+            char swho[600];
+            snprintf(swho, sizeof swho, "step '%.*s' of %s", s_q(step->name ? step->name : "?"),
+                     step->name ? step->name : "?", who);
+            s_check_if(ctx, step->line, step->col, swho, step->if_expr);
+            s_check_template(ctx, step->line, step->col, swho, "run", step->run);
+            s_check_template(ctx, step->line, step->col, swho, "working-directory",
+                             step->working_directory);
+            s_check_template(ctx, step->line, step->col, swho, "shell", step->shell);
+            for (size_t k = 0; k < step->env.n; k++)
+                s_check_template(ctx, step->line, step->col, swho, "env",
+                                 step->env.items[k].value);
+        }
+    }
+    for (size_t k = 0; k < wf->env.n; k++)
+        s_check_template(ctx, 1, 1, "the workflow", "env", wf->env.items[k].value);
+    s_check_template(ctx, 1, 1, "the workflow", "concurrency", wf->concurrency_group);
+}
+
+/* ---------------------------------------------------------------------- */
 /* needs: resolution, cycles, order */
 
 static int s_job_cmp(const void *a, const void *b)
@@ -1950,6 +2033,8 @@ int kiln_pipeline_parse(kiln_workflow_t **out, const char *file, const char *tex
         s_resolve_needs(&ctx);
     if (!ctx.oom)
         s_find_cycles(&ctx);
+    if (!ctx.oom)
+        s_check_expressions(&ctx);
     if (!ctx.oom && diags->n_errors == errors_before)
         s_topo(&ctx);
 

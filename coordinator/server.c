@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "dag.h"
 #include "error.h"
+#include "expr.h"
 #include "history.h"
 #include "keys.h"
 #include "log.h"
@@ -95,11 +96,16 @@ struct s_job {
 
 struct s_run {
     int64_t id;
+    json_t *inputs;                 /* typed run inputs (object) */
+    json_t *outputs;                /* job id -> outputs object */
+    char actor[KILN_PEER_NAME_MAX];
     kiln_workflow_t *wf;
     kiln_dag_t *dag;
     s_job_t *jobs;
     int64_t created_ms;
     bool cancel_requested;
+    bool held;                      /* waiting for its concurrency group */
+    char group[256];                /* concurrency group, "" for none */
     s_watcher_t watchers[KILN_SERVER_MAX_WATCHERS];
     size_t n_watchers;
 };
@@ -145,6 +151,7 @@ struct kiln_server {
     char *universal[KILN_SERVER_MAX_LABELS];
     size_t n_universal;
     s_stats_t stats;
+    json_t *vars;                   /* the farm's configuration variables (vars context) */
     bool redis_dirty;               /* Redis missed writes: reconcile on reconnect */
     int64_t redis_retry_at;         /* monotonic */
     int64_t redis_backoff_ms;
@@ -408,10 +415,15 @@ static void s_run_free(s_run_t **run_p)
         return;
     kiln_dag_destroy(&run->dag);
     kiln_pipeline_destroy(&run->wf);
+    json_decref(run->inputs);
+    json_decref(run->outputs);
     free(run->jobs);
     free(run);
     *run_p = NULL;
 }
+
+static void s_concurrency_release(kiln_server_t *self, const char *group);
+static bool s_concurrency_admit(kiln_server_t *self, s_run_t *run);
 
 static void s_run_remove(kiln_server_t *self, s_run_t *run)
 {
@@ -430,7 +442,10 @@ static void s_run_remove(kiln_server_t *self, s_run_t *run)
     }
     if (kiln_queue_forget(self->queue, keys, n) != 0)
         kiln_log_warn("run %lld: %s", (long long)run->id, kiln_error_last());
+    char group[sizeof run->group];
+    snprintf(group, sizeof group, "%s", run->group);
     s_run_free(&run);
+    s_concurrency_release(self, group);
 }
 
 static void s_run_check_done(kiln_server_t *self, s_run_t *run)
@@ -453,13 +468,214 @@ static void s_run_check_done(kiln_server_t *self, s_run_t *run)
     s_run_remove(self, run);
 }
 
+/* ---------------------------------------------------------- expressions */
+
+/* What needs.<id>.result says of a job, or of a matrix job's combinations
+ * together: failure if any failed, else cancelled, else skipped if all were,
+ * else success. */
+static const char *s_need_result(const s_run_t *run, const char *id)
+{
+    bool any = false, failed = false, cancelled = false, all_skipped = true;
+    for (size_t i = 0; i < run->wf->n_jobs; i++) {
+        const kiln_job_t *j = &run->wf->jobs[i];
+        if (strcmp(j->id, id) != 0 && !(j->origin && strcmp(j->origin, id) == 0))
+            continue;
+        any = true;
+        kiln_job_state_t st = run->jobs[i].state;
+        if ((st == KILN_JOB_FAILURE || st == KILN_JOB_TIMED_OUT || st == KILN_JOB_INFRA_ERROR) &&
+            !j->continue_on_error)
+            failed = true;
+        if (st == KILN_JOB_CANCELLED)
+            cancelled = true;
+        if (st != KILN_JOB_SKIPPED)
+            all_skipped = false;
+    }
+    return !any ? "" : failed ? "failure" : cancelled ? "cancelled" : all_skipped ? "skipped"
+                                                                                  : "success";
+}
+
+/* The contexts a job's expressions see: github, inputs, vars, matrix,
+ * strategy, needs (results and outputs of its direct needs, a matrix job's
+ * combinations merged under its own id), job, secrets. */
+static json_t *s_contexts(kiln_server_t *self, const s_run_t *run, const kiln_job_t *spec,
+                          unsigned attempt)
+{
+    char num[32], at[16];
+    snprintf(num, sizeof num, "%lld", (long long)run->id);
+    snprintf(at, sizeof at, "%u", attempt ? attempt : 1);
+    json_t *needs = json_object();
+    for (size_t k = 0; k < spec->n_needs; k++) {
+        const kiln_job_t *n = &run->wf->jobs[spec->need_idx[k]];
+        const char *key = n->origin ? n->origin : n->id;
+        json_t *entry = json_object_get(needs, key);
+        if (!entry) {
+            entry = json_pack("{s:s, s:o}", "result", s_need_result(run, key), "outputs",
+                              json_object());
+            json_object_set_new(needs, key, entry);
+        }
+        json_t *outs = json_object_get(run->outputs, n->id);
+        if (outs)
+            json_object_update(json_object_get(entry, "outputs"), outs);
+    }
+    json_t *ctx = json_pack(
+        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:O, s:O, s:O, s:{s:b, s:I, s:I, s:I},"
+        " s:o, s:{s:s}, s:{}}",
+        "github", "run_id", num, "run_number", num, "run_attempt", at, "job",
+        spec->origin ? spec->origin : spec->id, "workflow", run->wf->name, "event_name",
+        json_object_size(run->inputs) ? "workflow_dispatch" : "push", "actor", run->actor,
+        "repository", "", "ref", "", "sha", "", "inputs", run->inputs ? run->inputs : json_null(),
+        "vars", self->vars ? self->vars : json_null(), "matrix",
+        spec->matrix_combo ? spec->matrix_combo : json_null(), "strategy", "fail-fast",
+        spec->fail_fast, "max-parallel",
+        (json_int_t)(spec->max_parallel ? spec->max_parallel : spec->matrix_total),
+        "job-index", (json_int_t)spec->matrix_index, "job-total",
+        (json_int_t)(spec->matrix_total ? spec->matrix_total : 1), "needs", needs, "job",
+        "status", "success", "secrets");
+    return ctx;
+}
+
+/* failure() at job level: an ancestor failed; cancelled(): the run was. */
+static kiln_expr_status_t s_job_status(const s_run_t *run, size_t idx)
+{
+    if (run->cancel_requested)
+        return KILN_EXPR_CANCELLED;
+    size_t stack[KILN_WF_MAX_JOBS], n = 0;
+    bool seen[KILN_WF_MAX_JOBS] = {false};
+    stack[n++] = idx;
+    while (n) {
+        const kiln_job_t *j = &run->wf->jobs[stack[--n]];
+        for (size_t k = 0; k < j->n_needs; k++) {
+            size_t d = j->need_idx[k];
+            if (seen[d])
+                continue;
+            seen[d] = true;
+            kiln_job_state_t st = run->jobs[d].state;
+            if ((st == KILN_JOB_FAILURE || st == KILN_JOB_TIMED_OUT ||
+                 st == KILN_JOB_INFRA_ERROR) &&
+                !run->wf->jobs[d].continue_on_error)
+                return KILN_EXPR_FAILURE;
+            stack[n++] = d;
+        }
+    }
+    return KILN_EXPR_SUCCESS;
+}
+
+/* Whether an if: (with or without ${{ }} around it) calls a status
+ * function. */
+static bool s_if_has_status_call(const char *cond)
+{
+    const char *p = cond + strspn(cond, " \t");
+    if (strncmp(p, "${{", 3) == 0) {
+        const char *end = strstr(p, "}}");
+        if (end) {
+            char *inner = strndup(p + 3, (size_t)(end - p - 3));
+            bool yes = inner && kiln_expr_has_status_call(inner);
+            free(inner);
+            return yes;
+        }
+    }
+    return kiln_expr_has_status_call(cond);
+}
+
+/* Evaluates ${{ }} in a job's name and runs-on once the run's inputs are
+ * known (matrix values, inputs, vars). An error is returned for the
+ * submitter, naming the job. */
+static int s_plan_run(kiln_server_t *self, s_run_t *run)
+{
+    char err[512];
+    for (size_t i = 0; i < run->wf->n_jobs; i++) {
+        kiln_job_t *spec = &run->wf->jobs[i];
+        json_t *ctx = s_contexts(self, run, spec, 1);
+        kiln_expr_env_t env = {ctx, KILN_EXPR_SUCCESS, NULL};
+        char *text = NULL;
+        if (spec->name && strstr(spec->name, "${{")) {
+            if (kiln_expr_interpolate(spec->name, &env, &text, err, sizeof err) != 0) {
+                kiln_error_set("job '%s': name: %s", spec->id, err);
+                json_decref(ctx);
+                return KILN_EINVAL;
+            }
+            free(spec->name);
+            spec->name = text;
+        }
+        for (size_t k = 0; k < spec->n_runs_on; k++) {
+            if (!strstr(spec->runs_on[k], "${{"))
+                continue;
+            if (kiln_expr_interpolate(spec->runs_on[k], &env, &text, err, sizeof err) != 0) {
+                kiln_error_set("job '%s': runs-on: %s", spec->id, err);
+                json_decref(ctx);
+                return KILN_EINVAL;
+            }
+            free(spec->runs_on[k]);
+            spec->runs_on[k] = text;
+        }
+        json_decref(ctx);
+        if (spec->if_expr && s_if_has_status_call(spec->if_expr))
+            kiln_dag_set_decides(run->dag, i, true);
+    }
+    if (run->wf->concurrency_group) {
+        json_t *ctx = json_pack("{s:{s:s, s:s}, s:O, s:O}", "github", "workflow", run->wf->name,
+                                "event_name",
+                                json_object_size(run->inputs) ? "workflow_dispatch" : "push",
+                                "inputs", run->inputs ? run->inputs : json_null(), "vars",
+                                self->vars ? self->vars : json_null());
+        kiln_expr_env_t env = {ctx, KILN_EXPR_SUCCESS, NULL};
+        char *group = NULL;
+        int rc = kiln_expr_interpolate(run->wf->concurrency_group, &env, &group, err, sizeof err);
+        json_decref(ctx);
+        if (rc != 0) {
+            kiln_error_set("concurrency: %s", err);
+            return KILN_EINVAL;
+        }
+        snprintf(run->group, sizeof run->group, "%s", group);
+        free(group);
+    }
+    return 0;
+}
+
+static void s_job_final(kiln_server_t *self, s_job_t *job, kiln_job_state_t state,
+                        int64_t finished_ms);
+
+/* A ready job's if: decides whether it runs. Returns true to run it; false
+ * when it was finished here (skipped, or failed on an expression error). */
+static bool s_job_condition(kiln_server_t *self, s_job_t *job)
+{
+    s_run_t *run = job->run;
+    const kiln_job_t *spec = &run->wf->jobs[job->idx];
+    if (!spec->if_expr)
+        return true;
+    char err[512];
+    bool ok = false;
+    json_t *ctx = s_contexts(self, run, spec, 1);
+    kiln_expr_env_t env = {ctx, s_job_status(run, job->idx), NULL};
+    int rc = kiln_expr_condition(spec->if_expr, &env, &ok, err, sizeof err);
+    json_decref(ctx);
+    int64_t now = kiln_clock_wall_ms();
+    if (rc != 0) {
+        char line[700];
+        int n = snprintf(line, sizeof line, "[kiln: job if: %s]\n", err);
+        kiln_history_log_append(self->history, run->id, spec->id, 0, 0, 2, line, (size_t)n, now);
+        kiln_log_info("job %s: if: %s", job->key, err);
+        s_job_final(self, job, KILN_JOB_FAILURE, now);
+        return false;
+    }
+    if (!ok) {
+        s_job_final(self, job, KILN_JOB_SKIPPED, now);
+        return false;
+    }
+    return true;
+}
+
 /* Jobs the DAG reports ready go onto Redis and the in-memory ready list. */
 static void s_enqueue_ready(kiln_server_t *self, s_run_t *run)
 {
     size_t ready[64], n;
+    if (run->held)
+        return;
     while ((n = kiln_dag_take_ready(run->dag, ready, 64)) > 0) {
         for (size_t i = 0; i < n; i++) {
             s_job_t *job = &run->jobs[ready[i]];
+            if (!s_job_condition(self, job))
+                continue;
             int rc = kiln_queue_push(self->queue, job->key, job->labels, NULL, 0);
             if (rc == KILN_EINVAL) {
                 /* Already queued (a recovered run): nothing to write. */
@@ -539,6 +755,7 @@ static int s_send_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     Kiln__KeyValue **kvp = calloc(n_env_max + n_step_kv + 1, sizeof *kvp);
     Kiln__StepSpec *steps = calloc(spec->n_steps + 1, sizeof *steps);
     Kiln__StepSpec **stepp = calloc(spec->n_steps + 1, sizeof *stepp);
+    char *ctx_text = NULL, *outputs_text = NULL;
     int rc = -1;
     if (!kv || !kvp || !steps || !stepp) {
         kiln_error_set("out of memory");
@@ -553,6 +770,14 @@ static int s_send_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     a.workflow_name = wf->name;
     a.timeout_ms = (uint64_t)spec->timeout_ms;
     a.log_limit = self->cfg.log_limit;
+    json_t *ctx = s_contexts(self, job->run, spec, job->attempt);
+    ctx_text = json_dumps(ctx, JSON_COMPACT);
+    outputs_text = spec->outputs ? json_dumps(spec->outputs, JSON_COMPACT) : NULL;
+    json_decref(ctx);
+    a.contexts.data = (uint8_t *)ctx_text;
+    a.contexts.len = ctx_text ? strlen(ctx_text) : 0;
+    a.outputs.data = (uint8_t *)outputs_text;
+    a.outputs.len = outputs_text ? strlen(outputs_text) : 0;
     /* Workflow env first, then the job's: the worker applies them in order,
      * so the job's values win, as on GitHub. */
     s_kv_fill(kv, kvp, &n_kv, &wf->env, n_env_max);
@@ -573,6 +798,7 @@ static int s_send_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
                                                           : (char *)"";
         ss->timeout_ms = (uint64_t)st->timeout_ms;
         ss->continue_on_error = st->continue_on_error;
+        ss->if_expr = st->if_expr ? st->if_expr : (char *)"";
         size_t first = used;
         s_kv_fill(kv, kvp, &used, &st->env, n_env_max + n_step_kv);
         ss->env = kvp + first;
@@ -589,6 +815,8 @@ cleanup:
     free(kvp);
     free(steps);
     free(stepp);
+    free(ctx_text);
+    free(outputs_text);
     return rc;
 }
 
@@ -671,6 +899,22 @@ static s_assign_t s_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     return S_ASSIGNED;
 }
 
+/* strategy.max-parallel: how many combinations of this job's matrix run. */
+static bool s_matrix_saturated(const s_job_t *job)
+{
+    const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
+    if (!spec->origin || !spec->max_parallel)
+        return false;
+    unsigned running = 0;
+    for (size_t i = 0; i < job->run->wf->n_jobs; i++) {
+        const kiln_job_t *o = &job->run->wf->jobs[i];
+        if (o->origin && strcmp(o->origin, spec->origin) == 0 &&
+            job->run->jobs[i].state == KILN_JOB_RUNNING)
+            running++;
+    }
+    return running >= spec->max_parallel;
+}
+
 static void s_dispatch(kiln_server_t *self)
 {
     if (!kiln_queue_connected(self->queue))
@@ -678,7 +922,7 @@ static void s_dispatch(kiln_server_t *self)
     s_job_t *job = self->ready_head;
     while (job) {
         s_job_t *next = job->ready_next;
-        s_worker_t *w = s_pick_worker(self, job);
+        s_worker_t *w = s_matrix_saturated(job) ? NULL : s_pick_worker(self, job);
         if (w) {
             s_assign_t a = s_assign(self, job, w);
             if (a == S_STOP)
@@ -1073,6 +1317,64 @@ static void s_on_step_result(kiln_server_t *self, s_worker_t *w, const Kiln__Ste
     }
 }
 
+/* What a finished attempt leaves besides its state: outputs (for
+ * needs.<job>.outputs), annotations, the step summary. */
+static void s_record_results(kiln_server_t *self, s_job_t *job, const Kiln__JobResult *m)
+{
+    s_run_t *run = job->run;
+    const kiln_job_t *spec = &run->wf->jobs[job->idx];
+    if (m->n_outputs) {
+        json_t *outs = json_object();
+        for (size_t i = 0; i < m->n_outputs; i++)
+            json_object_set_new(outs, m->outputs[i]->key, json_string(m->outputs[i]->value));
+        if (!run->outputs)
+            run->outputs = json_object();
+        json_object_set(run->outputs, spec->id, outs);
+        kiln_history_job_outputs(self->history, run->id, spec->id, outs);
+        json_decref(outs);
+    }
+    static const char *levels[] = {"error", "warning", "notice"};
+    for (size_t i = 0; i < m->n_annotations && i < 1000; i++) {
+        const Kiln__Annotation *a = m->annotations[i];
+        kiln_history_annotation(self->history, run->id, spec->id, job->attempt, a->step,
+                                levels[a->level <= 2 ? a->level : 0], a->message, a->title,
+                                a->file, a->line, a->col);
+    }
+    if (m->summary.len)
+        kiln_history_summary(self->history, run->id, spec->id, job->attempt,
+                             (const char *)m->summary.data, m->summary.len);
+}
+
+/* fail-fast: a failed matrix combination cancels its siblings that have not
+ * finished, as GitHub does by default. */
+static void s_fail_fast(kiln_server_t *self, s_job_t *failed)
+{
+    s_run_t *run = failed->run;
+    const char *origin = run->wf->jobs[failed->idx].origin;
+    int64_t now = kiln_clock_wall_ms();
+    for (size_t i = 0; i < run->wf->n_jobs; i++) {
+        s_job_t *job = &run->jobs[i];
+        const kiln_job_t *spec = &run->wf->jobs[i];
+        if (job == failed || !spec->origin || strcmp(spec->origin, origin) != 0 ||
+            kiln_job_state_is_final(job->state))
+            continue;
+        if (job->state == KILN_JOB_READY) {
+            s_ready_remove(self, job);
+            kiln_queue_drop(self->queue, job->key, job->labels, "cancelled");
+            s_job_final(self, job, KILN_JOB_CANCELLED, now);
+        } else if (job->state == KILN_JOB_RUNNING && job->worker && !job->cancel_sent) {
+            Kiln__Envelope env = KILN__ENVELOPE__INIT;
+            Kiln__CancelJob c = KILN__CANCEL_JOB__INIT;
+            c.job_key = job->key;
+            c.token = job->token;
+            env.body_case = KILN__ENVELOPE__BODY_CANCEL;
+            env.cancel = &c;
+            job->cancel_sent = true;
+            s_send(self, job->worker->identity, job->worker->id_len, &env);
+        }
+    }
+}
+
 static void s_on_job_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobResult *m)
 {
     s_job_t *cur = s_job_find(self, m->job_key);
@@ -1120,6 +1422,7 @@ static void s_on_job_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobR
     const char *name = kiln_job_state_name(state);
     kiln_history_attempt_finish(self->history, run->id, spec->id, job->attempt, name,
                                 m->message[0] ? m->message : NULL, now);
+    s_record_results(self, job, m);
     /* A script failure is the build's verdict: retried only when the
      * workflow asks (kiln.retry). */
     if ((state == KILN_JOB_FAILURE || state == KILN_JOB_TIMED_OUT) && !run->cancel_requested &&
@@ -1140,6 +1443,9 @@ static void s_on_job_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobR
     kiln_log_info("job %s finished: %s on %s", job->key, name, w->name);
     s_job_final(self, job, state, now);
     job->worker = NULL;
+    if ((state == KILN_JOB_FAILURE || state == KILN_JOB_TIMED_OUT) && spec->origin &&
+        spec->fail_fast && !spec->continue_on_error)
+        s_fail_fast(self, job);
     s_ack_result(self, w, m);
     s_run_check_done(self, run);
     s_dispatch(self);
@@ -1232,6 +1538,27 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         goto cleanup;
     }
     run->created_ms = kiln_clock_wall_ms();
+    snprintf(run->actor, sizeof run->actor, "%s", client);
+    {
+        json_t *given = json_object();
+        for (size_t i = 0; i < req->n_inputs; i++)
+            json_object_set_new(given, req->inputs[i]->key, json_string(req->inputs[i]->value));
+        int irc = kiln_pipeline_inputs(wf, given, &run->inputs);
+        json_decref(given);
+        if (irc == 0) {
+            /* Names and labels with ${{ }} are settled now that the inputs
+             * are known; planning needs the run to see its workflow. */
+            run->wf = wf;
+            irc = s_plan_run(self, run);
+            run->wf = NULL;
+        }
+        if (irc != 0) {
+            char why[KILN_ERROR_MAX + 64];
+            snprintf(why, sizeof why, "%s: %s", file, kiln_error_last());
+            s_reply(self, msg, req->request_id, KILN_EINVAL, why, 0, NULL);
+            goto cleanup;
+        }
+    }
     kiln_history_begin(self->history);
     if (kiln_history_run_create(self->history, wf->name, file, (const char *)req->workflow_yaml.data,
                                 req->workflow_yaml.len, run->created_ms, &run->id) != 0) {
@@ -1251,6 +1578,8 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
                                 (const char *const *)spec->runs_on, spec->n_runs_on);
     }
     kiln_history_audit(self->history, "run.submit", client, file, run->created_ms);
+    if (json_object_size(run->inputs))
+        kiln_history_run_inputs(self->history, run->id, run->inputs);
     kiln_history_commit(self->history);
     run->wf = wf;
     wf = NULL;
@@ -1275,6 +1604,10 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
                   run->wf->name, run->wf->n_jobs);
     s_run_t *r = run;
     run = NULL;
+    if (s_concurrency_admit(self, r)) {
+        r->held = true;
+        kiln_log_info("run %lld waits for its concurrency group '%s'", (long long)r->id, r->group);
+    }
     s_enqueue_ready(self, r);
     s_dispatch(self);
 cleanup:
@@ -1284,19 +1617,16 @@ cleanup:
     kiln_diags_free(&diags);
 }
 
-static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,
-                        const Kiln__Request *req, const char *client)
+/* Cancels a run: queued jobs end now, running ones are told to stop; the
+ * run finishes when they have. May free the run (when nothing runs). */
+static void s_cancel_run(kiln_server_t *self, s_run_t *run, const char *actor, const char *why)
 {
-    s_run_t *run = s_run_find(self, (int64_t)req->run_id);
-    if (!run) {
-        s_reply(self, msg, req->request_id, KILN_ENOTFOUND, "no active run with that id", 0,
-                NULL);
-        return;
-    }
-    char detail[64];
-    snprintf(detail, sizeof detail, "run %lld", (long long)run->id);
-    kiln_history_audit(self->history, "run.cancel", client, detail, kiln_clock_wall_ms());
+    char detail[160];
+    snprintf(detail, sizeof detail, "run %lld%s%s", (long long)run->id, why ? ": " : "",
+             why ? why : "");
+    kiln_history_audit(self->history, "run.cancel", actor, detail, kiln_clock_wall_ms());
     run->cancel_requested = true;
+    run->held = false;
     size_t cancelled[KILN_WF_MAX_JOBS];
     size_t n = kiln_dag_cancel(run->dag, cancelled, KILN_WF_MAX_JOBS);
     int64_t now = kiln_clock_wall_ms();
@@ -1340,8 +1670,69 @@ static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,
         job->cancel_sent = true;
         s_send(self, job->worker->identity, job->worker->id_len, &env);
     }
-    s_reply(self, msg, req->request_id, 0, NULL, run->id, NULL);
     s_run_check_done(self, run);
+}
+
+static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                        const Kiln__Request *req, const char *client)
+{
+    s_run_t *run = s_run_find(self, (int64_t)req->run_id);
+    if (!run) {
+        s_reply(self, msg, req->request_id, KILN_ENOTFOUND, "no active run with that id", 0,
+                NULL);
+        return;
+    }
+    s_reply(self, msg, req->request_id, 0, NULL, run->id, NULL);
+    s_cancel_run(self, run, client, NULL);
+}
+
+/* Workflow-level concurrency, farm-wide, as GitHub: in a group at most one
+ * run runs and one waits. A new run cancels the one waiting; with
+ * cancel-in-progress it cancels the running one too. Returns true when the
+ * new run must wait for the group. */
+static bool s_concurrency_admit(kiln_server_t *self, s_run_t *run)
+{
+    if (!run->group[0])
+        return false;
+    bool wait = false;
+    for (size_t i = 0; i < self->n_runs; i++) {
+        s_run_t *other = self->runs[i];
+        if (other == run || other->cancel_requested || strcmp(other->group, run->group) != 0)
+            continue;
+        if (other->held) {
+            s_cancel_run(self, other, run->actor, "superseded in its concurrency group");
+            i = (size_t)-1; /* the run list may have changed */
+            continue;
+        }
+        if (run->wf->cancel_in_progress) {
+            s_cancel_run(self, other, run->actor, "cancel-in-progress in its concurrency group");
+            i = (size_t)-1;
+            continue;
+        }
+        wait = true;
+    }
+    /* A cancelled run still finishing keeps the group busy. */
+    for (size_t i = 0; i < self->n_runs && !wait; i++)
+        wait = self->runs[i] != run && strcmp(self->runs[i]->group, run->group) == 0 &&
+               !self->runs[i]->held;
+    return wait;
+}
+
+/* A run of the group finished: the one waiting starts. */
+static void s_concurrency_release(kiln_server_t *self, const char *group)
+{
+    if (!group[0])
+        return;
+    for (size_t i = 0; i < self->n_runs; i++) {
+        s_run_t *r = self->runs[i];
+        if (r->held && strcmp(r->group, group) == 0) {
+            r->held = false;
+            kiln_log_info("run %lld: its concurrency group '%s' is free", (long long)r->id,
+                          group);
+            s_enqueue_ready(self, r);
+            return;
+        }
+    }
 }
 
 static json_t *s_workers_json(kiln_server_t *self)
@@ -1783,6 +2174,7 @@ typedef struct {
     char *yaml;
     size_t len;
     int64_t created_ms;
+    char *inputs;
 } s_saved_run_t;
 
 typedef struct {
@@ -1809,6 +2201,7 @@ static int s_collect_run(void *ctx, const kiln_history_active_t *row)
     r->len = row->yaml_len;
     r->id = row->run_id;
     r->created_ms = row->created_ms;
+    r->inputs = row->inputs ? strdup(row->inputs) : NULL;
     saved->n++;
     return 0;
 }
@@ -1926,6 +2319,12 @@ static int s_recover(kiln_server_t *self)
         run->wf = wf;
         run->id = sv->id;
         run->created_ms = sv->created_ms;
+        run->inputs = sv->inputs ? json_loads(sv->inputs, 0, NULL) : NULL;
+        if (!run->inputs)
+            run->inputs = json_object();
+        kiln_history_run_outputs(self->history, run->id, &run->outputs);
+        if (s_plan_run(self, run) != 0)
+            kiln_log_warn("recovery: run %lld: %s", (long long)run->id, kiln_error_last());
         for (size_t i = 0; i < wf->n_jobs; i++) {
             s_job_t *job = &run->jobs[i];
             job->run = run;
@@ -1939,6 +2338,9 @@ static int s_recover(kiln_server_t *self)
         kiln_history_commit(self->history);
         self->runs[self->n_runs++] = run;
         self->stats.runs_recovered++;
+        for (size_t k = 0; run->group[0] && k + 1 < self->n_runs; k++)
+            if (strcmp(self->runs[k]->group, run->group) == 0)
+                run->held = true;
         kiln_log_info("recovered run %lld (%s, %zu jobs)", (long long)run->id, wf->name,
                       wf->n_jobs);
         s_enqueue_ready(self, run);
@@ -1949,6 +2351,7 @@ cleanup:
     for (size_t r = 0; r < saved.n; r++) {
         free(saved.items[r].file);
         free(saved.items[r].yaml);
+        free(saved.items[r].inputs);
     }
     free(saved.items);
     return rc;
@@ -2011,6 +2414,16 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
         goto cleanup;
     if ((rc = kiln_queue_open(&self->queue, self->cfg.redis, 10000)) != 0)
         goto cleanup;
+    if (cfg->vars_path) {
+        json_error_t jerr;
+        self->vars = json_load_file(cfg->vars_path, 0, &jerr);
+        if (!json_is_object(self->vars)) {
+            kiln_error_set("coordinator: %s:%d: vars must be a JSON object (%s)", cfg->vars_path,
+                           jerr.line, jerr.text);
+            rc = KILN_EINVAL;
+            goto cleanup;
+        }
+    }
     if ((rc = s_recover(self)) != 0)
         goto cleanup;
     /* Every connection is a file descriptor: take all the kernel allows,
@@ -2076,6 +2489,7 @@ void kiln_server_destroy(kiln_server_t **self_p)
     free(self->workers);
     for (size_t i = 0; i < self->n_universal; i++)
         free(self->universal[i]);
+    json_decref(self->vars);
     if (self->router)
         zmq_socket_monitor(self->router, NULL, 0);
     if (self->monitor) {

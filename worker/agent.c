@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "error.h"
 #include "executor.h"
+#include "jobctx.h"
 #include "keys.h"
 #include "log.h"
 #include "notice.h"
@@ -49,15 +50,16 @@ typedef struct {
     Kiln__Outcome outcome;
     uint64_t log_sent;          /* output bytes sent for this job */
     bool log_truncated;
+    kiln_jobctx_t *jx;          /* contexts, steps.*, command files, masks */
+    bool started_sent;          /* StepStarted sent for the current step */
 } s_job_t;
 
-/* A finished job's result, kept until acknowledged. */
+/* A finished job's result, kept (packed, as sent) until acknowledged. */
 typedef struct {
     char job_key[256];
     uint64_t token;
-    Kiln__Outcome outcome;
-    int64_t started_ms, finished_ms;
-    char message[256];
+    uint8_t *packed;
+    size_t len;
     int64_t resend_at;          /* monotonic */
 } s_result_t;
 
@@ -228,8 +230,34 @@ static void s_on_output(void *ctx, int stream, const char *data, size_t len)
         return;
     }
     job->log_sent += len;
+    /* Workflow commands are taken out, masked values hidden. */
+    char *shown = NULL;
+    size_t shown_len = 0;
+    if (job->jx && kiln_commands_filter(kiln_jobctx_commands(job->jx), data, len, false, &shown,
+                                        &shown_len) == 0) {
+        if (shown_len)
+            s_send_log(job,
+                       stream == 1 ? KILN__STREAM__STREAM_STDERR : KILN__STREAM__STREAM_STDOUT,
+                       shown, shown_len);
+        free(shown);
+        return;
+    }
+    free(shown);
     s_send_log(job, stream == 1 ? KILN__STREAM__STREAM_STDERR : KILN__STREAM__STREAM_STDOUT, data,
                len);
+}
+
+/* At a step's end: what the filter still holds (a last line without a
+ * newline) goes out. */
+static void s_flush_output(s_job_t *job)
+{
+    char *shown = NULL;
+    size_t shown_len = 0;
+    if (job->jx && kiln_commands_filter(kiln_jobctx_commands(job->jx), "", 0, true, &shown,
+                                        &shown_len) == 0 &&
+        shown_len)
+        s_send_log(job, KILN__STREAM__STREAM_STDOUT, shown, shown_len);
+    free(shown);
 }
 
 static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome, int exit_code,
@@ -245,6 +273,11 @@ static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome,
     r.signal = sig;
     r.started_ms = (uint64_t)started;
     r.finished_ms = (uint64_t)finished;
+    /* continue-on-error: a failed step concludes as a success. */
+    r.conclusion = outcome;
+    if (step < job->a->n_steps && job->a->steps[step]->continue_on_error &&
+        (outcome == KILN__OUTCOME__OUTCOME_FAILURE || outcome == KILN__OUTCOME__OUTCOME_TIMED_OUT))
+        r.conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
     env.body_case = KILN__ENVELOPE__BODY_STEP_RESULT;
     env.step_result = &r;
     s_send(job->agent, &env);
@@ -320,13 +353,18 @@ static int s_build_env(s_job_t *job, const Kiln__StepSpec *st, s_env_t *e)
         return -1;
     if (st->id[0] && s_env_set(e, "GITHUB_ACTION", st->id))
         return -1;
-    for (size_t i = 0; i < a->n_env; i++)
-        if (s_env_set(e, a->env[i]->key, a->env[i]->value) != 0)
-            return -1;
-    for (size_t i = 0; i < st->n_env; i++)
-        if (s_env_set(e, st->env[i]->key, st->env[i]->value) != 0)
-            return -1;
-    return 0;
+    kiln_kvlist_t add = {0};
+    char err[512];
+    if (kiln_jobctx_step_env(job->jx, job->step, st, &add, err, sizeof err) != 0) {
+        kiln_error_set("%s", err);
+        kiln_kvlist_free(&add);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < add.n && rc == 0; i++)
+        rc = s_env_set(e, add.keys[i], add.values[i]);
+    kiln_kvlist_free(&add);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- steps */
@@ -369,17 +407,58 @@ static int s_shell_argv(const char *shell, const char *path, char *buf, size_t c
 
 static void s_job_finish(s_job_t *job);
 
-/* Starts the job's current step. Returns 0 when a process is running; on a
- * failure to start, the step is reported failed and -1 returned. */
+static const char *s_outcome_word(Kiln__Outcome o)
+{
+    switch (o) {
+    case KILN__OUTCOME__OUTCOME_SUCCESS: return "success";
+    case KILN__OUTCOME__OUTCOME_CANCELLED: return "cancelled";
+    case KILN__OUTCOME__OUTCOME_SKIPPED: return "skipped";
+    default: return "failure";
+    }
+}
+
+/* Records steps.<id> and reads the step's command files; a malformed file
+ * fails the step (returns true then). */
+static bool s_step_record(s_job_t *job, size_t index, Kiln__Outcome outcome)
+{
+    const Kiln__StepSpec *st = job->a->steps[index];
+    Kiln__Outcome conclusion = outcome;
+    char err[512];
+    if (st->continue_on_error && outcome == KILN__OUTCOME__OUTCOME_FAILURE)
+        conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
+    if (kiln_jobctx_step_done(job->jx, index, st, s_outcome_word(outcome),
+                              s_outcome_word(conclusion), err, sizeof err) != 0) {
+        s_system_log(job, "%s", err);
+        return true;
+    }
+    return false;
+}
+
+/* Starts the job's current step. Returns 0 when a process is running, 1
+ * when the step's if: skipped it, and -1 when it failed to start (reported
+ * failed). */
 static int s_step_start(s_job_t *job)
 {
     kiln_agent_t *self = job->agent;
     const Kiln__StepSpec *st = job->a->steps[job->step];
-    char script[KILN_WORKSPACE_PATH_MAX + 32], cwd[PATH_MAX * 2], shellbuf[1024];
+    char script[KILN_WORKSPACE_PATH_MAX + 32], cwd[PATH_MAX * 2], shellbuf[1024], err[512];
     const char *argv[KILN_SHELL_ARGS_MAX + 1];
     s_env_t *env = calloc(1, sizeof *env);
+    char *run_text = NULL, *wd = NULL, *shell = NULL;
     int rc = -1, fd = -1;
+    bool runs = true;
     job->step_started_ms = kiln_clock_wall_ms();
+    kiln_jobctx_set_status(job->jx, job->cancelled ? KILN_EXPR_CANCELLED
+                                    : job->failed  ? KILN_EXPR_FAILURE
+                                                   : KILN_EXPR_SUCCESS);
+    int crc = kiln_jobctx_step_condition(job->jx, st, &runs, err, sizeof err);
+    if (crc == 0 && !runs) {
+        s_send_step_result(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED, -1, 0,
+                           job->step_started_ms, job->step_started_ms);
+        s_step_record(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED);
+        free(env);
+        return 1;
+    }
     {
         Kiln__Envelope m = KILN__ENVELOPE__INIT;
         Kiln__StepStarted ss = KILN__STEP_STARTED__INIT;
@@ -395,28 +474,40 @@ static int s_step_start(s_job_t *job)
         s_system_log(job, "worker out of memory");
         goto cleanup;
     }
+    if (crc != 0) {
+        s_system_log(job, "if: %s", err);
+        goto cleanup;
+    }
+    /* ${{ }} in the script, the directory and the shell, with the contexts
+     * as they are now (earlier steps' outputs included). */
+    if (kiln_jobctx_interpolate(job->jx, st->run, &run_text, err, sizeof err) != 0 ||
+        kiln_jobctx_interpolate(job->jx, st->working_directory, &wd, err, sizeof err) != 0 ||
+        kiln_jobctx_interpolate(job->jx, st->shell, &shell, err, sizeof err) != 0) {
+        s_system_log(job, "%s", err);
+        goto cleanup;
+    }
     snprintf(script, sizeof script, "%s/step-%zu.sh", job->ws.tmp, job->step);
     fd = open(script, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700);
-    size_t len = strlen(st->run);
-    if (fd == -1 || write(fd, st->run, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
+    size_t len = strlen(run_text);
+    if (fd == -1 || write(fd, run_text, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
         s_system_log(job, "cannot write the step script: %s", strerror(errno));
         goto cleanup;
     }
     close(fd);
     fd = -1;
-    if (s_shell_argv(st->shell, script, shellbuf, sizeof shellbuf, argv) < 0) {
-        s_system_log(job, "unsupported shell '%s'", st->shell);
+    if (s_shell_argv(shell, script, shellbuf, sizeof shellbuf, argv) < 0) {
+        s_system_log(job, "unsupported shell '%s'", shell);
         goto cleanup;
     }
-    if (st->working_directory[0] == '/')
-        snprintf(cwd, sizeof cwd, "%s", st->working_directory);
-    else if (st->working_directory[0])
-        snprintf(cwd, sizeof cwd, "%s/%s", job->ws.ws, st->working_directory);
+    if (wd[0] == '/')
+        snprintf(cwd, sizeof cwd, "%s", wd);
+    else if (wd[0])
+        snprintf(cwd, sizeof cwd, "%s/%s", job->ws.ws, wd);
     else
         snprintf(cwd, sizeof cwd, "%s", job->ws.ws);
     struct stat sb;
     if (stat(cwd, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        s_system_log(job, "working-directory '%s' does not exist", st->working_directory);
+        s_system_log(job, "working-directory '%s' does not exist", wd);
         goto cleanup;
     }
     if (s_build_env(job, st, env) != 0) {
@@ -451,9 +542,13 @@ cleanup:
     if (env)
         s_env_free(env);
     free(env);
+    free(run_text);
+    free(wd);
+    free(shell);
     if (rc != 0) {
         s_send_step_result(job, job->step, KILN__OUTCOME__OUTCOME_FAILURE, -1, 0,
                            job->step_started_ms, kiln_clock_wall_ms());
+        s_step_record(job, job->step, KILN__OUTCOME__OUTCOME_FAILURE);
         if (!st->continue_on_error)
             job->failed = true;
     }
@@ -492,6 +587,9 @@ static void s_step_done(s_job_t *job)
         break;
     }
     kiln_exec_destroy(&job->exec);
+    s_flush_output(job);
+    if (s_step_record(job, job->step, outcome) && outcome == KILN__OUTCOME__OUTCOME_SUCCESS)
+        outcome = KILN__OUTCOME__OUTCOME_FAILURE; /* a malformed command file */
     s_send_step_result(job, job->step, outcome, code, sig, job->step_started_ms, now);
     if (outcome != KILN__OUTCOME__OUTCOME_SUCCESS && !job->cancelled) {
         if (st->continue_on_error && !job->job_timed_out) {
@@ -516,8 +614,10 @@ static void s_job_advance(s_job_t *job)
             s_step_done(job);
             job->step++;
         }
-        if (job->step >= job->a->n_steps || job->failed || job->cancelled) {
-            /* Steps after a failure or cancel are reported skipped. */
+        /* After a failure each step's if: decides (success() by default,
+         * so they are skipped unless they ask for always() or failure());
+         * a job past its timeout stops there. */
+        if (job->step >= job->a->n_steps || job->job_timed_out) {
             int64_t now = kiln_clock_wall_ms();
             for (size_t s = job->step; s < job->a->n_steps; s++)
                 s_send_step_result(job, s, KILN__OUTCOME__OUTCOME_SKIPPED, -1, 0, now, now);
@@ -537,6 +637,7 @@ static void s_job_free(s_job_t **job_p)
     if (!job)
         return;
     kiln_exec_destroy(&job->exec);
+    kiln_jobctx_destroy(&job->jx);
     if (job->env)
         kiln__envelope__free_unpacked(job->env, NULL);
     free(job);
@@ -545,27 +646,41 @@ static void s_job_free(s_job_t **job_p)
 
 static void s_send_result(kiln_agent_t *self, s_result_t *res)
 {
-    Kiln__Envelope env = KILN__ENVELOPE__INIT;
-    Kiln__JobResult r = KILN__JOB_RESULT__INIT;
-    r.job_key = res->job_key;
-    r.token = res->token;
-    r.outcome = res->outcome;
-    r.started_ms = (uint64_t)res->started_ms;
-    r.finished_ms = (uint64_t)res->finished_ms;
-    r.message = res->message;
-    env.body_case = KILN__ENVELOPE__BODY_JOB_RESULT;
-    env.job_result = &r;
-    s_send(self, &env);
+    if (zmq_send(self->sock, res->packed, res->len, ZMQ_DONTWAIT) == -1)
+        kiln_log_warn("send to coordinator failed: %s", zmq_strerror(zmq_errno()));
     res->resend_at = kiln_clock_mono_ms() + KILN_AGENT_RESEND_MS;
 }
 
-/* Records a result and sends it; it is resent until acknowledged. */
+/* Records a result and sends it; it is resent until acknowledged. extra
+ * (may be NULL) brings outputs, annotations and the summary. */
 static void s_add_result(kiln_agent_t *self, const char *job_key, uint64_t token,
-                         Kiln__Outcome outcome, int64_t started_ms, const char *message)
+                         Kiln__Outcome outcome, int64_t started_ms, const char *message,
+                         const Kiln__JobResult *extra)
 {
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__JobResult r = KILN__JOB_RESULT__INIT;
+    if (extra)
+        r = *extra;
+    r.job_key = (char *)job_key;
+    r.token = token;
+    r.outcome = outcome;
+    r.started_ms = (uint64_t)started_ms;
+    r.finished_ms = (uint64_t)kiln_clock_wall_ms();
+    r.message = (char *)(message ? message : "");
+    env.version = KILN_PROTO_VERSION;
+    env.body_case = KILN__ENVELOPE__BODY_JOB_RESULT;
+    env.job_result = &r;
+    size_t len = kiln__envelope__get_packed_size(&env);
+    uint8_t *packed = len <= KILN_MSG_MAX ? malloc(len) : NULL;
+    if (!packed) {
+        kiln_log_error("job %s: its result cannot be sent (%zu bytes)", job_key, len);
+        return;
+    }
+    kiln__envelope__pack(&env, packed);
     if (self->n_results == KILN_AGENT_MAX_RESULTS) {
         kiln_log_warn("%d results unacknowledged; forgetting %s", KILN_AGENT_MAX_RESULTS,
                       self->results[0].job_key);
+        free(self->results[0].packed);
         memmove(&self->results[0], &self->results[1],
                 (KILN_AGENT_MAX_RESULTS - 1) * sizeof self->results[0]);
         self->n_results--;
@@ -574,10 +689,8 @@ static void s_add_result(kiln_agent_t *self, const char *job_key, uint64_t token
     memset(res, 0, sizeof *res);
     snprintf(res->job_key, sizeof res->job_key, "%s", job_key);
     res->token = token;
-    res->outcome = outcome;
-    res->started_ms = started_ms;
-    res->finished_ms = kiln_clock_wall_ms();
-    snprintf(res->message, sizeof res->message, "%s", message ? message : "");
+    res->packed = packed;
+    res->len = len;
     s_send_result(self, res);
 }
 
@@ -586,6 +699,7 @@ static void s_on_result_ack(kiln_agent_t *self, const Kiln__ResultAck *ack)
     for (size_t i = 0; i < self->n_results; i++) {
         if (self->results[i].token == ack->token &&
             strcmp(self->results[i].job_key, ack->job_key) == 0) {
+            free(self->results[i].packed);
             memmove(&self->results[i], &self->results[i + 1],
                     (self->n_results - i - 1) * sizeof self->results[0]);
             self->n_results--;
@@ -606,7 +720,53 @@ static void s_job_finish(s_job_t *job)
         outcome = job->outcome ? job->outcome : KILN__OUTCOME__OUTCOME_FAILURE;
     else
         outcome = KILN__OUTCOME__OUTCOME_SUCCESS;
-    s_add_result(self, job->a->job_key, job->a->token, outcome, job->started_ms, NULL);
+    /* What the job leaves besides its outcome. */
+    Kiln__JobResult extra = KILN__JOB_RESULT__INIT;
+    kiln_kvlist_t outs = {0};
+    char err[512];
+    if (kiln_jobctx_outputs(job->jx, &outs, err, sizeof err) != 0)
+        s_system_log(job, "outputs: %s", err);
+    Kiln__KeyValue *kv = calloc(outs.n + 1, sizeof *kv);
+    Kiln__KeyValue **kvp = calloc(outs.n + 1, sizeof *kvp);
+    kiln_commands_t *cmds = kiln_jobctx_commands(job->jx);
+    size_t n_ann = kiln_commands_n_annotations(cmds);
+    Kiln__Annotation *an = calloc(n_ann + 1, sizeof *an);
+    Kiln__Annotation **anp = calloc(n_ann + 1, sizeof *anp);
+    if (kv && kvp && an && anp) {
+        for (size_t i = 0; i < outs.n; i++) {
+            kiln__key_value__init(&kv[i]);
+            kv[i].key = outs.keys[i];
+            kv[i].value = outs.values[i];
+            kvp[i] = &kv[i];
+        }
+        extra.outputs = kvp;
+        extra.n_outputs = outs.n;
+        for (size_t i = 0; i < n_ann; i++) {
+            const kiln_annotation_t *a = kiln_commands_annotation(cmds, i);
+            kiln__annotation__init(&an[i]);
+            an[i].level = (Kiln__AnnotationLevel)a->level;
+            an[i].message = a->message ? a->message : (char *)"";
+            an[i].title = a->title ? a->title : (char *)"";
+            an[i].file = a->file ? a->file : (char *)"";
+            an[i].line = a->line;
+            an[i].end_line = a->end_line;
+            an[i].col = a->col;
+            an[i].end_col = a->end_col;
+            anp[i] = &an[i];
+        }
+        extra.annotations = anp;
+        extra.n_annotations = n_ann;
+        size_t slen = 0;
+        const char *summary = kiln_jobctx_summary(job->jx, &slen);
+        extra.summary.data = (uint8_t *)summary;
+        extra.summary.len = slen;
+    }
+    s_add_result(self, job->a->job_key, job->a->token, outcome, job->started_ms, NULL, &extra);
+    free(kv);
+    free(kvp);
+    free(an);
+    free(anp);
+    kiln_kvlist_free(&outs);
     kiln_log_info("job %s attempt %u done", job->a->job_key, job->a->attempt);
     if (!self->cfg.keep_workspaces && kiln_workspace_remove(&job->ws) != 0)
         kiln_log_warn("%s", kiln_error_last());
@@ -661,6 +821,13 @@ static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
         kiln_log_error("job %s: %s", job->a->job_key, kiln_error_last());
         refused.message = (char *)kiln_error_last();
         s_send(self, &reply);
+        s_job_free(&job);
+        return;
+    }
+    if (kiln_jobctx_new(&job->jx, job->a, job->ws.ws, job->ws.tmp, self->name) != 0) {
+        refused.message = (char *)"worker out of memory";
+        s_send(self, &reply);
+        kiln_workspace_remove(&job->ws);
         s_job_free(&job);
         return;
     }
@@ -782,7 +949,7 @@ static void s_abandon_jobs(kiln_agent_t *self, Kiln__Outcome outcome, const char
         if (!job)
             continue;
         kiln_exec_destroy(&job->exec);
-        s_add_result(self, job->a->job_key, job->a->token, outcome, job->started_ms, why);
+        s_add_result(self, job->a->job_key, job->a->token, outcome, job->started_ms, why, NULL);
         if (!self->cfg.keep_workspaces)
             kiln_workspace_remove(&job->ws);
         s_job_free(&self->jobs[i]);
@@ -1038,6 +1205,8 @@ void kiln_agent_destroy(kiln_agent_t **self_p)
     kiln_agent_t *self = *self_p;
     for (int i = 0; i < self->cfg.slots && i < KILN_AGENT_MAX_SLOTS; i++)
         s_job_free(&self->jobs[i]);
+    for (size_t i = 0; i < self->n_results; i++)
+        free(self->results[i].packed);
     for (size_t i = 0; i < self->n_labels; i++)
         free(self->labels[i]);
     kiln_notice_destroy(&self->notice);

@@ -394,6 +394,9 @@ static void test_upgrade_from_schema_1(void **state)
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                  " name TEXT, file TEXT, yaml BLOB, state TEXT NOT NULL,"
+                                  " created_ms INTEGER NOT NULL, finished_ms INTEGER);"
                                   "CREATE TABLE jobs (run_id INTEGER NOT NULL, job_id TEXT NOT NULL,"
                                   " name TEXT, state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0,"
                                   " worker TEXT, started_ms INTEGER, finished_ms INTEGER,"

@@ -1,0 +1,102 @@
+/* expr.h: the GitHub Actions expression language (the text inside ${{ }}).
+ *
+ * Workflows put expressions in `if:` conditions and inside ${{ }} in almost
+ * any string (run scripts, env values, with: inputs, runs-on). Kiln has to
+ * give them the meaning GitHub gives them, or workflows written for GitHub
+ * would quietly do something else here: && and || return an operand, ==
+ * coerces types and ignores case, a missing property is null rather than an
+ * error, an if: without a status function means success() && (...).
+ *
+ * Values are jansson values (the contexts are JSON: github, env, matrix,
+ * needs, ...). Numbers are doubles as in GitHub; results come back as JSON
+ * integers when they are whole and exactly representable, reals otherwise.
+ *
+ * Every entry point is bounded: expression length (KILN_EXPR_MAX_LEN),
+ * nesting (KILN_EXPR_MAX_DEPTH), the size of built strings
+ * (KILN_EXPR_MAX_RESULT), and what hashFiles() may read. A malformed or
+ * failing expression is an error value ("column N: message"), never a crash.
+ * Columns are 1-based byte offsets.
+ *
+ * Thread rules: no global state besides libsodium's one-time init; calls on
+ * different envs may run concurrently; the env's contexts are only read.
+ */
+#ifndef KILN_EXPR_H
+#define KILN_EXPR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+typedef enum { KILN_EXPR_SUCCESS = 0, KILN_EXPR_FAILURE, KILN_EXPR_CANCELLED } kiln_expr_status_t;
+
+typedef struct {
+    json_t *contexts;          /* borrowed object: github, env, vars, job, jobs, steps, runner,
+                                  secrets, strategy, matrix, needs, inputs (absent -> null) */
+    kiln_expr_status_t status; /* what success()/failure()/cancelled() see */
+    const char *workspace;     /* root for hashFiles; NULL -> hashFiles is an error */
+} kiln_expr_env_t;
+
+#define KILN_EXPR_MAX_LEN (16 * 1024)      /* longer expression text -> error */
+#define KILN_EXPR_MAX_DEPTH 64             /* nesting of parens/calls/indexing/operators */
+#define KILN_EXPR_MAX_RESULT (1024 * 1024) /* format/join/toJSON/interpolation results, and
+                                              the length of a template text */
+#define KILN_EXPR_MAX_FILTER (1024 * 1024) /* elements an object filter (a.*.b) may yield */
+#define KILN_EXPR_HASH_MAX_FILES 100000    /* files hashFiles() may match */
+#define KILN_EXPR_HASH_MAX_VISIT 1000000   /* directory entries hashFiles() may look at */
+#define KILN_EXPR_HASH_MAX_BYTES (1024LL * 1024 * 1024) /* bytes hashFiles() may read */
+#define KILN_EXPR_HASH_MAX_DEPTH 128       /* directory levels hashFiles() descends */
+
+/* Evaluates one expression (the text inside ${{ }}, without the braces).
+ * env may be NULL (no contexts, status success, no workspace).
+ * Returns 0 and *out (a new reference), or KILN_EINVAL with err = "column N:
+ * message" (also stored with kiln_error_set); -1 when out of memory. err may
+ * be NULL when errlen is 0. */
+int kiln_expr_eval(const char *expr, const kiln_expr_env_t *env, json_t **out, char *err,
+                   size_t errlen);
+
+/* An if: condition. Accepts text with or without a surrounding ${{ }}; text
+ * that mixes ${{ }} with other characters is a string (GitHub's format()),
+ * truthy when not empty. Empty text means success(). When the expression calls
+ * none of success(), failure(), always(), cancelled(), it is evaluated as
+ * success() && (expr), as GitHub does: with a failed or cancelled status it is
+ * false without being evaluated. *out: its truthiness. Errors as for
+ * kiln_expr_eval, columns within cond. */
+int kiln_expr_condition(const char *cond, const kiln_expr_env_t *env, bool *out, char *err,
+                        size_t errlen);
+
+/* Replaces every ${{ expr }} in text with kiln_expr_string() of its value;
+ * text without any is copied. *out is malloc'd, the caller frees it. Errors
+ * name the column within text; an unclosed ${{ or an empty one is an error.
+ * The text and the output are bounded by KILN_EXPR_MAX_RESULT (an embedded
+ * NUL in a string value ends the C string). */
+int kiln_expr_interpolate(const char *text, const kiln_expr_env_t *env, char **out, char *err,
+                          size_t errlen);
+
+/* Syntax-only check of an expression / of every ${{ }} in a template (for
+ * `kiln lint`): 0, or KILN_EINVAL with *col (1-based within the given text)
+ * and the message in err (without the "column N: " prefix, which the caller
+ * formats with its own file and line). Also checks function names and arity,
+ * and that context names are known. col and err may be NULL/0. */
+int kiln_expr_check(const char *expr, int *col, char *err, size_t errlen);
+int kiln_expr_check_template(const char *text, int *col, char *err, size_t errlen);
+
+/* GitHub's conversion to string, malloc'd: null -> "", true/false, numbers
+ * integers without ".0" otherwise the shortest form that reads back the same
+ * (JavaScript's Number#toString: 0.5, 1e+21, 1e-7), strings as they are,
+ * objects/arrays -> their JSON as toJSON() prints it. NULL when out of memory
+ * or when the JSON of an object/array would exceed KILN_EXPR_MAX_RESULT. */
+char *kiln_expr_string(const json_t *v);
+
+/* false, 0, -0, "", null (and a NULL pointer) are falsy; NaN is falsy;
+ * everything else, including every array and object, is truthy. */
+bool kiln_expr_truthy(const json_t *v);
+
+/* Whether expr (without braces) calls a status function; whether it refers to
+ * a context (e.g. "needs", "matrix", case-insensitive) anywhere - used to know
+ * when an expression can be evaluated. Both are false for text that does not
+ * parse (evaluating it reports the error). */
+bool kiln_expr_has_status_call(const char *expr);
+bool kiln_expr_refers_to(const char *expr, const char *context);
+
+#endif

@@ -1,0 +1,1070 @@
+/* commands.c: workflow commands in a step's output and the step files (see
+ * commands.h for the contract).
+ *
+ * Lines
+ *   Output arrives in arbitrary chunks. Bytes up to a newline collect in
+ *   self->part; a complete line is then either a workflow command (parsed as
+ *   GitHub's runner does: leading blanks skipped, "::", the name up to a
+ *   blank, properties up to the next "::", the message after it) or text.
+ *   self->part holds at most KILN_CMD_MAX_LINE bytes plus the longest mask
+ *   minus one. When a line outgrows that it stops being a candidate command
+ *   and is passed on in pieces ("long line" mode); each piece is masked up to
+ *   the point where every mask starting there can still be seen whole, and
+ *   the rest stays in part for the next piece.
+ *
+ * Masking
+ *   Every byte covered by an occurrence of any mask is hidden; overlapping or
+ *   nested occurrences merge into one run, shown as a single "***" (GitHub's
+ *   masker merges likewise), so no part of any secret survives. A first-byte
+ *   table skips positions no mask can start at. Masks never contain a
+ *   newline (a multi-line value is registered line by line), so a run never
+ *   crosses lines. In the rare case where a run reaches past what a piece
+ *   may emit (more than a whole piece of back-to-back secrets), the run is
+ *   emitted whole and the next longest-mask-minus-one bytes are masked
+ *   unconditionally (self->debt): over-masking is harmless, a leak is not.
+ *
+ * Files
+ *   Opened with O_NOFOLLOW|O_NONBLOCK and checked to be regular files before
+ *   reading, bounded by KILN_CMD_MAX_FILE; parsed in memory. A failing file
+ *   appends nothing (the pairs it added are taken back).
+ */
+#include "commands.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+
+/* The visible marker for ::group::NAME (U+25B8, as GitHub's log viewer draws it). */
+#define S_GROUP_MARK "\xe2\x96\xb8 "
+
+#define S_DISABLED_FMT                                                                             \
+    "The `%s` command is disabled. Please upgrade to using Environment Files or opt into "        \
+    "unsecure command execution by setting the `ACTIONS_ALLOW_UNSECURE_COMMANDS` environment "    \
+    "variable to `true`."
+
+/* A growing output buffer; NUL-terminated whenever len > 0 or data != NULL. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} s_text_t;
+
+struct kiln_commands {
+    char **masks;              /* KILN_CMD_MAX_MASKS slots */
+    size_t *mask_lens;
+    size_t n_masks;
+    size_t max_mask;           /* length of the longest mask, 0 with none */
+    bool first[UCHAR_MAX + 1]; /* first[c]: some mask starts with byte c */
+
+    kiln_annotation_t *anns;   /* KILN_CMD_MAX_ANNOTATIONS slots */
+    size_t n_anns;
+    size_t dropped_anns;
+
+    int group_depth;
+    char *stop_token;          /* non-NULL while commands are stopped */
+
+    char *part;                /* the current, incomplete line */
+    size_t part_len;
+    size_t part_cap;
+    bool long_line;            /* pieces of this line went out: it is text */
+    bool discard;              /* dropping the rest of an over-long ::add-mask:: line */
+    size_t debt;               /* leading bytes of part to mask unconditionally */
+};
+
+/* ---------------------------------------------------------------- output */
+
+static int s_text_add(s_text_t *t, const char *data, size_t len)
+{
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + len + 1)
+            cap *= 2;
+        char *grown = realloc(t->data, cap);
+        if (!grown)
+            return -1;
+        t->data = grown;
+        t->cap = cap;
+    }
+    if (len)
+        memcpy(t->data + t->len, data, len);
+    t->len += len;
+    t->data[t->len] = '\0';
+    return 0;
+}
+
+static int s_text_str(s_text_t *t, const char *s)
+{
+    return s_text_add(t, s, strlen(s));
+}
+
+/* --------------------------------------------------------------- masking */
+
+/* End (exclusive) of the longest mask occurrence starting at text[i] and
+ * lying wholly inside text[0..n), or 0 when none does. */
+static size_t s_match_end(const kiln_commands_t *self, const char *text, size_t n, size_t i)
+{
+    if (!self->first[(unsigned char)text[i]])
+        return 0;
+    size_t best = 0;
+    for (size_t k = 0; k < self->n_masks; k++) {
+        size_t mlen = self->mask_lens[k];
+        if (mlen <= n - i && i + mlen > best && memcmp(text + i, self->masks[k], mlen) == 0)
+            best = i + mlen;
+    }
+    return best;
+}
+
+/* Appends text[0..n) to t with every masked run replaced by KILN_CMD_MASK.
+ * debt: leading bytes to mask regardless (see the file comment).
+ * final: text ends here (a whole line), so every byte is consumed. Otherwise
+ * more of the line follows: scanning stops where a mask starting there might
+ * reach past n, and *consumed says how far it got; *debt_out receives the
+ * debt for what follows. Returns 0 or -1 (no memory). */
+static int s_mask_into(const kiln_commands_t *self, s_text_t *t, const char *text, size_t n,
+                       bool final, size_t debt, size_t *consumed, size_t *debt_out)
+{
+    size_t hold = (!final && self->max_mask) ? self->max_mask - 1 : 0;
+    size_t lim = n > hold ? n - hold : 0;
+    size_t i = 0, plain = 0;
+    if (debt_out)
+        *debt_out = 0;
+    while (i < lim) {
+        size_t end = s_match_end(self, text, n, i);
+        if (i == 0 && debt > end)
+            end = debt < n ? debt : n;
+        if (!end) {
+            i++;
+            continue;
+        }
+        /* Grow the run by every occurrence starting inside it. */
+        for (size_t j = i + 1; j < end; j++) {
+            size_t e = s_match_end(self, text, n, j);
+            if (e > end)
+                end = e;
+        }
+        if (!final && end > lim) {
+            /* An occurrence starting inside the run could reach past n. Keep
+             * the run for the next piece unless nothing would go out at all. */
+            if (i > 0)
+                break;
+            if (debt_out)
+                *debt_out = hold;
+        }
+        if (s_text_add(t, text + plain, i - plain) != 0 || s_text_str(t, KILN_CMD_MASK) != 0)
+            return -1;
+        i = plain = end;
+    }
+    if (final)
+        i = n;
+    if (s_text_add(t, text + plain, i > plain ? i - plain : 0) != 0)
+        return -1;
+    if (consumed)
+        *consumed = i;
+    return 0;
+}
+
+static int s_mask_all(const kiln_commands_t *self, s_text_t *t, const char *text, size_t n)
+{
+    return s_mask_into(self, t, text, n, true, 0, NULL, NULL);
+}
+
+/* malloc'd masked copy of text[0..n). */
+static char *s_masked(const kiln_commands_t *self, const char *text, size_t n)
+{
+    s_text_t t = {0};
+    if (s_mask_all(self, &t, text, n) != 0 || s_text_add(&t, "", 0) != 0) {
+        free(t.data);
+        return NULL;
+    }
+    return t.data;
+}
+
+static bool s_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+static bool s_has_mask(const kiln_commands_t *self, const char *value, size_t len)
+{
+    for (size_t k = 0; k < self->n_masks; k++)
+        if (self->mask_lens[k] == len && memcmp(self->masks[k], value, len) == 0)
+            return true;
+    return false;
+}
+
+/* Registers value[0..len) trimmed of blanks. Returns 1 when added or known,
+ * 0 when blank, -2 when the table is full, -1 when out of memory. */
+static int s_add_mask(kiln_commands_t *self, const char *value, size_t len)
+{
+    while (len && s_blank(value[0])) {
+        value++;
+        len--;
+    }
+    while (len && s_blank(value[len - 1]))
+        len--;
+    if (!len)
+        return 0;
+    if (s_has_mask(self, value, len))
+        return 1;
+    if (self->n_masks == KILN_CMD_MAX_MASKS)
+        return -2;
+    char *copy = strndup(value, len);
+    if (!copy)
+        return -1;
+    self->masks[self->n_masks] = copy;
+    self->mask_lens[self->n_masks] = len;
+    self->n_masks++;
+    self->first[(unsigned char)value[0]] = true;
+    if (len > self->max_mask)
+        self->max_mask = len;
+    return 1;
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+kiln_commands_t *kiln_commands_new(void)
+{
+    kiln_commands_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->masks = calloc(KILN_CMD_MAX_MASKS, sizeof *self->masks);
+    self->mask_lens = calloc(KILN_CMD_MAX_MASKS, sizeof *self->mask_lens);
+    self->anns = calloc(KILN_CMD_MAX_ANNOTATIONS, sizeof *self->anns);
+    if (!self->masks || !self->mask_lens || !self->anns)
+        kiln_commands_destroy(&self);
+    return self;
+}
+
+void kiln_commands_destroy(kiln_commands_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kiln_commands_t *self = *self_p;
+    if (self->masks)
+        for (size_t k = 0; k < self->n_masks; k++)
+            free(self->masks[k]);
+    free(self->masks);
+    free(self->mask_lens);
+    if (self->anns)
+        for (size_t i = 0; i < self->n_anns; i++) {
+            free(self->anns[i].message);
+            free(self->anns[i].title);
+            free(self->anns[i].file);
+        }
+    free(self->anns);
+    free(self->stop_token);
+    free(self->part);
+    free(self);
+    *self_p = NULL;
+}
+
+size_t kiln_commands_n_annotations(const kiln_commands_t *self)
+{
+    assert(self);
+    return self->n_anns;
+}
+
+const kiln_annotation_t *kiln_commands_annotation(const kiln_commands_t *self, size_t i)
+{
+    assert(self);
+    assert(i < self->n_anns);
+    return &self->anns[i];
+}
+
+size_t kiln_commands_dropped_annotations(const kiln_commands_t *self)
+{
+    assert(self);
+    return self->dropped_anns;
+}
+
+int kiln_commands_group_depth(const kiln_commands_t *self)
+{
+    assert(self);
+    return self->group_depth;
+}
+
+char *kiln_commands_mask(const kiln_commands_t *self, const char *text)
+{
+    assert(self);
+    assert(text);
+    return s_masked(self, text, strlen(text));
+}
+
+/* ------------------------------------------------------ command parsing */
+
+/* A workflow command as found in a line; pointers into the line. */
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *props; /* after the first blank of the command part */
+    size_t props_len;
+    const char *data;  /* the message, still escaped */
+    size_t data_len;
+} s_cmd_t;
+
+/* Splits "  ::name props::data" as GitHub's runner does (TryParseV2).
+ * Returns false when the line is not shaped as a command. */
+static bool s_parse(const char *line, size_t n, s_cmd_t *cmd)
+{
+    const char *p = line, *end = line + n;
+    while (p < end && s_blank(*p))
+        p++;
+    if (end - p < 2 || p[0] != ':' || p[1] != ':')
+        return false;
+    p += 2;
+    const char *sep = memmem(p, (size_t)(end - p), "::", 2);
+    if (!sep)
+        return false;
+    const char *space = memchr(p, ' ', (size_t)(sep - p));
+    cmd->name = p;
+    cmd->name_len = (size_t)((space ? space : sep) - p);
+    cmd->props = space ? space + 1 : sep;
+    cmd->props_len = (size_t)(sep - cmd->props);
+    cmd->data = sep + 2;
+    cmd->data_len = (size_t)(end - cmd->data);
+    return true;
+}
+
+static bool s_is(const s_cmd_t *cmd, const char *name)
+{
+    return cmd->name_len == strlen(name) && strncasecmp(cmd->name, name, cmd->name_len) == 0;
+}
+
+/* malloc'd unescaped copy of s[0..n): %25 %0D %0A, and with property=true
+ * also %3A %2C. Anything else stays as written. */
+static char *s_unescape(const char *s, size_t n, bool property)
+{
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && n - i >= 3) {
+            char a = s[i + 1], b = s[i + 2], c = 0;
+            if (b >= 'A' && b <= 'Z')
+                b = (char)(b - 'A' + 'a'); /* hex letters in either case */
+            if (a == '2' && b == '5')
+                c = '%';
+            else if (a == '0' && b == 'd')
+                c = '\r';
+            else if (a == '0' && b == 'a')
+                c = '\n';
+            else if (property && a == '3' && b == 'a')
+                c = ':';
+            else if (property && a == '2' && b == 'c')
+                c = ',';
+            if (c) {
+                out[o++] = c;
+                i += 2;
+                continue;
+            }
+        }
+        out[o++] = s[i];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Finds property key in "k=v,k=v" (names case-insensitive, the last one
+ * given wins, entries without '=' or with an empty side ignored, as GitHub).
+ * Returns the raw value span or NULL. */
+static const char *s_prop(const s_cmd_t *cmd, const char *key, size_t *len)
+{
+    const char *found = NULL;
+    const char *p = cmd->props, *end = cmd->props + cmd->props_len;
+    size_t klen = strlen(key);
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *item_end = comma ? comma : end;
+        const char *k = p;
+        while (k < item_end && s_blank(*k))
+            k++;
+        const char *eq = memchr(k, '=', (size_t)(item_end - k));
+        if (eq) {
+            const char *k_end = eq;
+            while (k_end > k && s_blank(k_end[-1]))
+                k_end--;
+            const char *v_end = item_end;
+            while (v_end > eq + 1 && s_blank(v_end[-1]))
+                v_end--;
+            if ((size_t)(k_end - k) == klen && strncasecmp(k, key, klen) == 0 && v_end > eq + 1) {
+                found = eq + 1;
+                *len = (size_t)(v_end - found);
+            }
+        }
+        p = comma ? comma + 1 : end;
+    }
+    return found;
+}
+
+/* Masked, unescaped property value, NULL when absent; *oom on failure. */
+static char *s_prop_str(const kiln_commands_t *self, const s_cmd_t *cmd, const char *key, bool *oom)
+{
+    size_t len = 0;
+    const char *raw = s_prop(cmd, key, &len);
+    if (!raw)
+        return NULL;
+    char *plain = s_unescape(raw, len, true);
+    char *masked = plain ? s_masked(self, plain, strlen(plain)) : NULL;
+    free(plain);
+    if (!masked)
+        *oom = true;
+    return masked;
+}
+
+/* A positive decimal property, 0 when absent or anything else. */
+static int s_prop_int(const s_cmd_t *cmd, const char *key)
+{
+    size_t len = 0;
+    const char *raw = s_prop(cmd, key, &len);
+    if (!raw || len == 0 || len > 9)
+        return 0;
+    int v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (raw[i] < '0' || raw[i] > '9')
+            return 0;
+        v = v * 10 + (raw[i] - '0');
+    }
+    return v;
+}
+
+/* Shows "Error: message" (masked) and records the annotation. message is
+ * already unescaped; props come from cmd (NULL for the runner's own). */
+static int s_annotate(kiln_commands_t *self, s_text_t *t, kiln_ann_level_t level, const char *message,
+                      const s_cmd_t *cmd)
+{
+    static const char *const labels[] = {"Error: ", "Warning: ", "Notice: "};
+    char *masked = s_masked(self, message, strlen(message));
+    if (!masked)
+        return -1;
+    int rc = -1;
+    if (s_text_str(t, labels[level]) != 0 || s_text_str(t, masked) != 0 || s_text_add(t, "\n", 1) != 0)
+        goto cleanup;
+    if (self->n_anns == KILN_CMD_MAX_ANNOTATIONS) {
+        self->dropped_anns++;
+        rc = 0;
+        goto cleanup;
+    }
+    kiln_annotation_t a = {.level = level, .message = masked};
+    bool oom = false;
+    if (cmd) {
+        a.title = s_prop_str(self, cmd, "title", &oom);
+        a.file = s_prop_str(self, cmd, "file", &oom);
+        a.line = s_prop_int(cmd, "line");
+        a.end_line = s_prop_int(cmd, "endLine");
+        a.col = s_prop_int(cmd, "col");
+        a.end_col = s_prop_int(cmd, "endColumn");
+    }
+    if (oom) {
+        free(a.title);
+        free(a.file);
+        goto cleanup;
+    }
+    self->anns[self->n_anns++] = a;
+    masked = NULL;
+    rc = 0;
+cleanup:
+    free(masked);
+    return rc;
+}
+
+/* ::add-mask::VALUE. The value never reaches t. */
+static int s_cmd_add_mask(kiln_commands_t *self, s_text_t *t, const char *value)
+{
+    bool any = false, full = false;
+    const char *p = value;
+    for (;;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        int r = s_add_mask(self, p, len);
+        if (r == -1)
+            return -1;
+        any = any || r != 0;
+        full = full || r == -2;
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    if (!any)
+        return s_text_str(t, "Warning: Can't add secret mask for empty string in ::add-mask:: command.\n");
+    if (s_text_str(t, "::add-mask::" KILN_CMD_MASK "\n") != 0)
+        return -1;
+    if (full) {
+        char warn[128];
+        snprintf(warn, sizeof warn, "Warning: too many masks in this job (at most %d); "
+                 "a value given to ::add-mask:: is not masked.\n", KILN_CMD_MAX_MASKS);
+        return s_text_str(t, warn);
+    }
+    return 0;
+}
+
+/* Acts on a command line. Returns 1 when handled (the line is consumed),
+ * 0 when the line is not a command Kiln knows (shown as text), -1 when out
+ * of memory. */
+static int s_command(kiln_commands_t *self, s_text_t *t, const s_cmd_t *cmd)
+{
+    static const struct {
+        const char *name;
+        kiln_ann_level_t level;
+    } issues[] = {{"error", KILN_ANN_ERROR}, {"warning", KILN_ANN_WARNING}, {"notice", KILN_ANN_NOTICE}};
+
+    int rc = -1;
+    char *data = s_unescape(cmd->data, cmd->data_len, false);
+    if (!data)
+        return -1;
+    for (size_t k = 0; k < sizeof issues / sizeof issues[0]; k++)
+        if (s_is(cmd, issues[k].name)) {
+            rc = s_annotate(self, t, issues[k].level, data, cmd) == 0 ? 1 : -1;
+            goto cleanup;
+        }
+    if (s_is(cmd, "group")) {
+        char *masked = s_masked(self, data, strlen(data));
+        if (!masked)
+            goto cleanup;
+        rc = (s_text_str(t, S_GROUP_MARK) == 0 && s_text_str(t, masked) == 0 && s_text_add(t, "\n", 1) == 0)
+                 ? 1
+                 : -1;
+        free(masked);
+        if (rc == 1 && self->group_depth < INT_MAX)
+            self->group_depth++;
+    } else if (s_is(cmd, "endgroup")) {
+        if (self->group_depth > 0)
+            self->group_depth--;
+        rc = 1;
+    } else if (s_is(cmd, "add-mask")) {
+        rc = s_cmd_add_mask(self, t, data) == 0 ? 1 : -1;
+    } else if (s_is(cmd, "stop-commands")) {
+        if (data[0] == '\0') {
+            static const char warn[] = "Warning: ::stop-commands:: needs a token; commands stay enabled.\n";
+            rc = s_text_str(t, warn) == 0 ? 1 : -1;
+        } else {
+            free(self->stop_token);
+            self->stop_token = data;
+            data = NULL;
+            rc = 1;
+        }
+    } else if (s_is(cmd, "debug") || s_is(cmd, "echo")) {
+        rc = 1;
+    } else if (s_is(cmd, "set-env") || s_is(cmd, "add-path")) {
+        char msg[512];
+        snprintf(msg, sizeof msg, S_DISABLED_FMT, s_is(cmd, "set-env") ? "set-env" : "add-path");
+        rc = s_annotate(self, t, KILN_ANN_ERROR, msg, NULL) == 0 ? 1 : -1;
+    } else {
+        rc = 0;
+    }
+cleanup:
+    free(data);
+    return rc;
+}
+
+/* ------------------------------------------------------------ the lines */
+
+static size_t s_hold(const kiln_commands_t *self)
+{
+    return self->max_mask ? self->max_mask - 1 : 0;
+}
+
+/* True when part (over KILN_CMD_MAX_LINE, so text) starts as an add-mask
+ * command: its value must not be shown even though it is not processed. */
+static bool s_oversized_mask(const kiln_commands_t *self)
+{
+    if (self->stop_token)
+        return false;
+    static const char prefix[] = "::add-mask::";
+    const char *p = self->part, *end = self->part + self->part_len;
+    while (p < end && s_blank(*p))
+        p++;
+    return (size_t)(end - p) >= sizeof prefix - 1 && strncasecmp(p, prefix, sizeof prefix - 1) == 0;
+}
+
+static int s_refuse_oversized_mask(kiln_commands_t *self, s_text_t *t)
+{
+    char warn[128];
+    snprintf(warn, sizeof warn, "Warning: ::add-mask:: line longer than %d bytes; the value is not masked.\n",
+             KILN_CMD_MAX_LINE);
+    self->part_len = 0;
+    return s_text_str(t, "::add-mask::" KILN_CMD_MASK "\n") == 0 ? s_text_str(t, warn) : -1;
+}
+
+/* part is full and the line goes on: send out a piece of it. */
+static int s_piece(kiln_commands_t *self, s_text_t *t)
+{
+    if (!self->long_line && s_oversized_mask(self)) {
+        self->discard = true;
+        return s_refuse_oversized_mask(self, t);
+    }
+    size_t consumed = 0, debt = 0;
+    if (s_mask_into(self, t, self->part, self->part_len, false, self->debt, &consumed, &debt) != 0)
+        return -1;
+    assert(consumed > 0);
+    memmove(self->part, self->part + consumed, self->part_len - consumed);
+    self->part_len -= consumed;
+    self->debt = debt;
+    self->long_line = true;
+    return 0;
+}
+
+/* part holds a whole line (has_nl: it ended with a newline, not at flush). */
+static int s_line(kiln_commands_t *self, s_text_t *t, bool has_nl)
+{
+    int rc = -1;
+    const char *line = self->part;
+    size_t n = self->part_len;
+    if (!self->long_line && n > KILN_CMD_MAX_LINE && s_oversized_mask(self)) {
+        rc = s_refuse_oversized_mask(self, t);
+        goto cleanup;
+    }
+    if (!self->long_line && n <= KILN_CMD_MAX_LINE) {
+        size_t cn = (n && line[n - 1] == '\r') ? n - 1 : n;
+        s_cmd_t cmd;
+        if (s_parse(line, cn, &cmd)) {
+            if (self->stop_token) {
+                if (cmd.name_len == strlen(self->stop_token) &&
+                    strncasecmp(cmd.name, self->stop_token, cmd.name_len) == 0) {
+                    free(self->stop_token);
+                    self->stop_token = NULL;
+                    rc = 0;
+                    goto cleanup;
+                }
+            } else {
+                int handled = s_command(self, t, &cmd);
+                if (handled != 0) {
+                    rc = handled == 1 ? 0 : -1;
+                    goto cleanup;
+                }
+            }
+        }
+    }
+    if (s_mask_into(self, t, line, n, true, self->debt, NULL, NULL) != 0 ||
+        (has_nl && s_text_add(t, "\n", 1) != 0))
+        goto cleanup;
+    rc = 0;
+cleanup:
+    self->part_len = 0;
+    self->long_line = false;
+    self->debt = 0;
+    return rc;
+}
+
+static int s_part_add(kiln_commands_t *self, const char *data, size_t len)
+{
+    if (self->part_len + len + 1 > self->part_cap) {
+        size_t cap = self->part_cap ? self->part_cap : 1024;
+        while (cap < self->part_len + len + 1)
+            cap *= 2;
+        char *grown = realloc(self->part, cap);
+        if (!grown)
+            return -1;
+        self->part = grown;
+        self->part_cap = cap;
+    }
+    memcpy(self->part + self->part_len, data, len);
+    self->part_len += len;
+    self->part[self->part_len] = '\0';
+    return 0;
+}
+
+int kiln_commands_filter(kiln_commands_t *self, const char *data, size_t len, bool flush, char **out,
+                         size_t *out_len)
+{
+    assert(self);
+    assert(data || len == 0);
+    assert(out && out_len);
+    int rc = -1;
+    s_text_t t = {0};
+    size_t i = 0;
+    *out = NULL;
+    *out_len = 0;
+    while (i < len) {
+        const char *nl = memchr(data + i, '\n', len - i);
+        size_t take = nl ? (size_t)(nl - (data + i)) : len - i;
+        if (self->discard) {
+            i += take + (nl ? 1 : 0);
+            self->discard = !nl;
+            continue;
+        }
+        size_t limit = KILN_CMD_MAX_LINE + s_hold(self);
+        size_t room = limit - self->part_len;
+        if (take > room) {
+            if (s_part_add(self, data + i, room) != 0 || s_piece(self, &t) != 0)
+                goto cleanup;
+            i += room;
+            continue;
+        }
+        if (s_part_add(self, data + i, take) != 0)
+            goto cleanup;
+        i += take;
+        if (nl) {
+            if (s_line(self, &t, true) != 0)
+                goto cleanup;
+            i++;
+        }
+    }
+    if (flush) {
+        if ((self->part_len > 0 || self->long_line) && s_line(self, &t, false) != 0)
+            goto cleanup;
+        self->discard = false;
+    }
+    if (s_text_add(&t, "", 0) != 0)
+        goto cleanup;
+    *out = t.data;
+    *out_len = t.len;
+    t.data = NULL;
+    rc = 0;
+cleanup:
+    free(t.data);
+    return rc;
+}
+
+/* ------------------------------------------------------------ the files */
+
+static void s_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void s_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kiln_error_vset(fmt, ap);
+    va_end(ap);
+    if (err && errlen)
+        snprintf(err, errlen, "%s", kiln_error_last());
+}
+
+static int s_oom(const char *path, char *err, size_t errlen)
+{
+    s_fail(err, errlen, "%s: out of memory", path);
+    return -1;
+}
+
+/* Reads the regular file at path, at most KILN_CMD_MAX_FILE bytes, into a
+ * malloc'd NUL-terminated buffer. A missing file reads as empty. */
+static int s_read(const char *path, char **out, size_t *len, char *err, size_t errlen)
+{
+    int rc = -1;
+    char *buf = NULL;
+    size_t n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (fd == -1 && errno != ENOENT) {
+        int saved = errno;
+        if (saved == ELOOP)
+            s_fail(err, errlen, "%s: is a symbolic link; refusing to follow it", path);
+        else
+            s_fail(err, errlen, "%s: cannot open: %s", path, strerror(saved));
+        goto cleanup;
+    }
+    off_t st_size = 0;
+    if (fd != -1) {
+        struct stat st;
+        if (fstat(fd, &st) == -1) {
+            s_fail(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+            goto cleanup;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            s_fail(err, errlen, "%s: not a regular file", path);
+            goto cleanup;
+        }
+        if (st.st_size > KILN_CMD_MAX_FILE) {
+            s_fail(err, errlen, "%s: %lld bytes, more than the %d allowed", path, (long long)st.st_size,
+                   KILN_CMD_MAX_FILE);
+            rc = KILN_ETOOBIG;
+            goto cleanup;
+        }
+        st_size = st.st_size;
+    }
+    /* Sized by fstat, grown up to one byte more than allowed to notice a
+     * file that grew since; one byte more for the NUL. */
+    size_t cap = (fd == -1 ? 0 : (size_t)st_size) + 2;
+    buf = malloc(cap);
+    if (!buf) {
+        rc = s_oom(path, err, errlen);
+        goto cleanup;
+    }
+    while (fd != -1) {
+        if (n == cap - 1) {
+            if (n > KILN_CMD_MAX_FILE)
+                break;
+            size_t ncap = cap * 2 < KILN_CMD_MAX_FILE + 2 ? cap * 2 : KILN_CMD_MAX_FILE + 2;
+            char *grown = realloc(buf, ncap);
+            if (!grown) {
+                rc = s_oom(path, err, errlen);
+                goto cleanup;
+            }
+            buf = grown;
+            cap = ncap;
+        }
+        ssize_t got = read(fd, buf + n, cap - 1 - n);
+        if (got == -1 && errno == EINTR)
+            continue;
+        if (got == -1) {
+            s_fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+            goto cleanup;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    if (n > KILN_CMD_MAX_FILE) {
+        s_fail(err, errlen, "%s: more than the %d bytes allowed", path, KILN_CMD_MAX_FILE);
+        rc = KILN_ETOOBIG;
+        goto cleanup;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    buf = NULL;
+    rc = 0;
+cleanup:
+    if (fd != -1)
+        close(fd);
+    free(buf);
+    return rc;
+}
+
+/* The next line of text[0..len) from *pos: [*start, *end) without its
+ * "\n" or "\r\n". Returns false at the end of the text. */
+static bool s_next_line(const char *text, size_t len, size_t *pos, const char **start, size_t *n)
+{
+    if (*pos >= len)
+        return false;
+    const char *s = text + *pos;
+    const char *nl = memchr(s, '\n', len - *pos);
+    size_t l = nl ? (size_t)(nl - s) : len - *pos;
+    *pos += l + (nl ? 1 : 0);
+    if (l && s[l - 1] == '\r')
+        l--;
+    *start = s;
+    *n = l;
+    return true;
+}
+
+void kiln_kvlist_free(kiln_kvlist_t *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->keys[i]);
+        free(l->values[i]);
+    }
+    free(l->keys);
+    free(l->values);
+    l->keys = NULL;
+    l->values = NULL;
+    l->n = 0;
+}
+
+const char *kiln_kvlist_get(const kiln_kvlist_t *l, const char *key)
+{
+    assert(l);
+    assert(key);
+    for (size_t i = l->n; i > 0; i--)
+        if (strcmp(l->keys[i - 1], key) == 0)
+            return l->values[i - 1];
+    return NULL;
+}
+
+/* Appends a pair; takes ownership of key and value (freed on failure). */
+static int s_kv_push(kiln_kvlist_t *l, char *key, char *value)
+{
+    if (!key || !value)
+        goto fail;
+    char **keys = realloc(l->keys, (l->n + 1) * sizeof *keys);
+    if (!keys)
+        goto fail;
+    l->keys = keys;
+    char **values = realloc(l->values, (l->n + 1) * sizeof *values);
+    if (!values)
+        goto fail;
+    l->values = values;
+    l->keys[l->n] = key;
+    l->values[l->n] = value;
+    l->n++;
+    return 0;
+fail:
+    free(key);
+    free(value);
+    return -1;
+}
+
+/* Takes back the pairs appended after the first `keep`. */
+static void s_kv_truncate(kiln_kvlist_t *l, size_t keep)
+{
+    while (l->n > keep) {
+        l->n--;
+        free(l->keys[l->n]);
+        free(l->values[l->n]);
+    }
+}
+
+/* Parses GitHub's name=value / name<<DELIMITER format into out. */
+static int s_parse_kv(const char *path, const char *text, size_t len, kiln_kvlist_t *out,
+                      size_t *n_refused, char *err, size_t errlen)
+{
+    size_t pos = 0, lineno = 0;
+    const char *s;
+    size_t n;
+    while (s_next_line(text, len, &pos, &s, &n)) {
+        lineno++;
+        if (n == 0)
+            continue;
+        const char *eq = memchr(s, '=', n);
+        const char *heredoc = memmem(s, n, "<<", 2);
+        const char *name = s;
+        size_t name_len;
+        char *value = NULL;
+        if (eq && (!heredoc || eq < heredoc)) {
+            name_len = (size_t)(eq - s);
+            if (name_len == 0) {
+                s_fail(err, errlen, "%s:%zu: empty name before '='", path, lineno);
+                return KILN_EINVAL;
+            }
+            value = strndup(eq + 1, n - name_len - 1);
+        } else if (heredoc) {
+            name_len = (size_t)(heredoc - s);
+            const char *delim = heredoc + 2;
+            size_t delim_len = n - name_len - 2;
+            if (name_len == 0 || delim_len == 0) {
+                s_fail(err, errlen, "%s:%zu: empty %s in 'name<<DELIMITER'", path, lineno,
+                       name_len ? "delimiter" : "name");
+                return KILN_EINVAL;
+            }
+            size_t opened = lineno;
+            s_text_t v = {0};
+            bool closed = false, first = true;
+            const char *vs;
+            size_t vn;
+            while (s_next_line(text, len, &pos, &vs, &vn)) {
+                lineno++;
+                if (vn == delim_len && memcmp(vs, delim, vn) == 0) {
+                    closed = true;
+                    break;
+                }
+                if ((!first && s_text_add(&v, "\n", 1) != 0) || s_text_add(&v, vs, vn) != 0) {
+                    free(v.data);
+                    return s_oom(path, err, errlen);
+                }
+                first = false;
+            }
+            if (!closed) {
+                free(v.data);
+                s_fail(err, errlen, "%s:%zu: no closing delimiter '%.*s' for '%.*s'", path, opened,
+                       (int)(delim_len > 64 ? 64 : delim_len), delim, (int)(name_len > 64 ? 64 : name_len),
+                       name);
+                return KILN_EINVAL;
+            }
+            value = v.data ? v.data : strdup("");
+        } else {
+            s_fail(err, errlen, "%s:%zu: expected 'name=value' or 'name<<DELIMITER'", path, lineno);
+            return KILN_EINVAL;
+        }
+        /* By construction a name cannot hold '='; checked anyway, as the
+         * contract promises it. */
+        if (memchr(name, '=', name_len)) {
+            free(value);
+            s_fail(err, errlen, "%s:%zu: invalid name (contains '=')", path, lineno);
+            return KILN_EINVAL;
+        }
+        static const char node_options[] = "NODE_OPTIONS";
+        if (n_refused && name_len == sizeof node_options - 1 &&
+            strncasecmp(name, node_options, name_len) == 0) {
+            free(value);
+            (*n_refused)++;
+            continue;
+        }
+        if (s_kv_push(out, strndup(name, name_len), value) != 0)
+            return s_oom(path, err, errlen);
+    }
+    return 0;
+}
+
+static int s_read_kv(const char *path, kiln_kvlist_t *out, size_t *n_refused, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0, keep = out->n;
+    int rc = s_read(path, &text, &len, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (memchr(text, '\0', len)) {
+        size_t lineno = 1;
+        for (const char *p = text; *p; p++)
+            lineno += *p == '\n';
+        s_fail(err, errlen, "%s:%zu: NUL byte", path, lineno);
+        rc = KILN_EINVAL;
+    } else {
+        rc = s_parse_kv(path, text, len, out, n_refused, err, errlen);
+    }
+    if (rc != 0)
+        s_kv_truncate(out, keep);
+    free(text);
+    return rc;
+}
+
+int kiln_commands_read_kv_file(const char *path, kiln_kvlist_t *out, char *err, size_t errlen)
+{
+    assert(path && out);
+    return s_read_kv(path, out, NULL, err, errlen);
+}
+
+int kiln_commands_read_env_file(const char *path, kiln_kvlist_t *out, size_t *n_refused, char *err,
+                                size_t errlen)
+{
+    assert(path && out);
+    size_t refused = 0;
+    int rc = s_read_kv(path, out, &refused, err, errlen);
+    if (n_refused)
+        *n_refused = rc == 0 ? refused : 0;
+    return rc;
+}
+
+int kiln_commands_read_path_file(const char *path, kiln_kvlist_t *paths, char *err, size_t errlen)
+{
+    assert(path && paths);
+    char *text = NULL;
+    size_t len = 0, keep = paths->n, pos = 0, lineno = 0;
+    const char *s;
+    size_t n;
+    int rc = s_read(path, &text, &len, err, errlen);
+    if (rc != 0)
+        return rc;
+    while (s_next_line(text, len, &pos, &s, &n)) {
+        lineno++;
+        if (n == 0)
+            continue;
+        if (memchr(s, '\0', n)) {
+            s_fail(err, errlen, "%s:%zu: NUL byte", path, lineno);
+            rc = KILN_EINVAL;
+            break;
+        }
+        if (s_kv_push(paths, strndup(s, n), strndup(s, n)) != 0) {
+            rc = s_oom(path, err, errlen);
+            break;
+        }
+    }
+    if (rc != 0)
+        s_kv_truncate(paths, keep);
+    free(text);
+    return rc;
+}
+
+int kiln_commands_read_summary(const char *path, char **out, size_t *len, char *err, size_t errlen)
+{
+    assert(path && out && len);
+    char *text = NULL;
+    size_t n = 0;
+    int rc = s_read(path, &text, &n, err, errlen);
+    if (rc != 0)
+        return rc;
+    *out = text;
+    *len = n;
+    return 0;
+}

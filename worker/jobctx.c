@@ -1,0 +1,282 @@
+/* jobctx.c: a job's expression state on the worker (see jobctx.h). */
+#include "jobctx.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+
+struct kiln_jobctx {
+    const Kiln__JobAssign *a;
+    json_t *contexts;          /* what the coordinator sent, plus runner, env, steps */
+    kiln_expr_status_t status;
+    char workspace[1024];
+    char temp[1024];
+    kiln_kvlist_t env_added;   /* from $GITHUB_ENV, job-wide from the next step on */
+    kiln_kvlist_t paths;       /* from $GITHUB_PATH */
+    kiln_commands_t *commands;
+    char *summary;
+    size_t summary_len;
+    char files[4][1100];       /* this step's command files */
+};
+
+static void s_kv_add(kiln_kvlist_t *l, const char *k, const char *v)
+{
+    char **keys = realloc(l->keys, (l->n + 1) * sizeof *keys);
+    if (!keys)
+        return;
+    l->keys = keys;
+    char **values = realloc(l->values, (l->n + 1) * sizeof *values);
+    if (!values)
+        return;
+    l->values = values;
+    l->keys[l->n] = strdup(k);
+    l->values[l->n] = strdup(v);
+    if (l->keys[l->n] && l->values[l->n])
+        l->n++;
+}
+
+int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const char *workspace,
+                    const char *temp, const char *worker)
+{
+    kiln_jobctx_t *self = calloc(1, sizeof *self);
+    json_error_t jerr;
+    *out = NULL;
+    if (!self)
+        goto oom;
+    self->a = a;
+    snprintf(self->workspace, sizeof self->workspace, "%s", workspace);
+    snprintf(self->temp, sizeof self->temp, "%s", temp);
+    self->contexts = a->contexts.len
+                         ? json_loadb((const char *)a->contexts.data, a->contexts.len, 0, &jerr)
+                         : json_object();
+    if (!json_is_object(self->contexts)) {
+        json_decref(self->contexts);
+        self->contexts = json_object();
+    }
+    if (!(self->commands = kiln_commands_new()) || !(self->summary = strdup("")))
+        goto oom;
+    struct utsname u;
+    const char *arch = uname(&u) == 0 && strcmp(u.machine, "aarch64") == 0 ? "ARM64" : "X64";
+    json_object_set_new(self->contexts, "runner",
+                        json_pack("{s:s, s:s, s:s, s:s}", "os", "Linux", "arch", arch, "name",
+                                  worker, "temp", temp));
+    json_object_set_new(self->contexts, "steps", json_object());
+    json_t *gh = json_object_get(self->contexts, "github");
+    if (json_is_object(gh))
+        json_object_set_new(gh, "workspace", json_string(workspace));
+    /* env: the workflow's and job's, evaluated once, in order. */
+    json_t *env = json_object();
+    for (size_t i = 0; i < a->n_env; i++) {
+        char *v = NULL, err[256];
+        kiln_expr_env_t e = {self->contexts, KILN_EXPR_SUCCESS, self->workspace};
+        if (kiln_expr_interpolate(a->env[i]->value, &e, &v, err, sizeof err) != 0)
+            v = strdup(a->env[i]->value);
+        json_object_set_new(env, a->env[i]->key, json_string(v ? v : ""));
+        free(v);
+    }
+    json_object_set_new(self->contexts, "env", env);
+    *out = self;
+    return 0;
+oom:
+    kiln_jobctx_destroy(&self);
+    kiln_error_set("worker: out of memory");
+    return -1;
+}
+
+void kiln_jobctx_destroy(kiln_jobctx_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kiln_jobctx_t *self = *self_p;
+    json_decref(self->contexts);
+    kiln_kvlist_free(&self->env_added);
+    kiln_kvlist_free(&self->paths);
+    kiln_commands_destroy(&self->commands);
+    free(self->summary);
+    free(self);
+    *self_p = NULL;
+}
+
+void kiln_jobctx_set_status(kiln_jobctx_t *self, kiln_expr_status_t status)
+{
+    self->status = status;
+    json_t *job = json_object_get(self->contexts, "job");
+    if (!json_is_object(job)) {
+        job = json_object();
+        json_object_set_new(self->contexts, "job", job);
+    }
+    json_object_set_new(job, "status",
+                        json_string(status == KILN_EXPR_SUCCESS   ? "success"
+                                    : status == KILN_EXPR_FAILURE ? "failure"
+                                                                  : "cancelled"));
+}
+
+static kiln_expr_env_t s_env(kiln_jobctx_t *self)
+{
+    kiln_expr_env_t e = {self->contexts, self->status, self->workspace};
+    return e;
+}
+
+int kiln_jobctx_step_condition(kiln_jobctx_t *self, const Kiln__StepSpec *st, bool *run,
+                               char *err, size_t errlen)
+{
+    kiln_expr_env_t e = s_env(self);
+    const char *cond = st->if_expr && st->if_expr[0] ? st->if_expr : "success()";
+    return kiln_expr_condition(cond, &e, run, err, errlen);
+}
+
+int kiln_jobctx_interpolate(kiln_jobctx_t *self, const char *text, char **out, char *err,
+                            size_t errlen)
+{
+    kiln_expr_env_t e = s_env(self);
+    if (!strstr(text, "${{")) {
+        *out = strdup(text);
+        return *out ? 0 : -1;
+    }
+    return kiln_expr_interpolate(text, &e, out, err, errlen);
+}
+
+int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
+                         kiln_kvlist_t *out, char *err, size_t errlen)
+{
+    const char *names[4] = {"GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STEP_SUMMARY"};
+    const char *files[4] = {"set_output", "set_env", "add_path", "step_summary"};
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(self->contexts, "env"), key, v)
+        s_kv_add(out, key, json_string_value(v));
+    for (size_t i = 0; i < self->env_added.n; i++)
+        s_kv_add(out, self->env_added.keys[i], self->env_added.values[i]);
+    /* Step env: evaluated with the steps so far; it is the env context of
+     * this step too. */
+    json_t *step_env = json_deep_copy(json_object_get(self->contexts, "env"));
+    for (size_t i = 0; i < self->env_added.n; i++)
+        json_object_set_new(step_env, self->env_added.keys[i],
+                            json_string(self->env_added.values[i]));
+    for (size_t i = 0; i < st->n_env; i++) {
+        char *val = NULL;
+        if (kiln_jobctx_interpolate(self, st->env[i]->value, &val, err, errlen) != 0) {
+            json_decref(step_env);
+            return KILN_EINVAL;
+        }
+        s_kv_add(out, st->env[i]->key, val);
+        json_object_set_new(step_env, st->env[i]->key, json_string(val));
+        free(val);
+    }
+    json_object_set_new(self->contexts, "env", step_env);
+    if (self->paths.n) {
+        /* Later additions first, then the worker's own PATH. */
+        size_t cap = 64;
+        for (size_t i = 0; i < self->paths.n; i++)
+            cap += strlen(self->paths.values[i]) + 1;
+        const char *base = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
+        cap += strlen(base);
+        char *path = malloc(cap);
+        if (path) {
+            size_t o = 0;
+            for (size_t i = self->paths.n; i-- > 0;)
+                o += (size_t)snprintf(path + o, cap - o, "%s:", self->paths.values[i]);
+            snprintf(path + o, cap - o, "%s", base);
+            s_kv_add(out, "PATH", path);
+            free(path);
+        }
+    }
+    for (int f = 0; f < 4; f++) {
+        snprintf(self->files[f], sizeof self->files[f], "%s/%s_%zu", self->temp, files[f], index);
+        FILE *fp = fopen(self->files[f], "we");
+        if (fp)
+            fclose(fp);
+        s_kv_add(out, names[f], self->files[f]);
+    }
+    return 0;
+}
+
+int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
+                          const char *outcome, const char *conclusion, char *err, size_t errlen)
+{
+    kiln_kvlist_t outputs = {0}, env = {0}, paths = {0};
+    char *summary = NULL;
+    size_t len = 0;
+    int rc = 0;
+    (void)index;
+    err[0] = '\0';
+    if (kiln_commands_read_kv_file(self->files[0], &outputs, err, errlen) != 0)
+        rc = KILN_EINVAL;
+    if (rc == 0 && kiln_commands_read_env_file(self->files[1], &env, NULL, err, errlen) != 0)
+        rc = KILN_EINVAL;
+    if (rc == 0 && kiln_commands_read_path_file(self->files[2], &paths, err, errlen) != 0)
+        rc = KILN_EINVAL;
+    if (rc == 0 && kiln_commands_read_summary(self->files[3], &summary, &len, err, errlen) != 0)
+        rc = KILN_EINVAL;
+    for (size_t i = 0; i < env.n; i++)
+        s_kv_add(&self->env_added, env.keys[i], env.values[i]);
+    for (size_t i = 0; i < paths.n; i++)
+        s_kv_add(&self->paths, paths.keys[i], paths.values[i]);
+    if (summary && len && self->summary_len + len + 1 <= KILN_JOBCTX_MAX_SUMMARY) {
+        char *masked = kiln_commands_mask(self->commands, summary);
+        const char *text = masked ? masked : summary;
+        size_t tl = strlen(text);
+        char *grown = realloc(self->summary, self->summary_len + tl + 2);
+        if (grown) {
+            self->summary = grown;
+            memcpy(self->summary + self->summary_len, text, tl);
+            self->summary_len += tl;
+            if (self->summary_len && self->summary[self->summary_len - 1] != '\n')
+                self->summary[self->summary_len++] = '\n';
+            self->summary[self->summary_len] = '\0';
+        }
+        free(masked);
+    }
+    if (st->id && st->id[0]) {
+        json_t *outs = json_object();
+        for (size_t i = 0; i < outputs.n; i++)
+            json_object_set_new(outs, outputs.keys[i], json_string(outputs.values[i]));
+        json_object_set_new(json_object_get(self->contexts, "steps"), st->id,
+                            json_pack("{s:s, s:s, s:o}", "outcome", outcome, "conclusion",
+                                      conclusion, "outputs", outs));
+    }
+    kiln_kvlist_free(&outputs);
+    kiln_kvlist_free(&env);
+    kiln_kvlist_free(&paths);
+    free(summary);
+    return rc;
+}
+
+int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kvlist_t *out, char *err, size_t errlen)
+{
+    json_t *spec = self->a->outputs.len ? json_loadb((const char *)self->a->outputs.data,
+                                                     self->a->outputs.len, 0, NULL)
+                                        : NULL;
+    const char *name;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach(spec, name, v) {
+        char *val = NULL;
+        const char *text = json_is_string(v) ? json_string_value(v) : "";
+        if (kiln_jobctx_interpolate(self, text, &val, err, errlen) != 0) {
+            rc = KILN_EINVAL;
+            break;
+        }
+        s_kv_add(out, name, val);
+        free(val);
+    }
+    json_decref(spec);
+    return rc;
+}
+
+kiln_commands_t *kiln_jobctx_commands(kiln_jobctx_t *self)
+{
+    return self->commands;
+}
+
+const char *kiln_jobctx_summary(const kiln_jobctx_t *self, size_t *len)
+{
+    *len = self->summary_len;
+    return self->summary;
+}

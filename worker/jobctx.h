@@ -1,0 +1,63 @@
+/* jobctx.h: a job's expression state on the worker.
+ *
+ * The coordinator sends each job the contexts its expressions see (github,
+ * inputs, vars, matrix, strategy, needs, ...). As the steps run, the worker
+ * adds to them what only it knows: runner, env, and steps.<id> (outcome,
+ * conclusion and the outputs a step wrote to $GITHUB_OUTPUT). This module
+ * keeps that state for one job: it decides whether a step runs (its if:,
+ * with the implicit success()), interpolates ${{ }} in what a step is given,
+ * builds each step's environment (job env, $GITHUB_ENV additions, step env,
+ * $GITHUB_PATH additions, the per-step command files), reads the command
+ * files after the step, collects the step summaries and finally evaluates
+ * the job's outputs.
+ */
+#ifndef KILN_JOBCTX_H
+#define KILN_JOBCTX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "commands.h"
+#include "expr.h"
+#include "kiln.pb-c.h"
+
+#define KILN_JOBCTX_MAX_SUMMARY (1024 * 1024)
+
+typedef struct kiln_jobctx kiln_jobctx_t;
+
+/* a: the assignment (borrowed; outlives the context). workspace, temp: the
+ * job's directories; worker: this worker's name. */
+int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const char *workspace,
+                    const char *temp, const char *worker);
+void kiln_jobctx_destroy(kiln_jobctx_t **self_p);
+
+/* The job's status as status functions see it. */
+void kiln_jobctx_set_status(kiln_jobctx_t *self, kiln_expr_status_t status);
+/* Whether step `st` runs: its if: (implicit success() without a status
+ * function). KILN_EINVAL with err on an expression error. */
+int kiln_jobctx_step_condition(kiln_jobctx_t *self, const Kiln__StepSpec *st, bool *run,
+                               char *err, size_t errlen);
+/* ${{ }} in text, with the contexts as they are now. *out malloc'd. */
+int kiln_jobctx_interpolate(kiln_jobctx_t *self, const char *text, char **out, char *err,
+                            size_t errlen);
+/* The environment step `index` adds to the worker's own, in order (later
+ * wins): standard variables are the caller's; this gives the job env,
+ * $GITHUB_ENV additions so far, the step env (all evaluated), PATH with
+ * $GITHUB_PATH additions first, and GITHUB_OUTPUT, GITHUB_ENV, GITHUB_PATH,
+ * GITHUB_STEP_SUMMARY pointing at fresh files for this step. */
+int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
+                         kiln_kvlist_t *out, char *err, size_t errlen);
+/* After step `index`: reads its command files and records steps.<id>.
+ * outcome/conclusion: "success", "failure", "cancelled", "skipped". Problems
+ * with the files are reported in err and returned as KILN_EINVAL; the step's
+ * record is kept regardless. */
+int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
+                          const char *outcome, const char *conclusion, char *err, size_t errlen);
+/* The job's outputs, evaluated. */
+int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kvlist_t *out, char *err, size_t errlen);
+/* The output filter (masks, annotations) of this job. Borrowed. */
+kiln_commands_t *kiln_jobctx_commands(kiln_jobctx_t *self);
+/* The steps' summaries joined, masked. Borrowed; "" if none. */
+const char *kiln_jobctx_summary(const kiln_jobctx_t *self, size_t *len);
+
+#endif
