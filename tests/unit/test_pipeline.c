@@ -979,6 +979,67 @@ static void test_kiln_extension(void **state)
     s_done(&r);
 }
 
+/* Expressions are checked before anything runs: every bad one is
+ * reported, at the line of its job or step, naming the field and column. */
+static void test_expression_errors(void **state)
+{
+    (void)state;
+    result_t r;
+    s_parse_str(&r, "on: push\n"                                   /* 1 */
+                    "jobs:\n"                                       /* 2 */
+                    "  build:\n"                                    /* 3 */
+                    "    runs-on: self-hosted\n"                    /* 4 */
+                    "    if: github.ref == 'main' &&\n"            /* 5 */
+                    "    steps:\n"                                  /* 6 */
+                    "      - run: echo ${{ contain('a', 'b') }}\n"  /* 7 */
+                    "      - name: fine\n"                          /* 8 */
+                    "        run: echo ${{ matrix.os }}\n"          /* 9 */
+                    "      - run: echo ${{ foo.bar }}\n"            /* 10 */
+                    "        if: ${{ always() }}\n");               /* 11 */
+    assert_int_equal(r.rc, KILN_EINVAL);
+    assert_int_equal(r.diags.n_errors, 3);
+    assert_int_equal(r.diags.items[0].line, 3);
+    assert_non_null(strstr(r.diags.items[0].message, "job 'build': if: expression error"));
+    assert_int_equal(r.diags.items[1].line, 7);
+    assert_non_null(strstr(r.diags.items[1].message, "run: expression error"));
+    assert_non_null(strstr(r.diags.items[1].message, "contain"));
+    assert_int_equal(r.diags.items[2].line, 10);
+    assert_non_null(strstr(r.diags.items[2].message, "foo"));
+    s_done(&r);
+}
+
+/* A matrix that cannot expand is refused with its line. */
+static void test_matrix_errors(void **state)
+{
+    (void)state;
+    result_t r;
+    s_parse_str(&r, "on: push\n"
+                    "jobs:\n"
+                    "  build:\n"
+                    "    runs-on: self-hosted\n"
+                    "    strategy:\n"
+                    "      matrix:\n"
+                    "        os: []\n"
+                    "    steps:\n"
+                    "      - run: true\n"
+                    "  big:\n"
+                    "    runs-on: self-hosted\n"
+                    "    strategy:\n"
+                    "      matrix:\n"
+                    "        a: [1,2,3,4,5,6,7,8,9,10]\n"
+                    "        b: [1,2,3,4,5,6,7,8,9,10]\n"
+                    "        c: [1,2,3]\n"
+                    "    steps:\n"
+                    "      - run: true\n");
+    assert_int_equal(r.rc, KILN_EINVAL);
+    assert_int_equal(r.diags.n_errors, 2);
+    assert_int_equal(r.diags.items[0].line, 6);
+    assert_non_null(strstr(r.diags.items[0].message, "no combinations"));
+    assert_int_equal(r.diags.items[1].line, 13);
+    assert_non_null(strstr(r.diags.items[1].message, "300 combinations; the limit is 256"));
+    s_done(&r);
+}
+
 static void test_garbage_does_not_crash(void **state)
 {
     (void)state;
@@ -1003,6 +1064,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_model),
         cmocka_unit_test(test_kiln_extension),
+        cmocka_unit_test(test_expression_errors),
+        cmocka_unit_test(test_matrix_errors),
         cmocka_unit_test(test_topo_needs_before_file_order),
         cmocka_unit_test(test_default_name_is_base_name),
         cmocka_unit_test(test_unknown_keys_warn),

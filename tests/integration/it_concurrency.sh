@@ -1,0 +1,54 @@
+# Workflow-level concurrency, farm-wide: in a group one run runs and one
+# waits; a newer run supersedes the waiting one; another group is not
+# affected; with cancel-in-progress the running one is cancelled.
+source "$(dirname "$0")/lib.sh"
+start_farm 3
+LEDGER=$T/ledger
+cat >"$T/deploy.yml" <<YML
+name: deploy
+on:
+  workflow_dispatch:
+    inputs:
+      target: {type: string, default: prod}
+      tag: {type: string, default: x}
+concurrency:
+  group: deploy-\${{ inputs.target }}
+jobs:
+  ship:
+    runs-on: self-hosted
+    steps:
+      - run: |
+          echo "start \${{ inputs.tag }}" >> $LEDGER
+          sleep 1.5
+          echo "done \${{ inputs.tag }}" >> $LEDGER
+YML
+state() { "$KILN" status "$1" --json >"$T/s.json" && json_get "$T/s.json" '$.state'; }
+wait_state() {
+    for _ in $(seq 1 150); do [ "$(state "$1")" = "$2" ] && return 0; sleep 0.1; done
+    fail "run $1 is $(state "$1"), want $2"
+}
+a=$("$KILN" submit "$T/deploy.yml" --input tag=A)
+for _ in $(seq 1 100); do grep -q '^start A' "$LEDGER" 2>/dev/null && break; sleep 0.05; done
+b=$("$KILN" submit "$T/deploy.yml" --input tag=B)
+c=$("$KILN" submit "$T/deploy.yml" --input tag=C)
+d=$("$KILN" submit "$T/deploy.yml" --input tag=D --input target=staging)
+wait_state "$b" cancelled
+pass "B, waiting in the group, was superseded by C"
+for _ in $(seq 1 100); do grep -q '^start D' "$LEDGER" && break; sleep 0.05; done
+grep -q '^start D' "$LEDGER" || fail "D (another group) did not start"
+grep -q '^done A' "$LEDGER" && fail "D should have started while A still ran"
+pass "D, in another group, ran at once"
+wait_state "$a" success
+wait_state "$c" success
+grep -q '^start B' "$LEDGER" && fail "B ran"
+awk '/^done A/ {a=NR} /^start C/ {c=NR} END {exit !(a && c && a < c)}' "$LEDGER" ||
+    fail "C started before A finished: $(cat "$LEDGER")"
+pass "C started only after A finished"
+sed -i 's/^  group: deploy-\${{ inputs.target }}$/  group: fast-\${{ inputs.target }}\n  cancel-in-progress: true/' "$T/deploy.yml"
+e=$("$KILN" submit "$T/deploy.yml" --input tag=E)
+for _ in $(seq 1 100); do grep -q '^start E' "$LEDGER" && break; sleep 0.05; done
+f=$("$KILN" submit "$T/deploy.yml" --input tag=F)
+wait_state "$e" cancelled
+wait_state "$f" success
+grep -q '^done E' "$LEDGER" && fail "E finished despite cancel-in-progress"
+pass "cancel-in-progress: E was cancelled for F"
