@@ -1854,6 +1854,24 @@ static bool s_glob_match(const s_glob_t *g, const char *const *seg, const size_t
     return pi == g->n_seg;
 }
 
+/* Whether g might match something under the directory whose path has the
+ * segments seg[0..n): its segments up to the first "**" must match the
+ * directory's (conservative past that). Lets the walk skip node_modules
+ * when the patterns only name package-lock.json. */
+static bool s_glob_may_descend(const s_glob_t *g, const char *const *seg, const size_t *len,
+                               size_t n)
+{
+    if (g->dead || g->negate)
+        return false; /* only an including pattern can select a file */
+    for (size_t i = 0; i < n && i < g->n_seg; i++) {
+        if (s_is_globstar(g, i))
+            return true;
+        if (!s_glob_segment(g->seg[i], g->seglen[i], seg[i], len[i]))
+            return false;
+    }
+    return true;
+}
+
 /* Adds the pattern line p[0..n) (trimmed, not empty, not a comment).
  * Patterns are relative to the workspace; an absolute one must lie inside
  * it; "." and ".." are resolved, and a pattern that climbs out is dead. */
@@ -1947,14 +1965,13 @@ static int s_glob_add_all(s_hash_t *h, const char *p, size_t n, const char *ws)
     return 0;
 }
 
-/* Whether h->rel is selected: patterns in order, the last that matches
- * decides (a '!' pattern excludes what earlier ones included). */
-static bool s_hash_selected(const s_hash_t *h)
+#define S_REL_SEGS (KILN_EXPR_HASH_MAX_DEPTH + 2)
+
+/* Splits h->rel at '/' into at most S_REL_SEGS segments; returns how many. */
+static size_t s_hash_split(const s_hash_t *h, const char **seg, size_t *len)
 {
-    const char *seg[KILN_EXPR_HASH_MAX_DEPTH + 2];
-    size_t len[KILN_EXPR_HASH_MAX_DEPTH + 2], n = 0, i = 0;
-    bool in = false;
-    while (i < h->rel_len && n < sizeof seg / sizeof seg[0]) {
+    size_t n = 0, i = 0;
+    while (i < h->rel_len && n < S_REL_SEGS) {
         size_t start = i;
         while (i < h->rel_len && h->rel[i] != '/')
             i++;
@@ -1962,10 +1979,31 @@ static bool s_hash_selected(const s_hash_t *h)
         len[n++] = i - start;
         i++;
     }
+    return n;
+}
+
+/* Whether the file h->rel is selected: patterns in order, the last that
+ * matches decides (a '!' pattern excludes what earlier ones included). */
+static bool s_hash_selected(const s_hash_t *h)
+{
+    const char *seg[S_REL_SEGS];
+    size_t len[S_REL_SEGS], n = s_hash_split(h, seg, len);
+    bool in = false;
     for (size_t k = 0; k < h->n_globs; k++)
         if (h->globs[k].negate == in && s_glob_match(&h->globs[k], seg, len, n))
             in = !h->globs[k].negate;
     return in;
+}
+
+/* Whether the directory h->rel may hold a selected file. */
+static bool s_hash_worth_entering(const s_hash_t *h)
+{
+    const char *seg[S_REL_SEGS];
+    size_t len[S_REL_SEGS], n = s_hash_split(h, seg, len);
+    for (size_t k = 0; k < h->n_globs; k++)
+        if (s_glob_may_descend(&h->globs[k], seg, len, n))
+            return true;
+    return false;
 }
 
 /* Hashes the open file fd (closed here) as h->rel. */
@@ -2080,7 +2118,9 @@ static int s_hash_walk(s_hash_t *h, int dfd, int depth)
                 step = -1;
             }
         } else if (S_ISDIR(sb.st_mode)) {
-            if (depth + 1 >= KILN_EXPR_HASH_MAX_DEPTH) {
+            if (!s_hash_worth_entering(h)) {
+                /* no pattern can select anything below: not read at all */
+            } else if (depth + 1 >= KILN_EXPR_HASH_MAX_DEPTH) {
                 s_fail(h->err, h->col, "hashFiles: directories nested deeper than %d",
                        KILN_EXPR_HASH_MAX_DEPTH);
                 step = -1;

@@ -2,14 +2,21 @@
 # --data-dir alone. Submit, status, logs -f, history, workers and cancel all
 # work against it, and Ctrl-C stops every process of the farm.
 source "$(dirname "$0")/lib.sh"
-PORT=$(free_port)
 FARM=$T/farm
-"$KILN" up --data-dir "$FARM" --workers 2 --listen "tcp://127.0.0.1:$PORT" >"$T/up.out" 2>&1 &
-UP=$!
-PIDS+=($UP)
-for _ in $(seq 1 200); do
-    [ "$("$KILN" workers --data-dir "$FARM" --json 2>/dev/null | grep -c '"name"')" -ge 2 ] && break
-    sleep 0.05
+# A port taken meanwhile by a parallel test makes the coordinator (and so
+# kiln up) exit: try another.
+for try in 1 2 3 4 5; do
+    PORT=$(free_port)
+    "$KILN" up --data-dir "$FARM" --workers 2 --listen "tcp://127.0.0.1:$PORT" >"$T/up.out" 2>&1 &
+    UP=$!
+    PIDS+=($UP)
+    until=$((SECONDS + 20))
+    while [ $SECONDS -lt $until ] && kill -0 "$UP" 2>/dev/null; do
+        [ "$("$KILN" workers --data-dir "$FARM" --json 2>/dev/null | grep -c '"name"')" -ge 2 ] && break 2
+        sleep 0.05
+    done
+    kill -0 "$UP" 2>/dev/null && fail "kiln up did not bring 2 workers up in 20 s"
+    wait "$UP" 2>/dev/null || true
 done
 grep -q "tcp://127.0.0.1:$PORT" "$T/up.out" || fail "kiln up did not print its endpoint: $(cat "$T/up.out")"
 grep -q "$FARM/keys/server.pub" "$T/up.out" || fail "kiln up did not say where the server key is"
