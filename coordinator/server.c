@@ -91,6 +91,7 @@ struct s_job {
     bool log_truncated;
     bool in_ready;
     bool cancel_sent;
+    char group[128];                /* job-level concurrency group, "" for none */
     s_job_t *ready_prev, *ready_next;
 };
 
@@ -452,9 +453,21 @@ static void s_run_check_done(kiln_server_t *self, s_run_t *run)
 {
     if (!kiln_dag_done(run->dag))
         return;
-    const char *state = run->cancel_requested     ? "cancelled"
-                        : kiln_dag_failed(run->dag) ? "failure"
-                                                    : "success";
+    /* A run whose jobs only failed by being cancelled (by a user, a
+     * concurrency group or fail-fast alone) is cancelled, not failed. */
+    bool failed = false, cancelled = false;
+    for (size_t i = 0; i < run->wf->n_jobs; i++) {
+        kiln_job_state_t st = run->jobs[i].state;
+        if ((st == KILN_JOB_FAILURE || st == KILN_JOB_TIMED_OUT || st == KILN_JOB_INFRA_ERROR) &&
+            !run->wf->jobs[i].continue_on_error)
+            failed = true;
+        cancelled = cancelled || st == KILN_JOB_CANCELLED;
+    }
+    const char *state = run->cancel_requested       ? "cancelled"
+                        : failed                      ? "failure"
+                        : cancelled                   ? "cancelled"
+                        : kiln_dag_failed(run->dag)   ? "failure"
+                                                      : "success";
     int64_t now = kiln_clock_wall_ms();
     if (kiln_history_run_set_state(self->history, run->id, state, now) != 0)
         kiln_log_error("history: %s", kiln_error_last());
@@ -597,6 +610,16 @@ static int s_plan_run(kiln_server_t *self, s_run_t *run)
             free(spec->name);
             spec->name = text;
         }
+        if (spec->concurrency_group) {
+            if (kiln_expr_interpolate(spec->concurrency_group, &env, &text, err, sizeof err) !=
+                0) {
+                kiln_error_set("job '%s': concurrency: %s", spec->id, err);
+                json_decref(ctx);
+                return KILN_EINVAL;
+            }
+            snprintf(run->jobs[i].group, sizeof run->jobs[i].group, "%s", text);
+            free(text);
+        }
         for (size_t k = 0; k < spec->n_runs_on; k++) {
             if (!strstr(spec->runs_on[k], "${{"))
                 continue;
@@ -665,6 +688,64 @@ static bool s_job_condition(kiln_server_t *self, s_job_t *job)
     return true;
 }
 
+/* Job-level concurrency, farm-wide: a job entering its group supersedes
+ * the one waiting there, and with cancel-in-progress stops the one
+ * running. Dispatch holds a job while another of its group runs. */
+static void s_run_check_done(kiln_server_t *self, s_run_t *run);
+
+static void s_job_concurrency(kiln_server_t *self, s_job_t *job)
+{
+    bool cancel_running = job->run->wf->jobs[job->idx].cancel_in_progress;
+    int64_t now = kiln_clock_wall_ms();
+    int64_t touched[64];
+    size_t n_touched = 0;
+    for (size_t r = 0; r < self->n_runs; r++) {
+        s_run_t *run = self->runs[r];
+        for (size_t i = 0; i < run->wf->n_jobs; i++) {
+            s_job_t *o = &run->jobs[i];
+            if (o == job || strcmp(o->group, job->group) != 0)
+                continue;
+            if (o->state == KILN_JOB_READY && o->in_ready) {
+                s_ready_remove(self, o);
+                kiln_queue_drop(self->queue, o->key, o->labels, "cancelled");
+                kiln_log_info("job %s superseded in concurrency group '%s'", o->key, o->group);
+                s_job_final(self, o, KILN_JOB_CANCELLED, now);
+                if (run != job->run && n_touched < 64)
+                    touched[n_touched++] = run->id;
+            } else if (cancel_running && o->state == KILN_JOB_RUNNING && o->worker &&
+                       !o->cancel_sent) {
+                Kiln__Envelope env = KILN__ENVELOPE__INIT;
+                Kiln__CancelJob c = KILN__CANCEL_JOB__INIT;
+                c.job_key = o->key;
+                c.token = o->token;
+                env.body_case = KILN__ENVELOPE__BODY_CANCEL;
+                env.cancel = &c;
+                o->cancel_sent = true;
+                s_send(self, o->worker->identity, o->worker->id_len, &env);
+            }
+        }
+    }
+    /* Runs whose last job was just superseded are over. */
+    for (size_t k = 0; k < n_touched; k++) {
+        s_run_t *run = s_run_find(self, touched[k]);
+        if (run)
+            s_run_check_done(self, run);
+    }
+}
+
+static bool s_group_busy(kiln_server_t *self, const s_job_t *job)
+{
+    if (!job->group[0])
+        return false;
+    for (size_t r = 0; r < self->n_runs; r++)
+        for (size_t i = 0; i < self->runs[r]->wf->n_jobs; i++) {
+            const s_job_t *o = &self->runs[r]->jobs[i];
+            if (o != job && o->state == KILN_JOB_RUNNING && strcmp(o->group, job->group) == 0)
+                return true;
+        }
+    return false;
+}
+
 /* Jobs the DAG reports ready go onto Redis and the in-memory ready list. */
 static void s_enqueue_ready(kiln_server_t *self, s_run_t *run)
 {
@@ -676,6 +757,8 @@ static void s_enqueue_ready(kiln_server_t *self, s_run_t *run)
             s_job_t *job = &run->jobs[ready[i]];
             if (!s_job_condition(self, job))
                 continue;
+            if (job->group[0])
+                s_job_concurrency(self, job);
             int rc = kiln_queue_push(self->queue, job->key, job->labels, NULL, 0);
             if (rc == KILN_EINVAL) {
                 /* Already queued (a recovered run): nothing to write. */
@@ -922,7 +1005,9 @@ static void s_dispatch(kiln_server_t *self)
     s_job_t *job = self->ready_head;
     while (job) {
         s_job_t *next = job->ready_next;
-        s_worker_t *w = s_matrix_saturated(job) ? NULL : s_pick_worker(self, job);
+        s_worker_t *w = s_matrix_saturated(job) || s_group_busy(self, job)
+                            ? NULL
+                            : s_pick_worker(self, job);
         if (w) {
             s_assign_t a = s_assign(self, job, w);
             if (a == S_STOP)

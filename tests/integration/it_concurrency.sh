@@ -52,3 +52,39 @@ wait_state "$e" cancelled
 wait_state "$f" success
 grep -q '^done E' "$LEDGER" && fail "E finished despite cancel-in-progress"
 pass "cancel-in-progress: E was cancelled for F"
+
+# Job-level concurrency: jobs of different runs share a group; one runs,
+# a newer one supersedes the one waiting.
+cat >"$T/jobs.yml" <<YML
+name: jobgroup
+on:
+  workflow_dispatch:
+    inputs:
+      tag: {type: string, default: x}
+jobs:
+  build:
+    runs-on: self-hosted
+    steps:
+      - run: echo "build \${{ inputs.tag }}"
+  release:
+    needs: build
+    runs-on: self-hosted
+    concurrency: release-lock
+    steps:
+      - run: |
+          echo "start release \${{ inputs.tag }}" >> $LEDGER
+          sleep 1.5
+          echo "done release \${{ inputs.tag }}" >> $LEDGER
+YML
+p=$("$KILN" submit "$T/jobs.yml" --input tag=P)
+for _ in $(seq 1 100); do grep -q '^start release P' "$LEDGER" && break; sleep 0.05; done
+q=$("$KILN" submit "$T/jobs.yml" --input tag=Q)
+sleep 0.5
+r=$("$KILN" submit "$T/jobs.yml" --input tag=R)
+wait_state "$p" success
+wait_state "$q" cancelled
+wait_state "$r" success
+grep -q '^start release Q' "$LEDGER" && fail "Q's release ran"
+awk '/^done release P/ {a=NR} /^start release R/ {c=NR} END {exit !(a && c && a < c)}' "$LEDGER" ||
+    fail "R's release started while P's ran: $(cat "$LEDGER")"
+pass "job-level group: P's release ran, Q's was superseded by R's, R's waited for P's"
