@@ -3,6 +3,7 @@
  * function here; the pieces they share live in client.c (the connection),
  * farm.c (local farms) and follow.c (live output and summaries). */
 #include <errno.h>
+#include <limits.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -65,6 +66,77 @@ static int s_usage_error(const char *cmd, const char *usage, const kiln_opt_t *o
 /* Reads a workflow file and validates it the way the coordinator will,
  * printing every diagnostic. Returns 0, or KILN_EXIT_USAGE on errors.
  * *text gets the file's contents (caller frees). */
+/* The local composite actions of the workflow last read by s_validate:
+ * path -> action.yml text. The CLI handles one workflow at a time. */
+static json_t *s_actions;
+
+/* The repository a workflow belongs to: the nearest directory above the
+ * file holding .git or .github; else the current directory. Local actions
+ * (uses: ./path) are found from there, as GitHub does from the checkout. */
+static void s_repo_root(const char *workflow, char *out, size_t cap)
+{
+    char dir[PATH_MAX];
+    if (!realpath(workflow, dir)) {
+        snprintf(out, cap, ".");
+        return;
+    }
+    for (;;) {
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        const char *d = dir[0] ? dir : "/";
+        char probe[PATH_MAX + 16];
+        struct stat st;
+        snprintf(probe, sizeof probe, "%s/.git", d);
+        bool found = stat(probe, &st) == 0;
+        snprintf(probe, sizeof probe, "%s/.github", d);
+        found = found || (stat(probe, &st) == 0 && S_ISDIR(st.st_mode));
+        if (found) {
+            snprintf(out, cap, "%s", d);
+            return;
+        }
+        if (!dir[0])
+            break;
+    }
+    snprintf(out, cap, ".");
+}
+
+/* Reads the local actions a workflow uses, and those they use in turn. */
+static void s_gather_actions(const char *workflow, const char *text, size_t len)
+{
+    char root[PATH_MAX];
+    json_decref(s_actions);
+    s_actions = json_object();
+    json_t *queue = json_array();
+    s_repo_root(workflow, root, sizeof root);
+    kiln_pipeline_local_uses(text, len, queue);
+    for (size_t i = 0; i < json_array_size(queue) && i < KILN_WF_MAX_ACTIONS; i++) {
+        const char *path = json_string_value(json_array_get(queue, i));
+        if (json_object_get(s_actions, path))
+            continue;
+        static const char *names[] = {"action.yml", "action.yaml"};
+        for (int k = 0; k < 2; k++) {
+            char file[PATH_MAX * 2];
+            snprintf(file, sizeof file, "%s/%s/%s", root, path, names[k]);
+            FILE *f = fopen(file, "re");
+            if (!f)
+                continue;
+            char *buf = malloc(KILN_WF_MAX_ACTION_BYTES + 2);
+            size_t n = buf ? fread(buf, 1, KILN_WF_MAX_ACTION_BYTES + 1, f) : 0;
+            fclose(f);
+            if (buf && n <= KILN_WF_MAX_ACTION_BYTES) {
+                buf[n] = '\0';
+                json_object_set_new(s_actions, path, json_stringn(buf, n));
+                kiln_pipeline_local_uses(buf, n, queue);
+            }
+            free(buf);
+            break;
+        }
+    }
+    json_decref(queue);
+}
+
 static int s_validate(const char *path, char **text, size_t *len)
 {
     kiln_diags_t diags;
@@ -90,7 +162,8 @@ static int s_validate(const char *path, char **text, size_t *len)
         goto cleanup;
     }
     buf[n] = '\0';
-    int prc = kiln_pipeline_parse(&wf, path, buf, n, &diags);
+    s_gather_actions(path, buf, n);
+    int prc = kiln_pipeline_parse_with(&wf, path, buf, n, s_actions, &diags);
     char *report = diags.n ? kiln_diags_format(&diags) : NULL;
     if (report)
         fputs(report, stderr);
@@ -166,7 +239,7 @@ static int s_check_inputs(const char *path, const char *text, size_t len, const 
     json_t *given = json_object(), *typed = NULL;
     int rc = 0;
     kiln_diags_init(&diags, path);
-    if (kiln_pipeline_parse(&wf, path, text, len, &diags) == 0) {
+    if (kiln_pipeline_parse_with(&wf, path, text, len, s_actions, &diags) == 0) {
         for (size_t i = 0; i < in->n; i++)
             json_object_set_new(given, in->kv[i].key, json_string(in->kv[i].value));
         if (kiln_pipeline_inputs(wf, given, &typed) != 0) {
@@ -179,6 +252,28 @@ static int s_check_inputs(const char *path, const char *text, size_t len, const 
     kiln_pipeline_destroy(&wf);
     kiln_diags_free(&diags);
     return rc;
+}
+
+/* Adds the gathered local actions to a submission (the strings stay owned
+ * by s_actions, which lives as long as the process's request). */
+static void s_actions_attach(Kiln__Request *req)
+{
+    static Kiln__KeyValue kv[KILN_WF_MAX_ACTIONS];
+    static Kiln__KeyValue *ptrs[KILN_WF_MAX_ACTIONS];
+    size_t n = 0;
+    const char *path;
+    json_t *text;
+    json_object_foreach(s_actions, path, text) {
+        if (n == KILN_WF_MAX_ACTIONS)
+            break;
+        kiln__key_value__init(&kv[n]);
+        kv[n].key = (char *)path;
+        kv[n].value = (char *)json_string_value(text);
+        ptrs[n] = &kv[n];
+        n++;
+    }
+    req->actions = ptrs;
+    req->n_actions = n;
 }
 
 /* Reads a file of at most KILN_WF_MAX_BYTES without checking it. */
@@ -238,6 +333,7 @@ static int s_submit_and_follow(kiln_client_t *client, const char *file, const ch
     req.kind = KILN__REQUEST_KIND__REQ_SUBMIT;
     req.inputs = in->ptrs;
     req.n_inputs = in->n;
+    s_actions_attach(&req);
     req.workflow_file = (char *)file;
     req.workflow_yaml.data = (uint8_t *)text;
     req.workflow_yaml.len = len;
@@ -511,6 +607,7 @@ static int cmd_submit(int argc, char **argv)
         req.workflow_yaml.len = len;
         req.inputs = inputs.ptrs;
         req.n_inputs = inputs.n;
+        s_actions_attach(&req);
         code = s_call(client, &req, &reply);
         if (code == 0)
             printf("%llu\n", (unsigned long long)reply->reply->run_id);
@@ -994,7 +1091,7 @@ static int cmd_graph(int argc, char **argv)
     kiln_diags_t diags;
     kiln_workflow_t *wf = NULL;
     kiln_diags_init(&diags, argv[2]);
-    kiln_pipeline_parse(&wf, argv[2], text, len, &diags);
+    kiln_pipeline_parse_with(&wf, argv[2], text, len, s_actions, &diags);
     if (dot) {
         printf("digraph \"%s\" {\n  rankdir=LR;\n  node [shape=box];\n", wf->name);
         for (size_t t = 0; t < wf->n_jobs; t++) {

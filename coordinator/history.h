@@ -96,6 +96,8 @@ int kiln_history_logs_each(kiln_history_t *self, int64_t run_id, const char *job
 
 /* ---- what a job leaves besides its state ---- */
 
+/* A run's local composite actions (path -> text), kept for a restart. */
+int kiln_history_run_actions(kiln_history_t *self, int64_t run_id, const json_t *actions);
 /* A run's inputs (object), kept so a restarted coordinator plans it alike. */
 int kiln_history_run_inputs(kiln_history_t *self, int64_t run_id, const json_t *inputs);
 /* A job's outputs (object name -> string), as needs.<job>.outputs sees them. */
@@ -125,6 +127,7 @@ typedef struct {
     size_t yaml_len;
     int64_t created_ms;
     const char *inputs;  /* the run's inputs as JSON text, or NULL */
+    const char *actions; /* its local actions (path -> text) as JSON, or NULL */
 } kiln_history_active_t;
 
 typedef int (*kiln_history_active_fn)(void *ctx, const kiln_history_active_t *run);

@@ -205,6 +205,7 @@ typedef struct {
     s_job_aux_t *aux;       /* parallel to wf->jobs */
     size_t n_aux;
     bool oom;
+    const json_t *actions;  /* local composite actions: path -> action.yml text */
 } s_ctx_t;
 
 __attribute__((format(printf, 5, 0))) static void s_vdiag(s_ctx_t *ctx, kiln_diag_severity_t sev, int line, int col, const char *fmt,
@@ -1137,9 +1138,11 @@ static void s_walk_step(s_ctx_t *ctx, kiln_job_t *job, size_t index, s_node_t *s
         s_error(ctx, slot, "%s has both 'run' and 'uses'; a step needs exactly one", who);
     else if (!has_run && !has_uses)
         s_error(ctx, slot, "%s has neither 'run' nor 'uses'; a step needs exactly one", who);
-    else if (has_uses && step->uses)
-        s_error(ctx, slot, "%s uses '%.*s': uses: is not supported yet", who, s_q(step->uses),
-                step->uses);
+    else if (has_uses && step->uses && strncmp(step->uses, "./", 2) != 0)
+        s_error(ctx, slot,
+                "%s uses '%.*s': only local composite actions (uses: ./path) are supported; "
+                "no actions are built in yet",
+                who, s_q(step->uses), step->uses);
 }
 
 static void s_walk_steps(s_ctx_t *ctx, s_node_t *key, s_node_t *val, const char *who,
@@ -1899,6 +1902,22 @@ static void s_env_free(kiln_env_t *env)
     free(env->items);
 }
 
+static void s_step_free(kiln_step_t *step)
+{
+    free(step->id);
+    free(step->name);
+    free(step->run);
+    free(step->uses);
+    free(step->shell);
+    free(step->working_directory);
+    free(step->if_expr);
+    s_env_free(&step->env);
+    json_decref(step->with);
+    json_decref(step->action_inputs);
+    json_decref(step->composite_ends);
+    memset(step, 0, sizeof *step);
+}
+
 void kiln_pipeline_destroy(kiln_workflow_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -1919,18 +1938,8 @@ void kiln_pipeline_destroy(kiln_workflow_t **self_p)
         free(job->shell);
         free(job->working_directory);
         free(job->if_expr);
-        for (size_t s = 0; s < job->n_steps; s++) {
-            kiln_step_t *step = &job->steps[s];
-            free(step->id);
-            free(step->name);
-            free(step->run);
-            free(step->uses);
-            free(step->shell);
-            free(step->working_directory);
-            free(step->if_expr);
-            s_env_free(&step->env);
-            json_decref(step->with);
-        }
+        for (size_t s = 0; s < job->n_steps; s++)
+            s_step_free(&job->steps[s]);
         free(job->steps);
         json_decref(job->matrix);
         json_decref(job->outputs);
@@ -1989,13 +1998,337 @@ static const kiln_diag_t *s_diags_sort(kiln_diags_t *diags, size_t from)
     return NULL;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Local composite actions */
+
+__attribute__((format(printf, 5, 6))) static void s_diags_add_raw(s_ctx_t *ctx,
+                                                                  kiln_diag_severity_t sev,
+                                                                  int line, int col,
+                                                                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_diags_vadd(ctx->diags, sev, line, col, fmt, ap);
+    va_end(ap);
+}
+
+/* "./a/b/" -> "a/b"; NULL for paths that climb out (".." segments). */
+static char *s_action_path(const char *uses)
+{
+    const char *p = uses + 2;
+    char *out = strdup(p);
+    if (!out)
+        return NULL;
+    size_t n = strlen(out);
+    while (n && out[n - 1] == '/')
+        out[--n] = '\0';
+    for (char *seg = out; seg && *seg;) {
+        char *slash = strchr(seg, '/');
+        size_t len = slash ? (size_t)(slash - seg) : strlen(seg);
+        if (len == 2 && seg[0] == '.' && seg[1] == '.') {
+            free(out);
+            return NULL;
+        }
+        seg = slash ? slash + 1 : NULL;
+    }
+    return out;
+}
+
+static void s_collect_uses(s_node_t *node, json_t *out, int *bad, int depth)
+{
+    node = s_res(node);
+    if (!node || depth > KILN_WF_MAX_DEPTH)
+        return;
+    if (node->kind == S_MAP) {
+        for (size_t i = 0; i + 1 < node->n; i += 2) {
+            s_node_t *k = s_res(node->items[i]), *v = s_res(node->items[i + 1]);
+            if (k->kind == S_SCALAR && strcmp(k->value, "uses") == 0 && v->kind == S_SCALAR &&
+                strncmp(v->value, "./", 2) == 0) {
+                char *path = s_action_path(v->value);
+                if (!path) {
+                    *bad = 1;
+                    continue;
+                }
+                bool seen = false;
+                size_t j;
+                json_t *e;
+                json_array_foreach(out, j, e) seen = seen || strcmp(json_string_value(e), path) == 0;
+                if (!seen)
+                    json_array_append_new(out, json_string(path));
+                free(path);
+            } else {
+                s_collect_uses(v, out, bad, depth + 1);
+            }
+        }
+    } else if (node->kind == S_SEQ) {
+        for (size_t i = 0; i < node->n; i++)
+            s_collect_uses(node->items[i], out, bad, depth + 1);
+    }
+}
+
+int kiln_pipeline_local_uses(const char *text, size_t len, json_t *out)
+{
+    kiln_diags_t diags;
+    s_ctx_t ctx = {.diags = &diags};
+    s_tree_t tree;
+    int bad = 0;
+    memset(&tree, 0, sizeof tree);
+    kiln_diags_init(&diags, "scan");
+    if (len <= KILN_WF_MAX_BYTES && s_tree_build(&ctx, &tree, text, len) >= 0)
+        s_collect_uses(tree.root, out, &bad, 0);
+    s_tree_free(&tree);
+    kiln_diags_free(&diags);
+    if (bad) {
+        kiln_error_set("a local action path climbs out of the repository (..)");
+        return KILN_EINVAL;
+    }
+    return 0;
+}
+
+/* Replaces each `uses: ./x` step of every job by the steps of x's
+ * action.yml (runs.using: composite), recursively up to
+ * KILN_WF_MAX_ACTION_DEPTH. Problems in an action file are reported at the
+ * uses: step, quoting the action file's own line. */
+static void s_expand_steps(s_ctx_t *ctx, kiln_job_t *job, int depth);
+
+static bool s_expand_one(s_ctx_t *ctx, kiln_job_t *job, const kiln_step_t *uses_step,
+                         kiln_step_t **out, size_t *n_out, int depth)
+{
+    char *path = s_action_path(uses_step->uses);
+    const char *text = path ? json_string_value(json_object_get(ctx->actions, path)) : NULL;
+    char who[300];
+    snprintf(who, sizeof who, "step '%.*s' of job '%.*s'", s_q(uses_step->name), uses_step->name,
+             s_q(job->id), job->id);
+    if (!path || !text) {
+        s_error_at(ctx, uses_step->line, uses_step->col,
+                   "%s uses '%.*s': no action.yml or action.yaml found for it", who,
+                   s_q(uses_step->uses), uses_step->uses);
+        free(path);
+        return false;
+    }
+    if (depth >= KILN_WF_MAX_ACTION_DEPTH) {
+        s_error_at(ctx, uses_step->line, uses_step->col,
+                   "%s: composite actions nest deeper than %d", who, KILN_WF_MAX_ACTION_DEPTH);
+        free(path);
+        return false;
+    }
+    /* The action's own problems go to a list of their own, then are reported
+     * at the uses: step with the action file's line. */
+    kiln_diags_t adiags, *saved = ctx->diags;
+    char afile[600];
+    snprintf(afile, sizeof afile, "%s/action.yml", path);
+    kiln_diags_init(&adiags, afile);
+    ctx->diags = &adiags;
+    s_tree_t tree;
+    memset(&tree, 0, sizeof tree);
+    kiln_job_t tmp = {.id = job->id};
+    json_t *inputs = json_object(), *outputs = NULL;
+    bool ok = false;
+    if (strlen(text) > KILN_WF_MAX_ACTION_BYTES) {
+        s_error_at(ctx, 0, 0, "the action is larger than %d bytes", KILN_WF_MAX_ACTION_BYTES);
+        goto report;
+    }
+    if (s_tree_build(ctx, &tree, text, strlen(text)) < 0)
+        goto report;
+    s_node_t *root = s_res(tree.root), *runs = NULL, *in_spec = NULL, *out_spec = NULL;
+    for (size_t i = 0; root && root->kind == S_MAP && i + 1 < root->n; i += 2) {
+        const char *k = s_res(root->items[i])->value;
+        if (strcmp(k, "runs") == 0)
+            runs = s_res(root->items[i + 1]);
+        else if (strcmp(k, "inputs") == 0)
+            in_spec = s_res(root->items[i + 1]);
+        else if (strcmp(k, "outputs") == 0)
+            out_spec = s_res(root->items[i + 1]);
+    }
+    s_node_t *using = NULL, *steps = NULL;
+    for (size_t i = 0; runs && runs->kind == S_MAP && i + 1 < runs->n; i += 2) {
+        const char *k = s_res(runs->items[i])->value;
+        if (strcmp(k, "using") == 0)
+            using = s_res(runs->items[i + 1]);
+        else if (strcmp(k, "steps") == 0)
+            steps = s_res(runs->items[i + 1]);
+    }
+    if (!using || using->kind != S_SCALAR || strcmp(using->value, "composite") != 0) {
+        s_error_at(ctx, runs ? runs->line : 1, runs ? runs->col : 1,
+                   "only composite actions (runs.using: composite) can be used");
+        goto report;
+    }
+    if (!steps || steps->kind != S_SEQ || steps->n == 0) {
+        s_error_at(ctx, using->line, using->col, "runs.steps must be a non-empty list");
+        goto report;
+    }
+    /* inputs: with: values, else defaults; a required one missing is an error. */
+    for (size_t i = 0; in_spec && in_spec->kind == S_MAP && i + 1 < in_spec->n; i += 2) {
+        const char *name = s_res(in_spec->items[i])->value;
+        s_node_t *spec = s_res(in_spec->items[i + 1]);
+        json_t *given = json_object_get(uses_step->with, name);
+        json_t *dflt = NULL;
+        bool required = false;
+        for (size_t k = 0; spec->kind == S_MAP && k + 1 < spec->n; k += 2) {
+            const char *sk = s_res(spec->items[k])->value;
+            if (strcmp(sk, "default") == 0)
+                dflt = s_to_json(ctx, spec->items[k + 1]);
+            else if (strcmp(sk, "required") == 0)
+                s_is_bool(s_res(spec->items[k + 1]), &required);
+        }
+        if (given) {
+            char *t = kiln_expr_string(given);
+            json_object_set_new(inputs, name, json_string(t ? t : ""));
+            free(t);
+        } else if (dflt && !json_is_null(dflt)) {
+            char *t = kiln_expr_string(dflt);
+            json_object_set_new(inputs, name, json_string(t ? t : ""));
+            free(t);
+        } else if (required) {
+            s_error_at(ctx, in_spec->items[i]->line, in_spec->items[i]->col,
+                       "input '%s' is required and the step gives no with: value for it", name);
+        } else {
+            json_object_set_new(inputs, name, json_string(""));
+        }
+        json_decref(dflt);
+    }
+    const char *wname;
+    json_t *wv;
+    json_object_foreach(uses_step->with, wname, wv) if (!json_object_get(inputs, wname))
+        s_warn(ctx, root, "with: '%s' is not an input of this action", wname);
+    if (out_spec && out_spec->kind == S_MAP) {
+        outputs = json_object();
+        for (size_t i = 0; i + 1 < out_spec->n; i += 2) {
+            s_node_t *spec = s_res(out_spec->items[i + 1]);
+            for (size_t k = 0; spec->kind == S_MAP && k + 1 < spec->n; k += 2)
+                if (strcmp(s_res(spec->items[k])->value, "value") == 0)
+                    json_object_set_new(outputs, s_res(out_spec->items[i])->value,
+                                        json_string(s_res(spec->items[k + 1])->value));
+        }
+    }
+    tmp.steps = calloc(steps->n, sizeof *tmp.steps);
+    if (!tmp.steps) {
+        s_oom(ctx);
+        goto report;
+    }
+    for (size_t i = 0; i < steps->n && !ctx->oom; i++) {
+        s_walk_step(ctx, &tmp, i, steps->items[i], &tmp.steps[i]);
+        tmp.n_steps++;
+        if (!tmp.steps[i].shell && tmp.steps[i].run)
+            tmp.steps[i].shell = s_strdup(ctx, "bash");
+    }
+    ok = adiags.n_errors == 0;
+    if (ok)
+        s_expand_steps(ctx, &tmp, depth + 1);
+    ok = adiags.n_errors == 0;
+    /* This action's inputs go under whatever nested actions put there. */
+    for (size_t i = 0; ok && i < tmp.n_steps; i++) {
+        kiln_step_t *st = &tmp.steps[i];
+        if (!st->action_inputs)
+            st->action_inputs = json_array();
+        json_array_insert(st->action_inputs, 0, inputs);
+        size_t k;
+        json_t *end;
+        json_array_foreach(st->composite_ends, k, end) json_object_set_new(
+            end, "level", json_integer(json_integer_value(json_object_get(end, "level")) + 1));
+    }
+report:
+    ctx->diags = saved;
+    for (size_t i = 0; i < adiags.n; i++)
+        s_diags_add_raw(ctx, adiags.items[i].severity, uses_step->line, uses_step->col,
+                        "%s uses '%.*s': %s:%d:%d: %s", who, s_q(uses_step->uses),
+                        uses_step->uses, afile, adiags.items[i].line, adiags.items[i].col,
+                        adiags.items[i].message);
+    kiln_diags_free(&adiags);
+    s_tree_free(&tree);
+    if (ok && tmp.n_steps) {
+        /* The action's last step ends it: there its outputs are evaluated
+         * (with its own inputs) into steps.<id> of the uses: step. */
+        kiln_step_t *last = &tmp.steps[tmp.n_steps - 1];
+        if (!last->composite_ends)
+            last->composite_ends = json_array();
+        json_array_append_new(last->composite_ends,
+                              json_pack("{s:s?, s:O, s:i}", "id", uses_step->id, "outputs",
+                                        outputs ? outputs : json_object(), "level", 0));
+        *out = tmp.steps;
+        *n_out = tmp.n_steps;
+    } else {
+        *out = tmp.steps;
+        *n_out = tmp.n_steps;
+        ok = false;
+    }
+    json_decref(inputs);
+    json_decref(outputs);
+    free(path);
+    return ok;
+}
+
+static void s_step_free(kiln_step_t *step);
+
+static void s_expand_steps(s_ctx_t *ctx, kiln_job_t *job, int depth)
+{
+    bool any = false;
+    for (size_t i = 0; i < job->n_steps; i++)
+        any = any || (job->steps[i].uses && strncmp(job->steps[i].uses, "./", 2) == 0);
+    if (!any)
+        return;
+    size_t cap = job->n_steps, n = 0;
+    kiln_step_t *steps = calloc(cap, sizeof *steps);
+    if (!steps) {
+        s_oom(ctx);
+        return;
+    }
+    for (size_t i = 0; i < job->n_steps && !ctx->oom; i++) {
+        kiln_step_t *st = &job->steps[i];
+        if (!st->uses || strncmp(st->uses, "./", 2) != 0) {
+            steps[n++] = *st;
+            memset(st, 0, sizeof *st);
+            continue;
+        }
+        kiln_step_t *inner = NULL;
+        size_t n_inner = 0;
+        bool ok = s_expand_one(ctx, job, st, &inner, &n_inner, depth);
+        if (!ok || n + n_inner + (job->n_steps - i) > KILN_WF_MAX_STEPS) {
+            if (ok)
+                s_error_at(ctx, st->line, st->col, "job '%.*s' has more than %d steps once its "
+                           "actions are expanded", s_q(job->id), job->id, KILN_WF_MAX_STEPS);
+            for (size_t k = 0; k < n_inner; k++)
+                s_step_free(&inner[k]);
+            free(inner);
+            steps[n++] = *st; /* keep it, so the model stays whole for the error path */
+            memset(st, 0, sizeof *st);
+            continue;
+        }
+        kiln_step_t *grown = realloc(steps, (cap + n_inner) * sizeof *steps);
+        if (!grown) {
+            for (size_t k = 0; k < n_inner; k++)
+                s_step_free(&inner[k]);
+            free(inner);
+            s_oom(ctx);
+            break;
+        }
+        steps = grown;
+        cap += n_inner;
+        for (size_t k = 0; k < n_inner; k++)
+            steps[n++] = inner[k];
+        free(inner);
+        s_step_free(st);
+    }
+    for (size_t i = 0; i < job->n_steps; i++)
+        s_step_free(&job->steps[i]);
+    free(job->steps);
+    job->steps = steps;
+    job->n_steps = n;
+}
+
 int kiln_pipeline_parse(kiln_workflow_t **out, const char *file, const char *text, size_t len,
                         kiln_diags_t *diags)
+{
+    return kiln_pipeline_parse_with(out, file, text, len, NULL, diags);
+}
+
+int kiln_pipeline_parse_with(kiln_workflow_t **out, const char *file, const char *text, size_t len,
+                             const json_t *actions, kiln_diags_t *diags)
 {
     assert(out && file && diags && (text || len == 0));
     int rc = KILN_EINVAL;
     s_tree_t tree;
-    s_ctx_t ctx = {.diags = diags};
+    s_ctx_t ctx = {.diags = diags, .actions = actions};
     size_t first_diag = diags->n, errors_before = diags->n_errors;
     memset(&tree, 0, sizeof tree);
     *out = NULL;
@@ -2028,6 +2361,7 @@ int kiln_pipeline_parse(kiln_workflow_t **out, const char *file, const char *tex
             job->shell = s_strdup(&ctx, ctx.wf->shell);
         if (!job->working_directory && ctx.wf->working_directory)
             job->working_directory = s_strdup(&ctx, ctx.wf->working_directory);
+        s_expand_steps(&ctx, job, 0);
     }
     if (!ctx.oom)
         s_resolve_needs(&ctx);

@@ -81,6 +81,15 @@ typedef struct {
     int64_t timeout_ms;      /* 0: none beyond the job's */
     bool continue_on_error;
     json_t *with;            /* `with:` inputs of a uses: step (object), or NULL */
+    /* A step that came from local composite actions: action_inputs is the
+     * stack of their inputs, outermost first (each name -> template,
+     * evaluated in the context of the level above: the last level is this
+     * step's inputs context). An action's last step carries its end in
+     * composite_ends: [{id, outputs: name -> template, level}], innermost
+     * first; the outputs become steps.<id>.outputs when the uses: step has
+     * an id. */
+    json_t *action_inputs;
+    json_t *composite_ends;
     int line, col;           /* where the step starts */
 } kiln_step_t;
 
@@ -158,6 +167,20 @@ int kiln_pipeline_inputs(const kiln_workflow_t *self, const json_t *given, json_
  * kiln_error_last() holds the first error as "file:line:col: message". */
 int kiln_pipeline_parse(kiln_workflow_t **out, const char *file, const char *text, size_t len,
                         kiln_diags_t *diags);
+/* As kiln_pipeline_parse, with the local composite actions the workflow
+ * uses: actions maps a normalised path ("ci/setup", no "./") to the text of
+ * its action.yml (object, borrowed; may be NULL). A step `uses: ./ci/setup`
+ * is replaced by the action's steps. */
+int kiln_pipeline_parse_with(kiln_workflow_t **out, const char *file, const char *text, size_t len,
+                             const json_t *actions, kiln_diags_t *diags);
+/* The local actions a workflow or action text refers to (`uses: ./x`),
+ * normalised, appended to `out` (array) when not there yet. Returns 0, or
+ * KILN_EINVAL for a path that leaves the repository ("./../x"). */
+int kiln_pipeline_local_uses(const char *text, size_t len, json_t *out);
+#define KILN_WF_MAX_ACTIONS 50
+#define KILN_WF_MAX_ACTION_DEPTH 5
+#define KILN_WF_MAX_ACTION_BYTES (256 * 1024)
+
 /* Reads the file at `path` (bounded by KILN_WF_MAX_BYTES) then parses it. */
 int kiln_pipeline_load(kiln_workflow_t **out, const char *path, kiln_diags_t *diags);
 void kiln_pipeline_destroy(kiln_workflow_t **self_p);

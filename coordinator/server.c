@@ -882,6 +882,16 @@ static int s_send_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
         ss->timeout_ms = (uint64_t)st->timeout_ms;
         ss->continue_on_error = st->continue_on_error;
         ss->if_expr = st->if_expr ? st->if_expr : (char *)"";
+        if (st->action_inputs) {
+            char *t = json_dumps(st->action_inputs, JSON_COMPACT);
+            ss->action_inputs.data = (uint8_t *)t;
+            ss->action_inputs.len = t ? strlen(t) : 0;
+        }
+        if (st->composite_ends) {
+            char *t = json_dumps(st->composite_ends, JSON_COMPACT);
+            ss->composite_ends.data = (uint8_t *)t;
+            ss->composite_ends.len = t ? strlen(t) : 0;
+        }
         size_t first = used;
         s_kv_fill(kv, kvp, &used, &st->env, n_env_max + n_step_kv);
         ss->env = kvp + first;
@@ -894,6 +904,10 @@ static int s_send_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     env.assign = &a;
     rc = s_send(self, w->identity, w->id_len, &env);
 cleanup:
+    for (size_t s = 0; steps && s < spec->n_steps; s++) {
+        free(steps[s].action_inputs.data);
+        free(steps[s].composite_ends.data);
+    }
     free(kv);
     free(kvp);
     free(steps);
@@ -1595,6 +1609,7 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
     kiln_workflow_t *wf = NULL;
     s_run_t *run = NULL;
     char *text = NULL;
+    json_t *actions = NULL;
     const char *file = req->workflow_file[0] ? req->workflow_file : "workflow.yml";
     kiln_diags_init(&diags, file);
     if (req->workflow_yaml.len > KILN_WF_MAX_BYTES) {
@@ -1604,8 +1619,11 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         s_reply(self, msg, req->request_id, KILN_EINVAL, err, 0, NULL);
         goto cleanup;
     }
-    if (kiln_pipeline_parse(&wf, file, (const char *)req->workflow_yaml.data,
-                            req->workflow_yaml.len, &diags) != 0) {
+    actions = json_object();
+    for (size_t i = 0; i < req->n_actions && i < KILN_WF_MAX_ACTIONS; i++)
+        json_object_set_new(actions, req->actions[i]->key, json_string(req->actions[i]->value));
+    if (kiln_pipeline_parse_with(&wf, file, (const char *)req->workflow_yaml.data,
+                                 req->workflow_yaml.len, actions, &diags) != 0) {
         text = kiln_diags_format(&diags);
         kiln_log_info("refused a workflow from %s: %s", client, kiln_error_last());
         s_reply(self, msg, req->request_id, KILN_EINVAL, text ? text : kiln_error_last(), 0, NULL);
@@ -1665,6 +1683,8 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
     kiln_history_audit(self->history, "run.submit", client, file, run->created_ms);
     if (json_object_size(run->inputs))
         kiln_history_run_inputs(self->history, run->id, run->inputs);
+    if (json_object_size(actions))
+        kiln_history_run_actions(self->history, run->id, actions);
     kiln_history_commit(self->history);
     run->wf = wf;
     wf = NULL;
@@ -1697,6 +1717,7 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
     s_dispatch(self);
 cleanup:
     free(text);
+    json_decref(actions);
     s_run_free(&run);
     kiln_pipeline_destroy(&wf);
     kiln_diags_free(&diags);
@@ -2260,6 +2281,7 @@ typedef struct {
     size_t len;
     int64_t created_ms;
     char *inputs;
+    char *actions;
 } s_saved_run_t;
 
 typedef struct {
@@ -2287,6 +2309,7 @@ static int s_collect_run(void *ctx, const kiln_history_active_t *row)
     r->id = row->run_id;
     r->created_ms = row->created_ms;
     r->inputs = row->inputs ? strdup(row->inputs) : NULL;
+    r->actions = row->actions ? strdup(row->actions) : NULL;
     saved->n++;
     return 0;
 }
@@ -2374,7 +2397,9 @@ static int s_recover(kiln_server_t *self)
         kiln_diags_t diags;
         kiln_workflow_t *wf = NULL;
         kiln_diags_init(&diags, sv->file);
-        int prc = kiln_pipeline_parse(&wf, sv->file, sv->yaml, sv->len, &diags);
+        json_t *actions = sv->actions ? json_loads(sv->actions, 0, NULL) : NULL;
+        int prc = kiln_pipeline_parse_with(&wf, sv->file, sv->yaml, sv->len, actions, &diags);
+        json_decref(actions);
         kiln_diags_free(&diags);
         if (prc != 0) {
             kiln_log_error("recovery: run %lld no longer parses (%s); marked failed",
@@ -2437,6 +2462,7 @@ cleanup:
         free(saved.items[r].file);
         free(saved.items[r].yaml);
         free(saved.items[r].inputs);
+        free(saved.items[r].actions);
     }
     free(saved.items);
     return rc;

@@ -23,6 +23,7 @@ struct kiln_jobctx {
     char *summary;
     size_t summary_len;
     char files[4][1100];       /* this step's command files */
+    json_t *saved_inputs;      /* the job's inputs while a composite step runs */
 };
 
 static void s_kv_add(kiln_kvlist_t *l, const char *k, const char *v)
@@ -95,6 +96,7 @@ void kiln_jobctx_destroy(kiln_jobctx_t **self_p)
         return;
     kiln_jobctx_t *self = *self_p;
     json_decref(self->contexts);
+    json_decref(self->saved_inputs);
     kiln_kvlist_free(&self->env_added);
     kiln_kvlist_free(&self->paths);
     kiln_commands_destroy(&self->commands);
@@ -123,9 +125,104 @@ static kiln_expr_env_t s_env(kiln_jobctx_t *self)
     return e;
 }
 
+/* The inputs each level of a step's composite actions sees, outermost
+ * first: level k's templates are evaluated with level k-1's values as the
+ * inputs context (level 0: the job's). New array. */
+static json_t *s_action_levels(kiln_jobctx_t *self, const Kiln__StepSpec *st)
+{
+    json_t *stack = json_loadb((const char *)st->action_inputs.data, st->action_inputs.len, 0,
+                               NULL);
+    json_t *levels = json_array();
+    json_t *job_inputs = json_object_get(self->contexts, "inputs");
+    json_t *saved = job_inputs ? json_incref(job_inputs) : json_null();
+    size_t k;
+    json_t *templates;
+    json_array_foreach(stack, k, templates) {
+        json_t *values = json_object();
+        const char *name;
+        json_t *t;
+        json_object_foreach(templates, name, t) {
+            char *v = NULL, err[256];
+            kiln_expr_env_t e = s_env(self);
+            if (kiln_expr_interpolate(json_string_value(t) ? json_string_value(t) : "", &e, &v,
+                                      err, sizeof err) != 0)
+                v = strdup("");
+            json_object_set_new(values, name, json_string(v ? v : ""));
+            free(v);
+        }
+        json_array_append(levels, values);
+        json_object_set_new(self->contexts, "inputs", values); /* for the next level */
+    }
+    json_object_set_new(self->contexts, "inputs", saved);
+    json_decref(stack);
+    return levels;
+}
+
+/* A step from composite actions sees its innermost action's inputs. */
+static void s_enter_step(kiln_jobctx_t *self, const Kiln__StepSpec *st)
+{
+    if (!st->action_inputs.len)
+        return;
+    json_t *levels = s_action_levels(self, st);
+    json_t *last = json_array_get(levels, json_array_size(levels) - 1);
+    if (last) {
+        json_decref(self->saved_inputs);
+        json_t *old = json_object_get(self->contexts, "inputs");
+        self->saved_inputs = old ? json_incref(old) : json_null();
+        json_object_set(self->contexts, "inputs", last);
+    }
+    json_decref(levels);
+}
+
+/* After the step: the ends of the actions it closes (their outputs,
+ * evaluated with their own inputs), then the job's inputs again. */
+static void s_leave_step(kiln_jobctx_t *self, const Kiln__StepSpec *st, const char *outcome,
+                         const char *conclusion)
+{
+    if (self->saved_inputs) {
+        json_object_set_new(self->contexts, "inputs", self->saved_inputs);
+        self->saved_inputs = NULL;
+    }
+    if (!st->composite_ends.len)
+        return;
+    json_t *ends = json_loadb((const char *)st->composite_ends.data, st->composite_ends.len, 0,
+                              NULL);
+    json_t *levels = s_action_levels(self, st);
+    json_t *job_inputs = json_object_get(self->contexts, "inputs");
+    json_t *saved = job_inputs ? json_incref(job_inputs) : json_null();
+    size_t k;
+    json_t *end;
+    json_array_foreach(ends, k, end) {
+        const char *id = json_string_value(json_object_get(end, "id"));
+        json_t *level = json_array_get(levels, (size_t)json_integer_value(json_object_get(end, "level")));
+        if (!id || !level)
+            continue;
+        json_object_set(self->contexts, "inputs", level);
+        json_t *outs = json_object();
+        const char *name;
+        json_t *t;
+        json_object_foreach(json_object_get(end, "outputs"), name, t) {
+            char *v = NULL, err[256];
+            kiln_expr_env_t e = s_env(self);
+            if (kiln_expr_interpolate(json_string_value(t) ? json_string_value(t) : "", &e, &v,
+                                      err, sizeof err) != 0)
+                v = strdup("");
+            json_object_set_new(outs, name, json_string(v ? v : ""));
+            free(v);
+        }
+        json_object_set_new(json_object_get(self->contexts, "steps"), id,
+                            json_pack("{s:s, s:s, s:o}", "outcome", outcome, "conclusion",
+                                      conclusion, "outputs", outs));
+    }
+    json_object_set_new(self->contexts, "inputs", saved);
+    json_decref(levels);
+    json_decref(ends);
+}
+
 int kiln_jobctx_step_condition(kiln_jobctx_t *self, const Kiln__StepSpec *st, bool *run,
                                char *err, size_t errlen)
 {
+    s_enter_step(self, st);
     kiln_expr_env_t e = s_env(self);
     const char *cond = st->if_expr && st->if_expr[0] ? st->if_expr : "success()";
     return kiln_expr_condition(cond, &e, run, err, errlen);
@@ -245,6 +342,7 @@ int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpe
     kiln_kvlist_free(&env);
     kiln_kvlist_free(&paths);
     free(summary);
+    s_leave_step(self, st, outcome, conclusion);
     return rc;
 }
 

@@ -529,6 +529,22 @@ static void s_rm_tree(const char *dir)
     nftw(dir, s_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* The hashFiles test's temporary trees, removed by its teardown even when
+ * an assertion fails half way. */
+static char s_tmp_dir[32], s_tmp_other[32], s_tmp_outside[32];
+
+static int s_tmp_teardown(void **state)
+{
+    char *dirs[] = {s_tmp_dir, s_tmp_other, s_tmp_outside};
+    (void)state;
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (dirs[i][0])
+            s_rm_tree(dirs[i]);
+        dirs[i][0] = '\0';
+    }
+    return 0;
+}
+
 static void s_write(const char *dir, const char *rel, const char *content)
 {
     char path[512];
@@ -571,11 +587,13 @@ static const char *const s_tree[][2] = {
 
 static void test_hashfiles(void **state)
 {
-    char dir[] = "/tmp/kiln-expr-XXXXXX", other[] = "/tmp/kiln-expr-XXXXXX";
-    char outside[] = "/tmp/kiln-expr-out-XXXXXX";
+    char *dir = s_tmp_dir, *other = s_tmp_other, *outside = s_tmp_outside;
     char want[65], path[512], target[512];
     char *all_c, *first, *again;
     (void)state;
+    strcpy(dir, "/tmp/kiln-expr-XXXXXX");
+    strcpy(other, "/tmp/kiln-expr-XXXXXX");
+    strcpy(outside, "/tmp/kiln-expr-out-XXXXXX");
     assert_non_null(mkdtemp(dir));
     assert_non_null(mkdtemp(other));
     assert_non_null(mkdtemp(outside));
@@ -678,9 +696,6 @@ static void test_hashfiles(void **state)
     s_assert_err("hashFiles('*')", "column 1: hashFiles: cannot open workspace "
                                    "'/nonexistent/kiln-expr': No such file or directory");
     free(all_c);
-    s_rm_tree(dir);
-    s_rm_tree(other);
-    s_rm_tree(outside);
 }
 
 /* ----------------------------------------------------- status, if: */
@@ -1071,7 +1086,7 @@ int main(void)
         cmocka_unit_test_setup(test_format, s_reset),
         cmocka_unit_test_setup(test_join, s_reset),
         cmocka_unit_test_setup(test_tojson_fromjson, s_reset),
-        cmocka_unit_test_setup(test_hashfiles, s_reset),
+        cmocka_unit_test_setup_teardown(test_hashfiles, s_reset, s_tmp_teardown),
         cmocka_unit_test_setup(test_status_functions, s_reset),
         cmocka_unit_test_setup(test_conditions, s_reset),
         cmocka_unit_test_setup(test_interpolate, s_reset),

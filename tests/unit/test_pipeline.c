@@ -450,7 +450,7 @@ static void test_uses_not_supported(void **state)
     s_load(&r, "uses.yml");
     s_expect_error(&r, 5, 9,
                    "step 'Run actions/checkout@v4' of job 'build' uses 'actions/checkout@v4': "
-                   "uses: is not supported yet");
+                   "only local composite actions (uses: ./path) are supported; no actions are built in yet");
     s_done(&r);
 }
 
@@ -1040,6 +1040,86 @@ static void test_matrix_errors(void **state)
     s_done(&r);
 }
 
+/* Local composite actions: expanded in place; every problem reported at the
+ * uses: step, quoting the action file's own line. */
+static void test_composite_actions(void **state)
+{
+    (void)state;
+    const char *wf = "on: push\n"                                  /* 1 */
+                     "jobs:\n"                                      /* 2 */
+                     "  build:\n"                                   /* 3 */
+                     "    runs-on: self-hosted\n"                   /* 4 */
+                     "    steps:\n"                                 /* 5 */
+                     "      - uses: ./ci/setup\n"                   /* 6 */
+                     "        id: setup\n"                          /* 7 */
+                     "        with: {version: '12'}\n"              /* 8 */
+                     "      - run: make\n";                         /* 9 */
+    json_t *actions = json_pack(
+        "{s:s}", "ci/setup",
+        "name: setup\ninputs:\n  version: {required: true}\n  mode: {default: fast}\n"
+        "outputs:\n  path: {value: '${{ steps.p.outputs.path }}'}\n"
+        "runs:\n  using: composite\n  steps:\n"
+        "    - id: p\n      run: echo path=/opt >> $GITHUB_OUTPUT\n"
+        "    - run: echo ${{ inputs.version }}\n      shell: sh\n");
+    kiln_workflow_t *w = NULL;
+    kiln_diags_t d;
+    kiln_diags_init(&d, "ci.yml");
+    assert_int_equal(kiln_pipeline_parse_with(&w, "ci.yml", wf, strlen(wf), actions, &d), 0);
+    assert_int_equal(w->jobs[0].n_steps, 3); /* two from the action, then make */
+    assert_string_equal(w->jobs[0].steps[0].shell, "bash"); /* composite run default */
+    assert_string_equal(w->jobs[0].steps[2].run, "make");
+    json_t *level0 = json_array_get(w->jobs[0].steps[1].action_inputs, 0);
+    assert_string_equal(json_string_value(json_object_get(level0, "version")), "12");
+    assert_string_equal(json_string_value(json_object_get(level0, "mode")), "fast");
+    json_t *end = json_array_get(w->jobs[0].steps[1].composite_ends, 0);
+    assert_string_equal(json_string_value(json_object_get(end, "id")), "setup");
+    assert_null(w->jobs[0].steps[0].composite_ends);
+    kiln_pipeline_destroy(&w);
+    kiln_diags_free(&d);
+
+    /* Missing file, wrong kind, missing required input, a marketplace action. */
+    const char *bad = "on: push\n"
+                      "jobs:\n"
+                      "  build:\n"
+                      "    runs-on: self-hosted\n"
+                      "    steps:\n"
+                      "      - uses: ./ci/nowhere\n"     /* 6 */
+                      "      - uses: ./ci/node\n"        /* 7 */
+                      "      - uses: ./ci/setup\n"       /* 8 */
+                      "      - uses: actions/checkout@v4\n"; /* 9 */
+    json_object_set_new(actions, "ci/node", json_string("runs:\n  using: node20\n  main: x.js\n"));
+    kiln_diags_init(&d, "ci.yml");
+    assert_int_equal(kiln_pipeline_parse_with(&w, "ci.yml", bad, strlen(bad), actions, &d),
+                     KILN_EINVAL);
+    assert_int_equal(d.n_errors, 4);
+    assert_int_equal(d.items[0].line, 6);
+    assert_non_null(strstr(d.items[0].message, "no action.yml"));
+    assert_int_equal(d.items[1].line, 7);
+    assert_non_null(strstr(d.items[1].message, "ci/node/action.yml:2:"));
+    assert_non_null(strstr(d.items[1].message, "only composite actions"));
+    assert_int_equal(d.items[2].line, 8);
+    assert_non_null(strstr(d.items[2].message, "input 'version' is required"));
+    assert_int_equal(d.items[3].line, 9);
+    assert_non_null(strstr(d.items[3].message, "only local composite actions"));
+    kiln_diags_free(&d);
+
+    /* An action that uses itself stops at the depth limit. */
+    json_object_set_new(actions, "ci/loop",
+                        json_string("runs:\n  using: composite\n  steps:\n    - uses: ./ci/loop\n"));
+    const char *loop = "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: ./ci/loop\n";
+    kiln_diags_init(&d, "ci.yml");
+    assert_int_equal(kiln_pipeline_parse_with(&w, "ci.yml", loop, strlen(loop), actions, &d),
+                     KILN_EINVAL);
+    assert_non_null(strstr(kiln_error_last(), "nest deeper than"));
+    kiln_diags_free(&d);
+    json_t *uses = json_array();
+    assert_int_equal(kiln_pipeline_local_uses(bad, strlen(bad), uses), 0);
+    assert_int_equal(json_array_size(uses), 3); /* ./ci/nowhere, ./ci/node, ./ci/setup */
+    assert_int_equal(kiln_pipeline_local_uses("steps: [{uses: ./../x}]", 23, uses), KILN_EINVAL);
+    json_decref(uses);
+    json_decref(actions);
+}
+
 static void test_garbage_does_not_crash(void **state)
 {
     (void)state;
@@ -1066,6 +1146,7 @@ int main(void)
         cmocka_unit_test(test_kiln_extension),
         cmocka_unit_test(test_expression_errors),
         cmocka_unit_test(test_matrix_errors),
+        cmocka_unit_test(test_composite_actions),
         cmocka_unit_test(test_topo_needs_before_file_order),
         cmocka_unit_test(test_default_name_is_base_name),
         cmocka_unit_test(test_unknown_keys_warn),
