@@ -67,7 +67,7 @@ static const char s_schema[] =
     " name TEXT, file TEXT, yaml BLOB,"
     " state TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL,"
-    " finished_ms INTEGER, inputs TEXT, actions TEXT);"
+    " finished_ms INTEGER, inputs TEXT, actions TEXT, matrices TEXT);"
     "CREATE TABLE IF NOT EXISTS jobs ("
     " run_id INTEGER NOT NULL, job_id TEXT NOT NULL, name TEXT,"
     " state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, worker TEXT,"
@@ -297,7 +297,8 @@ static int s_apply_schema(kiln_history_t *self, const char *path)
         if (version == 1 &&
             (s_exec(self, "ALTER TABLE jobs ADD COLUMN outputs TEXT", "schema upgrade") != 0 ||
              s_exec(self, "ALTER TABLE runs ADD COLUMN inputs TEXT", "schema upgrade") != 0 ||
-             s_exec(self, "ALTER TABLE runs ADD COLUMN actions TEXT", "schema upgrade") != 0))
+             s_exec(self, "ALTER TABLE runs ADD COLUMN actions TEXT", "schema upgrade") != 0 ||
+             s_exec(self, "ALTER TABLE runs ADD COLUMN matrices TEXT", "schema upgrade") != 0))
             goto cleanup;
         if (s_exec(self, s_schema, "schema") != 0 || s_exec(self, "COMMIT", "schema") != 0)
             goto cleanup;
@@ -1233,7 +1234,8 @@ cleanup:
 /* Prepared per call: recovery runs once at start-up, off every hot path. */
 int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, void *ctx)
 {
-    static const char sql[] = "SELECT id, name, file, yaml, created_ms, inputs, actions FROM runs"
+    static const char sql[] = "SELECT id, name, file, yaml, created_ms, inputs, actions, matrices"
+                              " FROM runs"
                               " WHERE state = 'running' ORDER BY id";
     int rc = -1, step;
     sqlite3_stmt *stmt = NULL;
@@ -1253,6 +1255,7 @@ int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, vo
             .created_ms = sqlite3_column_int64(stmt, 4),
             .inputs = (const char *)sqlite3_column_text(stmt, 5),
             .actions = (const char *)sqlite3_column_text(stmt, 6),
+            .matrices = (const char *)sqlite3_column_text(stmt, 7),
         };
         if (!run.name)
             run.name = "";
@@ -1484,6 +1487,34 @@ cleanup:
     sqlite3_finalize(stmt);
     json_decref(all);
     return rc;
+}
+
+static int s_run_column(kiln_history_t *self, int64_t run_id, const char *sql, const json_t *v,
+                        const char *what)
+{
+    char *text = json_dumps(v, JSON_COMPACT);
+    sqlite3_stmt *stmt = NULL;
+    int rc = -1;
+    if (!text)
+        return s_oom();
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 2, text, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(stmt) != SQLITE_DONE) {
+        s_sql_error(self, "%s of run %lld", what, (long long)run_id);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    free(text);
+    return rc;
+}
+
+int kiln_history_run_matrices(kiln_history_t *self, int64_t run_id, const json_t *matrices)
+{
+    return s_run_column(self, run_id, "UPDATE runs SET matrices = ?2 WHERE id = ?1", matrices,
+                        "matrices");
 }
 
 int kiln_history_run_actions(kiln_history_t *self, int64_t run_id, const json_t *actions)

@@ -96,6 +96,9 @@ int kiln_history_logs_each(kiln_history_t *self, int64_t run_id, const char *job
 
 /* ---- what a job leaves besides its state ---- */
 
+/* The matrices a run computed at run time (job id -> matrix), kept so a
+ * restart plans the run alike. */
+int kiln_history_run_matrices(kiln_history_t *self, int64_t run_id, const json_t *matrices);
 /* A run's local composite actions (path -> text), kept for a restart. */
 int kiln_history_run_actions(kiln_history_t *self, int64_t run_id, const json_t *actions);
 /* A run's inputs (object), kept so a restarted coordinator plans it alike. */
@@ -128,6 +131,7 @@ typedef struct {
     int64_t created_ms;
     const char *inputs;  /* the run's inputs as JSON text, or NULL */
     const char *actions; /* its local actions (path -> text) as JSON, or NULL */
+    const char *matrices;/* matrices computed at run time (job id -> matrix), or NULL */
 } kiln_history_active_t;
 
 typedef int (*kiln_history_active_fn)(void *ctx, const kiln_history_active_t *run);

@@ -206,6 +206,7 @@ typedef struct {
     size_t n_aux;
     bool oom;
     const json_t *actions;  /* local composite actions: path -> action.yml text */
+    const json_t *matrices; /* job id -> evaluated run-time matrix */
 } s_ctx_t;
 
 __attribute__((format(printf, 5, 0))) static void s_vdiag(s_ctx_t *ctx, kiln_diag_severity_t sev, int line, int col, const char *fmt,
@@ -1370,8 +1371,11 @@ static void s_walk_jobs(s_ctx_t *ctx, s_node_t *key, s_node_t *val)
     /* A static matrix is expanded here: the job's YAML is walked once per
      * combination, so every combination is a whole job of its own. */
     kiln_matrix_t *mx = calloc(n_pairs, sizeof *mx);
+    char **dyn = calloc(n_pairs, sizeof *dyn); /* run-time matrix expressions */
     size_t total = 0;
-    if (!mx) {
+    if (!mx || !dyn) {
+        free(mx);
+        free(dyn);
         s_oom(ctx);
         return;
     }
@@ -1399,10 +1403,25 @@ static void s_walk_jobs(s_ctx_t *ctx, s_node_t *key, s_node_t *val)
                 s_error(ctx, mkey, "%s", err);
             json_decref(m);
         } else if (mnode && mnode->kind == S_SCALAR && !val->items[i]->skip) {
-            s_error(ctx, mkey,
-                    "the matrix of job '%.*s' is an expression; a matrix computed at run time "
-                    "(fromJSON(needs...)) is not supported yet",
-                    s_q(s_res(val->items[i])->value), s_res(val->items[i])->value);
+            /* Computed at run time: a placeholder until the coordinator has
+             * evaluated it (then it is given here, and expanded). */
+            const json_t *m = json_object_get(ctx->matrices, s_res(val->items[i])->value);
+            char err[512];
+            if (!strstr(mnode->value, "${{")) {
+                s_error(ctx, mkey, "the matrix of job '%.*s' must be a mapping or an expression",
+                        s_q(s_res(val->items[i])->value), s_res(val->items[i])->value);
+            } else if (m) {
+                if (kiln_matrix_expand(&mx[p], m, s_res(val->items[i])->value, err, sizeof err) ==
+                    0)
+                    count = mx[p].n;
+                else
+                    s_error(ctx, mkey, "%s", err);
+            } else {
+                char *expr = strdup(mnode->value);
+                if (!expr)
+                    s_oom(ctx);
+                dyn[p] = expr;
+            }
         }
         total += count;
     }
@@ -1427,6 +1446,10 @@ static void s_walk_jobs(s_ctx_t *ctx, s_node_t *key, s_node_t *val)
             size_t j = wf->n_jobs++;
             kiln_job_t *job = &wf->jobs[j];
             s_walk_job(ctx, kslot, s_res(val->items[i + 1]), job, &ctx->aux[j]);
+            if (dyn[p] && job->id) {
+                job->matrix_expr = dyn[p];
+                dyn[p] = NULL;
+            }
             if (!mx[p].n || !job->id)
                 continue;
             char *id = kiln_matrix_id(job->id, c);
@@ -1451,9 +1474,12 @@ static void s_walk_jobs(s_ctx_t *ctx, s_node_t *key, s_node_t *val)
         }
     }
 cleanup:
-    for (size_t p = 0; p < n_pairs; p++)
+    for (size_t p = 0; p < n_pairs; p++) {
         kiln_matrix_free(&mx[p]);
+        free(dyn[p]);
+    }
     free(mx);
+    free(dyn);
 }
 
 static const char *const s_top_ignored[] = {
@@ -1621,6 +1647,7 @@ static void s_check_expressions(s_ctx_t *ctx)
         s_check_if(ctx, job->line, job->col, who, job->if_expr);
         s_check_template(ctx, job->line, job->col, who, "name", job->name);
         s_check_template(ctx, job->line, job->col, who, "concurrency", job->concurrency_group);
+        s_check_template(ctx, job->line, job->col, who, "strategy.matrix", job->matrix_expr);
         for (size_t k = 0; k < job->n_runs_on; k++)
             s_check_template(ctx, job->line, job->col, who, "runs-on", job->runs_on[k]);
         for (size_t k = 0; k < job->env.n; k++)
@@ -1945,6 +1972,7 @@ void kiln_pipeline_destroy(kiln_workflow_t **self_p)
         json_decref(job->outputs);
         free(job->concurrency_group);
         free(job->origin);
+        free(job->matrix_expr);
         json_decref(job->matrix_combo);
     }
     json_decref(wf->inputs);
@@ -2325,10 +2353,17 @@ int kiln_pipeline_parse(kiln_workflow_t **out, const char *file, const char *tex
 int kiln_pipeline_parse_with(kiln_workflow_t **out, const char *file, const char *text, size_t len,
                              const json_t *actions, kiln_diags_t *diags)
 {
+    return kiln_pipeline_parse_planned(out, file, text, len, actions, NULL, diags);
+}
+
+int kiln_pipeline_parse_planned(kiln_workflow_t **out, const char *file, const char *text,
+                                size_t len, const json_t *actions, const json_t *matrices,
+                                kiln_diags_t *diags)
+{
     assert(out && file && diags && (text || len == 0));
     int rc = KILN_EINVAL;
     s_tree_t tree;
-    s_ctx_t ctx = {.diags = diags, .actions = actions};
+    s_ctx_t ctx = {.diags = diags, .actions = actions, .matrices = matrices};
     size_t first_diag = diags->n, errors_before = diags->n_errors;
     memset(&tree, 0, sizeof tree);
     *out = NULL;

@@ -128,6 +128,10 @@ typedef struct {
      * id "<origin>-<n>", name "<name> (v1, v2)", its values in matrix_combo.
      * needs on the origin wait for every combination. */
     char *origin;            /* the job id as written, for a matrix combination; else NULL */
+    /* strategy.matrix is an expression (e.g. fromJSON(needs.plan.outputs.x)):
+     * the job stands as one placeholder until its needs are done; then the
+     * coordinator evaluates it and plans the run again with the result. */
+    char *matrix_expr;
     json_t *matrix_combo;    /* this combination's values (object), or NULL */
     size_t matrix_index;     /* 0-based */
     size_t matrix_total;
@@ -173,6 +177,12 @@ int kiln_pipeline_parse(kiln_workflow_t **out, const char *file, const char *tex
  * is replaced by the action's steps. */
 int kiln_pipeline_parse_with(kiln_workflow_t **out, const char *file, const char *text, size_t len,
                              const json_t *actions, kiln_diags_t *diags);
+/* As kiln_pipeline_parse_with, with matrices computed at run time:
+ * matrices maps a job id to the evaluated matrix (object) of a job whose
+ * strategy.matrix is an expression; that job is expanded like a static one. */
+int kiln_pipeline_parse_planned(kiln_workflow_t **out, const char *file, const char *text,
+                                size_t len, const json_t *actions, const json_t *matrices,
+                                kiln_diags_t *diags);
 /* The local actions a workflow or action text refers to (`uses: ./x`),
  * normalised, appended to `out` (array) when not there yet. Returns 0, or
  * KILN_EINVAL for a path that leaves the repository ("./../x"). */

@@ -97,6 +97,13 @@ struct s_job {
 
 struct s_run {
     int64_t id;
+    /* What it was submitted with, kept to plan it again when a matrix is
+     * computed at run time. */
+    char *file;
+    char *yaml;
+    size_t yaml_len;
+    json_t *actions;
+    json_t *matrices;               /* job id -> matrix computed at run time */
     json_t *inputs;                 /* typed run inputs (object) */
     json_t *outputs;                /* job id -> outputs object */
     char actor[KILN_PEER_NAME_MAX];
@@ -416,6 +423,10 @@ static void s_run_free(s_run_t **run_p)
         return;
     kiln_dag_destroy(&run->dag);
     kiln_pipeline_destroy(&run->wf);
+    free(run->file);
+    free(run->yaml);
+    json_decref(run->actions);
+    json_decref(run->matrices);
     json_decref(run->inputs);
     json_decref(run->outputs);
     free(run->jobs);
@@ -658,6 +669,143 @@ static int s_plan_run(kiln_server_t *self, s_run_t *run)
 static void s_job_final(kiln_server_t *self, s_job_t *job, kiln_job_state_t state,
                         int64_t finished_ms);
 
+/* A matrix computed at run time: its expression is evaluated now that the
+ * job's needs are done, the run's workflow is parsed again with it (the job
+ * becomes one job per combination), and every job's state carries over by
+ * id: the ready list, the workers' slots and the DAG point at the new jobs.
+ * On an error the job fails with the reason in its log. */
+static int s_expand_runtime_matrix(kiln_server_t *self, s_run_t *run, s_job_t *job)
+{
+    const kiln_job_t *spec = &run->wf->jobs[job->idx];
+    char err[512], *inner = NULL;
+    int64_t now = kiln_clock_wall_ms();
+    json_t *value = NULL, *ctx = s_contexts(self, run, spec, 1);
+    kiln_workflow_t *wf2 = NULL;
+    kiln_dag_t *dag2 = NULL;
+    s_job_t *jobs2 = NULL;
+    kiln_diags_t diags;
+    int rc = -1;
+    kiln_diags_init(&diags, run->file);
+    /* strategy.matrix: ${{ expr }} -> the value of expr. */
+    const char *open = strstr(spec->matrix_expr, "${{");
+    const char *close = open ? strstr(open, "}}") : NULL;
+    if (!close) {
+        snprintf(err, sizeof err, "strategy.matrix: not an expression");
+        goto fail;
+    }
+    inner = strndup(open + 3, (size_t)(close - open - 3));
+    kiln_expr_env_t env = {ctx, KILN_EXPR_SUCCESS, NULL};
+    if (!inner || kiln_expr_eval(inner, &env, &value, err, sizeof err) != 0)
+        goto fail;
+    if (json_is_string(value)) {
+        json_t *parsed = json_loads(json_string_value(value), 0, NULL);
+        json_decref(value);
+        value = parsed;
+    }
+    if (!json_is_object(value)) {
+        snprintf(err, sizeof err, "strategy.matrix: the expression must give an object");
+        goto fail;
+    }
+    json_object_set(run->matrices, spec->id, value);
+    if (kiln_pipeline_parse_planned(&wf2, run->file, run->yaml, run->yaml_len, run->actions,
+                                    run->matrices, &diags) != 0) {
+        json_object_del(run->matrices, spec->id);
+        snprintf(err, sizeof err, "%s", kiln_error_last());
+        goto fail;
+    }
+    jobs2 = calloc(wf2->n_jobs, sizeof *jobs2);
+    dag2 = kiln_dag_new(wf2);
+    if (!jobs2 || !dag2) {
+        json_object_del(run->matrices, spec->id);
+        snprintf(err, sizeof err, "coordinator out of memory");
+        goto fail;
+    }
+    /* Old jobs leave the ready list; their states go to the new ones. */
+    for (size_t i = 0; i < run->wf->n_jobs; i++)
+        s_ready_remove(self, &run->jobs[i]);
+    bool was_ready[KILN_WF_MAX_JOBS] = {false};
+    for (size_t i = 0; i < wf2->n_jobs; i++) {
+        long old = kiln_pipeline_find_job(run->wf, wf2->jobs[i].id);
+        s_job_t *n = &jobs2[i];
+        if (old >= 0) {
+            *n = run->jobs[old];
+            was_ready[i] = n->state == KILN_JOB_READY;
+            for (size_t w = 0; w < self->n_workers; w++)
+                for (unsigned k = 0; k < self->workers[w]->slots; k++)
+                    if (self->workers[w]->jobs[k] == &run->jobs[old])
+                        self->workers[w]->jobs[k] = n;
+        }
+        n->run = run;
+        n->idx = i;
+        n->in_ready = false;
+        n->ready_prev = n->ready_next = NULL;
+        snprintf(n->key, sizeof n->key, "%lld/%s", (long long)run->id, wf2->jobs[i].id);
+        s_labels_key(&wf2->jobs[i], n->labels, sizeof n->labels);
+        if (old < 0)
+            kiln_history_job_create(self->history, run->id, wf2->jobs[i].id, wf2->jobs[i].name,
+                                    (const char *const *)wf2->jobs[i].needs, wf2->jobs[i].n_needs,
+                                    (const char *const *)wf2->jobs[i].runs_on,
+                                    wf2->jobs[i].n_runs_on);
+    }
+    kiln_history_run_matrices(self->history, run->id, run->matrices);
+    /* The DAG replays what happened, in dependency order. */
+    kiln_workflow_t *old_wf = run->wf;
+    kiln_dag_t *old_dag = run->dag;
+    s_job_t *old_jobs = run->jobs;
+    run->wf = wf2;
+    run->dag = dag2;
+    run->jobs = jobs2;
+    wf2 = NULL;
+    dag2 = NULL;
+    jobs2 = NULL;
+    s_plan_run(self, run);
+    for (size_t t = 0; t < run->wf->n_jobs; t++) {
+        size_t i = run->wf->topo[t];
+        kiln_job_state_t st = run->jobs[i].state;
+        size_t skipped[KILN_WF_MAX_JOBS], n_skipped = 0;
+        if (kiln_job_state_is_final(st)) {
+            if (kiln_dag_state(run->dag, i) == KILN_JOB_READY) {
+                kiln_dag_start(run->dag, i);
+                kiln_dag_finish(run->dag, i, st, skipped, KILN_WF_MAX_JOBS, &n_skipped);
+            }
+        } else if (st == KILN_JOB_RUNNING && kiln_dag_state(run->dag, i) == KILN_JOB_READY) {
+            kiln_dag_start(run->dag, i);
+        }
+    }
+    /* Jobs that were ready stay so (the DAG reports them again; their
+     * condition was met already and Redis has them). */
+    for (size_t i = 0; i < run->wf->n_jobs; i++)
+        if (was_ready[i])
+            s_ready_append(self, &run->jobs[i], false);
+    kiln_log_info("run %lld: job '%s' expanded into %zu jobs at run time", (long long)run->id,
+                  spec == NULL ? "?" : old_wf->jobs[job->idx].id,
+                  run->wf->n_jobs - old_wf->n_jobs + 1);
+    kiln_pipeline_destroy(&old_wf);
+    kiln_dag_destroy(&old_dag);
+    free(old_jobs);
+    rc = 0;
+    goto cleanup;
+fail: {
+    char line[700];
+    int n = snprintf(line, sizeof line, "[kiln: %s]\n", err);
+    kiln_history_job_create(self->history, run->id, spec->id, spec->name,
+                            (const char *const *)spec->needs, spec->n_needs,
+                            (const char *const *)spec->runs_on, spec->n_runs_on);
+    kiln_history_log_append(self->history, run->id, spec->id, 0, 0, 2, line, (size_t)n, now);
+    kiln_log_info("job %s: %s", job->key, err);
+    s_job_final(self, job, KILN_JOB_FAILURE, now);
+}
+cleanup:
+    free(inner);
+    json_decref(value);
+    json_decref(ctx);
+    kiln_pipeline_destroy(&wf2);
+    kiln_dag_destroy(&dag2);
+    free(jobs2);
+    kiln_diags_free(&diags);
+    return rc;
+}
+
 /* A ready job's if: decides whether it runs. Returns true to run it; false
  * when it was finished here (skipped, or failed on an expression error). */
 static bool s_job_condition(kiln_server_t *self, s_job_t *job)
@@ -747,16 +895,26 @@ static bool s_group_busy(kiln_server_t *self, const s_job_t *job)
 }
 
 /* Jobs the DAG reports ready go onto Redis and the in-memory ready list. */
+static int s_expand_runtime_matrix(kiln_server_t *self, s_run_t *run, s_job_t *job);
+
 static void s_enqueue_ready(kiln_server_t *self, s_run_t *run)
 {
     size_t ready[64], n;
     if (run->held)
         return;
+again:
     while ((n = kiln_dag_take_ready(run->dag, ready, 64)) > 0) {
         for (size_t i = 0; i < n; i++) {
             s_job_t *job = &run->jobs[ready[i]];
             if (!s_job_condition(self, job))
                 continue;
+            if (run->wf->jobs[job->idx].matrix_expr) {
+                /* Its needs are done: compute the matrix and plan the run
+                 * again; the run's jobs, DAG and lists are new after it. */
+                if (s_expand_runtime_matrix(self, run, job) == 0)
+                    goto again;
+                continue;
+            }
             if (job->group[0])
                 s_job_concurrency(self, job);
             int rc = kiln_queue_push(self->queue, job->key, job->labels, NULL, 0);
@@ -1642,6 +1800,17 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
     }
     run->created_ms = kiln_clock_wall_ms();
     snprintf(run->actor, sizeof run->actor, "%s", client);
+    run->file = strdup(file);
+    run->yaml = malloc(req->workflow_yaml.len + 1);
+    if (!run->file || !run->yaml) {
+        s_reply(self, msg, req->request_id, -1, "coordinator out of memory", 0, NULL);
+        goto cleanup;
+    }
+    memcpy(run->yaml, req->workflow_yaml.data, req->workflow_yaml.len);
+    run->yaml[req->workflow_yaml.len] = '\0';
+    run->yaml_len = req->workflow_yaml.len;
+    run->actions = json_incref(actions);
+    run->matrices = json_object();
     {
         json_t *given = json_object();
         for (size_t i = 0; i < req->n_inputs; i++)
@@ -1676,9 +1845,11 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         job->idx = i;
         snprintf(job->key, sizeof job->key, "%lld/%s", (long long)run->id, spec->id);
         s_labels_key(spec, job->labels, sizeof job->labels);
-        kiln_history_job_create(self->history, run->id, spec->id, spec->name,
-                                (const char *const *)spec->needs, spec->n_needs,
-                                (const char *const *)spec->runs_on, spec->n_runs_on);
+        /* A matrix computed at run time gets its rows when it is. */
+        if (!spec->matrix_expr)
+            kiln_history_job_create(self->history, run->id, spec->id, spec->name,
+                                    (const char *const *)spec->needs, spec->n_needs,
+                                    (const char *const *)spec->runs_on, spec->n_runs_on);
     }
     kiln_history_audit(self->history, "run.submit", client, file, run->created_ms);
     if (json_object_size(run->inputs))
@@ -2282,6 +2453,7 @@ typedef struct {
     int64_t created_ms;
     char *inputs;
     char *actions;
+    char *matrices;
 } s_saved_run_t;
 
 typedef struct {
@@ -2310,6 +2482,7 @@ static int s_collect_run(void *ctx, const kiln_history_active_t *row)
     r->created_ms = row->created_ms;
     r->inputs = row->inputs ? strdup(row->inputs) : NULL;
     r->actions = row->actions ? strdup(row->actions) : NULL;
+    r->matrices = row->matrices ? strdup(row->matrices) : NULL;
     saved->n++;
     return 0;
 }
@@ -2398,10 +2571,13 @@ static int s_recover(kiln_server_t *self)
         kiln_workflow_t *wf = NULL;
         kiln_diags_init(&diags, sv->file);
         json_t *actions = sv->actions ? json_loads(sv->actions, 0, NULL) : NULL;
-        int prc = kiln_pipeline_parse_with(&wf, sv->file, sv->yaml, sv->len, actions, &diags);
-        json_decref(actions);
+        json_t *matrices = sv->matrices ? json_loads(sv->matrices, 0, NULL) : NULL;
+        int prc = kiln_pipeline_parse_planned(&wf, sv->file, sv->yaml, sv->len, actions, matrices,
+                                              &diags);
         kiln_diags_free(&diags);
         if (prc != 0) {
+            json_decref(actions);
+            json_decref(matrices);
             kiln_log_error("recovery: run %lld no longer parses (%s); marked failed",
                            (long long)sv->id, kiln_error_last());
             kiln_history_run_set_state(self->history, sv->id, "failure", kiln_clock_wall_ms());
@@ -2429,6 +2605,11 @@ static int s_recover(kiln_server_t *self)
         run->wf = wf;
         run->id = sv->id;
         run->created_ms = sv->created_ms;
+        run->file = strdup(sv->file);
+        run->yaml = strdup(sv->yaml);
+        run->yaml_len = sv->len;
+        run->actions = actions;
+        run->matrices = matrices ? matrices : json_object();
         run->inputs = sv->inputs ? json_loads(sv->inputs, 0, NULL) : NULL;
         if (!run->inputs)
             run->inputs = json_object();
@@ -2463,6 +2644,7 @@ cleanup:
         free(saved.items[r].yaml);
         free(saved.items[r].inputs);
         free(saved.items[r].actions);
+        free(saved.items[r].matrices);
     }
     free(saved.items);
     return rc;

@@ -1120,6 +1120,55 @@ static void test_composite_actions(void **state)
     json_decref(actions);
 }
 
+/* A matrix computed at run time stands as one placeholder job until the
+ * coordinator plans the run again with the computed matrix. */
+static void test_runtime_matrix(void **state)
+{
+    (void)state;
+    const char *wf = "on: push\n"
+                     "jobs:\n"
+                     "  plan:\n"
+                     "    runs-on: x\n"
+                     "    steps: [{run: 'true'}]\n"
+                     "  build:\n"
+                     "    needs: plan\n"
+                     "    runs-on: x\n"
+                     "    strategy:\n"
+                     "      matrix: ${{ fromJSON(needs.plan.outputs.m) }}\n"
+                     "    steps: [{run: 'true'}]\n"
+                     "  report:\n"
+                     "    needs: build\n"
+                     "    runs-on: x\n"
+                     "    steps: [{run: 'true'}]\n";
+    kiln_workflow_t *w = NULL;
+    kiln_diags_t d;
+    kiln_diags_init(&d, "ci.yml");
+    assert_int_equal(kiln_pipeline_parse(&w, "ci.yml", wf, strlen(wf), &d), 0);
+    assert_int_equal(w->n_jobs, 3);
+    assert_non_null(w->jobs[1].matrix_expr);
+    assert_int_equal(w->jobs[2].n_needs, 1);
+    kiln_pipeline_destroy(&w);
+    kiln_diags_free(&d);
+    json_t *m = json_pack("{s:{s:[s,s,s]}}", "build", "os", "a", "b", "c");
+    kiln_diags_init(&d, "ci.yml");
+    assert_int_equal(kiln_pipeline_parse_planned(&w, "ci.yml", wf, strlen(wf), NULL, m, &d), 0);
+    assert_int_equal(w->n_jobs, 5);
+    assert_string_equal(w->jobs[1].id, "build-1");
+    assert_string_equal(w->jobs[3].name, "build (c)");
+    assert_null(w->jobs[1].matrix_expr);
+    assert_int_equal(w->jobs[4].n_needs, 3); /* report waits for every combination */
+    kiln_pipeline_destroy(&w);
+    kiln_diags_free(&d);
+    /* A computed matrix is held to the same rules. */
+    json_object_set_new(m, "build", json_pack("{s:[]}", "os"));
+    kiln_diags_init(&d, "ci.yml");
+    assert_int_equal(kiln_pipeline_parse_planned(&w, "ci.yml", wf, strlen(wf), NULL, m, &d),
+                     KILN_EINVAL);
+    assert_non_null(strstr(kiln_error_last(), "no combinations"));
+    kiln_diags_free(&d);
+    json_decref(m);
+}
+
 static void test_garbage_does_not_crash(void **state)
 {
     (void)state;
@@ -1147,6 +1196,7 @@ int main(void)
         cmocka_unit_test(test_expression_errors),
         cmocka_unit_test(test_matrix_errors),
         cmocka_unit_test(test_composite_actions),
+        cmocka_unit_test(test_runtime_matrix),
         cmocka_unit_test(test_topo_needs_before_file_order),
         cmocka_unit_test(test_default_name_is_base_name),
         cmocka_unit_test(test_unknown_keys_warn),
