@@ -1136,6 +1136,8 @@ static int cmd_graph(int argc, char **argv)
                     json_decref(ctx);
                 }
                 printf("  %s [%s]", name ? name : j->name, j->id);
+                if (j->matrix_expr)
+                    printf(" (matrix computed at run time)");
                 free(name);
                 for (size_t k = 0; k < j->n_needs; k++)
                     printf("%s%s", k ? ", " : " <- ", wf->jobs[j->need_idx[k]].id);

@@ -2,6 +2,7 @@
 # private local farm with `kiln run`, and its .expect file says what must
 # come of it:
 #   input NAME=VALUE          passed with --input
+#   vars JSON                 the farm's vars (kiln run --vars)
 #   run success|failure       the run's state (exit 0 or 1)
 #   state JOB STATE           a job's final state
 #   name JOB TEXT             a job's display name
@@ -25,9 +26,13 @@ for wf in "$DATA"/*.yml; do
         diff -u "$DATA/$name.graph" "$T/graph.out" >&2 || fail "$name: graph differs"
     fi
     args=()
+    vars="{}"
     while read -r kind rest; do
         [ "$kind" = input ] && args+=(--input "$rest")
+        [ "$kind" = vars ] && vars=$rest
     done <"$exp"
+    printf '%s' "$vars" >"$T/vars.json"
+    args+=(--vars "$T/vars.json")
     rm -rf "$T/farm"
     rc=0
     "$KILN" run "$wf" --workers 2 --json --keep "$T/farm" "${args[@]}" >"$T/run.json" 2>"$T/run.err" || rc=$?
@@ -76,3 +81,7 @@ for wf in "$DATA"/*.yml; do
     n=$((n + 1))
 done
 [ $n -ge 6 ] || fail "only $n workflows in the corpus"
+"$KILN" graph --dot "$DATA/matrix_build.yml" >"$T/g.dot" || fail "kiln graph --dot failed"
+grep -q '^digraph "matrix build" {' "$T/g.dot" && grep -q '"build-3" -> "test";' "$T/g.dot" &&
+    grep -q '"test" -> "summary";' "$T/g.dot" || fail "graph --dot is wrong: $(cat "$T/g.dot")"
+pass "kiln graph --dot"
