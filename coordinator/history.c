@@ -1519,44 +1519,12 @@ int kiln_history_run_matrices(kiln_history_t *self, int64_t run_id, const json_t
 
 int kiln_history_run_actions(kiln_history_t *self, int64_t run_id, const json_t *actions)
 {
-    static const char sql[] = "UPDATE runs SET actions = ?2 WHERE id = ?1";
-    char *text = json_dumps(actions, JSON_COMPACT);
-    sqlite3_stmt *stmt = NULL;
-    int rc = -1;
-    if (!text)
-        return s_oom();
-    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 2, text, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_step(stmt) != SQLITE_DONE) {
-        s_sql_error(self, "actions of run %lld", (long long)run_id);
-        goto cleanup;
-    }
-    rc = 0;
-cleanup:
-    sqlite3_finalize(stmt);
-    free(text);
-    return rc;
+    return s_run_column(self, run_id, "UPDATE runs SET actions = ?2 WHERE id = ?1", actions,
+                        "actions");
 }
 
 int kiln_history_run_inputs(kiln_history_t *self, int64_t run_id, const json_t *inputs)
 {
-    static const char sql[] = "UPDATE runs SET inputs = ?2 WHERE id = ?1";
-    char *text = json_dumps(inputs, JSON_COMPACT);
-    sqlite3_stmt *stmt = NULL;
-    int rc = -1;
-    if (!text)
-        return s_oom();
-    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 2, text, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_step(stmt) != SQLITE_DONE) {
-        s_sql_error(self, "inputs of run %lld", (long long)run_id);
-        goto cleanup;
-    }
-    rc = 0;
-cleanup:
-    sqlite3_finalize(stmt);
-    free(text);
-    return rc;
+    return s_run_column(self, run_id, "UPDATE runs SET inputs = ?2 WHERE id = ?1", inputs,
+                        "inputs");
 }

@@ -261,6 +261,20 @@ static int s_send(kiln_server_t *self, const unsigned char *id, size_t id_len,
     return rc;
 }
 
+/* Tells the worker running a job's current attempt to stop it; the job
+ * ends when its result comes back. */
+static void s_send_cancel(kiln_server_t *self, s_job_t *job)
+{
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__CancelJob c = KILN__CANCEL_JOB__INIT;
+    c.job_key = job->key;
+    c.token = job->token;
+    env.body_case = KILN__ENVELOPE__BODY_CANCEL;
+    env.cancel = &c;
+    job->cancel_sent = true;
+    s_send(self, job->worker->identity, job->worker->id_len, &env);
+}
+
 static void s_reply(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64_t request_id,
                     int code, const char *error, int64_t run_id, json_t *json)
 {
@@ -862,14 +876,7 @@ static void s_job_concurrency(kiln_server_t *self, s_job_t *job)
                     touched[n_touched++] = run->id;
             } else if (cancel_running && o->state == KILN_JOB_RUNNING && o->worker &&
                        !o->cancel_sent) {
-                Kiln__Envelope env = KILN__ENVELOPE__INIT;
-                Kiln__CancelJob c = KILN__CANCEL_JOB__INIT;
-                c.job_key = o->key;
-                c.token = o->token;
-                env.body_case = KILN__ENVELOPE__BODY_CANCEL;
-                env.cancel = &c;
-                o->cancel_sent = true;
-                s_send(self, o->worker->identity, o->worker->id_len, &env);
+                s_send_cancel(self, o);
             }
         }
     }
@@ -1620,14 +1627,7 @@ static void s_fail_fast(kiln_server_t *self, s_job_t *failed)
             kiln_queue_drop(self->queue, job->key, job->labels, "cancelled");
             s_job_final(self, job, KILN_JOB_CANCELLED, now);
         } else if (job->state == KILN_JOB_RUNNING && job->worker && !job->cancel_sent) {
-            Kiln__Envelope env = KILN__ENVELOPE__INIT;
-            Kiln__CancelJob c = KILN__CANCEL_JOB__INIT;
-            c.job_key = job->key;
-            c.token = job->token;
-            env.body_case = KILN__ENVELOPE__BODY_CANCEL;
-            env.cancel = &c;
-            job->cancel_sent = true;
-            s_send(self, job->worker->identity, job->worker->id_len, &env);
+            s_send_cancel(self, job);
         }
     }
 }
@@ -1938,14 +1938,7 @@ static void s_cancel_run(kiln_server_t *self, s_run_t *run, const char *actor, c
         s_job_t *job = &run->jobs[i];
         if (job->state != KILN_JOB_RUNNING || !job->worker || job->cancel_sent)
             continue;
-        Kiln__Envelope env = KILN__ENVELOPE__INIT;
-        Kiln__CancelJob c = KILN__CANCEL_JOB__INIT;
-        c.job_key = job->key;
-        c.token = job->token;
-        env.body_case = KILN__ENVELOPE__BODY_CANCEL;
-        env.cancel = &c;
-        job->cancel_sent = true;
-        s_send(self, job->worker->identity, job->worker->id_len, &env);
+        s_send_cancel(self, job);
     }
     s_run_check_done(self, run);
 }
