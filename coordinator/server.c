@@ -113,10 +113,20 @@ struct s_run {
     int64_t created_ms;
     bool cancel_requested;
     bool held;                      /* waiting for its concurrency group */
+    bool expand_pending;            /* a run-time matrix is ready to compute */
     char group[256];                /* concurrency group, "" for none */
     s_watcher_t watchers[KILN_SERVER_MAX_WATCHERS];
     size_t n_watchers;
 };
+
+#define KILN_SERVER_MAX_PENDING_ACKS 1024
+
+typedef struct {
+    unsigned char identity[KILN_IDENTITY_MAX];
+    size_t id_len;
+    char job_key[KILN_JOB_KEY_MAX];
+    uint64_t token;
+} s_pending_ack_t;
 
 typedef struct {
     uint64_t dispatches;
@@ -161,6 +171,12 @@ struct kiln_server {
     s_stats_t stats;
     json_t *vars;                   /* the farm's configuration variables (vars context) */
     bool redis_dirty;               /* Redis missed writes: reconcile on reconnect */
+    bool expand_pending;            /* some run has a run-time matrix to compute */
+    /* One history transaction per burst of worker messages; results are
+     * acknowledged after it commits. */
+    bool in_batch;
+    s_pending_ack_t acks[KILN_SERVER_MAX_PENDING_ACKS];
+    size_t n_acks;
     int64_t redis_retry_at;         /* monotonic */
     int64_t redis_backoff_ms;
 };
@@ -820,6 +836,42 @@ cleanup:
     return rc;
 }
 
+static void s_dispatch(kiln_server_t *self);
+static void s_enqueue_ready(kiln_server_t *self, s_run_t *run);
+
+/* Computes the run-time matrices whose jobs became ready. Called only where
+ * no job pointer is held (between messages, after a timer, after recovery). */
+static void s_expand_pending(kiln_server_t *self)
+{
+    while (self->expand_pending) {
+        self->expand_pending = false;
+        int64_t ids[KILN_SERVER_MAX_RUNS];
+        size_t n = 0;
+        for (size_t r = 0; r < self->n_runs; r++)
+            if (self->runs[r]->expand_pending)
+                ids[n++] = self->runs[r]->id;
+        for (size_t k = 0; k < n; k++) {
+            s_run_t *run = s_run_find(self, ids[k]);
+            if (!run)
+                continue;
+            run->expand_pending = false;
+            for (size_t i = 0; i < run->wf->n_jobs; i++) {
+                if (!run->wf->jobs[i].matrix_expr ||
+                    kiln_dag_state(run->dag, i) != KILN_JOB_READY)
+                    continue;
+                if (s_expand_runtime_matrix(self, run, &run->jobs[i]) == 0) {
+                    s_enqueue_ready(self, run);
+                    /* Another placeholder of this run, if any, comes next
+                     * time round (the run's jobs are new). */
+                    run->expand_pending = self->expand_pending = true;
+                }
+                break; /* the run may have ended, or changed */
+            }
+        }
+    }
+    s_dispatch(self);
+}
+
 /* A ready job's if: decides whether it runs. Returns true to run it; false
  * when it was finished here (skipped, or failed on an expression error). */
 static bool s_job_condition(kiln_server_t *self, s_job_t *job)
@@ -902,24 +954,21 @@ static bool s_group_busy(kiln_server_t *self, const s_job_t *job)
 }
 
 /* Jobs the DAG reports ready go onto Redis and the in-memory ready list. */
-static int s_expand_runtime_matrix(kiln_server_t *self, s_run_t *run, s_job_t *job);
-
 static void s_enqueue_ready(kiln_server_t *self, s_run_t *run)
 {
     size_t ready[64], n;
     if (run->held)
         return;
-again:
     while ((n = kiln_dag_take_ready(run->dag, ready, 64)) > 0) {
         for (size_t i = 0; i < n; i++) {
             s_job_t *job = &run->jobs[ready[i]];
             if (!s_job_condition(self, job))
                 continue;
             if (run->wf->jobs[job->idx].matrix_expr) {
-                /* Its needs are done: compute the matrix and plan the run
-                 * again; the run's jobs, DAG and lists are new after it. */
-                if (s_expand_runtime_matrix(self, run, job) == 0)
-                    goto again;
+                /* Its needs are done. Computing the matrix replaces the
+                 * run's jobs, so it waits for a point where nobody holds
+                 * one: s_expand_pending, after the current message. */
+                run->expand_pending = self->expand_pending = true;
                 continue;
             }
             if (job->group[0])
@@ -1424,15 +1473,39 @@ static s_job_t *s_fenced_job(kiln_server_t *self, s_worker_t *w, const char *job
 
 /* Tells a worker its result was taken (applied, a duplicate, or refused
  * for good), so it stops resending it. */
+static void s_flush_batch(kiln_server_t *self);
+
+/* Acknowledgements wait for the batch's commit: a worker stops resending a
+ * result only once what it changed is on disk. */
 static void s_ack_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobResult *m)
 {
-    Kiln__Envelope env = KILN__ENVELOPE__INIT;
-    Kiln__ResultAck ack = KILN__RESULT_ACK__INIT;
-    ack.job_key = m->job_key;
-    ack.token = m->token;
-    env.body_case = KILN__ENVELOPE__BODY_RESULT_ACK;
-    env.result_ack = &ack;
-    s_send(self, w->identity, w->id_len, &env);
+    if (self->n_acks == KILN_SERVER_MAX_PENDING_ACKS)
+        s_flush_batch(self);
+    s_pending_ack_t *a = &self->acks[self->n_acks++];
+    memcpy(a->identity, w->identity, w->id_len);
+    a->id_len = w->id_len;
+    snprintf(a->job_key, sizeof a->job_key, "%s", m->job_key);
+    a->token = m->token;
+}
+
+/* Commits the history written since the batch began, then sends the
+ * acknowledgements that waited for it, and begins the next batch. */
+static void s_flush_batch(kiln_server_t *self)
+{
+    if (self->in_batch) {
+        kiln_history_commit(self->history);
+        self->in_batch = false;
+    }
+    for (size_t i = 0; i < self->n_acks; i++) {
+        Kiln__Envelope env = KILN__ENVELOPE__INIT;
+        Kiln__ResultAck ack = KILN__RESULT_ACK__INIT;
+        ack.job_key = self->acks[i].job_key;
+        ack.token = self->acks[i].token;
+        env.body_case = KILN__ENVELOPE__BODY_RESULT_ACK;
+        env.result_ack = &ack;
+        s_send(self, self->acks[i].identity, self->acks[i].id_len, &env);
+    }
+    self->n_acks = 0;
 }
 
 static void s_on_heartbeat(kiln_server_t *self, s_worker_t *w, const Kiln__Heartbeat *hb)
@@ -2230,7 +2303,7 @@ static void s_on_router(kiln_server_t *self)
         kiln_transport_msg_t msg;
         int rc = kiln_transport_recv(self->router, true, &msg);
         if (rc == KILN_EAGAIN)
-            return;
+            break;
         if (rc != 0) {
             self->stats.garbage_dropped++;
             kiln_log_warn("dropped a message: %s", kiln_error_last());
@@ -2239,15 +2312,25 @@ static void s_on_router(kiln_server_t *self)
         const char *name = NULL;
         kiln_role_t role = kiln_auth_role(msg.user_id, &name);
         if (role == KILN_ROLE_WORKER) {
+            if (!self->in_batch) {
+                kiln_history_begin(self->history);
+                self->in_batch = true;
+            }
             s_on_worker_message(self, &msg, name);
         } else if (role == KILN_ROLE_CLIENT) {
+            /* A client sees committed state, and its own request commits
+             * before it is answered. */
+            s_flush_batch(self);
             s_on_client_message(self, &msg, name);
         } else {
             self->stats.garbage_dropped++;
             kiln_log_warn("dropped a message from an unauthenticated peer (%s)", msg.peer_address);
         }
         kiln_transport_msg_clear(&msg);
+        if (self->expand_pending)
+            s_expand_pending(self);
     }
+    s_flush_batch(self);
 }
 
 /* Writes the coordinator's view of every active job into Redis, after Redis
@@ -2344,6 +2427,8 @@ static void s_on_timer(kiln_server_t *self)
     }
     s_check_redis(self, now);
     s_dispatch(self);
+    if (self->expand_pending)
+        s_expand_pending(self);
 }
 
 /* A connection of the router closed (ZMQ_EVENT_DISCONNECTED, reported by
@@ -2630,6 +2715,8 @@ static int s_recover(kiln_server_t *self)
         s_enqueue_ready(self, run);
         s_run_check_done(self, run);
     }
+    if (self->expand_pending)
+        s_expand_pending(self);
     rc = 0;
 cleanup:
     for (size_t r = 0; r < saved.n; r++) {
