@@ -705,12 +705,40 @@ static void s_print_extras(json_t *run)
     }
 }
 
+/* One request, its JSON answer rendered by render (or printed as JSON with
+ * --json). The pattern of every query command. */
+static int s_query(s_common_t *c, Kiln__Request *req, void (*render)(json_t *doc))
+{
+    kiln_client_t *client = NULL;
+    Kiln__Envelope *reply = NULL;
+    int code;
+    if ((code = s_connect(c, &client)) != 0)
+        return code;
+    if ((code = s_call(client, req, &reply)) == 0) {
+        json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0,
+                                 NULL);
+        if (c->json)
+            s_print_json_reply(reply);
+        else
+            render(doc);
+        json_decref(doc);
+    }
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    kiln_client_destroy(&client);
+    return code;
+}
+
+static void s_render_run(json_t *doc)
+{
+    s_print_run(doc);
+    s_print_extras(doc);
+}
+
 static int cmd_status(int argc, char **argv)
 {
     s_common_t c = {0};
-    int npos = 0, code;
-    kiln_client_t *client = NULL;
-    Kiln__Envelope *reply = NULL;
+    int npos = 0;
     kiln_opt_t opts[] = {
         S_TARGET_OPTS(c),
         {"json", KILN_OPT_BOOL, &c.json, "print JSON"},
@@ -723,36 +751,17 @@ static int cmd_status(int argc, char **argv)
             kiln_error_set("RUN must be a run number");
         return s_usage_error("status", "[RUN] [options]", opts, rc ? rc : -1);
     }
-    if ((code = s_connect(&c, &client)) != 0)
-        return code;
     Kiln__Request req = KILN__REQUEST__INIT;
     req.kind = KILN__REQUEST_KIND__REQ_STATUS;
     req.run_id = (uint64_t)run;
     req.limit = 20;
-    if ((code = s_call(client, &req, &reply)) == 0) {
-        json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
-        if (c.json)
-            s_print_json_reply(reply);
-        else if (run) {
-            s_print_run(doc);
-            s_print_extras(doc);
-        }
-        else
-            s_print_runs(doc);
-        json_decref(doc);
-    }
-    if (reply)
-        kiln__envelope__free_unpacked(reply, NULL);
-    kiln_client_destroy(&client);
-    return code;
+    return s_query(&c, &req, run ? s_render_run : s_print_runs);
 }
 
 static int cmd_history(int argc, char **argv)
 {
     s_common_t c = {0};
-    int npos = 0, limit = 20, code;
-    kiln_client_t *client = NULL;
-    Kiln__Envelope *reply = NULL;
+    int npos = 0, limit = 20;
     kiln_opt_t opts[] = {
         S_TARGET_OPTS(c),
         {"limit", KILN_OPT_INT, &limit, "how many runs, newest first (20, at most 1000)"},
@@ -765,24 +774,10 @@ static int cmd_history(int argc, char **argv)
             kiln_error_set("--limit must be 1..1000 and no arguments are taken");
         return s_usage_error("history", "[--limit N] [--json] [options]", opts, rc ? rc : -1);
     }
-    if ((code = s_connect(&c, &client)) != 0)
-        return code;
     Kiln__Request req = KILN__REQUEST__INIT;
     req.kind = KILN__REQUEST_KIND__REQ_HISTORY;
     req.limit = (uint32_t)limit;
-    if ((code = s_call(client, &req, &reply)) == 0) {
-        if (c.json) {
-            s_print_json_reply(reply);
-        } else {
-            json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
-            s_print_runs(doc);
-            json_decref(doc);
-        }
-    }
-    if (reply)
-        kiln__envelope__free_unpacked(reply, NULL);
-    kiln_client_destroy(&client);
-    return code;
+    return s_query(&c, &req, s_print_runs);
 }
 
 /* Whether this job#attempt was seen before (records it if not). */
@@ -896,99 +891,77 @@ static int cmd_cancel(int argc, char **argv)
     return code;
 }
 
+static void s_render_workers(json_t *doc)
+{
+    size_t i, k;
+    json_t *w, *l;
+    printf("%-16s  %-10s  %-8s  %s\n", "WORKER", "BUSY", "STATE", "LABELS");
+    json_array_foreach(doc, i, w) {
+        char busy[32], labels[512] = "";
+        size_t o = 0;
+        snprintf(busy, sizeof busy, "%lld/%lld",
+                 (long long)json_integer_value(json_object_get(w, "busy")),
+                 (long long)json_integer_value(json_object_get(w, "slots")));
+        json_array_foreach(json_object_get(w, "labels"), k, l) {
+            int n = snprintf(labels + o, sizeof labels - o, "%s%s", k ? "," : "",
+                             json_string_value(l));
+            if (n < 0 || (size_t)n >= sizeof labels - o)
+                break;
+            o += (size_t)n;
+        }
+        printf("%-16s  %-10s  %-8s  %s\n", json_string_value(json_object_get(w, "name")),
+               busy, json_is_true(json_object_get(w, "draining")) ? "draining" : "ready",
+               labels);
+    }
+}
+
 static int cmd_workers(int argc, char **argv)
 {
     s_common_t c = {0};
-    int npos = 0, code;
-    kiln_client_t *client = NULL;
-    Kiln__Envelope *reply = NULL;
+    int npos = 0;
     kiln_opt_t opts[] = {S_TARGET_OPTS(c), {"json", KILN_OPT_BOOL, &c.json, "print JSON"},
                          {NULL, 0, NULL, NULL}};
     int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
     if (rc != 0 || npos != 0)
         return s_usage_error("workers", "[--json] [options]", opts, rc ? rc : -1);
-    if ((code = s_connect(&c, &client)) != 0)
-        return code;
     Kiln__Request req = KILN__REQUEST__INIT;
     req.kind = KILN__REQUEST_KIND__REQ_WORKERS;
-    if ((code = s_call(client, &req, &reply)) == 0) {
-        json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
-        if (c.json) {
-            s_print_json_reply(reply);
-        } else {
-            size_t i, k;
-            json_t *w, *l;
-            printf("%-16s  %-10s  %-8s  %s\n", "WORKER", "BUSY", "STATE", "LABELS");
-            json_array_foreach(doc, i, w) {
-                char busy[32], labels[512] = "";
-                size_t o = 0;
-                snprintf(busy, sizeof busy, "%lld/%lld",
-                         (long long)json_integer_value(json_object_get(w, "busy")),
-                         (long long)json_integer_value(json_object_get(w, "slots")));
-                json_array_foreach(json_object_get(w, "labels"), k, l) {
-                    int n = snprintf(labels + o, sizeof labels - o, "%s%s", k ? "," : "",
-                                     json_string_value(l));
-                    if (n < 0 || (size_t)n >= sizeof labels - o)
-                        break;
-                    o += (size_t)n;
-                }
-                printf("%-16s  %-10s  %-8s  %s\n", json_string_value(json_object_get(w, "name")),
-                       busy, json_is_true(json_object_get(w, "draining")) ? "draining" : "ready",
-                       labels);
+    return s_query(&c, &req, s_render_workers);
+}
+
+static void s_render_stats(json_t *doc)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(doc, key, v) {
+        if (json_is_object(v)) {
+            const char *k2;
+            json_t *v2;
+            json_object_foreach(v, k2, v2) {
+                char *t = json_dumps(v2, JSON_ENCODE_ANY);
+                printf("%s.%s %s\n", key, k2, t ? t : "?");
+                free(t);
             }
+        } else {
+            char *t = json_dumps(v, JSON_ENCODE_ANY);
+            printf("%s %s\n", key, t ? t : "?");
+            free(t);
         }
-        json_decref(doc);
     }
-    if (reply)
-        kiln__envelope__free_unpacked(reply, NULL);
-    kiln_client_destroy(&client);
-    return code;
 }
 
 static int cmd_stats(int argc, char **argv)
 {
     s_common_t c = {0};
-    int npos = 0, code;
-    kiln_client_t *client = NULL;
-    Kiln__Envelope *reply = NULL;
+    int npos = 0;
     kiln_opt_t opts[] = {S_TARGET_OPTS(c), {"json", KILN_OPT_BOOL, &c.json, "print JSON"},
                          {NULL, 0, NULL, NULL}};
     int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
     if (rc != 0 || npos != 0)
         return s_usage_error("stats", "[--json] [options]", opts, rc ? rc : -1);
-    if ((code = s_connect(&c, &client)) != 0)
-        return code;
     Kiln__Request req = KILN__REQUEST__INIT;
     req.kind = KILN__REQUEST_KIND__REQ_STATS;
-    if ((code = s_call(client, &req, &reply)) == 0) {
-        json_t *doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);
-        if (c.json) {
-            s_print_json_reply(reply);
-        } else {
-            const char *key;
-            json_t *v;
-            json_object_foreach(doc, key, v) {
-                if (json_is_object(v)) {
-                    const char *k2;
-                    json_t *v2;
-                    json_object_foreach(v, k2, v2) {
-                        char *t = json_dumps(v2, JSON_ENCODE_ANY);
-                        printf("%s.%s %s\n", key, k2, t ? t : "?");
-                        free(t);
-                    }
-                } else {
-                    char *t = json_dumps(v, JSON_ENCODE_ANY);
-                    printf("%s %s\n", key, t ? t : "?");
-                    free(t);
-                }
-            }
-        }
-        json_decref(doc);
-    }
-    if (reply)
-        kiln__envelope__free_unpacked(reply, NULL);
-    kiln_client_destroy(&client);
-    return code;
+    return s_query(&c, &req, s_render_stats);
 }
 
 /* kiln worker drain NAME: the only worker subcommand so far. */
