@@ -2586,6 +2586,67 @@ int kiln_expr_check_template(const char *text, int *col, char *err, size_t errle
     return 0;
 }
 
+/* The expression of an if:, found as kiln_expr_condition finds it: the
+ * text inside a lone ${{ }}, or the whole text. Returns 1 when the if: is a
+ * template with text around its ${{ }} (checked as a template), 0 with
+ * [*a, *z) set, or -1 on an error in e. */
+static int s_condition_span(const char *cond, size_t *a, size_t *z, s_err_t *e)
+{
+    s_span_t sp;
+    *a = 0;
+    *z = s_text_len(cond, e);
+    if (e->set)
+        return -1;
+    while (*a < *z && s_is_space(cond[*a]))
+        (*a)++;
+    while (*z > *a && s_is_space(cond[*z - 1]))
+        (*z)--;
+    if (!memmem(cond + *a, *z - *a, "${{", 3))
+        return 0;
+    if (s_next_span(cond, *z, *a, &sp, e) < 0)
+        return -1;
+    if (sp.start != *a || sp.end != *z)
+        return 1;
+    *a = sp.expr;
+    *z = sp.expr + sp.len;
+    return 0;
+}
+
+int kiln_expr_check_condition(const char *cond, int *col, char *err, size_t errlen)
+{
+    s_err_t e = {0};
+    s_ast_t ast = {0};
+    size_t a, z;
+    int kind = s_condition_span(cond, &a, &z, &e);
+    if (kind < 0)
+        return s_check_report(&e, col, err, errlen);
+    if (kind == 1)
+        return kiln_expr_check_template(cond, col, err, errlen);
+    if (a == z)
+        return 0;
+    int rc = s_parse(cond + a, z - a, a, &ast, &e);
+    s_ast_free(&ast);
+    return rc ? s_check_report(&e, col, err, errlen) : 0;
+}
+
+bool kiln_expr_condition_has_status_call(const char *cond)
+{
+    s_err_t e = {0};
+    s_ast_t ast = {0};
+    bool has = false;
+    size_t a, z;
+    int kind = s_condition_span(cond, &a, &z, &e);
+    if (kind == 1)
+        return s_template_parse(cond, 0, strlen(cond), &has, &e) == 0 && has;
+    if (kind < 0 || a == z)
+        return false;
+    if (s_parse(cond + a, z - a, a, &ast, &e) == 0)
+        for (int i = 0; i < ast.n; i++)
+            has = has || (ast.nodes[i].kind == N_CALL && ast.nodes[i].fn >= F_SUCCESS);
+    s_ast_free(&ast);
+    return has;
+}
+
 bool kiln_expr_has_status_call(const char *expr)
 {
     s_err_t e = {0};

@@ -97,6 +97,11 @@ bool kiln_expr_truthy(const json_t *v);
  * when an expression can be evaluated. Both are false for text that does not
  * parse (evaluating it reports the error). */
 bool kiln_expr_has_status_call(const char *expr);
+/* The same two for an if: as written (with or without ${{ }} around it),
+ * found the way kiln_expr_condition finds its expression; *col is within
+ * cond. */
+int kiln_expr_check_condition(const char *cond, int *col, char *err, size_t errlen);
+bool kiln_expr_condition_has_status_call(const char *cond);
 bool kiln_expr_refers_to(const char *expr, const char *context);
 
 #endif

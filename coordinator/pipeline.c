@@ -1614,23 +1614,8 @@ static void s_check_if(s_ctx_t *ctx, int line, int col, const char *who, const c
 {
     char err[512];
     int at = 0;
-    if (!text)
-        return;
-    const char *expr = text;
-    char *inner = NULL;
-    /* if: may be written with or without ${{ }}. */
-    const char *open = strstr(text, "${{");
-    if (open && open[strspn(open + 3, " ")] && strstr(open, "}}")) {
-        const char *close = strstr(open, "}}");
-        size_t lead = strspn(text, " \t");
-        if (text + lead == open && close[2 + strspn(close + 2, " \t\n")] == '\0') {
-            inner = strndup(open + 3, (size_t)(close - open - 3));
-            expr = inner ? inner : text;
-        }
-    }
-    if (kiln_expr_check(expr, &at, err, sizeof err) != 0)
+    if (text && kiln_expr_check_condition(text, &at, err, sizeof err) != 0)
         s_error_at(ctx, line, col, "%s: if: expression error at column %d: %s", who, at, err);
-    free(inner);
 }
 
 static void s_check_expressions(s_ctx_t *ctx)

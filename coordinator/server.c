@@ -614,23 +614,6 @@ static kiln_expr_status_t s_job_status(const s_run_t *run, size_t idx)
     return KILN_EXPR_SUCCESS;
 }
 
-/* Whether an if: (with or without ${{ }} around it) calls a status
- * function. */
-static bool s_if_has_status_call(const char *cond)
-{
-    const char *p = cond + strspn(cond, " \t");
-    if (strncmp(p, "${{", 3) == 0) {
-        const char *end = strstr(p, "}}");
-        if (end) {
-            char *inner = strndup(p + 3, (size_t)(end - p - 3));
-            bool yes = inner && kiln_expr_has_status_call(inner);
-            free(inner);
-            return yes;
-        }
-    }
-    return kiln_expr_has_status_call(cond);
-}
-
 /* Evaluates ${{ }} in a job's name and runs-on once the run's inputs are
  * known (matrix values, inputs, vars). An error is returned for the
  * submitter, naming the job. */
@@ -673,7 +656,7 @@ static int s_plan_run(kiln_server_t *self, s_run_t *run)
             spec->runs_on[k] = text;
         }
         json_decref(ctx);
-        if (spec->if_expr && s_if_has_status_call(spec->if_expr))
+        if (spec->if_expr && kiln_expr_condition_has_status_call(spec->if_expr))
             kiln_dag_set_decides(run->dag, i, true);
     }
     if (run->wf->concurrency_group) {

@@ -1069,9 +1069,32 @@ static void test_env_null(void **state)
     assert_null(v);
 }
 
+/* An if: as written, with or without ${{ }}: found as the condition is
+ * (a '}}' inside a string does not end it). */
+static void test_condition_as_written(void **state)
+{
+    (void)state;
+    int col = 0;
+    char err[256];
+    assert_int_equal(kiln_expr_check_condition("${{ always() && '}}' != 'x' }}", &col, err,
+                                               sizeof err),
+                     0);
+    assert_true(kiln_expr_condition_has_status_call("${{ always() && '}}' != 'x' }}"));
+    assert_true(kiln_expr_condition_has_status_call("  failure()  "));
+    assert_false(kiln_expr_condition_has_status_call("${{ github.ref == 'main' }}"));
+    assert_false(kiln_expr_condition_has_status_call("'always()'"));
+    assert_int_equal(kiln_expr_check_condition("${{ 1 == }}", &col, err, sizeof err),
+                     KILN_EINVAL);
+    assert_true(col > 4); /* within the text as written, past the braces */
+    assert_int_equal(kiln_expr_check_condition("github.ref ==", &col, err, sizeof err),
+                     KILN_EINVAL);
+    assert_int_equal(kiln_expr_check_condition("", &col, err, sizeof err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_condition_as_written),
         cmocka_unit_test_setup(test_literals, s_reset),
         cmocka_unit_test_setup(test_number_format, s_reset),
         cmocka_unit_test_setup(test_string_forms, s_reset),
