@@ -123,3 +123,12 @@ for p in "$SLEEP_PID" "$SHELL_PID"; do
 done
 [ ! -e "$FARM" ] || fail "the farm directory $FARM was not removed"
 pass "SIGINT: no farm process, step shell or sleep left; farm dir removed"
+
+# An infrastructure failure is exit 3, not a pipeline failure: here the
+# daemons cannot be found, so the farm never comes up.
+mkdir -p "$T/nobin"
+rc=0
+KILN_LIBEXEC=$T/nobin KILN_REQUEST_TIMEOUT_MS=3000 timeout 60 "$KILN" run "$KILN_SRC/examples/demo.yml" --workers 1 \
+    >"$T/infra.out" 2>"$T/infra.err" || rc=$?
+[ $rc -eq 3 ] || fail "a farm that cannot start gave exit $rc, want 3: $(cat "$T/infra.err")"
+pass "a farm that cannot start: exit 3"
