@@ -1299,7 +1299,10 @@ static void s_walk_job(s_ctx_t *ctx, s_node_t *key, s_node_t *val, kiln_job_t *j
         } else if (strcmp(k, "timeout-minutes") == 0) {
             s_minutes_key(ctx, kslot, v, who, &job->timeout_ms);
         } else if (strcmp(k, "continue-on-error") == 0) {
-            s_bool_key(ctx, kslot, v, who, &job->continue_on_error);
+            if (v->kind == S_SCALAR && strstr(v->value, "${{"))
+                job->continue_on_error_expr = s_strdup(ctx, v->value);
+            else
+                s_bool_key(ctx, kslot, v, who, &job->continue_on_error);
         } else if (strcmp(k, "steps") == 0) {
             has_steps = true;
             s_walk_steps(ctx, kslot, v, who, job);
@@ -1633,6 +1636,8 @@ static void s_check_expressions(s_ctx_t *ctx)
         s_check_template(ctx, job->line, job->col, who, "name", job->name);
         s_check_template(ctx, job->line, job->col, who, "concurrency", job->concurrency_group);
         s_check_template(ctx, job->line, job->col, who, "strategy.matrix", job->matrix_expr);
+        s_check_template(ctx, job->line, job->col, who, "continue-on-error",
+                         job->continue_on_error_expr);
         for (size_t k = 0; k < job->n_runs_on; k++)
             s_check_template(ctx, job->line, job->col, who, "runs-on", job->runs_on[k]);
         for (size_t k = 0; k < job->env.n; k++)
@@ -1958,6 +1963,7 @@ void kiln_pipeline_destroy(kiln_workflow_t **self_p)
         free(job->concurrency_group);
         free(job->origin);
         free(job->matrix_expr);
+        free(job->continue_on_error_expr);
         json_decref(job->matrix_combo);
     }
     json_decref(wf->inputs);

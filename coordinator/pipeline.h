@@ -132,6 +132,9 @@ typedef struct {
      * the job stands as one placeholder until its needs are done; then the
      * coordinator evaluates it and plans the run again with the result. */
     char *matrix_expr;
+    /* continue-on-error given as an expression (e.g. ${{ matrix.experimental
+     * }}): evaluated when the run is planned. */
+    char *continue_on_error_expr;
     json_t *matrix_combo;    /* this combination's values (object), or NULL */
     size_t matrix_index;     /* 0-based */
     size_t matrix_total;

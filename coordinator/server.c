@@ -634,6 +634,27 @@ static int s_plan_run(kiln_server_t *self, s_run_t *run)
             free(spec->name);
             spec->name = text;
         }
+        if (spec->continue_on_error_expr) {
+            if (kiln_expr_interpolate(spec->continue_on_error_expr, &env, &text, err,
+                                      sizeof err) != 0) {
+                kiln_error_set("job '%s': continue-on-error: %s", spec->id, err);
+                json_decref(ctx);
+                return KILN_EINVAL;
+            }
+            /* GitHub reads the result as a boolean: "true" or "false". */
+            spec->continue_on_error = strcmp(text, "true") == 0;
+            free(text);
+        }
+        /* Step names shown while the run goes: ${{ matrix.* }}, inputs, ... */
+        for (size_t k = 0; k < spec->n_steps; k++) {
+            kiln_step_t *st = &spec->steps[k];
+            if (!st->name || !strstr(st->name, "${{"))
+                continue;
+            if (kiln_expr_interpolate(st->name, &env, &text, err, sizeof err) == 0) {
+                free(st->name);
+                st->name = text;
+            }
+        }
         if (spec->concurrency_group) {
             if (kiln_expr_interpolate(spec->concurrency_group, &env, &text, err, sizeof err) !=
                 0) {

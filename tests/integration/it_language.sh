@@ -6,6 +6,7 @@
 #   run success|failure       the run's state (exit 0 or 1)
 #   state JOB STATE           a job's final state
 #   name JOB TEXT             a job's display name
+#   stepname JOB TEXT         the name of the job's first step
 #   output JOB NAME VALUE     a job's output
 #   log JOB TEXT              TEXT appears in the job's output
 #   logre JOB REGEX           a line of the job's output matches REGEX
@@ -52,6 +53,11 @@ for wf in "$DATA"/*.yml; do
             want="$b${c:+ $c}"
             got=$(q "select name from jobs where job_id='$a'")
             [ "$got" = "$want" ] || fail "$name: job $a is named '$got', want '$want'"
+            ;;
+        stepname)
+            want="$b${c:+ $c}"
+            got=$(q "select name from steps where job_id='$a' and idx=0 order by attempt limit 1")
+            [ "$got" = "$want" ] || fail "$name: first step of $a is named '$got', want '$want'"
             ;;
         output)
             got=$(q "select json_extract(outputs, '\$.$b') from jobs where job_id='$a'")
