@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -546,6 +547,44 @@ static const char *s_need_result(const s_run_t *run, const char *id)
     }
     return !any ? "" : failed ? "failure" : cancelled ? "cancelled" : all_skipped ? "skipped"
                                                                                   : "success";
+}
+
+/* The vars context rides in every job's contexts, so the file is bounded
+ * well below one wire message; a larger file is an operator mistake worth
+ * refusing at start-up rather than a dispatch that fails later. */
+static int s_load_vars(kiln_server_t *self, const char *path)
+{
+    int rc = KILN_EINVAL;
+    json_error_t jerr;
+    struct stat st;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        kiln_error_errno("coordinator: vars file %s", path);
+        goto cleanup;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        kiln_error_set("coordinator: vars file %s is not a regular file", path);
+        goto cleanup;
+    }
+    if (st.st_size > KILN_SERVER_VARS_FILE_MAX) {
+        kiln_error_set("coordinator: vars file %s is %lld bytes, more than %d", path,
+                       (long long)st.st_size, KILN_SERVER_VARS_FILE_MAX);
+        goto cleanup;
+    }
+    self->vars = json_loadf(f, 0, &jerr);
+    if (!self->vars) {
+        kiln_error_set("coordinator: %s:%d: %s", path, jerr.line, jerr.text);
+        goto cleanup;
+    }
+    if (!json_is_object(self->vars)) {
+        kiln_error_set("coordinator: %s: vars must be a JSON object", path);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    if (f)
+        fclose(f);
+    return rc;
 }
 
 /* The contexts a job's expressions see: github, inputs, vars, matrix,
@@ -2791,16 +2830,8 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
         goto cleanup;
     if ((rc = kiln_queue_open(&self->queue, self->cfg.redis, 10000)) != 0)
         goto cleanup;
-    if (cfg->vars_path) {
-        json_error_t jerr;
-        self->vars = json_load_file(cfg->vars_path, 0, &jerr);
-        if (!json_is_object(self->vars)) {
-            kiln_error_set("coordinator: %s:%d: vars must be a JSON object (%s)", cfg->vars_path,
-                           jerr.line, jerr.text);
-            rc = KILN_EINVAL;
-            goto cleanup;
-        }
-    }
+    if (cfg->vars_path && (rc = s_load_vars(self, cfg->vars_path)) != 0)
+        goto cleanup;
     if ((rc = s_recover(self)) != 0)
         goto cleanup;
     /* Every connection is a file descriptor: take all the kernel allows,

@@ -49,6 +49,8 @@ typedef struct {
 #define KILN_SERVER_LOG_FLOOD_SLACK (4ULL * 1024 * 1024)
 /* Largest log chunk a worker may send. */
 #define KILN_SERVER_LOG_CHUNK_MAX (64 * 1024)
+/* Bound on the --vars file: its object is copied into every job message. */
+#define KILN_SERVER_VARS_FILE_MAX (256 * 1024)
 /* Bounds on what the server keeps for clients. */
 #define KILN_SERVER_MAX_WORKERS 10000
 #define KILN_SERVER_MAX_RUNS 10000

@@ -173,3 +173,23 @@ timeout 30 "$KILN" submit --wait "$W/ok.yml" >"$T/ok.out" 2>&1 || fail "valid ru
 grep -q "run 1 success" "$T/ok.out" || fail "valid run is not run 1: $(cat "$T/ok.out")"
 kill -0 "$COORD_PID" || fail "coordinator died"
 pass "coordinator still serves a valid run"
+
+# A vars file that is too large, not JSON, or not an object stops a
+# coordinator at start-up with a message naming the file.
+head -c $((300 * 1024)) /dev/zero | tr '\0' ' ' >"$T/vars-big.json"
+printf '{"a": \n  [1,\n' >"$T/vars-broken.json"
+printf '[1, 2]\n' >"$T/vars-array.json"
+check_vars_refused() { # FILE PATTERN
+    local rc=0
+    timeout 20 "$KILN_BIN/kiln-coordinator" --listen "tcp://127.0.0.1:$(free_port)" \
+        --redis "$T/redis.sock" --db "$T/vars-history.db" --key "$T/keys/server.key" \
+        --allow "$T/allow" --vars "$1" >"$T/vars.err" 2>&1 || rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "coordinator started with $1 (exit $rc)"
+    grep -q "$2" "$T/vars.err" || fail "refusal of $1 does not say \"$2\": $(cat "$T/vars.err")"
+}
+check_vars_refused "$T/vars-big.json" "vars-big.json is 307200 bytes, more than 262144"
+check_vars_refused "$T/vars-broken.json" "vars-broken.json:[0-9]*: "
+check_vars_refused "$T/vars-array.json" "vars-array.json: vars must be a JSON object"
+check_vars_refused "$T/no-such-vars.json" "no-such-vars.json"
+kill -0 "$COORD_PID" || fail "the running coordinator died"
+pass "bad vars files are refused at start-up, naming the file"
