@@ -50,8 +50,11 @@ fuzz:
 fault-test: build
 	KILN_BIN=$(CURDIR)/$(BUILD) bash tests/fault/run.sh
 
-bench: build
-	bash bench/run.sh $(BUILD)/bin
+# An optimised build of its own; `make bench BENCH="e2e makespan"` runs a
+# subset, `PEERS=buildbot` adds the peer comparison.
+bench:
+	$(MAKE) build BUILD=build-bench CMAKE_ARGS="-DCMAKE_BUILD_TYPE=Release"
+	PEERS="$(PEERS)" bash bench/run.sh build-bench/bin $(BENCH)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-bench

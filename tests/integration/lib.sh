@@ -89,7 +89,7 @@ start_coordinator() {
         mark=$(wc -l <"$T/coordinator.log" 2>/dev/null || echo 0)
         "$KILN_BIN/kiln-coordinator" --listen "$ENDPOINT" --redis "$T/redis.sock" \
             --db "$T/history.db" --key "$T/keys/server.key" --allow "$T/allow" \
-            --log-level debug "$@" >>"$T/coordinator.log" 2>&1 &
+            --log-level "${COORD_LOG_LEVEL:-debug}" "$@" >>"$T/coordinator.log" 2>&1 &
         COORD_PID=$!
         PIDS+=($COORD_PID)
         for _ in $(seq 1 400); do
