@@ -19,7 +19,15 @@
  * ROWID tables clustered on primary keys that start with run_id, so one run's
  * rows sit together and every per-run query is a B-tree search whose cost
  * does not grow with the other runs' rows; jobs also have (run_id, seq) for
- * insertion order, and logs (run_id, id) for arrival order.
+ * insertion order, and logs (run_id, id) for arrival order. The runs still
+ * running, which a restarted coordinator recovers, are found through a
+ * partial index (runs_active) that holds only them: a runs row carries its
+ * workflow text before its state, so a scan for the state would read every
+ * workflow ever submitted, and start-up would slow down as history grows.
+ *
+ * Besides the record, one small table serves the scheduler: durations keeps,
+ * per (workflow, job), an estimate of how long the job takes (see
+ * kiln_history_duration_record for the estimator).
  *
  * Rows only move forward: attempts are inserted once (a second start of the
  * same attempt number is an error, not a reset), updates only set columns,
@@ -28,6 +36,7 @@
 #include "history.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -49,18 +58,37 @@
 #define KILN_HISTORY_YAML_MAX (4 * 1024 * 1024)
 #define KILN_HISTORY_TEXT_MAX (64 * 1024)
 
+/* Keys of the duration estimates. Job ids are at most 100 characters in a
+ * workflow file (pipeline.h), longer once a matrix combination is appended;
+ * workflows are keyed by name. An empty or longer key is refused
+ * (KILN_EINVAL): it is a caller's bug or a hostile file, not a job to learn. */
+#define KILN_HISTORY_ID_MAX 256
+#define KILN_HISTORY_NAME_MAX 1024
+/* A recorded duration above a year (the longest timeout a workflow may set)
+ * can only come from a clock jump; it is refused rather than let it swamp
+ * the estimate. */
+#define KILN_HISTORY_DURATION_MAX (366LL * 24 * 60 * 60 * 1000)
+/* The estimator's weight: each new duration moves the estimate 1/N of the
+ * way towards itself (see kiln_history_duration_record). */
+#define KILN_HISTORY_EWMA_N 4
+
 /* kiln_history_runs_json: limit 0 means the default, larger ones are cut. */
 #define KILN_HISTORY_LIST_DEFAULT 50
 #define KILN_HISTORY_LIST_MAX 1000
 
-#define KILN_HISTORY_SCHEMA_VERSION 2
+#define KILN_HISTORY_SCHEMA_VERSION 3
 #define KILN_HISTORY_BUSY_MS 5000
 
 #define KILN_HISTORY_STR_(x) #x
 #define KILN_HISTORY_STR(x) KILN_HISTORY_STR_(x)
 
 /* The schema. user_version says which one a file holds; a file from a newer
- * Kiln is refused rather than written with the wrong layout. */
+ * Kiln is refused rather than written with the wrong layout. Everything here
+ * is CREATE ... IF NOT EXISTS, so running it on an older file adds what that
+ * file lacks (s_apply_schema). History of the versions:
+ *   1  runs, jobs, attempts, steps, logs, audit;
+ *   2  job outputs, run inputs/actions/matrices, annotations, summaries;
+ *   3  durations (the scheduler's estimates), runs_active (recovery's index). */
 static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS runs ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -68,6 +96,8 @@ static const char s_schema[] =
     " state TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL,"
     " finished_ms INTEGER, inputs TEXT, actions TEXT, matrices TEXT);"
+    /* Only the unfinished runs: a handful, whatever the size of the history. */
+    "CREATE INDEX IF NOT EXISTS runs_active ON runs (id) WHERE state = 'running';"
     "CREATE TABLE IF NOT EXISTS jobs ("
     " run_id INTEGER NOT NULL, job_id TEXT NOT NULL, name TEXT,"
     " state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, worker TEXT,"
@@ -102,6 +132,14 @@ static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS audit ("
     " id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL,"
     " actor TEXT, detail TEXT);"
+    /* One row per (workflow, job) ever recorded; the estimate is kept as a
+     * REAL so that small steps towards a new duration are not lost to
+     * integer rounding. Clustered on the key: a workflow's rows are one
+     * B-tree range, read without touching the record tables. */
+    "CREATE TABLE IF NOT EXISTS durations ("
+    " workflow TEXT NOT NULL, job_id TEXT NOT NULL,"
+    " estimate_ms REAL NOT NULL, samples INTEGER NOT NULL,"
+    " PRIMARY KEY (workflow, job_id)) WITHOUT ROWID;"
     "PRAGMA user_version = " KILN_HISTORY_STR(KILN_HISTORY_SCHEMA_VERSION) ";";
 
 /* The statements prepared once per connection. Optional arguments are bound
@@ -125,6 +163,8 @@ enum {
     S_RUN_JOBS,
     S_JOB_ATTEMPTS,
     S_JOB_STEPS,
+    S_DURATION_RECORD,
+    S_DURATIONS,
     S_COUNT
 };
 
@@ -174,6 +214,19 @@ static const char *const s_sql[S_COUNT] = {
     [S_JOB_STEPS] = "SELECT attempt, idx, name, state, exit_code, signal, started_ms,"
                     " finished_ms FROM steps WHERE run_id = ?1 AND job_id = ?2"
                     " ORDER BY attempt, idx",
+    /* The estimator of kiln_history_duration_record, in one statement so
+     * that it is atomic in and out of a batch. On the right of SET every
+     * column is the stored (old) value. */
+    [S_DURATION_RECORD] = "INSERT INTO durations (workflow, job_id, estimate_ms, samples)"
+                          " VALUES (?1, ?2, ?3, 1)"
+                          " ON CONFLICT (workflow, job_id) DO UPDATE SET"
+                          " estimate_ms = estimate_ms + (excluded.estimate_ms - estimate_ms)"
+                          " / MIN(samples + 1, " KILN_HISTORY_STR(KILN_HISTORY_EWMA_N) "),"
+                          " samples = samples + 1",
+    /* Rounded to whole ms (half away from zero; estimates are never
+     * negative). In primary-key order: no sort. */
+    [S_DURATIONS] = "SELECT job_id, CAST(ROUND(estimate_ms) AS INTEGER), samples"
+                    " FROM durations WHERE workflow = ?1 ORDER BY job_id",
 };
 
 struct kiln_history {
@@ -293,7 +346,10 @@ static int s_apply_schema(kiln_history_t *self, const char *path)
         if (s_exec(self, "BEGIN IMMEDIATE", "schema") != 0)
             goto cleanup;
         in_transaction = true;
-        /* 1 -> 2: job outputs, annotations and step summaries. */
+        /* 1 -> 2: job outputs, annotations and step summaries (the new
+         * columns; the new tables come from s_schema). 2 -> 3: only new
+         * tables and indexes, all in s_schema. Building runs_active reads
+         * every run once, here, so that no start-up after it has to. */
         if (version == 1 &&
             (s_exec(self, "ALTER TABLE jobs ADD COLUMN outputs TEXT", "schema upgrade") != 0 ||
              s_exec(self, "ALTER TABLE runs ADD COLUMN inputs TEXT", "schema upgrade") != 0 ||
@@ -1231,7 +1287,9 @@ cleanup:
     return rc;
 }
 
-/* Prepared per call: recovery runs once at start-up, off every hot path. */
+/* Prepared per call: recovery runs once at start-up, off every hot path.
+ * The WHERE matches runs_active's, so SQLite reads the few unfinished runs
+ * from that index instead of every row (and every workflow text) of runs. */
 int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, void *ctx)
 {
     static const char sql[] = "SELECT id, name, file, yaml, created_ms, inputs, actions, matrices"
@@ -1527,4 +1585,115 @@ int kiln_history_run_inputs(kiln_history_t *self, int64_t run_id, const json_t *
 {
     return s_run_column(self, run_id, "UPDATE runs SET inputs = ?2 WHERE id = ?1", inputs,
                         "inputs");
+}
+
+/* ---- the scheduler's duration estimates -------------------------------- */
+
+/* Checks a key of the durations table: 1..max bytes. KILN_EINVAL otherwise,
+ * with a message that names what it is. */
+static int s_check_key(const char *what, const char *key, size_t max)
+{
+    size_t len = strnlen(key, max + 1);
+    if (len == 0 || len > max) {
+        kiln_error_set("history: duration: %s '%.40s%s' is %s (1 to %zu bytes)", what, key,
+                       len > 40 ? "..." : "", len == 0 ? "empty" : "too long", max);
+        return KILN_EINVAL;
+    }
+    return 0;
+}
+
+/* The estimate is an exponentially weighted moving average: each new
+ * duration d moves it a fixed share of the way, e += (d - e) / N with
+ * N = KILN_HISTORY_EWMA_N (4), so the newest run counts for a quarter, the
+ * one before for 3/16, and so on; the last four runs carry about two
+ * thirds of the weight. Why: job durations drift (a test suite grows, a
+ * cache goes cold) and the scheduler should follow within a few runs, while
+ * one slow outlier moves the estimate by only a quarter of its excess. A
+ * plain mean would stop following after a while; the last value alone would
+ * jump at every outlier.
+ *
+ * The first N durations use weight 1/samples instead, which makes the
+ * estimate their plain mean: the first run's duration is the estimate, not a
+ * quarter of it (a moving average started from 0 would badly underestimate
+ * a new job), and the next ones are not outweighed by that first one.
+ *
+ * KILN_EINVAL for an empty or over-long workflow or job id, or ms outside
+ * 0..a year; nothing is written then. Works inside a kiln_history_begin/
+ * commit batch (the row is part of it) and outside (it commits alone). */
+int kiln_history_duration_record(kiln_history_t *self, const char *workflow, const char *job_id,
+                                 int64_t ms)
+{
+    int rc = -1;
+    assert(self);
+    assert(workflow);
+    assert(job_id);
+    sqlite3_stmt *stmt = self->stmt[S_DURATION_RECORD];
+    if ((rc = s_check_key("workflow", workflow, KILN_HISTORY_NAME_MAX)) != 0
+        || (rc = s_check_key("job id", job_id, KILN_HISTORY_ID_MAX)) != 0)
+        goto cleanup;
+    if (ms < 0 || ms > KILN_HISTORY_DURATION_MAX) {
+        kiln_error_set("history: duration of job %s of %s: %lld ms is out of range (0 to %lld)",
+                       job_id, workflow, (long long)ms, KILN_HISTORY_DURATION_MAX);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    rc = -1;
+    if (sqlite3_bind_text(stmt, 1, workflow, -1, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_double(stmt, 3, (double)ms) != SQLITE_OK
+        || sqlite3_step(stmt) != SQLITE_DONE) {
+        s_sql_error(self, "duration of job %s of %s", job_id, workflow);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    s_reset(stmt);
+    return rc;
+}
+
+/* A primary-key range search on durations: its cost depends on the
+ * workflow's own jobs, never on the size of the history. Jobs come in
+ * job-id order (byte order). job_id is borrowed for the call; samples above
+ * UINT_MAX read as UINT_MAX. fn returning non-zero stops the walk (that value
+ * is returned). The statement is cached, so fn must not call
+ * kiln_history_durations or kiln_history_duration_record; other history
+ * calls are fine. An unknown workflow walks nothing and returns 0;
+ * KILN_EINVAL for an empty or over-long one. */
+int kiln_history_durations(kiln_history_t *self, const char *workflow,
+                           kiln_history_duration_fn fn, void *ctx)
+{
+    int rc = -1, step;
+    assert(self);
+    assert(workflow);
+    assert(fn);
+    sqlite3_stmt *stmt = self->stmt[S_DURATIONS];
+    if ((rc = s_check_key("workflow", workflow, KILN_HISTORY_NAME_MAX)) != 0)
+        goto cleanup;
+    rc = -1;
+    if (sqlite3_bind_text(stmt, 1, workflow, -1, SQLITE_STATIC) != SQLITE_OK) {
+        s_sql_error(self, "durations of %s", workflow);
+        goto cleanup;
+    }
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *job_id = (const char *)sqlite3_column_text(stmt, 0);
+        sqlite3_int64 samples = sqlite3_column_int64(stmt, 2);
+        if (job_id == NULL) {
+            rc = s_oom();
+            goto cleanup;
+        }
+        int stop = fn(ctx, job_id, sqlite3_column_int64(stmt, 1),
+                      samples > (sqlite3_int64)UINT_MAX ? UINT_MAX : (unsigned)samples);
+        if (stop != 0) {
+            rc = stop;
+            goto cleanup;
+        }
+    }
+    if (step != SQLITE_DONE) {
+        s_sql_error(self, "durations of %s", workflow);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    s_reset(stmt);
+    return rc;
 }

@@ -9,6 +9,9 @@
  * states are the names of kiln_job_state_t (dag.h) and "running",
  * "success", "failure", "cancelled" for runs.
  *
+ * It also keeps what the scheduler learns from it: an estimate of each job's
+ * duration per workflow (kiln_history_duration_record/kiln_history_durations).
+ *
  * Thread rules: one connection, used from one thread (the coordinator's
  * loop). Writers may group many calls in kiln_history_begin/commit.
  */
@@ -151,5 +154,26 @@ typedef struct {
 /* A job's recorded state and latest attempt. KILN_ENOTFOUND if absent. */
 int kiln_history_job_get(kiln_history_t *self, int64_t run_id, const char *job_id,
                          kiln_history_job_row_t *out);
+
+/* ---- duration estimates, for the scheduler ---- */
+
+/* Records that a job of a workflow took `ms` (a successful attempt, wall time
+ * from start to finish); the estimate kept per (workflow, job) is updated.
+ * workflow is any stable key for the workflow (its name); the estimate is a
+ * moving average that favours recent runs (see history.c). KILN_EINVAL for
+ * an empty workflow or job id, one longer than the history's bound (1024 /
+ * 256 bytes), or ms outside 0..a year. Inside or outside a begin/commit. */
+int kiln_history_duration_record(kiln_history_t *self, const char *workflow, const char *job_id,
+                                 int64_t ms);
+/* job_id is borrowed for the call; samples: how many durations were recorded.
+ * Returning non-zero stops the walk. */
+typedef int (*kiln_history_duration_fn)(void *ctx, const char *job_id, int64_t estimate_ms,
+                                        unsigned samples);
+/* Calls fn for each job of `workflow` with a duration estimate, in job-id
+ * order; an indexed lookup whatever the size of the history. fn must not
+ * call the two duration functions. Returns 0, fn's non-zero value, or a
+ * negative code (KILN_EINVAL for a bad workflow key). */
+int kiln_history_durations(kiln_history_t *self, const char *workflow, kiln_history_duration_fn fn,
+                           void *ctx);
 
 #endif

@@ -34,6 +34,8 @@ int main(int argc, char **argv)
          "log bytes a worker may have in flight (1024)"},
         {"vars", KILN_OPT_STRING, &cfg.vars_path,
          "JSON file of configuration variables (the vars context)"},
+        {"scheduler", KILN_OPT_STRING, &cfg.scheduler,
+         "ready-job order: critical-path (default) or fifo"},
         {"log-level", KILN_OPT_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
     };

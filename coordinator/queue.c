@@ -2,6 +2,7 @@
 #include "queue.h"
 
 #include <hiredis.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,12 @@
 #include "log.h"
 
 #define KILN_REDIS_KEY_MAX 600
+#define KILN_QUEUE_KEY_MAX 200
+/* The ready jobs of a label set. A set, not a list: the scheduler takes
+ * jobs in its own order (sched.h), and SREM is O(1) where LREM scanned the
+ * whole queue. The name changed with the type, so a command never meets a
+ * list left by an older Kiln (WRONGTYPE); nothing reads those any more. */
+#define KILN_QUEUE_READY_PREFIX "kiln:ready-set:"
 
 /* Each script returns an integer: >= 0 success (a token for LEASE), -1 the
  * job is not in the state the transition needs. */
@@ -19,11 +26,11 @@ static const char *S_PUSH =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end\n"
     "redis.call('HSET', KEYS[1], 'state', 'ready', 'labels', ARGV[2], 'payload', ARGV[3],"
     " 'token', 0)\n"
-    "redis.call('RPUSH', KEYS[2], ARGV[1])\n"
+    "redis.call('SADD', KEYS[2], ARGV[1])\n"
     "return 1\n";
 static const char *S_LEASE =
     "if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then return -1 end\n"
-    "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
+    "redis.call('SREM', KEYS[2], ARGV[1])\n"
     "local tok = redis.call('HINCRBY', KEYS[1], 'token', 1)\n"
     "redis.call('HSET', KEYS[1], 'state', 'leased', 'worker', ARGV[2], 'deadline', ARGV[3],"
     " 'attempt', ARGV[4])\n"
@@ -47,11 +54,11 @@ static const char *S_REQUEUE =
     "redis.call('HSET', KEYS[1], 'state', 'ready')\n"
     "redis.call('HDEL', KEYS[1], 'worker', 'deadline')\n"
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
-    "redis.call('LPUSH', KEYS[3], ARGV[1])\n"
+    "redis.call('SADD', KEYS[3], ARGV[1])\n"
     "return 1\n";
 static const char *S_DROP =
     "if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then return -1 end\n"
-    "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
+    "redis.call('SREM', KEYS[2], ARGV[1])\n"
     "redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[2])\n"
     "return 1\n";
 
@@ -60,13 +67,13 @@ static const char *S_DROP =
 static const char *S_RESTORE =
     "local old = tonumber(redis.call('HGET', KEYS[1], 'token') or '0')\n"
     "local tok = math.max(old, tonumber(ARGV[4]))\n"
-    "redis.call('LREM', KEYS[2], 0, ARGV[1])\n"
+    "redis.call('SREM', KEYS[2], ARGV[1])\n"
     "redis.call('ZREM', KEYS[3], ARGV[1])\n"
     "redis.call('HSET', KEYS[1], 'state', ARGV[3], 'labels', ARGV[2], 'token', tok,"
     " 'attempt', ARGV[5])\n"
     "if ARGV[3] == 'ready' then\n"
     "  redis.call('HDEL', KEYS[1], 'worker', 'deadline')\n"
-    "  redis.call('RPUSH', KEYS[2], ARGV[1])\n"
+    "  redis.call('SADD', KEYS[2], ARGV[1])\n"
     "elseif ARGV[3] == 'leased' then\n"
     "  redis.call('HSET', KEYS[1], 'worker', ARGV[6], 'deadline', ARGV[7])\n"
     "  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])\n"
@@ -75,14 +82,31 @@ static const char *S_RESTORE =
     "end\n"
     "return tok\n";
 
+enum { S_PUSH_I, S_LEASE_I, S_RENEW_I, S_FINISH_I, S_REQUEUE_I, S_DROP_I, S_RESTORE_I, S_N };
+
+/* A pipelined call whose reply has not been read yet. */
+typedef struct {
+    const char *what;
+    char job_key[KILN_QUEUE_KEY_MAX];
+    uint64_t *token;            /* lease: where the new token goes */
+    int *rc;                    /* lease: where its verdict goes */
+    bool exists_ok;             /* push: "already there" is not a failure */
+} s_pending_t;
+
 struct kiln_queue {
     redisContext *redis;
     char *addr;
+    const char *scripts[S_N];
+    char sha[S_N][41];          /* from SCRIPT LOAD; "" until loaded */
+    bool batching;
+    s_pending_t *pending;       /* KILN_QUEUE_MAX_PENDING */
+    size_t n_pending;
 };
 
 /* After an I/O error a hiredis context is unusable: drop it, so that every
  * call fails fast until kiln_queue_reconnect makes a new one. */
 static void s_drop_connection(kiln_queue_t *self);
+static void s_load_scripts(kiln_queue_t *self);
 
 static redisContext *s_connect(const char *addr)
 {
@@ -115,10 +139,13 @@ int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeou
     int rc = -1;
     kiln_queue_t *self = calloc(1, sizeof *self);
     *out = NULL;
-    if (!self || !(self->addr = strdup(addr))) {
+    if (!self || !(self->addr = strdup(addr)) ||
+        !(self->pending = calloc(KILN_QUEUE_MAX_PENDING, sizeof *self->pending))) {
         kiln_error_set("queue: out of memory");
         goto cleanup;
     }
+    const char *scripts[S_N] = {S_PUSH, S_LEASE, S_RENEW, S_FINISH, S_REQUEUE, S_DROP, S_RESTORE};
+    memcpy(self->scripts, scripts, sizeof scripts);
     /* Redis may still be coming up when a local farm starts everything at
      * once: retry with exponential backoff, bounded in time. */
     int64_t give_up = kiln_clock_mono_ms() + connect_timeout_ms;
@@ -150,6 +177,7 @@ int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeou
         goto cleanup;
     }
     freeReplyObject(r);
+    s_load_scripts(self);
     *out = self;
     self = NULL;
     rc = 0;
@@ -165,39 +193,69 @@ void kiln_queue_destroy(kiln_queue_t **self_p)
     kiln_queue_t *self = *self_p;
     if (self->redis)
         redisFree(self->redis);
+    free(self->pending);
     free(self->addr);
     free(self);
     *self_p = NULL;
 }
 
-/* Runs a script; *result gets its integer answer. Errors name the step. */
-static int s_eval(kiln_queue_t *self, const char *what, const char *script, int nkeys,
-                  const char **argv, const size_t *lens, int argc, long long *result)
+/* Loads every script into Redis's cache, so calls send a 40-byte digest
+ * instead of the script. A failure leaves the digest empty and that script
+ * is sent whole (EVAL), which also works. */
+static void s_load_scripts(kiln_queue_t *self)
+{
+    for (int i = 0; i < S_N && self->redis; i++) {
+        self->sha[i][0] = '\0';
+        redisReply *r = redisCommand(self->redis, "SCRIPT LOAD %s", self->scripts[i]);
+        if (r && r->type == REDIS_REPLY_STRING && r->len == 40)
+            memcpy(self->sha[i], r->str, 41);
+        if (r)
+            freeReplyObject(r);
+        else
+            s_drop_connection(self);
+    }
+}
+
+/* Appends one script call to the connection's output buffer. */
+static void s_append(kiln_queue_t *self, int script, int nkeys, const char **argv,
+                     const size_t *lens, int argc)
 {
     const char *args[16];
     size_t alens[16];
     char nk[16];
-    int rc = KILN_EINFRA;
-    redisReply *r = NULL;
     snprintf(nk, sizeof nk, "%d", nkeys);
-    args[0] = "EVAL";
-    alens[0] = 4;
-    args[1] = script;
-    alens[1] = strlen(script);
+    bool sha = self->sha[script][0] != '\0';
+    args[0] = sha ? "EVALSHA" : "EVAL";
+    alens[0] = strlen(args[0]);
+    args[1] = sha ? self->sha[script] : self->scripts[script];
+    alens[1] = strlen(args[1]);
     args[2] = nk;
     alens[2] = strlen(nk);
     for (int i = 0; i < argc && i < 13; i++) {
         args[3 + i] = argv[i];
         alens[3 + i] = lens && lens[i] ? lens[i] : strlen(argv[i]);
     }
-    if (!self->redis) {
-        kiln_error_set("queue: %s: Redis at %s is unreachable", what, self->addr);
-        goto cleanup;
-    }
-    r = redisCommandArgv(self->redis, 3 + argc, args, alens);
-    if (!r) {
+    redisAppendCommandArgv(self->redis, 3 + (argc < 13 ? argc : 13), args, alens);
+}
+
+/* Reads one script's reply: 0 with *result, or KILN_EINFRA naming `what`.
+ * NOSCRIPT (Redis restarted and lost its cache) reloads the scripts and
+ * reports *noscript so a synchronous caller can send it again. */
+static int s_read_reply(kiln_queue_t *self, const char *what, long long *result, bool *noscript)
+{
+    redisReply *r = NULL;
+    int rc = KILN_EINFRA;
+    if (redisGetReply(self->redis, (void **)&r) != REDIS_OK || !r) {
         kiln_error_set("queue: %s: Redis connection lost: %s", what, self->redis->errstr);
         s_drop_connection(self);
+        return KILN_EINFRA;
+    }
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        if (noscript)
+            *noscript = true;
+        kiln_error_set("queue: %s: Redis lost its script cache", what);
+        for (int i = 0; i < S_N; i++)
+            self->sha[i][0] = '\0';
         goto cleanup;
     }
     if (r->type != REDIS_REPLY_INTEGER) {
@@ -208,8 +266,112 @@ static int s_eval(kiln_queue_t *self, const char *what, const char *script, int 
     *result = r->integer;
     rc = 0;
 cleanup:
-    if (r)
-        freeReplyObject(r);
+    freeReplyObject(r);
+    return rc;
+}
+
+int kiln_queue_flush(kiln_queue_t *self)
+{
+    int first = 0;
+    char why[KILN_ERROR_MAX] = "";
+    for (size_t i = 0; i < self->n_pending; i++) {
+        s_pending_t *p = &self->pending[i];
+        long long res = 0;
+        int rc = self->redis ? s_read_reply(self, p->what, &res, NULL) : KILN_EINFRA;
+        if (rc == 0 && res < 0 && p->exists_ok) {
+            res = 0;
+        } else if (rc == 0 && res < 0) {
+            kiln_error_set("queue: %s %s: the job was not in the state it needs", p->what,
+                           p->job_key);
+            rc = KILN_ESTALE;
+        } else if (rc != 0 && !self->redis) {
+            kiln_error_set("queue: %s %s: Redis at %s is unreachable", p->what, p->job_key,
+                           self->addr);
+        }
+        if (p->rc)
+            *p->rc = rc;
+        if (rc == 0 && p->token)
+            *p->token = (uint64_t)res;
+        if (rc != 0 && !first) {
+            first = rc;
+            snprintf(why, sizeof why, "%s", kiln_error_last());
+        }
+    }
+    self->n_pending = 0;
+    if (first)
+        kiln_error_set("%s", why);
+    return first;
+}
+
+void kiln_queue_batch_begin(kiln_queue_t *self)
+{
+    self->batching = true;
+}
+
+int kiln_queue_batch_end(kiln_queue_t *self)
+{
+    self->batching = false;
+    return kiln_queue_flush(self);
+}
+
+/* Replies to earlier pipelined calls are read before a synchronous call. */
+static void s_settle(kiln_queue_t *self)
+{
+    if (self->n_pending && kiln_queue_flush(self) != 0)
+        kiln_log_warn("%s", kiln_error_last());
+}
+
+/* How a script call goes. */
+typedef enum {
+    S_SYNC,          /* one round trip, always */
+    S_DEFER,         /* pipelined in a batch; failures reported by flush */
+    S_DEFER_EXISTS,  /* the same, and a negative answer is not a failure */
+} s_mode_t;
+
+/* Runs a script. In a batch a deferrable call is only appended (its verdict
+ * comes from kiln_queue_flush, and lands in *rc_out / *token_out when
+ * given); otherwise it is one round trip and *result gets the answer. */
+static int s_eval(kiln_queue_t *self, const char *what, const char *job_key, int script,
+                  s_mode_t mode, int nkeys, const char **argv, const size_t *lens, int argc,
+                  long long *result, uint64_t *token_out, int *rc_out)
+{
+    if (!self->redis) {
+        kiln_error_set("queue: %s: Redis at %s is unreachable", what, self->addr);
+        return KILN_EINFRA;
+    }
+    if (self->batching && mode != S_SYNC) {
+        if (self->n_pending == KILN_QUEUE_MAX_PENDING && kiln_queue_flush(self) != 0)
+            kiln_log_warn("%s", kiln_error_last());
+        if (!self->redis) {
+            kiln_error_set("queue: %s: Redis at %s is unreachable", what, self->addr);
+            return KILN_EINFRA;
+        }
+        s_pending_t *p = &self->pending[self->n_pending++];
+        p->what = what;
+        snprintf(p->job_key, sizeof p->job_key, "%s", job_key);
+        p->token = token_out;
+        p->rc = rc_out;
+        p->exists_ok = mode == S_DEFER_EXISTS;
+        if (rc_out)
+            *rc_out = KILN_EAGAIN;
+        s_append(self, script, nkeys, argv, lens, argc);
+        *result = 0;
+        return 0;
+    }
+    s_settle(self);
+    if (!self->redis) {
+        kiln_error_set("queue: %s: Redis at %s is unreachable", what, self->addr);
+        return KILN_EINFRA;
+    }
+    bool noscript = false;
+    s_append(self, script, nkeys, argv, lens, argc);
+    int rc = s_read_reply(self, what, result, &noscript);
+    if (noscript) {
+        /* Digests are cleared: this goes whole, and reloads the cache. */
+        s_append(self, script, nkeys, argv, lens, argc);
+        rc = s_read_reply(self, what, result, NULL);
+        s_load_scripts(self);
+    }
     return rc;
 }
 
@@ -219,10 +381,10 @@ int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
     char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX];
     long long res = 0;
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
-    snprintf(k2, sizeof k2, "kiln:ready:%s", labels);
+    snprintf(k2, sizeof k2, KILN_QUEUE_READY_PREFIX "%s", labels);
     const char *argv[] = {k1, k2, job_key, labels, payload ? payload : ""};
     size_t lens[] = {0, 0, 0, 0, payload ? len : 0};
-    int rc = s_eval(self, "push", S_PUSH, 2, argv, lens, 5, &res);
+    int rc = s_eval(self, "push", job_key, S_PUSH_I, S_DEFER_EXISTS, 2, argv, lens, 5, &res, NULL, NULL);
     if (rc != 0)
         return rc;
     if (res < 0) {
@@ -238,11 +400,11 @@ int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels
     char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], dl[32], at[16];
     long long res = 0;
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
-    snprintf(k2, sizeof k2, "kiln:ready:%s", labels);
+    snprintf(k2, sizeof k2, KILN_QUEUE_READY_PREFIX "%s", labels);
     snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
     snprintf(at, sizeof at, "%u", attempt);
     const char *argv[] = {k1, k2, "kiln:leases", job_key, worker, dl, at};
-    int rc = s_eval(self, "lease", S_LEASE, 3, argv, NULL, 7, &res);
+    int rc = s_eval(self, "lease", job_key, S_LEASE_I, S_SYNC, 3, argv, NULL, 7, &res, NULL, NULL);
     if (rc != 0)
         return rc;
     if (res < 0) {
@@ -251,6 +413,32 @@ int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels
     }
     *token = (uint64_t)res;
     return 0;
+}
+
+int kiln_queue_lease_defer(kiln_queue_t *self, const char *job_key, const char *labels,
+                           const char *worker, unsigned attempt, int64_t deadline_ms,
+                           uint64_t *token, int *rc)
+{
+    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], dl[32], at[16];
+    long long res = 0;
+    snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
+    snprintf(k2, sizeof k2, KILN_QUEUE_READY_PREFIX "%s", labels);
+    snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
+    snprintf(at, sizeof at, "%u", attempt);
+    const char *argv[] = {k1, k2, "kiln:leases", job_key, worker, dl, at};
+    int erc = s_eval(self, "lease", job_key, S_LEASE_I, self->batching ? S_DEFER : S_SYNC, 3,
+                     argv, NULL, 7, &res, token, rc);
+    if (!self->batching || erc != 0) {
+        /* Not pipelined: the verdict is known now. */
+        if (erc == 0 && res < 0) {
+            kiln_error_set("queue: job %s is not ready", job_key);
+            erc = KILN_ESTALE;
+        }
+        if (erc == 0)
+            *token = (uint64_t)res;
+        *rc = erc;
+    }
+    return erc;
 }
 
 int kiln_queue_renew(kiln_queue_t *self, const char *job_key, uint64_t token,
@@ -262,7 +450,7 @@ int kiln_queue_renew(kiln_queue_t *self, const char *job_key, uint64_t token,
     snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
     snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
     const char *argv[] = {k1, "kiln:leases", job_key, tok, dl};
-    int rc = s_eval(self, "renew", S_RENEW, 2, argv, NULL, 5, &res);
+    int rc = s_eval(self, "renew", job_key, S_RENEW_I, S_DEFER, 2, argv, NULL, 5, &res, NULL, NULL);
     if (rc != 0)
         return rc;
     if (res < 0) {
@@ -279,7 +467,7 @@ int kiln_queue_finish(kiln_queue_t *self, const char *job_key, uint64_t token, c
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
     snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
     const char *argv[] = {k1, "kiln:leases", job_key, tok, result};
-    int rc = s_eval(self, "finish", S_FINISH, 2, argv, NULL, 5, &res);
+    int rc = s_eval(self, "finish", job_key, S_FINISH_I, S_DEFER, 2, argv, NULL, 5, &res, NULL, NULL);
     if (rc != 0)
         return rc;
     if (res < 0) {
@@ -295,10 +483,10 @@ int kiln_queue_requeue(kiln_queue_t *self, const char *job_key, const char *labe
     char k1[KILN_REDIS_KEY_MAX], k3[KILN_REDIS_KEY_MAX], tok[32];
     long long res = 0;
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
-    snprintf(k3, sizeof k3, "kiln:ready:%s", labels);
+    snprintf(k3, sizeof k3, KILN_QUEUE_READY_PREFIX "%s", labels);
     snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
     const char *argv[] = {k1, "kiln:leases", k3, job_key, tok};
-    int rc = s_eval(self, "requeue", S_REQUEUE, 3, argv, NULL, 5, &res);
+    int rc = s_eval(self, "requeue", job_key, S_REQUEUE_I, S_DEFER, 3, argv, NULL, 5, &res, NULL, NULL);
     if (rc != 0)
         return rc;
     if (res < 0) {
@@ -314,9 +502,9 @@ int kiln_queue_drop(kiln_queue_t *self, const char *job_key, const char *labels,
     char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX];
     long long res = 0;
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
-    snprintf(k2, sizeof k2, "kiln:ready:%s", labels);
+    snprintf(k2, sizeof k2, KILN_QUEUE_READY_PREFIX "%s", labels);
     const char *argv[] = {k1, k2, job_key, result};
-    int rc = s_eval(self, "drop", S_DROP, 2, argv, NULL, 4, &res);
+    int rc = s_eval(self, "drop", job_key, S_DROP_I, S_DEFER, 2, argv, NULL, 4, &res, NULL, NULL);
     if (rc != 0)
         return rc;
     if (res < 0) {
@@ -333,6 +521,9 @@ int kiln_queue_forget(kiln_queue_t *self, const char *const *job_keys, size_t n)
         kiln_error_set("queue: forget: Redis at %s is unreachable", self->addr);
         return KILN_EINFRA;
     }
+    s_settle(self);
+    if (!self->redis)
+        return KILN_EINFRA;
     /* One pipelined batch: a run's cleanup costs one round trip. */
     for (size_t i = 0; i < n; i++)
         redisAppendCommand(self->redis, "DEL kiln:job:%s", job_keys[i]);
@@ -352,9 +543,10 @@ int kiln_queue_forget(kiln_queue_t *self, const char *const *job_keys, size_t n)
 
 long long kiln_queue_depth(kiln_queue_t *self, const char *labels)
 {
+ s_settle(self);
     if (!self->redis)
         return -1;
-    redisReply *r = redisCommand(self->redis, "LLEN kiln:ready:%s", labels);
+    redisReply *r = redisCommand(self->redis, "SCARD " KILN_QUEUE_READY_PREFIX "%s", labels);
     if (!r)
         s_drop_connection(self);
     long long n = -1;
@@ -404,6 +596,7 @@ int kiln_queue_reconnect(kiln_queue_t *self)
     }
     freeReplyObject(r);
     self->redis = c;
+    s_load_scripts(self);
     kiln_log_info("queue: reconnected to Redis at %s", self->addr);
     return 0;
 }
@@ -415,6 +608,9 @@ int kiln_queue_get(kiln_queue_t *self, const char *job_key, kiln_queue_job_t *ou
         kiln_error_set("queue: get: Redis at %s is unreachable", self->addr);
         return KILN_EINFRA;
     }
+    s_settle(self);
+    if (!self->redis)
+        return KILN_EINFRA;
     redisReply *r = redisCommand(self->redis, "HMGET kiln:job:%s state token attempt worker "
                                               "deadline result", job_key);
     if (!r) {
@@ -447,11 +643,11 @@ int kiln_queue_restore(kiln_queue_t *self, const char *job_key, const char *labe
     char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], tok[32], at[16], dl[32];
     long long res = 0;
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
-    snprintf(k2, sizeof k2, "kiln:ready:%s", labels);
+    snprintf(k2, sizeof k2, KILN_QUEUE_READY_PREFIX "%s", labels);
     snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
     snprintf(at, sizeof at, "%u", attempt);
     snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
     const char *argv[] = {k1, k2, "kiln:leases", job_key, labels, state, tok, at,
                           worker ? worker : "", dl, result ? result : ""};
-    return s_eval(self, "restore", S_RESTORE, 3, argv, NULL, 11, &res);
+    return s_eval(self, "restore", job_key, S_RESTORE_I, S_SYNC, 3, argv, NULL, 11, &res, NULL, NULL);
 }

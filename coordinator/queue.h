@@ -2,18 +2,20 @@
  *
  * Every job of an accepted run lives in Redis as a small hash
  * (kiln:job:<run>/<job>) in exactly one state: ready (its key is on the
- * ready list of its label set, kiln:ready:<labels>), leased (a worker holds
+ * ready set of its label set, kiln:ready-set:<labels>), leased (a worker holds
  * it until a deadline, scored in kiln:leases), or done. Each transition is a
  * Lua script, so it is atomic and a crash between two commands cannot leave a
  * job both queued and leased, or lost. Each lease bumps the job's fencing
  * token; a finish, renew or requeue must present the current token, so a
  * zombie worker's late result cannot overwrite a newer attempt.
  *
- * The coordinator mirrors the ready lists in memory to choose quickly; Redis
+ * The coordinator mirrors the ready sets in memory to choose quickly; Redis
  * is the authority it recovers from.
  *
  * The connection is synchronous (hiredis) on a unix socket or TCP; the
- * coordinator is single-threaded and every call here is one round trip.
+ * coordinator is single-threaded. Scripts are loaded once (SCRIPT LOAD) and
+ * called by digest. Outside a batch every call is one round trip; inside
+ * one (see below) most are pipelined.
  */
 #ifndef KILN_QUEUE_H
 #define KILN_QUEUE_H
@@ -29,7 +31,7 @@ typedef struct kiln_queue kiln_queue_t;
 int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeout_ms);
 void kiln_queue_destroy(kiln_queue_t **self_p);
 
-/* A new job enters the ready list of `labels` (a canonical label-set key).
+/* A new job enters the ready set of `labels` (a canonical label-set key).
  * Returns 0, or KILN_EINVAL if the job already exists. */
 int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
                     const void *payload, size_t len);
@@ -37,13 +39,19 @@ int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
  * *token gets the new fencing token. KILN_ESTALE if the job is not ready. */
 int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels,
                      const char *worker, unsigned attempt, int64_t deadline_ms, uint64_t *token);
+/* The same, pipelined when a batch is open: *rc and *token are set by
+ * kiln_queue_flush (or now, outside a batch). Lets a dispatch pass lease
+ * many jobs in one round trip. */
+int kiln_queue_lease_defer(kiln_queue_t *self, const char *job_key, const char *labels,
+                           const char *worker, unsigned attempt, int64_t deadline_ms,
+                           uint64_t *token, int *rc);
 /* Extends a lease. KILN_ESTALE if token is not the job's current one. */
 int kiln_queue_renew(kiln_queue_t *self, const char *job_key, uint64_t token,
                      int64_t deadline_ms);
 /* leased(token) -> done with a result. KILN_ESTALE on a stale token. */
 int kiln_queue_finish(kiln_queue_t *self, const char *job_key, uint64_t token,
                       const char *result);
-/* leased(token) -> ready again, at the front of its list (a retry). */
+/* leased(token) -> ready again (a retry). */
 int kiln_queue_requeue(kiln_queue_t *self, const char *job_key, const char *labels,
                        uint64_t token);
 /* ready -> done without running (cancelled or skipped while queued). */
@@ -51,7 +59,7 @@ int kiln_queue_drop(kiln_queue_t *self, const char *job_key, const char *labels,
                     const char *result);
 /* Forgets a finished run's jobs. */
 int kiln_queue_forget(kiln_queue_t *self, const char *const *job_keys, size_t n);
-/* Number of keys on the ready list of `labels`, or negative. */
+/* Number of jobs in the ready set of `labels`, or negative. */
 long long kiln_queue_depth(kiln_queue_t *self, const char *labels);
 
 /* What Redis holds for one job (recovery). */
@@ -72,6 +80,19 @@ int kiln_queue_get(kiln_queue_t *self, const char *job_key, kiln_queue_job_t *ou
 int kiln_queue_restore(kiln_queue_t *self, const char *job_key, const char *labels,
                        const char *state, uint64_t token, unsigned attempt, const char *worker,
                        int64_t deadline_ms, const char *result);
+
+/* Batches. Between begin and end, push, renew, finish, requeue, drop and
+ * lease_defer are pipelined: appended to the connection and answered 0 at
+ * once. kiln_queue_flush reads their replies and returns the first failure
+ * (KILN_ESTALE: a job was not in the state its transition needs;
+ * KILN_EINFRA: Redis went away) with its message; every other call flushes
+ * first, so replies are always read in order. A burst of worker messages
+ * then costs the coordinator one round trip to Redis, not one per job. */
+#define KILN_QUEUE_MAX_PENDING 4096
+void kiln_queue_batch_begin(kiln_queue_t *self);
+int kiln_queue_flush(kiln_queue_t *self);
+/* Flushes and leaves batch mode. */
+int kiln_queue_batch_end(kiln_queue_t *self);
 
 /* Whether the connection is up. After an I/O error every call fails with
  * KILN_EINFRA until kiln_queue_reconnect succeeds. */

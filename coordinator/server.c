@@ -30,6 +30,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "queue.h"
+#include "sched.h"
 #include "transport.h"
 
 #define KILN_JOB_KEY_MAX 160
@@ -53,6 +54,7 @@ typedef struct {
     unsigned slots;
     unsigned busy;
     bool draining;
+    bool undeliverable;     /* a send failed in this dispatch pass */
     int64_t drain_deadline_ms; /* wall; 0: none */
     uint64_t credit_owed;   /* log bytes processed, not yet credited back */
     int64_t connected_ms;   /* wall */
@@ -93,7 +95,12 @@ struct s_job {
     bool in_ready;
     bool cancel_sent;
     char group[128];                /* job-level concurrency group, "" for none */
-    s_job_t *ready_prev, *ready_next;
+    int64_t rank;                   /* critical path from here to the run's end (ms) */
+    /* A placement being leased in this dispatch pass. */
+    uint64_t lease_token;
+    int lease_rc;
+    int64_t lease_deadline;         /* wall */
+    int64_t ready_seq;              /* when it became ready (FIFO order) */
 };
 
 struct s_run {
@@ -116,6 +123,13 @@ struct s_run {
     bool held;                      /* waiting for its concurrency group */
     bool expand_pending;            /* a run-time matrix is ready to compute */
     char group[256];                /* concurrency group, "" for none */
+    /* Its ready jobs, worst first: the scheduler takes from the end. */
+    s_job_t **ready;
+    size_t n_ready, cap_ready;
+    size_t *by_id;                  /* job indexes sorted by id (s_job_find), or NULL */
+    unsigned n_leased;              /* jobs running on a worker (fairness) */
+    uint64_t served_seq;            /* when it last had a job placed (fairness) */
+    uint64_t blocked_pass;          /* dispatch pass that found none placeable */
     s_watcher_t watchers[KILN_SERVER_MAX_WATCHERS];
     size_t n_watchers;
 };
@@ -165,14 +179,18 @@ struct kiln_server {
     size_t n_workers, cap_workers;
     s_run_t **runs;
     size_t n_runs, cap_runs;
-    s_job_t *ready_head, *ready_tail;
-    size_t n_ready;
+    size_t n_ready;                 /* over all runs */
+    int64_t ready_seq;
+    uint64_t dispatch_pass;
+    uint64_t placements;
+    kiln_sched_policy_t policy;
     char *universal[KILN_SERVER_MAX_LABELS];
     size_t n_universal;
     s_stats_t stats;
     json_t *vars;                   /* the farm's configuration variables (vars context) */
     bool redis_dirty;               /* Redis missed writes: reconcile on reconnect */
     bool expand_pending;            /* some run has a run-time matrix to compute */
+    bool dispatch_pending;          /* dispatch at the end of this burst */
     /* One history transaction per burst of worker messages; results are
      * acknowledged after it commits. */
     bool in_batch;
@@ -341,48 +359,86 @@ static s_job_t *s_job_find(kiln_server_t *self, const char *key)
     s_run_t *run = s_run_find(self, run_id);
     if (!run)
         return NULL;
-    long idx = kiln_pipeline_find_job(run->wf, end + 1);
-    return idx < 0 ? NULL : &run->jobs[idx];
+    if (!run->by_id) {
+        long idx = kiln_pipeline_find_job(run->wf, end + 1);
+        return idx < 0 ? NULL : &run->jobs[idx];
+    }
+    /* Every worker message names its job: a binary search, not a scan. */
+    size_t lo = 0, hi = run->wf->n_jobs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(run->wf->jobs[run->by_id[mid]].id, end + 1);
+        if (c == 0)
+            return &run->jobs[run->by_id[mid]];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
+/* Whether ready job a should start before b. Ties go to workflow order, so
+ * equal ranks keep the order users wrote. */
+static bool s_ready_before(const kiln_server_t *self, const s_job_t *a, const s_job_t *b)
+{
+    if (self->policy == KILN_SCHED_CRITICAL_PATH && a->rank != b->rank)
+        return a->rank > b->rank;
+    if (a->ready_seq != b->ready_seq)
+        return a->ready_seq < b->ready_seq;
+    return a->idx < b->idx;
+}
+
+/* Into its run's ready array, kept sorted worst first. A job handed back
+ * (front) comes before everything that was ready when it was first queued,
+ * for FIFO; under critical path its rank decides. */
 static void s_ready_append(kiln_server_t *self, s_job_t *job, bool front)
 {
+    s_run_t *run = job->run;
     if (job->in_ready)
         return;
-    job->in_ready = true;
-    if (front) {
-        job->ready_prev = NULL;
-        job->ready_next = self->ready_head;
-        if (self->ready_head)
-            self->ready_head->ready_prev = job;
-        else
-            self->ready_tail = job;
-        self->ready_head = job;
-    } else {
-        job->ready_next = NULL;
-        job->ready_prev = self->ready_tail;
-        if (self->ready_tail)
-            self->ready_tail->ready_next = job;
-        else
-            self->ready_head = job;
-        self->ready_tail = job;
+    if (run->n_ready == run->cap_ready) {
+        size_t ncap = run->cap_ready ? run->cap_ready * 2 : 16;
+        s_job_t **grown = realloc(run->ready, ncap * sizeof *grown);
+        if (!grown) {
+            /* Stays READY in the DAG and Redis; reconcile finds it. */
+            kiln_log_error("job %s: out of memory for the ready queue", job->key);
+            self->redis_dirty = true;
+            return;
+        }
+        run->ready = grown;
+        run->cap_ready = ncap;
     }
+    job->ready_seq = front ? -(++self->ready_seq) : ++self->ready_seq;
+    size_t lo = 0, hi = run->n_ready;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s_ready_before(self, run->ready[mid], job))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    memmove(&run->ready[lo + 1], &run->ready[lo], (run->n_ready - lo) * sizeof *run->ready);
+    run->ready[lo] = job;
+    run->n_ready++;
+    job->in_ready = true;
     self->n_ready++;
 }
 
 static void s_ready_remove(kiln_server_t *self, s_job_t *job)
 {
+    s_run_t *run = job->run;
     if (!job->in_ready)
         return;
-    if (job->ready_prev)
-        job->ready_prev->ready_next = job->ready_next;
-    else
-        self->ready_head = job->ready_next;
-    if (job->ready_next)
-        job->ready_next->ready_prev = job->ready_prev;
-    else
-        self->ready_tail = job->ready_prev;
-    job->ready_prev = job->ready_next = NULL;
+    /* Most removals are the best job, at the end. */
+    for (size_t i = run->n_ready; i-- > 0;) {
+        if (run->ready[i] == job) {
+            memmove(&run->ready[i], &run->ready[i + 1],
+                    (run->n_ready - i - 1) * sizeof *run->ready);
+            run->n_ready--;
+            break;
+        }
+    }
     job->in_ready = false;
     self->n_ready--;
 }
@@ -460,6 +516,8 @@ static void s_run_free(s_run_t **run_p)
     json_decref(run->matrices);
     json_decref(run->inputs);
     json_decref(run->outputs);
+    free(run->ready);
+    free(run->by_id);
     free(run->jobs);
     free(run);
     *run_p = NULL;
@@ -590,14 +648,12 @@ cleanup:
 /* The contexts a job's expressions see: github, inputs, vars, matrix,
  * strategy, needs (results and outputs of its direct needs, a matrix job's
  * combinations merged under its own id), job, secrets. */
-static json_t *s_contexts(kiln_server_t *self, const s_run_t *run, const kiln_job_t *spec,
-                          unsigned attempt)
+/* The needs context: each job needed (a matrix by its origin), with its
+ * result and outputs. */
+static json_t *s_needs_json(const s_run_t *run, const kiln_job_t *spec)
 {
-    char num[32], at[16];
-    snprintf(num, sizeof num, "%lld", (long long)run->id);
-    snprintf(at, sizeof at, "%u", attempt ? attempt : 1);
     json_t *needs = json_object();
-    for (size_t k = 0; k < spec->n_needs; k++) {
+    for (size_t k = 0; needs && k < spec->n_needs; k++) {
         const kiln_job_t *n = &run->wf->jobs[spec->need_idx[k]];
         const char *key = n->origin ? n->origin : n->id;
         json_t *entry = json_object_get(needs, key);
@@ -610,6 +666,16 @@ static json_t *s_contexts(kiln_server_t *self, const s_run_t *run, const kiln_jo
         if (outs)
             json_object_update(json_object_get(entry, "outputs"), outs);
     }
+    return needs;
+}
+
+static json_t *s_contexts(kiln_server_t *self, const s_run_t *run, const kiln_job_t *spec,
+                          unsigned attempt)
+{
+    char num[32], at[16];
+    snprintf(num, sizeof num, "%lld", (long long)run->id);
+    snprintf(at, sizeof at, "%u", attempt ? attempt : 1);
+    json_t *needs = s_needs_json(run, spec);
     json_t *ctx = json_pack(
         "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:O, s:O, s:O, s:{s:b, s:I, s:I, s:I},"
         " s:o, s:{s:s}, s:{}}",
@@ -628,6 +694,132 @@ static json_t *s_contexts(kiln_server_t *self, const s_run_t *run, const kiln_jo
 }
 
 /* failure() at job level: an ancestor failed; cancelled(): the run was. */
+/* A growing text buffer for the contexts document. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    bool failed;
+} s_text_t;
+
+static void s_text_add(s_text_t *t, const char *s, size_t len)
+{
+    if (t->failed)
+        return;
+    if (t->n + len + 1 > t->cap) {
+        size_t ncap = t->cap ? t->cap : 1024;
+        while (ncap < t->n + len + 1)
+            ncap *= 2;
+        char *grown = ncap <= KILN_MSG_MAX ? realloc(t->p, ncap) : NULL;
+        if (!grown) {
+            t->failed = true;
+            return;
+        }
+        t->p = grown;
+        t->cap = ncap;
+    }
+    memcpy(t->p + t->n, s, len);
+    t->n += len;
+    t->p[t->n] = '\0';
+}
+
+static void s_text_lit(s_text_t *t, const char *s)
+{
+    s_text_add(t, s, strlen(s));
+}
+
+/* A JSON string; the strings here come from parsed YAML and key names,
+ * which are UTF-8 already, so only quotes, backslashes and controls need
+ * escaping. */
+static void s_text_str(s_text_t *t, const char *s)
+{
+    s_text_add(t, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        s_text_add(t, run, (size_t)(s - run));
+        char esc[8];
+        snprintf(esc, sizeof esc, c == '"' ? "\\\"" : c == '\\' ? "\\\\" : "\\u%04x", c);
+        s_text_lit(t, esc);
+        run = s + 1;
+    }
+    s_text_add(t, run, (size_t)(s - run));
+    s_text_add(t, "\"", 1);
+}
+
+static void s_text_json(s_text_t *t, const json_t *v)
+{
+    if (!v || json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0)) {
+        s_text_lit(t, !v || json_is_null(v) ? "null" : "{}");
+        return;
+    }
+    char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!d)
+        t->failed = true;
+    else
+        s_text_lit(t, d);
+    free(d);
+}
+
+/* The same document as s_contexts, written as text for the job message:
+ * building it as a jansson tree and dumping it was a large share of the
+ * coordinator's work per job. */
+static char *s_contexts_text(kiln_server_t *self, const s_run_t *run, const kiln_job_t *spec,
+                             unsigned attempt)
+{
+    s_text_t t = {0};
+    char num[32], at[16], n1[32], n2[32], n3[32];
+    snprintf(num, sizeof num, "%lld", (long long)run->id);
+    snprintf(at, sizeof at, "%u", attempt ? attempt : 1);
+    snprintf(n1, sizeof n1, "%zu",
+             spec->max_parallel ? (size_t)spec->max_parallel : spec->matrix_total);
+    snprintf(n2, sizeof n2, "%zu", spec->matrix_index);
+    snprintf(n3, sizeof n3, "%zu", spec->matrix_total ? spec->matrix_total : (size_t)1);
+    s_text_lit(&t, "{\"github\":{\"run_id\":");
+    s_text_str(&t, num);
+    s_text_lit(&t, ",\"run_number\":");
+    s_text_str(&t, num);
+    s_text_lit(&t, ",\"run_attempt\":");
+    s_text_str(&t, at);
+    s_text_lit(&t, ",\"job\":");
+    s_text_str(&t, spec->origin ? spec->origin : spec->id);
+    s_text_lit(&t, ",\"workflow\":");
+    s_text_str(&t, run->wf->name);
+    s_text_lit(&t, ",\"event_name\":");
+    s_text_lit(&t, json_object_size(run->inputs) ? "\"workflow_dispatch\"" : "\"push\"");
+    s_text_lit(&t, ",\"actor\":");
+    s_text_str(&t, run->actor);
+    s_text_lit(&t, ",\"repository\":\"\",\"ref\":\"\",\"sha\":\"\"},\"inputs\":");
+    s_text_json(&t, run->inputs);
+    s_text_lit(&t, ",\"vars\":");
+    s_text_json(&t, self->vars);
+    s_text_lit(&t, ",\"matrix\":");
+    s_text_json(&t, spec->matrix_combo);
+    s_text_lit(&t, ",\"strategy\":{\"fail-fast\":");
+    s_text_lit(&t, spec->fail_fast ? "true" : "false");
+    s_text_lit(&t, ",\"max-parallel\":");
+    s_text_lit(&t, n1);
+    s_text_lit(&t, ",\"job-index\":");
+    s_text_lit(&t, n2);
+    s_text_lit(&t, ",\"job-total\":");
+    s_text_lit(&t, n3);
+    s_text_lit(&t, "},\"needs\":");
+    if (spec->n_needs) {
+        json_t *needs = s_needs_json(run, spec);
+        s_text_json(&t, needs);
+        json_decref(needs);
+    } else {
+        s_text_lit(&t, "{}");
+    }
+    s_text_lit(&t, ",\"job\":{\"status\":\"success\"},\"secrets\":{}}");
+    if (t.failed) {
+        free(t.p);
+        return NULL;
+    }
+    return t.p;
+}
+
 static kiln_expr_status_t s_job_status(const s_run_t *run, size_t idx)
 {
     if (run->cancel_requested)
@@ -656,11 +848,32 @@ static kiln_expr_status_t s_job_status(const s_run_t *run, size_t idx)
 /* Evaluates ${{ }} in a job's name and runs-on once the run's inputs are
  * known (matrix values, inputs, vars). An error is returned for the
  * submitter, naming the job. */
+/* Whether planning has anything to evaluate in a job: most jobs have no
+ * ${{ }} in the fields settled at plan time, and building their contexts
+ * would be most of a large run's submission cost. */
+static bool s_needs_planning(const kiln_job_t *spec)
+{
+    if ((spec->name && strstr(spec->name, "${{")) || spec->continue_on_error_expr ||
+        spec->concurrency_group)
+        return true;
+    for (size_t k = 0; k < spec->n_steps; k++)
+        if (spec->steps[k].name && strstr(spec->steps[k].name, "${{"))
+            return true;
+    for (size_t k = 0; k < spec->n_runs_on; k++)
+        if (strstr(spec->runs_on[k], "${{"))
+            return true;
+    return false;
+}
+
 static int s_plan_run(kiln_server_t *self, s_run_t *run)
 {
     char err[512];
     for (size_t i = 0; i < run->wf->n_jobs; i++) {
         kiln_job_t *spec = &run->wf->jobs[i];
+        if (spec->if_expr && kiln_expr_condition_has_status_call(spec->if_expr))
+            kiln_dag_set_decides(run->dag, i, true);
+        if (!s_needs_planning(spec))
+            continue;
         json_t *ctx = s_contexts(self, run, spec, 1);
         kiln_expr_env_t env = {ctx, KILN_EXPR_SUCCESS, NULL};
         char *text = NULL;
@@ -716,8 +929,6 @@ static int s_plan_run(kiln_server_t *self, s_run_t *run)
             spec->runs_on[k] = text;
         }
         json_decref(ctx);
-        if (spec->if_expr && kiln_expr_condition_has_status_call(spec->if_expr))
-            kiln_dag_set_decides(run->dag, i, true);
     }
     if (run->wf->concurrency_group) {
         json_t *ctx = json_pack("{s:{s:s, s:s}, s:O, s:O}", "github", "workflow", run->wf->name,
@@ -741,6 +952,79 @@ static int s_plan_run(kiln_server_t *self, s_run_t *run)
 
 static void s_job_final(kiln_server_t *self, s_job_t *job, kiln_job_state_t state,
                         int64_t finished_ms);
+
+/* ------------------------------------------------------------- ranking */
+
+/* Duration history is keyed by workflow name and job id. */
+static const char *s_workflow_key(const s_run_t *run)
+{
+    return run->wf->name ? run->wf->name : run->file;
+}
+
+typedef struct {
+    const kiln_workflow_t *wf;
+    const size_t *by_id;            /* job indexes sorted by id */
+    int64_t *est;
+} s_estimates_t;
+
+static int s_cmp_job_id(const void *a, const void *b, void *wf_p)
+{
+    const kiln_workflow_t *wf = wf_p;
+    return strcmp(wf->jobs[*(const size_t *)a].id, wf->jobs[*(const size_t *)b].id);
+}
+
+static int s_on_estimate(void *ctx, const char *job_id, int64_t estimate_ms, unsigned samples)
+{
+    s_estimates_t *e = ctx;
+    (void)samples;
+    size_t lo = 0, hi = e->wf->n_jobs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(e->wf->jobs[e->by_id[mid]].id, job_id);
+        if (c == 0) {
+            e->est[e->by_id[mid]] = estimate_ms < 0 ? 0 : estimate_ms;
+            break;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* Ranks every job of a run by its critical path (sched.h), from the
+ * workflow's duration history. Without memory every rank stays 0 and the
+ * order falls back to FIFO: a slower schedule, not a wrong one. */
+static void s_rank_run(kiln_server_t *self, s_run_t *run)
+{
+    size_t n = run->wf->n_jobs;
+    size_t *by_id = malloc((n ? n : 1) * sizeof *by_id);
+    s_estimates_t e = {run->wf, by_id, malloc((n ? n : 1) * sizeof(int64_t))};
+    int64_t *rank = malloc((n ? n : 1) * sizeof *rank);
+    free(run->by_id);
+    run->by_id = NULL;
+    if (!by_id || !e.est || !rank)
+        goto cleanup;
+    for (size_t i = 0; i < n; i++) {
+        by_id[i] = i;
+        e.est[i] = -1;
+    }
+    qsort_r(by_id, n, sizeof *by_id, s_cmp_job_id, run->wf);
+    run->by_id = by_id;
+    by_id = NULL;
+    if (kiln_history_durations(self->history, s_workflow_key(run), s_on_estimate, &e) != 0)
+        kiln_log_warn("run %lld: no duration history: %s", (long long)run->id,
+                      kiln_error_last());
+    kiln_sched_fill_estimates(e.est, n);
+    kiln_sched_ranks(run->wf, e.est, rank);
+    for (size_t i = 0; i < n; i++)
+        run->jobs[i].rank = rank[i];
+cleanup:
+    free(by_id);
+    free(e.est);
+    free(rank);
+}
 
 /* A matrix computed at run time: its expression is evaluated now that the
  * job's needs are done, the run's workflow is parsed again with it (the job
@@ -811,7 +1095,6 @@ static int s_expand_runtime_matrix(kiln_server_t *self, s_run_t *run, s_job_t *j
         n->run = run;
         n->idx = i;
         n->in_ready = false;
-        n->ready_prev = n->ready_next = NULL;
         snprintf(n->key, sizeof n->key, "%lld/%s", (long long)run->id, wf2->jobs[i].id);
         s_labels_key(&wf2->jobs[i], n->labels, sizeof n->labels);
         if (old < 0)
@@ -832,6 +1115,7 @@ static int s_expand_runtime_matrix(kiln_server_t *self, s_run_t *run, s_job_t *j
     dag2 = NULL;
     jobs2 = NULL;
     s_plan_run(self, run);
+    s_rank_run(self, run);
     for (size_t t = 0; t < run->wf->n_jobs; t++) {
         size_t i = run->wf->topo[t];
         kiln_job_state_t st = run->jobs[i].state;
@@ -1042,6 +1326,10 @@ static void s_job_final(kiln_server_t *self, s_job_t *job, kiln_job_state_t stat
     job->state = state;
     kiln_history_job_set_state(self->history, run->id, spec->id, kiln_job_state_name(state), 0,
                                NULL, 0, finished_ms);
+    /* What the scheduler will expect of this job next time. */
+    if (state == KILN_JOB_SUCCESS && job->started_ms && finished_ms >= job->started_ms)
+        kiln_history_duration_record(self->history, s_workflow_key(run), spec->id,
+                                     finished_ms - job->started_ms);
     s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_FINISHED,
                job->started_ms ? finished_ms - job->started_ms : 0);
     if (kiln_dag_finish(run->dag, job->idx, state, skipped, KILN_WF_MAX_JOBS, &n_skipped) != 0)
@@ -1062,6 +1350,8 @@ static void s_worker_release(s_worker_t *w, s_job_t *job)
         if (w->jobs[i] == job) {
             w->jobs[i] = NULL;
             w->busy--;
+            if (job->run->n_leased)
+                job->run->n_leased--;
             break;
         }
     }
@@ -1110,10 +1400,12 @@ static int s_send_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     a.workflow_name = wf->name;
     a.timeout_ms = (uint64_t)spec->timeout_ms;
     a.log_limit = self->cfg.log_limit;
-    json_t *ctx = s_contexts(self, job->run, spec, job->attempt);
-    ctx_text = json_dumps(ctx, JSON_COMPACT);
+    ctx_text = s_contexts_text(self, job->run, spec, job->attempt);
     outputs_text = spec->outputs ? json_dumps(spec->outputs, JSON_COMPACT) : NULL;
-    json_decref(ctx);
+    if (!ctx_text) {
+        kiln_error_set("job %s: contexts: out of memory", job->key);
+        goto cleanup;
+    }
     a.contexts.data = (uint8_t *)ctx_text;
     a.contexts.len = ctx_text ? strlen(ctx_text) : 0;
     a.outputs.data = (uint8_t *)outputs_text;
@@ -1191,42 +1483,15 @@ static s_worker_t *s_pick_worker(kiln_server_t *self, const s_job_t *job)
 
 static void s_worker_lost(kiln_server_t *self, s_worker_t *w, const char *why);
 
-/* What dispatching one job came to. */
-typedef enum { S_ASSIGNED, S_SKIPPED, S_STOP } s_assign_t;
-
-static s_assign_t s_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
+/* Dispatch goes in passes (s_dispatch_now): choose every placement first,
+ * taking the slot at once so later choices see it; lease them all from Redis
+ * in one pipelined round trip; then record and send each. A placement whose
+ * lease fails is put back as it was. */
+static void s_place(kiln_server_t *self, s_job_t *job, s_worker_t *w)
 {
-    s_run_t *run = job->run;
-    const kiln_job_t *spec = &run->wf->jobs[job->idx];
-    int64_t deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
-    uint64_t token = 0;
-    int rc = kiln_queue_lease(self->queue, job->key, job->labels, w->name, job->attempt + 1,
-                              deadline, &token);
-    if (rc == KILN_ESTALE) {
-        /* Redis disagrees with our view (it lost writes): our view wins. */
-        kiln_log_warn("dispatch %s: Redis did not hold it as ready; restoring", job->key);
-        if (kiln_queue_restore(self->queue, job->key, job->labels, "ready", job->token,
-                               job->attempt, NULL, 0, NULL) == 0)
-            rc = kiln_queue_lease(self->queue, job->key, job->labels, w->name, job->attempt + 1,
-                                  deadline, &token);
-    }
-    if (rc != 0) {
-        /* Without a durable lease there is no fencing token: wait for Redis. */
-        kiln_log_error("dispatch %s: %s", job->key, kiln_error_last());
-        self->redis_dirty = true;
-        return S_STOP;
-    }
     s_ready_remove(self, job);
-    job->token = token;
-    job->attempt++;
     job->worker = w;
-    snprintf(job->worker_name, sizeof job->worker_name, "%s", w->name);
-    job->orphan_deadline = 0;
     job->state = KILN_JOB_RUNNING;
-    job->started_ms = kiln_clock_wall_ms();
-    job->cancel_sent = false;
-    job->log_bytes = 0;
-    job->log_truncated = false;
     for (unsigned i = 0; i < w->slots; i++) {
         if (!w->jobs[i]) {
             w->jobs[i] = job;
@@ -1234,23 +1499,62 @@ static s_assign_t s_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
         }
     }
     w->busy++;
+    job->run->n_leased++;
+    job->run->served_seq = ++self->placements;
+    job->lease_deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
+    kiln_queue_lease_defer(self->queue, job->key, job->labels, w->name, job->attempt + 1,
+                           job->lease_deadline, &job->lease_token, &job->lease_rc);
+}
+
+static void s_unplace(kiln_server_t *self, s_job_t *job)
+{
+    s_worker_release(job->worker, job);
+    job->worker = NULL;
+    job->state = KILN_JOB_READY;
+    s_ready_append(self, job, true);
+}
+
+/* The lease came back: the job runs on its worker from now. Returns false
+ * when Redis would not lease it (the placement was undone). */
+static bool s_commit_placement(kiln_server_t *self, s_job_t *job)
+{
+    s_run_t *run = job->run;
+    const kiln_job_t *spec = &run->wf->jobs[job->idx];
+    s_worker_t *w = job->worker;
+    if (job->lease_rc == KILN_ESTALE) {
+        /* Redis disagrees with our view (it lost writes): our view wins. */
+        kiln_log_warn("dispatch %s: Redis did not hold it as ready; restoring", job->key);
+        if (kiln_queue_restore(self->queue, job->key, job->labels, "ready", job->token,
+                               job->attempt, NULL, 0, NULL) == 0)
+            job->lease_rc = kiln_queue_lease(self->queue, job->key, job->labels, w->name,
+                                             job->attempt + 1, job->lease_deadline,
+                                             &job->lease_token);
+    }
+    if (job->lease_rc != 0) {
+        /* Without a durable lease there is no fencing token: wait for Redis. */
+        kiln_log_error("dispatch %s: %s", job->key, kiln_error_last());
+        self->redis_dirty = true;
+        s_unplace(self, job);
+        return false;
+    }
+    job->token = job->lease_token;
+    job->attempt++;
+    snprintf(job->worker_name, sizeof job->worker_name, "%s", w->name);
+    job->orphan_deadline = 0;
+    job->started_ms = kiln_clock_wall_ms();
+    job->cancel_sent = false;
+    job->log_bytes = 0;
+    job->log_truncated = false;
     if (kiln_dag_state(run->dag, job->idx) == KILN_JOB_READY)
         kiln_dag_start(run->dag, job->idx);
-    kiln_history_begin(self->history);
-    kiln_history_attempt_start(self->history, run->id, spec->id, job->attempt, token, w->name,
-                               job->started_ms);
+    kiln_history_attempt_start(self->history, run->id, spec->id, job->attempt, job->token,
+                               w->name, job->started_ms);
     kiln_history_job_set_state(self->history, run->id, spec->id, "running", job->attempt,
                                w->name, job->started_ms, 0);
-    kiln_history_commit(self->history);
     self->stats.dispatches++;
     kiln_log_debug("dispatch %s attempt %u token %llu -> %s", job->key, job->attempt,
-                   (unsigned long long)token, w->name);
-    if (s_send_assign(self, job, w) != 0) {
-        s_worker_lost(self, w, "cannot deliver a job");
-        return S_STOP;
-    }
-    s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_STARTED, 0);
-    return S_ASSIGNED;
+                   (unsigned long long)job->token, w->name);
+    return true;
 }
 
 /* strategy.max-parallel: how many combinations of this job's matrix run. */
@@ -1269,23 +1573,124 @@ static bool s_matrix_saturated(const s_job_t *job)
     return running >= spec->max_parallel;
 }
 
+/* Which run's turn it is. Critical path: the run with the fewest jobs on
+ * workers, so a small run gets a slot as soon as one frees however much a
+ * huge run has queued; between equals, the one served least recently
+ * (round robin), then the older. FIFO: whoever's best job has waited
+ * longest. */
+static bool s_run_turn_before(const kiln_server_t *self, const s_run_t *a, const s_run_t *b)
+{
+    if (self->policy == KILN_SCHED_FIFO)
+        return a->ready[a->n_ready - 1]->ready_seq < b->ready[b->n_ready - 1]->ready_seq;
+    if (a->n_leased != b->n_leased)
+        return a->n_leased < b->n_leased;
+    if (a->served_seq != b->served_seq)
+        return a->served_seq < b->served_seq;
+    return a->id < b->id;
+}
+
+static size_t s_free_slots(const kiln_server_t *self)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->n_workers; i++) {
+        const s_worker_t *w = self->workers[i];
+        if (!w->draining && w->busy < w->slots)
+            n += w->slots - w->busy;
+    }
+    return n;
+}
+
+/* Places ready jobs on free slots: pick the run whose turn it is, then its
+ * best job that some free worker can take, until slots or placeable jobs
+ * run out (a run with nothing placeable sits out the rest of the pass).
+ * Then one round trip leases them all, one transaction records them, and
+ * the assignments go out. */
+static void s_dispatch_now(kiln_server_t *self)
+{
+    if (!kiln_queue_connected(self->queue) || !self->n_ready)
+        return; /* Redis down: paused until it is back */
+    size_t free_slots = s_free_slots(self);
+    if (!free_slots)
+        return;
+    size_t cap = free_slots < self->n_ready ? free_slots : self->n_ready;
+    s_job_t **placed = malloc(cap * sizeof *placed);
+    size_t n_placed = 0;
+    if (!placed) {
+        kiln_log_error("dispatch: out of memory");
+        return;
+    }
+    bool own_batch = !self->in_batch;
+    if (own_batch)
+        kiln_queue_batch_begin(self->queue);
+    uint64_t pass = ++self->dispatch_pass;
+    while (n_placed < cap) {
+        s_run_t *run = NULL;
+        for (size_t r = 0; r < self->n_runs; r++) {
+            s_run_t *o = self->runs[r];
+            if (o->n_ready && o->blocked_pass != pass && (!run || s_run_turn_before(self, o, run)))
+                run = o;
+        }
+        if (!run)
+            break;
+        bool found = false;
+        for (size_t i = run->n_ready; i-- > 0 && !found;) {
+            s_job_t *job = run->ready[i];
+            if (s_matrix_saturated(job) || s_group_busy(self, job))
+                continue;
+            s_worker_t *w = s_pick_worker(self, job);
+            if (!w)
+                continue;
+            s_place(self, job, w);
+            placed[n_placed++] = job;
+            found = true;
+        }
+        if (!found)
+            run->blocked_pass = pass;
+    }
+    if (kiln_queue_flush(self->queue) != 0) {
+        kiln_log_warn("%s", kiln_error_last());
+        self->redis_dirty = true;
+    }
+    if (own_batch)
+        kiln_queue_batch_end(self->queue);
+    kiln_history_begin(self->history);
+    size_t n_ok = 0;
+    for (size_t i = 0; i < n_placed; i++)
+        if (s_commit_placement(self, placed[i]))
+            placed[n_ok++] = placed[i];
+    kiln_history_commit(self->history);
+    /* A worker we cannot deliver to is lost, but only after every send of
+     * this pass: losing it frees it, and later placements may name it. */
+    for (size_t i = 0; i < n_ok; i++) {
+        s_job_t *job = placed[i];
+        if (job->worker->undeliverable)
+            continue;
+        if (s_send_assign(self, job, job->worker) != 0)
+            job->worker->undeliverable = true;
+        else
+            s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_STARTED, 0);
+    }
+    free(placed);
+    for (;;) {
+        s_worker_t *gone = NULL;
+        for (size_t i = 0; i < self->n_workers && !gone; i++)
+            if (self->workers[i]->undeliverable)
+                gone = self->workers[i];
+        if (!gone)
+            break;
+        s_worker_lost(self, gone, "cannot deliver a job");
+    }
+}
+
+/* Inside a burst of worker messages dispatch waits for the burst's end, so
+ * that one pass places everything the burst freed. */
 static void s_dispatch(kiln_server_t *self)
 {
-    if (!kiln_queue_connected(self->queue))
-        return; /* paused until Redis is back */
-    s_job_t *job = self->ready_head;
-    while (job) {
-        s_job_t *next = job->ready_next;
-        s_worker_t *w = s_matrix_saturated(job) || s_group_busy(self, job)
-                            ? NULL
-                            : s_pick_worker(self, job);
-        if (w) {
-            s_assign_t a = s_assign(self, job, w);
-            if (a == S_STOP)
-                return;
-        }
-        job = next;
+    if (self->in_batch) {
+        self->dispatch_pending = true;
+        return;
     }
+    s_dispatch_now(self);
 }
 
 /* The retry budget of a job for infrastructure failures. */
@@ -1376,6 +1781,8 @@ static void s_worker_lost(kiln_server_t *self, s_worker_t *w, const char *why)
             continue;
         w->jobs[i] = NULL;
         s_run_t *run = job->run;
+        if (run->n_leased)
+            run->n_leased--;
         self->stats.lease_expiries++;
         s_attempt_lost(self, job, "worker_lost", why);
         s_run_check_done(self, run);
@@ -1399,8 +1806,7 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
                 reported = reported || (strcmp(h->running[k]->job_key, job->key) == 0 &&
                                         h->running[k]->token == job->token);
             if (job && !reported) {
-                w->jobs[i] = NULL;
-                w->busy--;
+                s_worker_release(w, job);
                 s_run_t *run = job->run;
                 s_attempt_lost(self, job, "worker_lost", "the worker reconnected without it");
                 s_run_check_done(self, run);
@@ -1472,6 +1878,7 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
                     }
                 }
                 w->busy++;
+                job->run->n_leased++;
                 self->stats.jobs_readopted++;
                 kiln_log_info("job %s re-adopted from worker %s (token %llu)", job->key, w->name,
                               (unsigned long long)job->token);
@@ -1536,6 +1943,16 @@ static void s_ack_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobResu
 static void s_flush_batch(kiln_server_t *self)
 {
     if (self->in_batch) {
+        /* A pass that loses a worker requeues its jobs: go again. */
+        while (self->dispatch_pending) {
+            self->dispatch_pending = false;
+            s_dispatch_now(self);
+        }
+        if (kiln_queue_batch_end(self->queue) != 0) {
+            /* Reconcile writes our view back over what Redis refused. */
+            kiln_log_warn("%s", kiln_error_last());
+            self->redis_dirty = true;
+        }
         kiln_history_commit(self->history);
         self->in_batch = false;
     }
@@ -1975,6 +2392,7 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
     kiln_history_commit(self->history);
     run->wf = wf;
     wf = NULL;
+    s_rank_run(self, run);
     if (self->n_runs == self->cap_runs) {
         size_t ncap = self->cap_runs ? self->cap_runs * 2 : 16;
         s_run_t **grown = realloc(self->runs, ncap * sizeof *grown);
@@ -2151,10 +2569,13 @@ static json_t *s_stats_json(kiln_server_t *self)
     const s_stats_t *st = &self->stats;
     json_t *depth = json_object();
     unsigned busy = 0, slots = 0;
-    for (s_job_t *j = self->ready_head; j; j = j->ready_next) {
-        const char *key = j->labels[0] ? j->labels : "(any)";
-        json_t *n = json_object_get(depth, key);
-        json_object_set_new(depth, key, json_integer(n ? json_integer_value(n) + 1 : 1));
+    for (size_t r = 0; r < self->n_runs; r++) {
+        for (size_t i = 0; i < self->runs[r]->n_ready; i++) {
+            const s_job_t *j = self->runs[r]->ready[i];
+            const char *key = j->labels[0] ? j->labels : "(any)";
+            json_t *n = json_object_get(depth, key);
+            json_object_set_new(depth, key, json_integer(n ? json_integer_value(n) + 1 : 1));
+        }
     }
     for (size_t i = 0; i < self->n_workers; i++) {
         busy += self->workers[i]->busy;
@@ -2357,6 +2778,7 @@ static void s_on_router(kiln_server_t *self)
         if (role == KILN_ROLE_WORKER) {
             if (!self->in_batch) {
                 kiln_history_begin(self->history);
+                kiln_queue_batch_begin(self->queue);
                 self->in_batch = true;
             }
             s_on_worker_message(self, &msg, name);
@@ -2744,6 +3166,7 @@ static int s_recover(kiln_server_t *self)
             snprintf(job->key, sizeof job->key, "%lld/%s", (long long)run->id, wf->jobs[i].id);
             s_labels_key(&wf->jobs[i], job->labels, sizeof job->labels);
         }
+        s_rank_run(self, run);
         kiln_history_begin(self->history);
         for (size_t t = 0; t < wf->n_jobs; t++)
             s_recover_job(self, run, &run->jobs[wf->topo[t]]);
@@ -2817,6 +3240,9 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     }
     if (self->cfg.max_attempts < 1)
         self->cfg.max_attempts = 1;
+    if (cfg->scheduler && (rc = kiln_sched_policy_parse(cfg->scheduler, &self->policy)) != 0)
+        goto cleanup;
+    self->cfg.scheduler = NULL;
     self->n_universal =
         s_split_labels(self->cfg.universal_labels, self->universal, KILN_SERVER_MAX_LABELS);
     if ((rc = kiln_keys_load(&kp, self->cfg.key_path)) != 0)

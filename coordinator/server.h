@@ -35,6 +35,7 @@ typedef struct {
     uint64_t log_window;          /* log bytes a worker may have in flight */
     bool handle_signals;          /* SIGINT/SIGTERM stop, SIGHUP reloads keys */
     const char *vars_path;        /* JSON object file: the vars context, or NULL */
+    const char *scheduler;        /* "critical-path" (default) or "fifo" (sched.h) */
 } kiln_server_config_t;
 
 #define KILN_SERVER_DEFAULT_LISTEN "tcp://127.0.0.1:7420"

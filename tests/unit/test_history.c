@@ -26,6 +26,9 @@
 #define CHUNK_MAX (1024 * 1024)
 #define YAML_MAX (4 * 1024 * 1024)
 #define TEXT_MAX (64 * 1024)
+#define ID_MAX 256
+#define NAME_MAX_ 1024
+#define DURATION_MAX (366LL * 24 * 60 * 60 * 1000)
 
 typedef struct {
     char dir[64];
@@ -69,6 +72,9 @@ static int s_teardown(void **state)
     s_remove(fx->dir, "v1.db");
     s_remove(fx->dir, "v1.db-wal");
     s_remove(fx->dir, "v1.db-shm");
+    s_remove(fx->dir, "v2.db");
+    s_remove(fx->dir, "v2.db-wal");
+    s_remove(fx->dir, "v2.db-shm");
     assert_int_equal(rmdir(fx->dir), 0);
     free(fx);
     return 0;
@@ -277,10 +283,11 @@ static void test_open_creates_schema(void **state)
 {
     fixture_t *fx = *state;
     sqlite3 *db = s_raw(fx->path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 3);
     s_assert_query_text(db, "PRAGMA journal_mode", "wal");
-    const char *names[] = {"runs", "jobs", "attempts", "steps", "logs", "audit", "logs_run",
-                           "jobs_run_seq"};
+    const char *names[] = {"runs",     "jobs",         "attempts",  "steps",
+                           "logs",     "audit",        "logs_run",  "jobs_run_seq",
+                           "durations", "runs_active"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char sql[128];
         snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM sqlite_schema WHERE name = '%s'",
@@ -315,11 +322,11 @@ static void test_open_errors(void **state)
     assert_null(h);
     assert_non_null(strstr(kiln_error_last(), "garbage.db"));
 
-    /* a file written by a newer Kiln */
+    /* a file written by a newer Kiln (this one writes version 3) */
     snprintf(path, sizeof path, "%s/other.db", fx->dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_true(kiln_history_open(&h, path) < 0);
     assert_null(h);
@@ -413,7 +420,7 @@ static void test_upgrade_from_schema_1(void **state)
     s_ok(kiln_history_job_outputs(h, 7, "old", o));
     kiln_history_destroy(&h);
     db = s_raw(path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 3);
     s_assert_query_text(db, "SELECT outputs FROM jobs WHERE job_id = 'old'", "{\"k\":\"v\"}");
     sqlite3_close(db);
     json_decref(o);
@@ -949,6 +956,412 @@ static void test_scale(void **state)
     sqlite3_close(db);
 }
 
+/* ---- duration estimates --------------------------------------------------- */
+
+typedef struct {
+    size_t n;
+    char job[8][300];
+    int64_t estimate[8];
+    unsigned samples[8];
+    size_t stop_after; /* return 7 from this call (1-based); 0 never */
+} est_walk_t;
+
+static int s_collect_estimate(void *ctx, const char *job_id, int64_t estimate_ms,
+                              unsigned samples)
+{
+    est_walk_t *walk = ctx;
+    assert_true(walk->n < sizeof walk->job / sizeof walk->job[0]);
+    assert_true(strlen(job_id) < sizeof walk->job[0]);
+    snprintf(walk->job[walk->n], sizeof walk->job[0], "%s", job_id);
+    walk->estimate[walk->n] = estimate_ms;
+    walk->samples[walk->n] = samples;
+    walk->n++;
+    return walk->stop_after != 0 && walk->n == walk->stop_after ? 7 : 0;
+}
+
+/* The estimate of one job as kiln_history_durations reports it; -1 if none.
+ * *samples (if not NULL) gets its sample count. */
+static int64_t s_estimate(kiln_history_t *h, const char *workflow, const char *job,
+                          unsigned *samples)
+{
+    est_walk_t walk = {0};
+    s_ok(kiln_history_durations(h, workflow, s_collect_estimate, &walk));
+    for (size_t i = 0; i < walk.n; i++) {
+        if (strcmp(walk.job[i], job) == 0) {
+            if (samples)
+                *samples = walk.samples[i];
+            return walk.estimate[i];
+        }
+    }
+    return -1;
+}
+
+/* Recorded estimates read back per workflow, in job-id order, and kept. */
+static void test_durations_record_and_read(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    est_walk_t walk = {0};
+    s_ok(kiln_history_duration_record(h, "ci", "test", 2000));
+    s_ok(kiln_history_duration_record(h, "ci", "build", 1000));
+    s_ok(kiln_history_duration_record(h, "nightly", "build", 9000));
+    s_ok(kiln_history_duration_record(h, "ci", "a-first", 0));
+
+    s_ok(kiln_history_durations(h, "ci", s_collect_estimate, &walk));
+    assert_int_equal(walk.n, 3);
+    assert_string_equal(walk.job[0], "a-first");
+    assert_int_equal(walk.estimate[0], 0);
+    assert_string_equal(walk.job[1], "build");
+    assert_int_equal(walk.estimate[1], 1000);
+    assert_int_equal(walk.samples[1], 1);
+    assert_string_equal(walk.job[2], "test");
+    assert_int_equal(walk.estimate[2], 2000);
+
+    /* workflows do not see each other's jobs */
+    unsigned samples = 0;
+    assert_int_equal(s_estimate(h, "nightly", "build", &samples), 9000);
+    assert_int_equal(samples, 1);
+    assert_int_equal(s_estimate(h, "nightly", "test", NULL), -1);
+    memset(&walk, 0, sizeof walk);
+    s_ok(kiln_history_durations(h, "no such workflow", s_collect_estimate, &walk));
+    assert_int_equal(walk.n, 0);
+
+    /* a walk stops when fn says so, with fn's value */
+    memset(&walk, 0, sizeof walk);
+    walk.stop_after = 2;
+    assert_int_equal(kiln_history_durations(h, "ci", s_collect_estimate, &walk), 7);
+    assert_int_equal(walk.n, 2);
+
+    /* kept across a reopen, and visible to another connection */
+    kiln_history_destroy(&fx->history);
+    s_ok(kiln_history_open(&fx->history, fx->path));
+    assert_int_equal(s_estimate(fx->history, "ci", "build", NULL), 1000);
+    sqlite3 *db = s_raw(fx->path);
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM durations"), 4);
+    sqlite3_close(db);
+}
+
+/* The estimator: the plain mean of the first four durations, then each new
+ * one moves the estimate a quarter of the way (an EWMA with alpha 1/4). */
+static void test_durations_ewma(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    unsigned samples = 0;
+
+    /* warm-up: the mean, not a fraction of the first duration */
+    const int64_t warm[][2] = {{100, 100}, {200, 150}, {300, 200}, {400, 250}};
+    for (size_t i = 0; i < 4; i++) {
+        s_ok(kiln_history_duration_record(h, "ci", "job", warm[i][0]));
+        assert_int_equal(s_estimate(h, "ci", "job", &samples), warm[i][1]);
+        assert_int_equal(samples, i + 1);
+    }
+    /* then weight 1/4: 250 -> 287.5 (shown rounded, 288) -> 315.625 (316);
+     * the stored value is not rounded, or the second step would start at 288 */
+    s_ok(kiln_history_duration_record(h, "ci", "job", 400));
+    assert_int_equal(s_estimate(h, "ci", "job", NULL), 288);
+    s_ok(kiln_history_duration_record(h, "ci", "job", 400));
+    assert_int_equal(s_estimate(h, "ci", "job", &samples), 316);
+    assert_int_equal(samples, 6);
+
+    /* one outlier moves a steady estimate by a quarter of its excess, and
+     * its effect fades as normal runs follow */
+    for (int i = 0; i < 8; i++)
+        s_ok(kiln_history_duration_record(h, "ci", "steady", 1000));
+    assert_int_equal(s_estimate(h, "ci", "steady", NULL), 1000);
+    s_ok(kiln_history_duration_record(h, "ci", "steady", 5000));
+    assert_int_equal(s_estimate(h, "ci", "steady", NULL), 2000);
+    s_ok(kiln_history_duration_record(h, "ci", "steady", 1000));
+    assert_int_equal(s_estimate(h, "ci", "steady", NULL), 1750);
+    s_ok(kiln_history_duration_record(h, "ci", "steady", 1000));
+    assert_int_equal(s_estimate(h, "ci", "steady", NULL), 1563); /* 1562.5 */
+
+    /* a job that got slower for good is followed within a few runs:
+     * 2000 - 1000 * 0.75^n */
+    for (int i = 0; i < 10; i++)
+        s_ok(kiln_history_duration_record(h, "ci", "grew", 1000));
+    s_ok(kiln_history_duration_record(h, "ci", "grew", 2000));
+    assert_int_equal(s_estimate(h, "ci", "grew", NULL), 1250);
+    for (int i = 1; i < 10; i++)
+        s_ok(kiln_history_duration_record(h, "ci", "grew", 2000));
+    assert_int_equal(s_estimate(h, "ci", "grew", &samples), 1944); /* 1943.68 */
+    assert_int_equal(samples, 20);
+
+    /* small steps are not lost to rounding: 10 towards 13 ends at 13 */
+    for (int i = 0; i < 4; i++)
+        s_ok(kiln_history_duration_record(h, "ci", "tiny", 10));
+    for (int i = 0; i < 30; i++)
+        s_ok(kiln_history_duration_record(h, "ci", "tiny", 13));
+    assert_int_equal(s_estimate(h, "ci", "tiny", NULL), 13);
+}
+
+/* Inside a batch the estimate is part of the batch: this connection reads
+ * it at once, others after the commit. Outside, each record commits alone. */
+static void test_durations_in_batch(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    sqlite3 *db = s_raw(fx->path);
+    int64_t run = 0;
+    unsigned samples = 0;
+
+    s_ok(kiln_history_begin(h));
+    s_ok(kiln_history_run_create(h, "ci", "ci.yml", NULL, 0, 1, &run));
+    s_ok(kiln_history_duration_record(h, "ci", "build", 100));
+    s_ok(kiln_history_duration_record(h, "ci", "build", 300));
+    assert_int_equal(s_estimate(h, "ci", "build", &samples), 200);
+    assert_int_equal(samples, 2);
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM durations"), 0);
+    s_ok(kiln_history_commit(h));
+    assert_int_equal(s_query_int(db, "SELECT samples FROM durations WHERE job_id = 'build'"), 2);
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 1);
+
+    s_ok(kiln_history_duration_record(h, "ci", "test", 50));
+    assert_int_equal(s_query_int(db, "SELECT estimate_ms FROM durations WHERE job_id = 'test'"),
+                     50);
+
+    /* a refused record inside a batch leaves the batch's other rows */
+    s_ok(kiln_history_begin(h));
+    s_ok(kiln_history_duration_record(h, "ci", "lint", 10));
+    assert_int_equal(kiln_history_duration_record(h, "ci", "lint", -5), KILN_EINVAL);
+    s_ok(kiln_history_commit(h));
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM durations WHERE job_id = 'lint'"), 1);
+    sqlite3_close(db);
+}
+
+/* Keys and durations are bounded; a refusal writes nothing and says why. */
+static void test_durations_limits(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    char name[NAME_MAX_ + 2];
+    char id[ID_MAX + 2];
+    est_walk_t walk = {0};
+
+    memset(name, 'w', sizeof name - 1);
+    name[sizeof name - 1] = '\0'; /* NAME_MAX_ + 1 bytes */
+    memset(id, 'j', sizeof id - 1);
+    id[sizeof id - 1] = '\0'; /* ID_MAX + 1 bytes */
+
+    assert_int_equal(kiln_history_duration_record(h, name, "j", 1), KILN_EINVAL);
+    assert_non_null(strstr(kiln_error_last(), "workflow"));
+    assert_int_equal(kiln_history_duration_record(h, "", "j", 1), KILN_EINVAL);
+    assert_int_equal(kiln_history_duration_record(h, "ci", id, 1), KILN_EINVAL);
+    assert_non_null(strstr(kiln_error_last(), "job id"));
+    assert_int_equal(kiln_history_duration_record(h, "ci", "", 1), KILN_EINVAL);
+    assert_int_equal(kiln_history_duration_record(h, "ci", "j", -1), KILN_EINVAL);
+    assert_non_null(strstr(kiln_error_last(), "-1 ms"));
+    assert_int_equal(kiln_history_duration_record(h, "ci", "j", DURATION_MAX + 1), KILN_EINVAL);
+    assert_int_equal(kiln_history_duration_record(h, "ci", "j", INT64_MAX), KILN_EINVAL);
+    assert_int_equal(kiln_history_durations(h, name, s_collect_estimate, &walk), KILN_EINVAL);
+    assert_int_equal(kiln_history_durations(h, "", s_collect_estimate, &walk), KILN_EINVAL);
+    assert_int_equal(walk.n, 0);
+
+    sqlite3 *db = s_raw(fx->path);
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM durations"), 0);
+
+    /* the bounds themselves are accepted */
+    name[NAME_MAX_] = '\0';
+    id[ID_MAX] = '\0';
+    s_ok(kiln_history_duration_record(h, name, id, DURATION_MAX));
+    assert_int_equal(s_estimate(h, name, id, NULL), DURATION_MAX);
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM durations"), 1);
+    sqlite3_close(db);
+}
+
+/* The schema of version 2, as Kiln wrote it, for the upgrade test. */
+static const char s_schema_v2[] =
+    "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, file TEXT, yaml BLOB,"
+    " state TEXT NOT NULL, created_ms INTEGER NOT NULL, finished_ms INTEGER, inputs TEXT,"
+    " actions TEXT, matrices TEXT);"
+    "CREATE TABLE jobs (run_id INTEGER NOT NULL, job_id TEXT NOT NULL, name TEXT,"
+    " state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, worker TEXT,"
+    " started_ms INTEGER, finished_ms INTEGER, needs TEXT NOT NULL DEFAULT '[]',"
+    " runs_on TEXT NOT NULL DEFAULT '[]', seq INTEGER NOT NULL, outputs TEXT,"
+    " PRIMARY KEY (run_id, job_id)) WITHOUT ROWID;"
+    "CREATE INDEX jobs_run_seq ON jobs (run_id, seq);"
+    "CREATE TABLE attempts (run_id INTEGER NOT NULL, job_id TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL, token INTEGER, worker TEXT, state TEXT NOT NULL, message TEXT,"
+    " started_ms INTEGER, finished_ms INTEGER,"
+    " PRIMARY KEY (run_id, job_id, attempt)) WITHOUT ROWID;"
+    "CREATE TABLE steps (run_id INTEGER NOT NULL, job_id TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL, idx INTEGER NOT NULL, name TEXT, state TEXT NOT NULL,"
+    " exit_code INTEGER, signal INTEGER, started_ms INTEGER, finished_ms INTEGER,"
+    " PRIMARY KEY (run_id, job_id, attempt, idx)) WITHOUT ROWID;"
+    "CREATE TABLE logs (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, job_id TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL, step INTEGER NOT NULL, stream INTEGER NOT NULL,"
+    " ts_ms INTEGER NOT NULL, data BLOB NOT NULL);"
+    "CREATE INDEX logs_run ON logs (run_id, id);"
+    "CREATE TABLE annotations (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL,"
+    " job_id TEXT NOT NULL, attempt INTEGER NOT NULL, step INTEGER, level TEXT NOT NULL,"
+    " message TEXT, title TEXT, file TEXT, line INTEGER, col INTEGER);"
+    "CREATE INDEX annotations_run ON annotations (run_id, id);"
+    "CREATE TABLE summaries (run_id INTEGER NOT NULL, job_id TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL, markdown TEXT NOT NULL,"
+    " PRIMARY KEY (run_id, job_id, attempt)) WITHOUT ROWID;"
+    "CREATE TABLE audit (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL,"
+    " actor TEXT, detail TEXT);";
+
+typedef struct {
+    size_t n;
+    int64_t ids[4];
+    char yaml[4][32];
+} active_walk_t;
+
+static int s_collect_active(void *ctx, const kiln_history_active_t *run)
+{
+    active_walk_t *walk = ctx;
+    assert_true(walk->n < 4);
+    assert_true(run->yaml_len < sizeof walk->yaml[0]);
+    walk->ids[walk->n] = run->run_id;
+    memcpy(walk->yaml[walk->n], run->yaml, run->yaml_len);
+    walk->yaml[walk->n][run->yaml_len] = '\0';
+    walk->n++;
+    return 0;
+}
+
+/* A file written by schema 2 is upgraded in place: its rows are all still
+ * there and readable, the duration table works, and recovery still finds
+ * the unfinished runs (now through the new index, built for the old rows). */
+static void test_upgrade_from_schema_2(void **state)
+{
+    fixture_t *fx = *state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/v2.db", fx->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, s_schema_v2, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO runs (name, file, yaml, state, created_ms, finished_ms, inputs)"
+                     " VALUES ('ci', 'ci.yml', 'jobs: {a: {}}', 'success', 10, 90, '{}'),"
+                     " ('ci', 'ci.yml', 'jobs: {b: {}}', 'running', 100, NULL, NULL),"
+                     " ('ci', 'ci.yml', 'jobs: {c: {}}', 'failure', 200, 250, NULL),"
+                     " ('ci', 'ci.yml', 'jobs: {d: {}}', 'running', 300, NULL, NULL);"
+                     "INSERT INTO jobs (run_id, job_id, name, state, attempt, worker, started_ms,"
+                     " finished_ms, needs, runs_on, seq, outputs) VALUES (1, 'a', 'A', 'success',"
+                     " 1, 'w1', 20, 80, '[]', '[\"linux\"]', 1, '{\"v\":\"1\"}');"
+                     "INSERT INTO attempts VALUES (1, 'a', 1, 5, 'w1', 'success', NULL, 20, 80);"
+                     "INSERT INTO steps VALUES (1, 'a', 1, 0, 'make', 'success', 0, NULL, 20, 80);"
+                     "INSERT INTO logs (run_id, job_id, attempt, step, stream, ts_ms, data)"
+                     " VALUES (1, 'a', 1, 0, 0, 30, 'hello\n');"
+                     "INSERT INTO annotations (run_id, job_id, attempt, step, level, message)"
+                     " VALUES (1, 'a', 1, 0, 'warning', 'careful');"
+                     "INSERT INTO summaries VALUES (1, 'a', 1, '# done');"
+                     "INSERT INTO audit (ts_ms, kind, actor, detail)"
+                     " VALUES (10, 'run.submit', 'client:me', 'ci.yml');"
+                     "PRAGMA user_version = 2;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    kiln_history_t *h = NULL;
+    s_ok(kiln_history_open(&h, path));
+
+    /* the new table works, in and out of a batch */
+    s_ok(kiln_history_duration_record(h, "ci", "a", 60));
+    s_ok(kiln_history_begin(h));
+    s_ok(kiln_history_duration_record(h, "ci", "a", 80));
+    s_ok(kiln_history_commit(h));
+    unsigned samples = 0;
+    assert_int_equal(s_estimate(h, "ci", "a", &samples), 70);
+    assert_int_equal(samples, 2);
+
+    /* the old rows survived and read as before */
+    json_t *got = NULL;
+    s_ok(kiln_history_run_json(h, 1, &got));
+    s_assert_json(got,
+                  "{'id': 1, 'name': 'ci', 'file': 'ci.yml', 'state': 'success',"
+                  " 'created_ms': 10, 'finished_ms': 90, 'jobs': ["
+                  "{'id': 'a', 'name': 'A', 'state': 'success', 'attempt': 1, 'worker': 'w1',"
+                  " 'started_ms': 20, 'finished_ms': 80, 'duration_ms': 60, 'needs': [],"
+                  " 'runs_on': ['linux'], 'outputs': {'v': '1'},"
+                  " 'attempts': [{'attempt': 1, 'token': 5, 'worker': 'w1', 'state': 'success',"
+                  "  'message': null, 'started_ms': 20, 'finished_ms': 80}],"
+                  " 'steps': [{'attempt': 1, 'index': 0, 'name': 'make', 'state': 'success',"
+                  "  'exit_code': 0, 'signal': null, 'started_ms': 20, 'finished_ms': 80,"
+                  "  'duration_ms': 60}]}],"
+                  " 'annotations': [{'job': 'a', 'attempt': 1, 'step': 0, 'level': 'warning',"
+                  "  'message': 'careful', 'title': null, 'file': null, 'line': null,"
+                  "  'col': null}],"
+                  " 'summaries': [{'job': 'a', 'attempt': 1, 'markdown': '# done'}]}");
+    json_decref(got);
+    walk_t logs = {0};
+    s_ok(kiln_history_logs_each(h, 1, NULL, s_collect, &logs));
+    assert_int_equal(logs.n, 1);
+    s_assert_chunk(&logs.chunks[0], "a", 0, 0, "hello\n", 6, 30);
+
+    /* recovery finds the two unfinished runs, old and new alike */
+    int64_t run = 0;
+    s_ok(kiln_history_run_create(h, "ci", "ci.yml", "jobs: {e: {}}", 13, 400, &run));
+    assert_int_equal(run, 5);
+    s_ok(kiln_history_run_set_state(h, 4, "cancelled", 410));
+    active_walk_t active = {0};
+    s_ok(kiln_history_active_runs(h, s_collect_active, &active));
+    assert_int_equal(active.n, 2);
+    assert_int_equal(active.ids[0], 2);
+    assert_string_equal(active.yaml[0], "jobs: {b: {}}");
+    assert_int_equal(active.ids[1], 5);
+    kiln_history_destroy(&h);
+
+    db = s_raw(path);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name IN"
+                                     " ('durations', 'runs_active')"),
+                     2);
+    s_assert_query_text(db, "SELECT kind || ' ' || actor FROM audit", "run.submit client:me");
+    assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 5);
+    s_assert_query_text(db, "PRAGMA integrity_check", "ok");
+    sqlite3_close(db);
+
+    /* opening an upgraded file again changes nothing */
+    s_ok(kiln_history_open(&h, path));
+    assert_int_equal(s_estimate(h, "ci", "a", NULL), 70);
+    kiln_history_destroy(&h);
+}
+
+/* The lookups that must not grow with the history are index searches:
+ * a workflow's estimates (the duration table's primary key) and the
+ * unfinished runs (the partial index). Checked on the schema a new file
+ * gets, with the statements' shapes as history.c writes them. */
+static void test_indexed_lookups(void **state)
+{
+    fixture_t *fx = *state;
+    sqlite3 *db = s_raw(fx->path);
+    struct {
+        const char *sql;
+        const char *want;
+    } plans[] = {
+        {"SELECT job_id, CAST(ROUND(estimate_ms) AS INTEGER), samples FROM durations"
+         " WHERE workflow = ?1 ORDER BY job_id",
+         "SEARCH durations USING PRIMARY KEY (workflow=?)"},
+        {"SELECT id, name, file, yaml, created_ms, inputs, actions, matrices FROM runs"
+         " WHERE state = 'running' ORDER BY id",
+         "SCAN runs USING INDEX runs_active"},
+    };
+    for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
+        char sql[512];
+        snprintf(sql, sizeof sql, "EXPLAIN QUERY PLAN %s", plans[i].sql);
+        sqlite3_stmt *stmt = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+        char plan[512] = "";
+        size_t used = 0;
+        while (sqlite3_step(stmt) == SQLITE_ROW && used < sizeof plan - 1) {
+            int n = snprintf(plan + used, sizeof plan - used, "%s; ",
+                             (const char *)sqlite3_column_text(stmt, 3));
+            used += n > 0 ? (size_t)n : 0;
+        }
+        sqlite3_finalize(stmt);
+        /* one step, the index one: no scan of the table, no sort */
+        char want[256];
+        snprintf(want, sizeof want, "%s; ", plans[i].want);
+        if (strcmp(plan, want) != 0)
+            fail_msg("plan of \"%s\": %s", plans[i].sql, plan);
+    }
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -974,6 +1387,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_limits, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_text_not_utf8, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_scale, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_durations_record_and_read, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_durations_ewma, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_durations_in_batch, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_durations_limits, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_schema_2, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_indexed_lookups, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("history", tests, NULL, NULL);
 }

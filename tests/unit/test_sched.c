@@ -1,0 +1,122 @@
+/* test_sched.c: unit tests for coordinator/sched.c: duration estimates and
+ * critical-path ranks on small workflows parsed by the real parser. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "pipeline.h"
+#include "sched.h"
+
+/* jobs: "id:needs,needs;id:..." (an empty needs list after the colon). */
+static kiln_workflow_t *s_parse(const char *spec)
+{
+    char text[8192], copy[1024];
+    size_t len = (size_t)snprintf(text, sizeof text, "jobs:\n");
+    snprintf(copy, sizeof copy, "%s", spec);
+    char *save = NULL;
+    for (char *job = strtok_r(copy, ";", &save); job; job = strtok_r(NULL, ";", &save)) {
+        char *colon = strchr(job, ':');
+        assert_non_null(colon);
+        *colon = '\0';
+        len += (size_t)snprintf(text + len, sizeof text - len,
+                                "  %s:\n    runs-on: l\n    steps: [{run: x}]\n    needs: [%s]\n",
+                                job, colon + 1);
+    }
+    kiln_diags_t diags;
+    kiln_workflow_t *wf = NULL;
+    kiln_diags_init(&diags, "sched.yml");
+    if (kiln_pipeline_parse(&wf, "sched.yml", text, len, &diags) != 0)
+        fail_msg("workflow: %s\n%s", kiln_error_last(), text);
+    kiln_diags_free(&diags);
+    return wf;
+}
+
+static int64_t s_rank_of(const kiln_workflow_t *wf, const int64_t *rank, const char *id)
+{
+    long i = kiln_pipeline_find_job(wf, id);
+    assert_true(i >= 0);
+    return rank[i];
+}
+
+static void test_policy_names(void **state)
+{
+    (void)state;
+    kiln_sched_policy_t p = KILN_SCHED_FIFO;
+    assert_int_equal(kiln_sched_policy_parse("critical-path", &p), 0);
+    assert_int_equal(p, KILN_SCHED_CRITICAL_PATH);
+    assert_int_equal(kiln_sched_policy_parse("fifo", &p), 0);
+    assert_int_equal(p, KILN_SCHED_FIFO);
+    assert_string_equal(kiln_sched_policy_name(p), "fifo");
+    assert_int_equal(kiln_sched_policy_parse("random", &p), KILN_EINVAL);
+    assert_non_null(strstr(kiln_error_last(), "random"));
+}
+
+static void test_estimates_default_to_median(void **state)
+{
+    (void)state;
+    int64_t est[5] = {-1, 100, 300, -1, 200};
+    kiln_sched_fill_estimates(est, 5);
+    assert_int_equal(est[0], 200);
+    assert_int_equal(est[3], 200);
+    assert_int_equal(est[1], 100);
+    int64_t none[3] = {-1, -1, -1};
+    kiln_sched_fill_estimates(none, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(none[i], KILN_SCHED_DEFAULT_MS);
+    kiln_sched_fill_estimates(NULL, 0);
+}
+
+/* a -> b -> d and a -> c -> d, with c long: a's rank goes through c. */
+static void test_ranks_follow_longest_path(void **state)
+{
+    (void)state;
+    kiln_workflow_t *wf = s_parse("d:b,c;b:a;c:a;a:;e:");
+    int64_t est[8], rank[8];
+    for (size_t i = 0; i < wf->n_jobs; i++) {
+        const char *id = wf->jobs[i].id;
+        est[i] = strcmp(id, "c") == 0 ? 500 : strcmp(id, "e") == 0 ? 50 : 10;
+    }
+    kiln_sched_ranks(wf, est, rank);
+    assert_int_equal(s_rank_of(wf, rank, "d"), 10);
+    assert_int_equal(s_rank_of(wf, rank, "b"), 20);
+    assert_int_equal(s_rank_of(wf, rank, "c"), 510);
+    assert_int_equal(s_rank_of(wf, rank, "a"), 520);
+    assert_int_equal(s_rank_of(wf, rank, "e"), 50);
+    kiln_pipeline_destroy(&wf);
+}
+
+/* Without history every job weighs the same: the rank counts the jobs on
+ * the longest chain ahead, so the head of a deep chain outranks wide
+ * leaves. */
+static void test_ranks_without_history_count_depth(void **state)
+{
+    (void)state;
+    kiln_workflow_t *wf = s_parse("c1:;c2:c1;c3:c2;c4:c3;w1:;w2:;w3:");
+    int64_t est[8], rank[8];
+    for (size_t i = 0; i < wf->n_jobs; i++)
+        est[i] = -1;
+    kiln_sched_fill_estimates(est, wf->n_jobs);
+    kiln_sched_ranks(wf, est, rank);
+    assert_int_equal(s_rank_of(wf, rank, "c1"), 4 * KILN_SCHED_DEFAULT_MS);
+    assert_int_equal(s_rank_of(wf, rank, "c4"), KILN_SCHED_DEFAULT_MS);
+    assert_int_equal(s_rank_of(wf, rank, "w2"), KILN_SCHED_DEFAULT_MS);
+    kiln_pipeline_destroy(&wf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_policy_names),
+        cmocka_unit_test(test_estimates_default_to_median),
+        cmocka_unit_test(test_ranks_follow_longest_path),
+        cmocka_unit_test(test_ranks_without_history_count_depth),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
