@@ -1286,6 +1286,12 @@ static void s_enqueue_ready(kiln_server_t *self, s_run_t *run)
     size_t ready[64], n;
     if (run->held)
         return;
+    /* One transaction and one Redis round trip however many become ready
+     * (a new run: all its roots). */
+    bool own_batch = !self->in_batch;
+    if (own_batch)
+        kiln_queue_batch_begin(self->queue);
+    kiln_history_begin(self->history);
     while ((n = kiln_dag_take_ready(run->dag, ready, 64)) > 0) {
         for (size_t i = 0; i < n; i++) {
             s_job_t *job = &run->jobs[ready[i]];
@@ -1314,6 +1320,11 @@ static void s_enqueue_ready(kiln_server_t *self, s_run_t *run)
             s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_QUEUED, 0);
         }
     }
+    if (own_batch && kiln_queue_batch_end(self->queue) != 0) {
+        kiln_log_error("run %lld: %s", (long long)run->id, kiln_error_last());
+        self->redis_dirty = true;
+    }
+    kiln_history_commit(self->history);
 }
 
 /* Records a job's final state and moves the DAG on (skips, new ready). */
