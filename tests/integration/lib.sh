@@ -86,7 +86,7 @@ start_coordinator() {
         ENDPOINT=tcp://127.0.0.1:$PORT
         export KILN_COORDINATOR=$ENDPOINT
         local mark
-        mark=$(wc -l <"$T/coordinator.log" 2>/dev/null || echo 0)
+        mark=$({ wc -l <"$T/coordinator.log"; } 2>/dev/null || echo 0)
         "$KILN_BIN/kiln-coordinator" --listen "$ENDPOINT" --redis "$T/redis.sock" \
             --db "$T/history.db" --key "$T/keys/server.key" --allow "$T/allow" \
             --log-level "${COORD_LOG_LEVEL:-debug}" "$@" >>"$T/coordinator.log" 2>&1 &

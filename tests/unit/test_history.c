@@ -27,7 +27,7 @@
 #define YAML_MAX (4 * 1024 * 1024)
 #define TEXT_MAX (64 * 1024)
 #define ID_MAX 256
-#define NAME_MAX_ 1024
+#define WORKFLOW_MAX 1024
 #define DURATION_MAX (366LL * 24 * 60 * 60 * 1000)
 
 typedef struct {
@@ -1134,12 +1134,12 @@ static void test_durations_limits(void **state)
 {
     fixture_t *fx = *state;
     kiln_history_t *h = fx->history;
-    char name[NAME_MAX_ + 2];
+    char name[WORKFLOW_MAX + 2];
     char id[ID_MAX + 2];
     est_walk_t walk = {0};
 
     memset(name, 'w', sizeof name - 1);
-    name[sizeof name - 1] = '\0'; /* NAME_MAX_ + 1 bytes */
+    name[sizeof name - 1] = '\0'; /* WORKFLOW_MAX + 1 bytes */
     memset(id, 'j', sizeof id - 1);
     id[sizeof id - 1] = '\0'; /* ID_MAX + 1 bytes */
 
@@ -1161,7 +1161,7 @@ static void test_durations_limits(void **state)
     assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM durations"), 0);
 
     /* the bounds themselves are accepted */
-    name[NAME_MAX_] = '\0';
+    name[WORKFLOW_MAX] = '\0';
     id[ID_MAX] = '\0';
     s_ok(kiln_history_duration_record(h, name, id, DURATION_MAX));
     assert_int_equal(s_estimate(h, name, id, NULL), DURATION_MAX);
