@@ -29,7 +29,6 @@ static void s_common_opts(void *sock)
     s_setint(sock, ZMQ_RCVHWM, KILN_SNDHWM);
     s_setint(sock, ZMQ_HEARTBEAT_IVL, KILN_HEARTBEAT_IVL_MS);
     s_setint(sock, ZMQ_HEARTBEAT_TIMEOUT, KILN_HEARTBEAT_TIMEOUT_MS);
-    s_setint(sock, ZMQ_HEARTBEAT_TTL, KILN_HEARTBEAT_TIMEOUT_MS * 2);
     s_setint(sock, ZMQ_LINGER, 1000);
 }
 
@@ -41,6 +40,15 @@ void *kiln_transport_bind(void *zctx, const char *endpoint, const kiln_keypair_t
         return NULL;
     }
     s_common_opts(sock);
+    /* libzmq 4.3 keeps each connection's heartbeat timers in one list that
+     * it searches linearly whenever a timer is cancelled, which every
+     * message after a ping does: with a thousand workers that was a large
+     * share of the coordinator's I/O thread. The server pings rarely (a dead
+     * peer is still found, and lost workers are found by their heartbeats
+     * and the socket monitor long before), and clients send no TTL, which
+     * would arm another such timer here on every ping they send. */
+    s_setint(sock, ZMQ_HEARTBEAT_IVL, KILN_SERVER_HEARTBEAT_IVL_MS);
+    s_setint(sock, ZMQ_HEARTBEAT_TIMEOUT, KILN_SERVER_HEARTBEAT_IVL_MS * 3);
     s_setint(sock, ZMQ_ROUTER_MANDATORY, 1);
     /* A worker that reconnects under its name takes its routing id over
      * from the dead connection instead of being refused. */

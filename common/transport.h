@@ -31,6 +31,8 @@
 #define KILN_SNDHWM 100000
 #define KILN_HEARTBEAT_IVL_MS 1000
 #define KILN_HEARTBEAT_TIMEOUT_MS 5000
+/* The coordinator's own pings (see kiln_transport_bind). */
+#define KILN_SERVER_HEARTBEAT_IVL_MS 10000
 
 typedef struct {
     unsigned char identity[KILN_IDENTITY_MAX];

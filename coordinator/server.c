@@ -76,8 +76,10 @@ typedef struct {
 struct s_job {
     s_run_t *run;
     size_t idx;                     /* into run->wf->jobs */
-    char key[KILN_JOB_KEY_MAX];     /* "<run>/<job>" */
-    char labels[KILN_LABELS_KEY_MAX];
+    /* In the run's names block (s_names_alloc): fixed buffers here made a
+     * queued job cost a kilobyte. */
+    char *key;                      /* "<run>/<job>" */
+    char *labels;                   /* canonical label-set key */
     kiln_job_state_t state;
     unsigned attempt;
     uint64_t token;
@@ -127,6 +129,7 @@ struct s_run {
     s_job_t **ready;
     size_t n_ready, cap_ready;
     size_t *by_id;                  /* job indexes sorted by id (s_job_find), or NULL */
+    char *names;                    /* every job's key and labels */
     unsigned n_leased;              /* jobs running on a worker (fairness) */
     uint64_t served_seq;            /* when it last had a job placed (fairness) */
     uint64_t blocked_pass;          /* dispatch pass that found none placeable */
@@ -135,6 +138,7 @@ struct s_run {
 };
 
 #define KILN_SERVER_MAX_PENDING_ACKS 1024
+#define S_REHELLO_SLOTS 256
 
 typedef struct {
     unsigned char identity[KILN_IDENTITY_MAX];
@@ -177,6 +181,12 @@ struct kiln_server {
     int exit_code;
     s_worker_t **workers;
     size_t n_workers, cap_workers;
+    /* Workers by routing id (open addressing, linear probing): every worker
+     * message is looked up, and a thousand workers made a scan the hot spot. */
+    s_worker_t **wtab;
+    /* When an unknown routing id was last asked to say hello (by hash). */
+    size_t rehello_hash[S_REHELLO_SLOTS];
+    int64_t rehello_at[S_REHELLO_SLOTS];
     s_run_t **runs;
     size_t n_runs, cap_runs;
     size_t n_ready;                 /* over all runs */
@@ -263,6 +273,34 @@ static void s_labels_key(const kiln_job_t *job, char *out, size_t cap)
         *c = (char)tolower((unsigned char)*c);
 }
 
+/* One block for the keys and label sets of a workflow's jobs, sized before
+ * the run has its number (20 digits are kept for it), so running out of
+ * memory is found before anything is written. */
+static char *s_names_alloc(const kiln_workflow_t *wf, size_t *size)
+{
+    char labels[KILN_LABELS_KEY_MAX];
+    size_t total = 1;
+    for (size_t i = 0; i < wf->n_jobs; i++) {
+        s_labels_key(&wf->jobs[i], labels, sizeof labels);
+        total += 20 + 1 + strlen(wf->jobs[i].id) + 1 + strlen(labels) + 1;
+    }
+    *size = total;
+    return malloc(total);
+}
+
+static void s_names_fill(int64_t run_id, const kiln_workflow_t *wf, s_job_t *jobs, char *block,
+                         size_t size)
+{
+    char *p = block, *end = block + size;
+    for (size_t i = 0; i < wf->n_jobs; i++) {
+        jobs[i].key = p;
+        p += snprintf(p, (size_t)(end - p), "%lld/%s", (long long)run_id, wf->jobs[i].id) + 1;
+        jobs[i].labels = p;
+        s_labels_key(&wf->jobs[i], p, (size_t)(end - p));
+        p += strlen(p) + 1;
+    }
+}
+
 static bool s_worker_has_label(const kiln_server_t *self, const s_worker_t *w, const char *label)
 {
     for (size_t i = 0; i < self->n_universal; i++)
@@ -331,14 +369,56 @@ static void s_reply(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64
     free(text);
 }
 
+#define S_WTAB_SIZE 32768 /* a power of two, > 2 * KILN_SERVER_MAX_WORKERS */
+
+static size_t s_wtab_slot(const unsigned char *id, size_t id_len)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < id_len; i++)
+        h = (h ^ id[i]) * 1099511628211ULL;
+    return (size_t)h & (S_WTAB_SIZE - 1);
+}
+
 static s_worker_t *s_worker_find(kiln_server_t *self, const unsigned char *id, size_t id_len)
 {
-    for (size_t i = 0; i < self->n_workers; i++) {
-        s_worker_t *w = self->workers[i];
+    for (size_t i = s_wtab_slot(id, id_len);; i = (i + 1) & (S_WTAB_SIZE - 1)) {
+        s_worker_t *w = self->wtab[i];
+        if (!w)
+            return NULL;
         if (w->id_len == id_len && memcmp(w->identity, id, id_len) == 0)
             return w;
     }
-    return NULL;
+}
+
+static void s_wtab_put(kiln_server_t *self, s_worker_t *w)
+{
+    size_t i = s_wtab_slot(w->identity, w->id_len);
+    while (self->wtab[i])
+        i = (i + 1) & (S_WTAB_SIZE - 1);
+    self->wtab[i] = w;
+}
+
+/* Removal shifts later entries of the probe run back, so lookups never
+ * need tombstones. */
+static void s_wtab_del(kiln_server_t *self, const s_worker_t *w)
+{
+    size_t i = s_wtab_slot(w->identity, w->id_len);
+    while (self->wtab[i] && self->wtab[i] != w)
+        i = (i + 1) & (S_WTAB_SIZE - 1);
+    if (!self->wtab[i])
+        return;
+    self->wtab[i] = NULL;
+    for (size_t j = (i + 1) & (S_WTAB_SIZE - 1); self->wtab[j]; j = (j + 1) & (S_WTAB_SIZE - 1)) {
+        s_worker_t *o = self->wtab[j];
+        size_t home = s_wtab_slot(o->identity, o->id_len);
+        /* o may move to the hole at i if i lies on its probe path home..j. */
+        bool movable = (j > i) ? (home <= i || home > j) : (home <= i && home > j);
+        if (movable) {
+            self->wtab[i] = o;
+            self->wtab[j] = NULL;
+            i = j;
+        }
+    }
 }
 
 static s_run_t *s_run_find(kiln_server_t *self, int64_t id)
@@ -518,6 +598,7 @@ static void s_run_free(s_run_t **run_p)
     json_decref(run->outputs);
     free(run->ready);
     free(run->by_id);
+    free(run->names);
     free(run->jobs);
     free(run);
     *run_p = NULL;
@@ -1040,6 +1121,7 @@ static int s_expand_runtime_matrix(kiln_server_t *self, s_run_t *run, s_job_t *j
     kiln_workflow_t *wf2 = NULL;
     kiln_dag_t *dag2 = NULL;
     s_job_t *jobs2 = NULL;
+    char *names2 = NULL;
     kiln_diags_t diags;
     int rc = -1;
     kiln_diags_init(&diags, run->file);
@@ -1070,9 +1152,11 @@ static int s_expand_runtime_matrix(kiln_server_t *self, s_run_t *run, s_job_t *j
         snprintf(err, sizeof err, "%s", kiln_error_last());
         goto fail;
     }
+    size_t names_size = 0;
     jobs2 = calloc(wf2->n_jobs, sizeof *jobs2);
     dag2 = kiln_dag_new(wf2);
-    if (!jobs2 || !dag2) {
+    names2 = s_names_alloc(wf2, &names_size);
+    if (!jobs2 || !dag2 || !names2) {
         json_object_del(run->matrices, spec->id);
         snprintf(err, sizeof err, "coordinator out of memory");
         goto fail;
@@ -1095,19 +1179,21 @@ static int s_expand_runtime_matrix(kiln_server_t *self, s_run_t *run, s_job_t *j
         n->run = run;
         n->idx = i;
         n->in_ready = false;
-        snprintf(n->key, sizeof n->key, "%lld/%s", (long long)run->id, wf2->jobs[i].id);
-        s_labels_key(&wf2->jobs[i], n->labels, sizeof n->labels);
         if (old < 0)
             kiln_history_job_create(self->history, run->id, wf2->jobs[i].id, wf2->jobs[i].name,
                                     (const char *const *)wf2->jobs[i].needs, wf2->jobs[i].n_needs,
                                     (const char *const *)wf2->jobs[i].runs_on,
                                     wf2->jobs[i].n_runs_on);
     }
+    s_names_fill(run->id, wf2, jobs2, names2, names_size);
     kiln_history_run_matrices(self->history, run->id, run->matrices);
     /* The DAG replays what happened, in dependency order. */
     kiln_workflow_t *old_wf = run->wf;
     kiln_dag_t *old_dag = run->dag;
     s_job_t *old_jobs = run->jobs;
+    char *old_names = run->names;
+    run->names = names2;
+    names2 = NULL;
     run->wf = wf2;
     run->dag = dag2;
     run->jobs = jobs2;
@@ -1140,6 +1226,7 @@ static int s_expand_runtime_matrix(kiln_server_t *self, s_run_t *run, s_job_t *j
     kiln_pipeline_destroy(&old_wf);
     kiln_dag_destroy(&old_dag);
     free(old_jobs);
+    free(old_names);
     rc = 0;
     goto cleanup;
 fail: {
@@ -1159,6 +1246,7 @@ cleanup:
     kiln_pipeline_destroy(&wf2);
     kiln_dag_destroy(&dag2);
     free(jobs2);
+    free(names2);
     kiln_diags_free(&diags);
     return rc;
 }
@@ -1634,6 +1722,10 @@ static void s_dispatch_now(kiln_server_t *self)
     if (own_batch)
         kiln_queue_batch_begin(self->queue);
     uint64_t pass = ++self->dispatch_pass;
+    /* Label sets no free worker has: slots only fill up during a pass, so
+     * their other jobs are skipped without asking every worker again. */
+    const char *unplaceable[16];
+    size_t n_unplaceable = 0;
     while (n_placed < cap) {
         s_run_t *run = NULL;
         for (size_t r = 0; r < self->n_runs; r++) {
@@ -1646,11 +1738,17 @@ static void s_dispatch_now(kiln_server_t *self)
         bool found = false;
         for (size_t i = run->n_ready; i-- > 0 && !found;) {
             s_job_t *job = run->ready[i];
-            if (s_matrix_saturated(job) || s_group_busy(self, job))
+            bool known = false;
+            for (size_t k = 0; k < n_unplaceable && !known; k++)
+                known = strcmp(unplaceable[k], job->labels) == 0;
+            if (known || s_matrix_saturated(job) || s_group_busy(self, job))
                 continue;
             s_worker_t *w = s_pick_worker(self, job);
-            if (!w)
+            if (!w) {
+                if (n_unplaceable < 16)
+                    unplaceable[n_unplaceable++] = job->labels;
                 continue;
+            }
             s_place(self, job, w);
             placed[n_placed++] = job;
             found = true;
@@ -1786,6 +1884,7 @@ static void s_worker_lost(kiln_server_t *self, s_worker_t *w, const char *why)
             break;
         }
     }
+    s_wtab_del(self, w);
     for (unsigned i = 0; i < w->slots; i++) {
         s_job_t *job = w->jobs[i];
         if (!job)
@@ -1870,6 +1969,7 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
             self->cap_workers = ncap;
         }
         self->workers[self->n_workers++] = w;
+        s_wtab_put(self, w);
         kiln_log_info("worker %s connected from %s (key %s, %u slots)", w->name,
                       msg->peer_address[0] ? msg->peer_address : "local", key_name, w->slots);
         /* Jobs it runs under a lease we hold for it (we restarted, or it
@@ -2278,7 +2378,16 @@ static void s_on_worker_message(kiln_server_t *self, kiln_transport_msg_t *msg,
     s_worker_t *w = s_worker_find(self, msg->identity, msg->id_len);
     if (!w) {
         /* We do not know this worker (we restarted, or it was declared
-         * lost): ask it to introduce itself again. */
+         * lost): ask it to introduce itself again, once per heartbeat: a
+         * worker with many messages in flight would otherwise get (and
+         * answer) one request per message. */
+        size_t slot = s_wtab_slot(msg->identity, msg->id_len) & (S_REHELLO_SLOTS - 1);
+        int64_t now = kiln_clock_mono_ms();
+        if (self->rehello_hash[slot] == s_wtab_slot(msg->identity, msg->id_len) &&
+            now - self->rehello_at[slot] < self->cfg.heartbeat_ms)
+            return;
+        self->rehello_hash[slot] = s_wtab_slot(msg->identity, msg->id_len);
+        self->rehello_at[slot] = now;
         Kiln__Envelope reply = KILN__ENVELOPE__INIT;
         Kiln__Welcome welcome = KILN__WELCOME__INIT;
         welcome.rehello = true;
@@ -2375,6 +2484,11 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
             goto cleanup;
         }
     }
+    size_t names_size = 0;
+    if (!(run->names = s_names_alloc(wf, &names_size))) {
+        s_reply(self, msg, req->request_id, -1, "coordinator out of memory", 0, NULL);
+        goto cleanup;
+    }
     kiln_history_begin(self->history);
     if (kiln_history_run_create(self->history, wf->name, file, (const char *)req->workflow_yaml.data,
                                 req->workflow_yaml.len, run->created_ms, &run->id) != 0) {
@@ -2387,14 +2501,13 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         s_job_t *job = &run->jobs[i];
         job->run = run;
         job->idx = i;
-        snprintf(job->key, sizeof job->key, "%lld/%s", (long long)run->id, spec->id);
-        s_labels_key(spec, job->labels, sizeof job->labels);
         /* A matrix computed at run time gets its rows when it is. */
         if (!spec->matrix_expr)
             kiln_history_job_create(self->history, run->id, spec->id, spec->name,
                                     (const char *const *)spec->needs, spec->n_needs,
                                     (const char *const *)spec->runs_on, spec->n_runs_on);
     }
+    s_names_fill(run->id, wf, run->jobs, run->names, names_size);
     kiln_history_audit(self->history, "run.submit", client, file, run->created_ms);
     if (json_object_size(run->inputs))
         kiln_history_run_inputs(self->history, run->id, run->inputs);
@@ -3170,13 +3283,17 @@ static int s_recover(kiln_server_t *self)
         kiln_history_run_outputs(self->history, run->id, &run->outputs);
         if (s_plan_run(self, run) != 0)
             kiln_log_warn("recovery: run %lld: %s", (long long)run->id, kiln_error_last());
-        for (size_t i = 0; i < wf->n_jobs; i++) {
-            s_job_t *job = &run->jobs[i];
-            job->run = run;
-            job->idx = i;
-            snprintf(job->key, sizeof job->key, "%lld/%s", (long long)run->id, wf->jobs[i].id);
-            s_labels_key(&wf->jobs[i], job->labels, sizeof job->labels);
+        size_t names_size = 0;
+        if (!(run->names = s_names_alloc(wf, &names_size))) {
+            s_run_free(&run);
+            kiln_error_set("recovery: out of memory");
+            goto cleanup;
         }
+        for (size_t i = 0; i < wf->n_jobs; i++) {
+            run->jobs[i].run = run;
+            run->jobs[i].idx = i;
+        }
+        s_names_fill(run->id, wf, run->jobs, run->names, names_size);
         s_rank_run(self, run);
         kiln_history_begin(self->history);
         for (size_t t = 0; t < wf->n_jobs; t++)
@@ -3229,6 +3346,11 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     }
     self->sigfd = -1;
     self->cfg = *cfg;
+    self->wtab = calloc(S_WTAB_SIZE, sizeof *self->wtab);
+    if (!self->wtab) {
+        kiln_error_set("coordinator: out of memory");
+        goto cleanup;
+    }
     /* A peer or Redis that goes away mid-write must be an error return,
      * not the end of the process. */
     signal(SIGPIPE, SIG_IGN);
@@ -3332,6 +3454,7 @@ void kiln_server_destroy(kiln_server_t **self_p)
     for (size_t i = 0; i < self->n_workers; i++)
         s_worker_free(&self->workers[i]);
     free(self->workers);
+    free(self->wtab);
     for (size_t i = 0; i < self->n_universal; i++)
         free(self->universal[i]);
     json_decref(self->vars);
