@@ -37,6 +37,8 @@
 
 #include <assert.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -229,10 +231,27 @@ static const char *const s_sql[S_COUNT] = {
                     " FROM durations WHERE workflow = ?1 ORDER BY job_id",
 };
 
+/* Checkpoints (copying the WAL back into the database, with an fsync) run
+ * on a thread of their own with its own connection, woken by the WAL hook
+ * when the log has grown: done by SQLite on the committing connection they
+ * stalled the coordinator's loop every thousand pages. */
+#define KILN_HISTORY_CHECKPOINT_PAGES 1000
+
+typedef struct {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool wanted, stop;
+    char *path;
+} s_checkpointer_t;
+
 struct kiln_history {
     sqlite3 *db;
     unsigned depth;              /* unmatched kiln_history_begin calls; > 0: in a transaction */
     sqlite3_stmt *stmt[S_COUNT]; /* prepared in open, finalized in destroy */
+    bool wal;                    /* a file in WAL mode (not :memory:) */
+    s_checkpointer_t ckpt;
 };
 
 /* Sets "history: <what>: <sqlite's message>" from the connection's last error. */
@@ -316,6 +335,7 @@ static int s_enable_wal(kiln_history_t *self, const char *path)
         goto cleanup;
     }
     const char *mode = (const char *)sqlite3_column_text(stmt, 0);
+    self->wal = mode && strcmp(mode, "wal") == 0;
     if (mode == NULL || (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0)) {
         kiln_error_set("history: %s: cannot use WAL (journal_mode is %s)", path,
                        mode ? mode : "unknown");
@@ -368,6 +388,96 @@ cleanup:
     return rc;
 }
 
+static void *s_checkpoint_main(void *arg)
+{
+    s_checkpointer_t *c = arg;
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(c->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        kiln_log_warn("history: checkpoints: cannot open %s: %s", c->path,
+                      db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, KILN_HISTORY_BUSY_MS);
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->wanted && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->stop)
+            break;
+        c->wanted = false;
+        pthread_mutex_unlock(&c->mu);
+        /* PASSIVE: never waits for, nor blocks, the writer. */
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            kiln_log_warn("history: checkpoint: %s", sqlite3_errmsg(db));
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* Called by SQLite after each commit on the main connection. */
+static int s_wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
+{
+    s_checkpointer_t *c = ctx;
+    (void)db;
+    (void)name;
+    if (pages >= KILN_HISTORY_CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&c->mu);
+        c->wanted = true;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+    }
+    return SQLITE_OK;
+}
+
+/* Moves checkpoints off the main connection; without a thread SQLite's own
+ * automatic checkpoints stay on. */
+static void s_checkpointer_start(kiln_history_t *self, const char *path)
+{
+    s_checkpointer_t *c = &self->ckpt;
+    if (!self->wal || !(c->path = strdup(path)))
+        return;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    /* The thread is born with every signal blocked: signals are the main
+     * loop's business (a signalfd), and one delivered here would take the
+     * default action (SIGHUP would end the process). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&c->thread, NULL, s_checkpoint_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        kiln_log_warn("history: no checkpoint thread; checkpoints stay inline");
+        return;
+    }
+    c->started = true;
+    sqlite3_wal_autocheckpoint(self->db, 0);
+    sqlite3_wal_hook(self->db, s_wal_hook, c);
+}
+
+static void s_checkpointer_stop(kiln_history_t *self)
+{
+    s_checkpointer_t *c = &self->ckpt;
+    if (c->started) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = true;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+        sqlite3_wal_hook(self->db, NULL, NULL);
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        c->started = false;
+    }
+    free(c->path);
+    c->path = NULL;
+}
+
 int kiln_history_open(kiln_history_t **out, const char *path)
 {
     int rc = -1;
@@ -410,6 +520,7 @@ int kiln_history_open(kiln_history_t **out, const char *path)
             goto cleanup;
         }
     }
+    s_checkpointer_start(self, path);
     *out = self;
     self = NULL;
     rc = 0;
@@ -428,6 +539,7 @@ void kiln_history_destroy(kiln_history_t **self_p)
         return;
     if (self->depth > 0)
         kiln_log_warn("history: closed inside a batch; its uncommitted rows are rolled back");
+    s_checkpointer_stop(self);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(self->stmt[i]);
     /* Every statement is finalized, so close cannot be refused as busy. */

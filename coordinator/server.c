@@ -30,7 +30,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "queue.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "transport.h"
 
 #define KILN_JOB_KEY_MAX 160
@@ -193,7 +193,7 @@ struct kiln_server {
     int64_t ready_seq;
     uint64_t dispatch_pass;
     uint64_t placements;
-    kiln_sched_policy_t policy;
+    kiln_scheduler_policy_t policy;
     char *universal[KILN_SERVER_MAX_LABELS];
     size_t n_universal;
     s_stats_t stats;
@@ -462,7 +462,7 @@ static s_job_t *s_job_find(kiln_server_t *self, const char *key)
  * equal ranks keep the order users wrote. */
 static bool s_ready_before(const kiln_server_t *self, const s_job_t *a, const s_job_t *b)
 {
-    if (self->policy == KILN_SCHED_CRITICAL_PATH && a->rank != b->rank)
+    if (self->policy == KILN_SCHEDULER_CRITICAL_PATH && a->rank != b->rank)
         return a->rank > b->rank;
     if (a->ready_seq != b->ready_seq)
         return a->ready_seq < b->ready_seq;
@@ -1074,7 +1074,7 @@ static int s_on_estimate(void *ctx, const char *job_id, int64_t estimate_ms, uns
     return 0;
 }
 
-/* Ranks every job of a run by its critical path (sched.h), from the
+/* Ranks every job of a run by its critical path (scheduler.h), from the
  * workflow's duration history. Without memory every rank stays 0 and the
  * order falls back to FIFO: a slower schedule, not a wrong one. */
 static void s_rank_run(kiln_server_t *self, s_run_t *run)
@@ -1097,8 +1097,8 @@ static void s_rank_run(kiln_server_t *self, s_run_t *run)
     if (kiln_history_durations(self->history, s_workflow_key(run), s_on_estimate, &e) != 0)
         kiln_log_warn("run %lld: no duration history: %s", (long long)run->id,
                       kiln_error_last());
-    kiln_sched_fill_estimates(e.est, n);
-    kiln_sched_ranks(run->wf, e.est, rank);
+    kiln_scheduler_fill_estimates(e.est, n);
+    kiln_scheduler_ranks(run->wf, e.est, rank);
     for (size_t i = 0; i < n; i++)
         run->jobs[i].rank = rank[i];
 cleanup:
@@ -1679,7 +1679,7 @@ static bool s_matrix_saturated(const s_job_t *job)
  * longest. */
 static bool s_run_turn_before(const kiln_server_t *self, const s_run_t *a, const s_run_t *b)
 {
-    if (self->policy == KILN_SCHED_FIFO)
+    if (self->policy == KILN_SCHEDULER_FIFO)
         return a->ready[a->n_ready - 1]->ready_seq < b->ready[b->n_ready - 1]->ready_seq;
     if (a->n_leased != b->n_leased)
         return a->n_leased < b->n_leased;
@@ -3373,7 +3373,7 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     }
     if (self->cfg.max_attempts < 1)
         self->cfg.max_attempts = 1;
-    if (cfg->scheduler && (rc = kiln_sched_policy_parse(cfg->scheduler, &self->policy)) != 0)
+    if (cfg->scheduler && (rc = kiln_scheduler_policy_parse(cfg->scheduler, &self->policy)) != 0)
         goto cleanup;
     self->cfg.scheduler = NULL;
     self->n_universal =

@@ -1,17 +1,17 @@
-/* sched.c: duration estimates and critical-path ranks (see sched.h). */
-#include "sched.h"
+/* scheduler.c: duration estimates and critical-path ranks (see scheduler.h). */
+#include "scheduler.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 
-int kiln_sched_policy_parse(const char *name, kiln_sched_policy_t *out)
+int kiln_scheduler_policy_parse(const char *name, kiln_scheduler_policy_t *out)
 {
     if (strcmp(name, "critical-path") == 0)
-        *out = KILN_SCHED_CRITICAL_PATH;
+        *out = KILN_SCHEDULER_CRITICAL_PATH;
     else if (strcmp(name, "fifo") == 0)
-        *out = KILN_SCHED_FIFO;
+        *out = KILN_SCHEDULER_FIFO;
     else {
         kiln_error_set("scheduler '%s': expected critical-path or fifo", name);
         return KILN_EINVAL;
@@ -19,9 +19,9 @@ int kiln_sched_policy_parse(const char *name, kiln_sched_policy_t *out)
     return 0;
 }
 
-const char *kiln_sched_policy_name(kiln_sched_policy_t policy)
+const char *kiln_scheduler_policy_name(kiln_scheduler_policy_t policy)
 {
-    return policy == KILN_SCHED_FIFO ? "fifo" : "critical-path";
+    return policy == KILN_SCHEDULER_FIFO ? "fifo" : "critical-path";
 }
 
 static int s_cmp_i64(const void *a, const void *b)
@@ -30,11 +30,11 @@ static int s_cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void kiln_sched_fill_estimates(int64_t *est_ms, size_t n)
+void kiln_scheduler_fill_estimates(int64_t *est_ms, size_t n)
 {
     int64_t *known = malloc((n ? n : 1) * sizeof *known);
     size_t n_known = 0;
-    int64_t fallback = KILN_SCHED_DEFAULT_MS;
+    int64_t fallback = KILN_SCHEDULER_DEFAULT_MS;
     if (known) {
         for (size_t i = 0; i < n; i++)
             if (est_ms[i] >= 0)
@@ -50,7 +50,7 @@ void kiln_sched_fill_estimates(int64_t *est_ms, size_t n)
             est_ms[i] = fallback;
 }
 
-void kiln_sched_ranks(const kiln_workflow_t *wf, const int64_t *est_ms, int64_t *rank_ms)
+void kiln_scheduler_ranks(const kiln_workflow_t *wf, const int64_t *est_ms, int64_t *rank_ms)
 {
     for (size_t i = 0; i < wf->n_jobs; i++)
         rank_ms[i] = est_ms[i];

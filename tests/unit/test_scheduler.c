@@ -1,4 +1,4 @@
-/* test_sched.c: unit tests for coordinator/sched.c: duration estimates and
+/* test_scheduler.c: unit tests for coordinator/scheduler.c: duration estimates and
  * critical-path ranks on small workflows parsed by the real parser. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,7 @@
 
 #include "error.h"
 #include "pipeline.h"
-#include "sched.h"
+#include "scheduler.h"
 
 /* jobs: "id:needs,needs;id:..." (an empty needs list after the colon). */
 static kiln_workflow_t *s_parse(const char *spec)
@@ -48,13 +48,13 @@ static int64_t s_rank_of(const kiln_workflow_t *wf, const int64_t *rank, const c
 static void test_policy_names(void **state)
 {
     (void)state;
-    kiln_sched_policy_t p = KILN_SCHED_FIFO;
-    assert_int_equal(kiln_sched_policy_parse("critical-path", &p), 0);
-    assert_int_equal(p, KILN_SCHED_CRITICAL_PATH);
-    assert_int_equal(kiln_sched_policy_parse("fifo", &p), 0);
-    assert_int_equal(p, KILN_SCHED_FIFO);
-    assert_string_equal(kiln_sched_policy_name(p), "fifo");
-    assert_int_equal(kiln_sched_policy_parse("random", &p), KILN_EINVAL);
+    kiln_scheduler_policy_t p = KILN_SCHEDULER_FIFO;
+    assert_int_equal(kiln_scheduler_policy_parse("critical-path", &p), 0);
+    assert_int_equal(p, KILN_SCHEDULER_CRITICAL_PATH);
+    assert_int_equal(kiln_scheduler_policy_parse("fifo", &p), 0);
+    assert_int_equal(p, KILN_SCHEDULER_FIFO);
+    assert_string_equal(kiln_scheduler_policy_name(p), "fifo");
+    assert_int_equal(kiln_scheduler_policy_parse("random", &p), KILN_EINVAL);
     assert_non_null(strstr(kiln_error_last(), "random"));
 }
 
@@ -62,15 +62,15 @@ static void test_estimates_default_to_median(void **state)
 {
     (void)state;
     int64_t est[5] = {-1, 100, 300, -1, 200};
-    kiln_sched_fill_estimates(est, 5);
+    kiln_scheduler_fill_estimates(est, 5);
     assert_int_equal(est[0], 200);
     assert_int_equal(est[3], 200);
     assert_int_equal(est[1], 100);
     int64_t none[3] = {-1, -1, -1};
-    kiln_sched_fill_estimates(none, 3);
+    kiln_scheduler_fill_estimates(none, 3);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(none[i], KILN_SCHED_DEFAULT_MS);
-    kiln_sched_fill_estimates(NULL, 0);
+        assert_int_equal(none[i], KILN_SCHEDULER_DEFAULT_MS);
+    kiln_scheduler_fill_estimates(NULL, 0);
 }
 
 /* a -> b -> d and a -> c -> d, with c long: a's rank goes through c. */
@@ -83,7 +83,7 @@ static void test_ranks_follow_longest_path(void **state)
         const char *id = wf->jobs[i].id;
         est[i] = strcmp(id, "c") == 0 ? 500 : strcmp(id, "e") == 0 ? 50 : 10;
     }
-    kiln_sched_ranks(wf, est, rank);
+    kiln_scheduler_ranks(wf, est, rank);
     assert_int_equal(s_rank_of(wf, rank, "d"), 10);
     assert_int_equal(s_rank_of(wf, rank, "b"), 20);
     assert_int_equal(s_rank_of(wf, rank, "c"), 510);
@@ -102,11 +102,11 @@ static void test_ranks_without_history_count_depth(void **state)
     int64_t est[8], rank[8];
     for (size_t i = 0; i < wf->n_jobs; i++)
         est[i] = -1;
-    kiln_sched_fill_estimates(est, wf->n_jobs);
-    kiln_sched_ranks(wf, est, rank);
-    assert_int_equal(s_rank_of(wf, rank, "c1"), 4 * KILN_SCHED_DEFAULT_MS);
-    assert_int_equal(s_rank_of(wf, rank, "c4"), KILN_SCHED_DEFAULT_MS);
-    assert_int_equal(s_rank_of(wf, rank, "w2"), KILN_SCHED_DEFAULT_MS);
+    kiln_scheduler_fill_estimates(est, wf->n_jobs);
+    kiln_scheduler_ranks(wf, est, rank);
+    assert_int_equal(s_rank_of(wf, rank, "c1"), 4 * KILN_SCHEDULER_DEFAULT_MS);
+    assert_int_equal(s_rank_of(wf, rank, "c4"), KILN_SCHEDULER_DEFAULT_MS);
+    assert_int_equal(s_rank_of(wf, rank, "w2"), KILN_SCHEDULER_DEFAULT_MS);
     kiln_pipeline_destroy(&wf);
 }
 
