@@ -306,7 +306,10 @@ void kiln_farm_stop(kiln_farm_t **self_p, bool keep)
     for (int i = 0; i < self->n_workers; i++)
         s_wait_stop(&self->workers[i], SIGINT);
     s_wait_stop(&self->coordinator, SIGTERM);
-    s_wait_stop(&self->redis, SIGTERM);
+    /* Redis acts on SIGTERM only at its next timer tick (up to 100 ms
+     * later). A farm whose directory is about to be deleted needs nothing
+     * from it, so it is killed outright; a kept farm gets its clean stop. */
+    s_wait_stop(&self->redis, self->temporary && !keep ? SIGKILL : SIGTERM);
     if (self->temporary && !keep && self->dir[0])
         kiln_workspace_rmtree(self->dir);
     free(self);

@@ -83,7 +83,11 @@ void *kiln_transport_connect(void *zctx, const char *endpoint, const kiln_keypai
     zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_public_z85, KILN_KEY_Z85_LEN);
     zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, own->public_z85, KILN_KEY_Z85_LEN);
     zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, own->secret_z85, KILN_KEY_Z85_LEN);
-    s_setint(sock, ZMQ_RECONNECT_IVL, 100);
+    /* Short first retries: a local farm starts its coordinator and workers
+     * together, and a worker that came up first should not sit out 100 ms;
+     * the interval doubles up to the maximum, so a dead coordinator is not
+     * hammered. */
+    s_setint(sock, ZMQ_RECONNECT_IVL, 10);
     s_setint(sock, ZMQ_RECONNECT_IVL_MAX, 2000);
     if (routing_id)
         zmq_setsockopt(sock, ZMQ_ROUTING_ID, routing_id, strlen(routing_id));
