@@ -5,6 +5,7 @@
  */
 #include "agent.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -52,6 +54,7 @@ typedef struct {
     bool log_truncated;
     kiln_jobctx_t *jx;          /* contexts, steps.*, command files, masks */
     bool started_sent;          /* StepStarted sent for the current step */
+    int slot;                   /* in agent->jobs */
 } s_job_t;
 
 /* A finished job's result, kept (packed, as sent) until acknowledged. */
@@ -61,7 +64,21 @@ typedef struct {
     uint8_t *packed;
     size_t len;
     int64_t resend_at;          /* monotonic */
+    uint64_t seq;               /* order of arrival: the oldest goes when full */
 } s_result_t;
+
+/* A step's environment: "KEY=value" strings in order, NULL-terminated for
+ * execve, with a hash index on the keys so that setting a variable that is
+ * already there replaces it without a walk through all of them. Strings are
+ * owned (and freed) or borrowed from the worker's own environment, which
+ * the agent copies once at start. */
+typedef struct {
+    char **items;
+    bool *owned;
+    size_t n, cap;
+    uint32_t *index;      /* open addressing: item number + 1; 0 = free */
+    size_t n_index;       /* a power of two, more than twice n */
+} s_env_t;
 
 struct kiln_agent {
     kiln_agent_config_t cfg;
@@ -86,9 +103,15 @@ struct kiln_agent {
     int64_t exit_linger_until;    /* monotonic; 0: not yet empty */
     int64_t credit;               /* log bytes we may still send */
     int64_t log_window;
-    s_result_t results[KILN_AGENT_MAX_RESULTS];
-    size_t n_results;
+    s_result_t *results;          /* unordered; max_results of room */
+    size_t n_results, max_results;
+    uint64_t result_seq;
     kiln_notice_t *notice;
+    bool null_executor;           /* executor = null: jobs succeed without running */
+    s_env_t base_env;             /* the worker's own environment, copied at start */
+    /* Each slot's workspace tree, emptied for its next job
+     * (kiln_workspace_recycle): WORK/.spare-<slot>. */
+    bool spare_ready[KILN_AGENT_MAX_SLOTS];
 };
 
 void kiln_agent_config_defaults(kiln_agent_config_t *cfg)
@@ -117,6 +140,13 @@ static size_t s_n_jobs(const kiln_agent_t *self)
     return n;
 }
 
+/* Where slot's emptied workspace tree waits for its next job. The name
+ * cannot be a job's (those start with the run number). */
+static void s_spare_path(const kiln_agent_t *self, int slot, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/.spare-%d", self->cfg.work_dir, slot);
+}
+
 /* ------------------------------------------------------------ messages */
 
 static void s_send_hello(kiln_agent_t *self)
@@ -127,7 +157,14 @@ static void s_send_hello(kiln_agent_t *self)
     size_t n = 0;
     /* Jobs whose results are not yet acknowledged are still held here: they
      * are reported too, so a restarted coordinator keeps their leases. */
-    Kiln__RunningJob held[KILN_AGENT_MAX_RESULTS], *all[KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_RESULTS];
+    Kiln__RunningJob *held = calloc(self->n_results + 1, sizeof *held);
+    Kiln__RunningJob **all = calloc(KILN_AGENT_MAX_SLOTS + self->n_results + 1, sizeof *all);
+    if (!held || !all) {
+        kiln_log_error("worker: out of memory for a hello");
+        free(held);
+        free(all);
+        return;
+    }
     for (int i = 0; i < self->cfg.slots; i++) {
         if (!self->jobs[i])
             continue;
@@ -156,6 +193,8 @@ static void s_send_hello(kiln_agent_t *self)
     env.body_case = KILN__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     s_send(self, &env);
+    free(held);
+    free(all);
 }
 
 static void s_send_heartbeat(kiln_agent_t *self)
@@ -285,16 +324,94 @@ static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome,
 
 /* ---------------------------------------------------------- environment */
 
-typedef struct {
-    char *items[KILN_AGENT_MAX_ENV + 1];
-    size_t n;
-} s_env_t;
-
 static void s_env_free(s_env_t *e)
 {
     for (size_t i = 0; i < e->n; i++)
-        free(e->items[i]);
-    e->n = 0;
+        if (e->owned[i])
+            free(e->items[i]);
+    free(e->items);
+    free(e->owned);
+    free(e->index);
+    memset(e, 0, sizeof *e);
+}
+
+static uint32_t s_env_hash(const char *key, size_t klen)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return h;
+}
+
+/* The index slot of key: the one holding it, or the free one it would go to. */
+static size_t s_env_slot(const s_env_t *e, const char *key, size_t klen)
+{
+    size_t mask = e->n_index - 1;
+    for (size_t pos = s_env_hash(key, klen) & mask;; pos = (pos + 1) & mask) {
+        uint32_t at = e->index[pos];
+        if (at == 0)
+            return pos;
+        const char *item = e->items[at - 1];
+        if (strncmp(item, key, klen) == 0 && item[klen] == '=')
+            return pos;
+    }
+}
+
+static int s_env_grow(s_env_t *e)
+{
+    size_t cap = e->cap ? e->cap * 2 : 64;
+    char **items = realloc(e->items, (cap + 1) * sizeof *items);
+    if (items)
+        e->items = items;
+    bool *owned = items ? realloc(e->owned, cap * sizeof *owned) : NULL;
+    if (owned)
+        e->owned = owned;
+    uint32_t *index = owned ? calloc(cap * 4, sizeof *index) : NULL;
+    if (!index) {
+        kiln_error_set("worker: out of memory for the step environment");
+        return -1;
+    }
+    free(e->index);
+    e->index = index;
+    e->n_index = cap * 4;
+    e->cap = cap;
+    for (size_t i = 0; i < e->n; i++) {
+        const char *item = e->items[i];
+        size_t klen = (size_t)(strchr(item, '=') - item);
+        e->index[s_env_slot(e, item, klen)] = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
+/* Puts kv ("KEY=value", key klen bytes long) in, replacing an earlier value
+ * of the same key. owned: kv is the table's to free (also on failure). */
+static int s_env_put(s_env_t *e, char *kv, size_t klen, bool owned)
+{
+    if (e->n == e->cap && e->n < KILN_AGENT_MAX_ENV && s_env_grow(e) != 0) {
+        if (owned)
+            free(kv);
+        return -1;
+    }
+    size_t pos = e->cap ? s_env_slot(e, kv, klen) : 0;
+    if (e->cap && e->index[pos]) {
+        size_t i = e->index[pos] - 1;
+        if (e->owned[i])
+            free(e->items[i]);
+        e->items[i] = kv;
+        e->owned[i] = owned;
+        return 0;
+    }
+    if (e->n >= KILN_AGENT_MAX_ENV) {
+        if (owned)
+            free(kv);
+        kiln_error_set("more than %d environment variables", KILN_AGENT_MAX_ENV);
+        return KILN_ETOOBIG;
+    }
+    e->items[e->n] = kv;
+    e->owned[e->n] = owned;
+    e->index[pos] = (uint32_t)++e->n;
+    e->items[e->n] = NULL;
+    return 0;
 }
 
 /* Sets key=value, replacing an earlier value of the same key. */
@@ -304,21 +421,28 @@ static int s_env_set(s_env_t *e, const char *key, const char *value)
     char *kv = NULL;
     if (klen == 0 || strchr(key, '='))
         return 0;
-    if (asprintf(&kv, "%s=%s", key, value) < 0)
+    size_t vlen = strlen(value);
+    if (!(kv = malloc(klen + vlen + 2))) {
+        kiln_error_set("worker: out of memory for the step environment");
         return -1;
-    for (size_t i = 0; i < e->n; i++) {
-        if (strncmp(e->items[i], key, klen) == 0 && e->items[i][klen] == '=') {
-            free(e->items[i]);
-            e->items[i] = kv;
-            return 0;
-        }
     }
-    if (e->n >= KILN_AGENT_MAX_ENV) {
-        free(kv);
-        kiln_error_set("more than %d environment variables", KILN_AGENT_MAX_ENV);
-        return KILN_ETOOBIG;
+    memcpy(kv, key, klen);
+    kv[klen] = '=';
+    memcpy(kv + klen + 1, value, vlen + 1);
+    return s_env_put(e, kv, klen, true);
+}
+
+/* A table borrowing every string of base (which must outlive it). */
+static int s_env_copy(s_env_t *e, const s_env_t *base)
+{
+    memset(e, 0, sizeof *e);
+    for (size_t i = 0; i < base->n; i++) {
+        const char *item = base->items[i];
+        if (s_env_put(e, (char *)item, (size_t)(strchr(item, '=') - item), false) != 0)
+            return -1;
     }
-    e->items[e->n++] = kv;
+    if (e->cap == 0 && s_env_grow(e) != 0)
+        return -1;
     e->items[e->n] = NULL;
     return 0;
 }
@@ -327,19 +451,8 @@ static int s_build_env(s_job_t *job, const Kiln__StepSpec *st, s_env_t *e)
 {
     const Kiln__JobAssign *a = job->a;
     char num[32];
-    e->n = 0;
-    e->items[0] = NULL;
-    for (char **p = environ; *p; p++) {
-        char *eq = strchr(*p, '=');
-        if (!eq)
-            continue;
-        char key[256];
-        size_t kl = (size_t)(eq - *p) < sizeof key - 1 ? (size_t)(eq - *p) : sizeof key - 1;
-        memcpy(key, *p, kl);
-        key[kl] = '\0';
-        if (s_env_set(e, key, eq + 1) != 0)
-            return -1;
-    }
+    if (s_env_copy(e, &job->agent->base_env) != 0)
+        return -1;
     snprintf(num, sizeof num, "%llu", (unsigned long long)a->run_id);
     char attempt[16];
     snprintf(attempt, sizeof attempt, "%u", a->attempt);
@@ -434,6 +547,33 @@ static bool s_step_record(s_job_t *job, size_t index, Kiln__Outcome outcome)
     return false;
 }
 
+/* Writes a step's script (text and a newline) to path. A recycled
+ * workspace holds the file already (one newline, or an earlier step's text
+ * of this job): it is overwritten and cut to length, never truncated to
+ * nothing first, which costs a file system far more than the write. Not
+ * through a link or a FIFO a step put in its place. */
+static int s_write_script(const char *path, const char *text)
+{
+    int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    int fd = open(path, flags, 0700);
+    if (fd == -1 && errno != ENOENT && unlink(path) == 0)
+        fd = open(path, flags, 0700);
+    if (fd == -1)
+        return -1;
+    struct stat st;
+    size_t len = strlen(text);
+    struct iovec iov[2] = {{(void *)text, len}, {"\n", 1}};
+    int rc = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        pwritev(fd, iov, 2, 0) == (ssize_t)(len + 1) &&
+        ((size_t)st.st_size <= len + 1 || ftruncate(fd, (off_t)(len + 1)) == 0))
+        rc = 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
 /* Starts the job's current step. Returns 0 when a process is running, 1
  * when the step's if: skipped it, and -1 when it failed to start (reported
  * failed). */
@@ -441,11 +581,11 @@ static int s_step_start(s_job_t *job)
 {
     kiln_agent_t *self = job->agent;
     const Kiln__StepSpec *st = job->a->steps[job->step];
-    char script[KILN_WORKSPACE_PATH_MAX + 32], cwd[PATH_MAX * 2], shellbuf[1024], err[512];
+    char script[KILN_WORKSPACE_PATH_MAX + 64], cwd[PATH_MAX * 2], shellbuf[1024], err[512];
     const char *argv[KILN_SHELL_ARGS_MAX + 1];
-    s_env_t *env = calloc(1, sizeof *env);
+    s_env_t env = {0};
     char *run_text = NULL, *wd = NULL, *shell = NULL;
-    int rc = -1, fd = -1;
+    int rc = -1;
     bool runs = true;
     job->step_started_ms = kiln_clock_wall_ms();
     kiln_jobctx_set_status(job->jx, job->cancelled ? KILN_EXPR_CANCELLED
@@ -456,7 +596,6 @@ static int s_step_start(s_job_t *job)
         s_send_step_result(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED, -1, 0,
                            job->step_started_ms, job->step_started_ms);
         s_step_record(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED);
-        free(env);
         return 1;
     }
     {
@@ -470,10 +609,6 @@ static int s_step_start(s_job_t *job)
         m.step_started = &ss;
         s_send(self, &m);
     }
-    if (!env) {
-        s_system_log(job, "worker out of memory");
-        goto cleanup;
-    }
     if (crc != 0) {
         s_system_log(job, "if: %s", err);
         goto cleanup;
@@ -486,15 +621,15 @@ static int s_step_start(s_job_t *job)
         s_system_log(job, "%s", err);
         goto cleanup;
     }
-    snprintf(script, sizeof script, "%s/step-%zu.sh", job->ws.tmp, job->step);
-    fd = open(script, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700);
-    size_t len = strlen(run_text);
-    if (fd == -1 || write(fd, run_text, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
+    if (kiln_workspace_step_file(&job->ws, KILN_WORKSPACE_SCRIPT, job->step, script,
+                                 sizeof script) != 0) {
+        s_system_log(job, "%s", kiln_error_last());
+        goto cleanup;
+    }
+    if (s_write_script(script, run_text) != 0) {
         s_system_log(job, "cannot write the step script: %s", strerror(errno));
         goto cleanup;
     }
-    close(fd);
-    fd = -1;
     if (s_shell_argv(shell, script, shellbuf, sizeof shellbuf, argv) < 0) {
         s_system_log(job, "unsupported shell '%s'", shell);
         goto cleanup;
@@ -510,7 +645,7 @@ static int s_step_start(s_job_t *job)
         s_system_log(job, "working-directory '%s' does not exist", wd);
         goto cleanup;
     }
-    if (s_build_env(job, st, env) != 0) {
+    if (s_build_env(job, st, &env) != 0) {
         s_system_log(job, "cannot build the step environment: %s", kiln_error_last());
         goto cleanup;
     }
@@ -524,7 +659,7 @@ static int s_step_start(s_job_t *job)
     }
     kiln_exec_opts_t opts = {
         .argv = argv,
-        .envp = (const char *const *)env->items,
+        .envp = (const char *const *)env.items,
         .cwd = cwd,
         .timeout_ms = timeout,
         .grace_ms = self->cfg.kill_grace_ms,
@@ -537,11 +672,7 @@ static int s_step_start(s_job_t *job)
     }
     rc = 0;
 cleanup:
-    if (fd != -1)
-        close(fd);
-    if (env)
-        s_env_free(env);
-    free(env);
+    s_env_free(&env);
     free(run_text);
     free(wd);
     free(shell);
@@ -651,6 +782,14 @@ static void s_send_result(kiln_agent_t *self, s_result_t *res)
     res->resend_at = kiln_clock_mono_ms() + KILN_AGENT_RESEND_MS;
 }
 
+/* Frees result i; the last takes its place (the order does not matter:
+ * seq keeps the age). */
+static void s_result_remove(kiln_agent_t *self, size_t i)
+{
+    free(self->results[i].packed);
+    self->results[i] = self->results[--self->n_results];
+}
+
 /* Records a result and sends it; it is resent until acknowledged. extra
  * (may be NULL) brings outputs, annotations and the summary. */
 static void s_add_result(kiln_agent_t *self, const char *job_key, uint64_t token,
@@ -677,16 +816,18 @@ static void s_add_result(kiln_agent_t *self, const char *job_key, uint64_t token
         return;
     }
     kiln__envelope__pack(&env, packed);
-    if (self->n_results == KILN_AGENT_MAX_RESULTS) {
-        kiln_log_warn("%d results unacknowledged; forgetting %s", KILN_AGENT_MAX_RESULTS,
-                      self->results[0].job_key);
-        free(self->results[0].packed);
-        memmove(&self->results[0], &self->results[1],
-                (KILN_AGENT_MAX_RESULTS - 1) * sizeof self->results[0]);
-        self->n_results--;
+    if (self->n_results == self->max_results) {
+        size_t oldest = 0;
+        for (size_t i = 1; i < self->n_results; i++)
+            if (self->results[i].seq < self->results[oldest].seq)
+                oldest = i;
+        kiln_log_warn("%zu results unacknowledged; forgetting %s", self->max_results,
+                      self->results[oldest].job_key);
+        s_result_remove(self, oldest);
     }
     s_result_t *res = &self->results[self->n_results++];
     memset(res, 0, sizeof *res);
+    res->seq = ++self->result_seq;
     snprintf(res->job_key, sizeof res->job_key, "%s", job_key);
     res->token = token;
     res->packed = packed;
@@ -699,10 +840,7 @@ static void s_on_result_ack(kiln_agent_t *self, const Kiln__ResultAck *ack)
     for (size_t i = 0; i < self->n_results; i++) {
         if (self->results[i].token == ack->token &&
             strcmp(self->results[i].job_key, ack->job_key) == 0) {
-            free(self->results[i].packed);
-            memmove(&self->results[i], &self->results[i + 1],
-                    (self->n_results - i - 1) * sizeof self->results[0]);
-            self->n_results--;
+            s_result_remove(self, i);
             return;
         }
     }
@@ -768,21 +906,54 @@ static void s_job_finish(s_job_t *job)
     free(anp);
     kiln_kvlist_free(&outs);
     kiln_log_info("job %s attempt %u done", job->a->job_key, job->a->attempt);
-    if (!self->cfg.keep_workspaces && kiln_workspace_remove(&job->ws) != 0)
-        kiln_log_warn("%s", kiln_error_last());
-    for (int i = 0; i < self->cfg.slots; i++) {
-        if (self->jobs[i] == job) {
-            self->jobs[i] = NULL;
-            break;
-        }
+    if (!self->cfg.keep_workspaces) {
+        char spare[KILN_WORKSPACE_PATH_MAX];
+        s_spare_path(self, job->slot, spare, sizeof spare);
+        self->spare_ready[job->slot] = kiln_workspace_recycle(&job->ws, spare) == 0;
+        if (!self->spare_ready[job->slot])
+            kiln_log_warn("%s", kiln_error_last());
     }
+    assert(self->jobs[job->slot] == job);
+    self->jobs[job->slot] = NULL;
     s_job_free(&job);
+}
+
+/* The null executor: the job is accepted, each step reported as started
+ * and succeeded (exit code 0) and the job's result recorded, in the order
+ * and form of a real run, so that the coordinator does all its work; nothing
+ * is created or started here. */
+static void s_null_job(kiln_agent_t *self, const Kiln__JobAssign *a)
+{
+    s_job_t job = {.agent = self, .a = a};
+    int64_t now = kiln_clock_wall_ms();
+    Kiln__Envelope m = KILN__ENVELOPE__INIT;
+    Kiln__JobAccepted acc = KILN__JOB_ACCEPTED__INIT;
+    acc.job_key = a->job_key;
+    acc.token = a->token;
+    m.body_case = KILN__ENVELOPE__BODY_ACCEPTED;
+    m.accepted = &acc;
+    s_send(self, &m);
+    for (size_t i = 0; i < a->n_steps; i++) {
+        Kiln__Envelope se = KILN__ENVELOPE__INIT;
+        Kiln__StepStarted ss = KILN__STEP_STARTED__INIT;
+        ss.job_key = a->job_key;
+        ss.token = a->token;
+        ss.step = (uint32_t)i;
+        ss.ts_ms = (uint64_t)now;
+        se.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
+        se.step_started = &ss;
+        s_send(self, &se);
+        s_send_step_result(&job, i, KILN__OUTCOME__OUTCOME_SUCCESS, 0, 0, now, now);
+    }
+    s_add_result(self, a->job_key, a->token, KILN__OUTCOME__OUTCOME_SUCCESS, now, NULL, NULL);
+    kiln_log_debug("job %s attempt %u: %zu steps reported without running (null executor)",
+                   a->job_key, a->attempt, a->n_steps);
 }
 
 static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
 {
     const Kiln__JobAssign *a = msg->env->assign;
-    int slot = -1;
+    int slot = -1, rc;
     for (int i = 0; i < self->cfg.slots; i++) {
         if (self->jobs[i] && strcmp(self->jobs[i]->a->job_key, a->job_key) == 0) {
             kiln_log_warn("assignment of %s while it runs here; ignored", a->job_key);
@@ -803,6 +974,10 @@ static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
         s_send(self, &reply);
         return;
     }
+    if (self->null_executor) {
+        s_null_job(self, a);
+        return;
+    }
     s_job_t *job = calloc(1, sizeof *job);
     if (!job) {
         refused.message = (char *)"worker out of memory";
@@ -810,21 +985,28 @@ static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
         return;
     }
     job->agent = self;
+    job->slot = slot;
     job->env = msg->env;
     msg->env = NULL; /* the job owns the assignment now */
     job->a = job->env->assign;
     job->started_ms = kiln_clock_wall_ms();
     if (job->a->timeout_ms)
         job->deadline = kiln_clock_mono_ms() + (int64_t)job->a->timeout_ms;
-    if (kiln_workspace_create(&job->ws, self->cfg.work_dir, (unsigned long long)job->a->run_id,
-                              job->a->job_id, job->a->attempt) != 0) {
+    char spare[KILN_WORKSPACE_PATH_MAX];
+    s_spare_path(self, slot, spare, sizeof spare);
+    rc = kiln_workspace_create(&job->ws, self->cfg.work_dir,
+                               self->spare_ready[slot] ? spare : NULL,
+                               (unsigned long long)job->a->run_id, job->a->job_id,
+                               job->a->attempt);
+    self->spare_ready[slot] = false;
+    if (rc != 0) {
         kiln_log_error("job %s: %s", job->a->job_key, kiln_error_last());
         refused.message = (char *)kiln_error_last();
         s_send(self, &reply);
         s_job_free(&job);
         return;
     }
-    if (kiln_jobctx_new(&job->jx, job->a, job->ws.ws, job->ws.tmp, self->name) != 0) {
+    if (kiln_jobctx_new(&job->jx, job->a, &job->ws, self->name) != 0) {
         refused.message = (char *)"worker out of memory";
         s_send(self, &reply);
         kiln_workspace_remove(&job->ws);
@@ -1118,6 +1300,37 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         rc = KILN_EINVAL;
         goto cleanup;
     }
+    if (!cfg->executor || strcmp(cfg->executor, "shell") == 0) {
+        self->null_executor = false;
+    } else if (strcmp(cfg->executor, "null") == 0) {
+        self->null_executor = true;
+    } else {
+        kiln_error_set("worker: unknown executor '%s' (shell or null)", cfg->executor);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    /* The steps' environments start from this worker's own, copied once. */
+    for (char **p = environ; *p; p++) {
+        const char *eq = strchr(*p, '=');
+        if (!eq || eq == *p)
+            continue;
+        char *kv = strdup(*p);
+        if (!kv) {
+            kiln_error_set("worker: out of memory");
+            goto cleanup;
+        }
+        if ((rc = s_env_put(&self->base_env, kv, (size_t)(eq - *p), true)) != 0)
+            goto cleanup;
+    }
+    rc = -1;
+    self->max_results = (size_t)cfg->slots * KILN_AGENT_RESULTS_PER_SLOT;
+    if (self->max_results < KILN_AGENT_MAX_RESULTS)
+        self->max_results = KILN_AGENT_MAX_RESULTS;
+    if (!(self->results = calloc(self->max_results, sizeof *self->results))) {
+        kiln_error_set("worker: out of memory");
+        rc = -1;
+        goto cleanup;
+    }
     self->heartbeat_ms = cfg->heartbeat_ms >= 10 ? cfg->heartbeat_ms : 1000;
     self->log_window = KILN_AGENT_DEFAULT_LOG_WINDOW;
     kiln_notice_config_t nc = {cfg->spot_notice_file, cfg->spot_notice_url,
@@ -1149,6 +1362,7 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     for (size_t i = 0; i < self->n_labels; i++) {
         if (!self->labels[i]) {
             kiln_error_set("worker: out of memory");
+            rc = -1;
             goto cleanup;
         }
     }
@@ -1190,6 +1404,9 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     }
     kiln_log_info("worker %s: %d slots, connecting to %s", self->name, cfg->slots,
                   cfg->coordinator);
+    if (self->null_executor)
+        kiln_log_warn("NULL EXECUTOR: jobs are reported successful WITHOUT RUNNING ANY STEP; "
+                      "for benchmarks only, never on a real farm");
     *out = self;
     self = NULL;
     rc = 0;
@@ -1207,8 +1424,17 @@ void kiln_agent_destroy(kiln_agent_t **self_p)
         s_job_free(&self->jobs[i]);
     for (size_t i = 0; i < self->n_results; i++)
         free(self->results[i].packed);
+    free(self->results);
     for (size_t i = 0; i < self->n_labels; i++)
         free(self->labels[i]);
+    for (int i = 0; i < self->cfg.slots && i < KILN_AGENT_MAX_SLOTS; i++) {
+        if (self->spare_ready[i]) {
+            char spare[KILN_WORKSPACE_PATH_MAX];
+            s_spare_path(self, i, spare, sizeof spare);
+            kiln_workspace_rmtree(spare);
+        }
+    }
+    s_env_free(&self->base_env);
     kiln_notice_destroy(&self->notice);
     if (self->sock)
         zmq_close(self->sock);

@@ -18,6 +18,11 @@
  * (bytes the coordinator has room for): without credit the worker stops
  * reading the step's pipes, and the step waits on its own writes.
  *
+ * The null executor (`executor = null`) is for measuring the coordinator:
+ * each assigned job is reported through the same messages (accepted, each
+ * step started and succeeded with exit code 0, the job's result, resent until
+ * acknowledged) without a workspace, a process or a command file.
+ *
  * Signals: SIGTERM drains (no new jobs; running ones may finish within the
  * drain grace, then exit 0; what is still running at the deadline is handed
  * back as worker_drained). A spot-interruption notice drains with a deadline
@@ -49,12 +54,17 @@ typedef struct {
     int spot_poll_ms;
     int spot_window_ms;       /* notice -> machine gone */
     int spot_margin_ms;       /* jobs are handed back this long before that */
+    const char *executor;     /* "shell" (default) or "null" (benchmarks only: nothing runs) */
 } kiln_agent_config_t;
 
 #define KILN_AGENT_MAX_SLOTS 256
 #define KILN_AGENT_MAX_ENV 4096
-/* Finished jobs whose results await the coordinator's acknowledgement. */
+/* Finished jobs whose results await the coordinator's acknowledgement: at
+ * least this many, and as many per slot as below (the coordinator
+ * acknowledges after its commit, and short jobs can finish several times
+ * over in the meantime). */
 #define KILN_AGENT_MAX_RESULTS 256
+#define KILN_AGENT_RESULTS_PER_SLOT 4
 #define KILN_AGENT_RESEND_MS 2000
 /* After a drain empties the worker: how long it waits for acknowledgements. */
 #define KILN_AGENT_EXIT_LINGER_MS 3000

@@ -2,35 +2,61 @@
  * executor.h for the contract).
  *
  * How a step is started
- *   The program is looked up before forking, in the PATH of the step's own
- *   environment (opts->envp; "/usr/local/bin:/usr/bin:/bin" when it has none),
- *   relative entries and relative names resolving against opts->cwd, because
- *   that is where the child will be. What cannot be found, or is not an
- *   executable regular file, makes kiln_exec_start return KILN_ENOTFOUND, as
- *   does a cwd that cannot be opened. What only exec can discover (a missing
- *   script interpreter, a cwd removed since the check) is reported by the
- *   child on its stderr pipe, "kiln: cannot execute '...': reason", followed
- *   by _exit(127), so it reaches the user like any failing step with output.
+ *   The program is looked up before the child is made, in the PATH of the
+ *   step's own environment (opts->envp; "/usr/local/bin:/usr/bin:/bin" when it
+ *   has none), relative entries and relative names resolving against
+ *   opts->cwd, because that is where the child will be. What cannot be found,
+ *   or is not an executable regular file, makes kiln_exec_start return
+ *   KILN_ENOTFOUND, as does a cwd that cannot be opened. What only exec can
+ *   discover (a missing script interpreter, a cwd removed since the check) is
+ *   reported by the child on its stderr pipe, "kiln: cannot execute '...':
+ *   reason", followed by _exit(127), so it reaches the user like any failing
+ *   step with output.
  *
- *   The child runs only async-signal-safe code between fork and exec (the
- *   worker is threaded): it resets every signal disposition to SIG_DFL
- *   (ignored signals would survive exec), makes itself the leader of a new
- *   process group, puts /dev/null and the two pipes on 0, 1 and 2, closes
- *   every other fd, clears the signal mask (the worker blocks SIGCHLD, SIGTERM
- *   and SIGINT for its signalfd, and a mask survives exec), enters cwd and
- *   execs. The parent blocks all signals around fork() so that no handler of
- *   the worker can run in the child before the dispositions are reset. An
+ *   The child is made with clone(CLONE_VM | CLONE_VFORK), as posix_spawn
+ *   does: it borrows the worker's memory on a stack of its own and the
+ *   calling thread waits until it has exec'd or died, so no page table is
+ *   copied and none torn down again at exec (a fork of the worker, and the
+ *   exec that undoes it, cost far more than the rest of starting a step).
+ *   The child therefore runs only async-signal-safe code and writes to
+ *   nothing of the worker's but its own stack and the launch record: it
+ *   resets every signal disposition to SIG_DFL (ignored signals would survive
+ *   exec, and a handler must not run in borrowed memory), makes itself the
+ *   leader of a new process group, registers that group with the guard (see
+ *   below), puts /dev/null and the two pipes on 0, 1 and 2, closes every
+ *   other fd, clears the signal mask (the worker blocks SIGCHLD, SIGTERM and
+ *   SIGINT for its signalfd, and a mask survives exec), enters cwd and
+ *   execs. The parent blocks all signals around the clone so that no handler
+ *   of the worker can run in the child before the dispositions are reset. An
  *   executable without a "#!" line (ENOEXEC) is run by /bin/sh, as execvp
  *   would.
+ *
+ * The guard: no step outlives its worker
+ *   One guard process per worker (forked at the first step, in a process
+ *   group of its own so that signals meant for the worker's group pass it
+ *   by) keeps the list of the steps' process groups. Each child sends its
+ *   group to the guard over a socket before it execs, and the worker takes
+ *   it back just before reaping the step. When the worker dies, however it
+ *   dies, the last descriptor of its end of the socket closes, the guard
+ *   reads EOF (within KILN_EXEC_GUARD_NAP_MS: it reads in batches) and
+ *   SIGKILLs every group still on its list, then exits: a job lost with its
+ *   worker cannot go on running (and finish a second time) behind the
+ *   attempt that replaces it. One guard for all steps, instead of one
+ *   process per step waiting on it, saves a fork per step. Because the child registers itself
+ *   and holds its own copy of the descriptor until it has done so, a worker
+ *   killed between clone and exec still leaves a group the guard knows. If
+ *   the guard itself disappears, the next message to it fails; another guard
+ *   is started and every live group registered again.
  *
  * How a step ends
  *   The main process is reaped in two steps: waitid(WNOWAIT) sees that it
  *   exited while its zombie still holds the process-group id, the group gets
  *   SIGKILL (so orphans it left cannot keep the pipes open, and the id cannot
- *   have been reused by anyone), then waitpid reaps it. A timeout or cancel
- *   sends SIGTERM (and SIGCONT, so a stopped step sees it) to the group and
- *   SIGKILL once the grace period has passed. Signals go to the group only
- *   while the leader is unreaped, for the same pid-reuse reason.
+ *   have been reused by anyone), the guard forgets the group, then waitpid
+ *   reaps it. A timeout or cancel sends SIGTERM (and SIGCONT, so a stopped
+ *   step sees it) to the group and SIGKILL once the grace period has passed.
+ *   Signals go to the group only while the leader is unreaped, for the same
+ *   pid-reuse reason.
  *
  *   A process that left the group (setsid) can hold the pipes open forever.
  *   After the reap the executor therefore waits for EOF only for the grace
@@ -48,7 +74,8 @@
  *   not destroy the executor.
  *
  * Nothing here sleeps or blocks, except kiln_exec_destroy reaping a step it
- * has just SIGKILLed. Not thread-safe: one executor belongs to one event loop.
+ * has just SIGKILLed. Not thread-safe: the executors of a process belong to
+ * one event loop (they share the guard).
  */
 #include "executor.h"
 
@@ -58,8 +85,12 @@
 
 #include <assert.h>
 #include <dirent.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -71,6 +102,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Bytes one kiln_exec_on_readable call reads from one pipe at most. */
@@ -79,6 +111,16 @@
 #define KILN_EXEC_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 /* Exit status of a child that could not chdir or exec (as in POSIX shells). */
 #define KILN_EXEC_EXIT_NOEXEC 127
+/* Steps one process may run at once (the guard's list has this many). */
+#define KILN_EXEC_MAX_LIVE 1024
+/* The guard reads its messages in batches this far apart (see s_guard_main). */
+#define KILN_EXEC_GUARD_NAP_MS 10
+/* How long a message to the guard may wait for room before the guard is
+ * taken for stuck (its socket holds some hundreds of messages). */
+#define KILN_EXEC_GUARD_SEND_TIMEOUT_MS 2000
+/* The child's stack: its deepest frame holds a PATH_MAX message or a 4 KiB
+ * directory buffer. */
+#define KILN_EXEC_CHILD_STACK (64 * 1024)
 
 typedef struct {
     int fd;                           /* our (non-blocking) read end; -1 once closed */
@@ -89,6 +131,8 @@ typedef struct {
 
 struct kiln_exec {
     pid_t pid;                        /* also the process-group id */
+    struct kiln_exec *prev, *next;    /* the live (unreaped) steps of this process */
+    bool live;                        /* on that list (and the guard's) */
     exec_stream_t streams[2];         /* 0 = stdout, 1 = stderr */
     kiln_exec_output_fn on_output;
     void *ctx;
@@ -105,7 +149,8 @@ struct kiln_exec {
     int64_t drain_until_ms;           /* after the reap: when we stop waiting for EOF */
 };
 
-/* What the child needs, prepared before fork so the child allocates nothing. */
+/* What the child needs, prepared before the clone so the child allocates
+ * nothing; the child writes back only guard_errno. */
 typedef struct {
     const char *path;                 /* resolved program */
     char *const *argv;
@@ -115,9 +160,29 @@ typedef struct {
     int stdin_fd;
     int stdout_fd;
     int stderr_fd;
-    pid_t parent;                     /* the worker, for the guard's check */
-    int guard_signal;                 /* the guard's parent-death signal */
+    int guard_fd;                     /* the worker's end of the guard's socket */
+    int guard_errno;                  /* set by the child: 0 when its group was registered */
 } exec_child_t;
+
+/* A message to the guard: one fixed-size record per send (SOCK_SEQPACKET). */
+typedef struct {
+    int32_t op;                       /* KILN_GUARD_ADD or KILN_GUARD_REMOVE */
+    int32_t pgid;
+} exec_guard_msg_t;
+
+enum { KILN_GUARD_ADD = 1, KILN_GUARD_REMOVE = 2 };
+
+/* The process's guard and its live steps. owner: the process that started
+ * the guard; a process forked from it (with fork, not through here) starts
+ * its own. */
+static struct {
+    pid_t owner;
+    pid_t pid;
+    int fd;                           /* our end, close-on-exec; -1 without a guard */
+    kiln_exec_t *live;                /* unreaped steps, for a guard started anew */
+    size_t n_live;
+    void *stack;                      /* the children's stack (one at a time: CLONE_VFORK) */
+} s_proc = {0, -1, -1, NULL, 0, NULL};
 
 /* ---- the child (async-signal-safe code only) ---------------------------- */
 
@@ -151,12 +216,12 @@ static _Noreturn void s_child_fail(const char *what, const char *arg, int err,
     _exit(KILN_EXEC_EXIT_NOEXEC);
 }
 
-/* Closes every fd from 3 up. close_range needs Linux 5.9; before that we
- * walk /proc/self/fd with the raw getdents64 (opendir would allocate), and
- * without /proc we close up to the fd limit. */
-static void s_child_close_from_3(void)
+/* Closes every fd from `from` up. close_range needs Linux 5.9; before that
+ * we walk /proc/self/fd with the raw getdents64 (opendir would allocate),
+ * and without /proc we close up to the fd limit. */
+static void s_child_close_from(int from)
 {
-    if (close_range(3, ~0U, 0) == 0)
+    if (close_range((unsigned)from, ~0U, 0) == 0)
         return;
     int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir != -1) {
@@ -172,7 +237,7 @@ static void s_child_close_from_3(void)
                     continue;
                 while (*p >= '0' && *p <= '9')
                     fd = fd * 10 + (*p++ - '0');
-                if (fd >= 3 && fd != dir)
+                if (fd >= from && fd != dir)
                     close(fd);
             }
         }
@@ -183,62 +248,80 @@ static void s_child_close_from_3(void)
     rlim_t max = 1024;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         max = rl.rlim_cur;
-    for (rlim_t fd = 3; fd < max; fd++)
+    for (rlim_t fd = (rlim_t)from; fd < max; fd++)
         close((int)fd);
 }
 
-/* The guard stays behind as the leader of the step's process group while
- * the step runs as its child. The kernel sends it guard_signal when the
- * worker dies, however it dies (PR_SET_PDEATHSIG), and it then kills the
- * whole group: a step never outlives its worker, so a job lost with its
- * worker cannot go on running (and finish a second time) behind the
- * attempt that replaces it. Otherwise it ignores what the group is sent
- * (the step handles it) and passes on the step's exit status or signal.
- * Async-signal-safe calls only: the worker has threads. */
-static _Noreturn void s_guard(pid_t step, int guard_signal)
+/* The guard's life (see the file's comment): records the groups it is told
+ * of until its socket reads EOF, then kills them all. Runs in a forked copy
+ * of a threaded worker: async-signal-safe calls only. Every signal stays
+ * blocked (the mask of the fork), so only SIGKILL ends it early. */
+static _Noreturn void s_guard_main(int fd)
 {
-    /* Let go of the pipes so they close when the step's side does. */
+    (void)prctl(PR_SET_NAME, "kiln-guard");
+    (void)setpgid(0, 0);
+    /* Nothing of the worker's: not its output, not its sockets or pipes. */
+    int keep = fcntl(fd, F_DUPFD, 10);
     int null = open("/dev/null", O_RDWR);
+    if (keep == -1)
+        _exit(1);
     if (null != -1) {
+        dup2(null, 0);
         dup2(null, 1);
         dup2(null, 2);
-        close(null);
     }
-    sigset_t wait_for;
-    sigemptyset(&wait_for);
-    sigaddset(&wait_for, SIGCHLD);
-    sigaddset(&wait_for, guard_signal);
+    if (dup2(keep, 3) == -1)
+        _exit(1);
+    fd = 3;
+    s_child_close_from(4);
+    static pid_t groups[KILN_EXEC_MAX_LIVE];
+    size_t n = 0;
+    /* Wait for a message, then nap and take what has gathered meanwhile: a
+     * worker running short steps sends two messages a step, and waking up
+     * for each would cost the machine a context switch each. The nap is
+     * also how long the worker's death can go unnoticed. */
+    int flags = 0;
     for (;;) {
-        siginfo_t si;
-        int sig = sigwaitinfo(&wait_for, &si);
-        if (sig == guard_signal) {
-            (void)killpg(0, SIGKILL);
-            _exit(KILN_EXEC_EXIT_NOEXEC);
-        }
-        int status;
-        pid_t r = waitpid(step, &status, WNOHANG);
-        if (r != step)
+        exec_guard_msg_t m;
+        ssize_t r = recv(fd, &m, sizeof m, flags);
+        if (r == -1 && errno == EINTR)
             continue;
-        if (WIFEXITED(status))
-            _exit(WEXITSTATUS(status));
-        if (WIFSIGNALED(status)) {
-            int term = WTERMSIG(status);
-            struct sigaction dfl;
-            memset(&dfl, 0, sizeof dfl);
-            dfl.sa_handler = SIG_DFL;
-            (void)sigaction(term, &dfl, NULL);
-            sigset_t only;
-            sigemptyset(&only);
-            sigaddset(&only, term);
-            (void)sigprocmask(SIG_UNBLOCK, &only, NULL);
-            (void)kill(getpid(), term);
+        if (r == -1 && errno == EAGAIN && flags) {
+            flags = 0;
+            continue;
         }
-        _exit(KILN_EXEC_EXIT_NOEXEC);
+        if (r <= 0)
+            break;   /* EOF: the worker has gone (or an error we cannot wait out) */
+        if (!flags) {
+            struct timespec nap = {0, KILN_EXEC_GUARD_NAP_MS * 1000000L};
+            while (nanosleep(&nap, &nap) == -1 && errno == EINTR)
+                ;
+            flags = MSG_DONTWAIT;
+        }
+        if (r != (ssize_t)sizeof m || m.pgid <= 1)
+            continue;
+        if (m.op == KILN_GUARD_ADD && n < KILN_EXEC_MAX_LIVE) {
+            groups[n++] = m.pgid;
+        } else if (m.op == KILN_GUARD_REMOVE) {
+            for (size_t i = n; i-- > 0;) {
+                if (groups[i] == m.pgid) {
+                    groups[i] = groups[--n];
+                    break;
+                }
+            }
+        }
     }
+    for (size_t i = 0; i < n; i++)
+        (void)kill(-groups[i], SIGKILL);
+    _exit(0);
 }
 
-static _Noreturn void s_child(const exec_child_t *c)
+/* The child, on its own stack in the worker's memory (CLONE_VM |
+ * CLONE_VFORK): async-signal-safe calls only, and no writes to the
+ * worker's memory except c->guard_errno. */
+static int s_child(void *arg)
 {
+    exec_child_t *c = arg;
     /* Dispositions first: the mask is still full here (see the parent). */
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
@@ -256,12 +339,11 @@ static _Noreturn void s_child(const exec_child_t *c)
         (void)syscall(SYS_rt_sigaction, sig, zero, NULL, (size_t)8);
     }
 
-    (void)setpgid(0, 0);   /* the parent does the same; whoever is first wins */
-
     /* Move any source that sits on 0..2 out of the way first, so that no
-     * dup2 below overwrites a source another one still needs. */
-    int src[3] = {c->stdin_fd, c->stdout_fd, c->stderr_fd};
-    for (int i = 0; i < 3; i++) {
+     * dup2 below overwrites a source another one (or the guard's socket)
+     * still needs. */
+    int src[4] = {c->stdin_fd, c->stdout_fd, c->stderr_fd, c->guard_fd};
+    for (int i = 0; i < 4; i++) {
         if (src[i] < 3) {
             src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
             if (src[i] == -1)
@@ -272,17 +354,20 @@ static _Noreturn void s_child(const exec_child_t *c)
         if (dup2(src[i], i) == -1)   /* the copy on i is not close-on-exec */
             _exit(KILN_EXEC_EXIT_NOEXEC);
     }
-    s_child_close_from_3();
 
-    /* Signals are still all blocked here, which the guard relies on. */
-    (void)prctl(PR_SET_PDEATHSIG, c->guard_signal);
-    if (getppid() != c->parent)
-        _exit(KILN_EXEC_EXIT_NOEXEC); /* the worker died before the prctl */
-    pid_t step = fork();
-    if (step == -1)
-        s_child_fail("cannot start", c->path, errno, NULL);
-    if (step > 0)
-        s_guard(step, c->guard_signal);
+    /* A group of its own, known to the guard before anything of the step
+     * runs. Without either, the step would not be contained: it does not
+     * start. When the guard cannot be told, the parent sees guard_errno,
+     * starts another guard and tries again: nothing is written to the
+     * step's pipes then. */
+    if (setpgid(0, 0) == -1)
+        s_child_fail("cannot start", c->path, errno, " (setpgid)");
+    exec_guard_msg_t m = {KILN_GUARD_ADD, (int32_t)getpid()};
+    if (send(src[3], &m, sizeof m, MSG_NOSIGNAL) != (ssize_t)sizeof m) {
+        c->guard_errno = errno ? errno : EIO;
+        _exit(KILN_EXEC_EXIT_NOEXEC);
+    }
+    s_child_close_from(3);
 
     sigset_t none;
     sigemptyset(&none);
@@ -381,6 +466,154 @@ static int s_resolve(char **out, int cwd_fd, const char *cwd, const char *name,
     kiln_error_set("step program '%s': %s in PATH %s", name,
                    denied ? "not executable" : "not found", path);
     return KILN_ENOTFOUND;
+}
+
+/* ---- the guard, the worker's side ------------------------------------- */
+
+/* Forgets the guard: kills it (a guard we cannot talk to may still be alive
+ * but deaf) and reaps it. Only our own child is signalled: while unreaped
+ * its pid cannot belong to anyone else. */
+static void s_guard_drop(void)
+{
+    if (s_proc.fd != -1)
+        close(s_proc.fd);
+    s_proc.fd = -1;
+    if (s_proc.pid > 0 && s_proc.owner == getpid()) {
+        (void)kill(s_proc.pid, SIGKILL);
+        while (waitpid(s_proc.pid, NULL, 0) == -1 && errno == EINTR)
+            ;
+    }
+    s_proc.pid = -1;
+}
+
+static int s_guard_send(int op, pid_t pgid)
+{
+    exec_guard_msg_t m = {op, (int32_t)pgid};
+    for (;;) {
+        ssize_t r = send(s_proc.fd, &m, sizeof m, MSG_NOSIGNAL);
+        if (r == (ssize_t)sizeof m)
+            return 0;
+        if (r == -1 && errno == EINTR)
+            continue;
+        return -1;
+    }
+}
+
+/* Starts a guard and tells it of every live step. Returns 0, or -1 with the
+ * message set. */
+static int s_guard_start(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+        kiln_error_errno("executor: socketpair for the step guard");
+        return -1;
+    }
+    /* A full socket means the guard is napping or stuck: wait for room, but
+     * not for ever (EAGAIN then, and another guard takes over). */
+    struct timeval tv = {KILN_EXEC_GUARD_SEND_TIMEOUT_MS / 1000,
+                         (KILN_EXEC_GUARD_SEND_TIMEOUT_MS % 1000) * 1000};
+    if (setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == -1) {
+        kiln_error_errno("executor: the step guard's socket");
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    /* As for a step: no handler of the worker may run in the copy. */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t pid = fork();
+    if (pid == 0)
+        s_guard_main(sv[1]);
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    close(sv[1]);
+    if (pid == -1) {
+        close(sv[0]);
+        errno = fork_errno;
+        kiln_error_errno("executor: fork for the step guard");
+        return -1;
+    }
+    s_proc.owner = getpid();
+    s_proc.pid = pid;
+    s_proc.fd = sv[0];
+    for (kiln_exec_t *x = s_proc.live; x; x = x->next) {
+        if (s_guard_send(KILN_GUARD_ADD, x->pid) != 0) {
+            kiln_error_errno("executor: the new step guard (pid %d)", (int)pid);
+            s_guard_drop();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A guard of this process that is there to talk to, and the children's
+ * stack. In a process forked from the guard's owner, what is inherited
+ * belongs to the parent: it is let go (the parent keeps its guard). */
+static int s_guard_ensure(void)
+{
+    if (s_proc.owner != getpid()) {
+        if (s_proc.fd != -1)
+            close(s_proc.fd);
+        s_proc.fd = -1;
+        s_proc.pid = -1;
+        s_proc.live = NULL;
+        s_proc.n_live = 0;
+        s_proc.owner = getpid();
+    }
+    if (!s_proc.stack) {
+        void *stack = mmap(NULL, KILN_EXEC_CHILD_STACK, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED) {
+            kiln_error_errno("executor: a stack for the step's child");
+            return -1;
+        }
+        s_proc.stack = stack;
+    }
+    return s_proc.fd != -1 ? 0 : s_guard_start();
+}
+
+/* Something went wrong with the guard: another one takes over, with every
+ * live group. */
+static void s_guard_restart(const char *why)
+{
+    kiln_log_warn("executor: the step guard (pid %d) %s: starting another", (int)s_proc.pid, why);
+    s_guard_drop();
+    if (s_guard_start() != 0)
+        kiln_log_error("%s; steps are not protected against the worker's death until a "
+                       "guard starts", kiln_error_last());
+}
+
+static void s_live_add(kiln_exec_t *self)
+{
+    self->live = true;
+    self->prev = NULL;
+    self->next = s_proc.live;
+    if (s_proc.live)
+        s_proc.live->prev = self;
+    s_proc.live = self;
+    s_proc.n_live++;
+}
+
+/* The step's leader is about to be reaped (its zombie still holds the
+ * group id): the guard forgets the group, so that it can never kill a
+ * group that reuses the id. */
+static void s_live_remove(kiln_exec_t *self)
+{
+    if (!self->live)
+        return;
+    self->live = false;
+    if (self->prev)
+        self->prev->next = self->next;
+    else if (s_proc.live == self)
+        s_proc.live = self->next;
+    if (self->next)
+        self->next->prev = self->prev;
+    self->prev = self->next = NULL;
+    s_proc.n_live--;
+    if (s_proc.fd != -1 && s_proc.owner == getpid() &&
+        s_guard_send(KILN_GUARD_REMOVE, self->pid) != 0)
+        s_guard_restart(errno == EAGAIN ? "is not keeping up" : "is gone");
 }
 
 /* ---- signals and reaping ------------------------------------------------ */
@@ -509,7 +742,9 @@ int kiln_exec_start(kiln_exec_t **out, const kiln_exec_opts_t *opts)
     while (opts->argv[argc])
         argc++;
     sh_argv = calloc(argc + 2, sizeof *sh_argv);
-    self = calloc(1, sizeof *self);
+    /* Not calloc: the two output buffers (32 KiB) need no zeroing; every
+     * other field is set below. */
+    self = malloc(sizeof *self);
     if (!sh_argv || !self) {
         kiln_error_set("executor: out of memory");
         goto cleanup;
@@ -535,8 +770,15 @@ int kiln_exec_start(kiln_exec_t **out, const kiln_exec_opts_t *opts)
         goto cleanup;
     }
 
-    /* The child's copies of the arrays are only read until exec. The casts
-     * follow execve's historical prototype; nothing writes through them. */
+    if (s_guard_ensure() != 0)
+        goto cleanup;
+    if (s_proc.n_live >= KILN_EXEC_MAX_LIVE) {
+        kiln_error_set("executor: %d steps are running already", KILN_EXEC_MAX_LIVE);
+        goto cleanup;
+    }
+
+    /* The child only reads these until exec. The casts follow execve's
+     * historical prototype; nothing writes through them. */
     exec_child_t child = {
         .path = path,
         .argv = (char *const *)opts->argv,
@@ -546,31 +788,46 @@ int kiln_exec_start(kiln_exec_t **out, const kiln_exec_opts_t *opts)
         .stdin_fd = null_fd,
         .stdout_fd = out_pipe[1],
         .stderr_fd = err_pipe[1],
-        .parent = getpid(),
-        /* A real-time signal nothing else sends to the group. */
-        .guard_signal = SIGRTMIN + 3,
     };
 
-    sigset_t all, saved;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &saved);
-    int64_t start_ms = kiln_clock_mono_ms();
-    pid_t pid = fork();
-    if (pid == 0)
-        s_child(&child);
-    int fork_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
-    if (pid == -1) {
-        errno = fork_errno;
-        kiln_error_errno("executor: fork for '%s'", opts->argv[0]);
-        goto cleanup;
+    int64_t start_ms = 0;
+    pid_t pid = -1;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        child.guard_fd = s_proc.fd;
+        child.guard_errno = 0;
+        sigset_t all, saved;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        start_ms = kiln_clock_mono_ms();
+        /* Returns once the child has exec'd or died (CLONE_VFORK). */
+        pid = clone(s_child, (char *)s_proc.stack + KILN_EXEC_CHILD_STACK,
+                    CLONE_VM | CLONE_VFORK | SIGCHLD, &child);
+        int clone_errno = errno;
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (pid == -1) {
+            errno = clone_errno;
+            kiln_error_errno("executor: cannot start '%s'", opts->argv[0]);
+            goto cleanup;
+        }
+        if (child.guard_errno == 0)
+            break;
+        /* The guard could not take the group: the child has exited without
+         * running anything; another guard, another try. */
+        while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+            ;
+        pid = -1;
+        if (attempt == 0)
+            s_guard_restart(child.guard_errno == EAGAIN ? "is not keeping up" : "is gone");
+        if (attempt == 1 || s_proc.fd == -1) {
+            kiln_error_set("executor: cannot start '%s': no step guard to contain it (%s)",
+                           opts->argv[0], strerror(child.guard_errno));
+            goto cleanup;
+        }
     }
-    /* Also here, so the group exists before we could signal it. EACCES: the
-     * child has exec'd (after its own setpgid); ESRCH: it is already gone. */
-    if (setpgid(pid, pid) == -1 && errno != EACCES && errno != ESRCH)
-        kiln_log_warn("executor: setpgid(%d): %s", (int)pid, strerror(errno));
 
     self->pid = pid;
+    s_live_add(self);
+    self->reaped = false;
     self->on_output = opts->on_output;
     self->ctx = opts->ctx;
     self->start_ms = start_ms;
@@ -580,9 +837,15 @@ int kiln_exec_start(kiln_exec_t **out, const kiln_exec_opts_t *opts)
     self->kill_at_ms = -1;
     self->status = KILN_EXEC_RUNNING;
     self->exit_code = -1;
+    self->term_signal = 0;
+    self->end_ms = 0;
     self->drain_until_ms = -1;
-    self->streams[0] = (exec_stream_t){.fd = out_pipe[0], .held_since_ms = -1};
-    self->streams[1] = (exec_stream_t){.fd = err_pipe[0], .held_since_ms = -1};
+    /* Field by field: a compound literal would zero the buffers too. */
+    for (int i = 0; i < 2; i++) {
+        self->streams[i].fd = i == 0 ? out_pipe[0] : err_pipe[0];
+        self->streams[i].len = 0;
+        self->streams[i].held_since_ms = -1;
+    }
     out_pipe[0] = err_pipe[0] = -1;
     *out = self;
     self = NULL;
@@ -612,6 +875,7 @@ void kiln_exec_destroy(kiln_exec_t **self_p)
     kiln_exec_t *self = *self_p;
     if (!self->reaped) {
         s_signal_group(self, SIGKILL);
+        s_live_remove(self);
         int status;
         pid_t r;
         do {
@@ -696,6 +960,7 @@ void kiln_exec_on_sigchld(kiln_exec_t *self)
         /* ECHILD: someone else reaped it (waitpid(-1), SIGCHLD ignored). */
         kiln_log_error("executor: waitid(%d): %s; exit status lost", (int)self->pid,
                        strerror(errno));
+        s_live_remove(self);
         s_mark_reaped(self, -1);   /* the group id may be reused now: no killpg */
         return;
     }
@@ -704,6 +969,7 @@ void kiln_exec_on_sigchld(kiln_exec_t *self)
 
     /* The zombie still holds the group id: kill what it left behind. */
     s_signal_group(self, SIGKILL);
+    s_live_remove(self);
     int status = 0;
     pid_t w;
     do {

@@ -2,9 +2,11 @@
 #include "jobctx.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -15,14 +17,13 @@ struct kiln_jobctx {
     const Kiln__JobAssign *a;
     json_t *contexts;          /* what the coordinator sent, plus runner, env, steps */
     kiln_expr_status_t status;
-    char workspace[1024];
-    char temp[1024];
+    kiln_workspace_t ws;       /* ws.ws is GITHUB_WORKSPACE, ws.tmp RUNNER_TEMP */
     kiln_kvlist_t env_added;   /* from $GITHUB_ENV, job-wide from the next step on */
     kiln_kvlist_t paths;       /* from $GITHUB_PATH */
     kiln_commands_t *commands;
     char *summary;
     size_t summary_len;
-    char files[4][1100];       /* this step's command files */
+    char files[4][KILN_WORKSPACE_PATH_MAX + 64]; /* this step's command files */
     json_t *saved_inputs;      /* the job's inputs while a composite step runs */
 };
 
@@ -42,17 +43,17 @@ static void s_kv_add(kiln_kvlist_t *l, const char *k, const char *v)
         l->n++;
 }
 
-int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const char *workspace,
-                    const char *temp, const char *worker)
+int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_workspace_t *ws,
+                    const char *worker)
 {
+    const char *workspace = ws->ws, *temp = ws->tmp;
     kiln_jobctx_t *self = calloc(1, sizeof *self);
     json_error_t jerr;
     *out = NULL;
     if (!self)
         goto oom;
     self->a = a;
-    snprintf(self->workspace, sizeof self->workspace, "%s", workspace);
-    snprintf(self->temp, sizeof self->temp, "%s", temp);
+    self->ws = *ws;
     self->contexts = a->contexts.len
                          ? json_loadb((const char *)a->contexts.data, a->contexts.len, 0, &jerr)
                          : json_object();
@@ -75,7 +76,7 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const char *w
     json_t *env = json_object();
     for (size_t i = 0; i < a->n_env; i++) {
         char *v = NULL, err[256];
-        kiln_expr_env_t e = {self->contexts, KILN_EXPR_SUCCESS, self->workspace};
+        kiln_expr_env_t e = {self->contexts, KILN_EXPR_SUCCESS, self->ws.ws};
         if (kiln_expr_interpolate(a->env[i]->value, &e, &v, err, sizeof err) != 0)
             v = strdup(a->env[i]->value);
         json_object_set_new(env, a->env[i]->key, json_string(v ? v : ""));
@@ -121,7 +122,7 @@ void kiln_jobctx_set_status(kiln_jobctx_t *self, kiln_expr_status_t status)
 
 static kiln_expr_env_t s_env(kiln_jobctx_t *self)
 {
-    kiln_expr_env_t e = {self->contexts, self->status, self->workspace};
+    kiln_expr_env_t e = {self->contexts, self->status, self->ws.ws};
     return e;
 }
 
@@ -239,11 +240,47 @@ int kiln_jobctx_interpolate(kiln_jobctx_t *self, const char *text, char **out, c
     return kiln_expr_interpolate(text, &e, out, err, errlen);
 }
 
+/* Makes path an empty regular file of ours. A recycled workspace holds it
+ * already, emptied: then it is only opened, since O_TRUNC would change its
+ * times (a journalled inode update) even when there is nothing to cut. Not
+ * through a link or FIFO an earlier step put in its place. */
+static void s_empty_file(const char *path)
+{
+    int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    struct stat st;
+    int fd = open(path, flags, 0600);
+    if (fd != -1 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd == -1) {
+        if ((unlink(path) != 0 && errno != ENOENT) ||
+            (fd = open(path, flags | O_EXCL, 0600)) == -1) {
+            kiln_log_warn("cannot make %s: %s", path, strerror(errno));
+            return;
+        }
+        st.st_size = 0;
+    }
+    if (st.st_size > 0 && ftruncate(fd, 0) != 0)
+        kiln_log_warn("cannot empty %s: %s", path, strerror(errno));
+    close(fd);
+}
+
+/* Whether the command file at path is certainly empty (a regular file of
+ * no bytes): then there is nothing to read. Anything else is left to the
+ * reader, which reports what is wrong. */
+static bool s_empty(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0;
+}
+
 int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
                          kiln_kvlist_t *out, char *err, size_t errlen)
 {
     const char *names[4] = {"GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STEP_SUMMARY"};
-    const char *files[4] = {"set_output", "set_env", "add_path", "step_summary"};
+    const kiln_workspace_file_t kinds[4] = {KILN_WORKSPACE_OUTPUT, KILN_WORKSPACE_ENV,
+                                            KILN_WORKSPACE_PATH, KILN_WORKSPACE_SUMMARY};
     const char *key;
     json_t *v;
     json_object_foreach(json_object_get(self->contexts, "env"), key, v)
@@ -285,10 +322,12 @@ int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec
         }
     }
     for (int f = 0; f < 4; f++) {
-        snprintf(self->files[f], sizeof self->files[f], "%s/%s_%zu", self->temp, files[f], index);
-        FILE *fp = fopen(self->files[f], "we");
-        if (fp)
-            fclose(fp);
+        if (kiln_workspace_step_file(&self->ws, kinds[f], index, self->files[f],
+                                     sizeof self->files[f]) != 0) {
+            snprintf(err, errlen, "%s", kiln_error_last());
+            return KILN_EINVAL;
+        }
+        s_empty_file(self->files[f]);
         s_kv_add(out, names[f], self->files[f]);
     }
     return 0;
@@ -303,13 +342,18 @@ int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpe
     int rc = 0;
     (void)index;
     err[0] = '\0';
-    if (kiln_commands_read_kv_file(self->files[0], &outputs, err, errlen) != 0)
+    /* Most steps write none of them: a look at each is then all it takes. */
+    if (!s_empty(self->files[0]) &&
+        kiln_commands_read_kv_file(self->files[0], &outputs, err, errlen) != 0)
         rc = KILN_EINVAL;
-    if (rc == 0 && kiln_commands_read_env_file(self->files[1], &env, NULL, err, errlen) != 0)
+    if (rc == 0 && !s_empty(self->files[1]) &&
+        kiln_commands_read_env_file(self->files[1], &env, NULL, err, errlen) != 0)
         rc = KILN_EINVAL;
-    if (rc == 0 && kiln_commands_read_path_file(self->files[2], &paths, err, errlen) != 0)
+    if (rc == 0 && !s_empty(self->files[2]) &&
+        kiln_commands_read_path_file(self->files[2], &paths, err, errlen) != 0)
         rc = KILN_EINVAL;
-    if (rc == 0 && kiln_commands_read_summary(self->files[3], &summary, &len, err, errlen) != 0)
+    if (rc == 0 && !s_empty(self->files[3]) &&
+        kiln_commands_read_summary(self->files[3], &summary, &len, err, errlen) != 0)
         rc = KILN_EINVAL;
     for (size_t i = 0; i < env.n; i++)
         s_kv_add(&self->env_added, env.keys[i], env.values[i]);

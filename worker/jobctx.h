@@ -20,15 +20,16 @@
 #include "commands.h"
 #include "expr.h"
 #include "kiln.pb-c.h"
+#include "workspace.h"
 
 #define KILN_JOBCTX_MAX_SUMMARY (1024 * 1024)
 
 typedef struct kiln_jobctx kiln_jobctx_t;
 
-/* a: the assignment (borrowed; outlives the context). workspace, temp: the
- * job's directories; worker: this worker's name. */
-int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const char *workspace,
-                    const char *temp, const char *worker);
+/* a: the assignment (borrowed; outlives the context). ws: the job's
+ * directories (copied); worker: this worker's name. */
+int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_workspace_t *ws,
+                    const char *worker);
 void kiln_jobctx_destroy(kiln_jobctx_t **self_p);
 
 /* The job's status as status functions see it. */
@@ -44,7 +45,8 @@ int kiln_jobctx_interpolate(kiln_jobctx_t *self, const char *text, char **out, c
  * wins): standard variables are the caller's; this gives the job env,
  * $GITHUB_ENV additions so far, the step env (all evaluated), PATH with
  * $GITHUB_PATH additions first, and GITHUB_OUTPUT, GITHUB_ENV, GITHUB_PATH,
- * GITHUB_STEP_SUMMARY pointing at fresh files for this step. */
+ * GITHUB_STEP_SUMMARY pointing at this step's files in the workspace's cmd/,
+ * made empty here. */
 int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
                          kiln_kvlist_t *out, char *err, size_t errlen);
 /* After step `index`: reads its command files and records steps.<id>.

@@ -43,6 +43,9 @@ int main(int argc, char **argv)
          "time from a notice to the machine's end (120000)"},
         {"spot-margin-ms", KILN_OPT_INT, &cfg.spot_margin_ms,
          "unfinished jobs are handed back this long before the end (15000)"},
+        {"executor", KILN_OPT_STRING, &cfg.executor,
+         "shell (default), or null: jobs succeed at once without running anything "
+         "(for benchmarks only)"},
         {"log-level", KILN_OPT_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
     };

@@ -11,6 +11,7 @@
  * Timings are asserted only as hang guards and as lower bounds that follow
  * from the contract (a step cannot be SIGKILLed before timeout + grace).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -446,6 +447,123 @@ static void test_step_dies_with_its_worker(void **state)
     assert_true(s_gone(bg));
 }
 
+/* The step guard of process parent: its child named kiln-guard that has
+ * not been reaped, or 0. */
+static pid_t s_guard_of(pid_t parent)
+{
+    DIR *d = opendir("/proc");
+    pid_t found = 0;
+    assert_non_null(d);
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        char path[64], buf[512];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *close_paren = strrchr(buf, ')');
+        int ppid = 0;
+        char st = 0;
+        if (strstr(buf, "(kiln-guard)") && close_paren &&
+            sscanf(close_paren + 1, " %c %d", &st, &ppid) == 2 && ppid == parent)
+            found = (pid_t)atoi(e->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Waits until path holds a pid; returns it (0 after the hang guard). */
+static pid_t s_wait_pidfile(const char *path)
+{
+    pid_t pid = 0;
+    for (int i = 0; i < 500 && pid <= 0; i++) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fscanf(f, "%d", &pid) != 1)
+                pid = 0;
+            fclose(f);
+        }
+        if (pid <= 0)
+            s_sleep_ms(10);
+    }
+    return pid;
+}
+
+/* A step that starts a background process and records its pid in pidfile. */
+static kiln_exec_t *s_start_bg_step(const char *pidfile)
+{
+    static char script[PATH_MAX * 2];
+    snprintf(script, sizeof script, "sleep 300 & echo $! > %s.tmp; mv %s.tmp %s; sleep 300",
+             pidfile, pidfile, pidfile);
+    const char *argv[] = {"sh", "-c", script, NULL};
+    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+    kiln_exec_opts_t opts = {.argv = argv, .envp = envp, .cwd = "/", .on_output = s_noop_output};
+    kiln_exec_t *exec = NULL;
+    return kiln_exec_start(&exec, &opts) == 0 ? exec : NULL;
+}
+
+/* The guard is one process for all of a worker's steps. If it is killed,
+ * the next step start notices, starts another and hands it every live
+ * group, so a worker killed afterwards still takes the step that started
+ * under the first guard with it, as well as the one under the second. */
+static void test_guard_replaced_when_killed(void **state)
+{
+    (void)state;
+    char first[PATH_MAX + 16], second[PATH_MAX + 16];
+    snprintf(first, sizeof first, "%s/first.pid", s_tmp);
+    snprintf(second, sizeof second, "%s/second.pid", s_tmp);
+    unlink(first);
+    unlink(second);
+    pid_t worker = fork();
+    assert_true(worker >= 0);
+    if (worker == 0) {
+        if (!s_start_bg_step(first) || s_wait_pidfile(first) <= 0)
+            _exit(2);
+        pid_t guard = s_guard_of(getpid());
+        if (guard <= 0 || kill(guard, SIGKILL) != 0)
+            _exit(3);
+        /* Dead (a zombie of ours) before the next step starts. */
+        char path[64], buf[256];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)guard);
+        for (int i = 0; i < 500; i++) {
+            FILE *f = fopen(path, "r");
+            size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+            if (f)
+                fclose(f);
+            buf[n] = '\0';
+            char *p = strrchr(buf, ')');
+            if (p && p[1] == ' ' && p[2] == 'Z')
+                break;
+            s_sleep_ms(10);
+        }
+        if (!s_start_bg_step(second))
+            _exit(4);
+        pid_t again = s_guard_of(getpid());
+        if (again <= 0 || again == guard)
+            _exit(5);
+        pause();
+        _exit(0);
+    }
+    pid_t bg1 = s_wait_pidfile(first), bg2 = s_wait_pidfile(second);
+    int status = 0;
+    if (bg1 <= 0 || bg2 <= 0) {
+        kill(worker, SIGKILL);
+        waitpid(worker, &status, 0);
+        fail_msg("steps did not start (worker exit %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+    assert_int_equal(kill(bg1, 0), 0);
+    assert_int_equal(kill(bg2, 0), 0);
+    assert_int_equal(kill(worker, SIGKILL), 0);
+    waitpid(worker, NULL, 0);
+    assert_true(s_gone(bg1));
+    assert_true(s_gone(bg2));
+}
+
 static void test_process_escaping_group_does_not_hang_step(void **state)
 {
     (void)state;
@@ -810,6 +928,7 @@ int main(void)
         cmocka_unit_test(test_orphan_is_killed_when_step_exits),
         cmocka_unit_test(test_process_escaping_group_does_not_hang_step),
         cmocka_unit_test(test_step_dies_with_its_worker),
+        cmocka_unit_test(test_guard_replaced_when_killed),
         cmocka_unit_test(test_destroy_kills_running_group),
         cmocka_unit_test(test_partial_line_is_flushed_by_timer),
         cmocka_unit_test(test_complete_lines_pass_and_tail_is_held),
