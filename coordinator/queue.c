@@ -28,14 +28,18 @@ static const char *S_PUSH =
     " 'token', 0)\n"
     "redis.call('SADD', KEYS[2], ARGV[1])\n"
     "return 1\n";
+/* The token is the coordinator's proposal (its last token for the job + 1,
+ * so the assignment can go out without waiting for this reply); one that is
+ * not newer than the stored token is refused (-2): tokens never go back. */
 static const char *S_LEASE =
     "if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then return -1 end\n"
+    "if tonumber(ARGV[5]) <= tonumber(redis.call('HGET', KEYS[1], 'token') or '0') then"
+    " return -2 end\n"
     "redis.call('SREM', KEYS[2], ARGV[1])\n"
-    "local tok = redis.call('HINCRBY', KEYS[1], 'token', 1)\n"
-    "redis.call('HSET', KEYS[1], 'state', 'leased', 'worker', ARGV[2], 'deadline', ARGV[3],"
-    " 'attempt', ARGV[4])\n"
+    "redis.call('HSET', KEYS[1], 'state', 'leased', 'token', ARGV[5], 'worker', ARGV[2],"
+    " 'deadline', ARGV[3], 'attempt', ARGV[4])\n"
     "redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])\n"
-    "return tok\n";
+    "return tonumber(ARGV[5])\n";
 static const char *S_RENEW =
     "if redis.call('HGET', KEYS[1], 'state') ~= 'leased' or"
     " redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return -1 end\n"
@@ -281,8 +285,9 @@ int kiln_queue_flush(kiln_queue_t *self)
         if (rc == 0 && res < 0 && p->exists_ok) {
             res = 0;
         } else if (rc == 0 && res < 0) {
-            kiln_error_set("queue: %s %s: the job was not in the state it needs", p->what,
-                           p->job_key);
+            kiln_error_set("queue: %s %s: %s", p->what, p->job_key,
+                           res == -2 ? "Redis holds a newer token"
+                                     : "the job was not in the state it needs");
             rc = KILN_ESTALE;
         } else if (rc != 0 && !self->redis) {
             kiln_error_set("queue: %s %s: Redis at %s is unreachable", p->what, p->job_key,
@@ -394,51 +399,75 @@ int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
     return 0;
 }
 
-int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels,
-                     const char *worker, unsigned attempt, int64_t deadline_ms, uint64_t *token)
+/* Shared by the two lease calls: the script's arguments. */
+typedef struct {
+    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], dl[32], at[16], tok[32];
+    const char *argv[8];
+} s_lease_args_t;
+
+static void s_lease_args(s_lease_args_t *a, const char *job_key, const char *labels,
+                         const char *worker, unsigned attempt, int64_t deadline_ms,
+                         uint64_t token)
 {
-    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], dl[32], at[16];
+    snprintf(a->k1, sizeof a->k1, "kiln:job:%s", job_key);
+    snprintf(a->k2, sizeof a->k2, KILN_QUEUE_READY_PREFIX "%s", labels);
+    snprintf(a->dl, sizeof a->dl, "%lld", (long long)deadline_ms);
+    snprintf(a->at, sizeof a->at, "%u", attempt);
+    snprintf(a->tok, sizeof a->tok, "%llu", (unsigned long long)token);
+    const char *argv[8] = {a->k1, a->k2, "kiln:leases", job_key, worker, a->dl, a->at, a->tok};
+    memcpy(a->argv, argv, sizeof argv);
+}
+
+int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels,
+                     const char *worker, unsigned attempt, int64_t deadline_ms, uint64_t token)
+{
+    s_lease_args_t a;
     long long res = 0;
-    snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
-    snprintf(k2, sizeof k2, KILN_QUEUE_READY_PREFIX "%s", labels);
-    snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
-    snprintf(at, sizeof at, "%u", attempt);
-    const char *argv[] = {k1, k2, "kiln:leases", job_key, worker, dl, at};
-    int rc = s_eval(self, "lease", job_key, S_LEASE_I, S_SYNC, 3, argv, NULL, 7, &res, NULL, NULL);
+    s_lease_args(&a, job_key, labels, worker, attempt, deadline_ms, token);
+    int rc = s_eval(self, "lease", job_key, S_LEASE_I, S_SYNC, 3, a.argv, NULL, 8, &res, NULL,
+                    NULL);
     if (rc != 0)
         return rc;
     if (res < 0) {
-        kiln_error_set("queue: job %s is not ready", job_key);
+        kiln_error_set("queue: job %s %s", job_key,
+                       res == -2 ? "has a newer token in Redis" : "is not ready");
         return KILN_ESTALE;
     }
-    *token = (uint64_t)res;
     return 0;
 }
 
 int kiln_queue_lease_defer(kiln_queue_t *self, const char *job_key, const char *labels,
                            const char *worker, unsigned attempt, int64_t deadline_ms,
-                           uint64_t *token, int *rc)
+                           uint64_t token, int *rc)
 {
-    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], dl[32], at[16];
+    if (!self->batching)
+        return *rc = kiln_queue_lease(self, job_key, labels, worker, attempt, deadline_ms, token);
+    s_lease_args_t a;
     long long res = 0;
-    snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
-    snprintf(k2, sizeof k2, KILN_QUEUE_READY_PREFIX "%s", labels);
-    snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
-    snprintf(at, sizeof at, "%u", attempt);
-    const char *argv[] = {k1, k2, "kiln:leases", job_key, worker, dl, at};
-    int erc = s_eval(self, "lease", job_key, S_LEASE_I, self->batching ? S_DEFER : S_SYNC, 3,
-                     argv, NULL, 7, &res, token, rc);
-    if (!self->batching || erc != 0) {
-        /* Not pipelined: the verdict is known now. */
-        if (erc == 0 && res < 0) {
-            kiln_error_set("queue: job %s is not ready", job_key);
-            erc = KILN_ESTALE;
-        }
-        if (erc == 0)
-            *token = (uint64_t)res;
+    s_lease_args(&a, job_key, labels, worker, attempt, deadline_ms, token);
+    int erc = s_eval(self, "lease", job_key, S_LEASE_I, S_DEFER, 3, a.argv, NULL, 8, &res, NULL,
+                     rc);
+    if (erc != 0)
         *rc = erc;
-    }
     return erc;
+}
+
+int kiln_queue_send(kiln_queue_t *self)
+{
+    int done = 0;
+    if (!self->redis) {
+        kiln_error_set("queue: Redis at %s is unreachable", self->addr);
+        return KILN_EINFRA;
+    }
+    while (!done) {
+        if (redisBufferWrite(self->redis, &done) != REDIS_OK) {
+            kiln_error_set("queue: cannot write to Redis at %s: %s", self->addr,
+                           self->redis->errstr);
+            s_drop_connection(self);
+            return KILN_EINFRA;
+        }
+    }
+    return 0;
 }
 
 int kiln_queue_renew(kiln_queue_t *self, const char *job_key, uint64_t token,

@@ -35,16 +35,22 @@ void kiln_queue_destroy(kiln_queue_t **self_p);
  * Returns 0, or KILN_EINVAL if the job already exists. */
 int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
                     const void *payload, size_t len);
-/* ready -> leased by worker until deadline_ms for attempt number `attempt`;
- * *token gets the new fencing token. KILN_ESTALE if the job is not ready. */
+/* ready -> leased by worker until deadline_ms for attempt number `attempt`
+ * under fencing token `token`, which the coordinator proposes (its last
+ * token for the job + 1). KILN_ESTALE if the job is not ready, or if Redis
+ * holds a token as new: tokens never go back. */
 int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels,
-                     const char *worker, unsigned attempt, int64_t deadline_ms, uint64_t *token);
-/* The same, pipelined when a batch is open: *rc and *token are set by
- * kiln_queue_flush (or now, outside a batch). Lets a dispatch pass lease
- * many jobs in one round trip. */
+                     const char *worker, unsigned attempt, int64_t deadline_ms, uint64_t token);
+/* The same, pipelined when a batch is open: *rc is set by kiln_queue_flush
+ * (or now, outside a batch). Lets a dispatch pass lease many jobs in one
+ * round trip. */
 int kiln_queue_lease_defer(kiln_queue_t *self, const char *job_key, const char *labels,
                            const char *worker, unsigned attempt, int64_t deadline_ms,
-                           uint64_t *token, int *rc);
+                           uint64_t token, int *rc);
+/* Writes the pipelined calls to Redis without reading their replies: once
+ * it returns, Redis will apply them even if this process dies, so the
+ * coordinator may act on them (send the assignments) before the flush. */
+int kiln_queue_send(kiln_queue_t *self);
 /* Extends a lease. KILN_ESTALE if token is not the job's current one. */
 int kiln_queue_renew(kiln_queue_t *self, const char *job_key, uint64_t token,
                      int64_t deadline_ms);

@@ -1601,8 +1601,9 @@ static void s_place(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     job->run->n_leased++;
     job->run->served_seq = ++self->placements;
     job->lease_deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
+    job->lease_token = job->token + 1;
     kiln_queue_lease_defer(self->queue, job->key, job->labels, w->name, job->attempt + 1,
-                           job->lease_deadline, &job->lease_token, &job->lease_rc);
+                           job->lease_deadline, job->lease_token, &job->lease_rc);
 }
 
 static void s_unplace(kiln_server_t *self, s_job_t *job)
@@ -1613,29 +1614,12 @@ static void s_unplace(kiln_server_t *self, s_job_t *job)
     s_ready_append(self, job, true);
 }
 
-/* The lease came back: the job runs on its worker from now. Returns false
- * when Redis would not lease it (the placement was undone). */
-static bool s_commit_placement(kiln_server_t *self, s_job_t *job)
+/* The lease is on its way to Redis: the job runs on its worker from now. */
+static void s_commit_placement(kiln_server_t *self, s_job_t *job)
 {
     s_run_t *run = job->run;
     const kiln_job_t *spec = &run->wf->jobs[job->idx];
     s_worker_t *w = job->worker;
-    if (job->lease_rc == KILN_ESTALE) {
-        /* Redis disagrees with our view (it lost writes): our view wins. */
-        kiln_log_warn("dispatch %s: Redis did not hold it as ready; restoring", job->key);
-        if (kiln_queue_restore(self->queue, job->key, job->labels, "ready", job->token,
-                               job->attempt, NULL, 0, NULL) == 0)
-            job->lease_rc = kiln_queue_lease(self->queue, job->key, job->labels, w->name,
-                                             job->attempt + 1, job->lease_deadline,
-                                             &job->lease_token);
-    }
-    if (job->lease_rc != 0) {
-        /* Without a durable lease there is no fencing token: wait for Redis. */
-        kiln_log_error("dispatch %s: %s", job->key, kiln_error_last());
-        self->redis_dirty = true;
-        s_unplace(self, job);
-        return false;
-    }
     job->token = job->lease_token;
     job->attempt++;
     snprintf(job->worker_name, sizeof job->worker_name, "%s", w->name);
@@ -1653,7 +1637,6 @@ static bool s_commit_placement(kiln_server_t *self, s_job_t *job)
     self->stats.dispatches++;
     kiln_log_debug("dispatch %s attempt %u token %llu -> %s", job->key, job->attempt,
                    (unsigned long long)job->token, w->name);
-    return true;
 }
 
 /* strategy.max-parallel: how many combinations of this job's matrix run. */
@@ -1756,21 +1739,24 @@ static void s_dispatch_now(kiln_server_t *self)
         if (!found)
             run->blocked_pass = pass;
     }
-    if (kiln_queue_flush(self->queue) != 0) {
-        kiln_log_warn("%s", kiln_error_last());
+    /* The leases are written to Redis before any assignment goes out, so
+     * even if we die now Redis applies them; their replies are read after
+     * the assignments are sent: waiting for Redis to be scheduled was most
+     * of the time between a job's end and the next one's start. */
+    if (n_placed && kiln_queue_send(self->queue) != 0) {
+        kiln_log_error("dispatch: %s", kiln_error_last());
         self->redis_dirty = true;
+        for (size_t i = 0; i < n_placed; i++)
+            s_unplace(self, placed[i]);
+        n_placed = 0;
     }
-    if (own_batch)
-        kiln_queue_batch_end(self->queue);
     kiln_history_begin(self->history);
-    size_t n_ok = 0;
     for (size_t i = 0; i < n_placed; i++)
-        if (s_commit_placement(self, placed[i]))
-            placed[n_ok++] = placed[i];
+        s_commit_placement(self, placed[i]);
     kiln_history_commit(self->history);
     /* A worker we cannot deliver to is lost, but only after every send of
      * this pass: losing it frees it, and later placements may name it. */
-    for (size_t i = 0; i < n_ok; i++) {
+    for (size_t i = 0; i < n_placed; i++) {
         s_job_t *job = placed[i];
         if (job->worker->undeliverable)
             continue;
@@ -1779,6 +1765,20 @@ static void s_dispatch_now(kiln_server_t *self)
         else
             s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_STARTED, 0);
     }
+    if (kiln_queue_flush(self->queue) != 0) {
+        kiln_log_warn("%s", kiln_error_last());
+        self->redis_dirty = true;
+    }
+    for (size_t i = 0; i < n_placed; i++)
+        if (placed[i]->lease_rc != 0) {
+            /* Redis disagrees with our view (it lost writes, or was cut off):
+             * the job runs under our token, and reconcile writes our view
+             * back, as it does for every other write Redis missed. */
+            kiln_log_warn("dispatch %s: Redis refused the lease; reconciling", placed[i]->key);
+            self->redis_dirty = true;
+        }
+    if (own_batch)
+        kiln_queue_batch_end(self->queue);
     free(placed);
     for (;;) {
         s_worker_t *gone = NULL;

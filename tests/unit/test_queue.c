@@ -55,17 +55,20 @@ static void test_lifecycle(void **state)
     assert_int_equal(kiln_queue_depth(s_q, "linux"), 1);
     /* A job exists once. */
     assert_int_equal(kiln_queue_push(s_q, "1/a", "linux", NULL, 0), KILN_EINVAL);
-    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w1", 1, 1000, &t1), 0);
-    assert_int_equal(t1, 1);
+    t1 = 1;
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w1", 1, 1000, t1), 0);
     assert_int_equal(kiln_queue_depth(s_q, "linux"), 0);
     /* Leased: cannot be leased again. */
-    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1, 1000, &t2), KILN_ESTALE);
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1, 1000, 2), KILN_ESTALE);
     assert_int_equal(kiln_queue_renew(s_q, "1/a", t1, 2000), 0);
     /* Back to the queue for a retry: a new lease gets a new token. */
     assert_int_equal(kiln_queue_requeue(s_q, "1/a", "linux", t1), 0);
     assert_int_equal(kiln_queue_depth(s_q, "linux"), 1);
-    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1, 1000, &t2), 0);
-    assert_int_equal(t2, 2);
+    /* A proposal that is not newer than the stored token is refused. */
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1, 1000, t1), KILN_ESTALE);
+    assert_non_null(strstr(kiln_error_last(), "newer token"));
+    t2 = 2;
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w2", 1, 1000, t2), 0);
     /* The first attempt's token is stale now: fencing. */
     assert_int_equal(kiln_queue_renew(s_q, "1/a", t1, 3000), KILN_ESTALE);
     assert_int_equal(kiln_queue_finish(s_q, "1/a", t1, "success"), KILN_ESTALE);
@@ -73,7 +76,7 @@ static void test_lifecycle(void **state)
     assert_int_equal(kiln_queue_finish(s_q, "1/a", t2, "success"), 0);
     /* Done is final. */
     assert_int_equal(kiln_queue_finish(s_q, "1/a", t2, "success"), KILN_ESTALE);
-    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w1", 1, 1000, &t1), KILN_ESTALE);
+    assert_int_equal(kiln_queue_lease(s_q, "1/a", "linux", "w1", 1, 1000, 3), KILN_ESTALE);
     const char *keys[] = {"1/a"};
     assert_int_equal(kiln_queue_forget(s_q, keys, 1), 0);
     assert_int_equal(kiln_queue_push(s_q, "1/a", "linux", NULL, 0), 0);
@@ -82,15 +85,14 @@ static void test_lifecycle(void **state)
 static void test_drop_and_order(void **state)
 {
     (void)state;
-    uint64_t t = 0;
     assert_int_equal(kiln_queue_push(s_q, "2/x", "gpu", NULL, 0), 0);
     assert_int_equal(kiln_queue_push(s_q, "2/y", "gpu", NULL, 0), 0);
     assert_int_equal(kiln_queue_depth(s_q, "gpu"), 2);
     assert_int_equal(kiln_queue_drop(s_q, "2/x", "gpu", "cancelled"), 0);
     assert_int_equal(kiln_queue_depth(s_q, "gpu"), 1);
     assert_int_equal(kiln_queue_drop(s_q, "2/x", "gpu", "cancelled"), KILN_ESTALE);
-    assert_int_equal(kiln_queue_lease(s_q, "2/x", "gpu", "w1", 1, 1000, &t), KILN_ESTALE);
-    assert_int_equal(kiln_queue_lease(s_q, "2/y", "gpu", "w1", 1, 1000, &t), 0);
+    assert_int_equal(kiln_queue_lease(s_q, "2/x", "gpu", "w1", 1, 1000, 1), KILN_ESTALE);
+    assert_int_equal(kiln_queue_lease(s_q, "2/y", "gpu", "w1", 1, 1000, 1), 0);
     assert_int_equal(kiln_queue_depth(s_q, "gpu"), 0);
 }
 
