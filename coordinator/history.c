@@ -244,6 +244,7 @@ typedef struct {
     pthread_cond_t cv;
     bool wanted, stop;
     char *path;
+    int last_pages;             /* WAL size at the last commit (main thread only) */
 } s_checkpointer_t;
 
 struct kiln_history {
@@ -425,7 +426,12 @@ static int s_wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
     s_checkpointer_t *c = ctx;
     (void)db;
     (void)name;
-    if (pages >= KILN_HISTORY_CHECKPOINT_PAGES) {
+    /* Once per KILN_HISTORY_CHECKPOINT_PAGES of growth, not on every commit
+     * while the log stays long (a checkpoint that could not finish). */
+    int crossed =
+        pages / KILN_HISTORY_CHECKPOINT_PAGES != c->last_pages / KILN_HISTORY_CHECKPOINT_PAGES;
+    c->last_pages = pages;
+    if (pages >= KILN_HISTORY_CHECKPOINT_PAGES && crossed) {
         pthread_mutex_lock(&c->mu);
         c->wanted = true;
         pthread_cond_signal(&c->cv);

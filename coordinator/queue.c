@@ -319,6 +319,17 @@ int kiln_queue_batch_end(kiln_queue_t *self)
     return kiln_queue_flush(self);
 }
 
+int kiln_queue_batch_send(kiln_queue_t *self)
+{
+    self->batching = false;
+    return self->n_pending ? kiln_queue_send(self) : 0;
+}
+
+size_t kiln_queue_pending(const kiln_queue_t *self)
+{
+    return self->n_pending;
+}
+
 /* Replies to earlier pipelined calls are read before a synchronous call. */
 static void s_settle(kiln_queue_t *self)
 {
@@ -440,14 +451,18 @@ int kiln_queue_lease_defer(kiln_queue_t *self, const char *job_key, const char *
                            const char *worker, unsigned attempt, int64_t deadline_ms,
                            uint64_t token, int *rc)
 {
-    if (!self->batching)
-        return *rc = kiln_queue_lease(self, job_key, labels, worker, attempt, deadline_ms, token);
+    if (!self->batching) {
+        int lrc = kiln_queue_lease(self, job_key, labels, worker, attempt, deadline_ms, token);
+        if (rc)
+            *rc = lrc;
+        return lrc;
+    }
     s_lease_args_t a;
     long long res = 0;
     s_lease_args(&a, job_key, labels, worker, attempt, deadline_ms, token);
     int erc = s_eval(self, "lease", job_key, S_LEASE_I, S_DEFER, 3, a.argv, NULL, 8, &res, NULL,
                      rc);
-    if (erc != 0)
+    if (erc != 0 && rc)
         *rc = erc;
     return erc;
 }

@@ -41,9 +41,9 @@ int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
  * holds a token as new: tokens never go back. */
 int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels,
                      const char *worker, unsigned attempt, int64_t deadline_ms, uint64_t token);
-/* The same, pipelined when a batch is open: *rc is set by kiln_queue_flush
- * (or now, outside a batch). Lets a dispatch pass lease many jobs in one
- * round trip. */
+/* The same, pipelined when a batch is open: *rc (may be NULL) is set by
+ * kiln_queue_flush (or now, outside a batch). Lets a dispatch pass lease
+ * many jobs in one round trip. */
 int kiln_queue_lease_defer(kiln_queue_t *self, const char *job_key, const char *labels,
                            const char *worker, unsigned attempt, int64_t deadline_ms,
                            uint64_t token, int *rc);
@@ -93,12 +93,19 @@ int kiln_queue_restore(kiln_queue_t *self, const char *job_key, const char *labe
  * (KILN_ESTALE: a job was not in the state its transition needs;
  * KILN_EINFRA: Redis went away) with its message; every other call flushes
  * first, so replies are always read in order. A burst of worker messages
- * then costs the coordinator one round trip to Redis, not one per job. */
+ * then costs the coordinator one write to Redis, not a round trip per job. */
 #define KILN_QUEUE_MAX_PENDING 4096
 void kiln_queue_batch_begin(kiln_queue_t *self);
 int kiln_queue_flush(kiln_queue_t *self);
 /* Flushes and leaves batch mode. */
 int kiln_queue_batch_end(kiln_queue_t *self);
+/* Leaves batch mode after writing what is pending, without waiting for the
+ * replies: they are read by the next flush (any synchronous call, or the
+ * caller's timer). The coordinator's loop then never waits for Redis to be
+ * scheduled; a failure found later is repaired the same way (reconcile). */
+int kiln_queue_batch_send(kiln_queue_t *self);
+/* Calls written or appended whose replies have not been read. */
+size_t kiln_queue_pending(const kiln_queue_t *self);
 
 /* Whether the connection is up. After an I/O error every call fails with
  * KILN_EINFRA until kiln_queue_reconnect succeeds. */

@@ -100,7 +100,6 @@ struct s_job {
     int64_t rank;                   /* critical path from here to the run's end (ms) */
     /* A placement being leased in this dispatch pass. */
     uint64_t lease_token;
-    int lease_rc;
     int64_t lease_deadline;         /* wall */
     int64_t ready_seq;              /* when it became ready (FIFO order) */
 };
@@ -1602,8 +1601,10 @@ static void s_place(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     job->run->served_seq = ++self->placements;
     job->lease_deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
     job->lease_token = job->token + 1;
+    /* No verdict pointer: the reply may be read after this job is gone. A
+     * refusal makes the flush fail, which marks Redis for reconcile. */
     kiln_queue_lease_defer(self->queue, job->key, job->labels, w->name, job->attempt + 1,
-                           job->lease_deadline, job->lease_token, &job->lease_rc);
+                           job->lease_deadline, job->lease_token, NULL);
 }
 
 static void s_unplace(kiln_server_t *self, s_job_t *job)
@@ -1765,20 +1766,13 @@ static void s_dispatch_now(kiln_server_t *self)
         else
             s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_STARTED, 0);
     }
-    if (kiln_queue_flush(self->queue) != 0) {
+    /* Redis's replies are read later (s_queue_settle): if it refused a
+     * lease (it lost writes, or was cut off), the job still runs under our
+     * token and reconcile writes our view back, as for any write it missed. */
+    if (own_batch && kiln_queue_batch_send(self->queue) != 0) {
         kiln_log_warn("%s", kiln_error_last());
         self->redis_dirty = true;
     }
-    for (size_t i = 0; i < n_placed; i++)
-        if (placed[i]->lease_rc != 0) {
-            /* Redis disagrees with our view (it lost writes, or was cut off):
-             * the job runs under our token, and reconcile writes our view
-             * back, as it does for every other write Redis missed. */
-            kiln_log_warn("dispatch %s: Redis refused the lease; reconciling", placed[i]->key);
-            self->redis_dirty = true;
-        }
-    if (own_batch)
-        kiln_queue_batch_end(self->queue);
     free(placed);
     for (;;) {
         s_worker_t *gone = NULL;
@@ -2059,8 +2053,10 @@ static void s_flush_batch(kiln_server_t *self)
             self->dispatch_pending = false;
             s_dispatch_now(self);
         }
-        if (kiln_queue_batch_end(self->queue) != 0) {
-            /* Reconcile writes our view back over what Redis refused. */
+        /* Results are acknowledged once SQLite has them; Redis's replies
+         * are read later (s_queue_settle), and reconcile writes our view
+         * back over anything it refused. */
+        if (kiln_queue_batch_send(self->queue) != 0) {
             kiln_log_warn("%s", kiln_error_last());
             self->redis_dirty = true;
         }
@@ -2976,9 +2972,20 @@ static void s_check_redis(kiln_server_t *self, int64_t now)
         s_reconcile(self);
 }
 
+/* Reads the replies of pipelined Redis calls; a refusal or a lost
+ * connection marks Redis for reconcile. */
+static void s_queue_settle(kiln_server_t *self)
+{
+    if (kiln_queue_pending(self->queue) && kiln_queue_flush(self->queue) != 0) {
+        kiln_log_warn("%s", kiln_error_last());
+        self->redis_dirty = true;
+    }
+}
+
 static void s_on_timer(kiln_server_t *self)
 {
     int64_t now = kiln_clock_mono_ms();
+    s_queue_settle(self);
     for (size_t i = 0; i < self->n_workers;) {
         s_worker_t *w = self->workers[i];
         if (now - w->last_seen > self->cfg.lease_ms) {

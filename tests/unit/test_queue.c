@@ -96,6 +96,39 @@ static void test_drop_and_order(void **state)
     assert_int_equal(kiln_queue_depth(s_q, "gpu"), 0);
 }
 
+/* Pipelined calls answer at once; their verdicts come with the flush, which
+ * names the first refusal. Leaving a batch without waiting keeps the replies
+ * for the next flush, and a synchronous call reads them first. */
+static void test_batch(void **state)
+{
+    (void)state;
+    int rc = 99;
+    kiln_queue_batch_begin(s_q);
+    assert_int_equal(kiln_queue_push(s_q, "3/a", "linux", NULL, 0), 0);
+    assert_int_equal(kiln_queue_push(s_q, "3/a", "linux", NULL, 0), 0); /* exists: not a failure */
+    assert_int_equal(kiln_queue_lease_defer(s_q, "3/a", "linux", "w1", 1, 1000, 1, &rc), 0);
+    assert_int_equal(kiln_queue_pending(s_q), 3);
+    assert_int_equal(kiln_queue_flush(s_q), 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(kiln_queue_pending(s_q), 0);
+    /* A stale finish and a lease of a leased job: the flush reports it. */
+    assert_int_equal(kiln_queue_finish(s_q, "3/a", 7, "success"), 0);
+    assert_int_equal(kiln_queue_lease_defer(s_q, "3/a", "linux", "w1", 1, 1000, 2, &rc), 0);
+    assert_int_equal(kiln_queue_flush(s_q), KILN_ESTALE);
+    assert_non_null(strstr(kiln_error_last(), "3/a"));
+    assert_int_equal(rc, KILN_ESTALE);
+    /* Sent, not waited for: the next synchronous call settles them. */
+    assert_int_equal(kiln_queue_finish(s_q, "3/a", 1, "success"), 0);
+    assert_int_equal(kiln_queue_batch_send(s_q), 0);
+    assert_int_equal(kiln_queue_pending(s_q), 1);
+    kiln_queue_job_t job;
+    assert_int_equal(kiln_queue_get(s_q, "3/a", &job), 0);
+    assert_int_equal(kiln_queue_pending(s_q), 0);
+    assert_string_equal(job.state, "done");
+    assert_int_equal(job.token, 1);
+    kiln_queue_batch_end(s_q);
+}
+
 static void test_unreachable(void **state)
 {
     (void)state;
@@ -110,6 +143,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_drop_and_order),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_unreachable),
     };
     return cmocka_run_group_tests_name("queue", tests, s_setup, s_teardown);
