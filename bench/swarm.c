@@ -8,8 +8,8 @@
  * and the jobs it holds), all served by one zmq_poll loop in one thread.
  *
  * Nothing is run: an assignment is answered at once with what a real worker
- * sends for a job whose steps all succeed without output (JobAccepted, then
- * StepStarted and StepResult per step, then JobResult with the assignment's
+ * sends for a job whose steps all succeed without output (StepStarted and
+ * StepResult per step, then JobResult with the assignment's
  * key and fencing token). Results are kept and resent every 2 s until the
  * coordinator acknowledges them, Welcome with rehello is answered with a
  * new Hello, heartbeats go out at the interval the coordinator sets, and a
@@ -232,7 +232,7 @@ static void s_send_result(s_swarm_t *self, s_conn_t *c, s_result_t *r, Kiln__Out
 
 /* ------------------------------------------------------------- handlers */
 
-/* An assignment: accepted, every step started and succeeded, the job done.
+/* An assignment: every step started and succeeded, the job done.
  * The result is kept until acknowledged. */
 static void s_on_assign(s_swarm_t *self, s_conn_t *c, const Kiln__JobAssign *a)
 {
@@ -261,15 +261,6 @@ static void s_on_assign(s_swarm_t *self, s_conn_t *c, const Kiln__JobAssign *a)
         s_send(self, c, &env);
         self->stats.refused++;
         return;
-    }
-    {
-        Kiln__Envelope env = KILN__ENVELOPE__INIT;
-        Kiln__JobAccepted acc = KILN__JOB_ACCEPTED__INIT;
-        acc.job_key = a->job_key;
-        acc.token = a->token;
-        env.body_case = KILN__ENVELOPE__BODY_ACCEPTED;
-        env.accepted = &acc;
-        s_send(self, c, &env);
     }
     for (size_t s = 0; s < a->n_steps && s < SWARM_MAX_STEPS; s++) {
         Kiln__Envelope env = KILN__ENVELOPE__INIT;

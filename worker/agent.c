@@ -918,21 +918,14 @@ static void s_job_finish(s_job_t *job)
     s_job_free(&job);
 }
 
-/* The null executor: the job is accepted, each step reported as started
- * and succeeded (exit code 0) and the job's result recorded, in the order
- * and form of a real run, so that the coordinator does all its work; nothing
- * is created or started here. */
+/* The null executor: each step reported as started and succeeded (exit
+ * code 0) and the job's result recorded, in the order and form of a real
+ * run, so that the coordinator does all its work; nothing is created or
+ * started here. */
 static void s_null_job(kiln_agent_t *self, const Kiln__JobAssign *a)
 {
     s_job_t job = {.agent = self, .a = a};
     int64_t now = kiln_clock_wall_ms();
-    Kiln__Envelope m = KILN__ENVELOPE__INIT;
-    Kiln__JobAccepted acc = KILN__JOB_ACCEPTED__INIT;
-    acc.job_key = a->job_key;
-    acc.token = a->token;
-    m.body_case = KILN__ENVELOPE__BODY_ACCEPTED;
-    m.accepted = &acc;
-    s_send(self, &m);
     for (size_t i = 0; i < a->n_steps; i++) {
         Kiln__Envelope se = KILN__ENVELOPE__INIT;
         Kiln__StepStarted ss = KILN__STEP_STARTED__INIT;
@@ -1013,16 +1006,9 @@ static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
         s_job_free(&job);
         return;
     }
+    /* No JobAccepted: the first StepStarted (or the result) follows at once
+     * and says as much; the coordinator only ever ignored it. */
     self->jobs[slot] = job;
-    {
-        Kiln__Envelope m = KILN__ENVELOPE__INIT;
-        Kiln__JobAccepted acc = KILN__JOB_ACCEPTED__INIT;
-        acc.job_key = job->a->job_key;
-        acc.token = job->a->token;
-        m.body_case = KILN__ENVELOPE__BODY_ACCEPTED;
-        m.accepted = &acc;
-        s_send(self, &m);
-    }
     kiln_log_info("job %s attempt %u: %zu steps", job->a->job_key, job->a->attempt,
                   job->a->n_steps);
     s_job_advance(job);
