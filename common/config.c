@@ -52,6 +52,37 @@ static int s_set(const kiln_opt_t *o, const char *value, const char *where)
     return KILN_EINVAL;
 }
 
+/* String values read from a file are copies the option table points at for
+ * the life of the program (a flag given later may replace the pointer); they
+ * are kept here and freed at exit, so nothing leaks whichever wins. */
+static char **s_owned;
+static size_t s_n_owned, s_cap_owned;
+
+static void s_release_owned(void)
+{
+    for (size_t i = 0; i < s_n_owned; i++)
+        free(s_owned[i]);
+    free(s_owned);
+    s_owned = NULL;
+    s_n_owned = s_cap_owned = 0;
+}
+
+static int s_own(char *value)
+{
+    if (s_n_owned == s_cap_owned) {
+        size_t ncap = s_cap_owned ? s_cap_owned * 2 : 16;
+        char **grown = realloc(s_owned, ncap * sizeof *grown);
+        if (!grown)
+            return -1;
+        if (!s_owned)
+            atexit(s_release_owned);
+        s_owned = grown;
+        s_cap_owned = ncap;
+    }
+    s_owned[s_n_owned++] = value;
+    return 0;
+}
+
 int kiln_config_load(const kiln_opt_t *opts, const char *path)
 {
     FILE *f = fopen(path, "re");
@@ -106,12 +137,14 @@ int kiln_config_load(const kiln_opt_t *opts, const char *path)
             goto cleanup;
         }
         char *value = strdup(v);
-        if (!value) {
+        if (!value || (o->kind == KILN_OPT_STRING && s_own(value) != 0)) {
+            free(value);
             kiln_error_set("%s: out of memory", where);
             goto cleanup;
         }
         if (s_set(o, value, where) != 0) {
-            free(value);
+            if (o->kind != KILN_OPT_STRING)
+                free(value);
             goto cleanup;
         }
         if (o->kind != KILN_OPT_STRING)

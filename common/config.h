@@ -35,7 +35,9 @@ typedef struct {
  * --help was given (usage is the caller's to print), or KILN_EINVAL with
  * kiln_error_last() naming the problem. */
 int kiln_opts_parse(const kiln_opt_t *opts, int argc, char **argv, int start, int *n_positional);
-/* Applies a config file's `name = value` lines (# comments). */
+/* Applies a config file's `name = value` lines (# comments). String values
+ * are copies owned by this module (freed at exit): the caller keeps the
+ * pointers and frees nothing. */
 int kiln_config_load(const kiln_opt_t *opts, const char *path);
 /* Prints "  --name VALUE  help" lines. */
 void kiln_opts_print(FILE *out, const kiln_opt_t *opts);

@@ -7,9 +7,28 @@ start_redis
 make_keys
 for w in spot1 spot2 steady; do admit_worker $w; done
 start_coordinator --heartbeat-ms 200 --lease-ms 3000
-HPORT=$(free_port)
-"$KILN_BIN/kiln-httpstub" "$HPORT" "$T/interrupt" &
-PIDS+=($!)
+# The metadata stand-in; another port if this one was taken meanwhile.
+for _ in 1 2 3 4 5; do
+    HPORT=$(free_port)
+    "$KILN_BIN/kiln-httpstub" "$HPORT" "$T/interrupt" 2>>"$T/httpstub.log" &
+    HPID=$!
+    for _ in $(seq 1 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/$HPORT) 2>/dev/null && break
+        kill -0 "$HPID" 2>/dev/null || break
+        sleep 0.02
+    done
+    kill -0 "$HPID" 2>/dev/null && break
+done
+kill -0 "$HPID" 2>/dev/null || fail "the HTTP stand-in did not start: $(cat "$T/httpstub.log")"
+PIDS+=($HPID)
+# wait_exit PID NAME: its exit code, or a failure if it does not exit in 20 s.
+wait_exit() {
+    for _ in $(seq 1 400); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$1" 2>/dev/null && fail "$2 did not exit after its notice"
+    local rc=0
+    wait "$1" || rc=$?
+    return $rc
+}
 LEDGER=$T/ledger
 cat >"$T/wf.yml" <<YML
 name: spot
@@ -43,7 +62,7 @@ grep -q '^start spot1' "$LEDGER" || fail "spot1 did not start the job"
 sleep 0.5 # several 404s first
 touch "$T/interrupt"
 rc=0
-wait "$S1" || rc=$?
+wait_exit "$S1" spot1 || rc=$?
 [ $rc -eq 0 ] || fail "spot1 exited $rc"
 grep -q "answered 200" "$T/spot1.log" || fail "spot1 did not log the notice"
 check_handed_back "$run" url
@@ -60,7 +79,7 @@ for _ in $(seq 1 100); do grep -q '^start spot2' "$LEDGER" 2>/dev/null && break;
 grep -q '^start spot2' "$LEDGER" || fail "spot2 did not start the job"
 touch "$T/interrupt2"
 rc=0
-wait "$S2" || rc=$?
+wait_exit "$S2" spot2 || rc=$?
 [ $rc -eq 0 ] || fail "spot2 exited $rc"
 grep -q "notice command .* exited 0" "$T/spot2.log" || fail "spot2 did not log the notice"
 check_handed_back "$run" command

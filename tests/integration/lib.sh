@@ -13,6 +13,11 @@ KILN=$KILN_BIN/kiln
 T=$(mktemp -d /tmp/kiln-it.XXXXXX)
 PIDS=()
 TEST_NAME=$(basename "$0" .sh)
+# In a sanitizer build (make asan-test) every process writes its reports
+# here, the daemons' exit-time leak checks included; any report fails the
+# test, whatever the processes' exit codes.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$T/sanitizer"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$T/sanitizer"
 
 cleanup() {
     local rc=$?
@@ -25,6 +30,13 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
+    local reports
+    reports=$(grep -l "ERROR: \|runtime error:" "$T"/sanitizer.* 2>/dev/null || true)
+    if [ -n "$reports" ]; then
+        echo "FAIL: sanitizer reports:" >&2
+        for f in $reports; do head -n 60 "$f" >&2; done
+        [ $rc -eq 0 ] || [ $rc -eq 77 ] && rc=1
+    fi
     if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
         echo "--- $TEST_NAME failed (exit $rc); logs:" >&2
         for f in "$T"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 40 "$f" >&2; }; done
@@ -38,11 +50,13 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok - $*"; }
 skip() { echo "SKIP: $*"; exit 77; }
 
-# A TCP port nobody listens on (bash's /dev/tcp refuses if free).
+# A TCP port nobody listens on (bash's /dev/tcp refuses if free), below the
+# kernel's ephemeral range (32768 and up here), where outgoing connections
+# of parallel tests would otherwise take it between this check and a bind.
 free_port() {
     local p
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((20000 + RANDOM % 12000))
         if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo $p; return 0; fi
     done
     fail "no free port"
