@@ -338,6 +338,8 @@ static int s_submit_and_follow(kiln_client_t *client, const char *file, const ch
     req.workflow_yaml.data = (uint8_t *)text;
     req.workflow_yaml.len = len;
     req.follow = live || json || run_out != NULL;
+    /* Nothing is shown while it runs: only its end is needed. */
+    req.follow_quiet = !live;
     int rc = kiln_client_call(client, &req,
                               getenv("KILN_REQUEST_TIMEOUT_MS") ? KILN_REQUEST_TIMEOUT_MS
                                                                  : KILN_FARM_START_TIMEOUT_MS,

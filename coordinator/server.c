@@ -71,6 +71,7 @@ typedef struct {
     unsigned char identity[KILN_IDENTITY_MAX];
     size_t id_len;
     char job_filter[KILN_WF_MAX_ID + 1]; /* "" = all jobs */
+    bool quiet;                     /* only the run's end */
 } s_watcher_t;
 
 struct s_job {
@@ -524,7 +525,8 @@ static void s_ready_remove(kiln_server_t *self, s_job_t *job)
 
 /* ------------------------------------------------------------- watchers */
 
-static void s_watcher_add(s_run_t *run, const kiln_transport_msg_t *msg, const char *job_filter)
+static void s_watcher_add(s_run_t *run, const kiln_transport_msg_t *msg, const char *job_filter,
+                          bool quiet)
 {
     for (size_t i = 0; i < run->n_watchers; i++)
         if (run->watchers[i].id_len == msg->id_len &&
@@ -539,6 +541,16 @@ static void s_watcher_add(s_run_t *run, const kiln_transport_msg_t *msg, const c
     memcpy(w->identity, msg->identity, msg->id_len);
     w->id_len = msg->id_len;
     snprintf(w->job_filter, sizeof w->job_filter, "%s", job_filter ? job_filter : "");
+    w->quiet = quiet;
+}
+
+/* Whether some watcher wants more than the run's end. */
+static bool s_any_loud(const s_run_t *run)
+{
+    for (size_t i = 0; i < run->n_watchers; i++)
+        if (!run->watchers[i].quiet)
+            return true;
+    return false;
 }
 
 /* Sends an event to every watcher of the run; a watcher that cannot take it
@@ -553,8 +565,10 @@ static void s_emit(kiln_server_t *self, s_run_t *run, Kiln__RunEvent *ev)
         ev->ts_ms = (uint64_t)kiln_clock_wall_ms();
     for (size_t i = 0; i < run->n_watchers;) {
         s_watcher_t *w = &run->watchers[i];
-        bool wanted = !w->job_filter[0] || ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED ||
-                      strcmp(w->job_filter, ev->job_id) == 0;
+        bool end = ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED ||
+                   ev->kind == KILN__EVENT_KIND__EVENT_END;
+        bool wanted = end || (!w->quiet && (!w->job_filter[0] ||
+                                            strcmp(w->job_filter, ev->job_id) == 0));
         if (wanted && s_send(self, w->identity, w->id_len, &env) != 0) {
             run->watchers[i] = run->watchers[--run->n_watchers];
             continue;
@@ -568,7 +582,7 @@ static void s_emit_job(kiln_server_t *self, s_job_t *job, Kiln__EventKind kind,
 {
     Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
     const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
-    if (!job->run->n_watchers)
+    if (!s_any_loud(job->run))
         return;
     ev.kind = kind;
     ev.job_id = spec->id;
@@ -2526,7 +2540,7 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
     self->runs[self->n_runs++] = run;
     self->stats.runs_submitted++;
     if (req->follow)
-        s_watcher_add(run, msg, NULL);
+        s_watcher_add(run, msg, NULL, req->follow_quiet);
     /* Warnings travel back with the accepted run. */
     text = diags.n ? kiln_diags_format(&diags) : NULL;
     s_reply(self, msg, req->request_id, 0, text, run->id, NULL);
@@ -2799,7 +2813,7 @@ static void s_on_logs(kiln_server_t *self, const kiln_transport_msg_t *msg,
         job_over = idx < 0 || kiln_job_state_is_final(run->jobs[idx].state);
     }
     if (req->follow && run && !job_over) {
-        s_watcher_add(run, msg, job);
+        s_watcher_add(run, msg, job, false);
         return;
     }
     Kiln__Envelope env = KILN__ENVELOPE__INIT;
@@ -2862,7 +2876,7 @@ static void s_on_client_message(kiln_server_t *self, kiln_transport_msg_t *msg,
     case KILN__REQUEST_KIND__REQ_WATCH: {
         s_run_t *run = s_run_find(self, (int64_t)req->run_id);
         if (run) {
-            s_watcher_add(run, msg, NULL);
+            s_watcher_add(run, msg, NULL, req->follow_quiet);
             s_reply(self, msg, req->request_id, 0, NULL, run->id, NULL);
         } else {
             rc = kiln_history_run_json(self->history, (int64_t)req->run_id, &json);
