@@ -52,7 +52,6 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -60,6 +59,7 @@
 #include "config.h"
 #include "error.h"
 #include "keys.h"
+#include "labels.h"
 #include "log.h"
 #include "transport.h"
 
@@ -583,30 +583,7 @@ static void s_swarm_destroy(s_swarm_t **self_p)
  * ones. */
 static int s_labels(s_swarm_t *self)
 {
-    struct utsname u;
-    self->labels[self->n_labels++] = strdup("linux");
-    if (uname(&u) == 0)
-        self->labels[self->n_labels++] = strdup(strcmp(u.machine, "x86_64") == 0    ? "x64"
-                                                : strcmp(u.machine, "aarch64") == 0 ? "arm64"
-                                                                                    : u.machine);
-    const char *p = self->cfg.labels ? self->cfg.labels : "";
-    while (*p && self->n_labels < SWARM_MAX_LABELS) {
-        p += strspn(p, ", ");
-        size_t len = strcspn(p, ",");
-        size_t trimmed = len;
-        while (trimmed && p[trimmed - 1] == ' ')
-            trimmed--;
-        if (trimmed)
-            self->labels[self->n_labels++] = strndup(p, trimmed);
-        p += len;
-    }
-    for (size_t i = 0; i < self->n_labels; i++) {
-        if (!self->labels[i]) {
-            kiln_error_set("swarm: out of memory");
-            return -1;
-        }
-    }
-    return 0;
+    return kiln_labels_worker(self->cfg.labels, self->labels, SWARM_MAX_LABELS, &self->n_labels);
 }
 
 /* Every connection costs descriptors (its TCP socket and its mailbox):

@@ -16,7 +16,6 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -25,6 +24,7 @@
 #include "executor.h"
 #include "jobctx.h"
 #include "keys.h"
+#include "labels.h"
 #include "log.h"
 #include "notice.h"
 #include "transport.h"
@@ -1326,31 +1326,11 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     if (gethostname(self->hostname, sizeof self->hostname - 1) != 0)
         snprintf(self->hostname, sizeof self->hostname, "unknown");
     snprintf(self->name, sizeof self->name, "%s", cfg->name ? cfg->name : self->hostname);
-    /* Labels: the configured ones plus OS and architecture, as GitHub's
-     * self-hosted runners have. */
-    struct utsname u;
-    self->labels[self->n_labels++] = strdup("linux");
-    if (uname(&u) == 0)
-        self->labels[self->n_labels++] = strdup(strcmp(u.machine, "x86_64") == 0    ? "x64"
-                                                : strcmp(u.machine, "aarch64") == 0 ? "arm64"
-                                                                                    : u.machine);
-    const char *p = cfg->labels ? cfg->labels : "";
-    while (*p && self->n_labels < KILN_AGENT_MAX_LABELS) {
-        p += strspn(p, ", ");
-        size_t len = strcspn(p, ",");
-        size_t trimmed = len;
-        while (trimmed && p[trimmed - 1] == ' ')
-            trimmed--;
-        if (trimmed)
-            self->labels[self->n_labels++] = strndup(p, trimmed);
-        p += len;
-    }
-    for (size_t i = 0; i < self->n_labels; i++) {
-        if (!self->labels[i]) {
-            kiln_error_set("worker: out of memory");
-            rc = -1;
-            goto cleanup;
-        }
+    /* Labels: OS and architecture, then the configured ones. */
+    if (kiln_labels_worker(cfg->labels, self->labels, KILN_AGENT_MAX_LABELS, &self->n_labels) !=
+        0) {
+        rc = -1;
+        goto cleanup;
     }
     if ((rc = kiln_keys_load(&self->own, cfg->key_path)) != 0)
         goto cleanup;
