@@ -67,7 +67,7 @@ cat >"$T/big.yml" <<'YML'
 name: big
 on: push
 jobs:
-  b1: {runs-on: self-hosted, steps: [{run: "sleep 0.6"}]}
+  b1: {runs-on: self-hosted, steps: [{run: "sleep 1.5"}]}
   b2: {runs-on: self-hosted, steps: [{run: "sleep 0.2"}]}
   b3: {runs-on: self-hosted, steps: [{run: "sleep 0.2"}]}
   b4: {runs-on: self-hosted, steps: [{run: "sleep 0.2"}]}
@@ -78,6 +78,8 @@ on: push
 jobs:
   s1: {runs-on: self-hosted, steps: [{run: "true"}]}
 YML
+# The small run is submitted while the big run's first job (1.5 s) holds the
+# only slot; the order, not any duration, is what is checked.
 big=$("$KILN" submit "$T/big.yml")
 small=$(run "$T/small.yml")
 wait_run "$big" >/dev/null
