@@ -682,7 +682,7 @@ int kiln_queue_get(kiln_queue_t *self, const char *job_key, kiln_queue_job_t *ou
 
 int kiln_queue_restore(kiln_queue_t *self, const char *job_key, const char *labels,
                        const char *state, uint64_t token, unsigned attempt, const char *worker,
-                       int64_t deadline_ms, const char *result)
+                       int64_t deadline_ms, const char *result, uint64_t *stored_token)
 {
     char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], tok[32], at[16], dl[32];
     long long res = 0;
@@ -693,5 +693,9 @@ int kiln_queue_restore(kiln_queue_t *self, const char *job_key, const char *labe
     snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
     const char *argv[] = {k1, k2, "kiln:leases", job_key, labels, state, tok, at,
                           worker ? worker : "", dl, result ? result : ""};
-    return s_eval(self, "restore", job_key, S_RESTORE_I, S_SYNC, 3, argv, NULL, 11, &res, NULL, NULL);
+    int rc =
+        s_eval(self, "restore", job_key, S_RESTORE_I, S_SYNC, 3, argv, NULL, 11, &res, NULL, NULL);
+    if (rc == 0 && stored_token)
+        *stored_token = res > 0 ? (uint64_t)res : 0;
+    return rc;
 }

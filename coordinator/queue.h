@@ -81,11 +81,12 @@ typedef struct {
 int kiln_queue_get(kiln_queue_t *self, const char *job_key, kiln_queue_job_t *out);
 /* Writes the coordinator's view of a job into Redis after Redis lost writes
  * (a restart from an older append-only file) or was unreachable: the job
- * ends in `state` (ready/leased/done) on the right list, and its token
- * becomes max(stored, token) so fencing never goes backwards. */
+ * ends in `state` (ready/leased/done) in the right set, and its token
+ * becomes max(stored, token) so fencing never goes backwards; that token
+ * goes to *stored_token (may be NULL). */
 int kiln_queue_restore(kiln_queue_t *self, const char *job_key, const char *labels,
                        const char *state, uint64_t token, unsigned attempt, const char *worker,
-                       int64_t deadline_ms, const char *result);
+                       int64_t deadline_ms, const char *result, uint64_t *stored_token);
 
 /* Batches. Between begin and end, push, renew, finish, requeue, drop and
  * lease_defer are pipelined: appended to the connection and answered 0 at

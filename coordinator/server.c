@@ -2943,17 +2943,26 @@ static void s_reconcile(kiln_server_t *self)
         for (size_t i = 0; i < run->wf->n_jobs; i++) {
             s_job_t *job = &run->jobs[i];
             int rc = 0;
+            uint64_t stored = 0;
             if (job->state == KILN_JOB_PENDING)
                 continue;
-            if (job->state == KILN_JOB_READY)
+            if (job->state == KILN_JOB_READY) {
                 rc = kiln_queue_restore(self->queue, job->key, job->labels, "ready", job->token,
-                                        job->attempt, NULL, 0, NULL);
-            else if (job->state == KILN_JOB_RUNNING)
+                                        job->attempt, NULL, 0, NULL, &stored);
+                /* Redis held a newer token than we did (tokens we proposed
+                 * must be newer to be taken): the next lease starts above
+                 * it. A running job keeps its token, the one its worker
+                 * presents. */
+                if (rc == 0 && stored > job->token)
+                    job->token = stored;
+            } else if (job->state == KILN_JOB_RUNNING) {
                 rc = kiln_queue_restore(self->queue, job->key, job->labels, "leased", job->token,
-                                        job->attempt, job->worker_name, deadline, NULL);
-            else
+                                        job->attempt, job->worker_name, deadline, NULL, NULL);
+            } else {
                 rc = kiln_queue_restore(self->queue, job->key, job->labels, "done", job->token,
-                                        job->attempt, NULL, 0, kiln_job_state_name(job->state));
+                                        job->attempt, NULL, 0, kiln_job_state_name(job->state),
+                                        NULL);
+            }
             if (rc != 0) {
                 kiln_log_warn("reconcile: %s", kiln_error_last());
                 return; /* still dirty; the next tick tries again */

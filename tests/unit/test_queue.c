@@ -127,6 +127,13 @@ static void test_batch(void **state)
     assert_string_equal(job.state, "done");
     assert_int_equal(job.token, 1);
     kiln_queue_batch_end(s_q);
+    /* Restore never lowers a token, and says which one Redis keeps. */
+    uint64_t stored = 0;
+    assert_int_equal(kiln_queue_restore(s_q, "3/a", "linux", "ready", 0, 1, NULL, 0, NULL, &stored),
+                     0);
+    assert_int_equal(stored, 1);
+    assert_int_equal(kiln_queue_lease(s_q, "3/a", "linux", "w1", 2, 1000, 1), KILN_ESTALE);
+    assert_int_equal(kiln_queue_lease(s_q, "3/a", "linux", "w1", 2, 1000, stored + 1), 0);
 }
 
 static void test_unreachable(void **state)
