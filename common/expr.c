@@ -41,6 +41,7 @@
 
 #include <sodium.h>
 
+#include "buf.h"
 #include "error.h"
 
 #define S_MSG 256           /* longest error message */
@@ -531,47 +532,7 @@ bool kiln_expr_truthy(const json_t *v)
 
 /* ------------------------------------------------------ bounded buffer */
 
-typedef struct {
-    char *data;
-    size_t len, cap, max;
-    bool toobig, oom, deep;
-} s_buf_t;
-
-static bool s_buf_failed(const s_buf_t *b)
-{
-    return b->toobig || b->oom || b->deep;
-}
-
-static void s_buf_add(s_buf_t *b, const char *p, size_t n)
-{
-    if (s_buf_failed(b))
-        return;
-    if (n > b->max - b->len) {
-        b->toobig = true;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        char *grown;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        grown = realloc(b->data, cap);
-        if (!grown) {
-            b->oom = true;
-            return;
-        }
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void s_buf_str(s_buf_t *b, const char *s)
-{
-    s_buf_add(b, s, strlen(s));
-}
+typedef kiln_buf_t s_buf_t;
 
 /* Turns a failed buffer into an error naming what was built. */
 static int s_buf_check(const s_buf_t *b, s_err_t *e, int col, const char *what)
@@ -591,54 +552,13 @@ static int s_buf_check(const s_buf_t *b, s_err_t *e, int col, const char *what)
 
 /* ---------------------------------------------------------------- JSON */
 
-static void s_json_string(s_buf_t *b, const char *s, size_t n)
-{
-    size_t run = 0;
-    s_buf_add(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char u[8];
-        const char *esc = NULL;
-        size_t skip = 1;
-        switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        default:
-            if (c < 0x20) {
-                snprintf(u, sizeof u, "\\u%04x", c);
-                esc = u;
-            } else if (c == 0xe2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 &&
-                       ((unsigned char)s[i + 2] == 0xa8 || (unsigned char)s[i + 2] == 0xa9)) {
-                /* U+2028/2029 end lines in JavaScript: escaped like Newtonsoft */
-                esc = (unsigned char)s[i + 2] == 0xa8 ? "\\u2028" : "\\u2029";
-                skip = 3;
-            }
-        }
-        if (!esc) {
-            run++;
-            continue;
-        }
-        s_buf_add(b, s + i - run, run);
-        run = 0;
-        s_buf_str(b, esc);
-        i += skip - 1;
-    }
-    s_buf_add(b, s + n - run, run);
-    s_buf_add(b, "\"", 1);
-}
-
 static void s_json_indent(s_buf_t *b, int level)
 {
     static const char spaces[] = "                                "; /* 32 */
     size_t n = (size_t)level * 2;
-    while (n && !s_buf_failed(b)) {
+    while (n && !kiln_buf_failed(b)) {
         size_t k = n < sizeof spaces - 1 ? n : sizeof spaces - 1;
-        s_buf_add(b, spaces, k);
+        kiln_buf_add(b, spaces, k);
         n -= k;
     }
 }
@@ -650,7 +570,7 @@ static void s_json_write(s_buf_t *b, const json_t *v, int level)
     char tmp[S_NUMBUF];
     const char *p;
     size_t n, i = 0;
-    if (s_buf_failed(b))
+    if (kiln_buf_failed(b))
         return;
     if (level >= S_JSON_DEPTH) {
         b->deep = true;
@@ -659,44 +579,44 @@ static void s_json_write(s_buf_t *b, const json_t *v, int level)
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         if (json_object_size(v) == 0) {
-            s_buf_str(b, "{}");
+            kiln_buf_str(b, "{}");
             return;
         }
-        s_buf_str(b, "{\n");
-        for (void *it = json_object_iter((json_t *)v); it && !s_buf_failed(b);
+        kiln_buf_str(b, "{\n");
+        for (void *it = json_object_iter((json_t *)v); it && !kiln_buf_failed(b);
              it = json_object_iter_next((json_t *)v, it)) {
             s_json_indent(b, level + 1);
-            s_json_string(b, json_object_iter_key(it), json_object_iter_key_len(it));
-            s_buf_str(b, ": ");
+            kiln_buf_json_string(b, json_object_iter_key(it), json_object_iter_key_len(it));
+            kiln_buf_str(b, ": ");
             s_json_write(b, json_object_iter_value(it), level + 1);
-            s_buf_str(b, ++i < json_object_size(v) ? ",\n" : "\n");
+            kiln_buf_str(b, ++i < json_object_size(v) ? ",\n" : "\n");
         }
         s_json_indent(b, level);
-        s_buf_str(b, "}");
+        kiln_buf_str(b, "}");
         return;
     case JSON_ARRAY:
         if (json_array_size(v) == 0) {
-            s_buf_str(b, "[]");
+            kiln_buf_str(b, "[]");
             return;
         }
-        s_buf_str(b, "[\n");
-        for (i = 0; i < json_array_size(v) && !s_buf_failed(b); i++) {
+        kiln_buf_str(b, "[\n");
+        for (i = 0; i < json_array_size(v) && !kiln_buf_failed(b); i++) {
             s_json_indent(b, level + 1);
             s_json_write(b, json_array_get(v, i), level + 1);
-            s_buf_str(b, i + 1 < json_array_size(v) ? ",\n" : "\n");
+            kiln_buf_str(b, i + 1 < json_array_size(v) ? ",\n" : "\n");
         }
         s_json_indent(b, level);
-        s_buf_str(b, "]");
+        kiln_buf_str(b, "]");
         return;
     case JSON_STRING:
-        s_json_string(b, json_string_value(v), json_string_length(v));
+        kiln_buf_json_string(b, json_string_value(v), json_string_length(v));
         return;
     case JSON_NULL:
-        s_buf_str(b, "null");
+        kiln_buf_str(b, "null");
         return;
     default:
         s_prim_str(v, tmp, &p, &n);
-        s_buf_add(b, p, n);
+        kiln_buf_add(b, p, n);
         return;
     }
 }
@@ -708,7 +628,7 @@ static void s_buf_form(s_buf_t *b, const json_t *v)
     const char *p;
     size_t n;
     if (s_prim_str(v, tmp, &p, &n))
-        s_buf_add(b, p, n);
+        kiln_buf_add(b, p, n);
     else
         s_json_write(b, v, 0);
 }
@@ -732,7 +652,7 @@ char *kiln_expr_string(const json_t *v)
         return out;
     }
     s_json_write(&b, v, 0);
-    if (s_buf_failed(&b)) {
+    if (kiln_buf_failed(&b)) {
         free(b.data);
         return NULL;
     }
@@ -1545,12 +1465,12 @@ static int s_fn_format(s_eval_t *ev, const s_node_t *n, s_val_t *out)
         size_t run = i;
         while (run < fl && f[run] != '{' && f[run] != '}')
             run++;
-        s_buf_add(&b, f + i, run - i);
+        kiln_buf_add(&b, f + i, run - i);
         i = run;
         if (i >= fl)
             break;
         if (i + 1 < fl && f[i + 1] == f[i]) { /* {{ or }} */
-            s_buf_add(&b, f + i, 1);
+            kiln_buf_add(&b, f + i, 1);
             i += 2;
         } else if (f[i] == '}') {
             s_fail(ev->err, n->col, "format: unmatched '}' at offset %zu of the format string", i);
@@ -1572,7 +1492,7 @@ static int s_fn_format(s_eval_t *ev, const s_node_t *n, s_val_t *out)
             s_buf_form(&b, v[idx + 1].j);
             i = j + 1;
         }
-        if (s_buf_failed(&b))
+        if (kiln_buf_failed(&b))
             break;
     }
     if (s_buf_check(&b, ev->err, n->col, "format"))
@@ -1610,9 +1530,9 @@ static int s_fn_join(s_eval_t *ev, const s_node_t *n, s_val_t *out)
                 sn = 1;
             }
         }
-        for (size_t i = 0; i < count && !s_buf_failed(&b); i++) {
+        for (size_t i = 0; i < count && !kiln_buf_failed(&b); i++) {
             if (i)
-                s_buf_add(&b, sp, sn);
+                kiln_buf_add(&b, sp, sn);
             s_buf_form(&b, json_array_get(a.j, i));
         }
     } else if (!json_is_object(a.j)) {
@@ -2454,7 +2374,7 @@ static int s_interpolate(const char *text, size_t from, size_t to, const kiln_ex
     int found;
     while ((found = s_next_span(text, to, from, &sp, e)) == 1) {
         s_val_t v = {0};
-        s_buf_add(b, text + from, sp.start - from);
+        kiln_buf_add(b, text + from, sp.start - from);
         if (s_run(text + sp.expr, sp.len, sp.expr, env, &v, NULL, e))
             return -1;
         s_buf_form(b, v.j);
@@ -2465,7 +2385,7 @@ static int s_interpolate(const char *text, size_t from, size_t to, const kiln_ex
     }
     if (found < 0)
         return -1;
-    s_buf_add(b, text + from, to - from);
+    kiln_buf_add(b, text + from, to - from);
     return s_buf_check(b, e, (int)from + 1, "interpolation");
 }
 

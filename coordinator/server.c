@@ -21,6 +21,7 @@
 #include <zmq.h>
 
 #include "auth.h"
+#include "buf.h"
 #include "clock.h"
 #include "dag.h"
 #include "error.h"
@@ -787,73 +788,24 @@ static json_t *s_contexts(kiln_server_t *self, const s_run_t *run, const kiln_jo
     return ctx;
 }
 
-/* failure() at job level: an ancestor failed; cancelled(): the run was. */
-/* A growing text buffer for the contexts document. */
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool failed;
-} s_text_t;
-
-static void s_text_add(s_text_t *t, const char *s, size_t len)
-{
-    if (t->failed)
-        return;
-    if (t->n + len + 1 > t->cap) {
-        size_t ncap = t->cap ? t->cap : 1024;
-        while (ncap < t->n + len + 1)
-            ncap *= 2;
-        char *grown = ncap <= KILN_MSG_MAX ? realloc(t->p, ncap) : NULL;
-        if (!grown) {
-            t->failed = true;
-            return;
-        }
-        t->p = grown;
-        t->cap = ncap;
-    }
-    memcpy(t->p + t->n, s, len);
-    t->n += len;
-    t->p[t->n] = '\0';
-}
-
-static void s_text_lit(s_text_t *t, const char *s)
-{
-    s_text_add(t, s, strlen(s));
-}
-
-/* A JSON string; the strings here come from parsed YAML and key names,
- * which are UTF-8 already, so only quotes, backslashes and controls need
- * escaping. */
-static void s_text_str(s_text_t *t, const char *s)
-{
-    s_text_add(t, "\"", 1);
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c != '"' && c != '\\' && c >= 0x20)
-            continue;
-        s_text_add(t, run, (size_t)(s - run));
-        char esc[8];
-        snprintf(esc, sizeof esc, c == '"' ? "\\\"" : c == '\\' ? "\\\\" : "\\u%04x", c);
-        s_text_lit(t, esc);
-        run = s + 1;
-    }
-    s_text_add(t, run, (size_t)(s - run));
-    s_text_add(t, "\"", 1);
-}
-
-static void s_text_json(s_text_t *t, const json_t *v)
+/* A value in the contexts text: null and {} without a dump. */
+static void s_text_json(kiln_buf_t *t, const json_t *v)
 {
     if (!v || json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0)) {
-        s_text_lit(t, !v || json_is_null(v) ? "null" : "{}");
+        kiln_buf_str(t, !v || json_is_null(v) ? "null" : "{}");
         return;
     }
     char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!d)
-        t->failed = true;
+        t->oom = true;
     else
-        s_text_lit(t, d);
+        kiln_buf_str(t, d);
     free(d);
+}
+
+static void s_text_str(kiln_buf_t *t, const char *s)
+{
+    kiln_buf_json_string(t, s, strlen(s));
 }
 
 /* The same document as s_contexts, written as text for the job message:
@@ -862,7 +814,7 @@ static void s_text_json(s_text_t *t, const json_t *v)
 static char *s_contexts_text(kiln_server_t *self, const s_run_t *run, const kiln_job_t *spec,
                              unsigned attempt)
 {
-    s_text_t t = {0};
+    kiln_buf_t t = {.max = KILN_MSG_MAX};
     char num[32], at[16], n1[32], n2[32], n3[32];
     snprintf(num, sizeof num, "%lld", (long long)run->id);
     snprintf(at, sizeof at, "%u", attempt ? attempt : 1);
@@ -870,50 +822,51 @@ static char *s_contexts_text(kiln_server_t *self, const s_run_t *run, const kiln
              spec->max_parallel ? (size_t)spec->max_parallel : spec->matrix_total);
     snprintf(n2, sizeof n2, "%zu", spec->matrix_index);
     snprintf(n3, sizeof n3, "%zu", spec->matrix_total ? spec->matrix_total : (size_t)1);
-    s_text_lit(&t, "{\"github\":{\"run_id\":");
+    kiln_buf_str(&t, "{\"github\":{\"run_id\":");
     s_text_str(&t, num);
-    s_text_lit(&t, ",\"run_number\":");
+    kiln_buf_str(&t, ",\"run_number\":");
     s_text_str(&t, num);
-    s_text_lit(&t, ",\"run_attempt\":");
+    kiln_buf_str(&t, ",\"run_attempt\":");
     s_text_str(&t, at);
-    s_text_lit(&t, ",\"job\":");
+    kiln_buf_str(&t, ",\"job\":");
     s_text_str(&t, spec->origin ? spec->origin : spec->id);
-    s_text_lit(&t, ",\"workflow\":");
+    kiln_buf_str(&t, ",\"workflow\":");
     s_text_str(&t, run->wf->name);
-    s_text_lit(&t, ",\"event_name\":");
-    s_text_lit(&t, json_object_size(run->inputs) ? "\"workflow_dispatch\"" : "\"push\"");
-    s_text_lit(&t, ",\"actor\":");
+    kiln_buf_str(&t, ",\"event_name\":");
+    kiln_buf_str(&t, json_object_size(run->inputs) ? "\"workflow_dispatch\"" : "\"push\"");
+    kiln_buf_str(&t, ",\"actor\":");
     s_text_str(&t, run->actor);
-    s_text_lit(&t, ",\"repository\":\"\",\"ref\":\"\",\"sha\":\"\"},\"inputs\":");
+    kiln_buf_str(&t, ",\"repository\":\"\",\"ref\":\"\",\"sha\":\"\"},\"inputs\":");
     s_text_json(&t, run->inputs);
-    s_text_lit(&t, ",\"vars\":");
+    kiln_buf_str(&t, ",\"vars\":");
     s_text_json(&t, self->vars);
-    s_text_lit(&t, ",\"matrix\":");
+    kiln_buf_str(&t, ",\"matrix\":");
     s_text_json(&t, spec->matrix_combo);
-    s_text_lit(&t, ",\"strategy\":{\"fail-fast\":");
-    s_text_lit(&t, spec->fail_fast ? "true" : "false");
-    s_text_lit(&t, ",\"max-parallel\":");
-    s_text_lit(&t, n1);
-    s_text_lit(&t, ",\"job-index\":");
-    s_text_lit(&t, n2);
-    s_text_lit(&t, ",\"job-total\":");
-    s_text_lit(&t, n3);
-    s_text_lit(&t, "},\"needs\":");
+    kiln_buf_str(&t, ",\"strategy\":{\"fail-fast\":");
+    kiln_buf_str(&t, spec->fail_fast ? "true" : "false");
+    kiln_buf_str(&t, ",\"max-parallel\":");
+    kiln_buf_str(&t, n1);
+    kiln_buf_str(&t, ",\"job-index\":");
+    kiln_buf_str(&t, n2);
+    kiln_buf_str(&t, ",\"job-total\":");
+    kiln_buf_str(&t, n3);
+    kiln_buf_str(&t, "},\"needs\":");
     if (spec->n_needs) {
         json_t *needs = s_needs_json(run, spec);
         s_text_json(&t, needs);
         json_decref(needs);
     } else {
-        s_text_lit(&t, "{}");
+        kiln_buf_str(&t, "{}");
     }
-    s_text_lit(&t, ",\"job\":{\"status\":\"success\"},\"secrets\":{}}");
-    if (t.failed) {
-        free(t.p);
+    kiln_buf_str(&t, ",\"job\":{\"status\":\"success\"},\"secrets\":{}}");
+    if (kiln_buf_failed(&t)) {
+        free(t.data);
         return NULL;
     }
-    return t.p;
+    return t.data;
 }
 
+/* failure() at job level: an ancestor failed; cancelled(): the run was. */
 static kiln_expr_status_t s_job_status(const s_run_t *run, size_t idx)
 {
     if (run->cancel_requested)
