@@ -8,6 +8,7 @@
 #include <zmq.h>
 
 #include "auth.h"
+#include "curvemem.h"
 #include "error.h"
 #include "log.h"
 
@@ -23,6 +24,11 @@ static int s_setint(void *sock, int opt, int value)
 
 static void s_common_opts(void *sock)
 {
+    static bool said;
+    if (!said && !kiln_curvemem_active()) {
+        kiln_log_warn("CURVE buffers come from guarded mappings (sodium_allocarray is not ours)");
+        said = true;
+    }
     int64_t maxmsg = KILN_MSG_MAX;
     zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     s_setint(sock, ZMQ_SNDHWM, KILN_SNDHWM);
