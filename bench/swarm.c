@@ -9,8 +9,8 @@
  *
  * Nothing is run: an assignment is answered at once with what a real worker
  * sends for a job whose steps all succeed without output (StepStarted and
- * StepResult per step, then JobResult with the assignment's
- * key and fencing token). Results are kept and resent every 2 s until the
+ * StepResult per step, then JobResult with the assignment's key and fencing
+ * token, carrying the last step's result as the agent's does). Results are kept and resent every 2 s until the
  * coordinator acknowledges them, Welcome with rehello is answered with a
  * new Hello, heartbeats go out at the interval the coordinator sets, and a
  * Drain is honoured (assignments while draining are handed back as the
@@ -84,6 +84,7 @@ typedef struct {
     int64_t started_ms;   /* wall */
     int64_t finished_ms;  /* wall */
     int64_t resend_at;    /* monotonic */
+    uint32_t n_steps;     /* the last one's result rides in the job's */
 } s_result_t;
 
 typedef struct {
@@ -224,6 +225,16 @@ static void s_send_result(s_swarm_t *self, s_conn_t *c, s_result_t *r, Kiln__Out
     jr.started_ms = (uint64_t)r->started_ms;
     jr.finished_ms = (uint64_t)r->finished_ms;
     jr.message = (char *)message;
+    Kiln__StepResult sr = KILN__STEP_RESULT__INIT, *srp = &sr;
+    if (r->n_steps) {
+        sr.step = r->n_steps - 1;
+        sr.outcome = KILN__OUTCOME__OUTCOME_SUCCESS;
+        sr.conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
+        sr.started_ms = (uint64_t)r->started_ms;
+        sr.finished_ms = (uint64_t)r->finished_ms;
+        jr.steps = &srp;
+        jr.n_steps = 1;
+    }
     env.body_case = KILN__ENVELOPE__BODY_JOB_RESULT;
     env.job_result = &jr;
     s_send(self, c, &env);
@@ -272,6 +283,9 @@ static void s_on_assign(s_swarm_t *self, s_conn_t *c, const Kiln__JobAssign *a)
         env.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
         env.step_started = &ss;
         s_send(self, c, &env);
+        self->stats.steps_reported++;
+        if (s + 1 == a->n_steps || s + 1 == SWARM_MAX_STEPS)
+            break; /* the last step's result goes with the job's */
         Kiln__Envelope env2 = KILN__ENVELOPE__INIT;
         Kiln__StepResult sr = KILN__STEP_RESULT__INIT;
         sr.job_key = a->job_key;
@@ -285,7 +299,6 @@ static void s_on_assign(s_swarm_t *self, s_conn_t *c, const Kiln__JobAssign *a)
         env2.body_case = KILN__ENVELOPE__BODY_STEP_RESULT;
         env2.step_result = &sr;
         s_send(self, c, &env2);
-        self->stats.steps_reported++;
     }
     if (c->n_results == SWARM_MAX_RESULTS) {
         /* As the agent: the oldest unacknowledged result is forgotten. */
@@ -300,6 +313,7 @@ static void s_on_assign(s_swarm_t *self, s_conn_t *c, const Kiln__JobAssign *a)
     r->token = a->token;
     r->started_ms = now;
     r->finished_ms = now;
+    r->n_steps = (uint32_t)(a->n_steps < SWARM_MAX_STEPS ? a->n_steps : SWARM_MAX_STEPS);
     s_send_result(self, c, r, KILN__OUTCOME__OUTCOME_SUCCESS, "");
     self->stats.results_sent++;
     self->stats.last_result_ms = now;

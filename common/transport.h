@@ -21,7 +21,8 @@
 #include "keys.h"
 #include "kiln.pb-c.h"
 
-#define KILN_PROTO_VERSION 1
+/* 2: a job's result carries the results of the steps that ended with it. */
+#define KILN_PROTO_VERSION 2
 #define KILN_MSG_MAX (4 * 1024 * 1024)
 /* Bounds on every decoded field, checked by kiln_transport_check. */
 #define KILN_WIRE_STRING_MAX (64 * 1024)

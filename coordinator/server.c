@@ -2158,11 +2158,10 @@ static const char *s_outcome_name(Kiln__Outcome o)
     }
 }
 
-static void s_on_step_result(kiln_server_t *self, s_worker_t *w, const Kiln__StepResult *m)
+/* A step's result, for the current attempt of job: on its own (below) or
+ * carried in the job's result. */
+static void s_apply_step_result(kiln_server_t *self, s_job_t *job, const Kiln__StepResult *m)
 {
-    s_job_t *job = s_fenced_job(self, w, m->job_key, m->token, "step result");
-    if (!job)
-        return;
     const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
     if (m->step >= spec->n_steps)
         return;
@@ -2186,6 +2185,13 @@ static void s_on_step_result(kiln_server_t *self, s_worker_t *w, const Kiln__Ste
         ev.duration_ms = m->finished_ms > m->started_ms ? m->finished_ms - m->started_ms : 0;
         s_emit(self, job->run, &ev);
     }
+}
+
+static void s_on_step_result(kiln_server_t *self, s_worker_t *w, const Kiln__StepResult *m)
+{
+    s_job_t *job = s_fenced_job(self, w, m->job_key, m->token, "step result");
+    if (job)
+        s_apply_step_result(self, job, m);
 }
 
 /* What a finished attempt leaves besides its state: outputs (for
@@ -2260,6 +2266,10 @@ static void s_on_job_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobR
         s_ack_result(self, w, m);
         return;
     }
+    /* The steps that ended with the job come first, as their own messages
+     * would have. */
+    for (size_t i = 0; i < m->n_steps; i++)
+        s_apply_step_result(self, job, m->steps[i]);
     s_run_t *run = job->run;
     const kiln_job_t *spec = &run->wf->jobs[job->idx];
     int64_t now = kiln_clock_wall_ms();

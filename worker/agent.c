@@ -55,6 +55,12 @@ typedef struct {
     kiln_jobctx_t *jx;          /* contexts, steps.*, command files, masks */
     bool started_sent;          /* StepStarted sent for the current step */
     int slot;                   /* in agent->jobs */
+    /* Step results not sent yet. Those of the steps that end in the same
+     * turn as the job ride in its result (one message where there were
+     * two); otherwise they go out before anything else the job sends, so
+     * the coordinator sees the same order as ever (s_held_flush). */
+    Kiln__StepResult *held;     /* n_steps of room, allocated on first use */
+    size_t n_held;
 } s_job_t;
 
 /* A finished job's result, kept (packed, as sent) until acknowledged. */
@@ -222,8 +228,11 @@ static void s_send_heartbeat(kiln_agent_t *self)
     self->next_heartbeat = kiln_clock_mono_ms() + self->heartbeat_ms;
 }
 
+static void s_held_flush(s_job_t *job);
+
 static void s_send_log(s_job_t *job, Kiln__Stream stream, const void *data, size_t len)
 {
+    s_held_flush(job);
     Kiln__Envelope env = KILN__ENVELOPE__INIT;
     Kiln__LogChunk chunk = KILN__LOG_CHUNK__INIT;
     chunk.job_key = job->a->job_key;
@@ -299,10 +308,22 @@ static void s_flush_output(s_job_t *job)
     free(shown);
 }
 
+/* Sends the step results held back, in order. */
+static void s_held_flush(s_job_t *job)
+{
+    for (size_t i = 0; i < job->n_held; i++) {
+        Kiln__Envelope env = KILN__ENVELOPE__INIT;
+        env.body_case = KILN__ENVELOPE__BODY_STEP_RESULT;
+        env.step_result = &job->held[i];
+        s_send(job->agent, &env);
+    }
+    job->n_held = 0;
+}
+
+/* A step's result, held back until the job's next message (see held). */
 static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome, int exit_code,
                                int sig, int64_t started, int64_t finished)
 {
-    Kiln__Envelope env = KILN__ENVELOPE__INIT;
     Kiln__StepResult r = KILN__STEP_RESULT__INIT;
     r.job_key = job->a->job_key;
     r.token = job->a->token;
@@ -317,9 +338,18 @@ static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome,
     if (step < job->a->n_steps && job->a->steps[step]->continue_on_error &&
         (outcome == KILN__OUTCOME__OUTCOME_FAILURE || outcome == KILN__OUTCOME__OUTCOME_TIMED_OUT))
         r.conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
-    env.body_case = KILN__ENVELOPE__BODY_STEP_RESULT;
-    env.step_result = &r;
-    s_send(job->agent, &env);
+    if (!job->held)
+        job->held = calloc(job->a->n_steps ? job->a->n_steps : 1, sizeof *job->held);
+    if (!job->held || job->n_held >= job->a->n_steps) {
+        /* No room to hold it (out of memory): as it is, at once. */
+        s_held_flush(job);
+        Kiln__Envelope env = KILN__ENVELOPE__INIT;
+        env.body_case = KILN__ENVELOPE__BODY_STEP_RESULT;
+        env.step_result = &r;
+        s_send(job->agent, &env);
+        return;
+    }
+    job->held[job->n_held++] = r;
 }
 
 /* ---------------------------------------------------------- environment */
@@ -607,6 +637,7 @@ static int s_step_start(s_job_t *job)
         ss.ts_ms = (uint64_t)job->step_started_ms;
         m.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
         m.step_started = &ss;
+        s_held_flush(job);
         s_send(self, &m);
     }
     if (crc != 0) {
@@ -767,6 +798,8 @@ static void s_job_free(s_job_t **job_p)
     s_job_t *job = *job_p;
     if (!job)
         return;
+    s_held_flush(job);
+    free(job->held);
     kiln_exec_destroy(&job->exec);
     kiln_jobctx_destroy(&job->jx);
     if (job->env)
@@ -899,7 +932,19 @@ static void s_job_finish(s_job_t *job)
         extra.summary.data = (uint8_t *)summary;
         extra.summary.len = slen;
     }
+    Kiln__StepResult **held = calloc(job->n_held + 1, sizeof *held);
+    if (held) {
+        for (size_t i = 0; i < job->n_held; i++) {
+            job->held[i].job_key = (char *)"";
+            job->held[i].token = 0;
+            held[i] = &job->held[i];
+        }
+        extra.steps = held;
+        extra.n_steps = job->n_held;
+        job->n_held = 0;
+    }
     s_add_result(self, job->a->job_key, job->a->token, outcome, job->started_ms, NULL, &extra);
+    free(held);
     free(kv);
     free(kvp);
     free(an);
@@ -935,10 +980,23 @@ static void s_null_job(kiln_agent_t *self, const Kiln__JobAssign *a)
         ss.ts_ms = (uint64_t)now;
         se.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
         se.step_started = &ss;
+        s_held_flush(&job);
         s_send(self, &se);
         s_send_step_result(&job, i, KILN__OUTCOME__OUTCOME_SUCCESS, 0, 0, now, now);
     }
-    s_add_result(self, a->job_key, a->token, KILN__OUTCOME__OUTCOME_SUCCESS, now, NULL, NULL);
+    Kiln__JobResult extra = KILN__JOB_RESULT__INIT;
+    Kiln__StepResult *held[1];
+    if (job.n_held == 1) {
+        job.held[0].job_key = (char *)"";
+        job.held[0].token = 0;
+        held[0] = &job.held[0];
+        extra.steps = held;
+        extra.n_steps = 1;
+        job.n_held = 0;
+    }
+    s_held_flush(&job);
+    s_add_result(self, a->job_key, a->token, KILN__OUTCOME__OUTCOME_SUCCESS, now, NULL, &extra);
+    free(job.held);
     kiln_log_debug("job %s attempt %u: %zu steps reported without running (null executor)",
                    a->job_key, a->attempt, a->n_steps);
 }
@@ -1117,6 +1175,7 @@ static void s_abandon_jobs(kiln_agent_t *self, Kiln__Outcome outcome, const char
         if (!job)
             continue;
         kiln_exec_destroy(&job->exec);
+        s_held_flush(job);
         s_add_result(self, job->a->job_key, job->a->token, outcome, job->started_ms, why, NULL);
         if (!self->cfg.keep_workspaces)
             kiln_workspace_remove(&job->ws);

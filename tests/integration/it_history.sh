@@ -124,3 +124,31 @@ pass "integrity_check ok"
     fail "the wide run's record does not list 300 jobs"
 [ "$(stat -c %s "$T/wide.json")" -gt 65536 ] || fail "the record is not larger than 64 KiB; the check proves nothing"
 pass "a 300-job run's record ($(stat -c %s "$T/wide.json") bytes) arrives whole"
+
+# The steps that end with a job travel inside its result: the last step run
+# and every step skipped after it each get their row, state and times, as
+# do the skipped steps in the middle that go out on their own.
+cat >"$T/tail.yml" <<'YML'
+name: tails
+on: push
+jobs:
+  stops:
+    runs-on: self-hosted
+    steps:
+      - run: exit 3
+      - run: echo never-one
+      - run: echo never-two
+  recovers:
+    runs-on: self-hosted
+    steps:
+      - run: exit 4
+      - run: echo never-three
+      - if: always()
+        run: echo cleaned-up
+YML
+"$KILN" submit --wait "$T/tail.yml" >"$T/tail.txt" 2>&1 && fail "the tails run succeeded: $(cat "$T/tail.txt")"
+run=$(sql "select id from runs where name = 'tails'")
+got=$(sql "select job_id || '/' || idx || ':' || state || ':' || (finished_ms >= started_ms) from steps where run_id = $run order by job_id, idx" | tr '\n' ' ')
+[ "$got" = "recovers/0:failure:1 recovers/1:skipped:1 recovers/2:success:1 stops/0:failure:1 stops/1:skipped:1 stops/2:skipped:1 " ] ||
+    fail "step rows of the tails run: $got"
+pass "the last step and the skipped steps after it are recorded from the job's result"
