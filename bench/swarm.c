@@ -10,8 +10,9 @@
  * Nothing is run: an assignment is answered at once with what a real worker
  * sends for a job whose steps all succeed without output (StepStarted and
  * StepResult per step, then JobResult with the assignment's key and fencing
- * token, carrying the last step's result as the agent's does). Results are kept and resent every 2 s until the
- * coordinator acknowledges them, Welcome with rehello is answered with a
+ * token, carrying the last step's result as the agent's does). Results are
+ * kept and resent every 2 s until the coordinator acknowledges them (alone
+ * or inside the next assignment), Welcome with rehello is answered with a
  * new Hello, heartbeats go out at the interval the coordinator sets, and a
  * Drain is honoured (assignments while draining are handed back as the
  * agent does). What the coordinator sends is decoded with the transport's
@@ -243,10 +244,14 @@ static void s_send_result(s_swarm_t *self, s_conn_t *c, s_result_t *r, Kiln__Out
 
 /* ------------------------------------------------------------- handlers */
 
+static void s_on_result_ack(s_swarm_t *self, s_conn_t *c, const Kiln__ResultAck *ack);
+
 /* An assignment: every step started and succeeded, the job done.
  * The result is kept until acknowledged. */
 static void s_on_assign(s_swarm_t *self, s_conn_t *c, const Kiln__JobAssign *a)
 {
+    for (size_t i = 0; i < a->n_acks; i++)
+        s_on_result_ack(self, c, a->acks[i]);
     int64_t now = kiln_clock_wall_ms();
     size_t key_len = strlen(a->job_key);
     if (key_len == 0 || key_len >= SWARM_JOB_KEY_MAX) {

@@ -66,6 +66,10 @@ typedef struct {
      * this way, not after the whole lease. */
     int64_t suspect_deadline;
     s_job_t **jobs;         /* running here: `slots` entries, NULL = free */
+    /* The batch's acknowledgements that ride with its next assignment:
+     * first index in the server's acks (chained by ack_next), or -1. */
+    int ack_head;
+    bool assign_outgoing;   /* an assignment waits for the batch's commit */
 } s_worker_t;
 
 typedef struct {
@@ -139,6 +143,8 @@ struct s_run {
 };
 
 #define KILN_SERVER_MAX_PENDING_ACKS 1024
+/* Acknowledgements one assignment carries at most (the rest go alone). */
+#define S_ACKS_PER_ASSIGN 64
 #define S_REHELLO_SLOTS 256
 
 typedef struct {
@@ -206,7 +212,12 @@ struct kiln_server {
      * acknowledged after it commits. */
     bool in_batch;
     s_pending_ack_t acks[KILN_SERVER_MAX_PENDING_ACKS];
+    int ack_next[KILN_SERVER_MAX_PENDING_ACKS];
     size_t n_acks;
+    /* Jobs placed during the batch: their assignments go out after its
+     * commit, each carrying its worker's acknowledgements. */
+    s_job_t **outgoing;
+    size_t n_outgoing, cap_outgoing;
     int64_t redis_retry_at;         /* monotonic */
     int64_t redis_backoff_ms;
 };
@@ -1514,6 +1525,18 @@ static int s_send_assign(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     }
     a.steps = stepp;
     a.n_steps = spec->n_steps;
+    /* The worker's acknowledgements waiting in this batch go along. */
+    Kiln__ResultAck ack_v[S_ACKS_PER_ASSIGN], *ack_p[S_ACKS_PER_ASSIGN];
+    while (w->ack_head >= 0 && a.n_acks < S_ACKS_PER_ASSIGN) {
+        const s_pending_ack_t *pa = &self->acks[w->ack_head];
+        Kiln__ResultAck *ra = &ack_v[a.n_acks];
+        kiln__result_ack__init(ra);
+        ra->job_key = (char *)pa->job_key;
+        ra->token = pa->token;
+        ack_p[a.n_acks++] = ra;
+        w->ack_head = self->ack_next[w->ack_head];
+    }
+    a.acks = ack_p;
     env.body_case = KILN__ENVELOPE__BODY_ASSIGN;
     env.assign = &a;
     rc = s_send(self, w->identity, w->id_len, &env);
@@ -1655,6 +1678,10 @@ static size_t s_free_slots(const kiln_server_t *self)
  * run out (a run with nothing placeable sits out the rest of the pass).
  * Then one round trip leases them all, one transaction records them, and
  * the assignments go out. */
+static int s_outgoing_add(kiln_server_t *self, s_job_t **placed, size_t n);
+static void s_send_placed(kiln_server_t *self, s_job_t **placed, size_t n_placed);
+static void s_lose_undeliverable(kiln_server_t *self);
+
 static void s_dispatch_now(kiln_server_t *self)
 {
     if (!kiln_queue_connected(self->queue) || !self->n_ready)
@@ -1722,17 +1749,17 @@ static void s_dispatch_now(kiln_server_t *self)
     for (size_t i = 0; i < n_placed; i++)
         s_commit_placement(self, placed[i]);
     kiln_history_commit(self->history);
-    /* A worker we cannot deliver to is lost, but only after every send of
-     * this pass: losing it frees it, and later placements may name it. */
-    for (size_t i = 0; i < n_placed; i++) {
-        s_job_t *job = placed[i];
-        if (job->worker->undeliverable)
-            continue;
-        if (s_send_assign(self, job, job->worker) != 0)
-            job->worker->undeliverable = true;
-        else
-            s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_STARTED, 0);
+    if (!own_batch) {
+        /* Inside a burst the assignments wait for its commit
+         * (s_flush_batch), so they can carry the acknowledgements that
+         * wait for it too. */
+        if (s_outgoing_add(self, placed, n_placed) == 0) {
+            free(placed);
+            return;
+        }
+        kiln_log_warn("dispatch: %s; assignments sent at once", kiln_error_last());
     }
+    s_send_placed(self, placed, n_placed);
     /* Redis's replies are read later (s_queue_settle): if it refused a
      * lease (it lost writes, or was cut off), the job still runs under our
      * token and reconcile writes our view back, as for any write it missed. */
@@ -1741,6 +1768,50 @@ static void s_dispatch_now(kiln_server_t *self)
         self->redis_dirty = true;
     }
     free(placed);
+    s_lose_undeliverable(self);
+}
+
+/* Jobs placed inside a burst, kept for s_flush_batch. */
+static int s_outgoing_add(kiln_server_t *self, s_job_t **placed, size_t n)
+{
+    if (self->n_outgoing + n > self->cap_outgoing) {
+        size_t cap = self->cap_outgoing ? self->cap_outgoing : 64;
+        while (cap < self->n_outgoing + n)
+            cap *= 2;
+        s_job_t **grown = realloc(self->outgoing, cap * sizeof *grown);
+        if (!grown) {
+            kiln_error_set("out of memory");
+            return -1;
+        }
+        self->outgoing = grown;
+        self->cap_outgoing = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        placed[i]->worker->assign_outgoing = true;
+        self->outgoing[self->n_outgoing++] = placed[i];
+    }
+    return 0;
+}
+
+/* Sends the placed jobs' assignments. A worker we cannot deliver to is
+ * marked; it is lost (s_lose_undeliverable) only after every send, since
+ * losing it frees it and later placements may name it. */
+static void s_send_placed(kiln_server_t *self, s_job_t **placed, size_t n_placed)
+{
+    for (size_t i = 0; i < n_placed; i++) {
+        s_job_t *job = placed[i];
+        job->worker->assign_outgoing = false;
+        if (job->worker->undeliverable)
+            continue;
+        if (s_send_assign(self, job, job->worker) != 0)
+            job->worker->undeliverable = true;
+        else
+            s_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_STARTED, 0);
+    }
+}
+
+static void s_lose_undeliverable(kiln_server_t *self)
+{
     for (;;) {
         s_worker_t *gone = NULL;
         for (size_t i = 0; i < self->n_workers && !gone; i++)
@@ -1907,6 +1978,7 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
         memcpy(w->identity, msg->identity, msg->id_len);
         w->id_len = msg->id_len;
         w->slots = slots;
+        w->ack_head = -1;
         snprintf(w->name, sizeof w->name, "%s", h->name[0] ? h->name : key_name);
         snprintf(w->key_name, sizeof w->key_name, "%s", key_name);
         snprintf(w->hostname, sizeof w->hostname, "%s", h->hostname);
@@ -2030,7 +2102,33 @@ static void s_flush_batch(kiln_server_t *self)
         kiln_history_commit(self->history);
         self->in_batch = false;
     }
+    /* Each acknowledgement rides with an assignment to its worker if one
+     * is going out; the others go alone. */
+    bool alone[KILN_SERVER_MAX_PENDING_ACKS];
+    for (size_t i = self->n_acks; i-- > 0;) {
+        s_worker_t *w = self->n_outgoing
+                            ? s_worker_find(self, self->acks[i].identity, self->acks[i].id_len)
+                            : NULL;
+        alone[i] = !w || !w->assign_outgoing;
+        if (!alone[i]) {
+            self->ack_next[i] = w->ack_head;
+            w->ack_head = (int)i;
+        }
+    }
+    if (self->n_outgoing) {
+        size_t n = self->n_outgoing;
+        self->n_outgoing = 0;
+        s_send_placed(self, self->outgoing, n);
+        /* Any left over (more than one assignment holds) go alone. */
+        for (size_t i = 0; i < n; i++) {
+            s_worker_t *w = self->outgoing[i]->worker;
+            for (; w && w->ack_head >= 0; w->ack_head = self->ack_next[w->ack_head])
+                alone[w->ack_head] = true;
+        }
+    }
     for (size_t i = 0; i < self->n_acks; i++) {
+        if (!alone[i])
+            continue;
         Kiln__Envelope env = KILN__ENVELOPE__INIT;
         Kiln__ResultAck ack = KILN__RESULT_ACK__INIT;
         ack.job_key = self->acks[i].job_key;
@@ -2040,6 +2138,7 @@ static void s_flush_batch(kiln_server_t *self)
         s_send(self, self->acks[i].identity, self->acks[i].id_len, &env);
     }
     self->n_acks = 0;
+    s_lose_undeliverable(self);
 }
 
 static void s_on_heartbeat(kiln_server_t *self, s_worker_t *w, const Kiln__Heartbeat *hb)
@@ -3447,6 +3546,7 @@ void kiln_server_destroy(kiln_server_t **self_p)
     for (size_t i = 0; i < self->n_workers; i++)
         s_worker_free(&self->workers[i]);
     free(self->workers);
+    free(self->outgoing);
     free(self->wtab);
     for (size_t i = 0; i < self->n_universal; i++)
         free(self->universal[i]);

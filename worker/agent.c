@@ -1005,6 +1005,8 @@ static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
 {
     const Kiln__JobAssign *a = msg->env->assign;
     int slot = -1, rc;
+    for (size_t i = 0; i < a->n_acks; i++)
+        s_on_result_ack(self, a->acks[i]);
     for (int i = 0; i < self->cfg.slots; i++) {
         if (self->jobs[i] && strcmp(self->jobs[i]->a->job_key, a->job_key) == 0) {
             kiln_log_warn("assignment of %s while it runs here; ignored", a->job_key);
