@@ -152,3 +152,14 @@ got=$(sql "select job_id || '/' || idx || ':' || state || ':' || (finished_ms >=
 [ "$got" = "recovers/0:failure:1 recovers/1:skipped:1 recovers/2:success:1 stops/0:failure:1 stops/1:skipped:1 stops/2:skipped:1 " ] ||
     fail "step rows of the tails run: $got"
 pass "the last step and the skipped steps after it are recorded from the job's result"
+
+# Every result was acknowledged, most of them inside the worker's next
+# assignment: past the workers' resend interval (2 s) none came back.
+sleep 2.5
+"$KILN" stats --json >"$T/stats.json" || fail "kiln stats failed"
+# (A resent result of a finished run counts as stale, of a live one as a
+# duplicate.)
+[ "$(json_get "$T/stats.json" '$.duplicate_results')" = 0 ] &&
+    [ "$(json_get "$T/stats.json" '$.stale_rejected')" = 0 ] ||
+    fail "results were resent: $(cat "$T/stats.json")"
+pass "no result was sent twice: every acknowledgement arrived"
