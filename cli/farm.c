@@ -21,6 +21,9 @@
 #include "workspace.h"
 
 #define KILN_FARM_STOP_GRACE_MS 5000
+/* How long a coordinator may take to listen (it may first recover the
+ * runs a large history holds). */
+#define KILN_FARM_READY_MS 60000
 /* sun_path is 108 bytes; ipc:// and Redis sockets must fit. */
 #define KILN_UNIX_PATH_MAX 100
 
@@ -79,7 +82,10 @@ static void s_bin_path(const char *name, char *out, size_t cap)
     snprintf(out, cap, "%s", name); /* from PATH */
 }
 
-static int s_spawn(s_proc_t *p, const char *name, const char *log_path, char *const argv[])
+/* Starts argv[0] in its own process group with its output in log_path.
+ * keep_fd (-1: none) stays open across the exec. */
+static int s_spawn(s_proc_t *p, const char *name, const char *log_path, char *const argv[],
+                   int keep_fd)
 {
     snprintf(p->name, sizeof p->name, "%s", name);
     pid_t parent = getpid();
@@ -106,6 +112,8 @@ static int s_spawn(s_proc_t *p, const char *name, const char *log_path, char *co
         }
         if (null >= 0)
             dup2(null, 0);
+        if (keep_fd >= 0)
+            fcntl(keep_fd, F_SETFD, 0);
         execvp(argv[0], argv);
         dprintf(2, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -113,6 +121,23 @@ static int s_spawn(s_proc_t *p, const char *name, const char *log_path, char *co
     setpgid(p->pid, p->pid);
     p->pidfd = s_pidfd_open(p->pid);
     return 0;
+}
+
+/* Waits until the coordinator writes to its --ready-fd, or fails naming
+ * its log when it dies (end of file) or takes too long. */
+static int s_wait_ready(int fd, const char *log_path)
+{
+    struct pollfd pfd = {fd, POLLIN, 0};
+    char buf[16];
+    int n;
+    while ((n = poll(&pfd, 1, KILN_FARM_READY_MS)) == -1 && errno == EINTR)
+        ;
+    if (n == 1 && read(fd, buf, sizeof buf) > 0)
+        return 0;
+    kiln_error_set("the coordinator %s; see %s", n == 0 ? "did not start listening in time"
+                                                          : "stopped before it listened",
+                   log_path);
+    return -1;
 }
 
 static int s_ensure_key(const char *dir, const char *name)
@@ -162,6 +187,7 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
     kiln_farm_t *self = calloc(1, sizeof *self);
     char path[PATH_MAX + 64], keys[PATH_MAX + 16], allow_w[PATH_MAX + 32], allow_c[PATH_MAX + 32];
     char bin[PATH_MAX];
+    int ready[2] = {-1, -1};
     *out = NULL;
     if (!self) {
         kiln_error_set("out of memory");
@@ -242,7 +268,7 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
                           "--unixsocketperm", "700", "--dir", rdir, "--save", "",
                           "--appendonly", "yes", "--appendfsync", "everysec",
                           "--daemonize", "no", NULL};
-    if (s_spawn(&self->redis, "redis-server", rlog, redis_argv) != 0)
+    if (s_spawn(&self->redis, "redis-server", rlog, redis_argv, -1) != 0)
         goto cleanup;
 
     char db[PATH_MAX + 32], skey[PATH_MAX + 32], clog[PATH_MAX + 32], allow[PATH_MAX + 16];
@@ -258,11 +284,24 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
         kiln_error_errno("vars file %s", opts->vars);
         goto cleanup;
     }
-    char *coord_argv[] = {bin,     "--listen", self->endpoint, "--redis",     rsock,
-                          "--db",  db,         "--key",        skey,          "--allow",
-                          allow,   "--log-level", (char *)level, vars[0] ? "--vars" : NULL,
-                          vars,    NULL};
-    if (s_spawn(&self->coordinator, "kiln-coordinator", clog, coord_argv) != 0)
+    /* The workers and the client connect once the coordinator says it
+     * listens: a connection tried before would wait out a reconnect
+     * interval. */
+    if (pipe2(ready, O_CLOEXEC) != 0) {
+        kiln_error_errno("cannot make a pipe");
+        goto cleanup;
+    }
+    char ready_arg[16];
+    snprintf(ready_arg, sizeof ready_arg, "%d", ready[1]);
+    char *coord_argv[] = {bin,       "--listen",  self->endpoint, "--redis",     rsock,
+                          "--db",    db,          "--key",        skey,          "--allow",
+                          allow,     "--ready-fd", ready_arg,     "--log-level", (char *)level,
+                          vars[0] ? "--vars" : NULL, vars, NULL};
+    if (s_spawn(&self->coordinator, "kiln-coordinator", clog, coord_argv, ready[1]) != 0)
+        goto cleanup;
+    close(ready[1]);
+    ready[1] = -1;
+    if (s_wait_ready(ready[0], clog) != 0)
         goto cleanup;
 
     char spub[PATH_MAX + 32], slots[16];
@@ -280,7 +319,7 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
                          slots,         "--work-dir",    wdir,           "--labels",
                          (char *)(opts->labels ? opts->labels : ""), "--log-level", (char *)level,
                          NULL};
-        if (s_spawn(&self->workers[self->n_workers], name, wlog, wargv) != 0)
+        if (s_spawn(&self->workers[self->n_workers], name, wlog, wargv, -1) != 0)
             goto cleanup;
         self->n_workers++;
     }
@@ -288,6 +327,9 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
     self = NULL;
     rc = 0;
 cleanup:
+    for (int i = 0; i < 2; i++)
+        if (ready[i] != -1)
+            close(ready[i]);
     if (self)
         kiln_farm_stop(&self, false);
     return rc;
@@ -305,11 +347,15 @@ void kiln_farm_stop(kiln_farm_t **self_p, bool keep)
             kill(self->workers[i].pid, SIGINT);
     for (int i = 0; i < self->n_workers; i++)
         s_wait_stop(&self->workers[i], SIGINT);
-    s_wait_stop(&self->coordinator, SIGTERM);
-    /* Redis acts on SIGTERM only at its next timer tick (up to 100 ms
-     * later). A farm whose directory is about to be deleted needs nothing
-     * from it, so it is killed outright; a kept farm gets its clean stop. */
-    s_wait_stop(&self->redis, self->temporary && !keep ? SIGKILL : SIGTERM);
+    /* A farm whose directory is about to be deleted needs nothing more
+     * from its coordinator or Redis, so they are killed outright: the
+     * coordinator's clean stop is a checkpoint of a history nobody will
+     * read (30 ms after a 1,000-job run), and Redis acts on SIGTERM only at
+     * its next timer tick (up to 100 ms later). A kept farm gets clean
+     * stops. */
+    bool discard = self->temporary && !keep;
+    s_wait_stop(&self->coordinator, discard ? SIGKILL : SIGTERM);
+    s_wait_stop(&self->redis, discard ? SIGKILL : SIGTERM);
     if (self->temporary && !keep && self->dir[0])
         kiln_workspace_rmtree(self->dir);
     free(self);

@@ -1,8 +1,11 @@
 /* main.c: kiln-coordinator. Parses flags (or a config file) and runs the
  * server library; everything else lives in server.c so tests and fuzzers
  * link the same code. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "error.h"
@@ -15,6 +18,7 @@ int main(int argc, char **argv)
     kiln_server_t *server = NULL;
     const char *log_level = "info";
     int heartbeat = 0, lease = 0, attempts = 0, npos = 0, log_limit_mb = 0, log_window_kb = 0;
+    int ready_fd = -1;
     kiln_server_config_defaults(&cfg);
     kiln_opt_t opts[] = {
         {"listen", KILN_OPT_STRING, &cfg.listen, "endpoint to bind (tcp://127.0.0.1:7420)"},
@@ -36,6 +40,9 @@ int main(int argc, char **argv)
          "JSON file of configuration variables (the vars context)"},
         {"scheduler", KILN_OPT_STRING, &cfg.scheduler,
          "ready-job order: critical-path (default) or fifo"},
+        {"ready-fd", KILN_OPT_INT, &ready_fd,
+         "once listening, write a line to this inherited descriptor and close it "
+         "(for a supervisor that starts workers and clients after it)"},
         {"log-level", KILN_OPT_STRING, &log_level, "debug, info, warn or error"},
         {NULL, 0, NULL, NULL},
     };
@@ -72,6 +79,12 @@ int main(int argc, char **argv)
     if (rc != 0) {
         kiln_log_error("%s", kiln_error_last());
         return rc == KILN_EINVAL ? 2 : 3;
+    }
+    if (ready_fd > 2) {
+        /* Whoever waits on it may connect now without a retry. */
+        if (write(ready_fd, "ready\n", 6) != 6)
+            kiln_log_warn("--ready-fd %d: %s", ready_fd, strerror(errno));
+        close(ready_fd);
     }
     rc = kiln_server_run(server);
     kiln_server_destroy(&server);

@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,8 @@ typedef struct {
     char *labels[KILN_SERVER_MAX_LABELS];
     size_t n_labels;
     unsigned slots;
-    unsigned busy;
+    unsigned cap;           /* slots + the assignments it queues (lookahead) */
+    unsigned busy;          /* jobs held: running or queued */
     bool draining;
     bool undeliverable;     /* a send failed in this dispatch pass */
     int64_t drain_deadline_ms; /* wall; 0: none */
@@ -65,7 +67,7 @@ typedef struct {
      * time, it is lost. A process that dies is found in a heartbeat or two
      * this way, not after the whole lease. */
     int64_t suspect_deadline;
-    s_job_t **jobs;         /* running here: `slots` entries, NULL = free */
+    s_job_t **jobs;         /* held here: `cap` entries, NULL = free */
     /* The batch's acknowledgements that ride with its next assignment:
      * first index in the server's acks (chained by ack_next), or -1. */
     int ack_head;
@@ -136,6 +138,11 @@ struct s_run {
     size_t *by_id;                  /* job indexes sorted by id (s_job_find), or NULL */
     char *names;                    /* every job's key and labels */
     unsigned n_leased;              /* jobs running on a worker (fairness) */
+    /* How long its jobs have been taking (moving average of the workers'
+     * own timings, successful attempts), and over how many: whether its
+     * workers should get their next job queued (s_prefetchable). */
+    int64_t recent_ms;
+    unsigned n_recent;
     uint64_t served_seq;            /* when it last had a job placed (fairness) */
     uint64_t blocked_pass;          /* dispatch pass that found none placeable */
     s_watcher_t watchers[KILN_SERVER_MAX_WATCHERS];
@@ -1149,7 +1156,7 @@ static int s_expand_runtime_matrix(kiln_server_t *self, s_run_t *run, s_job_t *j
             *n = run->jobs[old];
             was_ready[i] = n->state == KILN_JOB_READY;
             for (size_t w = 0; w < self->n_workers; w++)
-                for (unsigned k = 0; k < self->workers[w]->slots; k++)
+                for (unsigned k = 0; k < self->workers[w]->cap; k++)
                     if (self->workers[w]->jobs[k] == &run->jobs[old])
                         self->workers[w]->jobs[k] = n;
         }
@@ -1422,7 +1429,7 @@ static void s_job_final(kiln_server_t *self, s_job_t *job, kiln_job_state_t stat
 
 static void s_worker_release(s_worker_t *w, s_job_t *job)
 {
-    for (unsigned i = 0; i < w->slots; i++) {
+    for (unsigned i = 0; i < w->cap; i++) {
         if (w->jobs[i] == job) {
             w->jobs[i] = NULL;
             w->busy--;
@@ -1554,14 +1561,44 @@ cleanup:
     return rc;
 }
 
-/* The matching worker with a free slot and the fewest busy slots. */
-static s_worker_t *s_pick_worker(kiln_server_t *self, const s_job_t *job)
+/* Runs whose jobs take longer than this many samples say are not judged
+ * short yet (s_prefetchable). */
+#define S_PREFETCH_SAMPLES 3
+
+/* Whether worker w should get an assignment queued behind its running
+ * jobs: all its slots are busy, it has room to queue, and each job it holds
+ * belongs to a run of short jobs and is expected to end within the horizon.
+ * Then the next job starts the moment one ends, instead of a round trip
+ * later; with anything longer or unknown it waits for a free slot, so a
+ * queued job never sits behind a long one while another worker frees up. */
+static bool s_prefetchable(const s_worker_t *w, int64_t now)
+{
+    if (w->draining || w->busy < w->slots || w->busy >= w->cap)
+        return false;
+    for (unsigned i = 0; i < w->cap; i++) {
+        const s_job_t *j = w->jobs[i];
+        if (!j)
+            continue;
+        const s_run_t *r = j->run;
+        if (r->n_recent < S_PREFETCH_SAMPLES || r->recent_ms > KILN_SERVER_PREFETCH_SHORT_MS ||
+            j->started_ms + r->recent_ms > now + KILN_SERVER_PREFETCH_HORIZON_MS)
+            return false;
+    }
+    return true;
+}
+
+/* The matching worker with a free slot and the fewest busy slots; with
+ * queue set, one that may queue it (s_prefetchable) instead. */
+static s_worker_t *s_pick_worker(kiln_server_t *self, const s_job_t *job, bool queue,
+                                 int64_t now)
 {
     const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
     s_worker_t *best = NULL;
     for (size_t i = 0; i < self->n_workers; i++) {
         s_worker_t *w = self->workers[i];
-        if (w->draining || w->busy >= w->slots || !s_worker_matches(self, w, spec))
+        if (queue ? !s_prefetchable(w, now) : (w->draining || w->busy >= w->slots))
+            continue;
+        if (!s_worker_matches(self, w, spec))
             continue;
         if (!best || w->busy * best->slots < best->busy * w->slots)
             best = w;
@@ -1580,7 +1617,7 @@ static void s_place(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     s_ready_remove(self, job);
     job->worker = w;
     job->state = KILN_JOB_RUNNING;
-    for (unsigned i = 0; i < w->slots; i++) {
+    for (unsigned i = 0; i < w->cap; i++) {
         if (!w->jobs[i]) {
             w->jobs[i] = job;
             break;
@@ -1673,6 +1710,18 @@ static size_t s_free_slots(const kiln_server_t *self)
     return n;
 }
 
+/* Room to queue jobs on workers about to free a slot (s_prefetchable). */
+static size_t s_queue_room(const kiln_server_t *self, int64_t now)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->n_workers; i++) {
+        const s_worker_t *w = self->workers[i];
+        if (w->cap > w->slots && s_prefetchable(w, now))
+            n += w->cap - w->busy;
+    }
+    return n;
+}
+
 /* Places ready jobs on free slots: pick the run whose turn it is, then its
  * best job that some free worker can take, until slots or placeable jobs
  * run out (a run with nothing placeable sits out the rest of the pass).
@@ -1686,10 +1735,12 @@ static void s_dispatch_now(kiln_server_t *self)
 {
     if (!kiln_queue_connected(self->queue) || !self->n_ready)
         return; /* Redis down: paused until it is back */
+    int64_t now = kiln_clock_wall_ms();
     size_t free_slots = s_free_slots(self);
-    if (!free_slots)
+    size_t room = s_queue_room(self, now);
+    if (!free_slots && !room)
         return;
-    size_t cap = free_slots < self->n_ready ? free_slots : self->n_ready;
+    size_t cap = free_slots + room < self->n_ready ? free_slots + room : self->n_ready;
     s_job_t **placed = malloc(cap * sizeof *placed);
     size_t n_placed = 0;
     if (!placed) {
@@ -1699,40 +1750,49 @@ static void s_dispatch_now(kiln_server_t *self)
     bool own_batch = !self->in_batch;
     if (own_batch)
         kiln_queue_batch_begin(self->queue);
-    uint64_t pass = ++self->dispatch_pass;
-    /* Label sets no free worker has: slots only fill up during a pass, so
-     * their other jobs are skipped without asking every worker again. */
-    const char *unplaceable[16];
-    size_t n_unplaceable = 0;
-    while (n_placed < cap) {
-        s_run_t *run = NULL;
-        for (size_t r = 0; r < self->n_runs; r++) {
-            s_run_t *o = self->runs[r];
-            if (o->n_ready && o->blocked_pass != pass && (!run || s_run_turn_before(self, o, run)))
-                run = o;
-        }
-        if (!run)
-            break;
-        bool found = false;
-        for (size_t i = run->n_ready; i-- > 0 && !found;) {
-            s_job_t *job = run->ready[i];
-            bool known = false;
-            for (size_t k = 0; k < n_unplaceable && !known; k++)
-                known = strcmp(unplaceable[k], job->labels) == 0;
-            if (known || s_matrix_saturated(job) || s_group_busy(self, job))
-                continue;
-            s_worker_t *w = s_pick_worker(self, job);
-            if (!w) {
-                if (n_unplaceable < 16)
-                    unplaceable[n_unplaceable++] = job->labels;
-                continue;
+    /* Free slots first; then, if jobs are left, queue them on workers about
+     * to free one. */
+    for (int phase = 0; phase < 2; phase++) {
+        bool queue = phase == 1;
+        size_t limit = n_placed + (queue ? room : free_slots);
+        if (limit > cap)
+            limit = cap;
+        uint64_t pass = ++self->dispatch_pass;
+        /* Label sets no free worker has: slots only fill up during a pass, so
+         * their other jobs are skipped without asking every worker again. */
+        const char *unplaceable[16];
+        size_t n_unplaceable = 0;
+        while (n_placed < limit) {
+            s_run_t *run = NULL;
+            for (size_t r = 0; r < self->n_runs; r++) {
+                s_run_t *o = self->runs[r];
+                if (o->n_ready && o->blocked_pass != pass &&
+                    (!run || s_run_turn_before(self, o, run)))
+                    run = o;
             }
-            s_place(self, job, w);
-            placed[n_placed++] = job;
-            found = true;
+            if (!run)
+                break;
+            bool found = false;
+            for (size_t i = run->n_ready; i-- > 0 && !found;) {
+                s_job_t *job = run->ready[i];
+                bool known = false;
+                for (size_t k = 0; k < n_unplaceable && !known; k++)
+                    known = strcmp(unplaceable[k], job->labels) == 0;
+                if (known || s_matrix_saturated(job) || s_group_busy(self, job))
+                    continue;
+                s_worker_t *w = s_pick_worker(self, job, queue, now);
+                if (!w) {
+                    if (n_unplaceable < 16)
+                        unplaceable[n_unplaceable++] = job->labels;
+                    continue;
+                }
+                s_place(self, job, w);
+                placed[n_placed++] = job;
+                found = true;
+            }
+            if (!found)
+                run->blocked_pass = pass;
         }
-        if (!found)
-            run->blocked_pass = pass;
     }
     /* The leases are written to Redis before any assignment goes out, so
      * even if we die now Redis applies them; their replies are read after
@@ -1917,7 +1977,7 @@ static void s_worker_lost(kiln_server_t *self, s_worker_t *w, const char *why)
         }
     }
     s_wtab_del(self, w);
-    for (unsigned i = 0; i < w->slots; i++) {
+    for (unsigned i = 0; i < w->cap; i++) {
         s_job_t *job = w->jobs[i];
         if (!job)
             continue;
@@ -1941,7 +2001,7 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
     if (w) {
         /* A known worker says hello again (it reconnected). Jobs it no
          * longer reports were lost with the old connection. */
-        for (unsigned i = 0; i < w->slots; i++) {
+        for (unsigned i = 0; i < w->cap; i++) {
             s_job_t *job = w->jobs[i];
             bool reported = false;
             for (size_t k = 0; job && k < h->n_running; k++)
@@ -1970,14 +2030,17 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
                           msg->peer_address, h->slots, KILN_SERVER_MAX_SLOTS);
             return;
         }
+        unsigned lookahead = h->lookahead < KILN_SERVER_MAX_LOOKAHEAD ? h->lookahead
+                                                                      : KILN_SERVER_MAX_LOOKAHEAD;
         w = calloc(1, sizeof *w);
-        if (!w || !(w->jobs = calloc(slots, sizeof *w->jobs))) {
+        if (!w || !(w->jobs = calloc(slots + lookahead, sizeof *w->jobs))) {
             free(w);
             return;
         }
         memcpy(w->identity, msg->identity, msg->id_len);
         w->id_len = msg->id_len;
         w->slots = slots;
+        w->cap = slots + lookahead;
         w->ack_head = -1;
         snprintf(w->name, sizeof w->name, "%s", h->name[0] ? h->name : key_name);
         snprintf(w->key_name, sizeof w->key_name, "%s", key_name);
@@ -2012,10 +2075,10 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
             s_job_t *job = s_job_find(self, h->running[k]->job_key);
             if (job && job->state == KILN_JOB_RUNNING && !job->worker &&
                 job->token == h->running[k]->token && strcmp(job->worker_name, w->name) == 0 &&
-                w->busy < w->slots) {
+                w->busy < w->cap) {
                 job->worker = w;
                 job->orphan_deadline = 0;
-                for (unsigned i = 0; i < w->slots; i++) {
+                for (unsigned i = 0; i < w->cap; i++) {
                     if (!w->jobs[i]) {
                         w->jobs[i] = job;
                         break;
@@ -2150,7 +2213,7 @@ static void s_on_heartbeat(kiln_server_t *self, s_worker_t *w, const Kiln__Heart
         kiln_log_info("worker %s is draining%s", w->name,
                       hb->drain_deadline_ms ? " with a deadline" : "");
     int64_t deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
-    for (unsigned i = 0; i < w->slots; i++) {
+    for (unsigned i = 0; i < w->cap; i++) {
         s_job_t *job = w->jobs[i];
         if (job && kiln_queue_renew(self->queue, job->key, job->token, deadline) != 0)
             kiln_log_warn("lease renewal for %s: %s", job->key, kiln_error_last());
@@ -2384,6 +2447,12 @@ static void s_on_job_result(kiln_server_t *self, s_worker_t *w, const Kiln__JobR
         s_run_check_done(self, run);
         s_dispatch(self);
         return;
+    }
+    if (m->outcome == KILN__OUTCOME__OUTCOME_SUCCESS && m->finished_ms >= m->started_ms) {
+        int64_t took = (int64_t)(m->finished_ms - m->started_ms);
+        run->recent_ms = run->n_recent ? run->recent_ms + (took - run->recent_ms) / 4 : took;
+        if (run->n_recent < UINT_MAX)
+            run->n_recent++;
     }
     kiln_job_state_t state;
     switch (m->outcome) {
@@ -2744,7 +2813,7 @@ static json_t *s_workers_json(kiln_server_t *self)
         json_t *labels = json_array(), *jobs = json_array();
         for (size_t k = 0; k < w->n_labels; k++)
             json_array_append_new(labels, json_string(w->labels[k]));
-        for (unsigned k = 0; k < w->slots; k++)
+        for (unsigned k = 0; k < w->cap; k++)
             if (w->jobs[k])
                 json_array_append_new(jobs, json_string(w->jobs[k]->key));
         json_array_append_new(

@@ -58,6 +58,14 @@ typedef struct {
 #define KILN_SERVER_MAX_WATCHERS 64
 #define KILN_SERVER_MAX_LABELS 32
 #define KILN_SERVER_MAX_SLOTS 256
+/* Assignments a worker may queue beyond its slots (Hello.lookahead). */
+#define KILN_SERVER_MAX_LOOKAHEAD 4
+/* A worker gets a queued assignment only while each job it runs is
+ * expected to end within this, and is a short one: past that the round trip
+ * saved is noise beside the job, and a queued job could wait behind a long
+ * one while another worker frees up. */
+#define KILN_SERVER_PREFETCH_HORIZON_MS 20
+#define KILN_SERVER_PREFETCH_SHORT_MS 250
 
 void kiln_server_config_defaults(kiln_server_config_t *cfg);
 

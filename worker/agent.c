@@ -98,6 +98,10 @@ struct kiln_agent {
     void *sock;
     int sigfd;
     s_job_t *jobs[KILN_AGENT_MAX_SLOTS];
+    /* Assignments taken while every slot was busy (Hello.lookahead), in
+     * arrival order; each owns its envelope. */
+    Kiln__Envelope *queued[KILN_AGENT_MAX_PREFETCH];
+    size_t n_queued;
     int heartbeat_ms;
     int64_t next_heartbeat;
     bool draining;
@@ -124,6 +128,7 @@ void kiln_agent_config_defaults(kiln_agent_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->slots = 1;
+    cfg->prefetch = 1;
     cfg->heartbeat_ms = 1000;
     cfg->kill_grace_ms = KILN_EXEC_DEFAULT_GRACE_MS;
     cfg->drain_grace_ms = KILN_AGENT_DEFAULT_DRAIN_GRACE_MS;
@@ -140,7 +145,7 @@ static void s_send(kiln_agent_t *self, Kiln__Envelope *env)
 
 static size_t s_n_jobs(const kiln_agent_t *self)
 {
-    size_t n = 0;
+    size_t n = self->n_queued;
     for (int i = 0; i < self->cfg.slots; i++)
         n += self->jobs[i] != NULL;
     return n;
@@ -159,12 +164,13 @@ static void s_send_hello(kiln_agent_t *self)
 {
     Kiln__Envelope env = KILN__ENVELOPE__INIT;
     Kiln__Hello h = KILN__HELLO__INIT;
-    Kiln__RunningJob running[KILN_AGENT_MAX_SLOTS], *rp[KILN_AGENT_MAX_SLOTS];
+    Kiln__RunningJob running[KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_PREFETCH];
     size_t n = 0;
     /* Jobs whose results are not yet acknowledged are still held here: they
      * are reported too, so a restarted coordinator keeps their leases. */
     Kiln__RunningJob *held = calloc(self->n_results + 1, sizeof *held);
-    Kiln__RunningJob **all = calloc(KILN_AGENT_MAX_SLOTS + self->n_results + 1, sizeof *all);
+    Kiln__RunningJob **all =
+        calloc(KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_PREFETCH + self->n_results + 1, sizeof *all);
     if (!held || !all) {
         kiln_log_error("worker: out of memory for a hello");
         free(held);
@@ -177,7 +183,13 @@ static void s_send_hello(kiln_agent_t *self)
         kiln__running_job__init(&running[n]);
         running[n].job_key = self->jobs[i]->a->job_key;
         running[n].token = self->jobs[i]->a->token;
-        rp[n] = &running[n];
+        all[n] = &running[n];
+        n++;
+    }
+    for (size_t i = 0; i < self->n_queued; i++) {
+        kiln__running_job__init(&running[n]);
+        running[n].job_key = self->queued[i]->assign->job_key;
+        running[n].token = self->queued[i]->assign->token;
         all[n] = &running[n];
         n++;
     }
@@ -187,8 +199,8 @@ static void s_send_hello(kiln_agent_t *self)
         held[i].token = self->results[i].token;
         all[n++] = &held[i];
     }
-    (void)rp;
     h.name = self->name;
+    h.lookahead = self->null_executor ? 0 : (uint32_t)self->cfg.prefetch;
     h.labels = self->labels;
     h.n_labels = self->n_labels;
     h.slots = (uint32_t)self->cfg.slots;
@@ -207,7 +219,8 @@ static void s_send_heartbeat(kiln_agent_t *self)
 {
     Kiln__Envelope env = KILN__ENVELOPE__INIT;
     Kiln__Heartbeat hb = KILN__HEARTBEAT__INIT;
-    Kiln__RunningJob running[KILN_AGENT_MAX_SLOTS], *rp[KILN_AGENT_MAX_SLOTS];
+    Kiln__RunningJob running[KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_PREFETCH];
+    Kiln__RunningJob *rp[KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_PREFETCH];
     size_t n = 0;
     for (int i = 0; i < self->cfg.slots; i++) {
         if (!self->jobs[i])
@@ -215,6 +228,13 @@ static void s_send_heartbeat(kiln_agent_t *self)
         kiln__running_job__init(&running[n]);
         running[n].job_key = self->jobs[i]->a->job_key;
         running[n].token = self->jobs[i]->a->token;
+        rp[n] = &running[n];
+        n++;
+    }
+    for (size_t i = 0; i < self->n_queued; i++) {
+        kiln__running_job__init(&running[n]);
+        running[n].job_key = self->queued[i]->assign->job_key;
+        running[n].token = self->queued[i]->assign->token;
         rp[n] = &running[n];
         n++;
     }
@@ -1001,12 +1021,46 @@ static void s_null_job(kiln_agent_t *self, const Kiln__JobAssign *a)
                    a->job_key, a->attempt, a->n_steps);
 }
 
+static void s_start_assigned(kiln_agent_t *self, Kiln__Envelope **env_p, int slot);
+
+/* Starts queued assignments while slots are free. */
+static void s_start_queued(kiln_agent_t *self)
+{
+    for (int i = 0; i < self->cfg.slots && self->n_queued; i++) {
+        if (self->jobs[i])
+            continue;
+        Kiln__Envelope *env = self->queued[0];
+        memmove(&self->queued[0], &self->queued[1], --self->n_queued * sizeof self->queued[0]);
+        s_start_assigned(self, &env, i);
+        if (env)
+            kiln__envelope__free_unpacked(env, NULL);
+    }
+}
+
+/* Hands every queued assignment back with outcome (cancelled, drained,
+ * stopped): none of them started. */
+static void s_queued_return(kiln_agent_t *self, Kiln__Outcome outcome, const char *why)
+{
+    for (size_t i = 0; i < self->n_queued; i++) {
+        const Kiln__JobAssign *a = self->queued[i]->assign;
+        s_add_result(self, a->job_key, a->token, outcome, kiln_clock_wall_ms(), why, NULL);
+        kiln__envelope__free_unpacked(self->queued[i], NULL);
+    }
+    self->n_queued = 0;
+}
+
 static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
 {
     const Kiln__JobAssign *a = msg->env->assign;
-    int slot = -1, rc;
+    int slot = -1;
     for (size_t i = 0; i < a->n_acks; i++)
         s_on_result_ack(self, a->acks[i]);
+    for (size_t i = 0; i < self->n_queued; i++) {
+        if (strcmp(self->queued[i]->assign->job_key, a->job_key) == 0) {
+            kiln_log_warn("assignment of %s while it is queued here; ignored", a->job_key);
+            return;
+        }
+    }
     for (int i = 0; i < self->cfg.slots; i++) {
         if (self->jobs[i] && strcmp(self->jobs[i]->a->job_key, a->job_key) == 0) {
             kiln_log_warn("assignment of %s while it runs here; ignored", a->job_key);
@@ -1015,6 +1069,24 @@ static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
         if (!self->jobs[i] && slot < 0)
             slot = i;
     }
+    if (slot < 0 && !self->draining && !self->stopping && !self->null_executor &&
+        self->n_queued < (size_t)self->cfg.prefetch) {
+        /* Every slot is busy and the coordinator expects one to free soon:
+         * the job starts the moment one does. */
+        self->queued[self->n_queued++] = msg->env;
+        msg->env = NULL;
+        kiln_log_debug("job %s attempt %u queued", a->job_key, a->attempt);
+        return;
+    }
+    s_start_assigned(self, &msg->env, slot);
+}
+
+/* Starts the assignment *env_p in slot (-1: none free, so it is refused).
+ * Takes the envelope when the job starts (*env_p becomes NULL). */
+static void s_start_assigned(kiln_agent_t *self, Kiln__Envelope **env_p, int slot)
+{
+    const Kiln__JobAssign *a = (*env_p)->assign;
+    int rc;
     Kiln__Envelope reply = KILN__ENVELOPE__INIT;
     Kiln__JobResult refused = KILN__JOB_RESULT__INIT;
     refused.job_key = a->job_key;
@@ -1039,8 +1111,8 @@ static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
     }
     job->agent = self;
     job->slot = slot;
-    job->env = msg->env;
-    msg->env = NULL; /* the job owns the assignment now */
+    job->env = *env_p;
+    *env_p = NULL; /* the job owns the assignment now */
     job->a = job->env->assign;
     job->started_ms = kiln_clock_wall_ms();
     if (job->a->timeout_ms)
@@ -1076,6 +1148,18 @@ static void s_on_assign(kiln_agent_t *self, kiln_transport_msg_t *msg)
 
 static void s_on_cancel(kiln_agent_t *self, const Kiln__CancelJob *c)
 {
+    for (size_t i = 0; i < self->n_queued; i++) {
+        const Kiln__JobAssign *a = self->queued[i]->assign;
+        if (strcmp(a->job_key, c->job_key) != 0 || a->token != c->token)
+            continue;
+        kiln_log_info("job %s: cancelled by the coordinator before it started", c->job_key);
+        s_add_result(self, a->job_key, a->token, KILN__OUTCOME__OUTCOME_CANCELLED,
+                     kiln_clock_wall_ms(), "cancelled before it started", NULL);
+        kiln__envelope__free_unpacked(self->queued[i], NULL);
+        memmove(&self->queued[i], &self->queued[i + 1],
+                (--self->n_queued - i) * sizeof self->queued[0]);
+        return;
+    }
     for (int i = 0; i < self->cfg.slots; i++) {
         s_job_t *job = self->jobs[i];
         if (!job || strcmp(job->a->job_key, c->job_key) != 0 || job->a->token != c->token)
@@ -1105,6 +1189,7 @@ static void s_start_drain(kiln_agent_t *self, int64_t deadline_wall, const char 
         int64_t left = deadline_wall - now_wall;
         self->drain_deadline = kiln_clock_mono_ms() + (left > 0 ? left : 0);
     }
+    s_queued_return(self, KILN__OUTCOME__OUTCOME_DRAINED, "the worker is draining");
     kiln_log_info("draining (%s): %zu jobs running%s", why, s_n_jobs(self),
                   self->drain_deadline ? ", with a deadline" : "");
     s_send_heartbeat(self);
@@ -1172,6 +1257,7 @@ static void s_on_socket(kiln_agent_t *self)
  * coordinator re-dispatches them elsewhere at once. */
 static void s_abandon_jobs(kiln_agent_t *self, Kiln__Outcome outcome, const char *why)
 {
+    s_queued_return(self, outcome, why);
     for (int i = 0; i < self->cfg.slots; i++) {
         s_job_t *job = self->jobs[i];
         if (!job)
@@ -1303,6 +1389,7 @@ int kiln_agent_run(kiln_agent_t *self)
         }
         if (items[0].revents & ZMQ_POLLIN)
             s_on_socket(self);
+        s_start_queued(self);
         now = kiln_clock_mono_ms();
         if (self->drain_deadline && now >= self->drain_deadline && s_n_jobs(self) > 0) {
             kiln_log_warn("drain deadline reached: handing back %zu jobs", s_n_jobs(self));
@@ -1339,6 +1426,11 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     signal(SIGPIPE, SIG_IGN);
     if (!cfg->coordinator || !cfg->server_key || !cfg->key_path || !cfg->work_dir) {
         kiln_error_set("worker: coordinator, server-key, key and work-dir are required");
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    if (cfg->prefetch < 0 || cfg->prefetch > KILN_AGENT_MAX_PREFETCH) {
+        kiln_error_set("worker: prefetch must be 0..%d", KILN_AGENT_MAX_PREFETCH);
         rc = KILN_EINVAL;
         goto cleanup;
     }
@@ -1449,6 +1541,8 @@ void kiln_agent_destroy(kiln_agent_t **self_p)
     kiln_agent_t *self = *self_p;
     for (int i = 0; i < self->cfg.slots && i < KILN_AGENT_MAX_SLOTS; i++)
         s_job_free(&self->jobs[i]);
+    for (size_t i = 0; i < self->n_queued; i++)
+        kiln__envelope__free_unpacked(self->queued[i], NULL);
     for (size_t i = 0; i < self->n_results; i++)
         free(self->results[i].packed);
     free(self->results);

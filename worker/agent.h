@@ -55,9 +55,11 @@ typedef struct {
     int spot_window_ms;       /* notice -> machine gone */
     int spot_margin_ms;       /* jobs are handed back this long before that */
     const char *executor;     /* "shell" (default) or "null" (benchmarks only: nothing runs) */
+    int prefetch;             /* assignments queued beyond the slots (default 1) */
 } kiln_agent_config_t;
 
 #define KILN_AGENT_MAX_SLOTS 256
+#define KILN_AGENT_MAX_PREFETCH 4
 #define KILN_AGENT_MAX_ENV 4096
 /* Finished jobs whose results await the coordinator's acknowledgement: at
  * least this many, and as many per slot as below (the coordinator

@@ -23,6 +23,9 @@ int main(int argc, char **argv)
         {"name", KILN_OPT_STRING, &cfg.name, "worker name (default: host name)"},
         {"labels", KILN_OPT_STRING, &cfg.labels, "comma-separated labels jobs can ask for"},
         {"slots", KILN_OPT_INT, &cfg.slots, "jobs run at once (1)"},
+        {"prefetch", KILN_OPT_INT, &cfg.prefetch,
+         "assignments taken beyond the slots, started as slots free; the coordinator "
+         "sends them only while the running jobs are about to end (1; 0: none)"},
         {"work-dir", KILN_OPT_STRING, &cfg.work_dir, "where job workspaces are created"},
         {"heartbeat-ms", KILN_OPT_INT, &cfg.heartbeat_ms, "heartbeat interval before the "
                                                           "coordinator sets one (1000)"},
