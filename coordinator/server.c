@@ -1710,14 +1710,15 @@ static size_t s_free_slots(const kiln_server_t *self)
     return n;
 }
 
-/* Room to queue jobs on workers about to free a slot (s_prefetchable). */
-static size_t s_queue_room(const kiln_server_t *self, int64_t now)
+/* Room to queue jobs on workers about to free a slot (s_prefetchable);
+ * with bound set, on any worker that queues at all (an upper bound). */
+static size_t s_queue_room(const kiln_server_t *self, int64_t now, bool bound)
 {
     size_t n = 0;
     for (size_t i = 0; i < self->n_workers; i++) {
         const s_worker_t *w = self->workers[i];
-        if (w->cap > w->slots && s_prefetchable(w, now))
-            n += w->cap - w->busy;
+        if (w->cap > w->slots && !w->draining && (bound || s_prefetchable(w, now)))
+            n += bound ? w->cap - w->slots : w->cap - w->busy;
     }
     return n;
 }
@@ -1737,7 +1738,7 @@ static void s_dispatch_now(kiln_server_t *self)
         return; /* Redis down: paused until it is back */
     int64_t now = kiln_clock_wall_ms();
     size_t free_slots = s_free_slots(self);
-    size_t room = s_queue_room(self, now);
+    size_t room = s_queue_room(self, now, true);
     if (!free_slots && !room)
         return;
     size_t cap = free_slots + room < self->n_ready ? free_slots + room : self->n_ready;
@@ -1754,7 +1755,8 @@ static void s_dispatch_now(kiln_server_t *self)
      * to free one. */
     for (int phase = 0; phase < 2; phase++) {
         bool queue = phase == 1;
-        size_t limit = n_placed + (queue ? room : free_slots);
+        /* The first phase may have just made some workers full. */
+        size_t limit = n_placed + (queue ? s_queue_room(self, now, false) : free_slots);
         if (limit > cap)
             limit = cap;
         uint64_t pass = ++self->dispatch_pass;
