@@ -142,9 +142,18 @@ int kiln_follow_summary(kiln_client_t *client, int64_t run_id, bool json)
     int code = KILN_EXIT_INFRA;
     req.kind = KILN__REQUEST_KIND__REQ_STATUS;
     req.run_id = (uint64_t)run_id;
+    req.pretty = json;
     if (kiln_client_call(client, &req, 10000, &reply) != 0 || reply->reply->code != 0) {
         fprintf(stderr, "kiln: cannot read run %lld: %s\n", (long long)run_id,
                 reply ? reply->reply->error : kiln_error_last());
+        goto cleanup;
+    }
+    if (json && reply->reply->state[0]) {
+        /* Already as we print it: decoding and encoding a large run's
+         * record again took longer than the coordinator took to make it. */
+        fwrite(reply->reply->json.data, 1, reply->reply->json.len, stdout);
+        putchar('\n');
+        code = kiln_follow_exit_code(reply->reply->state);
         goto cleanup;
     }
     doc = json_loadb((const char *)reply->reply->json.data, reply->reply->json.len, 0, NULL);

@@ -367,8 +367,10 @@ static void s_send_cancel(kiln_server_t *self, s_job_t *job)
     s_send(self, job->worker->identity, job->worker->id_len, &env);
 }
 
-static void s_reply(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64_t request_id,
-                    int code, const char *error, int64_t run_id, json_t *json)
+/* Answers a request; json (may be NULL) goes compact, or indented with
+ * its "state" in Reply.state when the client asked for it pretty. */
+static void s_reply_as(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64_t request_id,
+                       int code, const char *error, int64_t run_id, json_t *json, bool pretty)
 {
     Kiln__Envelope env = KILN__ENVELOPE__INIT;
     Kiln__Reply reply = KILN__REPLY__INIT;
@@ -377,8 +379,12 @@ static void s_reply(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64
     reply.code = code;
     reply.error = (char *)(error ? error : "");
     reply.run_id = (uint64_t)(run_id > 0 ? run_id : 0);
+    if (json && pretty) {
+        const char *state = json_string_value(json_object_get(json, "state"));
+        reply.state = (char *)(state ? state : "");
+    }
     if (json) {
-        text = json_dumps(json, JSON_COMPACT);
+        text = json_dumps(json, pretty ? JSON_INDENT(2) : JSON_COMPACT);
         reply.json.data = (uint8_t *)text;
         reply.json.len = text ? strlen(text) : 0;
     }
@@ -386,6 +392,12 @@ static void s_reply(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64
     env.reply = &reply;
     s_send(self, msg->identity, msg->id_len, &env);
     free(text);
+}
+
+static void s_reply(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64_t request_id,
+                    int code, const char *error, int64_t run_id, json_t *json)
+{
+    s_reply_as(self, msg, request_id, code, error, run_id, json, false);
 }
 
 #define S_WTAB_SIZE 32768 /* a power of two, > 2 * KILN_SERVER_MAX_WORKERS */
@@ -2982,8 +2994,8 @@ static void s_on_client_message(kiln_server_t *self, kiln_transport_msg_t *msg,
             rc = kiln_history_run_json(self->history, (int64_t)req->run_id, &json);
         else
             rc = kiln_history_runs_json(self->history, req->limit ? req->limit : 20, &json);
-        s_reply(self, msg, req->request_id, rc, rc ? kiln_error_last() : NULL,
-                (int64_t)req->run_id, json);
+        s_reply_as(self, msg, req->request_id, rc, rc ? kiln_error_last() : NULL,
+                   (int64_t)req->run_id, json, req->pretty && req->run_id);
         break;
     case KILN__REQUEST_KIND__REQ_HISTORY:
         rc = kiln_history_runs_json(self->history, req->limit, &json);
