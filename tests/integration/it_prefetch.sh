@@ -40,10 +40,11 @@ grep -q "queued" "$T/plain.log" && fail "the --prefetch 0 worker queued an assig
 grep -q "no free slot" "$T/coordinator.log" "$T/plain.log" && fail "an assignment was refused for want of a slot"
 pass "a worker with --prefetch 0 is never sent more than its slots"
 
-# Jobs of a quarter second are not short: never queued behind another.
+# Jobs of 50 ms are not short: never queued behind another (a queued job
+# would hold a slot that a more urgent job becoming ready might need).
 before=$(grep -c "queued" "$T/eager.log" || true)
-wide eager 6 "sleep 0.3"
-"$KILN" submit --wait "$T/eager-6.yml" >"$T/slow.txt" 2>&1 || fail "the slow run failed: $(cat "$T/slow.txt")"
+wide eager 8 "sleep 0.05"
+"$KILN" submit --wait "$T/eager-8.yml" >"$T/slow.txt" 2>&1 || fail "the slow run failed: $(cat "$T/slow.txt")"
 after=$(grep -c "queued" "$T/eager.log" || true)
 [ "$after" = "$before" ] || fail "$((after - before)) slow jobs were queued behind a running one"
 pass "jobs that are not short wait for a free slot"
