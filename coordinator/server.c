@@ -1439,6 +1439,19 @@ static void s_job_final(kiln_server_t *self, s_job_t *job, kiln_job_state_t stat
     s_enqueue_ready(self, run);
 }
 
+/* Puts job in a free entry of w's (the caller checked busy < cap). */
+static void s_worker_take(s_worker_t *w, s_job_t *job)
+{
+    for (unsigned i = 0; i < w->cap; i++) {
+        if (!w->jobs[i]) {
+            w->jobs[i] = job;
+            break;
+        }
+    }
+    w->busy++;
+    job->run->n_leased++;
+}
+
 static void s_worker_release(s_worker_t *w, s_job_t *job)
 {
     for (unsigned i = 0; i < w->cap; i++) {
@@ -1629,14 +1642,7 @@ static void s_place(kiln_server_t *self, s_job_t *job, s_worker_t *w)
     s_ready_remove(self, job);
     job->worker = w;
     job->state = KILN_JOB_RUNNING;
-    for (unsigned i = 0; i < w->cap; i++) {
-        if (!w->jobs[i]) {
-            w->jobs[i] = job;
-            break;
-        }
-    }
-    w->busy++;
-    job->run->n_leased++;
+    s_worker_take(w, job);
     job->run->served_seq = ++self->placements;
     job->lease_deadline = kiln_clock_wall_ms() + self->cfg.lease_ms;
     job->lease_token = job->token + 1;
@@ -2092,14 +2098,7 @@ static void s_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, con
                 w->busy < w->cap) {
                 job->worker = w;
                 job->orphan_deadline = 0;
-                for (unsigned i = 0; i < w->cap; i++) {
-                    if (!w->jobs[i]) {
-                        w->jobs[i] = job;
-                        break;
-                    }
-                }
-                w->busy++;
-                job->run->n_leased++;
+                s_worker_take(w, job);
                 self->stats.jobs_readopted++;
                 kiln_log_info("job %s re-adopted from worker %s (token %llu)", job->key, w->name,
                               (unsigned long long)job->token);
@@ -2196,7 +2195,8 @@ static void s_flush_batch(kiln_server_t *self)
         size_t n = self->n_outgoing;
         self->n_outgoing = 0;
         s_send_placed(self, self->outgoing, n);
-        /* Any left over (more than one assignment holds) go alone. */
+        /* Any left over (more than the assignments carry, or for a worker
+         * that could not be reached) go alone. */
         for (size_t i = 0; i < n; i++) {
             s_worker_t *w = self->outgoing[i]->worker;
             for (; w && w->ack_head >= 0; w->ack_head = self->ack_next[w->ack_head])

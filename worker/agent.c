@@ -160,12 +160,36 @@ static void s_spare_path(const kiln_agent_t *self, int slot, char *out, size_t c
 
 /* ------------------------------------------------------------ messages */
 
+/* The jobs running or queued here, as the coordinator knows them: fills
+ * running[] (room for KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_PREFETCH) and
+ * ptrs[], returns how many. */
+static size_t s_list_jobs(const kiln_agent_t *self, Kiln__RunningJob *running,
+                          Kiln__RunningJob **ptrs)
+{
+    size_t n = 0;
+    for (int i = 0; i < self->cfg.slots + (int)self->n_queued; i++) {
+        const Kiln__JobAssign *a;
+        if (i < self->cfg.slots) {
+            if (!self->jobs[i])
+                continue;
+            a = self->jobs[i]->a;
+        } else {
+            a = self->queued[i - self->cfg.slots]->assign;
+        }
+        kiln__running_job__init(&running[n]);
+        running[n].job_key = a->job_key;
+        running[n].token = a->token;
+        ptrs[n] = &running[n];
+        n++;
+    }
+    return n;
+}
+
 static void s_send_hello(kiln_agent_t *self)
 {
     Kiln__Envelope env = KILN__ENVELOPE__INIT;
     Kiln__Hello h = KILN__HELLO__INIT;
     Kiln__RunningJob running[KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_PREFETCH];
-    size_t n = 0;
     /* Jobs whose results are not yet acknowledged are still held here: they
      * are reported too, so a restarted coordinator keeps their leases. */
     Kiln__RunningJob *held = calloc(self->n_results + 1, sizeof *held);
@@ -177,22 +201,7 @@ static void s_send_hello(kiln_agent_t *self)
         free(all);
         return;
     }
-    for (int i = 0; i < self->cfg.slots; i++) {
-        if (!self->jobs[i])
-            continue;
-        kiln__running_job__init(&running[n]);
-        running[n].job_key = self->jobs[i]->a->job_key;
-        running[n].token = self->jobs[i]->a->token;
-        all[n] = &running[n];
-        n++;
-    }
-    for (size_t i = 0; i < self->n_queued; i++) {
-        kiln__running_job__init(&running[n]);
-        running[n].job_key = self->queued[i]->assign->job_key;
-        running[n].token = self->queued[i]->assign->token;
-        all[n] = &running[n];
-        n++;
-    }
+    size_t n = s_list_jobs(self, running, all);
     for (size_t i = 0; i < self->n_results; i++) {
         kiln__running_job__init(&held[i]);
         held[i].job_key = self->results[i].job_key;
@@ -221,25 +230,8 @@ static void s_send_heartbeat(kiln_agent_t *self)
     Kiln__Heartbeat hb = KILN__HEARTBEAT__INIT;
     Kiln__RunningJob running[KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_PREFETCH];
     Kiln__RunningJob *rp[KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_PREFETCH];
-    size_t n = 0;
-    for (int i = 0; i < self->cfg.slots; i++) {
-        if (!self->jobs[i])
-            continue;
-        kiln__running_job__init(&running[n]);
-        running[n].job_key = self->jobs[i]->a->job_key;
-        running[n].token = self->jobs[i]->a->token;
-        rp[n] = &running[n];
-        n++;
-    }
-    for (size_t i = 0; i < self->n_queued; i++) {
-        kiln__running_job__init(&running[n]);
-        running[n].job_key = self->queued[i]->assign->job_key;
-        running[n].token = self->queued[i]->assign->token;
-        rp[n] = &running[n];
-        n++;
-    }
     hb.running = rp;
-    hb.n_running = n;
+    hb.n_running = s_list_jobs(self, running, rp);
     hb.draining = self->draining;
     hb.drain_deadline_ms = (uint64_t)(self->drain_deadline_wall > 0 ? self->drain_deadline_wall : 0);
     env.body_case = KILN__ENVELOPE__BODY_HEARTBEAT;
@@ -370,6 +362,28 @@ static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome,
         return;
     }
     job->held[job->n_held++] = r;
+}
+
+/* Moves the held step results into the job's result r: they travel
+ * inside it, under its key and token. Returns the pointer array r->steps
+ * uses (the caller frees it after sending), NULL when nothing was held or
+ * memory is short (they are then sent on their own). */
+static Kiln__StepResult **s_held_into(s_job_t *job, Kiln__JobResult *r)
+{
+    Kiln__StepResult **ptrs = job->n_held ? calloc(job->n_held, sizeof *ptrs) : NULL;
+    if (!ptrs) {
+        s_held_flush(job);
+        return NULL;
+    }
+    for (size_t i = 0; i < job->n_held; i++) {
+        job->held[i].job_key = (char *)"";
+        job->held[i].token = 0;
+        ptrs[i] = &job->held[i];
+    }
+    r->steps = ptrs;
+    r->n_steps = job->n_held;
+    job->n_held = 0;
+    return ptrs;
 }
 
 /* ---------------------------------------------------------- environment */
@@ -952,17 +966,7 @@ static void s_job_finish(s_job_t *job)
         extra.summary.data = (uint8_t *)summary;
         extra.summary.len = slen;
     }
-    Kiln__StepResult **held = calloc(job->n_held + 1, sizeof *held);
-    if (held) {
-        for (size_t i = 0; i < job->n_held; i++) {
-            job->held[i].job_key = (char *)"";
-            job->held[i].token = 0;
-            held[i] = &job->held[i];
-        }
-        extra.steps = held;
-        extra.n_steps = job->n_held;
-        job->n_held = 0;
-    }
+    Kiln__StepResult **held = s_held_into(job, &extra);
     s_add_result(self, job->a->job_key, job->a->token, outcome, job->started_ms, NULL, &extra);
     free(held);
     free(kv);
@@ -1005,17 +1009,9 @@ static void s_null_job(kiln_agent_t *self, const Kiln__JobAssign *a)
         s_send_step_result(&job, i, KILN__OUTCOME__OUTCOME_SUCCESS, 0, 0, now, now);
     }
     Kiln__JobResult extra = KILN__JOB_RESULT__INIT;
-    Kiln__StepResult *held[1];
-    if (job.n_held == 1) {
-        job.held[0].job_key = (char *)"";
-        job.held[0].token = 0;
-        held[0] = &job.held[0];
-        extra.steps = held;
-        extra.n_steps = 1;
-        job.n_held = 0;
-    }
-    s_held_flush(&job);
+    Kiln__StepResult **held = s_held_into(&job, &extra);
     s_add_result(self, a->job_key, a->token, KILN__OUTCOME__OUTCOME_SUCCESS, now, NULL, &extra);
+    free(held);
     free(job.held);
     kiln_log_debug("job %s attempt %u: %zu steps reported without running (null executor)",
                    a->job_key, a->attempt, a->n_steps);
