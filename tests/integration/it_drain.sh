@@ -79,9 +79,16 @@ grep -q '^done long w2' "$LEDGER" && fail "w2 finished the job it handed back"
 pass "drain deadline: the job was handed back (worker_drained) and ran on w3"
 
 # 3. A spot interruption notice file drains with a deadline.
+# A worker refuses a --spot-notice-file whose directory is missing, naming it.
+start_worker w4 --spot-notice-file "$T/nodir/notice"
+rc=0
+wait "$LAST_PID" || rc=$?
+[ $rc -ne 0 ] || fail "w4 started with a notice file in a missing directory"
+grep -q "cannot watch $T/nodir" "$T/w4.log" || fail "w4 did not name the missing directory"
+: >"$T/w4.log"
+mkdir -p "$T/spot"
 start_worker w4 --spot-notice-file "$T/spot/notice" --spot-window-ms 1500 --spot-margin-ms 500
 W4=$LAST_PID
-mkdir -p "$T/spot"
 "$KILN" worker drain w3 >/dev/null # leave w4 as the only worker taking jobs
 wait_workers 1
 run=$("$KILN" submit "$T/b.yml")
