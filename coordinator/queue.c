@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "clock.h"
 #include "error.h"
 #include "log.h"
@@ -19,98 +20,145 @@
  * whole queue. The name changed with the type, so a command never meets a
  * list left by an older Kiln (WRONGTYPE); nothing reads those any more. */
 #define KILN_QUEUE_READY_PREFIX "kiln:ready-set:"
+/* Transitions per script call. Redis runs a call to its end before serving
+ * anyone else, so a group stays short (about a millisecond of its time). */
+#define S_GROUP_MAX 256
+/* The command text of one group: job keys are bounded, and so is a push's
+ * payload, which is the only large argument. */
+#define S_GROUP_BYTES_MAX (64u << 20)
 
-/* Each script returns an integer: >= 0 success (a token for LEASE), -1 the
- * job is not in the state the transition needs. */
-static const char *S_PUSH =
-    "if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end\n"
-    "redis.call('HSET', KEYS[1], 'state', 'ready', 'labels', ARGV[2], 'payload', ARGV[3],"
-    " 'token', 0)\n"
-    "redis.call('SADD', KEYS[2], ARGV[1])\n"
-    "return 1\n";
-/* The token is the coordinator's proposal (its last token for the job + 1,
- * so the assignment can go out without waiting for this reply); one that is
- * not newer than the stored token is refused (-2): tokens never go back. */
-static const char *S_LEASE =
-    "if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then return -1 end\n"
-    "if tonumber(ARGV[5]) <= tonumber(redis.call('HGET', KEYS[1], 'token') or '0') then"
-    " return -2 end\n"
-    "redis.call('SREM', KEYS[2], ARGV[1])\n"
-    "redis.call('HSET', KEYS[1], 'state', 'leased', 'token', ARGV[5], 'worker', ARGV[2],"
-    " 'deadline', ARGV[3], 'attempt', ARGV[4])\n"
-    "redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])\n"
-    "return tonumber(ARGV[5])\n";
-static const char *S_RENEW =
-    "if redis.call('HGET', KEYS[1], 'state') ~= 'leased' or"
-    " redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return -1 end\n"
-    "redis.call('HSET', KEYS[1], 'deadline', ARGV[3])\n"
-    "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])\n"
-    "return 1\n";
-static const char *S_FINISH =
-    "if redis.call('HGET', KEYS[1], 'state') ~= 'leased' or"
-    " redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return -1 end\n"
-    "redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[3])\n"
-    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
-    "return 1\n";
-static const char *S_REQUEUE =
-    "if redis.call('HGET', KEYS[1], 'state') ~= 'leased' or"
-    " redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return -1 end\n"
-    "redis.call('HSET', KEYS[1], 'state', 'ready')\n"
-    "redis.call('HDEL', KEYS[1], 'worker', 'deadline')\n"
-    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
-    "redis.call('SADD', KEYS[3], ARGV[1])\n"
-    "return 1\n";
-static const char *S_DROP =
-    "if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then return -1 end\n"
-    "redis.call('SREM', KEYS[2], ARGV[1])\n"
-    "redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[2])\n"
-    "return 1\n";
-
-/* KEYS: job hash, ready list, leases. ARGV: job key, labels, state, token,
- * attempt, worker, deadline, result. */
-static const char *S_RESTORE =
-    "local old = tonumber(redis.call('HGET', KEYS[1], 'token') or '0')\n"
-    "local tok = math.max(old, tonumber(ARGV[4]))\n"
-    "redis.call('SREM', KEYS[2], ARGV[1])\n"
-    "redis.call('ZREM', KEYS[3], ARGV[1])\n"
-    "redis.call('HSET', KEYS[1], 'state', ARGV[3], 'labels', ARGV[2], 'token', tok,"
-    " 'attempt', ARGV[5])\n"
-    "if ARGV[3] == 'ready' then\n"
-    "  redis.call('HDEL', KEYS[1], 'worker', 'deadline')\n"
-    "  redis.call('SADD', KEYS[2], ARGV[1])\n"
-    "elseif ARGV[3] == 'leased' then\n"
-    "  redis.call('HSET', KEYS[1], 'worker', ARGV[6], 'deadline', ARGV[7])\n"
-    "  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])\n"
-    "else\n"
-    "  redis.call('HSET', KEYS[1], 'result', ARGV[8])\n"
+/* Every transition is one step of a single script, so a dispatch pass or a
+ * burst of results costs Redis one script call however many jobs it moves:
+ * entering a script (its arguments made into Lua tables, its effects wrapped
+ * for the append-only file) cost more than the commands of one transition.
+ *
+ * KEYS are each transition's keys in turn (its job's hash, and for some its
+ * ready set). ARGV is the transitions in order: a
+ * one-letter name, the job key, then that transition's arguments. The reply
+ * is one integer per transition: >= 0 done (a lease answers its token, a
+ * restore the token Redis keeps), -1 the job is not in the state the
+ * transition needs, -2 a lease's token is not newer than the stored one
+ * (tokens never go back). */
+static const char *S_SCRIPT =
+    "local out, k, a = {}, 1, 1\n"
+    "local function get(h)\n"
+    "  local v = redis.call('HMGET', h, 'state', 'token')\n"
+    "  return v[1], v[2]\n"
     "end\n"
-    "return tok\n";
+    "while a <= #ARGV do\n"
+    "  local op, j, h, r = ARGV[a], ARGV[a + 1], KEYS[k], -1\n"
+    /* push: ready set; labels, payload */
+    "  if op == 'P' then\n"
+    "    if redis.call('EXISTS', h) == 0 then\n"
+    "      redis.call('HSET', h, 'state', 'ready', 'labels', ARGV[a + 2], 'payload', ARGV[a + 3],"
+    " 'token', 0)\n"
+    "      redis.call('SADD', KEYS[k + 1], j)\n"
+    "      r = 1\n"
+    "    end\n"
+    "    k, a = k + 2, a + 4\n"
+    /* lease: ready set; worker, deadline, attempt, token */
+    "  elseif op == 'L' then\n"
+    "    local st, tok = get(h)\n"
+    "    if st ~= 'ready' then r = -1\n"
+    "    elseif tonumber(ARGV[a + 5]) <= tonumber(tok or '0') then r = -2\n"
+    "    else\n"
+    "      redis.call('SREM', KEYS[k + 1], j)\n"
+    "      redis.call('HSET', h, 'state', 'leased', 'token', ARGV[a + 5], 'worker', ARGV[a + 2],"
+    " 'deadline', ARGV[a + 3], 'attempt', ARGV[a + 4])\n"
+    "      r = tonumber(ARGV[a + 5])\n"
+    "    end\n"
+    "    k, a = k + 2, a + 6\n"
+    /* renew: token, deadline */
+    "  elseif op == 'N' then\n"
+    "    local st, tok = get(h)\n"
+    "    if st == 'leased' and tok == ARGV[a + 2] then\n"
+    "      redis.call('HSET', h, 'deadline', ARGV[a + 3])\n"
+    "      r = 1\n"
+    "    end\n"
+    "    k, a = k + 1, a + 4\n"
+    /* finish: token, result */
+    "  elseif op == 'F' then\n"
+    "    local st, tok = get(h)\n"
+    "    if st == 'leased' and tok == ARGV[a + 2] then\n"
+    "      redis.call('HSET', h, 'state', 'done', 'result', ARGV[a + 3])\n"
+    "      r = 1\n"
+    "    end\n"
+    "    k, a = k + 1, a + 4\n"
+    /* requeue: ready set; token */
+    "  elseif op == 'Q' then\n"
+    "    local st, tok = get(h)\n"
+    "    if st == 'leased' and tok == ARGV[a + 2] then\n"
+    "      redis.call('HSET', h, 'state', 'ready')\n"
+    "      redis.call('HDEL', h, 'worker', 'deadline')\n"
+    "      redis.call('SADD', KEYS[k + 1], j)\n"
+    "      r = 1\n"
+    "    end\n"
+    "    k, a = k + 2, a + 3\n"
+    /* drop: ready set; result */
+    "  elseif op == 'D' then\n"
+    "    if redis.call('HGET', h, 'state') == 'ready' then\n"
+    "      redis.call('SREM', KEYS[k + 1], j)\n"
+    "      redis.call('HSET', h, 'state', 'done', 'result', ARGV[a + 2])\n"
+    "      r = 1\n"
+    "    end\n"
+    "    k, a = k + 2, a + 3\n"
+    /* restore: ready set; labels, state, token, attempt, worker, deadline,
+     * result. Whatever Redis held, the job ends in `state`, in the right
+     * set, with a token that never goes back. */
+    "  elseif op == 'R' then\n"
+    "    local st, tok = get(h)\n"
+    "    r = math.max(tonumber(tok or '0'), tonumber(ARGV[a + 4]))\n"
+    "    redis.call('SREM', KEYS[k + 1], j)\n"
+    "    redis.call('HSET', h, 'state', ARGV[a + 3], 'labels', ARGV[a + 2], 'token', r,"
+    " 'attempt', ARGV[a + 5])\n"
+    "    if ARGV[a + 3] == 'ready' then\n"
+    "      redis.call('HDEL', h, 'worker', 'deadline')\n"
+    "      redis.call('SADD', KEYS[k + 1], j)\n"
+    "    elseif ARGV[a + 3] == 'leased' then\n"
+    "      redis.call('HSET', h, 'worker', ARGV[a + 6], 'deadline', ARGV[a + 7])\n"
+    "    else\n"
+    "      redis.call('HSET', h, 'result', ARGV[a + 8])\n"
+    "    end\n"
+    "    k, a = k + 2, a + 9\n"
+    "  else\n"
+    "    return redis.error_reply('unknown transition ' .. tostring(op))\n"
+    "  end\n"
+    "  out[#out + 1] = r\n"
+    "end\n"
+    "return out\n";
 
-enum { S_PUSH_I, S_LEASE_I, S_RENEW_I, S_FINISH_I, S_REQUEUE_I, S_DROP_I, S_RESTORE_I, S_N };
-
-/* A pipelined call whose reply has not been read yet. */
+/* A transition whose reply has not been read yet. */
 typedef struct {
     const char *what;
     char job_key[KILN_QUEUE_KEY_MAX];
-    uint64_t *token;            /* lease: where the new token goes */
-    int *rc;                    /* lease: where its verdict goes */
+    uint64_t *token;            /* where a lease's or restore's token goes */
+    int *rc;                    /* where its verdict goes */
+    long long *raw;             /* a synchronous call's answer, uninterpreted */
     bool exists_ok;             /* push: "already there" is not a failure */
 } s_pending_t;
 
 struct kiln_queue {
     redisContext *redis;
     char *addr;
-    const char *scripts[S_N];
-    char sha[S_N][41];          /* from SCRIPT LOAD; "" until loaded */
+    char sha[41];               /* from SCRIPT LOAD; "" until loaded */
     bool batching;
+    bool noscript;              /* a group met NOSCRIPT since this was cleared */
+    /* Transitions whose replies are unread: those of the groups already
+     * appended to the connection, then the open group's last n_open. */
     s_pending_t *pending;       /* KILN_QUEUE_MAX_PENDING */
-    size_t n_pending;
+    size_t n_pending, n_open;
+    size_t *groups;             /* transitions per appended group, in order */
+    size_t n_groups;
+    /* The open group as RESP: its KEYS and its ARGV, and the command they
+     * become when the group is appended. */
+    kiln_buf_t keys, args, cmd;
+    size_t n_keys, n_args;
 };
 
 /* After an I/O error a hiredis context is unusable: drop it, so that every
  * call fails fast until kiln_queue_reconnect makes a new one. */
 static void s_drop_connection(kiln_queue_t *self);
-static void s_load_scripts(kiln_queue_t *self);
+static void s_load_script(kiln_queue_t *self);
 
 static redisContext *s_connect(const char *addr)
 {
@@ -144,12 +192,13 @@ int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeou
     kiln_queue_t *self = calloc(1, sizeof *self);
     *out = NULL;
     if (!self || !(self->addr = strdup(addr)) ||
-        !(self->pending = calloc(KILN_QUEUE_MAX_PENDING, sizeof *self->pending))) {
+        !(self->pending = calloc(KILN_QUEUE_MAX_PENDING, sizeof *self->pending)) ||
+        !(self->groups = calloc(KILN_QUEUE_MAX_PENDING, sizeof *self->groups))) {
         kiln_error_set("queue: out of memory");
         goto cleanup;
     }
-    const char *scripts[S_N] = {S_PUSH, S_LEASE, S_RENEW, S_FINISH, S_REQUEUE, S_DROP, S_RESTORE};
-    memcpy(self->scripts, scripts, sizeof scripts);
+    self->keys.max = self->args.max = S_GROUP_BYTES_MAX;
+    self->cmd.max = 2 * S_GROUP_BYTES_MAX + 4096;
     /* Redis may still be coming up when a local farm starts everything at
      * once: retry with exponential backoff, bounded in time. */
     int64_t give_up = kiln_clock_mono_ms() + connect_timeout_ms;
@@ -181,7 +230,7 @@ int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeou
         goto cleanup;
     }
     freeReplyObject(r);
-    s_load_scripts(self);
+    s_load_script(self);
     *out = self;
     self = NULL;
     rc = 0;
@@ -198,111 +247,168 @@ void kiln_queue_destroy(kiln_queue_t **self_p)
     if (self->redis)
         redisFree(self->redis);
     free(self->pending);
+    free(self->groups);
+    free(self->keys.data);
+    free(self->args.data);
+    free(self->cmd.data);
     free(self->addr);
     free(self);
     *self_p = NULL;
 }
 
-/* Loads every script into Redis's cache, so calls send a 40-byte digest
- * instead of the script. A failure leaves the digest empty and that script
+/* Loads the script into Redis's cache, so calls send a 40-byte digest
+ * instead of the script. A failure leaves the digest empty and the script
  * is sent whole (EVAL), which also works. */
-static void s_load_scripts(kiln_queue_t *self)
+static void s_load_script(kiln_queue_t *self)
 {
-    for (int i = 0; i < S_N && self->redis; i++) {
-        self->sha[i][0] = '\0';
-        redisReply *r = redisCommand(self->redis, "SCRIPT LOAD %s", self->scripts[i]);
-        if (r && r->type == REDIS_REPLY_STRING && r->len == 40)
-            memcpy(self->sha[i], r->str, 41);
-        if (r)
-            freeReplyObject(r);
-        else
-            s_drop_connection(self);
-    }
-}
-
-/* Appends one script call to the connection's output buffer. */
-static void s_append(kiln_queue_t *self, int script, int nkeys, const char **argv,
-                     const size_t *lens, int argc)
-{
-    const char *args[16];
-    size_t alens[16];
-    char nk[16];
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    bool sha = self->sha[script][0] != '\0';
-    args[0] = sha ? "EVALSHA" : "EVAL";
-    alens[0] = strlen(args[0]);
-    args[1] = sha ? self->sha[script] : self->scripts[script];
-    alens[1] = strlen(args[1]);
-    args[2] = nk;
-    alens[2] = strlen(nk);
-    for (int i = 0; i < argc && i < 13; i++) {
-        args[3 + i] = argv[i];
-        alens[3 + i] = lens && lens[i] ? lens[i] : strlen(argv[i]);
-    }
-    redisAppendCommandArgv(self->redis, 3 + (argc < 13 ? argc : 13), args, alens);
-}
-
-/* Reads one script's reply: 0 with *result, or KILN_EINFRA naming `what`.
- * NOSCRIPT (Redis restarted and lost its cache) reloads the scripts and
- * reports *noscript so a synchronous caller can send it again. */
-static int s_read_reply(kiln_queue_t *self, const char *what, long long *result, bool *noscript)
-{
-    redisReply *r = NULL;
-    int rc = KILN_EINFRA;
-    if (redisGetReply(self->redis, (void **)&r) != REDIS_OK || !r) {
-        kiln_error_set("queue: %s: Redis connection lost: %s", what, self->redis->errstr);
+    self->sha[0] = '\0';
+    if (!self->redis)
+        return;
+    redisReply *r = redisCommand(self->redis, "SCRIPT LOAD %s", S_SCRIPT);
+    if (r && r->type == REDIS_REPLY_STRING && r->len == 40)
+        memcpy(self->sha, r->str, 41);
+    if (r)
+        freeReplyObject(r);
+    else
         s_drop_connection(self);
+}
+
+static void s_buf_reset(kiln_buf_t *b)
+{
+    b->len = 0;
+    b->toobig = b->oom = b->deep = false;
+}
+
+/* One RESP bulk string. */
+static void s_resp(kiln_buf_t *b, const char *p, size_t n)
+{
+    char head[32];
+    int h = snprintf(head, sizeof head, "$%zu\r\n", n);
+    kiln_buf_add(b, head, (size_t)h);
+    kiln_buf_add(b, p, n);
+    kiln_buf_add(b, "\r\n", 2);
+}
+
+/* Fails the open group's transitions (nothing of them reached Redis). */
+static void s_fail_open(kiln_queue_t *self)
+{
+    for (size_t i = self->n_pending - self->n_open; i < self->n_pending; i++)
+        if (self->pending[i].rc)
+            *self->pending[i].rc = KILN_EINFRA;
+    self->n_pending -= self->n_open;
+    self->n_open = 0;
+    self->n_keys = self->n_args = 0;
+    s_buf_reset(&self->keys);
+    s_buf_reset(&self->args);
+}
+
+/* Appends the open group to the connection as one script call. */
+static int s_close_group(kiln_queue_t *self)
+{
+    if (!self->n_open)
+        return 0;
+    if (!self->redis) {
+        kiln_error_set("queue: Redis at %s is unreachable", self->addr);
+        s_fail_open(self);
         return KILN_EINFRA;
     }
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        if (noscript)
-            *noscript = true;
-        kiln_error_set("queue: %s: Redis lost its script cache", what);
-        for (int i = 0; i < S_N; i++)
-            self->sha[i][0] = '\0';
-        goto cleanup;
+    kiln_buf_t *c = &self->cmd;
+    char head[32], nk[24];
+    bool sha = self->sha[0] != '\0';
+    s_buf_reset(c);
+    int h = snprintf(head, sizeof head, "*%zu\r\n", 3 + self->n_keys + self->n_args);
+    kiln_buf_add(c, head, (size_t)h);
+    s_resp(c, sha ? "EVALSHA" : "EVAL", sha ? 7 : 4);
+    s_resp(c, sha ? self->sha : S_SCRIPT, sha ? 40 : strlen(S_SCRIPT));
+    h = snprintf(nk, sizeof nk, "%zu", self->n_keys);
+    s_resp(c, nk, (size_t)h);
+    kiln_buf_add(c, self->keys.data, self->keys.len);
+    kiln_buf_add(c, self->args.data, self->args.len);
+    if (kiln_buf_failed(&self->keys) || kiln_buf_failed(&self->args) || kiln_buf_failed(c) ||
+        redisAppendFormattedCommand(self->redis, c->data, c->len) != REDIS_OK) {
+        kiln_error_set("queue: out of memory for a call to Redis");
+        s_fail_open(self);
+        return KILN_EINFRA;
     }
-    if (r->type != REDIS_REPLY_INTEGER) {
-        kiln_error_set("queue: %s: unexpected Redis reply: %s", what,
-                       r->type == REDIS_REPLY_ERROR ? r->str : "non-integer");
-        goto cleanup;
+    self->groups[self->n_groups++] = self->n_open;
+    self->n_open = 0;
+    self->n_keys = self->n_args = 0;
+    s_buf_reset(&self->keys);
+    s_buf_reset(&self->args);
+    return 0;
+}
+
+/* The verdict of one transition from its answer (or the failure of its
+ * group): where the caller asked for it, and as the error when it is the
+ * first failure of a flush. */
+static int s_verdict(s_pending_t *p, int rc, long long res, const char *why)
+{
+    if (p->raw) {
+        *p->raw = res;
+    } else if (rc == 0 && res < 0 && p->exists_ok) {
+        res = 0;
+    } else if (rc == 0 && res < 0) {
+        rc = KILN_ESTALE;
+        why = res == -2 ? "Redis holds a newer token" : "the job was not in the state it needs";
     }
-    *result = r->integer;
-    rc = 0;
-cleanup:
-    freeReplyObject(r);
+    if (rc != 0)
+        kiln_error_set("queue: %s %s: %s", p->what, p->job_key, why);
+    if (p->rc)
+        *p->rc = rc;
+    if (rc == 0 && p->token && res >= 0)
+        *p->token = (uint64_t)res;
     return rc;
 }
 
 int kiln_queue_flush(kiln_queue_t *self)
 {
-    int first = 0;
+    int first = s_close_group(self);
     char why[KILN_ERROR_MAX] = "";
-    for (size_t i = 0; i < self->n_pending; i++) {
-        s_pending_t *p = &self->pending[i];
-        long long res = 0;
-        int rc = self->redis ? s_read_reply(self, p->what, &res, NULL) : KILN_EINFRA;
-        if (rc == 0 && res < 0 && p->exists_ok) {
-            res = 0;
-        } else if (rc == 0 && res < 0) {
-            kiln_error_set("queue: %s %s: %s", p->what, p->job_key,
-                           res == -2 ? "Redis holds a newer token"
-                                     : "the job was not in the state it needs");
-            rc = KILN_ESTALE;
-        } else if (rc != 0 && !self->redis) {
-            kiln_error_set("queue: %s %s: Redis at %s is unreachable", p->what, p->job_key,
-                           self->addr);
+    if (first)
+        snprintf(why, sizeof why, "%s", kiln_error_last());
+    size_t base = 0;
+    for (size_t g = 0; g < self->n_groups; g++) {
+        size_t n = self->groups[g];
+        redisReply *r = NULL;
+        int grc = KILN_EINFRA;
+        char reason[256] = "Redis is unreachable";
+        if (self->redis && (redisGetReply(self->redis, (void **)&r) != REDIS_OK || !r)) {
+            snprintf(reason, sizeof reason, "Redis connection lost: %s", self->redis->errstr);
+            s_drop_connection(self);
+        } else if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            snprintf(reason, sizeof reason, "Redis lost its script cache");
+            self->noscript = true;
+            self->sha[0] = '\0';
+        } else if (r && (r->type != REDIS_REPLY_ARRAY || r->elements != n)) {
+            snprintf(reason, sizeof reason, "unexpected Redis reply: %s",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "not one answer per transition");
+        } else if (r) {
+            grc = 0;
         }
-        if (p->rc)
-            *p->rc = rc;
-        if (rc == 0 && p->token)
-            *p->token = (uint64_t)res;
-        if (rc != 0 && !first) {
-            first = rc;
-            snprintf(why, sizeof why, "%s", kiln_error_last());
+        for (size_t i = 0; i < n; i++) {
+            long long res = 0;
+            int rc = grc;
+            if (rc == 0 && r->element[i]->type == REDIS_REPLY_INTEGER)
+                res = r->element[i]->integer;
+            else if (rc == 0)
+                rc = KILN_EINFRA;
+            rc = s_verdict(&self->pending[base + i], rc, res,
+                           grc ? reason : "unexpected Redis reply");
+            if (rc != 0 && !first) {
+                first = rc;
+                snprintf(why, sizeof why, "%s", kiln_error_last());
+            }
         }
+        if (r)
+            freeReplyObject(r);
+        base += n;
     }
+    self->n_groups = 0;
     self->n_pending = 0;
+    /* Lost with a restart, or never loaded: the digest is fetched again
+     * now that no reply is outstanding. */
+    if (!self->sha[0] && self->redis)
+        s_load_script(self);
     if (first)
         kiln_error_set("%s", why);
     return first;
@@ -330,63 +436,108 @@ size_t kiln_queue_pending(const kiln_queue_t *self)
     return self->n_pending;
 }
 
-/* Replies to earlier pipelined calls are read before a synchronous call. */
+/* Replies to earlier calls are read before a synchronous call. */
 static void s_settle(kiln_queue_t *self)
 {
     if (self->n_pending && kiln_queue_flush(self) != 0)
         kiln_log_warn("%s", kiln_error_last());
 }
 
-/* How a script call goes. */
+/* A transition: its name (for messages), its job, its keys after the lease
+ * index, and its arguments after its letter and job key. */
+typedef struct {
+    const char *what;
+    char letter;
+    const char *job_key;
+    const char *keys[2];
+    size_t n_keys;
+    const char *args[8];
+    size_t lens[8];             /* 0: strlen */
+    size_t n_args;
+} s_op_t;
+
+/* Adds a transition to the open group; its verdict comes with the flush
+ * that reads the group's reply. */
+static int s_add(kiln_queue_t *self, const s_op_t *op, s_pending_t how)
+{
+    size_t bytes = strlen(op->job_key) + 64;
+    size_t lens[8];
+    for (size_t i = 0; i < op->n_keys; i++)
+        bytes += strlen(op->keys[i]) + 24;
+    for (size_t i = 0; i < op->n_args; i++) {
+        lens[i] = op->lens[i] ? op->lens[i] : strlen(op->args[i]);
+        bytes += lens[i] + 24;
+    }
+    if (bytes > S_GROUP_BYTES_MAX) {
+        kiln_error_set("queue: %s %s: %zu bytes is too large for Redis", op->what, op->job_key,
+                       bytes);
+        return KILN_EINVAL;
+    }
+    if (self->n_open == S_GROUP_MAX ||
+        self->keys.len + self->args.len + bytes > S_GROUP_BYTES_MAX) {
+        if (s_close_group(self) != 0)
+            kiln_log_warn("%s", kiln_error_last());
+    }
+    if (self->n_pending == KILN_QUEUE_MAX_PENDING && kiln_queue_flush(self) != 0)
+        kiln_log_warn("%s", kiln_error_last());
+    if (!self->redis) {
+        kiln_error_set("queue: %s %s: Redis at %s is unreachable", op->what, op->job_key,
+                       self->addr);
+        return KILN_EINFRA;
+    }
+    s_pending_t *p = &self->pending[self->n_pending++];
+    *p = how;
+    p->what = op->what;
+    snprintf(p->job_key, sizeof p->job_key, "%s", op->job_key);
+    if (p->rc)
+        *p->rc = KILN_EAGAIN;
+    self->n_open++;
+    for (size_t i = 0; i < op->n_keys; i++)
+        s_resp(&self->keys, op->keys[i], strlen(op->keys[i]));
+    self->n_keys += op->n_keys;
+    s_resp(&self->args, &op->letter, 1);
+    s_resp(&self->args, op->job_key, strlen(op->job_key));
+    for (size_t i = 0; i < op->n_args; i++)
+        s_resp(&self->args, op->args[i], lens[i]);
+    self->n_args += 2 + op->n_args;
+    return 0;
+}
+
+/* How a transition goes. */
 typedef enum {
     S_SYNC,          /* one round trip, always */
-    S_DEFER,         /* pipelined in a batch; failures reported by flush */
+    S_DEFER,         /* in a batch, with the others; failures reported by flush */
     S_DEFER_EXISTS,  /* the same, and a negative answer is not a failure */
 } s_mode_t;
 
-/* Runs a script. In a batch a deferrable call is only appended (its verdict
- * comes from kiln_queue_flush, and lands in *rc_out / *token_out when
- * given); otherwise it is one round trip and *result gets the answer. */
-static int s_eval(kiln_queue_t *self, const char *what, const char *job_key, int script,
-                  s_mode_t mode, int nkeys, const char **argv, const size_t *lens, int argc,
-                  long long *result, uint64_t *token_out, int *rc_out)
+/* Runs a transition. In a batch a deferrable one is only added (its
+ * verdict lands in *rc_out / *token_out, when given, at the flush);
+ * otherwise it is one round trip and *result gets the script's answer. */
+static int s_eval(kiln_queue_t *self, const s_op_t *op, s_mode_t mode, long long *result,
+                  uint64_t *token_out, int *rc_out)
 {
+    *result = 0;
     if (!self->redis) {
-        kiln_error_set("queue: %s: Redis at %s is unreachable", what, self->addr);
+        kiln_error_set("queue: %s: Redis at %s is unreachable", op->what, self->addr);
         return KILN_EINFRA;
     }
-    if (self->batching && mode != S_SYNC) {
-        if (self->n_pending == KILN_QUEUE_MAX_PENDING && kiln_queue_flush(self) != 0)
-            kiln_log_warn("%s", kiln_error_last());
-        if (!self->redis) {
-            kiln_error_set("queue: %s: Redis at %s is unreachable", what, self->addr);
-            return KILN_EINFRA;
-        }
-        s_pending_t *p = &self->pending[self->n_pending++];
-        p->what = what;
-        snprintf(p->job_key, sizeof p->job_key, "%s", job_key);
-        p->token = token_out;
-        p->rc = rc_out;
-        p->exists_ok = mode == S_DEFER_EXISTS;
-        if (rc_out)
-            *rc_out = KILN_EAGAIN;
-        s_append(self, script, nkeys, argv, lens, argc);
-        *result = 0;
-        return 0;
-    }
+    if (self->batching && mode != S_SYNC)
+        return s_add(self, op,
+                     (s_pending_t){.token = token_out, .rc = rc_out,
+                                   .exists_ok = mode == S_DEFER_EXISTS});
     s_settle(self);
-    if (!self->redis) {
-        kiln_error_set("queue: %s: Redis at %s is unreachable", what, self->addr);
-        return KILN_EINFRA;
-    }
-    bool noscript = false;
-    s_append(self, script, nkeys, argv, lens, argc);
-    int rc = s_read_reply(self, what, result, &noscript);
-    if (noscript) {
-        /* Digests are cleared: this goes whole, and reloads the cache. */
-        s_append(self, script, nkeys, argv, lens, argc);
-        rc = s_read_reply(self, what, result, NULL);
-        s_load_scripts(self);
+    int rc = KILN_EINFRA;
+    self->noscript = false;
+    /* NOSCRIPT (Redis restarted and lost its cache): the flush loads the
+     * script again, and the call is made once more. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int erc = s_add(self, op, (s_pending_t){.rc = &rc, .raw = result});
+        if (erc != 0)
+            return erc;
+        kiln_queue_flush(self);
+        if (!self->noscript)
+            break;
+        self->noscript = false;
     }
     return rc;
 }
@@ -398,9 +549,11 @@ int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
     long long res = 0;
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
     snprintf(k2, sizeof k2, KILN_QUEUE_READY_PREFIX "%s", labels);
-    const char *argv[] = {k1, k2, job_key, labels, payload ? payload : ""};
-    size_t lens[] = {0, 0, 0, 0, payload ? len : 0};
-    int rc = s_eval(self, "push", job_key, S_PUSH_I, S_DEFER_EXISTS, 2, argv, lens, 5, &res, NULL, NULL);
+    /* A payload is bytes, not text: its length is given (0 means strlen). */
+    bool has = payload && len;
+    s_op_t op = {"push", 'P', job_key, {k1, k2}, 2, {labels, has ? (const char *)payload : ""},
+                 {0, has ? len : 0}, 2};
+    int rc = s_eval(self, &op, S_DEFER_EXISTS, &res, NULL, NULL);
     if (rc != 0)
         return rc;
     if (res < 0) {
@@ -410,10 +563,10 @@ int kiln_queue_push(kiln_queue_t *self, const char *job_key, const char *labels,
     return 0;
 }
 
-/* Shared by the two lease calls: the script's arguments. */
+/* Shared by the two lease calls: the transition and its arguments. */
 typedef struct {
     char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], dl[32], at[16], tok[32];
-    const char *argv[8];
+    s_op_t op;
 } s_lease_args_t;
 
 static void s_lease_args(s_lease_args_t *a, const char *job_key, const char *labels,
@@ -425,8 +578,8 @@ static void s_lease_args(s_lease_args_t *a, const char *job_key, const char *lab
     snprintf(a->dl, sizeof a->dl, "%lld", (long long)deadline_ms);
     snprintf(a->at, sizeof a->at, "%u", attempt);
     snprintf(a->tok, sizeof a->tok, "%llu", (unsigned long long)token);
-    const char *argv[8] = {a->k1, a->k2, "kiln:leases", job_key, worker, a->dl, a->at, a->tok};
-    memcpy(a->argv, argv, sizeof argv);
+    a->op = (s_op_t){"lease", 'L', job_key, {a->k1, a->k2}, 2, {worker, a->dl, a->at, a->tok},
+                     {0}, 4};
 }
 
 int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels,
@@ -435,8 +588,7 @@ int kiln_queue_lease(kiln_queue_t *self, const char *job_key, const char *labels
     s_lease_args_t a;
     long long res = 0;
     s_lease_args(&a, job_key, labels, worker, attempt, deadline_ms, token);
-    int rc = s_eval(self, "lease", job_key, S_LEASE_I, S_SYNC, 3, a.argv, NULL, 8, &res, NULL,
-                    NULL);
+    int rc = s_eval(self, &a.op, S_SYNC, &res, NULL, NULL);
     if (rc != 0)
         return rc;
     if (res < 0) {
@@ -460,8 +612,7 @@ int kiln_queue_lease_defer(kiln_queue_t *self, const char *job_key, const char *
     s_lease_args_t a;
     long long res = 0;
     s_lease_args(&a, job_key, labels, worker, attempt, deadline_ms, token);
-    int erc = s_eval(self, "lease", job_key, S_LEASE_I, S_DEFER, 3, a.argv, NULL, 8, &res, NULL,
-                     rc);
+    int erc = s_eval(self, &a.op, S_DEFER, &res, NULL, rc);
     if (erc != 0 && rc)
         *rc = erc;
     return erc;
@@ -474,6 +625,9 @@ int kiln_queue_send(kiln_queue_t *self)
         kiln_error_set("queue: Redis at %s is unreachable", self->addr);
         return KILN_EINFRA;
     }
+    int rc = s_close_group(self);
+    if (rc != 0)
+        return rc;
     while (!done) {
         if (redisBufferWrite(self->redis, &done) != REDIS_OK) {
             kiln_error_set("queue: cannot write to Redis at %s: %s", self->addr,
@@ -485,59 +639,49 @@ int kiln_queue_send(kiln_queue_t *self)
     return 0;
 }
 
+/* The three transitions that present a token and answer only yes or no. */
+static int s_fenced(kiln_queue_t *self, s_op_t *op, const char *tok)
+{
+    long long res = 0;
+    int rc = s_eval(self, op, S_DEFER, &res, NULL, NULL);
+    if (rc != 0)
+        return rc;
+    if (res < 0) {
+        kiln_error_set("queue: stale token %s for %s", tok, op->job_key);
+        return KILN_ESTALE;
+    }
+    return 0;
+}
+
 int kiln_queue_renew(kiln_queue_t *self, const char *job_key, uint64_t token,
                      int64_t deadline_ms)
 {
     char k1[KILN_REDIS_KEY_MAX], tok[32], dl[32];
-    long long res = 0;
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
     snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
     snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
-    const char *argv[] = {k1, "kiln:leases", job_key, tok, dl};
-    int rc = s_eval(self, "renew", job_key, S_RENEW_I, S_DEFER, 2, argv, NULL, 5, &res, NULL, NULL);
-    if (rc != 0)
-        return rc;
-    if (res < 0) {
-        kiln_error_set("queue: stale token %s for %s", tok, job_key);
-        return KILN_ESTALE;
-    }
-    return 0;
+    s_op_t op = {"renew", 'N', job_key, {k1}, 1, {tok, dl}, {0}, 2};
+    return s_fenced(self, &op, tok);
 }
 
 int kiln_queue_finish(kiln_queue_t *self, const char *job_key, uint64_t token, const char *result)
 {
     char k1[KILN_REDIS_KEY_MAX], tok[32];
-    long long res = 0;
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
     snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
-    const char *argv[] = {k1, "kiln:leases", job_key, tok, result};
-    int rc = s_eval(self, "finish", job_key, S_FINISH_I, S_DEFER, 2, argv, NULL, 5, &res, NULL, NULL);
-    if (rc != 0)
-        return rc;
-    if (res < 0) {
-        kiln_error_set("queue: stale token %s for %s", tok, job_key);
-        return KILN_ESTALE;
-    }
-    return 0;
+    s_op_t op = {"finish", 'F', job_key, {k1}, 1, {tok, result}, {0}, 2};
+    return s_fenced(self, &op, tok);
 }
 
 int kiln_queue_requeue(kiln_queue_t *self, const char *job_key, const char *labels,
                        uint64_t token)
 {
-    char k1[KILN_REDIS_KEY_MAX], k3[KILN_REDIS_KEY_MAX], tok[32];
-    long long res = 0;
+    char k1[KILN_REDIS_KEY_MAX], k2[KILN_REDIS_KEY_MAX], tok[32];
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
-    snprintf(k3, sizeof k3, KILN_QUEUE_READY_PREFIX "%s", labels);
+    snprintf(k2, sizeof k2, KILN_QUEUE_READY_PREFIX "%s", labels);
     snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
-    const char *argv[] = {k1, "kiln:leases", k3, job_key, tok};
-    int rc = s_eval(self, "requeue", job_key, S_REQUEUE_I, S_DEFER, 3, argv, NULL, 5, &res, NULL, NULL);
-    if (rc != 0)
-        return rc;
-    if (res < 0) {
-        kiln_error_set("queue: stale token %s for %s", tok, job_key);
-        return KILN_ESTALE;
-    }
-    return 0;
+    s_op_t op = {"requeue", 'Q', job_key, {k1, k2}, 2, {tok}, {0}, 1};
+    return s_fenced(self, &op, tok);
 }
 
 int kiln_queue_drop(kiln_queue_t *self, const char *job_key, const char *labels,
@@ -547,8 +691,8 @@ int kiln_queue_drop(kiln_queue_t *self, const char *job_key, const char *labels,
     long long res = 0;
     snprintf(k1, sizeof k1, "kiln:job:%s", job_key);
     snprintf(k2, sizeof k2, KILN_QUEUE_READY_PREFIX "%s", labels);
-    const char *argv[] = {k1, k2, job_key, result};
-    int rc = s_eval(self, "drop", job_key, S_DROP_I, S_DEFER, 2, argv, NULL, 4, &res, NULL, NULL);
+    s_op_t op = {"drop", 'D', job_key, {k1, k2}, 2, {result}, {0}, 1};
+    int rc = s_eval(self, &op, S_DEFER, &res, NULL, NULL);
     if (rc != 0)
         return rc;
     if (res < 0) {
@@ -587,7 +731,7 @@ int kiln_queue_forget(kiln_queue_t *self, const char *const *job_keys, size_t n)
 
 long long kiln_queue_depth(kiln_queue_t *self, const char *labels)
 {
- s_settle(self);
+    s_settle(self);
     if (!self->redis)
         return -1;
     redisReply *r = redisCommand(self->redis, "SCARD " KILN_QUEUE_READY_PREFIX "%s", labels);
@@ -640,7 +784,7 @@ int kiln_queue_reconnect(kiln_queue_t *self)
     }
     freeReplyObject(r);
     self->redis = c;
-    s_load_scripts(self);
+    s_load_script(self);
     kiln_log_info("queue: reconnected to Redis at %s", self->addr);
     return 0;
 }
@@ -691,11 +835,11 @@ int kiln_queue_restore(kiln_queue_t *self, const char *job_key, const char *labe
     snprintf(tok, sizeof tok, "%llu", (unsigned long long)token);
     snprintf(at, sizeof at, "%u", attempt);
     snprintf(dl, sizeof dl, "%lld", (long long)deadline_ms);
-    const char *argv[] = {k1, k2, "kiln:leases", job_key, labels, state, tok, at,
-                          worker ? worker : "", dl, result ? result : ""};
-    int rc =
-        s_eval(self, "restore", job_key, S_RESTORE_I, S_SYNC, 3, argv, NULL, 11, &res, NULL, NULL);
-    if (rc == 0 && stored_token)
+    s_op_t op = {"restore", 'R', job_key, {k1, k2}, 2,
+                 {labels, state, tok, at, worker ? worker : "", dl, result ? result : ""},
+                 {0}, 7};
+    int rc = s_eval(self, &op, S_DEFER, &res, stored_token, NULL);
+    if (rc == 0 && !self->batching && stored_token)
         *stored_token = res > 0 ? (uint64_t)res : 0;
     return rc;
 }

@@ -3,19 +3,22 @@
  * Every job of an accepted run lives in Redis as a small hash
  * (kiln:job:<run>/<job>) in exactly one state: ready (its key is on the
  * ready set of its label set, kiln:ready-set:<labels>), leased (a worker holds
- * it until a deadline, scored in kiln:leases), or done. Each transition is a
- * Lua script, so it is atomic and a crash between two commands cannot leave a
- * job both queued and leased, or lost. Each lease bumps the job's fencing
- * token; a finish, renew or requeue must present the current token, so a
- * zombie worker's late result cannot overwrite a newer attempt.
+ * it until the deadline in its hash), or done. Each transition is a step of
+ * one Lua script, so it is atomic and a crash between two commands cannot
+ * leave a job both queued and leased, or lost. Each lease bumps the job's
+ * fencing token; a finish, renew or requeue must present the current token,
+ * so a zombie worker's late result cannot overwrite a newer attempt. Lease
+ * expiry is the coordinator's timer, not a Redis index: it holds every lease
+ * in memory and recovers them from the job hashes.
  *
  * The coordinator mirrors the ready sets in memory to choose quickly; Redis
  * is the authority it recovers from.
  *
  * The connection is synchronous (hiredis) on a unix socket or TCP; the
- * coordinator is single-threaded. Scripts are loaded once (SCRIPT LOAD) and
- * called by digest. Outside a batch every call is one round trip; inside
- * one (see below) most are pipelined.
+ * coordinator is single-threaded. The script is loaded once (SCRIPT LOAD)
+ * and called by digest. Outside a batch every call is one round trip; inside
+ * one (see below) the transitions are gathered into script calls of up to
+ * a few hundred, written together and answered later.
  */
 #ifndef KILN_QUEUE_H
 #define KILN_QUEUE_H
@@ -83,18 +86,22 @@ int kiln_queue_get(kiln_queue_t *self, const char *job_key, kiln_queue_job_t *ou
  * (a restart from an older append-only file) or was unreachable: the job
  * ends in `state` (ready/leased/done) in the right set, and its token
  * becomes max(stored, token) so fencing never goes backwards; that token
- * goes to *stored_token (may be NULL). */
+ * goes to *stored_token (may be NULL; in a batch it is written at the
+ * flush). */
 int kiln_queue_restore(kiln_queue_t *self, const char *job_key, const char *labels,
                        const char *state, uint64_t token, unsigned attempt, const char *worker,
                        int64_t deadline_ms, const char *result, uint64_t *stored_token);
 
-/* Batches. Between begin and end, push, renew, finish, requeue, drop and
- * lease_defer are pipelined: appended to the connection and answered 0 at
- * once. kiln_queue_flush reads their replies and returns the first failure
+/* Batches. Between begin and end, push, renew, finish, requeue, drop,
+ * restore and lease_defer are gathered (answered 0 at once) into script
+ * calls of up to a few hundred transitions; kiln_queue_send writes them.
+ * kiln_queue_flush reads their replies and returns the first failure
  * (KILN_ESTALE: a job was not in the state its transition needs;
- * KILN_EINFRA: Redis went away) with its message; every other call flushes
- * first, so replies are always read in order. A burst of worker messages
- * then costs the coordinator one write to Redis, not a round trip per job. */
+ * KILN_EINFRA: Redis went away, or lost its script cache) with its message,
+ * and gives each transition its own verdict (lease_defer's *rc, restore's
+ * *stored_token); every other call flushes first, so replies are always read
+ * in order. A burst of worker messages then costs the coordinator one write
+ * to Redis and Redis one script call, not a round trip and a script per job. */
 #define KILN_QUEUE_MAX_PENDING 4096
 void kiln_queue_batch_begin(kiln_queue_t *self);
 int kiln_queue_flush(kiln_queue_t *self);

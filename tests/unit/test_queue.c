@@ -136,6 +136,71 @@ static void test_batch(void **state)
     assert_int_equal(kiln_queue_lease(s_q, "3/a", "linux", "w1", 2, 1000, stored + 1), 0);
 }
 
+/* A batch longer than one script call: every transition gets its own
+ * verdict, in order, whichever call carried it. */
+static void test_long_batch(void **state)
+{
+    (void)state;
+    enum { N = 600 };
+    static int rc[N];
+    char key[32];
+    kiln_queue_batch_begin(s_q);
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "4/j%d", i);
+        assert_int_equal(kiln_queue_push(s_q, key, "long", NULL, 0), 0);
+    }
+    assert_int_equal(kiln_queue_flush(s_q), 0);
+    assert_int_equal(kiln_queue_depth(s_q, "long"), N);
+    kiln_queue_batch_begin(s_q);
+    /* Every other lease proposes token 0, which is never newer. */
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "4/j%d", i);
+        assert_int_equal(kiln_queue_lease_defer(s_q, key, "long", "w1", 1, 1000,
+                                                (uint64_t)(i % 2), &rc[i]), 0);
+    }
+    assert_int_equal(kiln_queue_send(s_q), 0);
+    assert_int_equal(kiln_queue_pending(s_q), N);
+    assert_int_equal(kiln_queue_batch_end(s_q), KILN_ESTALE);
+    assert_non_null(strstr(kiln_error_last(), "4/j0"));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(rc[i], i % 2 ? 0 : KILN_ESTALE);
+    assert_int_equal(kiln_queue_depth(s_q, "long"), N / 2);
+    /* Restores in a batch say the token Redis keeps at the flush. */
+    uint64_t kept[2] = {0, 0};
+    kiln_queue_batch_begin(s_q);
+    assert_int_equal(kiln_queue_restore(s_q, "4/j1", "long", "ready", 0, 1, NULL, 0, NULL,
+                                        &kept[0]), 0);
+    assert_int_equal(kiln_queue_restore(s_q, "4/j2", "long", "ready", 5, 1, NULL, 0, NULL,
+                                        &kept[1]), 0);
+    assert_int_equal(kiln_queue_batch_end(s_q), 0);
+    assert_int_equal(kept[0], 1);
+    assert_int_equal(kept[1], 5);
+    assert_int_equal(kiln_queue_depth(s_q, "long"), N / 2 + 1);
+}
+
+/* Redis can lose its script cache (a restart, SCRIPT FLUSH): a synchronous
+ * call still goes through, a batch reports the loss, and the next works. */
+static void test_script_cache_lost(void **state)
+{
+    (void)state;
+    char cmd[256];
+    int rc = 99;
+    snprintf(cmd, sizeof cmd, "redis-cli -s %s/redis.sock SCRIPT FLUSH >/dev/null", s_dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(kiln_queue_push(s_q, "5/a", "cache", NULL, 0), 0);
+    assert_int_equal(kiln_queue_depth(s_q, "cache"), 1);
+    assert_int_equal(system(cmd), 0);
+    kiln_queue_batch_begin(s_q);
+    assert_int_equal(kiln_queue_lease_defer(s_q, "5/a", "cache", "w1", 1, 1000, 1, &rc), 0);
+    assert_int_equal(kiln_queue_batch_end(s_q), KILN_EINFRA);
+    assert_int_equal(rc, KILN_EINFRA);
+    assert_non_null(strstr(kiln_error_last(), "script cache"));
+    assert_int_equal(kiln_queue_lease(s_q, "5/a", "cache", "w1", 1, 1000, 1), 0);
+    kiln_queue_batch_begin(s_q);
+    assert_int_equal(kiln_queue_finish(s_q, "5/a", 1, "success"), 0);
+    assert_int_equal(kiln_queue_batch_end(s_q), 0);
+}
+
 static void test_unreachable(void **state)
 {
     (void)state;
@@ -151,6 +216,8 @@ int main(void)
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_drop_and_order),
         cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_long_batch),
+        cmocka_unit_test(test_script_cache_lost),
         cmocka_unit_test(test_unreachable),
     };
     return cmocka_run_group_tests_name("queue", tests, s_setup, s_teardown);
