@@ -70,7 +70,7 @@
 #define SWARM_NAME_MAX 128
 #define SWARM_JOB_KEY_MAX 256         /* assignments with longer keys are dropped */
 #define SWARM_MAX_RESULTS 64          /* unacknowledged results kept per connection */
-#define SWARM_MAX_STEPS 1000          /* step messages sent per job, at most */
+#define SWARM_MAX_STEPS 1000          /* step results reported per job, at most */
 #define SWARM_RESEND_MS 2000          /* as the agent: results resent until acknowledged */
 #define SWARM_BURST 256               /* messages read from one connection per wake-up */
 #define SWARM_STATS_EVERY_MS 1000
@@ -226,19 +226,26 @@ static void s_send_result(s_swarm_t *self, s_conn_t *c, s_result_t *r, Kiln__Out
     jr.started_ms = (uint64_t)r->started_ms;
     jr.finished_ms = (uint64_t)r->finished_ms;
     jr.message = (char *)message;
-    Kiln__StepResult sr = KILN__STEP_RESULT__INIT, *srp = &sr;
-    if (r->n_steps) {
-        sr.step = r->n_steps - 1;
-        sr.outcome = KILN__OUTCOME__OUTCOME_SUCCESS;
-        sr.conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
-        sr.started_ms = (uint64_t)r->started_ms;
-        sr.finished_ms = (uint64_t)r->finished_ms;
-        jr.steps = &srp;
-        jr.n_steps = 1;
+    Kiln__StepResult *sr = r->n_steps ? calloc(r->n_steps, sizeof *sr) : NULL;
+    Kiln__StepResult **srp = r->n_steps ? calloc(r->n_steps, sizeof *srp) : NULL;
+    for (uint32_t i = 0; sr && srp && i < r->n_steps; i++) {
+        kiln__step_result__init(&sr[i]);
+        sr[i].step = i;
+        sr[i].outcome = KILN__OUTCOME__OUTCOME_SUCCESS;
+        sr[i].conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
+        sr[i].started_ms = (uint64_t)r->started_ms;
+        sr[i].finished_ms = (uint64_t)r->finished_ms;
+        srp[i] = &sr[i];
+    }
+    if (sr && srp) {
+        jr.steps = srp;
+        jr.n_steps = r->n_steps;
     }
     env.body_case = KILN__ENVELOPE__BODY_JOB_RESULT;
     env.job_result = &jr;
     s_send(self, c, &env);
+    free(sr);
+    free(srp);
     r->resend_at = kiln_clock_mono_ms() + SWARM_RESEND_MS;
 }
 
@@ -278,33 +285,9 @@ static void s_on_assign(s_swarm_t *self, s_conn_t *c, const Kiln__JobAssign *a)
         self->stats.refused++;
         return;
     }
-    for (size_t s = 0; s < a->n_steps && s < SWARM_MAX_STEPS; s++) {
-        Kiln__Envelope env = KILN__ENVELOPE__INIT;
-        Kiln__StepStarted ss = KILN__STEP_STARTED__INIT;
-        ss.job_key = a->job_key;
-        ss.token = a->token;
-        ss.step = (uint32_t)s;
-        ss.ts_ms = (uint64_t)now;
-        env.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
-        env.step_started = &ss;
-        s_send(self, c, &env);
-        self->stats.steps_reported++;
-        if (s + 1 == a->n_steps || s + 1 == SWARM_MAX_STEPS)
-            break; /* the last step's result goes with the job's */
-        Kiln__Envelope env2 = KILN__ENVELOPE__INIT;
-        Kiln__StepResult sr = KILN__STEP_RESULT__INIT;
-        sr.job_key = a->job_key;
-        sr.token = a->token;
-        sr.step = (uint32_t)s;
-        sr.outcome = KILN__OUTCOME__OUTCOME_SUCCESS;
-        sr.conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
-        sr.exit_code = 0;
-        sr.started_ms = (uint64_t)now;
-        sr.finished_ms = (uint64_t)now;
-        env2.body_case = KILN__ENVELOPE__BODY_STEP_RESULT;
-        env2.step_result = &sr;
-        s_send(self, c, &env2);
-    }
+    /* As the agent: steps that end at once are reported inside the job's
+     * result, their starts left out. */
+    self->stats.steps_reported += a->n_steps < SWARM_MAX_STEPS ? a->n_steps : SWARM_MAX_STEPS;
     if (c->n_results == SWARM_MAX_RESULTS) {
         /* As the agent: the oldest unacknowledged result is forgotten. */
         kiln_log_warn("%s: %d results unacknowledged; forgetting %s", c->name, SWARM_MAX_RESULTS,

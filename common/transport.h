@@ -21,8 +21,10 @@
 #include "keys.h"
 #include "kiln.pb-c.h"
 
-/* 2: a job's result carries the results of the steps that ended with it. */
-#define KILN_PROTO_VERSION 2
+/* 2: a job's result carries the results of the steps that ended with it.
+ * 3: a worker may leave out the start of a step that ended within its hold
+ * (the coordinator then records the start from the step's result). */
+#define KILN_PROTO_VERSION 3
 #define KILN_MSG_MAX (4 * 1024 * 1024)
 /* Bounds on every decoded field, checked by kiln_transport_check. */
 #define KILN_WIRE_STRING_MAX (64 * 1024)

@@ -194,8 +194,10 @@ static const char *const s_sql[S_COUNT] = {
     [S_STEP_START] = "INSERT OR REPLACE INTO steps (run_id, job_id, attempt, idx, name, state,"
                      " started_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
     [S_STEP_FINISH] = "INSERT INTO steps (run_id, job_id, attempt, idx, state, exit_code, signal,"
-                      " started_ms, finished_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                      " started_ms, finished_ms, name)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
                       " ON CONFLICT (run_id, job_id, attempt, idx) DO UPDATE SET"
+                      " name = COALESCE(excluded.name, name),"
                       " state = excluded.state, exit_code = excluded.exit_code,"
                       " signal = excluded.signal,"
                       " started_ms = COALESCE(excluded.started_ms, started_ms),"
@@ -867,8 +869,8 @@ cleanup:
  * keeps the recorded start. exit_code is stored as given (-1: no normal
  * exit); signal 0 is stored as null ("no signal"). */
 int kiln_history_step_finish(kiln_history_t *self, int64_t run_id, const char *job_id,
-                             unsigned attempt, unsigned step, const char *state, int exit_code,
-                             int signal, int64_t started_ms, int64_t finished_ms)
+                             unsigned attempt, unsigned step, const char *name, const char *state,
+                             int exit_code, int signal, int64_t started_ms, int64_t finished_ms)
 {
     int rc = -1;
     assert(self);
@@ -885,6 +887,8 @@ int kiln_history_step_finish(kiln_history_t *self, int64_t run_id, const char *j
                != SQLITE_OK
         || s_bind_opt(stmt, 8, started_ms) != SQLITE_OK
         || s_bind_opt(stmt, 9, finished_ms) != SQLITE_OK
+        || (name ? sqlite3_bind_text(stmt, 10, name, -1, SQLITE_STATIC)
+                 : sqlite3_bind_null(stmt, 10)) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_DONE) {
         s_sql_error(self, "finish step %u of job %s of run %lld", step, job_id, (long long)run_id);
         goto cleanup;

@@ -63,10 +63,13 @@ int kiln_history_attempt_finish(kiln_history_t *self, int64_t run_id, const char
 int kiln_history_step_start(kiln_history_t *self, int64_t run_id, const char *job_id,
                             unsigned attempt, unsigned step, const char *name, int64_t started_ms);
 /* state: "success", "failure", "timed_out", "cancelled", "skipped". exit_code
- * -1 when the process did not exit normally (then signal is set). */
+ * -1 when the process did not exit normally (then signal is set). A step
+ * whose start was not recorded (skipped, or one that ended before its
+ * worker reported the start) gets its row here, with `name`; NULL keeps the
+ * name recorded at the start. */
 int kiln_history_step_finish(kiln_history_t *self, int64_t run_id, const char *job_id,
-                             unsigned attempt, unsigned step, const char *state, int exit_code,
-                             int signal, int64_t started_ms, int64_t finished_ms);
+                             unsigned attempt, unsigned step, const char *name, const char *state,
+                             int exit_code, int signal, int64_t started_ms, int64_t finished_ms);
 
 /* stream: 0 stdout, 1 stderr, 2 system (Kiln's own messages). */
 int kiln_history_log_append(kiln_history_t *self, int64_t run_id, const char *job_id,

@@ -101,6 +101,10 @@ struct s_job {
     unsigned infra_failures;        /* attempts lost to infrastructure */
     unsigned script_failures;       /* attempts whose script failed (retry policy) */
     uint64_t log_bytes;             /* output stored for the current attempt */
+    /* 1 + the step whose start the current attempt last reported; 0 none.
+     * A worker leaves out the start of a step that ends within its hold
+     * (the result carries the start time): watchers still see it begin. */
+    unsigned step_reported;
     bool log_truncated;
     bool in_ready;
     bool cancel_sent;
@@ -1673,6 +1677,7 @@ static void s_commit_placement(kiln_server_t *self, s_job_t *job)
     job->started_ms = kiln_clock_wall_ms();
     job->cancel_sent = false;
     job->log_bytes = 0;
+    job->step_reported = 0;
     job->log_truncated = false;
     if (kiln_dag_state(run->dag, job->idx) == KILN_JOB_READY)
         kiln_dag_start(run->dag, job->idx);
@@ -2234,6 +2239,23 @@ static void s_on_heartbeat(kiln_server_t *self, s_worker_t *w, const Kiln__Heart
     }
 }
 
+static void s_emit_step_started(kiln_server_t *self, s_job_t *job, unsigned step, uint64_t ts_ms)
+{
+    const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
+    job->step_reported = step + 1;
+    if (!job->run->n_watchers)
+        return;
+    Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+    ev.kind = KILN__EVENT_KIND__EVENT_STEP_STARTED;
+    ev.job_id = spec->id;
+    ev.job_name = spec->name;
+    ev.step = step;
+    ev.step_name = spec->steps[step].name;
+    ev.attempt = job->attempt;
+    ev.ts_ms = ts_ms;
+    s_emit(self, job->run, &ev);
+}
+
 static void s_on_step_started(kiln_server_t *self, s_worker_t *w, const Kiln__StepStarted *m)
 {
     s_job_t *job = s_fenced_job(self, w, m->job_key, m->token, "step start");
@@ -2242,20 +2264,9 @@ static void s_on_step_started(kiln_server_t *self, s_worker_t *w, const Kiln__St
     const kiln_job_t *spec = &job->run->wf->jobs[job->idx];
     if (m->step >= spec->n_steps)
         return;
-    const char *name = spec->steps[m->step].name;
-    kiln_history_step_start(self->history, job->run->id, spec->id, job->attempt, m->step, name,
-                            (int64_t)m->ts_ms);
-    if (job->run->n_watchers) {
-        Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
-        ev.kind = KILN__EVENT_KIND__EVENT_STEP_STARTED;
-        ev.job_id = spec->id;
-        ev.job_name = spec->name;
-        ev.step = m->step;
-        ev.step_name = (char *)name;
-        ev.attempt = job->attempt;
-        ev.ts_ms = m->ts_ms;
-        s_emit(self, job->run, &ev);
-    }
+    kiln_history_step_start(self->history, job->run->id, spec->id, job->attempt, m->step,
+                            spec->steps[m->step].name, (int64_t)m->ts_ms);
+    s_emit_step_started(self, job, m->step, m->ts_ms);
 }
 
 /* Returns processed log bytes to the worker as credit once enough has
@@ -2342,12 +2353,14 @@ static void s_apply_step_result(kiln_server_t *self, s_job_t *job, const Kiln__S
     if (m->step >= spec->n_steps)
         return;
     const char *state = s_outcome_name(m->outcome);
-    if (m->outcome == KILN__OUTCOME__OUTCOME_SKIPPED)
-        kiln_history_step_start(self->history, job->run->id, spec->id, job->attempt, m->step,
-                                spec->steps[m->step].name, 0);
-    kiln_history_step_finish(self->history, job->run->id, spec->id, job->attempt, m->step, state,
-                             m->exit_code, m->signal, (int64_t)m->started_ms,
-                             (int64_t)m->finished_ms);
+    /* A step that ended within its worker's hold comes without a start:
+     * its row is made here, and watchers see it start before it ends. */
+    bool unstarted = job->step_reported != m->step + 1;
+    if (unstarted && m->outcome != KILN__OUTCOME__OUTCOME_SKIPPED)
+        s_emit_step_started(self, job, m->step, m->started_ms);
+    kiln_history_step_finish(self->history, job->run->id, spec->id, job->attempt, m->step,
+                             unstarted ? spec->steps[m->step].name : NULL, state, m->exit_code,
+                             m->signal, (int64_t)m->started_ms, (int64_t)m->finished_ms);
     if (job->run->n_watchers) {
         Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
         ev.kind = KILN__EVENT_KIND__EVENT_STEP_FINISHED;

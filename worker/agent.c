@@ -53,14 +53,17 @@ typedef struct {
     uint64_t log_sent;          /* output bytes sent for this job */
     bool log_truncated;
     kiln_jobctx_t *jx;          /* contexts, steps.*, command files, masks */
-    bool started_sent;          /* StepStarted sent for the current step */
     int slot;                   /* in agent->jobs */
-    /* Step results not sent yet. Those of the steps that end in the same
-     * turn as the job ride in its result (one message where there were
-     * two); otherwise they go out before anything else the job sends, so
-     * the coordinator sees the same order as ever (s_held_flush). */
+    /* Step results and the current step's start, not sent yet: for up to
+     * KILN_AGENT_HOLD_MS (hold_until), or until the job sends anything else
+     * (they go first, so the coordinator sees the same order as ever:
+     * s_held_flush). Those held when the job ends ride in its result, and a
+     * start whose step ends first is left out: a short one-step job is one
+     * message where it was three. */
     Kiln__StepResult *held;     /* n_steps of room, allocated on first use */
     size_t n_held;
+    bool start_held;            /* job->step's start, ts step_started_ms */
+    int64_t hold_until;         /* monotonic; 0: nothing held */
 } s_job_t;
 
 /* A finished job's result, kept (packed, as sent) until acknowledged. */
@@ -320,7 +323,8 @@ static void s_flush_output(s_job_t *job)
     free(shown);
 }
 
-/* Sends the step results held back, in order. */
+/* Sends what is held back, in order: the results of earlier steps, then
+ * the current step's start. */
 static void s_held_flush(s_job_t *job)
 {
     for (size_t i = 0; i < job->n_held; i++) {
@@ -330,6 +334,25 @@ static void s_held_flush(s_job_t *job)
         s_send(job->agent, &env);
     }
     job->n_held = 0;
+    if (job->start_held) {
+        Kiln__Envelope m = KILN__ENVELOPE__INIT;
+        Kiln__StepStarted ss = KILN__STEP_STARTED__INIT;
+        ss.job_key = job->a->job_key;
+        ss.token = job->a->token;
+        ss.step = (uint32_t)job->step;
+        ss.ts_ms = (uint64_t)job->step_started_ms;
+        m.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
+        m.step_started = &ss;
+        job->start_held = false;
+        s_send(job->agent, &m);
+    }
+    job->hold_until = 0;
+}
+
+static void s_hold(s_job_t *job)
+{
+    if (!job->hold_until)
+        job->hold_until = kiln_clock_mono_ms() + KILN_AGENT_HOLD_MS;
 }
 
 /* A step's result, held back until the job's next message (see held). */
@@ -352,6 +375,10 @@ static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome,
         r.conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
     if (!job->held)
         job->held = calloc(job->a->n_steps ? job->a->n_steps : 1, sizeof *job->held);
+    /* The result says when the step started: a start not sent yet is not
+     * needed any more. */
+    if (job->start_held && step == job->step)
+        job->start_held = false;
     if (!job->held || job->n_held >= job->a->n_steps) {
         /* No room to hold it (out of memory): as it is, at once. */
         s_held_flush(job);
@@ -362,6 +389,7 @@ static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome,
         return;
     }
     job->held[job->n_held++] = r;
+    s_hold(job);
 }
 
 /* Moves the held step results into the job's result r: they travel
@@ -370,7 +398,10 @@ static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome,
  * memory is short (they are then sent on their own). */
 static Kiln__StepResult **s_held_into(s_job_t *job, Kiln__JobResult *r)
 {
-    Kiln__StepResult **ptrs = job->n_held ? calloc(job->n_held, sizeof *ptrs) : NULL;
+    /* A step that started and has no result (the job ended around it): its
+     * start goes now, after the results before it, ahead of the job's. */
+    Kiln__StepResult **ptrs =
+        job->n_held && !job->start_held ? calloc(job->n_held, sizeof *ptrs) : NULL;
     if (!ptrs) {
         s_held_flush(job);
         return NULL;
@@ -662,18 +693,10 @@ static int s_step_start(s_job_t *job)
         s_step_record(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED);
         return 1;
     }
-    {
-        Kiln__Envelope m = KILN__ENVELOPE__INIT;
-        Kiln__StepStarted ss = KILN__STEP_STARTED__INIT;
-        ss.job_key = job->a->job_key;
-        ss.token = job->a->token;
-        ss.step = (uint32_t)job->step;
-        ss.ts_ms = (uint64_t)job->step_started_ms;
-        m.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
-        m.step_started = &ss;
-        s_held_flush(job);
-        s_send(self, &m);
-    }
+    /* Held (see start_held): sent with anything else the job sends, when
+     * the hold ends, or left out if the step ends first. */
+    job->start_held = true;
+    s_hold(job);
     if (crc != 0) {
         s_system_log(job, "if: %s", err);
         goto cleanup;
@@ -995,19 +1018,9 @@ static void s_null_job(kiln_agent_t *self, const Kiln__JobAssign *a)
 {
     s_job_t job = {.agent = self, .a = a};
     int64_t now = kiln_clock_wall_ms();
-    for (size_t i = 0; i < a->n_steps; i++) {
-        Kiln__Envelope se = KILN__ENVELOPE__INIT;
-        Kiln__StepStarted ss = KILN__STEP_STARTED__INIT;
-        ss.job_key = a->job_key;
-        ss.token = a->token;
-        ss.step = (uint32_t)i;
-        ss.ts_ms = (uint64_t)now;
-        se.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
-        se.step_started = &ss;
-        s_held_flush(&job);
-        s_send(self, &se);
+    /* Every step ends within the hold: their results ride in the job's. */
+    for (size_t i = 0; i < a->n_steps; i++)
         s_send_step_result(&job, i, KILN__OUTCOME__OUTCOME_SUCCESS, 0, 0, now, now);
-    }
     Kiln__JobResult extra = KILN__JOB_RESULT__INIT;
     Kiln__StepResult **held = s_held_into(&job, &extra);
     s_add_result(self, a->job_key, a->token, KILN__OUTCOME__OUTCOME_SUCCESS, now, NULL, &extra);
@@ -1336,6 +1349,9 @@ int kiln_agent_run(kiln_agent_t *self)
             if (d >= 0 && d < next)
                 next = d;
         }
+        for (int i = 0; i < self->cfg.slots; i++)
+            if (self->jobs[i] && self->jobs[i]->hold_until && self->jobs[i]->hold_until < next)
+                next = self->jobs[i]->hold_until;
         first_notice = n;
         if (self->notice && !self->draining) {
             int fds[KILN_NOTICE_MAX_FDS];
@@ -1381,6 +1397,8 @@ int kiln_agent_run(kiln_agent_t *self)
                 if (d >= 0 && d <= now)
                     kiln_exec_on_timer(job->exec, now);
             }
+            if (job->hold_until && now >= job->hold_until)
+                s_held_flush(job);
             s_job_advance(job); /* may free the job */
         }
         if (items[0].revents & ZMQ_POLLIN)

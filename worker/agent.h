@@ -19,9 +19,10 @@
  * reading the step's pipes, and the step waits on its own writes.
  *
  * The null executor (`executor = null`) is for measuring the coordinator:
- * each assigned job is reported through the same messages (accepted, each
- * step started and succeeded with exit code 0, the job's result, resent until
- * acknowledged) without a workspace, a process or a command file.
+ * each assigned job is reported through the same messages as a real job
+ * whose steps all end at once (each step succeeded with exit code 0, inside
+ * the job's result, resent until acknowledged) without a workspace, a
+ * process or a command file.
  *
  * Signals: SIGTERM drains (no new jobs; running ones may finish within the
  * drain grace, then exit 0; what is still running at the deadline is handed
@@ -68,6 +69,11 @@ typedef struct {
 #define KILN_AGENT_MAX_RESULTS 256
 #define KILN_AGENT_RESULTS_PER_SLOT 4
 #define KILN_AGENT_RESEND_MS 2000
+/* How long a step's start and the results of its job's finished steps may
+ * wait to travel together (and a start be left out, when its step ends
+ * first: the result carries the start time). Live status lags by at most
+ * this; a one-step job of a few milliseconds costs one message, not two. */
+#define KILN_AGENT_HOLD_MS 10
 /* After a drain empties the worker: how long it waits for acknowledgements. */
 #define KILN_AGENT_EXIT_LINGER_MS 3000
 #define KILN_AGENT_DEFAULT_DRAIN_GRACE_MS (5 * 60 * 1000)

@@ -153,6 +153,39 @@ got=$(sql "select job_id || '/' || idx || ':' || state || ':' || (finished_ms >=
     fail "step rows of the tails run: $got"
 pass "the last step and the skipped steps after it are recorded from the job's result"
 
+# A step that ends within the worker's hold is reported by its result
+# alone (no start message): its row still has its name and start time, and
+# a follower still sees it start. A long step's start is reported while it
+# runs.
+cat >"$T/quiet.yml" <<'YML'
+name: quiet
+on: push
+jobs:
+  hush:
+    runs-on: self-hosted
+    steps:
+      - name: silent step
+        run: "true"
+      - name: long step
+        run: sleep 1.5
+YML
+"$KILN" submit --wait "$T/quiet.yml" >"$T/quiet.txt" 2>&1 &
+QPID=$!
+PIDS+=($QPID)
+live=""
+for _ in $(seq 1 100); do
+    run=$(sql "select id from runs where name = 'quiet'")
+    [ -n "$run" ] && live=$(sql "select state from steps where run_id = $run and idx = 1")
+    [ "$live" = running ] && break
+    sleep 0.01
+done
+[ "$live" = running ] || fail "the long step was never seen running (last: '$live')"
+wait "$QPID" || fail "the quiet run failed: $(cat "$T/quiet.txt")"
+grep -qx "hush | ::: silent step" "$T/quiet.txt" || fail "no start line for the silent step: $(cat "$T/quiet.txt")"
+got=$(sql "select idx || ':' || name || ':' || state || ':' || (started_ms > 0) || ':' || (finished_ms >= started_ms) from steps where run_id = $run order by idx" | tr '\n' ' ')
+[ "$got" = "0:silent step:success:1:1 1:long step:success:1:1 " ] || fail "quiet run's step rows: $got"
+pass "a step that ends at once has its row, name and start; a long one shows as running"
+
 # Every result was acknowledged, most of them inside the worker's next
 # assignment: past the workers' resend interval (2 s) none came back.
 sleep 2.5

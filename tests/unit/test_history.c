@@ -206,7 +206,7 @@ static int64_t s_make_run(kiln_history_t *h)
     s_ok(kiln_history_attempt_start(h, run, "build", 1, 41, "w1", 1100));
     s_ok(kiln_history_step_start(h, run, "build", 1, 0, "checkout", 1110));
     s_ok(kiln_history_log_append(h, run, "build", 1, 0, 2, "cloning\n", 8, 1120));
-    s_ok(kiln_history_step_finish(h, run, "build", 1, 0, "success", 0, 0, 1110, 1200));
+    s_ok(kiln_history_step_finish(h, run, "build", 1, 0, NULL, "success", 0, 0, 1110, 1200));
     s_ok(kiln_history_step_start(h, run, "build", 1, 1, "make", 1200));
     s_ok(kiln_history_attempt_finish(h, run, "build", 1, "worker_lost", "heartbeat missed", 1500));
     /* attempt 2 on w2: started_ms 0 must keep the job's first start */
@@ -214,11 +214,11 @@ static int64_t s_make_run(kiln_history_t *h)
     s_ok(kiln_history_attempt_start(h, run, "build", 2, 42, "w2", 1600));
     s_ok(kiln_history_step_start(h, run, "build", 2, 0, "checkout", 1610));
     /* started_ms 0: keep the start recorded by step_start */
-    s_ok(kiln_history_step_finish(h, run, "build", 2, 0, "success", 0, 0, 0, 1700));
+    s_ok(kiln_history_step_finish(h, run, "build", 2, 0, NULL, "success", 0, 0, 0, 1700));
     s_ok(kiln_history_step_start(h, run, "build", 2, 1, "make", 1700));
     s_ok(kiln_history_log_append(h, run, "build", 2, 1, 0, "cc -c a.c\n", 10, 1800));
     s_ok(kiln_history_log_append(h, run, "build", 2, 1, 1, "warning\n", 8, 1900));
-    s_ok(kiln_history_step_finish(h, run, "build", 2, 1, "success", 0, 0, 1700, 2600));
+    s_ok(kiln_history_step_finish(h, run, "build", 2, 1, NULL, "success", 0, 0, 1700, 2600));
     s_ok(kiln_history_attempt_finish(h, run, "build", 2, "success", NULL, 2600));
     /* attempt 0, worker NULL, started 0: only state and finished_ms change */
     s_ok(kiln_history_job_set_state(h, run, "build", "success", 0, NULL, 0, 2600));
@@ -227,9 +227,9 @@ static int64_t s_make_run(kiln_history_t *h)
     s_ok(kiln_history_attempt_start(h, run, "test", 1, 43, "w1", 2700));
     s_ok(kiln_history_step_start(h, run, "test", 1, 0, "unit", 2710));
     s_ok(kiln_history_log_append(h, run, "test", 1, 0, 1, "FAIL\n", 5, 2900));
-    s_ok(kiln_history_step_finish(h, run, "test", 1, 0, "failure", 2, 0, 2710, 3000));
+    s_ok(kiln_history_step_finish(h, run, "test", 1, 0, NULL, "failure", 2, 0, 2710, 3000));
     s_ok(kiln_history_step_start(h, run, "test", 1, 1, "slow", 3000));
-    s_ok(kiln_history_step_finish(h, run, "test", 1, 1, "timed_out", -1, 9, 3000, 4000));
+    s_ok(kiln_history_step_finish(h, run, "test", 1, 1, NULL, "timed_out", -1, 9, 3000, 4000));
     s_ok(kiln_history_attempt_finish(h, run, "test", 1, "failure", "step unit exited 2", 4000));
     s_ok(kiln_history_job_set_state(h, run, "test", "failure", 0, NULL, 0, 4000));
 
@@ -728,19 +728,25 @@ static void test_step_finish_without_start(void **state)
     json_t *got = NULL;
     s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
     s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
-    s_ok(kiln_history_step_finish(h, run, "j", 1, 3, "skipped", 0, 0, 0, 50));
-    /* a restarted step starts over */
+    /* A skipped step, and one that ended before its start was reported:
+     * the finish makes the row, name and start time included. */
+    s_ok(kiln_history_step_finish(h, run, "j", 1, 3, "fourth", "skipped", 0, 0, 0, 50));
+    s_ok(kiln_history_step_finish(h, run, "j", 1, 4, "fifth", "success", 0, 0, 60, 70));
+    /* a restarted step starts over; a finish without a name keeps it */
     s_ok(kiln_history_step_start(h, run, "j", 1, 0, "first", 10));
-    s_ok(kiln_history_step_finish(h, run, "j", 1, 0, "failure", 1, 0, 10, 20));
+    s_ok(kiln_history_step_finish(h, run, "j", 1, 0, NULL, "failure", 1, 0, 10, 20));
     s_ok(kiln_history_step_start(h, run, "j", 1, 0, "first", 30));
     s_ok(kiln_history_run_json(h, run, &got));
     s_assert_json(json_object_get(json_array_get(json_object_get(got, "jobs"), 0), "steps"),
                   "[{'attempt': 1, 'index': 0, 'name': 'first', 'state': 'running',"
                   "  'exit_code': null, 'signal': null, 'started_ms': 30,"
                   "  'finished_ms': null, 'duration_ms': null},"
-                  " {'attempt': 1, 'index': 3, 'name': null, 'state': 'skipped',"
+                  " {'attempt': 1, 'index': 3, 'name': 'fourth', 'state': 'skipped',"
                   "  'exit_code': 0, 'signal': null, 'started_ms': null,"
-                  "  'finished_ms': 50, 'duration_ms': null}]");
+                  "  'finished_ms': 50, 'duration_ms': null},"
+                  " {'attempt': 1, 'index': 4, 'name': 'fifth', 'state': 'success',"
+                  "  'exit_code': 0, 'signal': null, 'started_ms': 60,"
+                  "  'finished_ms': 70, 'duration_ms': 10}]");
     json_decref(got);
 }
 
