@@ -125,6 +125,7 @@ struct kiln_agent {
     /* Each slot's workspace tree, emptied for its next job
      * (kiln_workspace_recycle): WORK/.spare-<slot>. */
     bool spare_ready[KILN_AGENT_MAX_SLOTS];
+    unsigned spare_steps[KILN_AGENT_MAX_SLOTS]; /* its steps' command files kept */
 };
 
 void kiln_agent_config_defaults(kiln_agent_config_t *cfg)
@@ -1001,7 +1002,9 @@ static void s_job_finish(s_job_t *job)
     if (!self->cfg.keep_workspaces) {
         char spare[KILN_WORKSPACE_PATH_MAX];
         s_spare_path(self, job->slot, spare, sizeof spare);
-        self->spare_ready[job->slot] = kiln_workspace_recycle(&job->ws, spare) == 0;
+        int kept = kiln_workspace_recycle(&job->ws, spare);
+        self->spare_ready[job->slot] = kept >= 0;
+        self->spare_steps[job->slot] = kept > 0 ? (unsigned)kept : 0;
         if (!self->spare_ready[job->slot])
             kiln_log_warn("%s", kiln_error_last());
     }
@@ -1129,7 +1132,7 @@ static void s_start_assigned(kiln_agent_t *self, Kiln__Envelope **env_p, int slo
     char spare[KILN_WORKSPACE_PATH_MAX];
     s_spare_path(self, slot, spare, sizeof spare);
     rc = kiln_workspace_create(&job->ws, self->cfg.work_dir,
-                               self->spare_ready[slot] ? spare : NULL,
+                               self->spare_ready[slot] ? spare : NULL, self->spare_steps[slot],
                                (unsigned long long)job->a->run_id, job->a->job_id,
                                job->a->attempt);
     self->spare_ready[slot] = false;

@@ -117,21 +117,25 @@ static bool s_gone_or_taken(int err)
 }
 
 int kiln_workspace_create(kiln_workspace_t *out, const char *work_dir, const char *spare,
-                          unsigned long long run_id, const char *job_id, unsigned attempt)
+                          unsigned spare_steps, unsigned long long run_id, const char *job_id,
+                          unsigned attempt)
 {
     int rc = s_paths(out, work_dir, run_id, job_id, attempt);
+    out->ready_steps = 0;
     if (rc != 0) {
         if (spare)
             kiln_workspace_rmtree(spare);
         return rc;
     }
     if (spare) {
+        out->ready_steps = spare_steps;
         if (rename(spare, out->root) == 0)
             return 0;
         /* An old tree of the same name is in the way: it goes. */
         if (s_gone_or_taken(errno) && kiln_workspace_rmtree(out->root) == 0 &&
             rename(spare, out->root) == 0)
             return 0;
+        out->ready_steps = 0;
         kiln_workspace_rmtree(spare);
     }
     return s_build(out);
@@ -156,15 +160,24 @@ int kiln_workspace_step_file(const kiln_workspace_t *self, kiln_workspace_file_t
 
 /* ------------------------------------------------------------- recycling */
 
+/* The process's effective user, asked once: the walk checks every entry. */
+static uid_t s_euid(void)
+{
+    static uid_t euid = (uid_t)-1;
+    if (euid == (uid_t)-1)
+        euid = geteuid();
+    return euid;
+}
+
 /* A directory of ours: a real directory (not a link to one), this user's,
  * mode 0700. */
 static bool s_own_dir(const struct stat *st)
 {
-    return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && (st->st_mode & 07777) == 0700;
+    return S_ISDIR(st->st_mode) && st->st_uid == s_euid() && (st->st_mode & 07777) == 0700;
 }
 
 /* Which kept step file name is (kind and index), if any. */
-static bool s_step_file_name(const char *name, kiln_workspace_file_t *kind)
+static bool s_step_file_name(const char *name, kiln_workspace_file_t *kind, size_t *step)
 {
     for (int k = 0; k < KILN_WORKSPACE_N_FILES; k++) {
         size_t pl = strlen(s_files[k].prefix);
@@ -179,6 +192,7 @@ static bool s_step_file_name(const char *name, kiln_workspace_file_t *kind)
         if (index >= KILN_WORKSPACE_KEEP_STEPS || strcmp(p, s_files[k].suffix) != 0)
             return false;
         *kind = (kiln_workspace_file_t)k;
+        *step = index;
         return true;
     }
     return false;
@@ -261,18 +275,22 @@ static int s_count_entry(int dfd, const char *name, void *ctx)
 
 typedef struct {
     const char *path;   /* of the directory walked */
+    unsigned kept[KILN_WORKSPACE_KEEP_STEPS]; /* cmd/: per step, a bit per kind kept */
 } s_walk_t;
 
 /* cmd/: kept files emptied, anything else removed. */
 static int s_clean_cmd_entry(int dfd, const char *name, void *ctx)
 {
-    const s_walk_t *w = ctx;
+    s_walk_t *w = ctx;
     kiln_workspace_file_t kind;
+    size_t step;
     struct stat st;
-    if (s_step_file_name(name, &kind) && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISREG(st.st_mode) && st.st_nlink == 1 && st.st_uid == geteuid() &&
-        (st.st_mode & 07777) == s_files[kind].mode && s_empty_file(dfd, name, kind, &st) == 0)
+    if (s_step_file_name(name, &kind, &step) && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(st.st_mode) && st.st_nlink == 1 && st.st_uid == s_euid() &&
+        (st.st_mode & 07777) == s_files[kind].mode && s_empty_file(dfd, name, kind, &st) == 0) {
+        w->kept[step] |= 1u << kind;
         return 0;
+    }
     return s_remove_entry(dfd, w->path, name) == 0 ? 0 : -1;
 }
 
@@ -307,8 +325,9 @@ static int s_open_subdir(int root_fd, const char *name)
     return fd;
 }
 
-/* Empties the tree for another job. Returns 0, or -1 when it could not be
- * brought back to what a new job must find. */
+/* Empties the tree for another job. Returns how many leading steps keep
+ * all four command files, or -1 when it could not be brought back to what
+ * a new job must find. */
 static int s_clean(const kiln_workspace_t *self)
 {
     int rc = -1, root_fd = -1, fd = -1;
@@ -316,7 +335,7 @@ static int s_clean(const kiln_workspace_t *self)
     root_fd = open(self->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (root_fd == -1 || fstat(root_fd, &st) != 0 || !s_own_dir(&st))
         goto cleanup;
-    s_walk_t w = {self->root};
+    s_walk_t w = {self->root, {0}};
     if (s_each_entry(root_fd, s_clean_root_entry, &w) != 0)
         goto cleanup;
     /* ws/ and tmp/ hold what the steps made, usually nothing: a look is all
@@ -336,7 +355,11 @@ static int s_clean(const kiln_workspace_t *self)
     w.path = self->cmd;
     if (fd == -1 || s_each_entry(fd, s_clean_cmd_entry, &w) != 0)
         goto cleanup;
+    const unsigned all = (1u << KILN_WORKSPACE_OUTPUT) | (1u << KILN_WORKSPACE_ENV) |
+                         (1u << KILN_WORKSPACE_PATH) | (1u << KILN_WORKSPACE_SUMMARY);
     rc = 0;
+    while (rc < KILN_WORKSPACE_KEEP_STEPS && (w.kept[rc] & all) == all)
+        rc++;
 cleanup:
     if (fd != -1)
         close(fd);
@@ -347,13 +370,14 @@ cleanup:
 
 int kiln_workspace_recycle(const kiln_workspace_t *self, const char *spare)
 {
-    if (s_clean(self) == 0) {
+    int ready = s_clean(self);
+    if (ready >= 0) {
         if (rename(self->root, spare) == 0)
-            return 0;
+            return ready;
         /* A spare left by an earlier worker is in the way. */
         if (s_gone_or_taken(errno) && kiln_workspace_rmtree(spare) == 0 &&
             rename(self->root, spare) == 0)
-            return 0;
+            return ready;
     }
     kiln_error_errno("workspace: cannot clean %s for another job", self->root);
     kiln_workspace_rmtree(self->root);

@@ -33,6 +33,9 @@ typedef struct {
     char ws[KILN_WORKSPACE_PATH_MAX];
     char tmp[KILN_WORKSPACE_PATH_MAX];
     char cmd[KILN_WORKSPACE_PATH_MAX];
+    /* Steps 0..ready_steps-1 have their four command files in cmd/ already,
+     * empty and this user's (a recycled tree): they need not be made. */
+    unsigned ready_steps;
 } kiln_workspace_t;
 
 /* The files of a step in cmd/. */
@@ -47,15 +50,18 @@ typedef enum {
 
 /* Sets out's paths and makes the tree for (run, job, attempt), with empty
  * ws/ and tmp/. spare (may be NULL) names a tree this process made ready
- * with kiln_workspace_recycle: it is renamed into place and is gone
- * afterwards, whatever happens; without one, or when it cannot be used, the
- * tree is built. An old tree with the same name is removed first. Job ids
- * are sanitised for the file system. */
+ * with kiln_workspace_recycle, which said spare_steps: it is renamed into
+ * place and is gone afterwards, whatever happens; without one, or when it
+ * cannot be used, the tree is built (and out->ready_steps is 0). An old tree
+ * with the same name is removed first. Job ids are sanitised for the file
+ * system. */
 int kiln_workspace_create(kiln_workspace_t *out, const char *work_dir, const char *spare,
-                          unsigned long long run_id, const char *job_id, unsigned attempt);
-/* Empties the tree (see above) and renames it to spare. Returns 0 when spare
- * is ready for kiln_workspace_create; otherwise the tree is removed and -1
- * returned with the message set. */
+                          unsigned spare_steps, unsigned long long run_id, const char *job_id,
+                          unsigned attempt);
+/* Empties the tree (see above) and renames it to spare. Returns how many
+ * leading steps' command files the spare holds (>= 0; for
+ * kiln_workspace_create) when spare is ready; otherwise the tree is removed
+ * and -1 returned with the message set. */
 int kiln_workspace_recycle(const kiln_workspace_t *self, const char *spare);
 /* Removes the tree (whatever the steps left in it). */
 int kiln_workspace_remove(const kiln_workspace_t *self);

@@ -132,7 +132,7 @@ static void test_fresh_tree(void **state)
 {
     (void)state;
     kiln_workspace_t ws;
-    assert_int_equal(kiln_workspace_create(&ws, s_dir, NULL, 7, "build/linux x64", 2), 0);
+    assert_int_equal(kiln_workspace_create(&ws, s_dir, NULL, 0, 7, "build/linux x64", 2), 0);
     assert_string_equal(ws.root, s_path(s_dir, "7-build_linux_x64-2"));
     assert_string_equal(ws.ws, s_path(ws.root, "ws"));
     assert_string_equal(ws.tmp, s_path(ws.root, "tmp"));
@@ -145,7 +145,7 @@ static void test_fresh_tree(void **state)
     /* An old tree of the same name goes first. */
     s_write(s_path(ws.ws, "old"), "x", 0600);
     kiln_workspace_t again;
-    assert_int_equal(kiln_workspace_create(&again, s_dir, NULL, 7, "build/linux x64", 2), 0);
+    assert_int_equal(kiln_workspace_create(&again, s_dir, NULL, 0, 7, "build/linux x64", 2), 0);
     s_assert_fresh(&again);
     assert_int_equal(kiln_workspace_remove(&again), 0);
     assert_false(s_exists(again.root));
@@ -193,14 +193,16 @@ static void test_recycled_tree_is_as_new(void **state)
     s_write(outside, "keep me", 0600);
 
     kiln_workspace_t a;
-    assert_int_equal(kiln_workspace_create(&a, s_dir, NULL, 1, "a", 1), 0);
+    assert_int_equal(kiln_workspace_create(&a, s_dir, NULL, 0, 1, "a", 1), 0);
     s_litter(&a, outside);
-    assert_int_equal(kiln_workspace_recycle(&a, s_spare), 0);
+    /* Step 0 keeps all four command files, step 1 not (see s_litter). */
+    assert_int_equal(kiln_workspace_recycle(&a, s_spare), 1);
     assert_false(s_exists(a.root));
     assert_true(s_exists(s_spare));
 
     kiln_workspace_t b;
-    assert_int_equal(kiln_workspace_create(&b, s_dir, s_spare, 1, "b", 1), 0);
+    assert_int_equal(kiln_workspace_create(&b, s_dir, s_spare, 1, 1, "b", 1), 0);
+    assert_int_equal(b.ready_steps, 1);
     assert_false(s_exists(s_spare));
     s_assert_fresh(&b);
     /* Kept: step 0's files, emptied; the scripts of steps 0 and 1 hold one
@@ -232,17 +234,17 @@ static void test_spare_in_the_way_is_replaced(void **state)
     assert_int_equal(mkdir(s_spare, 0700), 0);
     s_write(s_path(s_spare, "old"), "o", 0600);
     kiln_workspace_t a;
-    assert_int_equal(kiln_workspace_create(&a, s_dir, NULL, 2, "a", 1), 0);
+    assert_int_equal(kiln_workspace_create(&a, s_dir, NULL, 0, 2, "a", 1), 0);
     s_write(s_path(a.ws, "new"), "n", 0600);
     assert_int_equal(kiln_workspace_recycle(&a, s_spare), 0);
     assert_false(s_exists(s_path(s_spare, "old")));
     assert_int_equal(s_count(s_path(s_spare, "ws")), 0);
     /* And a job's old tree in the spare's way on the other side. */
     kiln_workspace_t b;
-    assert_int_equal(kiln_workspace_create(&b, s_dir, NULL, 2, "b", 1), 0);
+    assert_int_equal(kiln_workspace_create(&b, s_dir, NULL, 0, 2, "b", 1), 0);
     s_write(s_path(b.ws, "stale"), "s", 0600);
     kiln_workspace_t b2;
-    assert_int_equal(kiln_workspace_create(&b2, s_dir, s_spare, 2, "b", 1), 0);
+    assert_int_equal(kiln_workspace_create(&b2, s_dir, s_spare, 0, 2, "b", 1), 0);
     s_assert_fresh(&b2);
     assert_false(s_exists(s_spare));
     assert_int_equal(kiln_workspace_remove(&b2), 0);
@@ -252,7 +254,7 @@ static void test_tree_not_ours_is_removed(void **state)
 {
     (void)state;
     kiln_workspace_t a;
-    assert_int_equal(kiln_workspace_create(&a, s_dir, NULL, 3, "a", 1), 0);
+    assert_int_equal(kiln_workspace_create(&a, s_dir, NULL, 0, 3, "a", 1), 0);
     s_write(s_path(a.ws, "f"), "f", 0600);
     assert_int_equal(chmod(a.root, 0755), 0);
     assert_int_equal(kiln_workspace_recycle(&a, s_spare), -1);
@@ -260,7 +262,7 @@ static void test_tree_not_ours_is_removed(void **state)
     assert_false(s_exists(s_spare));
     /* Without a spare the next job builds its tree. */
     kiln_workspace_t b;
-    assert_int_equal(kiln_workspace_create(&b, s_dir, NULL, 3, "b", 1), 0);
+    assert_int_equal(kiln_workspace_create(&b, s_dir, NULL, 0, 3, "b", 1), 0);
     s_assert_fresh(&b);
     /* A subdirectory with another mode, or a file in its place, is made
      * again. */
@@ -269,7 +271,7 @@ static void test_tree_not_ours_is_removed(void **state)
     s_write(b.cmd, "not a directory", 0600);
     assert_int_equal(kiln_workspace_recycle(&b, s_spare), 0);
     kiln_workspace_t c;
-    assert_int_equal(kiln_workspace_create(&c, s_dir, s_spare, 3, "c", 1), 0);
+    assert_int_equal(kiln_workspace_create(&c, s_dir, s_spare, 0, 3, "c", 1), 0);
     s_assert_fresh(&c);
     assert_int_equal(s_count(c.cmd), 0);
     assert_int_equal(kiln_workspace_remove(&c), 0);
@@ -280,8 +282,10 @@ static void test_spare_gone_falls_back_to_a_new_tree(void **state)
     (void)state;
     kiln_workspace_t a;
     assert_false(s_exists(s_spare));
-    assert_int_equal(kiln_workspace_create(&a, s_dir, s_spare, 4, "a", 1), 0);
+    assert_int_equal(kiln_workspace_create(&a, s_dir, s_spare, 2, 4, "a", 1), 0);
     s_assert_fresh(&a);
+    /* Built afresh: no command file is there to be taken as made. */
+    assert_int_equal(a.ready_steps, 0);
     assert_int_equal(kiln_workspace_remove(&a), 0);
 }
 
