@@ -43,6 +43,17 @@ static void s_kv_add(kiln_kvlist_t *l, const char *k, const char *v)
         l->n++;
 }
 
+/* runner.arch: the machine does not change under a running worker. */
+static const char *s_arch(void)
+{
+    static const char *arch;
+    if (!arch) {
+        struct utsname u;
+        arch = uname(&u) == 0 && strcmp(u.machine, "aarch64") == 0 ? "ARM64" : "X64";
+    }
+    return arch;
+}
+
 int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_workspace_t *ws,
                     const char *worker)
 {
@@ -63,10 +74,8 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_wo
     }
     if (!(self->commands = kiln_commands_new()) || !(self->summary = strdup("")))
         goto oom;
-    struct utsname u;
-    const char *arch = uname(&u) == 0 && strcmp(u.machine, "aarch64") == 0 ? "ARM64" : "X64";
     json_object_set_new(self->contexts, "runner",
-                        json_pack("{s:s, s:s, s:s, s:s}", "os", "Linux", "arch", arch, "name",
+                        json_pack("{s:s, s:s, s:s, s:s}", "os", "Linux", "arch", s_arch(), "name",
                                   worker, "temp", temp));
     json_object_set_new(self->contexts, "steps", json_object());
     json_t *gh = json_object_get(self->contexts, "github");
