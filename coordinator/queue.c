@@ -289,6 +289,15 @@ static void s_resp(kiln_buf_t *b, const char *p, size_t n)
     kiln_buf_add(b, "\r\n", 2);
 }
 
+/* Starts a new open group. */
+static void s_open_reset(kiln_queue_t *self)
+{
+    self->n_open = 0;
+    self->n_keys = self->n_args = 0;
+    s_buf_reset(&self->keys);
+    s_buf_reset(&self->args);
+}
+
 /* Fails the open group's transitions (nothing of them reached Redis). */
 static void s_fail_open(kiln_queue_t *self)
 {
@@ -296,10 +305,7 @@ static void s_fail_open(kiln_queue_t *self)
         if (self->pending[i].rc)
             *self->pending[i].rc = KILN_EINFRA;
     self->n_pending -= self->n_open;
-    self->n_open = 0;
-    self->n_keys = self->n_args = 0;
-    s_buf_reset(&self->keys);
-    s_buf_reset(&self->args);
+    s_open_reset(self);
 }
 
 /* Appends the open group to the connection as one script call. */
@@ -331,10 +337,7 @@ static int s_close_group(kiln_queue_t *self)
         return KILN_EINFRA;
     }
     self->groups[self->n_groups++] = self->n_open;
-    self->n_open = 0;
-    self->n_keys = self->n_args = 0;
-    s_buf_reset(&self->keys);
-    s_buf_reset(&self->args);
+    s_open_reset(self);
     return 0;
 }
 
@@ -443,8 +446,8 @@ static void s_settle(kiln_queue_t *self)
         kiln_log_warn("%s", kiln_error_last());
 }
 
-/* A transition: its name (for messages), its job, its keys after the lease
- * index, and its arguments after its letter and job key. */
+/* A transition: its name (for messages), its letter in the script, its job,
+ * its keys, and its arguments after its letter and job key. */
 typedef struct {
     const char *what;
     char letter;

@@ -356,7 +356,7 @@ static void s_hold(s_job_t *job)
         job->hold_until = kiln_clock_mono_ms() + KILN_AGENT_HOLD_MS;
 }
 
-/* A step's result, held back until the job's next message (see held). */
+/* A step's result, held back with the step's start (see held). */
 static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome, int exit_code,
                                int sig, int64_t started, int64_t finished)
 {
