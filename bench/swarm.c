@@ -56,13 +56,13 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "clock.h"
-#include "config.h"
-#include "error.h"
-#include "keys.h"
-#include "labels.h"
-#include "log.h"
-#include "transport.h"
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/error.h"
+#include "common/keys.h"
+#include "common/labels.h"
+#include "common/log.h"
+#include "common/transport.h"
 
 #define SWARM_MAX_CONNECTIONS 4096
 #define SWARM_MAX_SLOTS 256           /* the coordinator's KILN_SERVER_MAX_SLOTS */

@@ -1,6 +1,6 @@
 /* client.c: request/reply and event streams over the CLI's CURVE socket
  * (see client.h). */
-#include "client.h"
+#include "cli/client.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,10 +8,10 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "clock.h"
-#include "error.h"
-#include "keys.h"
-#include "transport.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/keys.h"
+#include "common/transport.h"
 
 #define KILN_CLIENT_PENDING_MAX 10000
 

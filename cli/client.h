@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "kiln.pb-c.h"
+#include "proto/kiln.pb-c.h"
 
 typedef struct kiln_client kiln_client_t;
 

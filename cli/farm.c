@@ -1,5 +1,5 @@
 /* farm.c: starting and stopping a local farm (see farm.h). */
-#include "farm.h"
+#include "cli/farm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,10 +15,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "keys.h"
-#include "workspace.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/keys.h"
+#include "worker/workspace.h"
 
 #define KILN_FARM_STOP_GRACE_MS 5000
 /* How long a coordinator may take to listen (it may first recover the
@@ -357,7 +358,7 @@ void kiln_farm_stop(kiln_farm_t **self_p, bool keep)
     s_wait_stop(&self->coordinator, discard ? SIGKILL : SIGTERM);
     s_wait_stop(&self->redis, discard ? SIGKILL : SIGTERM);
     if (self->temporary && !keep && self->dir[0])
-        kiln_workspace_rmtree(self->dir);
+        kiln_fs_rmtree(self->dir);
     free(self);
     *self_p = NULL;
 }

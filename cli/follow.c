@@ -1,13 +1,13 @@
 /* follow.c: live run output and summaries (see follow.h). */
-#include "follow.h"
+#include "cli/follow.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "transport.h"
+#include "common/error.h"
+#include "common/transport.h"
 
 #define KILN_FOLLOW_JOBS_MAX 1024
 

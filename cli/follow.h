@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "client.h"
+#include "cli/client.h"
 
 /* Exit codes shared by `kiln run`, `kiln submit --wait` and the rest. */
 enum {

@@ -14,16 +14,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "client.h"
-#include "clock.h"
-#include "config.h"
-#include "expr.h"
-#include "error.h"
-#include "farm.h"
-#include "follow.h"
-#include "keys.h"
-#include "log.h"
-#include "pipeline.h"
+#include "cli/client.h"
+#include "common/clock.h"
+#include "common/config.h"
+#include "lang/expr.h"
+#include "common/error.h"
+#include "cli/farm.h"
+#include "cli/follow.h"
+#include "common/keys.h"
+#include "common/log.h"
+#include "lang/pipeline.h"
 
 /* How long a client waits for an answer; KILN_REQUEST_TIMEOUT_MS overrides
  * it (scripts that probe a farm want to give up sooner). A fresh local farm

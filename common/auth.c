@@ -1,5 +1,5 @@
 /* auth.c: the ZAP allow-list handler (see auth.h). */
-#include "auth.h"
+#include "common/auth.h"
 
 #include <dirent.h>
 #include <stdbool.h>
@@ -8,9 +8,9 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "error.h"
-#include "keys.h"
-#include "log.h"
+#include "common/error.h"
+#include "common/keys.h"
+#include "common/log.h"
 
 #define KILN_AUTH_NAME_MAX 64
 #define KILN_ZAP_FRAMES_MAX 16

@@ -1,5 +1,5 @@
 /* buf.c: the bounded text buffer (see buf.h). */
-#include "buf.h"
+#include "common/buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* config.c: flag and config-file parsing (see config.h). Values read from
  * a file are kept for the life of the process: they are referenced by the
  * option targets. */
-#include "config.h"
+#include "common/config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "error.h"
+#include "common/error.h"
 
 static const kiln_opt_t *s_find(const kiln_opt_t *opts, const char *name, size_t len)
 {

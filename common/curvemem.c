@@ -17,7 +17,7 @@
  * object is linked into every program through kiln_curvemem_active(), which
  * transport.c calls.
  */
-#include "curvemem.h"
+#include "common/curvemem.h"
 
 #include <dlfcn.h>
 #include <errno.h>

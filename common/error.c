@@ -1,5 +1,5 @@
 /* error.c: thread-local last-error storage (see error.h). */
-#include "error.h"
+#include "common/error.h"
 
 #include <errno.h>
 #include <stdio.h>

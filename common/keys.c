@@ -1,5 +1,5 @@
 /* keys.c: generating, writing and reading CURVE key pairs (see keys.h). */
-#include "keys.h"
+#include "common/keys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "error.h"
+#include "common/error.h"
 
 int kiln_keys_generate(kiln_keypair_t *out)
 {

@@ -1,11 +1,11 @@
 /* labels.c: a worker's labels (see labels.h). */
-#include "labels.h"
+#include "common/labels.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 
-#include "error.h"
+#include "common/error.h"
 
 int kiln_labels_worker(const char *configured, char **out, size_t max, size_t *n)
 {

@@ -1,6 +1,6 @@
 /* log.c: see log.h. A single write(2) per line keeps lines whole when
  * several processes of a local farm share one terminal or file. */
-#include "log.h"
+#include "common/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* transport.c: CURVE sockets and envelope framing (see transport.h). */
-#include "transport.h"
+#include "common/transport.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -7,10 +7,10 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "auth.h"
-#include "curvemem.h"
-#include "error.h"
-#include "log.h"
+#include "common/auth.h"
+#include "common/curvemem.h"
+#include "common/error.h"
+#include "common/log.h"
 
 /* libzmq 4.3 keeps this option behind its draft API; the value is stable. */
 #ifndef ZMQ_ZAP_ENFORCE_DOMAIN

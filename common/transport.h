@@ -18,8 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "keys.h"
-#include "kiln.pb-c.h"
+#include "common/keys.h"
+#include "proto/kiln.pb-c.h"
 
 /* 2: a job's result carries the results of the steps that ended with it.
  * 3: a worker may leave out the start of a step that ended within its hold

@@ -33,7 +33,7 @@
  * same attempt number is an error, not a reset), updates only set columns,
  * and nothing here deletes.
  */
-#include "history.h"
+#include "coordinator/history.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -47,8 +47,8 @@
 
 #include <sqlite3.h>
 
-#include "error.h"
-#include "log.h"
+#include "common/error.h"
+#include "common/log.h"
 
 /* Bounds on what is stored. The protocol and workflow layers enforce their
  * own (smaller) limits; these keep one bad caller from filling the disk with

@@ -7,10 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "error.h"
-#include "log.h"
-#include "server.h"
+#include "common/config.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "coordinator/server.h"
 
 int main(int argc, char **argv)
 {

@@ -1,5 +1,5 @@
 /* queue.c: Redis-backed ready queues and fenced leases (see queue.h). */
-#include "queue.h"
+#include "coordinator/queue.h"
 
 #include <hiredis.h>
 #include <stdbool.h>
@@ -8,10 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
-#include "clock.h"
-#include "error.h"
-#include "log.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/log.h"
 
 #define KILN_REDIS_KEY_MAX 600
 #define KILN_QUEUE_KEY_MAX 200

@@ -1,10 +1,10 @@
 /* scheduler.c: duration estimates and critical-path ranks (see scheduler.h). */
-#include "scheduler.h"
+#include "coordinator/scheduler.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "common/error.h"
 
 int kiln_scheduler_policy_parse(const char *name, kiln_scheduler_policy_t *out)
 {

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pipeline.h"
+#include "lang/pipeline.h"
 
 #define KILN_SCHEDULER_DEFAULT_MS 10000
 

@@ -5,7 +5,7 @@
  * block on a peer: sends are non-blocking and a peer that cannot take a
  * message (gone, or its queue full) is treated as lost, not waited for.
  */
-#include "server.h"
+#include "coordinator/server.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,19 +21,19 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "auth.h"
-#include "buf.h"
-#include "clock.h"
-#include "dag.h"
-#include "error.h"
-#include "expr.h"
-#include "history.h"
-#include "keys.h"
-#include "log.h"
-#include "pipeline.h"
-#include "queue.h"
-#include "scheduler.h"
-#include "transport.h"
+#include "common/auth.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "lang/dag.h"
+#include "common/error.h"
+#include "lang/expr.h"
+#include "coordinator/history.h"
+#include "common/keys.h"
+#include "common/log.h"
+#include "lang/pipeline.h"
+#include "coordinator/queue.h"
+#include "coordinator/scheduler.h"
+#include "common/transport.h"
 
 #define KILN_JOB_KEY_MAX 160
 #define KILN_LABELS_KEY_MAX 512

@@ -3,7 +3,7 @@
  * Reading order: job environment and step launch, step completion and job
  * completion, message handlers, then the loop.
  */
-#include "agent.h"
+#include "worker/agent.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -19,16 +19,17 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "clock.h"
-#include "error.h"
-#include "executor.h"
-#include "jobctx.h"
-#include "keys.h"
-#include "labels.h"
-#include "log.h"
-#include "notice.h"
-#include "transport.h"
-#include "workspace.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "worker/executor.h"
+#include "worker/jobctx.h"
+#include "common/keys.h"
+#include "common/labels.h"
+#include "common/log.h"
+#include "worker/notice.h"
+#include "common/transport.h"
+#include "worker/workspace.h"
 
 extern char **environ;
 
@@ -1569,7 +1570,7 @@ void kiln_agent_destroy(kiln_agent_t **self_p)
         if (self->spare_ready[i]) {
             char spare[KILN_WORKSPACE_PATH_MAX];
             s_spare_path(self, i, spare, sizeof spare);
-            kiln_workspace_rmtree(spare);
+            kiln_fs_rmtree(spare);
         }
     }
     s_env_free(&self->base_env);

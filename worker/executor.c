@@ -77,11 +77,11 @@
  * has just SIGKILLed. Not thread-safe: the executors of a process belong to
  * one event loop (they share the guard).
  */
-#include "executor.h"
+#include "worker/executor.h"
 
-#include "clock.h"
-#include "error.h"
-#include "log.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/log.h"
 
 #include <assert.h>
 #include <dirent.h>

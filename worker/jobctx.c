@@ -1,5 +1,5 @@
 /* jobctx.c: a job's expression state on the worker (see jobctx.h). */
-#include "jobctx.h"
+#include "worker/jobctx.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,8 +10,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "log.h"
+#include "common/error.h"
+#include "common/log.h"
 
 struct kiln_jobctx {
     const Kiln__JobAssign *a;

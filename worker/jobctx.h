@@ -17,10 +17,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "commands.h"
-#include "expr.h"
-#include "kiln.pb-c.h"
-#include "workspace.h"
+#include "lang/commands.h"
+#include "lang/expr.h"
+#include "proto/kiln.pb-c.h"
+#include "worker/workspace.h"
 
 #define KILN_JOBCTX_MAX_SUMMARY (1024 * 1024)
 

@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "agent.h"
-#include "config.h"
-#include "error.h"
-#include "log.h"
+#include "worker/agent.h"
+#include "common/config.h"
+#include "common/error.h"
+#include "common/log.h"
 
 int main(int argc, char **argv)
 {

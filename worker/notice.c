@@ -1,5 +1,5 @@
 /* notice.c: spot-interruption notices (see notice.h). */
-#include "notice.h"
+#include "worker/notice.h"
 
 #include <curl/curl.h>
 #include <dlfcn.h>
@@ -13,10 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "error.h"
-#include "executor.h"
-#include "log.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "worker/executor.h"
+#include "common/log.h"
 
 extern char **environ;
 

@@ -7,19 +7,19 @@
  * symbolic link, a hard link, another owner or mode) is removed rather than
  * reasoned about.
  */
-#include "workspace.h"
+#include "worker/workspace.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "common/error.h"
+#include "common/fs.h"
 
 static const struct {
     const char *prefix;
@@ -35,44 +35,6 @@ static const struct {
 
 static const char *const s_dirs[] = {"ws", "tmp", "cmd"};
 #define KILN_WORKSPACE_N_DIRS 3
-
-static int s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    /* A step may leave directories without write permission. */
-    if (flag == FTW_DP)
-        return rmdir(path) == 0 || errno == ENOENT ? 0 : -1;
-    return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-static int s_chmod(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)ftw;
-    if (flag == FTW_D && (sb->st_mode & 0700) != 0700)
-        chmod(path, sb->st_mode | 0700);
-    return 0;
-}
-
-int kiln_workspace_rmtree(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return errno == ENOENT ? 0 : -1;
-    if (!S_ISDIR(st.st_mode)) {
-        if (unlink(path) != 0 && errno != ENOENT) {
-            kiln_error_errno("workspace: cannot remove %s", path);
-            return -1;
-        }
-        return 0;
-    }
-    nftw(path, s_chmod, 32, FTW_PHYS);
-    if (nftw(path, s_rm, 32, FTW_DEPTH | FTW_PHYS) != 0) {
-        kiln_error_errno("workspace: cannot remove %s", path);
-        return -1;
-    }
-    return 0;
-}
 
 static int s_paths(kiln_workspace_t *out, const char *work_dir, unsigned long long run_id,
                    const char *job_id, unsigned attempt)
@@ -101,7 +63,7 @@ static int s_paths(kiln_workspace_t *out, const char *work_dir, unsigned long lo
 
 static int s_build(const kiln_workspace_t *ws)
 {
-    if (kiln_workspace_rmtree(ws->root) != 0)
+    if (kiln_fs_rmtree(ws->root) != 0)
         return -1;
     if (mkdir(ws->root, 0700) != 0 || mkdir(ws->ws, 0700) != 0 || mkdir(ws->tmp, 0700) != 0 ||
         mkdir(ws->cmd, 0700) != 0) {
@@ -124,7 +86,7 @@ int kiln_workspace_create(kiln_workspace_t *out, const char *work_dir, const cha
     out->ready_steps = 0;
     if (rc != 0) {
         if (spare)
-            kiln_workspace_rmtree(spare);
+            kiln_fs_rmtree(spare);
         return rc;
     }
     if (spare) {
@@ -132,18 +94,18 @@ int kiln_workspace_create(kiln_workspace_t *out, const char *work_dir, const cha
         if (rename(spare, out->root) == 0)
             return 0;
         /* An old tree of the same name is in the way: it goes. */
-        if (s_gone_or_taken(errno) && kiln_workspace_rmtree(out->root) == 0 &&
+        if (s_gone_or_taken(errno) && kiln_fs_rmtree(out->root) == 0 &&
             rename(spare, out->root) == 0)
             return 0;
         out->ready_steps = 0;
-        kiln_workspace_rmtree(spare);
+        kiln_fs_rmtree(spare);
     }
     return s_build(out);
 }
 
 int kiln_workspace_remove(const kiln_workspace_t *self)
 {
-    return kiln_workspace_rmtree(self->root);
+    return kiln_fs_rmtree(self->root);
 }
 
 int kiln_workspace_step_file(const kiln_workspace_t *self, kiln_workspace_file_t kind,
@@ -208,7 +170,7 @@ static int s_remove_entry(int dfd, const char *dir, const char *name)
     char path[KILN_WORKSPACE_PATH_MAX + 256];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
         return -1;
-    return kiln_workspace_rmtree(path);
+    return kiln_fs_rmtree(path);
 }
 
 /* Leaves a kept file of cmd/ as a new job's would be: a command file empty,
@@ -348,7 +310,7 @@ static int s_clean(const kiln_workspace_t *self)
             goto cleanup;
         close(fd);
         fd = -1;
-        if (n > 0 && (kiln_workspace_rmtree(paths[i]) != 0 || mkdirat(root_fd, s_dirs[i], 0700) != 0))
+        if (n > 0 && (kiln_fs_rmtree(paths[i]) != 0 || mkdirat(root_fd, s_dirs[i], 0700) != 0))
             goto cleanup;
     }
     fd = s_open_subdir(root_fd, "cmd");
@@ -375,11 +337,11 @@ int kiln_workspace_recycle(const kiln_workspace_t *self, const char *spare)
         if (rename(self->root, spare) == 0)
             return ready;
         /* A spare left by an earlier worker is in the way. */
-        if (s_gone_or_taken(errno) && kiln_workspace_rmtree(spare) == 0 &&
+        if (s_gone_or_taken(errno) && kiln_fs_rmtree(spare) == 0 &&
             rename(self->root, spare) == 0)
             return ready;
     }
     kiln_error_errno("workspace: cannot clean %s for another job", self->root);
-    kiln_workspace_rmtree(self->root);
+    kiln_fs_rmtree(self->root);
     return -1;
 }

@@ -65,8 +65,6 @@ int kiln_workspace_create(kiln_workspace_t *out, const char *work_dir, const cha
 int kiln_workspace_recycle(const kiln_workspace_t *self, const char *spare);
 /* Removes the tree (whatever the steps left in it). */
 int kiln_workspace_remove(const kiln_workspace_t *self);
-/* Removes any directory tree at path (like rm -rf, without following links). */
-int kiln_workspace_rmtree(const char *path);
 /* The path of step index's file of the given kind, in out (cap bytes).
  * Returns 0, or KILN_EINVAL when it does not fit. */
 int kiln_workspace_step_file(const kiln_workspace_t *self, kiln_workspace_file_t kind,

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "expr.h"
+#include "common/error.h"
+#include "lang/expr.h"
 
 static const char s_context[] =
     "{\"github\": {\"ref\": \"refs/heads/main\", \"actor\": \"octocat\", \"event_name\": \"push\","

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dag.h"
-#include "error.h"
-#include "pipeline.h"
+#include "lang/dag.h"
+#include "common/error.h"
+#include "lang/pipeline.h"
 
 static void s_check_model(const kiln_workflow_t *wf)
 {

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "transport.h"
+#include "common/transport.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "keys.h"
-#include "transport.h"
+#include "common/keys.h"
+#include "common/transport.h"
 
 static void s_raw(void *sock, const void *data, size_t len, int flags)
 {

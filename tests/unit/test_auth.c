@@ -12,12 +12,13 @@
 #include <cmocka.h>
 #include <zmq.h>
 
-#include "auth.h"
-#include "clock.h"
-#include "error.h"
-#include "keys.h"
-#include "transport.h"
-#include "workspace.h"
+#include "common/auth.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/keys.h"
+#include "common/transport.h"
+#include "worker/workspace.h"
 
 typedef struct {
     char dir[64];
@@ -61,7 +62,7 @@ static int s_teardown(void **state)
     zmq_close(f->router);
     kiln_auth_destroy(&f->auth);
     zmq_ctx_term(f->ctx);
-    kiln_workspace_rmtree(f->dir);
+    kiln_fs_rmtree(f->dir);
     free(f);
     return 0;
 }

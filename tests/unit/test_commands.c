@@ -12,8 +12,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "commands.h"
-#include "error.h"
+#include "lang/commands.h"
+#include "common/error.h"
 
 /* ------------------------------------------------------------ helpers */
 

@@ -10,8 +10,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "config.h"
-#include "error.h"
+#include "common/config.h"
+#include "common/error.h"
 
 typedef struct {
     const char *listen;

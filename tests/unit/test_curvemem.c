@@ -12,7 +12,7 @@
 #include <sodium.h>
 #include <zmq.h>
 
-#include "curvemem.h"
+#include "common/curvemem.h"
 
 static void test_resolved_here(void **state)
 {

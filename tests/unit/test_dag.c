@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dag.h"
-#include "error.h"
-#include "pipeline.h"
+#include "lang/dag.h"
+#include "common/error.h"
+#include "lang/pipeline.h"
 
 typedef struct {
     kiln_workflow_t *wf;

@@ -35,9 +35,9 @@
 
 #include <cmocka.h>
 
-#include "clock.h"
-#include "error.h"
-#include "executor.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "worker/executor.h"
 
 /* Longest any step here may take before the test calls it a hang. */
 #define HANG_GUARD_MS 10000

@@ -19,8 +19,8 @@
 
 #include <sodium.h>
 
-#include "error.h"
-#include "expr.h"
+#include "common/error.h"
+#include "lang/expr.h"
 
 static const char s_context_json[] =
     "{"

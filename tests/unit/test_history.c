@@ -19,8 +19,8 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
-#include "error.h"
-#include "history.h"
+#include "common/error.h"
+#include "coordinator/history.h"
 
 /* Mirrors of history.c's limits (not exported by history.h). */
 #define CHUNK_MAX (1024 * 1024)

@@ -9,9 +9,10 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
-#include "error.h"
-#include "keys.h"
-#include "workspace.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/keys.h"
+#include "worker/workspace.h"
 
 static char s_dir[64];
 
@@ -25,7 +26,7 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     (void)state;
-    return kiln_workspace_rmtree(s_dir);
+    return kiln_fs_rmtree(s_dir);
 }
 
 static void s_write(const char *name, const char *text)

@@ -18,8 +18,8 @@
 
 #include <jansson.h>
 
-#include "error.h"
-#include "matrix.h"
+#include "common/error.h"
+#include "lang/matrix.h"
 
 static json_t *s_parse(const char *text)
 {

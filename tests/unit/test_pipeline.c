@@ -18,8 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "pipeline.h"
+#include "common/error.h"
+#include "lang/pipeline.h"
 
 typedef struct {
     char path[512];

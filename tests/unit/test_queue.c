@@ -12,9 +12,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "error.h"
-#include "queue.h"
-#include "workspace.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "coordinator/queue.h"
+#include "worker/workspace.h"
 
 static char s_dir[64];
 static pid_t s_redis;
@@ -44,7 +45,7 @@ static int s_teardown(void **state)
     kiln_queue_destroy(&s_q);
     kill(s_redis, SIGTERM);
     waitpid(s_redis, NULL, 0);
-    return kiln_workspace_rmtree(s_dir);
+    return kiln_fs_rmtree(s_dir);
 }
 
 static void test_lifecycle(void **state)

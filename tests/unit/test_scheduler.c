@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "pipeline.h"
-#include "scheduler.h"
+#include "common/error.h"
+#include "lang/pipeline.h"
+#include "coordinator/scheduler.h"
 
 /* jobs: "id:needs,needs;id:..." (an empty needs list after the colon). */
 static kiln_workflow_t *s_parse(const char *spec)

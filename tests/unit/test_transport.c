@@ -9,8 +9,8 @@
 #include <cmocka.h>
 #include <zmq.h>
 
-#include "error.h"
-#include "transport.h"
+#include "common/error.h"
+#include "common/transport.h"
 
 static Kiln__Envelope *s_roundtrip(Kiln__Envelope *env)
 {

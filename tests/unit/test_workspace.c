@@ -23,8 +23,9 @@
 
 #include <cmocka.h>
 
-#include "error.h"
-#include "workspace.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "worker/workspace.h"
 
 static char s_dir[PATH_MAX];    /* the work directory */
 static char s_spare[PATH_MAX];  /* the spare tree's name in it */
@@ -123,7 +124,7 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     (void)state;
-    return kiln_workspace_rmtree(s_dir);
+    return kiln_fs_rmtree(s_dir);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -267,7 +268,7 @@ static void test_tree_not_ours_is_removed(void **state)
     /* A subdirectory with another mode, or a file in its place, is made
      * again. */
     assert_int_equal(chmod(b.tmp, 0755), 0);
-    assert_int_equal(kiln_workspace_rmtree(b.cmd), 0);
+    assert_int_equal(kiln_fs_rmtree(b.cmd), 0);
     s_write(b.cmd, "not a directory", 0600);
     assert_int_equal(kiln_workspace_recycle(&b, s_spare), 0);
     kiln_workspace_t c;

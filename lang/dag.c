@@ -11,9 +11,9 @@
  * continue-on-error set. A cancelled or skipped job never does: cancel
  * means stop, so what follows it is skipped even with continue-on-error.
  */
-#include "dag.h"
+#include "lang/dag.h"
 
-#include "error.h"
+#include "common/error.h"
 
 #include <assert.h>
 #include <stdint.h>

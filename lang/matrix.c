@@ -14,9 +14,9 @@
  * Values compare by deep equality, numbers by value (12 == 12.0), so that a
  * YAML integer in an exclude matches the same number written as a float.
  */
-#include "matrix.h"
+#include "lang/matrix.h"
 
-#include "error.h"
+#include "common/error.h"
 
 #include <assert.h>
 #include <inttypes.h>

@@ -24,7 +24,7 @@
  * (0x) and octal (0o) numbers may be any unsigned 64-bit value; objects and
  * arrays turn into their JSON where GitHub would print "Object"/"Array".
  */
-#include "expr.h"
+#include "lang/expr.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -41,8 +41,8 @@
 
 #include <sodium.h>
 
-#include "buf.h"
-#include "error.h"
+#include "common/buf.h"
+#include "common/error.h"
 
 #define S_MSG 256           /* longest error message */
 #define S_NUMBUF 64         /* string form of any number */

@@ -28,7 +28,7 @@
  *   reading, bounded by KILN_CMD_MAX_FILE; parsed in memory. A failing file
  *   appends nothing (the pairs it added are taken back).
  */
-#include "commands.h"
+#include "lang/commands.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -43,7 +43,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
+#include "common/error.h"
 
 /* The visible marker for ::group::NAME (U+25B8, as GitHub's log viewer draws it). */
 #define S_GROUP_MARK "\xe2\x96\xb8 "

@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "pipeline.h"
+#include "lang/pipeline.h"
 
 typedef enum {
     KILN_JOB_PENDING = 0,  /* waiting for needs */

@@ -17,11 +17,11 @@
  *
  * Nothing here keeps global state, so parsing is safe from several threads.
  */
-#include "pipeline.h"
+#include "lang/pipeline.h"
 
-#include "error.h"
-#include "expr.h"
-#include "matrix.h"
+#include "common/error.h"
+#include "lang/expr.h"
+#include "lang/matrix.h"
 
 #include <yaml.h>
 
