@@ -23,7 +23,8 @@
 #include "cli/follow.h"
 #include "common/keys.h"
 #include "common/log.h"
-#include "lang/pipeline.h"
+#include "lang/parse.h"
+#include "lang/rungraph.h"
 
 /* How long a client waits for an answer; KILN_REQUEST_TIMEOUT_MS overrides
  * it (scripts that probe a farm want to give up sooner). A fresh local farm
@@ -102,7 +103,27 @@ static void s_repo_root(const char *workflow, char *out, size_t cap)
     snprintf(out, cap, ".");
 }
 
-/* Reads the local actions a workflow uses, and those they use in turn. */
+/* A repository file of at most max bytes into files under key; its own
+ * local uses are queued. */
+static bool s_gather_file(const char *file, const char *key, size_t max, json_t *queue)
+{
+    FILE *f = fopen(file, "re");
+    if (!f)
+        return false;
+    char *buf = malloc(max + 2);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    fclose(f);
+    if (buf && n <= max) {
+        buf[n] = '\0';
+        json_object_set_new(s_actions, key, json_stringn(buf, n));
+        kiln_workflow_local_uses(buf, n, queue);
+    }
+    free(buf);
+    return true;
+}
+
+/* Reads the local actions and called workflows a workflow uses, and those
+ * they use in turn. */
 static void s_gather_actions(const char *workflow, const char *text, size_t len)
 {
     char root[PATH_MAX];
@@ -110,31 +131,37 @@ static void s_gather_actions(const char *workflow, const char *text, size_t len)
     s_actions = json_object();
     json_t *queue = json_array();
     s_repo_root(workflow, root, sizeof root);
-    kiln_pipeline_local_uses(text, len, queue);
+    kiln_workflow_local_uses(text, len, queue);
     for (size_t i = 0; i < json_array_size(queue) && i < KILN_WF_MAX_ACTIONS; i++) {
-        const char *path = json_string_value(json_array_get(queue, i));
-        if (json_object_get(s_actions, path))
+        json_t *use = json_array_get(queue, i);
+        const char *path = json_string_value(json_object_get(use, "path"));
+        const char *kind = json_string_value(json_object_get(use, "kind"));
+        if (!path || json_object_get(s_actions, path))
             continue;
+        char file[PATH_MAX * 2];
+        if (strcmp(kind, "workflow") == 0) {
+            snprintf(file, sizeof file, "%s/%s", root, path);
+            s_gather_file(file, path, KILN_WF_MAX_BYTES, queue);
+            continue;
+        }
         static const char *names[] = {"action.yml", "action.yaml"};
         for (int k = 0; k < 2; k++) {
-            char file[PATH_MAX * 2];
             snprintf(file, sizeof file, "%s/%s/%s", root, path, names[k]);
-            FILE *f = fopen(file, "re");
-            if (!f)
-                continue;
-            char *buf = malloc(KILN_WF_MAX_ACTION_BYTES + 2);
-            size_t n = buf ? fread(buf, 1, KILN_WF_MAX_ACTION_BYTES + 1, f) : 0;
-            fclose(f);
-            if (buf && n <= KILN_WF_MAX_ACTION_BYTES) {
-                buf[n] = '\0';
-                json_object_set_new(s_actions, path, json_stringn(buf, n));
-                kiln_pipeline_local_uses(buf, n, queue);
-            }
-            free(buf);
-            break;
+            if (s_gather_file(file, path, KILN_WF_MAX_ACTION_BYTES, queue))
+                break;
         }
     }
     json_decref(queue);
+}
+
+/* Parses a workflow the way the coordinator will, with the files gathered
+ * (s_actions). */
+static int s_parse(kiln_workflow_t **wf, const char *path, const char *text, size_t len,
+                   kiln_diags_t *diags)
+{
+    kiln_loader_t loader;
+    kiln_loader_json(&loader, s_actions);
+    return kiln_workflow_parse(wf, path, text, len, &loader, diags);
 }
 
 static int s_validate(const char *path, char **text, size_t *len)
@@ -163,7 +190,7 @@ static int s_validate(const char *path, char **text, size_t *len)
     }
     buf[n] = '\0';
     s_gather_actions(path, buf, n);
-    int prc = kiln_pipeline_parse_with(&wf, path, buf, n, s_actions, &diags);
+    int prc = s_parse(&wf, path, buf, n, &diags);
     char *report = diags.n ? kiln_diags_format(&diags) : NULL;
     if (report)
         fputs(report, stderr);
@@ -176,7 +203,7 @@ static int s_validate(const char *path, char **text, size_t *len)
     *len = n;
     rc = 0;
 cleanup:
-    kiln_pipeline_destroy(&wf);
+    kiln_workflow_destroy(&wf);
     kiln_diags_free(&diags);
     return rc;
 }
@@ -239,17 +266,21 @@ static int s_check_inputs(const char *path, const char *text, size_t len, const 
     json_t *given = json_object(), *typed = NULL;
     int rc = 0;
     kiln_diags_init(&diags, path);
-    if (kiln_pipeline_parse_with(&wf, path, text, len, s_actions, &diags) == 0) {
+    if (s_parse(&wf, path, text, len, &diags) == 0) {
+        json_t *none = json_object();
         for (size_t i = 0; i < in->n; i++)
             json_object_set_new(given, in->kv[i].key, json_string(in->kv[i].value));
-        if (kiln_pipeline_inputs(wf, given, &typed) != 0) {
+        int irc = kiln_workflow_inputs(wf->inputs ? wf->inputs : none,
+                                       "on.workflow_dispatch.inputs", given, &typed);
+        json_decref(none);
+        if (irc != 0) {
             fprintf(stderr, "%s: error: %s\n", path, kiln_error_last());
             rc = KILN_EXIT_USAGE;
         }
     }
     json_decref(typed);
     json_decref(given);
-    kiln_pipeline_destroy(&wf);
+    kiln_workflow_destroy(&wf);
     kiln_diags_free(&diags);
     return rc;
 }
@@ -1046,11 +1077,36 @@ static int cmd_lint(int argc, char **argv)
     return code;
 }
 
-/* kiln graph FILE [--dot]: the job graph with matrices expanded. */
+/* One job of `kiln graph`: its name, id, runs-on and if:. */
+static void s_graph_job(const char *name, const char *id, const kiln_plan_job_t *plan,
+                        const kiln_job_t *spec)
+{
+    printf("  %s [%s]", name, id);
+    printf(" runs-on: ");
+    if (plan && plan->finished) {
+        for (size_t k = 0; k < plan->n_labels; k++)
+            printf("%s%s", k ? ", " : "", plan->labels[k]);
+    } else if (spec->callee) {
+        printf("(%s)", spec->uses);
+    } else {
+        char *text = json_dumps(spec->runs_on, JSON_COMPACT | JSON_ENCODE_ANY);
+        const char *shown = json_string_value(spec->runs_on);
+        printf("%s", shown ? shown : text ? text : "?");
+        free(text);
+    }
+    if (spec->if_expr)
+        printf(" if: %s", spec->if_expr);
+    for (size_t k = 0; k < spec->n_needs; k++)
+        printf("%s%s", k ? ", " : " <- ", spec->needs[k]);
+    printf("\n");
+}
+
+/* kiln graph FILE [--dot]: the job graph, matrices expanded where they are
+ * known before the run starts, with each job's runs-on and if:. */
 static int cmd_graph(int argc, char **argv)
 {
     bool dot = false;
-    int npos = 0;
+    int npos = 0, code = KILN_EXIT_OK;
     char *text = NULL;
     size_t len = 0;
     kiln_opt_t opts[] = {{"dot", KILN_OPT_BOOL, &dot, "print Graphviz dot"},
@@ -1065,65 +1121,100 @@ static int cmd_graph(int argc, char **argv)
         return KILN_EXIT_USAGE;
     kiln_diags_t diags;
     kiln_workflow_t *wf = NULL;
+    kiln_rungraph_t *g = NULL;
+    json_t *none = json_object(), *inputs = NULL;
     kiln_diags_init(&diags, argv[2]);
-    kiln_pipeline_parse_with(&wf, argv[2], text, len, s_actions, &diags);
+    if (s_parse(&wf, argv[2], text, len, &diags) != 0 ||
+        kiln_workflow_inputs(wf->inputs ? wf->inputs : none, "on.workflow_dispatch.inputs",
+                             none, &inputs) != 0)
+        inputs = json_object();
+    kiln_contexts_t run = {.workflow = wf ? wf->name : "", .actor = "kiln graph",
+                           .event_name = "push", .inputs = inputs};
+    if (!wf || kiln_rungraph_new(&g, wf, &run) != 0) {
+        fprintf(stderr, "kiln: %s\n", kiln_error_last());
+        code = KILN_EXIT_INFRA;
+        goto cleanup;
+    }
+    /* The jobs as planned now, by job as written. */
+    size_t n = kiln_rungraph_size(g);
     if (dot) {
         printf("digraph \"%s\" {\n  rankdir=LR;\n  node [shape=box];\n", wf->name);
+        for (size_t i = 0; i < n; i++)
+            printf("  \"%s\" [label=\"%s\"];\n", kiln_rungraph_job(g, i)->id,
+                   kiln_rungraph_job(g, i)->name);
         for (size_t t = 0; t < wf->n_jobs; t++) {
             const kiln_job_t *j = &wf->jobs[wf->topo[t]];
-            printf("  \"%s\" [label=\"%s\"];\n", j->id, j->name);
+            if (j->plan_late)
+                printf("  \"%s\" [label=\"%s (matrix computed at run time)\"];\n", j->id,
+                       j->name ? j->name : j->id);
         }
+        /* An edge from each job of a need to each job of its dependent; a
+         * job planned at run time stands as its id. */
         for (size_t t = 0; t < wf->n_jobs; t++) {
             const kiln_job_t *j = &wf->jobs[wf->topo[t]];
-            for (size_t k = 0; k < j->n_needs; k++)
-                printf("  \"%s\" -> \"%s\";\n", wf->jobs[j->need_idx[k]].id, j->id);
+            for (size_t k = 0; k < j->n_needs; k++) {
+                const kiln_job_t *need = &wf->jobs[j->need_idx[k]];
+                for (size_t a = 0; a < n || (need->plan_late && a == 0); a++) {
+                    if (!need->plan_late && kiln_rungraph_spec(g, a) != need)
+                        continue;
+                    const char *from = need->plan_late ? need->id : kiln_rungraph_job(g, a)->id;
+                    for (size_t b = 0; b < n || (j->plan_late && b == 0); b++) {
+                        if (!j->plan_late && kiln_rungraph_spec(g, b) != j)
+                            continue;
+                        printf("  \"%s\" -> \"%s\";\n", from,
+                               j->plan_late ? j->id : kiln_rungraph_job(g, b)->id);
+                        if (j->plan_late)
+                            break;
+                    }
+                    if (need->plan_late)
+                        break;
+                }
+            }
         }
         printf("}\n");
-    } else {
-        /* Levels: a job's level is one more than its deepest need's. */
-        size_t level[KILN_WF_MAX_JOBS] = {0}, max_level = 0;
+        goto cleanup;
+    }
+    /* Levels: a job's level is one more than its deepest need's. */
+    size_t level[KILN_WF_MAX_JOBS] = {0}, max_level = 0;
+    for (size_t t = 0; t < wf->n_jobs; t++) {
+        size_t i = wf->topo[t];
+        for (size_t k = 0; k < wf->jobs[i].n_needs; k++)
+            if (level[wf->jobs[i].need_idx[k]] + 1 > level[i])
+                level[i] = level[wf->jobs[i].need_idx[k]] + 1;
+        if (level[i] > max_level)
+            max_level = level[i];
+    }
+    printf("%s: %zu jobs\n", wf->name, n);
+    for (size_t l = 0; l <= max_level; l++) {
+        printf("stage %zu\n", l + 1);
         for (size_t t = 0; t < wf->n_jobs; t++) {
-            size_t i = wf->topo[t];
-            for (size_t k = 0; k < wf->jobs[i].n_needs; k++)
-                if (level[wf->jobs[i].need_idx[k]] + 1 > level[i])
-                    level[i] = level[wf->jobs[i].need_idx[k]] + 1;
-            if (level[i] > max_level)
-                max_level = level[i];
-        }
-        printf("%s: %zu jobs\n", wf->name, wf->n_jobs);
-        for (size_t l = 0; l <= max_level; l++) {
-            printf("stage %zu\n", l + 1);
-            for (size_t t = 0; t < wf->n_jobs; t++) {
-                const kiln_job_t *j = &wf->jobs[wf->topo[t]];
-                if (level[wf->topo[t]] != l)
+            const kiln_job_t *j = &wf->jobs[wf->topo[t]];
+            if (level[wf->topo[t]] != l)
+                continue;
+            bool any = false;
+            for (size_t i = 0; i < n; i++) {
+                if (kiln_rungraph_spec(g, i) != j)
                     continue;
-                /* A name with ${{ matrix... }} is shown as it will run. */
-                char *name = NULL, err[256];
-                if (strstr(j->name, "${{")) {
-                    json_t *ctx = json_pack("{s:O, s:{s:b, s:I, s:I}}", "matrix",
-                                            j->matrix_combo ? j->matrix_combo : json_null(),
-                                            "strategy", "fail-fast", j->fail_fast, "job-index",
-                                            (json_int_t)j->matrix_index, "job-total",
-                                            (json_int_t)j->matrix_total);
-                    kiln_expr_env_t env = {ctx, KILN_EXPR_SUCCESS, NULL};
-                    if (kiln_expr_interpolate(j->name, &env, &name, err, sizeof err) != 0)
-                        name = NULL;
-                    json_decref(ctx);
-                }
-                printf("  %s [%s]", name ? name : j->name, j->id);
-                if (j->matrix_expr)
-                    printf(" (matrix computed at run time)");
-                free(name);
-                for (size_t k = 0; k < j->n_needs; k++)
-                    printf("%s%s", k ? ", " : " <- ", wf->jobs[j->need_idx[k]].id);
-                printf("\n");
+                const kiln_plan_job_t *p = kiln_rungraph_job(g, i);
+                s_graph_job(p->name, p->id, p, j);
+                any = true;
+            }
+            if (!any) {
+                char label[KILN_WF_MAX_ID + 64];
+                snprintf(label, sizeof label, "%s (matrix computed at run time)",
+                         j->name ? j->name : j->id);
+                s_graph_job(label, j->id, NULL, j);
             }
         }
     }
-    kiln_pipeline_destroy(&wf);
+cleanup:
+    kiln_rungraph_destroy(&g);
+    kiln_workflow_destroy(&wf);
+    json_decref(none);
+    json_decref(inputs);
     kiln_diags_free(&diags);
     free(text);
-    return KILN_EXIT_OK;
+    return code;
 }
 
 static void s_help(FILE *out)

@@ -743,6 +743,37 @@ cleanup:
     return rc;
 }
 
+int kiln_history_job_plan(kiln_history_t *self, int64_t run_id, const char *job_id,
+                          const char *name, const char *const *runs_on, size_t n_runs_on)
+{
+    int rc = -1;
+    char *runs_on_text = NULL;
+    sqlite3_stmt *stmt = NULL;
+    assert(self && job_id && name);
+    if ((rc = s_list_json("runs_on", runs_on, n_runs_on, &runs_on_text)) != 0)
+        goto cleanup;
+    rc = -1;
+    /* Rare (a job whose name or runs-on holds an expression): not worth a
+     * statement kept prepared. */
+    if (sqlite3_prepare_v2(self->db,
+                           "UPDATE jobs SET name = ?1, runs_on = ?2 WHERE run_id = ?3 AND "
+                           "job_id = ?4",
+                           -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 2, runs_on_text, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 3, run_id) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 4, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(stmt) != SQLITE_DONE) {
+        s_sql_error(self, "plan job %s of run %lld", job_id, (long long)run_id);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    free(runs_on_text);
+    return rc;
+}
+
 /* KILN_ENOTFOUND when the job does not exist. */
 int kiln_history_job_set_state(kiln_history_t *self, int64_t run_id, const char *job_id,
                                const char *state, unsigned attempt, const char *worker,

@@ -44,6 +44,9 @@ int kiln_history_run_set_state(kiln_history_t *self, int64_t run_id, const char 
 int kiln_history_job_create(kiln_history_t *self, int64_t run_id, const char *job_id,
                             const char *name, const char *const *needs, size_t n_needs,
                             const char *const *runs_on, size_t n_runs_on);
+/* A job planned when it became ready: its name and runs-on as evaluated then. */
+int kiln_history_job_plan(kiln_history_t *self, int64_t run_id, const char *job_id,
+                          const char *name, const char *const *runs_on, size_t n_runs_on);
 /* Moves a job to `state`. worker may be NULL (unchanged); attempt 0 and
  * started_ms/finished_ms 0 leave those columns unchanged. */
 int kiln_history_job_set_state(kiln_history_t *self, int64_t run_id, const char *job_id,

@@ -50,19 +50,44 @@ void kiln_scheduler_fill_estimates(int64_t *est_ms, size_t n)
             est_ms[i] = fallback;
 }
 
-void kiln_scheduler_ranks(const kiln_workflow_t *wf, const int64_t *est_ms, int64_t *rank_ms)
+void kiln_scheduler_ranks(const kiln_rungraph_t *rg, const int64_t *est_ms, int64_t *rank_ms)
 {
-    for (size_t i = 0; i < wf->n_jobs; i++)
+    size_t n = kiln_rungraph_size(rg);
+    unsigned char *state = calloc(n ? n : 1, 1); /* 0 new, 1 open, 2 ranked */
+    size_t *stack = malloc((n ? n : 1) * sizeof *stack);
+    size_t *deps = malloc(KILN_RUNGRAPH_MAX_JOBS * sizeof *deps);
+    for (size_t i = 0; i < n; i++)
         rank_ms[i] = est_ms[i];
-    /* In reverse dependency order a job's rank is final before any of its
-     * needs is looked at, so one pass settles the longest paths. */
-    for (size_t t = wf->n_jobs; t-- > 0;) {
-        size_t j = wf->topo[t];
-        const kiln_job_t *job = &wf->jobs[j];
-        for (size_t k = 0; k < job->n_needs; k++) {
-            size_t need = job->need_idx[k];
-            if (est_ms[need] + rank_ms[j] > rank_ms[need])
-                rank_ms[need] = est_ms[need] + rank_ms[j];
+    if (!state || !stack || !deps)
+        goto cleanup; /* estimates alone: a slower schedule, not a wrong one */
+    /* Depth first over "is needed by": a job is ranked once every job that
+     * needs it is, so each settles in one visit (the graph has no cycle). */
+    for (size_t root = 0; root < n; root++) {
+        size_t top = 0;
+        if (state[root])
+            continue;
+        stack[top++] = root;
+        while (top) {
+            size_t j = stack[top - 1];
+            size_t nd = kiln_rungraph_dependents(rg, j, deps, KILN_RUNGRAPH_MAX_JOBS);
+            if (state[j] == 0) {
+                state[j] = 1;
+                for (size_t k = 0; k < nd; k++)
+                    if (state[deps[k]] == 0 && top < n)
+                        stack[top++] = deps[k];
+                continue;
+            }
+            top--;
+            if (state[j] == 2)
+                continue;
+            for (size_t k = 0; k < nd; k++)
+                if (est_ms[j] + rank_ms[deps[k]] > rank_ms[j])
+                    rank_ms[j] = est_ms[j] + rank_ms[deps[k]];
+            state[j] = 2;
         }
     }
+cleanup:
+    free(state);
+    free(stack);
+    free(deps);
 }

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lang/pipeline.h"
+#include "lang/rungraph.h"
 
 #define KILN_SCHEDULER_DEFAULT_MS 10000
 
@@ -42,6 +42,6 @@ void kiln_scheduler_fill_estimates(int64_t *est_ms, size_t n);
 /* rank_ms[i] = est_ms[i] + the largest rank among the jobs that need job i:
  * the work on the longest path from the start of job i to the end of the
  * run. Arrays have wf->n_jobs entries. */
-void kiln_scheduler_ranks(const kiln_workflow_t *wf, const int64_t *est_ms, int64_t *rank_ms);
+void kiln_scheduler_ranks(const kiln_rungraph_t *rg, const int64_t *est_ms, int64_t *rank_ms);
 
 #endif

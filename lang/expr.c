@@ -2593,3 +2593,62 @@ bool kiln_expr_refers_to(const char *expr, const char *context)
     s_ast_free(&ast);
     return any;
 }
+
+bool kiln_expr_template_refers_to(const char *text, const char *context)
+{
+    s_err_t e = {0};
+    s_span_t sp;
+    size_t from = 0, n;
+    if (!text)
+        return false;
+    n = strnlen(text, KILN_EXPR_MAX_RESULT + 1);
+    while (s_next_span(text, n, from, &sp, &e) == 1) {
+        char *inner = strndup(text + sp.expr, sp.len);
+        bool hit = inner && kiln_expr_refers_to(inner, context);
+        free(inner);
+        if (hit)
+            return true;
+        from = sp.end;
+    }
+    return false;
+}
+
+int kiln_expr_value(const char *text, const kiln_expr_env_t *env, json_t **out, char *err,
+                    size_t errlen)
+{
+    s_err_t e = {0};
+    s_span_t sp;
+    size_t a = 0, z;
+    assert(text && out);
+    *out = NULL;
+    z = s_text_len(text, &e);
+    if (e.set)
+        return s_report(&e, err, errlen);
+    while (a < z && s_is_space(text[a]))
+        a++;
+    while (z > a && s_is_space(text[z - 1]))
+        z--;
+    int found = s_next_span(text, z, a, &sp, &e);
+    if (found < 0)
+        return s_report(&e, err, errlen);
+    if (found == 1 && sp.start == a && sp.end == z) {
+        /* The whole value is one expression: its value keeps its type
+         * (a number of minutes, a boolean, the object fromJSON gives). */
+        s_val_t v = {0};
+        if (s_run(text + sp.expr, sp.len, sp.expr, env, &v, NULL, &e))
+            return s_report(&e, err, errlen);
+        *out = v.j ? v.j : json_null();
+        return 0;
+    }
+    char *s = NULL;
+    int rc = kiln_expr_interpolate(text, env, &s, err, errlen);
+    if (rc != 0)
+        return rc;
+    *out = json_string(s);
+    free(s);
+    if (!*out) {
+        s_oom(&e, 1);
+        return s_report(&e, err, errlen);
+    }
+    return 0;
+}

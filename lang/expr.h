@@ -103,5 +103,15 @@ bool kiln_expr_has_status_call(const char *expr);
 int kiln_expr_check_condition(const char *cond, int *col, char *err, size_t errlen);
 bool kiln_expr_condition_has_status_call(const char *cond);
 bool kiln_expr_refers_to(const char *expr, const char *context);
+/* The same for every ${{ }} of a template text (false for none). */
+bool kiln_expr_template_refers_to(const char *text, const char *context);
+
+/* A value a workflow may compute (timeout-minutes, continue-on-error, a
+ * matrix, env, runs-on): text that is exactly one ${{ expr }} (blanks
+ * around it aside) gives the expression's value with its type; any other
+ * text gives the interpolated string. *out is a new reference. Errors as
+ * for kiln_expr_eval. */
+int kiln_expr_value(const char *text, const kiln_expr_env_t *env, json_t **out, char *err,
+                    size_t errlen);
 
 #endif

@@ -24,6 +24,7 @@
 #include "common/fs.h"
 #include "worker/executor.h"
 #include "worker/jobctx.h"
+#include "lang/shell.h"
 #include "common/keys.h"
 #include "common/labels.h"
 #include "common/log.h"
@@ -65,7 +66,25 @@ typedef struct {
     size_t n_held;
     bool start_held;            /* job->step's start, ts step_started_ms */
     int64_t hold_until;         /* monotonic; 0: nothing held */
+    /* Per step, as its own contexts evaluate them: its name (NULL: as
+     * written) and continue-on-error. */
+    char **step_names;
+    bool *step_coe;
 } s_job_t;
+
+static const char *s_step_name(const s_job_t *job, size_t step)
+{
+    if (job->step_names && step < job->a->n_steps && job->step_names[step])
+        return job->step_names[step];
+    return step < job->a->n_steps ? job->a->steps[step]->name : "";
+}
+
+static bool s_step_coe(const s_job_t *job, size_t step)
+{
+    if (job->step_coe && step < job->a->n_steps)
+        return job->step_coe[step];
+    return step < job->a->n_steps && job->a->steps[step]->continue_on_error;
+}
 
 /* A finished job's result, kept (packed, as sent) until acknowledged. */
 typedef struct {
@@ -343,6 +362,7 @@ static void s_held_flush(s_job_t *job)
         ss.token = job->a->token;
         ss.step = (uint32_t)job->step;
         ss.ts_ms = (uint64_t)job->step_started_ms;
+        ss.name = (char *)s_step_name(job, job->step);
         m.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
         m.step_started = &ss;
         job->start_held = false;
@@ -370,9 +390,10 @@ static void s_send_step_result(s_job_t *job, size_t step, Kiln__Outcome outcome,
     r.signal = sig;
     r.started_ms = (uint64_t)started;
     r.finished_ms = (uint64_t)finished;
+    r.name = (char *)s_step_name(job, step);
     /* continue-on-error: a failed step concludes as a success. */
     r.conclusion = outcome;
-    if (step < job->a->n_steps && job->a->steps[step]->continue_on_error &&
+    if (s_step_coe(job, step) &&
         (outcome == KILN__OUTCOME__OUTCOME_FAILURE || outcome == KILN__OUTCOME__OUTCOME_TIMED_OUT))
         r.conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
     if (!job->held)
@@ -579,42 +600,6 @@ static int s_build_env(s_job_t *job, const Kiln__StepSpec *st, s_env_t *e)
 
 /* ---------------------------------------------------------------- steps */
 
-#define KILN_SHELL_ARGS_MAX 32
-
-/* argv for a shell name or a custom "cmd args {0}" template. The strings
- * live in buf (and path). Returns the argc, or -1 for an unknown shell. */
-static int s_shell_argv(const char *shell, const char *path, char *buf, size_t cap,
-                        const char **argv)
-{
-    int n = 0;
-    if (!shell[0] || strcmp(shell, "bash") == 0) {
-        /* The invocation GitHub uses for `shell: bash`. */
-        argv[n++] = "bash";
-        argv[n++] = "--noprofile";
-        argv[n++] = "--norc";
-        argv[n++] = "-eo";
-        argv[n++] = "pipefail";
-        argv[n++] = path;
-    } else if (strcmp(shell, "sh") == 0) {
-        argv[n++] = "sh";
-        argv[n++] = "-e";
-        argv[n++] = path;
-    } else if (strcmp(shell, "python") == 0) {
-        argv[n++] = "python3";
-        argv[n++] = path;
-    } else if (strstr(shell, "{0}")) {
-        snprintf(buf, cap, "%s", shell);
-        char *save = NULL;
-        for (char *tok = strtok_r(buf, " \t", &save); tok && n < KILN_SHELL_ARGS_MAX - 1;
-             tok = strtok_r(NULL, " \t", &save))
-            argv[n++] = strcmp(tok, "{0}") == 0 ? path : tok;
-    } else {
-        return -1;
-    }
-    argv[n] = NULL;
-    return n;
-}
-
 static void s_job_finish(s_job_t *job);
 
 static const char *s_outcome_word(Kiln__Outcome o)
@@ -634,7 +619,8 @@ static bool s_step_record(s_job_t *job, size_t index, Kiln__Outcome outcome)
     const Kiln__StepSpec *st = job->a->steps[index];
     Kiln__Outcome conclusion = outcome;
     char err[512];
-    if (st->continue_on_error && outcome == KILN__OUTCOME__OUTCOME_FAILURE)
+    if (s_step_coe(job, index) && (outcome == KILN__OUTCOME__OUTCOME_FAILURE ||
+                                   outcome == KILN__OUTCOME__OUTCOME_TIMED_OUT))
         conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
     if (kiln_jobctx_step_done(job->jx, index, st, s_outcome_word(outcome),
                               s_outcome_word(conclusion), err, sizeof err) != 0) {
@@ -671,6 +657,75 @@ static int s_write_script(const char *path, const char *text)
     return rc;
 }
 
+/* The step's name as its contexts evaluate it (as written when they
+ * cannot: a name is worth showing even then). */
+static void s_name_step(s_job_t *job, const Kiln__StepSpec *st)
+{
+    char *name = NULL, err[256];
+    if (!job->step_names || !strstr(st->name, "${{"))
+        return;
+    if (kiln_jobctx_interpolate(job->jx, st->name, &name, err, sizeof err) == 0) {
+        free(job->step_names[job->step]);
+        job->step_names[job->step] = name;
+    }
+}
+
+/* timeout-minutes and continue-on-error written as expressions. */
+static int s_step_settings(s_job_t *job, const Kiln__StepSpec *st, int64_t *timeout)
+{
+    char *text = NULL, err[512];
+    if (st->continue_on_error_expr[0]) {
+        if (kiln_jobctx_interpolate(job->jx, st->continue_on_error_expr, &text, err,
+                                    sizeof err) != 0) {
+            s_system_log(job, "continue-on-error: %s", err);
+            return -1;
+        }
+        /* GitHub reads the result as a boolean. */
+        if (job->step_coe)
+            job->step_coe[job->step] = strcmp(text, "true") == 0;
+        free(text);
+        text = NULL;
+    }
+    if (st->timeout_expr[0]) {
+        if (kiln_jobctx_interpolate(job->jx, st->timeout_expr, &text, err, sizeof err) != 0) {
+            s_system_log(job, "timeout-minutes: %s", err);
+            return -1;
+        }
+        char *end = NULL;
+        double minutes = strtod(text, &end);
+        if (!end || end == text || *end || !(minutes > 0) || minutes > 60.0 * 24 * 365) {
+            s_system_log(job, "timeout-minutes must be a number of minutes greater than 0, not '%s'",
+                         text);
+            free(text);
+            return -1;
+        }
+        int64_t ms = (int64_t)(minutes * 60000.0 + 0.5);
+        *timeout = ms > 0 ? ms : 1;
+        free(text);
+    }
+    return 0;
+}
+
+/* Whether program runs from PATH (or is a path that exists). */
+static bool s_on_path(const char *program)
+{
+    if (strchr(program, '/'))
+        return access(program, X_OK) == 0;
+    const char *path = getenv("PATH");
+    char probe[PATH_MAX];
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n && (size_t)snprintf(probe, sizeof probe, "%.*s/%s", (int)n, p, program) <
+                     sizeof probe &&
+            access(probe, X_OK) == 0)
+            return true;
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return false;
+}
+
 /* Starts the job's current step. Returns 0 when a process is running, 1
  * when the step's if: skipped it, and -1 when it failed to start (reported
  * failed). */
@@ -678,8 +733,9 @@ static int s_step_start(s_job_t *job)
 {
     kiln_agent_t *self = job->agent;
     const Kiln__StepSpec *st = job->a->steps[job->step];
-    char script[KILN_WORKSPACE_PATH_MAX + 64], cwd[PATH_MAX * 2], shellbuf[1024], err[512];
-    const char *argv[KILN_SHELL_ARGS_MAX + 1];
+    char script[KILN_WORKSPACE_PATH_MAX + 64], cwd[PATH_MAX * 2], err[512];
+    char shellbuf[KILN_SHELL_MAX + KILN_WORKSPACE_PATH_MAX * 4];
+    const char *argv[KILN_SHELL_MAX_ARGS + 1];
     s_env_t env = {0};
     char *run_text = NULL, *wd = NULL, *shell = NULL;
     int rc = -1;
@@ -690,17 +746,35 @@ static int s_step_start(s_job_t *job)
                                                    : KILN_EXPR_SUCCESS);
     int crc = kiln_jobctx_step_condition(job->jx, st, &runs, err, sizeof err);
     if (crc == 0 && !runs) {
+        s_name_step(job, st);
         s_send_step_result(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED, -1, 0,
                            job->step_started_ms, job->step_started_ms);
         s_step_record(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED);
         return 1;
     }
+    /* Its env first: the step's other expressions see it in env. */
+    int brc = crc == 0 ? kiln_jobctx_step_begin(job->jx, st, err, sizeof err) : crc;
+    s_name_step(job, st);
     /* Held (see start_held): sent with anything else the job sends, when
      * the hold ends, or left out if the step ends first. */
     job->start_held = true;
     s_hold(job);
     if (crc != 0) {
         s_system_log(job, "if: %s", err);
+        goto cleanup;
+    }
+    if (brc != 0) {
+        s_system_log(job, "%s", err);
+        goto cleanup;
+    }
+    int64_t step_timeout = (int64_t)st->timeout_ms;
+    if (s_step_settings(job, st, &step_timeout) != 0)
+        goto cleanup;
+    if (st->uses && st->uses[0]) {
+        s_system_log(job,
+                     "the action '%s' was not in the repository when the run was submitted; "
+                     "Kiln reads local actions from the repository, not from the workspace",
+                     st->uses);
         goto cleanup;
     }
     /* ${{ }} in the script, the directory and the shell, with the contexts
@@ -716,12 +790,19 @@ static int s_step_start(s_job_t *job)
         s_system_log(job, "%s", kiln_error_last());
         goto cleanup;
     }
+    /* PowerShell runs only scripts named .ps1. */
+    strncat(script, kiln_shell_suffix(shell), sizeof script - strlen(script) - 1);
     if (s_write_script(script, run_text) != 0) {
         s_system_log(job, "cannot write the step script: %s", strerror(errno));
         goto cleanup;
     }
-    if (s_shell_argv(shell, script, shellbuf, sizeof shellbuf, argv) < 0) {
-        s_system_log(job, "unsupported shell '%s'", shell);
+    if (kiln_shell_argv(shell, script, shellbuf, sizeof shellbuf, argv, err, sizeof err) < 0) {
+        s_system_log(job, "%s", err);
+        goto cleanup;
+    }
+    if (!s_on_path(argv[0])) {
+        s_system_log(job, "shell '%s': '%s' is not installed on this worker", shell[0] ? shell : "bash",
+                     argv[0]);
         goto cleanup;
     }
     if (wd[0] == '/')
@@ -739,7 +820,7 @@ static int s_step_start(s_job_t *job)
         s_system_log(job, "cannot build the step environment: %s", kiln_error_last());
         goto cleanup;
     }
-    int64_t timeout = (int64_t)st->timeout_ms;
+    int64_t timeout = step_timeout;
     if (job->deadline) {
         int64_t left = job->deadline - kiln_clock_mono_ms();
         if (left < 1)
@@ -770,7 +851,7 @@ cleanup:
         s_send_step_result(job, job->step, KILN__OUTCOME__OUTCOME_FAILURE, -1, 0,
                            job->step_started_ms, kiln_clock_wall_ms());
         s_step_record(job, job->step, KILN__OUTCOME__OUTCOME_FAILURE);
-        if (!st->continue_on_error)
+        if (!s_step_coe(job, job->step))
             job->failed = true;
     }
     return rc;
@@ -779,7 +860,6 @@ cleanup:
 /* Collects a finished step's result and reports it. */
 static void s_step_done(s_job_t *job)
 {
-    const Kiln__StepSpec *st = job->a->steps[job->step];
     kiln_exec_status_t status = kiln_exec_status(job->exec);
     int code = kiln_exec_exit_code(job->exec), sig = kiln_exec_signal(job->exec);
     Kiln__Outcome outcome = KILN__OUTCOME__OUTCOME_FAILURE;
@@ -788,21 +868,21 @@ static void s_step_done(s_job_t *job)
     case KILN_EXEC_EXITED:
         outcome = code == 0 ? KILN__OUTCOME__OUTCOME_SUCCESS : KILN__OUTCOME__OUTCOME_FAILURE;
         if (code != 0)
-            s_system_log(job, "step '%s' exited with code %d", st->name, code);
+            s_system_log(job, "step '%s' exited with code %d", s_step_name(job, job->step), code);
         break;
     case KILN_EXEC_SIGNALED:
-        s_system_log(job, "step '%s' was killed by signal %d", st->name, sig);
+        s_system_log(job, "step '%s' was killed by signal %d", s_step_name(job, job->step), sig);
         break;
     case KILN_EXEC_TIMED_OUT:
         outcome = KILN__OUTCOME__OUTCOME_TIMED_OUT;
         if (job->deadline && kiln_clock_mono_ms() >= job->deadline)
             job->job_timed_out = true;
         s_system_log(job, "step '%s' timed out after %lld ms; its process group was killed",
-                     st->name, (long long)kiln_exec_duration_ms(job->exec));
+                     s_step_name(job, job->step), (long long)kiln_exec_duration_ms(job->exec));
         break;
     case KILN_EXEC_CANCELLED:
         outcome = KILN__OUTCOME__OUTCOME_CANCELLED;
-        s_system_log(job, "step '%s' was cancelled", st->name);
+        s_system_log(job, "step '%s' was cancelled", s_step_name(job, job->step));
         break;
     default:
         break;
@@ -813,7 +893,7 @@ static void s_step_done(s_job_t *job)
         outcome = KILN__OUTCOME__OUTCOME_FAILURE; /* a malformed command file */
     s_send_step_result(job, job->step, outcome, code, sig, job->step_started_ms, now);
     if (outcome != KILN__OUTCOME__OUTCOME_SUCCESS && !job->cancelled) {
-        if (st->continue_on_error && !job->job_timed_out) {
+        if (s_step_coe(job, job->step) && !job->job_timed_out) {
             s_system_log(job, "continue-on-error: the job goes on");
         } else {
             job->failed = true;
@@ -861,6 +941,10 @@ static void s_job_free(s_job_t **job_p)
     free(job->held);
     kiln_exec_destroy(&job->exec);
     kiln_jobctx_destroy(&job->jx);
+    for (size_t i = 0; job->step_names && job->a && i < job->a->n_steps; i++)
+        free(job->step_names[i]);
+    free(job->step_names);
+    free(job->step_coe);
     if (job->env)
         kiln__envelope__free_unpacked(job->env, NULL);
     free(job);
@@ -1151,6 +1235,10 @@ static void s_start_assigned(kiln_agent_t *self, Kiln__Envelope **env_p, int slo
         s_job_free(&job);
         return;
     }
+    job->step_names = calloc(job->a->n_steps ? job->a->n_steps : 1, sizeof *job->step_names);
+    job->step_coe = calloc(job->a->n_steps ? job->a->n_steps : 1, sizeof *job->step_coe);
+    for (size_t i = 0; job->step_coe && i < job->a->n_steps; i++)
+        job->step_coe[i] = job->a->steps[i]->continue_on_error;
     /* No JobAccepted: the first StepStarted (or the result) follows at once
      * and says as much; the coordinator only ever ignored it. */
     self->jobs[slot] = job;

@@ -25,6 +25,8 @@ struct kiln_jobctx {
     size_t summary_len;
     char files[4][KILN_WORKSPACE_PATH_MAX + 64]; /* this step's command files */
     json_t *saved_inputs;      /* the job's inputs while a composite step runs */
+    json_t *job_env;           /* the job's env as the coordinator evaluated it */
+    kiln_kvlist_t step_env;    /* the running step's own env, evaluated */
 };
 
 static void s_kv_add(kiln_kvlist_t *l, const char *k, const char *v)
@@ -81,17 +83,14 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_wo
     json_t *gh = json_object_get(self->contexts, "github");
     if (json_is_object(gh))
         json_object_set_new(gh, "workspace", json_string(workspace));
-    /* env: the workflow's and job's, evaluated once, in order. */
-    json_t *env = json_object();
-    for (size_t i = 0; i < a->n_env; i++) {
-        char *v = NULL, err[256];
-        kiln_expr_env_t e = {self->contexts, KILN_EXPR_SUCCESS, self->ws.ws};
-        if (kiln_expr_interpolate(a->env[i]->value, &e, &v, err, sizeof err) != 0)
-            v = strdup(a->env[i]->value);
-        json_object_set_new(env, a->env[i]->key, json_string(v ? v : ""));
-        free(v);
-    }
-    json_object_set_new(self->contexts, "env", env);
+    /* env: the workflow's and the job's, evaluated by the coordinator when
+     * the job became ready (protocol 4): taken as they are. */
+    self->job_env = json_object();
+    if (!self->job_env)
+        goto oom;
+    for (size_t i = 0; i < a->n_env; i++)
+        json_object_set_new(self->job_env, a->env[i]->key, json_string(a->env[i]->value));
+    json_object_set_new(self->contexts, "env", json_deep_copy(self->job_env));
     *out = self;
     return 0;
 oom:
@@ -107,6 +106,8 @@ void kiln_jobctx_destroy(kiln_jobctx_t **self_p)
     kiln_jobctx_t *self = *self_p;
     json_decref(self->contexts);
     json_decref(self->saved_inputs);
+    json_decref(self->job_env);
+    kiln_kvlist_free(&self->step_env);
     kiln_kvlist_free(&self->env_added);
     kiln_kvlist_free(&self->paths);
     kiln_commands_destroy(&self->commands);
@@ -284,6 +285,67 @@ static bool s_empty(const char *path)
     return lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0;
 }
 
+/* The env context between steps: the job's env and what $GITHUB_ENV added. */
+static json_t *s_job_env(const kiln_jobctx_t *self)
+{
+    json_t *env = json_deep_copy(self->job_env);
+    for (size_t i = 0; env && i < self->env_added.n; i++)
+        json_object_set_new(env, self->env_added.keys[i], json_string(self->env_added.values[i]));
+    return env;
+}
+
+int kiln_jobctx_step_begin(kiln_jobctx_t *self, const Kiln__StepSpec *st, char *err,
+                           size_t errlen)
+{
+    json_t *env = s_job_env(self), *v = NULL;
+    int rc = KILN_EINVAL;
+    kiln_kvlist_free(&self->step_env);
+    if (!env) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* A step's env values see the job's env (and each other, in order). */
+    json_object_set(self->contexts, "env", env);
+    for (size_t i = 0; i < st->n_env; i++) {
+        char *val = NULL;
+        if (kiln_jobctx_interpolate(self, st->env[i]->value, &val, err, errlen) != 0)
+            goto cleanup;
+        s_kv_add(&self->step_env, st->env[i]->key, val);
+        json_object_set_new(env, st->env[i]->key, json_string(val));
+        free(val);
+    }
+    if (st->env_expr && st->env_expr[0]) {
+        kiln_expr_env_t e = s_env(self);
+        char inner[400];
+        if (kiln_expr_value(st->env_expr, &e, &v, inner, sizeof inner) != 0) {
+            snprintf(err, errlen, "env: %s", inner);
+            goto cleanup;
+        }
+        if (json_is_string(v)) {
+            json_t *parsed = json_loads(json_string_value(v), 0, NULL);
+            json_decref(v);
+            v = parsed;
+        }
+        if (!json_is_object(v) && !json_is_null(v)) {
+            snprintf(err, errlen, "env: the expression must give a mapping of names to values");
+            goto cleanup;
+        }
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) {
+            char *text = json_is_null(x) ? strdup("") : kiln_expr_string(x);
+            s_kv_add(&self->step_env, k, text ? text : "");
+            json_object_set_new(env, k, json_string(text ? text : ""));
+            free(text);
+        }
+    }
+    rc = 0;
+cleanup:
+    json_decref(v);
+    json_decref(env);
+    return rc;
+}
+
 int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
                          kiln_kvlist_t *out, char *err, size_t errlen)
 {
@@ -292,27 +354,11 @@ int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec
                                             KILN_WORKSPACE_PATH, KILN_WORKSPACE_SUMMARY};
     const char *key;
     json_t *v;
+    (void)st;
+    /* The env context of this step (kiln_jobctx_step_begin): the job's
+     * env, $GITHUB_ENV additions so far, then the step's own. */
     json_object_foreach(json_object_get(self->contexts, "env"), key, v)
         s_kv_add(out, key, json_string_value(v));
-    for (size_t i = 0; i < self->env_added.n; i++)
-        s_kv_add(out, self->env_added.keys[i], self->env_added.values[i]);
-    /* Step env: evaluated with the steps so far; it is the env context of
-     * this step too. */
-    json_t *step_env = json_deep_copy(json_object_get(self->contexts, "env"));
-    for (size_t i = 0; i < self->env_added.n; i++)
-        json_object_set_new(step_env, self->env_added.keys[i],
-                            json_string(self->env_added.values[i]));
-    for (size_t i = 0; i < st->n_env; i++) {
-        char *val = NULL;
-        if (kiln_jobctx_interpolate(self, st->env[i]->value, &val, err, errlen) != 0) {
-            json_decref(step_env);
-            return KILN_EINVAL;
-        }
-        s_kv_add(out, st->env[i]->key, val);
-        json_object_set_new(step_env, st->env[i]->key, json_string(val));
-        free(val);
-    }
-    json_object_set_new(self->contexts, "env", step_env);
     if (self->paths.n) {
         /* Later additions first, then the worker's own PATH. */
         size_t cap = 64;
@@ -398,6 +444,12 @@ int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpe
     kiln_kvlist_free(&paths);
     free(summary);
     s_leave_step(self, st, outcome, conclusion);
+    /* A step's env is its own: the next step sees the job's again, with
+     * what this one added to $GITHUB_ENV. */
+    kiln_kvlist_free(&self->step_env);
+    json_t *job_env = s_job_env(self);
+    if (job_env)
+        json_object_set_new(self->contexts, "env", job_env);
     return rc;
 }
 

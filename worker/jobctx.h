@@ -38,6 +38,12 @@ void kiln_jobctx_set_status(kiln_jobctx_t *self, kiln_expr_status_t status);
  * function). KILN_EINVAL with err on an expression error. */
 int kiln_jobctx_step_condition(kiln_jobctx_t *self, const Kiln__StepSpec *st, bool *run,
                                char *err, size_t errlen);
+/* Before a step that runs: its own env (mapping or one expression) is
+ * evaluated, and the env context its expressions see becomes the job's
+ * env, $GITHUB_ENV additions, then the step's env; kiln_jobctx_step_done
+ * puts the job's back. KILN_EINVAL with err naming the problem. */
+int kiln_jobctx_step_begin(kiln_jobctx_t *self, const Kiln__StepSpec *st, char *err,
+                           size_t errlen);
 /* ${{ }} in text, with the contexts as they are now. *out malloc'd. */
 int kiln_jobctx_interpolate(kiln_jobctx_t *self, const char *text, char **out, char *err,
                             size_t errlen);

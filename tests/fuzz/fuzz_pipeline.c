@@ -1,18 +1,21 @@
-/* fuzz_pipeline.c: libFuzzer target for the workflow parser.
+/* fuzz_pipeline.c: libFuzzer target for the workflow parser and the run
+ * graph.
  *
- * Feeds arbitrary bytes to kiln_pipeline_parse. Besides "no crash, no leak,
+ * Feeds arbitrary bytes to kiln_workflow_parse. Besides "no crash, no leak,
  * no sanitizer report", it checks what callers rely on: a failed parse has
  * an error diagnostic and a message; a successful one has a topological
  * order that is a permutation with every need before its dependent, and a
- * DAG over it that runs to completion. Seeds: tests/fuzz/corpus/pipeline.
+ * run graph over it that always ends (its ready jobs run, every other one
+ * failing, and nothing is left running or waiting). Seeds:
+ * tests/fuzz/corpus/pipeline.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lang/dag.h"
 #include "common/error.h"
-#include "lang/pipeline.h"
+#include "lang/parse.h"
+#include "lang/rungraph.h"
 
 static void s_check_model(const kiln_workflow_t *wf)
 {
@@ -29,45 +32,45 @@ static void s_check_model(const kiln_workflow_t *wf)
     }
     for (size_t i = 0; i < n; i++) {
         const kiln_job_t *job = &wf->jobs[i];
-        if (!job->id || !job->name || job->n_runs_on == 0 || job->n_steps == 0)
+        if (!job->id || (!job->uses && (!job->runs_on || job->n_steps == 0)))
             abort();
         for (size_t k = 0; k < job->n_needs; k++)
             if (job->need_idx[k] >= n || rank[job->need_idx[k]] >= rank[i])
                 abort(); /* a need after its dependent */
         for (size_t s = 0; s < job->n_steps; s++)
-            if (!job->steps[s].run || job->steps[s].uses || !job->steps[s].name)
+            if ((!job->steps[s].run && !job->steps[s].uses) || !job->steps[s].name)
                 abort();
     }
     free(rank);
 }
 
 /* Runs the whole graph, failing every other job, and checks it ends. */
-static void s_check_dag(const kiln_workflow_t *wf)
+static void s_check_graph(const kiln_workflow_t *wf)
 {
-    kiln_dag_t *dag = kiln_dag_new(wf);
-    size_t *ready = NULL, *skipped = NULL;
-    size_t n = wf->n_jobs, turn = 0;
-    if (!dag)
+    kiln_contexts_t run = {.run_id = 1, .workflow = "fuzz", .event_name = "push"};
+    kiln_rungraph_t *g = NULL;
+    kiln_rg_change_t ch[64];
+    size_t turn = 0;
+    if (kiln_rungraph_new(&g, wf, &run) != 0)
         return;
-    ready = malloc((n ? n : 1) * sizeof *ready);
-    skipped = malloc((n ? n : 1) * sizeof *skipped);
-    if (!ready || !skipped)
-        goto cleanup;
-    for (size_t round = 0; round <= n && !kiln_dag_done(dag); round++) {
-        size_t got = kiln_dag_take_ready(dag, ready, n);
-        for (size_t i = 0; i < got; i++) {
+    for (size_t round = 0; round <= KILN_RUNGRAPH_MAX_JOBS + 1; round++) {
+        size_t ready[KILN_RUNGRAPH_MAX_JOBS], n_ready = 0, n;
+        while ((n = kiln_rungraph_advance(g, ch, 64)) > 0)
+            for (size_t i = 0; i < n; i++)
+                if (ch[i].kind == KILN_RG_READY && n_ready < KILN_RUNGRAPH_MAX_JOBS)
+                    ready[n_ready++] = ch[i].job;
+        if (!n_ready)
+            break;
+        for (size_t i = 0; i < n_ready; i++) {
             kiln_job_state_t end = turn++ % 2 ? KILN_JOB_FAILURE : KILN_JOB_SUCCESS;
-            if (kiln_dag_start(dag, ready[i]) != 0 ||
-                kiln_dag_finish(dag, ready[i], end, skipped, n, NULL) != 0)
+            if (kiln_rungraph_start(g, ready[i]) != 0 ||
+                kiln_rungraph_finish(g, ready[i], end, NULL, false) != 0)
                 abort();
         }
     }
-    if (!kiln_dag_done(dag))
-        abort();
-cleanup:
-    free(ready);
-    free(skipped);
-    kiln_dag_destroy(&dag);
+    if (!kiln_rungraph_done(g))
+        abort(); /* a run that never ends */
+    kiln_rungraph_destroy(&g);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -78,19 +81,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kiln_workflow_t *wf = NULL;
     kiln_diags_init(&diags, "fuzz.yml");
     kiln_error_clear();
-    int rc = kiln_pipeline_parse(&wf, "fuzz.yml", (const char *)data, size, &diags);
+    int rc = kiln_workflow_parse(&wf, "fuzz.yml", (const char *)data, size, NULL, &diags);
     if (rc == 0) {
         if (!wf || diags.n_errors != 0)
             abort();
         s_check_model(wf);
-        s_check_dag(wf);
+        s_check_graph(wf);
     } else if (rc == KILN_EINVAL) {
         if (wf || diags.n_errors == 0 || kiln_error_last()[0] == '\0')
             abort();
     }
     char *text = kiln_diags_format(&diags);
     free(text);
-    kiln_pipeline_destroy(&wf);
+    kiln_workflow_destroy(&wf);
     kiln_diags_free(&diags);
     return 0;
 }

@@ -11,11 +11,23 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "lang/pipeline.h"
+#include "lang/parse.h"
+#include "lang/rungraph.h"
 #include "coordinator/scheduler.h"
 
 /* jobs: "id:needs,needs;id:..." (an empty needs list after the colon). */
-static kiln_workflow_t *s_parse(const char *spec)
+typedef struct {
+    kiln_workflow_t *wf;
+    kiln_rungraph_t *g;
+} s_run_t;
+
+static void s_run_free(s_run_t *r)
+{
+    kiln_rungraph_destroy(&r->g);
+    kiln_workflow_destroy(&r->wf);
+}
+
+static s_run_t s_parse(const char *spec)
 {
     char text[8192], copy[1024];
     size_t len = (size_t)snprintf(text, sizeof text, "jobs:\n");
@@ -30,17 +42,19 @@ static kiln_workflow_t *s_parse(const char *spec)
                                 job, colon + 1);
     }
     kiln_diags_t diags;
-    kiln_workflow_t *wf = NULL;
+    s_run_t r = {NULL, NULL};
     kiln_diags_init(&diags, "sched.yml");
-    if (kiln_pipeline_parse(&wf, "sched.yml", text, len, &diags) != 0)
+    if (kiln_workflow_parse(&r.wf, "sched.yml", text, len, NULL, &diags) != 0)
         fail_msg("workflow: %s\n%s", kiln_error_last(), text);
     kiln_diags_free(&diags);
-    return wf;
+    kiln_contexts_t run = {.run_id = 1, .workflow = "sched"};
+    assert_int_equal(kiln_rungraph_new(&r.g, r.wf, &run), 0);
+    return r;
 }
 
-static int64_t s_rank_of(const kiln_workflow_t *wf, const int64_t *rank, const char *id)
+static int64_t s_rank_of(const s_run_t *r, const int64_t *rank, const char *id)
 {
-    long i = kiln_pipeline_find_job(wf, id);
+    long i = kiln_rungraph_find(r->g, id);
     assert_true(i >= 0);
     return rank[i];
 }
@@ -77,19 +91,20 @@ static void test_estimates_default_to_median(void **state)
 static void test_ranks_follow_longest_path(void **state)
 {
     (void)state;
-    kiln_workflow_t *wf = s_parse("d:b,c;b:a;c:a;a:;e:");
+    s_run_t r = s_parse("d:b,c;b:a;c:a;a:;e:");
     int64_t est[8], rank[8];
-    for (size_t i = 0; i < wf->n_jobs; i++) {
-        const char *id = wf->jobs[i].id;
+    assert_int_equal(kiln_rungraph_size(r.g), 5);
+    for (size_t i = 0; i < kiln_rungraph_size(r.g); i++) {
+        const char *id = kiln_rungraph_job(r.g, i)->id;
         est[i] = strcmp(id, "c") == 0 ? 500 : strcmp(id, "e") == 0 ? 50 : 10;
     }
-    kiln_scheduler_ranks(wf, est, rank);
-    assert_int_equal(s_rank_of(wf, rank, "d"), 10);
-    assert_int_equal(s_rank_of(wf, rank, "b"), 20);
-    assert_int_equal(s_rank_of(wf, rank, "c"), 510);
-    assert_int_equal(s_rank_of(wf, rank, "a"), 520);
-    assert_int_equal(s_rank_of(wf, rank, "e"), 50);
-    kiln_pipeline_destroy(&wf);
+    kiln_scheduler_ranks(r.g, est, rank);
+    assert_int_equal(s_rank_of(&r, rank, "d"), 10);
+    assert_int_equal(s_rank_of(&r, rank, "b"), 20);
+    assert_int_equal(s_rank_of(&r, rank, "c"), 510);
+    assert_int_equal(s_rank_of(&r, rank, "a"), 520);
+    assert_int_equal(s_rank_of(&r, rank, "e"), 50);
+    s_run_free(&r);
 }
 
 /* Without history every job weighs the same: the rank counts the jobs on
@@ -98,16 +113,42 @@ static void test_ranks_follow_longest_path(void **state)
 static void test_ranks_without_history_count_depth(void **state)
 {
     (void)state;
-    kiln_workflow_t *wf = s_parse("c1:;c2:c1;c3:c2;c4:c3;w1:;w2:;w3:");
+    s_run_t r = s_parse("c1:;c2:c1;c3:c2;c4:c3;w1:;w2:;w3:");
     int64_t est[8], rank[8];
-    for (size_t i = 0; i < wf->n_jobs; i++)
+    size_t n = kiln_rungraph_size(r.g);
+    for (size_t i = 0; i < n; i++)
         est[i] = -1;
-    kiln_scheduler_fill_estimates(est, wf->n_jobs);
-    kiln_scheduler_ranks(wf, est, rank);
-    assert_int_equal(s_rank_of(wf, rank, "c1"), 4 * KILN_SCHEDULER_DEFAULT_MS);
-    assert_int_equal(s_rank_of(wf, rank, "c4"), KILN_SCHEDULER_DEFAULT_MS);
-    assert_int_equal(s_rank_of(wf, rank, "w2"), KILN_SCHEDULER_DEFAULT_MS);
-    kiln_pipeline_destroy(&wf);
+    kiln_scheduler_fill_estimates(est, n);
+    kiln_scheduler_ranks(r.g, est, rank);
+    assert_int_equal(s_rank_of(&r, rank, "c1"), 4 * KILN_SCHEDULER_DEFAULT_MS);
+    assert_int_equal(s_rank_of(&r, rank, "c4"), KILN_SCHEDULER_DEFAULT_MS);
+    assert_int_equal(s_rank_of(&r, rank, "w2"), KILN_SCHEDULER_DEFAULT_MS);
+    s_run_free(&r);
+}
+
+/* A matrix job's combinations each carry the rank of what needs the job. */
+static void test_ranks_through_a_matrix(void **state)
+{
+    (void)state;
+    const char *text = "jobs:\n"
+                       "  build:\n    runs-on: l\n    strategy: {matrix: {v: [1, 2, 3]}}\n"
+                       "    steps: [{run: x}]\n"
+                       "  test:\n    runs-on: l\n    needs: build\n    steps: [{run: x}]\n";
+    kiln_diags_t diags;
+    s_run_t r = {NULL, NULL};
+    kiln_diags_init(&diags, "m.yml");
+    assert_int_equal(kiln_workflow_parse(&r.wf, "m.yml", text, strlen(text), NULL, &diags), 0);
+    kiln_diags_free(&diags);
+    kiln_contexts_t run = {.run_id = 1, .workflow = "m"};
+    assert_int_equal(kiln_rungraph_new(&r.g, r.wf, &run), 0);
+    size_t n = kiln_rungraph_size(r.g);
+    assert_int_equal(n, 4);
+    int64_t est[4] = {10, 20, 30, 100}, rank[4];
+    kiln_scheduler_ranks(r.g, est, rank);
+    assert_int_equal(s_rank_of(&r, rank, "build-1"), 110);
+    assert_int_equal(s_rank_of(&r, rank, "build-3"), 130);
+    assert_int_equal(s_rank_of(&r, rank, "test"), 100);
+    s_run_free(&r);
 }
 
 int main(void)
@@ -117,6 +158,7 @@ int main(void)
         cmocka_unit_test(test_estimates_default_to_median),
         cmocka_unit_test(test_ranks_follow_longest_path),
         cmocka_unit_test(test_ranks_without_history_count_depth),
+        cmocka_unit_test(test_ranks_through_a_matrix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

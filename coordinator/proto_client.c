@@ -1,0 +1,397 @@
+/* proto_client.c: client requests (kiln submit, status, logs, cancel,
+ * workers, stats, drain, watch).
+ *
+ * A client sees committed state: the burst of worker messages before its
+ * request is committed first (proto_worker.c), and its own request commits
+ * before it is answered.
+ */
+#include "coordinator/coord.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/log.h"
+
+/* Answers a request; json (may be NULL) goes compact, or indented with
+ * its "state" in Reply.state when the client asked for it pretty. */
+static void s_reply_as(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64_t request_id,
+                       int code, const char *error, int64_t run_id, json_t *json, bool pretty)
+{
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Reply reply = KILN__REPLY__INIT;
+    char *text = NULL;
+    reply.request_id = request_id;
+    reply.code = code;
+    reply.error = (char *)(error ? error : "");
+    reply.run_id = (uint64_t)(run_id > 0 ? run_id : 0);
+    if (json && pretty) {
+        const char *state = json_string_value(json_object_get(json, "state"));
+        reply.state = (char *)(state ? state : "");
+    }
+    if (json) {
+        text = json_dumps(json, pretty ? JSON_INDENT(2) : JSON_COMPACT);
+        reply.json.data = (uint8_t *)text;
+        reply.json.len = text ? strlen(text) : 0;
+    }
+    env.body_case = KILN__ENVELOPE__BODY_REPLY;
+    env.reply = &reply;
+    kiln_server_send(self, msg->identity, msg->id_len, &env);
+    free(text);
+}
+
+void kiln_proto_client_reply(kiln_server_t *self, const kiln_transport_msg_t *msg, uint64_t request_id,
+                    int code, const char *error, int64_t run_id, json_t *json)
+{
+    s_reply_as(self, msg, request_id, code, error, run_id, json, false);
+}
+
+/* A submission: parsed and checked again (the coordinator trusts no
+ * client), recorded (the run, its jobs, the audit row) in one transaction,
+ * and answered once that has committed. */
+static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                        const Kiln__Request *req, const char *client)
+{
+    kiln_diags_t diags;
+    kiln_workflow_t *wf = NULL;
+    kiln_crun_t *run = NULL;
+    char *text = NULL;
+    json_t *files = NULL, *given = NULL, *typed = NULL, *none = NULL;
+    const char *file = req->workflow_file[0] ? req->workflow_file : "workflow.yml";
+    int64_t run_id = 0;
+    kiln_diags_init(&diags, file);
+    if (req->workflow_yaml.len > KILN_WF_MAX_BYTES) {
+        char err[KILN_JOB_KEY_MAX + 128];
+        snprintf(err, sizeof err, "%s: workflow is %zu bytes, over the limit of %d", file,
+                 req->workflow_yaml.len, KILN_WF_MAX_BYTES);
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL, err, 0, NULL);
+        goto cleanup;
+    }
+    files = json_object();
+    for (size_t i = 0; i < req->n_actions && i < KILN_WF_MAX_ACTIONS; i++)
+        json_object_set_new(files, req->actions[i]->key, json_string(req->actions[i]->value));
+    kiln_loader_t loader;
+    kiln_loader_json(&loader, files);
+    if (kiln_workflow_parse(&wf, file, (const char *)req->workflow_yaml.data,
+                            req->workflow_yaml.len, &loader, &diags) != 0) {
+        text = kiln_diags_format(&diags);
+        kiln_log_info("refused a workflow from %s: %s", client, kiln_error_last());
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL,
+                                text ? text : kiln_error_last(), 0, NULL);
+        goto cleanup;
+    }
+    if (self->n_runs >= KILN_SERVER_MAX_RUNS) {
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EAGAIN,
+                                "too many active runs; try later", 0, NULL);
+        goto cleanup;
+    }
+    given = json_object();
+    none = json_object();
+    for (size_t i = 0; i < req->n_inputs; i++)
+        json_object_set_new(given, req->inputs[i]->key, json_string(req->inputs[i]->value));
+    if (kiln_workflow_inputs(wf->inputs ? wf->inputs : none, "on.workflow_dispatch.inputs", given,
+                             &typed) != 0) {
+        char why[KILN_ERROR_MAX + 64];
+        snprintf(why, sizeof why, "%s: %s", file, kiln_error_last());
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL, why, 0, NULL);
+        goto cleanup;
+    }
+    int64_t created = kiln_clock_wall_ms();
+    kiln_history_begin(self->history);
+    if (kiln_history_run_create(self->history, wf->name, file,
+                                (const char *)req->workflow_yaml.data, req->workflow_yaml.len,
+                                created, &run_id) != 0) {
+        char why[KILN_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", kiln_error_last());
+        kiln_history_commit(self->history);
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
+        goto cleanup;
+    }
+    int rc = kiln_runs_create(self, &run, &wf, file, (const char *)req->workflow_yaml.data,
+                              req->workflow_yaml.len, files, typed, client, run_id, created);
+    if (rc != 0) {
+        char why[KILN_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", kiln_error_last());
+        /* Its number is taken: the row says why it never ran. */
+        if (kiln_history_run_set_state(self->history, run_id, "failure", created) != 0)
+            kiln_log_error("history: %s", kiln_error_last());
+        kiln_history_commit(self->history);
+        kiln_proto_client_reply(self, msg, req->request_id, rc == KILN_EINVAL ? KILN_EINVAL : -1,
+                                why, 0, NULL);
+        goto cleanup;
+    }
+    if (kiln_history_audit(self->history, "run.submit", client, file, created) != 0 ||
+        (json_object_size(typed) && kiln_history_run_inputs(self->history, run_id, typed) != 0) ||
+        (json_object_size(files) && kiln_history_run_actions(self->history, run_id, files) != 0))
+        kiln_log_error("history: run %lld: %s", (long long)run_id, kiln_error_last());
+    kiln_runs_add(self, run);
+    self->stats.runs_submitted++;
+    if (req->follow)
+        kiln_watch_add(run, msg, NULL, req->follow_quiet);
+    if (kiln_concurrency_admit_run(self, run)) {
+        run->held = true;
+        kiln_log_info("run %lld waits for its concurrency group '%s'", (long long)run->id,
+                      run->group);
+    } else {
+        run->started = true;
+    }
+    kiln_runs_advance(self, run);
+    if (kiln_history_commit(self->history) != 0) {
+        char why[KILN_ERROR_MAX + 64];
+        snprintf(why, sizeof why, "the run could not be recorded: %s", kiln_error_last());
+        kiln_log_error("run %lld: %s", (long long)run_id, why);
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
+        run = NULL;
+        goto cleanup;
+    }
+    /* Warnings travel back with the accepted run. */
+    text = diags.n ? kiln_diags_format(&diags) : NULL;
+    kiln_proto_client_reply(self, msg, req->request_id, 0, text, run->id, NULL);
+    kiln_log_info("run %lld accepted from %s: %s, %zu jobs", (long long)run->id, client,
+                  run->wf->name, kiln_rungraph_size(run->graph));
+    run = NULL;
+    kiln_dispatch(self);
+cleanup:
+    free(text);
+    json_decref(files);
+    json_decref(given);
+    json_decref(typed);
+    json_decref(none);
+    kiln_workflow_destroy(&wf);
+    kiln_diags_free(&diags);
+}
+
+static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                        const Kiln__Request *req, const char *client)
+{
+    kiln_crun_t *run = kiln_runs_find(self, (int64_t)req->run_id);
+    if (!run) {
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_ENOTFOUND, "no active run with that id", 0,
+                NULL);
+        return;
+    }
+    kiln_runs_cancel(self, run, client, NULL);
+    kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, (int64_t)req->run_id, NULL);
+}
+
+/* Counters and gauges for operators (kiln stats; the Prometheus endpoint
+ * reads the same document). */
+static json_t *s_stats_json(kiln_server_t *self)
+{
+    const kiln_cstats_t *st = &self->stats;
+    json_t *depth = json_object();
+    unsigned busy = 0, slots = 0;
+    for (size_t r = 0; r < self->n_runs; r++) {
+        for (size_t i = 0; i < self->runs[r]->n_ready; i++) {
+            const kiln_cjob_t *j = self->runs[r]->ready[i];
+            const char *key = j->labels[0] ? j->labels : "(any)";
+            json_t *n = json_object_get(depth, key);
+            json_object_set_new(depth, key, json_integer(n ? json_integer_value(n) + 1 : 1));
+        }
+    }
+    for (size_t i = 0; i < self->n_workers; i++) {
+        busy += self->workers[i]->busy;
+        slots += self->workers[i]->slots;
+    }
+    return json_pack(
+        "{s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+        " s:I, s:I, s:I, s:o, s:I, s:b}",
+        "dispatches", (json_int_t)st->dispatches, "retries", "worker_lost",
+        (json_int_t)st->retries_worker_lost, "worker_drained", (json_int_t)st->retries_worker_drained,
+        "infra_error", (json_int_t)st->retries_infra_error, "failure",
+        (json_int_t)st->retries_failure, "lease_expiries", (json_int_t)st->lease_expiries,
+        "stale_rejected", (json_int_t)st->stale_rejected, "duplicate_results",
+        (json_int_t)st->duplicate_results, "garbage_dropped", (json_int_t)st->garbage_dropped,
+        "workers_lost", (json_int_t)st->workers_lost, "runs_submitted",
+        (json_int_t)st->runs_submitted, "runs_finished", (json_int_t)st->runs_finished,
+        "runs_recovered", (json_int_t)st->runs_recovered, "jobs_readopted",
+        (json_int_t)st->jobs_readopted, "logs_truncated", (json_int_t)st->logs_truncated,
+        "redis_reconnects", (json_int_t)st->redis_reconnects, "workers_connected",
+        (json_int_t)self->n_workers, "slots_busy", (json_int_t)busy, "slots_total",
+        (json_int_t)slots, "queue_depth", depth, "runs_active", (json_int_t)self->n_runs,
+        "redis_connected", kiln_queue_connected(self->queue) != 0);
+}
+
+static void s_on_drain(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                       const Kiln__Request *req, const char *client)
+{
+    kiln_cworker_t *w = NULL;
+    for (size_t i = 0; i < self->n_workers && !w; i++)
+        if (strcmp(self->workers[i]->name, req->worker) == 0)
+            w = self->workers[i];
+    if (!w) {
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_ENOTFOUND, "no connected worker by that name", 0,
+                NULL);
+        return;
+    }
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Drain d = KILN__DRAIN__INIT;
+    d.deadline_ms = req->deadline_ms;
+    d.reason = (char *)"requested by an operator";
+    env.body_case = KILN__ENVELOPE__BODY_DRAIN;
+    env.drain = &d;
+    if (kiln_server_send(self, w->identity, w->id_len, &env) != 0) {
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, "cannot reach the worker", 0, NULL);
+        return;
+    }
+    w->draining = true;
+    char detail[200];
+    snprintf(detail, sizeof detail, "worker %s", w->name);
+    kiln_history_audit(self->history, "worker.drain", client, detail, kiln_clock_wall_ms());
+    kiln_log_info("worker %s: drain requested by %s", w->name, client);
+    kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, 0, NULL);
+}
+
+typedef struct {
+    kiln_server_t *self;
+    const kiln_transport_msg_t *msg;
+    int64_t run_id;
+} s_replay_t;
+
+static int s_replay_log(void *ctx, const char *job_id, unsigned attempt, unsigned step,
+                        int stream, const void *data, size_t len, int64_t ts_ms)
+{
+    s_replay_t *r = ctx;
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+    ev.run_id = (uint64_t)r->run_id;
+    ev.kind = KILN__EVENT_KIND__EVENT_LOG;
+    ev.job_id = (char *)job_id;
+    ev.attempt = attempt;
+    ev.step = step;
+    ev.stream = (Kiln__Stream)stream;
+    ev.data.data = (uint8_t *)data;
+    ev.data.len = len;
+    ev.ts_ms = (uint64_t)ts_ms;
+    env.body_case = KILN__ENVELOPE__BODY_EVENT;
+    env.event = &ev;
+    /* A client too slow for its own log replay is cut off, not waited for. */
+    return kiln_server_send(r->self, r->msg->identity, r->msg->id_len, &env) != 0 ? 1 : 0;
+}
+
+static void s_on_logs(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                      const Kiln__Request *req)
+{
+    json_t *probe = NULL;
+    int rc = kiln_history_run_json(self->history, (int64_t)req->run_id, &probe);
+    if (rc != 0) {
+        kiln_proto_client_reply(self, msg, req->request_id, rc, kiln_error_last(), 0, NULL);
+        return;
+    }
+    /* A job by its id or by its name as kiln status shows it. */
+    const char *job = NULL;
+    char job_id[KILN_JOB_KEY_MAX] = "";
+    if (req->job_id[0]) {
+        size_t i;
+        json_t *j;
+        json_array_foreach(json_object_get(probe, "jobs"), i, j) {
+            const char *id = json_string_value(json_object_get(j, "id"));
+            const char *name = json_string_value(json_object_get(j, "name"));
+            if (id && (strcmp(id, req->job_id) == 0 || (name && strcmp(name, req->job_id) == 0))) {
+                snprintf(job_id, sizeof job_id, "%s", id);
+                if (strcmp(id, req->job_id) == 0)
+                    break;
+            }
+        }
+        if (!job_id[0]) {
+            char err[KILN_JOB_KEY_MAX + 64];
+            snprintf(err, sizeof err, "run %llu has no job '%s'", (unsigned long long)req->run_id,
+                     req->job_id);
+            json_decref(probe);
+            kiln_proto_client_reply(self, msg, req->request_id, KILN_ENOTFOUND, err, 0, NULL);
+            return;
+        }
+        job = job_id;
+    }
+    json_decref(probe);
+    kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, (int64_t)req->run_id, NULL);
+    s_replay_t ctx = {self, msg, (int64_t)req->run_id};
+    if (kiln_history_logs_each(self->history, (int64_t)req->run_id, job, s_replay_log, &ctx) != 0)
+        return;
+    kiln_crun_t *run = kiln_runs_find(self, (int64_t)req->run_id);
+    bool job_over = false;
+    if (run && job) {
+        long idx = kiln_rungraph_find(run->graph, job);
+        job_over = idx < 0 || kiln_job_state_is_final(kiln_rungraph_state(run->graph, (size_t)idx));
+    }
+    if (req->follow && run && !job_over) {
+        kiln_watch_add(run, msg, job, false);
+        return;
+    }
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+    ev.run_id = req->run_id;
+    ev.kind = KILN__EVENT_KIND__EVENT_END;
+    env.body_case = KILN__ENVELOPE__BODY_EVENT;
+    env.event = &ev;
+    kiln_server_send(self, msg->identity, msg->id_len, &env);
+}
+
+void kiln_proto_client_handle(kiln_server_t *self, kiln_transport_msg_t *msg,
+                                const char *client)
+{
+    if (msg->env->body_case != KILN__ENVELOPE__BODY_REQUEST) {
+        self->stats.garbage_dropped++;
+        kiln_log_warn("client %s (%s) sent a message clients may not send (%d); dropped", client,
+                      msg->peer_address, (int)msg->env->body_case);
+        return;
+    }
+    const Kiln__Request *req = msg->env->request;
+    json_t *json = NULL;
+    int rc;
+    switch (req->kind) {
+    case KILN__REQUEST_KIND__REQ_PING:
+        kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, 0, NULL);
+        break;
+    case KILN__REQUEST_KIND__REQ_SUBMIT:
+        s_on_submit(self, msg, req, client);
+        break;
+    case KILN__REQUEST_KIND__REQ_STATUS:
+        if (req->run_id)
+            rc = kiln_history_run_json(self->history, (int64_t)req->run_id, &json);
+        else
+            rc = kiln_history_runs_json(self->history, req->limit ? req->limit : 20, &json);
+        s_reply_as(self, msg, req->request_id, rc, rc ? kiln_error_last() : NULL,
+                   (int64_t)req->run_id, json, req->pretty && req->run_id);
+        break;
+    case KILN__REQUEST_KIND__REQ_HISTORY:
+        rc = kiln_history_runs_json(self->history, req->limit, &json);
+        kiln_proto_client_reply(self, msg, req->request_id, rc, rc ? kiln_error_last() : NULL, 0, json);
+        break;
+    case KILN__REQUEST_KIND__REQ_LOGS:
+        s_on_logs(self, msg, req);
+        break;
+    case KILN__REQUEST_KIND__REQ_CANCEL:
+        s_on_cancel(self, msg, req, client);
+        break;
+    case KILN__REQUEST_KIND__REQ_WORKERS:
+        json = kiln_workers_json(self);
+        kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, 0, json);
+        break;
+    case KILN__REQUEST_KIND__REQ_STATS:
+        json = s_stats_json(self);
+        kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, 0, json);
+        break;
+    case KILN__REQUEST_KIND__REQ_DRAIN:
+        s_on_drain(self, msg, req, client);
+        break;
+    case KILN__REQUEST_KIND__REQ_WATCH: {
+        kiln_crun_t *run = kiln_runs_find(self, (int64_t)req->run_id);
+        if (run) {
+            kiln_watch_add(run, msg, NULL, req->follow_quiet);
+            kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, run->id, NULL);
+        } else {
+            rc = kiln_history_run_json(self->history, (int64_t)req->run_id, &json);
+            kiln_proto_client_reply(self, msg, req->request_id, rc ? rc : KILN_ENOTFOUND,
+                    rc ? kiln_error_last() : "run is not active", (int64_t)req->run_id, json);
+        }
+        break;
+    }
+    default:
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL, "unknown request", 0, NULL);
+        break;
+    }
+    json_decref(json);
+}

@@ -1,0 +1,265 @@
+/* composite.c: local composite actions (`uses: ./path`) expanded into the
+ * steps of the job that uses them.
+ *
+ * The action's action.yml comes through the host's loader. Its steps take
+ * the place of the uses: step, each carrying the stack of its actions'
+ * inputs (evaluated by the worker level by level, since an input may refer
+ * to the inputs of the action around it) and, on each action's last step,
+ * its outputs. Problems in an action file are reported at the uses: step,
+ * quoting the action file's own line; an action used by several jobs is
+ * reported once (the diagnostics list drops repeats).
+ */
+#include "lang/parse_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lang/expr.h"
+
+
+static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *uses_step,
+                         kiln_step_t **out, size_t *n_out, int depth)
+{
+    char *path = kiln_workflow_local_path(uses_step->uses);
+    size_t text_len = 0;
+    const char *text = path && ctx->loader
+                           ? ctx->loader->read(ctx->loader->ctx, KILN_LOAD_ACTION, path, &text_len)
+                           : NULL;
+    char who[300];
+    snprintf(who, sizeof who, "step '%.*s' of job '%.*s'", s_q(uses_step->name), uses_step->name,
+             s_q(job->id), job->id);
+    if (!path) {
+        kiln_parse_error_at(ctx, uses_step->line, uses_step->col,
+                            "%s uses '%.*s': the path leaves the repository", who,
+                            s_q(uses_step->uses), uses_step->uses);
+        return false;
+    }
+    if (!text) {
+        /* GitHub finds a local action in the workspace when the step runs
+         * (an earlier step may have put it there); Kiln reads actions from
+         * the repository when the run is submitted. The workflow stays
+         * valid and this step fails, saying why, if it runs. */
+        kiln_diags_add(ctx->diags, KILN_DIAG_WARNING, uses_step->line, uses_step->col,
+                       "%s uses '%.*s': the repository has no action.yml or action.yaml there; "
+                       "the step fails if it runs",
+                       who, s_q(uses_step->uses), uses_step->uses);
+        free(path);
+        return false;
+    }
+    if (depth >= KILN_WF_MAX_ACTION_DEPTH) {
+        kiln_parse_error_at(ctx, uses_step->line, uses_step->col,
+                   "%s: composite actions nest deeper than %d", who, KILN_WF_MAX_ACTION_DEPTH);
+        free(path);
+        return false;
+    }
+    /* The action's own problems go to a list of their own, then are reported
+     * at the uses: step with the action file's line. */
+    kiln_diags_t adiags, *saved = ctx->diags;
+    char afile[600];
+    snprintf(afile, sizeof afile, "%s/action.yml", path);
+    kiln_diags_init(&adiags, afile);
+    ctx->diags = &adiags;
+    kiln_yaml_t *tree = NULL;
+    bool saved_in_action = ctx->in_action;
+    kiln_job_t tmp = {.id = job->id};
+    json_t *inputs = json_object(), *outputs = NULL;
+    bool ok = false;
+    if (text_len > KILN_WF_MAX_ACTION_BYTES) {
+        kiln_parse_error_at(ctx, 0, 0, "the action is larger than %d bytes", KILN_WF_MAX_ACTION_BYTES);
+        goto report;
+    }
+    int yrc = kiln_yaml_parse(&tree, text, text_len, ctx->diags);
+    if (yrc == -1)
+        ctx->oom = true;
+    if (yrc != 0)
+        goto report;
+    knode_t *root = kiln_yaml_res(kiln_yaml_root(tree)), *runs = NULL, *in_spec = NULL, *out_spec = NULL;
+    for (size_t i = 0; root && root->kind == KILN_YAML_MAP && i + 1 < root->n; i += 2) {
+        const char *k = kiln_yaml_res(root->items[i])->value;
+        if (strcmp(k, "runs") == 0)
+            runs = kiln_yaml_res(root->items[i + 1]);
+        else if (strcmp(k, "inputs") == 0)
+            in_spec = kiln_yaml_res(root->items[i + 1]);
+        else if (strcmp(k, "outputs") == 0)
+            out_spec = kiln_yaml_res(root->items[i + 1]);
+    }
+    knode_t *using = NULL, *steps = NULL;
+    for (size_t i = 0; runs && runs->kind == KILN_YAML_MAP && i + 1 < runs->n; i += 2) {
+        const char *k = kiln_yaml_res(runs->items[i])->value;
+        if (strcmp(k, "using") == 0)
+            using = kiln_yaml_res(runs->items[i + 1]);
+        else if (strcmp(k, "steps") == 0)
+            steps = kiln_yaml_res(runs->items[i + 1]);
+    }
+    if (!using || using->kind != KILN_YAML_SCALAR || strcmp(using->value, "composite") != 0) {
+        kiln_parse_error_at(ctx, runs ? runs->line : 1, runs ? runs->col : 1,
+                   "only composite actions (runs.using: composite) can be used");
+        goto report;
+    }
+    if (!steps || steps->kind != KILN_YAML_SEQ || steps->n == 0) {
+        kiln_parse_error_at(ctx, using->line, using->col, "runs.steps must be a non-empty list");
+        goto report;
+    }
+    /* inputs: with: values, else defaults; a required one missing is an error. */
+    for (size_t i = 0; in_spec && in_spec->kind == KILN_YAML_MAP && i + 1 < in_spec->n; i += 2) {
+        const char *name = kiln_yaml_res(in_spec->items[i])->value;
+        knode_t *spec = kiln_yaml_res(in_spec->items[i + 1]);
+        json_t *given = json_object_get(uses_step->with, name);
+        json_t *dflt = NULL;
+        bool required = false;
+        for (size_t k = 0; spec->kind == KILN_YAML_MAP && k + 1 < spec->n; k += 2) {
+            const char *sk = kiln_yaml_res(spec->items[k])->value;
+            if (strcmp(sk, "default") == 0)
+                dflt = kiln_yaml_json(spec->items[k + 1]);
+            else if (strcmp(sk, "required") == 0)
+                kiln_yaml_bool(kiln_yaml_res(spec->items[k + 1]), &required);
+        }
+        if (given) {
+            char *t = kiln_expr_string(given);
+            json_object_set_new(inputs, name, json_string(t ? t : ""));
+            free(t);
+        } else if (dflt && !json_is_null(dflt)) {
+            char *t = kiln_expr_string(dflt);
+            json_object_set_new(inputs, name, json_string(t ? t : ""));
+            free(t);
+        } else if (required) {
+            kiln_parse_error_at(ctx, in_spec->items[i]->line, in_spec->items[i]->col,
+                       "input '%s' is required and the step gives no with: value for it", name);
+        } else {
+            json_object_set_new(inputs, name, json_string(""));
+        }
+        json_decref(dflt);
+    }
+    const char *wname;
+    json_t *wv;
+    json_object_foreach(uses_step->with, wname, wv) if (!json_object_get(inputs, wname))
+        kiln_parse_warn(ctx, root, "with: '%s' is not an input of this action", wname);
+    if (out_spec && out_spec->kind == KILN_YAML_MAP) {
+        outputs = json_object();
+        for (size_t i = 0; i + 1 < out_spec->n; i += 2) {
+            knode_t *spec = kiln_yaml_res(out_spec->items[i + 1]);
+            for (size_t k = 0; spec->kind == KILN_YAML_MAP && k + 1 < spec->n; k += 2)
+                if (strcmp(kiln_yaml_res(spec->items[k])->value, "value") == 0)
+                    json_object_set_new(outputs, kiln_yaml_res(out_spec->items[i])->value,
+                                        json_string(kiln_yaml_res(spec->items[k + 1])->value));
+        }
+    }
+    tmp.steps = calloc(steps->n, sizeof *tmp.steps);
+    if (!tmp.steps) {
+        ctx->oom = true;
+        goto report;
+    }
+    for (size_t i = 0; i < steps->n && !ctx->oom; i++) {
+        ctx->in_action = true;
+        kiln_parse_step(ctx, job->id, i, steps->items[i], &tmp.steps[i]);
+        ctx->in_action = saved_in_action;
+        tmp.n_steps++;
+        if (!tmp.steps[i].shell && tmp.steps[i].run)
+            tmp.steps[i].shell = kiln_parse_strdup(ctx, "bash");
+    }
+    ok = adiags.n_errors == 0;
+    if (ok)
+        kiln_parse_composite(ctx, &tmp, depth + 1);
+    ok = adiags.n_errors == 0;
+    /* This action's inputs go under whatever nested actions put there. */
+    for (size_t i = 0; ok && i < tmp.n_steps; i++) {
+        kiln_step_t *st = &tmp.steps[i];
+        if (!st->action_inputs)
+            st->action_inputs = json_array();
+        json_array_insert(st->action_inputs, 0, inputs);
+        size_t k;
+        json_t *end;
+        json_array_foreach(st->composite_ends, k, end) json_object_set_new(
+            end, "level", json_integer(json_integer_value(json_object_get(end, "level")) + 1));
+    }
+report:
+    ctx->diags = saved;
+    {
+        char prefix[KILN_PARSE_WHO_MAX + KILN_YAML_QUOTE_MAX + 16];
+        knode_t at = {.line = uses_step->line, .col = uses_step->col};
+        snprintf(prefix, sizeof prefix, "%s uses '%.*s'", who, s_q(uses_step->uses),
+                 uses_step->uses);
+        kiln_parse_relay(ctx, &at, prefix, &adiags);
+    }
+    kiln_diags_free(&adiags);
+    kiln_yaml_destroy(&tree);
+    if (ok && tmp.n_steps) {
+        /* The action's last step ends it: there its outputs are evaluated
+         * (with its own inputs) into steps.<id> of the uses: step. */
+        kiln_step_t *last = &tmp.steps[tmp.n_steps - 1];
+        if (!last->composite_ends)
+            last->composite_ends = json_array();
+        json_array_append_new(last->composite_ends,
+                              json_pack("{s:s?, s:O, s:i}", "id", uses_step->id, "outputs",
+                                        outputs ? outputs : json_object(), "level", 0));
+        *out = tmp.steps;
+        *n_out = tmp.n_steps;
+    } else {
+        *out = tmp.steps;
+        *n_out = tmp.n_steps;
+        ok = false;
+    }
+    json_decref(inputs);
+    json_decref(outputs);
+    free(path);
+    return ok;
+}
+
+
+void kiln_parse_composite(kiln_parse_t *ctx, kiln_job_t *job, int depth)
+{
+    bool any = false;
+    for (size_t i = 0; i < job->n_steps; i++)
+        any = any || (job->steps[i].uses && strncmp(job->steps[i].uses, "./", 2) == 0);
+    if (!any)
+        return;
+    size_t cap = job->n_steps, n = 0;
+    kiln_step_t *steps = calloc(cap, sizeof *steps);
+    if (!steps) {
+        ctx->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < job->n_steps && !ctx->oom; i++) {
+        kiln_step_t *st = &job->steps[i];
+        if (!st->uses || strncmp(st->uses, "./", 2) != 0) {
+            steps[n++] = *st;
+            memset(st, 0, sizeof *st);
+            continue;
+        }
+        kiln_step_t *inner = NULL;
+        size_t n_inner = 0;
+        bool ok = s_expand_one(ctx, job, st, &inner, &n_inner, depth);
+        if (!ok || n + n_inner + (job->n_steps - i) > KILN_WF_MAX_STEPS) {
+            if (ok)
+                kiln_parse_error_at(ctx, st->line, st->col, "job '%.*s' has more than %d steps once its "
+                           "actions are expanded", s_q(job->id), job->id, KILN_WF_MAX_STEPS);
+            for (size_t k = 0; k < n_inner; k++)
+                kiln_step_clear(&inner[k]);
+            free(inner);
+            steps[n++] = *st; /* keep it, so the model stays whole for the error path */
+            memset(st, 0, sizeof *st);
+            continue;
+        }
+        kiln_step_t *grown = realloc(steps, (cap + n_inner) * sizeof *steps);
+        if (!grown) {
+            for (size_t k = 0; k < n_inner; k++)
+                kiln_step_clear(&inner[k]);
+            free(inner);
+            ctx->oom = true;
+            break;
+        }
+        steps = grown;
+        cap += n_inner;
+        for (size_t k = 0; k < n_inner; k++)
+            steps[n++] = inner[k];
+        free(inner);
+        kiln_step_clear(st);
+    }
+    for (size_t i = 0; i < job->n_steps; i++)
+        kiln_step_clear(&job->steps[i]);
+    free(job->steps);
+    job->steps = steps;
+    job->n_steps = n;
+}
+

@@ -1,0 +1,188 @@
+/* workflow.c: the model's lifecycle and small questions about it (see
+ * workflow.h), and the scan for the local files a workflow refers to. */
+#include "lang/workflow.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "lang/parse.h"
+#include "lang/parse_int.h"
+#include "lang/yaml.h"
+
+static void s_env_free(kiln_env_t *env)
+{
+    kiln_env_clear(env);
+}
+
+void kiln_workflow_destroy(kiln_workflow_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kiln_workflow_t *wf = *self_p;
+    for (size_t i = 0; i < wf->n_jobs; i++) {
+        kiln_job_t *job = &wf->jobs[i];
+        free(job->id);
+        free(job->name);
+        json_decref(job->runs_on);
+        for (size_t k = 0; k < job->n_needs; k++)
+            free(job->needs[k]);
+        free(job->needs);
+        free(job->need_idx);
+        s_env_free(&job->env);
+        free(job->env_expr);
+        free(job->shell);
+        free(job->working_directory);
+        free(job->if_expr);
+        json_decref(job->timeout);
+        json_decref(job->continue_on_error);
+        for (size_t s = 0; s < job->n_steps; s++)
+            kiln_step_clear(&job->steps[s]);
+        free(job->steps);
+        json_decref(job->matrix);
+        json_decref(job->fail_fast);
+        json_decref(job->max_parallel);
+        json_decref(job->outputs);
+        free(job->concurrency_group);
+        json_decref(job->cancel_in_progress);
+        free(job->uses);
+        kiln_workflow_destroy(&job->callee);
+        json_decref(job->with);
+        json_decref(job->secrets);
+        free(job->unsupported);
+    }
+    json_decref(wf->inputs);
+    json_decref(wf->call_inputs);
+    json_decref(wf->call_outputs);
+    json_decref(wf->call_secrets);
+    free(wf->concurrency_group);
+    json_decref(wf->cancel_in_progress);
+    free(wf->jobs);
+    free(wf->file);
+    free(wf->name);
+    free(wf->run_name);
+    s_env_free(&wf->env);
+    free(wf->shell);
+    free(wf->working_directory);
+    free(wf->topo);
+    free(wf);
+    *self_p = NULL;
+}
+
+long kiln_workflow_find_job(const kiln_workflow_t *self, const char *id)
+{
+    for (size_t i = 0; i < self->n_jobs; i++)
+        if (strcmp(self->jobs[i].id, id) == 0)
+            return (long)i;
+    return -1;
+}
+
+bool kiln_is_template(const char *text)
+{
+    return text && strstr(text, "${{") != NULL;
+}
+
+bool kiln_value_has_template(const json_t *value)
+{
+    if (json_is_string(value))
+        return kiln_is_template(json_string_value(value));
+    if (json_is_array(value)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(value, i, e) if (kiln_value_has_template(e)) return true;
+    } else if (json_is_object(value)) {
+        const char *k;
+        json_t *e;
+        json_object_foreach((json_t *)value, k, e) {
+            if (kiln_is_template(k) || kiln_value_has_template(e))
+                return true;
+        }
+    }
+    return false;
+}
+
+char *kiln_workflow_local_path(const char *uses)
+{
+    if (strncmp(uses, "./", 2) != 0)
+        return NULL;
+    char *out = strdup(uses + 2);
+    if (!out)
+        return NULL;
+    size_t n = strlen(out);
+    while (n && out[n - 1] == '/')
+        out[--n] = '\0';
+    if (n == 0) {
+        free(out);
+        return NULL;
+    }
+    for (char *seg = out; seg && *seg;) {
+        char *slash = strchr(seg, '/');
+        size_t len = slash ? (size_t)(slash - seg) : strlen(seg);
+        if (len == 2 && seg[0] == '.' && seg[1] == '.') {
+            free(out);
+            return NULL;
+        }
+        seg = slash ? slash + 1 : NULL;
+    }
+    return out;
+}
+
+static void s_add_use(json_t *out, const char *kind, const char *path)
+{
+    size_t j;
+    json_t *e;
+    json_array_foreach(out, j, e) {
+        if (strcmp(json_string_value(json_object_get(e, "path")), path) == 0)
+            return;
+    }
+    json_array_append_new(out, json_pack("{s:s, s:s}", "kind", kind, "path", path));
+}
+
+/* Every `uses: ./x` in the tree: under a job (called workflows: a .yml
+ * file) or a step (actions). */
+static void s_collect_uses(knode_t *node, json_t *out, int *bad, int depth)
+{
+    node = kiln_yaml_res(node);
+    if (!node || depth > KILN_YAML_MAX_DEPTH)
+        return;
+    if (node->kind == KILN_YAML_MAP) {
+        for (size_t i = 0; i + 1 < node->n; i += 2) {
+            knode_t *k = kiln_yaml_res(node->items[i]), *v = kiln_yaml_res(node->items[i + 1]);
+            if (k->kind == KILN_YAML_SCALAR && strcmp(k->value, "uses") == 0 &&
+                v->kind == KILN_YAML_SCALAR && strncmp(v->value, "./", 2) == 0) {
+                char *path = kiln_workflow_local_path(v->value);
+                if (!path) {
+                    *bad = 1;
+                    continue;
+                }
+                size_t n = strlen(path);
+                bool wf = (n > 4 && strcmp(path + n - 4, ".yml") == 0) ||
+                          (n > 5 && strcmp(path + n - 5, ".yaml") == 0);
+                s_add_use(out, wf ? "workflow" : "action", path);
+                free(path);
+            } else {
+                s_collect_uses(v, out, bad, depth + 1);
+            }
+        }
+    } else if (node->kind == KILN_YAML_SEQ) {
+        for (size_t i = 0; i < node->n; i++)
+            s_collect_uses(node->items[i], out, bad, depth + 1);
+    }
+}
+
+int kiln_workflow_local_uses(const char *text, size_t len, json_t *out)
+{
+    kiln_diags_t diags;
+    kiln_yaml_t *tree = NULL;
+    int bad = 0;
+    kiln_diags_init(&diags, "scan");
+    if (kiln_yaml_parse(&tree, text, len, &diags) == 0)
+        s_collect_uses(kiln_yaml_root(tree), out, &bad, 0);
+    kiln_yaml_destroy(&tree);
+    kiln_diags_free(&diags);
+    if (bad) {
+        kiln_error_set("a local action or workflow path climbs out of the repository (..)");
+        return KILN_EINVAL;
+    }
+    return 0;
+}
