@@ -60,7 +60,9 @@ static void s_end_line(const char *job)
 static void s_print_event(const Kiln__RunEvent *ev, const char *job_filter)
 {
     const char *job = ev->job_name[0] ? ev->job_name : ev->job_id;
-    if (job_filter && ev->job_id[0] && strcmp(job_filter, ev->job_id) != 0)
+    /* A job named by its id or by its name as kiln status shows it. */
+    if (job_filter && ev->job_id[0] && strcmp(job_filter, ev->job_id) != 0 &&
+        strcmp(job_filter, ev->job_name) != 0)
         return;
     switch (ev->kind) {
     case KILN__EVENT_KIND__EVENT_JOB_STARTED:
@@ -83,6 +85,8 @@ static void s_print_event(const Kiln__RunEvent *ev, const char *job_filter)
         s_end_line(job);
         if (ev->duration_ms)
             printf("==> %s: %s in %.2fs\n", job, ev->state, (double)ev->duration_ms / 1000.0);
+        else if (ev->message[0])
+            printf("==> %s: %s: %s\n", job, ev->state, ev->message);
         else
             printf("==> %s: %s\n", job, ev->state);
         break;
@@ -119,7 +123,8 @@ int kiln_follow_run(kiln_client_t *client, int64_t run_id, bool live, const char
 
 int kiln_follow_exit_code(const char *state)
 {
-    if (strcmp(state, "success") == 0)
+    /* A run whose jobs were all skipped did what its workflow asked. */
+    if (strcmp(state, "success") == 0 || strcmp(state, "skipped") == 0)
         return KILN_EXIT_OK;
     if (strcmp(state, "failure") == 0 || strcmp(state, "cancelled") == 0)
         return KILN_EXIT_FAILED;
@@ -132,6 +137,29 @@ static void s_duration(json_t *v, char *out, size_t cap)
         snprintf(out, cap, "%.2fs", (double)json_integer_value(v) / 1000.0);
     else
         snprintf(out, cap, "-");
+}
+
+void kiln_follow_print_extras(const json_t *run)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(run, "annotations"), i, a) {
+        const char *file = json_string_value(json_object_get(a, "file"));
+        const char *title = json_string_value(json_object_get(a, "title"));
+        json_int_t line = json_integer_value(json_object_get(a, "line"));
+        if (i == 0)
+            printf("\nannotations:\n");
+        printf("  %-7s %s", json_string_value(json_object_get(a, "level")),
+               json_string_value(json_object_get(a, "job")));
+        if (file)
+            printf(" %s%s%lld", file, line ? ":" : "", line ? (long long)line : 0LL);
+        printf(": %s%s%s\n", title ? title : "", title ? ": " : "",
+               json_string_value(json_object_get(a, "message")));
+    }
+    json_array_foreach(json_object_get(run, "summaries"), i, a) {
+        printf("\nsummary of %s:\n%s", json_string_value(json_object_get(a, "job")),
+               json_string_value(json_object_get(a, "markdown")));
+    }
 }
 
 int kiln_follow_summary(kiln_client_t *client, int64_t run_id, bool json)
@@ -196,26 +224,7 @@ int kiln_follow_summary(kiln_client_t *client, int64_t run_id, bool json)
                        : json_null();
     s_duration(span, dur, sizeof dur);
     json_decref(span);
-    json_t *anns = json_object_get(doc, "annotations");
-    if (json_array_size(anns)) {
-        printf("\nannotations:\n");
-        json_array_foreach(anns, i, job) {
-            const char *file = json_string_value(json_object_get(job, "file"));
-            const char *title = json_string_value(json_object_get(job, "title"));
-            json_int_t line = json_integer_value(json_object_get(job, "line"));
-            printf("  %-7s %s", json_string_value(json_object_get(job, "level")),
-                   json_string_value(json_object_get(job, "job")));
-            if (file)
-                printf(" %s%s%lld", file, line ? ":" : "", line ? (long long)line : 0LL);
-            printf(": %s%s%s\n", title ? title : "", title ? ": " : "",
-                   json_string_value(json_object_get(job, "message")));
-        }
-    }
-    json_t *sums = json_object_get(doc, "summaries");
-    json_array_foreach(sums, i, job) {
-        printf("\nsummary of %s:\n%s", json_string_value(json_object_get(job, "job")),
-               json_string_value(json_object_get(job, "markdown")));
-    }
+    kiln_follow_print_extras(doc);
     printf("\nrun %lld %s in %s\n", (long long)run_id, state ? state : "?", dur);
 cleanup:
     json_decref(doc);

@@ -9,6 +9,7 @@
 #ifndef KILN_FOLLOW_H
 #define KILN_FOLLOW_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -37,5 +38,9 @@ int kiln_follow_summary(kiln_client_t *client, int64_t run_id, bool json);
 int kiln_follow_exit_code(const char *state);
 /* Prints one log chunk with job prefixes ("job | line"). */
 void kiln_follow_print_log(const char *job, int stream, const uint8_t *data, size_t len);
+
+/* A run's annotations (level, job, file:line, title, message) and step
+ * summaries, as kiln run and kiln status show them. */
+void kiln_follow_print_extras(const json_t *run);
 
 #endif

@@ -386,8 +386,7 @@ static int s_submit_and_follow(kiln_client_t *client, const char *file, const ch
         code = reply->reply->code == -2 ? KILN_EXIT_USAGE : KILN_EXIT_INFRA;
         goto cleanup;
     }
-    if (reply->reply->error[0])
-        fputs(reply->reply->error, stderr); /* warnings */
+    /* Warnings come back too; the same check here printed them already. */
     int64_t run_id = (int64_t)reply->reply->run_id;
     if (run_out)
         *run_out = run_id;
@@ -720,24 +719,6 @@ static void s_print_run(json_t *run)
     }
 }
 
-static void s_print_extras(json_t *run)
-{
-    size_t i;
-    json_t *a;
-    json_array_foreach(json_object_get(run, "annotations"), i, a) {
-        if (i == 0)
-            printf("\nannotations:\n");
-        printf("  %-7s %s: %s\n", json_string_value(json_object_get(a, "level")),
-               json_string_value(json_object_get(a, "job")),
-               json_string_value(json_object_get(a, "message")));
-    }
-    json_array_foreach(json_object_get(run, "summaries"), i, a) {
-        printf("\nsummary of %s (attempt %lld):\n%s", json_string_value(json_object_get(a, "job")),
-               (long long)json_integer_value(json_object_get(a, "attempt")),
-               json_string_value(json_object_get(a, "markdown")));
-    }
-}
-
 /* One request, its JSON answer rendered by render (or printed as JSON with
  * --json). The pattern of every query command. */
 static int s_query(s_common_t *c, Kiln__Request *req, void (*render)(json_t *doc))
@@ -765,7 +746,7 @@ static int s_query(s_common_t *c, Kiln__Request *req, void (*render)(json_t *doc
 static void s_render_run(json_t *doc)
 {
     s_print_run(doc);
-    s_print_extras(doc);
+    kiln_follow_print_extras(doc);
 }
 
 static int cmd_status(int argc, char **argv)

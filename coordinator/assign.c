@@ -95,6 +95,7 @@ int kiln_assign_send(kiln_server_t *self, kiln_cjob_t *job, kiln_cworker_t *w)
             ss->continue_on_error = json_is_true(st->continue_on_error);
         ss->env_expr = st->env_expr ? st->env_expr : (char *)"";
         ss->uses = st->uses ? st->uses : (char *)"";
+        ss->name_derived = st->name_derived;
         ss->if_expr = st->if_expr ? st->if_expr : (char *)"";
         if (st->action_inputs) {
             char *t = json_dumps(st->action_inputs, JSON_COMPACT);

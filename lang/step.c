@@ -303,8 +303,7 @@ bool kiln_parse_check_id(kiln_parse_t *ctx, const knode_t *at, const char *kind,
     return true;
 }
 
-/* "Run " + the first non-blank line of `script`, trimmed and cut short. */
-static char *s_derived_name(kiln_parse_t *ctx, const char *script)
+char *kiln_step_derived_name(const char *script)
 {
     const char *p = script;
     for (;;) {
@@ -330,11 +329,16 @@ static char *s_derived_name(kiln_parse_t *ctx, const char *script)
     }
     size_t size = 4 + len + 3 + 1;
     char *name = malloc(size);
-    if (!name) {
+    if (name)
+        snprintf(name, size, "Run %.*s%s", (int)len, p, cut ? "..." : "");
+    return name;
+}
+
+static char *s_derived_name(kiln_parse_t *ctx, const char *script)
+{
+    char *name = kiln_step_derived_name(script);
+    if (!name)
         ctx->oom = true;
-        return NULL;
-    }
-    snprintf(name, size, "Run %.*s%s", (int)len, p, cut ? "..." : "");
     return name;
 }
 
@@ -376,9 +380,10 @@ void kiln_parse_step(kiln_parse_t *ctx, const char *job_id, size_t index, knode_
             *uses_v = kiln_yaml_get(node, "uses", NULL);
     if (name_v && name_v->kind == KILN_YAML_SCALAR && name_v->len > 0)
         step->name = kiln_parse_strdup(ctx, name_v->value);
-    else if (run_v && run_v->kind == KILN_YAML_SCALAR)
+    else if (run_v && run_v->kind == KILN_YAML_SCALAR) {
         step->name = s_derived_name(ctx, run_v->value);
-    else if (uses_v && uses_v->kind == KILN_YAML_SCALAR)
+        step->name_derived = true;
+    } else if (uses_v && uses_v->kind == KILN_YAML_SCALAR)
         step->name = s_derived_name(ctx, uses_v->value);
     if (step->name)
         snprintf(who, sizeof who, "step '%.*s' of job '%.*s'", s_q(step->name), step->name,

@@ -60,6 +60,7 @@ typedef struct kiln_workflow kiln_workflow_t;
 typedef struct {
     char *id;                /* `id:` or NULL */
     char *name;              /* `name:`, or derived: "Run <first line of run>"; a template */
+    bool name_derived;       /* no name: the worker names it from the script as evaluated */
     char *run;               /* script text, or NULL */
     char *uses;              /* `uses:` of a step that is not expanded here, or NULL */
     char *shell;             /* `shell:` (a template only in composite actions), or NULL */
@@ -157,6 +158,10 @@ struct kiln_workflow {
 void kiln_workflow_destroy(kiln_workflow_t **self_p);
 /* Index of job `id` (as written under jobs:), or -1. */
 long kiln_workflow_find_job(const kiln_workflow_t *self, const char *id);
+/* GitHub's name for a step without one: "Run " and the first non-blank
+ * line of its script, cut at 60 bytes ("..."). malloc'd; NULL when out of
+ * memory. */
+char *kiln_step_derived_name(const char *script);
 /* Whether text holds a `${{`. NULL is no template. */
 bool kiln_is_template(const char *text);
 /* Whether a model value (string, array, object) holds a template anywhere. */

@@ -25,6 +25,7 @@
 #include "worker/executor.h"
 #include "worker/jobctx.h"
 #include "lang/shell.h"
+#include "lang/workflow.h"
 #include "common/keys.h"
 #include "common/labels.h"
 #include "common/log.h"
@@ -664,6 +665,18 @@ static void s_name_step(s_job_t *job, const Kiln__StepSpec *st)
     char *name = NULL, err[256];
     if (!job->step_names || !strstr(st->name, "${{"))
         return;
+    if (st->name_derived) {
+        /* "Run " and the script's first line as it will run. */
+        char *script = NULL;
+        if (kiln_jobctx_interpolate(job->jx, st->run, &script, err, sizeof err) == 0)
+            name = kiln_step_derived_name(script);
+        free(script);
+        if (name) {
+            free(job->step_names[job->step]);
+            job->step_names[job->step] = name;
+        }
+        return;
+    }
     if (kiln_jobctx_interpolate(job->jx, st->name, &name, err, sizeof err) == 0) {
         free(job->step_names[job->step]);
         job->step_names[job->step] = name;
