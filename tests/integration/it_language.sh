@@ -3,24 +3,34 @@
 # come of it:
 #   input NAME=VALUE          passed with --input
 #   vars JSON                 the farm's vars (kiln run --vars)
-#   run success|failure       the run's state (exit 0 or 1)
+#   run success|failure|skipped  the run's state (exit 0, 1, 0)
 #   state JOB STATE           a job's final state
 #   name JOB TEXT             a job's display name
 #   stepname JOB TEXT         the name of the job's first step
+#   step JOB N TEXT           the name of the job's step N (0-based), as it ran
 #   output JOB NAME VALUE     a job's output
 #   log JOB TEXT              TEXT appears in the job's output
 #   logre JOB REGEX           a line of the job's output matches REGEX
 #   nolog JOB TEXT            TEXT never appears in the job's output
 #   annotation JOB LEVEL TEXT an annotation of that level whose message has TEXT
 #   summary JOB TEXT          the job's step summary contains TEXT
-# A .graph file holds the expected `kiln graph` output.
+# A .graph file holds the expected `kiln graph` output. A case that needs
+# a repository of its own (called workflows) is a directory under repos/
+# holding .github/workflows/ci.yml and ci.expect beside .github.
 source "$(dirname "$0")/lib.sh"
 DATA=$KILN_SRC/tests/data/lang
 q() { sqlite3 "$T/farm/history.db" "$1"; }
 n=0
-for wf in "$DATA"/*.yml; do
+for wf in "$DATA"/*.yml "$DATA"/repos/*/.github/workflows/ci.yml; do
     name=$(basename "$wf" .yml)
     exp=$DATA/$name.expect
+    case $wf in
+    */repos/*)
+        dir=${wf%/.github/workflows/ci.yml}
+        name=$(basename "$dir")
+        exp=$dir/ci.expect
+        ;;
+    esac
     [ -f "$exp" ] || continue
     if [ -f "$DATA/$name.graph" ]; then
         "$KILN" graph "$wf" >"$T/graph.out" || fail "$name: kiln graph failed"
@@ -41,7 +51,7 @@ for wf in "$DATA"/*.yml; do
         case $kind in
         run)
             want=0
-            [ "$a" = success ] || want=1
+            [ "$a" = success ] || [ "$a" = skipped ] || want=1
             [ $rc -eq $want ] || fail "$name: kiln run exited $rc, want $want: $(cat "$T/run.err")"
             [ "$(json_get "$T/run.json" '$.state')" = "$a" ] || fail "$name: run state is not $a"
             ;;
@@ -58,6 +68,11 @@ for wf in "$DATA"/*.yml; do
             want="$b${c:+ $c}"
             got=$(q "select name from steps where job_id='$a' and idx=0 order by attempt limit 1")
             [ "$got" = "$want" ] || fail "$name: first step of $a is named '$got', want '$want'"
+            ;;
+        step)
+            read -r idx text <<<"$b${c:+ $c}"
+            got=$(q "select name from steps where job_id='$a' and idx=$idx order by attempt limit 1")
+            [ "$got" = "$text" ] || fail "$name: step $idx of $a is named '$got', want '$text'"
             ;;
         output)
             got=$(q "select json_extract(outputs, '\$.$b') from jobs where job_id='$a'")
