@@ -88,3 +88,28 @@ grep -q '^start release Q' "$LEDGER" && fail "Q's release ran"
 awk '/^done release P/ {a=NR} /^start release R/ {c=NR} END {exit !(a && c && a < c)}' "$LEDGER" ||
     fail "R's release started while P's ran: $(cat "$LEDGER")"
 pass "job-level group: P's release ran, Q's was superseded by R's, R's waited for P's"
+
+# Two jobs of one run in one group: the second waits for the first, as
+# between runs (it used to be cancelled without ever running).
+cat >"$T/same.yml" <<YML
+name: same-run
+on: push
+jobs:
+  deploy:
+    runs-on: self-hosted
+    concurrency: one-at-a-time
+    strategy:
+      matrix:
+        env: [staging, production]
+    steps:
+      - run: |
+          echo "start \${{ matrix.env }}" >> $LEDGER
+          sleep 0.5
+          echo "done \${{ matrix.env }}" >> $LEDGER
+YML
+s=$("$KILN" submit "$T/same.yml")
+wait_state "$s" success
+awk '/^start staging/ {a=NR} /^done staging/ {b=NR} /^start production/ {c=NR} /^done production/ {d=NR}
+     END {exit !(a && b && c && d && ((b < c) || (d < a)))}' "$LEDGER" ||
+    fail "the two jobs of one group overlapped: $(cat "$LEDGER")"
+pass "job-level group within one run: both jobs ran, one after the other"
