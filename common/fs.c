@@ -2,7 +2,13 @@
 #include "common/fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,3 +51,100 @@ int kiln_fs_rmtree(const char *path)
     }
     return 0;
 }
+
+__attribute__((format(printf, 3, 4))) static void s_fail(char *err, size_t errlen,
+                                                         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kiln_error_vset(fmt, ap);
+    va_end(ap);
+    if (err && errlen)
+        snprintf(err, errlen, "%s", kiln_error_last());
+}
+
+int kiln_fs_read_regular(const char *path, size_t max, char **out, size_t *len, char *err,
+                         size_t errlen)
+{
+    int rc = -1;
+    char *buf = NULL;
+    size_t n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (fd == -1 && errno != ENOENT) {
+        int saved = errno;
+        if (saved == ELOOP)
+            s_fail(err, errlen, "%s: is a symbolic link; refusing to follow it", path);
+        else
+            s_fail(err, errlen, "%s: cannot open: %s", path, strerror(saved));
+        goto cleanup;
+    }
+    off_t st_size = 0;
+    if (fd != -1) {
+        struct stat st;
+        if (fstat(fd, &st) == -1) {
+            s_fail(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+            goto cleanup;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            s_fail(err, errlen, "%s: not a regular file", path);
+            goto cleanup;
+        }
+        if ((uint64_t)st.st_size > (uint64_t)max) {
+            s_fail(err, errlen, "%s: %lld bytes, more than the %zu allowed", path,
+                   (long long)st.st_size, max);
+            rc = KILN_ETOOBIG;
+            goto cleanup;
+        }
+        st_size = st.st_size;
+    }
+    /* Sized by fstat, grown up to one byte more than allowed to notice a
+     * file that grew since; one byte more for the NUL. */
+    size_t cap = (fd == -1 ? 0 : (size_t)st_size) + 2;
+    buf = malloc(cap);
+    if (!buf) {
+        rc = -1;
+        s_fail(err, errlen, "%s: out of memory", path);
+        goto cleanup;
+    }
+    while (fd != -1) {
+        if (n == cap - 1) {
+            if (n > max)
+                break;
+            size_t ncap = cap * 2 < max + 2 ? cap * 2 : max + 2;
+            char *grown = realloc(buf, ncap);
+            if (!grown) {
+                rc = -1;
+        s_fail(err, errlen, "%s: out of memory", path);
+                goto cleanup;
+            }
+            buf = grown;
+            cap = ncap;
+        }
+        ssize_t got = read(fd, buf + n, cap - 1 - n);
+        if (got == -1 && errno == EINTR)
+            continue;
+        if (got == -1) {
+            s_fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+            goto cleanup;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    if (n > max) {
+        s_fail(err, errlen, "%s: more than the %zu bytes allowed", path, max);
+        rc = KILN_ETOOBIG;
+        goto cleanup;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    buf = NULL;
+    rc = 0;
+cleanup:
+    if (fd != -1)
+        close(fd);
+    free(buf);
+    return rc;
+}
+

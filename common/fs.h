@@ -8,10 +8,21 @@
 #ifndef KILN_FS_H
 #define KILN_FS_H
 
+#include <stddef.h>
+
 /* Removes whatever is at path, a directory tree included (like rm -rf,
  * without following links; directories a step left without write
  * permission are opened up first). A missing path is not an error. Returns
  * 0, or -1 with the message set naming the path. */
 int kiln_fs_rmtree(const char *path);
+
+/* Reads the regular file at path, at most max bytes, into a malloc'd
+ * NUL-terminated buffer (*out, *len). The file comes from a job: it is
+ * opened without following a link (refused, naming it) or blocking on a
+ * FIFO, and must be a regular file. A missing file reads as empty. Returns
+ * 0; KILN_ETOOBIG past max; -1 otherwise, with err (errlen bytes) and the
+ * message naming the path. */
+int kiln_fs_read_regular(const char *path, size_t max, char **out, size_t *len, char *err,
+                         size_t errlen);
 
 #endif

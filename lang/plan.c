@@ -330,7 +330,7 @@ static int s_env_add(kiln_env_t *env, size_t *cap, const char *key, const char *
     }
     if (env->n == *cap) {
         size_t ncap = *cap ? *cap * 2 : 8;
-        kiln_kv_t *grown = realloc(env->items, ncap * sizeof *grown);
+        kiln_env_var_t *grown = realloc(env->items, ncap * sizeof *grown);
         if (!grown)
             return -1;
         env->items = grown;

@@ -221,7 +221,7 @@ void kiln_parse_env(kiln_parse_t *ctx, const knode_t *key, const knode_t *val, c
             continue;
         }
         kiln_parse_template(ctx, v, who, "env", v->value);
-        kiln_kv_t *kv = &env->items[env->n++];
+        kiln_env_var_t *kv = &env->items[env->n++];
         kv->key = kiln_parse_strdup(ctx, name);
         /* A plain null (FOO:) is the empty string, as GitHub reads it. */
         kv->value = kiln_parse_strdup(ctx, kiln_yaml_null(v) ? "" : v->value);

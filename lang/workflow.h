@@ -46,12 +46,12 @@
 typedef struct {
     char *key;
     char *value;
-} kiln_kv_t;
+} kiln_env_var_t;
 
 /* Ordered environment map (values are templates); later keys override
  * earlier ones when merged. */
 typedef struct {
-    kiln_kv_t *items;
+    kiln_env_var_t *items;
     size_t n;
 } kiln_env_t;
 

@@ -23,6 +23,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "worker/executor.h"
+#include "common/kv.h"
 #include "worker/jobctx.h"
 #include "lang/shell.h"
 #include "lang/workflow.h"
@@ -97,18 +98,7 @@ typedef struct {
     uint64_t seq;               /* order of arrival: the oldest goes when full */
 } s_result_t;
 
-/* A step's environment: "KEY=value" strings in order, NULL-terminated for
- * execve, with a hash index on the keys so that setting a variable that is
- * already there replaces it without a walk through all of them. Strings are
- * owned (and freed) or borrowed from the worker's own environment, which
- * the agent copies once at start. */
-typedef struct {
-    char **items;
-    bool *owned;
-    size_t n, cap;
-    uint32_t *index;      /* open addressing: item number + 1; 0 = free */
-    size_t n_index;       /* a power of two, more than twice n */
-} s_env_t;
+
 
 struct kiln_agent {
     kiln_agent_config_t cfg;
@@ -142,7 +132,7 @@ struct kiln_agent {
     uint64_t result_seq;
     kiln_notice_t *notice;
     bool null_executor;           /* executor = null: jobs succeed without running */
-    s_env_t base_env;             /* the worker's own environment, copied at start */
+    kiln_kv_t base_env;           /* the worker's own environment, copied at start */
     /* Each slot's workspace tree, emptied for its next job
      * (kiln_workspace_recycle): WORK/.spare-<slot>. */
     bool spare_ready[KILN_AGENT_MAX_SLOTS];
@@ -443,160 +433,33 @@ static Kiln__StepResult **s_held_into(s_job_t *job, Kiln__JobResult *r)
 
 /* ---------------------------------------------------------- environment */
 
-static void s_env_free(s_env_t *e)
-{
-    for (size_t i = 0; i < e->n; i++)
-        if (e->owned[i])
-            free(e->items[i]);
-    free(e->items);
-    free(e->owned);
-    free(e->index);
-    memset(e, 0, sizeof *e);
-}
-
-static uint32_t s_env_hash(const char *key, size_t klen)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < klen; i++)
-        h = (h ^ (unsigned char)key[i]) * 16777619u;
-    return h;
-}
-
-/* The index slot of key: the one holding it, or the free one it would go to. */
-static size_t s_env_slot(const s_env_t *e, const char *key, size_t klen)
-{
-    size_t mask = e->n_index - 1;
-    for (size_t pos = s_env_hash(key, klen) & mask;; pos = (pos + 1) & mask) {
-        uint32_t at = e->index[pos];
-        if (at == 0)
-            return pos;
-        const char *item = e->items[at - 1];
-        if (strncmp(item, key, klen) == 0 && item[klen] == '=')
-            return pos;
-    }
-}
-
-static int s_env_grow(s_env_t *e)
-{
-    size_t cap = e->cap ? e->cap * 2 : 64;
-    char **items = realloc(e->items, (cap + 1) * sizeof *items);
-    if (items)
-        e->items = items;
-    bool *owned = items ? realloc(e->owned, cap * sizeof *owned) : NULL;
-    if (owned)
-        e->owned = owned;
-    uint32_t *index = owned ? calloc(cap * 4, sizeof *index) : NULL;
-    if (!index) {
-        kiln_error_set("worker: out of memory for the step environment");
-        return -1;
-    }
-    free(e->index);
-    e->index = index;
-    e->n_index = cap * 4;
-    e->cap = cap;
-    for (size_t i = 0; i < e->n; i++) {
-        const char *item = e->items[i];
-        size_t klen = (size_t)(strchr(item, '=') - item);
-        e->index[s_env_slot(e, item, klen)] = (uint32_t)i + 1;
-    }
-    return 0;
-}
-
-/* Puts kv ("KEY=value", key klen bytes long) in, replacing an earlier value
- * of the same key. owned: kv is the table's to free (also on failure). */
-static int s_env_put(s_env_t *e, char *kv, size_t klen, bool owned)
-{
-    if (e->n == e->cap && e->n < KILN_AGENT_MAX_ENV && s_env_grow(e) != 0) {
-        if (owned)
-            free(kv);
-        return -1;
-    }
-    size_t pos = e->cap ? s_env_slot(e, kv, klen) : 0;
-    if (e->cap && e->index[pos]) {
-        size_t i = e->index[pos] - 1;
-        if (e->owned[i])
-            free(e->items[i]);
-        e->items[i] = kv;
-        e->owned[i] = owned;
-        return 0;
-    }
-    if (e->n >= KILN_AGENT_MAX_ENV) {
-        if (owned)
-            free(kv);
-        kiln_error_set("more than %d environment variables", KILN_AGENT_MAX_ENV);
-        return KILN_ETOOBIG;
-    }
-    e->items[e->n] = kv;
-    e->owned[e->n] = owned;
-    e->index[pos] = (uint32_t)++e->n;
-    e->items[e->n] = NULL;
-    return 0;
-}
-
-/* Sets key=value, replacing an earlier value of the same key. */
-static int s_env_set(s_env_t *e, const char *key, const char *value)
-{
-    size_t klen = strlen(key);
-    char *kv = NULL;
-    if (klen == 0 || strchr(key, '='))
-        return 0;
-    size_t vlen = strlen(value);
-    if (!(kv = malloc(klen + vlen + 2))) {
-        kiln_error_set("worker: out of memory for the step environment");
-        return -1;
-    }
-    memcpy(kv, key, klen);
-    kv[klen] = '=';
-    memcpy(kv + klen + 1, value, vlen + 1);
-    return s_env_put(e, kv, klen, true);
-}
-
-/* A table borrowing every string of base (which must outlive it). */
-static int s_env_copy(s_env_t *e, const s_env_t *base)
-{
-    memset(e, 0, sizeof *e);
-    for (size_t i = 0; i < base->n; i++) {
-        const char *item = base->items[i];
-        if (s_env_put(e, (char *)item, (size_t)(strchr(item, '=') - item), false) != 0)
-            return -1;
-    }
-    if (e->cap == 0 && s_env_grow(e) != 0)
-        return -1;
-    e->items[e->n] = NULL;
-    return 0;
-}
-
-static int s_build_env(s_job_t *job, const Kiln__StepSpec *st, s_env_t *e)
+/* A step's environment, in one map: the worker's own (borrowed), the
+ * runner's variables, then the job's and the step's (jobctx). */
+static int s_build_env(s_job_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
 {
     const Kiln__JobAssign *a = job->a;
     char num[32];
-    if (s_env_copy(e, &job->agent->base_env) != 0)
+    if (kiln_kv_copy(e, &job->agent->base_env) != 0)
         return -1;
     snprintf(num, sizeof num, "%llu", (unsigned long long)a->run_id);
     char attempt[16];
     snprintf(attempt, sizeof attempt, "%u", a->attempt);
-    if (s_env_set(e, "CI", "true") || s_env_set(e, "KILN", "true") ||
-        s_env_set(e, "KILN_RUN_ID", num) || s_env_set(e, "KILN_JOB", a->job_id) ||
-        s_env_set(e, "KILN_ATTEMPT", attempt) || s_env_set(e, "KILN_WORKER", job->agent->name) ||
-        s_env_set(e, "GITHUB_WORKSPACE", job->ws.ws) || s_env_set(e, "GITHUB_RUN_ID", num) ||
-        s_env_set(e, "GITHUB_RUN_ATTEMPT", attempt) || s_env_set(e, "GITHUB_JOB", a->job_id) ||
-        s_env_set(e, "GITHUB_WORKFLOW", a->workflow_name) || s_env_set(e, "RUNNER_OS", "Linux") ||
-        s_env_set(e, "RUNNER_NAME", job->agent->name) || s_env_set(e, "RUNNER_TEMP", job->ws.tmp))
+    if (kiln_kv_set(e, "CI", "true") || kiln_kv_set(e, "KILN", "true") ||
+        kiln_kv_set(e, "KILN_RUN_ID", num) || kiln_kv_set(e, "KILN_JOB", a->job_id) ||
+        kiln_kv_set(e, "KILN_ATTEMPT", attempt) || kiln_kv_set(e, "KILN_WORKER", job->agent->name) ||
+        kiln_kv_set(e, "GITHUB_WORKSPACE", job->ws.ws) || kiln_kv_set(e, "GITHUB_RUN_ID", num) ||
+        kiln_kv_set(e, "GITHUB_RUN_ATTEMPT", attempt) || kiln_kv_set(e, "GITHUB_JOB", a->job_id) ||
+        kiln_kv_set(e, "GITHUB_WORKFLOW", a->workflow_name) || kiln_kv_set(e, "RUNNER_OS", "Linux") ||
+        kiln_kv_set(e, "RUNNER_NAME", job->agent->name) || kiln_kv_set(e, "RUNNER_TEMP", job->ws.tmp))
         return -1;
-    if (st->id[0] && s_env_set(e, "GITHUB_ACTION", st->id))
+    if (st->id[0] && kiln_kv_set(e, "GITHUB_ACTION", st->id))
         return -1;
-    kiln_kvlist_t add = {0};
     char err[512];
-    if (kiln_jobctx_step_env(job->jx, job->step, st, &add, err, sizeof err) != 0) {
+    if (kiln_jobctx_step_env(job->jx, job->step, st, e, err, sizeof err) != 0) {
         kiln_error_set("%s", err);
-        kiln_kvlist_free(&add);
         return -1;
     }
-    int rc = 0;
-    for (size_t i = 0; i < add.n && rc == 0; i++)
-        rc = s_env_set(e, add.keys[i], add.values[i]);
-    kiln_kvlist_free(&add);
-    return rc;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- steps */
@@ -749,7 +612,7 @@ static int s_step_start(s_job_t *job)
     char script[KILN_WORKSPACE_PATH_MAX + 64], cwd[PATH_MAX * 2], err[512];
     char shellbuf[KILN_SHELL_MAX + KILN_WORKSPACE_PATH_MAX * 4];
     const char *argv[KILN_SHELL_MAX_ARGS + 1];
-    s_env_t env = {0};
+    kiln_kv_t env = {0};
     char *run_text = NULL, *wd = NULL, *shell = NULL;
     int rc = -1;
     bool runs = true;
@@ -843,7 +706,7 @@ static int s_step_start(s_job_t *job)
     }
     kiln_exec_opts_t opts = {
         .argv = argv,
-        .envp = (const char *const *)env.items,
+        .envp = (const char *const *)kiln_kv_envp(&env),
         .cwd = cwd,
         .timeout_ms = timeout,
         .grace_ms = self->cfg.kill_grace_ms,
@@ -856,7 +719,7 @@ static int s_step_start(s_job_t *job)
     }
     rc = 0;
 cleanup:
-    s_env_free(&env);
+    kiln_kv_free(&env);
     free(run_text);
     free(wd);
     free(shell);
@@ -1049,8 +912,8 @@ static void s_job_finish(s_job_t *job)
         outcome = KILN__OUTCOME__OUTCOME_SUCCESS;
     /* What the job leaves besides its outcome. */
     Kiln__JobResult extra = KILN__JOB_RESULT__INIT;
-    kiln_kvlist_t outs = {0};
-    char err[512];
+    kiln_kv_t outs = {0};
+    char err[512], **keys = NULL;
     if (kiln_jobctx_outputs(job->jx, &outs, err, sizeof err) != 0)
         s_system_log(job, "outputs: %s", err);
     Kiln__KeyValue *kv = calloc(outs.n + 1, sizeof *kv);
@@ -1059,11 +922,15 @@ static void s_job_finish(s_job_t *job)
     size_t n_ann = kiln_commands_n_annotations(cmds);
     Kiln__Annotation *an = calloc(n_ann + 1, sizeof *an);
     Kiln__Annotation **anp = calloc(n_ann + 1, sizeof *anp);
-    if (kv && kvp && an && anp) {
+    keys = calloc(outs.n + 1, sizeof *keys);
+    if (kv && kvp && an && anp && keys) {
         for (size_t i = 0; i < outs.n; i++) {
+            size_t klen;
+            const char *key = kiln_kv_key(&outs, i, &klen);
             kiln__key_value__init(&kv[i]);
-            kv[i].key = outs.keys[i];
-            kv[i].value = outs.values[i];
+            keys[i] = strndup(key, klen);
+            kv[i].key = keys[i] ? keys[i] : (char *)"";
+            kv[i].value = (char *)kiln_kv_value(&outs, i);
             kvp[i] = &kv[i];
         }
         extra.outputs = kvp;
@@ -1095,7 +962,10 @@ static void s_job_finish(s_job_t *job)
     free(kvp);
     free(an);
     free(anp);
-    kiln_kvlist_free(&outs);
+    for (size_t i = 0; keys && i < outs.n; i++)
+        free(keys[i]);
+    free(keys);
+    kiln_kv_free(&outs);
     kiln_log_info("job %s attempt %u done", job->a->job_key, job->a->attempt);
     if (!self->cfg.keep_workspaces) {
         char spare[KILN_WORKSPACE_PATH_MAX];
@@ -1577,7 +1447,9 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
             kiln_error_set("worker: out of memory");
             goto cleanup;
         }
-        if ((rc = s_env_put(&self->base_env, kv, (size_t)(eq - *p), true)) != 0)
+        rc = kiln_kv_setn(&self->base_env, *p, (size_t)(eq - *p), eq + 1, strlen(eq + 1));
+        free(kv);
+        if (rc == -1 || rc == KILN_ETOOBIG)
             goto cleanup;
     }
     rc = -1;
@@ -1674,7 +1546,7 @@ void kiln_agent_destroy(kiln_agent_t **self_p)
             kiln_fs_rmtree(spare);
         }
     }
-    s_env_free(&self->base_env);
+    kiln_kv_free(&self->base_env);
     kiln_notice_destroy(&self->notice);
     if (self->sock)
         zmq_close(self->sock);

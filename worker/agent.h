@@ -61,7 +61,6 @@ typedef struct {
 
 #define KILN_AGENT_MAX_SLOTS 256
 #define KILN_AGENT_MAX_PREFETCH 4
-#define KILN_AGENT_MAX_ENV 4096
 /* Finished jobs whose results await the coordinator's acknowledgement: at
  * least this many, and as many per slot as below (the coordinator
  * acknowledges after its commit, and short jobs can finish several times

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/fs.h"
+#include "lang/cmdfiles.h"
 #include "common/log.h"
 
 struct kiln_jobctx {
@@ -18,32 +20,15 @@ struct kiln_jobctx {
     json_t *contexts;          /* what the coordinator sent, plus runner, env, steps */
     kiln_expr_status_t status;
     kiln_workspace_t ws;       /* ws.ws is GITHUB_WORKSPACE, ws.tmp RUNNER_TEMP */
-    kiln_kvlist_t env_added;   /* from $GITHUB_ENV, job-wide from the next step on */
-    kiln_kvlist_t paths;       /* from $GITHUB_PATH */
+    kiln_kv_t env_added;       /* from $GITHUB_ENV, job-wide from the next step on */
+    kiln_kv_t paths;           /* from $GITHUB_PATH */
     kiln_commands_t *commands;
     char *summary;
     size_t summary_len;
     char files[4][KILN_WORKSPACE_PATH_MAX + 64]; /* this step's command files */
     json_t *saved_inputs;      /* the job's inputs while a composite step runs */
     json_t *job_env;           /* the job's env as the coordinator evaluated it */
-    kiln_kvlist_t step_env;    /* the running step's own env, evaluated */
 };
-
-static void s_kv_add(kiln_kvlist_t *l, const char *k, const char *v)
-{
-    char **keys = realloc(l->keys, (l->n + 1) * sizeof *keys);
-    if (!keys)
-        return;
-    l->keys = keys;
-    char **values = realloc(l->values, (l->n + 1) * sizeof *values);
-    if (!values)
-        return;
-    l->values = values;
-    l->keys[l->n] = strdup(k);
-    l->values[l->n] = strdup(v);
-    if (l->keys[l->n] && l->values[l->n])
-        l->n++;
-}
 
 /* runner.arch: the machine does not change under a running worker. */
 static const char *s_arch(void)
@@ -107,9 +92,8 @@ void kiln_jobctx_destroy(kiln_jobctx_t **self_p)
     json_decref(self->contexts);
     json_decref(self->saved_inputs);
     json_decref(self->job_env);
-    kiln_kvlist_free(&self->step_env);
-    kiln_kvlist_free(&self->env_added);
-    kiln_kvlist_free(&self->paths);
+    kiln_kv_free(&self->env_added);
+    kiln_kv_free(&self->paths);
     kiln_commands_destroy(&self->commands);
     free(self->summary);
     free(self);
@@ -289,8 +273,11 @@ static bool s_empty(const char *path)
 static json_t *s_job_env(const kiln_jobctx_t *self)
 {
     json_t *env = json_deep_copy(self->job_env);
-    for (size_t i = 0; env && i < self->env_added.n; i++)
-        json_object_set_new(env, self->env_added.keys[i], json_string(self->env_added.values[i]));
+    for (size_t i = 0; env && i < self->env_added.n; i++) {
+        char key[KILN_JOBCTX_NAME_MAX];
+        kiln_kv_key_copy(&self->env_added, i, key, sizeof key);
+        json_object_set_new(env, key, json_string(kiln_kv_value(&self->env_added, i)));
+    }
     return env;
 }
 
@@ -299,7 +286,6 @@ int kiln_jobctx_step_begin(kiln_jobctx_t *self, const Kiln__StepSpec *st, char *
 {
     json_t *env = s_job_env(self), *v = NULL;
     int rc = KILN_EINVAL;
-    kiln_kvlist_free(&self->step_env);
     if (!env) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -310,7 +296,6 @@ int kiln_jobctx_step_begin(kiln_jobctx_t *self, const Kiln__StepSpec *st, char *
         char *val = NULL;
         if (kiln_jobctx_interpolate(self, st->env[i]->value, &val, err, errlen) != 0)
             goto cleanup;
-        s_kv_add(&self->step_env, st->env[i]->key, val);
         json_object_set_new(env, st->env[i]->key, json_string(val));
         free(val);
     }
@@ -334,7 +319,6 @@ int kiln_jobctx_step_begin(kiln_jobctx_t *self, const Kiln__StepSpec *st, char *
         json_t *x;
         json_object_foreach(v, k, x) {
             char *text = json_is_null(x) ? strdup("") : kiln_expr_string(x);
-            s_kv_add(&self->step_env, k, text ? text : "");
             json_object_set_new(env, k, json_string(text ? text : ""));
             free(text);
         }
@@ -347,7 +331,7 @@ cleanup:
 }
 
 int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
-                         kiln_kvlist_t *out, char *err, size_t errlen)
+                         kiln_kv_t *out, char *err, size_t errlen)
 {
     const char *names[4] = {"GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STEP_SUMMARY"};
     const kiln_workspace_file_t kinds[4] = {KILN_WORKSPACE_OUTPUT, KILN_WORKSPACE_ENV,
@@ -357,22 +341,28 @@ int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec
     (void)st;
     /* The env context of this step (kiln_jobctx_step_begin): the job's
      * env, $GITHUB_ENV additions so far, then the step's own. */
-    json_object_foreach(json_object_get(self->contexts, "env"), key, v)
-        s_kv_add(out, key, json_string_value(v));
+    json_object_foreach(json_object_get(self->contexts, "env"), key, v) {
+        /* A name that cannot be a variable ('=' in it) is left out, as a
+         * shell would never see it. */
+        if (kiln_kv_set(out, key, json_string_value(v)) == -1) {
+            snprintf(err, errlen, "%s", kiln_error_last());
+            return -1;
+        }
+    }
     if (self->paths.n) {
         /* Later additions first, then the worker's own PATH. */
         size_t cap = 64;
         for (size_t i = 0; i < self->paths.n; i++)
-            cap += strlen(self->paths.values[i]) + 1;
+            cap += strlen(kiln_kv_value(&self->paths, i)) + 1;
         const char *base = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
         cap += strlen(base);
         char *path = malloc(cap);
         if (path) {
             size_t o = 0;
             for (size_t i = self->paths.n; i-- > 0;)
-                o += (size_t)snprintf(path + o, cap - o, "%s:", self->paths.values[i]);
+                o += (size_t)snprintf(path + o, cap - o, "%s:", kiln_kv_value(&self->paths, i));
             snprintf(path + o, cap - o, "%s", base);
-            s_kv_add(out, "PATH", path);
+            kiln_kv_set(out, "PATH", path);
             free(path);
         }
     }
@@ -385,15 +375,36 @@ int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec
         /* A recycled tree holds them already, checked and emptied. */
         if (index >= self->ws.ready_steps)
             s_empty_file(self->files[f]);
-        s_kv_add(out, names[f], self->files[f]);
+        kiln_kv_set(out, names[f], self->files[f]);
     }
     return 0;
+}
+
+/* A step file read (bounded, not through a link) and parsed: name=value
+ * pairs into kv, or directories into paths. A file that fails adds
+ * nothing; $GITHUB_ENV's NODE_OPTIONS lines are refused, as GitHub does. */
+static int s_read_file(const char *path, const char *name, kiln_kv_t *kv, kiln_kv_t *paths,
+                       char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0, refused = 0;
+    int rc = kiln_fs_read_regular(path, KILN_CMD_MAX_FILE, &text, &len, err, errlen);
+    if (rc == 0 && kv)
+        rc = kiln_cmdfiles_parse_kv(name, text, len, kv,
+                                    strcmp(name, "GITHUB_ENV") == 0 ? &refused : NULL, err,
+                                    errlen);
+    else if (rc == 0)
+        rc = kiln_cmdfiles_parse_path(name, text, len, paths, err, errlen);
+    if (refused)
+        kiln_log_warn("%s", KILN_CMD_NODE_OPTIONS_MSG);
+    free(text);
+    return rc;
 }
 
 int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
                           const char *outcome, const char *conclusion, char *err, size_t errlen)
 {
-    kiln_kvlist_t outputs = {0}, env = {0}, paths = {0};
+    kiln_kv_t outputs = {0};
     char *summary = NULL;
     size_t len = 0;
     int rc = 0;
@@ -401,21 +412,17 @@ int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpe
     err[0] = '\0';
     /* Most steps write none of them: a look at each is then all it takes. */
     if (!s_empty(self->files[0]) &&
-        kiln_commands_read_kv_file(self->files[0], &outputs, err, errlen) != 0)
+        s_read_file(self->files[0], "GITHUB_OUTPUT", &outputs, NULL, err, errlen) != 0)
         rc = KILN_EINVAL;
     if (rc == 0 && !s_empty(self->files[1]) &&
-        kiln_commands_read_env_file(self->files[1], &env, NULL, err, errlen) != 0)
+        s_read_file(self->files[1], "GITHUB_ENV", &self->env_added, NULL, err, errlen) != 0)
         rc = KILN_EINVAL;
     if (rc == 0 && !s_empty(self->files[2]) &&
-        kiln_commands_read_path_file(self->files[2], &paths, err, errlen) != 0)
+        s_read_file(self->files[2], "GITHUB_PATH", NULL, &self->paths, err, errlen) != 0)
         rc = KILN_EINVAL;
     if (rc == 0 && !s_empty(self->files[3]) &&
-        kiln_commands_read_summary(self->files[3], &summary, &len, err, errlen) != 0)
+        kiln_fs_read_regular(self->files[3], KILN_CMD_MAX_FILE, &summary, &len, err, errlen) != 0)
         rc = KILN_EINVAL;
-    for (size_t i = 0; i < env.n; i++)
-        s_kv_add(&self->env_added, env.keys[i], env.values[i]);
-    for (size_t i = 0; i < paths.n; i++)
-        s_kv_add(&self->paths, paths.keys[i], paths.values[i]);
     if (summary && len && self->summary_len + len + 1 <= KILN_JOBCTX_MAX_SUMMARY) {
         char *masked = kiln_commands_mask(self->commands, summary);
         const char *text = masked ? masked : summary;
@@ -433,27 +440,27 @@ int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpe
     }
     if (st->id && st->id[0]) {
         json_t *outs = json_object();
-        for (size_t i = 0; i < outputs.n; i++)
-            json_object_set_new(outs, outputs.keys[i], json_string(outputs.values[i]));
+        for (size_t i = 0; i < outputs.n; i++) {
+            char key[KILN_JOBCTX_NAME_MAX];
+            kiln_kv_key_copy(&outputs, i, key, sizeof key);
+            json_object_set_new(outs, key, json_string(kiln_kv_value(&outputs, i)));
+        }
         json_object_set_new(json_object_get(self->contexts, "steps"), st->id,
                             json_pack("{s:s, s:s, s:o}", "outcome", outcome, "conclusion",
                                       conclusion, "outputs", outs));
     }
-    kiln_kvlist_free(&outputs);
-    kiln_kvlist_free(&env);
-    kiln_kvlist_free(&paths);
+    kiln_kv_free(&outputs);
     free(summary);
     s_leave_step(self, st, outcome, conclusion);
     /* A step's env is its own: the next step sees the job's again, with
      * what this one added to $GITHUB_ENV. */
-    kiln_kvlist_free(&self->step_env);
     json_t *job_env = s_job_env(self);
     if (job_env)
         json_object_set_new(self->contexts, "env", job_env);
     return rc;
 }
 
-int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kvlist_t *out, char *err, size_t errlen)
+int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kv_t *out, char *err, size_t errlen)
 {
     json_t *spec = self->a->outputs.len ? json_loadb((const char *)self->a->outputs.data,
                                                      self->a->outputs.len, 0, NULL)
@@ -468,8 +475,13 @@ int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kvlist_t *out, char *err, size
             rc = KILN_EINVAL;
             break;
         }
-        s_kv_add(out, name, val);
+        int src = kiln_kv_set(out, name, val);
         free(val);
+        if (src == -1) {
+            snprintf(err, errlen, "%s", kiln_error_last());
+            rc = -1;
+            break;
+        }
     }
     json_decref(spec);
     return rc;

@@ -17,12 +17,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/kv.h"
 #include "lang/commands.h"
 #include "lang/expr.h"
 #include "proto/kiln.pb-c.h"
 #include "worker/workspace.h"
 
 #define KILN_JOBCTX_MAX_SUMMARY (1024 * 1024)
+/* A name in a command file (GITHUB_OUTPUT, GITHUB_ENV) longer than this is cut in the contexts. */
+#define KILN_JOBCTX_NAME_MAX 1024
 
 typedef struct kiln_jobctx kiln_jobctx_t;
 
@@ -54,7 +57,7 @@ int kiln_jobctx_interpolate(kiln_jobctx_t *self, const char *text, char **out, c
  * GITHUB_STEP_SUMMARY pointing at this step's files in the workspace's cmd/,
  * made empty here. */
 int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
-                         kiln_kvlist_t *out, char *err, size_t errlen);
+                         kiln_kv_t *out, char *err, size_t errlen);
 /* After step `index`: reads its command files and records steps.<id>.
  * outcome/conclusion: "success", "failure", "cancelled", "skipped". Problems
  * with the files are reported in err and returned as KILN_EINVAL; the step's
@@ -62,7 +65,7 @@ int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec
 int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
                           const char *outcome, const char *conclusion, char *err, size_t errlen);
 /* The job's outputs, evaluated. */
-int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kvlist_t *out, char *err, size_t errlen);
+int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kv_t *out, char *err, size_t errlen);
 /* The output filter (masks, annotations) of this job. Borrowed. */
 kiln_commands_t *kiln_jobctx_commands(kiln_jobctx_t *self);
 /* The steps' summaries joined, masked. Borrowed; "" if none. */
