@@ -1,0 +1,141 @@
+/* agent_int.h: what the worker's files share (agent.c, job.c, outbox.c);
+ * not for use outside worker/.
+ *
+ *   agent.c   the session: Hello, heartbeats, assignments, cancel, drain,
+ *             signals, the loop, start-up and shutdown
+ *   job.c     one job: its steps in order, their output, held step results,
+ *             the job's result
+ *   outbox.c  finished jobs' results, kept and resent until acknowledged
+ */
+#ifndef KILN_AGENT_INT_H
+#define KILN_AGENT_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/keys.h"
+#include "common/kv.h"
+#include "proto/kiln.pb-c.h"
+#include "worker/agent.h"
+#include "worker/executor.h"
+#include "worker/jobctx.h"
+#include "worker/notice.h"
+#include "worker/workspace.h"
+
+#define KILN_AGENT_MAX_LABELS 32
+
+typedef struct kiln_wjob {
+    kiln_agent_t *agent;
+    Kiln__Envelope *env;        /* owns the assignment */
+    const Kiln__JobAssign *a;   /* env->assign */
+    kiln_workspace_t ws;
+    size_t step;                /* the step running or next to run */
+    kiln_exec_t *exec;
+    int64_t step_started_ms;    /* wall */
+    int64_t started_ms;         /* wall */
+    int64_t deadline;           /* monotonic; 0 = none */
+    bool failed;                /* a step failed (without continue-on-error) */
+    bool cancelled;
+    bool job_timed_out;
+    Kiln__Outcome outcome;
+    uint64_t log_sent;          /* output bytes sent for this job */
+    bool log_truncated;
+    kiln_jobctx_t *jx;          /* contexts, steps.*, command files, masks */
+    int slot;                   /* in agent->jobs */
+    /* Step results and the current step's start, not sent yet: for up to
+     * KILN_AGENT_HOLD_MS (hold_until), or until the job sends anything else
+     * (they go first, so the coordinator sees the same order as ever:
+     * s_held_flush). Those held when the job ends ride in its result, and a
+     * start whose step ends first is left out: a short one-step job is one
+     * message where it was three. */
+    Kiln__StepResult *held;     /* n_steps of room, allocated on first use */
+    size_t n_held;
+    bool start_held;            /* job->step's start, ts step_started_ms */
+    int64_t hold_until;         /* monotonic; 0: nothing held */
+    /* Per step, as its own contexts evaluate them: its name (NULL: as
+     * written) and continue-on-error. */
+    char **step_names;
+    bool *step_coe;
+} kiln_wjob_t;
+
+
+/* A finished job's result, kept (packed, as sent) until acknowledged. */
+typedef struct {
+    char job_key[256];
+    uint64_t token;
+    uint8_t *packed;
+    size_t len;
+    int64_t resend_at;          /* monotonic */
+    uint64_t seq;               /* order of arrival: the oldest goes when full */
+} kiln_wresult_t;
+
+
+
+struct kiln_agent {
+    kiln_agent_config_t cfg;
+    char name[128];
+    char hostname[128];
+    char *labels[KILN_AGENT_MAX_LABELS];
+    size_t n_labels;
+    kiln_keypair_t own;
+    kiln_keypair_t server;
+    void *zctx;
+    void *sock;
+    int sigfd;
+    kiln_wjob_t *jobs[KILN_AGENT_MAX_SLOTS];
+    /* Assignments taken while every slot was busy (Hello.lookahead), in
+     * arrival order; each owns its envelope. */
+    Kiln__Envelope *queued[KILN_AGENT_MAX_PREFETCH];
+    size_t n_queued;
+    int heartbeat_ms;
+    int64_t next_heartbeat;
+    bool draining;
+    bool stopping;
+    bool welcomed;
+    bool sigterm_seen;
+    int64_t drain_deadline;       /* monotonic; 0: none */
+    int64_t drain_deadline_wall;
+    int64_t exit_linger_until;    /* monotonic; 0: not yet empty */
+    int64_t credit;               /* log bytes we may still send */
+    int64_t log_window;
+    kiln_wresult_t *results;          /* unordered; max_results of room */
+    size_t n_results, max_results;
+    uint64_t result_seq;
+    kiln_notice_t *notice;
+    bool null_executor;           /* executor = null: jobs succeed without running */
+    kiln_kv_t base_env;           /* the worker's own environment, copied at start */
+    /* Each slot's workspace tree, emptied for its next job
+     * (kiln_workspace_recycle): WORK/.spare-<slot>. */
+    bool spare_ready[KILN_AGENT_MAX_SLOTS];
+    unsigned spare_steps[KILN_AGENT_MAX_SLOTS]; /* its steps' command files kept */
+};
+
+/* agent.c */
+void kiln_agent_send(kiln_agent_t *self, Kiln__Envelope *env);
+size_t kiln_agent_n_jobs(const kiln_agent_t *self);
+void kiln_agent_spare_path(const kiln_agent_t *self, int slot, char *out, size_t cap);
+
+/* job.c */
+const char *kiln_job_step_name(const kiln_wjob_t *job, size_t step);
+bool kiln_job_step_coe(const kiln_wjob_t *job, size_t step);
+void kiln_job_log(kiln_wjob_t *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kiln_job_on_output(void *ctx, int stream, const char *data, size_t len);
+void kiln_job_flush_output(kiln_wjob_t *job);
+void kiln_job_flush_held(kiln_wjob_t *job);
+void kiln_job_step_result(kiln_wjob_t *job, size_t step, Kiln__Outcome outcome, int exit_code,
+                          int sig, int64_t started, int64_t finished);
+Kiln__StepResult **kiln_job_held_into(kiln_wjob_t *job, Kiln__JobResult *r);
+void kiln_job_advance(kiln_wjob_t *job);
+void kiln_job_finish(kiln_wjob_t *job);
+void kiln_job_free(kiln_wjob_t **job_p);
+
+/* outbox.c */
+void kiln_outbox_send(kiln_agent_t *self, kiln_wresult_t *res);
+void kiln_outbox_remove(kiln_agent_t *self, size_t i);
+void kiln_outbox_add(kiln_agent_t *self, const char *job_key, uint64_t token,
+                     Kiln__Outcome outcome, int64_t started_ms, const char *message,
+                     const Kiln__JobResult *extra);
+void kiln_outbox_ack(kiln_agent_t *self, const Kiln__ResultAck *ack);
+
+#endif

@@ -1,0 +1,703 @@
+/* job.c: one job on the worker: its steps in order through the executor,
+ * their output filtered (workflow commands, masks) and sent against
+ * credit, step starts and results held briefly so that a short job costs
+ * two messages, and the job's result built at the end.
+ *
+ * A step's if:, env, name, timeout and continue-on-error are evaluated
+ * with the contexts it sees (jobctx.c); its script is written to the
+ * workspace and run with its shell (lang/shell.h).
+ */
+#include "worker/agent_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/labels.h"
+#include "common/log.h"
+#include "common/transport.h"
+#include "lang/shell.h"
+#include "lang/workflow.h"
+
+const char *kiln_job_step_name(const kiln_wjob_t *job, size_t step)
+{
+    if (job->step_names && step < job->a->n_steps && job->step_names[step])
+        return job->step_names[step];
+    return step < job->a->n_steps ? job->a->steps[step]->name : "";
+}
+
+bool kiln_job_step_coe(const kiln_wjob_t *job, size_t step)
+{
+    if (job->step_coe && step < job->a->n_steps)
+        return job->step_coe[step];
+    return step < job->a->n_steps && job->a->steps[step]->continue_on_error;
+}
+
+void kiln_job_flush_held(kiln_wjob_t *job);
+
+static void s_send_log(kiln_wjob_t *job, Kiln__Stream stream, const void *data, size_t len)
+{
+    kiln_job_flush_held(job);
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__LogChunk chunk = KILN__LOG_CHUNK__INIT;
+    chunk.job_key = job->a->job_key;
+    chunk.token = job->a->token;
+    chunk.step = (uint32_t)job->step;
+    chunk.stream = stream;
+    chunk.data.data = (uint8_t *)data;
+    chunk.data.len = len;
+    chunk.ts_ms = (uint64_t)kiln_clock_wall_ms();
+    env.body_case = KILN__ENVELOPE__BODY_LOG;
+    env.log = &chunk;
+    job->agent->credit -= (int64_t)len;
+    kiln_agent_send(job->agent, &env);
+}
+
+void kiln_job_log(kiln_wjob_t *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kiln_job_log(kiln_wjob_t *job, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = strlen(line);
+    line[len++] = '\n';
+    s_send_log(job, KILN__STREAM__STREAM_SYSTEM, line, len);
+}
+
+void kiln_job_on_output(void *ctx, int stream, const char *data, size_t len)
+{
+    kiln_wjob_t *job = ctx;
+    uint64_t limit = job->a->log_limit;
+    if (job->log_truncated)
+        return;
+    if (limit && job->log_sent + len > limit) {
+        /* The rest is dropped here, where it is cheapest, with a marker the
+         * user sees; the job's status is unaffected. */
+        job->log_truncated = true;
+        kiln_job_log(job, "[kiln: log truncated: over the limit of %llu bytes]",
+                     (unsigned long long)limit);
+        return;
+    }
+    job->log_sent += len;
+    /* Workflow commands are taken out, masked values hidden. */
+    char *shown = NULL;
+    size_t shown_len = 0;
+    if (job->jx && kiln_commands_filter(kiln_jobctx_commands(job->jx), data, len, false, &shown,
+                                        &shown_len) == 0) {
+        if (shown_len)
+            s_send_log(job,
+                       stream == 1 ? KILN__STREAM__STREAM_STDERR : KILN__STREAM__STREAM_STDOUT,
+                       shown, shown_len);
+        free(shown);
+        return;
+    }
+    free(shown);
+    s_send_log(job, stream == 1 ? KILN__STREAM__STREAM_STDERR : KILN__STREAM__STREAM_STDOUT, data,
+               len);
+}
+
+/* At a step's end: what the filter still holds (a last line without a
+ * newline) goes out. */
+void kiln_job_flush_output(kiln_wjob_t *job)
+{
+    char *shown = NULL;
+    size_t shown_len = 0;
+    if (job->jx && kiln_commands_filter(kiln_jobctx_commands(job->jx), "", 0, true, &shown,
+                                        &shown_len) == 0 &&
+        shown_len)
+        s_send_log(job, KILN__STREAM__STREAM_STDOUT, shown, shown_len);
+    free(shown);
+}
+
+/* Sends what is held back, in order: the results of earlier steps, then
+ * the current step's start. */
+void kiln_job_flush_held(kiln_wjob_t *job)
+{
+    for (size_t i = 0; i < job->n_held; i++) {
+        Kiln__Envelope env = KILN__ENVELOPE__INIT;
+        env.body_case = KILN__ENVELOPE__BODY_STEP_RESULT;
+        env.step_result = &job->held[i];
+        kiln_agent_send(job->agent, &env);
+    }
+    job->n_held = 0;
+    if (job->start_held) {
+        Kiln__Envelope m = KILN__ENVELOPE__INIT;
+        Kiln__StepStarted ss = KILN__STEP_STARTED__INIT;
+        ss.job_key = job->a->job_key;
+        ss.token = job->a->token;
+        ss.step = (uint32_t)job->step;
+        ss.ts_ms = (uint64_t)job->step_started_ms;
+        ss.name = (char *)kiln_job_step_name(job, job->step);
+        m.body_case = KILN__ENVELOPE__BODY_STEP_STARTED;
+        m.step_started = &ss;
+        job->start_held = false;
+        kiln_agent_send(job->agent, &m);
+    }
+    job->hold_until = 0;
+}
+
+static void s_hold(kiln_wjob_t *job)
+{
+    if (!job->hold_until)
+        job->hold_until = kiln_clock_mono_ms() + KILN_AGENT_HOLD_MS;
+}
+
+/* A step's result, held back with the step's start (see held). */
+void kiln_job_step_result(kiln_wjob_t *job, size_t step, Kiln__Outcome outcome, int exit_code,
+                               int sig, int64_t started, int64_t finished)
+{
+    Kiln__StepResult r = KILN__STEP_RESULT__INIT;
+    r.job_key = job->a->job_key;
+    r.token = job->a->token;
+    r.step = (uint32_t)step;
+    r.outcome = outcome;
+    r.exit_code = exit_code;
+    r.signal = sig;
+    r.started_ms = (uint64_t)started;
+    r.finished_ms = (uint64_t)finished;
+    r.name = (char *)kiln_job_step_name(job, step);
+    /* continue-on-error: a failed step concludes as a success. */
+    r.conclusion = outcome;
+    if (kiln_job_step_coe(job, step) &&
+        (outcome == KILN__OUTCOME__OUTCOME_FAILURE || outcome == KILN__OUTCOME__OUTCOME_TIMED_OUT))
+        r.conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
+    if (!job->held)
+        job->held = calloc(job->a->n_steps ? job->a->n_steps : 1, sizeof *job->held);
+    /* The result says when the step started: a start not sent yet is not
+     * needed any more. */
+    if (job->start_held && step == job->step)
+        job->start_held = false;
+    if (!job->held || job->n_held >= job->a->n_steps) {
+        /* No room to hold it (out of memory): as it is, at once. */
+        kiln_job_flush_held(job);
+        Kiln__Envelope env = KILN__ENVELOPE__INIT;
+        env.body_case = KILN__ENVELOPE__BODY_STEP_RESULT;
+        env.step_result = &r;
+        kiln_agent_send(job->agent, &env);
+        return;
+    }
+    job->held[job->n_held++] = r;
+    s_hold(job);
+}
+
+/* Moves the held step results into the job's result r: they travel
+ * inside it, under its key and token. Returns the pointer array r->steps
+ * uses (the caller frees it after sending), NULL when nothing was held or
+ * memory is short (they are then sent on their own). */
+Kiln__StepResult **kiln_job_held_into(kiln_wjob_t *job, Kiln__JobResult *r)
+{
+    /* A step that started and has no result (the job ended around it): its
+     * start goes now, after the results before it, ahead of the job's. */
+    Kiln__StepResult **ptrs =
+        job->n_held && !job->start_held ? calloc(job->n_held, sizeof *ptrs) : NULL;
+    if (!ptrs) {
+        kiln_job_flush_held(job);
+        return NULL;
+    }
+    for (size_t i = 0; i < job->n_held; i++) {
+        job->held[i].job_key = (char *)"";
+        job->held[i].token = 0;
+        ptrs[i] = &job->held[i];
+    }
+    r->steps = ptrs;
+    r->n_steps = job->n_held;
+    job->n_held = 0;
+    return ptrs;
+}
+
+/* ---------------------------------------------------------- environment */
+
+/* A step's environment, in one map: the worker's own (borrowed), the
+ * runner's variables, then the job's and the step's (jobctx). */
+static int s_build_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
+{
+    const Kiln__JobAssign *a = job->a;
+    char num[32];
+    if (kiln_kv_copy(e, &job->agent->base_env) != 0)
+        return -1;
+    snprintf(num, sizeof num, "%llu", (unsigned long long)a->run_id);
+    char attempt[16];
+    snprintf(attempt, sizeof attempt, "%u", a->attempt);
+    if (kiln_kv_set(e, "CI", "true") || kiln_kv_set(e, "KILN", "true") ||
+        kiln_kv_set(e, "KILN_RUN_ID", num) || kiln_kv_set(e, "KILN_JOB", a->job_id) ||
+        kiln_kv_set(e, "KILN_ATTEMPT", attempt) || kiln_kv_set(e, "KILN_WORKER", job->agent->name) ||
+        kiln_kv_set(e, "GITHUB_WORKSPACE", job->ws.ws) || kiln_kv_set(e, "GITHUB_RUN_ID", num) ||
+        kiln_kv_set(e, "GITHUB_RUN_ATTEMPT", attempt) || kiln_kv_set(e, "GITHUB_JOB", a->job_id) ||
+        kiln_kv_set(e, "GITHUB_WORKFLOW", a->workflow_name) || kiln_kv_set(e, "RUNNER_OS", "Linux") ||
+        kiln_kv_set(e, "RUNNER_NAME", job->agent->name) || kiln_kv_set(e, "RUNNER_TEMP", job->ws.tmp))
+        return -1;
+    if (st->id[0] && kiln_kv_set(e, "GITHUB_ACTION", st->id))
+        return -1;
+    char err[512];
+    if (kiln_jobctx_step_env(job->jx, job->step, st, e, err, sizeof err) != 0) {
+        kiln_error_set("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- steps */
+
+void kiln_job_finish(kiln_wjob_t *job);
+
+static const char *s_outcome_word(Kiln__Outcome o)
+{
+    switch (o) {
+    case KILN__OUTCOME__OUTCOME_SUCCESS: return "success";
+    case KILN__OUTCOME__OUTCOME_CANCELLED: return "cancelled";
+    case KILN__OUTCOME__OUTCOME_SKIPPED: return "skipped";
+    default: return "failure";
+    }
+}
+
+/* Records steps.<id> and reads the step's command files; a malformed file
+ * fails the step (returns true then). */
+static bool s_step_record(kiln_wjob_t *job, size_t index, Kiln__Outcome outcome)
+{
+    const Kiln__StepSpec *st = job->a->steps[index];
+    Kiln__Outcome conclusion = outcome;
+    char err[512];
+    if (kiln_job_step_coe(job, index) && (outcome == KILN__OUTCOME__OUTCOME_FAILURE ||
+                                   outcome == KILN__OUTCOME__OUTCOME_TIMED_OUT))
+        conclusion = KILN__OUTCOME__OUTCOME_SUCCESS;
+    if (kiln_jobctx_step_done(job->jx, index, st, s_outcome_word(outcome),
+                              s_outcome_word(conclusion), err, sizeof err) != 0) {
+        kiln_job_log(job, "%s", err);
+        return true;
+    }
+    return false;
+}
+
+/* Writes a step's script (text and a newline) to path. A recycled
+ * workspace holds the file already (one newline, or an earlier step's text
+ * of this job): it is overwritten and cut to length, never truncated to
+ * nothing first, which costs a file system far more than the write. Not
+ * through a link or a FIFO a step put in its place. */
+static int s_write_script(const char *path, const char *text)
+{
+    int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    int fd = open(path, flags, 0700);
+    if (fd == -1 && errno != ENOENT && unlink(path) == 0)
+        fd = open(path, flags, 0700);
+    if (fd == -1)
+        return -1;
+    struct stat st;
+    size_t len = strlen(text);
+    struct iovec iov[2] = {{(void *)text, len}, {"\n", 1}};
+    int rc = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        pwritev(fd, iov, 2, 0) == (ssize_t)(len + 1) &&
+        ((size_t)st.st_size <= len + 1 || ftruncate(fd, (off_t)(len + 1)) == 0))
+        rc = 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* The step's name as its contexts evaluate it (as written when they
+ * cannot: a name is worth showing even then). */
+static void s_name_step(kiln_wjob_t *job, const Kiln__StepSpec *st)
+{
+    char *name = NULL, err[256];
+    if (!job->step_names || !strstr(st->name, "${{"))
+        return;
+    if (st->name_derived) {
+        /* "Run " and the script's first line as it will run. */
+        char *script = NULL;
+        if (kiln_jobctx_interpolate(job->jx, st->run, &script, err, sizeof err) == 0)
+            name = kiln_step_derived_name(script);
+        free(script);
+        if (name) {
+            free(job->step_names[job->step]);
+            job->step_names[job->step] = name;
+        }
+        return;
+    }
+    if (kiln_jobctx_interpolate(job->jx, st->name, &name, err, sizeof err) == 0) {
+        free(job->step_names[job->step]);
+        job->step_names[job->step] = name;
+    }
+}
+
+/* timeout-minutes and continue-on-error written as expressions. */
+static int s_step_settings(kiln_wjob_t *job, const Kiln__StepSpec *st, int64_t *timeout)
+{
+    char *text = NULL, err[512];
+    if (st->continue_on_error_expr[0]) {
+        if (kiln_jobctx_interpolate(job->jx, st->continue_on_error_expr, &text, err,
+                                    sizeof err) != 0) {
+            kiln_job_log(job, "continue-on-error: %s", err);
+            return -1;
+        }
+        /* GitHub reads the result as a boolean. */
+        if (job->step_coe)
+            job->step_coe[job->step] = strcmp(text, "true") == 0;
+        free(text);
+        text = NULL;
+    }
+    if (st->timeout_expr[0]) {
+        if (kiln_jobctx_interpolate(job->jx, st->timeout_expr, &text, err, sizeof err) != 0) {
+            kiln_job_log(job, "timeout-minutes: %s", err);
+            return -1;
+        }
+        char *end = NULL;
+        double minutes = strtod(text, &end);
+        if (!end || end == text || *end || !(minutes > 0) || minutes > 60.0 * 24 * 365) {
+            kiln_job_log(job, "timeout-minutes must be a number of minutes greater than 0, not '%s'",
+                         text);
+            free(text);
+            return -1;
+        }
+        int64_t ms = (int64_t)(minutes * 60000.0 + 0.5);
+        *timeout = ms > 0 ? ms : 1;
+        free(text);
+    }
+    return 0;
+}
+
+/* Whether program runs from PATH (or is a path that exists). */
+static bool s_on_path(const char *program)
+{
+    if (strchr(program, '/'))
+        return access(program, X_OK) == 0;
+    const char *path = getenv("PATH");
+    char probe[PATH_MAX];
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n && (size_t)snprintf(probe, sizeof probe, "%.*s/%s", (int)n, p, program) <
+                     sizeof probe &&
+            access(probe, X_OK) == 0)
+            return true;
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return false;
+}
+
+/* Starts the job's current step. Returns 0 when a process is running, 1
+ * when the step's if: skipped it, and -1 when it failed to start (reported
+ * failed). */
+static int s_step_start(kiln_wjob_t *job)
+{
+    kiln_agent_t *self = job->agent;
+    const Kiln__StepSpec *st = job->a->steps[job->step];
+    char script[KILN_WORKSPACE_PATH_MAX + 64], cwd[PATH_MAX * 2], err[512];
+    char shellbuf[KILN_SHELL_MAX + KILN_WORKSPACE_PATH_MAX * 4];
+    const char *argv[KILN_SHELL_MAX_ARGS + 1];
+    kiln_kv_t env = {0};
+    char *run_text = NULL, *wd = NULL, *shell = NULL;
+    int rc = -1;
+    bool runs = true;
+    job->step_started_ms = kiln_clock_wall_ms();
+    kiln_jobctx_set_status(job->jx, job->cancelled ? KILN_EXPR_CANCELLED
+                                    : job->failed  ? KILN_EXPR_FAILURE
+                                                   : KILN_EXPR_SUCCESS);
+    int crc = kiln_jobctx_step_condition(job->jx, st, &runs, err, sizeof err);
+    if (crc == 0 && !runs) {
+        s_name_step(job, st);
+        kiln_job_step_result(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED, -1, 0,
+                           job->step_started_ms, job->step_started_ms);
+        s_step_record(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED);
+        return 1;
+    }
+    /* Its env first: the step's other expressions see it in env. */
+    int brc = crc == 0 ? kiln_jobctx_step_begin(job->jx, st, err, sizeof err) : crc;
+    s_name_step(job, st);
+    /* Held (see start_held): sent with anything else the job sends, when
+     * the hold ends, or left out if the step ends first. */
+    job->start_held = true;
+    s_hold(job);
+    if (crc != 0) {
+        kiln_job_log(job, "if: %s", err);
+        goto cleanup;
+    }
+    if (brc != 0) {
+        kiln_job_log(job, "%s", err);
+        goto cleanup;
+    }
+    int64_t step_timeout = (int64_t)st->timeout_ms;
+    if (s_step_settings(job, st, &step_timeout) != 0)
+        goto cleanup;
+    if (st->uses && st->uses[0]) {
+        kiln_job_log(job,
+                     "the action '%s' was not in the repository when the run was submitted; "
+                     "Kiln reads local actions from the repository, not from the workspace",
+                     st->uses);
+        goto cleanup;
+    }
+    /* ${{ }} in the script, the directory and the shell, with the contexts
+     * as they are now (earlier steps' outputs included). */
+    if (kiln_jobctx_interpolate(job->jx, st->run, &run_text, err, sizeof err) != 0 ||
+        kiln_jobctx_interpolate(job->jx, st->working_directory, &wd, err, sizeof err) != 0 ||
+        kiln_jobctx_interpolate(job->jx, st->shell, &shell, err, sizeof err) != 0) {
+        kiln_job_log(job, "%s", err);
+        goto cleanup;
+    }
+    if (kiln_workspace_step_file(&job->ws, KILN_WORKSPACE_SCRIPT, job->step, script,
+                                 sizeof script) != 0) {
+        kiln_job_log(job, "%s", kiln_error_last());
+        goto cleanup;
+    }
+    /* PowerShell runs only scripts named .ps1. */
+    strncat(script, kiln_shell_suffix(shell), sizeof script - strlen(script) - 1);
+    if (s_write_script(script, run_text) != 0) {
+        kiln_job_log(job, "cannot write the step script: %s", strerror(errno));
+        goto cleanup;
+    }
+    if (kiln_shell_argv(shell, script, shellbuf, sizeof shellbuf, argv, err, sizeof err) < 0) {
+        kiln_job_log(job, "%s", err);
+        goto cleanup;
+    }
+    if (!s_on_path(argv[0])) {
+        kiln_job_log(job, "shell '%s': '%s' is not installed on this worker", shell[0] ? shell : "bash",
+                     argv[0]);
+        goto cleanup;
+    }
+    if (wd[0] == '/')
+        snprintf(cwd, sizeof cwd, "%s", wd);
+    else if (wd[0])
+        snprintf(cwd, sizeof cwd, "%s/%s", job->ws.ws, wd);
+    else
+        snprintf(cwd, sizeof cwd, "%s", job->ws.ws);
+    struct stat sb;
+    if (stat(cwd, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        kiln_job_log(job, "working-directory '%s' does not exist", wd);
+        goto cleanup;
+    }
+    if (s_build_env(job, st, &env) != 0) {
+        kiln_job_log(job, "cannot build the step environment: %s", kiln_error_last());
+        goto cleanup;
+    }
+    int64_t timeout = step_timeout;
+    if (job->deadline) {
+        int64_t left = job->deadline - kiln_clock_mono_ms();
+        if (left < 1)
+            left = 1;
+        if (!timeout || left < timeout)
+            timeout = left;
+    }
+    kiln_exec_opts_t opts = {
+        .argv = argv,
+        .envp = (const char *const *)kiln_kv_envp(&env),
+        .cwd = cwd,
+        .timeout_ms = timeout,
+        .grace_ms = self->cfg.kill_grace_ms,
+        .on_output = kiln_job_on_output,
+        .ctx = job,
+    };
+    if (kiln_exec_start(&job->exec, &opts) != 0) {
+        kiln_job_log(job, "cannot start the step: %s", kiln_error_last());
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    kiln_kv_free(&env);
+    free(run_text);
+    free(wd);
+    free(shell);
+    if (rc != 0) {
+        kiln_job_step_result(job, job->step, KILN__OUTCOME__OUTCOME_FAILURE, -1, 0,
+                           job->step_started_ms, kiln_clock_wall_ms());
+        s_step_record(job, job->step, KILN__OUTCOME__OUTCOME_FAILURE);
+        if (!kiln_job_step_coe(job, job->step))
+            job->failed = true;
+    }
+    return rc;
+}
+
+/* Collects a finished step's result and reports it. */
+static void s_step_done(kiln_wjob_t *job)
+{
+    kiln_exec_status_t status = kiln_exec_status(job->exec);
+    int code = kiln_exec_exit_code(job->exec), sig = kiln_exec_signal(job->exec);
+    Kiln__Outcome outcome = KILN__OUTCOME__OUTCOME_FAILURE;
+    int64_t now = kiln_clock_wall_ms();
+    switch (status) {
+    case KILN_EXEC_EXITED:
+        outcome = code == 0 ? KILN__OUTCOME__OUTCOME_SUCCESS : KILN__OUTCOME__OUTCOME_FAILURE;
+        if (code != 0)
+            kiln_job_log(job, "step '%s' exited with code %d", kiln_job_step_name(job, job->step), code);
+        break;
+    case KILN_EXEC_SIGNALED:
+        kiln_job_log(job, "step '%s' was killed by signal %d", kiln_job_step_name(job, job->step), sig);
+        break;
+    case KILN_EXEC_TIMED_OUT:
+        outcome = KILN__OUTCOME__OUTCOME_TIMED_OUT;
+        if (job->deadline && kiln_clock_mono_ms() >= job->deadline)
+            job->job_timed_out = true;
+        kiln_job_log(job, "step '%s' timed out after %lld ms; its process group was killed",
+                     kiln_job_step_name(job, job->step), (long long)kiln_exec_duration_ms(job->exec));
+        break;
+    case KILN_EXEC_CANCELLED:
+        outcome = KILN__OUTCOME__OUTCOME_CANCELLED;
+        kiln_job_log(job, "step '%s' was cancelled", kiln_job_step_name(job, job->step));
+        break;
+    default:
+        break;
+    }
+    kiln_exec_destroy(&job->exec);
+    kiln_job_flush_output(job);
+    if (s_step_record(job, job->step, outcome) && outcome == KILN__OUTCOME__OUTCOME_SUCCESS)
+        outcome = KILN__OUTCOME__OUTCOME_FAILURE; /* a malformed command file */
+    kiln_job_step_result(job, job->step, outcome, code, sig, job->step_started_ms, now);
+    if (outcome != KILN__OUTCOME__OUTCOME_SUCCESS && !job->cancelled) {
+        if (kiln_job_step_coe(job, job->step) && !job->job_timed_out) {
+            kiln_job_log(job, "continue-on-error: the job goes on");
+        } else {
+            job->failed = true;
+            if (job->outcome == KILN__OUTCOME__OUTCOME_NONE)
+                job->outcome = outcome == KILN__OUTCOME__OUTCOME_TIMED_OUT
+                                   ? KILN__OUTCOME__OUTCOME_TIMED_OUT
+                                   : KILN__OUTCOME__OUTCOME_FAILURE;
+        }
+    }
+}
+
+/* Moves a job forward as far as it can go without waiting. */
+void kiln_job_advance(kiln_wjob_t *job)
+{
+    for (;;) {
+        if (job->exec) {
+            if (!kiln_exec_done(job->exec))
+                return;
+            s_step_done(job);
+            job->step++;
+        }
+        /* After a failure each step's if: decides (success() by default,
+         * so they are skipped unless they ask for always() or failure());
+         * a job past its timeout stops there. */
+        if (job->step >= job->a->n_steps || job->job_timed_out) {
+            int64_t now = kiln_clock_wall_ms();
+            for (size_t s = job->step; s < job->a->n_steps; s++)
+                kiln_job_step_result(job, s, KILN__OUTCOME__OUTCOME_SKIPPED, -1, 0, now, now);
+            kiln_job_finish(job);
+            return;
+        }
+        if (s_step_start(job) != 0) {
+            job->step++;
+            continue;
+        }
+    }
+}
+
+void kiln_job_free(kiln_wjob_t **job_p)
+{
+    kiln_wjob_t *job = *job_p;
+    if (!job)
+        return;
+    kiln_job_flush_held(job);
+    free(job->held);
+    kiln_exec_destroy(&job->exec);
+    kiln_jobctx_destroy(&job->jx);
+    for (size_t i = 0; job->step_names && job->a && i < job->a->n_steps; i++)
+        free(job->step_names[i]);
+    free(job->step_names);
+    free(job->step_coe);
+    if (job->env)
+        kiln__envelope__free_unpacked(job->env, NULL);
+    free(job);
+    *job_p = NULL;
+}
+
+void kiln_job_finish(kiln_wjob_t *job)
+{
+    kiln_agent_t *self = job->agent;
+    Kiln__Outcome outcome;
+    if (job->cancelled)
+        outcome = KILN__OUTCOME__OUTCOME_CANCELLED;
+    else if (job->job_timed_out)
+        outcome = KILN__OUTCOME__OUTCOME_TIMED_OUT;
+    else if (job->failed)
+        outcome = job->outcome ? job->outcome : KILN__OUTCOME__OUTCOME_FAILURE;
+    else
+        outcome = KILN__OUTCOME__OUTCOME_SUCCESS;
+    /* What the job leaves besides its outcome. */
+    Kiln__JobResult extra = KILN__JOB_RESULT__INIT;
+    kiln_kv_t outs = {0};
+    char err[512], **keys = NULL;
+    if (kiln_jobctx_outputs(job->jx, &outs, err, sizeof err) != 0)
+        kiln_job_log(job, "outputs: %s", err);
+    Kiln__KeyValue *kv = calloc(outs.n + 1, sizeof *kv);
+    Kiln__KeyValue **kvp = calloc(outs.n + 1, sizeof *kvp);
+    kiln_commands_t *cmds = kiln_jobctx_commands(job->jx);
+    size_t n_ann = kiln_commands_n_annotations(cmds);
+    Kiln__Annotation *an = calloc(n_ann + 1, sizeof *an);
+    Kiln__Annotation **anp = calloc(n_ann + 1, sizeof *anp);
+    keys = calloc(outs.n + 1, sizeof *keys);
+    if (kv && kvp && an && anp && keys) {
+        for (size_t i = 0; i < outs.n; i++) {
+            size_t klen;
+            const char *key = kiln_kv_key(&outs, i, &klen);
+            kiln__key_value__init(&kv[i]);
+            keys[i] = strndup(key, klen);
+            kv[i].key = keys[i] ? keys[i] : (char *)"";
+            kv[i].value = (char *)kiln_kv_value(&outs, i);
+            kvp[i] = &kv[i];
+        }
+        extra.outputs = kvp;
+        extra.n_outputs = outs.n;
+        for (size_t i = 0; i < n_ann; i++) {
+            const kiln_annotation_t *a = kiln_commands_annotation(cmds, i);
+            kiln__annotation__init(&an[i]);
+            an[i].level = (Kiln__AnnotationLevel)a->level;
+            an[i].message = a->message ? a->message : (char *)"";
+            an[i].title = a->title ? a->title : (char *)"";
+            an[i].file = a->file ? a->file : (char *)"";
+            an[i].line = a->line;
+            an[i].end_line = a->end_line;
+            an[i].col = a->col;
+            an[i].end_col = a->end_col;
+            anp[i] = &an[i];
+        }
+        extra.annotations = anp;
+        extra.n_annotations = n_ann;
+        size_t slen = 0;
+        const char *summary = kiln_jobctx_summary(job->jx, &slen);
+        extra.summary.data = (uint8_t *)summary;
+        extra.summary.len = slen;
+    }
+    Kiln__StepResult **held = kiln_job_held_into(job, &extra);
+    kiln_outbox_add(self, job->a->job_key, job->a->token, outcome, job->started_ms, NULL, &extra);
+    free(held);
+    free(kv);
+    free(kvp);
+    free(an);
+    free(anp);
+    for (size_t i = 0; keys && i < outs.n; i++)
+        free(keys[i]);
+    free(keys);
+    kiln_kv_free(&outs);
+    kiln_log_info("job %s attempt %u done", job->a->job_key, job->a->attempt);
+    if (!self->cfg.keep_workspaces) {
+        char spare[KILN_WORKSPACE_PATH_MAX];
+        kiln_agent_spare_path(self, job->slot, spare, sizeof spare);
+        int kept = kiln_workspace_recycle(&job->ws, spare);
+        self->spare_ready[job->slot] = kept >= 0;
+        self->spare_steps[job->slot] = kept > 0 ? (unsigned)kept : 0;
+        if (!self->spare_ready[job->slot])
+            kiln_log_warn("%s", kiln_error_last());
+    }
+    assert(self->jobs[job->slot] == job);
+    self->jobs[job->slot] = NULL;
+    kiln_job_free(&job);
+}
