@@ -1,0 +1,229 @@
+/* cmd_run.c: kiln run (a workflow on a private local farm), kiln up (a
+ * persistent local farm), kiln submit (to a running farm). */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/keys.h"
+#include "common/log.h"
+
+int kiln_cmd_run(int argc, char **argv)
+{
+    kiln_farm_opts_t fo = {0};
+    const char *keep = NULL;
+    bool json = false;
+    int npos = 0, code = KILN_EXIT_INFRA;
+    char *text = NULL;
+    size_t len = 0;
+    kiln_farm_t *farm = NULL;
+    kiln_client_t *client = NULL;
+    kiln_cli_inputs_t inputs = {0};
+    if (kiln_cli_take_inputs(&argc, argv, &inputs) != 0)
+        return KILN_EXIT_USAGE;
+    kiln_opt_t opts[] = {
+        {"workers", KILN_OPT_INT, &fo.workers, "number of local workers (number of CPUs)"},
+        {"slots", KILN_OPT_INT, &fo.slots, "jobs each worker runs at once (1)"},
+        {"labels", KILN_OPT_STRING, &fo.labels, "extra labels for the local workers"},
+        {"vars", KILN_OPT_STRING, &fo.vars, "JSON file of configuration variables (vars)"},
+        {"keep", KILN_OPT_STRING, &keep, "keep the farm's data (history, logs) in DIR"},
+        {"json", KILN_OPT_BOOL, &json, "print a JSON summary instead of live output"},
+        {"log-level", KILN_OPT_STRING, &fo.log_level, "daemon log level (info)"},
+        {NULL, 0, NULL, NULL},
+    };
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 1) {
+        if (rc == 0)
+            kiln_error_set("expected one workflow file");
+        return kiln_cli_usage_error("run", "WORKFLOW.yml [options]", opts, rc ? rc : -1);
+    }
+    const char *file = argv[2];
+    if (kiln_cli_validate(file, &text, &len) != 0 || kiln_cli_check_inputs(file, text, len, &inputs) != 0) {
+        free(text);
+        kiln_cli_inputs_free(&inputs);
+        return KILN_EXIT_USAGE;
+    }
+    fo.data_dir = keep;
+    if (kiln_farm_start(&farm, &fo) != 0) {
+        fprintf(stderr, "kiln: cannot start a local farm: %s\n", kiln_error_last());
+        free(text);
+        return KILN_EXIT_INFRA;
+    }
+    kiln_client_target_t t = {.data_dir = kiln_farm_dir(farm)};
+    if (kiln_client_resolve(&t) != 0 || kiln_client_open(&client, &t) != 0) {
+        fprintf(stderr, "kiln: cannot connect to the local farm: %s\n", kiln_error_last());
+        goto cleanup;
+    }
+    int sigfd = -1;
+    int wake = kiln_cli_interrupt_fd(kiln_farm_coordinator_fd(farm), &sigfd);
+    code = kiln_cli_submit_and_follow(client, file, text, len, !json, json, wake, NULL, &inputs);
+    if (code == KILN_EXIT_INTERRUPTED) {
+        const char *what = NULL;
+        if (!kiln_farm_alive(farm, &what)) {
+            fprintf(stderr, "kiln: %s stopped unexpectedly; see %s/logs\n", what,
+                    kiln_farm_dir(farm));
+            code = KILN_EXIT_INFRA;
+        } else {
+            fprintf(stderr, "\nkiln: interrupted; stopping the local farm\n");
+        }
+    }
+    close(wake);
+    close(sigfd);
+cleanup:
+    kiln_client_destroy(&client);
+    if (keep && !json)
+        printf("farm data kept in %s\n", kiln_farm_dir(farm));
+    kiln_farm_stop(&farm, keep != NULL);
+    free(text);
+    kiln_cli_inputs_free(&inputs);
+    return code;
+}
+
+int kiln_cmd_up(int argc, char **argv)
+{
+    kiln_farm_opts_t fo = {0};
+    int npos = 0;
+    kiln_farm_t *farm = NULL;
+    static char home_dir[4096];
+    fo.listen = "tcp://127.0.0.1:7420";
+    kiln_opt_t opts[] = {
+        {"workers", KILN_OPT_INT, &fo.workers, "number of local workers (number of CPUs)"},
+        {"slots", KILN_OPT_INT, &fo.slots, "jobs each worker runs at once (1)"},
+        {"labels", KILN_OPT_STRING, &fo.labels, "extra labels for the local workers"},
+        {"data-dir", KILN_OPT_STRING, &fo.data_dir, "where the farm keeps its state (~/.kiln)"},
+        {"listen", KILN_OPT_STRING, &fo.listen, "coordinator endpoint (tcp://127.0.0.1:7420)"},
+        {"vars", KILN_OPT_STRING, &fo.vars, "JSON file of configuration variables (vars)"},
+        {"log-level", KILN_OPT_STRING, &fo.log_level, "daemon log level (info)"},
+        {NULL, 0, NULL, NULL},
+    };
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 0)
+        return kiln_cli_usage_error("up", "[options]", opts, rc ? rc : -1);
+    if (!fo.data_dir)
+        fo.data_dir = getenv("KILN_DATA_DIR");
+    if (!fo.data_dir && getenv("HOME")) {
+        snprintf(home_dir, sizeof home_dir, "%s/.kiln", getenv("HOME"));
+        fo.data_dir = home_dir;
+    }
+    if (!fo.data_dir) {
+        fprintf(stderr, "kiln up: no --data-dir and no HOME\n");
+        return KILN_EXIT_USAGE;
+    }
+    int sigfd = -1;
+    int wake = kiln_cli_interrupt_fd(-1, &sigfd);
+    if (kiln_farm_start(&farm, &fo) != 0) {
+        fprintf(stderr, "kiln up: %s\n", kiln_error_last());
+        return KILN_EXIT_INFRA;
+    }
+    const char *dir = kiln_farm_dir(farm);
+    printf("kiln farm up\n"
+           "  coordinator  %s\n"
+           "  server key   %s/keys/server.pub\n"
+           "  client key   %s/keys/client.key\n"
+           "  logs         %s/logs\n"
+           "  workers      %d\n"
+           "clients: kiln submit --data-dir %s FILE   (Ctrl-C stops the farm)\n",
+           kiln_farm_endpoint(farm), dir, dir, dir,
+           fo.workers > 0 ? fo.workers : (int)sysconf(_SC_NPROCESSORS_ONLN), dir);
+    fflush(stdout);
+    struct epoll_event ev = {.events = EPOLLIN};
+    ev.data.fd = kiln_farm_coordinator_fd(farm);
+    epoll_ctl(wake, EPOLL_CTL_ADD, ev.data.fd, &ev);
+    int code = KILN_EXIT_OK;
+    for (;;) {
+        struct epoll_event got;
+        int n = epoll_wait(wake, &got, 1, -1);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (got.data.fd == sigfd) {
+            printf("stopping the farm\n");
+            break;
+        }
+        const char *what = NULL;
+        if (!kiln_farm_alive(farm, &what)) {
+            fprintf(stderr, "kiln up: %s stopped unexpectedly; see %s/logs\n", what, dir);
+            code = KILN_EXIT_INFRA;
+            break;
+        }
+    }
+    kiln_farm_stop(&farm, true);
+    close(wake);
+    close(sigfd);
+    return code;
+}
+
+int kiln_cmd_submit(int argc, char **argv)
+{
+    kiln_cli_common_t c = {0};
+    bool wait = false, no_check = false;
+    int npos = 0, code;
+    char *text = NULL;
+    size_t len = 0;
+    kiln_client_t *client = NULL;
+    kiln_cli_inputs_t inputs = {0};
+    if (kiln_cli_take_inputs(&argc, argv, &inputs) != 0)
+        return KILN_EXIT_USAGE;
+    kiln_opt_t opts[] = {
+        KILN_CLI_TARGET_OPTS(c),
+        {"wait", KILN_OPT_BOOL, &wait, "follow the run and exit with its result"},
+        {"no-check", KILN_OPT_BOOL, &no_check,
+         "send without checking the file here first (the coordinator checks it)"},
+        {"json", KILN_OPT_BOOL, &c.json, "with --wait: print a JSON summary"},
+        {NULL, 0, NULL, NULL},
+    };
+    int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    if (rc != 0 || npos != 1) {
+        if (rc == 0)
+            kiln_error_set("expected one workflow file");
+        return kiln_cli_usage_error("submit", "WORKFLOW.yml [--wait] [options]", opts, rc ? rc : -1);
+    }
+    if ((code = no_check ? kiln_cli_read_file(argv[2], &text, &len) : kiln_cli_validate(argv[2], &text, &len)) !=
+            0 ||
+        (!no_check && (code = kiln_cli_check_inputs(argv[2], text, len, &inputs)) != 0)) {
+        free(text);
+        kiln_cli_inputs_free(&inputs);
+        return code;
+    }
+    if ((code = kiln_cli_connect(&c, &client)) != 0) {
+        free(text);
+        return code;
+    }
+    if (wait) {
+        int sigfd = -1;
+        int wake = kiln_cli_interrupt_fd(-1, &sigfd);
+        int64_t run = 0;
+        code = kiln_cli_submit_and_follow(client, argv[2], text, len, !c.json, c.json, wake, &run,
+                                   &inputs);
+        close(wake);
+        close(sigfd);
+    } else {
+        Kiln__Request req = KILN__REQUEST__INIT;
+        Kiln__Envelope *reply = NULL;
+        req.kind = KILN__REQUEST_KIND__REQ_SUBMIT;
+        req.workflow_file = argv[2];
+        req.workflow_yaml.data = (uint8_t *)text;
+        req.workflow_yaml.len = len;
+        req.inputs = inputs.ptrs;
+        req.n_inputs = inputs.n;
+        kiln_cli_actions_attach(&req);
+        code = kiln_cli_call(client, &req, &reply);
+        if (code == 0)
+            printf("%llu\n", (unsigned long long)reply->reply->run_id);
+        if (reply)
+            kiln__envelope__free_unpacked(reply, NULL);
+    }
+    kiln_client_destroy(&client);
+    free(text);
+    kiln_cli_inputs_free(&inputs);
+    return code;
+}
