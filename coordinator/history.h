@@ -12,6 +12,16 @@
  * It also keeps what the scheduler learns from it: an estimate of each job's
  * duration per workflow (kiln_history_duration_record/kiln_history_durations).
  *
+ * The store is split by what it does (history_int.h has the map): opening,
+ * schema and batches in history.c, writes in history_write.c, reads in
+ * history_read.c. The JSON documents of `kiln status` and `kiln history` are
+ * built by document.c (document.h) from the rows the row readers below give it;
+ * kiln_history_run_json and kiln_history_runs_json are that renderer's
+ * documents, kept here for the callers that have only a history object.
+ *
+ * Every write returns 0 or a negative code with kiln_error_last() set, and
+ * its result must be checked: a row that was not written is a fact lost.
+ *
  * Thread rules: one connection, used from one thread (the coordinator's
  * loop). Writers may group many calls in kiln_history_begin/commit.
  */
@@ -19,6 +29,7 @@
 #define KILN_HISTORY_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -85,13 +96,15 @@ int kiln_history_audit(kiln_history_t *self, const char *kind, const char *actor
 
 /* The newest `limit` runs, newest first, as a JSON array of objects
  * {id, name, file, state, created_ms, finished_ms, duration_ms, jobs: n,
- * failed: n}. *out is a new reference. */
+ * failed: n}. *out is a new reference. Built by kiln_document_runs. */
 int kiln_history_runs_json(kiln_history_t *self, unsigned limit, json_t **out);
 /* One run: {id, name, file, state, created_ms, finished_ms, jobs: [{id,
  * name, state, attempt, worker, started_ms, finished_ms, duration_ms, needs,
- * runs_on, attempts: [{attempt, token, worker, state, message, started_ms,
- * finished_ms}], steps: [{attempt, index, name, state, exit_code, signal,
- * started_ms, finished_ms, duration_ms}]}]}. KILN_ENOTFOUND if no such run. */
+ * runs_on, outputs, attempts: [{attempt, token, worker, state, message,
+ * started_ms, finished_ms}], steps: [{attempt, index, name, state,
+ * exit_code, signal, started_ms, finished_ms, duration_ms}]}], annotations:
+ * [...], summaries: [...]}. KILN_ENOTFOUND if no such run. Built by
+ * kiln_document_run (document.h has the whole shape). */
 int kiln_history_run_json(kiln_history_t *self, int64_t run_id, json_t **out);
 
 typedef int (*kiln_history_log_fn)(void *ctx, const char *job_id, unsigned attempt,
@@ -124,10 +137,133 @@ int kiln_history_annotation(kiln_history_t *self, int64_t run_id, const char *jo
 /* A job attempt's step summary markdown. */
 int kiln_history_summary(kiln_history_t *self, int64_t run_id, const char *job_id,
                          unsigned attempt, const char *markdown, size_t len);
-/* Adds "annotations" and "summaries" arrays to a run's JSON record. */
+/* Adds "annotations" and "summaries" arrays to a run's JSON record
+ * (kiln_document_run_extras). */
 int kiln_history_run_extras(kiln_history_t *self, int64_t run_id, json_t *run);
 /* Every job's stored outputs: job id -> object (new reference). */
 int kiln_history_run_outputs(kiln_history_t *self, int64_t run_id, json_t **out);
+
+/* ---- rows behind the JSON documents (document.c builds them) ---- */
+
+/* A stored text column, borrowed for the callback only. ptr is NULL when
+ * the column is NULL (not set); otherwise it is NUL-terminated, len bytes
+ * long, may hold NUL bytes before len (a summary is bytes from a worker)
+ * and is not checked to be UTF-8 (a worker name or failure message need not
+ * be). */
+typedef struct {
+    const char *ptr;
+    size_t len;
+} kiln_history_text_t;
+
+/* A stored integer column that may be NULL: set is false then. */
+typedef struct {
+    int64_t value;
+    bool set;
+} kiln_history_int_t;
+
+/* A row of runs. Text fields and the record are borrowed for the callback. */
+typedef struct {
+    int64_t id;
+    kiln_history_text_t name;
+    kiln_history_text_t file;
+    kiln_history_text_t state;
+    int64_t created_ms;
+    kiln_history_int_t finished_ms;
+    int64_t n_jobs;   /* kiln_history_runs_each only (0 from kiln_history_run_read) */
+    int64_t n_failed; /* of those, jobs in failure, timed_out, infra_error, cancelled */
+} kiln_history_run_rec_t;
+
+typedef struct {
+    const char *job_id; /* never NULL; the same text as id.ptr */
+    kiln_history_text_t id;
+    kiln_history_text_t name;
+    kiln_history_text_t state;
+    int64_t attempt; /* 0: never dispatched */
+    kiln_history_text_t worker;
+    kiln_history_int_t started_ms;
+    kiln_history_int_t finished_ms;
+    const char *needs;   /* the stored JSON text (an array of strings), NULL if none */
+    const char *runs_on; /* likewise */
+    const char *outputs; /* the stored JSON text (an object), NULL if none */
+} kiln_history_job_rec_t;
+
+typedef struct {
+    int64_t attempt;
+    kiln_history_int_t token;
+    kiln_history_text_t worker;
+    kiln_history_text_t state;
+    kiln_history_text_t message;
+    kiln_history_int_t started_ms;
+    kiln_history_int_t finished_ms;
+} kiln_history_attempt_rec_t;
+
+typedef struct {
+    int64_t attempt;
+    int64_t index;
+    kiln_history_text_t name;
+    kiln_history_text_t state;
+    kiln_history_int_t exit_code; /* not set while running */
+    kiln_history_int_t signal;    /* not set: no signal */
+    kiln_history_int_t started_ms;
+    kiln_history_int_t finished_ms;
+} kiln_history_step_rec_t;
+
+typedef struct {
+    kiln_history_text_t job_id;
+    int64_t attempt;
+    kiln_history_int_t step;
+    kiln_history_text_t level;
+    kiln_history_text_t message;
+    kiln_history_text_t title;
+    kiln_history_text_t file;
+    kiln_history_int_t line;
+    kiln_history_int_t col;
+} kiln_history_annotation_rec_t;
+
+typedef struct {
+    kiln_history_text_t job_id;
+    int64_t attempt;
+    kiln_history_text_t markdown;
+} kiln_history_summary_rec_t;
+
+/* The walkers below call fn once per row, in the order given; fn returning
+ * non-zero stops the walk and that value is returned, so fn reports its own
+ * errors as negative codes with kiln_error_last() set. Otherwise 0, or a
+ * negative code with the message set (an empty walk is 0). Each walker that
+ * reads through a cached statement (runs_each, run_read, jobs_each,
+ * attempts_each, steps_each) must not be called again from its own fn; any
+ * other history call is fine, so a walk may nest another walker. */
+typedef int (*kiln_history_run_fn)(void *ctx, const kiln_history_run_rec_t *run);
+typedef int (*kiln_history_job_fn)(void *ctx, const kiln_history_job_rec_t *job);
+typedef int (*kiln_history_attempt_fn)(void *ctx, const kiln_history_attempt_rec_t *attempt);
+typedef int (*kiln_history_step_fn)(void *ctx, const kiln_history_step_rec_t *step);
+typedef int (*kiln_history_annotation_fn)(void *ctx,
+                                          const kiln_history_annotation_rec_t *annotation);
+typedef int (*kiln_history_summary_fn)(void *ctx, const kiln_history_summary_rec_t *summary);
+
+/* The newest `limit` runs, newest first (limit 0: 50; above 1000: 1000),
+ * with n_jobs and n_failed. */
+int kiln_history_runs_each(kiln_history_t *self, unsigned limit, kiln_history_run_fn fn,
+                           void *ctx);
+/* Calls fn once with the run's row. KILN_ENOTFOUND ("history: no run N")
+ * when there is no such run. */
+int kiln_history_run_read(kiln_history_t *self, int64_t run_id, kiln_history_run_fn fn,
+                          void *ctx);
+/* A run's jobs in the order they were created. */
+int kiln_history_jobs_each(kiln_history_t *self, int64_t run_id, kiln_history_job_fn fn,
+                           void *ctx);
+/* A job's attempts, by attempt number. */
+int kiln_history_attempts_each(kiln_history_t *self, int64_t run_id, const char *job_id,
+                               kiln_history_attempt_fn fn, void *ctx);
+/* A job's steps, by attempt then step index. */
+int kiln_history_steps_each(kiln_history_t *self, int64_t run_id, const char *job_id,
+                            kiln_history_step_fn fn, void *ctx);
+/* A run's annotations in the order they were recorded. */
+int kiln_history_annotations_each(kiln_history_t *self, int64_t run_id,
+                                  kiln_history_annotation_fn fn, void *ctx);
+/* A run's step summaries, by job id then attempt. */
+int kiln_history_summaries_each(kiln_history_t *self, int64_t run_id, kiln_history_summary_fn fn,
+                                void *ctx);
 
 /* ---- recovery: what a restarted coordinator reads back ---- */
 
@@ -166,9 +302,10 @@ int kiln_history_job_get(kiln_history_t *self, int64_t run_id, const char *job_i
 /* Records that a job of a workflow took `ms` (a successful attempt, wall time
  * from start to finish); the estimate kept per (workflow, job) is updated.
  * workflow is any stable key for the workflow (its name); the estimate is a
- * moving average that favours recent runs (see history.c). KILN_EINVAL for
- * an empty workflow or job id, one longer than the history's bound (1024 /
- * 256 bytes), or ms outside 0..a year. Inside or outside a begin/commit. */
+ * moving average that favours recent runs (see history_write.c). KILN_EINVAL
+ * for an empty workflow or job id, one longer than the history's bound
+ * (1024 / 256 bytes), or ms outside 0..a year. Inside or outside a
+ * begin/commit. */
 int kiln_history_duration_record(kiln_history_t *self, const char *workflow, const char *job_id,
                                  int64_t ms);
 /* job_id is borrowed for the call; samples: how many durations were recorded.
