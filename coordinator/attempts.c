@@ -79,7 +79,7 @@ void kiln_attempts_lost(kiln_server_t *self, kiln_cjob_t *job, const char *klass
         self->stats.retries_worker_drained++;
     else
         self->stats.retries_infra_error++;
-    if (run->cancel_requested) {
+    if (run->cancel_requested || kiln_rungraph_stopping(run->graph, job->idx)) {
         kiln_queue_finish(self->queue, job->key, job->token, "cancelled");
         kiln_runs_job_final(self, job, KILN_JOB_CANCELLED, now, NULL);
         return;
@@ -317,7 +317,7 @@ void kiln_attempts_on_job_result(kiln_server_t *self, kiln_cworker_t *w, const K
     /* A script failure is the build's verdict: retried only when the
      * workflow asks (kiln.retry). */
     if ((state == KILN_JOB_FAILURE || state == KILN_JOB_TIMED_OUT) && !run->cancel_requested &&
-        job->script_failures < spec->retry) {
+        !kiln_rungraph_stopping(run->graph, job->idx) && job->script_failures < spec->retry) {
         job->script_failures++;
         self->stats.retries_failure++;
         kiln_log_info("job %s: attempt %u %s; retry %u of %u", job->key, job->attempt, name,

@@ -191,8 +191,9 @@ report:
         if (!last->composite_ends)
             last->composite_ends = json_array();
         json_array_append_new(last->composite_ends,
-                              json_pack("{s:s?, s:O, s:i}", "id", uses_step->id, "outputs",
-                                        outputs ? outputs : json_object(), "level", 0));
+                              json_pack("{s:s?, s:o, s:i}", "id", uses_step->id, "outputs",
+                                        outputs ? json_incref(outputs) : json_object(), "level",
+                                        0));
         *out = tmp.steps;
         *n_out = tmp.n_steps;
     } else {

@@ -117,6 +117,20 @@ static void s_walk_runs_on(kiln_parse_t *ctx, const knode_t *key, knode_t *val, 
 
 /* --------------------------------------------------------------- strategy */
 
+/* Every template anywhere in a matrix value (list items, include and
+ * exclude entries), checked at its own position. */
+static void s_check_matrix_templates(kiln_parse_t *ctx, knode_t *node, const char *who)
+{
+    node = kiln_yaml_res(node);
+    if (node->kind == KILN_YAML_SCALAR) {
+        kiln_parse_template(ctx, node, who, "strategy.matrix", node->value);
+        return;
+    }
+    for (size_t i = 0; i < node->n; i++)
+        if (node->kind == KILN_YAML_SEQ || (i % 2 == 1) || !node->items[i]->skip)
+            s_check_matrix_templates(ctx, node->items[i], who);
+}
+
 /* Checks what is static in a matrix as written; a matrix with no template
  * at all is expanded, so its errors are reported here with a line. */
 static void s_check_matrix(kiln_parse_t *ctx, const knode_t *mkey, knode_t *mval,
@@ -139,19 +153,26 @@ static void s_check_matrix(kiln_parse_t *ctx, const knode_t *mkey, knode_t *mval
         kiln_parse_type_error(ctx, mkey, who, "a mapping of lists, or an expression");
         return;
     }
+    size_t errors_before = ctx->diags->n_errors;
     for (size_t i = 0; i + 1 < mval->n; i += 2) {
         if (mval->items[i]->skip)
             continue;
         const char *k = kiln_yaml_res(mval->items[i])->value;
         knode_t *v = kiln_yaml_res(mval->items[i + 1]);
+        bool listish = strcmp(k, "include") == 0 || strcmp(k, "exclude") == 0;
         if (v->kind == KILN_YAML_SCALAR && kiln_is_template(v->value)) {
             char field[KILN_YAML_QUOTE_MAX + 32];
             snprintf(field, sizeof field, "strategy.matrix.%.*s", s_q(k), k);
             kiln_parse_template(ctx, v, who, field, v->value);
         } else if (v->kind != KILN_YAML_SEQ) {
             kiln_parse_error(ctx, mval->items[i],
-                             "matrix key '%.*s' of %s must be a list of values or an expression",
+                             listish ? "matrix '%.*s' of %s must be a list of mappings or an "
+                                       "expression"
+                                     : "matrix key '%.*s' of %s must be a list of values or an "
+                                       "expression",
                              s_q(k), k, who);
+        } else {
+            s_check_matrix_templates(ctx, v, who);
         }
     }
     json_t *m = kiln_yaml_json(mval);
@@ -159,7 +180,9 @@ static void s_check_matrix(kiln_parse_t *ctx, const knode_t *mkey, knode_t *mval
         ctx->oom = true;
         return;
     }
-    if (!kiln_value_has_template(m)) {
+    /* A matrix without a template is expanded now, for its own errors
+     * (once its keys are sound: a key already reported is not again). */
+    if (!kiln_value_has_template(m) && ctx->diags->n_errors == errors_before) {
         kiln_matrix_t mx = {0};
         char err[512];
         if (kiln_matrix_expand(&mx, m, job->id, err, sizeof err) == 0)
@@ -167,16 +190,6 @@ static void s_check_matrix(kiln_parse_t *ctx, const knode_t *mkey, knode_t *mval
         else
             kiln_parse_error(ctx, mkey, "%s", err);
         kiln_matrix_free(&mx);
-    } else {
-        /* Templates inside values: their syntax was checked above. */
-        const char *k;
-        json_t *v;
-        json_object_foreach(m, k, v) if (json_is_array(v)) {
-            size_t idx;
-            json_t *item;
-            json_array_foreach(v, idx, item) if (json_is_string(item))
-                kiln_parse_template(ctx, mval, who, "strategy.matrix", json_string_value(item));
-        }
     }
     json_decref(job->matrix);
     job->matrix = m;

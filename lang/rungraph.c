@@ -33,6 +33,7 @@ typedef struct {
     json_t *outputs;
     char *message;
     size_t scope;           /* a call job: the scope of its callee's jobs, or S_NONE */
+    bool stopping;          /* told to stop (fail-fast, cancel): it does not run again */
 } s_inst_t;
 
 typedef struct {
@@ -62,6 +63,7 @@ typedef struct {
     size_t first, n;        /* its nodes */
     size_t n_done;
     json_t *inputs;
+    json_t *secrets;        /* what its jobs see as secrets */
     char *prefix, *name_prefix;
 } s_scope_t;
 
@@ -208,6 +210,7 @@ static void s_fill(const kiln_rungraph_t *self, const s_node_t *node, const s_in
     *c = self->run;
     c->job = node->spec->id;
     c->inputs = self->scopes[node->scope].inputs;
+    c->secrets = self->scopes[node->scope].secrets;
     c->needs = needs;
     c->fail_fast = node->fail_fast;
     if (inst) {
@@ -325,13 +328,15 @@ static int s_plan(kiln_rungraph_t *self, size_t node, const json_t *ctx, char *e
 
 /* The nodes of one workflow, as a scope. */
 static int s_scope_add(kiln_rungraph_t *self, const kiln_workflow_t *wf, size_t caller,
-                       json_t *inputs, const char *prefix, const char *name_prefix)
+                       json_t *inputs, json_t *secrets, const char *prefix,
+                       const char *name_prefix)
 {
     if (!s_grow((void **)&self->scopes, &self->cap_scopes, self->n_scopes + 1,
                 sizeof *self->scopes) ||
         !s_grow((void **)&self->nodes, &self->cap_nodes, self->n_nodes + wf->n_jobs,
                 sizeof *self->nodes)) {
         json_decref(inputs);
+        json_decref(secrets);
         return -1;
     }
     size_t sid = self->n_scopes++;
@@ -342,6 +347,7 @@ static int s_scope_add(kiln_rungraph_t *self, const kiln_workflow_t *wf, size_t 
     sc->first = self->n_nodes;
     sc->n = wf->n_jobs;
     sc->inputs = inputs;
+    sc->secrets = secrets;
     sc->prefix = strdup(prefix);
     sc->name_prefix = strdup(name_prefix);
     if (!sc->prefix || !sc->name_prefix)
@@ -424,7 +430,9 @@ int kiln_rungraph_new(kiln_rungraph_t **out, const kiln_workflow_t *wf, const ki
     self->run.needs = NULL;
     self->run.matrix = NULL;
     self->run.jobs = NULL;
-    if (!self->inputs || s_scope_add(self, wf, S_NONE, json_incref(self->inputs), "", "") != 0 ||
+    if (!self->inputs ||
+        s_scope_add(self, wf, S_NONE, json_incref(self->inputs),
+                    self->secrets ? json_incref(self->secrets) : NULL, "", "") != 0 ||
         self->oom)
         goto oom;
     *out = self;
@@ -453,6 +461,7 @@ void kiln_rungraph_destroy(kiln_rungraph_t **self_p)
     }
     for (size_t i = 0; i < self->n_scopes; i++) {
         json_decref(self->scopes[i].inputs);
+        json_decref(self->scopes[i].secrets);
         free(self->scopes[i].prefix);
         free(self->scopes[i].name_prefix);
     }
@@ -526,7 +535,8 @@ static bool s_ancestor_failed(const kiln_rungraph_t *self, size_t node)
             if (seen[d])
                 continue;
             seen[d] = true;
-            failed = self->nodes[d].phase == S_DONE && self->nodes[d].result == KILN_JOB_FAILURE;
+            failed = failed ||
+                     (self->nodes[d].phase == S_DONE && self->nodes[d].result == KILN_JOB_FAILURE);
             stack[top++] = d;
         }
     }
@@ -641,8 +651,23 @@ static int s_call_start(kiln_rungraph_t *self, size_t j, const json_t *ctx, char
                  KILN_RUNGRAPH_MAX_JOBS);
         return KILN_ETOOBIG;
     }
+    /* Secrets: the caller's own (inherit), the ones it names, or none. */
+    json_t *secrets = NULL;
+    const json_t *parent = self->scopes[n->scope].secrets;
+    if (json_is_string(n->spec->secrets)) {
+        secrets = parent ? json_incref((json_t *)parent) : json_object();
+    } else if (n->spec->secrets) {
+        secrets = kiln_plan_value(n->spec->secrets, ctx, inner, sizeof inner);
+        if (!secrets) {
+            json_decref(typed);
+            snprintf(err, errlen, "job '%s': secrets: %s", n->spec->id, inner);
+            return KILN_EINVAL;
+        }
+    } else {
+        secrets = json_object();
+    }
     size_t sid = self->n_scopes;
-    if (s_scope_add(self, callee, j, typed, prefix, name_prefix) != 0) {
+    if (s_scope_add(self, callee, j, typed, secrets, prefix, name_prefix) != 0) {
         self->oom = true;
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -669,6 +694,7 @@ static json_t *s_call_outputs(kiln_rungraph_t *self, const s_scope_t *sc, char *
     }
     kiln_contexts_t c = self->run;
     c.inputs = sc->inputs;
+    c.secrets = sc->secrets;
     c.jobs = jobs;
     c.job = "";
     json_t *ctx = kiln_contexts_json(&c);
@@ -854,10 +880,13 @@ static void s_fail_fast(kiln_rungraph_t *self, size_t job)
         kiln_job_state_t st = self->inst[j].state;
         if (j == job || kiln_job_state_is_final(st))
             continue;
-        if (st == KILN_JOB_RUNNING)
-            s_change(self, KILN_RG_STOP, j);
-        else
+        if (st == KILN_JOB_RUNNING) {
+            if (!self->inst[j].stopping)
+                s_change(self, KILN_RG_STOP, j);
+            self->inst[j].stopping = true;
+        } else {
             s_inst_end(self, j, KILN_JOB_CANCELLED, NULL);
+        }
     }
 }
 
@@ -882,25 +911,56 @@ int kiln_rungraph_finish(kiln_rungraph_t *self, size_t job, kiln_job_state_t sta
     return 0;
 }
 
+/* On a cancel, a job whose if: calls a status function is asked again
+ * (with cancelled() true): `if: always()` keeps running, as on GitHub. */
+static bool s_keeps_on_cancel(kiln_rungraph_t *self, size_t node)
+{
+    const s_node_t *n = &self->nodes[node];
+    if (!n->decides)
+        return false;
+    char err[KILN_PLAN_ERR_MAX];
+    bool ok = false;
+    json_t *ctx = s_ctx(self, n, NULL);
+    kiln_expr_env_t env = {ctx, KILN_EXPR_CANCELLED, NULL};
+    if (!ctx || kiln_expr_condition(n->spec->if_expr, &env, &ok, err, sizeof err) != 0)
+        ok = false;
+    json_decref(ctx);
+    return ok;
+}
+
 void kiln_rungraph_cancel(kiln_rungraph_t *self)
 {
     if (self->cancelled)
         return;
     self->cancelled = true;
+    unsigned char *keep = calloc(self->n_nodes ? self->n_nodes : 1, 1); /* 0 ?, 1 no, 2 yes */
     for (size_t j = 0; j < self->n_inst; j++) {
         s_inst_t *inst = &self->inst[j];
         const s_node_t *n = &self->nodes[inst->node];
         if (kiln_job_state_is_final(inst->state))
             continue;
+        if (n->phase == S_WAITING && n->decides)
+            continue; /* decided when its needs are done */
+        if (keep && !keep[inst->node])
+            keep[inst->node] = s_keeps_on_cancel(self, inst->node) ? 2 : 1;
+        if (keep && keep[inst->node] == 2)
+            continue;
         if (inst->state == KILN_JOB_RUNNING) {
-            if (inst->scope == S_NONE)
+            if (inst->scope == S_NONE && !inst->stopping)
                 s_change(self, KILN_RG_STOP, j);
-        } else if (!(n->phase == S_WAITING && n->decides)) {
+            inst->stopping = true;
+        } else {
             s_inst_end(self, j, KILN_JOB_CANCELLED, NULL);
         }
     }
+    free(keep);
     for (size_t i = 0; i < self->n_nodes; i++)
         s_dirty(self, i);
+}
+
+bool kiln_rungraph_stopping(const kiln_rungraph_t *self, size_t job)
+{
+    return self->inst[job].stopping;
 }
 
 /* ------------------------------------------------------------- queries */

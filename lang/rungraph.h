@@ -73,10 +73,14 @@ int kiln_rungraph_requeue(kiln_rungraph_t *self, size_t job);
 int kiln_rungraph_finish(kiln_rungraph_t *self, size_t job, kiln_job_state_t state,
                          const json_t *outputs, bool quiet);
 /* The run is cancelled: jobs not yet running end cancelled, running ones
- * are to be stopped, and jobs whose if: calls always() or cancelled() are
- * still decided by it. */
+ * are to be stopped; a job whose if: calls a status function is asked
+ * again with cancelled() true (`if: always()` keeps running or waiting),
+ * and one still waiting for its needs decides by it when they are done. */
 void kiln_rungraph_cancel(kiln_rungraph_t *self);
 bool kiln_rungraph_cancelled(const kiln_rungraph_t *self);
+/* The job was told to stop (fail-fast, a cancel): when its attempt ends
+ * without a result (its worker lost), it ends cancelled, not queued again. */
+bool kiln_rungraph_stopping(const kiln_rungraph_t *self, size_t job);
 
 /* Every job is final and nothing is left to plan. */
 bool kiln_rungraph_done(const kiln_rungraph_t *self);
