@@ -29,6 +29,9 @@ int kiln_cmd_run(int argc, char **argv)
     kiln_farm_t *farm = NULL;
     kiln_client_t *client = NULL;
     kiln_cli_inputs_t inputs = {0};
+    /* --input is taken out of argv before the table (it repeats); the
+     * entry documents it in --help. */
+    const char *input_doc = NULL;
     if (kiln_cli_take_inputs(&argc, argv, &inputs) != 0)
         return KILN_EXIT_USAGE;
     kiln_opt_t opts[] = {
@@ -38,6 +41,8 @@ int kiln_cmd_run(int argc, char **argv)
         {"vars", KILN_OPT_STRING, &fo.vars, "JSON file of configuration variables (vars)"},
         {"keep", KILN_OPT_STRING, &keep, "keep the farm's data (history, logs) in DIR"},
         {"json", KILN_OPT_BOOL, &json, "print a JSON summary instead of live output"},
+        {"input", KILN_OPT_STRING, &input_doc,
+         "NAME=VALUE: a workflow_dispatch input (repeatable)"},
         {"log-level", KILN_OPT_STRING, &fo.log_level, "daemon log level (info)"},
         {NULL, 0, NULL, NULL},
     };
@@ -171,6 +176,9 @@ int kiln_cmd_submit(int argc, char **argv)
     size_t len = 0;
     kiln_client_t *client = NULL;
     kiln_cli_inputs_t inputs = {0};
+    /* --input is taken out of argv before the table (it repeats); the
+     * entry documents it in --help. */
+    const char *input_doc = NULL;
     if (kiln_cli_take_inputs(&argc, argv, &inputs) != 0)
         return KILN_EXIT_USAGE;
     kiln_opt_t opts[] = {
@@ -178,7 +186,10 @@ int kiln_cmd_submit(int argc, char **argv)
         {"wait", KILN_OPT_BOOL, &wait, "follow the run and exit with its result"},
         {"no-check", KILN_OPT_BOOL, &no_check,
          "send without checking the file here first (the coordinator checks it)"},
-        {"json", KILN_OPT_BOOL, &c.json, "with --wait: print a JSON summary"},
+        {"json", KILN_OPT_BOOL, &c.json,
+         "print JSON: the run's record with --wait, {\"run\": N} without"},
+        {"input", KILN_OPT_STRING, &input_doc,
+         "NAME=VALUE: a workflow_dispatch input (repeatable)"},
         {NULL, 0, NULL, NULL},
     };
     int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
@@ -217,7 +228,10 @@ int kiln_cmd_submit(int argc, char **argv)
         req.n_inputs = inputs.n;
         kiln_cli_actions_attach(&req);
         code = kiln_cli_call(client, &req, &reply);
-        if (code == 0)
+        if (code == 0 && c.json)
+            printf("{\"run\": %llu, \"state\": \"accepted\"}\n",
+                   (unsigned long long)reply->reply->run_id);
+        else if (code == 0)
             printf("%llu\n", (unsigned long long)reply->reply->run_id);
         if (reply)
             kiln__envelope__free_unpacked(reply, NULL);

@@ -123,6 +123,19 @@ int kiln_config_load(const kiln_opt_t *opts, const char *path)
         char *v = eq + 1;
         while (isspace((unsigned char)*v))
             v++;
+        /* A comment may follow the value ("slots = 4  # per machine"):
+         * from a '#' that starts a word, outside quotes. */
+        char quote = (*v == '"' || *v == '\'') ? *v : 0;
+        for (char *c = v + (quote ? 1 : 0); *c; c++) {
+            if (quote && *c == quote) {
+                quote = 0;
+                continue;
+            }
+            if (!quote && *c == '#' && (c == v || isspace((unsigned char)c[-1]))) {
+                *c = '\0';
+                break;
+            }
+        }
         char *vend = v + strlen(v);
         while (vend > v && isspace((unsigned char)vend[-1]))
             vend--;

@@ -22,7 +22,7 @@ int main(int argc, char **argv)
     kiln_server_config_defaults(&cfg);
     kiln_opt_t opts[] = {
         {"listen", KILN_OPT_STRING, &cfg.listen, "endpoint to bind (tcp://127.0.0.1:7420)"},
-        {"redis", KILN_OPT_STRING, &cfg.redis, "Redis address: /path/redis.sock or host:port"},
+        {"redis", KILN_OPT_STRING, &cfg.redis, "Redis address: /path/redis.sock, unix:/path or host:port"},
         {"db", KILN_OPT_STRING, &cfg.db_path, "history database file (SQLite)"},
         {"key", KILN_OPT_STRING, &cfg.key_path, "the coordinator's CURVE key pair (.key)"},
         {"allow", KILN_OPT_STRING, &cfg.allow_dir,

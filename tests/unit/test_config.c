@@ -77,6 +77,25 @@ static void test_file_and_precedence(void **state)
     unlink(path);
 }
 
+/* A comment after a value is not part of it; a '#' inside quotes or a word is. */
+static void test_file_comments(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/kiln-config-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "slots = 4   # one per core\nlisten = \"tcp://h#1:7420\" # quoted\n"
+                       "keep = yes#not-a-comment\n";
+    assert_int_equal(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+    s_opts_t o = {0};
+    S_TABLE(o);
+    /* keep = "yes#not-a-comment" is not a boolean: the '#' was kept. */
+    assert_int_equal(kiln_config_load(opts, path), KILN_EINVAL);
+    assert_int_equal(o.slots, 4);
+    assert_string_equal(o.listen, "tcp://h#1:7420");
+    unlink(path);
+}
+
 static void test_file_errors(void **state)
 {
     (void)state;
@@ -102,6 +121,7 @@ int main(void)
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_file_and_precedence),
+        cmocka_unit_test(test_file_comments),
         cmocka_unit_test(test_file_errors),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
