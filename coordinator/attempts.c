@@ -154,13 +154,15 @@ void kiln_attempts_on_log(kiln_server_t *self, kiln_cworker_t *w, const Kiln__Lo
                          (unsigned long long)self->cfg.log_limit);
         job->log_truncated = true;
         self->stats.logs_truncated++;
-        kiln_history_log_append(self->history, job->run->id, spec->id, job->attempt, m->step, 2,
-                                marker, (size_t)n, (int64_t)m->ts_ms);
+        if (kiln_history_log_append(self->history, job->run->id, spec->id, job->attempt,
+                                    m->step, 2, marker, (size_t)n, (int64_t)m->ts_ms) != 0)
+            kiln_log_error("history: log of %s: %s", job->key, kiln_error_last());
         return;
     }
     job->log_bytes += m->data.len;
-    kiln_history_log_append(self->history, job->run->id, spec->id, job->attempt, m->step, stream,
-                            m->data.data, m->data.len, (int64_t)m->ts_ms);
+    if (kiln_history_log_append(self->history, job->run->id, spec->id, job->attempt, m->step,
+                                stream, m->data.data, m->data.len, (int64_t)m->ts_ms) != 0)
+        kiln_log_error("history: log of %s: %s", job->key, kiln_error_last());
     if (job->run->n_watchers) {
         Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
         ev.kind = KILN__EVENT_KIND__EVENT_LOG;
@@ -203,9 +205,10 @@ static void s_apply_step_result(kiln_server_t *self, kiln_cjob_t *job, const Kil
     bool unstarted = job->step_reported != m->step + 1;
     if (unstarted && m->outcome != KILN__OUTCOME__OUTCOME_SKIPPED)
         kiln_watch_emit_step_started(self, job, m->step, name, m->started_ms);
-    kiln_history_step_finish(self->history, job->run->id, job_id, job->attempt, m->step,
-                             unstarted ? name : NULL, state, m->exit_code,
-                             m->signal, (int64_t)m->started_ms, (int64_t)m->finished_ms);
+    if (kiln_history_step_finish(self->history, job->run->id, job_id, job->attempt, m->step,
+                                 unstarted ? name : NULL, state, m->exit_code, m->signal,
+                                 (int64_t)m->started_ms, (int64_t)m->finished_ms) != 0)
+        kiln_log_error("history: step of %s: %s", job->key, kiln_error_last());
     if (job->run->n_watchers) {
         Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
         ev.kind = KILN__EVENT_KIND__EVENT_STEP_FINISHED;
@@ -245,13 +248,16 @@ static json_t *s_record_results(kiln_server_t *self, kiln_cjob_t *job, const Kil
     static const char *levels[] = {"error", "warning", "notice"};
     for (size_t i = 0; i < m->n_annotations && i < 1000; i++) {
         const Kiln__Annotation *a = m->annotations[i];
-        kiln_history_annotation(self->history, run->id, spec->id, job->attempt, a->step,
-                                levels[a->level <= 2 ? a->level : 0], a->message, a->title,
-                                a->file, a->line, a->col);
+        if (kiln_history_annotation(self->history, run->id, spec->id, job->attempt, a->step,
+                                    levels[a->level <= 2 ? a->level : 0], a->message, a->title,
+                                    a->file, a->line, a->col) != 0)
+            kiln_log_error("history: annotation of %s: %s", job->key, kiln_error_last());
     }
-    if (m->summary.len)
-        kiln_history_summary(self->history, run->id, spec->id, job->attempt,
-                             (const char *)m->summary.data, m->summary.len);
+    if (m->summary.len) {
+        if (kiln_history_summary(self->history, run->id, spec->id, job->attempt,
+                                 (const char *)m->summary.data, m->summary.len) != 0)
+            kiln_log_error("history: summary of %s: %s", job->key, kiln_error_last());
+    }
     return outs;
 }
 
@@ -272,7 +278,9 @@ void kiln_attempts_on_job_result(kiln_server_t *self, kiln_cworker_t *w, const K
         char detail[256];
         snprintf(detail, sizeof detail, "%s token %llu outcome %d", m->job_key,
                  (unsigned long long)m->token, (int)m->outcome);
-        kiln_history_audit(self->history, "result.stale", w->name, detail, kiln_clock_wall_ms());
+        if (kiln_history_audit(self->history, "result.stale", w->name, detail,
+                               kiln_clock_wall_ms()) != 0)
+            kiln_log_error("history: audit: %s", kiln_error_last());
         kiln_proto_worker_ack(self, w, m);
         return;
     }

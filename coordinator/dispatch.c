@@ -108,10 +108,12 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
     job->log_bytes = 0;
     job->step_reported = 0;
     job->log_truncated = false;
-    if (kiln_history_attempt_start(self->history, run->id, id, job->attempt, job->token, w->name,
-                                   job->started_ms) != 0 ||
-        kiln_history_job_set_state(self->history, run->id, id, "running", job->attempt, w->name,
-                                   job->started_ms, 0) != 0)
+    int hrc = kiln_history_attempt_start(self->history, run->id, id, job->attempt, job->token,
+                                         w->name, job->started_ms);
+    if (hrc == 0)
+        hrc = kiln_history_job_set_state(self->history, run->id, id, "running", job->attempt,
+                                         w->name, job->started_ms, 0);
+    if (hrc != 0)
         kiln_log_error("history: dispatch of %s: %s", job->key, kiln_error_last());
     self->stats.dispatches++;
     kiln_log_debug("dispatch %s attempt %u token %llu -> %s", job->key, job->attempt,
@@ -233,10 +235,12 @@ void kiln_dispatch_now(kiln_server_t *self)
             s_unplace(self, placed[i]);
         n_placed = 0;
     }
-    kiln_history_begin(self->history);
+    if (kiln_history_begin(self->history) != 0)
+        kiln_log_error("dispatch: %s", kiln_error_last());
     for (size_t i = 0; i < n_placed; i++)
         s_commit_placement(self, placed[i]);
-    kiln_history_commit(self->history);
+    if (kiln_history_commit(self->history) != 0)
+        kiln_log_error("dispatch: the attempts could not be recorded: %s", kiln_error_last());
     if (!own_batch) {
         /* Inside a burst the assignments wait for its commit
          * (kiln_proto_worker_flush), so they can carry the acknowledgements that

@@ -195,7 +195,7 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
 
 /* ---- shared by the history files (contracts in history_int.h) ---------- */
 
-void kiln_history_sql_error(kiln_history_t *self, const char *fmt, ...)
+void kiln_hdb_sql_error(kiln_history_t *self, const char *fmt, ...)
 {
     char what[512];
     va_list ap;
@@ -205,28 +205,28 @@ void kiln_history_sql_error(kiln_history_t *self, const char *fmt, ...)
     kiln_error_set("history: %s: %s", what, sqlite3_errmsg(self->db));
 }
 
-int kiln_history_oom(void)
+int kiln_hdb_oom(void)
 {
     kiln_error_set("history: out of memory");
     return -1;
 }
 
-void kiln_history_reset(sqlite3_stmt *stmt)
+void kiln_hdb_reset(sqlite3_stmt *stmt)
 {
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
 }
 
-int kiln_history_step_done(kiln_history_t *self, sqlite3_stmt *stmt, const char *what)
+int kiln_hdb_step_done(kiln_history_t *self, sqlite3_stmt *stmt, const char *what)
 {
     if (sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "%s", what);
+        kiln_hdb_sql_error(self, "%s", what);
         return -1;
     }
     return 0;
 }
 
-int kiln_history_check_key(const char *what, const char *key, size_t max)
+int kiln_hdb_check_key(const char *what, const char *key, size_t max)
 {
     size_t len = strnlen(key, max + 1);
     if (len == 0 || len > max) {
@@ -242,7 +242,7 @@ int kiln_history_check_key(const char *what, const char *key, size_t max)
 static int s_exec(kiln_history_t *self, const char *sql, const char *what)
 {
     if (sqlite3_exec(self->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-        kiln_history_sql_error(self, "%s", what);
+        kiln_hdb_sql_error(self, "%s", what);
         return -1;
     }
     return 0;
@@ -255,7 +255,7 @@ static int s_pragma_int(kiln_history_t *self, const char *sql, int64_t *out)
     sqlite3_stmt *stmt = NULL;
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_ROW) {
-        kiln_history_sql_error(self, "%s", sql);
+        kiln_hdb_sql_error(self, "%s", sql);
         goto cleanup;
     }
     *out = sqlite3_column_int64(stmt, 0);
@@ -274,7 +274,7 @@ static int s_enable_wal(kiln_history_t *self, const char *path)
     sqlite3_stmt *stmt = NULL;
     if (sqlite3_prepare_v2(self->db, "PRAGMA journal_mode = WAL", -1, &stmt, NULL) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_ROW) {
-        kiln_history_sql_error(self, "%s: journal_mode", path);
+        kiln_hdb_sql_error(self, "%s: journal_mode", path);
         goto cleanup;
     }
     const char *mode = (const char *)sqlite3_column_text(stmt, 0);
@@ -447,20 +447,20 @@ int kiln_history_open(kiln_history_t **out, const char *path)
 
     self = calloc(1, sizeof *self);
     if (self == NULL) {
-        rc = kiln_history_oom();
+        rc = kiln_hdb_oom();
         goto cleanup;
     }
     if (sqlite3_open_v2(path, &self->db, flags, NULL) != SQLITE_OK) {
         if (self->db == NULL) {
-            rc = kiln_history_oom();
+            rc = kiln_hdb_oom();
             goto cleanup;
         }
-        kiln_history_sql_error(self, "open %s", path);
+        kiln_hdb_sql_error(self, "open %s", path);
         goto cleanup;
     }
     sqlite3_extended_result_codes(self->db, 1);
     if (sqlite3_busy_timeout(self->db, KILN_HISTORY_BUSY_MS) != SQLITE_OK) {
-        kiln_history_sql_error(self, "%s: busy_timeout", path);
+        kiln_hdb_sql_error(self, "%s: busy_timeout", path);
         goto cleanup;
     }
     /* Opening is lazy in SQLite: this is where a non-database file or an
@@ -474,7 +474,7 @@ int kiln_history_open(kiln_history_t **out, const char *path)
     for (int i = 0; i < KILN_HISTORY_STMT_COUNT; i++) {
         if (sqlite3_prepare_v3(self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->stmt[i],
                                NULL) != SQLITE_OK) {
-            kiln_history_sql_error(self, "prepare \"%.40s...\"", s_sql[i]);
+            kiln_hdb_sql_error(self, "prepare \"%.40s...\"", s_sql[i]);
             goto cleanup;
         }
     }
@@ -519,12 +519,12 @@ int kiln_history_begin(kiln_history_t *self)
     int rc = -1;
     assert(self);
     if (self->depth == 0
-        && kiln_history_step_done(self, self->stmt[KILN_HISTORY_STMT_BEGIN], "begin") != 0)
+        && kiln_hdb_step_done(self, self->stmt[KILN_HISTORY_STMT_BEGIN], "begin") != 0)
         goto cleanup;
     self->depth++;
     rc = 0;
 cleanup:
-    kiln_history_reset(self->stmt[KILN_HISTORY_STMT_BEGIN]);
+    kiln_hdb_reset(self->stmt[KILN_HISTORY_STMT_BEGIN]);
     return rc;
 }
 
@@ -550,16 +550,16 @@ int kiln_history_commit(kiln_history_t *self)
         kiln_error_set("history: commit: the batch was rolled back after an earlier error");
         goto cleanup;
     }
-    if (kiln_history_step_done(self, self->stmt[KILN_HISTORY_STMT_COMMIT], "commit") != 0) {
+    if (kiln_hdb_step_done(self, self->stmt[KILN_HISTORY_STMT_COMMIT], "commit") != 0) {
         /* Keep the commit's message; the rollback only ends the transaction. */
         if (!sqlite3_get_autocommit(self->db)) {
             sqlite3_step(self->stmt[KILN_HISTORY_STMT_ROLLBACK]);
-            kiln_history_reset(self->stmt[KILN_HISTORY_STMT_ROLLBACK]);
+            kiln_hdb_reset(self->stmt[KILN_HISTORY_STMT_ROLLBACK]);
         }
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(self->stmt[KILN_HISTORY_STMT_COMMIT]);
+    kiln_hdb_reset(self->stmt[KILN_HISTORY_STMT_COMMIT]);
     return rc;
 }

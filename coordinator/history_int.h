@@ -43,7 +43,7 @@
 /* The statements prepared once per connection (their SQL is in history.c).
  * Optional arguments are bound as NULL ("not set") and COALESCE keeps the
  * stored value. A cached statement is in use from its first step until
- * kiln_history_reset, so a function that walks one must not be re-entered
+ * kiln_hdb_reset, so a function that walks one must not be re-entered
  * from its own callback. */
 enum {
     KILN_HISTORY_STMT_BEGIN,
@@ -91,22 +91,22 @@ struct kiln_history {
 
 /* Sets "history: <what>: <sqlite's message>" from the connection's last
  * error. */
-__attribute__((format(printf, 2, 3))) void kiln_history_sql_error(kiln_history_t *self,
+__attribute__((format(printf, 2, 3))) void kiln_hdb_sql_error(kiln_history_t *self,
                                                                   const char *fmt, ...);
 
 /* Sets "history: out of memory"; returns -1. */
-int kiln_history_oom(void);
+int kiln_hdb_oom(void);
 
 /* Readies a cached statement for its next use. Called on every exit path, so
  * a read statement never keeps its snapshot (and the WAL) pinned. */
-void kiln_history_reset(sqlite3_stmt *stmt);
+void kiln_hdb_reset(sqlite3_stmt *stmt);
 
 /* Steps a write statement to completion. 0, or -1 with the message set
  * ("history: <what>: ..."). */
-int kiln_history_step_done(kiln_history_t *self, sqlite3_stmt *stmt, const char *what);
+int kiln_hdb_step_done(kiln_history_t *self, sqlite3_stmt *stmt, const char *what);
 
 /* Checks a key of the durations table: 1..max bytes. KILN_EINVAL otherwise,
  * with a message that names what it is (`what`: "workflow", "job id"). */
-int kiln_history_check_key(const char *what, const char *key, size_t max);
+int kiln_hdb_check_key(const char *what, const char *key, size_t max);
 
 #endif

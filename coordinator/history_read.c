@@ -46,7 +46,7 @@ static int s_col_text(sqlite3_stmt *stmt, int col, kiln_history_text_t *out)
     const char *text = (const char *)sqlite3_column_text(stmt, col);
     int len = sqlite3_column_bytes(stmt, col);
     if (text == NULL)
-        return kiln_history_oom();
+        return kiln_hdb_oom();
     out->ptr = text;
     out->len = (size_t)len;
     return 0;
@@ -92,7 +92,7 @@ int kiln_history_runs_each(kiln_history_t *self, unsigned limit, kiln_history_ru
     if (limit > KILN_HISTORY_LIST_MAX)
         limit = KILN_HISTORY_LIST_MAX;
     if (sqlite3_bind_int64(stmt, 1, limit) != SQLITE_OK) {
-        kiln_history_sql_error(self, "list runs");
+        kiln_hdb_sql_error(self, "list runs");
         goto cleanup;
     }
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -105,12 +105,12 @@ int kiln_history_runs_each(kiln_history_t *self, unsigned limit, kiln_history_ru
         rc = -1;
     }
     if (step != SQLITE_DONE) {
-        kiln_history_sql_error(self, "list runs");
+        kiln_hdb_sql_error(self, "list runs");
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -123,7 +123,7 @@ int kiln_history_run_read(kiln_history_t *self, int64_t run_id, kiln_history_run
     assert(fn);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_RUN_GET];
     if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK) {
-        kiln_history_sql_error(self, "run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "run %lld", (long long)run_id);
         goto cleanup;
     }
     step = sqlite3_step(stmt);
@@ -133,14 +133,14 @@ int kiln_history_run_read(kiln_history_t *self, int64_t run_id, kiln_history_run
         goto cleanup;
     }
     if (step != SQLITE_ROW) {
-        kiln_history_sql_error(self, "run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "run %lld", (long long)run_id);
         goto cleanup;
     }
     if (s_run_rec(stmt, &run) != 0)
         goto cleanup;
     rc = fn(ctx, &run);
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -153,7 +153,7 @@ int kiln_history_jobs_each(kiln_history_t *self, int64_t run_id, kiln_history_jo
     assert(fn);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_RUN_JOBS];
     if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK) {
-        kiln_history_sql_error(self, "jobs of run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "jobs of run %lld", (long long)run_id);
         goto cleanup;
     }
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -161,7 +161,7 @@ int kiln_history_jobs_each(kiln_history_t *self, int64_t run_id, kiln_history_jo
         /* job_id is NOT NULL: no text here means SQLite ran out of memory. */
         job.job_id = (const char *)sqlite3_column_text(stmt, 0);
         if (job.job_id == NULL) {
-            rc = kiln_history_oom();
+            rc = kiln_hdb_oom();
             goto cleanup;
         }
         if (s_col_text(stmt, 0, &job.id) != 0 || s_col_text(stmt, 1, &job.name) != 0
@@ -178,12 +178,12 @@ int kiln_history_jobs_each(kiln_history_t *self, int64_t run_id, kiln_history_jo
         rc = -1;
     }
     if (step != SQLITE_DONE) {
-        kiln_history_sql_error(self, "jobs of run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "jobs of run %lld", (long long)run_id);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -195,7 +195,7 @@ static int s_bind_job(kiln_history_t *self, sqlite3_stmt *stmt, int64_t run_id,
 {
     if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
         || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
-        kiln_history_sql_error(self, "%s of job %s of run %lld", key, job_id, (long long)run_id);
+        kiln_hdb_sql_error(self, "%s of job %s of run %lld", key, job_id, (long long)run_id);
         return -1;
     }
     return 0;
@@ -226,13 +226,13 @@ int kiln_history_attempts_each(kiln_history_t *self, int64_t run_id, const char 
         rc = -1;
     }
     if (step != SQLITE_DONE) {
-        kiln_history_sql_error(self, "attempts of job %s of run %lld", job_id,
+        kiln_hdb_sql_error(self, "attempts of job %s of run %lld", job_id,
                                (long long)run_id);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -262,12 +262,12 @@ int kiln_history_steps_each(kiln_history_t *self, int64_t run_id, const char *jo
         rc = -1;
     }
     if (step != SQLITE_DONE) {
-        kiln_history_sql_error(self, "steps of job %s of run %lld", job_id, (long long)run_id);
+        kiln_hdb_sql_error(self, "steps of job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -285,7 +285,7 @@ int kiln_history_annotations_each(kiln_history_t *self, int64_t run_id,
     assert(fn);
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK
         || sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK) {
-        kiln_history_sql_error(self, "annotations of run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "annotations of run %lld", (long long)run_id);
         goto cleanup;
     }
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -303,7 +303,7 @@ int kiln_history_annotations_each(kiln_history_t *self, int64_t run_id,
         rc = -1;
     }
     if (step != SQLITE_DONE) {
-        kiln_history_sql_error(self, "annotations of run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "annotations of run %lld", (long long)run_id);
         goto cleanup;
     }
     rc = 0;
@@ -324,7 +324,7 @@ int kiln_history_summaries_each(kiln_history_t *self, int64_t run_id, kiln_histo
     assert(fn);
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK
         || sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK) {
-        kiln_history_sql_error(self, "summaries of run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "summaries of run %lld", (long long)run_id);
         goto cleanup;
     }
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -337,7 +337,7 @@ int kiln_history_summaries_each(kiln_history_t *self, int64_t run_id, kiln_histo
         rc = -1;
     }
     if (step != SQLITE_DONE) {
-        kiln_history_sql_error(self, "summaries of run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "summaries of run %lld", (long long)run_id);
         goto cleanup;
     }
     rc = 0;
@@ -388,7 +388,7 @@ int kiln_history_logs_each(kiln_history_t *self, int64_t run_id, const char *job
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK
         || sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
         || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        kiln_history_sql_error(self, "logs of run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "logs of run %lld", (long long)run_id);
         goto cleanup;
     }
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -396,7 +396,7 @@ int kiln_history_logs_each(kiln_history_t *self, int64_t run_id, const char *job
         const void *data = sqlite3_column_blob(stmt, 4);
         int len = sqlite3_column_bytes(stmt, 4);
         if (chunk_job == NULL || (data == NULL && len > 0)) {
-            rc = kiln_history_oom();
+            rc = kiln_hdb_oom();
             goto cleanup;
         }
         int stop = fn(ctx, chunk_job, (unsigned)sqlite3_column_int64(stmt, 1),
@@ -408,7 +408,7 @@ int kiln_history_logs_each(kiln_history_t *self, int64_t run_id, const char *job
         }
     }
     if (step != SQLITE_DONE) {
-        kiln_history_sql_error(self, "logs of run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "logs of run %lld", (long long)run_id);
         goto cleanup;
     }
     rc = 0;
@@ -432,7 +432,7 @@ int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, vo
     assert(self);
     assert(fn);
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
-        kiln_history_sql_error(self, "active runs");
+        kiln_hdb_sql_error(self, "active runs");
         goto cleanup;
     }
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -460,7 +460,7 @@ int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, vo
         }
     }
     if (step != SQLITE_DONE) {
-        kiln_history_sql_error(self, "active runs");
+        kiln_hdb_sql_error(self, "active runs");
         goto cleanup;
     }
     rc = 0;
@@ -485,7 +485,7 @@ int kiln_history_job_get(kiln_history_t *self, int64_t run_id, const char *job_i
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
         sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        kiln_history_sql_error(self, "job %lld/%s", (long long)run_id, job_id);
+        kiln_hdb_sql_error(self, "job %lld/%s", (long long)run_id, job_id);
         goto cleanup;
     }
     step = sqlite3_step(stmt);
@@ -495,7 +495,7 @@ int kiln_history_job_get(kiln_history_t *self, int64_t run_id, const char *job_i
         goto cleanup;
     }
     if (step != SQLITE_ROW) {
-        kiln_history_sql_error(self, "job %lld/%s", (long long)run_id, job_id);
+        kiln_hdb_sql_error(self, "job %lld/%s", (long long)run_id, job_id);
         goto cleanup;
     }
     const char *state = (const char *)sqlite3_column_text(stmt, 0);
@@ -521,10 +521,10 @@ int kiln_history_run_outputs(kiln_history_t *self, int64_t run_id, json_t **out)
     int rc = -1, step;
     *out = NULL;
     if (!all)
-        return kiln_history_oom();
+        return kiln_hdb_oom();
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
         sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK) {
-        kiln_history_sql_error(self, "outputs of run %lld", (long long)run_id);
+        kiln_hdb_sql_error(self, "outputs of run %lld", (long long)run_id);
         goto cleanup;
     }
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -559,18 +559,18 @@ int kiln_history_durations(kiln_history_t *self, const char *workflow,
     assert(workflow);
     assert(fn);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_DURATIONS];
-    if ((rc = kiln_history_check_key("workflow", workflow, KILN_HISTORY_NAME_MAX)) != 0)
+    if ((rc = kiln_hdb_check_key("workflow", workflow, KILN_HISTORY_NAME_MAX)) != 0)
         goto cleanup;
     rc = -1;
     if (sqlite3_bind_text(stmt, 1, workflow, -1, SQLITE_STATIC) != SQLITE_OK) {
-        kiln_history_sql_error(self, "durations of %s", workflow);
+        kiln_hdb_sql_error(self, "durations of %s", workflow);
         goto cleanup;
     }
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *job_id = (const char *)sqlite3_column_text(stmt, 0);
         sqlite3_int64 samples = sqlite3_column_int64(stmt, 2);
         if (job_id == NULL) {
-            rc = kiln_history_oom();
+            rc = kiln_hdb_oom();
             goto cleanup;
         }
         int stop = fn(ctx, job_id, sqlite3_column_int64(stmt, 1),
@@ -581,11 +581,11 @@ int kiln_history_durations(kiln_history_t *self, const char *workflow,
         }
     }
     if (step != SQLITE_DONE) {
-        kiln_history_sql_error(self, "durations of %s", workflow);
+        kiln_hdb_sql_error(self, "durations of %s", workflow);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }

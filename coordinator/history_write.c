@@ -7,7 +7,7 @@
  *
  * Writes are the hot path (a row per log chunk and per step edge), so the
  * frequent ones use the statements prepared once in kiln_history_open and
- * reuse them with kiln_history_reset; the rare ones (a job's outputs, an
+ * reuse them with kiln_hdb_reset; the rare ones (a job's outputs, an
  * annotation, a run's inputs) prepare theirs per call. Callers group writes
  * with kiln_history_begin/commit (history.c) so that a burst of chunks is one
  * commit.
@@ -75,15 +75,15 @@ int kiln_history_run_create(kiln_history_t *self, const char *name, const char *
         || (yaml ? sqlite3_bind_blob64(stmt, 3, yaml, yaml_len, SQLITE_STATIC)
                  : sqlite3_bind_null(stmt, 3)) != SQLITE_OK
         || sqlite3_bind_int64(stmt, 4, created_ms) != SQLITE_OK) {
-        kiln_history_sql_error(self, "create run");
+        kiln_hdb_sql_error(self, "create run");
         goto cleanup;
     }
-    if (kiln_history_step_done(self, stmt, "create run") != 0)
+    if (kiln_hdb_step_done(self, stmt, "create run") != 0)
         goto cleanup;
     *run_id = sqlite3_last_insert_rowid(self->db);
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -98,10 +98,10 @@ int kiln_history_run_set_state(kiln_history_t *self, int64_t run_id, const char 
     if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
         || sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC) != SQLITE_OK
         || s_bind_opt(stmt, 3, finished_ms) != SQLITE_OK) {
-        kiln_history_sql_error(self, "run %lld state", (long long)run_id);
+        kiln_hdb_sql_error(self, "run %lld state", (long long)run_id);
         goto cleanup;
     }
-    if (kiln_history_step_done(self, stmt, "run state") != 0)
+    if (kiln_hdb_step_done(self, stmt, "run state") != 0)
         goto cleanup;
     if (sqlite3_changes(self->db) == 0) {
         kiln_error_set("history: no run %lld", (long long)run_id);
@@ -110,7 +110,7 @@ int kiln_history_run_set_state(kiln_history_t *self, int64_t run_id, const char 
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -124,12 +124,12 @@ static int s_run_column(kiln_history_t *self, int64_t run_id, const char *sql, c
     sqlite3_stmt *stmt = NULL;
     int rc = -1;
     if (!text)
-        return kiln_history_oom();
+        return kiln_hdb_oom();
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
         sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 2, text, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "%s of run %lld", what, (long long)run_id);
+        kiln_hdb_sql_error(self, "%s of run %lld", what, (long long)run_id);
         goto cleanup;
     }
     rc = 0;
@@ -168,7 +168,7 @@ static int s_list_json(const char *what, const char *const *items, size_t n, cha
     json_t *array = json_array();
     *out = NULL;
     if (array == NULL) {
-        rc = kiln_history_oom();
+        rc = kiln_hdb_oom();
         goto cleanup;
     }
     for (size_t i = 0; i < n; i++) {
@@ -180,13 +180,13 @@ static int s_list_json(const char *what, const char *const *items, size_t n, cha
             goto cleanup;
         }
         if (json_array_append_new(array, item) != 0) {
-            rc = kiln_history_oom();
+            rc = kiln_hdb_oom();
             goto cleanup;
         }
     }
     *out = json_dumps(array, JSON_COMPACT);
     if (*out == NULL) {
-        rc = kiln_history_oom();
+        rc = kiln_hdb_oom();
         goto cleanup;
     }
     rc = 0;
@@ -217,16 +217,16 @@ int kiln_history_job_create(kiln_history_t *self, int64_t run_id, const char *jo
         || sqlite3_bind_text(stmt, 3, name, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(stmt, 4, needs_text, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(stmt, 5, runs_on_text, -1, SQLITE_STATIC) != SQLITE_OK) {
-        kiln_history_sql_error(self, "create job %s of run %lld", job_id, (long long)run_id);
+        kiln_hdb_sql_error(self, "create job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
     }
     if (sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "create job %s of run %lld", job_id, (long long)run_id);
+        kiln_hdb_sql_error(self, "create job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     free(needs_text);
     free(runs_on_text);
     return rc;
@@ -253,7 +253,7 @@ int kiln_history_job_plan(kiln_history_t *self, int64_t run_id, const char *job_
         sqlite3_bind_int64(stmt, 3, run_id) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 4, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "plan job %s of run %lld", job_id, (long long)run_id);
+        kiln_hdb_sql_error(self, "plan job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
     }
     rc = 0;
@@ -281,7 +281,7 @@ int kiln_history_job_set_state(kiln_history_t *self, int64_t run_id, const char 
         || s_bind_opt(stmt, 6, started_ms) != SQLITE_OK
         || s_bind_opt(stmt, 7, finished_ms) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "job %s of run %lld state", job_id, (long long)run_id);
+        kiln_hdb_sql_error(self, "job %s of run %lld state", job_id, (long long)run_id);
         goto cleanup;
     }
     if (sqlite3_changes(self->db) == 0) {
@@ -291,7 +291,7 @@ int kiln_history_job_set_state(kiln_history_t *self, int64_t run_id, const char 
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -314,13 +314,13 @@ int kiln_history_attempt_start(kiln_history_t *self, int64_t run_id, const char 
         || sqlite3_bind_text(stmt, 5, worker, -1, SQLITE_STATIC) != SQLITE_OK
         || s_bind_opt(stmt, 6, started_ms) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "start attempt %u of job %s of run %lld", attempt, job_id,
+        kiln_hdb_sql_error(self, "start attempt %u of job %s of run %lld", attempt, job_id,
                                (long long)run_id);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -343,7 +343,7 @@ int kiln_history_attempt_finish(kiln_history_t *self, int64_t run_id, const char
         || sqlite3_bind_text(stmt, 5, message, message_len, SQLITE_STATIC) != SQLITE_OK
         || s_bind_opt(stmt, 6, finished_ms) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "finish attempt %u of job %s of run %lld", attempt, job_id,
+        kiln_hdb_sql_error(self, "finish attempt %u of job %s of run %lld", attempt, job_id,
                                (long long)run_id);
         goto cleanup;
     }
@@ -355,7 +355,7 @@ int kiln_history_attempt_finish(kiln_history_t *self, int64_t run_id, const char
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -375,13 +375,13 @@ int kiln_history_step_start(kiln_history_t *self, int64_t run_id, const char *jo
         || sqlite3_bind_text(stmt, 5, name, -1, SQLITE_STATIC) != SQLITE_OK
         || s_bind_opt(stmt, 6, started_ms) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "start step %u of job %s of run %lld", step, job_id,
+        kiln_hdb_sql_error(self, "start step %u of job %s of run %lld", step, job_id,
                                (long long)run_id);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -411,13 +411,13 @@ int kiln_history_step_finish(kiln_history_t *self, int64_t run_id, const char *j
         || (name ? sqlite3_bind_text(stmt, 10, name, -1, SQLITE_STATIC)
                  : sqlite3_bind_null(stmt, 10)) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "finish step %u of job %s of run %lld", step, job_id,
+        kiln_hdb_sql_error(self, "finish step %u of job %s of run %lld", step, job_id,
                                (long long)run_id);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -453,12 +453,12 @@ int kiln_history_log_append(kiln_history_t *self, int64_t run_id, const char *jo
         || sqlite3_bind_int64(stmt, 6, ts_ms) != SQLITE_OK
         || sqlite3_bind_blob64(stmt, 7, len ? data : "", len, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "log chunk of job %s of run %lld", job_id, (long long)run_id);
+        kiln_hdb_sql_error(self, "log chunk of job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -476,12 +476,12 @@ int kiln_history_audit(kiln_history_t *self, const char *kind, const char *actor
         || sqlite3_bind_text(stmt, 3, actor, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(stmt, 4, detail, detail_len, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "audit %s", kind);
+        kiln_hdb_sql_error(self, "audit %s", kind);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
@@ -495,13 +495,13 @@ int kiln_history_job_outputs(kiln_history_t *self, int64_t run_id, const char *j
     sqlite3_stmt *stmt = NULL;
     int rc = -1;
     if (!text)
-        return kiln_history_oom();
+        return kiln_hdb_oom();
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
         sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 3, text, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "outputs of %lld/%s", (long long)run_id, job_id);
+        kiln_hdb_sql_error(self, "outputs of %lld/%s", (long long)run_id, job_id);
         goto cleanup;
     }
     rc = 0;
@@ -535,7 +535,7 @@ int kiln_history_annotation(kiln_history_t *self, int64_t run_id, const char *jo
         (line > 0 ? sqlite3_bind_int(stmt, 9, line) : sqlite3_bind_null(stmt, 9)) != SQLITE_OK ||
         (col > 0 ? sqlite3_bind_int(stmt, 10, col) : sqlite3_bind_null(stmt, 10)) != SQLITE_OK ||
         sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "annotation of %lld/%s", (long long)run_id, job_id);
+        kiln_hdb_sql_error(self, "annotation of %lld/%s", (long long)run_id, job_id);
         goto cleanup;
     }
     rc = 0;
@@ -557,7 +557,7 @@ int kiln_history_summary(kiln_history_t *self, int64_t run_id, const char *job_i
         sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 4, markdown, (int)len, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "summary of %lld/%s", (long long)run_id, job_id);
+        kiln_hdb_sql_error(self, "summary of %lld/%s", (long long)run_id, job_id);
         goto cleanup;
     }
     rc = 0;
@@ -594,8 +594,8 @@ int kiln_history_duration_record(kiln_history_t *self, const char *workflow, con
     assert(workflow);
     assert(job_id);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_DURATION_RECORD];
-    if ((rc = kiln_history_check_key("workflow", workflow, KILN_HISTORY_NAME_MAX)) != 0
-        || (rc = kiln_history_check_key("job id", job_id, KILN_HISTORY_ID_MAX)) != 0)
+    if ((rc = kiln_hdb_check_key("workflow", workflow, KILN_HISTORY_NAME_MAX)) != 0
+        || (rc = kiln_hdb_check_key("job id", job_id, KILN_HISTORY_ID_MAX)) != 0)
         goto cleanup;
     if (ms < 0 || ms > KILN_HISTORY_DURATION_MAX) {
         kiln_error_set("history: duration of job %s of %s: %lld ms is out of range (0 to %lld)",
@@ -608,11 +608,11 @@ int kiln_history_duration_record(kiln_history_t *self, const char *workflow, con
         || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_double(stmt, 3, (double)ms) != SQLITE_OK
         || sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_history_sql_error(self, "duration of job %s of %s", job_id, workflow);
+        kiln_hdb_sql_error(self, "duration of job %s of %s", job_id, workflow);
         goto cleanup;
     }
     rc = 0;
 cleanup:
-    kiln_history_reset(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }

@@ -99,13 +99,19 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         goto cleanup;
     }
     int64_t created = kiln_clock_wall_ms();
-    kiln_history_begin(self->history);
+    if (kiln_history_begin(self->history) != 0) {
+        char why[KILN_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", kiln_error_last());
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
+        goto cleanup;
+    }
     if (kiln_history_run_create(self->history, wf->name, file,
                                 (const char *)req->workflow_yaml.data, req->workflow_yaml.len,
                                 created, &run_id) != 0) {
         char why[KILN_ERROR_MAX];
         snprintf(why, sizeof why, "%s", kiln_error_last());
-        kiln_history_commit(self->history);
+        if (kiln_history_commit(self->history) != 0)
+            kiln_log_error("history: %s", kiln_error_last());
         kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
         goto cleanup;
     }
@@ -117,7 +123,8 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         /* Its number is taken: the row says why it never ran. */
         if (kiln_history_run_set_state(self->history, run_id, "failure", created) != 0)
             kiln_log_error("history: %s", kiln_error_last());
-        kiln_history_commit(self->history);
+        if (kiln_history_commit(self->history) != 0)
+            kiln_log_error("history: %s", kiln_error_last());
         kiln_proto_client_reply(self, msg, req->request_id, rc == KILN_EINVAL ? KILN_EINVAL : -1,
                                 why, 0, NULL);
         goto cleanup;
@@ -239,7 +246,9 @@ static void s_on_drain(kiln_server_t *self, const kiln_transport_msg_t *msg,
     w->draining = true;
     char detail[200];
     snprintf(detail, sizeof detail, "worker %s", w->name);
-    kiln_history_audit(self->history, "worker.drain", client, detail, kiln_clock_wall_ms());
+    if (kiln_history_audit(self->history, "worker.drain", client, detail, kiln_clock_wall_ms()) !=
+        0)
+        kiln_log_error("history: audit: %s", kiln_error_last());
     kiln_log_info("worker %s: drain requested by %s", w->name, client);
     kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, 0, NULL);
 }

@@ -83,10 +83,12 @@ void kiln_recovery_ready(kiln_server_t *self, kiln_crun_t *run, kiln_cjob_t *job
     } else if (strcmp(red.state, "done") == 0) {
         if (kiln_job_state_parse(red.result, &final) != 0 || !kiln_job_state_is_final(final))
             final = KILN_JOB_FAILURE;
-        if (kiln_history_attempt_finish(self->history, run->id, id, job->attempt,
-                                        kiln_job_state_name(final), NULL, now) != 0 ||
-            kiln_history_job_set_state(self->history, run->id, id, kiln_job_state_name(final), 0,
-                                       NULL, 0, now) != 0)
+        int hrc = kiln_history_attempt_finish(self->history, run->id, id, job->attempt,
+                                              kiln_job_state_name(final), NULL, now);
+        if (hrc == 0)
+            hrc = kiln_history_job_set_state(self->history, run->id, id,
+                                             kiln_job_state_name(final), 0, NULL, 0, now);
+        if (hrc != 0)
             kiln_log_error("recovery: %s: %s", job->key, kiln_error_last());
     }
     if (final != KILN_JOB_PENDING) {
@@ -98,13 +100,16 @@ void kiln_recovery_ready(kiln_server_t *self, kiln_crun_t *run, kiln_cjob_t *job
         kiln_rungraph_start(run->graph, job->idx);
         job->worker = NULL;
         job->orphan_deadline = kiln_clock_mono_ms() + self->cfg.lease_ms;
-        if (hist.attempt < red.attempt &&
+        if (hist.attempt < red.attempt) {
             /* Leased in Redis, not yet recorded: the crash fell between. */
-            (kiln_history_attempt_start(self->history, run->id, id, red.attempt, red.token,
-                                        red.worker, now) != 0 ||
-             kiln_history_job_set_state(self->history, run->id, id, "running", red.attempt,
-                                        red.worker, now, 0) != 0))
-            kiln_log_error("recovery: %s: %s", job->key, kiln_error_last());
+            int hrc = kiln_history_attempt_start(self->history, run->id, id, red.attempt,
+                                                 red.token, red.worker, now);
+            if (hrc == 0)
+                hrc = kiln_history_job_set_state(self->history, run->id, id, "running",
+                                                 red.attempt, red.worker, now, 0);
+            if (hrc != 0)
+                kiln_log_error("recovery: %s: %s", job->key, kiln_error_last());
+        }
         kiln_log_info("job %s: lease of attempt %u (token %llu) held for %s", job->key,
                       job->attempt, (unsigned long long)job->token, job->worker_name);
         return;
@@ -168,7 +173,8 @@ static int s_recover_run(kiln_server_t *self, s_saved_run_t *sv)
     kiln_runs_add(self, run);
     self->stats.runs_recovered++;
     run->replaying = true;
-    kiln_history_begin(self->history);
+    if (kiln_history_begin(self->history) != 0)
+        kiln_log_error("recovery: run %lld: %s", (long long)run->id, kiln_error_last());
     kiln_runs_advance(self, run);
     run->replaying = false;
     if (kiln_history_commit(self->history) != 0)

@@ -454,10 +454,11 @@ static void s_ready(kiln_server_t *self, kiln_crun_t *run, kiln_cjob_t *job)
         kiln_recovery_ready(self, run, job);
         return;
     }
-    if (!job->row_planned &&
-        kiln_history_job_plan(self->history, run->id, plan->id, plan->name,
-                              (const char *const *)plan->labels, plan->n_labels) != 0)
-        s_history_failed("job plan");
+    if (!job->row_planned) {
+        if (kiln_history_job_plan(self->history, run->id, plan->id, plan->name,
+                                  (const char *const *)plan->labels, plan->n_labels) != 0)
+            s_history_failed("job plan");
+    }
     job->row_planned = true;
     if (run->held)
         return; /* the whole run waits for its group: queued when admitted */
@@ -477,10 +478,12 @@ static void s_record_reason(kiln_server_t *self, kiln_crun_t *run, kiln_cjob_t *
     if (n >= (int)sizeof line)
         n = (int)sizeof line - 1;
     kiln_log_info("job %s: %s", job->key, why);
-    if (kiln_history_log_append(self->history, run->id, plan->id, 0, 0, 2, line, (size_t)n, now) !=
-            0 ||
-        kiln_history_annotation(self->history, run->id, plan->id, 0, 0, "error", why, "Kiln",
-                                NULL, 0, 0) != 0)
+    int hrc = kiln_history_log_append(self->history, run->id, plan->id, 0, 0, 2, line,
+                                      (size_t)n, now);
+    if (hrc == 0)
+        hrc = kiln_history_annotation(self->history, run->id, plan->id, 0, 0, "error", why,
+                                      "Kiln", NULL, 0, 0);
+    if (hrc != 0)
         s_history_failed("job reason");
 }
 
@@ -527,10 +530,11 @@ static void s_stop(kiln_server_t *self, kiln_crun_t *run, kiln_cjob_t *job, int6
     /* An orphan lease has no worker to tell, and a job handed back for
      * another attempt none yet: both end now. */
     kiln_queue_finish(self->queue, job->key, job->token, "cancelled");
-    if (job->attempt &&
-        kiln_history_attempt_finish(self->history, run->id, kiln_runs_plan(job)->id,
-                                    job->attempt, "cancelled", NULL, now) != 0)
-        s_history_failed("attempt finish");
+    if (job->attempt) {
+        if (kiln_history_attempt_finish(self->history, run->id, kiln_runs_plan(job)->id,
+                                        job->attempt, "cancelled", NULL, now) != 0)
+            s_history_failed("attempt finish");
+    }
     kiln_runs_job_final(self, job, KILN_JOB_CANCELLED, now, NULL);
 }
 
@@ -541,7 +545,8 @@ void kiln_runs_advance(kiln_server_t *self, kiln_crun_t *run)
     bool own_batch = !self->in_batch;
     if (own_batch)
         kiln_queue_batch_begin(self->queue);
-    kiln_history_begin(self->history);
+    if (kiln_history_begin(self->history) != 0)
+        s_history_failed("begin");
     int64_t now = kiln_clock_wall_ms();
     while ((n = kiln_rungraph_advance(run->graph, ch, 256)) > 0) {
         for (size_t i = 0; i < n; i++) {
@@ -584,10 +589,11 @@ void kiln_runs_job_final(kiln_server_t *self, kiln_cjob_t *job, kiln_job_state_t
                                    0, NULL, 0, finished_ms) != 0)
         s_history_failed("job state");
     /* What the scheduler will expect of this job next time. */
-    if (state == KILN_JOB_SUCCESS && job->started_ms && finished_ms >= job->started_ms &&
-        kiln_history_duration_record(self->history, kiln_runs_workflow_key(run), plan->id,
-                                     finished_ms - job->started_ms) != 0)
-        s_history_failed("duration");
+    if (state == KILN_JOB_SUCCESS && job->started_ms && finished_ms >= job->started_ms) {
+        if (kiln_history_duration_record(self->history, kiln_runs_workflow_key(run), plan->id,
+                                         finished_ms - job->started_ms) != 0)
+            s_history_failed("duration");
+    }
     if (job->in_ready)
         kiln_runs_ready_remove(self, job);
     job->queued = false;

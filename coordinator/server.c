@@ -105,7 +105,8 @@ static void s_on_router(kiln_server_t *self)
         kiln_role_t role = kiln_auth_role(msg.user_id, &name);
         if (role == KILN_ROLE_WORKER) {
             if (!self->in_batch) {
-                kiln_history_begin(self->history);
+                if (kiln_history_begin(self->history) != 0)
+                    kiln_log_error("history: %s", kiln_error_last());
                 kiln_queue_batch_begin(self->queue);
                 self->in_batch = true;
             }
