@@ -9,6 +9,7 @@
  * worker in quarter-window batches.
  */
 #include "coordinator/coord.h"
+#include "coordinator/policy.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -25,8 +26,7 @@ kiln_cjob_t *kiln_attempts_fenced(kiln_server_t *self, kiln_cworker_t *w, const 
                              uint64_t token, const char *what)
 {
     kiln_cjob_t *job = kiln_runs_find_job(self, job_key);
-    if (!job || job->worker != w || job->token != token ||
-        kiln_runs_state(job) != KILN_JOB_RUNNING) {
+    if (!job || !kiln_policy_fenced(job->worker == w, job->token, token, kiln_runs_state(job))) {
         self->stats.stale_rejected++;
         kiln_log_warn("rejected %s for %s token %llu from worker %s: not the current attempt",
                       what, job_key, (unsigned long long)token, w->name);
@@ -79,22 +79,21 @@ void kiln_attempts_lost(kiln_server_t *self, kiln_cjob_t *job, const char *klass
         self->stats.retries_worker_drained++;
     else
         self->stats.retries_infra_error++;
-    if (run->cancel_requested || kiln_rungraph_stopping(run->graph, job->idx)) {
-        kiln_queue_finish(self->queue, job->key, job->token, "cancelled");
-        kiln_runs_job_final(self, job, KILN_JOB_CANCELLED, now, NULL);
-        return;
-    }
-    if (job->infra_failures < s_infra_limit(self, job)) {
+    kiln_job_state_t final = KILN_JOB_INFRA_ERROR;
+    bool stopping = run->cancel_requested || kiln_rungraph_stopping(run->graph, job->idx);
+    if (kiln_policy_after_infra(job->infra_failures, s_infra_limit(self, job), stopping,
+                                &final) == KILN_POLICY_REQUEUE) {
         kiln_log_info("job %s: attempt %u ended (%s); queued again", job->key, job->attempt,
                       klass);
         kiln_attempts_requeue(self, job);
         return;
     }
-    if (kiln_queue_finish(self->queue, job->key, job->token, "infra_error") != 0)
+    if (kiln_queue_finish(self->queue, job->key, job->token, kiln_job_state_name(final)) != 0)
         self->redis_dirty = true;
-    kiln_log_warn("job %s: attempt %u ended (%s); %u infrastructure failures, giving up",
-                  job->key, job->attempt, klass, job->infra_failures);
-    kiln_runs_job_final(self, job, KILN_JOB_INFRA_ERROR, now, NULL);
+    if (final == KILN_JOB_INFRA_ERROR)
+        kiln_log_warn("job %s: attempt %u ended (%s); %u infrastructure failures, giving up",
+                      job->key, job->attempt, klass, job->infra_failures);
+    kiln_runs_job_final(self, job, final, now, NULL);
 }
 
 /* Returns processed log bytes to the worker as credit once enough has
@@ -324,8 +323,9 @@ void kiln_attempts_on_job_result(kiln_server_t *self, kiln_cworker_t *w, const K
     json_t *outs = s_record_results(self, job, m);
     /* A script failure is the build's verdict: retried only when the
      * workflow asks (kiln.retry). */
-    if ((state == KILN_JOB_FAILURE || state == KILN_JOB_TIMED_OUT) && !run->cancel_requested &&
-        !kiln_rungraph_stopping(run->graph, job->idx) && job->script_failures < spec->retry) {
+    bool stopping = run->cancel_requested || kiln_rungraph_stopping(run->graph, job->idx);
+    if (kiln_policy_after_script(state, job->script_failures, spec->retry, stopping) ==
+        KILN_POLICY_REQUEUE) {
         job->script_failures++;
         self->stats.retries_failure++;
         kiln_log_info("job %s: attempt %u %s; retry %u of %u", job->key, job->attempt, name,

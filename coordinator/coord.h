@@ -11,6 +11,8 @@
  *                   used by submit and recovery), the graph's changes
  *                   applied, a run's end
  *   dispatch.c      dispatch passes: which ready job goes to which worker
+ *   policy.c        the pure decisions: fairness, placement, prefetch,
+ *                   fencing, the retry policy (unit-tested on their own)
  *   assign.c        a job's assignment message
  *   attempts.c      fencing, leases, results, retry policy
  *   proto_worker.c  worker messages and the burst they arrive in
@@ -50,9 +52,6 @@
 #define KILN_ACKS_PER_ASSIGN 64
 #define KILN_REHELLO_SLOTS 256
 #define KILN_WTAB_SIZE 32768 /* a power of two, > 2 * KILN_SERVER_MAX_WORKERS */
-/* Runs whose jobs take longer than this many samples say are not judged
- * short yet (kiln_dispatch_prefetchable). */
-#define KILN_PREFETCH_SAMPLES 3
 
 typedef struct kiln_cjob kiln_cjob_t;
 typedef struct kiln_crun kiln_crun_t;

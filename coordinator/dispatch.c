@@ -14,6 +14,7 @@
  * for those reasons.
  */
 #include "coordinator/coord.h"
+#include "coordinator/policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,18 +34,18 @@ static int s_outgoing_add(kiln_server_t *self, kiln_cjob_t **placed, size_t n);
  * queued job never sits behind a long one while another worker frees up. */
 static bool s_prefetchable(const kiln_cworker_t *w, int64_t now)
 {
+    kiln_policy_held_t held[KILN_SERVER_MAX_SLOTS + KILN_SERVER_MAX_LOOKAHEAD];
+    size_t n = 0;
     if (w->draining || w->busy < w->slots || w->busy >= w->cap)
         return false;
-    for (unsigned i = 0; i < w->cap; i++) {
+    for (unsigned i = 0; i < w->cap && n < sizeof held / sizeof held[0]; i++) {
         const kiln_cjob_t *j = w->jobs[i];
-        if (!j)
-            continue;
-        const kiln_crun_t *r = j->run;
-        if (r->n_recent < KILN_PREFETCH_SAMPLES || r->recent_ms > KILN_SERVER_PREFETCH_SHORT_MS ||
-            j->started_ms + r->recent_ms > now + KILN_SERVER_PREFETCH_HORIZON_MS)
-            return false;
+        if (j)
+            held[n++] = (kiln_policy_held_t){j->started_ms, j->run->recent_ms, j->run->n_recent};
     }
-    return true;
+    return kiln_policy_prefetchable(w->slots, w->busy, w->cap, w->draining, held, n, now,
+                                    KILN_SERVER_PREFETCH_SHORT_MS,
+                                    KILN_SERVER_PREFETCH_HORIZON_MS);
 }
 
 /* The matching worker with a free slot and the fewest busy slots; with
@@ -54,14 +55,22 @@ static kiln_cworker_t *s_pick_worker(kiln_server_t *self, const kiln_cjob_t *job
 {
     const kiln_plan_job_t *plan = kiln_runs_plan(job);
     kiln_cworker_t *best = NULL;
+    kiln_policy_worker_t cur = {0}, top = {0};
+    /* The policy's rule, applied worker by worker (no array of a thousand
+     * candidates per job): the candidate replaces the best when it wins. */
     for (size_t i = 0; i < self->n_workers; i++) {
         kiln_cworker_t *w = self->workers[i];
-        if (queue ? !s_prefetchable(w, now) : (w->draining || w->busy >= w->slots))
+        cur = (kiln_policy_worker_t){w->slots, w->busy, w->cap, w->draining, true,
+                                     queue && s_prefetchable(w, now)};
+        if (queue ? !cur.prefetchable : (w->draining || w->busy >= w->slots))
             continue;
         if (!kiln_workers_matches(self, w, plan))
             continue;
-        if (!best || w->busy * best->slots < best->busy * w->slots)
+        kiln_policy_worker_t pair[2] = {top, cur};
+        if (!best || kiln_policy_pick(pair, 2, queue) == 1) {
             best = w;
+            top = cur;
+        }
     }
     return best;
 }
@@ -120,20 +129,12 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
                    (unsigned long long)job->token, w->name);
 }
 
-/* Which run's turn it is. Critical path: the run with the fewest jobs on
- * workers, so a small run gets a slot as soon as one frees however much a
- * huge run has queued; between equals, the one served least recently
- * (round robin), then the older. FIFO: whoever's best job has waited
- * longest. */
+/* Which run's turn it is (policy.h: fairness). */
 static bool s_run_turn_before(const kiln_server_t *self, const kiln_crun_t *a, const kiln_crun_t *b)
 {
-    if (self->policy == KILN_SCHEDULER_FIFO)
-        return a->ready[a->n_ready - 1]->ready_seq < b->ready[b->n_ready - 1]->ready_seq;
-    if (a->n_leased != b->n_leased)
-        return a->n_leased < b->n_leased;
-    if (a->served_seq != b->served_seq)
-        return a->served_seq < b->served_seq;
-    return a->id < b->id;
+    kiln_policy_run_t x = {a->id, a->n_leased, a->served_seq, a->ready[a->n_ready - 1]->ready_seq};
+    kiln_policy_run_t y = {b->id, b->n_leased, b->served_seq, b->ready[b->n_ready - 1]->ready_seq};
+    return kiln_policy_turn_before(self->policy, &x, &y);
 }
 
 static size_t s_free_slots(const kiln_server_t *self)

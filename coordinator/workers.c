@@ -8,6 +8,7 @@
  * looked up, and a thousand workers made a scan the hot spot.
  */
 #include "coordinator/coord.h"
+#include "coordinator/policy.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -43,24 +44,12 @@ size_t kiln_workers_split_labels(const char *list, char **out, size_t max)
     return n;
 }
 
-static bool s_worker_has_label(const kiln_server_t *self, const kiln_cworker_t *w, const char *label)
-{
-    for (size_t i = 0; i < self->n_universal; i++)
-        if (strcasecmp(self->universal[i], label) == 0)
-            return true;
-    for (size_t i = 0; i < w->n_labels; i++)
-        if (strcasecmp(w->labels[i], label) == 0)
-            return true;
-    return false;
-}
-
 bool kiln_workers_matches(const kiln_server_t *self, const kiln_cworker_t *w,
                           const kiln_plan_job_t *job)
 {
-    for (size_t i = 0; i < job->n_labels; i++)
-        if (!s_worker_has_label(self, w, job->labels[i]))
-            return false;
-    return true;
+    return kiln_policy_labels_match((const char *const *)job->labels, job->n_labels,
+                                    (const char *const *)w->labels, w->n_labels,
+                                    (const char *const *)self->universal, self->n_universal);
 }
 
 size_t kiln_workers_slot(const unsigned char *id, size_t id_len)
