@@ -198,7 +198,7 @@ int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_workflow_t **w
         json_t *ctx = json_pack("{s:{s:s, s:s}, s:O, s:O}", "github", "workflow", run->wf->name,
                                 "event_name", c.event_name, "inputs", run->inputs, "vars",
                                 self->vars ? self->vars : json_null());
-        kiln_expr_env_t env = {ctx, KILN_EXPR_SUCCESS, NULL};
+        kiln_expr_env_t env = {ctx, KILN_EXPR_SUCCESS, NULL, NULL};
         char *group = NULL, err[512];
         json_t *cancel = NULL;
         int rc = kiln_expr_interpolate(run->wf->concurrency_group, &env, &group, err, sizeof err);

@@ -13,12 +13,21 @@
  *
  * Every entry point is bounded: expression length (KILN_EXPR_MAX_LEN),
  * nesting (KILN_EXPR_MAX_DEPTH), the size of built strings
- * (KILN_EXPR_MAX_RESULT), and what hashFiles() may read. A malformed or
- * failing expression is an error value ("column N: message"), never a crash.
- * Columns are 1-based byte offsets.
+ * (KILN_EXPR_MAX_RESULT). A malformed or failing expression is an error
+ * value ("column N: message"), never a crash. Columns are 1-based byte
+ * offsets.
  *
- * Thread rules: no global state besides libsodium's one-time init; calls on
- * different envs may run concurrently; the env's contexts are only read.
+ * The language reads no file: hashFiles() hands its patterns to the host
+ * (kiln_expr_env_t.hash_files), which owns the workspace and its limits;
+ * the worker's is worker/hashfiles.h.
+ *
+ * Files: value.c (GitHub's values), expr_parse.c (lexer, parser, lint
+ * checks), expr_eval.c (evaluation, the functions), template.c (${{ }} in
+ * text, if: conditions); expr_int.h is what they share.
+ *
+ * Thread rules: no global state; calls on different envs may run
+ * concurrently; the env's contexts are only read; the hash_files callback
+ * runs on the calling thread.
  */
 #ifndef KILN_EXPR_H
 #define KILN_EXPR_H
@@ -30,11 +39,24 @@
 
 typedef enum { KILN_EXPR_SUCCESS = 0, KILN_EXPR_FAILURE, KILN_EXPR_CANCELLED } kiln_expr_status_t;
 
+/* The host's hashFiles(pattern, ...). patterns[i] (lens[i] bytes, not
+ * necessarily NUL-terminated) is the string form of argument i, in the
+ * order written; their meaning (globs, '!' exclusions, lines, the
+ * --follow-symbolic-links flag) is the host's. On success writes the
+ * digest as 64 lower-case hex digits, or "" when nothing matches, to
+ * out_hex and returns 0; -1 when out of memory; any other negative code
+ * with a one-line message in err (errlen bytes, "hashFiles: ..."), which
+ * becomes the expression's error at the call's column. */
+typedef int (*kiln_expr_hash_files_t)(void *ctx, const char *const *patterns, const size_t *lens,
+                                      size_t n_patterns, char out_hex[65], char *err,
+                                      size_t errlen);
+
 typedef struct {
     json_t *contexts;          /* borrowed object: github, env, vars, job, jobs, steps, runner,
                                   secrets, strategy, matrix, needs, inputs (absent -> null) */
     kiln_expr_status_t status; /* what success()/failure()/cancelled() see */
-    const char *workspace;     /* root for hashFiles; NULL -> hashFiles is an error */
+    kiln_expr_hash_files_t hash_files; /* NULL: no workspace, hashFiles is an error */
+    void *hash_ctx;                    /* hash_files' first argument */
 } kiln_expr_env_t;
 
 #define KILN_EXPR_MAX_LEN (16 * 1024)      /* longer expression text -> error */
@@ -42,13 +64,9 @@ typedef struct {
 #define KILN_EXPR_MAX_RESULT (1024 * 1024) /* format/join/toJSON/interpolation results, and
                                               the length of a template text */
 #define KILN_EXPR_MAX_FILTER (1024 * 1024) /* elements an object filter (a.*.b) may yield */
-#define KILN_EXPR_HASH_MAX_FILES 100000    /* files hashFiles() may match */
-#define KILN_EXPR_HASH_MAX_VISIT 1000000   /* directory entries hashFiles() may look at */
-#define KILN_EXPR_HASH_MAX_BYTES (1024LL * 1024 * 1024) /* bytes hashFiles() may read */
-#define KILN_EXPR_HASH_MAX_DEPTH 128       /* directory levels hashFiles() descends */
 
 /* Evaluates one expression (the text inside ${{ }}, without the braces).
- * env may be NULL (no contexts, status success, no workspace).
+ * env may be NULL (no contexts, status success, no hashFiles).
  * Returns 0 and *out (a new reference), or KILN_EINVAL with err = "column N:
  * message" (also stored with kiln_error_set); -1 when out of memory. err may
  * be NULL when errlen is 0. */

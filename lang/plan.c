@@ -24,7 +24,7 @@ __attribute__((format(printf, 4, 5))) static int s_fail(char *err, size_t errlen
 
 json_t *kiln_plan_value(const json_t *value, const json_t *ctx, char *err, size_t errlen)
 {
-    kiln_expr_env_t env = {(json_t *)ctx, KILN_EXPR_SUCCESS, NULL};
+    kiln_expr_env_t env = {(json_t *)ctx, KILN_EXPR_SUCCESS, NULL, NULL};
     if (json_is_string(value)) {
         if (!kiln_is_template(json_string_value(value)))
             return json_incref((json_t *)value);
@@ -193,7 +193,7 @@ static char *s_name(const kiln_job_t *spec, const json_t *combo, const json_t *c
         json_t *own = ctx ? json_copy((json_t *)ctx) : NULL;
         if (own && combo)
             json_object_set(own, "matrix", (json_t *)combo);
-        kiln_expr_env_t env = {own, KILN_EXPR_SUCCESS, NULL};
+        kiln_expr_env_t env = {own, KILN_EXPR_SUCCESS, NULL, NULL};
         int rc = own ? kiln_expr_interpolate(base, &env, &text, err, sizeof err) : -1;
         json_decref(own);
         if (rc == 0)
@@ -351,7 +351,7 @@ static int s_env_add(kiln_env_t *env, size_t *cap, const char *key, const char *
 static int s_env_eval(const kiln_env_t *src, const json_t *ctx, kiln_env_t *out, size_t *cap,
                       const char *job, const char *who, char *err, size_t errlen)
 {
-    kiln_expr_env_t env = {(json_t *)ctx, KILN_EXPR_SUCCESS, NULL};
+    kiln_expr_env_t env = {(json_t *)ctx, KILN_EXPR_SUCCESS, NULL, NULL};
     for (size_t i = 0; i < src->n; i++) {
         char *v = NULL, inner[KILN_PLAN_ERR_MAX];
         if (!kiln_is_template(src->items[i].value)) {
@@ -377,7 +377,7 @@ int kiln_plan_finish(kiln_plan_job_t *job, const kiln_workflow_t *wf, const kiln
     json_t *v = NULL;
     size_t env_cap = 0;
     int rc = KILN_EINVAL;
-    kiln_expr_env_t env = {(json_t *)ctx, KILN_EXPR_SUCCESS, NULL};
+    kiln_expr_env_t env = {(json_t *)ctx, KILN_EXPR_SUCCESS, NULL, NULL};
     char inner[KILN_PLAN_ERR_MAX];
     if (spec->unsupported) {
         s_fail(err, errlen, KILN_EINVAL, "job '%s': %s", spec->id, spec->unsupported);

@@ -577,7 +577,7 @@ static void s_decide(kiln_rungraph_t *self, size_t node)
                                self->cancelled               ? KILN_EXPR_CANCELLED
                                : s_ancestor_failed(self, node) ? KILN_EXPR_FAILURE
                                                                : KILN_EXPR_SUCCESS,
-                               NULL};
+                               NULL, NULL};
         if (!ctx) {
             self->oom = true;
             return;
@@ -698,7 +698,7 @@ static json_t *s_call_outputs(kiln_rungraph_t *self, const s_scope_t *sc, char *
     c.jobs = jobs;
     c.job = "";
     json_t *ctx = kiln_contexts_json(&c);
-    kiln_expr_env_t env = {ctx, KILN_EXPR_SUCCESS, NULL};
+    kiln_expr_env_t env = {ctx, KILN_EXPR_SUCCESS, NULL, NULL};
     const char *name;
     json_t *spec;
     json_object_foreach(sc->wf->call_outputs, name, spec) {
@@ -921,7 +921,7 @@ static bool s_keeps_on_cancel(kiln_rungraph_t *self, size_t node)
     char err[KILN_PLAN_ERR_MAX];
     bool ok = false;
     json_t *ctx = s_ctx(self, n, NULL);
-    kiln_expr_env_t env = {ctx, KILN_EXPR_CANCELLED, NULL};
+    kiln_expr_env_t env = {ctx, KILN_EXPR_CANCELLED, NULL, NULL};
     if (!ctx || kiln_expr_condition(n->spec->if_expr, &env, &ok, err, sizeof err) != 0)
         ok = false;
     json_decref(ctx);

@@ -14,6 +14,7 @@
 #include "common/fs.h"
 #include "lang/cmdfiles.h"
 #include "common/log.h"
+#include "worker/hashfiles.h"
 
 struct kiln_jobctx {
     const Kiln__JobAssign *a;
@@ -114,9 +115,10 @@ void kiln_jobctx_set_status(kiln_jobctx_t *self, kiln_expr_status_t status)
                                                                   : "cancelled"));
 }
 
+/* hashFiles() reads the job's workspace through worker/hashfiles.c. */
 static kiln_expr_env_t s_env(kiln_jobctx_t *self)
 {
-    kiln_expr_env_t e = {self->contexts, self->status, self->ws.ws};
+    kiln_expr_env_t e = {self->contexts, self->status, kiln_hashfiles_callback, self->ws.ws};
     return e;
 }
 

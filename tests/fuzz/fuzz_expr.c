@@ -2,8 +2,8 @@
  *
  * Feeds arbitrary bytes (up to the first NUL) as an expression to
  * kiln_expr_check and kiln_expr_eval, and as a template and an if: condition,
- * over a small fixed context with no workspace (so hashFiles() never touches
- * the disk). Besides "no crash, no leak, no sanitizer report", it checks what
+ * over a small fixed context with no hashFiles callback (so hashFiles() is
+ * an error and never touches the disk). Besides "no crash, no leak, no sanitizer report", it checks what
  * callers rely on:
  *   - errors are KILN_EINVAL "column N: message" with N inside the text
  *     (1 .. length + 1);
@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static json_t *ctx;
-    kiln_expr_env_t env = {NULL, KILN_EXPR_SUCCESS, NULL};
+    kiln_expr_env_t env = {NULL, KILN_EXPR_SUCCESS, NULL, NULL};
     char cerr[512], eerr[512], want[600];
     char *text, *s, *interp = NULL;
     json_t *v = NULL;

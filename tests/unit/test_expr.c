@@ -1,7 +1,8 @@
 /* test_expr.c: the GitHub Actions expression language behaves as GitHub
  * documents it ("Expressions", "Contexts"): literals, the coercion table,
  * operators returning operands, case-insensitive comparison, object filters,
- * every function (hashFiles over a real temporary tree), status functions and
+ * every function (hashFiles through a recording host: lang/ reads no file;
+ * the worker's side is test_hashfiles.c), status functions and
  * the implicit success() of conditions, interpolation, and errors that name
  * their column, including the length and depth limits. */
 #include <setjmp.h>
@@ -12,12 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <cmocka.h>
-
-#include <sodium.h>
 
 #include "common/error.h"
 #include "lang/expr.h"
@@ -65,7 +61,7 @@ static int s_group_setup(void **state)
         fprintf(stderr, "context: %s at %d\n", jerr.text, jerr.position);
         return -1;
     }
-    return sodium_init() < 0 ? -1 : 0;
+    return 0;
 }
 
 static int s_group_teardown(void **state)
@@ -75,13 +71,15 @@ static int s_group_teardown(void **state)
     return 0;
 }
 
-/* Each test starts with the sample context, status success, no workspace. */
+/* Each test starts with the sample context, status success, no hashFiles
+ * host. */
 static int s_reset(void **state)
 {
     (void)state;
     s_env.contexts = s_ctx;
     s_env.status = KILN_EXPR_SUCCESS;
-    s_env.workspace = NULL;
+    s_env.hash_files = NULL;
+    s_env.hash_ctx = NULL;
     return 0;
 }
 
@@ -516,186 +514,94 @@ static void test_tojson_fromjson(void **state)
 
 /* ------------------------------------------------------------ hashFiles */
 
-static int s_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+/* A hashFiles host that records what the language hands it and answers
+ * what the test says. */
+typedef struct {
+    int calls;
+    size_t n;
+    char pattern[8][64];
+    size_t len[8];
+    int rc;             /* what to return */
+    const char *answer; /* out_hex on success */
+    const char *msg;    /* err on failure */
+} s_host_t;
+
+static int s_host(void *ctx, const char *const *patterns, const size_t *lens, size_t n_patterns,
+                  char out_hex[65], char *err, size_t errlen)
 {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    s_host_t *h = ctx;
+    h->calls++;
+    h->n = n_patterns;
+    for (size_t i = 0; i < n_patterns && i < 8; i++) {
+        assert_true(lens[i] < sizeof h->pattern[i]);
+        memcpy(h->pattern[i], patterns[i], lens[i]);
+        h->len[i] = lens[i];
+    }
+    if (h->rc == 0)
+        snprintf(out_hex, 65, "%s", h->answer);
+    else if (h->msg)
+        snprintf(err, errlen, "%s", h->msg);
+    return h->rc;
 }
 
-static void s_rm_tree(const char *dir)
+/* hashFiles() evaluates its arguments to their string forms, hands them in
+ * order to the host, and returns the host's digest; the host's errors
+ * become the call's, at its column. */
+static void test_hashfiles_host(void **state)
 {
-    nftw(dir, s_rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* The hashFiles test's temporary trees, removed by its teardown even when
- * an assertion fails half way. */
-static char s_tmp_dir[32], s_tmp_other[32], s_tmp_outside[32];
-
-static int s_tmp_teardown(void **state)
-{
-    char *dirs[] = {s_tmp_dir, s_tmp_other, s_tmp_outside};
+    static const char hex[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    s_host_t h = {.answer = hex};
+    json_t *v = NULL, *nul;
+    char err[512];
     (void)state;
-    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        if (dirs[i][0])
-            s_rm_tree(dirs[i]);
-        dirs[i][0] = '\0';
-    }
-    return 0;
-}
-
-static void s_write(const char *dir, const char *rel, const char *content)
-{
-    char path[512];
-    FILE *f;
-    snprintf(path, sizeof path, "%s/%s", dir, rel);
-    for (char *slash = strchr(path + strlen(dir) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-        *slash = '\0';
-        mkdir(path, 0755);
-        *slash = '/';
-    }
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(content, f);
-    assert_int_equal(fclose(f), 0);
-}
-
-/* hashFiles' definition, computed independently: SHA-256 over each file's
- * SHA-256, files in path order (the caller lists contents in that order). */
-static void s_expected(char hex[65], const char *const *contents, size_t n)
-{
-    crypto_hash_sha256_state st;
-    unsigned char d[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_init(&st);
-    for (size_t i = 0; i < n; i++) {
-        crypto_hash_sha256(d, (const unsigned char *)contents[i], strlen(contents[i]));
-        crypto_hash_sha256_update(&st, d, sizeof d);
-    }
-    crypto_hash_sha256_final(&st, d);
-    sodium_bin2hex(hex, 65, d, sizeof d);
-}
-
-static const char *const s_tree[][2] = {
-    {"a.txt", "alpha\n"},
-    {"src/b.c", "int b;\n"},
-    {"src/deep/c.c", "int c;\n"},
-    {"node_modules/x/x.c", "int x;\n"},
-    {".hidden", "secret\n"},
-};
-#define S_TREE_N (sizeof s_tree / sizeof s_tree[0])
-
-static void test_hashfiles(void **state)
-{
-    char *dir = s_tmp_dir, *other = s_tmp_other, *outside = s_tmp_outside;
-    char want[65], path[512], target[512];
-    char *all_c, *first, *again;
-    (void)state;
-    strcpy(dir, "/tmp/kiln-expr-XXXXXX");
-    strcpy(other, "/tmp/kiln-expr-XXXXXX");
-    strcpy(outside, "/tmp/kiln-expr-out-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    assert_non_null(mkdtemp(other));
-    assert_non_null(mkdtemp(outside));
-    for (size_t i = 0; i < S_TREE_N; i++)
-        s_write(dir, s_tree[i][0], s_tree[i][1]);
-    /* the same files created in the opposite order */
-    for (size_t i = S_TREE_N; i-- > 0;)
-        s_write(other, s_tree[i][0], s_tree[i][1]);
-
     s_assert_err("hashFiles('**/*.c')",
                  "column 1: hashFiles: no workspace (only available where a job runs)");
-    s_env.workspace = dir;
+    s_env.hash_files = s_host;
+    s_env.hash_ctx = &h;
 
-    /* stable, and exactly the documented digest: node_modules/x/x.c,
-     * src/b.c, src/deep/c.c in path order */
-    s_expected(want, (const char *const[]){"int x;\n", "int b;\n", "int c;\n"}, 3);
-    all_c = s_str("hashFiles('**/*.c')");
-    assert_string_equal(all_c, want);
-    again = s_str("hashFiles('**/*.c')");
-    assert_string_equal(again, all_c);
-    free(again);
-    s_env.workspace = other;
-    again = s_str("hashFiles('**/*.c')");
-    assert_string_equal(again, all_c); /* creation order is irrelevant */
-    free(again);
-    s_env.workspace = dir;
+    s_assert_str("hashFiles('**/*.c', '!x\n# c', 1.5, true, null, matrix.os)", hex);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(h.n, 6);
+    assert_string_equal(h.pattern[0], "**/*.c");
+    assert_string_equal(h.pattern[1], "!x\n# c"); /* lines are the host's to split */
+    assert_string_equal(h.pattern[2], "1.5");
+    assert_string_equal(h.pattern[3], "true");
+    assert_int_equal(h.len[4], 0); /* null is '' */
+    assert_string_equal(h.pattern[5], "ubuntu-latest");
+    s_assert_str("HashFiles('a', '--follow-symbolic-links')", hex);
+    assert_string_equal(h.pattern[1], "--follow-symbolic-links"); /* the host's flag */
+    /* a string with a NUL byte keeps its length */
+    nul = json_pack("{s:{s:s%}}", "env", "NUL", "a\0b", (size_t)3);
+    assert_non_null(nul);
+    s_env.contexts = nul;
+    s_assert_str("hashFiles(env.NUL)", hex);
+    s_env.contexts = s_ctx;
+    json_decref(nul);
+    assert_int_equal(h.len[0], 3);
+    assert_memory_equal(h.pattern[0], "a\0b", 3);
 
-    /* a change in any matched file changes the hash; restoring restores it */
-    s_write(dir, "src/b.c", "int b = 1;\n");
-    again = s_str("hashFiles('**/*.c')");
-    assert_string_not_equal(again, all_c);
-    free(again);
-    s_write(dir, "src/b.c", "int b;\n");
-    again = s_str("hashFiles('**/*.c')");
-    assert_string_equal(again, all_c);
-    free(again);
-
-    /* exclusions, with and without a trailing globstar (implicit descendants) */
-    s_expected(want, (const char *const[]){"int b;\n", "int c;\n"}, 2);
-    s_assert_str("hashFiles('**/*.c', '!node_modules/**')", want);
-    s_assert_str("hashFiles('**/*.c', '!node_modules')", want);
-    s_assert_str("hashFiles('**/*.c\n!**/node_modules/**')", want); /* one argument, two lines */
-    s_assert_str("hashFiles('src')", want);                         /* a directory: its files */
-    s_assert_str("hashFiles('src/')", want);
-    s_assert_str("hashFiles('./src/**')", want);
-    s_assert_str("hashFiles('src/b.c', 'src/deep/c.c')", want);
-    s_assert_str("hashFiles('s?c/[a-c].c', 'src/*/c.c')", want);
-    snprintf(path, sizeof path, "hashFiles('%s/src/**')", dir); /* absolute, inside */
-    s_assert_str(path, want);
-    /* a later pattern re-includes what an earlier one excluded */
-    s_expected(want, (const char *const[]){"int x;\n"}, 1);
-    s_assert_str("hashFiles('**/*.c', '!**/*.c', 'node_modules/x/x.c')", want);
-
-    /* '*' matches dot files; no match is '' */
-    s_expected(want, (const char *const[]){"secret\n"}, 1);
-    s_assert_str("hashFiles('.h*')", want);
-    s_assert_str("hashFiles('*hidden')", want);
+    /* nothing matched: '' */
+    h.answer = "";
     s_assert_str("hashFiles('*.nope')", "");
-    s_assert_str("hashFiles('a.txt/')", ""); /* a file is not a directory */
-    s_assert_str("hashFiles('', '*.nope')", "");
 
-    /* nothing outside the workspace is ever read */
-    s_write(outside, "evil.c", "outside\n");
-    s_assert_str("hashFiles('../*')", "");
-    s_assert_str("hashFiles('src/../../*')", "");
-    snprintf(path, sizeof path, "hashFiles('%s/evil.c')", outside);
-    s_assert_str(path, "");
-    snprintf(target, sizeof target, "%s/evil.c", outside);
-    snprintf(path, sizeof path, "%s/src/link.c", dir);
-    assert_int_equal(symlink(target, path), 0);
-    again = s_str("hashFiles('**/*.c')");
-    assert_string_equal(again, all_c);
-    free(again);
-    again = s_str("hashFiles('**/*.c', '--follow-symbolic-links')");
-    assert_string_equal(again, all_c);
-    free(again);
-    /* a link inside the workspace is followed only when asked */
-    snprintf(path, sizeof path, "%s/l.txt", dir);
-    assert_int_equal(symlink("a.txt", path), 0);
-    s_assert_str("hashFiles('l.txt')", "");
-    first = s_str("hashFiles('a.txt')");
-    s_assert_str("hashFiles('l.txt', '--follow-symbolic-links')", first);
-    free(first);
+    /* a pattern that is no string, or fails, stops before the host */
+    h.calls = 0;
+    s_assert_err("hashFiles('a', matrix)", "column 1: hashFiles: a pattern must be a string");
+    s_assert_err("hashFiles('a', fromJSON('{'))",
+                 "column 16: fromJSON: invalid JSON at offset 1: string or '}' expected near end "
+                 "of file");
+    assert_int_equal(h.calls, 0);
 
-    /* directories deeper than the bound are an error when a pattern could
-     * reach into them, and are never entered when none can */
-    snprintf(path, sizeof path, "%s/tower", dir);
-    assert_int_equal(mkdir(path, 0755), 0);
-    for (int i = 0; i < KILN_EXPR_HASH_MAX_DEPTH + 2; i++) {
-        strcat(path, "/d");
-        assert_int_equal(mkdir(path, 0755), 0);
-    }
-    s_assert_err("hashFiles('**/*.c')", "column 1: hashFiles: directories nested deeper than 128");
-    s_expected(want, (const char *const[]){"int b;\n", "int c;\n"}, 2);
-    s_assert_str("hashFiles('src/**')", want);
-
-    s_assert_err("hashFiles(matrix)", "column 1: hashFiles: a pattern must be a string");
-    s_assert_err("hashFiles('')", "column 1: hashFiles: expects at least one pattern");
-    s_env.workspace = "/nonexistent/kiln-expr";
-    s_assert_err("hashFiles('*')", "column 1: hashFiles: cannot open workspace "
-                                   "'/nonexistent/kiln-expr': No such file or directory");
-    free(all_c);
+    /* the host's errors, at the call's column */
+    h.rc = KILN_EINVAL;
+    h.msg = "hashFiles: more than 256 patterns";
+    s_assert_err("'x' && hashFiles('a')", "column 8: hashFiles: more than 256 patterns");
+    h.msg = NULL;
+    s_assert_err("hashFiles('a')", "column 1: hashFiles: failed (no reason given)");
+    h.rc = -1;
+    assert_int_equal(kiln_expr_eval("hashFiles('a')", &s_env, &v, err, sizeof err), -1);
+    assert_null(v);
+    assert_string_equal(err, "column 1: out of memory");
 }
 
 /* ----------------------------------------------------- status, if: */
@@ -1109,7 +1015,7 @@ int main(void)
         cmocka_unit_test_setup(test_format, s_reset),
         cmocka_unit_test_setup(test_join, s_reset),
         cmocka_unit_test_setup(test_tojson_fromjson, s_reset),
-        cmocka_unit_test_setup_teardown(test_hashfiles, s_reset, s_tmp_teardown),
+        cmocka_unit_test_setup(test_hashfiles_host, s_reset),
         cmocka_unit_test_setup(test_status_functions, s_reset),
         cmocka_unit_test_setup(test_conditions, s_reset),
         cmocka_unit_test_setup(test_interpolate, s_reset),
