@@ -450,18 +450,7 @@ static void s_walk_job(kiln_parse_t *ctx, knode_t *key, knode_t *val, kiln_job_t
             uses_key = kslot;
             uses_v = v;
         } else if (strcmp(k, "with") == 0) {
-            if (v->kind != KILN_YAML_MAP) {
-                kiln_parse_type_error(ctx, kslot, who, "a mapping of inputs");
-            } else {
-                json_decref(job->with);
-                if (!(job->with = kiln_yaml_json(v)))
-                    ctx->oom = true;
-                for (size_t w = 0; w + 1 < v->n; w += 2) {
-                    knode_t *wv = kiln_yaml_res(v->items[w + 1]);
-                    if (wv->kind == KILN_YAML_SCALAR)
-                        kiln_parse_template(ctx, wv, who, "with", wv->value);
-                }
-            }
+            kiln_parse_template_map(ctx, kslot, v, who, "a mapping of inputs", &job->with);
         } else if (strcmp(k, "secrets") == 0) {
             if (v->kind == KILN_YAML_SCALAR && strcmp(v->value, "inherit") == 0) {
                 json_decref(job->secrets);
@@ -477,18 +466,8 @@ static void s_walk_job(kiln_parse_t *ctx, knode_t *key, knode_t *val, kiln_job_t
         } else if (strcmp(k, "strategy") == 0) {
             s_walk_strategy(ctx, kslot, v, who, job, n_combos);
         } else if (strcmp(k, "outputs") == 0) {
-            if (v->kind != KILN_YAML_MAP) {
-                kiln_parse_type_error(ctx, kslot, who, "a mapping of names to values");
-            } else {
-                json_decref(job->outputs);
-                if (!(job->outputs = kiln_yaml_json(v)))
-                    ctx->oom = true;
-                for (size_t o = 0; o + 1 < v->n; o += 2) {
-                    knode_t *ov = kiln_yaml_res(v->items[o + 1]);
-                    if (ov->kind == KILN_YAML_SCALAR)
-                        kiln_parse_template(ctx, ov, who, "outputs", ov->value);
-                }
-            }
+            kiln_parse_template_map(ctx, kslot, v, who, "a mapping of names to values",
+                                    &job->outputs);
         } else if (strcmp(k, "concurrency") == 0) {
             s_walk_concurrency(ctx, kslot, v, who, &job->concurrency_group,
                                &job->cancel_in_progress);

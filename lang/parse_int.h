@@ -59,6 +59,10 @@ void kiln_parse_minutes_value(kiln_parse_t *ctx, const knode_t *key, const knode
                               const char *who, json_t **out);
 void kiln_parse_count_value(kiln_parse_t *ctx, const knode_t *key, const knode_t *val,
                             const char *who, unsigned lo, unsigned hi, json_t **out);
+/* A mapping whose values are templates (with:, outputs:) into *out as
+ * JSON, each value's expressions checked; `what` names the type wanted. */
+void kiln_parse_template_map(kiln_parse_t *ctx, const knode_t *key, knode_t *val,
+                             const char *who, const char *what, json_t **out);
 /* env: a mapping of names to templates, or one template for the whole. */
 void kiln_parse_env(kiln_parse_t *ctx, const knode_t *key, const knode_t *val, const char *who,
                     kiln_env_t *env, char **env_expr);

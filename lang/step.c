@@ -166,6 +166,24 @@ void kiln_parse_count_value(kiln_parse_t *ctx, const knode_t *key, const knode_t
     s_set(out, json_integer((json_int_t)n));
 }
 
+void kiln_parse_template_map(kiln_parse_t *ctx, const knode_t *key, knode_t *val,
+                             const char *who, const char *what, json_t **out)
+{
+    const char *field = kiln_yaml_res((knode_t *)key)->value;
+    if (val->kind != KILN_YAML_MAP) {
+        kiln_parse_type_error(ctx, key, who, what);
+        return;
+    }
+    json_decref(*out);
+    if (!(*out = kiln_yaml_json(val)))
+        ctx->oom = true;
+    for (size_t i = 0; i + 1 < val->n; i += 2) {
+        knode_t *v = kiln_yaml_res(val->items[i + 1]);
+        if (v->kind == KILN_YAML_SCALAR)
+            kiln_parse_template(ctx, v, who, field, v->value);
+    }
+}
+
 void kiln_env_clear(kiln_env_t *env)
 {
     for (size_t i = 0; i < env->n; i++) {
@@ -435,18 +453,7 @@ void kiln_parse_step(kiln_parse_t *ctx, const char *job_id, size_t index, knode_
                 kiln_parse_condition(ctx, v, who, step->if_expr);
             }
         } else if (strcmp(k, "with") == 0) {
-            if (v->kind != KILN_YAML_MAP) {
-                kiln_parse_type_error(ctx, kslot, who, "a mapping of inputs");
-            } else {
-                json_decref(step->with);
-                if (!(step->with = kiln_yaml_json(v)))
-                    ctx->oom = true;
-                for (size_t w = 0; w + 1 < v->n; w += 2) {
-                    knode_t *wv = kiln_yaml_res(v->items[w + 1]);
-                    if (wv->kind == KILN_YAML_SCALAR)
-                        kiln_parse_template(ctx, wv, who, "with", wv->value);
-                }
-            }
+            kiln_parse_template_map(ctx, kslot, v, who, "a mapping of inputs", &step->with);
         } else {
             kiln_parse_warn(ctx, kslot, "unknown key '%.*s' in %s", s_q(k), k, who);
         }
