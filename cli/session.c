@@ -20,7 +20,7 @@
 
 int kiln_cli_request_timeout_ms(void)
 {
-    const char *v = getenv("KILN_CLI_REQUEST_TIMEOUT_MS");
+    const char *v = getenv("KILN_REQUEST_TIMEOUT_MS");
     int ms = v ? atoi(v) : 0;
     return ms > 0 ? ms : KILN_REQUEST_TIMEOUT_DEFAULT_MS;
 }
@@ -76,7 +76,7 @@ int kiln_cli_submit_and_follow(kiln_client_t *client, const char *file, const ch
     /* Nothing is shown while it runs: only its end is needed. */
     req.follow_quiet = !live;
     int rc = kiln_client_call(client, &req,
-                              getenv("KILN_CLI_REQUEST_TIMEOUT_MS") ? KILN_CLI_REQUEST_TIMEOUT_MS
+                              getenv("KILN_REQUEST_TIMEOUT_MS") ? KILN_CLI_REQUEST_TIMEOUT_MS
                                                                  : KILN_FARM_START_TIMEOUT_MS,
                               &reply);
     if (rc != 0) {

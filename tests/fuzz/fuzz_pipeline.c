@@ -53,20 +53,25 @@ static void s_check_graph(const kiln_workflow_t *wf)
     size_t turn = 0;
     if (kiln_rungraph_new(&g, wf, &run) != 0)
         return;
-    for (size_t round = 0; round <= KILN_RUNGRAPH_MAX_JOBS + 1; round++) {
-        size_t ready[KILN_RUNGRAPH_MAX_JOBS], n_ready = 0, n;
+    /* As the coordinator does: after each finish the changes are taken at
+     * once (a fail-fast may end a job that was ready). */
+    size_t ready[KILN_RUNGRAPH_MAX_JOBS + 64], n_ready = 0, n;
+    for (size_t rounds = 0; rounds <= 4 * KILN_RUNGRAPH_MAX_JOBS; rounds++) {
         while ((n = kiln_rungraph_advance(g, ch, 64)) > 0)
             for (size_t i = 0; i < n; i++)
-                if (ch[i].kind == KILN_RG_READY && n_ready < KILN_RUNGRAPH_MAX_JOBS)
+                if (ch[i].kind == KILN_RG_READY && n_ready < sizeof ready / sizeof ready[0])
                     ready[n_ready++] = ch[i].job;
-        if (!n_ready)
-            break;
-        for (size_t i = 0; i < n_ready; i++) {
-            kiln_job_state_t end = turn++ % 2 ? KILN_JOB_FAILURE : KILN_JOB_SUCCESS;
-            if (kiln_rungraph_start(g, ready[i]) != 0 ||
-                kiln_rungraph_finish(g, ready[i], end, NULL, false) != 0)
-                abort();
+        size_t j = SIZE_MAX;
+        while (n_ready && j == SIZE_MAX) {
+            size_t c = ready[--n_ready];
+            if (kiln_rungraph_state(g, c) == KILN_JOB_READY)
+                j = c;
         }
+        if (j == SIZE_MAX)
+            break;
+        kiln_job_state_t end = turn++ % 2 ? KILN_JOB_FAILURE : KILN_JOB_SUCCESS;
+        if (kiln_rungraph_start(g, j) != 0 || kiln_rungraph_finish(g, j, end, NULL, false) != 0)
+            abort();
     }
     if (!kiln_rungraph_done(g))
         abort(); /* a run that never ends */

@@ -7,8 +7,9 @@ bin=$1
 secs=${2:-30}
 here=$(cd "$(dirname "$0")" && pwd)
 scratch=$(mktemp -d /tmp/kiln-fuzz.XXXXXX)
-trap 'rm -rf "$scratch"' EXIT
 status=0
+# The scratch corpus goes; a crash's input stays (its path is printed).
+trap '[ "$status" = 0 ] && rm -rf "$scratch"' EXIT
 for f in "$bin"/fuzz_*; do
     name=$(basename "$f")
     seeds=$here/corpus/${name#fuzz_}
@@ -17,6 +18,7 @@ for f in "$bin"/fuzz_*; do
     if ! "$f" -max_total_time="$secs" -max_len=65536 -artifact_prefix="$scratch/$name-" \
         "$scratch/$name" "$seeds" 2>"$scratch/$name.log"; then
         tail -n 30 "$scratch/$name.log"
+        ls "$scratch/$name-"* 2>/dev/null | sed 's/^/crash input kept: /'
         status=1
     else
         grep -E "^#[0-9]+.*DONE" "$scratch/$name.log" | tail -n 1 || true
