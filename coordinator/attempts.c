@@ -264,7 +264,7 @@ void kiln_attempts_on_job_result(kiln_server_t *self, kiln_cworker_t *w, const K
 {
     kiln_cjob_t *cur = kiln_runs_find_job(self, m->job_key);
     if (cur && cur->token == m->token && kiln_runs_state(cur) != KILN_JOB_RUNNING &&
-        strcmp(cur->worker_name, w->name) == 0) {
+        cur->worker_name && strcmp(cur->worker_name, w->name) == 0) {
         /* Our acknowledgement was lost and the worker sent it again. */
         self->stats.duplicate_results++;
         kiln_proto_worker_ack(self, w, m);

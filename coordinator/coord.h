@@ -108,7 +108,8 @@ struct kiln_cjob {
     /* The lease holder by name: after a coordinator restart a running job has
      * no connected worker yet; it waits (an orphan lease) until the worker
      * re-introduces itself and re-adopts it, or orphan_deadline passes. */
-    char worker_name[KILN_PEER_NAME_MAX];
+    char *worker_name;              /* malloc'd when leased; NULL before (a queued job
+                                       carries no name: 100,000 of them did) */
     int64_t orphan_deadline;        /* monotonic; 0: not an orphan */
     int64_t started_ms;             /* wall, current attempt */
     unsigned infra_failures;        /* attempts lost to infrastructure */
@@ -286,6 +287,8 @@ void kiln_runs_queue(kiln_server_t *self, kiln_cjob_t *job);
 void kiln_runs_cancel(kiln_server_t *self, kiln_crun_t *run, const char *actor, const char *why);
 void kiln_runs_rank(kiln_server_t *self, kiln_crun_t *run);
 const char *kiln_runs_workflow_key(const kiln_crun_t *run);
+/* The job's lease holder, by name (kept for re-adoption after a restart). */
+void kiln_runs_set_worker_name(kiln_cjob_t *job, const char *name);
 void kiln_runs_send_cancel(kiln_server_t *self, kiln_cjob_t *job);
 
 /* dispatch.c */

@@ -110,7 +110,7 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
     kiln_cworker_t *w = job->worker;
     job->token = job->lease_token;
     job->attempt++;
-    snprintf(job->worker_name, sizeof job->worker_name, "%s", w->name);
+    kiln_runs_set_worker_name(job, w->name);
     job->orphan_deadline = 0;
     job->started_ms = kiln_clock_wall_ms();
     job->cancel_sent = false;

@@ -76,8 +76,7 @@ void kiln_recovery_ready(kiln_server_t *self, kiln_crun_t *run, kiln_cjob_t *job
     job->attempt = hist.attempt > red.attempt ? hist.attempt : red.attempt;
     job->token = hist.token > red.token ? hist.token : red.token;
     job->started_ms = hist.started_ms;
-    snprintf(job->worker_name, sizeof job->worker_name, "%s",
-             red.worker[0] ? red.worker : hist.worker);
+    kiln_runs_set_worker_name(job, red.worker[0] ? red.worker : hist.worker);
     if (kiln_job_state_parse(hist.state, &st) == 0 && kiln_job_state_is_final(st)) {
         final = st;
     } else if (strcmp(red.state, "done") == 0) {

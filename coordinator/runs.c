@@ -135,13 +135,28 @@ static kiln_cjob_t *s_job_new(kiln_crun_t *run, size_t idx)
     return job;
 }
 
+void kiln_runs_set_worker_name(kiln_cjob_t *job, const char *name)
+{
+    if (job->worker_name && strcmp(job->worker_name, name) == 0)
+        return;
+    char *copy = strdup(name);
+    if (!copy) {
+        kiln_log_error("job %s: out of memory for its worker's name", job->key);
+        return; /* the old name stays: a re-adoption by name may then fail */
+    }
+    free(job->worker_name);
+    job->worker_name = copy;
+}
+
 void kiln_runs_free(kiln_crun_t **run_p)
 {
     kiln_crun_t *run = *run_p;
     if (!run)
         return;
-    for (size_t i = 0; i < run->n_jobs; i++)
+    for (size_t i = 0; i < run->n_jobs; i++) {
+        free(run->jobs[i]->worker_name);
         free(run->jobs[i]);
+    }
     free(run->jobs);
     s_label_set_t *l = run->label_sets;
     while (l) {

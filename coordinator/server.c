@@ -154,7 +154,8 @@ void kiln_server_reconcile(kiln_server_t *self)
                                         job->attempt, NULL, 0, NULL, &job->token);
             } else if (state == KILN_JOB_RUNNING) {
                 rc = kiln_queue_restore(self->queue, job->key, labels, "leased", job->token,
-                                        job->attempt, job->worker_name, deadline, NULL, NULL);
+                                        job->attempt, job->worker_name ? job->worker_name : "", deadline, NULL,
+                                        NULL);
             } else {
                 rc = kiln_queue_restore(self->queue, job->key, labels, "done", job->token,
                                         job->attempt, NULL, 0, kiln_job_state_name(state), NULL);

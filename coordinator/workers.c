@@ -242,7 +242,7 @@ void kiln_workers_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg,
         for (size_t k = 0; k < h->n_running; k++) {
             kiln_cjob_t *job = kiln_runs_find_job(self, h->running[k]->job_key);
             if (job && kiln_runs_state(job) == KILN_JOB_RUNNING && !job->worker &&
-                job->token == h->running[k]->token && strcmp(job->worker_name, w->name) == 0 &&
+                job->token == h->running[k]->token && job->worker_name && strcmp(job->worker_name, w->name) == 0 &&
                 w->busy < w->cap) {
                 job->worker = w;
                 job->orphan_deadline = 0;

@@ -226,7 +226,11 @@ kiln_plan_job_t *kiln_plan_job_new(const kiln_job_t *spec, const kiln_strategy_t
     if (!id || !name)
         goto oom;
     job->id = s_join(prefix ? prefix : "", id);
-    job->name = s_join(name_prefix ? name_prefix : "", name);
+    /* Most jobs are named by their id: the two share one string. */
+    job->name = job->id && strcmp(id, name) == 0 && strcmp(prefix ? prefix : "", "") == 0 &&
+                        strcmp(name_prefix ? name_prefix : "", "") == 0
+                    ? job->id
+                    : s_join(name_prefix ? name_prefix : "", name);
     if (!job->id || !job->name)
         goto oom;
     job->timeout_ms = KILN_WF_DEFAULT_JOB_TIMEOUT_MS;
@@ -242,9 +246,7 @@ oom:
 
 static void s_labels_free(kiln_plan_job_t *job)
 {
-    for (size_t i = 0; i < job->n_labels; i++)
-        free(job->labels[i]);
-    free(job->labels);
+    free(job->labels); /* one block with its strings */
     job->labels = NULL;
     job->n_labels = 0;
 }
@@ -254,8 +256,9 @@ void kiln_plan_job_destroy(kiln_plan_job_t **self_p)
     if (!self_p || !*self_p)
         return;
     kiln_plan_job_t *job = *self_p;
+    if (job->name != job->id)
+        free(job->name);
     free(job->id);
-    free(job->name);
     json_decref(job->matrix);
     s_labels_free(job);
     free(job->group);
@@ -281,35 +284,42 @@ static int s_labels(const json_t *v, char ***out, size_t *n, const char *job, ch
     } else {
         list[0] = v;
     }
-    char **labels = calloc(KILN_PLAN_MAX_LABELS, sizeof *labels);
-    if (!labels)
-        return s_fail(err, errlen, -1, "out of memory");
+    /* One block: the pointers, then the strings (a job's labels are a
+     * handful of short words; 100,000 queued jobs made one allocation each
+     * worth saving). */
+    size_t bytes = 0;
     for (int l = 0; l < 2; l++) {
         const json_t *x = list[l];
         size_t count = json_is_array(x) ? json_array_size(x) : x ? 1 : 0;
         for (size_t i = 0; i < count; i++) {
             const json_t *e = json_is_array(x) ? json_array_get(x, i) : x;
-            const char *s = json_string_value(e);
-            if (!s || !*s) {
-                for (size_t k = 0; k < total; k++)
-                    free(labels[k]);
-                free(labels);
+            const char *str = json_string_value(e);
+            if (!str || !*str)
                 return s_fail(err, errlen, KILN_EINVAL,
                               "job '%s': runs-on must give a label or a list of labels", job);
-            }
-            if (total == KILN_PLAN_MAX_LABELS) {
-                for (size_t k = 0; k < total; k++)
-                    free(labels[k]);
-                free(labels);
+            if (++total > KILN_PLAN_MAX_LABELS)
                 return s_fail(err, errlen, KILN_EINVAL, "job '%s': runs-on has more than %d labels",
                               job, KILN_PLAN_MAX_LABELS);
-            }
-            labels[total++] = strdup(s);
+            bytes += strlen(str) + 1;
         }
     }
-    if (total == 0) {
-        free(labels);
+    if (total == 0)
         return s_fail(err, errlen, KILN_EINVAL, "job '%s': runs-on gives no label", job);
+    char **labels = malloc(total * sizeof *labels + bytes);
+    if (!labels)
+        return s_fail(err, errlen, -1, "out of memory");
+    char *at = (char *)(labels + total);
+    size_t k = 0;
+    for (int l = 0; l < 2; l++) {
+        const json_t *x = list[l];
+        size_t count = json_is_array(x) ? json_array_size(x) : x ? 1 : 0;
+        for (size_t i = 0; i < count; i++) {
+            const char *str = json_string_value(json_is_array(x) ? json_array_get(x, i) : x);
+            size_t len = strlen(str) + 1;
+            memcpy(at, str, len);
+            labels[k++] = at;
+            at += len;
+        }
     }
     *out = labels;
     *n = total;
@@ -484,7 +494,8 @@ int kiln_plan_finish(kiln_plan_job_t *job, const kiln_workflow_t *wf, const kiln
     }
     /* Everything evaluated: it replaces what the job had. */
     if (next.name) {
-        free(job->name);
+        if (job->name != job->id)
+            free(job->name);
         job->name = next.name;
         next.name = NULL;
     }

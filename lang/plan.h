@@ -42,7 +42,7 @@ typedef struct {
     json_t *matrix;          /* this combination (object), or NULL */
     size_t index, total;     /* strategy.job-index, job-total */
     /* Set by kiln_plan_finish: */
-    char **labels;           /* runs-on: a worker must have them all */
+    char **labels;           /* runs-on: a worker must have them all (one block) */
     size_t n_labels;
     int64_t timeout_ms;
     bool continue_on_error;

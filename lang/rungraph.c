@@ -89,11 +89,14 @@ struct kiln_rungraph {
 
 /* ------------------------------------------------------------ plumbing */
 
+/* Grows *p to hold need entries. From a small start: most jobs as written
+ * have one planned job and one dependent, and 100,000 queued jobs made the
+ * slack of a larger start a quarter of the coordinator's memory. */
 static bool s_grow(void **p, size_t *cap, size_t need, size_t size)
 {
     if (need <= *cap)
         return true;
-    size_t ncap = *cap ? *cap * 2 : 16;
+    size_t ncap = *cap ? *cap * 2 : 1;
     while (ncap < need)
         ncap *= 2;
     void *grown = realloc(*p, ncap * size);
