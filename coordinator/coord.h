@@ -34,6 +34,7 @@
 
 #include "common/transport.h"
 #include "coordinator/history.h"
+#include "coordinator/models.h"
 #include "coordinator/queue.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/server.h"
@@ -134,14 +135,11 @@ struct kiln_cjob {
 
 struct kiln_crun {
     int64_t id;
-    /* What it was submitted with, kept for recovery. */
     char *file;
-    char *yaml;
-    size_t yaml_len;
-    json_t *files;                  /* local actions and called workflows: path -> text */
     json_t *inputs;                 /* typed run inputs (object) */
     char actor[KILN_PEER_NAME_MAX];
-    kiln_workflow_t *wf;
+    kiln_model_t *model;            /* shared with runs of the same text (models.c) */
+    const kiln_workflow_t *wf;      /* the model's */
     kiln_rungraph_t *graph;
     kiln_cjob_t **jobs;             /* parallel to the graph's jobs */
     size_t n_jobs, cap_jobs;
@@ -206,6 +204,7 @@ struct kiln_server {
     kiln_auth_t *auth;
     kiln_queue_t *queue;
     kiln_history_t *history;
+    kiln_models_t *models;
     int sigfd;
     bool stopping;
     int exit_code;
@@ -266,9 +265,9 @@ void kiln_workers_check(kiln_server_t *self, int64_t now);
 json_t *kiln_workers_json(kiln_server_t *self);
 
 /* runs.c */
-int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_workflow_t **wf_p,
-                     const char *file, const char *yaml, size_t yaml_len, json_t *files,
-                     json_t *inputs, const char *actor, int64_t id, int64_t created_ms);
+int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_model_t **model_p,
+                     const char *file, json_t *inputs, const char *actor, int64_t id,
+                     int64_t created_ms);
 void kiln_runs_add(kiln_server_t *self, kiln_crun_t *run);
 void kiln_runs_free(kiln_crun_t **run_p);
 kiln_crun_t *kiln_runs_find(kiln_server_t *self, int64_t id);

@@ -55,7 +55,8 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
                         const Kiln__Request *req, const char *client)
 {
     kiln_diags_t diags;
-    kiln_workflow_t *wf = NULL;
+    kiln_model_t *model = NULL;
+    const kiln_workflow_t *wf = NULL;
     kiln_crun_t *run = NULL;
     char *text = NULL;
     json_t *files = NULL, *given = NULL, *typed = NULL, *none = NULL;
@@ -72,16 +73,16 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
     files = json_object();
     for (size_t i = 0; i < req->n_actions && i < KILN_WF_MAX_ACTIONS; i++)
         json_object_set_new(files, req->actions[i]->key, json_string(req->actions[i]->value));
-    kiln_loader_t loader;
-    kiln_loader_json(&loader, files);
-    if (kiln_workflow_parse(&wf, file, (const char *)req->workflow_yaml.data,
-                            req->workflow_yaml.len, &loader, &diags) != 0) {
-        text = kiln_diags_format(&diags);
+    int prc = kiln_models_parse(self->models, file, (const char *)req->workflow_yaml.data,
+                                req->workflow_yaml.len, files, &diags, &model);
+    if (prc != 0) {
+        text = prc == KILN_EINVAL ? kiln_diags_format(&diags) : NULL;
         kiln_log_info("refused a workflow from %s: %s", client, kiln_error_last());
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL,
+        kiln_proto_client_reply(self, msg, req->request_id, prc == KILN_EINVAL ? KILN_EINVAL : -1,
                                 text ? text : kiln_error_last(), 0, NULL);
         goto cleanup;
     }
+    wf = kiln_model_workflow(model);
     if (self->n_runs >= KILN_SERVER_MAX_RUNS) {
         kiln_proto_client_reply(self, msg, req->request_id, KILN_EAGAIN,
                                 "too many active runs; try later", 0, NULL);
@@ -115,8 +116,7 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
         goto cleanup;
     }
-    int rc = kiln_runs_create(self, &run, &wf, file, (const char *)req->workflow_yaml.data,
-                              req->workflow_yaml.len, files, typed, client, run_id, created);
+    int rc = kiln_runs_create(self, &run, &model, file, typed, client, run_id, created);
     if (rc != 0) {
         char why[KILN_ERROR_MAX];
         snprintf(why, sizeof why, "%s", kiln_error_last());
@@ -166,7 +166,7 @@ cleanup:
     json_decref(given);
     json_decref(typed);
     json_decref(none);
-    kiln_workflow_destroy(&wf);
+    kiln_model_release(&model);
     kiln_diags_free(&diags);
 }
 
@@ -204,7 +204,7 @@ static json_t *s_stats_json(kiln_server_t *self)
     }
     return json_pack(
         "{s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-        " s:I, s:I, s:I, s:o, s:I, s:b}",
+        " s:I, s:I, s:I, s:o, s:I, s:I, s:b}",
         "dispatches", (json_int_t)st->dispatches, "retries", "worker_lost",
         (json_int_t)st->retries_worker_lost, "worker_drained", (json_int_t)st->retries_worker_drained,
         "infra_error", (json_int_t)st->retries_infra_error, "failure",
@@ -218,7 +218,7 @@ static json_t *s_stats_json(kiln_server_t *self)
         "redis_reconnects", (json_int_t)st->redis_reconnects, "workers_connected",
         (json_int_t)self->n_workers, "slots_busy", (json_int_t)busy, "slots_total",
         (json_int_t)slots, "queue_depth", depth, "runs_active", (json_int_t)self->n_runs,
-        "redis_connected", kiln_queue_connected(self->queue) != 0);
+        "workflows_held", (json_int_t)kiln_models_count(self->models), "redis_connected", kiln_queue_connected(self->queue) != 0);
 }
 
 static void s_on_drain(kiln_server_t *self, const kiln_transport_msg_t *msg,

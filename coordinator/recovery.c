@@ -138,21 +138,18 @@ static void s_free_saved(s_saved_t *saved)
 static int s_recover_run(kiln_server_t *self, s_saved_run_t *sv)
 {
     kiln_diags_t diags;
-    kiln_workflow_t *wf = NULL;
+    kiln_model_t *model = NULL;
     kiln_crun_t *run = NULL;
     kiln_diags_init(&diags, sv->file);
     json_t *files = sv->actions ? json_loads(sv->actions, 0, NULL) : json_object();
     json_t *inputs = sv->inputs ? json_loads(sv->inputs, 0, NULL) : json_object();
-    kiln_loader_t loader;
-    kiln_loader_json(&loader, files);
-    int rc = kiln_workflow_parse(&wf, sv->file, sv->yaml, sv->len, &loader, &diags);
+    int rc = kiln_models_parse(self->models, sv->file, sv->yaml, sv->len, files, &diags, &model);
     kiln_diags_free(&diags);
     if (rc == 0)
-        rc = kiln_runs_create(self, &run, &wf, sv->file, sv->yaml, sv->len, files, inputs, "",
-                              sv->id, sv->created_ms);
+        rc = kiln_runs_create(self, &run, &model, sv->file, inputs, "", sv->id, sv->created_ms);
     json_decref(files);
     json_decref(inputs);
-    kiln_workflow_destroy(&wf);
+    kiln_model_release(&model);
     if (rc == -1)
         return -1;
     if (rc != 0) {

@@ -1,9 +1,10 @@
 /* runs.c: the coordinator's run and job table.
  *
- * A run is a parsed workflow, its graph (lang/rungraph.h: every job's
- * state, what runs next) and, per job of the graph, the coordinator's own
- * record (kiln_cjob_t: key, labels, lease, worker). kiln_runs_create is the
- * one way a run comes to be, for a submission and for recovery alike; after
+ * A run is a parsed workflow (shared with the runs of the same text:
+ * models.c), its graph (lang/rungraph.h: every job's state, what runs
+ * next) and, per job of the graph, the coordinator's own record
+ * (kiln_cjob_t: key, labels, lease, worker). kiln_runs_create is the one
+ * way a run comes to be, for a submission and for recovery alike; after
  * anything that moves a run, kiln_runs_advance applies what its graph
  * decided: rows for new jobs, ready jobs to Redis and the ready list, jobs
  * that ended without running recorded with their reason, running jobs told
@@ -165,10 +166,8 @@ void kiln_runs_free(kiln_crun_t **run_p)
         l = next;
     }
     kiln_rungraph_destroy(&run->graph);
-    kiln_workflow_destroy(&run->wf);
+    kiln_model_release(&run->model);
     free(run->file);
-    free(run->yaml);
-    json_decref(run->files);
     json_decref(run->inputs);
     json_decref(run->replay_outputs);
     free(run->ready);
@@ -176,28 +175,26 @@ void kiln_runs_free(kiln_crun_t **run_p)
     *run_p = NULL;
 }
 
-int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_workflow_t **wf_p,
-                     const char *file, const char *yaml, size_t yaml_len, json_t *files,
-                     json_t *inputs, const char *actor, int64_t id, int64_t created_ms)
+int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_model_t **model_p,
+                     const char *file, json_t *inputs, const char *actor, int64_t id,
+                     int64_t created_ms)
 {
     kiln_crun_t *run = calloc(1, sizeof *run);
     *out = NULL;
-    if (!run)
+    if (!run) {
+        kiln_model_release(model_p);
         goto oom;
+    }
     run->id = id;
     run->created_ms = created_ms;
     snprintf(run->actor, sizeof run->actor, "%s", actor);
+    run->model = *model_p;
+    *model_p = NULL;
+    run->wf = kiln_model_workflow(run->model);
     run->file = strdup(file);
-    run->yaml = malloc(yaml_len + 1);
-    if (!run->file || !run->yaml)
-        goto oom;
-    memcpy(run->yaml, yaml, yaml_len);
-    run->yaml[yaml_len] = '\0';
-    run->yaml_len = yaml_len;
-    run->files = files ? json_incref(files) : json_object();
     run->inputs = inputs ? json_incref(inputs) : json_object();
-    run->wf = *wf_p;
-    *wf_p = NULL;
+    if (!run->file || !run->inputs)
+        goto oom;
     kiln_contexts_t c = {
         .run_id = id,
         .workflow = run->wf->name,

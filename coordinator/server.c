@@ -362,6 +362,8 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
         rc = KILN_EINVAL;
         goto cleanup;
     }
+    if ((rc = kiln_models_new(&self->models)) != 0)
+        goto cleanup;
     if ((rc = kiln_history_open(&self->history, self->cfg.db_path)) != 0)
         goto cleanup;
     if ((rc = kiln_queue_open(&self->queue, self->cfg.redis, 10000)) != 0)
@@ -428,6 +430,7 @@ void kiln_server_destroy(kiln_server_t **self_p)
     for (size_t i = 0; i < self->n_runs; i++)
         kiln_runs_free(&self->runs[i]);
     free(self->runs);
+    kiln_models_destroy(&self->models); /* after the runs that hold them */
     for (size_t i = 0; i < self->n_workers; i++)
         kiln_workers_free(&self->workers[i]);
     free(self->workers);
