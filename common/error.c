@@ -60,6 +60,7 @@ const char *kiln_error_name(int code)
     case KILN_ESTALE: return "ESTALE";
     case KILN_EDENIED: return "EDENIED";
     case KILN_EINFRA: return "EINFRA";
+    case KILN_EBUSY: return "EBUSY";
     default: return "ERROR";
     }
 }

@@ -23,6 +23,7 @@ enum {
     KILN_ESTALE = -8,    /* a fencing token no longer current */
     KILN_EDENIED = -9,   /* authentication or authorisation refused */
     KILN_EINFRA = -10,   /* an infrastructure dependency failed */
+    KILN_EBUSY = -11,    /* held by another process (a lock, a keyspace) */
 };
 
 #define KILN_ERROR_MAX 1024

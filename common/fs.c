@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,3 +149,43 @@ cleanup:
     return rc;
 }
 
+
+int kiln_fs_lock(const char *path, const char *holder, int *fd_out)
+{
+    int rc = -1;
+    *fd_out = -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd == -1) {
+        kiln_error_errno("cannot open the lock %s", path);
+        return -1;
+    }
+    /* flock, not fcntl: SQLite's own locks on the database are fcntl locks
+     * and would be released by any close of the file in this process. */
+    if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+        if (errno == EWOULDBLOCK) {
+            char who[512];
+            ssize_t n = pread(fd, who, sizeof who - 1, 0);
+            who[n > 0 ? n : 0] = '\0';
+            who[strcspn(who, "\n")] = '\0';
+            kiln_error_set("%s is held by another process: %s", path,
+                           who[0] ? who : "(it has not said who it is yet)");
+            rc = KILN_EBUSY;
+        } else {
+            kiln_error_errno("cannot lock %s", path);
+        }
+        goto cleanup;
+    }
+    size_t len = strlen(holder);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, holder, len, 0) != (ssize_t)len ||
+        pwrite(fd, "\n", 1, (off_t)len) != 1) {
+        kiln_error_errno("cannot write the lock %s", path);
+        goto cleanup;
+    }
+    *fd_out = fd;
+    fd = -1;
+    rc = 0;
+cleanup:
+    if (fd != -1)
+        close(fd);
+    return rc;
+}

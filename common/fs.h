@@ -25,4 +25,12 @@ int kiln_fs_rmtree(const char *path);
 int kiln_fs_read_regular(const char *path, size_t max, char **out, size_t *len, char *err,
                          size_t errlen);
 
+/* Takes an exclusive lock on path (created 0600 if missing) for as long as
+ * the process keeps *fd_out open, and writes holder (one line: who and
+ * where) into it. A lock another process holds is KILN_EBUSY, with the
+ * message naming the path and what its holder wrote; other failures -1.
+ * The lock goes with the process however it ends, so a killed holder never
+ * leaves a stale one behind. */
+int kiln_fs_lock(const char *path, const char *holder, int *fd_out);
+
 #endif

@@ -28,6 +28,7 @@
 #define KILN_COORD_H
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -206,6 +207,10 @@ struct kiln_server {
     kiln_history_t *history;
     kiln_models_t *models;
     int sigfd;
+    int lock_fd;                    /* DB.lock, held for the process's life */
+    char holder[512];               /* who we are, in the lock and in Redis */
+    char farm_id[PATH_MAX];         /* the history's real path: Redis's owner */
+    int64_t claim_renew_at;
     bool stopping;
     int exit_code;
     kiln_cworker_t **workers;

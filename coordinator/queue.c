@@ -221,15 +221,28 @@ int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeou
         nanosleep(&ts, NULL);
         backoff_ms = backoff_ms * 2 > 500 ? 500 : backoff_ms * 2;
     }
-    redisReply *r = redisCommand(self->redis, "PING");
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        kiln_error_set("queue: Redis at %s does not answer PING", addr);
-        if (r)
+    /* A Redis that has just started answers -LOADING until it has read its
+     * append-only file back: wait for it (bounded, like the connect). */
+    for (;;) {
+        redisReply *r = redisCommand(self->redis, "PING");
+        bool loading = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0;
+        if (r && r->type != REDIS_REPLY_ERROR) {
             freeReplyObject(r);
-        rc = KILN_EINFRA;
-        goto cleanup;
+            break;
+        }
+        if (!loading || kiln_clock_mono_ms() >= give_up) {
+            kiln_error_set("queue: Redis at %s does not answer PING: %s", addr,
+                           r ? r->str : self->redis->errstr);
+            if (r)
+                freeReplyObject(r);
+            rc = KILN_EINFRA;
+            goto cleanup;
+        }
+        freeReplyObject(r);
+        struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        backoff_ms = backoff_ms * 2 > 500 ? 500 : backoff_ms * 2;
     }
-    freeReplyObject(r);
     s_load_script(self);
     *out = self;
     self = NULL;
@@ -790,6 +803,45 @@ int kiln_queue_reconnect(kiln_queue_t *self)
     s_load_script(self);
     kiln_log_info("queue: reconnected to Redis at %s", self->addr);
     return 0;
+}
+
+/* The claim is one script, so that two coordinators starting at once
+ * cannot both find the key free. */
+static const char *S_CLAIM_LUA =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v and string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\\n' then return v end "
+    "redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. ARGV[2], 'PX', ARGV[3]) "
+    "return 1";
+
+int kiln_queue_claim(kiln_queue_t *self, const char *farm, const char *holder, int64_t ttl_ms)
+{
+    if (!self->redis) {
+        kiln_error_set("queue: claim: Redis at %s is unreachable", self->addr);
+        return KILN_EINFRA;
+    }
+    s_settle(self);
+    if (!self->redis)
+        return KILN_EINFRA;
+    redisReply *r = redisCommand(self->redis, "EVAL %s 1 kiln:owner %s %s %lld", S_CLAIM_LUA, farm,
+                                 holder, (long long)ttl_ms);
+    if (!r) {
+        kiln_error_set("queue: claim: Redis connection lost");
+        s_drop_connection(self);
+        return KILN_EINFRA;
+    }
+    int rc = 0;
+    if (r->type == REDIS_REPLY_STRING) {
+        const char *nl = strchr(r->str, '\n');
+        kiln_error_set("Redis at %s is the queue of another farm: history %.*s, held by %s",
+                       self->addr, nl ? (int)(nl - r->str) : (int)r->len, r->str,
+                       nl ? nl + 1 : "(unknown)");
+        rc = KILN_EBUSY;
+    } else if (r->type != REDIS_REPLY_INTEGER) {
+        kiln_error_set("queue: claim: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        rc = KILN_EINFRA;
+    }
+    freeReplyObject(r);
+    return rc;
 }
 
 int kiln_queue_get(kiln_queue_t *self, const char *job_key, kiln_queue_job_t *out)

@@ -81,6 +81,12 @@ typedef struct {
     char result[32];
 } kiln_queue_job_t;
 
+/* Claims Redis for one farm: the key kiln:owner names the farm (its
+ * history, `farm`) and the coordinator holding it (`holder`) for ttl_ms.
+ * 0 when it was free or already this farm's (a restarted coordinator of the
+ * same history takes it over at once); KILN_EBUSY naming the other farm and
+ * its holder; KILN_EINFRA when Redis cannot be asked. Renewed by the timer. */
+int kiln_queue_claim(kiln_queue_t *self, const char *farm, const char *holder, int64_t ttl_ms);
 int kiln_queue_get(kiln_queue_t *self, const char *job_key, kiln_queue_job_t *out);
 /* Writes the coordinator's view of a job into Redis after Redis lost writes
  * (a restart from an older append-only file) or was unreachable: the job

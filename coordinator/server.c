@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,13 +19,18 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/keys.h"
 #include "common/log.h"
+
+/* How long Redis keeps a dead coordinator's claim for another farm. */
+#define S_CLAIM_TTL_MS 30000
 
 void kiln_server_config_defaults(kiln_server_config_t *cfg)
 {
@@ -202,10 +208,25 @@ static void s_queue_settle(kiln_server_t *self)
     }
 }
 
+/* The Redis claim is renewed well within its time to live; losing it to
+ * another farm is said loudly (an operator pointed two farms at one Redis). */
+static void s_renew_claim(kiln_server_t *self, int64_t now)
+{
+    if (now < self->claim_renew_at || !kiln_queue_connected(self->queue))
+        return;
+    self->claim_renew_at = now + S_CLAIM_TTL_MS / 4;
+    int rc = kiln_queue_claim(self->queue, self->farm_id, self->holder, S_CLAIM_TTL_MS);
+    if (rc == KILN_EBUSY)
+        kiln_log_error("%s", kiln_error_last());
+    else if (rc != 0)
+        self->redis_dirty = true;
+}
+
 static void s_on_timer(kiln_server_t *self)
 {
     int64_t now = kiln_clock_mono_ms();
     s_queue_settle(self);
+    s_renew_claim(self, now);
     kiln_workers_check(self, now);
     kiln_attempts_expire_orphans(self, now);
     s_check_redis(self, now);
@@ -311,6 +332,30 @@ static const char *s_keep(kiln_server_t *self, int slot, const char *s)
     return self->strings[slot];
 }
 
+/* Takes DB.lock, writing who holds it for whoever finds it taken. */
+static int s_lock_farm(kiln_server_t *self)
+{
+    char host[256] = "?", lock[PATH_MAX];
+    gethostname(host, sizeof host - 1);
+    char since[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    snprintf(self->holder, sizeof self->holder, "coordinator pid %d on %s, listening on %s, since %s",
+             (int)getpid(), host, self->cfg.listen, since);
+    if (snprintf(lock, sizeof lock, "%s.lock", self->cfg.db_path) >= (int)sizeof lock) {
+        kiln_error_set("coordinator: history path too long");
+        return KILN_EINVAL;
+    }
+    int rc = kiln_fs_lock(lock, self->holder, &self->lock_fd);
+    if (rc == KILN_EBUSY) {
+        char why[KILN_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", kiln_error_last());
+        kiln_error_set("coordinator: another coordinator owns this farm's history (%s)", why);
+    }
+    return rc;
+}
+
 int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
 {
     int rc = -1;
@@ -322,6 +367,7 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
         return -1;
     }
     self->sigfd = -1;
+    self->lock_fd = -1;
     self->cfg = *cfg;
     self->wtab = calloc(KILN_WTAB_SIZE, sizeof *self->wtab);
     if (!self->wtab) {
@@ -364,9 +410,21 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     }
     if ((rc = kiln_models_new(&self->models)) != 0)
         goto cleanup;
+    /* One coordinator per farm: the history's lock, then Redis's, both
+     * before anything is recovered, so a second coordinator started by
+     * mistake changes nothing. */
+    if ((rc = s_lock_farm(self)) != 0)
+        goto cleanup;
     if ((rc = kiln_history_open(&self->history, self->cfg.db_path)) != 0)
         goto cleanup;
     if ((rc = kiln_queue_open(&self->queue, self->cfg.redis, 10000)) != 0)
+        goto cleanup;
+    if (!realpath(self->cfg.db_path, self->farm_id)) {
+        kiln_error_errno("coordinator: %s", self->cfg.db_path);
+        rc = -1;
+        goto cleanup;
+    }
+    if ((rc = kiln_queue_claim(self->queue, self->farm_id, self->holder, S_CLAIM_TTL_MS)) != 0)
         goto cleanup;
     if (cfg->vars_path && (rc = s_load_vars(self, cfg->vars_path)) != 0)
         goto cleanup;
@@ -455,6 +513,8 @@ void kiln_server_destroy(kiln_server_t **self_p)
     kiln_history_destroy(&self->history);
     if (self->sigfd >= 0)
         close(self->sigfd);
+    if (self->lock_fd >= 0)
+        close(self->lock_fd); /* last: the farm is free once all else is closed */
     for (size_t i = 0; i < sizeof self->strings / sizeof self->strings[0]; i++)
         free(self->strings[i]);
     free(self);
