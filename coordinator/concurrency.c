@@ -120,6 +120,16 @@ static bool s_cancel_holder(kiln_server_t *self, kiln_cjob_t *job, void *ctx)
     if (!s_holds(self, job, NULL))
         return false;
     if (kiln_runs_state(job) == KILN_JOB_RUNNING) {
+        kiln_crun_t *run = job->run;
+        if (kiln_rungraph_is_call(run->graph, job->idx)) {
+            if (!kiln_rungraph_stopping(run->graph, job->idx) &&
+                kiln_rungraph_stop_call(run->graph, job->idx) == 0) {
+                kiln_log_info("job %s: its called workflow cancelled in progress by its "
+                              "concurrency group", job->key);
+                kiln_runs_advance(self, run);
+            }
+            return false;
+        }
         if (job->worker && !job->cancel_sent) {
             kiln_log_info("job %s: cancelled in progress by its concurrency group", job->key);
             kiln_runs_send_cancel(self, job);

@@ -435,6 +435,20 @@ static void s_added(kiln_server_t *self, kiln_crun_t *run, size_t idx)
 void kiln_runs_queue(kiln_server_t *self, kiln_cjob_t *job)
 {
     kiln_crun_t *run = job->run;
+    if (kiln_rungraph_is_call(run->graph, job->idx)) {
+        /* A call its group lets through runs nowhere: its called workflow
+         * starts, and holds the group until it ends. */
+        job->group_wait = false;
+        if (kiln_rungraph_start(run->graph, job->idx) != 0) {
+            kiln_log_error("run %lld: %s", (long long)run->id, kiln_error_last());
+            return;
+        }
+        if (kiln_history_job_set_state(self->history, run->id, kiln_runs_plan(job)->id, "running",
+                                       0, NULL, kiln_clock_wall_ms(), 0) != 0)
+            s_history_failed("call start");
+        kiln_runs_advance(self, run);
+        return;
+    }
     int rc = kiln_queue_push(self->queue, job->key, job->labels, NULL, 0);
     if (rc == KILN_EINVAL) {
         /* Already queued (a recovered run): nothing to write. */

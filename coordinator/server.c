@@ -410,6 +410,8 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     }
     if ((rc = kiln_models_new(&self->models)) != 0)
         goto cleanup;
+    if (cfg->vars_path && (rc = s_load_vars(self, cfg->vars_path)) != 0)
+        goto cleanup;
     /* One coordinator per farm: the history's lock, then Redis's, both
      * before anything is recovered, so a second coordinator started by
      * mistake changes nothing. */
@@ -425,8 +427,6 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
         goto cleanup;
     }
     if ((rc = kiln_queue_claim(self->queue, self->farm_id, self->holder, S_CLAIM_TTL_MS)) != 0)
-        goto cleanup;
-    if (cfg->vars_path && (rc = s_load_vars(self, cfg->vars_path)) != 0)
         goto cleanup;
     if ((rc = kiln_recovery_run(self)) != 0)
         goto cleanup;

@@ -380,6 +380,44 @@ static int s_env_eval(const kiln_env_t *src, const json_t *ctx, kiln_env_t *out,
     return 0;
 }
 
+/* A job's concurrency group and cancel-in-progress, evaluated. */
+static int s_group(const kiln_job_t *spec, const json_t *ctx, char **group, bool *cancel,
+                   char *err, size_t errlen)
+{
+    kiln_expr_env_t env = {(json_t *)ctx, KILN_EXPR_SUCCESS, NULL, NULL};
+    char inner[KILN_PLAN_ERR_MAX];
+    json_t *v = NULL;
+    *group = NULL;
+    *cancel = false;
+    if (!spec->concurrency_group)
+        return 0;
+    if (kiln_expr_interpolate(spec->concurrency_group, &env, group, inner, sizeof inner) != 0)
+        return s_fail(err, errlen, KILN_EINVAL, "job '%s': concurrency: %s", spec->id, inner);
+    if (s_field(spec->cancel_in_progress, ctx, spec->id, "concurrency.cancel-in-progress", &v,
+                err, errlen) != 0) {
+        free(*group);
+        *group = NULL;
+        return KILN_EINVAL;
+    }
+    *cancel = v && s_as_bool(v);
+    json_decref(v);
+    return 0;
+}
+
+int kiln_plan_group(kiln_plan_job_t *job, const kiln_job_t *spec, const json_t *ctx, char *err,
+                    size_t errlen)
+{
+    char *group = NULL;
+    bool cancel = false;
+    int rc = s_group(spec, ctx, &group, &cancel, err, errlen);
+    if (rc != 0)
+        return rc;
+    free(job->group);
+    job->group = group;
+    job->cancel_in_progress = cancel;
+    return 0;
+}
+
 int kiln_plan_finish(kiln_plan_job_t *job, const kiln_workflow_t *wf, const kiln_job_t *spec,
                      const json_t *ctx, const char *name_prefix, char *err, size_t errlen)
 {
@@ -446,21 +484,8 @@ int kiln_plan_finish(kiln_plan_job_t *job, const kiln_workflow_t *wf, const kiln
     next.continue_on_error = v && s_as_bool(v);
     json_decref(v);
     v = NULL;
-    if (spec->concurrency_group) {
-        char *group = NULL;
-        if (kiln_expr_interpolate(spec->concurrency_group, &env, &group, inner, sizeof inner) !=
-            0) {
-            s_fail(err, errlen, KILN_EINVAL, "job '%s': concurrency: %s", spec->id, inner);
-            goto cleanup;
-        }
-        next.group = group;
-        if (s_field(spec->cancel_in_progress, ctx, spec->id, "concurrency.cancel-in-progress",
-                    &v, err, errlen) != 0)
-            goto cleanup;
-        next.cancel_in_progress = v && s_as_bool(v);
-        json_decref(v);
-        v = NULL;
-    }
+    if (s_group(spec, ctx, &next.group, &next.cancel_in_progress, err, errlen) != 0)
+        goto cleanup;
     /* The workflow's env, then the job's: the job's values win. */
     if (s_env_eval(&wf->env, ctx, &next.env, &env_cap, spec->id, "workflow", err, errlen) != 0 ||
         s_env_eval(&spec->env, ctx, &next.env, &env_cap, spec->id, "job", err, errlen) != 0)

@@ -77,6 +77,13 @@ void kiln_plan_job_destroy(kiln_plan_job_t **self_p);
 int kiln_plan_finish(kiln_plan_job_t *job, const kiln_workflow_t *wf, const kiln_job_t *spec,
                      const json_t *ctx, const char *name_prefix, char *err, size_t errlen);
 
+/* Only the job's concurrency group and cancel-in-progress, evaluated with
+ * ctx into job (a call of a reusable workflow holds its group while its
+ * called workflow runs, and is never finished for a worker). 0, or
+ * KILN_EINVAL with err. */
+int kiln_plan_group(kiln_plan_job_t *job, const kiln_job_t *spec, const json_t *ctx, char *err,
+                    size_t errlen);
+
 /* A model value with every template in it evaluated (strings that are one
  * expression keep the expression's type; see kiln_expr_value), arrays and
  * objects element by element. New reference, or NULL with err. */

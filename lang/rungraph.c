@@ -775,7 +775,18 @@ static void s_promote(kiln_rungraph_t *self, size_t node)
                 break;
             }
         }
-        if (n->spec->callee) {
+        if (n->spec->callee && n->spec->concurrency_group) {
+            /* A call in a concurrency group: the host starts it when the
+             * group lets it (kiln_rungraph_start), as it queues a job. */
+            if (kiln_plan_group(inst->plan, n->spec, ctx, err, sizeof err) != 0) {
+                s_inst_end(self, j, KILN_JOB_FAILURE, err);
+                final++;
+            } else {
+                inst->state = KILN_JOB_READY;
+                s_change(self, KILN_RG_READY, j);
+                active++;
+            }
+        } else if (n->spec->callee) {
             if (s_call_start(self, j, ctx, err, sizeof err) != 0) {
                 s_inst_end(self, j, KILN_JOB_FAILURE, err);
                 final++;
@@ -855,7 +866,63 @@ int kiln_rungraph_start(kiln_rungraph_t *self, size_t job)
                        kiln_job_state_name(self->inst[job].state));
         return KILN_EINVAL;
     }
-    self->inst[job].state = KILN_JOB_RUNNING;
+    s_inst_t *inst = &self->inst[job];
+    const s_node_t *n = &self->nodes[inst->node];
+    if (n->spec->callee && inst->scope == S_NONE) {
+        /* A call its group let through: its called workflow starts now. */
+        json_t *ctx = s_ctx(self, n, inst);
+        char err[KILN_PLAN_ERR_MAX + 64];
+        if (!ctx) {
+            self->oom = true;
+            kiln_error_set("out of memory");
+            return -1;
+        }
+        int rc = s_call_start(self, job, ctx, err, sizeof err);
+        json_decref(ctx);
+        if (rc != 0) {
+            s_inst_end(self, job, KILN_JOB_FAILURE, err);
+            return 0;
+        }
+        inst = &self->inst[job]; /* s_call_start may have moved the array */
+    }
+    inst->state = KILN_JOB_RUNNING;
+    return 0;
+}
+
+int kiln_rungraph_stop_call(kiln_rungraph_t *self, size_t job)
+{
+    assert(job < self->n_inst);
+    s_inst_t *caller = &self->inst[job];
+    if (caller->state != KILN_JOB_RUNNING || caller->scope == S_NONE) {
+        kiln_error_set("job %s is not a running call", caller->plan->id);
+        return KILN_EINVAL;
+    }
+    caller->stopping = true;
+    const s_scope_t *sc = &self->scopes[caller->scope];
+    for (size_t node = sc->first; node < sc->first + sc->n; node++) {
+        s_node_t *n = &self->nodes[node];
+        if (n->phase == S_DONE)
+            continue;
+        if (n->phase == S_WAITING) {
+            s_node_end(self, node, KILN_JOB_CANCELLED, NULL);
+            continue;
+        }
+        for (size_t i = 0; i < n->n_inst; i++) {
+            size_t j = n->inst[i];
+            s_inst_t *inst = &self->inst[j];
+            if (kiln_job_state_is_final(inst->state) || inst->stopping)
+                continue;
+            if (inst->state == KILN_JOB_RUNNING && inst->scope != S_NONE) {
+                kiln_rungraph_stop_call(self, j); /* a nested call */
+            } else if (inst->state == KILN_JOB_RUNNING) {
+                inst->stopping = true;
+                s_change(self, KILN_RG_STOP, j);
+            } else {
+                s_inst_end(self, j, KILN_JOB_CANCELLED, NULL);
+            }
+        }
+        s_dirty(self, node);
+    }
     return 0;
 }
 

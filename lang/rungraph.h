@@ -63,7 +63,9 @@ void kiln_rungraph_destroy(kiln_rungraph_t **self_p);
  * after anything that may move the run, until it returns 0. */
 size_t kiln_rungraph_advance(kiln_rungraph_t *self, kiln_rg_change_t *out, size_t max);
 
-/* READY -> RUNNING (a worker took it). KILN_EINVAL otherwise. */
+/* READY -> RUNNING (a worker took it; a call in a concurrency group: its
+ * group let it start, and its called workflow's jobs are added, or it
+ * fails with the reason when they cannot be). KILN_EINVAL otherwise. */
 int kiln_rungraph_start(kiln_rungraph_t *self, size_t job);
 /* RUNNING -> READY (its attempt was lost; it runs again). */
 int kiln_rungraph_requeue(kiln_rungraph_t *self, size_t job);
@@ -72,6 +74,11 @@ int kiln_rungraph_requeue(kiln_rungraph_t *self, size_t job);
  * recovery (no fail-fast acts on it). KILN_EINVAL for a bad transition. */
 int kiln_rungraph_finish(kiln_rungraph_t *self, size_t job, kiln_job_state_t state,
                          const json_t *outputs, bool quiet);
+/* A running call is stopped (cancel-in-progress of its concurrency
+ * group): its called workflow's jobs not yet running end cancelled,
+ * running ones are to be stopped, and the call ends when they have.
+ * KILN_EINVAL when job is not a running call. */
+int kiln_rungraph_stop_call(kiln_rungraph_t *self, size_t job);
 /* The run is cancelled: jobs not yet running end cancelled, running ones
  * are to be stopped; a job whose if: calls a status function is asked
  * again with cancelled() true (`if: always()` keeps running or waiting),

@@ -113,3 +113,72 @@ awk '/^start staging/ {a=NR} /^done staging/ {b=NR} /^start production/ {c=NR} /
      END {exit !(a && b && c && d && ((b < c) || (d < a)))}' "$LEDGER" ||
     fail "the two jobs of one group overlapped: $(cat "$LEDGER")"
 pass "job-level group within one run: both jobs ran, one after the other"
+
+# A call of a reusable workflow in a group holds it while its called
+# workflow runs: the two calls of one group run one after the other, each
+# called workflow whole, and cancel-in-progress on a call stops the called
+# workflow that holds the group.
+mkdir -p "$T/repo/.git" "$T/repo/.github/workflows"
+cat >"$T/repo/.github/workflows/deploy.yml" <<YML
+on:
+  workflow_call:
+    inputs:
+      env: {type: string, required: true}
+jobs:
+  ship:
+    runs-on: self-hosted
+    steps:
+      - run: |
+          echo "start call \${{ inputs.env }}" >> $LEDGER
+          sleep 0.6
+          echo "done call \${{ inputs.env }}" >> $LEDGER
+  verify:
+    needs: ship
+    runs-on: self-hosted
+    steps:
+      - run: echo "verify call \${{ inputs.env }}" >> $LEDGER
+YML
+cat >"$T/repo/.github/workflows/ci.yml" <<YML
+name: calls
+on: push
+jobs:
+  staging:
+    concurrency: deploy-calls
+    uses: ./.github/workflows/deploy.yml
+    with: {env: staging}
+  production:
+    concurrency: deploy-calls
+    uses: ./.github/workflows/deploy.yml
+    with: {env: production}
+YML
+c=$("$KILN" submit "$T/repo/.github/workflows/ci.yml")
+wait_state "$c" success
+awk '/^start call staging/ {a=NR} /^verify call staging/ {b=NR} /^start call production/ {c=NR} /^verify call production/ {d=NR}
+     END {exit !(a && b && c && d && ((b < c) || (d < a)))}' "$LEDGER" ||
+    fail "two calls of one group overlapped: $(cat "$LEDGER")"
+pass "calls of a reusable workflow in one group ran one after the other, each called workflow whole"
+
+cat >"$T/repo/.github/workflows/cancel.yml" <<YML
+name: calls-cancel
+on:
+  workflow_dispatch:
+    inputs:
+      env: {type: string, default: x}
+jobs:
+  deploy:
+    concurrency:
+      group: cancel-calls
+      cancel-in-progress: true
+    uses: ./.github/workflows/deploy.yml
+    with:
+      env: \${{ inputs.env }}
+YML
+g=$("$KILN" submit "$T/repo/.github/workflows/cancel.yml" --input env=G)
+for _ in $(seq 1 100); do grep -q '^start call G' "$LEDGER" && break; sleep 0.05; done
+grep -q '^start call G' "$LEDGER" || fail "G's called workflow never started"
+h=$("$KILN" submit "$T/repo/.github/workflows/cancel.yml" --input env=H)
+wait_state "$h" success
+wait_state "$g" cancelled
+grep -q '^verify call G' "$LEDGER" && fail "G's called workflow went on after it was cancelled"
+grep -q '^verify call H' "$LEDGER" || fail "H's called workflow did not run whole"
+pass "cancel-in-progress on a call stopped the called workflow holding the group"
