@@ -48,7 +48,9 @@ void kiln_result_add(kiln_result_t *r, kiln_job_state_t state, bool continue_on_
     if (r->n == 0)
         r->all_skipped_so_far = true;
     r->n++;
-    r->failed = r->failed || kiln_rules_failed(state, continue_on_error);
+    bool failed = kiln_rules_failed(state, continue_on_error);
+    r->failed = r->failed || failed;
+    r->failed_build = r->failed_build || (failed && state != KILN_JOB_INFRA_ERROR);
     r->cancelled = r->cancelled || state == KILN_JOB_CANCELLED;
     r->all_skipped_so_far = r->all_skipped_so_far && state == KILN_JOB_SKIPPED;
 }
@@ -72,5 +74,7 @@ const char *kiln_rules_conclusion(const kiln_result_t *jobs, bool cancel_request
 {
     if (cancel_requested)
         return "cancelled";
+    if (jobs->failed && !jobs->failed_build)
+        return kiln_job_state_name(KILN_JOB_INFRA_ERROR);
     return kiln_job_state_name(kiln_result_state(jobs));
 }

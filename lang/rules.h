@@ -42,6 +42,7 @@ bool kiln_rules_failed(kiln_job_state_t state, bool continue_on_error);
 typedef struct {
     size_t n;
     bool failed, cancelled, all_skipped_so_far;
+    bool failed_build;       /* a job failed other than by infra_error */
 } kiln_result_t;
 void kiln_result_add(kiln_result_t *r, kiln_job_state_t state, bool continue_on_error);
 /* The folded result as a state (SUCCESS, FAILURE, CANCELLED, SKIPPED); an
@@ -53,9 +54,11 @@ kiln_job_state_t kiln_result_state(const kiln_result_t *r);
 bool kiln_rules_need_met(kiln_job_state_t need_result);
 
 /* The run's conclusion once every job is final: "cancelled" when a user
- * (or its concurrency group) cancelled it, else the folded result of its
- * jobs: "failure", "cancelled", "skipped" (every job skipped, as on
- * GitHub), "success". */
+ * (or its concurrency group) cancelled it, "infra_error" when it failed
+ * only because jobs ran out of attempts to infrastructure failures (Kiln's
+ * own: the CLI exits 3 for it, not 1), else the folded result of its jobs:
+ * "failure", "cancelled", "skipped" (every job skipped, as on GitHub),
+ * "success". */
 const char *kiln_rules_conclusion(const kiln_result_t *jobs, bool cancel_requested);
 
 #endif

@@ -1051,6 +1051,15 @@ const char *kiln_rungraph_conclusion(const kiln_rungraph_t *self)
     const s_scope_t *sc = &self->scopes[0];
     for (size_t i = sc->first; i < sc->first + sc->n; i++)
         kiln_result_add(&r, self->nodes[i].result, false);
+    /* Nodes fold their jobs to GitHub's four results; whether anything but
+     * infrastructure failed is read off the jobs themselves. */
+    r.failed_build = false;
+    for (size_t j = 0; r.failed && j < self->n_inst && !r.failed_build; j++) {
+        const s_inst_t *inst = &self->inst[j];
+        r.failed_build = !self->nodes[inst->node].spec->callee &&
+                         kiln_rules_failed(inst->state, inst->plan->continue_on_error) &&
+                         inst->state != KILN_JOB_INFRA_ERROR;
+    }
     return kiln_rules_conclusion(&r, self->cancelled);
 }
 

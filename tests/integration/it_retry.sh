@@ -59,7 +59,17 @@ jobs:
     steps:
       - run: sleep 30
 YML
-run=$("$KILN" submit "$T/once.yml")
+# Followed by `kiln submit --wait`, which must exit 3 (infrastructure), not
+# 1 (the build failed).
+KILN_REQUEST_TIMEOUT_MS=15000 "$KILN" submit --wait "$T/once.yml" >"$T/once.out" 2>&1 &
+WAITER=$!
+PIDS+=($WAITER)
+for _ in $(seq 1 100); do
+    run=$(sqlite3 "$T/history.db" "select id from runs where name='once'" 2>/dev/null || true)
+    [ -n "$run" ] && break
+    sleep 0.05
+done
+[ -n "$run" ] || fail "the run of once.yml was not recorded"
 for _ in $(seq 1 100); do
     "$KILN" status "$run" --json >"$T/o.json"
     [ "$(json_get "$T/o.json" '$.jobs[0].state')" = running ] && break
@@ -77,3 +87,8 @@ done
 [ "$(json_get "$T/o.json" '$.jobs[0].state')" = infra_error ] || fail "want infra_error: $(cat "$T/o.json")"
 [ "$(json_get "$T/o.json" '$.jobs[0].attempts[0].state')" = worker_lost ] || fail "attempt not worker_lost"
 pass "kiln.max-attempts 1: a lost worker ends the job as infra_error"
+[ "$(json_get "$T/o.json" '$.state')" = infra_error ] || fail "the run is not infra_error: $(cat "$T/o.json")"
+rc=0
+wait "$WAITER" || rc=$?
+[ $rc -eq 3 ] || fail "kiln submit --wait exited $rc for a run lost to infrastructure: $(cat "$T/once.out")"
+pass "a run that failed only by infrastructure is infra_error, and kiln submit --wait exits 3"

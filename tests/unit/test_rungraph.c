@@ -394,15 +394,23 @@ static void test_failure_skips_dependents(void **state)
     s_expect_state(&r, "z", KILN_JOB_SKIPPED);
     s_expect_done(&r, "failure");
     s_free(&r);
-    /* Every failing end fails the run: timed out, infrastructure. */
+    /* Every failing end fails the run: timed out, infrastructure (a run
+     * that failed by infrastructure alone says so: the CLI exits 3). */
     const kiln_job_state_t bad[] = {KILN_JOB_TIMED_OUT, KILN_JOB_INFRA_ERROR};
+    const char *concl[] = {"failure", "infra_error"};
     for (size_t i = 0; i < 2; i++) {
         s_new(&r, "jobs:\n" JOB("a", "") JOB("b", "    needs: a\n"));
         s_run(&r, "a", bad[i], NULL);
         s_expect_state(&r, "b", KILN_JOB_SKIPPED);
-        s_expect_done(&r, "failure");
+        s_expect_done(&r, concl[i]);
         s_free(&r);
     }
+    /* Infrastructure and a build failure: the build failed. */
+    s_new(&r, "jobs:\n" JOB("a", "") JOB("b", ""));
+    s_run(&r, "a", KILN_JOB_INFRA_ERROR, NULL);
+    s_run(&r, "b", KILN_JOB_FAILURE, NULL);
+    s_expect_done(&r, "failure");
+    s_free(&r);
 }
 
 /* Jobs whose if: calls a status function decide for themselves once their
