@@ -1056,7 +1056,11 @@ const char *kiln_rungraph_conclusion(const kiln_rungraph_t *self)
     r.failed_build = false;
     for (size_t j = 0; r.failed && j < self->n_inst && !r.failed_build; j++) {
         const s_inst_t *inst = &self->inst[j];
-        r.failed_build = !self->nodes[inst->node].spec->callee &&
+        /* A call that failed by itself (its with:, its outputs) counts; one
+         * whose called workflow failed is decided by that workflow's jobs. */
+        bool by_callee = self->nodes[inst->node].spec->callee && inst->scope != S_NONE &&
+                         !inst->message;
+        r.failed_build = !by_callee &&
                          kiln_rules_failed(inst->state, inst->plan->continue_on_error) &&
                          inst->state != KILN_JOB_INFRA_ERROR;
     }
