@@ -52,9 +52,18 @@ swarm_agg() {
 
 start_redis
 make_keys
-# One admitted key for every simulated worker: the coordinator tells
-# workers apart by routing id and name, not by key.
-admit_worker swarm
+# One admitted key per simulated worker: a worker's name is its key's.
+per=$((WORKERS / SWARMS))
+mkdir -p "$T/swarm-keys"
+for s in $(seq 1 "$SWARMS"); do
+    n=$per
+    [ "$s" -eq "$SWARMS" ] && n=$((WORKERS - per * (SWARMS - 1)))
+    for i in $(seq 1 "$n"); do
+        name=$(printf 's%d-%04d' "$s" "$i")
+        "$KILN" keygen "$name" --dir "$T/swarm-keys" >/dev/null
+        cp "$T/swarm-keys/$name.pub" "$T/allow/workers/"
+    done
+done
 start_coordinator
 rss_empty=$(rss_mb "$COORD_PID")
 
@@ -83,7 +92,7 @@ SWARM_PIDS=()
 for s in $(seq 1 "$SWARMS"); do
     n=$per
     [ "$s" -eq "$SWARMS" ] && n=$((WORKERS - per * (SWARMS - 1)))
-    "$SWARM" --coordinator "$ENDPOINT" --server-key "$T/keys/server.pub" --key "$T/keys/swarm.key" \
+    "$SWARM" --coordinator "$ENDPOINT" --server-key "$T/keys/server.pub" --key-dir "$T/swarm-keys" \
         --connections "$n" --slots "$SLOTS" --name-prefix "s$s-" --stats "$T/swarm$s.json" \
         --log-level warn >>"$T/swarm$s.log" 2>&1 &
     PIDS+=($!)

@@ -4,8 +4,8 @@
  * on a machine that cannot run a thousand kiln-worker processes. A swarm
  * opens N DEALER connections to the coordinator, each a CURVE client that
  * introduces itself as a distinct worker exactly as worker/agent.c does
- * (routing id "w:NAME", Hello with name, labels, slots, version, host name
- * and the jobs it holds), all served by one zmq_poll loop in one thread.
+ * (Hello with name, labels, slots, version, host name, its instance and
+ * the jobs it holds), all served by one zmq_poll loop in one thread.
  *
  * Nothing is run: an assignment is answered at once with what a real worker
  * sends for a job whose steps all succeed without output (StepStarted and
@@ -19,10 +19,10 @@
  * defensive receive; anything malformed or unexpected is counted and
  * dropped.
  *
- * The coordinator tells workers apart by routing id and Hello name, not by
- * key (several connections may share one admitted key), so one --key serves
- * every connection; --key-dir DIR gives each connection DIR/NAME.key
- * instead, for allow-lists that admit one key per worker.
+ * A worker's name is its key's, so each connection needs a key of its own:
+ * --key-dir DIR gives connection NAME the key DIR/NAME.key (the scale
+ * benchmark makes and admits them). --key gives every connection one key,
+ * which a coordinator accepts only for a swarm of one connection.
  *
  * One zmq_poll waits on two descriptors: a signalfd (SIGTERM, SIGINT) and an
  * epoll set holding every connection's ZMQ_FD. Polling the N sockets
@@ -54,6 +54,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <zmq.h>
 
 #include "common/clock.h"
@@ -90,6 +91,7 @@ typedef struct {
 
 typedef struct {
     char name[SWARM_NAME_MAX];
+    uint64_t instance;
     void *sock;
     bool pending;            /* on the pending list: to be read or checked */
     bool welcomed;
@@ -191,6 +193,7 @@ static void s_send_hello(s_swarm_t *self, s_conn_t *c)
         heldp[i] = &held[i];
     }
     h.name = c->name;
+    h.instance = c->instance;
     h.labels = self->labels;
     h.n_labels = self->n_labels;
     h.slots = (uint32_t)self->cfg.slots;
@@ -711,7 +714,6 @@ static int s_swarm_new(s_swarm_t **out, const s_config_t *cfg)
     for (size_t i = 0; i < self->n_conns; i++) {
         s_conn_t *c = &self->conns[i];
         kiln_keypair_t own;
-        char routing[SWARM_NAME_MAX + 8];
         snprintf(c->name, sizeof c->name, "%s%04zu", cfg->name_prefix, i + 1);
         if (cfg->key_dir) {
             char path[SWARM_PATH_MAX + SWARM_NAME_MAX + 8];
@@ -731,10 +733,11 @@ static int s_swarm_new(s_swarm_t **out, const s_config_t *cfg)
             kiln_error_set("swarm: out of memory");
             goto cleanup;
         }
-        /* The agent's routing id: the coordinator finds a worker by it. */
-        snprintf(routing, sizeof routing, "w:%s", c->name);
+        /* As the agent: no routing id of its own; one instance per
+         * connection, as each is a worker process of its own. */
+        randombytes_buf(&c->instance, sizeof c->instance);
         c->sock = kiln_transport_connect(self->zctx, cfg->coordinator, &own, server.public_z85,
-                                         routing);
+                                         NULL);
         if (!c->sock)
             goto cleanup;
         c->heartbeat_ms = 1000;

@@ -56,9 +56,11 @@ void *kiln_transport_bind(void *zctx, const char *endpoint, const kiln_keypair_t
     s_setint(sock, ZMQ_HEARTBEAT_IVL, KILN_SERVER_HEARTBEAT_IVL_MS);
     s_setint(sock, ZMQ_HEARTBEAT_TIMEOUT, KILN_SERVER_HEARTBEAT_IVL_MS * 3);
     s_setint(sock, ZMQ_ROUTER_MANDATORY, 1);
-    /* A worker that reconnects under its name takes its routing id over
-     * from the dead connection instead of being refused. */
-    s_setint(sock, ZMQ_ROUTER_HANDOVER, 1);
+    /* No ZMQ_ROUTER_HANDOVER: peers do not name their connections (each
+     * gets a routing id from libzmq), and a worker is known by its key, so
+     * nothing needs a routing id taken over. libzmq 4.3.4 aborted
+     * (stream_engine_base.cpp:331) when two peers handed one id back and
+     * forth. */
     /* A connection that has not finished its CURVE handshake in 5 s is
      * closed, so idle or garbage connections do not pile up. */
     s_setint(sock, ZMQ_HANDSHAKE_IVL, 5000);

@@ -25,8 +25,10 @@
  * 3: a worker may leave out the start of a step that ended within its hold
  * (the coordinator then records the start from the step's result).
  * 4: a job's env comes evaluated; steps carry their timeout, continue-on-error
- * and env as templates, and the worker names each step as it evaluates it. */
-#define KILN_PROTO_VERSION 4
+ * and env as templates, and the worker names each step as it evaluates it.
+ * 5: a worker's name is its key's; workers no longer choose their routing id,
+ * and say which process they are (Hello.instance); Welcome.refused. */
+#define KILN_PROTO_VERSION 5
 #define KILN_MSG_MAX (4 * 1024 * 1024)
 /* Bounds on every decoded field, checked by kiln_transport_check. */
 #define KILN_WIRE_STRING_MAX (64 * 1024)

@@ -66,6 +66,8 @@ typedef struct {
     char key_name[KILN_PEER_NAME_MAX]; /* from the allow-list (ZAP user id) */
     char hostname[KILN_PEER_NAME_MAX];
     char version[32];
+    uint64_t instance;      /* Hello.instance: which process of that key */
+    char address[64];       /* where its connection comes from */
     char *labels[KILN_SERVER_MAX_LABELS];
     size_t n_labels;
     unsigned slots;
@@ -187,6 +189,7 @@ typedef struct {
     uint64_t duplicate_results;
     uint64_t garbage_dropped;
     uint64_t workers_lost;
+    uint64_t workers_refused;
     uint64_t runs_submitted;
     uint64_t runs_finished;
     uint64_t runs_recovered;

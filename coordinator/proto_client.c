@@ -204,14 +204,15 @@ static json_t *s_stats_json(kiln_server_t *self)
     }
     return json_pack(
         "{s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-        " s:I, s:I, s:I, s:o, s:I, s:I, s:b}",
+        " s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:b}",
         "dispatches", (json_int_t)st->dispatches, "retries", "worker_lost",
         (json_int_t)st->retries_worker_lost, "worker_drained", (json_int_t)st->retries_worker_drained,
         "infra_error", (json_int_t)st->retries_infra_error, "failure",
         (json_int_t)st->retries_failure, "lease_expiries", (json_int_t)st->lease_expiries,
         "stale_rejected", (json_int_t)st->stale_rejected, "duplicate_results",
         (json_int_t)st->duplicate_results, "garbage_dropped", (json_int_t)st->garbage_dropped,
-        "workers_lost", (json_int_t)st->workers_lost, "runs_submitted",
+        "workers_lost", (json_int_t)st->workers_lost, "workers_refused",
+        (json_int_t)st->workers_refused, "runs_submitted",
         (json_int_t)st->runs_submitted, "runs_finished", (json_int_t)st->runs_finished,
         "runs_recovered", (json_int_t)st->runs_recovered, "jobs_readopted",
         (json_int_t)st->jobs_readopted, "logs_truncated", (json_int_t)st->logs_truncated,

@@ -115,6 +115,10 @@ void kiln_proto_worker_handle(kiln_server_t *self, kiln_transport_msg_t *msg,
         return;
     }
     kiln_cworker_t *w = kiln_workers_find(self, msg->identity, msg->id_len);
+    /* A routing id is only where a message came from: the worker it speaks
+     * for is the one of its key, or none. */
+    if (w && strcmp(w->key_name, key_name) != 0)
+        w = NULL;
     if (!w) {
         /* We do not know this worker (we restarted, or it was declared
          * lost): ask it to introduce itself again, once per heartbeat: a

@@ -164,10 +164,96 @@ void kiln_workers_lost(kiln_server_t *self, kiln_cworker_t *w, const char *why)
     kiln_workers_free(&w);
 }
 
+static kiln_cworker_t *s_find_name(kiln_server_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->n_workers; i++)
+        if (strcmp(self->workers[i]->name, name) == 0)
+            return self->workers[i];
+    return NULL;
+}
+
+/* Tells a peer its Hello is refused, and why (it stops its jobs and tries
+ * again later). */
+static void s_refuse(kiln_server_t *self, const kiln_transport_msg_t *msg, const char *why)
+{
+    self->stats.workers_refused++;
+    kiln_log_warn("refused worker hello from %s: %s", msg->peer_address[0] ? msg->peer_address : "local",
+                  why);
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Welcome welcome = KILN__WELCOME__INIT;
+    welcome.refused = (char *)why;
+    env.body_case = KILN__ENVELOPE__BODY_WELCOME;
+    env.welcome = &welcome;
+    kiln_server_send(self, msg->identity, msg->id_len, &env);
+}
+
+/* The worker a connection's Hello speaks for, found by its key. Its name
+ * must be its key's: a valid key cannot pass itself off as another worker.
+ * A worker already connected under that key on another connection is the
+ * same process reconnecting (its instance), which takes the entry over; a
+ * process that is gone (its connection closed, or silent for two
+ * heartbeats), which is lost now; or a second live process with the same
+ * key, which is refused. NULL: refused, or a new worker. */
+static kiln_cworker_t *s_hello_worker(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                                      const char *key_name, bool *refused)
+{
+    const Kiln__Hello *h = msg->env->hello;
+    char why[600];
+    *refused = false;
+    if (h->name[0] && strcmp(h->name, key_name) != 0) {
+        kiln_cworker_t *owner = s_find_name(self, h->name);
+        if (owner)
+            snprintf(why, sizeof why,
+                     "worker key '%s' claims the name '%s', which is the name of the worker of "
+                     "key '%s' connected from %s; a worker's name is its key's",
+                     key_name, h->name, owner->key_name, owner->address);
+        else
+            snprintf(why, sizeof why,
+                     "worker key '%s' claims the name '%s'; a worker's name is its key's (start "
+                     "it with --name %s, or without --name)",
+                     key_name, h->name, key_name);
+        s_refuse(self, msg, why);
+        *refused = true;
+        return NULL;
+    }
+    kiln_cworker_t *w = kiln_workers_find(self, msg->identity, msg->id_len);
+    if (w && strcmp(w->key_name, key_name) == 0)
+        return w;
+    w = s_find_name(self, key_name);
+    if (!w)
+        return NULL;
+    int64_t now = kiln_clock_mono_ms();
+    if (h->instance && h->instance == w->instance) {
+        /* The same process on a new connection. */
+        s_wtab_del(self, w);
+        memcpy(w->identity, msg->identity, msg->id_len);
+        w->id_len = msg->id_len;
+        s_wtab_put(self, w);
+        snprintf(w->address, sizeof w->address, "%s", msg->peer_address[0] ? msg->peer_address : "local");
+        kiln_log_info("worker %s reconnected from %s", w->name, w->address);
+        return w;
+    }
+    bool alive = !w->suspect_deadline && now - w->last_seen < 2 * self->cfg.heartbeat_ms;
+    if (alive) {
+        snprintf(why, sizeof why,
+                 "worker '%s' is connected already from %s (another process with the same key); "
+                 "refused until that one is gone",
+                 key_name, w->address);
+        s_refuse(self, msg, why);
+        *refused = true;
+        return NULL;
+    }
+    kiln_workers_lost(self, w, "a new process with its key connected");
+    return NULL;
+}
+
 void kiln_workers_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg, const char *key_name)
 {
     const Kiln__Hello *h = msg->env->hello;
-    kiln_cworker_t *w = kiln_workers_find(self, msg->identity, msg->id_len);
+    bool refused;
+    kiln_cworker_t *w = s_hello_worker(self, msg, key_name, &refused);
+    if (refused)
+        return;
     if (w) {
         /* A known worker says hello again (it reconnected). Jobs it no
          * longer reports were lost with the old connection. */
@@ -210,8 +296,10 @@ void kiln_workers_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg,
         w->slots = slots;
         w->cap = slots + lookahead;
         w->ack_head = -1;
-        snprintf(w->name, sizeof w->name, "%s", h->name[0] ? h->name : key_name);
+        snprintf(w->name, sizeof w->name, "%s", key_name);
         snprintf(w->key_name, sizeof w->key_name, "%s", key_name);
+        w->instance = h->instance;
+        snprintf(w->address, sizeof w->address, "%s", msg->peer_address[0] ? msg->peer_address : "local");
         snprintf(w->hostname, sizeof w->hostname, "%s", h->hostname);
         snprintf(w->version, sizeof w->version, "%s", h->version);
         for (size_t i = 0; i < h->n_labels && w->n_labels < KILN_SERVER_MAX_LABELS; i++) {

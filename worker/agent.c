@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <zmq.h>
 
 #include "common/clock.h"
@@ -127,6 +128,7 @@ static void s_send_hello(kiln_agent_t *self)
     h.hostname = self->hostname;
     h.running = all;
     h.n_running = n;
+    h.instance = self->instance;
     env.body_case = KILN__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     kiln_agent_send(self, &env);
@@ -348,6 +350,27 @@ static void s_start_drain(kiln_agent_t *self, int64_t deadline_wall, const char 
     s_send_heartbeat(self);
 }
 
+static void s_abandon_jobs(kiln_agent_t *self, Kiln__Outcome outcome, const char *why);
+
+/* The coordinator will not have this worker (its name is not its key's,
+ * or another process with its key is connected): what it runs is no
+ * longer its to run, so it stops at once; it says hello again later, with
+ * backoff, in case the cause is fixed (the other process gone, the
+ * allow-list reloaded). */
+static void s_on_refused(kiln_agent_t *self, const char *why)
+{
+    self->refuse_backoff_ms = self->refuse_backoff_ms ? self->refuse_backoff_ms * 2 : 500;
+    if (self->refuse_backoff_ms > KILN_AGENT_REFUSED_BACKOFF_MAX_MS)
+        self->refuse_backoff_ms = KILN_AGENT_REFUSED_BACKOFF_MAX_MS;
+    self->refused_until = kiln_clock_mono_ms() + self->refuse_backoff_ms;
+    self->welcomed = false;
+    kiln_log_error("the coordinator refused this worker: %s; trying again in %lld ms", why,
+                   (long long)self->refuse_backoff_ms);
+    if (kiln_agent_n_jobs(self) > 0 || self->n_queued > 0)
+        s_abandon_jobs(self, KILN__OUTCOME__OUTCOME_INFRA_ERROR,
+                       "the coordinator refused the worker running it");
+}
+
 static void s_on_socket(kiln_agent_t *self)
 {
     for (int i = 0; i < 1000; i++) {
@@ -361,9 +384,13 @@ static void s_on_socket(kiln_agent_t *self)
         }
         switch (msg.env->body_case) {
         case KILN__ENVELOPE__BODY_WELCOME:
-            if (msg.env->welcome->rehello) {
-                s_send_hello(self);
+            if (msg.env->welcome->refused[0]) {
+                s_on_refused(self, msg.env->welcome->refused);
+            } else if (msg.env->welcome->rehello) {
+                if (!self->refused_until)
+                    s_send_hello(self);
             } else {
+                self->refuse_backoff_ms = 0;
                 if (!self->welcomed)
                     kiln_log_info("registered with the coordinator as %s",
                                   msg.env->welcome->worker_id);
@@ -474,7 +501,7 @@ int kiln_agent_run(kiln_agent_t *self)
         int n = 0, first_notice = 0;
         items[n++] = (zmq_pollitem_t){self->sock, 0, ZMQ_POLLIN, 0};
         items[n++] = (zmq_pollitem_t){NULL, self->sigfd, ZMQ_POLLIN, 0};
-        int64_t next = self->next_heartbeat;
+        int64_t next = self->refused_until ? self->refused_until : self->next_heartbeat;
         for (int i = 0; i < self->cfg.slots; i++) {
             kiln_wjob_t *job = self->jobs[i];
             if (!job || !job->exec)
@@ -557,7 +584,11 @@ int kiln_agent_run(kiln_agent_t *self)
         for (size_t r = 0; r < self->n_results; r++)
             if (self->results[r].resend_at <= now)
                 kiln_outbox_send(self, &self->results[r]);
-        if (now >= self->next_heartbeat)
+        if (self->refused_until && now >= self->refused_until) {
+            self->refused_until = 0;
+            s_send_hello(self);
+        }
+        if (now >= self->next_heartbeat && !self->refused_until)
             s_send_heartbeat(self);
     }
     if (self->stopping)
@@ -566,6 +597,11 @@ int kiln_agent_run(kiln_agent_t *self)
         s_send_heartbeat(self);
     kiln_log_info("worker %s exits", self->name);
     return 0;
+}
+
+const char *kiln_agent_name(const kiln_agent_t *self)
+{
+    return self->name;
 }
 
 int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
@@ -638,7 +674,20 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         goto cleanup;
     if (gethostname(self->hostname, sizeof self->hostname - 1) != 0)
         snprintf(self->hostname, sizeof self->hostname, "unknown");
-    snprintf(self->name, sizeof self->name, "%s", cfg->name ? cfg->name : self->hostname);
+    /* A worker's name is its key's (the coordinator admits NAME.pub as
+     * worker NAME and refuses any other name for it): by default the key
+     * file's name, so two workers of one host have two names. */
+    if (cfg->name) {
+        snprintf(self->name, sizeof self->name, "%s", cfg->name);
+    } else {
+        const char *base = strrchr(cfg->key_path, '/');
+        base = base ? base + 1 : cfg->key_path;
+        size_t len = strlen(base);
+        if (len > 4 && strcmp(base + len - 4, ".key") == 0)
+            len -= 4;
+        snprintf(self->name, sizeof self->name, "%.*s", (int)len, base);
+    }
+    randombytes_buf(&self->instance, sizeof self->instance);
     /* Labels: OS and architecture, then the configured ones. */
     if (kiln_labels_worker(cfg->labels, self->labels, KILN_AGENT_MAX_LABELS, &self->n_labels) !=
         0) {
@@ -672,10 +721,9 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         goto cleanup;
     }
     self->zctx = zmq_ctx_new();
-    char routing[160];
-    snprintf(routing, sizeof routing, "w:%s", self->name);
+    /* No routing id of our own: the coordinator knows us by our key. */
     self->sock = self->zctx ? kiln_transport_connect(self->zctx, cfg->coordinator, &self->own,
-                                                     self->server.public_z85, routing)
+                                                     self->server.public_z85, NULL)
                             : NULL;
     if (!self->sock) {
         rc = KILN_EINFRA;

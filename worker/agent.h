@@ -41,7 +41,7 @@ typedef struct {
     const char *coordinator;  /* endpoint, e.g. tcp://10.0.0.1:7420 */
     const char *server_key;   /* coordinator's public key file */
     const char *key_path;     /* this worker's .key file */
-    const char *name;         /* worker name (default: host name) */
+    const char *name;         /* worker name: its key's (default: the key file's name) */
     const char *labels;       /* comma-separated extra labels */
     int slots;                /* concurrent jobs (default 1) */
     const char *work_dir;     /* where workspaces go */
@@ -77,6 +77,8 @@ typedef struct {
 #define KILN_AGENT_EXIT_LINGER_MS 3000
 #define KILN_AGENT_DEFAULT_DRAIN_GRACE_MS (5 * 60 * 1000)
 #define KILN_AGENT_DEFAULT_SPOT_WINDOW_MS (2 * 60 * 1000)
+/* A refused worker says hello again after 0.5 s, doubling up to this. */
+#define KILN_AGENT_REFUSED_BACKOFF_MAX_MS 30000
 #define KILN_AGENT_DEFAULT_SPOT_MARGIN_MS (15 * 1000)
 #define KILN_AGENT_DEFAULT_LOG_WINDOW (1024 * 1024)
 
@@ -84,6 +86,8 @@ void kiln_agent_config_defaults(kiln_agent_config_t *cfg);
 int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg);
 void kiln_agent_destroy(kiln_agent_t **self_p);
 /* Runs until drained or stopped. Returns 0 on a clean exit. */
+/* The worker's name (its key's). */
+const char *kiln_agent_name(const kiln_agent_t *self);
 int kiln_agent_run(kiln_agent_t *self);
 
 #endif

@@ -93,6 +93,10 @@ struct kiln_agent {
     bool draining;
     bool stopping;
     bool welcomed;
+    uint64_t instance;            /* Hello.instance: random, this process's */
+    /* Refused by the coordinator: no heartbeat or hello until then. */
+    int64_t refused_until;        /* monotonic; 0: not refused */
+    int64_t refuse_backoff_ms;
     bool sigterm_seen;
     int64_t drain_deadline;       /* monotonic; 0: none */
     int64_t drain_deadline_wall;

@@ -20,7 +20,7 @@ int main(int argc, char **argv)
         {"coordinator", KILN_OPT_STRING, &cfg.coordinator, "coordinator endpoint (tcp://HOST:7420)"},
         {"server-key", KILN_OPT_STRING, &cfg.server_key, "the coordinator's public key file (.pub)"},
         {"key", KILN_OPT_STRING, &cfg.key_path, "this worker's CURVE key pair (.key)"},
-        {"name", KILN_OPT_STRING, &cfg.name, "worker name (default: host name)"},
+        {"name", KILN_OPT_STRING, &cfg.name, "worker name: the name its key is admitted under (default: the key file's name)"},
         {"labels", KILN_OPT_STRING, &cfg.labels, "comma-separated labels jobs can ask for"},
         {"slots", KILN_OPT_INT, &cfg.slots, "jobs run at once (1)"},
         {"prefetch", KILN_OPT_INT, &cfg.prefetch,
@@ -69,10 +69,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "kiln-worker: unknown log level '%s'\n", log_level);
         return 2;
     }
-    char component[160];
-    snprintf(component, sizeof component, "worker %s", cfg.name ? cfg.name : "");
-    kiln_log_init(component, level);
+    kiln_log_init("worker", level);
     rc = kiln_agent_new(&agent, &cfg);
+    if (rc == 0) {
+        char component[160];
+        snprintf(component, sizeof component, "worker %s", kiln_agent_name(agent));
+        kiln_log_init(component, level);
+    }
     if (rc != 0) {
         kiln_log_error("%s", kiln_error_last());
         return rc == KILN_EINVAL ? 2 : 3;
