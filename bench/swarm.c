@@ -376,6 +376,7 @@ static bool s_on_socket(s_swarm_t *self, s_conn_t *c)
         case KILN__ENVELOPE__BODY_RESULT_ACK: s_on_result_ack(self, c, msg.env->result_ack); break;
         case KILN__ENVELOPE__BODY_CANCEL:
         case KILN__ENVELOPE__BODY_CREDIT:
+        case KILN__ENVELOPE__BODY_HEARTBEAT: /* the coordinator still hears us */
             /* Nothing runs here and nothing is logged: no job to stop, no
              * output waiting for credit. */
             break;

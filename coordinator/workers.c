@@ -364,6 +364,13 @@ void kiln_workers_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg,
 
 void kiln_workers_on_heartbeat(kiln_server_t *self, kiln_cworker_t *w, const Kiln__Heartbeat *hb)
 {
+    /* Answered, so that the worker knows it is still heard: one that hears
+     * nothing for its lease stops its jobs by itself (worker/agent.c). */
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Heartbeat back = KILN__HEARTBEAT__INIT;
+    env.body_case = KILN__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &back;
+    kiln_server_send(self, w->identity, w->id_len, &env);
     bool was_draining = w->draining;
     w->draining = hb->draining;
     w->drain_deadline_ms = (int64_t)hb->drain_deadline_ms;

@@ -136,6 +136,24 @@ static void s_send_hello(kiln_agent_t *self)
     free(all);
 }
 
+/* When jobs must stop for want of word from the coordinator (monotonic),
+ * or -1 when nothing runs. */
+static int64_t s_fence_deadline(const kiln_agent_t *self)
+{
+    if (!self->lease_ms || (kiln_agent_n_jobs(self) == 0 && self->n_queued == 0))
+        return -1;
+    int64_t margin = self->heartbeat_ms < self->lease_ms / 2 ? self->heartbeat_ms : self->lease_ms / 2;
+    return self->last_heard + self->lease_ms - margin;
+}
+
+/* A worker frozen past its fence cannot stop its steps itself: the guard
+ * does, unless it is told again (every heartbeat) first. */
+void kiln_agent_arm_guard(kiln_agent_t *self)
+{
+    int64_t fence = s_fence_deadline(self);
+    kiln_exec_guard_alive(fence >= 0 ? fence - kiln_clock_mono_ms() : 0);
+}
+
 static void s_send_heartbeat(kiln_agent_t *self)
 {
     Kiln__Envelope env = KILN__ENVELOPE__INIT;
@@ -150,6 +168,7 @@ static void s_send_heartbeat(kiln_agent_t *self)
     env.heartbeat = &hb;
     kiln_agent_send(self, &env);
     self->next_heartbeat = kiln_clock_mono_ms() + self->heartbeat_ms;
+    kiln_agent_arm_guard(self);
 }
 
 /* The null executor: each step reported as started and succeeded (exit
@@ -371,6 +390,24 @@ static void s_on_refused(kiln_agent_t *self, const char *why)
                        "the coordinator refused the worker running it");
 }
 
+/* Checked as soon as the loop wakes, before any message is read: after a
+ * freeze (SIGSTOP, a paused VM) what waits in the socket arrived while the
+ * lease ran out, and must not count as having been heard in time. */
+static bool s_self_fence(kiln_agent_t *self, int64_t now)
+{
+    int64_t deadline = s_fence_deadline(self);
+    if (deadline < 0 || now < deadline)
+        return false;
+    char why[200];
+    snprintf(why, sizeof why,
+             "no word from the coordinator for %lld ms (its lease is %lld ms): stopped, as "
+             "another worker may be running it now",
+             (long long)(now - self->last_heard), (long long)self->lease_ms);
+    kiln_log_error("%s", why);
+    s_abandon_jobs(self, KILN__OUTCOME__OUTCOME_INFRA_ERROR, why);
+    return true;
+}
+
 static void s_on_socket(kiln_agent_t *self)
 {
     for (int i = 0; i < 1000; i++) {
@@ -382,7 +419,9 @@ static void s_on_socket(kiln_agent_t *self)
             kiln_log_warn("dropped a message from the coordinator: %s", kiln_error_last());
             continue;
         }
+        self->last_heard = kiln_clock_mono_ms();
         switch (msg.env->body_case) {
+        case KILN__ENVELOPE__BODY_HEARTBEAT: break; /* heard: that is all it says */
         case KILN__ENVELOPE__BODY_WELCOME:
             if (msg.env->welcome->refused[0]) {
                 s_on_refused(self, msg.env->welcome->refused);
@@ -397,6 +436,8 @@ static void s_on_socket(kiln_agent_t *self)
                 self->welcomed = true;
                 if (msg.env->welcome->heartbeat_ms >= 10)
                     self->heartbeat_ms = (int)msg.env->welcome->heartbeat_ms;
+                if (msg.env->welcome->lease_ms)
+                    self->lease_ms = (int64_t)msg.env->welcome->lease_ms;
                 /* A new session: whatever credit was in flight is gone. */
                 if (msg.env->welcome->log_window)
                     self->log_window = (int64_t)msg.env->welcome->log_window;
@@ -541,6 +582,9 @@ int kiln_agent_run(kiln_agent_t *self)
             next = self->drain_deadline;
         if (self->exit_linger_until && self->exit_linger_until < next)
             next = self->exit_linger_until;
+        int64_t fence = s_fence_deadline(self);
+        if (fence >= 0 && fence < next)
+            next = fence;
         long timeout = next > now ? (long)(next - now) : 0;
         if (zmq_poll(items, n, timeout) == -1) {
             if (zmq_errno() == EINTR)
@@ -548,6 +592,8 @@ int kiln_agent_run(kiln_agent_t *self)
             kiln_log_error("zmq_poll: %s", zmq_strerror(zmq_errno()));
             return -1;
         }
+        if (s_self_fence(self, kiln_clock_mono_ms()))
+            continue; /* the jobs polled for are gone */
         if (items[1].revents & ZMQ_POLLIN)
             s_on_signal(self);
         for (int i = 2; i < first_notice; i++)

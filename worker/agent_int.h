@@ -94,6 +94,12 @@ struct kiln_agent {
     bool stopping;
     bool welcomed;
     uint64_t instance;            /* Hello.instance: random, this process's */
+    /* Self-fencing: the last time anything came from the coordinator, and
+     * the lease it set. Jobs stop once nothing has come for the lease less
+     * a heartbeat: by then the coordinator may have given them to another
+     * worker. */
+    int64_t last_heard;           /* monotonic */
+    int64_t lease_ms;
     /* Refused by the coordinator: no heartbeat or hello until then. */
     int64_t refused_until;        /* monotonic; 0: not refused */
     int64_t refuse_backoff_ms;
@@ -118,6 +124,8 @@ struct kiln_agent {
 /* agent.c */
 void kiln_agent_send(kiln_agent_t *self, Kiln__Envelope *env);
 size_t kiln_agent_n_jobs(const kiln_agent_t *self);
+/* Tells the step guard how long until the jobs' fence (see agent.c). */
+void kiln_agent_arm_guard(kiln_agent_t *self);
 void kiln_agent_spare_path(const kiln_agent_t *self, int slot, char *out, size_t cap);
 
 /* job.c */

@@ -94,6 +94,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -170,7 +171,10 @@ typedef struct {
     int32_t pgid;
 } exec_guard_msg_t;
 
-enum { KILN_GUARD_ADD = 1, KILN_GUARD_REMOVE = 2 };
+/* ALIVE: pgid holds milliseconds: unless told again within them, the guard
+ * kills every group it knows (the worker is frozen; see kiln_exec_guard_alive);
+ * 0 disarms. */
+enum { KILN_GUARD_ADD = 1, KILN_GUARD_REMOVE = 2, KILN_GUARD_ALIVE = 3 };
 
 /* The process's guard and its live steps. owner: the process that started
  * the guard; a process forked from it (with fork, not through here) starts
@@ -281,8 +285,28 @@ static _Noreturn void s_guard_main(int fd)
      * for each would cost the machine a context switch each. The nap is
      * also how long the worker's death can go unnoticed. */
     int flags = 0;
+    int64_t deadline = 0; /* monotonic ms; 0: not armed */
     for (;;) {
         exec_guard_msg_t m;
+        if (!flags && deadline) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+            struct pollfd pfd = {fd, POLLIN, 0};
+            int pr = now < deadline ? poll(&pfd, 1, (int)(deadline - now)) : 0;
+            if (pr == -1 && errno == EINTR)
+                continue;
+            if (pr == 0) {
+                /* The worker has said nothing for its whole fence: it is
+                 * frozen (SIGSTOP, a paused machine) and its jobs may
+                 * run elsewhere by now. */
+                for (size_t i = 0; i < n; i++)
+                    (void)kill(-groups[i], SIGKILL);
+                n = 0;
+                deadline = 0;
+                continue;
+            }
+        }
         ssize_t r = recv(fd, &m, sizeof m, flags);
         if (r == -1 && errno == EINTR)
             continue;
@@ -297,6 +321,12 @@ static _Noreturn void s_guard_main(int fd)
             while (nanosleep(&nap, &nap) == -1 && errno == EINTR)
                 ;
             flags = MSG_DONTWAIT;
+        }
+        if (r == (ssize_t)sizeof m && m.op == KILN_GUARD_ALIVE) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            deadline = m.pgid > 0 ? (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + m.pgid : 0;
+            continue;
         }
         if (r != (ssize_t)sizeof m || m.pgid <= 1)
             continue;
@@ -582,6 +612,18 @@ static void s_guard_restart(const char *why)
     if (s_guard_start() != 0)
         kiln_log_error("%s; steps are not protected against the worker's death until a "
                        "guard starts", kiln_error_last());
+}
+
+void kiln_exec_guard_alive(int64_t ms)
+{
+    if (s_proc.fd == -1 || s_proc.owner != getpid())
+        return; /* no guard yet: no step has started */
+    if (ms < 0)
+        ms = 0;
+    if (ms > INT32_MAX)
+        ms = INT32_MAX;
+    if (s_guard_send(KILN_GUARD_ALIVE, (pid_t)ms) != 0)
+        s_guard_restart("cannot be told the worker is alive");
 }
 
 static void s_live_add(kiln_exec_t *self)

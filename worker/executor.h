@@ -58,6 +58,11 @@ typedef enum {
 int kiln_exec_start(kiln_exec_t **out, const kiln_exec_opts_t *opts);
 /* Kills the group (SIGKILL) if still running, reaps, closes, frees. */
 void kiln_exec_destroy(kiln_exec_t **self_p);
+/* Arms the guard's watchdog: unless called again within ms, the guard
+ * kills every step of this process, as the worker must be frozen (SIGSTOP,
+ * a paused machine) while its jobs' leases run out; ms <= 0 disarms it.
+ * Nothing happens before the first step (there is no guard yet). */
+void kiln_exec_guard_alive(int64_t ms);
 
 pid_t kiln_exec_pid(const kiln_exec_t *self);
 /* The pipe fds still open (0, 1 or 2 of them) for the caller to poll for

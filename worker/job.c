@@ -509,6 +509,9 @@ static int s_step_start(kiln_wjob_t *job)
         kiln_job_log(job, "cannot start the step: %s", kiln_error_last());
         goto cleanup;
     }
+    /* The guard exists now: armed from the step's first moment, not from
+     * the next heartbeat. */
+    kiln_agent_arm_guard(self);
     rc = 0;
 cleanup:
     kiln_kv_free(&env);

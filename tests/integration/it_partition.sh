@@ -73,8 +73,12 @@ pass "w1's link cut while it runs the job"
 for _ in $(seq 1 200); do grep -q '^start w2' "$LEDGER" && break; sleep 0.05; done
 grep -q '^start w2' "$LEDGER" || fail "the job was not re-dispatched to w2"
 pass "the job runs again on w2"
-# w1 finishes its (now stale) attempt while cut off; then the link returns.
-for _ in $(seq 1 100); do grep -q '^done w1' "$LEDGER" && break; sleep 0.05; done
+# Cut off for longer than its lease, w1 stops its (now stale) attempt by
+# itself; then the link returns.
+for _ in $(seq 1 100); do grep -q "no word from the coordinator" "$T/w1.log" && break; sleep 0.05; done
+grep -q "no word from the coordinator" "$T/w1.log" || fail "w1 did not stop its job when cut off"
+grep -q '^done w1' "$LEDGER" && fail "w1 ran its job to the end while cut off, beside w2"
+pass "w1, cut off past its lease, stopped its job by itself"
 ip -n "$NS_1" link set "kw1-$tag" up
 for _ in $(seq 1 300); do
     kc status "$run" --json >"$T/st.json" 2>/dev/null && [ "$(json_get "$T/st.json" '$.state')" != running ] && break
