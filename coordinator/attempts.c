@@ -72,10 +72,15 @@ void kiln_attempts_lost(kiln_server_t *self, kiln_cjob_t *job, const char *klass
                                     klass, message && message[0] ? message : NULL, now) != 0)
         kiln_log_error("history: attempt of %s: %s", job->key, kiln_error_last());
     job->worker = NULL;
-    job->infra_failures++;
+    /* A hand-back by a worker that stops gracefully costs the job nothing:
+     * it is not counted against max-attempts (each needs a worker to go
+     * away, so they cannot repeat for ever). */
+    bool handed_back = strcmp(klass, "worker_drained") == 0;
+    if (!handed_back)
+        job->infra_failures++;
     if (strcmp(klass, "worker_lost") == 0)
         self->stats.retries_worker_lost++;
-    else if (strcmp(klass, "worker_drained") == 0)
+    else if (handed_back)
         self->stats.retries_worker_drained++;
     else
         self->stats.retries_infra_error++;
@@ -295,6 +300,12 @@ void kiln_attempts_on_job_result(kiln_server_t *self, kiln_cworker_t *w, const K
     if (m->outcome == KILN__OUTCOME__OUTCOME_INFRA_ERROR ||
         m->outcome == KILN__OUTCOME__OUTCOME_DRAINED) {
         bool drained = m->outcome == KILN__OUTCOME__OUTCOME_DRAINED;
+        /* A worker that hands a job back is going away: nothing goes back
+         * to it, even before its draining heartbeat arrives. */
+        if (drained && !w->draining) {
+            w->draining = true;
+            kiln_log_info("worker %s is draining (it handed a job back)", w->name);
+        }
         kiln_log_warn("job %s: worker %s %s: %s", job->key, w->name,
                       drained ? "handed it back while draining" : "reports an infrastructure error",
                       m->message);

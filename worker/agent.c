@@ -363,10 +363,12 @@ static void s_start_drain(kiln_agent_t *self, int64_t deadline_wall, const char 
         int64_t left = deadline_wall - now_wall;
         self->drain_deadline = kiln_clock_mono_ms() + (left > 0 ? left : 0);
     }
+    /* The coordinator hears that we drain before it gets anything back, so
+     * that it gives nothing back to us. */
+    s_send_heartbeat(self);
     s_queued_return(self, KILN__OUTCOME__OUTCOME_DRAINED, "the worker is draining");
     kiln_log_info("draining (%s): %zu jobs running%s", why, kiln_agent_n_jobs(self),
                   self->drain_deadline ? ", with a deadline" : "");
-    s_send_heartbeat(self);
 }
 
 static void s_abandon_jobs(kiln_agent_t *self, Kiln__Outcome outcome, const char *why);
@@ -637,8 +639,11 @@ int kiln_agent_run(kiln_agent_t *self)
         if (now >= self->next_heartbeat && !self->refused_until)
             s_send_heartbeat(self);
     }
-    if (self->stopping)
-        s_abandon_jobs(self, KILN__OUTCOME__OUTCOME_INFRA_ERROR, "worker stopped");
+    if (self->stopping) {
+        self->draining = true;
+        s_send_heartbeat(self);
+        s_abandon_jobs(self, KILN__OUTCOME__OUTCOME_DRAINED, "the worker stopped");
+    }
     else
         s_send_heartbeat(self);
     kiln_log_info("worker %s exits", self->name);
