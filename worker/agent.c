@@ -146,6 +146,20 @@ static int64_t s_fence_deadline(const kiln_agent_t *self)
     return self->last_heard + self->lease_ms - margin;
 }
 
+bool kiln_agent_sweep_slot(kiln_agent_t *self, int slot, const char *job_key)
+{
+    size_t killed = 0;
+    int rc = kiln_cgroup_sweep(self->cgroup, slot, KILN_AGENT_SWEEP_TIMEOUT_MS, &killed);
+    if (killed)
+        kiln_log_warn("job %s: killed %zu process%s it left running", job_key, killed,
+                      killed == 1 ? "" : "es");
+    if (rc != 0) {
+        kiln_log_error("job %s: %s", job_key, kiln_error_last());
+        return false;
+    }
+    return true;
+}
+
 /* A worker frozen past its fence cannot stop its steps itself: the guard
  * does, unless it is told again (every heartbeat) first. */
 void kiln_agent_arm_guard(kiln_agent_t *self)
@@ -287,6 +301,10 @@ static void s_start_assigned(kiln_agent_t *self, Kiln__Envelope **env_p, int slo
     job->started_ms = kiln_clock_wall_ms();
     if (job->a->timeout_ms)
         job->deadline = kiln_clock_mono_ms() + (int64_t)job->a->timeout_ms;
+    /* Whatever an earlier process of this worker left in the slot goes
+     * before the slot's tree is used again. */
+    if (!kiln_agent_sweep_slot(self, slot, job->a->job_key))
+        self->spare_ready[slot] = false;
     char spare[KILN_WORKSPACE_PATH_MAX];
     kiln_agent_spare_path(self, slot, spare, sizeof spare);
     rc = kiln_workspace_create(&job->ws, self->cfg.work_dir,
@@ -486,6 +504,7 @@ static void s_abandon_jobs(kiln_agent_t *self, Kiln__Outcome outcome, const char
         if (!job)
             continue;
         kiln_exec_destroy(&job->exec);
+        (void)kiln_agent_sweep_slot(self, i, job->a->job_key);
         kiln_job_flush_held(job);
         kiln_outbox_add(self, job->a->job_key, job->a->token, outcome, job->started_ms, why, NULL);
         if (!self->cfg.keep_workspaces)
@@ -739,6 +758,15 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         snprintf(self->name, sizeof self->name, "%.*s", (int)len, base);
     }
     randombytes_buf(&self->instance, sizeof self->instance);
+    if (!self->null_executor) {
+        if ((rc = kiln_cgroup_new(&self->cgroup, self->name, cfg->slots, cfg->cgroup_root)) != 0)
+            goto cleanup;
+        if (self->cgroup)
+            kiln_log_info("each slot's processes are kept in a cgroup under %s",
+                          kiln_cgroup_path(self->cgroup));
+        else
+            kiln_log_warn("%s", kiln_error_last());
+    }
     /* Labels: OS and architecture, then the configured ones. */
     if (kiln_labels_worker(cfg->labels, self->labels, KILN_AGENT_MAX_LABELS, &self->n_labels) !=
         0) {
@@ -816,6 +844,7 @@ void kiln_agent_destroy(kiln_agent_t **self_p)
     }
     kiln_kv_free(&self->base_env);
     kiln_notice_destroy(&self->notice);
+    kiln_cgroup_destroy(&self->cgroup);
     if (self->sock)
         zmq_close(self->sock);
     if (self->zctx)

@@ -42,6 +42,9 @@ typedef struct {
     const char *server_key;   /* coordinator's public key file */
     const char *key_path;     /* this worker's .key file */
     const char *name;         /* worker name: its key's (default: the key file's name) */
+    /* Where the slots' cgroups are made (NULL: under the worker's own
+     * cgroup; see cgroup.h). */
+    const char *cgroup_root;
     const char *labels;       /* comma-separated extra labels */
     int slots;                /* concurrent jobs (default 1) */
     const char *work_dir;     /* where workspaces go */
@@ -77,6 +80,8 @@ typedef struct {
 #define KILN_AGENT_EXIT_LINGER_MS 3000
 #define KILN_AGENT_DEFAULT_DRAIN_GRACE_MS (5 * 60 * 1000)
 #define KILN_AGENT_DEFAULT_SPOT_WINDOW_MS (2 * 60 * 1000)
+/* How long the end of a job waits for the processes it left to die. */
+#define KILN_AGENT_SWEEP_TIMEOUT_MS 2000
 /* A refused worker says hello again after 0.5 s, doubling up to this. */
 #define KILN_AGENT_REFUSED_BACKOFF_MAX_MS 30000
 #define KILN_AGENT_DEFAULT_SPOT_MARGIN_MS (15 * 1000)

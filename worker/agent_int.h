@@ -18,6 +18,7 @@
 #include "common/kv.h"
 #include "proto/kiln.pb-c.h"
 #include "worker/agent.h"
+#include "worker/cgroup.h"
 #include "worker/executor.h"
 #include "worker/jobctx.h"
 #include "worker/notice.h"
@@ -113,6 +114,7 @@ struct kiln_agent {
     size_t n_results, max_results;
     uint64_t result_seq;
     kiln_notice_t *notice;
+    kiln_cgroup_t *cgroup;        /* a group per slot, or NULL (none writable) */
     bool null_executor;           /* executor = null: jobs succeed without running */
     kiln_kv_t base_env;           /* the worker's own environment, copied at start */
     /* Each slot's workspace tree, emptied for its next job
@@ -126,6 +128,9 @@ void kiln_agent_send(kiln_agent_t *self, Kiln__Envelope *env);
 size_t kiln_agent_n_jobs(const kiln_agent_t *self);
 /* Tells the step guard how long until the jobs' fence (see agent.c). */
 void kiln_agent_arm_guard(kiln_agent_t *self);
+/* Kills what is left of a job in its slot's cgroup (nothing of a job may
+ * outlive it); false when something would not die. */
+bool kiln_agent_sweep_slot(kiln_agent_t *self, int slot, const char *job_key);
 void kiln_agent_spare_path(const kiln_agent_t *self, int slot, char *out, size_t cap);
 
 /* job.c */

@@ -42,6 +42,11 @@ typedef struct {
     int64_t grace_ms;          /* SIGTERM -> SIGKILL; 0: KILN_EXEC_DEFAULT_GRACE_MS */
     kiln_exec_output_fn on_output;
     void *ctx;
+    /* With in_cgroup, the child joins the control group whose cgroup.procs
+     * is open (for writing) on cgroup_fd before it execs, and does not run
+     * if it cannot (see worker/cgroup.h). */
+    bool in_cgroup;
+    int cgroup_fd;
 } kiln_exec_opts_t;
 
 typedef enum {

@@ -504,6 +504,8 @@ static int s_step_start(kiln_wjob_t *job)
         .grace_ms = self->cfg.kill_grace_ms,
         .on_output = kiln_job_on_output,
         .ctx = job,
+        .in_cgroup = kiln_cgroup_procs_fd(self->cgroup, job->slot) >= 0,
+        .cgroup_fd = kiln_cgroup_procs_fd(self->cgroup, job->slot),
     };
     if (kiln_exec_start(&job->exec, &opts) != 0) {
         kiln_job_log(job, "cannot start the step: %s", kiln_error_last());
@@ -691,7 +693,14 @@ void kiln_job_finish(kiln_wjob_t *job)
     free(keys);
     kiln_kv_free(&outs);
     kiln_log_info("job %s attempt %u done", job->a->job_key, job->a->attempt);
-    if (!self->cfg.keep_workspaces) {
+    /* Nothing of the job outlives it: what its steps left running (a
+     * daemon that left its process group) is killed, and the tree is
+     * recycled only once it is gone. */
+    bool swept = kiln_agent_sweep_slot(self, job->slot, job->a->job_key);
+    if (!swept && !self->cfg.keep_workspaces) {
+        kiln_workspace_remove(&job->ws);
+        self->spare_ready[job->slot] = false;
+    } else if (!self->cfg.keep_workspaces) {
         char spare[KILN_WORKSPACE_PATH_MAX];
         kiln_agent_spare_path(self, job->slot, spare, sizeof spare);
         int kept = kiln_workspace_recycle(&job->ws, spare);

@@ -1,0 +1,43 @@
+# A job's processes end with the job. A step starts a daemon that leaves
+# its process group and session (setsid -f, re-parented to init), which
+# would write into the next job's recycled workspace two seconds later. The
+# job's end kills it, before the slot's workspace is handed on: the next
+# job (another workflow's run) sees nothing of it, and nothing of it is
+# alive.
+source "$(dirname "$0")/lib.sh"
+start_farm 1
+grep -q "kept in a cgroup" "$T/w1.log" || skip "no writable cgroup here: $(grep -i cgroup "$T/w1.log")"
+MARK=kiln-orphan-$$
+cat >"$T/daemon.yml" <<YML
+name: daemon
+on: push
+jobs:
+  leave:
+    runs-on: self-hosted
+    steps:
+      - run: |
+          setsid -f bash -c 'exec -a $MARK-a sleep 30' </dev/null >/dev/null 2>&1
+          setsid -f bash -c 'cd "\$GITHUB_WORKSPACE"; sleep 1.5; echo from-the-daemon > planted; echo alive >> $T/ledger' </dev/null >/dev/null 2>&1
+          setsid -f bash -c 'setsid -f bash -c "exec -a $MARK-b sleep 30"; sleep 30' </dev/null >/dev/null 2>&1
+          sleep 0.3
+          pgrep -f $MARK- >/dev/null && echo "daemons started"
+YML
+cat >"$T/next.yml" <<'YML'
+name: next
+on: push
+jobs:
+  look:
+    runs-on: self-hosted
+    steps:
+      - run: |
+          sleep 2.5
+          if [ -e planted ]; then echo "FOUND A FILE FROM ANOTHER JOB"; exit 1; fi
+          echo "clean workspace"
+YML
+"$KILN" submit --wait "$T/daemon.yml" >"$T/d.out" 2>&1 || fail "the daemon job failed: $(cat "$T/d.out")"
+pgrep -f "$MARK-" >/dev/null && fail "processes of the job outlived it: $(pgrep -af "$MARK-")"
+grep -q "killed [0-9]* process" "$T/w1.log" || fail "the worker did not say it killed what the job left"
+pass "the job's daemons (setsid -f, double-forked) were killed at its end: $(grep -o 'killed [0-9]* process[a-z]*' "$T/w1.log" | head -n 1)"
+"$KILN" submit --wait "$T/next.yml" >"$T/n.out" 2>&1 || fail "the next job saw the daemon's work: $(cat "$T/n.out")"
+[ ! -e "$T/ledger" ] || fail "the daemon lived on: $(cat "$T/ledger")"
+pass "the next job in the slot got a clean workspace, and the daemon never woke"
