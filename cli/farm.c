@@ -50,10 +50,30 @@ static int s_pidfd_open(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+/* A directory of the farm, private to its owner: made 0700, or, when it
+ * exists (made beforehand, 0755, or a 1777 tmpfs), made 0700 if it is
+ * ours and refused if it is not. Run logs, keys and the history are inside. */
 static int s_mkdir(const char *path)
 {
-    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+    if (mkdir(path, 0700) == 0)
+        return 0;
+    if (errno != EEXIST) {
         kiln_error_errno("cannot create %s", path);
+        return -1;
+    }
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        kiln_error_set("%s exists and is not a directory", path);
+        return KILN_EINVAL;
+    }
+    if (st.st_uid != geteuid()) {
+        kiln_error_set("%s belongs to uid %u, not to this user (%u): a farm's data must be private "
+                       "to the user running it",
+                       path, (unsigned)st.st_uid, (unsigned)geteuid());
+        return KILN_EINVAL;
+    }
+    if ((st.st_mode & 07777) != 0700 && chmod(path, 0700) != 0) {
+        kiln_error_errno("cannot make %s private (0700)", path);
         return -1;
     }
     return 0;
@@ -203,8 +223,16 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
         rc = KILN_EINVAL;
         goto cleanup;
     }
+    /* Whatever the farm writes (history, logs, Redis's files, keys) is
+     * its user's alone. */
+    umask(077);
     if (opts->data_dir) {
-        if (s_mkdir(opts->data_dir) != 0 || !realpath(opts->data_dir, self->dir)) {
+        int mrc = s_mkdir(opts->data_dir);
+        if (mrc != 0) {
+            rc = mrc;
+            goto cleanup;
+        }
+        if (!realpath(opts->data_dir, self->dir)) {
             kiln_error_errno("cannot use data directory %s", opts->data_dir);
             goto cleanup;
         }

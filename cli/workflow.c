@@ -57,11 +57,25 @@ static void s_repo_root(const char *workflow, char *out, size_t cap)
     snprintf(out, cap, ".");
 }
 
+/* Local actions and called workflows whose path leads out of the
+ * repository through a link: path -> where it leads. */
+static json_t *s_refused;
+
 /* A repository file of at most max bytes into files under key; its own
- * local uses are queued. */
-static bool s_gather_file(const char *file, const char *key, size_t max, json_t *queue)
+ * local uses are queued. A file that is not inside root once links are
+ * resolved is not read: it is refused (s_refused), as "./../x" is. */
+static bool s_gather_file(const char *root, const char *file, const char *key, size_t max,
+                          json_t *queue)
 {
-    FILE *f = fopen(file, "re");
+    char real[PATH_MAX], real_root[PATH_MAX];
+    if (!realpath(file, real))
+        return false;
+    size_t rl = realpath(root, real_root) ? strlen(real_root) : 0;
+    if (!rl || strncmp(real, real_root, rl) != 0 || (real[rl] != '/' && rl > 1)) {
+        json_object_set_new(s_refused, key, json_string(real));
+        return true;
+    }
+    FILE *f = fopen(real, "re");
     if (!f)
         return false;
     char *buf = malloc(max + 2);
@@ -83,6 +97,8 @@ static void s_gather_actions(const char *workflow, const char *text, size_t len)
     char root[PATH_MAX];
     json_decref(s_files);
     s_files = json_object();
+    json_decref(s_refused);
+    s_refused = json_object();
     json_t *queue = json_array();
     s_repo_root(workflow, root, sizeof root);
     kiln_workflow_local_uses(text, len, queue);
@@ -95,13 +111,13 @@ static void s_gather_actions(const char *workflow, const char *text, size_t len)
         char file[PATH_MAX * 2];
         if (strcmp(kind, "workflow") == 0) {
             snprintf(file, sizeof file, "%s/%s", root, path);
-            s_gather_file(file, path, KILN_WF_MAX_BYTES, queue);
+            s_gather_file(root, file, path, KILN_WF_MAX_BYTES, queue);
             continue;
         }
         static const char *names[] = {"action.yml", "action.yaml"};
         for (int k = 0; k < 2; k++) {
             snprintf(file, sizeof file, "%s/%s/%s", root, path, names[k]);
-            if (s_gather_file(file, path, KILN_WF_MAX_ACTION_BYTES, queue))
+            if (s_gather_file(root, file, path, KILN_WF_MAX_ACTION_BYTES, queue))
                 break;
         }
     }
@@ -144,6 +160,23 @@ int kiln_cli_validate(const char *path, char **text, size_t *len)
     }
     buf[n] = '\0';
     s_gather_actions(path, buf, n);
+    const char *out_path;
+    json_t *where;
+    bool refused = false;
+    json_object_foreach(s_refused, out_path, where) {
+        /* The line of the first mention, for the message. */
+        const char *at = strstr(buf, out_path);
+        int line = 1;
+        for (const char *p = buf; at && p < at; p++)
+            line += *p == '\n';
+        fprintf(stderr, "%s:%d: error: uses: ./%s leads to %s, outside the repository: refused\n",
+                path, at ? line : 0, out_path, json_string_value(where));
+        refused = true;
+    }
+    if (refused) {
+        free(buf);
+        goto cleanup;
+    }
     int prc = kiln_cli_parse(&wf, path, buf, n, &diags);
     char *report = diags.n ? kiln_diags_format(&diags) : NULL;
     if (report)

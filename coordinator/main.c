@@ -3,6 +3,7 @@
  * link the same code. */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +21,9 @@ int main(int argc, char **argv)
     int heartbeat = 0, lease = 0, attempts = 0, npos = 0, log_limit_mb = 0, log_window_kb = 0;
     int ready_fd = -1;
     kiln_server_config_defaults(&cfg);
+    /* The history (run logs, outputs, audit) and its lock are the
+     * operator's alone. */
+    umask(077);
     kiln_opt_t opts[] = {
         {"listen", KILN_OPT_STRING, &cfg.listen, "endpoint to bind (tcp://127.0.0.1:7420)"},
         {"redis", KILN_OPT_STRING, &cfg.redis, "Redis address: /path/redis.sock, unix:/path or host:port"},

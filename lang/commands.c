@@ -471,6 +471,25 @@ cleanup:
 }
 
 /* ::add-mask::VALUE. The value never reaches t. */
+int kiln_commands_add_mask(kiln_commands_t *self, const char *value)
+{
+    for (const char *p = value; *p;) {
+        size_t len = strcspn(p, "\r\n");
+        int r = s_add_mask(self, p, len);
+        if (r == -2) {
+            kiln_error_set("more than %d masks", KILN_CMD_MAX_MASKS);
+            return KILN_ETOOBIG;
+        }
+        if (r == -1) {
+            kiln_error_set("out of memory");
+            return -1;
+        }
+        p += len;
+        p += strspn(p, "\r\n");
+    }
+    return 0;
+}
+
 static int s_cmd_add_mask(kiln_commands_t *self, s_text_t *t, const char *value)
 {
     bool any = false, full = false;

@@ -83,6 +83,11 @@ void kiln_commands_destroy(kiln_commands_t **self_p);
 int kiln_commands_filter(kiln_commands_t *self, const char *data, size_t len, bool flush, char **out,
                          size_t *out_len);
 
+/* Registers value (each line, trimmed) as a mask, as ::add-mask:: does:
+ * a job's secrets are masked from its first line. 0, KILN_ETOOBIG when the
+ * table is full, -1 when out of memory. */
+int kiln_commands_add_mask(kiln_commands_t *self, const char *value);
+
 /* text with every mask replaced by "***", for any other text the worker
  * shows (system messages, the step summary). malloc'd; NULL when out of
  * memory. */

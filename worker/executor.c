@@ -407,6 +407,9 @@ static int s_child(void *arg)
     sigset_t none;
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    /* A step makes files as on a GitHub runner, whatever the worker's own
+     * mask (a local farm keeps its data private with 077). */
+    umask(022);
 
     if (chdir(c->cwd) == -1)
         s_child_fail("cannot enter directory", c->cwd, errno, NULL);

@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "lang/cmdfiles.h"
+#include "lang/workflow.h"
 #include "common/log.h"
 #include "worker/hashfiles.h"
 
@@ -62,6 +63,13 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_wo
     }
     if (!(self->commands = kiln_commands_new()) || !(self->summary = strdup("")))
         goto oom;
+    /* Secrets are masked in everything the job shows, from its first line. */
+    const char *sname;
+    json_t *sval;
+    json_object_foreach(json_object_get(self->contexts, "secrets"), sname, sval) {
+        if (json_is_string(sval) && kiln_commands_add_mask(self->commands, json_string_value(sval)) != 0)
+            kiln_log_warn("job: secret %s: %s", sname, kiln_error_last());
+    }
     json_object_set_new(self->contexts, "runner",
                         json_pack("{s:s, s:s, s:s, s:s}", "os", "Linux", "arch", s_arch(), "name",
                                   worker, "temp", temp));
@@ -477,6 +485,23 @@ int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kv_t *out, char *err, size_t e
             rc = KILN_EINVAL;
             break;
         }
+        /* As GitHub does: an output that holds a masked value is not passed
+         * on (nor stored), and a warning says which. */
+        char *masked = kiln_commands_mask(self->commands, val);
+        if (!masked || strcmp(masked, val) != 0) {
+            char line[KILN_WF_MAX_ID + 128];
+            snprintf(line, sizeof line,
+                     "::warning title=Kiln::Skip output '%.*s' since it may contain secret.\n",
+                     KILN_WF_MAX_ID, name);
+            char *shown = NULL;
+            size_t shown_len = 0;
+            (void)kiln_commands_filter(self->commands, line, strlen(line), true, &shown, &shown_len);
+            free(shown);
+            free(masked);
+            free(val);
+            continue;
+        }
+        free(masked);
         int src = kiln_kv_set(out, name, val);
         free(val);
         if (src == -1) {

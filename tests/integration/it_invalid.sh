@@ -194,3 +194,33 @@ check_vars_refused "$T/vars-array.json" "vars-array.json: vars must be a JSON ob
 check_vars_refused "$T/no-such-vars.json" "no-such-vars.json"
 kill -0 "$COORD_PID" || fail "the running coordinator died"
 pass "bad vars files are refused at start-up, naming the file"
+
+# A local action whose directory is a link out of the repository is refused
+# like "./../x", by lint and by submit, naming the file, the line and where
+# the link leads; nothing of it is read or run.
+mkdir -p "$T/linkrepo/.git" "$T/linkrepo/.github/workflows" "$T/linkrepo/ci" "$T/outside"
+cat >"$T/outside/action.yml" <<'YML'
+name: outside
+runs:
+  using: composite
+  steps:
+    - run: echo "RAN FROM OUTSIDE"
+      shell: bash
+YML
+ln -s "$T/outside" "$T/linkrepo/ci/evil"
+cat >"$T/linkrepo/.github/workflows/ci.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: self-hosted
+    steps:
+      - uses: ./ci/evil
+YML
+for cmd in lint submit; do
+    rc=0
+    "$KILN" $cmd "$T/linkrepo/.github/workflows/ci.yml" >"$T/link.out" 2>&1 || rc=$?
+    [ $rc -eq 2 ] || fail "kiln $cmd of a linked-out action exited $rc: $(cat "$T/link.out")"
+    grep -q "ci.yml:6: error: uses: ./ci/evil leads to $T/outside/action.yml, outside the repository" "$T/link.out" ||
+        fail "kiln $cmd does not say why: $(cat "$T/link.out")"
+done
+pass "a local action linked out of the repository is refused by lint and submit (file:line, where it leads)"
