@@ -78,19 +78,21 @@ static bool s_seen_attempt(const char *key)
 int kiln_cmd_logs(int argc, char **argv)
 {
     kiln_cli_common_t c = {0};
-    bool follow = false;
+    bool follow = false, raw = false;
     int npos = 0, code;
     kiln_client_t *client = NULL;
     Kiln__Envelope *reply = NULL;
     kiln_opt_t opts[] = {
         KILN_CLI_TARGET_OPTS(c),
         {"follow", KILN_OPT_BOOL, &follow, "keep following a running run (also -f)"},
+        {"raw", KILN_OPT_BOOL, &raw, "print the output as it came, terminal sequences included"},
         {NULL, 0, NULL, NULL},
     };
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], "-f") == 0)
             argv[i] = "--follow";
     int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    kiln_follow_set_raw(raw);
     int64_t run = npos >= 1 ? kiln_cli_parse_run(argv[2]) : -1;
     if (rc != 0 || npos < 1 || npos > 2 || run < 0) {
         if (rc == 0)

@@ -22,7 +22,7 @@ int kiln_cmd_run(int argc, char **argv)
 {
     kiln_farm_opts_t fo = {0};
     const char *keep = NULL;
-    bool json = false;
+    bool json = false, raw = false;
     int npos = 0, code = KILN_EXIT_INFRA;
     char *text = NULL;
     size_t len = 0;
@@ -41,12 +41,14 @@ int kiln_cmd_run(int argc, char **argv)
         {"vars", KILN_OPT_STRING, &fo.vars, "JSON file of configuration variables (vars)"},
         {"keep", KILN_OPT_STRING, &keep, "keep the farm's data (history, logs) in DIR"},
         {"json", KILN_OPT_BOOL, &json, "print a JSON summary instead of live output"},
+        {"raw", KILN_OPT_BOOL, &raw, "print step output as it came, terminal sequences included"},
         {"input", KILN_OPT_STRING, &input_doc,
          "NAME=VALUE: a workflow_dispatch input (repeatable)"},
         {"log-level", KILN_OPT_STRING, &fo.log_level, "daemon log level (info)"},
         {NULL, 0, NULL, NULL},
     };
     int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    kiln_follow_set_raw(raw);
     if (rc != 0 || npos != 1) {
         if (rc == 0)
             kiln_error_set("expected one workflow file");
@@ -170,7 +172,7 @@ int kiln_cmd_up(int argc, char **argv)
 int kiln_cmd_submit(int argc, char **argv)
 {
     kiln_cli_common_t c = {0};
-    bool wait = false, no_check = false;
+    bool wait = false, no_check = false, raw = false;
     int npos = 0, code;
     char *text = NULL;
     size_t len = 0;
@@ -188,11 +190,13 @@ int kiln_cmd_submit(int argc, char **argv)
          "send without checking the file here first (the coordinator checks it)"},
         {"json", KILN_OPT_BOOL, &c.json,
          "print JSON: the run's record with --wait, {\"run\": N} without"},
+        {"raw", KILN_OPT_BOOL, &raw, "with --wait: print step output as it came, terminal sequences included"},
         {"input", KILN_OPT_STRING, &input_doc,
          "NAME=VALUE: a workflow_dispatch input (repeatable)"},
         {NULL, 0, NULL, NULL},
     };
     int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
+    kiln_follow_set_raw(raw);
     if (rc != 0 || npos != 1) {
         if (rc == 0)
             kiln_error_set("expected one workflow file");

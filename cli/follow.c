@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/buf.h"
 #include "common/error.h"
+#include "common/termsafe.h"
 #include "common/transport.h"
 
 #define KILN_FOLLOW_JOBS_MAX 1024
@@ -31,8 +34,48 @@ static bool *s_mid_line(const char *job)
     return &s_lines[s_n_lines++].mid_line;
 }
 
+static bool s_raw;
+
+void kiln_follow_set_raw(bool raw)
+{
+    s_raw = raw;
+}
+
+/* Whether what goes to stdout is filtered: a terminal, and not --raw. */
+static bool s_filtered(void)
+{
+    static int tty = -1;
+    if (tty < 0)
+        tty = isatty(STDOUT_FILENO);
+    return tty && !s_raw;
+}
+
+char *kiln_follow_safe_text(const char *text)
+{
+    if (!s_filtered())
+        return strdup(text);
+    kiln_buf_t b = {.max = 1 << 20};
+    kiln_termsafe((const uint8_t *)text, strlen(text), &b);
+    kiln_buf_add(&b, "", 0);
+    if (kiln_buf_failed(&b)) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data ? b.data : strdup("");
+}
+
 void kiln_follow_print_log(const char *job, int stream, const uint8_t *data, size_t len)
 {
+    kiln_buf_t safe = {.max = 4 * (len + 16)};
+    if (s_filtered() && len) {
+        kiln_termsafe(data, len, &safe);
+        if (kiln_buf_failed(&safe) || !safe.data) {
+            free(safe.data);
+            return;
+        }
+        data = (const uint8_t *)safe.data;
+        len = safe.len;
+    }
     bool *mid = s_mid_line(job);
     const char *mark = stream == 2 ? "## " : "";
     size_t i = 0;
@@ -46,6 +89,7 @@ void kiln_follow_print_log(const char *job, int stream, const uint8_t *data, siz
         i += n;
     }
     fflush(stdout);
+    free(safe.data);
 }
 
 static void s_end_line(const char *job)
@@ -139,6 +183,14 @@ static void s_duration(json_t *v, char *out, size_t cap)
         snprintf(out, cap, "-");
 }
 
+/* Text from a job, printed as its output is (made safe on a terminal). */
+static void s_put_safe(const char *text)
+{
+    char *safe = text ? kiln_follow_safe_text(text) : NULL;
+    fputs(safe ? safe : "", stdout);
+    free(safe);
+}
+
 void kiln_follow_print_extras(const json_t *run)
 {
     size_t i;
@@ -151,14 +203,23 @@ void kiln_follow_print_extras(const json_t *run)
             printf("\nannotations:\n");
         printf("  %-7s %s", json_string_value(json_object_get(a, "level")),
                json_string_value(json_object_get(a, "job")));
-        if (file)
-            printf(" %s%s%lld", file, line ? ":" : "", line ? (long long)line : 0LL);
-        printf(": %s%s%s\n", title ? title : "", title ? ": " : "",
-               json_string_value(json_object_get(a, "message")));
+        if (file) {
+            putchar(' ');
+            s_put_safe(file);
+            if (line)
+                printf(":%lld", (long long)line);
+        }
+        fputs(": ", stdout);
+        if (title) {
+            s_put_safe(title);
+            fputs(": ", stdout);
+        }
+        s_put_safe(json_string_value(json_object_get(a, "message")));
+        putchar('\n');
     }
     json_array_foreach(json_object_get(run, "summaries"), i, a) {
-        printf("\nsummary of %s:\n%s", json_string_value(json_object_get(a, "job")),
-               json_string_value(json_object_get(a, "markdown")));
+        printf("\nsummary of %s:\n", json_string_value(json_object_get(a, "job")));
+        s_put_safe(json_string_value(json_object_get(a, "markdown")));
     }
 }
 

@@ -36,8 +36,15 @@ int kiln_follow_run(kiln_client_t *client, int64_t run_id, bool live, const char
 int kiln_follow_summary(kiln_client_t *client, int64_t run_id, bool json);
 /* Maps a run state to an exit code. */
 int kiln_follow_exit_code(const char *state);
-/* Prints one log chunk with job prefixes ("job | line"). */
+/* Prints one log chunk with job prefixes ("job | line"). On a terminal the
+ * chunk is made safe first (common/termsafe.h), unless raw was asked for. */
 void kiln_follow_print_log(const char *job, int stream, const uint8_t *data, size_t len);
+/* --raw: step output printed as its bytes came, even on a terminal. */
+void kiln_follow_set_raw(bool raw);
+/* text (from a job: an annotation, a step name) made safe for stdout as
+ * kiln_follow_print_log makes output; malloc'd, or NULL when out of memory.
+ * Off a terminal, or raw, a copy. */
+char *kiln_follow_safe_text(const char *text);
 
 /* A run's annotations (level, job, file:line, title, message) and step
  * summaries, as kiln run and kiln status show them. */

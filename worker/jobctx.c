@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/termsafe.h"
 #include "lang/cmdfiles.h"
 #include "lang/workflow.h"
 #include "common/log.h"
@@ -393,12 +394,40 @@ int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec
 /* A step file read (bounded, not through a link) and parsed: name=value
  * pairs into kv, or directories into paths. A file that fails adds
  * nothing; $GITHUB_ENV's NODE_OPTIONS lines are refused, as GitHub does. */
-static int s_read_file(const char *path, const char *name, kiln_kv_t *kv, kiln_kv_t *paths,
-                       char *err, size_t errlen)
+/* A warning annotation of the job's, as a step's ::warning:: would make. */
+static void s_warn(kiln_jobctx_t *self, const char *msg)
+{
+    char line[600];
+    snprintf(line, sizeof line, "::warning title=Kiln::%s\n", msg);
+    char *shown = NULL;
+    size_t shown_len = 0;
+    (void)kiln_commands_filter(self->commands, line, strlen(line), true, &shown, &shown_len);
+    free(shown);
+}
+
+static int s_read_file(kiln_jobctx_t *self, const Kiln__StepSpec *st, const char *path,
+                       const char *name, kiln_kv_t *kv, kiln_kv_t *paths, char *err,
+                       size_t errlen)
 {
     char *text = NULL;
     size_t len = 0, refused = 0;
     int rc = kiln_fs_read_regular(path, KILN_CMD_MAX_FILE, &text, &len, err, errlen);
+    bool changed = false;
+    char *fixed = rc == 0 ? kiln_utf8_repair(text, len, &len, &changed) : NULL;
+    if (rc == 0 && !fixed) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        rc = -1;
+    }
+    free(text);
+    text = fixed;
+    if (changed) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "%s of step '%s' is not valid UTF-8: the bytes that are not were replaced by "
+                 "U+FFFD",
+                 name, st->name[0] ? st->name : st->id);
+        s_warn(self, msg);
+    }
     if (rc == 0 && kv)
         rc = kiln_cmdfiles_parse_kv(name, text, len, kv,
                                     strcmp(name, "GITHUB_ENV") == 0 ? &refused : NULL, err,
@@ -422,13 +451,13 @@ int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpe
     err[0] = '\0';
     /* Most steps write none of them: a look at each is then all it takes. */
     if (!s_empty(self->files[0]) &&
-        s_read_file(self->files[0], "GITHUB_OUTPUT", &outputs, NULL, err, errlen) != 0)
+        s_read_file(self, st, self->files[0], "GITHUB_OUTPUT", &outputs, NULL, err, errlen) != 0)
         rc = KILN_EINVAL;
     if (rc == 0 && !s_empty(self->files[1]) &&
-        s_read_file(self->files[1], "GITHUB_ENV", &self->env_added, NULL, err, errlen) != 0)
+        s_read_file(self, st, self->files[1], "GITHUB_ENV", &self->env_added, NULL, err, errlen) != 0)
         rc = KILN_EINVAL;
     if (rc == 0 && !s_empty(self->files[2]) &&
-        s_read_file(self->files[2], "GITHUB_PATH", NULL, &self->paths, err, errlen) != 0)
+        s_read_file(self, st, self->files[2], "GITHUB_PATH", NULL, &self->paths, err, errlen) != 0)
         rc = KILN_EINVAL;
     if (rc == 0 && !s_empty(self->files[3]) &&
         kiln_fs_read_regular(self->files[3], KILN_CMD_MAX_FILE, &summary, &len, err, errlen) != 0)
