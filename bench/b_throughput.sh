@@ -5,8 +5,9 @@
 # executor (jobs succeed at once, through the whole protocol, without
 # running anything) and SLOTS slots each connect, and the clock runs from
 # their start to the last run's finish as the history records it. The
-# figures are jobs per second, and the CPU time (user + system) the
-# coordinator, the workers and Redis spent per job over that phase.
+# figures are jobs per second, the CPU time (user + system) the
+# coordinator, the workers and Redis spent per job over that phase, and the
+# largest size the history's WAL reached.
 source "$(dirname "$0")/lib.sh"
 JOBS=${JOBS:-20000}
 PER_RUN=${PER_RUN:-1000}
@@ -44,10 +45,13 @@ done
 # Polled sparingly: each look is a process on the machine being measured.
 until=$((SECONDS + DEADLINE_S))
 left=$RUNS
+wal_max=0
 while [ "$left" -gt 0 ] && [ $SECONDS -lt $until ]; do
     sleep 0.25
     kill -0 "$COORD_PID" 2>/dev/null || fail "the coordinator died"
     left=$(db "select count(*) from runs where finished_ms is null")
+    wal=$(stat -c %s "$T/history.db-wal" 2>/dev/null || echo 0)
+    [ "$wal" -gt "$wal_max" ] && wal_max=$wal
 done
 coord1=$(cpu_ms "$COORD_PID")
 redis1=$(cpu_ms "$REDIS_PID")
@@ -73,3 +77,6 @@ row throughput_jobs_per_s "$(awk -v n="$done_jobs" -v s="$span" 'BEGIN {printf "
 row coord_cpu_per_job "$(per_job $((coord1 - coord0)))" us
 row throughput_worker_cpu_per_job "$(per_job "$wcpu")" us
 row throughput_redis_cpu_per_job "$(per_job $((redis1 - redis0)))" us
+# The history's write-ahead log while the farm runs flat out (sampled at
+# each look): bounded by the checkpoint thread (coordinator/history.h).
+row throughput_wal_max_mb "$(awk -v b="$wal_max" 'BEGIN {printf "%.1f", b / 1048576}')" MB 64 "<="

@@ -338,6 +338,11 @@ cleanup:
  * when the log has grown: done by SQLite on the committing connection they
  * stalled the coordinator's loop every thousand pages. */
 #define KILN_HISTORY_CHECKPOINT_PAGES 1000
+/* Past this many frames a passive checkpoint is followed by a TRUNCATE one,
+ * which waits for the writer (briefly) and empties the log: the WAL stays
+ * near this size (KILN_HISTORY_WAL_BOUND_MB in history.h). */
+#define KILN_HISTORY_WAL_FORCE_PAGES 4096
+#define KILN_HISTORY_TRUNCATE_WAIT_MS 200
 
 static void *s_checkpoint_main(void *arg)
 {
@@ -351,6 +356,11 @@ static void *s_checkpoint_main(void *arg)
         return NULL;
     }
     sqlite3_busy_timeout(db, KILN_HISTORY_BUSY_MS);
+    /* A connection that has read nothing yet does not know the file is in
+     * WAL mode, and its checkpoints do nothing (they report a log of -1
+     * frames): the first read tells it. */
+    if (sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK)
+        kiln_log_warn("history: checkpoints: cannot read %s: %s", c->path, sqlite3_errmsg(db));
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (!c->wanted && !c->stop)
@@ -359,10 +369,27 @@ static void *s_checkpoint_main(void *arg)
             break;
         c->wanted = false;
         pthread_mutex_unlock(&c->mu);
-        /* PASSIVE: never waits for, nor blocks, the writer. */
-        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        /* PASSIVE first: it never waits for, nor blocks, the writer. It
+         * copies the log into the database but does not start the log
+         * over, and under a steady stream of commits nothing else does (a
+         * WAL of 130-230 MB beside a database of 5): once the log is long,
+         * TRUNCATE empties it, waiting a moment between the writer's
+         * transactions. */
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        (void)done;
+        if (rc == SQLITE_OK && log >= KILN_HISTORY_WAL_FORCE_PAGES) {
+            /* It holds the writer back while it waits for readers: briefly
+             * (a reader with an old snapshot makes it give up, BUSY, and
+             * the next wake-up tries again). */
+            sqlite3_busy_timeout(db, KILN_HISTORY_TRUNCATE_WAIT_MS);
+            rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+            sqlite3_busy_timeout(db, KILN_HISTORY_BUSY_MS);
+        }
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             kiln_log_warn("history: checkpoint: %s", sqlite3_errmsg(db));
+        else if (log < 0)
+            kiln_log_warn("history: checkpoint: %s is not in WAL mode for the checkpointer", c->path);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
@@ -467,7 +494,10 @@ int kiln_history_open(kiln_history_t **out, const char *path)
      * unwritable directory shows up. */
     if (s_enable_wal(self, path) != 0)
         goto cleanup;
-    if (s_exec(self, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF", "pragmas") != 0)
+    /* A WAL started over is cut back to this size, so a burst that made it
+     * long does not hold the disk for good. */
+    if (s_exec(self, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; "
+                     "PRAGMA journal_size_limit = 16777216", "pragmas") != 0)
         goto cleanup;
     if (s_apply_schema(self, path) != 0)
         goto cleanup;

@@ -22,6 +22,11 @@
  * Every write returns 0 or a negative code with kiln_error_last() set, and
  * its result must be checked: a row that was not written is a fact lost.
  *
+ * The WAL stays bounded while the farm runs: a thread checkpoints it as it
+ * grows (passive; past 4,096 pages, 16 MB, truncating when the writer and
+ * readers allow), and a log started over is cut back to 16 MB. Under a
+ * steady write load it stays under KILN_HISTORY_WAL_BOUND_MB.
+ *
  * Thread rules: one connection, used from one thread (the coordinator's
  * loop). Writers may group many calls in kiln_history_begin/commit.
  */
@@ -32,6 +37,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#define KILN_HISTORY_WAL_BOUND_MB 64
 
 typedef struct kiln_history kiln_history_t;
 
