@@ -9,7 +9,12 @@ static _Thread_local char s_last[KILN_ERROR_MAX];
 
 void kiln_error_vset(const char *fmt, va_list ap)
 {
-    vsnprintf(s_last, sizeof s_last, fmt, ap);
+    /* Through a copy: a caller may pass kiln_error_last() as an argument
+     * ("job x: %s"), and formatting into the buffer it reads from is
+     * undefined (it garbled such messages). */
+    char text[KILN_ERROR_MAX];
+    vsnprintf(text, sizeof text, fmt, ap);
+    memcpy(s_last, text, sizeof text);
 }
 
 void kiln_error_set(const char *fmt, ...)
@@ -26,9 +31,11 @@ void kiln_error_errno(const char *fmt, ...)
     const char *why = strerror(saved);
     size_t room = sizeof s_last - strlen(why) - 3;
     va_list ap;
+    char text[KILN_ERROR_MAX];
     va_start(ap, fmt);
-    vsnprintf(s_last, room, fmt, ap);
+    vsnprintf(text, room, fmt, ap);
     va_end(ap);
+    memcpy(s_last, text, room);
     size_t len = strlen(s_last);
     /* Appended by hand so the compiler sees the bound is respected. */
     s_last[len++] = ':';

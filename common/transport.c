@@ -249,12 +249,16 @@ static int s_check_message(const ProtobufCMessage *m, int depth)
             if (which != f->id)
                 continue;
         }
+        /* A key/value's value may be a job output (1 MiB, as on GitHub);
+         * every other string is a name, a key or a message. */
+        size_t max = d == &kiln__key_value__descriptor && strcmp(f->name, "value") == 0
+                         ? KILN_WIRE_VALUE_MAX
+                         : KILN_WIRE_STRING_MAX;
         for (size_t k = 0; k < count; k++) {
             if (f->type == PROTOBUF_C_TYPE_STRING) {
                 const char *s = ((const char *const *)items)[k];
-                if (s && strlen(s) > KILN_WIRE_STRING_MAX) {
-                    kiln_error_set("field '%s' longer than %d bytes", f->name,
-                                   KILN_WIRE_STRING_MAX);
+                if (s && strlen(s) > max) {
+                    kiln_error_set("field '%s' longer than %zu bytes", f->name, max);
                     return KILN_EPROTO;
                 }
             } else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {

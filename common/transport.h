@@ -32,6 +32,8 @@
 #define KILN_MSG_MAX (4 * 1024 * 1024)
 /* Bounds on every decoded field, checked by kiln_transport_check. */
 #define KILN_WIRE_STRING_MAX (64 * 1024)
+/* A KeyValue's value: as long as a job output may be (1 MiB, as on GitHub). */
+#define KILN_WIRE_VALUE_MAX (1024 * 1024)
 #define KILN_WIRE_REPEATED_MAX 10000
 #define KILN_WIRE_DEPTH_MAX 8
 #define KILN_IDENTITY_MAX 255

@@ -59,7 +59,7 @@ int kiln_assign_send(kiln_server_t *self, kiln_cjob_t *job, kiln_cworker_t *w)
     ctx_text = kiln_rungraph_contexts_text(job->run->graph, job->idx, job->attempt);
     outputs_text = spec->outputs ? json_dumps(spec->outputs, JSON_COMPACT) : NULL;
     if (!ctx_text) {
-        kiln_error_set("job %s: %s", job->key, kiln_error_last());
+        rc = KILN_ETOOBIG; /* larger than a job may be given (or no memory: the message says) */
         goto cleanup;
     }
     a.contexts.data = (uint8_t *)ctx_text;

@@ -362,23 +362,78 @@ void kiln_attempts_on_job_result(kiln_server_t *self, kiln_cworker_t *w, const K
 /* Orphan leases (recovered after a restart) whose worker never came back:
  * the job runs again elsewhere. Collected first because losing an attempt
  * may change the run's jobs. */
+void kiln_attempts_undeliverable(kiln_server_t *self, kiln_cjob_t *job, const char *why)
+{
+    kiln_crun_t *run = job->run;
+    int64_t now = kiln_clock_wall_ms();
+    char msg[KILN_ERROR_MAX + 64];
+    snprintf(msg, sizeof msg, "the job cannot be sent to a worker: %s", why);
+    kiln_log_warn("job %s: %s", job->key, msg);
+    kiln_workers_release(job->worker, job);
+    job->worker = NULL;
+    if (kiln_queue_finish(self->queue, job->key, job->token, "failure") != 0)
+        self->redis_dirty = true;
+    if (kiln_history_attempt_finish(self->history, run->id, kiln_runs_plan(job)->id, job->attempt,
+                                    "failure", msg, now) != 0 ||
+        kiln_history_annotation(self->history, run->id, kiln_runs_plan(job)->id, job->attempt, 0,
+                                "error", msg, "Kiln", NULL, 0, 0) != 0)
+        kiln_log_error("history: attempt of %s: %s", job->key, kiln_error_last());
+    kiln_runs_job_final(self, job, KILN_JOB_FAILURE, now, NULL);
+}
+
+/* A job its worker was told to stop and did not end in time (the worker is
+ * stuck, or its result cannot reach us): ended here, cancelled, and its
+ * slot freed. A result that comes later carries a token that is no longer
+ * current. */
+static void s_cancel_overdue(kiln_server_t *self, kiln_cjob_t *job)
+{
+    kiln_crun_t *run = job->run;
+    int64_t now = kiln_clock_wall_ms();
+    char why[200];
+    snprintf(why, sizeof why,
+             "its worker %s did not end it within %d ms of being told to stop: ended by the "
+             "coordinator",
+             job->worker->name, KILN_SERVER_CANCEL_GRACE_MS + (int)self->cfg.lease_ms);
+    kiln_log_warn("job %s: %s", job->key, why);
+    kiln_workers_release(job->worker, job);
+    job->worker = NULL;
+    job->cancel_deadline = 0;
+    if (kiln_queue_finish(self->queue, job->key, job->token, "cancelled") != 0)
+        self->redis_dirty = true;
+    if (kiln_history_attempt_finish(self->history, run->id, kiln_runs_plan(job)->id, job->attempt,
+                                    "cancelled", why, now) != 0)
+        kiln_log_error("history: attempt of %s: %s", job->key, kiln_error_last());
+    kiln_runs_job_final(self, job, KILN_JOB_CANCELLED, now, NULL);
+}
+
 void kiln_attempts_expire_orphans(kiln_server_t *self, int64_t now)
 {
     char expired[64][KILN_JOB_KEY_MAX];
+    bool overdue[64];
     size_t n_expired = 0;
     for (size_t r = 0; r < self->n_runs && n_expired < 64; r++) {
         kiln_crun_t *run = self->runs[r];
         for (size_t i = 0; i < run->n_jobs && n_expired < 64; i++) {
             kiln_cjob_t *job = run->jobs[i];
-            if (!job->worker && job->orphan_deadline && now >= job->orphan_deadline &&
-                kiln_runs_state(job) == KILN_JOB_RUNNING)
+            if (kiln_runs_state(job) != KILN_JOB_RUNNING)
+                continue;
+            bool orphan = !job->worker && job->orphan_deadline && now >= job->orphan_deadline;
+            bool late = job->worker && job->cancel_deadline && now >= job->cancel_deadline;
+            if (orphan || late) {
+                overdue[n_expired] = late;
                 snprintf(expired[n_expired++], KILN_JOB_KEY_MAX, "%s", job->key);
+            }
         }
     }
     for (size_t k = 0; k < n_expired; k++) {
         kiln_cjob_t *job = kiln_runs_find_job(self, expired[k]);
-        if (!job)
+        if (!job || kiln_runs_state(job) != KILN_JOB_RUNNING)
             continue;
+        if (overdue[k]) {
+            if (job->worker)
+                s_cancel_overdue(self, job);
+            continue;
+        }
         self->stats.lease_expiries++;
         kiln_attempts_lost(self, job, "worker_lost", "its worker did not return within the lease");
     }

@@ -115,6 +115,9 @@ struct kiln_cjob {
     char *worker_name;              /* malloc'd when leased; NULL before (a queued job
                                        carries no name: 100,000 of them did) */
     int64_t orphan_deadline;        /* monotonic; 0: not an orphan */
+    /* Told to stop: unless its worker ends it by this (monotonic) time, the
+     * coordinator does, so a cancel always ends a job and frees its slot. */
+    int64_t cancel_deadline;
     int64_t started_ms;             /* wall, current attempt */
     unsigned infra_failures;        /* attempts lost to infrastructure */
     unsigned script_failures;       /* attempts whose script failed (retry policy) */
@@ -311,6 +314,9 @@ int kiln_assign_send(kiln_server_t *self, kiln_cjob_t *job, kiln_cworker_t *w);
 kiln_cjob_t *kiln_attempts_fenced(kiln_server_t *self, kiln_cworker_t *w, const char *job_key,
                                   uint64_t token, const char *what);
 void kiln_attempts_requeue(kiln_server_t *self, kiln_cjob_t *job);
+/* A placed job whose assignment is over a message: it fails, saying why
+ * (its worker is not lost). */
+void kiln_attempts_undeliverable(kiln_server_t *self, kiln_cjob_t *job, const char *why);
 void kiln_attempts_lost(kiln_server_t *self, kiln_cjob_t *job, const char *klass,
                         const char *message);
 void kiln_attempts_on_step_started(kiln_server_t *self, kiln_cworker_t *w,

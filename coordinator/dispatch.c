@@ -114,6 +114,7 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
     job->orphan_deadline = 0;
     job->started_ms = kiln_clock_wall_ms();
     job->cancel_sent = false;
+    job->cancel_deadline = 0;
     job->log_bytes = 0;
     job->step_reported = 0;
     job->log_truncated = false;
@@ -296,10 +297,18 @@ void kiln_dispatch_send_placed(kiln_server_t *self, kiln_cjob_t **placed, size_t
         job->worker->assign_outgoing = false;
         if (job->worker->undeliverable)
             continue;
-        if (kiln_assign_send(self, job, job->worker) != 0)
+        int rc = kiln_assign_send(self, job, job->worker);
+        if (rc == KILN_ETOOBIG) {
+            /* The job's own doing (what it is given is over a message):
+             * it fails, saying so; its worker is not to blame. */
+            kiln_attempts_undeliverable(self, job, kiln_error_last());
+        } else if (rc != 0) {
+            kiln_log_warn("dispatch: job %s to worker %s: %s", job->key, job->worker->name,
+                          kiln_error_last());
             job->worker->undeliverable = true;
-        else
+        } else {
             kiln_watch_emit_job(self, job, KILN__EVENT_KIND__EVENT_JOB_STARTED, 0);
+        }
     }
 }
 

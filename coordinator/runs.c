@@ -386,6 +386,7 @@ void kiln_runs_send_cancel(kiln_server_t *self, kiln_cjob_t *job)
     env.body_case = KILN__ENVELOPE__BODY_CANCEL;
     env.cancel = &c;
     job->cancel_sent = true;
+    job->cancel_deadline = kiln_clock_mono_ms() + KILN_SERVER_CANCEL_GRACE_MS + self->cfg.lease_ms;
     kiln_server_send(self, job->worker->identity, job->worker->id_len, &env);
 }
 

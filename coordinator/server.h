@@ -58,6 +58,10 @@ typedef struct {
 #define KILN_SERVER_MAX_WATCHERS 64
 #define KILN_SERVER_MAX_LABELS 32
 #define KILN_SERVER_MAX_SLOTS 256
+/* A job told to stop that its worker has not ended after this plus the
+ * lease is ended by the coordinator (cancelled), and its slot freed: the
+ * worker's own grace between SIGTERM and SIGKILL is 5 s by default. */
+#define KILN_SERVER_CANCEL_GRACE_MS 5000
 /* Assignments a worker may queue beyond its slots (Hello.lookahead). */
 #define KILN_SERVER_MAX_LOOKAHEAD 4
 /* A worker gets a queued assignment only while each job it runs is

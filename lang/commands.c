@@ -432,6 +432,20 @@ static int s_prop_int(const s_cmd_t *cmd, const char *key)
 
 /* Shows "Error: message" (masked) and records the annotation. message is
  * already unescaped; props come from cmd (NULL for the runner's own). */
+/* Cuts text (malloc'd, at least max + 1 bytes of room when longer) to max
+ * bytes ending in a mark, on a UTF-8 character boundary. */
+static void s_cut(char *text, size_t max)
+{
+    static const char mark[] = " [cut]";
+    size_t len = strlen(text);
+    if (len <= max)
+        return;
+    size_t keep = max - (sizeof mark - 1);
+    while (keep > 0 && ((unsigned char)text[keep] & 0xc0) == 0x80)
+        keep--;
+    memcpy(text + keep, mark, sizeof mark);
+}
+
 static int s_annotate(kiln_commands_t *self, s_text_t *t, kiln_ann_level_t level, const char *message,
                       const s_cmd_t *cmd)
 {
@@ -447,11 +461,19 @@ static int s_annotate(kiln_commands_t *self, s_text_t *t, kiln_ann_level_t level
         rc = 0;
         goto cleanup;
     }
+    /* Kept annotations travel in the job's result: each is cut to a size
+     * that lets all of them fit, with a visible mark (the log line above
+     * keeps the whole text). */
+    s_cut(masked, KILN_CMD_MAX_ANNOTATION_TEXT);
     kiln_annotation_t a = {.level = level, .message = masked};
     bool oom = false;
     if (cmd) {
         a.title = s_prop_str(self, cmd, "title", &oom);
         a.file = s_prop_str(self, cmd, "file", &oom);
+        if (a.title)
+            s_cut(a.title, KILN_CMD_MAX_ANNOTATION_TITLE);
+        if (a.file)
+            s_cut(a.file, KILN_CMD_MAX_ANNOTATION_TITLE);
         a.line = s_prop_int(cmd, "line");
         a.end_line = s_prop_int(cmd, "endLine");
         a.col = s_prop_int(cmd, "col");

@@ -24,6 +24,10 @@
 #include <stddef.h>
 
 #define KILN_CMD_MAX_ANNOTATIONS 200  /* per job; further ones are counted, not kept */
+/* A kept annotation's message and its title or file are cut to these, with
+ * " [cut]" (200 of them then take under 1 MiB of the job's result). */
+#define KILN_CMD_MAX_ANNOTATION_TEXT 4096
+#define KILN_CMD_MAX_ANNOTATION_TITLE 512
 #define KILN_CMD_MAX_MASKS 256        /* per job; further values are refused with a warning */
 #define KILN_CMD_MAX_LINE (64 * 1024) /* a longer output line is plain text, passed on in pieces */
 

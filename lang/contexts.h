@@ -18,7 +18,9 @@
 #include <stdint.h>
 
 /* The largest contexts document: it rides in one job message. */
-#define KILN_CONTEXTS_MAX (1024 * 1024)
+/* Room for one needed job's outputs at their limit (2 MiB) and the rest,
+ * within one 4 MiB message. */
+#define KILN_CONTEXTS_MAX (3 * 1024 * 1024)
 
 typedef struct {
     /* github */

@@ -507,6 +507,7 @@ int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kv_t *out, char *err, size_t e
     const char *name;
     json_t *v;
     int rc = 0;
+    size_t total = 0;
     json_object_foreach(spec, name, v) {
         char *val = NULL;
         const char *text = json_is_string(v) ? json_string_value(v) : "";
@@ -531,6 +532,20 @@ int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kv_t *out, char *err, size_t e
             continue;
         }
         free(masked);
+        /* Outputs travel in the job's result: each at most 1 MiB (as on
+         * GitHub), all of a job's together at most 2 MiB. */
+        size_t vlen = strlen(val);
+        if (vlen > KILN_JOBCTX_MAX_OUTPUT || total + vlen > KILN_JOBCTX_MAX_OUTPUTS) {
+            char msg[KILN_WF_MAX_ID + 200];
+            snprintf(msg, sizeof msg,
+                     "Skip output '%.*s': %zu bytes, past the limit of %d per output and %d "
+                     "for a job's outputs together",
+                     KILN_WF_MAX_ID, name, vlen, KILN_JOBCTX_MAX_OUTPUT, KILN_JOBCTX_MAX_OUTPUTS);
+            s_warn(self, msg);
+            free(val);
+            continue;
+        }
+        total += vlen;
         int src = kiln_kv_set(out, name, val);
         free(val);
         if (src == -1) {

@@ -24,6 +24,8 @@
 #include "worker/workspace.h"
 
 #define KILN_JOBCTX_MAX_SUMMARY (1024 * 1024)
+#define KILN_JOBCTX_MAX_OUTPUT (1024 * 1024)       /* one job output */
+#define KILN_JOBCTX_MAX_OUTPUTS (2 * 1024 * 1024)  /* all of a job's */
 /* A name in a command file (GITHUB_OUTPUT, GITHUB_ENV) longer than this is cut in the contexts. */
 #define KILN_JOBCTX_NAME_MAX 1024
 

@@ -64,6 +64,31 @@ void kiln_outbox_add(kiln_agent_t *self, const char *job_key, uint64_t token,
     env.body_case = KILN__ENVELOPE__BODY_JOB_RESULT;
     env.job_result = &r;
     size_t len = kiln__envelope__get_packed_size(&env);
+    /* The limits on what a job leaves keep its result within a message;
+     * should it still not fit, what it carries goes, largest kind first,
+     * and the result says so: a job is never left running by its own
+     * result. */
+    char cut[300];
+    const char *dropped[4] = {NULL};
+    size_t n_dropped = 0;
+    for (int stage = 0; len > KILN_MSG_MAX && stage < 4; stage++) {
+        switch (stage) {
+        case 0: r.summary.len = 0, r.summary.data = NULL, dropped[n_dropped++] = "summary"; break;
+        case 1: r.n_annotations = 0, dropped[n_dropped++] = "annotations"; break;
+        case 2: r.n_outputs = 0, dropped[n_dropped++] = "outputs"; break;
+        default: r.n_steps = 0, dropped[n_dropped++] = "step results"; break;
+        }
+        int n = snprintf(cut, sizeof cut, "%s%sthe job's result was too large to send (over %d "
+                         "bytes): left out its",
+                         message && message[0] ? message : "", message && message[0] ? "; " : "",
+                         KILN_MSG_MAX);
+        for (size_t i = 0; i < n_dropped && n > 0 && (size_t)n < sizeof cut; i++)
+            n += snprintf(cut + n, sizeof cut - (size_t)n, "%s %s", i ? "," : "", dropped[i]);
+        r.message = cut;
+        len = kiln__envelope__get_packed_size(&env);
+    }
+    if (n_dropped)
+        kiln_log_error("job %s: %s", job_key, r.message);
     uint8_t *packed = len <= KILN_MSG_MAX ? malloc(len) : NULL;
     if (!packed) {
         kiln_log_error("job %s: its result cannot be sent (%zu bytes)", job_key, len);
