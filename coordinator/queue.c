@@ -160,10 +160,27 @@ struct kiln_queue {
 static void s_drop_connection(kiln_queue_t *self);
 static void s_load_script(kiln_queue_t *self);
 
+static redisContext *s_connect_to(const char *addr, struct timeval tv);
+
+/* Every call on the connection is bounded too: a Redis that does not
+ * answer (paused, swapping, a half-open connection) is an outage after
+ * KILN_QUEUE_CALL_TIMEOUT_MS, handled as one (reconcile when it is back),
+ * never a coordinator frozen with it. */
 static redisContext *s_connect(const char *addr)
 {
     /* Short: the coordinator's loop waits on this while reconnecting. */
-    struct timeval tv = {0, 500000};
+    struct timeval tv = {0, KILN_QUEUE_CONNECT_TIMEOUT_MS * 1000};
+    redisContext *c = s_connect_to(addr, tv);
+    if (c && !c->err) {
+        struct timeval call = {KILN_QUEUE_CALL_TIMEOUT_MS / 1000, (KILN_QUEUE_CALL_TIMEOUT_MS % 1000) * 1000};
+        if (redisSetTimeout(c, call) != REDIS_OK)
+            kiln_log_warn("queue: cannot bound calls to Redis at %s: %s", addr, c->errstr);
+    }
+    return c;
+}
+
+static redisContext *s_connect_to(const char *addr, struct timeval tv)
+{
     const char *path = NULL;
     if (strncmp(addr, "unix:", 5) == 0)
         path = addr + 5;

@@ -31,6 +31,11 @@ typedef struct kiln_queue kiln_queue_t;
 /* addr: "/path/to/redis.sock", "unix:/path", or "host:port". Retries the
  * connection with backoff for up to connect_timeout_ms (Redis may still be
  * starting), then fails with KILN_EINFRA. */
+/* Connecting, and any one call, may take this long before Redis is taken
+ * for unreachable (the coordinator's loop waits on them). */
+#define KILN_QUEUE_CONNECT_TIMEOUT_MS 200
+#define KILN_QUEUE_CALL_TIMEOUT_MS 500
+
 int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeout_ms);
 void kiln_queue_destroy(kiln_queue_t **self_p);
 
