@@ -240,6 +240,7 @@ int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeou
     }
     /* A Redis that has just started answers -LOADING until it has read its
      * append-only file back: wait for it (bounded, like the connect). */
+    bool said_loading = false;
     for (;;) {
         redisReply *r = redisCommand(self->redis, "PING");
         bool loading = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0;
@@ -256,6 +257,9 @@ int kiln_queue_open(kiln_queue_t **out, const char *addr, int64_t connect_timeou
             goto cleanup;
         }
         freeReplyObject(r);
+        if (!said_loading)
+            kiln_log_info("queue: Redis at %s is loading its data; waiting for it", addr);
+        said_loading = true;
         struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         backoff_ms = backoff_ms * 2 > 500 ? 500 : backoff_ms * 2;
