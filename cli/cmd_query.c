@@ -110,9 +110,21 @@ int kiln_cmd_logs(int argc, char **argv)
     if ((code = kiln_cli_call(client, &req, &reply)) == 0) {
         int sigfd = -1;
         int wake = kiln_cli_interrupt_fd(-1, &sigfd);
+        int64_t last_heard = kiln_clock_mono_ms();
         for (;;) {
             Kiln__Envelope *m = NULL;
-            rc = kiln_client_next_event(client, follow ? -1 : KILN_CLI_REQUEST_TIMEOUT_MS, wake, &m);
+            rc = kiln_client_next_event(client, follow ? KILN_FOLLOW_CHECK_MS : KILN_CLI_REQUEST_TIMEOUT_MS,
+                                        wake, &m);
+            if (rc == KILN_ETIMEOUT && follow) {
+                /* Quiet: is the coordinator (perhaps restarted) still
+                 * sending us the run, and is the run still going? */
+                char state[64];
+                rc = kiln_follow_renew(client, run, false, &last_heard, state, sizeof state);
+                if (rc == 1)
+                    continue;
+                if (rc == 0)
+                    break;
+            }
             if (rc != 0) {
                 if (rc != KILN_EAGAIN) {
                     fprintf(stderr, "kiln: %s\n", kiln_error_last());
@@ -120,7 +132,14 @@ int kiln_cmd_logs(int argc, char **argv)
                 }
                 break;
             }
+            last_heard = kiln_clock_mono_ms();
             const Kiln__RunEvent *ev = m->event;
+            /* A renewed watch sends every job's events: keep to the one asked. */
+            if (job && ev->kind == KILN__EVENT_KIND__EVENT_LOG && strcmp(ev->job_id, job) != 0 &&
+                strcmp(ev->job_name, job) != 0) {
+                kiln__envelope__free_unpacked(m, NULL);
+                continue;
+            }
             /* Following one job ends with that job. */
             bool end = ev->kind == KILN__EVENT_KIND__EVENT_END ||
                        ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED ||

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/termsafe.h"
 #include "common/transport.h"
@@ -140,14 +141,64 @@ static void s_print_event(const Kiln__RunEvent *ev, const char *job_filter)
     fflush(stdout);
 }
 
+int kiln_follow_renew(kiln_client_t *client, int64_t run_id, bool quiet, int64_t *last_heard,
+                      char *state, size_t cap)
+{
+    Kiln__Request req = KILN__REQUEST__INIT;
+    Kiln__Envelope *reply = NULL;
+    req.kind = KILN__REQUEST_KIND__REQ_WATCH;
+    req.run_id = (uint64_t)run_id;
+    req.follow_quiet = quiet;
+    const char *env = getenv("KILN_FOLLOW_GIVE_UP_MS");
+    long give_up = env && atol(env) > 0 ? atol(env) : KILN_FOLLOW_GIVE_UP_MS;
+    if (kiln_client_call(client, &req, KILN_FOLLOW_CHECK_MS, &reply) != 0) {
+        if (kiln_clock_mono_ms() - *last_heard < give_up)
+            return 1;
+        kiln_error_set("the coordinator has not answered for %ld s; giving up on run %lld (it may "
+                       "still finish: kiln status %lld)",
+                       give_up / 1000, (long long)run_id, (long long)run_id);
+        return KILN_ETIMEOUT;
+    }
+    *last_heard = kiln_clock_mono_ms();
+    int rc = 1;
+    const Kiln__Reply *r = reply->reply;
+    if (r->code != 0 && r->json.len) {
+        /* Not active any more: it ended while we did not hear (the
+         * coordinator restarted, or its end event was lost). */
+        json_t *doc = json_loadb((const char *)r->json.data, r->json.len, 0, NULL);
+        const char *st = json_string_value(json_object_get(doc, "state"));
+        if (st && strcmp(st, "running") != 0) {
+            snprintf(state, cap, "%s", st);
+            rc = 0;
+        }
+        json_decref(doc);
+    } else if (r->code != 0) {
+        kiln_error_set("run %lld: %s", (long long)run_id, r->error);
+        rc = KILN_ENOTFOUND;
+    }
+    kiln__envelope__free_unpacked(reply, NULL);
+    return rc;
+}
+
 int kiln_follow_run(kiln_client_t *client, int64_t run_id, bool live, const char *job_filter,
                     int extra_fd, char *state, size_t cap)
 {
+    int64_t last_heard = kiln_clock_mono_ms();
     for (;;) {
         Kiln__Envelope *m = NULL;
-        int rc = kiln_client_next_event(client, -1, extra_fd, &m);
+        int rc = kiln_client_next_event(client, KILN_FOLLOW_CHECK_MS, extra_fd, &m);
+        if (rc == KILN_ETIMEOUT) {
+            /* Quiet for a while: make sure the coordinator still knows we
+             * follow (a restarted one knows no followers), and whether the
+             * run ended meanwhile. */
+            rc = kiln_follow_renew(client, run_id, !live, &last_heard, state, cap);
+            if (rc <= 0)
+                return rc;
+            continue;
+        }
         if (rc != 0)
             return rc;
+        last_heard = kiln_clock_mono_ms();
         const Kiln__RunEvent *ev = m->event;
         if ((int64_t)ev->run_id != run_id) {
             kiln__envelope__free_unpacked(m, NULL);

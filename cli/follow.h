@@ -24,6 +24,18 @@ enum {
     KILN_EXIT_INTERRUPTED = 130,
 };
 
+/* A follower that hears nothing for KILN_FOLLOW_CHECK_MS asks again
+ * (REQ_WATCH: a restarted coordinator knows no followers, and a run may have
+ * ended while it was down); after KILN_FOLLOW_GIVE_UP_MS without an answer
+ * it gives up (exit 3). */
+#define KILN_FOLLOW_CHECK_MS 3000
+#define KILN_FOLLOW_GIVE_UP_MS 120000
+
+/* The follower's check: 1 (still running, watch renewed, or no answer yet:
+ * *last_heard tells how long), 0 with state (the run ended), KILN_ETIMEOUT
+ * (no answer for KILN_FOLLOW_GIVE_UP_MS), KILN_ENOTFOUND. */
+int kiln_follow_renew(kiln_client_t *client, int64_t run_id, bool quiet, int64_t *last_heard,
+                      char *state, size_t cap);
 /* Follows run_id until it finishes. extra_fd (or -1) is polled too: when it
  * becomes readable, follow returns KILN_EAGAIN so the caller can react (a
  * signal, a dead coordinator). On RUN_FINISHED returns 0 and copies the
