@@ -163,6 +163,23 @@ void kiln_attempts_on_log(kiln_server_t *self, kiln_cworker_t *w, const Kiln__Lo
             kiln_log_error("history: log of %s: %s", job->key, kiln_error_last());
         return;
     }
+    if (stream != 2 && m->offset > job->output_offset) {
+        /* Output the worker sent that never reached the history: it came
+         * while this coordinator was down (or restarting). The log says
+         * where and how much. */
+        char marker[200];
+        int n = snprintf(marker, sizeof marker,
+                         "[kiln: %llu bytes of output lost here: the coordinator restarted "
+                         "while the job ran]\n",
+                         (unsigned long long)(m->offset - job->output_offset));
+        kiln_log_warn("job %s: %llu bytes of output lost across a coordinator restart", job->key,
+                      (unsigned long long)(m->offset - job->output_offset));
+        if (kiln_history_log_append(self->history, job->run->id, spec->id, job->attempt, m->step,
+                                    2, marker, (size_t)n, (int64_t)m->ts_ms) != 0)
+            kiln_log_error("history: log of %s: %s", job->key, kiln_error_last());
+    }
+    if (stream != 2)
+        job->output_offset = m->offset + m->data.len;
     job->log_bytes += m->data.len;
     if (kiln_history_log_append(self->history, job->run->id, spec->id, job->attempt, m->step,
                                 stream, m->data.data, m->data.len, (int64_t)m->ts_ms) != 0)

@@ -122,6 +122,9 @@ struct kiln_cjob {
     unsigned infra_failures;        /* attempts lost to infrastructure */
     unsigned script_failures;       /* attempts whose script failed (retry policy) */
     uint64_t log_bytes;             /* output stored for the current attempt */
+    /* Step output (stdout, stderr) of the current attempt received: where
+     * the worker's next chunk should start (LogChunk.offset). */
+    uint64_t output_offset;
     /* 1 + the step whose start the current attempt last reported; 0 none.
      * A worker leaves out the start of a step that ends within its hold
      * (the result carries the start time): watchers still see it begin. */

@@ -116,6 +116,7 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
     job->cancel_sent = false;
     job->cancel_deadline = 0;
     job->log_bytes = 0;
+    job->output_offset = 0;
     job->step_reported = 0;
     job->log_truncated = false;
     int hrc = kiln_history_attempt_start(self->history, run->id, id, job->attempt, job->token,

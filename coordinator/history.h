@@ -301,6 +301,9 @@ typedef struct {
 } kiln_history_job_row_t;
 
 /* A job's recorded state and latest attempt. KILN_ENOTFOUND if absent. */
+/* Bytes of step output (stdout, stderr) stored for one attempt of a job. */
+int kiln_history_output_bytes(kiln_history_t *self, int64_t run_id, const char *job_id,
+                              unsigned attempt, uint64_t *out);
 int kiln_history_job_get(kiln_history_t *self, int64_t run_id, const char *job_id,
                          kiln_history_job_row_t *out);
 

@@ -511,6 +511,29 @@ cleanup:
     return rc;
 }
 
+int kiln_history_output_bytes(kiln_history_t *self, int64_t run_id, const char *job_id,
+                              unsigned attempt, uint64_t *out)
+{
+    static const char sql[] = "SELECT coalesce(sum(length(data)), 0) FROM logs"
+                              " WHERE run_id = ?1 AND job_id = ?2 AND attempt = ?3"
+                              " AND stream IN (0, 1)";
+    sqlite3_stmt *stmt = NULL;
+    int rc = -1;
+    *out = 0;
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW) {
+        kiln_hdb_sql_error(self, "output of %lld/%s", (long long)run_id, job_id);
+        goto cleanup;
+    }
+    *out = (uint64_t)sqlite3_column_int64(stmt, 0);
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
 /* The stored outputs of every job of a run: job id -> object. */
 int kiln_history_run_outputs(kiln_history_t *self, int64_t run_id, json_t **out)
 {

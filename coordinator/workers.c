@@ -336,6 +336,11 @@ void kiln_workers_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg,
                 job->orphan_deadline = 0;
                 kiln_workers_take(w, job);
                 self->stats.jobs_readopted++;
+                /* Where its output stands in the history: a worker's chunk
+                 * past it means output was lost while we were away. */
+                if (kiln_history_output_bytes(self->history, job->run->id, kiln_runs_plan(job)->id,
+                                              job->attempt, &job->output_offset) != 0)
+                    kiln_log_warn("job %s: %s", job->key, kiln_error_last());
                 kiln_log_info("job %s re-adopted from worker %s (token %llu)", job->key, w->name,
                               (unsigned long long)job->token);
                 continue;

@@ -42,6 +42,7 @@ typedef struct kiln_wjob {
     Kiln__Outcome outcome;
     uint64_t log_sent;          /* output bytes sent for this job */
     bool log_truncated;
+    uint64_t output_sent;         /* bytes of stdout and stderr sent (LogChunk.offset) */
     kiln_jobctx_t *jx;          /* contexts, steps.*, command files, masks */
     int slot;                   /* in agent->jobs */
     /* Step results and the current step's start, not sent yet: for up to

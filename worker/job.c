@@ -61,6 +61,9 @@ static void s_send_log(kiln_wjob_t *job, Kiln__Stream stream, const void *data, 
     chunk.data.data = (uint8_t *)data;
     chunk.data.len = len;
     chunk.ts_ms = (uint64_t)kiln_clock_wall_ms();
+    chunk.offset = job->output_sent;
+    if (stream != KILN__STREAM__STREAM_SYSTEM)
+        job->output_sent += len;
     env.body_case = KILN__ENVELOPE__BODY_LOG;
     env.log = &chunk;
     job->agent->credit -= (int64_t)len;
