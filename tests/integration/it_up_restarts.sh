@@ -36,8 +36,8 @@ for i in $(seq 1 "$N"); do
         kill -TERM "$UP"
     else
         # The whole farm killed at once, as a machine that loses power.
+        kill -KILL "$UP" 2>/dev/null || true
         pkill -KILL -P "$UP" 2>/dev/null || true
-        kill -KILL "$UP"
     fi
     wait "$UP" 2>/dev/null || true
     # What a SIGKILL left behind (the farm's processes by their pids) goes
