@@ -147,12 +147,28 @@ int kiln_cmd_up(int argc, char **argv)
     ev.data.fd = kiln_farm_coordinator_fd(farm);
     epoll_ctl(wake, EPOLL_CTL_ADD, ev.data.fd, &ev);
     int code = KILN_EXIT_OK;
+    int64_t next_restart = -1;
     for (;;) {
-        struct epoll_event got;
-        int n = epoll_wait(wake, &got, 1, -1);
+        /* Every worker's pidfd (a restarted worker has a new one; a closed
+         * one left the set by itself). */
+        int fds[KILN_FARM_MAX_WORKERS];
+        int nf = kiln_farm_worker_fds(farm, fds, KILN_FARM_MAX_WORKERS);
+        for (int i = 0; i < nf; i++) {
+            if (fds[i] < 0)
+                continue;
+            struct epoll_event wev = {.events = EPOLLIN, .data.fd = fds[i]};
+            epoll_ctl(wake, EPOLL_CTL_ADD, fds[i], &wev);
+        }
+        int timeout = -1;
+        if (next_restart >= 0) {
+            int64_t left = next_restart - kiln_clock_mono_ms();
+            timeout = left > 0 ? (int)left : 0;
+        }
+        struct epoll_event got = {0};
+        int n = epoll_wait(wake, &got, 1, timeout);
         if (n == -1 && errno == EINTR)
             continue;
-        if (got.data.fd == sigfd) {
+        if (n == 1 && got.data.fd == sigfd) {
             printf("stopping the farm\n");
             break;
         }
@@ -162,6 +178,7 @@ int kiln_cmd_up(int argc, char **argv)
             code = KILN_EXIT_INFRA;
             break;
         }
+        next_restart = kiln_farm_supervise(farm, kiln_clock_mono_ms());
     }
     kiln_farm_stop(&farm, true);
     close(wake);

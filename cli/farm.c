@@ -33,6 +33,9 @@ typedef struct {
     int pidfd;
     char name[64];
     bool exited;
+    /* Supervision (workers): when it started, when it is to start again,
+     * and the wait before the next restart. */
+    int64_t started_mono, restart_at, backoff_ms;
 } s_proc_t;
 
 struct kiln_farm {
@@ -43,6 +46,8 @@ struct kiln_farm {
     s_proc_t coordinator;
     s_proc_t workers[KILN_FARM_MAX_WORKERS];
     int n_workers;
+    /* What a worker is started with, to start it again. */
+    char keys[PATH_MAX + 16], slots[16], labels[1024], level[16];
 };
 
 static int s_pidfd_open(pid_t pid)
@@ -202,6 +207,32 @@ static int s_wait_stop(s_proc_t *p, int sig)
     return 0;
 }
 
+/* Starts (or starts again) worker i of the farm. */
+static int s_spawn_worker(kiln_farm_t *self, int i)
+{
+    char bin[PATH_MAX], name[32], wkey[PATH_MAX + 64], wlog[PATH_MAX + 64], wdir[PATH_MAX + 64],
+        spub[PATH_MAX + 32];
+    s_bin_path("kiln-worker", bin, sizeof bin);
+    snprintf(name, sizeof name, "worker-%d", i + 1);
+    snprintf(spub, sizeof spub, "%s/server.pub", self->keys);
+    snprintf(wkey, sizeof wkey, "%s/%s.key", self->keys, name);
+    snprintf(wlog, sizeof wlog, "%s/logs/%s.log", self->dir, name);
+    snprintf(wdir, sizeof wdir, "%s/work/%s", self->dir, name);
+    char *wargv[] = {bin,         "--coordinator", self->endpoint, "--server-key", spub,
+                     "--key",     wkey,            "--name",       name,           "--slots",
+                     self->slots, "--work-dir",    wdir,           "--labels",     self->labels,
+                     "--log-level", self->level,   NULL};
+    s_proc_t *p = &self->workers[i];
+    int64_t backoff = p->backoff_ms;
+    memset(p, 0, sizeof *p);
+    p->pidfd = -1;
+    p->backoff_ms = backoff;
+    if (s_spawn(p, name, wlog, wargv, -1) != 0)
+        return -1;
+    p->started_mono = kiln_clock_mono_ms();
+    return 0;
+}
+
 int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
 {
     int rc = -1;
@@ -337,18 +368,13 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
     snprintf(spub, sizeof spub, "%s/server.pub", keys);
     snprintf(slots, sizeof slots, "%d", opts->slots > 0 ? opts->slots : 1);
     s_bin_path("kiln-worker", bin, sizeof bin);
-    for (int i = 1; i <= n_workers; i++) {
-        char name[32], wkey[PATH_MAX + 64], wlog[PATH_MAX + 64], wdir[PATH_MAX + 64];
-        snprintf(name, sizeof name, "worker-%d", i);
-        snprintf(wkey, sizeof wkey, "%s/%s.key", keys, name);
-        snprintf(wlog, sizeof wlog, "%s/logs/%s.log", self->dir, name);
-        snprintf(wdir, sizeof wdir, "%s/work/%s", self->dir, name);
-        char *wargv[] = {bin,           "--coordinator", self->endpoint, "--server-key", spub,
-                         "--key",       wkey,            "--name",       name,           "--slots",
-                         slots,         "--work-dir",    wdir,           "--labels",
-                         (char *)(opts->labels ? opts->labels : ""), "--log-level", (char *)level,
-                         NULL};
-        if (s_spawn(&self->workers[self->n_workers], name, wlog, wargv, -1) != 0)
+    snprintf(self->keys, sizeof self->keys, "%s", keys);
+    snprintf(self->slots, sizeof self->slots, "%s", slots);
+    snprintf(self->labels, sizeof self->labels, "%s", opts->labels ? opts->labels : "");
+    snprintf(self->level, sizeof self->level, "%s", level);
+    (void)spub;
+    for (int i = 0; i < n_workers; i++) {
+        if (s_spawn_worker(self, i) != 0)
             goto cleanup;
         self->n_workers++;
     }
@@ -417,6 +443,66 @@ static bool s_proc_alive(s_proc_t *p)
         return false;
     }
     return true;
+}
+
+int kiln_farm_worker_fds(const kiln_farm_t *self, int *fds, int max)
+{
+    int n = 0;
+    for (int i = 0; i < self->n_workers && n < max; i++)
+        fds[n++] = self->workers[i].exited ? -1 : self->workers[i].pidfd;
+    return n;
+}
+
+int64_t kiln_farm_supervise(kiln_farm_t *self, int64_t now)
+{
+    int64_t next = -1;
+    for (int i = 0; i < self->n_workers; i++) {
+        s_proc_t *p = &self->workers[i];
+        if (!p->exited && p->pid > 0) {
+            int status;
+            if (waitpid(p->pid, &status, WNOHANG) != p->pid)
+                continue;
+            p->exited = true;
+            if (p->pidfd >= 0)
+                close(p->pidfd);
+            p->pidfd = -1;
+            /* Backoff doubles while it keeps dying young, and starts over
+             * once it has run a minute. */
+            if (now - p->started_mono > KILN_FARM_RESTART_RESET_MS)
+                p->backoff_ms = 0;
+            p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : KILN_FARM_RESTART_MIN_MS;
+            if (p->backoff_ms > KILN_FARM_RESTART_MAX_MS)
+                p->backoff_ms = KILN_FARM_RESTART_MAX_MS;
+            p->restart_at = now + p->backoff_ms;
+            char how[64];
+            if (WIFSIGNALED(status))
+                snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(status));
+            else
+                snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+            fprintf(stderr, "kiln up: %s %s; starting it again in %lld ms (its log: %s/logs/%s.log)\n",
+                    p->name, how, (long long)p->backoff_ms, self->dir, p->name);
+        }
+        if (p->exited && p->restart_at) {
+            if (now >= p->restart_at) {
+                char name[64];
+                snprintf(name, sizeof name, "%s", p->name);
+                if (s_spawn_worker(self, i) != 0) {
+                    fprintf(stderr, "kiln up: cannot start %s again: %s\n", name, kiln_error_last());
+                    p->exited = true;
+                    p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : KILN_FARM_RESTART_MIN_MS;
+                    if (p->backoff_ms > KILN_FARM_RESTART_MAX_MS)
+                        p->backoff_ms = KILN_FARM_RESTART_MAX_MS;
+                    p->restart_at = now + p->backoff_ms;
+                } else {
+                    fprintf(stderr, "kiln up: %s started again (pid %d)\n", name, (int)p->pid);
+                    continue;
+                }
+            }
+            if (next < 0 || p->restart_at < next)
+                next = p->restart_at;
+        }
+    }
+    return next;
 }
 
 bool kiln_farm_alive(kiln_farm_t *self, const char **what)

@@ -24,6 +24,7 @@
 #define KILN_FARM_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define KILN_FARM_MAX_WORKERS 256
@@ -49,6 +50,17 @@ const char *kiln_farm_dir(const kiln_farm_t *self);
 const char *kiln_farm_endpoint(const kiln_farm_t *self);
 /* A pidfd that becomes readable when the coordinator exits (for polling). */
 int kiln_farm_coordinator_fd(const kiln_farm_t *self);
+/* kiln up's supervision of its workers: a worker that exits is reported
+ * and started again after a backoff (1 s, doubling to 30 s while it keeps
+ * dying within a minute of its start). */
+#define KILN_FARM_RESTART_MIN_MS 1000
+#define KILN_FARM_RESTART_MAX_MS 30000
+#define KILN_FARM_RESTART_RESET_MS 60000
+/* The workers' pidfds (-1 for one waiting to start again), up to max. */
+int kiln_farm_worker_fds(const kiln_farm_t *self, int *fds, int max);
+/* Reaps workers that exited (saying so on stderr) and starts those whose
+ * backoff has passed; the next restart's time (monotonic ms), or -1. */
+int64_t kiln_farm_supervise(kiln_farm_t *self, int64_t now);
 /* Whether every daemon still runs; if not, *what names the first that died. */
 bool kiln_farm_alive(kiln_farm_t *self, const char **what);
 
