@@ -22,7 +22,16 @@ struct kiln_client {
     Kiln__Envelope **pending; /* events received while waiting for a reply */
     size_t n_pending, head;
     char endpoint[512];
+    char key_path[4096], server_key_path[4096];
+    void *monitor;            /* PAIR: the connection's events, or NULL */
+    bool connected, handshaken;
+    unsigned failed_handshakes, refused_connects;
 };
+
+/* A coordinator that fails this many handshakes, or refuses this many
+ * connections, before any succeeded is not going to answer. */
+#define KILN_CLIENT_HANDSHAKE_TRIES 3
+#define KILN_CLIENT_CONNECT_TRIES 5
 
 static char s_paths[3][4096];
 
@@ -93,9 +102,19 @@ int kiln_client_open(kiln_client_t **out, const kiln_client_target_t *t)
         return -1;
     }
     snprintf(self->endpoint, sizeof self->endpoint, "%s", t->coordinator);
+    snprintf(self->key_path, sizeof self->key_path, "%s", t->key);
+    snprintf(self->server_key_path, sizeof self->server_key_path, "%s", t->server_key);
     self->zctx = zmq_ctx_new();
-    self->sock = self->zctx ? kiln_transport_connect(self->zctx, t->coordinator, &own,
-                                                     server.public_z85, NULL)
+    /* The connection's events say at once what a silent coordinator would
+     * leave to a timeout: a refused key, a wrong server key, nothing there. */
+    self->monitor = self->zctx ? zmq_socket(self->zctx, ZMQ_PAIR) : NULL;
+    if (self->monitor && zmq_connect(self->monitor, "inproc://kiln-client-monitor") != 0) {
+        zmq_close(self->monitor);
+        self->monitor = NULL;
+    }
+    self->sock = self->zctx ? kiln_transport_connect_monitored(
+                                  self->zctx, t->coordinator, &own, server.public_z85, NULL,
+                                  self->monitor ? "inproc://kiln-client-monitor" : NULL)
                             : NULL;
     if (!self->sock) {
         kiln_client_destroy(&self);
@@ -118,6 +137,13 @@ void kiln_client_destroy(kiln_client_t **self_p)
                                       NULL);
     free(self->pending);
     if (self->sock)
+        zmq_socket_monitor(self->sock, NULL, 0);
+    if (self->monitor) {
+        int zero = 0;
+        zmq_setsockopt(self->monitor, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(self->monitor);
+    }
+    if (self->sock)
         zmq_close(self->sock);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
@@ -128,6 +154,62 @@ void kiln_client_destroy(kiln_client_t **self_p)
 void *kiln_client_socket(kiln_client_t *self)
 {
     return self->sock;
+}
+
+/* Reads the connection's events; an error (set) when they say the
+ * coordinator will never answer: KILN_EDENIED (our key refused),
+ * KILN_EINFRA (the handshake fails again and again: a wrong server key;
+ * nothing accepts the connection: no farm there). */
+static int s_events(kiln_client_t *self)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        zmq_msg_init(&addr);
+        if (zmq_msg_recv(&ev, self->monitor, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close(&ev);
+            zmq_msg_close(&addr);
+            return 0;
+        }
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&addr, self->monitor, 0);
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), sizeof event);
+            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, sizeof value);
+        }
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        switch (event) {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: self->handshaken = true; break;
+        case ZMQ_EVENT_CONNECTED: self->connected = true; break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            kiln_error_set("the coordinator at %s refused this client's key (%s, status %u): it "
+                           "is not in the farm's allow-list (ALLOW/clients/*.pub)",
+                           self->endpoint, self->key_path, value);
+            return KILN_EDENIED;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        case ZMQ_EVENT_DISCONNECTED:
+            if (!self->handshaken && ++self->failed_handshakes >= KILN_CLIENT_HANDSHAKE_TRIES) {
+                kiln_error_set("the CURVE handshake with %s fails: is %s the coordinator's public "
+                               "key (KILN_SERVER_KEY, --server-key)?",
+                               self->endpoint, self->server_key_path);
+                return KILN_EINFRA;
+            }
+            break;
+        case ZMQ_EVENT_CONNECT_RETRIED:
+            if (!self->connected && ++self->refused_connects >= KILN_CLIENT_CONNECT_TRIES) {
+                kiln_error_set("nothing accepts connections at %s: is the farm running? (a farm "
+                               "that stopped leaves its endpoint file behind)",
+                               self->endpoint);
+                return KILN_EINFRA;
+            }
+            break;
+        default: break;
+        }
+    }
 }
 
 /* Waits for one message; KILN_ETIMEOUT, KILN_EAGAIN (extra_fd ready). */
@@ -142,7 +224,16 @@ static int s_recv(kiln_client_t *self, int64_t deadline, int extra_fd, Kiln__Env
         }
         if (rc != KILN_EAGAIN)
             return rc;
-        zmq_pollitem_t items[2] = {{self->sock, 0, ZMQ_POLLIN, 0}, {NULL, extra_fd, ZMQ_POLLIN, 0}};
+        if (self->monitor && (rc = s_events(self)) != 0)
+            return rc;
+        zmq_pollitem_t items[3] = {{self->sock, 0, ZMQ_POLLIN, 0}};
+        int n_items = 1, extra_at = -1;
+        if (self->monitor)
+            items[n_items++] = (zmq_pollitem_t){self->monitor, 0, ZMQ_POLLIN, 0};
+        if (extra_fd >= 0) {
+            extra_at = n_items;
+            items[n_items++] = (zmq_pollitem_t){NULL, extra_fd, ZMQ_POLLIN, 0};
+        }
         long timeout = -1;
         if (deadline >= 0) {
             int64_t left = deadline - kiln_clock_mono_ms();
@@ -152,13 +243,13 @@ static int s_recv(kiln_client_t *self, int64_t deadline, int extra_fd, Kiln__Env
             }
             timeout = (long)left;
         }
-        if (zmq_poll(items, extra_fd >= 0 ? 2 : 1, timeout) == -1) {
+        if (zmq_poll(items, n_items, timeout) == -1) {
             if (zmq_errno() == EINTR)
                 continue;
             kiln_error_set("zmq_poll: %s", zmq_strerror(zmq_errno()));
             return -1;
         }
-        if (extra_fd >= 0 && (items[1].revents & ZMQ_POLLIN))
+        if (extra_at >= 0 && (items[extra_at].revents & ZMQ_POLLIN))
             return KILN_EAGAIN;
     }
 }

@@ -82,6 +82,14 @@ void *kiln_transport_bind(void *zctx, const char *endpoint, const kiln_keypair_t
 void *kiln_transport_connect(void *zctx, const char *endpoint, const kiln_keypair_t *own,
                              const char *server_public_z85, const char *routing_id)
 {
+    return kiln_transport_connect_monitored(zctx, endpoint, own, server_public_z85, routing_id,
+                                            NULL);
+}
+
+void *kiln_transport_connect_monitored(void *zctx, const char *endpoint, const kiln_keypair_t *own,
+                                       const char *server_public_z85, const char *routing_id,
+                                       const char *monitor)
+{
     void *sock = zmq_socket(zctx, ZMQ_DEALER);
     if (!sock) {
         kiln_error_set("transport: cannot create socket: %s", zmq_strerror(zmq_errno()));
@@ -99,6 +107,17 @@ void *kiln_transport_connect(void *zctx, const char *endpoint, const kiln_keypai
     s_setint(sock, ZMQ_RECONNECT_IVL_MAX, 2000);
     if (routing_id)
         zmq_setsockopt(sock, ZMQ_ROUTING_ID, routing_id, strlen(routing_id));
+    /* Before the connect, so that the first handshake's fate is seen. */
+    if (monitor &&
+        zmq_socket_monitor(sock, monitor,
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED |
+                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_DISCONNECTED) != 0) {
+        kiln_error_set("transport: cannot monitor the connection: %s", zmq_strerror(zmq_errno()));
+        zmq_close(sock);
+        return NULL;
+    }
     if (zmq_connect(sock, endpoint) != 0) {
         kiln_error_set("transport: cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
         zmq_close(sock);

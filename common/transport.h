@@ -58,6 +58,12 @@ typedef struct {
 void *kiln_transport_bind(void *zctx, const char *endpoint, const kiln_keypair_t *server);
 /* A DEALER connected to `endpoint` as CURVE client with key pair `own`,
  * trusting `server_public_z85`. routing_id may be NULL (random). */
+/* As kiln_transport_connect, with the connection's events (connected,
+ * retried, handshake succeeded or failed, disconnected) sent to the inproc
+ * endpoint monitor, whose PAIR the caller has connected already. */
+void *kiln_transport_connect_monitored(void *zctx, const char *endpoint, const kiln_keypair_t *own,
+                                       const char *server_public_z85, const char *routing_id,
+                                       const char *monitor);
 void *kiln_transport_connect(void *zctx, const char *endpoint, const kiln_keypair_t *own,
                              const char *server_public_z85, const char *routing_id);
 /* Whether the socket negotiated CURVE (ZMQ_MECHANISM). */

@@ -11,7 +11,7 @@ workers() { "$KILN" workers --data-dir "$FARM" --json 2>/dev/null | grep -c '"na
 for _ in $(seq 1 200); do [ "$(workers)" -ge 2 ] && break; sleep 0.05; done
 [ "$(workers)" -ge 2 ] || fail "kiln up did not bring 2 workers up"
 for w in worker-1 worker-2; do
-    pid=$(pgrep -f -- "--name $w " | head -n 1)
+    pid=$(pgrep -f -- "--work-dir $FARM/work/$w" | head -n 1)
     [ -n "$pid" ] || fail "no pid for $w"
     kill -9 "$pid"
 done
