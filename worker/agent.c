@@ -50,8 +50,12 @@ void kiln_agent_config_defaults(kiln_agent_config_t *cfg)
 void kiln_agent_send(kiln_agent_t *self, Kiln__Envelope *env)
 {
     int rc = kiln_transport_send(self->sock, NULL, 0, env);
-    if (rc != 0)
+    /* Not connected (the coordinator is away, or refused us: said once by
+     * the monitor) is the usual reason, not worth a line a second. */
+    if (rc != 0 && (self->handshaken || rc != KILN_EAGAIN))
         kiln_log_warn("send to coordinator failed: %s", kiln_error_last());
+    else if (rc != 0)
+        kiln_log_debug("send to coordinator failed: %s", kiln_error_last());
 }
 
 size_t kiln_agent_n_jobs(const kiln_agent_t *self)
@@ -549,9 +553,96 @@ static bool s_drained(kiln_agent_t *self, int64_t now)
     return now >= self->exit_linger_until;
 }
 
+static void s_disconnect(kiln_agent_t *self)
+{
+    if (self->sock)
+        zmq_socket_monitor(self->sock, NULL, 0);
+    if (self->monitor) {
+        int zero = 0;
+        zmq_setsockopt(self->monitor, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(self->monitor);
+    }
+    if (self->sock)
+        zmq_close(self->sock);
+    self->sock = self->monitor = NULL;
+}
+
+/* The connection to the coordinator, watched by a monitor. No routing id
+ * of our own: the coordinator knows us by our key. */
+static int s_connect(kiln_agent_t *self)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://kiln-worker-monitor-%u", ++self->n_connections);
+    self->monitor = zmq_socket(self->zctx, ZMQ_PAIR);
+    if (self->monitor && zmq_connect(self->monitor, ep) != 0) {
+        zmq_close(self->monitor);
+        self->monitor = NULL;
+    }
+    self->sock = kiln_transport_connect_monitored(self->zctx, self->cfg.coordinator, &self->own,
+                                                  self->server.public_z85, NULL,
+                                                  self->monitor ? ep : NULL);
+    self->handshaken = false;
+    self->failed_handshakes = 0;
+    return self->sock ? 0 : -1;
+}
+
+static void s_schedule_reconnect(kiln_agent_t *self, const char *why)
+{
+    self->reconnect_backoff_ms =
+        self->reconnect_backoff_ms ? self->reconnect_backoff_ms * 2 : 1000;
+    if (self->reconnect_backoff_ms > KILN_AGENT_REFUSED_BACKOFF_MAX_MS)
+        self->reconnect_backoff_ms = KILN_AGENT_REFUSED_BACKOFF_MAX_MS;
+    self->reconnect_at = kiln_clock_mono_ms() + self->reconnect_backoff_ms;
+    kiln_log_error("%s; trying again in %lld ms", why, (long long)self->reconnect_backoff_ms);
+}
+
+/* The connection's events: a key the coordinator refuses, or handshakes
+ * that keep failing (a wrong server key), are said, and the connection is
+ * made again later (the allow-list may be fixed and reloaded meanwhile). */
+static void s_on_monitor(kiln_agent_t *self)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        zmq_msg_init(&addr);
+        if (zmq_msg_recv(&ev, self->monitor, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close(&ev);
+            zmq_msg_close(&addr);
+            return;
+        }
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&addr, self->monitor, 0);
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= 6)
+            memcpy(&event, zmq_msg_data(&ev), sizeof event);
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        char why[600];
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            self->handshaken = true;
+            self->failed_handshakes = 0;
+            self->reconnect_backoff_ms = 0;
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH && !self->reconnect_at) {
+            snprintf(why, sizeof why,
+                     "the coordinator at %s refused this worker's key (%s): it is not in the "
+                     "farm's allow-list (ALLOW/workers/*.pub)",
+                     self->cfg.coordinator, self->cfg.key_path);
+            s_schedule_reconnect(self, why);
+        } else if ((event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) &&
+                   !self->handshaken && ++self->failed_handshakes == 3) {
+            snprintf(why, sizeof why,
+                     "the CURVE handshake with %s keeps failing: is %s the coordinator's public "
+                     "key?",
+                     self->cfg.coordinator, self->cfg.server_key);
+            kiln_log_error("%s", why);
+        }
+    }
+}
+
 int kiln_agent_run(kiln_agent_t *self)
 {
-    enum { MAX_ITEMS = 2 + 2 * KILN_AGENT_MAX_SLOTS + KILN_NOTICE_MAX_FDS };
+    enum { MAX_ITEMS = 3 + 2 * KILN_AGENT_MAX_SLOTS + KILN_NOTICE_MAX_FDS };
     s_send_hello(self);
     self->next_heartbeat = kiln_clock_mono_ms() + self->heartbeat_ms;
     while (!self->stopping) {
@@ -561,9 +652,21 @@ int kiln_agent_run(kiln_agent_t *self)
         zmq_pollitem_t items[MAX_ITEMS];
         kiln_wjob_t *owner[MAX_ITEMS];
         int n = 0, first_notice = 0;
+        if (self->reconnect_at && now >= self->reconnect_at) {
+            self->reconnect_at = 0;
+            s_disconnect(self);
+            if (s_connect(self) != 0) {
+                kiln_log_error("%s", kiln_error_last());
+                return -1;
+            }
+            kiln_log_info("connecting to %s again", self->cfg.coordinator);
+            s_send_hello(self);
+        }
         items[n++] = (zmq_pollitem_t){self->sock, 0, ZMQ_POLLIN, 0};
         items[n++] = (zmq_pollitem_t){NULL, self->sigfd, ZMQ_POLLIN, 0};
         int64_t next = self->refused_until ? self->refused_until : self->next_heartbeat;
+        if (self->reconnect_at && self->reconnect_at < next)
+            next = self->reconnect_at;
         for (int i = 0; i < self->cfg.slots; i++) {
             kiln_wjob_t *job = self->jobs[i];
             if (!job || !job->exec)
@@ -606,6 +709,11 @@ int kiln_agent_run(kiln_agent_t *self)
         int64_t fence = s_fence_deadline(self);
         if (fence >= 0 && fence < next)
             next = fence;
+        int monitor_at = -1;
+        if (self->monitor) {
+            monitor_at = n;
+            items[n++] = (zmq_pollitem_t){self->monitor, 0, ZMQ_POLLIN, 0};
+        }
         long timeout = next > now ? (long)(next - now) : 0;
         if (zmq_poll(items, n, timeout) == -1) {
             if (zmq_errno() == EINTR)
@@ -615,6 +723,8 @@ int kiln_agent_run(kiln_agent_t *self)
         }
         if (s_self_fence(self, kiln_clock_mono_ms()))
             continue; /* the jobs polled for are gone */
+        if (monitor_at >= 0 && (items[monitor_at].revents & ZMQ_POLLIN))
+            s_on_monitor(self);
         if (items[1].revents & ZMQ_POLLIN)
             s_on_signal(self);
         for (int i = 2; i < first_notice; i++)
@@ -800,11 +910,7 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         goto cleanup;
     }
     self->zctx = zmq_ctx_new();
-    /* No routing id of our own: the coordinator knows us by our key. */
-    self->sock = self->zctx ? kiln_transport_connect(self->zctx, cfg->coordinator, &self->own,
-                                                     self->server.public_z85, NULL)
-                            : NULL;
-    if (!self->sock) {
+    if (!self->zctx || s_connect(self) != 0) {
         rc = KILN_EINFRA;
         goto cleanup;
     }
@@ -845,8 +951,7 @@ void kiln_agent_destroy(kiln_agent_t **self_p)
     kiln_kv_free(&self->base_env);
     kiln_notice_destroy(&self->notice);
     kiln_cgroup_destroy(&self->cgroup);
-    if (self->sock)
-        zmq_close(self->sock);
+    s_disconnect(self);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     if (self->sigfd >= 0)

@@ -84,6 +84,15 @@ struct kiln_agent {
     kiln_keypair_t server;
     void *zctx;
     void *sock;
+    /* The connection's events (worker/agent.c: s_on_monitor): a refused
+     * key or a failing handshake is said, and the connection made anew
+     * after a backoff (libzmq does not try again after a refusal). */
+    void *monitor;
+    unsigned n_connections;       /* sockets made: each monitor's name */
+    bool handshaken;
+    unsigned failed_handshakes;
+    int64_t reconnect_at;         /* monotonic; 0: none due */
+    int64_t reconnect_backoff_ms;
     int sigfd;
     kiln_wjob_t *jobs[KILN_AGENT_MAX_SLOTS];
     /* Assignments taken while every slot was busy (Hello.lookahead), in

@@ -27,3 +27,16 @@ told "the wrong server key" "CURVE handshake with .* fails" \
 told "a farm that is not running" "nothing accepts connections at" \
     env KILN_COORDINATOR="tcp://127.0.0.1:$(free_port)" "$KILN" workers
 "$KILN" workers >/dev/null || fail "an admitted client with the right keys is refused"
+
+# A worker whose key is not admitted is told so (once per try, with
+# backoff), and gets in once its key is added and the allow-list reloaded
+# (SIGHUP), without a restart.
+"$KILN" keygen late --dir "$T/keys" >/dev/null
+start_worker late
+for _ in $(seq 1 100); do grep -q "refused this worker's key" "$T/late.log" && break; sleep 0.05; done
+grep -q "refused this worker's key" "$T/late.log" || fail "the refused worker was not told: $(tail -n 3 "$T/late.log")"
+cp "$T/keys/late.pub" "$T/allow/workers/"
+kill -HUP "$COORD_PID"
+for _ in $(seq 1 200); do "$KILN" workers --json | grep -q '"late"' && break; sleep 0.05; done
+"$KILN" workers --json | grep -q '"late"' || fail "the worker did not get in after the allow-list was fixed"
+pass "a refused worker was told, kept trying with backoff, and got in once its key was admitted"
