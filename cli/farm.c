@@ -160,9 +160,9 @@ static int s_wait_ready(int fd, const char *log_path)
         ;
     if (n == 1 && read(fd, buf, sizeof buf) > 0)
         return 0;
-    kiln_error_set("the coordinator %s; see %s", n == 0 ? "did not start listening in time"
-                                                          : "stopped before it listened",
-                   log_path);
+    (void)log_path; /* s_explain quotes its end */
+    kiln_error_set("the coordinator %s", n == 0 ? "did not start listening in time"
+                                                 : "stopped before it listened");
     return -1;
 }
 
@@ -205,6 +205,48 @@ static int s_wait_stop(s_proc_t *p, int sig)
         close(p->pidfd);
     p->pidfd = -1;
     return 0;
+}
+
+/* The last lines of a log (at most max bytes of them) into out. */
+static void s_tail(const char *path, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    char line[400], last[3][400] = {"", "", ""};
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0])
+            snprintf(last[n++ % 3], sizeof last[0], "%s", line);
+    }
+    fclose(f);
+    size_t len = 0;
+    for (int i = n > 3 ? n - 3 : 0; i < n && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "\n    %s", last[i % 3]);
+}
+
+/* A farm that could not start: its error gets what the daemons' logs said
+ * last, since a temporary farm's logs go with it. */
+static void s_explain(kiln_farm_t *self)
+{
+    if (!self->dir[0])
+        return;
+    char why[KILN_ERROR_MAX], coord[600], redis[600], path[PATH_MAX + 64];
+    snprintf(why, sizeof why, "%s", kiln_error_last());
+    snprintf(path, sizeof path, "%s/logs/coordinator.log", self->dir);
+    s_tail(path, coord, sizeof coord);
+    snprintf(path, sizeof path, "%s/logs/redis.log", self->dir);
+    s_tail(path, redis, sizeof redis);
+    if (!coord[0] && !redis[0])
+        return;
+    char where[PATH_MAX + 64];
+    snprintf(where, sizeof where, "\n  its logs (%s/logs) end:", self->dir);
+    kiln_error_set("%s%s%s%s%s%s", why,
+                   self->temporary ? "\n  the farm's logs (removed with it) end:" : where,
+                   coord[0] ? "\n  coordinator.log:" : "", coord, redis[0] ? "\n  redis.log:" : "",
+                   redis);
 }
 
 /* Starts (or starts again) worker i of the farm. */
@@ -385,8 +427,10 @@ cleanup:
     for (int i = 0; i < 2; i++)
         if (ready[i] != -1)
             close(ready[i]);
-    if (self)
+    if (self) {
+        s_explain(self);
         kiln_farm_stop(&self, false);
+    }
     return rc;
 }
 

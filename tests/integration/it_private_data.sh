@@ -29,3 +29,12 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
     grep -q "belongs to uid $(id -u nobody), not to this user" "$T/run2.out" || fail "no reason: $(cat "$T/run2.out")"
     pass "a data directory of another user is refused, saying whose it is"
 fi
+
+# A private farm that cannot start says why from its logs, which go with it.
+printf '[1, 2]\n' >"$T/bad-vars.json"
+rc=0
+"$KILN" run "$T/wf.yml" --workers 1 --vars "$T/bad-vars.json" >"$T/bad.out" 2>&1 || rc=$?
+[ $rc -eq 3 ] || fail "a farm that cannot start exited $rc"
+grep -q "vars must be a JSON object" "$T/bad.out" || fail "the cause is not shown: $(cat "$T/bad.out")"
+grep -q "see /" "$T/bad.out" && fail "it points at a log that was removed: $(cat "$T/bad.out")"
+pass "a private farm that cannot start prints the end of its logs: $(grep -m1 'vars must' "$T/bad.out" | sed 's/^ *//')"
