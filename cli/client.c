@@ -162,25 +162,9 @@ void *kiln_client_socket(kiln_client_t *self)
  * nothing accepts the connection: no farm there). */
 static int s_events(kiln_client_t *self)
 {
-    for (;;) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        zmq_msg_init(&addr);
-        if (zmq_msg_recv(&ev, self->monitor, ZMQ_DONTWAIT) == -1) {
-            zmq_msg_close(&ev);
-            zmq_msg_close(&addr);
-            return 0;
-        }
-        if (zmq_msg_more(&ev))
-            zmq_msg_recv(&addr, self->monitor, 0);
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), sizeof event);
-            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, sizeof value);
-        }
-        zmq_msg_close(&ev);
-        zmq_msg_close(&addr);
+    uint16_t event;
+    uint32_t value;
+    while (kiln_transport_monitor_event(self->monitor, &event, &value) == 0) {
         switch (event) {
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: self->handshaken = true; break;
         case ZMQ_EVENT_CONNECTED: self->connected = true; break;
@@ -210,6 +194,7 @@ static int s_events(kiln_client_t *self)
         default: break;
         }
     }
+    return 0;
 }
 
 /* Waits for one message; KILN_ETIMEOUT, KILN_EAGAIN (extra_fd ready). */

@@ -126,6 +126,30 @@ void *kiln_transport_connect_monitored(void *zctx, const char *endpoint, const k
     return sock;
 }
 
+int kiln_transport_monitor_event(void *monitor, uint16_t *event, uint32_t *value)
+{
+    zmq_msg_t ev, addr;
+    zmq_msg_init(&ev);
+    zmq_msg_init(&addr);
+    if (zmq_msg_recv(&ev, monitor, ZMQ_DONTWAIT) == -1) {
+        zmq_msg_close(&ev);
+        zmq_msg_close(&addr);
+        return KILN_EAGAIN;
+    }
+    /* Two frames: the event and value, then the peer's address. */
+    if (zmq_msg_more(&ev))
+        zmq_msg_recv(&addr, monitor, 0);
+    *event = 0;
+    *value = 0;
+    if (zmq_msg_size(&ev) >= 6) {
+        memcpy(event, zmq_msg_data(&ev), sizeof *event);
+        memcpy(value, (const uint8_t *)zmq_msg_data(&ev) + 2, sizeof *value);
+    }
+    zmq_msg_close(&ev);
+    zmq_msg_close(&addr);
+    return 0;
+}
+
 bool kiln_transport_is_curve(void *sock)
 {
     int mech = 0;

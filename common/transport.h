@@ -58,6 +58,10 @@ typedef struct {
 void *kiln_transport_bind(void *zctx, const char *endpoint, const kiln_keypair_t *server);
 /* A DEALER connected to `endpoint` as CURVE client with key pair `own`,
  * trusting `server_public_z85`. routing_id may be NULL (random). */
+/* The next event of a socket monitor (zmq_socket_monitor's PAIR), without
+ * waiting: 0 with its number and value, or KILN_EAGAIN when none waits. */
+int kiln_transport_monitor_event(void *monitor, uint16_t *event, uint32_t *value);
+
 /* As kiln_transport_connect, with the connection's events (connected,
  * retried, handshake succeeded or failed, disconnected) sent to the inproc
  * endpoint monitor, whose PAIR the caller has connected already. */

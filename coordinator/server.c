@@ -241,36 +241,19 @@ static void s_on_timer(kiln_server_t *self)
  * belong to a new connection, hence suspicion rather than a verdict. */
 static void s_on_monitor(kiln_server_t *self)
 {
-    for (;;) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        zmq_msg_init(&addr);
-        if (zmq_msg_recv(&ev, self->monitor, ZMQ_DONTWAIT) == -1) {
-            zmq_msg_close(&ev);
-            zmq_msg_close(&addr);
-            return;
-        }
-        if (zmq_msg_more(&ev))
-            zmq_msg_recv(&addr, self->monitor, 0);
-        if (zmq_msg_size(&ev) >= 6) {
-            const uint8_t *d = zmq_msg_data(&ev);
-            uint16_t event;
-            uint32_t value;
-            memcpy(&event, d, sizeof event);
-            memcpy(&value, d + 2, sizeof value);
-            int64_t deadline = kiln_clock_mono_ms() + self->cfg.heartbeat_ms * 3 / 2;
-            for (size_t i = 0; event == ZMQ_EVENT_DISCONNECTED && i < self->n_workers; i++) {
-                kiln_cworker_t *w = self->workers[i];
-                if (w->fd == (int)value && !w->suspect_deadline) {
-                    w->suspect_deadline = deadline;
-                    kiln_log_debug("worker %s: its connection closed", w->name);
-                    if (deadline < self->next_tick)
-                        self->next_tick = deadline;
-                }
+    uint16_t event;
+    uint32_t value;
+    while (kiln_transport_monitor_event(self->monitor, &event, &value) == 0) {
+        int64_t deadline = kiln_clock_mono_ms() + self->cfg.heartbeat_ms * 3 / 2;
+        for (size_t i = 0; event == ZMQ_EVENT_DISCONNECTED && i < self->n_workers; i++) {
+            kiln_cworker_t *w = self->workers[i];
+            if (w->fd == (int)value && !w->suspect_deadline) {
+                w->suspect_deadline = deadline;
+                kiln_log_debug("worker %s: its connection closed", w->name);
+                if (deadline < self->next_tick)
+                    self->next_tick = deadline;
             }
         }
-        zmq_msg_close(&ev);
-        zmq_msg_close(&addr);
     }
 }
 

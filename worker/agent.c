@@ -601,22 +601,9 @@ static void s_schedule_reconnect(kiln_agent_t *self, const char *why)
  * made again later (the allow-list may be fixed and reloaded meanwhile). */
 static void s_on_monitor(kiln_agent_t *self)
 {
-    for (;;) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        zmq_msg_init(&addr);
-        if (zmq_msg_recv(&ev, self->monitor, ZMQ_DONTWAIT) == -1) {
-            zmq_msg_close(&ev);
-            zmq_msg_close(&addr);
-            return;
-        }
-        if (zmq_msg_more(&ev))
-            zmq_msg_recv(&addr, self->monitor, 0);
-        uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= 6)
-            memcpy(&event, zmq_msg_data(&ev), sizeof event);
-        zmq_msg_close(&ev);
-        zmq_msg_close(&addr);
+    uint16_t event;
+    uint32_t value;
+    while (kiln_transport_monitor_event(self->monitor, &event, &value) == 0) {
         char why[600];
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             self->handshaken = true;
