@@ -150,15 +150,25 @@ static int64_t s_fence_deadline(const kiln_agent_t *self)
     return self->last_heard + self->lease_ms - margin;
 }
 
-bool kiln_agent_sweep_slot(kiln_agent_t *self, int slot, const char *job_key)
+bool kiln_agent_sweep_job(kiln_agent_t *self, const kiln_wjob_t *job)
 {
+    if (!self->cgroup)
+        return true;
+    /* Spared: the guard and every step still running (another slot's). */
+    pid_t spare[KILN_AGENT_MAX_SLOTS + 8];
+    size_t n = kiln_exec_live_groups(spare, KILN_AGENT_MAX_SLOTS + 4);
+    pid_t guard = kiln_exec_guard_pid();
+    if (guard > 0)
+        spare[n++] = guard;
+    char id[300];
+    kiln_job_tracking_id(job, id, sizeof id);
     size_t killed = 0;
-    int rc = kiln_cgroup_sweep(self->cgroup, slot, KILN_AGENT_SWEEP_TIMEOUT_MS, &killed);
+    int rc = kiln_cgroup_sweep(self->cgroup, id, spare, n, KILN_AGENT_SWEEP_TIMEOUT_MS, &killed);
     if (killed)
-        kiln_log_warn("job %s: killed %zu process%s it left running", job_key, killed,
+        kiln_log_warn("job %s: killed %zu process%s it left running", job->a->job_key, killed,
                       killed == 1 ? "" : "es");
     if (rc != 0) {
-        kiln_log_error("job %s: %s", job_key, kiln_error_last());
+        kiln_log_error("job %s: %s", job->a->job_key, kiln_error_last());
         return false;
     }
     return true;
@@ -305,10 +315,6 @@ static void s_start_assigned(kiln_agent_t *self, Kiln__Envelope **env_p, int slo
     job->started_ms = kiln_clock_wall_ms();
     if (job->a->timeout_ms)
         job->deadline = kiln_clock_mono_ms() + (int64_t)job->a->timeout_ms;
-    /* Whatever an earlier process of this worker left in the slot goes
-     * before the slot's tree is used again. */
-    if (!kiln_agent_sweep_slot(self, slot, job->a->job_key))
-        self->spare_ready[slot] = false;
     char spare[KILN_WORKSPACE_PATH_MAX];
     kiln_agent_spare_path(self, slot, spare, sizeof spare);
     rc = kiln_workspace_create(&job->ws, self->cfg.work_dir,
@@ -508,7 +514,7 @@ static void s_abandon_jobs(kiln_agent_t *self, Kiln__Outcome outcome, const char
         if (!job)
             continue;
         kiln_exec_destroy(&job->exec);
-        (void)kiln_agent_sweep_slot(self, i, job->a->job_key);
+        (void)kiln_agent_sweep_job(self, job);
         kiln_job_flush_held(job);
         kiln_outbox_add(self, job->a->job_key, job->a->token, outcome, job->started_ms, why, NULL);
         if (!self->cfg.keep_workspaces)
@@ -856,10 +862,10 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     }
     randombytes_buf(&self->instance, sizeof self->instance);
     if (!self->null_executor) {
-        if ((rc = kiln_cgroup_new(&self->cgroup, self->name, cfg->slots, cfg->cgroup_root)) != 0)
+        if ((rc = kiln_cgroup_new(&self->cgroup, self->name, cfg->cgroup_root)) != 0)
             goto cleanup;
         if (self->cgroup)
-            kiln_log_info("each slot's processes are kept in a cgroup under %s",
+            kiln_log_info("jobs' processes are kept in the cgroup %s",
                           kiln_cgroup_path(self->cgroup));
         else
             kiln_log_warn("%s", kiln_error_last());

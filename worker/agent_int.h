@@ -138,15 +138,17 @@ void kiln_agent_send(kiln_agent_t *self, Kiln__Envelope *env);
 size_t kiln_agent_n_jobs(const kiln_agent_t *self);
 /* Tells the step guard how long until the jobs' fence (see agent.c). */
 void kiln_agent_arm_guard(kiln_agent_t *self);
-/* Kills what is left of a job in its slot's cgroup (nothing of a job may
+/* Kills what is left of a job in the worker's cgroup (nothing of a job may
  * outlive it); false when something would not die. */
-bool kiln_agent_sweep_slot(kiln_agent_t *self, int slot, const char *job_key);
+bool kiln_agent_sweep_job(kiln_agent_t *self, const kiln_wjob_t *job);
 void kiln_agent_spare_path(const kiln_agent_t *self, int slot, char *out, size_t cap);
 
 /* job.c */
 const char *kiln_job_step_name(const kiln_wjob_t *job, size_t step);
 bool kiln_job_step_coe(const kiln_wjob_t *job, size_t step);
 void kiln_job_log(kiln_wjob_t *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* KILN_TRACKING_ID of the job's steps: its key and fencing token. */
+void kiln_job_tracking_id(const kiln_wjob_t *job, char *out, size_t cap);
 void kiln_job_on_output(void *ctx, int stream, const char *data, size_t len);
 void kiln_job_flush_output(kiln_wjob_t *job);
 void kiln_job_flush_held(kiln_wjob_t *job);

@@ -18,16 +18,15 @@
 #include "common/error.h"
 #include "common/log.h"
 
-/* Processes killed per round; a job that forks faster than this is
- * killed over several rounds. */
+/* Processes read per round; a job that forks faster than this is killed
+ * over several rounds. */
 #define S_ROUND_MAX 1024
 #define S_ROUNDS 64
 
 struct kiln_cgroup {
-    char base[PATH_MAX];
-    int slots;
-    int *fds;               /* cgroup.procs of each slot, for writing */
-    char **procs;           /* its path, to read */
+    char base[PATH_MAX];    /* the worker's own cgroup, where the group is made */
+    char dir[PATH_MAX + 160];
+    char procs[PATH_MAX + 180];
 };
 
 /* The worker's own cgroup, under mount: in the unified hierarchy (tag "",
@@ -58,41 +57,29 @@ static int s_own(const char *mount, const char *tag, char *out, size_t cap)
     return rc;
 }
 
-static int s_open_slots(kiln_cgroup_t *self, const char *name)
+/* Makes the group and moves this process (every thread) into it. */
+static int s_join(kiln_cgroup_t *self, const char *name)
 {
-    for (int i = 0; i < self->slots; i++) {
-        char dir[PATH_MAX + 128], procs[PATH_MAX + 160];
-        snprintf(dir, sizeof dir, "%s/kiln-%d-%s-slot-%d", self->base, (int)getpid(), name, i);
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-            kiln_error_errno("cannot make the cgroup %s", dir);
-            return -1;
-        }
-        snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
-        self->fds[i] = open(procs, O_WRONLY | O_CLOEXEC);
-        if (self->fds[i] == -1) {
-            kiln_error_errno("cannot open %s", procs);
-            return -1;
-        }
-        if (!(self->procs[i] = strdup(procs))) {
-            kiln_error_set("cgroup: out of memory");
-            return -1;
-        }
+    snprintf(self->dir, sizeof self->dir, "%s/kiln-%d-%s", self->base, (int)getpid(), name);
+    snprintf(self->procs, sizeof self->procs, "%s/cgroup.procs", self->dir);
+    if (mkdir(self->dir, 0755) != 0 && errno != EEXIST) {
+        kiln_error_errno("cannot make the cgroup %s", self->dir);
+        return -1;
     }
+    int fd = open(self->procs, O_WRONLY | O_CLOEXEC);
+    if (fd == -1 || write(fd, "0", 1) != 1) {
+        kiln_error_errno("cannot join the cgroup %s", self->dir);
+        if (fd != -1)
+            close(fd);
+        (void)rmdir(self->dir);
+        return -1;
+    }
+    close(fd);
     return 0;
 }
 
-static void s_close_slots(kiln_cgroup_t *self)
-{
-    for (int i = 0; i < self->slots; i++) {
-        if (self->fds[i] != -1)
-            close(self->fds[i]);
-        self->fds[i] = -1;
-        free(self->procs[i]);
-        self->procs[i] = NULL;
-    }
-}
-
-static int s_sweep_path(const char *path, int timeout_ms, size_t *killed);
+static int s_sweep_path(const char *path, const char *tracking_id, const pid_t *spare,
+                        size_t n_spare, int timeout_ms, size_t *killed);
 
 /* Groups of worker processes that are gone (killed, crashed): what is
  * still in them is killed, and they are removed. */
@@ -104,8 +91,7 @@ static void s_reap_stale(kiln_cgroup_t *self)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         int pid = 0, used = 0;
-        if (sscanf(e->d_name, "kiln-%d-%n", &pid, &used) != 1 || used == 0 || pid <= 1 ||
-            !strstr(e->d_name, "-slot-"))
+        if (sscanf(e->d_name, "kiln-%d-%n", &pid, &used) != 1 || used == 0 || pid <= 1)
             continue;
         if (pid == (int)getpid() || kill(pid, 0) == 0 || errno != ESRCH)
             continue;
@@ -113,27 +99,20 @@ static void s_reap_stale(kiln_cgroup_t *self)
         snprintf(dir, sizeof dir, "%s/%s", self->base, e->d_name);
         snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
         size_t killed = 0;
-        if (s_sweep_path(procs, 2000, &killed) == 0 && rmdir(dir) == 0 && killed)
+        if (s_sweep_path(procs, NULL, NULL, 0, 2000, &killed) == 0 && rmdir(dir) == 0 && killed)
             kiln_log_warn("cgroup: killed %zu processes left by worker process %d", killed, pid);
     }
     closedir(d);
 }
 
-int kiln_cgroup_new(kiln_cgroup_t **out, const char *name, int slots, const char *root)
+int kiln_cgroup_new(kiln_cgroup_t **out, const char *name, const char *root)
 {
     *out = NULL;
     kiln_cgroup_t *self = calloc(1, sizeof *self);
-    if (!self || !(self->fds = malloc((size_t)slots * sizeof *self->fds)) ||
-        !(self->procs = calloc((size_t)slots, sizeof *self->procs))) {
-        if (self)
-            free(self->fds);
-        free(self);
+    if (!self) {
         kiln_error_set("cgroup: out of memory");
         return -1;
     }
-    self->slots = slots;
-    for (int i = 0; i < slots; i++)
-        self->fds[i] = -1;
     char why[KILN_ERROR_MAX] = "";
     struct {
         const char *mount, *tag;
@@ -145,36 +124,29 @@ int kiln_cgroup_new(kiln_cgroup_t **out, const char *name, int slots, const char
         } else {
             char probe[PATH_MAX];
             snprintf(probe, sizeof probe, "%s/cgroup.procs", tries[t].mount);
-            if (access(probe, F_OK) != 0 || (t == 0 && access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0))
+            if (access(probe, F_OK) != 0 ||
+                (t == 0 && access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0))
                 continue;
             if (s_own(tries[t].mount, tries[t].tag, self->base, sizeof self->base) != 0)
                 continue;
         }
-        if (s_open_slots(self, name) == 0) {
+        if (s_join(self, name) == 0) {
             s_reap_stale(self);
             *out = self;
             return 0;
         }
         snprintf(why, sizeof why, "%s", kiln_error_last());
-        s_close_slots(self);
     }
     kiln_error_set("no writable cgroup hierarchy (%s): processes a step leaves outside its "
                    "process group may outlive its job",
                    why[0] ? why : "neither cgroup v2 nor the v1 pids hierarchy is mounted");
-    free(self->fds);
-    free(self->procs);
     free(self);
     return 0;
 }
 
-int kiln_cgroup_procs_fd(const kiln_cgroup_t *self, int slot)
-{
-    return self && slot >= 0 && slot < self->slots ? self->fds[slot] : -1;
-}
-
 const char *kiln_cgroup_path(const kiln_cgroup_t *self)
 {
-    return self ? self->base : "";
+    return self ? self->dir : "";
 }
 
 static int s_pidfd_open(pid_t pid)
@@ -225,15 +197,50 @@ static long s_read_pids(const char *path, pid_t *out, size_t max)
     return (long)n;
 }
 
-int kiln_cgroup_sweep(kiln_cgroup_t *self, int slot, int timeout_ms, size_t *killed)
+int kiln_cgroup_sweep(kiln_cgroup_t *self, const char *tracking_id, const pid_t *spare,
+                      size_t n_spare, int timeout_ms, size_t *killed)
 {
     *killed = 0;
-    if (!self || slot < 0 || slot >= self->slots)
+    if (!self)
         return 0;
-    return s_sweep_path(self->procs[slot], timeout_ms, killed);
+    return s_sweep_path(self->procs, tracking_id, spare, n_spare, timeout_ms, killed);
 }
 
-static int s_sweep_path(const char *path, int timeout_ms, size_t *killed)
+/* Whether pid's environment names another job than tracking_id. */
+static bool s_other_job(pid_t pid, const char *tracking_id)
+{
+    if (!tracking_id)
+        return false;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return false;
+    static char env[65536];
+    ssize_t n = read(fd, env, sizeof env - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    env[n] = '\0';
+    static const char key[] = "KILN_TRACKING_ID=";
+    for (char *p = env; p < env + n; p += strlen(p) + 1)
+        if (strncmp(p, key, sizeof key - 1) == 0)
+            return strcmp(p + sizeof key - 1, tracking_id) != 0;
+    return false;
+}
+
+/* Whether pid is spared: listed, or in a listed process group. */
+static bool s_spared(pid_t pid, const pid_t *spare, size_t n_spare)
+{
+    pid_t group = getpgid(pid);
+    for (size_t i = 0; i < n_spare; i++)
+        if (spare[i] == pid || (group > 0 && spare[i] == group))
+            return true;
+    return false;
+}
+
+static int s_sweep_path(const char *path, const char *tracking_id, const pid_t *spare,
+                        size_t n_spare, int timeout_ms, size_t *killed)
 {
     *killed = 0;
     static pid_t pids[S_ROUND_MAX];
@@ -243,7 +250,12 @@ static int s_sweep_path(const char *path, int timeout_ms, size_t *killed)
         if (n < 0)
             return -1;
         size_t n_fds = 0;
+        long kept = 0;
         for (long i = 0; i < n; i++) {
+            if (s_spared(pids[i], spare, n_spare) || s_other_job(pids[i], tracking_id)) {
+                kept++;
+                continue;
+            }
             int fd = s_pidfd_open(pids[i]);
             if (fd == -1)
                 continue; /* gone already */
@@ -254,8 +266,9 @@ static int s_sweep_path(const char *path, int timeout_ms, size_t *killed)
             fds[n_fds++] = (struct pollfd){fd, POLLIN, 0};
             (*killed)++;
         }
-        if (n == 0)
-            return 0;
+        if (n_fds == 0)
+            return 0; /* nothing, or only what is spared */
+        (void)kept;
         /* A pidfd is readable once its process has exited. */
         size_t left = n_fds;
         while (left > 0) {
@@ -288,20 +301,19 @@ void kiln_cgroup_destroy(kiln_cgroup_t **self_p)
     if (!self_p || !*self_p)
         return;
     kiln_cgroup_t *self = *self_p;
-    for (int i = 0; i < self->slots; i++) {
-        size_t killed;
-        (void)kiln_cgroup_sweep(self, i, 2000, &killed);
-        if (self->procs[i]) {
-            char *slash = strrchr(self->procs[i], '/');
-            if (slash) {
-                *slash = '\0';
-                (void)rmdir(self->procs[i]);
-            }
-        }
+    /* Back to where it was, so the group can go once what is left in it
+     * (nothing, normally) is killed. */
+    char procs[PATH_MAX + 32];
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", self->base);
+    int fd = open(procs, O_WRONLY | O_CLOEXEC);
+    if (fd != -1) {
+        if (write(fd, "0", 1) != 1)
+            kiln_log_warn("cgroup: cannot leave %s: %s", self->dir, strerror(errno));
+        close(fd);
     }
-    s_close_slots(self);
-    free(self->fds);
-    free(self->procs);
+    size_t killed;
+    (void)s_sweep_path(self->procs, NULL, NULL, 0, 2000, &killed);
+    (void)rmdir(self->dir);
     free(self);
     *self_p = NULL;
 }

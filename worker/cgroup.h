@@ -1,49 +1,58 @@
-/* cgroup.h: one control group per slot, so that a job's processes end
+/* cgroup.h: a control group for the worker, so that a job's processes end
  * with the job.
  *
  * A step runs in a process group of its own, which the executor kills when
  * the step ends; but a process may leave its group and session (`setsid -f`,
- * a double-forked daemon) and re-parent to init, out of reach of both. Every
- * step of a slot therefore joins the slot's cgroup before it execs (the
- * child writes "0" to the group's cgroup.procs), and what any process does
- * after that stays inside: at the end of a job, and before the next one,
- * everything still in the group is killed (through pidfds, so no pid can
- * have been reused) and waited for, before the workspace is recycled.
+ * a double-forked daemon) and re-parent to init, out of reach of both. The
+ * worker therefore moves itself into a cgroup of its own when it starts, and
+ * everything it starts is born inside it and cannot leave: at the end of a
+ * job, whatever is in the group that is not the worker, its guard or a step
+ * still running (another slot's) is the job's leftover, and is killed
+ * (through pidfds, so no pid can have been reused) and waited for before the
+ * workspace is recycled. Joining once at start-up, not once per step, keeps
+ * the kernel's cgroup migration (an RCU grace period, milliseconds on an idle
+ * machine, in cgroup v1) off every step's start.
  *
- * The groups live under the worker's own cgroup: on a cgroup v2 system the
+ * With several slots a leftover is told apart by KILN_TRACKING_ID in its
+ * environment (each job's steps have their own, as GitHub's runner does):
+ * one that carries another running job's is spared; one whose environment
+ * was cleared is taken for the ending job's.
+ *
+ * The group lives under the worker's own cgroup: on a cgroup v2 system the
  * unified hierarchy, else the v1 `pids` hierarchy, whichever is writable
- * (root, or a delegated subtree such as systemd's Delegate=yes); they are
- * named kiln-PID-NAME-slot-N (two workers of one name on one host, such as
- * two local farms, must never share one). Groups of worker processes that
- * are gone are emptied and removed at start-up. Where neither is writable there are no groups and
- * kiln_cgroup_new says so: steps still run, and what leaves its process
+ * (root, or a delegated subtree such as systemd's Delegate=yes), named
+ * kiln-PID-NAME. Groups of worker processes that are gone are emptied and
+ * removed at start-up. Where neither hierarchy is writable there is no group
+ * and kiln_cgroup_new says so: steps still run, and what leaves its process
  * group then may outlive the job.
  */
 #ifndef KILN_CGROUP_H
 #define KILN_CGROUP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 typedef struct kiln_cgroup kiln_cgroup_t;
 
-/* Groups for `slots` slots of worker `name`. root: the directory to make
- * them in, or NULL to find the worker's own cgroup. Returns 0 with *out
- * (NULL when no hierarchy is writable: the message says why), or -1. */
-int kiln_cgroup_new(kiln_cgroup_t **out, const char *name, int slots, const char *root);
-/* Kills what is left (as kiln_cgroup_sweep) and removes the groups. */
+/* Moves this process into a new group for worker `name`. root: the
+ * directory to make it in, or NULL to find the worker's own cgroup.
+ * Returns 0 with *out (NULL when no hierarchy is writable: the message
+ * says why), or -1. */
+int kiln_cgroup_new(kiln_cgroup_t **out, const char *name, const char *root);
+/* Moves this process back where it was and removes the group (what is
+ * still in it is killed first). */
 void kiln_cgroup_destroy(kiln_cgroup_t **self_p);
 
-/* The slot's cgroup.procs opened for writing (the step's child writes "0"
- * to it), or -1 without groups. */
-int kiln_cgroup_procs_fd(const kiln_cgroup_t *self, int slot);
+/* Kills the ending job's leftovers: every process in the group but this
+ * one and those in `spare` (pids, and process groups of live steps), and
+ * those whose environment names another job (KILN_TRACKING_ID=... other
+ * than tracking_id); waits up to timeout_ms for them to be gone. *killed:
+ * how many. 0; KILN_ETIMEOUT when something would not die; -1 when the
+ * group cannot be read. Accepts self NULL (nothing to do). */
+int kiln_cgroup_sweep(kiln_cgroup_t *self, const char *tracking_id, const pid_t *spare,
+                      size_t n_spare, int timeout_ms, size_t *killed);
 
-/* Kills every process in the slot's group and waits (up to timeout_ms) for
- * them to be gone. *killed: how many. 0 when the group is empty at the end;
- * KILN_ETIMEOUT when something would not die (the message names a pid);
- * -1 when the group cannot be read. Accepts self NULL (nothing to do). */
-int kiln_cgroup_sweep(kiln_cgroup_t *self, int slot, int timeout_ms, size_t *killed);
-
-/* Where the groups are (for the log), or "". */
+/* Where the group is (for the log), or "". */
 const char *kiln_cgroup_path(const kiln_cgroup_t *self);
 
 #endif

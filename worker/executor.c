@@ -163,7 +163,6 @@ typedef struct {
     int stderr_fd;
     int guard_fd;                     /* the worker's end of the guard's socket */
     int guard_errno;                  /* set by the child: 0 when its group was registered */
-    int cgroup_fd;                    /* a cgroup.procs to join, or -1 */
 } exec_child_t;
 
 /* A message to the guard: one fixed-size record per send (SOCK_SEQPACKET). */
@@ -373,9 +372,9 @@ static int s_child(void *arg)
     /* Move any source that sits on 0..2 out of the way first, so that no
      * dup2 below overwrites a source another one (or the guard's socket)
      * still needs. */
-    int src[5] = {c->stdin_fd, c->stdout_fd, c->stderr_fd, c->guard_fd, c->cgroup_fd};
-    for (int i = 0; i < 5; i++) {
-        if (src[i] >= 0 && src[i] < 3) {
+    int src[4] = {c->stdin_fd, c->stdout_fd, c->stderr_fd, c->guard_fd};
+    for (int i = 0; i < 4; i++) {
+        if (src[i] < 3) {
             src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
             if (src[i] == -1)
                 _exit(KILN_EXEC_EXIT_NOEXEC);
@@ -398,10 +397,6 @@ static int s_child(void *arg)
         c->guard_errno = errno ? errno : EIO;
         _exit(KILN_EXEC_EXIT_NOEXEC);
     }
-    /* Into the job's control group before the step exists, so that
-     * nothing it starts can leave it. */
-    if (src[4] >= 0 && write(src[4], "0", 1) != 1)
-        s_child_fail("cannot start", c->path, errno, " (joining the job's cgroup)");
     s_child_close_from(3);
 
     sigset_t none;
@@ -634,6 +629,19 @@ void kiln_exec_guard_alive(int64_t ms)
         s_guard_restart("cannot be told the worker is alive");
 }
 
+pid_t kiln_exec_guard_pid(void)
+{
+    return s_proc.owner == getpid() ? s_proc.pid : -1;
+}
+
+size_t kiln_exec_live_groups(pid_t *out, size_t max)
+{
+    size_t n = 0;
+    for (kiln_exec_t *x = s_proc.live; x && n < max; x = x->next)
+        out[n++] = x->pid;
+    return n;
+}
+
 static void s_live_add(kiln_exec_t *self)
 {
     self->live = true;
@@ -838,7 +846,6 @@ int kiln_exec_start(kiln_exec_t **out, const kiln_exec_opts_t *opts)
         .stdin_fd = null_fd,
         .stdout_fd = out_pipe[1],
         .stderr_fd = err_pipe[1],
-        .cgroup_fd = opts->in_cgroup ? opts->cgroup_fd : -1,
     };
 
     int64_t start_ms = 0;

@@ -42,11 +42,6 @@ typedef struct {
     int64_t grace_ms;          /* SIGTERM -> SIGKILL; 0: KILN_EXEC_DEFAULT_GRACE_MS */
     kiln_exec_output_fn on_output;
     void *ctx;
-    /* With in_cgroup, the child joins the control group whose cgroup.procs
-     * is open (for writing) on cgroup_fd before it execs, and does not run
-     * if it cannot (see worker/cgroup.h). */
-    bool in_cgroup;
-    int cgroup_fd;
 } kiln_exec_opts_t;
 
 typedef enum {
@@ -63,6 +58,11 @@ typedef enum {
 int kiln_exec_start(kiln_exec_t **out, const kiln_exec_opts_t *opts);
 /* Kills the group (SIGKILL) if still running, reaps, closes, frees. */
 void kiln_exec_destroy(kiln_exec_t **self_p);
+/* The guard's pid (-1 before the first step), and the process groups of the
+ * live steps (each step's group is its leader's pid): what a sweep of the
+ * worker's cgroup must spare (worker/cgroup.h). */
+pid_t kiln_exec_guard_pid(void);
+size_t kiln_exec_live_groups(pid_t *out, size_t max);
 /* Arms the guard's watchdog: unless called again within ms, the guard
  * kills every step of this process, as the worker must be frozen (SIGSTOP,
  * a paused machine) while its jobs' leases run out; ms <= 0 disarms it.

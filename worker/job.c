@@ -230,6 +230,11 @@ Kiln__StepResult **kiln_job_held_into(kiln_wjob_t *job, Kiln__JobResult *r)
 
 /* A step's environment, in one map: the worker's own (borrowed), the
  * runner's variables, then the job's and the step's (jobctx). */
+void kiln_job_tracking_id(const kiln_wjob_t *job, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s#%llu", job->a->job_key, (unsigned long long)job->a->token);
+}
+
 static int s_build_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
 {
     const Kiln__JobAssign *a = job->a;
@@ -246,6 +251,12 @@ static int s_build_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
         kiln_kv_set(e, "GITHUB_RUN_ATTEMPT", attempt) || kiln_kv_set(e, "GITHUB_JOB", a->job_id) ||
         kiln_kv_set(e, "GITHUB_WORKFLOW", a->workflow_name) || kiln_kv_set(e, "RUNNER_OS", "Linux") ||
         kiln_kv_set(e, "RUNNER_NAME", job->agent->name) || kiln_kv_set(e, "RUNNER_TEMP", job->ws.tmp))
+        return -1;
+    /* Which job a process left behind belongs to (the worker's cgroup
+     * holds every slot's), as GitHub's runner marks its steps. */
+    char tracking[300];
+    kiln_job_tracking_id(job, tracking, sizeof tracking);
+    if (kiln_kv_set(e, "KILN_TRACKING_ID", tracking))
         return -1;
     if (st->id[0] && kiln_kv_set(e, "GITHUB_ACTION", st->id))
         return -1;
@@ -507,8 +518,6 @@ static int s_step_start(kiln_wjob_t *job)
         .grace_ms = self->cfg.kill_grace_ms,
         .on_output = kiln_job_on_output,
         .ctx = job,
-        .in_cgroup = kiln_cgroup_procs_fd(self->cgroup, job->slot) >= 0,
-        .cgroup_fd = kiln_cgroup_procs_fd(self->cgroup, job->slot),
     };
     if (kiln_exec_start(&job->exec, &opts) != 0) {
         kiln_job_log(job, "cannot start the step: %s", kiln_error_last());
@@ -699,7 +708,7 @@ void kiln_job_finish(kiln_wjob_t *job)
     /* Nothing of the job outlives it: what its steps left running (a
      * daemon that left its process group) is killed, and the tree is
      * recycled only once it is gone. */
-    bool swept = kiln_agent_sweep_slot(self, job->slot, job->a->job_key);
+    bool swept = kiln_agent_sweep_job(self, job);
     if (!swept && !self->cfg.keep_workspaces) {
         kiln_workspace_remove(&job->ws);
         self->spare_ready[job->slot] = false;

@@ -21,7 +21,7 @@ int main(int argc, char **argv)
         {"server-key", KILN_OPT_STRING, &cfg.server_key, "the coordinator's public key file (.pub)"},
         {"key", KILN_OPT_STRING, &cfg.key_path, "this worker's CURVE key pair (.key)"},
         {"name", KILN_OPT_STRING, &cfg.name, "worker name: the name its key is admitted under (default: the key file's name)"},
-        {"cgroup-root", KILN_OPT_STRING, &cfg.cgroup_root, "a writable cgroup directory to make the slots' groups in (default: under the worker's own cgroup)"},
+        {"cgroup-root", KILN_OPT_STRING, &cfg.cgroup_root, "a writable cgroup directory to make the worker's group in (default: under the worker's own cgroup)"},
         {"labels", KILN_OPT_STRING, &cfg.labels, "comma-separated labels jobs can ask for"},
         {"slots", KILN_OPT_INT, &cfg.slots, "jobs run at once (1)"},
         {"prefetch", KILN_OPT_INT, &cfg.prefetch,

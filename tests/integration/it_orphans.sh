@@ -6,7 +6,7 @@
 # alive.
 source "$(dirname "$0")/lib.sh"
 start_farm 1
-grep -q "kept in a cgroup" "$T/w1.log" || skip "no writable cgroup here: $(grep -i cgroup "$T/w1.log")"
+grep -q "kept in the cgroup" "$T/w1.log" || skip "no writable cgroup here: $(grep -i cgroup "$T/w1.log")"
 MARK=kiln-orphan-$$
 cat >"$T/daemon.yml" <<YML
 name: daemon
@@ -41,3 +41,36 @@ pass "the job's daemons (setsid -f, double-forked) were killed at its end: $(gre
 "$KILN" submit --wait "$T/next.yml" >"$T/n.out" 2>&1 || fail "the next job saw the daemon's work: $(cat "$T/n.out")"
 [ ! -e "$T/ledger" ] || fail "the daemon lived on: $(cat "$T/ledger")"
 pass "the next job in the slot got a clean workspace, and the daemon never woke"
+
+# Two slots: what one job leaves is killed at its end, and a process another
+# job (still running, in the other slot) started is not.
+admit_worker w2
+kill -HUP "$COORD_PID"
+w1=$(pgrep -f -- "--work-dir $T/work/w1" | head -n 1)
+kill -TERM "$w1"
+for _ in $(seq 1 100); do kill -0 "$w1" 2>/dev/null || break; sleep 0.05; done
+start_worker w2 --slots 2
+for _ in $(seq 1 100); do "$KILN" workers --json | grep -q '"w2"' && break; sleep 0.05; done
+"$KILN" workers --json | grep -q '"w2"' || fail "w2 did not register"
+cat >"$T/two.yml" <<YML
+name: two
+on: push
+jobs:
+  short:
+    runs-on: self-hosted
+    steps:
+      - run: |
+          setsid -f bash -c 'exec -a $MARK-short sleep 30' </dev/null >/dev/null 2>&1
+          sleep 0.5
+  long:
+    runs-on: self-hosted
+    steps:
+      - run: |
+          setsid -f bash -c 'exec -a $MARK-long sleep 30' </dev/null >/dev/null 2>&1
+          sleep 2
+          pgrep -f $MARK-long >/dev/null && echo "my daemon lives"
+YML
+"$KILN" submit --wait "$T/two.yml" >"$T/two.out" 2>&1 || fail "the two-job run failed: $(cat "$T/two.out")"
+grep -q "my daemon lives" "$T/two.out" || fail "the short job's end killed the long job's daemon: $(cat "$T/two.out")"
+pgrep -f "$MARK-" >/dev/null && fail "something outlived its job: $(pgrep -af "$MARK-")"
+pass "two slots: each job's leftovers were killed at its own end, not at the other's"
