@@ -390,10 +390,12 @@ void kiln_attempts_undeliverable(kiln_server_t *self, kiln_cjob_t *job, const ch
     job->worker = NULL;
     if (kiln_queue_finish(self->queue, job->key, job->token, "failure") != 0)
         self->redis_dirty = true;
-    if (kiln_history_attempt_finish(self->history, run->id, kiln_runs_plan(job)->id, job->attempt,
-                                    "failure", msg, now) != 0 ||
-        kiln_history_annotation(self->history, run->id, kiln_runs_plan(job)->id, job->attempt, 0,
-                                "error", msg, "Kiln", NULL, 0, 0) != 0)
+    int hrc = kiln_history_attempt_finish(self->history, run->id, kiln_runs_plan(job)->id,
+                                          job->attempt, "failure", msg, now);
+    if (hrc == 0)
+        hrc = kiln_history_annotation(self->history, run->id, kiln_runs_plan(job)->id,
+                                      job->attempt, 0, "error", msg, "Kiln", NULL, 0, 0);
+    if (hrc != 0)
         kiln_log_error("history: attempt of %s: %s", job->key, kiln_error_last());
     kiln_runs_job_final(self, job, KILN_JOB_FAILURE, now, NULL);
 }
