@@ -37,10 +37,10 @@ for i in $(seq 1 "$N"); do
     else
         # The whole farm killed at once, as a machine that loses power.
         kill -KILL "$UP" 2>/dev/null || true
-        pkill -KILL -P "$UP" 2>/dev/null || true
     fi
     wait "$UP" 2>/dev/null || true
-    # What a SIGKILL left behind (the farm's processes by their pids) goes
+    # What a SIGKILL left behind (the farm's own processes, found by its
+    # directory, never by a parent pid another test may have by now) goes
     # before the next start, as after a reboot.
     for p in $(pgrep -f "$FARM" || true); do kill -KILL "$p" 2>/dev/null || true; done
     ok=$i
