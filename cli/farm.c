@@ -151,7 +151,7 @@ static int s_spawn(s_proc_t *p, const char *name, const char *log_path, char *co
 
 /* Waits until the coordinator writes to its --ready-fd, or fails naming
  * its log when it dies (end of file) or takes too long. */
-static int s_wait_ready(int fd, const char *log_path)
+static int s_wait_ready(int fd)
 {
     struct pollfd pfd = {fd, POLLIN, 0};
     char buf[16];
@@ -160,7 +160,6 @@ static int s_wait_ready(int fd, const char *log_path)
         ;
     if (n == 1 && read(fd, buf, sizeof buf) > 0)
         return 0;
-    (void)log_path; /* s_explain quotes its end */
     kiln_error_set("the coordinator %s", n == 0 ? "did not start listening in time"
                                                  : "stopped before it listened");
     return -1;
@@ -403,18 +402,16 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
         goto cleanup;
     close(ready[1]);
     ready[1] = -1;
-    if (s_wait_ready(ready[0], clog) != 0)
+    if (s_wait_ready(ready[0]) != 0)
         goto cleanup;
 
-    char spub[PATH_MAX + 32], slots[16];
-    snprintf(spub, sizeof spub, "%s/server.pub", keys);
+    char slots[16];
     snprintf(slots, sizeof slots, "%d", opts->slots > 0 ? opts->slots : 1);
     s_bin_path("kiln-worker", bin, sizeof bin);
     snprintf(self->keys, sizeof self->keys, "%s", keys);
     snprintf(self->slots, sizeof self->slots, "%s", slots);
     snprintf(self->labels, sizeof self->labels, "%s", opts->labels ? opts->labels : "");
     snprintf(self->level, sizeof self->level, "%s", level);
-    (void)spub;
     for (int i = 0; i < n_workers; i++) {
         if (s_spawn_worker(self, i) != 0)
             goto cleanup;
@@ -489,6 +486,15 @@ static bool s_proc_alive(s_proc_t *p)
     return true;
 }
 
+/* The next restart of p: 1 s, doubling to 30 s. */
+static void s_backoff(s_proc_t *p, int64_t now)
+{
+    p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : KILN_FARM_RESTART_MIN_MS;
+    if (p->backoff_ms > KILN_FARM_RESTART_MAX_MS)
+        p->backoff_ms = KILN_FARM_RESTART_MAX_MS;
+    p->restart_at = now + p->backoff_ms;
+}
+
 int kiln_farm_worker_fds(const kiln_farm_t *self, int *fds, int max)
 {
     int n = 0;
@@ -514,10 +520,7 @@ int64_t kiln_farm_supervise(kiln_farm_t *self, int64_t now)
              * once it has run a minute. */
             if (now - p->started_mono > KILN_FARM_RESTART_RESET_MS)
                 p->backoff_ms = 0;
-            p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : KILN_FARM_RESTART_MIN_MS;
-            if (p->backoff_ms > KILN_FARM_RESTART_MAX_MS)
-                p->backoff_ms = KILN_FARM_RESTART_MAX_MS;
-            p->restart_at = now + p->backoff_ms;
+            s_backoff(p, now);
             char how[64];
             if (WIFSIGNALED(status))
                 snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(status));
@@ -533,10 +536,7 @@ int64_t kiln_farm_supervise(kiln_farm_t *self, int64_t now)
                 if (s_spawn_worker(self, i) != 0) {
                     fprintf(stderr, "kiln up: cannot start %s again: %s\n", name, kiln_error_last());
                     p->exited = true;
-                    p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : KILN_FARM_RESTART_MIN_MS;
-                    if (p->backoff_ms > KILN_FARM_RESTART_MAX_MS)
-                        p->backoff_ms = KILN_FARM_RESTART_MAX_MS;
-                    p->restart_at = now + p->backoff_ms;
+                    s_backoff(p, now);
                 } else {
                     fprintf(stderr, "kiln up: %s started again (pid %d)\n", name, (int)p->pid);
                     continue;

@@ -401,6 +401,16 @@ static void s_start_drain(kiln_agent_t *self, int64_t deadline_wall, const char 
 
 static void s_abandon_jobs(kiln_agent_t *self, Kiln__Outcome outcome, const char *why);
 
+/* Doubles *backoff_ms (from first, up to KILN_AGENT_REFUSED_BACKOFF_MAX_MS)
+ * and returns when the next try is due (monotonic). */
+static int64_t s_backoff(int64_t *backoff_ms, int64_t first)
+{
+    *backoff_ms = *backoff_ms ? *backoff_ms * 2 : first;
+    if (*backoff_ms > KILN_AGENT_REFUSED_BACKOFF_MAX_MS)
+        *backoff_ms = KILN_AGENT_REFUSED_BACKOFF_MAX_MS;
+    return kiln_clock_mono_ms() + *backoff_ms;
+}
+
 /* The coordinator will not have this worker (its name is not its key's,
  * or another process with its key is connected): what it runs is no
  * longer its to run, so it stops at once; it says hello again later, with
@@ -408,10 +418,7 @@ static void s_abandon_jobs(kiln_agent_t *self, Kiln__Outcome outcome, const char
  * allow-list reloaded). */
 static void s_on_refused(kiln_agent_t *self, const char *why)
 {
-    self->refuse_backoff_ms = self->refuse_backoff_ms ? self->refuse_backoff_ms * 2 : 500;
-    if (self->refuse_backoff_ms > KILN_AGENT_REFUSED_BACKOFF_MAX_MS)
-        self->refuse_backoff_ms = KILN_AGENT_REFUSED_BACKOFF_MAX_MS;
-    self->refused_until = kiln_clock_mono_ms() + self->refuse_backoff_ms;
+    self->refused_until = s_backoff(&self->refuse_backoff_ms, 500);
     self->welcomed = false;
     kiln_log_error("the coordinator refused this worker: %s; trying again in %lld ms", why,
                    (long long)self->refuse_backoff_ms);
@@ -594,11 +601,7 @@ static int s_connect(kiln_agent_t *self)
 
 static void s_schedule_reconnect(kiln_agent_t *self, const char *why)
 {
-    self->reconnect_backoff_ms =
-        self->reconnect_backoff_ms ? self->reconnect_backoff_ms * 2 : 1000;
-    if (self->reconnect_backoff_ms > KILN_AGENT_REFUSED_BACKOFF_MAX_MS)
-        self->reconnect_backoff_ms = KILN_AGENT_REFUSED_BACKOFF_MAX_MS;
-    self->reconnect_at = kiln_clock_mono_ms() + self->reconnect_backoff_ms;
+    self->reconnect_at = s_backoff(&self->reconnect_backoff_ms, 1000);
     kiln_log_error("%s; trying again in %lld ms", why, (long long)self->reconnect_backoff_ms);
 }
 

@@ -250,12 +250,9 @@ static int s_sweep_path(const char *path, const char *tracking_id, const pid_t *
         if (n < 0)
             return -1;
         size_t n_fds = 0;
-        long kept = 0;
         for (long i = 0; i < n; i++) {
-            if (s_spared(pids[i], spare, n_spare) || s_other_job(pids[i], tracking_id)) {
-                kept++;
+            if (s_spared(pids[i], spare, n_spare) || s_other_job(pids[i], tracking_id))
                 continue;
-            }
             int fd = s_pidfd_open(pids[i]);
             if (fd == -1)
                 continue; /* gone already */
@@ -268,7 +265,6 @@ static int s_sweep_path(const char *path, const char *tracking_id, const pid_t *
         }
         if (n_fds == 0)
             return 0; /* nothing, or only what is spared */
-        (void)kept;
         /* A pidfd is readable once its process has exited. */
         size_t left = n_fds;
         while (left > 0) {
