@@ -326,6 +326,11 @@ void kiln_attempts_on_job_result(kiln_server_t *self, kiln_cworker_t *w, const K
         kiln_log_warn("job %s: worker %s %s: %s", job->key, w->name,
                       drained ? "handed it back while draining" : "reports an infrastructure error",
                       m->message);
+        if (m->worker_unwell) {
+            w->unwell_until = kiln_clock_mono_ms() + KILN_SERVER_UNWELL_MS;
+            kiln_log_warn("worker %s cannot run jobs for now; none goes to it for %d s",
+                          w->name, KILN_SERVER_UNWELL_MS / 1000);
+        }
         kiln_attempts_lost(self, job, drained ? "worker_drained" : "infra_error", m->message);
         kiln_proto_worker_ack(self, w, m);
         kiln_dispatch(self);

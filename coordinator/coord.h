@@ -74,6 +74,9 @@ typedef struct {
     unsigned cap;           /* slots + the assignments it queues (lookahead) */
     unsigned busy;          /* jobs held: running or queued */
     bool draining;
+    /* monotonic: it said it cannot run jobs for now (JobResult.worker_unwell),
+     * so it gets none until then */
+    int64_t unwell_until;
     bool undeliverable;     /* a send failed in this dispatch pass */
     int64_t drain_deadline_ms; /* wall; 0: none */
     uint64_t credit_owed;   /* log bytes processed, not yet credited back */
@@ -193,6 +196,7 @@ typedef struct {
     uint64_t lease_expiries;
     uint64_t stale_rejected;
     uint64_t duplicate_results;
+    uint64_t acks_held;          /* acknowledgements not sent: their commit failed */
     uint64_t garbage_dropped;
     uint64_t workers_lost;
     uint64_t workers_refused;
@@ -254,6 +258,7 @@ struct kiln_server {
     kiln_cjob_t **outgoing;
     size_t n_outgoing, cap_outgoing;
     int64_t redis_retry_at;         /* monotonic */
+    int64_t history_retry_at;       /* monotonic: next try of history's waiting writes */
     int64_t redis_backoff_ms;
 };
 

@@ -64,6 +64,8 @@ static kiln_cworker_t *s_pick_worker(kiln_server_t *self, const kiln_cjob_t *job
                                      queue && s_prefetchable(w, now)};
         if (queue ? !cur.prefetchable : (w->draining || w->busy >= w->slots))
             continue;
+        if (w->unwell_until && w->unwell_until > kiln_clock_mono_ms())
+            continue;
         if (!kiln_workers_matches(self, w, plan))
             continue;
         kiln_policy_worker_t pair[2] = {top, cur};
@@ -167,6 +169,12 @@ void kiln_dispatch_now(kiln_server_t *self)
 {
     if (!kiln_queue_connected(self->queue) || !self->n_ready)
         return; /* Redis down: paused until it is back */
+    /* History's disk full: nothing new starts until its writes are in, so
+     * what waits in memory is bounded by the jobs already running. */
+    kiln_history_health_t h;
+    kiln_history_health(self->history, &h);
+    if (!h.writable)
+        return;
     int64_t now = kiln_clock_wall_ms();
     size_t free_slots = s_free_slots(self);
     size_t room = s_queue_room(self, now, true);

@@ -217,15 +217,6 @@ void kiln_hdb_reset(sqlite3_stmt *stmt)
     sqlite3_clear_bindings(stmt);
 }
 
-int kiln_hdb_step_done(kiln_history_t *self, sqlite3_stmt *stmt, const char *what)
-{
-    if (sqlite3_step(stmt) != SQLITE_DONE) {
-        kiln_hdb_sql_error(self, "%s", what);
-        return -1;
-    }
-    return 0;
-}
-
 int kiln_hdb_check_key(const char *what, const char *key, size_t max)
 {
     size_t len = strnlen(key, max + 1);
@@ -477,6 +468,11 @@ int kiln_history_open(kiln_history_t **out, const char *path)
         rc = kiln_hdb_oom();
         goto cleanup;
     }
+    self->path = strdup(path);
+    if (self->path == NULL) {
+        rc = kiln_hdb_oom();
+        goto cleanup;
+    }
     if (sqlite3_open_v2(path, &self->db, flags, NULL) != SQLITE_OK) {
         if (self->db == NULL) {
             rc = kiln_hdb_oom();
@@ -528,10 +524,12 @@ void kiln_history_destroy(kiln_history_t **self_p)
     if (self->depth > 0)
         kiln_log_warn("history: closed inside a batch; its uncommitted rows are rolled back");
     s_checkpointer_stop(self);
+    kiln_hdb_journal_free(self);
     for (int i = 0; i < KILN_HISTORY_STMT_COUNT; i++)
         sqlite3_finalize(self->stmt[i]);
     /* Every statement is finalized, so close cannot be refused as busy. */
     sqlite3_close(self->db);
+    free(self->path);
     free(self);
     *self_p = NULL;
 }
@@ -546,50 +544,49 @@ void kiln_history_destroy(kiln_history_t **self_p)
  * error and leaves the batch's other rows to be committed. */
 int kiln_history_begin(kiln_history_t *self)
 {
-    int rc = -1;
     assert(self);
-    if (self->depth == 0
-        && kiln_hdb_step_done(self, self->stmt[KILN_HISTORY_STMT_BEGIN], "begin") != 0)
-        goto cleanup;
+    /* While the store is down (history_journal.c) no transaction is open:
+     * the batch's writes join those waiting for room. */
+    if (self->depth == 0 && kiln_hdb_journal_begin(self) == 0) {
+        sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_BEGIN];
+        int rc = sqlite3_step(stmt);
+        if (rc != SQLITE_DONE && !kiln_hdb_disk_error(rc)) {
+            kiln_hdb_sql_error(self, "begin");
+            kiln_hdb_reset(stmt);
+            return -1;
+        }
+        kiln_hdb_reset(stmt);
+        if (rc != SQLITE_DONE)
+            kiln_hdb_go_down(self, rc);
+    }
     self->depth++;
-    rc = 0;
-cleanup:
-    kiln_hdb_reset(self->stmt[KILN_HISTORY_STMT_BEGIN]);
-    return rc;
+    return 0;
 }
 
-/* Returns -1 when the commit fails, and also when SQLite already rolled the
- * transaction back after an error inside the batch (a full disk, an I/O
- * error): the caller then knows the batch's rows are not all there. Either
- * way the batch is over afterwards. */
+/* Returns 0 only when the batch is on disk. A commit that fails for want of
+ * room leaves the batch's writes waiting (history_journal.c) and returns
+ * KILN_EINFRA; one that fails otherwise, or a batch SQLite already rolled
+ * back after an error inside it, returns -1. Either way the batch is over
+ * afterwards. */
 int kiln_history_commit(kiln_history_t *self)
 {
-    int rc = -1;
     assert(self);
     assert(self->depth > 0 && "kiln_history_commit without kiln_history_begin");
     if (self->depth == 0) {
         kiln_error_set("history: commit without begin");
-        rc = KILN_EINVAL;
-        goto cleanup;
+        return KILN_EINVAL;
     }
-    if (--self->depth > 0) {
-        rc = 0;
-        goto cleanup;
-    }
+    if (--self->depth > 0)
+        return 0;
+    if (self->journal.down)
+        return kiln_hdb_journal_commit(self, SQLITE_DONE);
     if (sqlite3_get_autocommit(self->db)) {
+        kiln_hdb_journal_commit(self, SQLITE_ABORT);
         kiln_error_set("history: commit: the batch was rolled back after an earlier error");
-        goto cleanup;
+        return -1;
     }
-    if (kiln_hdb_step_done(self, self->stmt[KILN_HISTORY_STMT_COMMIT], "commit") != 0) {
-        /* Keep the commit's message; the rollback only ends the transaction. */
-        if (!sqlite3_get_autocommit(self->db)) {
-            sqlite3_step(self->stmt[KILN_HISTORY_STMT_ROLLBACK]);
-            kiln_hdb_reset(self->stmt[KILN_HISTORY_STMT_ROLLBACK]);
-        }
-        goto cleanup;
-    }
-    rc = 0;
-cleanup:
-    kiln_hdb_reset(self->stmt[KILN_HISTORY_STMT_COMMIT]);
+    sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_COMMIT];
+    int rc = kiln_hdb_journal_commit(self, sqlite3_step(stmt));
+    kiln_hdb_reset(stmt);
     return rc;
 }

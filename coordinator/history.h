@@ -48,7 +48,39 @@ int kiln_history_open(kiln_history_t **out, const char *path);
 void kiln_history_destroy(kiln_history_t **self_p);
 
 int kiln_history_begin(kiln_history_t *self);
+/* 0 once the batch is on disk. Negative (KILN_EINFRA when the disk is full
+ * or failing) when it is not: its writes then wait in memory and are done
+ * by kiln_history_retry, so nothing that depends on them being on disk (an
+ * acknowledgement) may go out. */
 int kiln_history_commit(kiln_history_t *self);
+/* Commits an outermost batch whose writes the caller answers for at once (a
+ * submission told "accepted"): on failure none of them is kept to be done
+ * later, so a refused submission leaves no trace. */
+int kiln_history_commit_whole(kiln_history_t *self);
+
+/* ---- when the disk is full --------------------------------------------
+ * A write that fails for want of room or with an I/O error takes the store
+ * down: the writes of its transaction and all later ones wait in memory, in
+ * order (log output past 64 MiB is counted, not kept, and a marker says how
+ * much), and kiln_history_run_create is refused (KILN_EINFRA, with the
+ * path and the cause), so no run is accepted that is not on disk. */
+typedef struct {
+    bool writable;
+    const char *why;      /* "" while writable; borrowed */
+    size_t waiting;       /* writes waiting for room */
+    size_t waiting_bytes;
+    uint64_t failures;    /* times the store went down */
+    uint64_t lost_log_bytes;
+    int64_t since_ms;     /* wall clock when it went down, 0 while writable */
+} kiln_history_health_t;
+void kiln_history_health(const kiln_history_t *self, kiln_history_health_t *out);
+/* Caps the file at about max_bytes (0: no cap; never below its size now):
+ * past it, writes fail as they do on a full disk. */
+int kiln_history_limit(kiln_history_t *self, uint64_t max_bytes);
+/* Outside any batch: tries the waiting writes again, all in one
+ * transaction. 1 when they are on disk and the store is up again, 0 when it
+ * is still down (or was not down). */
+int kiln_history_retry(kiln_history_t *self);
 
 /* A new run; its id (1, 2, ...) is written to *run_id. */
 int kiln_history_run_create(kiln_history_t *self, const char *name, const char *file,

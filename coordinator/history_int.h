@@ -81,12 +81,51 @@ typedef struct {
     int last_pages; /* WAL size at the last commit (main thread only) */
 } kiln_history_checkpointer_t;
 
+/* Writes that wait for the disk (history_journal.c). While the store is up
+ * the open transaction's writes are kept as SQL text (txn) until it
+ * commits: a commit that fails for want of room loses the whole
+ * transaction, and the loop above has already acted on it (jobs moved on,
+ * Redis told), so those writes must be done again, not forgotten. They
+ * move to `wait`, the store is down, and every later write joins them until
+ * kiln_history_retry gets them all in one transaction. Log output past
+ * KILN_HISTORY_WAIT_MAX is not kept but counted per step (loss), and a
+ * marker with the count is written in its place. */
+#define KILN_HISTORY_WAIT_MAX (64u * 1024 * 1024)
+#define KILN_HISTORY_LOSS_MAX 64
+
+typedef struct {
+    char **sql;
+    size_t n, cap, bytes;
+} kiln_hdb_list_t;
+
+typedef struct {
+    int64_t run_id;
+    char job_id[KILN_HISTORY_ID_MAX + 1];
+    unsigned attempt, step;
+    uint64_t bytes;
+} kiln_hdb_loss_t;
+
+typedef struct {
+    kiln_hdb_list_t txn;  /* the open transaction's writes, while up */
+    kiln_hdb_list_t wait; /* writes waiting for room, oldest first */
+    size_t batch_mark;    /* wait.n when the outermost batch began */
+    bool down;
+    char why[512];
+    int64_t since_ms; /* wall clock when it went down */
+    uint64_t failures; /* times it went down */
+    kiln_hdb_loss_t loss[KILN_HISTORY_LOSS_MAX];
+    size_t n_loss;
+    uint64_t lost_bytes; /* log bytes not kept while down, all steps */
+} kiln_hdb_journal_t;
+
 struct kiln_history {
     sqlite3 *db;
+    char *path;
     unsigned depth; /* unmatched kiln_history_begin calls; > 0: in a transaction */
     sqlite3_stmt *stmt[KILN_HISTORY_STMT_COUNT]; /* prepared in open, finalized in destroy */
     bool wal;                                    /* a file in WAL mode (not :memory:) */
     kiln_history_checkpointer_t ckpt;
+    kiln_hdb_journal_t journal;
 };
 
 /* Sets "history: <what>: <sqlite's message>" from the connection's last
@@ -101,9 +140,34 @@ int kiln_hdb_oom(void);
  * a read statement never keeps its snapshot (and the WAL) pinned. */
 void kiln_hdb_reset(sqlite3_stmt *stmt);
 
-/* Steps a write statement to completion. 0, or -1 with the message set
- * ("history: <what>: ..."). */
-int kiln_hdb_step_done(kiln_history_t *self, sqlite3_stmt *stmt, const char *what);
+/* Steps a bound write statement through the journal (history_journal.c).
+ * While the store is down the write joins those waiting and 0 is returned;
+ * a write that fails for want of room (or an I/O error) takes the store
+ * down, its transaction's writes and itself waiting, and also returns 0:
+ * it will be done, and the batch's commit reports that it is not yet. With
+ * KILN_HDB_NOW the write must happen now (its row id is read back): it is
+ * refused with KILN_EINFRA and the store's reason instead of waiting.
+ * Otherwise -1 for an SQL error, for the caller to describe with
+ * kiln_hdb_sql_error. */
+#define KILN_HDB_NOW 1u
+int kiln_hdb_write(kiln_history_t *self, sqlite3_stmt *stmt, unsigned flags);
+
+/* The journal's side of begin and commit (history.c calls them). */
+int kiln_hdb_journal_begin(kiln_history_t *self);
+/* rc: the COMMIT statement's SQLite result, or SQLITE_DONE. Returns 0 when
+ * the batch is on disk, otherwise a negative code with the message set. */
+int kiln_hdb_journal_commit(kiln_history_t *self, int rc);
+/* True for SQLite results that mean the file cannot be written now (full,
+ * I/O error, read-only, busy) rather than a wrong statement. */
+bool kiln_hdb_disk_error(int rc);
+/* Takes the store down after `rc` (rolls back an open transaction, moves its
+ * writes to wait). */
+void kiln_hdb_go_down(kiln_history_t *self, int rc);
+/* True when a log chunk of len bytes would take the waiting writes past
+ * their bound; the chunk is then counted as lost instead. */
+bool kiln_hdb_log_lost(kiln_history_t *self, int64_t run_id, const char *job_id,
+                       unsigned attempt, unsigned step, size_t len);
+void kiln_hdb_journal_free(kiln_history_t *self);
 
 /* Checks a key of the durations table: 1..max bytes. KILN_EINVAL otherwise,
  * with a message that names what it is (`what`: "workflow", "job id"). */

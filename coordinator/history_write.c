@@ -78,8 +78,13 @@ int kiln_history_run_create(kiln_history_t *self, const char *name, const char *
         kiln_hdb_sql_error(self, "create run");
         goto cleanup;
     }
-    if (kiln_hdb_step_done(self, stmt, "create run") != 0)
+    /* Its number is handed out at once: it must be on disk now, never
+     * waiting for room. */
+    if ((rc = kiln_hdb_write(self, stmt, KILN_HDB_NOW)) != 0) {
+        if (rc != KILN_EINFRA)
+            kiln_hdb_sql_error(self, "create run");
         goto cleanup;
+    }
     *run_id = sqlite3_last_insert_rowid(self->db);
     rc = 0;
 cleanup:
@@ -101,9 +106,11 @@ int kiln_history_run_set_state(kiln_history_t *self, int64_t run_id, const char 
         kiln_hdb_sql_error(self, "run %lld state", (long long)run_id);
         goto cleanup;
     }
-    if (kiln_hdb_step_done(self, stmt, "run state") != 0)
+    if (kiln_hdb_write(self, stmt, 0) != 0) {
+        kiln_hdb_sql_error(self, "run state");
         goto cleanup;
-    if (sqlite3_changes(self->db) == 0) {
+    }
+    if (!self->journal.down && sqlite3_changes(self->db) == 0) {
         kiln_error_set("history: no run %lld", (long long)run_id);
         rc = KILN_ENOTFOUND;
         goto cleanup;
@@ -128,7 +135,7 @@ static int s_run_column(kiln_history_t *self, int64_t run_id, const char *sql, c
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
         sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 2, text, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_step(stmt) != SQLITE_DONE) {
+        kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "%s of run %lld", what, (long long)run_id);
         goto cleanup;
     }
@@ -220,7 +227,7 @@ int kiln_history_job_create(kiln_history_t *self, int64_t run_id, const char *jo
         kiln_hdb_sql_error(self, "create job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
     }
-    if (sqlite3_step(stmt) != SQLITE_DONE) {
+    if (kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "create job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
     }
@@ -252,7 +259,7 @@ int kiln_history_job_plan(kiln_history_t *self, int64_t run_id, const char *job_
         sqlite3_bind_text(stmt, 2, runs_on_text, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_int64(stmt, 3, run_id) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 4, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_step(stmt) != SQLITE_DONE) {
+        kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "plan job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
     }
@@ -280,11 +287,11 @@ int kiln_history_job_set_state(kiln_history_t *self, int64_t run_id, const char 
         || sqlite3_bind_text(stmt, 5, worker, -1, SQLITE_STATIC) != SQLITE_OK
         || s_bind_opt(stmt, 6, started_ms) != SQLITE_OK
         || s_bind_opt(stmt, 7, finished_ms) != SQLITE_OK
-        || sqlite3_step(stmt) != SQLITE_DONE) {
+        || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "job %s of run %lld state", job_id, (long long)run_id);
         goto cleanup;
     }
-    if (sqlite3_changes(self->db) == 0) {
+    if (!self->journal.down && sqlite3_changes(self->db) == 0) {
         kiln_error_set("history: no job %s in run %lld", job_id, (long long)run_id);
         rc = KILN_ENOTFOUND;
         goto cleanup;
@@ -313,7 +320,7 @@ int kiln_history_attempt_start(kiln_history_t *self, int64_t run_id, const char 
         || sqlite3_bind_int64(stmt, 4, (int64_t)token) != SQLITE_OK
         || sqlite3_bind_text(stmt, 5, worker, -1, SQLITE_STATIC) != SQLITE_OK
         || s_bind_opt(stmt, 6, started_ms) != SQLITE_OK
-        || sqlite3_step(stmt) != SQLITE_DONE) {
+        || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "start attempt %u of job %s of run %lld", attempt, job_id,
                                (long long)run_id);
         goto cleanup;
@@ -342,12 +349,12 @@ int kiln_history_attempt_finish(kiln_history_t *self, int64_t run_id, const char
         || sqlite3_bind_text(stmt, 4, state, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(stmt, 5, message, message_len, SQLITE_STATIC) != SQLITE_OK
         || s_bind_opt(stmt, 6, finished_ms) != SQLITE_OK
-        || sqlite3_step(stmt) != SQLITE_DONE) {
+        || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "finish attempt %u of job %s of run %lld", attempt, job_id,
                                (long long)run_id);
         goto cleanup;
     }
-    if (sqlite3_changes(self->db) == 0) {
+    if (!self->journal.down && sqlite3_changes(self->db) == 0) {
         kiln_error_set("history: no attempt %u of job %s in run %lld", attempt, job_id,
                        (long long)run_id);
         rc = KILN_ENOTFOUND;
@@ -374,7 +381,7 @@ int kiln_history_step_start(kiln_history_t *self, int64_t run_id, const char *jo
         || sqlite3_bind_int64(stmt, 4, step) != SQLITE_OK
         || sqlite3_bind_text(stmt, 5, name, -1, SQLITE_STATIC) != SQLITE_OK
         || s_bind_opt(stmt, 6, started_ms) != SQLITE_OK
-        || sqlite3_step(stmt) != SQLITE_DONE) {
+        || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "start step %u of job %s of run %lld", step, job_id,
                                (long long)run_id);
         goto cleanup;
@@ -410,7 +417,7 @@ int kiln_history_step_finish(kiln_history_t *self, int64_t run_id, const char *j
         || s_bind_opt(stmt, 9, finished_ms) != SQLITE_OK
         || (name ? sqlite3_bind_text(stmt, 10, name, -1, SQLITE_STATIC)
                  : sqlite3_bind_null(stmt, 10)) != SQLITE_OK
-        || sqlite3_step(stmt) != SQLITE_DONE) {
+        || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "finish step %u of job %s of run %lld", step, job_id,
                                (long long)run_id);
         goto cleanup;
@@ -444,6 +451,12 @@ int kiln_history_log_append(kiln_history_t *self, int64_t run_id, const char *jo
         rc = KILN_ETOOBIG;
         goto cleanup;
     }
+    /* While the disk is full, output past what may wait in memory is
+     * counted, and a marker says so once there is room. */
+    if (kiln_hdb_log_lost(self, run_id, job_id, attempt, step, len)) {
+        rc = 0;
+        goto cleanup;
+    }
     /* A NULL pointer would bind SQL NULL, which data's NOT NULL refuses. */
     if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
         || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
@@ -452,7 +465,7 @@ int kiln_history_log_append(kiln_history_t *self, int64_t run_id, const char *jo
         || sqlite3_bind_int(stmt, 5, stream) != SQLITE_OK
         || sqlite3_bind_int64(stmt, 6, ts_ms) != SQLITE_OK
         || sqlite3_bind_blob64(stmt, 7, len ? data : "", len, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_step(stmt) != SQLITE_DONE) {
+        || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "log chunk of job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
     }
@@ -475,7 +488,7 @@ int kiln_history_audit(kiln_history_t *self, const char *kind, const char *actor
         || sqlite3_bind_text(stmt, 2, kind, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(stmt, 3, actor, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(stmt, 4, detail, detail_len, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_step(stmt) != SQLITE_DONE) {
+        || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "audit %s", kind);
         goto cleanup;
     }
@@ -500,7 +513,7 @@ int kiln_history_job_outputs(kiln_history_t *self, int64_t run_id, const char *j
         sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 3, text, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_step(stmt) != SQLITE_DONE) {
+        kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "outputs of %lld/%s", (long long)run_id, job_id);
         goto cleanup;
     }
@@ -534,7 +547,7 @@ int kiln_history_annotation(kiln_history_t *self, int64_t run_id, const char *jo
             SQLITE_OK ||
         (line > 0 ? sqlite3_bind_int(stmt, 9, line) : sqlite3_bind_null(stmt, 9)) != SQLITE_OK ||
         (col > 0 ? sqlite3_bind_int(stmt, 10, col) : sqlite3_bind_null(stmt, 10)) != SQLITE_OK ||
-        sqlite3_step(stmt) != SQLITE_DONE) {
+        kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "annotation of %lld/%s", (long long)run_id, job_id);
         goto cleanup;
     }
@@ -556,7 +569,7 @@ int kiln_history_summary(kiln_history_t *self, int64_t run_id, const char *job_i
         sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK ||
         sqlite3_bind_text(stmt, 4, markdown, (int)len, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_step(stmt) != SQLITE_DONE) {
+        kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "summary of %lld/%s", (long long)run_id, job_id);
         goto cleanup;
     }
@@ -607,7 +620,7 @@ int kiln_history_duration_record(kiln_history_t *self, const char *workflow, con
     if (sqlite3_bind_text(stmt, 1, workflow, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_double(stmt, 3, (double)ms) != SQLITE_OK
-        || sqlite3_step(stmt) != SQLITE_DONE) {
+        || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "duration of job %s of %s", job_id, workflow);
         goto cleanup;
     }

@@ -100,22 +100,41 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         goto cleanup;
     }
     int64_t created = kiln_clock_wall_ms();
+    /* The run's row, with what a restart needs to plan it, is on disk
+     * before anything acts on it: its number is handed out only then, and a
+     * refused submission (the disk is full) leaves no trace. */
     if (kiln_history_begin(self->history) != 0) {
         char why[KILN_ERROR_MAX];
         snprintf(why, sizeof why, "%s", kiln_error_last());
         kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
         goto cleanup;
     }
-    if (kiln_history_run_create(self->history, wf->name, file,
-                                (const char *)req->workflow_yaml.data, req->workflow_yaml.len,
-                                created, &run_id) != 0) {
-        char why[KILN_ERROR_MAX];
-        snprintf(why, sizeof why, "%s", kiln_error_last());
-        if (kiln_history_commit(self->history) != 0)
-            kiln_log_error("history: %s", kiln_error_last());
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
+    int wrc = kiln_history_run_create(self->history, wf->name, file,
+                                      (const char *)req->workflow_yaml.data,
+                                      req->workflow_yaml.len, created, &run_id);
+    if (wrc == 0)
+        wrc = kiln_history_audit(self->history, "run.submit", client, file, created);
+    if (wrc == 0 && json_object_size(typed))
+        wrc = kiln_history_run_inputs(self->history, run_id, typed);
+    if (wrc == 0 && json_object_size(files))
+        wrc = kiln_history_run_actions(self->history, run_id, files);
+    char hwhy[KILN_ERROR_MAX + 64];
+    if (wrc != 0)
+        snprintf(hwhy, sizeof hwhy, "%s", kiln_error_last());
+    /* Ends the batch either way; on failure none of it is kept. */
+    if (kiln_history_commit_whole(self->history) != 0 && wrc == 0) {
+        wrc = -1;
+        snprintf(hwhy, sizeof hwhy, "%s", kiln_error_last());
+    }
+    if (wrc != 0) {
+        char text_why[KILN_ERROR_MAX + 128];
+        snprintf(text_why, sizeof text_why, "the run could not be recorded, so it was not accepted: %s", hwhy);
+        kiln_log_error("refused a run from %s: %s", client, text_why);
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, text_why, 0, NULL);
         goto cleanup;
     }
+    if (kiln_history_begin(self->history) != 0)
+        kiln_log_error("history: run %lld: %s", (long long)run_id, kiln_error_last());
     int rc = kiln_runs_create(self, &run, &model, file, typed, client, run_id, created);
     if (rc != 0) {
         char why[KILN_ERROR_MAX];
@@ -129,10 +148,6 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
                                 why, 0, NULL);
         goto cleanup;
     }
-    if (kiln_history_audit(self->history, "run.submit", client, file, created) != 0 ||
-        (json_object_size(typed) && kiln_history_run_inputs(self->history, run_id, typed) != 0) ||
-        (json_object_size(files) && kiln_history_run_actions(self->history, run_id, files) != 0))
-        kiln_log_error("history: run %lld: %s", (long long)run_id, kiln_error_last());
     kiln_runs_add(self, run);
     self->stats.runs_submitted++;
     if (req->follow)
@@ -145,14 +160,10 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         run->started = true;
     }
     kiln_runs_advance(self, run);
-    if (kiln_history_commit(self->history) != 0) {
-        char why[KILN_ERROR_MAX + 64];
-        snprintf(why, sizeof why, "the run could not be recorded: %s", kiln_error_last());
-        kiln_log_error("run %lld: %s", (long long)run_id, why);
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
-        run = NULL;
-        goto cleanup;
-    }
+    /* The run itself is on disk; its jobs' rows may wait for room, and are
+     * written once there is some. */
+    if (kiln_history_commit(self->history) != 0)
+        kiln_log_warn("run %lld: %s", (long long)run_id, kiln_error_last());
     /* Warnings travel back with the accepted run. */
     text = diags.n ? kiln_diags_format(&diags) : NULL;
     kiln_proto_client_reply(self, msg, req->request_id, 0, text, run->id, NULL);
@@ -202,7 +213,7 @@ static json_t *s_stats_json(kiln_server_t *self)
         busy += self->workers[i]->busy;
         slots += self->workers[i]->slots;
     }
-    return json_pack(
+    json_t *doc = json_pack(
         "{s:I, s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
         " s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:b}",
         "dispatches", (json_int_t)st->dispatches, "retries", "worker_lost",
@@ -220,6 +231,19 @@ static json_t *s_stats_json(kiln_server_t *self)
         (json_int_t)self->n_workers, "slots_busy", (json_int_t)busy, "slots_total",
         (json_int_t)slots, "queue_depth", depth, "runs_active", (json_int_t)self->n_runs,
         "workflows_held", (json_int_t)kiln_models_count(self->models), "redis_connected", kiln_queue_connected(self->queue) != 0);
+    kiln_history_health_t h;
+    kiln_history_health(self->history, &h);
+    json_t *hist = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "writable", h.writable,
+                             "error", h.why, "waiting_writes", (json_int_t)h.waiting,
+                             "waiting_bytes", (json_int_t)h.waiting_bytes, "failures",
+                             (json_int_t)h.failures, "lost_log_bytes",
+                             (json_int_t)h.lost_log_bytes, "down_since_ms",
+                             (json_int_t)h.since_ms, "acks_held", (json_int_t)st->acks_held);
+    if (doc && hist)
+        json_object_set_new(doc, "history", hist);
+    else
+        json_decref(hist);
+    return doc;
 }
 
 static void s_on_drain(kiln_server_t *self, const kiln_transport_msg_t *msg,

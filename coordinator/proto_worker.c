@@ -47,9 +47,20 @@ void kiln_proto_worker_flush(kiln_server_t *self)
             kiln_log_warn("%s", kiln_error_last());
             self->redis_dirty = true;
         }
-        if (kiln_history_commit(self->history) != 0)
-            kiln_log_error("history: commit of a burst: %s", kiln_error_last());
+        int crc = kiln_history_commit(self->history);
         self->in_batch = false;
+        if (crc != 0) {
+            /* Not on disk: no acknowledgement goes out, so each worker keeps
+             * its results and sends them again; they are acknowledged once
+             * history has them (a result seen twice is acknowledged then).
+             * The disk being full was logged once when it happened. */
+            if (crc == KILN_EINFRA)
+                kiln_log_debug("history: commit of a burst: %s", kiln_error_last());
+            else
+                kiln_log_error("history: commit of a burst: %s", kiln_error_last());
+            self->stats.acks_held += self->n_acks;
+            self->n_acks = 0;
+        }
     }
     /* Each acknowledgement rides with an assignment to its worker if one
      * is going out; the others go alone. */

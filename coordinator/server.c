@@ -222,6 +222,20 @@ static void s_renew_claim(kiln_server_t *self, int64_t now)
         self->redis_dirty = true;
 }
 
+/* History's disk was full: its waiting writes are tried again each second
+ * (kiln_history_retry does nothing until the disk has room for them), and
+ * once they are in, the farm goes on where it stopped. */
+static void s_check_history(kiln_server_t *self, int64_t now)
+{
+    kiln_history_health_t h;
+    kiln_history_health(self->history, &h);
+    if (h.writable || now < self->history_retry_at)
+        return;
+    self->history_retry_at = now + 1000;
+    if (kiln_history_retry(self->history) == 1)
+        kiln_dispatch(self);
+}
+
 static void s_on_timer(kiln_server_t *self)
 {
     int64_t now = kiln_clock_mono_ms();
@@ -230,6 +244,7 @@ static void s_on_timer(kiln_server_t *self)
     kiln_workers_check(self, now);
     kiln_attempts_expire_orphans(self, now);
     s_check_redis(self, now);
+    s_check_history(self, now);
     kiln_dispatch(self);
     kiln_runs_sweep(self);
 }

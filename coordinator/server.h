@@ -62,6 +62,9 @@ typedef struct {
  * lease is ended by the coordinator (cancelled), and its slot freed: the
  * worker's own grace between SIGTERM and SIGKILL is 5 s by default. */
 #define KILN_SERVER_CANCEL_GRACE_MS 5000
+/* A worker that reports it cannot run jobs (its disk is full) gets none for
+ * this long; then it is tried again. */
+#define KILN_SERVER_UNWELL_MS 30000
 /* Assignments a worker may queue beyond its slots (Hello.lookahead). */
 #define KILN_SERVER_MAX_LOOKAHEAD 4
 /* A worker gets a queued assignment only while each job it runs is

@@ -323,8 +323,11 @@ static void s_start_assigned(kiln_agent_t *self, Kiln__Envelope **env_p, int slo
                                job->a->attempt);
     self->spare_ready[slot] = false;
     if (rc != 0) {
+        int e = errno;
         kiln_log_error("job %s: %s", job->a->job_key, kiln_error_last());
         refused.message = (char *)kiln_error_last();
+        /* A full or failing disk is this worker's trouble, not the job's. */
+        refused.worker_unwell = e == ENOSPC || e == EDQUOT || e == EROFS || e == EIO;
         kiln_agent_send(self, &reply);
         kiln_job_free(&job);
         return;

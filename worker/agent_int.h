@@ -39,6 +39,10 @@ typedef struct kiln_wjob {
     bool failed;                /* a step failed (without continue-on-error) */
     bool cancelled;
     bool job_timed_out;
+    /* The worker could not start a step for reasons of its own (its disk is
+     * full): the job goes back as an infrastructure error, to run elsewhere. */
+    bool unwell;
+    char unwell_why[320];
     Kiln__Outcome outcome;
     uint64_t log_sent;          /* output bytes sent for this job */
     bool log_truncated;

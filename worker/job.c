@@ -408,6 +408,20 @@ static bool s_on_path(const char *program)
     return false;
 }
 
+/* A step that cannot start because this worker's disk is full or failing
+ * says nothing about the build: the job stops and goes back as an
+ * infrastructure error (job->unwell), so it runs on another worker. */
+static bool s_disk_trouble(kiln_wjob_t *job, int err, const char *what)
+{
+    if (err != ENOSPC && err != EDQUOT && err != EROFS && err != EIO)
+        return false;
+    snprintf(job->unwell_why, sizeof job->unwell_why, "this worker's disk: %s: %s", what,
+             strerror(err));
+    job->unwell = true;
+    kiln_log_error("job %s: %s", job->a->job_key, job->unwell_why);
+    return true;
+}
+
 /* Starts the job's current step. Returns 0 when a process is running, 1
  * when the step's if: skipped it, and -1 when it failed to start (reported
  * failed). */
@@ -446,7 +460,9 @@ static int s_step_start(kiln_wjob_t *job)
         goto cleanup;
     }
     if (brc != 0) {
+        int e = errno;
         kiln_job_log(job, "%s", err);
+        s_disk_trouble(job, e, "cannot prepare the step's files");
         goto cleanup;
     }
     int64_t step_timeout = (int64_t)st->timeout_ms;
@@ -475,7 +491,9 @@ static int s_step_start(kiln_wjob_t *job)
     /* PowerShell runs only scripts named .ps1. */
     strncat(script, kiln_shell_suffix(shell), sizeof script - strlen(script) - 1);
     if (s_write_script(script, run_text) != 0) {
-        kiln_job_log(job, "cannot write the step script: %s", strerror(errno));
+        int e = errno;
+        kiln_job_log(job, "cannot write the step script: %s", strerror(e));
+        s_disk_trouble(job, e, "cannot write the step script");
         goto cleanup;
     }
     if (kiln_shell_argv(shell, script, shellbuf, sizeof shellbuf, argv, err, sizeof err) < 0) {
@@ -499,7 +517,9 @@ static int s_step_start(kiln_wjob_t *job)
         goto cleanup;
     }
     if (s_build_env(job, st, &env) != 0) {
+        int e = errno;
         kiln_job_log(job, "cannot build the step environment: %s", kiln_error_last());
+        s_disk_trouble(job, e, "cannot build the step environment");
         goto cleanup;
     }
     int64_t timeout = step_timeout;
@@ -611,6 +631,10 @@ void kiln_job_advance(kiln_wjob_t *job)
             return;
         }
         if (s_step_start(job) != 0) {
+            if (job->unwell) {
+                kiln_job_finish(job);
+                return;
+            }
             job->step++;
             continue;
         }
@@ -644,6 +668,8 @@ void kiln_job_finish(kiln_wjob_t *job)
         outcome = KILN__OUTCOME__OUTCOME_CANCELLED;
     else if (job->job_timed_out)
         outcome = KILN__OUTCOME__OUTCOME_TIMED_OUT;
+    else if (job->unwell)
+        outcome = KILN__OUTCOME__OUTCOME_INFRA_ERROR;
     else if (job->failed)
         outcome = job->outcome ? job->outcome : KILN__OUTCOME__OUTCOME_FAILURE;
     else
@@ -694,7 +720,9 @@ void kiln_job_finish(kiln_wjob_t *job)
         extra.summary.len = slen;
     }
     Kiln__StepResult **held = kiln_job_held_into(job, &extra);
-    kiln_outbox_add(self, job->a->job_key, job->a->token, outcome, job->started_ms, NULL, &extra);
+    extra.worker_unwell = job->unwell;
+    kiln_outbox_add(self, job->a->job_key, job->a->token, outcome, job->started_ms,
+                    job->unwell ? job->unwell_why : NULL, &extra);
     free(held);
     free(kv);
     free(kvp);

@@ -1368,6 +1368,142 @@ static void test_indexed_lookups(void **state)
     sqlite3_close(db);
 }
 
+
+/* ---- a full disk: writes wait, nothing is lost or accepted twice ------- */
+
+/* The file is capped at its size (as a full disk would): a burst that
+ * needs room fails at its commit, its writes wait in order, the next run is
+ * refused, and once there is room the retry writes them all, once. */
+static void test_full_disk_writes_wait(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    int64_t run = 0, run2 = 0;
+    kiln_history_health_t hh;
+    char chunk[2048];
+    memset(chunk, 'x', sizeof chunk);
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
+    s_ok(kiln_history_limit(h, 1));
+    kiln_history_health(h, &hh);
+    assert_true(hh.writable);
+
+    s_ok(kiln_history_begin(h));
+    s_ok(kiln_history_job_set_state(h, run, "j", "running", 1, "w1", 5, 0));
+    for (int i = 0; i < 200; i++)
+        s_ok(kiln_history_log_append(h, run, "j", 1, 0, 0, chunk, sizeof chunk, 10 + i));
+    s_ok(kiln_history_job_set_state(h, run, "j", "success", 0, NULL, 0, 900));
+    s_ok(kiln_history_run_set_state(h, run, "success", 901));
+    int rc = kiln_history_commit(h);
+    assert_int_equal(rc, KILN_EINFRA);
+    assert_non_null(strstr(kiln_error_last(), fx->path));
+    assert_non_null(strstr(kiln_error_last(), "full"));
+    kiln_history_health(h, &hh);
+    assert_false(hh.writable);
+    assert_int_equal(hh.failures, 1);
+    assert_true(hh.waiting >= 203);
+    assert_non_null(strstr(hh.why, fx->path));
+
+    /* Nothing new is handed a number while writes wait. */
+    rc = kiln_history_run_create(h, "r2", "f", NULL, 0, 2, &run2);
+    assert_int_equal(rc, KILN_EINFRA);
+    assert_non_null(strstr(kiln_error_last(), "full"));
+    /* Later writes join the queue, in order. */
+    s_ok(kiln_history_audit(h, "late", "me", "after the failure", 1000));
+
+    sqlite3 *db = s_raw(fx->path);
+    s_assert_query_text(db, "SELECT state FROM jobs WHERE job_id = 'j'", "pending");
+    assert_int_equal(s_query_int(db, "SELECT count(*) FROM logs"), 0);
+
+    /* Still no room: the retry leaves everything waiting. */
+    assert_int_equal(kiln_history_retry(h), 0);
+    kiln_history_health(h, &hh);
+    assert_false(hh.writable);
+
+    s_ok(kiln_history_limit(h, 0));
+    assert_int_equal(kiln_history_retry(h), 1);
+    kiln_history_health(h, &hh);
+    assert_true(hh.writable);
+    assert_int_equal(hh.waiting, 0);
+    s_assert_query_text(db, "SELECT state FROM jobs WHERE job_id = 'j'", "success");
+    s_assert_query_text(db, "SELECT state FROM runs WHERE id = 1", "success");
+    assert_int_equal(s_query_int(db, "SELECT count(*) FROM logs"), 200);
+    assert_int_equal(s_query_int(db, "SELECT sum(length(data)) FROM logs"), 200 * 2048);
+    assert_int_equal(s_query_int(db, "SELECT count(*) FROM audit WHERE kind = 'late'"), 1);
+    /* The next run gets the next number, never one handed out before. */
+    s_ok(kiln_history_run_create(h, "r2", "f", NULL, 0, 2, &run2));
+    assert_int_equal(run2, 2);
+    sqlite3_close(db);
+}
+
+/* A submission's batch that cannot be written leaves no trace: no row
+ * appears later, and its number is not used. */
+static void test_full_disk_whole_batch_forgotten(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    int64_t run = 0;
+    char yaml[64 * 1024];
+    memset(yaml, 'y', sizeof yaml);
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_limit(h, 1));
+    s_ok(kiln_history_begin(h));
+    int rc = kiln_history_run_create(h, "big", "f", yaml, sizeof yaml, 2, &run);
+    if (rc == 0)
+        rc = kiln_history_audit(h, "run.submit", "me", "f", 2);
+    int crc = kiln_history_commit_whole(h);
+    assert_true(rc != 0 || crc != 0);
+    kiln_history_health_t hh;
+    kiln_history_health(h, &hh);
+    assert_false(hh.writable);
+    assert_int_equal(hh.waiting, 0);
+    s_ok(kiln_history_limit(h, 0));
+    assert_int_equal(kiln_history_retry(h), 1);
+    sqlite3 *db = s_raw(fx->path);
+    assert_int_equal(s_query_int(db, "SELECT count(*) FROM runs"), 1);
+    assert_int_equal(s_query_int(db, "SELECT count(*) FROM audit"), 0);
+    sqlite3_close(db);
+    s_ok(kiln_history_run_create(h, "next", "f", NULL, 0, 3, &run));
+    assert_int_equal(run, 2);
+}
+
+/* Output past what may wait in memory is counted, and a marker says how
+ * much was lost once there is room. */
+static void test_full_disk_output_bound(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    int64_t run = 0;
+    char *chunk = malloc(CHUNK_MAX);
+    assert_non_null(chunk);
+    memset(chunk, 'z', CHUNK_MAX);
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
+    s_ok(kiln_history_limit(h, 1));
+    s_ok(kiln_history_begin(h));
+    for (int i = 0; i < 40; i++)
+        s_ok(kiln_history_log_append(h, run, "j", 1, 2, 0, chunk, CHUNK_MAX, i));
+    assert_int_equal(kiln_history_commit(h), KILN_EINFRA);
+    kiln_history_health_t hh;
+    kiln_history_health(h, &hh);
+    assert_true(hh.lost_log_bytes > 0);
+    assert_true(hh.waiting_bytes <= 64u * 1024 * 1024);
+    uint64_t lost = hh.lost_log_bytes;
+    s_ok(kiln_history_limit(h, 0));
+    assert_int_equal(kiln_history_retry(h), 1);
+    sqlite3 *db = s_raw(fx->path);
+    int64_t kept = s_query_int(db, "SELECT sum(length(data)) FROM logs WHERE stream = 0");
+    assert_int_equal((uint64_t)kept + lost, 40ull * CHUNK_MAX);
+    char want[160];
+    snprintf(want, sizeof want,
+             "[kiln: %llu bytes of output lost here: the history disk was full]\n",
+             (unsigned long long)lost);
+    s_assert_query_text(db, "SELECT CAST(data AS TEXT) FROM logs WHERE stream = 2 AND step = 2",
+                        want);
+    sqlite3_close(db);
+    free(chunk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1399,6 +1535,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_durations_limits, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_from_schema_2, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_indexed_lookups, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_writes_wait, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_whole_batch_forgotten, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_output_bound, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("history", tests, NULL, NULL);
 }
