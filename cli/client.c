@@ -37,14 +37,18 @@ static char s_paths[3][4096];
 
 int kiln_client_resolve(kiln_client_target_t *t)
 {
-    if (!t->coordinator)
-        t->coordinator = getenv("KILN_COORDINATOR");
-    if (!t->server_key)
-        t->server_key = getenv("KILN_SERVER_KEY");
-    if (!t->key)
-        t->key = getenv("KILN_CLIENT_KEY");
-    if (t->coordinator && t->server_key && t->key && !t->data_dir)
-        return 0;
+    /* A farm's directory given (--data-dir, or kiln run's own farm) is
+     * that farm: the environment's coordinator and keys are another's. */
+    if (!t->data_dir) {
+        if (!t->coordinator)
+            t->coordinator = getenv("KILN_COORDINATOR");
+        if (!t->server_key)
+            t->server_key = getenv("KILN_SERVER_KEY");
+        if (!t->key)
+            t->key = getenv("KILN_CLIENT_KEY");
+        if (t->coordinator && t->server_key && t->key)
+            return 0;
+    }
     const char *dir = t->data_dir ? t->data_dir : getenv("KILN_DATA_DIR");
     static char home_dir[4096];
     if (!dir && getenv("HOME")) {

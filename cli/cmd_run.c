@@ -73,6 +73,8 @@ int kiln_cmd_run(int argc, char **argv)
     }
     int sigfd = -1;
     int wake = kiln_cli_interrupt_fd(kiln_farm_coordinator_fd(farm), &sigfd);
+    /* Its farm is all the workers there will be. */
+    kiln_follow_set_own_farm(kiln_farm_workers(farm));
     code = kiln_cli_submit_and_follow(client, file, text, len, !json, json, wake, NULL, &inputs);
     if (code == KILN_EXIT_INTERRUPTED) {
         const char *what = NULL;

@@ -495,6 +495,11 @@ static void s_backoff(s_proc_t *p, int64_t now)
     p->restart_at = now + p->backoff_ms;
 }
 
+unsigned kiln_farm_workers(const kiln_farm_t *self)
+{
+    return (unsigned)self->n_workers;
+}
+
 int kiln_farm_worker_fds(const kiln_farm_t *self, int *fds, int max)
 {
     int n = 0;

@@ -56,6 +56,8 @@ int kiln_farm_coordinator_fd(const kiln_farm_t *self);
 #define KILN_FARM_RESTART_MIN_MS 1000
 #define KILN_FARM_RESTART_MAX_MS 30000
 #define KILN_FARM_RESTART_RESET_MS 60000
+/* How many workers the farm has. */
+unsigned kiln_farm_workers(const kiln_farm_t *self);
 /* The workers' pidfds (-1 for one waiting to start again), up to max. */
 int kiln_farm_worker_fds(const kiln_farm_t *self, int *fds, int max);
 /* Reaps workers that exited (saying so on stderr) and starts those whose

@@ -126,6 +126,10 @@ static void s_print_event(const Kiln__RunEvent *ev, const char *job_filter)
         if (strcmp(ev->state, "success") != 0 && strcmp(ev->state, "skipped") != 0)
             printf("%s | ::: %s: %s\n", job, ev->step_name, ev->state);
         break;
+    case KILN__EVENT_KIND__EVENT_JOB_WAITING:
+        s_end_line(job);
+        printf("==> %s: waiting: %s\n", job, ev->message);
+        break;
     case KILN__EVENT_KIND__EVENT_JOB_FINISHED:
         s_end_line(job);
         if (ev->duration_ms)
@@ -139,6 +143,14 @@ static void s_print_event(const Kiln__RunEvent *ev, const char *job_filter)
         break;
     }
     fflush(stdout);
+}
+
+/* kiln run: the number of workers its own farm has; 0 for any other farm. */
+static unsigned s_own_workers;
+
+void kiln_follow_set_own_farm(unsigned workers)
+{
+    s_own_workers = workers;
 }
 
 int kiln_follow_renew(kiln_client_t *client, int64_t run_id, bool quiet, int64_t *last_heard,
@@ -212,6 +224,17 @@ int kiln_follow_run(kiln_client_t *client, int64_t run_id, bool live, const char
         }
         if (live)
             s_print_event(ev, job_filter);
+        /* A farm of our own whose workers are all there and none of which
+         * can run a job will never run it: say so now, not never. */
+        if (ev->kind == KILN__EVENT_KIND__EVENT_JOB_WAITING && s_own_workers &&
+            ev->workers_connected >= s_own_workers) {
+            kiln_error_set("job '%s' cannot run on this farm: %s; none of its %u workers has "
+                           "them (kiln run --labels gives its workers more)",
+                           ev->job_name[0] ? ev->job_name : ev->job_id, ev->message,
+                           s_own_workers);
+            kiln__envelope__free_unpacked(m, NULL);
+            return KILN_EUNSERVED;
+        }
         kiln__envelope__free_unpacked(m, NULL);
     }
 }

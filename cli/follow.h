@@ -51,6 +51,12 @@ int kiln_follow_exit_code(const char *state);
 /* Prints one log chunk with job prefixes ("job | line"). On a terminal the
  * chunk is made safe first (common/termsafe.h), unless raw was asked for. */
 void kiln_follow_print_log(const char *job, int stream, const uint8_t *data, size_t len);
+/* kiln run: its farm has `workers` workers (0: not a farm of its own). A
+ * follower told that a job waits for labels none of them has, with all of
+ * them connected, stops: kiln_follow_run returns KILN_EUNSERVED with the
+ * labels in kiln_error_last(). */
+#define KILN_EUNSERVED (-100)
+void kiln_follow_set_own_farm(unsigned workers);
 /* --raw: step output printed as its bytes came, even on a terminal. */
 void kiln_follow_set_raw(bool raw);
 /* text (from a job: an annotation, a step name) made safe for stdout as

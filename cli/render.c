@@ -59,6 +59,9 @@ void kiln_render_run_jobs(json_t *run)
         printf("%-24s  %-11s  %9s  %-14s  %lld\n", json_string_value(json_object_get(job, "name")),
                json_string_value(json_object_get(job, "state")), dur, worker ? worker : "-",
                (long long)json_integer_value(json_object_get(job, "attempt")));
+        const char *waiting = json_string_value(json_object_get(job, "waiting"));
+        if (waiting)
+            printf("    waiting: %s\n", waiting);
         json_t *attempts = json_object_get(job, "attempts");
         if (json_array_size(attempts) > 1) {
             json_array_foreach(attempts, k, at) {

@@ -103,6 +103,22 @@ int kiln_cli_submit_and_follow(kiln_client_t *client, const char *file, const ch
         code = KILN_EXIT_INTERRUPTED;
         goto cleanup;
     }
+    if (rc == KILN_EUNSERVED) {
+        char why[KILN_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", kiln_error_last());
+        fprintf(stderr, "kiln: %s\n", why);
+        /* The run is ended, so its record says so too. */
+        Kiln__Request cancel = KILN__REQUEST__INIT;
+        Kiln__Envelope *answer = NULL;
+        cancel.kind = KILN__REQUEST_KIND__REQ_CANCEL;
+        cancel.run_id = (uint64_t)run_id;
+        if (kiln_client_call(client, &cancel, KILN_CLI_REQUEST_TIMEOUT_MS, &answer) != 0)
+            fprintf(stderr, "kiln: cancelling run %lld: %s\n", (long long)run_id,
+                    kiln_error_last());
+        if (answer)
+            kiln__envelope__free_unpacked(answer, NULL);
+        goto cleanup;
+    }
     if (rc != 0) {
         fprintf(stderr, "kiln: lost the run: %s\n", kiln_error_last());
         goto cleanup;

@@ -138,6 +138,9 @@ struct kiln_cjob {
     bool queued;                    /* pushed to Redis (ready, past its concurrency group) */
     bool group_wait;                /* ready, waiting for its concurrency group */
     bool row_planned;               /* its row got its labels when it was made */
+    /* Ready, and no connected worker has its labels: the workers_epoch
+     * when that was last reported to the run's watchers; 0 while served. */
+    uint64_t unserved_epoch;
     int64_t rank;                   /* critical path from here to the run's end (ms) */
     /* A placement being leased in this dispatch pass. */
     uint64_t lease_token;
@@ -259,6 +262,10 @@ struct kiln_server {
     size_t n_outgoing, cap_outgoing;
     int64_t redis_retry_at;         /* monotonic */
     int64_t history_retry_at;       /* monotonic: next try of history's waiting writes */
+    int64_t up_since;               /* monotonic: when this coordinator started */
+    /* Counts workers joining and leaving: a job no worker serves is
+     * reported again when the workers change (kiln_workers_check_unserved). */
+    uint64_t workers_epoch;
     int64_t redis_backoff_ms;
 };
 
@@ -269,6 +276,14 @@ void kiln_server_reconcile(kiln_server_t *self);
 
 /* workers.c */
 size_t kiln_workers_split_labels(const char *list, char **out, size_t max);
+/* Ready jobs whose labels no connected worker has are reported (log, the
+ * run's watchers, EVENT_JOB_WAITING), again whenever the workers change;
+ * from a heartbeat after start-up, once workers had time to reconnect. */
+void kiln_workers_check_unserved(kiln_server_t *self, int64_t now);
+/* Why a ready job waits, when no connected worker has its labels: "no
+ * connected worker has the labels: a, b" into out; false when it is served. */
+bool kiln_workers_unserved_why(const kiln_server_t *self, const kiln_cjob_t *job, char *out,
+                               size_t cap);
 kiln_cworker_t *kiln_workers_find(kiln_server_t *self, const unsigned char *id, size_t id_len);
 size_t kiln_workers_slot(const unsigned char *id, size_t id_len);
 bool kiln_workers_matches(const kiln_server_t *self, const kiln_cworker_t *w,

@@ -194,6 +194,37 @@ static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,
     kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, (int64_t)req->run_id, NULL);
 }
 
+/* A running run's ready jobs that no connected worker can run say why, in
+ * the job's "waiting" (the record alone cannot know). The timer marked them
+ * (kiln_workers_check_unserved), so a run of many ready jobs costs a pass. */
+static void s_add_waiting(kiln_server_t *self, int64_t run_id, json_t *doc)
+{
+    kiln_crun_t *run = kiln_runs_find(self, run_id);
+    json_t *why_of = NULL;
+    size_t i;
+    json_t *j;
+    if (!run)
+        return;
+    for (size_t k = 0; k < run->n_ready; k++) {
+        char why[512];
+        if (run->ready[k]->unserved_epoch &&
+            kiln_workers_unserved_why(self, run->ready[k], why, sizeof why)) {
+            if (!why_of && !(why_of = json_object()))
+                return;
+            json_object_set_new(why_of, kiln_runs_plan(run->ready[k])->id, json_string(why));
+        }
+    }
+    if (!why_of)
+        return;
+    json_array_foreach(json_object_get(doc, "jobs"), i, j) {
+        const char *id = json_string_value(json_object_get(j, "id"));
+        json_t *why = id ? json_object_get(why_of, id) : NULL;
+        if (why)
+            json_object_set(j, "waiting", why);
+    }
+    json_decref(why_of);
+}
+
 /* Counters and gauges for operators (kiln stats; the Prometheus endpoint
  * reads the same document). */
 static json_t *s_stats_json(kiln_server_t *self)
@@ -383,9 +414,11 @@ void kiln_proto_client_handle(kiln_server_t *self, kiln_transport_msg_t *msg,
         s_on_submit(self, msg, req, client);
         break;
     case KILN__REQUEST_KIND__REQ_STATUS:
-        if (req->run_id)
+        if (req->run_id) {
             rc = kiln_history_run_json(self->history, (int64_t)req->run_id, &json);
-        else
+            if (rc == 0)
+                s_add_waiting(self, (int64_t)req->run_id, json);
+        } else
             rc = kiln_history_runs_json(self->history, req->limit ? req->limit : 20, &json);
         s_reply_as(self, msg, req->request_id, rc, rc ? kiln_error_last() : NULL,
                    (int64_t)req->run_id, json, req->pretty && req->run_id);

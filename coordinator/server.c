@@ -245,6 +245,7 @@ static void s_on_timer(kiln_server_t *self)
     kiln_attempts_expire_orphans(self, now);
     s_check_redis(self, now);
     s_check_history(self, now);
+    kiln_workers_check_unserved(self, now);
     kiln_dispatch(self);
     kiln_runs_sweep(self);
 }
@@ -397,6 +398,8 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     if (cfg->scheduler && (rc = kiln_scheduler_policy_parse(cfg->scheduler, &self->policy)) != 0)
         goto cleanup;
     self->cfg.scheduler = NULL;
+    self->up_since = kiln_clock_mono_ms();
+    self->workers_epoch = 1;
     self->n_universal =
         kiln_workers_split_labels(self->cfg.universal_labels, self->universal, KILN_SERVER_MAX_LABELS);
     if ((rc = kiln_keys_load(&kp, self->cfg.key_path)) != 0)

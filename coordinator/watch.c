@@ -50,9 +50,12 @@ void kiln_watch_emit(kiln_server_t *self, kiln_crun_t *run, Kiln__RunEvent *ev)
         ev->ts_ms = (uint64_t)kiln_clock_wall_ms();
     for (size_t i = 0; i < run->n_watchers;) {
         kiln_watcher_t *w = &run->watchers[i];
-        bool end = ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED ||
-                   ev->kind == KILN__EVENT_KIND__EVENT_END;
-        bool wanted = end || (!w->quiet && (!w->job_filter[0] ||
+        /* A job no worker can run is news for every follower: kiln run
+         * stops on it when its own farm cannot serve the labels. */
+        bool to_all = ev->kind == KILN__EVENT_KIND__EVENT_RUN_FINISHED ||
+                      ev->kind == KILN__EVENT_KIND__EVENT_END ||
+                      ev->kind == KILN__EVENT_KIND__EVENT_JOB_WAITING;
+        bool wanted = to_all || (!w->quiet && (!w->job_filter[0] ||
                                             strcmp(w->job_filter, ev->job_id) == 0));
         if (wanted && kiln_server_send(self, w->identity, w->id_len, &env) != 0) {
             run->watchers[i] = run->watchers[--run->n_watchers];

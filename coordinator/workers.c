@@ -52,6 +52,76 @@ bool kiln_workers_matches(const kiln_server_t *self, const kiln_cworker_t *w,
                                     (const char *const *)self->universal, self->n_universal);
 }
 
+bool kiln_workers_unserved_why(const kiln_server_t *self, const kiln_cjob_t *job, char *out,
+                               size_t cap)
+{
+    const kiln_plan_job_t *plan = kiln_runs_plan(job);
+    for (size_t i = 0; i < self->n_workers; i++)
+        if (!self->workers[i]->draining && kiln_workers_matches(self, self->workers[i], plan))
+            return false;
+    size_t n = (size_t)snprintf(out, cap, "%s",
+                                self->n_workers ? "no connected worker has the labels:"
+                                                : "no worker is connected; it needs the labels:");
+    for (size_t i = 0; i < plan->n_labels && n < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%s %s", i ? "," : "", plan->labels[i]);
+    if (plan->n_labels == 0 && n < cap)
+        snprintf(out + n, cap - n, " (none)");
+    return true;
+}
+
+void kiln_workers_check_unserved(kiln_server_t *self, int64_t now)
+{
+    /* A restarted coordinator gives its workers a heartbeat to reconnect. */
+    if (now - self->up_since < self->cfg.heartbeat_ms)
+        return;
+    /* One answer per label set and pass: many ready jobs share a few. */
+    struct {
+        const char *labels;
+        bool served;
+    } seen[16];
+    size_t n_seen = 0;
+    for (size_t r = 0; r < self->n_runs; r++) {
+        kiln_crun_t *run = self->runs[r];
+        for (size_t i = 0; i < run->n_ready; i++) {
+            kiln_cjob_t *job = run->ready[i];
+            const char *key = job->labels ? job->labels : "";
+            int known = -1;
+            for (size_t k = 0; k < n_seen && known < 0; k++)
+                if (strcmp(seen[k].labels, key) == 0)
+                    known = (int)k;
+            char why[512];
+            bool unserved;
+            if (known >= 0 && seen[known].served) {
+                unserved = false;
+            } else {
+                unserved = kiln_workers_unserved_why(self, job, why, sizeof why);
+                if (known < 0 && n_seen < 16) {
+                    seen[n_seen].labels = key;
+                    seen[n_seen++].served = !unserved;
+                }
+            }
+            if (!unserved) {
+                job->unserved_epoch = 0;
+                continue;
+            }
+            if (job->unserved_epoch == self->workers_epoch)
+                continue;
+            if (!job->unserved_epoch)
+                kiln_log_info("job %s waits: %s", job->key, why);
+            job->unserved_epoch = self->workers_epoch;
+            Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+            const kiln_plan_job_t *plan = kiln_runs_plan(job);
+            ev.kind = KILN__EVENT_KIND__EVENT_JOB_WAITING;
+            ev.job_id = plan->id;
+            ev.job_name = plan->name;
+            ev.state = (char *)"waiting";
+            ev.message = why;
+            ev.workers_connected = (uint32_t)self->n_workers;
+            kiln_watch_emit(self, run, &ev);
+        }
+    }
+}
+
 size_t kiln_workers_slot(const unsigned char *id, size_t id_len)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
@@ -144,6 +214,7 @@ void kiln_workers_lost(kiln_server_t *self, kiln_cworker_t *w, const char *why)
 {
     kiln_log_warn("worker %s lost: %s", w->name, why);
     self->stats.workers_lost++;
+    self->workers_epoch++;
     for (size_t i = 0; i < self->n_workers; i++) {
         if (self->workers[i] == w) {
             self->workers[i] = self->workers[--self->n_workers];
@@ -321,6 +392,7 @@ void kiln_workers_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg,
             self->cap_workers = ncap;
         }
         self->workers[self->n_workers++] = w;
+        self->workers_epoch++;
         s_wtab_put(self, w);
         kiln_log_info("worker %s connected from %s (key %s, %u slots)", w->name,
                       msg->peer_address[0] ? msg->peer_address : "local", key_name, w->slots);
