@@ -870,7 +870,7 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     if (!self->null_executor) {
         if ((rc = kiln_cgroup_new(&self->cgroup, self->name, cfg->cgroup_root)) != 0)
             goto cleanup;
-        if (self->cgroup)
+        if (self->cgroup && !kiln_cgroup_is_subreaper(self->cgroup))
             kiln_log_info("jobs' processes are kept in the cgroup %s",
                           kiln_cgroup_path(self->cgroup));
         else

@@ -1,4 +1,5 @@
-/* cgroup.c: one control group per slot (see cgroup.h). */
+/* cgroup.c: the worker's control group, or its child-subreaper fallback
+ * (see cgroup.h). */
 #include "worker/cgroup.h"
 
 #include <dirent.h>
@@ -11,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -24,6 +27,9 @@
 #define S_ROUNDS 64
 
 struct kiln_cgroup {
+    /* No writable hierarchy: the worker is its descendants' subreaper, and
+     * its leftovers are its own children that are not steps (procs ""). */
+    bool subreaper;
     char base[PATH_MAX];    /* the worker's own cgroup, where the group is made */
     char dir[PATH_MAX + 160];
     char procs[PATH_MAX + 180];
@@ -137,16 +143,37 @@ int kiln_cgroup_new(kiln_cgroup_t **out, const char *name, const char *root)
         }
         snprintf(why, sizeof why, "%s", kiln_error_last());
     }
-    kiln_error_set("no writable cgroup hierarchy (%s): processes a step leaves outside its "
-                   "process group may outlive its job",
+    /* What leaves a step's process group re-parents to the nearest
+     * subreaper instead of init: this process, which finds it among its
+     * own children at the job's end. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+        kiln_error_set("no writable cgroup hierarchy (%s), and PR_SET_CHILD_SUBREAPER "
+                       "failed (%s): processes a step leaves outside its process group may "
+                       "outlive its job",
+                       why[0] ? why : "neither cgroup v2 nor the v1 pids hierarchy is mounted",
+                       strerror(errno));
+        free(self);
+        return 0;
+    }
+    self->subreaper = true;
+    self->dir[0] = self->procs[0] = '\0';
+    kiln_error_set("no writable cgroup hierarchy (%s): the worker is its steps' child subreaper "
+                   "instead, so what a step leaves running (a double fork, setsid -f) is "
+                   "re-parented to it and killed at the job's end; only a process another "
+                   "service starts for a step (systemd-run, a container engine) escapes",
                    why[0] ? why : "neither cgroup v2 nor the v1 pids hierarchy is mounted");
-    free(self);
+    *out = self;
     return 0;
 }
 
 const char *kiln_cgroup_path(const kiln_cgroup_t *self)
 {
     return self ? self->dir : "";
+}
+
+bool kiln_cgroup_is_subreaper(const kiln_cgroup_t *self)
+{
+    return self && self->subreaper;
 }
 
 static int s_pidfd_open(pid_t pid)
@@ -194,6 +221,44 @@ static long s_read_pids(const char *path, pid_t *out, size_t max)
         if (pid > 1 && pid != (long)getpid())
             out[n++] = (pid_t)pid;
     }
+    return (long)n;
+}
+
+/* The subreaper's leftovers: this process's children (by /proc/N/stat's
+ * ppid), at most max; how many, or -1. */
+static long s_read_children(pid_t *out, size_t max)
+{
+    DIR *d = opendir("/proc");
+    if (!d) {
+        kiln_error_errno("cgroup: cannot read /proc");
+        return -1;
+    }
+    pid_t self = getpid();
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 1 || pid == (long)self)
+            continue;
+        char path[64], stat[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd == -1)
+            continue;
+        ssize_t r = read(fd, stat, sizeof stat - 1);
+        close(fd);
+        if (r <= 0)
+            continue;
+        stat[r] = '\0';
+        /* "pid (comm) state ppid ...": comm may hold anything, ')' too. */
+        char *paren = strrchr(stat, ')');
+        char state;
+        long ppid;
+        if (paren && sscanf(paren + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long)self)
+            out[n++] = (pid_t)pid;
+    }
+    closedir(d);
     return (long)n;
 }
 
@@ -245,8 +310,10 @@ static int s_sweep_path(const char *path, const char *tracking_id, const pid_t *
     *killed = 0;
     static pid_t pids[S_ROUND_MAX];
     static struct pollfd fds[S_ROUND_MAX];
+    static pid_t fd_pid[S_ROUND_MAX];
     for (int round = 0; round < S_ROUNDS; round++) {
-        long n = s_read_pids(path, pids, S_ROUND_MAX);
+        long n = path[0] ? s_read_pids(path, pids, S_ROUND_MAX)
+                         : s_read_children(pids, S_ROUND_MAX);
         if (n < 0)
             return -1;
         size_t n_fds = 0;
@@ -260,6 +327,7 @@ static int s_sweep_path(const char *path, const char *tracking_id, const pid_t *
                 close(fd);
                 continue;
             }
+            fd_pid[n_fds] = pids[i];
             fds[n_fds++] = (struct pollfd){fd, POLLIN, 0};
             (*killed)++;
         }
@@ -275,8 +343,8 @@ static int s_sweep_path(const char *path, const char *tracking_id, const pid_t *
                 for (size_t i = 0; i < n_fds; i++)
                     if (fds[i].fd >= 0)
                         close(fds[i].fd);
-                kiln_error_set("cgroup: processes in %s did not end within %d ms of SIGKILL", path,
-                               timeout_ms);
+                kiln_error_set("cgroup: processes in %s did not end within %d ms of SIGKILL",
+                               path[0] ? path : "the worker's children", timeout_ms);
                 return KILN_ETIMEOUT;
             }
             for (size_t i = 0; i < n_fds; i++) {
@@ -284,11 +352,16 @@ static int s_sweep_path(const char *path, const char *tracking_id, const pid_t *
                     close(fds[i].fd);
                     fds[i].fd = -1;
                     left--;
+                    /* The subreaper's own child: reaped, or it stays a
+                     * zombie in the process table. */
+                    if (!path[0])
+                        (void)waitpid(fd_pid[i], NULL, WNOHANG);
                 }
             }
         }
     }
-    kiln_error_set("cgroup: %s still has processes after %d rounds of killing", path, S_ROUNDS);
+    kiln_error_set("cgroup: %s still has processes after %d rounds of killing",
+                   path[0] ? path : "the worker's children", S_ROUNDS);
     return KILN_ETIMEOUT;
 }
 
@@ -297,6 +370,11 @@ void kiln_cgroup_destroy(kiln_cgroup_t **self_p)
     if (!self_p || !*self_p)
         return;
     kiln_cgroup_t *self = *self_p;
+    if (self->subreaper) {
+        free(self);
+        *self_p = NULL;
+        return;
+    }
     /* Back to where it was, so the group can go once what is left in it
      * (nothing, normally) is killed. */
     char procs[PATH_MAX + 32];

@@ -22,13 +22,18 @@
  * unified hierarchy, else the v1 `pids` hierarchy, whichever is writable
  * (root, or a delegated subtree such as systemd's Delegate=yes), named
  * kiln-PID-NAME. Groups of worker processes that are gone are emptied and
- * removed at start-up. Where neither hierarchy is writable there is no group
- * and kiln_cgroup_new says so: steps still run, and what leaves its process
- * group then may outlive the job.
+ * removed at start-up. Where neither hierarchy is writable (no root, no
+ * delegation, an unprivileged container) the worker becomes a child
+ * subreaper (PR_SET_CHILD_SUBREAPER) instead: a process that leaves its
+ * step's group re-parents to the worker, not to init, and the sweep kills
+ * (and reaps) the worker's children that are neither the guard nor a live
+ * step; kiln_cgroup_new says so in its message. Only a process started for a
+ * step by another service (systemd-run, a container engine) escapes then.
  */
 #ifndef KILN_CGROUP_H
 #define KILN_CGROUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -36,8 +41,9 @@ typedef struct kiln_cgroup kiln_cgroup_t;
 
 /* Moves this process into a new group for worker `name`. root: the
  * directory to make it in, or NULL to find the worker's own cgroup.
- * Returns 0 with *out (NULL when no hierarchy is writable: the message
- * says why), or -1. */
+ * Returns 0 with *out: a group, or the subreaper fallback when no hierarchy
+ * is writable (kiln_cgroup_is_subreaper; the message says why), or NULL
+ * when even that failed (the message says so); or -1. */
 int kiln_cgroup_new(kiln_cgroup_t **out, const char *name, const char *root);
 /* Moves this process back where it was and removes the group (what is
  * still in it is killed first). */
@@ -52,7 +58,8 @@ void kiln_cgroup_destroy(kiln_cgroup_t **self_p);
 int kiln_cgroup_sweep(kiln_cgroup_t *self, const char *tracking_id, const pid_t *spare,
                       size_t n_spare, int timeout_ms, size_t *killed);
 
-/* Where the group is (for the log), or "". */
+/* Where the group is (for the log), or "" (none, or the subreaper). */
 const char *kiln_cgroup_path(const kiln_cgroup_t *self);
+bool kiln_cgroup_is_subreaper(const kiln_cgroup_t *self);
 
 #endif

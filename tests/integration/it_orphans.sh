@@ -74,3 +74,27 @@ YML
 grep -q "my daemon lives" "$T/two.out" || fail "the short job's end killed the long job's daemon: $(cat "$T/two.out")"
 pgrep -f "$MARK-" >/dev/null && fail "something outlived its job: $(pgrep -af "$MARK-")"
 pass "two slots: each job's leftovers were killed at its own end, not at the other's"
+
+# No writable cgroup (an unprivileged worker, a container without
+# delegation; here a --cgroup-root that does not exist): the worker is its
+# steps' child subreaper instead, so the daemons re-parent to it, not to
+# init, and are killed and reaped at the job's end all the same.
+admit_worker w3
+kill -HUP "$COORD_PID"
+w2=$(pgrep -f -- "--work-dir $T/work/w2" | head -n 1)
+kill -TERM "$w2"
+for _ in $(seq 1 100); do kill -0 "$w2" 2>/dev/null || break; sleep 0.05; done
+start_worker w3 --cgroup-root "$T/no-such-cgroup"
+W3=$LAST_PID
+for _ in $(seq 1 100); do "$KILN" workers --json | grep -q '"w3"' && break; sleep 0.05; done
+grep -q "child subreaper" "$T/w3.log" || fail "w3 did not fall back to a subreaper: $(head -n 3 "$T/w3.log")"
+rm -f "$T/ledger"
+"$KILN" submit --wait "$T/daemon.yml" >"$T/d3.out" 2>&1 || fail "the daemon job failed on w3: $(cat "$T/d3.out")"
+grep -q "daemons started" "$T/d3.out" || fail "the daemons did not start (the test proved nothing)"
+pgrep -f "$MARK-" >/dev/null && fail "without a cgroup, processes of the job outlived it: $(pgrep -af "$MARK-")"
+grep -q "killed [0-9]* process" "$T/w3.log" || fail "w3 did not say it killed what the job left"
+"$KILN" submit --wait "$T/next.yml" >"$T/n3.out" 2>&1 || fail "the next job saw the daemon's work: $(cat "$T/n3.out")"
+[ ! -e "$T/ledger" ] || fail "the daemon lived on under the subreaper: $(cat "$T/ledger")"
+zombies=$(ps -o stat= --ppid "$W3" | grep -c Z || true)
+[ "$zombies" = 0 ] || fail "w3 left $zombies zombies: $(ps -o pid,stat,cmd --ppid "$W3")"
+pass "without a cgroup: the subreaper killed and reaped the job's daemons ($(grep -o 'killed [0-9]* process[a-z]*' "$T/w3.log" | head -n 1))"
