@@ -86,7 +86,7 @@ void kiln_render_workers(json_t *doc)
 {
     size_t i, k;
     json_t *w, *l;
-    printf("%-16s  %-10s  %-8s  %s\n", "WORKER", "BUSY", "STATE", "LABELS");
+    printf("%-16s  %-10s  %-8s  %-40s  %s\n", "WORKER", "BUSY", "STATE", "KEY", "LABELS");
     json_array_foreach(doc, i, w) {
         char busy[32], labels[512] = "";
         size_t o = 0;
@@ -100,9 +100,10 @@ void kiln_render_workers(json_t *doc)
                 break;
             o += (size_t)n;
         }
-        printf("%-16s  %-10s  %-8s  %s\n", json_string_value(json_object_get(w, "name")),
+        const char *key = json_string_value(json_object_get(w, "public_key"));
+        printf("%-16s  %-10s  %-8s  %-40s  %s\n", json_string_value(json_object_get(w, "name")),
                busy, json_is_true(json_object_get(w, "draining")) ? "draining" : "ready",
-               labels);
+               key && key[0] ? key : "-", labels);
     }
 }
 

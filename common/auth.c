@@ -151,21 +151,27 @@ size_t kiln_auth_count(const kiln_auth_t *self, kiln_role_t role)
     return n;
 }
 
-kiln_role_t kiln_auth_role(const char *user_id, const char **name_out)
+kiln_role_t kiln_auth_role(const char *user_id, const char **name_out, char *key_out)
 {
+    kiln_role_t role = KILN_ROLE_NONE;
     if (!user_id)
         return KILN_ROLE_NONE;
-    if (strncmp(user_id, "worker:", 7) == 0) {
-        if (name_out)
-            *name_out = user_id + 7;
-        return KILN_ROLE_WORKER;
+    if (strncmp(user_id, "worker:", 7) == 0)
+        role = KILN_ROLE_WORKER;
+    else if (strncmp(user_id, "client:", 7) == 0)
+        role = KILN_ROLE_CLIENT;
+    /* "ROLE:KEY:NAME", the key 40 characters of Z85 (which has ':' in its
+     * alphabet, hence found by length, not by separator). */
+    if (role == KILN_ROLE_NONE || strnlen(user_id + 7, KILN_KEY_Z85_LEN + 1) <= KILN_KEY_Z85_LEN ||
+        user_id[7 + KILN_KEY_Z85_LEN] != ':')
+        return KILN_ROLE_NONE;
+    if (name_out)
+        *name_out = user_id + 7 + KILN_KEY_Z85_LEN + 1;
+    if (key_out) {
+        memcpy(key_out, user_id + 7, KILN_KEY_Z85_LEN);
+        key_out[KILN_KEY_Z85_LEN] = '\0';
     }
-    if (strncmp(user_id, "client:", 7) == 0) {
-        if (name_out)
-            *name_out = user_id + 7;
-        return KILN_ROLE_CLIENT;
-    }
-    return KILN_ROLE_NONE;
+    return role;
 }
 
 static void s_send_str(void *sock, const char *s, bool more)
@@ -179,7 +185,7 @@ static void s_handle_one(kiln_auth_t *self, zmq_msg_t *frames, int n)
     /* RFC 27: version, request id, domain, address, identity, mechanism,
      * credentials... */
     const char *status = "400", *text = "refused";
-    char user_id[KILN_AUTH_NAME_MAX + 16] = "";
+    char user_id[KILN_AUTH_NAME_MAX + KILN_KEY_Z85_LEN + 16] = "";
     char address[128] = "?", domain[64] = "";
     if (n >= 6) {
         size_t alen = zmq_msg_size(&frames[3]) < sizeof address - 1 ? zmq_msg_size(&frames[3])
@@ -207,10 +213,12 @@ static void s_handle_one(kiln_auth_t *self, zmq_msg_t *frames, int n)
                            ? bsearch(&probe, self->entries, self->n_entries, sizeof probe, s_cmp)
                            : NULL;
         if (e) {
+            char z85[KILN_KEY_Z85_LEN + 1];
+            zmq_z85_encode(z85, probe.key, 32);
             status = "200";
             text = "OK";
-            snprintf(user_id, sizeof user_id, "%s:%s",
-                     e->role == KILN_ROLE_WORKER ? "worker" : "client", e->name);
+            snprintf(user_id, sizeof user_id, "%s:%s:%s",
+                     e->role == KILN_ROLE_WORKER ? "worker" : "client", z85, e->name);
             kiln_log_debug("auth: admitted %s from %s", user_id, address);
         } else {
             char z85[KILN_KEY_Z85_LEN + 1];

@@ -6,7 +6,9 @@
  *   ALLOW/workers/NAME.pub   keys admitted as workers
  *   ALLOW/clients/NAME.pub   keys admitted as clients (CLI, API)
  *
- * An admitted peer gets the ZAP user id "worker:NAME" or "client:NAME"; the
+ * An admitted peer gets the ZAP user id "worker:KEY:NAME" or
+ * "client:KEY:NAME" (KEY its public key in Z85, so that what it does is
+ * recorded against the key itself, not only the file's name); the
  * server reads it from every message (zmq_msg_gets "User-Id") and refuses
  * messages that do not fit the role, so a client key can never take jobs
  * and a worker key can never submit them. Every refusal is logged with the
@@ -38,7 +40,8 @@ void kiln_auth_handle(kiln_auth_t *self);
 /* Re-reads the allow-list (e.g. on SIGHUP). On failure the old list stays. */
 int kiln_auth_reload(kiln_auth_t *self);
 size_t kiln_auth_count(const kiln_auth_t *self, kiln_role_t role);
-/* Splits a ZAP user id into role and name (name borrowed from user_id). */
-kiln_role_t kiln_auth_role(const char *user_id, const char **name_out);
+/* Splits a ZAP user id into role, name (borrowed from user_id) and public
+ * key (Z85, into key_out of KILN_KEY_Z85_LEN + 1 bytes, when not NULL). */
+kiln_role_t kiln_auth_role(const char *user_id, const char **name_out, char *key_out);
 
 #endif

@@ -46,7 +46,7 @@
 typedef struct {
     unsigned char identity[KILN_IDENTITY_MAX];
     size_t id_len;
-    char user_id[128];      /* ZAP user id ("worker:NAME"), "" on DEALER side */
+    char user_id[128];      /* ZAP user id ("worker:KEY:NAME"), "" on DEALER side */
     char peer_address[64];  /* "127.0.0.1" etc., "" when unknown */
     int src_fd;             /* the connection's file descriptor (ZMQ_SRCFD), or -1 */
     Kiln__Envelope *env;    /* owned; freed by kiln_transport_msg_clear */

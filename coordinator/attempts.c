@@ -299,7 +299,7 @@ void kiln_attempts_on_job_result(kiln_server_t *self, kiln_cworker_t *w, const K
         char detail[256];
         snprintf(detail, sizeof detail, "%s token %llu outcome %d", m->job_key,
                  (unsigned long long)m->token, (int)m->outcome);
-        if (kiln_history_audit(self->history, "result.stale", w->name, detail,
+        if (kiln_history_audit(self->history, "result.stale", w->name, w->public_key, detail,
                                kiln_clock_wall_ms()) != 0)
             kiln_log_error("history: audit: %s", kiln_error_last());
         kiln_proto_worker_ack(self, w, m);

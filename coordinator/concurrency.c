@@ -27,11 +27,11 @@ bool kiln_concurrency_admit_run(kiln_server_t *self, kiln_crun_t *run)
         if (other == run || other->cancel_requested || strcmp(other->group, run->group) != 0)
             continue;
         if (other->held) {
-            kiln_runs_cancel(self, other, run->actor, "superseded in its concurrency group");
+            kiln_runs_cancel(self, other, run->actor, NULL, "superseded in its concurrency group");
             continue;
         }
         if (cancel) {
-            kiln_runs_cancel(self, other, run->actor,
+            kiln_runs_cancel(self, other, run->actor, NULL,
                              "cancel-in-progress in its concurrency group");
             continue;
         }

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/keys.h"
 #include "common/transport.h"
 #include "coordinator/history.h"
 #include "coordinator/models.h"
@@ -64,6 +65,7 @@ typedef struct {
     size_t id_len;
     char name[KILN_PEER_NAME_MAX];     /* from Hello */
     char key_name[KILN_PEER_NAME_MAX]; /* from the allow-list (ZAP user id) */
+    char public_key[KILN_KEY_Z85_LEN + 1]; /* its key, Z85 (ZAP user id) */
     char hostname[KILN_PEER_NAME_MAX];
     char version[32];
     uint64_t instance;      /* Hello.instance: which process of that key */
@@ -263,6 +265,8 @@ struct kiln_server {
     int64_t redis_retry_at;         /* monotonic */
     int64_t history_retry_at;       /* monotonic: next try of history's waiting writes */
     int64_t up_since;               /* monotonic: when this coordinator started */
+    /* The public key (Z85) of the peer whose message is being handled. */
+    char peer_key[KILN_KEY_Z85_LEN + 1];
     /* Counts workers joining and leaving: a job no worker serves is
      * reported again when the workers change (kiln_workers_check_unserved). */
     uint64_t workers_epoch;
@@ -317,7 +321,8 @@ void kiln_runs_sweep(kiln_server_t *self);
 void kiln_runs_ready_append(kiln_server_t *self, kiln_cjob_t *job, bool front);
 void kiln_runs_ready_remove(kiln_server_t *self, kiln_cjob_t *job);
 void kiln_runs_queue(kiln_server_t *self, kiln_cjob_t *job);
-void kiln_runs_cancel(kiln_server_t *self, kiln_crun_t *run, const char *actor, const char *why);
+void kiln_runs_cancel(kiln_server_t *self, kiln_crun_t *run, const char *actor,
+                      const char *actor_key, const char *why);
 void kiln_runs_rank(kiln_server_t *self, kiln_crun_t *run);
 const char *kiln_runs_workflow_key(const kiln_crun_t *run);
 /* The job's lease holder, by name (kept for re-adoption after a restart). */

@@ -122,7 +122,7 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
     job->step_reported = 0;
     job->log_truncated = false;
     int hrc = kiln_history_attempt_start(self->history, run->id, id, job->attempt, job->token,
-                                         w->name, job->started_ms);
+                                         w->name, w->public_key, job->started_ms);
     if (hrc == 0)
         hrc = kiln_history_job_set_state(self->history, run->id, id, "running", job->attempt,
                                          w->name, job->started_ms, 0);

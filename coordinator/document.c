@@ -222,6 +222,7 @@ static int s_on_attempt(void *ctx, const kiln_history_attempt_rec_t *rec)
     if (s_set(attempt, "attempt", s_int64(rec->attempt)) != 0
         || s_set(attempt, "token", s_int(rec->token)) != 0
         || s_set(attempt, "worker", s_text(rec->worker)) != 0
+        || s_set(attempt, "worker_key", s_text(rec->worker_key)) != 0
         || s_set(attempt, "state", s_text(rec->state)) != 0
         || s_set(attempt, "message", s_text(rec->message)) != 0
         || s_set(attempt, "started_ms", s_int(rec->started_ms)) != 0

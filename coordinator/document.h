@@ -30,7 +30,7 @@ int kiln_document_runs(kiln_history_t *history, unsigned limit, json_t **out);
 
 /* One run: {id, name, file, state, created_ms, finished_ms, jobs: [{id,
  * name, state, attempt, worker, started_ms, finished_ms, duration_ms, needs,
- * runs_on, outputs, attempts: [{attempt, token, worker, state, message,
+ * runs_on, outputs, attempts: [{attempt, token, worker, worker_key, state, message,
  * started_ms, finished_ms}], steps: [{attempt, index, name, state,
  * exit_code, signal, started_ms, finished_ms, duration_ms}]}], annotations,
  * summaries} (the last two as kiln_document_run_extras adds them). A duration

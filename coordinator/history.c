@@ -45,7 +45,7 @@
 #include "common/log.h"
 #include "coordinator/history_int.h"
 
-#define KILN_HISTORY_SCHEMA_VERSION 3
+#define KILN_HISTORY_SCHEMA_VERSION 4
 #define KILN_HISTORY_BUSY_MS 5000
 
 #define KILN_HISTORY_STR_(x) #x
@@ -57,7 +57,10 @@
  * file lacks (s_apply_schema). History of the versions:
  *   1  runs, jobs, attempts, steps, logs, audit;
  *   2  job outputs, run inputs/actions/matrices, annotations, summaries;
- *   3  durations (the scheduler's estimates), runs_active (recovery's index). */
+ *   3  durations (the scheduler's estimates), runs_active (recovery's index);
+ *   4  the public key (Z85) of the worker of each attempt and of the actor
+ *      of each audit event: a name is what an allow-list file is called,
+ *      the key is who it was. */
 static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS runs ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -78,7 +81,7 @@ static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS attempts ("
     " run_id INTEGER NOT NULL, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,"
     " token INTEGER, worker TEXT, state TEXT NOT NULL, message TEXT,"
-    " started_ms INTEGER, finished_ms INTEGER,"
+    " started_ms INTEGER, finished_ms INTEGER, worker_key TEXT,"
     " PRIMARY KEY (run_id, job_id, attempt)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS steps ("
     " run_id INTEGER NOT NULL, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,"
@@ -100,7 +103,7 @@ static const char s_schema[] =
     " markdown TEXT NOT NULL, PRIMARY KEY (run_id, job_id, attempt)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS audit ("
     " id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL,"
-    " actor TEXT, detail TEXT);"
+    " actor TEXT, detail TEXT, actor_key TEXT);"
     /* One row per (workflow, job) ever recorded; the estimate is kept as a
      * REAL so that small steps towards a new duration are not lost to
      * integer rounding. Clustered on the key: a workflow's rows are one
@@ -136,7 +139,7 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
         " WHERE run_id = ?1 AND job_id = ?2",
     [KILN_HISTORY_STMT_ATTEMPT_START] =
         "INSERT INTO attempts (run_id, job_id, attempt, token, worker, state,"
-        " started_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
+        " started_ms, worker_key) VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7)",
     [KILN_HISTORY_STMT_ATTEMPT_FINISH] =
         "UPDATE attempts SET state = ?4, message = ?5, finished_ms = ?6"
         " WHERE run_id = ?1 AND job_id = ?2 AND attempt = ?3",
@@ -157,7 +160,7 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
         "INSERT INTO logs (run_id, job_id, attempt, step, stream, ts_ms, data)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [KILN_HISTORY_STMT_AUDIT] =
-        "INSERT INTO audit (ts_ms, kind, actor, detail) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO audit (ts_ms, kind, actor, detail, actor_key) VALUES (?1, ?2, ?3, ?4, ?5)",
     [KILN_HISTORY_STMT_RUNS_LIST] =
         "SELECT r.id, r.name, r.file, r.state, r.created_ms, r.finished_ms,"
         " (SELECT COUNT(*) FROM jobs j WHERE j.run_id = r.id),"
@@ -170,7 +173,7 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
         "SELECT job_id, name, state, attempt, worker, started_ms, finished_ms,"
         " needs, runs_on, outputs FROM jobs WHERE run_id = ?1 ORDER BY seq",
     [KILN_HISTORY_STMT_JOB_ATTEMPTS] =
-        "SELECT attempt, token, worker, state, message, started_ms, finished_ms"
+        "SELECT attempt, token, worker, state, message, started_ms, finished_ms, worker_key"
         " FROM attempts WHERE run_id = ?1 AND job_id = ?2 ORDER BY attempt",
     [KILN_HISTORY_STMT_JOB_STEPS] =
         "SELECT attempt, idx, name, state, exit_code, signal, started_ms,"
@@ -281,6 +284,27 @@ cleanup:
     return rc;
 }
 
+/* Adds a TEXT column to a table that exists without it. */
+static int s_add_column(kiln_history_t *self, const char *table, const char *column)
+{
+    char sql[256];
+    int64_t n = 0;
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = '%s'",
+             table);
+    if (s_pragma_int(self, sql, &n) != 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM pragma_table_info('%s') WHERE name = '%s'",
+             table, column);
+    if (s_pragma_int(self, sql, &n) != 0)
+        return -1;
+    if (n > 0)
+        return 0;
+    snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s TEXT", table, column);
+    return s_exec(self, sql, "schema upgrade");
+}
+
 /* Creates the tables if the file has none yet (user_version 0). Done in a
  * write transaction so two processes opening a new file at once do not
  * interleave; CREATE ... IF NOT EXISTS makes the loser's pass a no-op. */
@@ -309,6 +333,11 @@ static int s_apply_schema(kiln_history_t *self, const char *path)
              s_exec(self, "ALTER TABLE runs ADD COLUMN inputs TEXT", "schema upgrade") != 0 ||
              s_exec(self, "ALTER TABLE runs ADD COLUMN actions TEXT", "schema upgrade") != 0 ||
              s_exec(self, "ALTER TABLE runs ADD COLUMN matrices TEXT", "schema upgrade") != 0))
+            goto cleanup;
+        /* 3 -> 4: the keys (rows from before have none: NULL). A table
+         * the file lacks altogether comes from s_schema with them. */
+        if (version >= 1 && (s_add_column(self, "attempts", "worker_key") != 0 ||
+                             s_add_column(self, "audit", "actor_key") != 0))
             goto cleanup;
         if (s_exec(self, s_schema, "schema") != 0 || s_exec(self, "COMMIT", "schema") != 0)
             goto cleanup;

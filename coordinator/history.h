@@ -103,10 +103,12 @@ int kiln_history_job_set_state(kiln_history_t *self, int64_t run_id, const char 
                                const char *state, unsigned attempt, const char *worker,
                                int64_t started_ms, int64_t finished_ms);
 
-/* One dispatch of a job: attempt number, fencing token, worker. */
+/* One dispatch of a job: attempt number, fencing token, worker and its
+ * public key (Z85; NULL or "" when not known, as for a lease recovered
+ * before its worker reconnected). */
 int kiln_history_attempt_start(kiln_history_t *self, int64_t run_id, const char *job_id,
                                unsigned attempt, uint64_t token, const char *worker,
-                               int64_t started_ms);
+                               const char *worker_key, int64_t started_ms);
 /* An attempt's end. state: a job state name or an infrastructure class
  * ("worker_lost", ...); message may be NULL. */
 int kiln_history_attempt_finish(kiln_history_t *self, int64_t run_id, const char *job_id,
@@ -129,9 +131,11 @@ int kiln_history_log_append(kiln_history_t *self, int64_t run_id, const char *jo
                             unsigned attempt, unsigned step, int stream, const void *data,
                             size_t len, int64_t ts_ms);
 
-/* An audit event (who did what), kept forever. */
+/* An audit event (who did what), kept forever: actor is the name its key
+ * is admitted under (or "kiln" for the coordinator's own), actor_key that
+ * key (Z85), NULL for the coordinator. */
 int kiln_history_audit(kiln_history_t *self, const char *kind, const char *actor,
-                       const char *detail, int64_t ts_ms);
+                       const char *actor_key, const char *detail, int64_t ts_ms);
 
 /* The newest `limit` runs, newest first, as a JSON array of objects
  * {id, name, file, state, created_ms, finished_ms, duration_ms, jobs: n,
@@ -139,8 +143,8 @@ int kiln_history_audit(kiln_history_t *self, const char *kind, const char *actor
 int kiln_history_runs_json(kiln_history_t *self, unsigned limit, json_t **out);
 /* One run: {id, name, file, state, created_ms, finished_ms, jobs: [{id,
  * name, state, attempt, worker, started_ms, finished_ms, duration_ms, needs,
- * runs_on, outputs, attempts: [{attempt, token, worker, state, message,
- * started_ms, finished_ms}], steps: [{attempt, index, name, state,
+ * runs_on, outputs, attempts: [{attempt, token, worker, worker_key, state,
+ * message, started_ms, finished_ms}], steps: [{attempt, index, name, state,
  * exit_code, signal, started_ms, finished_ms, duration_ms}]}], annotations:
  * [...], summaries: [...]}. KILN_ENOTFOUND if no such run. Built by
  * kiln_document_run (document.h has the whole shape). */
@@ -230,6 +234,7 @@ typedef struct {
     int64_t attempt;
     kiln_history_int_t token;
     kiln_history_text_t worker;
+    kiln_history_text_t worker_key; /* Z85; not set for rows from before schema 4 */
     kiln_history_text_t state;
     kiln_history_text_t message;
     kiln_history_int_t started_ms;

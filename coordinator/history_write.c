@@ -308,7 +308,7 @@ cleanup:
  * (which Redis INCR never produces) would read back negative in JSON. */
 int kiln_history_attempt_start(kiln_history_t *self, int64_t run_id, const char *job_id,
                                unsigned attempt, uint64_t token, const char *worker,
-                               int64_t started_ms)
+                               const char *worker_key, int64_t started_ms)
 {
     int rc = -1;
     assert(self);
@@ -320,6 +320,8 @@ int kiln_history_attempt_start(kiln_history_t *self, int64_t run_id, const char 
         || sqlite3_bind_int64(stmt, 4, (int64_t)token) != SQLITE_OK
         || sqlite3_bind_text(stmt, 5, worker, -1, SQLITE_STATIC) != SQLITE_OK
         || s_bind_opt(stmt, 6, started_ms) != SQLITE_OK
+        || sqlite3_bind_text(stmt, 7, worker_key && worker_key[0] ? worker_key : NULL, -1,
+                             SQLITE_STATIC) != SQLITE_OK
         || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "start attempt %u of job %s of run %lld", attempt, job_id,
                                (long long)run_id);
@@ -477,7 +479,7 @@ cleanup:
 
 /* detail is cut to KILN_HISTORY_TEXT_MAX bytes; actor and detail may be NULL. */
 int kiln_history_audit(kiln_history_t *self, const char *kind, const char *actor,
-                       const char *detail, int64_t ts_ms)
+                       const char *actor_key, const char *detail, int64_t ts_ms)
 {
     int rc = -1;
     assert(self);
@@ -488,6 +490,8 @@ int kiln_history_audit(kiln_history_t *self, const char *kind, const char *actor
         || sqlite3_bind_text(stmt, 2, kind, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(stmt, 3, actor, -1, SQLITE_STATIC) != SQLITE_OK
         || sqlite3_bind_text(stmt, 4, detail, detail_len, SQLITE_STATIC) != SQLITE_OK
+        || sqlite3_bind_text(stmt, 5, actor_key && actor_key[0] ? actor_key : NULL, -1,
+                             SQLITE_STATIC) != SQLITE_OK
         || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "audit %s", kind);
         goto cleanup;

@@ -113,7 +113,8 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
                                       (const char *)req->workflow_yaml.data,
                                       req->workflow_yaml.len, created, &run_id);
     if (wrc == 0)
-        wrc = kiln_history_audit(self->history, "run.submit", client, file, created);
+        wrc = kiln_history_audit(self->history, "run.submit", client, self->peer_key, file,
+                                 created);
     if (wrc == 0 && json_object_size(typed))
         wrc = kiln_history_run_inputs(self->history, run_id, typed);
     if (wrc == 0 && json_object_size(files))
@@ -190,7 +191,7 @@ static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,
                 NULL);
         return;
     }
-    kiln_runs_cancel(self, run, client, NULL);
+    kiln_runs_cancel(self, run, client, self->peer_key, NULL);
     kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, (int64_t)req->run_id, NULL);
 }
 
@@ -302,7 +303,8 @@ static void s_on_drain(kiln_server_t *self, const kiln_transport_msg_t *msg,
     w->draining = true;
     char detail[200];
     snprintf(detail, sizeof detail, "worker %s", w->name);
-    if (kiln_history_audit(self->history, "worker.drain", client, detail, kiln_clock_wall_ms()) !=
+    if (kiln_history_audit(self->history, "worker.drain", client, self->peer_key, detail,
+                           kiln_clock_wall_ms()) !=
         0)
         kiln_log_error("history: audit: %s", kiln_error_last());
     kiln_log_info("worker %s: drain requested by %s", w->name, client);

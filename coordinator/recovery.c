@@ -101,8 +101,9 @@ void kiln_recovery_ready(kiln_server_t *self, kiln_crun_t *run, kiln_cjob_t *job
         job->orphan_deadline = kiln_clock_mono_ms() + self->cfg.lease_ms;
         if (hist.attempt < red.attempt) {
             /* Leased in Redis, not yet recorded: the crash fell between. */
+            /* Its worker's key is learnt when it reconnects; not before. */
             int hrc = kiln_history_attempt_start(self->history, run->id, id, red.attempt,
-                                                 red.token, red.worker, now);
+                                                 red.token, red.worker, NULL, now);
             if (hrc == 0)
                 hrc = kiln_history_job_set_state(self->history, run->id, id, "running",
                                                  red.attempt, red.worker, now, 0);

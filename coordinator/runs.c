@@ -631,12 +631,14 @@ void kiln_runs_job_final(kiln_server_t *self, kiln_cjob_t *job, kiln_job_state_t
     kiln_runs_advance(self, run);
 }
 
-void kiln_runs_cancel(kiln_server_t *self, kiln_crun_t *run, const char *actor, const char *why)
+void kiln_runs_cancel(kiln_server_t *self, kiln_crun_t *run, const char *actor,
+                      const char *actor_key, const char *why)
 {
     char detail[160];
     snprintf(detail, sizeof detail, "run %lld%s%s", (long long)run->id, why ? ": " : "",
              why ? why : "");
-    if (kiln_history_audit(self->history, "run.cancel", actor, detail, kiln_clock_wall_ms()) != 0)
+    if (kiln_history_audit(self->history, "run.cancel", actor, actor_key, detail,
+                           kiln_clock_wall_ms()) != 0)
         s_history_failed("audit");
     run->cancel_requested = true;
     run->held = false;

@@ -108,7 +108,7 @@ static void s_on_router(kiln_server_t *self)
             continue;
         }
         const char *name = NULL;
-        kiln_role_t role = kiln_auth_role(msg.user_id, &name);
+        kiln_role_t role = kiln_auth_role(msg.user_id, &name, self->peer_key);
         if (role == KILN_ROLE_WORKER) {
             if (!self->in_batch) {
                 if (kiln_history_begin(self->history) != 0)

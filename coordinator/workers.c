@@ -275,14 +275,15 @@ static kiln_cworker_t *s_hello_worker(kiln_server_t *self, const kiln_transport_
         kiln_cworker_t *owner = s_find_name(self, h->name);
         if (owner)
             snprintf(why, sizeof why,
-                     "worker key '%s' claims the name '%s', which is the name of the worker of "
-                     "key '%s' connected from %s; a worker's name is its key's",
-                     key_name, h->name, owner->key_name, owner->address);
+                     "worker key '%s' (%s) claims the name '%s', which is the name of the worker "
+                     "of key '%s' (%s) connected from %s; a worker's name is its key's",
+                     key_name, self->peer_key, h->name, owner->key_name, owner->public_key,
+                     owner->address);
         else
             snprintf(why, sizeof why,
-                     "worker key '%s' claims the name '%s'; a worker's name is its key's (start "
-                     "it with --name %s, or without --name)",
-                     key_name, h->name, key_name);
+                     "worker key '%s' (%s) claims the name '%s'; a worker's name is its key's "
+                     "(start it with --name %s, or without --name)",
+                     key_name, self->peer_key, h->name, key_name);
         s_refuse(self, msg, why);
         *refused = true;
         return NULL;
@@ -369,6 +370,7 @@ void kiln_workers_on_hello(kiln_server_t *self, const kiln_transport_msg_t *msg,
         w->ack_head = -1;
         snprintf(w->name, sizeof w->name, "%s", key_name);
         snprintf(w->key_name, sizeof w->key_name, "%s", key_name);
+        snprintf(w->public_key, sizeof w->public_key, "%s", self->peer_key);
         w->instance = h->instance;
         snprintf(w->address, sizeof w->address, "%s", msg->peer_address[0] ? msg->peer_address : "local");
         snprintf(w->hostname, sizeof w->hostname, "%s", h->hostname);
@@ -475,8 +477,8 @@ json_t *kiln_workers_json(kiln_server_t *self)
             if (w->jobs[k])
                 json_array_append_new(jobs, json_string(w->jobs[k]->key));
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:i, s:b, s:I, s:I, s:o}", "name",
-                           w->name, "key", w->key_name, "hostname", w->hostname, "version",
+            arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:i, s:i, s:b, s:I, s:I, s:o}", "name",
+                           w->name, "key", w->key_name, "public_key", w->public_key, "hostname", w->hostname, "version",
                            w->version, "labels", labels, "slots", (int)w->slots, "busy",
                            (int)w->busy, "draining", w->draining, "connected_ms",
                            (json_int_t)w->connected_ms, "last_seen_ms_ago",

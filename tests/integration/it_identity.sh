@@ -35,7 +35,9 @@ wait_workers 2
 worker impostor w2 --name w1
 IMPOSTOR=$LAST_PID
 wait_log "$T/impostor.log" "refused this worker"
-grep -q "worker key 'w2' claims the name 'w1', which is the name of the worker of key 'w1'" "$T/coordinator.log" ||
+pubkey() { sed -n 's/.*public-key = "\(.*\)"/\1/p' "$T/keys/$1.pub"; }
+K1=$(pubkey w1) K2=$(pubkey w2) KC=$(pubkey client)
+grep -qF "worker key 'w2' ($K2) claims the name 'w1', which is the name of the worker of key 'w1' ($K1)" "$T/coordinator.log" ||
     fail "the refusal does not name both keys: $(grep refused "$T/coordinator.log")"
 [ "$(names)" = "w1=w1 w2=w2" ] || fail "workers: $(names)"
 cat >"$T/wf.yml" <<'YML'
@@ -54,6 +56,19 @@ run=$("$KILN" submit --wait "$T/wf.yml" | sed -n 's/^run \([0-9]*\) .*/\1/p' | t
     fail "an attempt went elsewhere: $(sqlite3 "$T/history.db" 'select worker from attempts')"
 kill "$IMPOSTOR"
 pass "a key claiming another worker's name is refused, naming both keys; it got no job"
+
+# History, audit and kiln workers show the key itself, not only its name.
+[ "$(sqlite3 "$T/history.db" "select count(*) from attempts where run_id = $run and not ((worker = 'w1' and worker_key = '$K1') or (worker = 'w2' and worker_key = '$K2'))")" = 0 ] ||
+    fail "attempts do not carry their worker's key: $(sqlite3 "$T/history.db" "select worker, worker_key from attempts where run_id = $run")"
+[ "$(sqlite3 "$T/history.db" "select actor_key from audit where kind = 'run.submit' order by id desc limit 1")" = "$KC" ] ||
+    fail "the audit row does not carry the client's key: $(sqlite3 "$T/history.db" "select * from audit")"
+"$KILN" status "$run" --json >"$T/st.json"
+case "$(json_get "$T/st.json" '$.jobs[0].attempts[0].worker_key')" in "$K1" | "$K2") ;; *) fail "status has no worker_key: $(cat "$T/st.json")" ;; esac
+"$KILN" workers --json >"$T/workers.json"
+[ "$(sqlite3 :memory: "select json_extract(value, '\$.public_key') from json_each(readfile('$T/workers.json')) where json_extract(value, '\$.name') = 'w1'")" = "$K1" ] ||
+    fail "kiln workers --json: $(cat "$T/workers.json")"
+"$KILN" workers | grep -qF "$K1" || fail "kiln workers does not show the key: $("$KILN" workers)"
+pass "attempts, audit rows, kiln status and kiln workers carry the public key"
 
 worker dup w1
 DUP=$LAST_PID

@@ -121,14 +121,21 @@ static void test_roles(void **state)
     kiln_transport_msg_t msg;
     s_ping(ws);
     assert_int_equal(s_serve(f, 5000, &msg), 0);
-    assert_string_equal(msg.user_id, "worker:w1");
+    char want[128], key[KILN_KEY_Z85_LEN + 1];
+    snprintf(want, sizeof want, "worker:%s:w1", w.public_z85);
+    assert_string_equal(msg.user_id, want);
     const char *name = NULL;
-    assert_int_equal(kiln_auth_role(msg.user_id, &name), KILN_ROLE_WORKER);
+    assert_int_equal(kiln_auth_role(msg.user_id, &name, key), KILN_ROLE_WORKER);
     assert_string_equal(name, "w1");
+    assert_string_equal(key, w.public_z85);
+    /* A user id without a whole key is no role at all. */
+    assert_int_equal(kiln_auth_role("worker:short:w1", &name, key), KILN_ROLE_NONE);
+    assert_int_equal(kiln_auth_role("worker:", NULL, NULL), KILN_ROLE_NONE);
     kiln_transport_msg_clear(&msg);
     s_ping(cs);
     assert_int_equal(s_serve(f, 5000, &msg), 0);
-    assert_string_equal(msg.user_id, "client:alice");
+    snprintf(want, sizeof want, "client:%s:alice", c.public_z85);
+    assert_string_equal(msg.user_id, want);
     kiln_transport_msg_clear(&msg);
     assert_true(kiln_transport_is_curve(ws));
     zmq_close(ws);
@@ -153,7 +160,9 @@ static void test_unknown_key_refused(void **state)
     s = s_client(f, &stranger);
     s_ping(s);
     assert_int_equal(s_serve(f, 5000, &msg), 0);
-    assert_string_equal(msg.user_id, "client:late");
+    char want[128];
+    snprintf(want, sizeof want, "client:%s:late", stranger.public_z85);
+    assert_string_equal(msg.user_id, want);
     kiln_transport_msg_clear(&msg);
     zmq_close(s);
 }

@@ -203,7 +203,7 @@ static int64_t s_make_run(kiln_history_t *h)
     /* build: pending -> ready -> running (attempt 1 on w1) */
     s_ok(kiln_history_job_set_state(h, run, "build", "ready", 0, NULL, 0, 0));
     s_ok(kiln_history_job_set_state(h, run, "build", "running", 1, "w1", 1100, 0));
-    s_ok(kiln_history_attempt_start(h, run, "build", 1, 41, "w1", 1100));
+    s_ok(kiln_history_attempt_start(h, run, "build", 1, 41, "w1", "KEYW1", 1100));
     s_ok(kiln_history_step_start(h, run, "build", 1, 0, "checkout", 1110));
     s_ok(kiln_history_log_append(h, run, "build", 1, 0, 2, "cloning\n", 8, 1120));
     s_ok(kiln_history_step_finish(h, run, "build", 1, 0, NULL, "success", 0, 0, 1110, 1200));
@@ -211,7 +211,7 @@ static int64_t s_make_run(kiln_history_t *h)
     s_ok(kiln_history_attempt_finish(h, run, "build", 1, "worker_lost", "heartbeat missed", 1500));
     /* attempt 2 on w2: started_ms 0 must keep the job's first start */
     s_ok(kiln_history_job_set_state(h, run, "build", "running", 2, "w2", 0, 0));
-    s_ok(kiln_history_attempt_start(h, run, "build", 2, 42, "w2", 1600));
+    s_ok(kiln_history_attempt_start(h, run, "build", 2, 42, "w2", NULL, 1600));
     s_ok(kiln_history_step_start(h, run, "build", 2, 0, "checkout", 1610));
     /* started_ms 0: keep the start recorded by step_start */
     s_ok(kiln_history_step_finish(h, run, "build", 2, 0, NULL, "success", 0, 0, 0, 1700));
@@ -224,7 +224,7 @@ static int64_t s_make_run(kiln_history_t *h)
     s_ok(kiln_history_job_set_state(h, run, "build", "success", 0, NULL, 0, 2600));
 
     s_ok(kiln_history_job_set_state(h, run, "test", "running", 1, "w1", 2700, 0));
-    s_ok(kiln_history_attempt_start(h, run, "test", 1, 43, "w1", 2700));
+    s_ok(kiln_history_attempt_start(h, run, "test", 1, 43, "w1", NULL, 2700));
     s_ok(kiln_history_step_start(h, run, "test", 1, 0, "unit", 2710));
     s_ok(kiln_history_log_append(h, run, "test", 1, 0, 1, "FAIL\n", 5, 2900));
     s_ok(kiln_history_step_finish(h, run, "test", 1, 0, NULL, "failure", 2, 0, 2710, 3000));
@@ -246,9 +246,9 @@ static const char s_run_expected[] =
     " 'started_ms': 1100, 'finished_ms': 2600, 'duration_ms': 1500,"
     " 'needs': [], 'runs_on': ['linux', 'x86_64'],"
     " 'attempts': ["
-    "  {'attempt': 1, 'token': 41, 'worker': 'w1', 'state': 'worker_lost',"
+    "  {'attempt': 1, 'token': 41, 'worker': 'w1', 'worker_key': 'KEYW1', 'state': 'worker_lost',"
     "   'message': 'heartbeat missed', 'started_ms': 1100, 'finished_ms': 1500},"
-    "  {'attempt': 2, 'token': 42, 'worker': 'w2', 'state': 'success',"
+    "  {'attempt': 2, 'token': 42, 'worker': 'w2', 'worker_key': null, 'state': 'success',"
     "   'message': null, 'started_ms': 1600, 'finished_ms': 2600}],"
     " 'steps': ["
     "  {'attempt': 1, 'index': 0, 'name': 'checkout', 'state': 'success', 'exit_code': 0,"
@@ -263,7 +263,7 @@ static const char s_run_expected[] =
     " 'started_ms': 2700, 'finished_ms': 4000, 'duration_ms': 1300,"
     " 'needs': ['build'], 'runs_on': ['linux'],"
     " 'attempts': ["
-    "  {'attempt': 1, 'token': 43, 'worker': 'w1', 'state': 'failure',"
+    "  {'attempt': 1, 'token': 43, 'worker': 'w1', 'worker_key': null, 'state': 'failure',"
     "   'message': 'step unit exited 2', 'started_ms': 2700, 'finished_ms': 4000}],"
     " 'steps': ["
     "  {'attempt': 1, 'index': 0, 'name': 'unit', 'state': 'failure', 'exit_code': 2,"
@@ -283,7 +283,7 @@ static void test_open_creates_schema(void **state)
 {
     fixture_t *fx = *state;
     sqlite3 *db = s_raw(fx->path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 4);
     s_assert_query_text(db, "PRAGMA journal_mode", "wal");
     const char *names[] = {"runs",     "jobs",         "attempts",  "steps",
                            "logs",     "audit",        "logs_run",  "jobs_run_seq",
@@ -322,11 +322,11 @@ static void test_open_errors(void **state)
     assert_null(h);
     assert_non_null(strstr(kiln_error_last(), "garbage.db"));
 
-    /* a file written by a newer Kiln (this one writes version 3) */
+    /* a file written by a newer Kiln (this one writes version 4) */
     snprintf(path, sizeof path, "%s/other.db", fx->dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_true(kiln_history_open(&h, path) < 0);
     assert_null(h);
@@ -420,7 +420,7 @@ static void test_upgrade_from_schema_1(void **state)
     s_ok(kiln_history_job_outputs(h, 7, "old", o));
     kiln_history_destroy(&h);
     db = s_raw(path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 4);
     s_assert_query_text(db, "SELECT outputs FROM jobs WHERE job_id = 'old'", "{\"k\":\"v\"}");
     sqlite3_close(db);
     json_decref(o);
@@ -708,14 +708,14 @@ static void test_duplicates_refused(void **state)
     s_ok(kiln_history_job_create(h, run2, "j", "J", NULL, 0, NULL, 0));
 
     /* a finished attempt cannot be restarted under the same number */
-    s_ok(kiln_history_attempt_start(h, run, "j", 1, 7, "w1", 10));
+    s_ok(kiln_history_attempt_start(h, run, "j", 1, 7, "w1", NULL, 10));
     s_ok(kiln_history_attempt_finish(h, run, "j", 1, "failure", "boom", 20));
-    assert_true(kiln_history_attempt_start(h, run, "j", 1, 8, "w2", 30) < 0);
+    assert_true(kiln_history_attempt_start(h, run, "j", 1, 8, "w2", NULL, 30) < 0);
     s_ok(kiln_history_run_json(h, run, &got));
     json_t *job = json_array_get(json_object_get(got, "jobs"), 0);
     assert_string_equal(json_string_value(json_object_get(job, "name")), "J");
     s_assert_json(json_object_get(job, "attempts"),
-                  "[{'attempt': 1, 'token': 7, 'worker': 'w1', 'state': 'failure',"
+                  "[{'attempt': 1, 'token': 7, 'worker': 'w1', 'worker_key': null, 'state': 'failure',"
                   "  'message': 'boom', 'started_ms': 10, 'finished_ms': 20}]");
     json_decref(got);
 }
@@ -789,7 +789,7 @@ static void test_persists_across_reopen(void **state)
     fixture_t *fx = *state;
     json_t *got = NULL;
     s_make_run(fx->history);
-    s_ok(kiln_history_audit(fx->history, "approve", "alice", "run 1 gate prod", 5000));
+    s_ok(kiln_history_audit(fx->history, "approve", "alice", "KEYALICE", "run 1 gate prod", 5000));
     kiln_history_destroy(&fx->history);
     assert_null(fx->history);
 
@@ -840,9 +840,9 @@ static void test_limits(void **state)
 
     /* an over-long message or detail is cut, not refused */
     big[TEXT_MAX + 10] = '\0';
-    s_ok(kiln_history_attempt_start(h, run, "j", 1, 1, "w", 5));
+    s_ok(kiln_history_attempt_start(h, run, "j", 1, 1, "w", NULL, 5));
     s_ok(kiln_history_attempt_finish(h, run, "j", 1, "failure", big, 6));
-    s_ok(kiln_history_audit(h, "note", NULL, big, 7));
+    s_ok(kiln_history_audit(h, "note", NULL, NULL, big, 7));
 
     sqlite3 *db = s_raw(fx->path);
     assert_int_equal(s_query_int(db, "SELECT length(data) FROM logs"), CHUNK_MAX);
@@ -866,7 +866,7 @@ static void test_text_not_utf8(void **state)
     s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
     /* worker names and messages come from workers: keep them, repair on output */
     s_ok(kiln_history_job_set_state(h, run, "j", "running", 1, "w\xff" "1", 1, 0));
-    s_ok(kiln_history_attempt_start(h, run, "j", 1, 1, "w\xff" "1", 1));
+    s_ok(kiln_history_attempt_start(h, run, "j", 1, 1, "w\xff" "1", NULL, 1));
     s_ok(kiln_history_attempt_finish(h, run, "j", 1, "failure", "bad \xc3(\xe2\x82", 2));
     s_ok(kiln_history_run_json(h, run, &got));
     json_t *job = json_array_get(json_object_get(got, "jobs"), 0);
@@ -1283,7 +1283,7 @@ static void test_upgrade_from_schema_2(void **state)
                   "{'id': 'a', 'name': 'A', 'state': 'success', 'attempt': 1, 'worker': 'w1',"
                   " 'started_ms': 20, 'finished_ms': 80, 'duration_ms': 60, 'needs': [],"
                   " 'runs_on': ['linux'], 'outputs': {'v': '1'},"
-                  " 'attempts': [{'attempt': 1, 'token': 5, 'worker': 'w1', 'state': 'success',"
+                  " 'attempts': [{'attempt': 1, 'token': 5, 'worker': 'w1', 'worker_key': null, 'state': 'success',"
                   "  'message': null, 'started_ms': 20, 'finished_ms': 80}],"
                   " 'steps': [{'attempt': 1, 'index': 0, 'name': 'make', 'state': 'success',"
                   "  'exit_code': 0, 'signal': null, 'started_ms': 20, 'finished_ms': 80,"
@@ -1312,7 +1312,7 @@ static void test_upgrade_from_schema_2(void **state)
     kiln_history_destroy(&h);
 
     db = s_raw(path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 4);
     assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name IN"
                                      " ('durations', 'runs_active')"),
                      2);
@@ -1409,7 +1409,7 @@ static void test_full_disk_writes_wait(void **state)
     assert_int_equal(rc, KILN_EINFRA);
     assert_non_null(strstr(kiln_error_last(), "full"));
     /* Later writes join the queue, in order. */
-    s_ok(kiln_history_audit(h, "late", "me", "after the failure", 1000));
+    s_ok(kiln_history_audit(h, "late", "me", NULL, "after the failure", 1000));
 
     sqlite3 *db = s_raw(fx->path);
     s_assert_query_text(db, "SELECT state FROM jobs WHERE job_id = 'j'", "pending");
@@ -1450,7 +1450,7 @@ static void test_full_disk_whole_batch_forgotten(void **state)
     s_ok(kiln_history_begin(h));
     int rc = kiln_history_run_create(h, "big", "f", yaml, sizeof yaml, 2, &run);
     if (rc == 0)
-        rc = kiln_history_audit(h, "run.submit", "me", "f", 2);
+        rc = kiln_history_audit(h, "run.submit", "me", NULL, "f", 2);
     int crc = kiln_history_commit_whole(h);
     assert_true(rc != 0 || crc != 0);
     kiln_history_health_t hh;
