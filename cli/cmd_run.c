@@ -21,6 +21,8 @@
 int kiln_cmd_run(int argc, char **argv)
 {
     kiln_farm_opts_t fo = {0};
+    kiln_opt_list_t aliases = {0};
+    fo.label_aliases = &aliases;
     const char *keep = NULL;
     bool json = false, raw = false;
     int npos = 0, code = KILN_EXIT_INFRA;
@@ -38,6 +40,8 @@ int kiln_cmd_run(int argc, char **argv)
         {"workers", KILN_OPT_INT, &fo.workers, "number of local workers (number of CPUs)"},
         {"slots", KILN_OPT_INT, &fo.slots, "jobs each worker runs at once (1)"},
         {"labels", KILN_OPT_STRING, &fo.labels, "extra labels for the local workers"},
+        {"label-alias", KILN_OPT_LIST, &aliases,
+         "PATTERN=LABEL: runs-on PATTERN runs on workers labelled LABEL (repeatable)"},
         {"vars", KILN_OPT_STRING, &fo.vars, "JSON file of configuration variables (vars)"},
         {"keep", KILN_OPT_STRING, &keep, "keep the farm's data (history, logs) in DIR"},
         {"json", KILN_OPT_BOOL, &json, "print a JSON summary instead of live output"},
@@ -101,6 +105,8 @@ cleanup:
 int kiln_cmd_up(int argc, char **argv)
 {
     kiln_farm_opts_t fo = {0};
+    kiln_opt_list_t aliases = {0};
+    fo.label_aliases = &aliases;
     int npos = 0;
     kiln_farm_t *farm = NULL;
     static char home_dir[4096];
@@ -109,6 +115,8 @@ int kiln_cmd_up(int argc, char **argv)
         {"workers", KILN_OPT_INT, &fo.workers, "number of local workers (number of CPUs)"},
         {"slots", KILN_OPT_INT, &fo.slots, "jobs each worker runs at once (1)"},
         {"labels", KILN_OPT_STRING, &fo.labels, "extra labels for the local workers"},
+        {"label-alias", KILN_OPT_LIST, &aliases,
+         "PATTERN=LABEL: runs-on PATTERN runs on workers labelled LABEL (repeatable)"},
         {"data-dir", KILN_OPT_STRING, &fo.data_dir, "where the farm keeps its state (~/.kiln)"},
         {"listen", KILN_OPT_STRING, &fo.listen, "coordinator endpoint (tcp://127.0.0.1:7420)"},
         {"vars", KILN_OPT_STRING, &fo.vars, "JSON file of configuration variables (vars)"},

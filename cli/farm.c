@@ -394,10 +394,20 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
     }
     char ready_arg[16];
     snprintf(ready_arg, sizeof ready_arg, "%d", ready[1]);
-    char *coord_argv[] = {bin,       "--listen",  self->endpoint, "--redis",     rsock,
-                          "--db",    db,          "--key",        skey,          "--allow",
-                          allow,     "--ready-fd", ready_arg,     "--log-level", (char *)level,
-                          vars[0] ? "--vars" : NULL, vars, NULL};
+    char *coord_argv[24 + 2 * KILN_OPT_LIST_MAX] = {
+        bin,   "--listen",   self->endpoint, "--redis",     rsock,          "--db",
+        db,    "--key",      skey,           "--allow",     allow,          "--ready-fd",
+        ready_arg, "--log-level", (char *)level};
+    size_t n_arg = 15;
+    for (size_t i = 0; opts->label_aliases && i < opts->label_aliases->n; i++) {
+        coord_argv[n_arg++] = "--label-alias";
+        coord_argv[n_arg++] = (char *)opts->label_aliases->items[i];
+    }
+    if (vars[0]) {
+        coord_argv[n_arg++] = "--vars";
+        coord_argv[n_arg++] = vars;
+    }
+    coord_argv[n_arg] = NULL;
     if (s_spawn(&self->coordinator, "kiln-coordinator", clog, coord_argv, ready[1]) != 0)
         goto cleanup;
     close(ready[1]);

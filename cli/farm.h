@@ -29,6 +29,8 @@
 
 #define KILN_FARM_MAX_WORKERS 256
 
+#include "common/config.h"
+
 typedef struct kiln_farm kiln_farm_t;
 
 typedef struct {
@@ -39,6 +41,7 @@ typedef struct {
     const char *labels;    /* extra worker labels */
     const char *log_level; /* for the daemons */
     const char *vars;      /* JSON file of configuration variables, or NULL */
+    const kiln_opt_list_t *label_aliases; /* the coordinator's --label-alias, or NULL */
 } kiln_farm_opts_t;
 
 int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts);

@@ -27,6 +27,15 @@ static int s_set(const kiln_opt_t *o, const char *value, const char *where)
     case KILN_OPT_STRING:
         *(const char **)o->target = value;
         return 0;
+    case KILN_OPT_LIST: {
+        kiln_opt_list_t *l = o->target;
+        if (l->n == KILN_OPT_LIST_MAX) {
+            kiln_error_set("%s: --%s given more than %d times", where, o->name, KILN_OPT_LIST_MAX);
+            return KILN_EINVAL;
+        }
+        l->items[l->n++] = value;
+        return 0;
+    }
     case KILN_OPT_INT:
         errno = 0;
         v = strtol(value, &end, 10);
@@ -150,17 +159,18 @@ int kiln_config_load(const kiln_opt_t *opts, const char *path)
             goto cleanup;
         }
         char *value = strdup(v);
-        if (!value || (o->kind == KILN_OPT_STRING && s_own(value) != 0)) {
+        bool kept = o->kind == KILN_OPT_STRING || o->kind == KILN_OPT_LIST;
+        if (!value || (kept && s_own(value) != 0)) {
             free(value);
             kiln_error_set("%s: out of memory", where);
             goto cleanup;
         }
         if (s_set(o, value, where) != 0) {
-            if (o->kind != KILN_OPT_STRING)
+            if (!kept)
                 free(value);
             goto cleanup;
         }
-        if (o->kind != KILN_OPT_STRING)
+        if (!kept)
             free(value);
     }
     rc = 0;
@@ -243,7 +253,9 @@ void kiln_opts_print(FILE *out, const kiln_opt_t *opts)
     for (const kiln_opt_t *o = opts; o->name; o++) {
         char left[64];
         snprintf(left, sizeof left, "--%s%s", o->name,
-                 o->kind == KILN_OPT_STRING ? " VALUE" : o->kind == KILN_OPT_INT ? " N" : "");
+                 o->kind == KILN_OPT_STRING || o->kind == KILN_OPT_LIST ? " VALUE"
+                 : o->kind == KILN_OPT_INT                              ? " N"
+                                                                        : "");
         fprintf(out, "  %-26s %s\n", left, o->help ? o->help : "");
     }
     fprintf(out, "  %-26s %s\n", "--config FILE", "read 'name = value' settings from FILE");

@@ -19,7 +19,15 @@ typedef enum {
     KILN_OPT_STRING, /* target: const char ** */
     KILN_OPT_INT,    /* target: int * */
     KILN_OPT_BOOL,   /* target: bool *; a flag without a value sets true */
+    KILN_OPT_LIST,   /* target: kiln_opt_list_t *; each occurrence adds one */
 } kiln_opt_kind_t;
+
+/* A repeatable option's values, in the order given (KILN_OPT_LIST). */
+#define KILN_OPT_LIST_MAX 64
+typedef struct {
+    const char *items[KILN_OPT_LIST_MAX];
+    size_t n;
+} kiln_opt_list_t;
 
 typedef struct {
     const char *name;  /* long name without dashes; NULL ends the table */

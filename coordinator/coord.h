@@ -37,6 +37,7 @@
 #include "common/transport.h"
 #include "coordinator/history.h"
 #include "coordinator/models.h"
+#include "coordinator/policy.h"
 #include "coordinator/queue.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/server.h"
@@ -247,6 +248,9 @@ struct kiln_server {
     uint64_t placements;
     kiln_scheduler_policy_t policy;
     char *universal[KILN_SERVER_MAX_LABELS];
+    /* Label aliases, the operator's then the default; strings owned here. */
+    kiln_policy_alias_t aliases[KILN_SERVER_MAX_LABELS + 1];
+    size_t n_aliases;
     size_t n_universal;
     kiln_cstats_t stats;
     json_t *vars;                   /* the farm's configuration variables (vars context) */

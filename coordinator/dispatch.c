@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/clock.h"
 #include "common/error.h"
@@ -104,6 +105,45 @@ static void s_unplace(kiln_server_t *self, kiln_cjob_t *job)
     kiln_runs_ready_append(self, job, true);
 }
 
+/* A job whose runs-on label reached its worker through an alias says so in
+ * its log (and to its followers): runs-on: ubuntu-24.04 on a Debian worker
+ * is the operator's choice, and should be visible. */
+static void s_note_aliases(kiln_server_t *self, kiln_cjob_t *job, const kiln_cworker_t *w)
+{
+    const kiln_plan_job_t *plan = kiln_runs_plan(job);
+    for (size_t i = 0; i < plan->n_labels; i++) {
+        bool direct = false;
+        for (size_t k = 0; k < self->n_universal && !direct; k++)
+            direct = strcasecmp(self->universal[k], plan->labels[i]) == 0;
+        for (size_t k = 0; k < w->n_labels && !direct; k++)
+            direct = strcasecmp(w->labels[k], plan->labels[i]) == 0;
+        const kiln_policy_alias_t *a =
+            direct ? NULL : kiln_policy_alias_for(plan->labels[i], self->aliases, self->n_aliases);
+        if (!a)
+            continue;
+        char text[600];
+        int n = snprintf(text, sizeof text,
+                         "runs-on '%s': running on %s, labelled '%s' (label alias %s=%s)\n",
+                         plan->labels[i], w->name, a->label, a->pattern, a->label);
+        if (n < 0 || (size_t)n >= sizeof text)
+            continue;
+        if (kiln_history_log_append(self->history, job->run->id, plan->id, job->attempt, 0, 2, text,
+                                    (size_t)n, kiln_clock_wall_ms()) != 0)
+            kiln_log_error("history: log of %s: %s", job->key, kiln_error_last());
+        if (job->run->n_watchers) {
+            Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+            ev.kind = KILN__EVENT_KIND__EVENT_LOG;
+            ev.job_id = plan->id;
+            ev.job_name = plan->name;
+            ev.stream = KILN__STREAM__STREAM_SYSTEM;
+            ev.data.data = (uint8_t *)text;
+            ev.data.len = (size_t)n;
+            ev.attempt = job->attempt;
+            kiln_watch_emit(self, job->run, &ev);
+        }
+    }
+}
+
 /* The lease is on its way to Redis: the job runs on its worker from now. */
 static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
 {
@@ -128,6 +168,7 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
                                          w->name, job->started_ms, 0);
     if (hrc != 0)
         kiln_log_error("history: dispatch of %s: %s", job->key, kiln_error_last());
+    s_note_aliases(self, job, w);
     self->stats.dispatches++;
     kiln_log_debug("dispatch %s attempt %u token %llu -> %s", job->key, job->attempt,
                    (unsigned long long)job->token, w->name);

@@ -20,6 +20,7 @@ int main(int argc, char **argv)
     const char *log_level = "info";
     int heartbeat = 0, lease = 0, attempts = 0, npos = 0, log_limit_mb = 0, log_window_kb = 0;
     int ready_fd = -1;
+    kiln_opt_list_t aliases = {0};
     kiln_server_config_defaults(&cfg);
     /* The history (run logs, outputs, audit) and its lock are the
      * operator's alone. */
@@ -32,7 +33,10 @@ int main(int argc, char **argv)
         {"allow", KILN_OPT_STRING, &cfg.allow_dir,
          "allow-list directory with workers/ and clients/ *.pub keys"},
         {"universal-labels", KILN_OPT_STRING, &cfg.universal_labels,
-         "labels every worker matches (self-hosted,ubuntu-latest)"},
+         "labels every worker matches (self-hosted)"},
+        {"label-alias", KILN_OPT_LIST, &aliases,
+         "PATTERN=LABEL: jobs asking for PATTERN (a trailing * is a prefix) run on workers "
+         "labelled LABEL; repeatable, first match wins, then ubuntu-*=linux"},
         {"heartbeat-ms", KILN_OPT_INT, &heartbeat, "worker heartbeat interval (1000)"},
         {"lease-ms", KILN_OPT_INT, &lease, "a worker silent this long is lost (5000)"},
         {"max-attempts", KILN_OPT_INT, &attempts, "attempts per job on infrastructure failure (3)"},
@@ -68,6 +72,8 @@ int main(int argc, char **argv)
         return 2;
     }
     kiln_log_init("coordinator", level);
+    cfg.label_aliases = aliases.items;
+    cfg.n_label_aliases = aliases.n;
     if (heartbeat)
         cfg.heartbeat_ms = heartbeat;
     if (lease)

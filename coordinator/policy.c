@@ -1,6 +1,7 @@
 /* policy.c: the coordinator's pure decisions (see policy.h). */
 #include "coordinator/policy.h"
 
+#include <string.h>
 #include <strings.h>
 
 bool kiln_policy_turn_before(kiln_scheduler_policy_t policy, const kiln_policy_run_t *a,
@@ -23,12 +24,30 @@ static bool s_has(const char *label, const char *const *list, size_t n)
     return false;
 }
 
-bool kiln_policy_labels_match(const char *const *need, size_t n_need, const char *const *have,
-                              size_t n_have, const char *const *universal, size_t n_universal)
+const kiln_policy_alias_t *kiln_policy_alias_for(const char *label,
+                                                 const kiln_policy_alias_t *aliases, size_t n)
 {
-    for (size_t i = 0; i < n_need; i++)
-        if (!s_has(need[i], universal, n_universal) && !s_has(need[i], have, n_have))
+    for (size_t i = 0; i < n; i++) {
+        const char *p = aliases[i].pattern;
+        size_t len = strlen(p);
+        if (len && p[len - 1] == '*' ? strncasecmp(p, label, len - 1) == 0
+                                     : strcasecmp(p, label) == 0)
+            return &aliases[i];
+    }
+    return NULL;
+}
+
+bool kiln_policy_labels_match(const char *const *need, size_t n_need, const char *const *have,
+                              size_t n_have, const char *const *universal, size_t n_universal,
+                              const kiln_policy_alias_t *aliases, size_t n_aliases)
+{
+    for (size_t i = 0; i < n_need; i++) {
+        if (s_has(need[i], universal, n_universal) || s_has(need[i], have, n_have))
+            continue;
+        const kiln_policy_alias_t *a = kiln_policy_alias_for(need[i], aliases, n_aliases);
+        if (!a || !s_has(a->label, have, n_have))
             return false;
+    }
     return true;
 }
 

@@ -38,10 +38,25 @@ bool kiln_policy_turn_before(kiln_scheduler_policy_t policy, const kiln_policy_r
 
 /* --------------------------------------------------------- placement */
 
-/* Whether a worker with labels have[] (and the farm's universal labels)
- * can run a job asking for need[]: every label, case-insensitively. */
+/* A label alias: a job asking for a label that `pattern` matches (the
+ * same label, case-insensitively, or any label with its prefix when it ends
+ * in '*') may run on workers labelled `label`. How GitHub's hosted labels
+ * (ubuntu-24.04, ubuntu-latest, ...) reach a farm's own workers. */
+typedef struct {
+    const char *pattern;
+    const char *label;
+} kiln_policy_alias_t;
+
+/* The first alias whose pattern matches label, or NULL. */
+const kiln_policy_alias_t *kiln_policy_alias_for(const char *label,
+                                                 const kiln_policy_alias_t *aliases, size_t n);
+
+/* Whether a worker with labels have[] (and the farm's universal labels and
+ * aliases) can run a job asking for need[]: every label, case-insensitively,
+ * is universal, or the worker has it, or has the label of its first alias. */
 bool kiln_policy_labels_match(const char *const *need, size_t n_need, const char *const *have,
-                              size_t n_have, const char *const *universal, size_t n_universal);
+                              size_t n_have, const char *const *universal, size_t n_universal,
+                              const kiln_policy_alias_t *aliases, size_t n_aliases);
 
 /* What placement looks at in a worker. */
 typedef struct {

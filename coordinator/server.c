@@ -323,6 +323,38 @@ int kiln_server_run(kiln_server_t *self)
     return self->exit_code;
 }
 
+/* The operator's label aliases ("PATTERN=LABEL"), then the default one. A
+ * malformed alias is refused here, naming it, rather than never matching. */
+static int s_load_aliases(kiln_server_t *self, const kiln_server_config_t *cfg)
+{
+    if (cfg->n_label_aliases > KILN_SERVER_MAX_LABELS) {
+        kiln_error_set("coordinator: more than %d label aliases", KILN_SERVER_MAX_LABELS);
+        return KILN_EINVAL;
+    }
+    for (size_t i = 0; i <= cfg->n_label_aliases; i++) {
+        const char *text = i < cfg->n_label_aliases ? cfg->label_aliases[i]
+                                                    : KILN_SERVER_DEFAULT_ALIAS;
+        const char *eq = strchr(text, '=');
+        const char *star = strchr(text, '*');
+        if (!eq || eq == text || !eq[1] || strchr(eq + 1, '=') || strchr(eq + 1, '*') ||
+            (star && star != eq - 1)) {
+            kiln_error_set("coordinator: label alias '%s': expected PATTERN=LABEL (a '*' only "
+                           "at the end of PATTERN, e.g. ubuntu-*=linux)",
+                           text);
+            return KILN_EINVAL;
+        }
+        char *copy = strdup(text);
+        if (!copy) {
+            kiln_error_set("coordinator: out of memory");
+            return -1;
+        }
+        copy[eq - text] = '\0';
+        self->aliases[self->n_aliases].pattern = copy;
+        self->aliases[self->n_aliases++].label = copy + (eq - text) + 1;
+    }
+    return 0;
+}
+
 static const char *s_keep(kiln_server_t *self, int slot, const char *s)
 {
     if (!s)
@@ -400,6 +432,8 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     self->cfg.scheduler = NULL;
     self->up_since = kiln_clock_mono_ms();
     self->workers_epoch = 1;
+    if ((rc = s_load_aliases(self, cfg)) != 0)
+        goto cleanup;
     self->n_universal =
         kiln_workers_split_labels(self->cfg.universal_labels, self->universal, KILN_SERVER_MAX_LABELS);
     if ((rc = kiln_keys_load(&kp, self->cfg.key_path)) != 0)
@@ -497,6 +531,8 @@ void kiln_server_destroy(kiln_server_t **self_p)
     free(self->wtab);
     for (size_t i = 0; i < self->n_universal; i++)
         free(self->universal[i]);
+    for (size_t i = 0; i < self->n_aliases; i++)
+        free((char *)self->aliases[i].pattern); /* one allocation: pattern, then label */
     json_decref(self->vars);
     if (self->router)
         zmq_socket_monitor(self->router, NULL, 0);

@@ -17,6 +17,7 @@
 #define KILN_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct kiln_server kiln_server_t;
@@ -28,6 +29,10 @@ typedef struct {
     const char *key_path;         /* the server's .key file */
     const char *allow_dir;        /* allow-list (workers/, clients/) */
     const char *universal_labels; /* comma-separated labels every worker matches */
+    /* "PATTERN=LABEL" each (policy.h: kiln_policy_alias_t), tried in order
+     * before the default KILN_SERVER_DEFAULT_ALIAS. */
+    const char *const *label_aliases;
+    size_t n_label_aliases;
     int heartbeat_ms;             /* expected worker heartbeat interval */
     int lease_ms;                 /* a worker silent this long is lost */
     unsigned max_attempts;        /* attempts per job for infrastructure failures */
@@ -39,7 +44,10 @@ typedef struct {
 } kiln_server_config_t;
 
 #define KILN_SERVER_DEFAULT_LISTEN "tcp://127.0.0.1:7420"
-#define KILN_SERVER_DEFAULT_LABELS "self-hosted,ubuntu-latest"
+#define KILN_SERVER_DEFAULT_LABELS "self-hosted"
+/* GitHub's hosted Ubuntu labels (ubuntu-latest, ubuntu-24.04, ...) run on
+ * any Linux worker unless an alias of the operator's says otherwise. */
+#define KILN_SERVER_DEFAULT_ALIAS "ubuntu-*=linux"
 #define KILN_SERVER_DEFAULT_HEARTBEAT_MS 1000
 #define KILN_SERVER_DEFAULT_LEASE_MS 5000
 #define KILN_SERVER_DEFAULT_MAX_ATTEMPTS 3

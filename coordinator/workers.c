@@ -49,7 +49,8 @@ bool kiln_workers_matches(const kiln_server_t *self, const kiln_cworker_t *w,
 {
     return kiln_policy_labels_match((const char *const *)job->labels, job->n_labels,
                                     (const char *const *)w->labels, w->n_labels,
-                                    (const char *const *)self->universal, self->n_universal);
+                                    (const char *const *)self->universal, self->n_universal,
+                                    self->aliases, self->n_aliases);
 }
 
 bool kiln_workers_unserved_why(const kiln_server_t *self, const kiln_cjob_t *job, char *out,
@@ -65,7 +66,15 @@ bool kiln_workers_unserved_why(const kiln_server_t *self, const kiln_cjob_t *job
     for (size_t i = 0; i < plan->n_labels && n < cap; i++)
         n += (size_t)snprintf(out + n, cap - n, "%s %s", i ? "," : "", plan->labels[i]);
     if (plan->n_labels == 0 && n < cap)
-        snprintf(out + n, cap - n, " (none)");
+        n += (size_t)snprintf(out + n, cap - n, " (none)");
+    /* Say where an alias sent a label: the operator may have meant another. */
+    for (size_t i = 0; i < plan->n_labels && n < cap; i++) {
+        const kiln_policy_alias_t *a =
+            kiln_policy_alias_for(plan->labels[i], self->aliases, self->n_aliases);
+        if (a)
+            n += (size_t)snprintf(out + n, cap - n, " (%s: workers labelled %s, by the alias %s=%s)",
+                                  plan->labels[i], a->label, a->pattern, a->label);
+    }
     return true;
 }
 

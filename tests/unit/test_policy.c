@@ -29,11 +29,37 @@ static void test_labels(void **state)
 {
     (void)state;
     const char *need[] = {"Linux", "big"}, *have[] = {"linux", "BIG", "gpu"}, *uni[] = {"self-hosted"};
-    assert_true(kiln_policy_labels_match(need, 2, have, 3, uni, 1));
-    assert_false(kiln_policy_labels_match(need, 2, have, 1, uni, 1));
+    assert_true(kiln_policy_labels_match(need, 2, have, 3, uni, 1, NULL, 0));
+    assert_false(kiln_policy_labels_match(need, 2, have, 1, uni, 1, NULL, 0));
     const char *only_uni[] = {"self-hosted"};
-    assert_true(kiln_policy_labels_match(only_uni, 1, NULL, 0, uni, 1));
-    assert_true(kiln_policy_labels_match(NULL, 0, NULL, 0, NULL, 0));
+    assert_true(kiln_policy_labels_match(only_uni, 1, NULL, 0, uni, 1, NULL, 0));
+    assert_true(kiln_policy_labels_match(NULL, 0, NULL, 0, NULL, 0, NULL, 0));
+}
+
+/* GitHub's hosted labels reach the farm's workers through aliases: the
+ * first that matches decides, a '*' is a prefix, and a label the worker
+ * has itself needs no alias. */
+static void test_label_aliases(void **state)
+{
+    (void)state;
+    const kiln_policy_alias_t aliases[] = {
+        {"ubuntu-20.04", "old-glibc"}, {"ubuntu-*", "linux"}, {"windows-latest", "windows"}};
+    const char *linux_w[] = {"linux", "x64"}, *old_w[] = {"old-glibc"}, *uni[] = {"self-hosted"};
+    const char *u24[] = {"self-hosted", "ubuntu-24.04"}, *u20[] = {"ubuntu-20.04"};
+    const char *latest[] = {"Ubuntu-Latest"}, *mac[] = {"macos-14"}, *win[] = {"windows-latest"};
+    assert_true(kiln_policy_labels_match(u24, 2, linux_w, 2, uni, 1, aliases, 3));
+    assert_true(kiln_policy_labels_match(latest, 1, linux_w, 2, uni, 1, aliases, 3));
+    assert_false(kiln_policy_labels_match(u24, 2, old_w, 1, uni, 1, aliases, 3));
+    /* The first alias that matches decides: 20.04 goes to old-glibc only. */
+    assert_false(kiln_policy_labels_match(u20, 1, linux_w, 2, uni, 1, aliases, 3));
+    assert_true(kiln_policy_labels_match(u20, 1, old_w, 1, uni, 1, aliases, 3));
+    /* No alias: only a worker that declares the label. */
+    assert_false(kiln_policy_labels_match(mac, 1, linux_w, 2, uni, 1, aliases, 3));
+    const char *mac_w[] = {"macos-14"};
+    assert_true(kiln_policy_labels_match(mac, 1, mac_w, 1, uni, 1, aliases, 3));
+    assert_false(kiln_policy_labels_match(win, 1, linux_w, 2, uni, 1, aliases, 3));
+    assert_string_equal(kiln_policy_alias_for("UBUNTU-22.04", aliases, 3)->label, "linux");
+    assert_null(kiln_policy_alias_for("ubuntu", aliases, 3));
 }
 
 static void test_pick(void **state)
@@ -104,7 +130,7 @@ static void test_retry_policy(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fairness),  cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_fairness),  cmocka_unit_test(test_labels), cmocka_unit_test(test_label_aliases),
         cmocka_unit_test(test_pick),      cmocka_unit_test(test_prefetch),
         cmocka_unit_test(test_fencing),   cmocka_unit_test(test_retry_policy),
     };
