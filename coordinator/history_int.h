@@ -82,20 +82,40 @@ typedef struct {
 } kiln_history_checkpointer_t;
 
 /* Writes that wait for the disk (history_journal.c). While the store is up
- * the open transaction's writes are kept as SQL text (txn) until it
- * commits: a commit that fails for want of room loses the whole
- * transaction, and the loop above has already acted on it (jobs moved on,
- * Redis told), so those writes must be done again, not forgotten. They
- * move to `wait`, the store is down, and every later write joins them until
- * kiln_history_retry gets them all in one transaction. Log output past
- * KILN_HISTORY_WAIT_MAX is not kept but counted per step (loss), and a
- * marker with the count is written in its place. */
+ * the open transaction's writes are kept (txn) until it commits: a commit
+ * that fails for want of room loses the whole transaction, and the loop
+ * above has already acted on it (jobs moved on, Redis told), so those writes
+ * must be done again, not forgotten. They move to `wait`, the store is down,
+ * and every later write joins them until kiln_history_retry gets them all in
+ * one transaction. A write is kept as its statement and the values bound to
+ * it (recorded by the kiln_hdb_bind_* calls, copied into an arena), which
+ * costs a few copies per write rather than SQL text formatted for each. Log
+ * output past KILN_HISTORY_WAIT_MAX is not kept but counted per step (loss),
+ * and a marker with the count is written in its place. */
 #define KILN_HISTORY_WAIT_MAX (64u * 1024 * 1024)
 #define KILN_HISTORY_LOSS_MAX 64
+#define KILN_HDB_MAX_PARAMS 12
 
 typedef struct {
-    char **sql;
-    size_t n, cap, bytes;
+    int type; /* SQLITE_INTEGER, _FLOAT, _TEXT, _BLOB, _NULL; 0: not bound */
+    int64_t i;
+    double d;
+    size_t off, len; /* text or blob bytes, in the list's arena */
+} kiln_hdb_val_t;
+
+typedef struct {
+    int stmt;          /* index into kiln_history.stmt, or -1: sql_off holds the SQL */
+    size_t sql_off;    /* a statement prepared per call: its text, in the arena */
+    size_t base;       /* where this write's bytes start in the arena */
+    unsigned n;        /* parameters 1..n recorded */
+    kiln_hdb_val_t v[KILN_HDB_MAX_PARAMS];
+} kiln_hdb_rec_t;
+
+typedef struct {
+    kiln_hdb_rec_t *recs;
+    size_t n, cap;
+    char *arena;
+    size_t used, acap;
 } kiln_hdb_list_t;
 
 typedef struct {
@@ -107,6 +127,8 @@ typedef struct {
 
 typedef struct {
     kiln_hdb_list_t txn;  /* the open transaction's writes, while up */
+    kiln_hdb_list_t cur;  /* the values bound for the write being made (one record) */
+    sqlite3_stmt *cur_stmt; /* the statement they are bound to */
     kiln_hdb_list_t wait; /* writes waiting for room, oldest first */
     size_t batch_mark;    /* wait.n when the outermost batch began */
     bool down;
@@ -151,6 +173,17 @@ void kiln_hdb_reset(sqlite3_stmt *stmt);
  * kiln_hdb_sql_error. */
 #define KILN_HDB_NOW 1u
 int kiln_hdb_write(kiln_history_t *self, sqlite3_stmt *stmt, unsigned flags);
+
+/* Bind a value to a write statement and record it for the journal; the
+ * results are sqlite3_bind_*'s. Text and blobs are SQLITE_STATIC: they must
+ * live until the write (kiln_hdb_write) is made. text NULL binds NULL. */
+int kiln_hdb_bind_int64(kiln_history_t *self, sqlite3_stmt *stmt, int col, int64_t v);
+int kiln_hdb_bind_double(kiln_history_t *self, sqlite3_stmt *stmt, int col, double v);
+int kiln_hdb_bind_null(kiln_history_t *self, sqlite3_stmt *stmt, int col);
+int kiln_hdb_bind_text(kiln_history_t *self, sqlite3_stmt *stmt, int col, const char *text,
+                       int len);
+int kiln_hdb_bind_blob(kiln_history_t *self, sqlite3_stmt *stmt, int col, const void *data,
+                       size_t len);
 
 /* The journal's side of begin and commit (history.c calls them). */
 int kiln_hdb_journal_begin(kiln_history_t *self);

@@ -5,9 +5,9 @@
  * that fails for want of room is rolled back whole, so the history would
  * fall behind what the farm did, for good (a finished run left "running",
  * its logs gone, a succeeded job run again after a restart). So the writes
- * of the open transaction are kept as SQL text (sqlite3_expanded_sql, the
- * statement with its values) until it commits, and a failed one does not
- * lose them: they wait, the store is "down", and every later write joins
+ * of the open transaction are kept (each its statement and the values the
+ * kiln_hdb_bind_* calls recorded) until it commits, and a failed one does
+ * not lose them: they wait, the store is "down", and every later write joins
  * them in order. While down nothing new is accepted that must be on disk at
  * once (a run's creation, which hands out its number), and the server holds
  * back acknowledgements, so workers keep their results. kiln_history_retry,
@@ -50,42 +50,266 @@ bool kiln_hdb_disk_error(int rc)
     }
 }
 
-/* Takes ownership of sql (NULL: out of memory, reported). */
-static int s_push(kiln_hdb_list_t *l, char *sql)
+/* ---- write records ---------------------------------------------------- */
+
+static int s_reserve(kiln_hdb_list_t *l, size_t bytes)
 {
-    if (!sql)
-        return kiln_hdb_oom();
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
-        char **grown = realloc(l->sql, cap * sizeof *grown);
-        if (!grown) {
-            sqlite3_free(sql);
+        kiln_hdb_rec_t *grown = realloc(l->recs, cap * sizeof *grown);
+        if (!grown)
             return kiln_hdb_oom();
-        }
-        l->sql = grown;
+        l->recs = grown;
         l->cap = cap;
     }
-    l->sql[l->n++] = sql;
-    l->bytes += strlen(sql);
+    if (l->used + bytes > l->acap) {
+        size_t cap = l->acap ? l->acap : 4096;
+        while (cap < l->used + bytes)
+            cap *= 2;
+        char *grown = realloc(l->arena, cap);
+        if (!grown)
+            return kiln_hdb_oom();
+        l->arena = grown;
+        l->acap = cap;
+    }
     return 0;
 }
 
-/* Frees the entries from index `from` on. */
+static size_t s_bytes(const kiln_hdb_list_t *l)
+{
+    return l->used + l->n * sizeof *l->recs;
+}
+
+/* Appends record r, whose bytes are in src's arena from r->base on (len
+ * bytes), to l, moving its offsets. */
+static int s_append(kiln_hdb_list_t *l, const kiln_hdb_rec_t *r, const char *src, size_t len)
+{
+    if (s_reserve(l, len) != 0)
+        return -1;
+    kiln_hdb_rec_t *d = &l->recs[l->n++];
+    *d = *r;
+    size_t shift = l->used;
+    memcpy(l->arena + l->used, src + r->base, len);
+    l->used += len;
+    d->base = shift;
+    d->sql_off = d->sql_off - r->base + shift;
+    for (unsigned k = 0; k < d->n; k++)
+        if (d->v[k].type == SQLITE_TEXT || d->v[k].type == SQLITE_BLOB)
+            d->v[k].off = d->v[k].off - r->base + shift;
+    return 0;
+}
+
+/* Frees the records from index `from` on (their bytes too). */
 static void s_truncate(kiln_hdb_list_t *l, size_t from)
 {
-    for (size_t i = from; i < l->n; i++) {
-        l->bytes -= strlen(l->sql[i]);
-        sqlite3_free(l->sql[i]);
-    }
-    if (from < l->n)
+    if (from < l->n) {
+        l->used = l->recs[from].base;
         l->n = from;
+    }
 }
 
 static void s_free_list(kiln_hdb_list_t *l)
 {
-    s_truncate(l, 0);
-    free(l->sql);
+    free(l->recs);
+    free(l->arena);
     memset(l, 0, sizeof *l);
+}
+
+/* Moves every record of from to the end of to (from is left empty). */
+static int s_move(kiln_hdb_list_t *to, kiln_hdb_list_t *from)
+{
+    int rc = 0;
+    for (size_t i = 0; i < from->n && rc == 0; i++) {
+        size_t end = i + 1 < from->n ? from->recs[i + 1].base : from->used;
+        rc = s_append(to, &from->recs[i], from->arena, end - from->recs[i].base);
+    }
+    s_truncate(from, 0);
+    return rc;
+}
+
+static void s_discard_cur(kiln_history_t *self)
+{
+    self->journal.cur.n = 0;
+    self->journal.cur.used = 0;
+    self->journal.cur_stmt = NULL;
+}
+
+/* The record being made: one per write, in cur (its first record). */
+static kiln_hdb_rec_t *s_cur(kiln_history_t *self, sqlite3_stmt *stmt)
+{
+    kiln_hdb_journal_t *j = &self->journal;
+    if (j->cur_stmt != stmt || j->cur.n == 0) {
+        if (s_reserve(&j->cur, 0) != 0)
+            return NULL;
+        j->cur.n = 1;
+        j->cur.used = 0;
+        j->cur_stmt = stmt;
+        memset(&j->cur.recs[0], 0, sizeof j->cur.recs[0]);
+        j->cur.recs[0].stmt = -1;
+    }
+    return &j->cur.recs[0];
+}
+
+static kiln_hdb_val_t *s_val(kiln_history_t *self, sqlite3_stmt *stmt, int col)
+{
+    /* Every write binds its first parameter first: a record left by a
+     * write that failed before it was made is not carried into this one. */
+    if (col == 1)
+        s_discard_cur(self);
+    kiln_hdb_rec_t *r = s_cur(self, stmt);
+    if (!r || col < 1 || col > KILN_HDB_MAX_PARAMS)
+        return NULL;
+    if ((unsigned)col > r->n)
+        r->n = (unsigned)col;
+    return &r->v[col - 1];
+}
+
+/* Copies bytes into cur's arena; their offset, or (size_t)-1. */
+static size_t s_keep_bytes(kiln_history_t *self, const void *data, size_t len)
+{
+    kiln_hdb_list_t *c = &self->journal.cur;
+    size_t n = c->n;
+    c->n = 0; /* s_reserve would grow the records too: only the arena here */
+    int rc = s_reserve(c, len);
+    c->n = n;
+    if (rc != 0)
+        return (size_t)-1;
+    size_t off = c->used;
+    if (len)
+        memcpy(c->arena + off, data, len);
+    c->used += len;
+    return off;
+}
+
+int kiln_hdb_bind_int64(kiln_history_t *self, sqlite3_stmt *stmt, int col, int64_t v)
+{
+    kiln_hdb_val_t *val = s_val(self, stmt, col);
+    if (!val)
+        return SQLITE_NOMEM;
+    val->type = SQLITE_INTEGER;
+    val->i = v;
+    return sqlite3_bind_int64(stmt, col, v);
+}
+
+int kiln_hdb_bind_double(kiln_history_t *self, sqlite3_stmt *stmt, int col, double v)
+{
+    kiln_hdb_val_t *val = s_val(self, stmt, col);
+    if (!val)
+        return SQLITE_NOMEM;
+    val->type = SQLITE_FLOAT;
+    val->d = v;
+    return sqlite3_bind_double(stmt, col, v);
+}
+
+int kiln_hdb_bind_null(kiln_history_t *self, sqlite3_stmt *stmt, int col)
+{
+    kiln_hdb_val_t *val = s_val(self, stmt, col);
+    if (!val)
+        return SQLITE_NOMEM;
+    val->type = SQLITE_NULL;
+    return sqlite3_bind_null(stmt, col);
+}
+
+int kiln_hdb_bind_text(kiln_history_t *self, sqlite3_stmt *stmt, int col, const char *text,
+                       int len)
+{
+    if (!text)
+        return kiln_hdb_bind_null(self, stmt, col);
+    size_t n = len < 0 ? strlen(text) : (size_t)len;
+    kiln_hdb_val_t *val = s_val(self, stmt, col);
+    size_t off = val ? s_keep_bytes(self, text, n) : (size_t)-1;
+    if (off == (size_t)-1)
+        return SQLITE_NOMEM;
+    val->type = SQLITE_TEXT;
+    val->off = off;
+    val->len = n;
+    return sqlite3_bind_text(stmt, col, text, len, SQLITE_STATIC);
+}
+
+int kiln_hdb_bind_blob(kiln_history_t *self, sqlite3_stmt *stmt, int col, const void *data,
+                       size_t len)
+{
+    kiln_hdb_val_t *val = s_val(self, stmt, col);
+    size_t off = val ? s_keep_bytes(self, data, len) : (size_t)-1;
+    if (off == (size_t)-1)
+        return SQLITE_NOMEM;
+    val->type = SQLITE_BLOB;
+    val->off = off;
+    val->len = len;
+    return sqlite3_bind_blob64(stmt, col, len ? data : "", len, SQLITE_STATIC);
+}
+
+/* Files the record of the write just made (or to be made later) into l. */
+static int s_file(kiln_history_t *self, sqlite3_stmt *stmt, kiln_hdb_list_t *l)
+{
+    kiln_hdb_journal_t *j = &self->journal;
+    kiln_hdb_rec_t *r = s_cur(self, stmt);
+    int rc = -1;
+    if (!r)
+        goto cleanup;
+    r->stmt = -1;
+    for (int i = 0; i < KILN_HISTORY_STMT_COUNT; i++)
+        if (self->stmt[i] == stmt)
+            r->stmt = i;
+    if (r->stmt < 0) {
+        /* A statement prepared for this call: its text, to prepare again. */
+        const char *sql = sqlite3_sql(stmt);
+        size_t off = s_keep_bytes(self, sql, strlen(sql) + 1);
+        if (off == (size_t)-1)
+            goto cleanup;
+        r = &j->cur.recs[0];
+        r->sql_off = off;
+    }
+    r->base = 0;
+    rc = s_append(l, r, j->cur.arena, j->cur.used);
+cleanup:
+    j->cur.n = 0;
+    j->cur.used = 0;
+    j->cur_stmt = NULL;
+    if (rc != 0)
+        kiln_error_set("history: out of memory keeping a write");
+    return rc;
+}
+
+/* Does record r again on the connection: SQLITE_DONE or SQLite's error. */
+static int s_replay(kiln_history_t *self, const kiln_hdb_list_t *l, const kiln_hdb_rec_t *r)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+    if (r->stmt >= 0) {
+        stmt = self->stmt[r->stmt];
+    } else if ((rc = sqlite3_prepare_v2(self->db, l->arena + r->sql_off, -1, &stmt, NULL)) !=
+               SQLITE_OK) {
+        return rc;
+    }
+    rc = SQLITE_OK;
+    for (unsigned k = 0; k < r->n && rc == SQLITE_OK; k++) {
+        const kiln_hdb_val_t *v = &r->v[k];
+        int col = (int)k + 1;
+        switch (v->type) {
+        case SQLITE_INTEGER: rc = sqlite3_bind_int64(stmt, col, v->i); break;
+        case SQLITE_FLOAT: rc = sqlite3_bind_double(stmt, col, v->d); break;
+        case SQLITE_NULL: rc = sqlite3_bind_null(stmt, col); break;
+        case SQLITE_TEXT:
+            rc = sqlite3_bind_text(stmt, col, l->arena + v->off, (int)v->len, SQLITE_STATIC);
+            break;
+        case SQLITE_BLOB:
+            rc = sqlite3_bind_blob64(stmt, col, v->len ? l->arena + v->off : "", v->len,
+                                     SQLITE_STATIC);
+            break;
+        default: break;
+        }
+        /* A parameter the statement does not have: nothing to bind. */
+        if (rc == SQLITE_RANGE)
+            rc = SQLITE_OK;
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(stmt);
+    if (r->stmt >= 0)
+        kiln_hdb_reset(stmt);
+    else
+        sqlite3_finalize(stmt);
+    return rc;
 }
 
 /* Sets the reason from the connection's last error: the path and what the
@@ -108,15 +332,8 @@ void kiln_hdb_go_down(kiln_history_t *self, int rc)
     }
     s_set_why(self, rc);
     /* The rolled-back transaction's writes go first: they happened first. */
-    for (size_t i = 0; i < j->txn.n; i++) {
-        if (s_push(&j->wait, j->txn.sql[i]) != 0) {
-            kiln_log_error("history: a write of the failed batch is lost: %s",
-                           kiln_error_last());
-            continue;
-        }
-    }
-    free(j->txn.sql);
-    memset(&j->txn, 0, sizeof j->txn);
+    if (s_move(&j->wait, &j->txn) != 0)
+        kiln_log_error("history: writes of the failed batch are lost: %s", kiln_error_last());
     if (!j->down) {
         j->down = true;
         j->since_ms = kiln_clock_wall_ms();
@@ -131,24 +348,31 @@ int kiln_hdb_write(kiln_history_t *self, sqlite3_stmt *stmt, unsigned flags)
     kiln_hdb_journal_t *j = &self->journal;
     if (j->down) {
         if (flags & KILN_HDB_NOW) {
+            s_discard_cur(self);
             kiln_error_set("%s", j->why);
             return KILN_EINFRA;
         }
-        return s_push(&j->wait, sqlite3_expanded_sql(stmt));
+        return s_file(self, stmt, &j->wait);
     }
     int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_DONE)
-        return self->depth ? s_push(&j->txn, sqlite3_expanded_sql(stmt)) : 0;
-    if (!kiln_hdb_disk_error(rc))
+    if (rc == SQLITE_DONE) {
+        if (self->depth)
+            return s_file(self, stmt, &j->txn);
+        s_discard_cur(self);
+        return 0;
+    }
+    if (!kiln_hdb_disk_error(rc)) {
+        s_discard_cur(self);
         return -1;
-    /* The bindings outlive the failed step: the write can wait. */
-    char *sql = (flags & KILN_HDB_NOW) ? NULL : sqlite3_expanded_sql(stmt);
+    }
     kiln_hdb_go_down(self, rc);
     if (flags & KILN_HDB_NOW) {
+        s_discard_cur(self);
         kiln_error_set("%s", j->why);
         return KILN_EINFRA;
     }
-    return s_push(&j->wait, sql);
+    /* Not done: it waits with the others, after its transaction's. */
+    return s_file(self, stmt, &j->wait);
 }
 
 int kiln_hdb_journal_begin(kiln_history_t *self)
@@ -203,8 +427,7 @@ bool kiln_hdb_log_lost(kiln_history_t *self, int64_t run_id, const char *job_id,
                        unsigned attempt, unsigned step, size_t len)
 {
     kiln_hdb_journal_t *j = &self->journal;
-    /* Hex doubles a chunk in its SQL text. */
-    if (!j->down || j->wait.bytes + 2 * len + 256 <= KILN_HISTORY_WAIT_MAX)
+    if (!j->down || s_bytes(&j->wait) + len + sizeof(kiln_hdb_rec_t) <= KILN_HISTORY_WAIT_MAX)
         return false;
     j->lost_bytes += len;
     for (size_t i = 0; i < j->n_loss; i++) {
@@ -273,18 +496,20 @@ int kiln_history_retry(kiln_history_t *self)
             snprintf(dir, sizeof dir, ".");
         struct statvfs vfs;
         if (statvfs(dir, &vfs) == 0 &&
-            (uint64_t)vfs.f_bavail * vfs.f_frsize < j->wait.bytes + (1u << 20))
+            (uint64_t)vfs.f_bavail * vfs.f_frsize < s_bytes(&j->wait) + (1u << 20))
             return 0;
     }
     int rc = sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     size_t skipped = 0;
     for (size_t i = 0; rc == SQLITE_OK && i < j->wait.n; i++) {
-        rc = sqlite3_exec(self->db, j->wait.sql[i], NULL, NULL, NULL);
-        if (rc != SQLITE_OK && !kiln_hdb_disk_error(rc)) {
+        rc = s_replay(self, &j->wait, &j->wait.recs[i]);
+        if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+        } else if (!kiln_hdb_disk_error(rc)) {
             /* A write that cannot be done is reported and left out, so one
              * bad row does not hold back all the others for good. */
-            kiln_log_error("history: a write that waited for room is refused: %s: %.120s",
-                           sqlite3_errmsg(self->db), j->wait.sql[i]);
+            kiln_log_error("history: a write that waited for room is refused: %s",
+                           sqlite3_errmsg(self->db));
             skipped++;
             rc = SQLITE_OK;
         }
@@ -335,7 +560,7 @@ void kiln_history_health(const kiln_history_t *self, kiln_history_health_t *out)
     out->writable = !j->down;
     out->why = j->down ? j->why : "";
     out->waiting = j->wait.n;
-    out->waiting_bytes = j->wait.bytes;
+    out->waiting_bytes = s_bytes(&j->wait);
     out->failures = j->failures;
     out->lost_log_bytes = j->lost_bytes;
     out->since_ms = j->since_ms;
@@ -349,4 +574,5 @@ void kiln_hdb_journal_free(kiln_history_t *self)
                        j->wait.n);
     s_free_list(&j->txn);
     s_free_list(&j->wait);
+    s_free_list(&j->cur);
 }

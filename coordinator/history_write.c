@@ -48,9 +48,10 @@
 #define KILN_HISTORY_DURATION_MAX (366LL * 24 * 60 * 60 * 1000)
 
 /* A timestamp or counter where 0 means "not set": bound as NULL. */
-static int s_bind_opt(sqlite3_stmt *stmt, int col, int64_t value)
+static int s_bind_opt(kiln_history_t *self, sqlite3_stmt *stmt, int col, int64_t value)
 {
-    return value > 0 ? sqlite3_bind_int64(stmt, col, value) : sqlite3_bind_null(stmt, col);
+    return value > 0 ? kiln_hdb_bind_int64(self, stmt, col, value)
+                     : kiln_hdb_bind_null(self, stmt, col);
 }
 
 /* ---- runs -------------------------------------------------------------- */
@@ -70,11 +71,11 @@ int kiln_history_run_create(kiln_history_t *self, const char *name, const char *
         rc = KILN_ETOOBIG;
         goto cleanup;
     }
-    if (sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, file, -1, SQLITE_STATIC) != SQLITE_OK
-        || (yaml ? sqlite3_bind_blob64(stmt, 3, yaml, yaml_len, SQLITE_STATIC)
-                 : sqlite3_bind_null(stmt, 3)) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 4, created_ms) != SQLITE_OK) {
+    if (kiln_hdb_bind_text(self, stmt, 1, name, -1) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, file, -1) != SQLITE_OK
+        || (yaml ? kiln_hdb_bind_blob(self, stmt, 3, yaml, yaml_len)
+                 : kiln_hdb_bind_null(self, stmt, 3)) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 4, created_ms) != SQLITE_OK) {
         kiln_hdb_sql_error(self, "create run");
         goto cleanup;
     }
@@ -100,9 +101,9 @@ int kiln_history_run_set_state(kiln_history_t *self, int64_t run_id, const char 
     assert(self);
     assert(state);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_RUN_SET_STATE];
-    if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC) != SQLITE_OK
-        || s_bind_opt(stmt, 3, finished_ms) != SQLITE_OK) {
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, state, -1) != SQLITE_OK
+        || s_bind_opt(self, stmt, 3, finished_ms) != SQLITE_OK) {
         kiln_hdb_sql_error(self, "run %lld state", (long long)run_id);
         goto cleanup;
     }
@@ -133,8 +134,8 @@ static int s_run_column(kiln_history_t *self, int64_t run_id, const char *sql, c
     if (!text)
         return kiln_hdb_oom();
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 2, text, -1, SQLITE_STATIC) != SQLITE_OK ||
+        kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 2, text, -1) != SQLITE_OK ||
         kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "%s of run %lld", what, (long long)run_id);
         goto cleanup;
@@ -219,11 +220,11 @@ int kiln_history_job_create(kiln_history_t *self, int64_t run_id, const char *jo
         || (rc = s_list_json("runs_on", runs_on, n_runs_on, &runs_on_text)) != 0)
         goto cleanup;
     rc = -1;
-    if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 3, name, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 4, needs_text, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 5, runs_on_text, -1, SQLITE_STATIC) != SQLITE_OK) {
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 3, name, -1) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 4, needs_text, -1) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 5, runs_on_text, -1) != SQLITE_OK) {
         kiln_hdb_sql_error(self, "create job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
     }
@@ -255,10 +256,10 @@ int kiln_history_job_plan(kiln_history_t *self, int64_t run_id, const char *job_
                            "UPDATE jobs SET name = ?1, runs_on = ?2 WHERE run_id = ?3 AND "
                            "job_id = ?4",
                            -1, &stmt, NULL) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 2, runs_on_text, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 3, run_id) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 4, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 1, name, -1) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 2, runs_on_text, -1) != SQLITE_OK ||
+        kiln_hdb_bind_int64(self, stmt, 3, run_id) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 4, job_id, -1) != SQLITE_OK ||
         kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "plan job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
@@ -280,13 +281,13 @@ int kiln_history_job_set_state(kiln_history_t *self, int64_t run_id, const char 
     assert(job_id);
     assert(state);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_JOB_SET_STATE];
-    if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 3, state, -1, SQLITE_STATIC) != SQLITE_OK
-        || s_bind_opt(stmt, 4, attempt) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 5, worker, -1, SQLITE_STATIC) != SQLITE_OK
-        || s_bind_opt(stmt, 6, started_ms) != SQLITE_OK
-        || s_bind_opt(stmt, 7, finished_ms) != SQLITE_OK
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 3, state, -1) != SQLITE_OK
+        || s_bind_opt(self, stmt, 4, attempt) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 5, worker, -1) != SQLITE_OK
+        || s_bind_opt(self, stmt, 6, started_ms) != SQLITE_OK
+        || s_bind_opt(self, stmt, 7, finished_ms) != SQLITE_OK
         || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "job %s of run %lld state", job_id, (long long)run_id);
         goto cleanup;
@@ -314,14 +315,13 @@ int kiln_history_attempt_start(kiln_history_t *self, int64_t run_id, const char 
     assert(self);
     assert(job_id);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_ATTEMPT_START];
-    if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 4, (int64_t)token) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 5, worker, -1, SQLITE_STATIC) != SQLITE_OK
-        || s_bind_opt(stmt, 6, started_ms) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 7, worker_key && worker_key[0] ? worker_key : NULL, -1,
-                             SQLITE_STATIC) != SQLITE_OK
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 3, attempt) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 4, (int64_t)token) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 5, worker, -1) != SQLITE_OK
+        || s_bind_opt(self, stmt, 6, started_ms) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 7, worker_key && worker_key[0] ? worker_key : NULL, -1) != SQLITE_OK
         || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "start attempt %u of job %s of run %lld", attempt, job_id,
                                (long long)run_id);
@@ -345,12 +345,12 @@ int kiln_history_attempt_finish(kiln_history_t *self, int64_t run_id, const char
     assert(state);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_ATTEMPT_FINISH];
     int message_len = message ? (int)strnlen(message, KILN_HISTORY_TEXT_MAX) : 0;
-    if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 4, state, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 5, message, message_len, SQLITE_STATIC) != SQLITE_OK
-        || s_bind_opt(stmt, 6, finished_ms) != SQLITE_OK
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 3, attempt) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 4, state, -1) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 5, message, message_len) != SQLITE_OK
+        || s_bind_opt(self, stmt, 6, finished_ms) != SQLITE_OK
         || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "finish attempt %u of job %s of run %lld", attempt, job_id,
                                (long long)run_id);
@@ -377,12 +377,12 @@ int kiln_history_step_start(kiln_history_t *self, int64_t run_id, const char *jo
     assert(self);
     assert(job_id);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_STEP_START];
-    if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 4, step) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 5, name, -1, SQLITE_STATIC) != SQLITE_OK
-        || s_bind_opt(stmt, 6, started_ms) != SQLITE_OK
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 3, attempt) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 4, step) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 5, name, -1) != SQLITE_OK
+        || s_bind_opt(self, stmt, 6, started_ms) != SQLITE_OK
         || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "start step %u of job %s of run %lld", step, job_id,
                                (long long)run_id);
@@ -407,18 +407,18 @@ int kiln_history_step_finish(kiln_history_t *self, int64_t run_id, const char *j
     assert(job_id);
     assert(state);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_STEP_FINISH];
-    if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 4, step) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 5, state, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_int(stmt, 6, exit_code) != SQLITE_OK
-        || (signal != 0 ? sqlite3_bind_int(stmt, 7, signal) : sqlite3_bind_null(stmt, 7))
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 3, attempt) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 4, step) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 5, state, -1) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 6, exit_code) != SQLITE_OK
+        || (signal != 0 ? kiln_hdb_bind_int64(self, stmt, 7, signal) : kiln_hdb_bind_null(self, stmt, 7))
                != SQLITE_OK
-        || s_bind_opt(stmt, 8, started_ms) != SQLITE_OK
-        || s_bind_opt(stmt, 9, finished_ms) != SQLITE_OK
-        || (name ? sqlite3_bind_text(stmt, 10, name, -1, SQLITE_STATIC)
-                 : sqlite3_bind_null(stmt, 10)) != SQLITE_OK
+        || s_bind_opt(self, stmt, 8, started_ms) != SQLITE_OK
+        || s_bind_opt(self, stmt, 9, finished_ms) != SQLITE_OK
+        || (name ? kiln_hdb_bind_text(self, stmt, 10, name, -1)
+                 : kiln_hdb_bind_null(self, stmt, 10)) != SQLITE_OK
         || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "finish step %u of job %s of run %lld", step, job_id,
                                (long long)run_id);
@@ -460,13 +460,13 @@ int kiln_history_log_append(kiln_history_t *self, int64_t run_id, const char *jo
         goto cleanup;
     }
     /* A NULL pointer would bind SQL NULL, which data's NOT NULL refuses. */
-    if (sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 4, step) != SQLITE_OK
-        || sqlite3_bind_int(stmt, 5, stream) != SQLITE_OK
-        || sqlite3_bind_int64(stmt, 6, ts_ms) != SQLITE_OK
-        || sqlite3_bind_blob64(stmt, 7, len ? data : "", len, SQLITE_STATIC) != SQLITE_OK
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 3, attempt) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 4, step) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 5, stream) != SQLITE_OK
+        || kiln_hdb_bind_int64(self, stmt, 6, ts_ms) != SQLITE_OK
+        || kiln_hdb_bind_blob(self, stmt, 7, len ? data : "", len) != SQLITE_OK
         || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "log chunk of job %s of run %lld", job_id, (long long)run_id);
         goto cleanup;
@@ -486,12 +486,11 @@ int kiln_history_audit(kiln_history_t *self, const char *kind, const char *actor
     assert(kind);
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_AUDIT];
     int detail_len = detail ? (int)strnlen(detail, KILN_HISTORY_TEXT_MAX) : 0;
-    if (sqlite3_bind_int64(stmt, 1, ts_ms) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, kind, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 3, actor, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 4, detail, detail_len, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 5, actor_key && actor_key[0] ? actor_key : NULL, -1,
-                             SQLITE_STATIC) != SQLITE_OK
+    if (kiln_hdb_bind_int64(self, stmt, 1, ts_ms) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, kind, -1) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 3, actor, -1) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 4, detail, detail_len) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 5, actor_key && actor_key[0] ? actor_key : NULL, -1) != SQLITE_OK
         || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "audit %s", kind);
         goto cleanup;
@@ -514,9 +513,9 @@ int kiln_history_job_outputs(kiln_history_t *self, int64_t run_id, const char *j
     if (!text)
         return kiln_hdb_oom();
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 3, text, -1, SQLITE_STATIC) != SQLITE_OK ||
+        kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 3, text, -1) != SQLITE_OK ||
         kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "outputs of %lld/%s", (long long)run_id, job_id);
         goto cleanup;
@@ -539,18 +538,18 @@ int kiln_history_annotation(kiln_history_t *self, int64_t run_id, const char *jo
     sqlite3_stmt *stmt = NULL;
     int rc = -1;
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 4, step) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 5, level, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 6, message, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 7, title && title[0] ? title : NULL, -1, SQLITE_STATIC) !=
+        kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK ||
+        kiln_hdb_bind_int64(self, stmt, 3, attempt) != SQLITE_OK ||
+        kiln_hdb_bind_int64(self, stmt, 4, step) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 5, level, -1) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 6, message, -1) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 7, title && title[0] ? title : NULL, -1) !=
             SQLITE_OK ||
-        sqlite3_bind_text(stmt, 8, file && file[0] ? file : NULL, -1, SQLITE_STATIC) !=
+        kiln_hdb_bind_text(self, stmt, 8, file && file[0] ? file : NULL, -1) !=
             SQLITE_OK ||
-        (line > 0 ? sqlite3_bind_int(stmt, 9, line) : sqlite3_bind_null(stmt, 9)) != SQLITE_OK ||
-        (col > 0 ? sqlite3_bind_int(stmt, 10, col) : sqlite3_bind_null(stmt, 10)) != SQLITE_OK ||
+        (line > 0 ? kiln_hdb_bind_int64(self, stmt, 9, line) : kiln_hdb_bind_null(self, stmt, 9)) != SQLITE_OK ||
+        (col > 0 ? kiln_hdb_bind_int64(self, stmt, 10, col) : kiln_hdb_bind_null(self, stmt, 10)) != SQLITE_OK ||
         kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "annotation of %lld/%s", (long long)run_id, job_id);
         goto cleanup;
@@ -569,10 +568,10 @@ int kiln_history_summary(kiln_history_t *self, int64_t run_id, const char *job_i
     sqlite3_stmt *stmt = NULL;
     int rc = -1;
     if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 1, run_id) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(stmt, 3, attempt) != SQLITE_OK ||
-        sqlite3_bind_text(stmt, 4, markdown, (int)len, SQLITE_STATIC) != SQLITE_OK ||
+        kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK ||
+        kiln_hdb_bind_int64(self, stmt, 3, attempt) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 4, markdown, (int)len) != SQLITE_OK ||
         kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "summary of %lld/%s", (long long)run_id, job_id);
         goto cleanup;
@@ -621,9 +620,9 @@ int kiln_history_duration_record(kiln_history_t *self, const char *workflow, con
         goto cleanup;
     }
     rc = -1;
-    if (sqlite3_bind_text(stmt, 1, workflow, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_text(stmt, 2, job_id, -1, SQLITE_STATIC) != SQLITE_OK
-        || sqlite3_bind_double(stmt, 3, (double)ms) != SQLITE_OK
+    if (kiln_hdb_bind_text(self, stmt, 1, workflow, -1) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK
+        || kiln_hdb_bind_double(self, stmt, 3, (double)ms) != SQLITE_OK
         || kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "duration of job %s of %s", job_id, workflow);
         goto cleanup;

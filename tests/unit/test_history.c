@@ -1394,6 +1394,14 @@ static void test_full_disk_writes_wait(void **state)
         s_ok(kiln_history_log_append(h, run, "j", 1, 0, 0, chunk, sizeof chunk, 10 + i));
     s_ok(kiln_history_job_set_state(h, run, "j", "success", 0, NULL, 0, 900));
     s_ok(kiln_history_run_set_state(h, run, "success", 901));
+    /* Writes through statements prepared per call, a REAL and bytes with
+     * a NUL in them wait too, and come back alike. */
+    json_t *outs = json_pack("{s:s}", "version", "1.2.3");
+    s_ok(kiln_history_job_outputs(h, run, "j", outs));
+    json_decref(outs);
+    s_ok(kiln_history_annotation(h, run, "j", 1, 0, "warning", "mind the gap", "gap", "a.c", 3, 0));
+    s_ok(kiln_history_summary(h, run, "j", 1, "# sum\0mary", 10));
+    s_ok(kiln_history_duration_record(h, "wf", "j", 1234));
     int rc = kiln_history_commit(h);
     assert_int_equal(rc, KILN_EINFRA);
     assert_non_null(strstr(kiln_error_last(), fx->path));
@@ -1401,7 +1409,7 @@ static void test_full_disk_writes_wait(void **state)
     kiln_history_health(h, &hh);
     assert_false(hh.writable);
     assert_int_equal(hh.failures, 1);
-    assert_true(hh.waiting >= 203);
+    assert_true(hh.waiting >= 207);
     assert_non_null(strstr(hh.why, fx->path));
 
     /* Nothing new is handed a number while writes wait. */
@@ -1430,6 +1438,11 @@ static void test_full_disk_writes_wait(void **state)
     assert_int_equal(s_query_int(db, "SELECT count(*) FROM logs"), 200);
     assert_int_equal(s_query_int(db, "SELECT sum(length(data)) FROM logs"), 200 * 2048);
     assert_int_equal(s_query_int(db, "SELECT count(*) FROM audit WHERE kind = 'late'"), 1);
+    s_assert_query_text(db, "SELECT outputs FROM jobs WHERE job_id = 'j'", "{\"version\":\"1.2.3\"}");
+    s_assert_query_text(db, "SELECT message || '|' || title || '|' || file || '|' || line FROM annotations",
+                        "mind the gap|gap|a.c|3");
+    assert_int_equal(s_query_int(db, "SELECT length(CAST(markdown AS BLOB)) FROM summaries"), 10);
+    assert_int_equal(s_query_int(db, "SELECT CAST(ROUND(estimate_ms) AS INTEGER) FROM durations"), 1234);
     /* The next run gets the next number, never one handed out before. */
     s_ok(kiln_history_run_create(h, "r2", "f", NULL, 0, 2, &run2));
     assert_int_equal(run2, 2);
@@ -1481,7 +1494,7 @@ static void test_full_disk_output_bound(void **state)
     s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
     s_ok(kiln_history_limit(h, 1));
     s_ok(kiln_history_begin(h));
-    for (int i = 0; i < 40; i++)
+    for (int i = 0; i < 80; i++)
         s_ok(kiln_history_log_append(h, run, "j", 1, 2, 0, chunk, CHUNK_MAX, i));
     assert_int_equal(kiln_history_commit(h), KILN_EINFRA);
     kiln_history_health_t hh;
@@ -1493,7 +1506,7 @@ static void test_full_disk_output_bound(void **state)
     assert_int_equal(kiln_history_retry(h), 1);
     sqlite3 *db = s_raw(fx->path);
     int64_t kept = s_query_int(db, "SELECT sum(length(data)) FROM logs WHERE stream = 0");
-    assert_int_equal((uint64_t)kept + lost, 40ull * CHUNK_MAX);
+    assert_int_equal((uint64_t)kept + lost, 80ull * CHUNK_MAX);
     char want[160];
     snprintf(want, sizeof want,
              "[kiln: %llu bytes of output lost here: the history disk was full]\n",
