@@ -156,6 +156,7 @@ struct kiln_crun {
     char *file;
     json_t *inputs;                 /* typed run inputs (object) */
     char actor[KILN_PEER_NAME_MAX];
+    char event[32];                 /* github.event_name: push, workflow_dispatch, ... */
     kiln_model_t *model;            /* shared with runs of the same text (models.c) */
     const kiln_workflow_t *wf;      /* the model's */
     kiln_rungraph_t *graph;
@@ -308,8 +309,8 @@ json_t *kiln_workers_json(kiln_server_t *self);
 
 /* runs.c */
 int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_model_t **model_p,
-                     const char *file, json_t *inputs, const char *actor, int64_t id,
-                     int64_t created_ms);
+                     const char *file, json_t *inputs, const char *event, const char *actor,
+                     int64_t id, int64_t created_ms);
 void kiln_runs_add(kiln_server_t *self, kiln_crun_t *run);
 void kiln_runs_free(kiln_crun_t **run_p);
 kiln_crun_t *kiln_runs_find(kiln_server_t *self, int64_t id);

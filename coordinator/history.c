@@ -45,7 +45,7 @@
 #include "common/log.h"
 #include "coordinator/history_int.h"
 
-#define KILN_HISTORY_SCHEMA_VERSION 4
+#define KILN_HISTORY_SCHEMA_VERSION 5
 #define KILN_HISTORY_BUSY_MS 5000
 
 #define KILN_HISTORY_STR_(x) #x
@@ -60,14 +60,16 @@
  *   3  durations (the scheduler's estimates), runs_active (recovery's index);
  *   4  the public key (Z85) of the worker of each attempt and of the actor
  *      of each audit event: a name is what an allow-list file is called,
- *      the key is who it was. */
+ *      the key is who it was;
+ *   5  each run's event (push, workflow_dispatch, ...) and the name of whoever
+ *      submitted it, so a restarted coordinator plans it alike. */
 static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS runs ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " name TEXT, file TEXT, yaml BLOB,"
     " state TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL,"
-    " finished_ms INTEGER, inputs TEXT, actions TEXT, matrices TEXT);"
+    " finished_ms INTEGER, inputs TEXT, actions TEXT, matrices TEXT, event TEXT, actor TEXT);"
     /* Only the unfinished runs: a handful, whatever the size of the history. */
     "CREATE INDEX IF NOT EXISTS runs_active ON runs (id) WHERE state = 'running';"
     "CREATE TABLE IF NOT EXISTS jobs ("
@@ -121,8 +123,8 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
     [KILN_HISTORY_STMT_COMMIT] = "COMMIT",
     [KILN_HISTORY_STMT_ROLLBACK] = "ROLLBACK",
     [KILN_HISTORY_STMT_RUN_CREATE] =
-        "INSERT INTO runs (name, file, yaml, state, created_ms)"
-        " VALUES (?1, ?2, ?3, 'running', ?4)",
+        "INSERT INTO runs (name, file, yaml, state, created_ms, event, actor)"
+        " VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
     [KILN_HISTORY_STMT_RUN_SET_STATE] =
         "UPDATE runs SET state = ?2, finished_ms = COALESCE(?3, finished_ms)"
         " WHERE id = ?1",
@@ -337,7 +339,9 @@ static int s_apply_schema(kiln_history_t *self, const char *path)
         /* 3 -> 4: the keys (rows from before have none: NULL). A table
          * the file lacks altogether comes from s_schema with them. */
         if (version >= 1 && (s_add_column(self, "attempts", "worker_key") != 0 ||
-                             s_add_column(self, "audit", "actor_key") != 0))
+                             s_add_column(self, "audit", "actor_key") != 0 ||
+                             s_add_column(self, "runs", "event") != 0 ||
+                             s_add_column(self, "runs", "actor") != 0))
             goto cleanup;
         if (s_exec(self, s_schema, "schema") != 0 || s_exec(self, "COMMIT", "schema") != 0)
             goto cleanup;

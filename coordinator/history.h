@@ -82,10 +82,11 @@ int kiln_history_limit(kiln_history_t *self, uint64_t max_bytes);
  * is still down (or was not down). */
 int kiln_history_retry(kiln_history_t *self);
 
-/* A new run; its id (1, 2, ...) is written to *run_id. */
+/* A new run; its id (1, 2, ...) is written to *run_id. event: what started
+ * it (push, workflow_dispatch, ...); actor: who submitted it (may be NULL). */
 int kiln_history_run_create(kiln_history_t *self, const char *name, const char *file,
                             const char *yaml, size_t yaml_len, int64_t created_ms,
-                            int64_t *run_id);
+                            const char *event, const char *actor, int64_t *run_id);
 /* state: "running", "success", "failure", "cancelled". finished_ms 0 = unset. */
 int kiln_history_run_set_state(kiln_history_t *self, int64_t run_id, const char *state,
                                int64_t finished_ms);
@@ -321,6 +322,8 @@ typedef struct {
     const char *inputs;  /* the run's inputs as JSON text, or NULL */
     const char *actions; /* its local actions (path -> text) as JSON, or NULL */
     const char *matrices;/* matrices computed at run time (job id -> matrix), or NULL */
+    const char *event;   /* NULL for runs from before schema 5 */
+    const char *actor;   /* likewise */
 } kiln_history_active_t;
 
 typedef int (*kiln_history_active_fn)(void *ctx, const kiln_history_active_t *run);

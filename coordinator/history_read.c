@@ -425,8 +425,8 @@ cleanup:
  * from that index instead of every row (and every workflow text) of runs. */
 int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, void *ctx)
 {
-    static const char sql[] = "SELECT id, name, file, yaml, created_ms, inputs, actions, matrices"
-                              " FROM runs"
+    static const char sql[] = "SELECT id, name, file, yaml, created_ms, inputs, actions, matrices,"
+                              " event, actor FROM runs"
                               " WHERE state = 'running' ORDER BY id";
     int rc = -1, step;
     sqlite3_stmt *stmt = NULL;
@@ -447,6 +447,8 @@ int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, vo
             .inputs = (const char *)sqlite3_column_text(stmt, 5),
             .actions = (const char *)sqlite3_column_text(stmt, 6),
             .matrices = (const char *)sqlite3_column_text(stmt, 7),
+            .event = (const char *)sqlite3_column_text(stmt, 8),
+            .actor = (const char *)sqlite3_column_text(stmt, 9),
         };
         if (!run.name)
             run.name = "";

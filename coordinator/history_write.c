@@ -58,7 +58,7 @@ static int s_bind_opt(kiln_history_t *self, sqlite3_stmt *stmt, int col, int64_t
 
 int kiln_history_run_create(kiln_history_t *self, const char *name, const char *file,
                             const char *yaml, size_t yaml_len, int64_t created_ms,
-                            int64_t *run_id)
+                            const char *event, const char *actor, int64_t *run_id)
 {
     int rc = -1;
     assert(self);
@@ -75,7 +75,9 @@ int kiln_history_run_create(kiln_history_t *self, const char *name, const char *
         || kiln_hdb_bind_text(self, stmt, 2, file, -1) != SQLITE_OK
         || (yaml ? kiln_hdb_bind_blob(self, stmt, 3, yaml, yaml_len)
                  : kiln_hdb_bind_null(self, stmt, 3)) != SQLITE_OK
-        || kiln_hdb_bind_int64(self, stmt, 4, created_ms) != SQLITE_OK) {
+        || kiln_hdb_bind_int64(self, stmt, 4, created_ms) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 5, event, -1) != SQLITE_OK
+        || kiln_hdb_bind_text(self, stmt, 6, actor, -1) != SQLITE_OK) {
         kiln_hdb_sql_error(self, "create run");
         goto cleanup;
     }

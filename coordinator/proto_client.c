@@ -109,9 +109,12 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
         goto cleanup;
     }
+    /* A run given inputs is a workflow_dispatch, as on GitHub; any other
+     * submission of a file is a push. */
+    const char *event = req->n_inputs ? "workflow_dispatch" : "push";
     int wrc = kiln_history_run_create(self->history, wf->name, file,
                                       (const char *)req->workflow_yaml.data,
-                                      req->workflow_yaml.len, created, &run_id);
+                                      req->workflow_yaml.len, created, event, client, &run_id);
     if (wrc == 0)
         wrc = kiln_history_audit(self->history, "run.submit", client, self->peer_key, file,
                                  created);
@@ -136,7 +139,7 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
     }
     if (kiln_history_begin(self->history) != 0)
         kiln_log_error("history: run %lld: %s", (long long)run_id, kiln_error_last());
-    int rc = kiln_runs_create(self, &run, &model, file, typed, client, run_id, created);
+    int rc = kiln_runs_create(self, &run, &model, file, typed, event, client, run_id, created);
     if (rc != 0) {
         char why[KILN_ERROR_MAX];
         snprintf(why, sizeof why, "%s", kiln_error_last());

@@ -29,6 +29,8 @@ typedef struct {
     char *inputs;
     char *actions;
     char *matrices;
+    char event[32];
+    char actor[128];
 } s_saved_run_t;
 
 typedef struct {
@@ -58,6 +60,10 @@ static int s_collect_run(void *ctx, const kiln_history_active_t *row)
     r->inputs = row->inputs ? strdup(row->inputs) : NULL;
     r->actions = row->actions ? strdup(row->actions) : NULL;
     r->matrices = row->matrices ? strdup(row->matrices) : NULL;
+    /* Runs recorded before the event was: as they were planned then. */
+    snprintf(r->event, sizeof r->event, "%s",
+             row->event ? row->event : row->inputs && strcmp(row->inputs, "{}") != 0 ? "workflow_dispatch" : "push");
+    snprintf(r->actor, sizeof r->actor, "%s", row->actor ? row->actor : "");
     saved->n++;
     return 0;
 }
@@ -147,7 +153,8 @@ static int s_recover_run(kiln_server_t *self, s_saved_run_t *sv)
     int rc = kiln_models_parse(self->models, sv->file, sv->yaml, sv->len, files, &diags, &model);
     kiln_diags_free(&diags);
     if (rc == 0)
-        rc = kiln_runs_create(self, &run, &model, sv->file, inputs, "", sv->id, sv->created_ms);
+        rc = kiln_runs_create(self, &run, &model, sv->file, inputs, sv->event, sv->actor, sv->id,
+                              sv->created_ms);
     json_decref(files);
     json_decref(inputs);
     kiln_model_release(&model);

@@ -176,8 +176,8 @@ void kiln_runs_free(kiln_crun_t **run_p)
 }
 
 int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_model_t **model_p,
-                     const char *file, json_t *inputs, const char *actor, int64_t id,
-                     int64_t created_ms)
+                     const char *file, json_t *inputs, const char *event, const char *actor,
+                     int64_t id, int64_t created_ms)
 {
     kiln_crun_t *run = calloc(1, sizeof *run);
     *out = NULL;
@@ -188,6 +188,7 @@ int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_model_t **mode
     run->id = id;
     run->created_ms = created_ms;
     snprintf(run->actor, sizeof run->actor, "%s", actor);
+    snprintf(run->event, sizeof run->event, "%s", event && event[0] ? event : "push");
     run->model = *model_p;
     *model_p = NULL;
     run->wf = kiln_model_workflow(run->model);
@@ -199,7 +200,7 @@ int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_model_t **mode
         .run_id = id,
         .workflow = run->wf->name,
         .actor = run->actor,
-        .event_name = json_object_size(run->inputs) ? "workflow_dispatch" : "push",
+        .event_name = run->event,
         .inputs = run->inputs,
         .vars = self->vars,
     };

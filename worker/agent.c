@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -332,8 +333,11 @@ static void s_start_assigned(kiln_agent_t *self, Kiln__Envelope **env_p, int slo
         kiln_job_free(&job);
         return;
     }
-    if (kiln_jobctx_new(&job->jx, job->a, &job->ws, self->name) != 0) {
-        refused.message = (char *)"worker out of memory";
+    if (kiln_jobctx_new(&job->jx, job->a, &job->ws, self->name, self->tool_cache) != 0) {
+        int e = errno;
+        kiln_log_error("job %s: %s", job->a->job_key, kiln_error_last());
+        refused.message = (char *)kiln_error_last();
+        refused.worker_unwell = e == ENOSPC || e == EDQUOT || e == EROFS || e == EIO;
         kiln_agent_send(self, &reply);
         kiln_workspace_remove(&job->ws);
         kiln_job_free(&job);
@@ -783,6 +787,53 @@ const char *kiln_agent_name(const kiln_agent_t *self)
     return self->name;
 }
 
+/* What every step's environment starts from: PATH, HOME, USER and LOGNAME,
+ * LANG (C.UTF-8 unless the worker has its own) and LC_ALL when set, then
+ * the variables --pass-env names (from the worker's environment, when set)
+ * and --env NAME=VALUE. Everything else of the daemon's environment stays
+ * out of the steps, as a hosted runner gives a defined one. */
+static int s_base_env(kiln_agent_t *self, const kiln_agent_config_t *cfg)
+{
+    struct passwd *pw = getpwuid(geteuid());
+    const char *path = getenv("PATH"), *home = getenv("HOME"), *lang = getenv("LANG");
+    const char *user = pw ? pw->pw_name : getenv("USER");
+    if (kiln_kv_set(&self->base_env, "PATH", path && path[0] ? path : KILN_AGENT_DEFAULT_PATH) ||
+        kiln_kv_set(&self->base_env, "HOME", home && home[0] ? home : pw ? pw->pw_dir : "/") ||
+        kiln_kv_set(&self->base_env, "LANG", lang && lang[0] ? lang : "C.UTF-8") ||
+        (user && (kiln_kv_set(&self->base_env, "USER", user) ||
+                  kiln_kv_set(&self->base_env, "LOGNAME", user))) ||
+        (getenv("LC_ALL") && kiln_kv_set(&self->base_env, "LC_ALL", getenv("LC_ALL")))) {
+        kiln_error_set("worker: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->n_pass_env; i++) {
+        const char *v = getenv(cfg->pass_env[i]);
+        if (!cfg->pass_env[i][0] || strchr(cfg->pass_env[i], '=')) {
+            kiln_error_set("worker: --pass-env '%s': expected a variable's name", cfg->pass_env[i]);
+            return KILN_EINVAL;
+        }
+        if (v && kiln_kv_set(&self->base_env, cfg->pass_env[i], v)) {
+            kiln_error_set("worker: out of memory");
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_env; i++) {
+        const char *eq = strchr(cfg->env[i], '=');
+        if (!eq || eq == cfg->env[i]) {
+            kiln_error_set("worker: --env '%s': expected NAME=VALUE", cfg->env[i]);
+            return KILN_EINVAL;
+        }
+        int rc = kiln_kv_setn(&self->base_env, cfg->env[i], (size_t)(eq - cfg->env[i]), eq + 1,
+                              strlen(eq + 1));
+        if (rc != 0) {
+            kiln_error_set("worker: --env '%s': %s", cfg->env[i],
+                           rc == KILN_ETOOBIG ? "too long" : "out of memory");
+            return rc == KILN_ETOOBIG ? KILN_EINVAL : -1;
+        }
+    }
+    return 0;
+}
+
 int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
 {
     int rc = -1;
@@ -821,21 +872,10 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         rc = KILN_EINVAL;
         goto cleanup;
     }
-    /* The steps' environments start from this worker's own, copied once. */
-    for (char **p = environ; *p; p++) {
-        const char *eq = strchr(*p, '=');
-        if (!eq || eq == *p)
-            continue;
-        char *kv = strdup(*p);
-        if (!kv) {
-            kiln_error_set("worker: out of memory");
-            goto cleanup;
-        }
-        rc = kiln_kv_setn(&self->base_env, *p, (size_t)(eq - *p), eq + 1, strlen(eq + 1));
-        free(kv);
-        if (rc == -1 || rc == KILN_ETOOBIG)
-            goto cleanup;
-    }
+    /* The steps' environments start from a defined one, not the daemon's
+     * whole environment (whatever the operator's shell had). */
+    if ((rc = s_base_env(self, cfg)) != 0)
+        goto cleanup;
     rc = -1;
     self->max_results = (size_t)cfg->slots * KILN_AGENT_RESULTS_PER_SLOT;
     if (self->max_results < KILN_AGENT_MAX_RESULTS)
@@ -893,6 +933,14 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         goto cleanup;
     if (mkdir(cfg->work_dir, 0700) != 0 && errno != EEXIST) {
         kiln_error_errno("worker: cannot create %s", cfg->work_dir);
+        rc = -1;
+        goto cleanup;
+    }
+    /* RUNNER_TOOL_CACHE: kept from job to job, as tools set up once are
+     * meant to be. */
+    snprintf(self->tool_cache, sizeof self->tool_cache, "%s/tool-cache", cfg->work_dir);
+    if (!self->null_executor && mkdir(self->tool_cache, 0700) != 0 && errno != EEXIST) {
+        kiln_error_errno("worker: cannot create %s", self->tool_cache);
         rc = -1;
         goto cleanup;
     }

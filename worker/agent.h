@@ -60,7 +60,16 @@ typedef struct {
     int spot_margin_ms;       /* jobs are handed back this long before that */
     const char *executor;     /* "shell" (default) or "null" (benchmarks only: nothing runs) */
     int prefetch;             /* assignments queued beyond the slots (default 1) */
+    /* The steps' environment beyond the defined one: NAME=VALUE each, and
+     * names of the worker's own variables to pass on. */
+    const char *const *env;
+    size_t n_env;
+    const char *const *pass_env;
+    size_t n_pass_env;
 } kiln_agent_config_t;
+
+/* A step's PATH when the worker has none. */
+#define KILN_AGENT_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #define KILN_AGENT_MAX_SLOTS 256
 #define KILN_AGENT_MAX_PREFETCH 4

@@ -130,7 +130,8 @@ struct kiln_agent {
     kiln_notice_t *notice;
     kiln_cgroup_t *cgroup;        /* a group per slot, or NULL (none writable) */
     bool null_executor;           /* executor = null: jobs succeed without running */
-    kiln_kv_t base_env;           /* the worker's own environment, copied at start */
+    kiln_kv_t base_env;           /* what every step's environment starts from (s_base_env) */
+    char tool_cache[PATH_MAX];    /* RUNNER_TOOL_CACHE: work_dir/tool-cache */
     /* Each slot's workspace tree, emptied for its next job
      * (kiln_workspace_recycle): WORK/.spare-<slot>. */
     bool spare_ready[KILN_AGENT_MAX_SLOTS];

@@ -235,6 +235,19 @@ void kiln_job_tracking_id(const kiln_wjob_t *job, char *out, size_t cap)
     snprintf(out, cap, "%s#%llu", job->a->job_key, (unsigned long long)job->a->token);
 }
 
+/* GITHUB_ACTION (and github.action) of a step without an id, as GitHub
+ * names it: __run for the first such step, __run_2 for the second, ... */
+static void s_action_name(const kiln_wjob_t *job, size_t step, char *out, size_t cap)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < step; i++)
+        n += job->a->steps[i]->id[0] == '\0';
+    if (n == 0)
+        snprintf(out, cap, "__run");
+    else
+        snprintf(out, cap, "__run_%u", n + 1);
+}
+
 static int s_build_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
 {
     const Kiln__JobAssign *a = job->a;
@@ -252,13 +265,39 @@ static int s_build_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
         kiln_kv_set(e, "GITHUB_WORKFLOW", a->workflow_name) || kiln_kv_set(e, "RUNNER_OS", "Linux") ||
         kiln_kv_set(e, "RUNNER_NAME", job->agent->name) || kiln_kv_set(e, "RUNNER_TEMP", job->ws.tmp))
         return -1;
+    /* What GitHub's runner sets that Kiln knows too (the README has the
+     * table); the repository's (GITHUB_SHA, GITHUB_REF, ...) when the run
+     * has one. */
+    const kiln_jobctx_t *jx = job->jx;
+    if (kiln_kv_set(e, "GITHUB_ACTIONS", "true") ||
+        kiln_kv_set(e, "GITHUB_RUN_NUMBER", num) ||
+        kiln_kv_set(e, "GITHUB_EVENT_NAME", kiln_jobctx_github(jx, "event_name")) ||
+        kiln_kv_set(e, "GITHUB_EVENT_PATH", kiln_jobctx_event_path(jx)) ||
+        kiln_kv_set(e, "GITHUB_ACTOR", kiln_jobctx_github(jx, "actor")) ||
+        kiln_kv_set(e, "RUNNER_ARCH", kiln_jobctx_arch()) ||
+        kiln_kv_set(e, "RUNNER_WORKSPACE", job->ws.root) ||
+        kiln_kv_set(e, "RUNNER_TOOL_CACHE", job->agent->tool_cache) ||
+        kiln_kv_set(e, "RUNNER_ENVIRONMENT", "self-hosted"))
+        return -1;
+    static const char *const repo_vars[][2] = {
+        {"GITHUB_REPOSITORY", "repository"}, {"GITHUB_REF", "ref"}, {"GITHUB_SHA", "sha"},
+        {"GITHUB_REF_NAME", "ref_name"},     {"GITHUB_REF_TYPE", "ref_type"},
+        {"GITHUB_HEAD_REF", "head_ref"},     {"GITHUB_BASE_REF", "base_ref"},
+        {"GITHUB_REPOSITORY_OWNER", "repository_owner"}};
+    for (size_t i = 0; i < sizeof repo_vars / sizeof repo_vars[0]; i++) {
+        const char *v = kiln_jobctx_github(jx, repo_vars[i][1]);
+        if (v[0] && kiln_kv_set(e, repo_vars[i][0], v))
+            return -1;
+    }
     /* Which job a process left behind belongs to (the worker's cgroup
      * holds every slot's), as GitHub's runner marks its steps. */
     char tracking[300];
     kiln_job_tracking_id(job, tracking, sizeof tracking);
     if (kiln_kv_set(e, "KILN_TRACKING_ID", tracking))
         return -1;
-    if (st->id[0] && kiln_kv_set(e, "GITHUB_ACTION", st->id))
+    char action[64];
+    s_action_name(job, job->step, action, sizeof action);
+    if (kiln_kv_set(e, "GITHUB_ACTION", st->id[0] ? st->id : action))
         return -1;
     char err[512];
     if (kiln_jobctx_step_env(job->jx, job->step, st, e, err, sizeof err) != 0) {
@@ -440,6 +479,9 @@ static int s_step_start(kiln_wjob_t *job)
     kiln_jobctx_set_status(job->jx, job->cancelled ? KILN_EXPR_CANCELLED
                                     : job->failed  ? KILN_EXPR_FAILURE
                                                    : KILN_EXPR_SUCCESS);
+    char action[64];
+    s_action_name(job, job->step, action, sizeof action);
+    kiln_jobctx_set_action(job->jx, st->id[0] ? st->id : action);
     int crc = kiln_jobctx_step_condition(job->jx, st, &runs, err, sizeof err);
     if (crc == 0 && !runs) {
         s_name_step(job, st);

@@ -23,6 +23,7 @@ struct kiln_jobctx {
     json_t *contexts;          /* what the coordinator sent, plus runner, env, steps */
     kiln_expr_status_t status;
     kiln_workspace_t ws;       /* ws.ws is GITHUB_WORKSPACE, ws.tmp RUNNER_TEMP */
+    char event_path[KILN_WORKSPACE_PATH_MAX + 16]; /* GITHUB_EVENT_PATH */
     kiln_kv_t env_added;       /* from $GITHUB_ENV, job-wide from the next step on */
     kiln_kv_t paths;           /* from $GITHUB_PATH */
     kiln_commands_t *commands;
@@ -45,7 +46,7 @@ static const char *s_arch(void)
 }
 
 int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_workspace_t *ws,
-                    const char *worker)
+                    const char *worker, const char *tool_cache)
 {
     const char *workspace = ws->ws, *temp = ws->tmp;
     kiln_jobctx_t *self = calloc(1, sizeof *self);
@@ -71,13 +72,36 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_wo
         if (json_is_string(sval) && kiln_commands_add_mask(self->commands, json_string_value(sval)) != 0)
             kiln_log_warn("job: secret %s: %s", sname, kiln_error_last());
     }
+    /* runner.workspace is the job's directory, the workspace's parent, as
+     * on GitHub (where it holds the repository's directory): per job, so
+     * ${{ runner.workspace }}/build is never another job's. */
     json_object_set_new(self->contexts, "runner",
-                        json_pack("{s:s, s:s, s:s, s:s}", "os", "Linux", "arch", s_arch(), "name",
-                                  worker, "temp", temp));
+                        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "os", "Linux", "arch",
+                                  s_arch(), "name", worker, "temp", temp, "workspace", ws->root,
+                                  "tool_cache", tool_cache, "environment", "self-hosted"));
     json_object_set_new(self->contexts, "steps", json_object());
     json_t *gh = json_object_get(self->contexts, "github");
-    if (json_is_object(gh))
-        json_object_set_new(gh, "workspace", json_string(workspace));
+    if (!json_is_object(gh)) {
+        gh = json_object();
+        json_object_set_new(self->contexts, "github", gh);
+    }
+    json_object_set_new(gh, "workspace", json_string(workspace));
+    /* The event: what Kiln knows of it (a workflow_dispatch's inputs), in
+     * github.event and in the file $GITHUB_EVENT_PATH names. */
+    json_t *event = json_object();
+    const char *event_name = json_string_value(json_object_get(gh, "event_name"));
+    if (event_name && strcmp(event_name, "workflow_dispatch") == 0)
+        json_object_set(event, "inputs", json_object_get(self->contexts, "inputs"));
+    json_object_set_new(gh, "event", event);
+    snprintf(self->event_path, sizeof self->event_path, "%s/event.json", ws->root);
+    json_object_set_new(gh, "event_path", json_string(self->event_path));
+    json_object_set_new(gh, "action", json_string(""));
+    if (json_dump_file(event, self->event_path, JSON_COMPACT) != 0) {
+        kiln_error_set("worker: cannot write the event payload %s: %s", self->event_path,
+                       strerror(errno));
+        kiln_jobctx_destroy(&self);
+        return -1;
+    }
     /* env: the workflow's and the job's, evaluated by the coordinator when
      * the job became ready (protocol 4): taken as they are. */
     self->job_env = json_object();
@@ -92,6 +116,30 @@ oom:
     kiln_jobctx_destroy(&self);
     kiln_error_set("worker: out of memory");
     return -1;
+}
+
+const char *kiln_jobctx_github(const kiln_jobctx_t *self, const char *field)
+{
+    const char *v =
+        json_string_value(json_object_get(json_object_get(self->contexts, "github"), field));
+    return v ? v : "";
+}
+
+void kiln_jobctx_set_action(kiln_jobctx_t *self, const char *action)
+{
+    json_t *gh = json_object_get(self->contexts, "github");
+    if (json_is_object(gh))
+        json_object_set_new(gh, "action", json_string(action));
+}
+
+const char *kiln_jobctx_event_path(const kiln_jobctx_t *self)
+{
+    return self->event_path;
+}
+
+const char *kiln_jobctx_arch(void)
+{
+    return s_arch();
 }
 
 void kiln_jobctx_destroy(kiln_jobctx_t **self_p)

@@ -32,9 +32,19 @@
 typedef struct kiln_jobctx kiln_jobctx_t;
 
 /* a: the assignment (borrowed; outlives the context). ws: the job's
- * directories (copied); worker: this worker's name. */
+ * directories (copied); worker: this worker's name; tool_cache: the
+ * worker's RUNNER_TOOL_CACHE. Writes the event payload (github.event) to
+ * ws->root/event.json: -1 with the message when it cannot. */
 int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_workspace_t *ws,
-                    const char *worker);
+                    const char *worker, const char *tool_cache);
+/* A field of the github context as a string ("" when absent). */
+const char *kiln_jobctx_github(const kiln_jobctx_t *self, const char *field);
+/* github.action for the step about to run (its id, or __run, __run_2...). */
+void kiln_jobctx_set_action(kiln_jobctx_t *self, const char *action);
+/* Where the event payload is ($GITHUB_EVENT_PATH). */
+const char *kiln_jobctx_event_path(const kiln_jobctx_t *self);
+/* runner.arch: X64 or ARM64. */
+const char *kiln_jobctx_arch(void);
 void kiln_jobctx_destroy(kiln_jobctx_t **self_p);
 
 /* The job's status as status functions see it. */

@@ -15,6 +15,7 @@ int main(int argc, char **argv)
     kiln_agent_t *agent = NULL;
     const char *log_level = "info";
     int npos = 0;
+    kiln_opt_list_t env = {0}, pass_env = {0};
     kiln_agent_config_defaults(&cfg);
     kiln_opt_t opts[] = {
         {"coordinator", KILN_OPT_STRING, &cfg.coordinator, "coordinator endpoint (tcp://HOST:7420)"},
@@ -47,6 +48,10 @@ int main(int argc, char **argv)
          "time from a notice to the machine's end (120000)"},
         {"spot-margin-ms", KILN_OPT_INT, &cfg.spot_margin_ms,
          "unfinished jobs are handed back this long before the end (15000)"},
+        {"env", KILN_OPT_LIST, &env,
+         "NAME=VALUE: a variable every step gets (repeatable)"},
+        {"pass-env", KILN_OPT_LIST, &pass_env,
+         "NAME: pass the worker's own variable NAME on to every step (repeatable)"},
         {"executor", KILN_OPT_STRING, &cfg.executor,
          "shell (default), or null: jobs succeed at once without running anything "
          "(for benchmarks only)"},
@@ -54,6 +59,10 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, NULL},
     };
     int rc = kiln_opts_parse(opts, argc, argv, 1, &npos);
+    cfg.env = env.items;
+    cfg.n_env = env.n;
+    cfg.pass_env = pass_env.items;
+    cfg.n_pass_env = pass_env.n;
     if (rc != 0 || npos != 0) {
         FILE *out = rc == 1 ? stdout : stderr;
         if (rc < 0)

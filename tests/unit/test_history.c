@@ -194,7 +194,7 @@ static int64_t s_make_run(kiln_history_t *h)
     const char *build[] = {"build"};
     const char *build_test[] = {"build", "test"};
 
-    s_ok(kiln_history_run_create(h, "ci", ".kiln/ci.yml", s_yaml, strlen(s_yaml), 1000, &run));
+    s_ok(kiln_history_run_create(h, "ci", ".kiln/ci.yml", s_yaml, strlen(s_yaml), 1000, "push", NULL, &run));
     s_ok(kiln_history_job_create(h, run, "build", "Build", NULL, 0, linux_x86, 2));
     s_ok(kiln_history_job_create(h, run, "test", "Test", build, 1, linux_only, 1));
     s_ok(kiln_history_job_create(h, run, "lint", "Lint", NULL, 0, NULL, 0));
@@ -283,7 +283,7 @@ static void test_open_creates_schema(void **state)
 {
     fixture_t *fx = *state;
     sqlite3 *db = s_raw(fx->path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 4);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 5);
     s_assert_query_text(db, "PRAGMA journal_mode", "wal");
     const char *names[] = {"runs",     "jobs",         "attempts",  "steps",
                            "logs",     "audit",        "logs_run",  "jobs_run_seq",
@@ -322,11 +322,11 @@ static void test_open_errors(void **state)
     assert_null(h);
     assert_non_null(strstr(kiln_error_last(), "garbage.db"));
 
-    /* a file written by a newer Kiln (this one writes version 4) */
+    /* a file written by a newer Kiln (this one writes version 5) */
     snprintf(path, sizeof path, "%s/other.db", fx->dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_true(kiln_history_open(&h, path) < 0);
     assert_null(h);
@@ -338,7 +338,7 @@ static void test_new_job_is_pending(void **state)
     fixture_t *fx = *state;
     int64_t run = 0;
     json_t *got = NULL;
-    s_ok(kiln_history_run_create(fx->history, NULL, "wf.yml", NULL, 0, 500, &run));
+    s_ok(kiln_history_run_create(fx->history, NULL, "wf.yml", NULL, 0, 500, "push", NULL, &run));
     assert_int_equal(run, 1);
     s_ok(kiln_history_job_create(fx->history, run, "only", "Only", NULL, 0, NULL, 0));
     s_ok(kiln_history_run_json(fx->history, run, &got));
@@ -358,7 +358,7 @@ static void test_outputs_annotations_summaries(void **state)
     fixture_t *fx = *state;
     int64_t run = 0;
     json_t *got = NULL, *outs = json_pack("{s:s, s:s}", "version", "1.2.3", "list", "[1,2]");
-    s_ok(kiln_history_run_create(fx->history, NULL, "wf.yml", NULL, 0, 500, &run));
+    s_ok(kiln_history_run_create(fx->history, NULL, "wf.yml", NULL, 0, 500, "push", NULL, &run));
     s_ok(kiln_history_job_create(fx->history, run, "plan", "Plan", NULL, 0, NULL, 0));
     s_ok(kiln_history_job_create(fx->history, run, "build", "Build", NULL, 0, NULL, 0));
     s_ok(kiln_history_job_outputs(fx->history, run, "plan", outs));
@@ -420,7 +420,7 @@ static void test_upgrade_from_schema_1(void **state)
     s_ok(kiln_history_job_outputs(h, 7, "old", o));
     kiln_history_destroy(&h);
     db = s_raw(path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 4);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 5);
     s_assert_query_text(db, "SELECT outputs FROM jobs WHERE job_id = 'old'", "{\"k\":\"v\"}");
     sqlite3_close(db);
     json_decref(o);
@@ -454,7 +454,7 @@ static void test_job_set_state_keeps_unset_columns(void **state)
     kiln_history_t *h = fx->history;
     int64_t run = 0;
     json_t *got = NULL;
-    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, "push", NULL, &run));
     s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
     s_ok(kiln_history_job_set_state(h, run, "j", "running", 3, "w9", 100, 900));
     s_ok(kiln_history_job_set_state(h, run, "j", "failure", 0, NULL, 0, 0));
@@ -478,7 +478,7 @@ static void test_runs_json_order_and_limit(void **state)
         int64_t run = 0;
         char name[16];
         snprintf(name, sizeof name, "run%d", i);
-        s_ok(kiln_history_run_create(h, name, "wf.yml", NULL, 0, 1000 * i, &run));
+        s_ok(kiln_history_run_create(h, name, "wf.yml", NULL, 0, 1000 * i, "push", NULL, &run));
         assert_int_equal(run, i);
         s_ok(kiln_history_job_create(h, run, "a", "A", NULL, 0, NULL, 0));
         s_ok(kiln_history_job_create(h, run, "b", "B", NULL, 0, NULL, 0));
@@ -580,9 +580,9 @@ static void s_assert_chunk(const chunk_t *c, const char *job, unsigned step, int
 static void s_make_log_runs(kiln_history_t *h)
 {
     int64_t run = 0;
-    s_ok(kiln_history_run_create(h, "one", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "one", "f", NULL, 0, 1, "push", NULL, &run));
     assert_int_equal(run, 1);
-    s_ok(kiln_history_run_create(h, "two", "f", NULL, 0, 2, &run));
+    s_ok(kiln_history_run_create(h, "two", "f", NULL, 0, 2, "push", NULL, &run));
     assert_int_equal(run, 2);
     /* timestamps deliberately out of order: arrival order is what counts */
     s_ok(kiln_history_log_append(h, 1, "b", 1, 0, 0, "first", 5, 50));
@@ -677,7 +677,7 @@ static void test_not_found(void **state)
     assert_string_equal(kiln_error_last(), "history: no run 999");
 
     int64_t run = 0;
-    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, "push", NULL, &run));
     assert_int_equal(kiln_history_job_set_state(h, run, "ghost", "running", 1, "w", 2, 0),
                      KILN_ENOTFOUND);
     assert_non_null(strstr(kiln_error_last(), "ghost"));
@@ -698,13 +698,13 @@ static void test_duplicates_refused(void **state)
     kiln_history_t *h = fx->history;
     int64_t run = 0;
     json_t *got = NULL;
-    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, "push", NULL, &run));
     s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
     assert_true(kiln_history_job_create(h, run, "j", "J again", NULL, 0, NULL, 0) < 0);
     assert_memory_equal(kiln_error_last(), "history: ", 9);
     /* the same job id in another run is fine */
     int64_t run2 = 0;
-    s_ok(kiln_history_run_create(h, "r2", "f", NULL, 0, 2, &run2));
+    s_ok(kiln_history_run_create(h, "r2", "f", NULL, 0, 2, "push", NULL, &run2));
     s_ok(kiln_history_job_create(h, run2, "j", "J", NULL, 0, NULL, 0));
 
     /* a finished attempt cannot be restarted under the same number */
@@ -726,7 +726,7 @@ static void test_step_finish_without_start(void **state)
     kiln_history_t *h = fx->history;
     int64_t run = 0;
     json_t *got = NULL;
-    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, "push", NULL, &run));
     s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
     /* A skipped step, and one that ended before its start was reported:
      * the finish makes the row, name and start time included. */
@@ -760,7 +760,7 @@ static void test_batch_is_one_transaction(void **state)
     s_ok(kiln_history_begin(h)); /* nested: counted */
     for (int i = 0; i < 10; i++) {
         int64_t run = 0;
-        s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, i + 1, &run));
+        s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, i + 1, "push", NULL, &run));
         s_ok(kiln_history_log_append(h, run, "j", 1, 0, 0, "x", 1, i));
     }
     assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 0);
@@ -772,12 +772,12 @@ static void test_batch_is_one_transaction(void **state)
 
     /* without a batch every call commits on its own */
     int64_t run = 0;
-    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 11, &run));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 11, "push", NULL, &run));
     assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 11);
 
     /* a batch left open when the history is closed is rolled back */
     s_ok(kiln_history_begin(h));
-    s_ok(kiln_history_run_create(h, "lost", "f", NULL, 0, 12, &run));
+    s_ok(kiln_history_run_create(h, "lost", "f", NULL, 0, 12, "push", NULL, &run));
     kiln_history_destroy(&fx->history);
     assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM runs"), 11);
     sqlite3_close(db);
@@ -805,7 +805,7 @@ static void test_persists_across_reopen(void **state)
 
     /* ids continue after the stored ones */
     int64_t run = 0;
-    s_ok(kiln_history_run_create(fx->history, "next", "f", NULL, 0, 6000, &run));
+    s_ok(kiln_history_run_create(fx->history, "next", "f", NULL, 0, 6000, "push", NULL, &run));
     assert_int_equal(run, 2);
 
     sqlite3 *db = s_raw(fx->path);
@@ -820,7 +820,7 @@ static void test_limits(void **state)
     fixture_t *fx = *state;
     kiln_history_t *h = fx->history;
     int64_t run = 0;
-    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, "push", NULL, &run));
     s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
 
     char *big = malloc(YAML_MAX + 1);
@@ -834,9 +834,9 @@ static void test_limits(void **state)
     assert_int_equal(kiln_history_log_append(h, run, "j", 1, 0, -1, "x", 1, 3), KILN_EINVAL);
 
     int64_t other = 0;
-    assert_int_equal(kiln_history_run_create(h, "r", "f", big, YAML_MAX + 1, 2, &other),
+    assert_int_equal(kiln_history_run_create(h, "r", "f", big, YAML_MAX + 1, 2, "push", NULL, &other),
                      KILN_ETOOBIG);
-    s_ok(kiln_history_run_create(h, "r", "f", big, YAML_MAX, 2, &other));
+    s_ok(kiln_history_run_create(h, "r", "f", big, YAML_MAX, 2, "push", NULL, &other));
 
     /* an over-long message or detail is cut, not refused */
     big[TEXT_MAX + 10] = '\0';
@@ -862,7 +862,7 @@ static void test_text_not_utf8(void **state)
     kiln_history_t *h = fx->history;
     int64_t run = 0;
     json_t *got = NULL;
-    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, "push", NULL, &run));
     s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
     /* worker names and messages come from workers: keep them, repair on output */
     s_ok(kiln_history_job_set_state(h, run, "j", "running", 1, "w\xff" "1", 1, 0));
@@ -901,7 +901,7 @@ static void test_scale(void **state)
         int64_t run = 0;
         char name[32];
         snprintf(name, sizeof name, "run-%d", r);
-        s_ok(kiln_history_run_create(h, name, "wf.yml", NULL, 0, 1000 + r, &run));
+        s_ok(kiln_history_run_create(h, name, "wf.yml", NULL, 0, 1000 + r, "push", NULL, &run));
         assert_int_equal(run, r);
         /* created from job-49 down to job-00: insertion order is not key order */
         for (int j = SCALE_JOBS - 1; j >= 0; j--) {
@@ -1112,7 +1112,7 @@ static void test_durations_in_batch(void **state)
     unsigned samples = 0;
 
     s_ok(kiln_history_begin(h));
-    s_ok(kiln_history_run_create(h, "ci", "ci.yml", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "ci", "ci.yml", NULL, 0, 1, "push", NULL, &run));
     s_ok(kiln_history_duration_record(h, "ci", "build", 100));
     s_ok(kiln_history_duration_record(h, "ci", "build", 300));
     assert_int_equal(s_estimate(h, "ci", "build", &samples), 200);
@@ -1300,7 +1300,7 @@ static void test_upgrade_from_schema_2(void **state)
 
     /* recovery finds the two unfinished runs, old and new alike */
     int64_t run = 0;
-    s_ok(kiln_history_run_create(h, "ci", "ci.yml", "jobs: {e: {}}", 13, 400, &run));
+    s_ok(kiln_history_run_create(h, "ci", "ci.yml", "jobs: {e: {}}", 13, 400, "push", NULL, &run));
     assert_int_equal(run, 5);
     s_ok(kiln_history_run_set_state(h, 4, "cancelled", 410));
     active_walk_t active = {0};
@@ -1312,7 +1312,7 @@ static void test_upgrade_from_schema_2(void **state)
     kiln_history_destroy(&h);
 
     db = s_raw(path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 4);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 5);
     assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name IN"
                                      " ('durations', 'runs_active')"),
                      2);
@@ -1382,7 +1382,7 @@ static void test_full_disk_writes_wait(void **state)
     kiln_history_health_t hh;
     char chunk[2048];
     memset(chunk, 'x', sizeof chunk);
-    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, "push", NULL, &run));
     s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
     s_ok(kiln_history_limit(h, 1));
     kiln_history_health(h, &hh);
@@ -1413,7 +1413,7 @@ static void test_full_disk_writes_wait(void **state)
     assert_non_null(strstr(hh.why, fx->path));
 
     /* Nothing new is handed a number while writes wait. */
-    rc = kiln_history_run_create(h, "r2", "f", NULL, 0, 2, &run2);
+    rc = kiln_history_run_create(h, "r2", "f", NULL, 0, 2, "push", NULL, &run2);
     assert_int_equal(rc, KILN_EINFRA);
     assert_non_null(strstr(kiln_error_last(), "full"));
     /* Later writes join the queue, in order. */
@@ -1444,7 +1444,7 @@ static void test_full_disk_writes_wait(void **state)
     assert_int_equal(s_query_int(db, "SELECT length(CAST(markdown AS BLOB)) FROM summaries"), 10);
     assert_int_equal(s_query_int(db, "SELECT CAST(ROUND(estimate_ms) AS INTEGER) FROM durations"), 1234);
     /* The next run gets the next number, never one handed out before. */
-    s_ok(kiln_history_run_create(h, "r2", "f", NULL, 0, 2, &run2));
+    s_ok(kiln_history_run_create(h, "r2", "f", NULL, 0, 2, "push", NULL, &run2));
     assert_int_equal(run2, 2);
     sqlite3_close(db);
 }
@@ -1458,10 +1458,10 @@ static void test_full_disk_whole_batch_forgotten(void **state)
     int64_t run = 0;
     char yaml[64 * 1024];
     memset(yaml, 'y', sizeof yaml);
-    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, "push", NULL, &run));
     s_ok(kiln_history_limit(h, 1));
     s_ok(kiln_history_begin(h));
-    int rc = kiln_history_run_create(h, "big", "f", yaml, sizeof yaml, 2, &run);
+    int rc = kiln_history_run_create(h, "big", "f", yaml, sizeof yaml, 2, "push", NULL, &run);
     if (rc == 0)
         rc = kiln_history_audit(h, "run.submit", "me", NULL, "f", 2);
     int crc = kiln_history_commit_whole(h);
@@ -1476,7 +1476,7 @@ static void test_full_disk_whole_batch_forgotten(void **state)
     assert_int_equal(s_query_int(db, "SELECT count(*) FROM runs"), 1);
     assert_int_equal(s_query_int(db, "SELECT count(*) FROM audit"), 0);
     sqlite3_close(db);
-    s_ok(kiln_history_run_create(h, "next", "f", NULL, 0, 3, &run));
+    s_ok(kiln_history_run_create(h, "next", "f", NULL, 0, 3, "push", NULL, &run));
     assert_int_equal(run, 2);
 }
 
@@ -1490,7 +1490,7 @@ static void test_full_disk_output_bound(void **state)
     char *chunk = malloc(CHUNK_MAX);
     assert_non_null(chunk);
     memset(chunk, 'z', CHUNK_MAX);
-    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, &run));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, "push", NULL, &run));
     s_ok(kiln_history_job_create(h, run, "j", "J", NULL, 0, NULL, 0));
     s_ok(kiln_history_limit(h, 1));
     s_ok(kiln_history_begin(h));
