@@ -45,6 +45,43 @@ static const char *s_arch(void)
     return arch;
 }
 
+/* Writes the event payload over what a recycled workspace's last job left
+ * (the same inode; see KILN_WORKSPACE_EVENT): padded with spaces to the old
+ * length when shorter, never truncated. */
+static int s_write_event(const char *path, const json_t *event)
+{
+    int rc = -1, fd = -1;
+    char *text = json_dumps(event, JSON_COMPACT);
+    char *buf = NULL;
+    struct stat st;
+    if (!text) {
+        kiln_error_set("worker: out of memory");
+        goto cleanup;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd == -1 || fstat(fd, &st) != 0)
+        goto fail;
+    size_t len = strlen(text), size = (size_t)st.st_size > len ? (size_t)st.st_size : len;
+    if (!(buf = malloc(size + 1))) {
+        kiln_error_set("worker: out of memory");
+        goto cleanup;
+    }
+    memcpy(buf, text, len);
+    memset(buf + len, ' ', size - len);
+    if (pwrite(fd, buf, size, 0) != (ssize_t)size)
+        goto fail;
+    rc = 0;
+    goto cleanup;
+fail:
+    kiln_error_set("worker: cannot write the event payload %s: %s", path, strerror(errno));
+cleanup:
+    if (fd != -1)
+        close(fd);
+    free(buf);
+    free(text);
+    return rc;
+}
+
 int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_workspace_t *ws,
                     const char *worker, const char *tool_cache)
 {
@@ -93,12 +130,10 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_wo
     if (event_name && strcmp(event_name, "workflow_dispatch") == 0)
         json_object_set(event, "inputs", json_object_get(self->contexts, "inputs"));
     json_object_set_new(gh, "event", event);
-    snprintf(self->event_path, sizeof self->event_path, "%s/event.json", ws->root);
+    snprintf(self->event_path, sizeof self->event_path, "%s/%s", ws->root, KILN_WORKSPACE_EVENT);
     json_object_set_new(gh, "event_path", json_string(self->event_path));
     json_object_set_new(gh, "action", json_string(""));
-    if (json_dump_file(event, self->event_path, JSON_COMPACT) != 0) {
-        kiln_error_set("worker: cannot write the event payload %s: %s", self->event_path,
-                       strerror(errno));
+    if (s_write_event(self->event_path, event) != 0) {
         kiln_jobctx_destroy(&self);
         return -1;
     }

@@ -38,6 +38,11 @@ typedef struct {
     unsigned ready_steps;
 } kiln_workspace_t;
 
+/* The event payload file ($GITHUB_EVENT_PATH) in the job's root: kept by
+ * recycling and written over by the next job, padded with spaces to its
+ * old length rather than truncated (JSON ends where its value does). */
+#define KILN_WORKSPACE_EVENT "event.json"
+
 /* The files of a step in cmd/. */
 typedef enum {
     KILN_WORKSPACE_SCRIPT = 0,  /* step-<i>.sh, mode 0700 */

@@ -42,6 +42,7 @@ jobs:
           [ "$GITHUB_ACTION" = check ] && [ "${{ github.action }}" = check ] || fail "GITHUB_ACTION=$GITHUB_ACTION"
           [ "$GITHUB_RUN_NUMBER" = "${{ github.run_number }}" ] || fail GITHUB_RUN_NUMBER
           [ "$GITHUB_ACTOR" = "${{ github.actor }}" ] && [ -n "$GITHUB_ACTOR" ] || fail GITHUB_ACTOR
+          [ "$(sqlite3 :memory: "select json_valid(readfile('$GITHUB_EVENT_PATH'))")" = 1 ] || fail "the event payload is not JSON"
           echo "event ${{ github.event_name }}: $(cat "$GITHUB_EVENT_PATH")"
           echo "input '${{ github.event.inputs.who }}'"
           echo "all good"
@@ -73,7 +74,11 @@ pass "a push's steps get the defined environment, GITHUB_*/RUNNER_* agree with t
 "$KILN" submit --wait --input who=octocat "$T/env.yml" >"$T/wd.out" 2>&1 || fail "workflow_dispatch: $(grep -E 'BAD|error' "$T/wd.out")"
 grep -q 'event workflow_dispatch: {"inputs":{"who":"octocat"}}' "$T/wd.out" && grep -q "input 'octocat'" "$T/wd.out" ||
     fail "the workflow_dispatch payload: $(grep -E 'event|input' "$T/wd.out")"
-[ "$(sqlite3 "$T/history.db" "select group_concat(event || '/' || actor, ' ') from runs")" = "push/client workflow_dispatch/client" ] ||
+# The next job in the recycled workspace writes its shorter payload over
+# the longer one: still one JSON document.
+"$KILN" submit --wait "$T/env.yml" >"$T/push2.out" 2>&1 || fail "a push after a dispatch: $(grep -E 'BAD|error' "$T/push2.out")"
+grep -q "event push: {} *$" "$T/push2.out" || fail "the recycled payload: $(grep event "$T/push2.out")"
+[ "$(sqlite3 "$T/history.db" "select group_concat(event || '/' || actor, ' ') from runs")" = "push/client workflow_dispatch/client push/client" ] ||
     fail "the history does not keep each run's event and actor: $(sqlite3 "$T/history.db" "select id, event, actor from runs")"
 pass "a workflow_dispatch's payload carries its inputs, in the file and in github.event; the history keeps each run's event"
 
