@@ -572,9 +572,10 @@ void kiln_history_destroy(kiln_history_t **self_p)
 /* Batches nest by counting: only the outermost begin opens the transaction
  * (BEGIN IMMEDIATE, so the write lock is taken up front and a busy database
  * waits busy_timeout here rather than failing halfway through the batch), and
- * only the matching outermost commit commits. There is no rollback call:
- * history rows are facts, so a write that fails inside a batch reports its
- * error and leaves the batch's other rows to be committed. */
+ * only the matching outermost commit commits. History rows are facts, so a
+ * write that fails inside a batch reports its error and leaves the batch's
+ * other rows to be committed; only a batch the caller refuses whole (a
+ * submission that cannot be recorded) is dropped, with kiln_history_abort. */
 int kiln_history_begin(kiln_history_t *self)
 {
     assert(self);
@@ -582,12 +583,9 @@ int kiln_history_begin(kiln_history_t *self)
      * the batch's writes join those waiting for room. */
     if (self->depth == 0 && kiln_hdb_journal_begin(self) == 0) {
         sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_BEGIN];
+        /* Whatever stops the transaction from opening, the batch still
+         * counts (every caller commits it): its writes wait. */
         int rc = sqlite3_step(stmt);
-        if (rc != SQLITE_DONE && !kiln_hdb_disk_error(rc)) {
-            kiln_hdb_sql_error(self, "begin");
-            kiln_hdb_reset(stmt);
-            return -1;
-        }
         kiln_hdb_reset(stmt);
         if (rc != SQLITE_DONE)
             kiln_hdb_go_down(self, rc);
@@ -614,9 +612,10 @@ int kiln_history_commit(kiln_history_t *self)
     if (self->journal.down)
         return kiln_hdb_journal_commit(self, SQLITE_DONE);
     if (sqlite3_get_autocommit(self->db)) {
-        kiln_hdb_journal_commit(self, SQLITE_ABORT);
-        kiln_error_set("history: commit: the batch was rolled back after an earlier error");
-        return -1;
+        /* SQLite rolled the batch back after an error inside it: its
+         * writes are not on disk, so they wait to be done again. */
+        kiln_hdb_go_down(self, SQLITE_ABORT);
+        return kiln_hdb_journal_commit(self, SQLITE_DONE);
     }
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_COMMIT];
     int rc = kiln_hdb_journal_commit(self, sqlite3_step(stmt));

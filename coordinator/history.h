@@ -58,6 +58,12 @@ int kiln_history_commit(kiln_history_t *self);
  * later, so a refused submission leaves no trace. */
 int kiln_history_commit_whole(kiln_history_t *self);
 
+/* Ends the outermost batch (whatever its depth) with none of its writes
+ * kept: rolled back, and nothing of it left to wait for room. For a batch
+ * the caller has decided to refuse (a submission that cannot be recorded
+ * whole). */
+void kiln_history_abort(kiln_history_t *self);
+
 /* ---- when the disk is full --------------------------------------------
  * A write that fails for want of room or with an I/O error takes the store
  * down: the writes of its transaction and all later ones wait in memory, in

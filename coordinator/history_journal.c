@@ -89,7 +89,8 @@ static int s_append(kiln_hdb_list_t *l, const kiln_hdb_rec_t *r, const char *src
     kiln_hdb_rec_t *d = &l->recs[l->n++];
     *d = *r;
     size_t shift = l->used;
-    memcpy(l->arena + l->used, src + r->base, len);
+    if (len)
+        memcpy(l->arena + l->used, src + r->base, len);
     l->used += len;
     d->base = shift;
     d->sql_off = d->sql_off - r->base + shift;
@@ -319,8 +320,10 @@ static void s_set_why(kiln_history_t *self, int rc)
     kiln_hdb_journal_t *j = &self->journal;
     int err = sqlite3_system_errno(self->db);
     snprintf(j->why, sizeof j->why, "history: cannot write %s: %s%s%s%s",
-             self->path ? self->path : "(memory)", sqlite3_errstr(rc), err ? " (" : "",
-             err ? strerror(err) : "", err ? ")" : "");
+             self->path ? self->path : "(memory)",
+             rc == SQLITE_ABORT ? "a batch was rolled back after an error inside it"
+                                : sqlite3_errstr(rc),
+             err ? " (" : "", err ? strerror(err) : "", err ? ")" : "");
 }
 
 void kiln_hdb_go_down(kiln_history_t *self, int rc)
@@ -347,6 +350,18 @@ int kiln_hdb_write(kiln_history_t *self, sqlite3_stmt *stmt, unsigned flags)
 {
     kiln_hdb_journal_t *j = &self->journal;
     if (j->down) {
+        if (flags & KILN_HDB_NOW) {
+            s_discard_cur(self);
+            kiln_error_set("%s", j->why);
+            return KILN_EINFRA;
+        }
+        return s_file(self, stmt, &j->wait);
+    }
+    /* SQLite may have rolled the batch back by itself after an error inside
+     * it (out of memory, an I/O error on a read): what it held is not on
+     * disk, and this write would run on its own. Both wait instead. */
+    if (self->depth && sqlite3_get_autocommit(self->db)) {
+        kiln_hdb_go_down(self, SQLITE_ABORT);
         if (flags & KILN_HDB_NOW) {
             s_discard_cur(self);
             kiln_error_set("%s", j->why);
@@ -404,6 +419,22 @@ int kiln_hdb_journal_commit(kiln_history_t *self, int rc)
     }
     s_truncate(&j->txn, 0);
     return -1;
+}
+
+void kiln_history_abort(kiln_history_t *self)
+{
+    assert(self);
+    kiln_hdb_journal_t *j = &self->journal;
+    if (self->depth == 0)
+        return;
+    if (!sqlite3_get_autocommit(self->db)) {
+        sqlite3_step(self->stmt[KILN_HISTORY_STMT_ROLLBACK]);
+        kiln_hdb_reset(self->stmt[KILN_HISTORY_STMT_ROLLBACK]);
+    }
+    s_truncate(&j->txn, 0);
+    s_truncate(&j->wait, j->batch_mark);
+    s_discard_cur(self);
+    self->depth = 0;
 }
 
 int kiln_history_commit_whole(kiln_history_t *self)

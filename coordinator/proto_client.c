@@ -125,8 +125,11 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
     char hwhy[KILN_ERROR_MAX + 64];
     if (wrc != 0)
         snprintf(hwhy, sizeof hwhy, "%s", kiln_error_last());
-    /* Ends the batch either way; on failure none of it is kept. */
-    if (kiln_history_commit_whole(self->history) != 0 && wrc == 0) {
+    /* All of it or none: a write that failed is a refusal, and what was
+     * written before it goes too. */
+    if (wrc != 0) {
+        kiln_history_abort(self->history);
+    } else if (kiln_history_commit_whole(self->history) != 0) {
         wrc = -1;
         snprintf(hwhy, sizeof hwhy, "%s", kiln_error_last());
     }

@@ -21,8 +21,15 @@
  * result only once what it changed is on disk. */
 void kiln_proto_worker_ack(kiln_server_t *self, kiln_cworker_t *w, const Kiln__JobResult *m)
 {
-    if (self->n_acks == KILN_SERVER_MAX_PENDING_ACKS)
+    if (self->n_acks == KILN_SERVER_MAX_PENDING_ACKS) {
+        /* Full: what is waiting goes now, and this message's writes open
+         * the next batch, whose commit its acknowledgement waits for. */
         kiln_proto_worker_flush(self);
+        if (kiln_history_begin(self->history) != 0)
+            kiln_log_error("history: %s", kiln_error_last());
+        kiln_queue_batch_begin(self->queue);
+        self->in_batch = true;
+    }
     kiln_pending_ack_t *a = &self->acks[self->n_acks++];
     memcpy(a->identity, w->identity, w->id_len);
     a->id_len = w->id_len;
@@ -58,6 +65,14 @@ void kiln_proto_worker_flush(kiln_server_t *self)
                 kiln_log_debug("history: commit of a burst: %s", kiln_error_last());
             else
                 kiln_log_error("history: commit of a burst: %s", kiln_error_last());
+            self->stats.acks_held += self->n_acks;
+            self->n_acks = 0;
+        }
+    } else if (self->n_acks) {
+        /* Acknowledgements outside a batch: only while history is on disk. */
+        kiln_history_health_t h;
+        kiln_history_health(self->history, &h);
+        if (!h.writable) {
             self->stats.acks_held += self->n_acks;
             self->n_acks = 0;
         }

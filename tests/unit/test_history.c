@@ -1480,6 +1480,32 @@ static void test_full_disk_whole_batch_forgotten(void **state)
     assert_int_equal(run, 2);
 }
 
+/* A batch the caller refuses whole (a submission whose later write failed)
+ * leaves nothing: the run created in it is not on disk, and its number was
+ * never handed out. */
+static void test_abort_leaves_nothing(void **state)
+{
+    fixture_t *fx = *state;
+    kiln_history_t *h = fx->history;
+    int64_t run = 0;
+    s_ok(kiln_history_begin(h));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 1, "push", NULL, &run));
+    s_ok(kiln_history_audit(h, "run.submit", "me", NULL, "f", 1));
+    kiln_history_abort(h);
+    sqlite3 *db = s_raw(fx->path);
+    assert_int_equal(s_query_int(db, "SELECT count(*) FROM runs"), 0);
+    assert_int_equal(s_query_int(db, "SELECT count(*) FROM audit"), 0);
+    sqlite3_close(db);
+    kiln_history_health_t hh;
+    kiln_history_health(h, &hh);
+    assert_true(hh.writable);
+    /* The batch is over: the next one is a batch of its own. */
+    s_ok(kiln_history_begin(h));
+    s_ok(kiln_history_run_create(h, "r", "f", NULL, 0, 2, "push", NULL, &run));
+    s_ok(kiln_history_commit(h));
+    assert_int_equal(run, 1);
+}
+
 /* Output past what may wait in memory is counted, and a marker says how
  * much was lost once there is room. */
 static void test_full_disk_output_bound(void **state)
@@ -1551,6 +1577,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_disk_writes_wait, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_whole_batch_forgotten, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_output_bound, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_abort_leaves_nothing, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("history", tests, NULL, NULL);
 }
