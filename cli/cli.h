@@ -55,6 +55,7 @@ typedef struct {
     Kiln__KeyValue *ptrs[KILN_CLI_MAX_INPUTS];
     char *text[KILN_CLI_MAX_INPUTS];
     size_t n;
+    const char *event; /* --event: what the run is for (NULL: the coordinator's default) */
 } kiln_cli_inputs_t;
 
 /* commands */
@@ -87,6 +88,10 @@ int kiln_cli_read_file(const char *path, char **text, size_t *len);
 int kiln_cli_request_timeout_ms(void);
 int kiln_cli_usage_error(const char *cmd, const char *usage, const kiln_opt_t *opts, int rc);
 int kiln_cli_interrupt_fd(int extra_fd, int *sigfd_out);
+/* The coordinator's word, in an accepted submission's reply, that the
+ * workflow's on: does not list the --event given (the local check cannot
+ * know the event), printed to stderr. */
+void kiln_cli_print_event_note(const char *file, const char *reply_text);
 int kiln_cli_submit_and_follow(kiln_client_t *client, const char *file, const char *text,
                                size_t len, bool live, bool json, int wake_fd, int64_t *run_out,
                                kiln_cli_inputs_t *in);

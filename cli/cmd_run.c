@@ -48,6 +48,8 @@ int kiln_cmd_run(int argc, char **argv)
         {"raw", KILN_OPT_BOOL, &raw, "print step output as it came, terminal sequences included"},
         {"input", KILN_OPT_STRING, &input_doc,
          "NAME=VALUE: a workflow_dispatch input (repeatable)"},
+        {"event", KILN_OPT_STRING, &inputs.event,
+         "the event the run is for: github.event_name (push; workflow_dispatch with --input)"},
         {"log-level", KILN_OPT_STRING, &fo.log_level, "daemon log level (info)"},
         {NULL, 0, NULL, NULL},
     };
@@ -220,6 +222,8 @@ int kiln_cmd_submit(int argc, char **argv)
         {"raw", KILN_OPT_BOOL, &raw, "with --wait: print step output as it came, terminal sequences included"},
         {"input", KILN_OPT_STRING, &input_doc,
          "NAME=VALUE: a workflow_dispatch input (repeatable)"},
+        {"event", KILN_OPT_STRING, &inputs.event,
+         "the event the run is for: github.event_name (push; workflow_dispatch with --input)"},
         {NULL, 0, NULL, NULL},
     };
     int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
@@ -257,8 +261,11 @@ int kiln_cmd_submit(int argc, char **argv)
         req.workflow_yaml.len = len;
         req.inputs = inputs.ptrs;
         req.n_inputs = inputs.n;
+        req.event = (char *)(inputs.event ? inputs.event : "");
         kiln_cli_actions_attach(&req);
         code = kiln_cli_call(client, &req, &reply);
+        if (code == 0 && inputs.event)
+            kiln_cli_print_event_note(argv[2], reply->reply->error);
         if (code == 0 && c.json)
             printf("{\"run\": %llu, \"state\": \"accepted\"}\n",
                    (unsigned long long)reply->reply->run_id);

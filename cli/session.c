@@ -58,6 +58,13 @@ int kiln_cli_interrupt_fd(int extra_fd, int *sigfd_out)
     return ep;
 }
 
+void kiln_cli_print_event_note(const char *file, const char *reply_text)
+{
+    const char *note = strstr(reply_text, ": warning: on: does not list");
+    if (note)
+        fprintf(stderr, "%s%.*s\n", file, (int)strcspn(note, "\n"), note);
+}
+
 int kiln_cli_submit_and_follow(kiln_client_t *client, const char *file, const char *text,
                                size_t len, bool live, bool json, int wake_fd, int64_t *run_out,
                                kiln_cli_inputs_t *in)
@@ -68,6 +75,7 @@ int kiln_cli_submit_and_follow(kiln_client_t *client, const char *file, const ch
     req.kind = KILN__REQUEST_KIND__REQ_SUBMIT;
     req.inputs = in->ptrs;
     req.n_inputs = in->n;
+    req.event = (char *)(in->event ? in->event : "");
     kiln_cli_actions_attach(&req);
     req.workflow_file = (char *)file;
     req.workflow_yaml.data = (uint8_t *)text;
@@ -90,7 +98,11 @@ int kiln_cli_submit_and_follow(kiln_client_t *client, const char *file, const ch
         code = reply->reply->code == -2 ? KILN_EXIT_USAGE : KILN_EXIT_INFRA;
         goto cleanup;
     }
-    /* Warnings come back too; the same check here printed them already. */
+    /* Warnings come back too; the same check here printed them already,
+     * all but the coordinator's word on an --event the workflow's on: does
+     * not list. */
+    if (in->event)
+        kiln_cli_print_event_note(file, reply->reply->error);
     int64_t run_id = (int64_t)reply->reply->run_id;
     if (run_out)
         *run_out = run_id;

@@ -48,6 +48,33 @@ void kiln_proto_client_reply(kiln_server_t *self, const kiln_transport_msg_t *ms
     s_reply_as(self, msg, request_id, code, error, run_id, json, false);
 }
 
+/* An event name as GitHub spells them: lower case letters and '_'. */
+static bool s_event_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 31)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || name[i] == '_'))
+            return false;
+    return true;
+}
+
+/* Whether the workflow's on: lists the event (a workflow without on: is
+ * taken to list anything: it has nothing to say). */
+static bool s_event_listed(const kiln_workflow_t *wf, const char *event)
+{
+    size_t i;
+    json_t *e;
+    if (!wf->events)
+        return true;
+    json_array_foreach(wf->events, i, e) {
+        if (strcmp(json_string_value(e), event) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* A submission: parsed and checked again (the coordinator trusts no
  * client), recorded (the run, its jobs, the audit row) in one transaction,
  * and answered once that has committed. */
@@ -99,6 +126,13 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL, why, 0, NULL);
         goto cleanup;
     }
+    if (req->event[0] && !s_event_name_ok(req->event)) {
+        char why[KILN_ERROR_MAX];
+        snprintf(why, sizeof why, "%s: --event '%.64s' is not an event name (push, pull_request, "
+                 "workflow_dispatch, schedule, ...: lower case letters and _)", file, req->event);
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL, why, 0, NULL);
+        goto cleanup;
+    }
     int64_t created = kiln_clock_wall_ms();
     /* The run's row, with what a restart needs to plan it, is on disk
      * before anything acts on it: its number is handed out only then, and a
@@ -109,9 +143,9 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
         goto cleanup;
     }
-    /* A run given inputs is a workflow_dispatch, as on GitHub; any other
-     * submission of a file is a push. */
-    const char *event = req->n_inputs ? "workflow_dispatch" : "push";
+    /* The event the client names; else a run given inputs is a
+     * workflow_dispatch, as on GitHub, and any other submission a push. */
+    const char *event = req->event[0] ? req->event : req->n_inputs ? "workflow_dispatch" : "push";
     int wrc = kiln_history_run_create(self->history, wf->name, file,
                                       (const char *)req->workflow_yaml.data,
                                       req->workflow_yaml.len, created, event, client, &run_id);
@@ -171,8 +205,22 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
      * written once there is some. */
     if (kiln_history_commit(self->history) != 0)
         kiln_log_warn("run %lld: %s", (long long)run_id, kiln_error_last());
-    /* Warnings travel back with the accepted run. */
+    /* Warnings travel back with the accepted run; so does a named event
+     * the workflow's on: does not list (it runs: the client named it). */
     text = diags.n ? kiln_diags_format(&diags) : NULL;
+    if (!s_event_listed(wf, event)) {
+        char note[256];
+        snprintf(note, sizeof note,
+                 "%s: warning: on: does not list '%s'; the run goes ahead because its file was "
+                 "submitted by name\n",
+                 file, event);
+        size_t have = text ? strlen(text) : 0;
+        char *joined = realloc(text, have + strlen(note) + 1);
+        if (joined) {
+            memcpy(joined + have, note, strlen(note) + 1);
+            text = joined;
+        }
+    }
     kiln_proto_client_reply(self, msg, req->request_id, 0, text, run->id, NULL);
     kiln_log_info("run %lld accepted from %s: %s, %zu jobs", (long long)run->id, client,
                   run->wf->name, kiln_rungraph_size(run->graph));

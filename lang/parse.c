@@ -595,11 +595,21 @@ static json_t *s_walk_inputs(kiln_parse_t *ctx, const knode_t *ikey, knode_t *in
 /* on: in all its forms; what matters to a farm: workflow_dispatch's
  * inputs (kiln run --input name=value) and workflow_call (a reusable
  * workflow's inputs, outputs and secrets). */
+static void s_on_event(kiln_parse_t *ctx, const char *name)
+{
+    kiln_workflow_t *wf = ctx->wf;
+    if (!wf->events && !(wf->events = json_array()))
+        ctx->oom = true;
+    else if (json_array_append_new(wf->events, json_string(name)) != 0)
+        ctx->oom = true;
+}
+
 static void s_walk_on(kiln_parse_t *ctx, knode_t *val)
 {
     kiln_workflow_t *wf = ctx->wf;
     if (val->kind == KILN_YAML_SCALAR) {
         wf->callable = strcmp(val->value, "workflow_call") == 0;
+        s_on_event(ctx, val->value);
         return;
     }
     if (val->kind == KILN_YAML_SEQ) {
@@ -607,6 +617,8 @@ static void s_walk_on(kiln_parse_t *ctx, knode_t *val)
             knode_t *e = kiln_yaml_res(val->items[i]);
             if (e->kind == KILN_YAML_SCALAR && strcmp(e->value, "workflow_call") == 0)
                 wf->callable = true;
+            if (e->kind == KILN_YAML_SCALAR)
+                s_on_event(ctx, e->value);
         }
         return;
     }
@@ -616,6 +628,7 @@ static void s_walk_on(kiln_parse_t *ctx, knode_t *val)
         if (val->items[i]->skip)
             continue;
         const char *trigger = kiln_yaml_res(val->items[i])->value;
+        s_on_event(ctx, trigger);
         knode_t *t = kiln_yaml_res(val->items[i + 1]);
         bool dispatch = strcmp(trigger, "workflow_dispatch") == 0;
         bool call = strcmp(trigger, "workflow_call") == 0;

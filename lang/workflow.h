@@ -146,6 +146,7 @@ struct kiln_workflow {
     /* on.workflow_dispatch.inputs and on.workflow_call.inputs: name ->
      * {type, required, default, description, options} (object), or NULL */
     json_t *inputs;
+    json_t *events;          /* on:'s event names, as written (array of strings) */
     json_t *call_inputs;
     json_t *call_outputs;    /* on.workflow_call.outputs: name -> {value: template} */
     json_t *call_secrets;    /* on.workflow_call.secrets, or NULL */

@@ -82,6 +82,21 @@ grep -q "event push: {} *$" "$T/push2.out" || fail "the recycled payload: $(grep
     fail "the history does not keep each run's event and actor: $(sqlite3 "$T/history.db" "select id, event, actor from runs")"
 pass "a workflow_dispatch's payload carries its inputs, in the file and in github.event; the history keeps each run's event"
 
+# --event: the run is for that event, and a workflow whose on: does not
+# list it runs anyway (it was named), saying so; a malformed name is refused.
+"$KILN" submit --wait --event pull_request "$T/env.yml" >"$T/pr.out" 2>&1 || fail "--event pull_request: $(grep -E 'BAD|error' "$T/pr.out")"
+grep -q "on: does not list 'pull_request'; the run goes ahead because its file was submitted by name" "$T/pr.out" ||
+    fail "no word on the unlisted event: $(head -n 3 "$T/pr.out")"
+grep -q "event pull_request: {}" "$T/pr.out" || fail "the step did not see pull_request: $(grep event "$T/pr.out")"
+"$KILN" submit --wait --event workflow_dispatch "$T/env.yml" >"$T/wd2.out" 2>&1 || fail "--event workflow_dispatch"
+grep -q "does not list" "$T/wd2.out" && fail "a listed event was warned about: $(head -n 3 "$T/wd2.out")"
+set +e
+"$KILN" submit --event Pull-Request "$T/env.yml" >"$T/badev.out" 2>&1
+rc=$?
+set -e
+[ $rc = 2 ] && grep -q "is not an event name" "$T/badev.out" || fail "a malformed event: exit $rc: $(cat "$T/badev.out")"
+pass "--event: the run is for it, an unlisted one runs saying so, a malformed one is refused"
+
 # A malformed --env is refused at start-up, naming it.
 set +e
 "$KILN_BIN/kiln-worker" --coordinator "$ENDPOINT" --server-key "$T/keys/server.pub" --key "$T/keys/w1.key" \
