@@ -184,18 +184,7 @@ void kiln_attempts_on_log(kiln_server_t *self, kiln_cworker_t *w, const Kiln__Lo
     if (kiln_history_log_append(self->history, job->run->id, spec->id, job->attempt, m->step,
                                 stream, m->data.data, m->data.len, (int64_t)m->ts_ms) != 0)
         kiln_log_error("history: log of %s: %s", job->key, kiln_error_last());
-    if (job->run->n_watchers) {
-        Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
-        ev.kind = KILN__EVENT_KIND__EVENT_LOG;
-        ev.job_id = spec->id;
-        ev.job_name = spec->name;
-        ev.step = m->step;
-        ev.stream = m->stream;
-        ev.data = m->data;
-        ev.attempt = job->attempt;
-        ev.ts_ms = m->ts_ms;
-        kiln_watch_emit(self, job->run, &ev);
-    }
+    kiln_watch_emit_log(self, job, m->step, m->stream, m->data.data, m->data.len, m->ts_ms);
 }
 
 static const char *s_outcome_name(Kiln__Outcome o)

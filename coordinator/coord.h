@@ -381,6 +381,9 @@ void kiln_watch_emit_job(kiln_server_t *self, kiln_cjob_t *job, Kiln__EventKind 
                          int64_t duration_ms);
 void kiln_watch_emit_step_started(kiln_server_t *self, kiln_cjob_t *job, unsigned step,
                                   const char *name, uint64_t ts_ms);
+/* A chunk of a job's log to its run's followers (ts_ms 0: now). */
+void kiln_watch_emit_log(kiln_server_t *self, kiln_cjob_t *job, unsigned step, int stream,
+                         const uint8_t *data, size_t len, uint64_t ts_ms);
 
 /* concurrency.c */
 bool kiln_concurrency_admit_run(kiln_server_t *self, kiln_crun_t *run);

@@ -130,17 +130,8 @@ static void s_note_aliases(kiln_server_t *self, kiln_cjob_t *job, const kiln_cwo
         if (kiln_history_log_append(self->history, job->run->id, plan->id, job->attempt, 0, 2, text,
                                     (size_t)n, kiln_clock_wall_ms()) != 0)
             kiln_log_error("history: log of %s: %s", job->key, kiln_error_last());
-        if (job->run->n_watchers) {
-            Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
-            ev.kind = KILN__EVENT_KIND__EVENT_LOG;
-            ev.job_id = plan->id;
-            ev.job_name = plan->name;
-            ev.stream = KILN__STREAM__STREAM_SYSTEM;
-            ev.data.data = (uint8_t *)text;
-            ev.data.len = (size_t)n;
-            ev.attempt = job->attempt;
-            kiln_watch_emit(self, job->run, &ev);
-        }
+        kiln_watch_emit_log(self, job, 0, KILN__STREAM__STREAM_SYSTEM, (const uint8_t *)text,
+                            (size_t)n, 0);
     }
 }
 

@@ -441,9 +441,10 @@ int kiln_history_commit_whole(kiln_history_t *self)
 {
     assert(self);
     if (self->depth != 1) {
+        /* A caller's mistake: the inner batch ends as an ordinary one. */
+        if (self->depth > 0 && kiln_history_commit(self) != 0)
+            kiln_log_warn("history: %s", kiln_error_last());
         kiln_error_set("history: a whole batch must be the outermost one");
-        if (self->depth > 0)
-            kiln_history_commit(self);
         return KILN_EINVAL;
     }
     kiln_hdb_journal_t *j = &self->journal;

@@ -85,6 +85,25 @@ void kiln_watch_emit_job(kiln_server_t *self, kiln_cjob_t *job, Kiln__EventKind 
     kiln_watch_emit(self, job->run, &ev);
 }
 
+void kiln_watch_emit_log(kiln_server_t *self, kiln_cjob_t *job, unsigned step, int stream,
+                         const uint8_t *data, size_t len, uint64_t ts_ms)
+{
+    if (!job->run->n_watchers)
+        return;
+    const kiln_job_t *spec = kiln_runs_spec(job);
+    Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
+    ev.kind = KILN__EVENT_KIND__EVENT_LOG;
+    ev.job_id = spec->id;
+    ev.job_name = spec->name;
+    ev.step = step;
+    ev.stream = (Kiln__Stream)stream;
+    ev.data.data = (uint8_t *)data;
+    ev.data.len = len;
+    ev.attempt = job->attempt;
+    ev.ts_ms = ts_ms;
+    kiln_watch_emit(self, job->run, &ev);
+}
+
 void kiln_watch_emit_step_started(kiln_server_t *self, kiln_cjob_t *job, unsigned step,
                                   const char *name, uint64_t ts_ms)
 {
