@@ -196,6 +196,21 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
     [KILN_HISTORY_STMT_DURATIONS] =
         "SELECT job_id, CAST(ROUND(estimate_ms) AS INTEGER), samples"
         " FROM durations WHERE workflow = ?1 ORDER BY job_id",
+    /* The rarer writes, prepared once too: a statement prepared per call
+     * can fail to prepare on a failing disk, and then its write could not
+     * wait for room like the others. */
+    [KILN_HISTORY_STMT_RUN_MATRICES] = "UPDATE runs SET matrices = ?2 WHERE id = ?1",
+    [KILN_HISTORY_STMT_RUN_ACTIONS] = "UPDATE runs SET actions = ?2 WHERE id = ?1",
+    [KILN_HISTORY_STMT_RUN_INPUTS] = "UPDATE runs SET inputs = ?2 WHERE id = ?1",
+    [KILN_HISTORY_STMT_JOB_OUTPUTS] =
+        "UPDATE jobs SET outputs = ?3 WHERE run_id = ?1 AND job_id = ?2",
+    [KILN_HISTORY_STMT_ANNOTATION] =
+        "INSERT INTO annotations (run_id, job_id, attempt, step, level, message, title, file,"
+        " line, col) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [KILN_HISTORY_STMT_SUMMARY] = "INSERT OR REPLACE INTO summaries (run_id, job_id, attempt,"
+                                  " markdown) VALUES (?1, ?2, ?3, ?4)",
+    [KILN_HISTORY_STMT_JOB_PLAN] =
+        "UPDATE jobs SET name = ?1, runs_on = ?2 WHERE run_id = ?3 AND job_id = ?4",
 };
 
 /* ---- shared by the history files (contracts in history_int.h) ---------- */

@@ -66,6 +66,13 @@ enum {
     KILN_HISTORY_STMT_JOB_STEPS,
     KILN_HISTORY_STMT_DURATION_RECORD,
     KILN_HISTORY_STMT_DURATIONS,
+    KILN_HISTORY_STMT_RUN_MATRICES,
+    KILN_HISTORY_STMT_RUN_ACTIONS,
+    KILN_HISTORY_STMT_RUN_INPUTS,
+    KILN_HISTORY_STMT_JOB_OUTPUTS,
+    KILN_HISTORY_STMT_ANNOTATION,
+    KILN_HISTORY_STMT_SUMMARY,
+    KILN_HISTORY_STMT_JOB_PLAN,
     KILN_HISTORY_STMT_COUNT
 };
 
@@ -104,8 +111,7 @@ typedef struct {
 } kiln_hdb_val_t;
 
 typedef struct {
-    int stmt;          /* index into kiln_history.stmt, or -1: sql_off holds the SQL */
-    size_t sql_off;    /* a statement prepared per call: its text, in the arena */
+    int stmt;          /* index into kiln_history.stmt (every write's is prepared at open) */
     size_t base;       /* where this write's bytes start in the arena */
     unsigned n;        /* parameters 1..n recorded */
     kiln_hdb_val_t v[KILN_HDB_MAX_PARAMS];

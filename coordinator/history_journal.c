@@ -93,7 +93,6 @@ static int s_append(kiln_hdb_list_t *l, const kiln_hdb_rec_t *r, const char *src
         memcpy(l->arena + l->used, src + r->base, len);
     l->used += len;
     d->base = shift;
-    d->sql_off = d->sql_off - r->base + shift;
     for (unsigned k = 0; k < d->n; k++)
         if (d->v[k].type == SQLITE_TEXT || d->v[k].type == SQLITE_BLOB)
             d->v[k].off = d->v[k].off - r->base + shift;
@@ -253,13 +252,11 @@ static int s_file(kiln_history_t *self, sqlite3_stmt *stmt, kiln_hdb_list_t *l)
         if (self->stmt[i] == stmt)
             r->stmt = i;
     if (r->stmt < 0) {
-        /* A statement prepared for this call: its text, to prepare again. */
-        const char *sql = sqlite3_sql(stmt);
-        size_t off = s_keep_bytes(self, sql, strlen(sql) + 1);
-        if (off == (size_t)-1)
-            goto cleanup;
-        r = &j->cur.recs[0];
-        r->sql_off = off;
+        /* Every write goes through a statement prepared at open (history.c):
+         * one that is not could not be done again. */
+        kiln_error_set("history: a write through a statement not prepared at open");
+        s_discard_cur(self);
+        return -1;
     }
     r->base = 0;
     rc = s_append(l, r, j->cur.arena, j->cur.used);
@@ -275,15 +272,8 @@ cleanup:
 /* Does record r again on the connection: SQLITE_DONE or SQLite's error. */
 static int s_replay(kiln_history_t *self, const kiln_hdb_list_t *l, const kiln_hdb_rec_t *r)
 {
-    sqlite3_stmt *stmt = NULL;
-    int rc;
-    if (r->stmt >= 0) {
-        stmt = self->stmt[r->stmt];
-    } else if ((rc = sqlite3_prepare_v2(self->db, l->arena + r->sql_off, -1, &stmt, NULL)) !=
-               SQLITE_OK) {
-        return rc;
-    }
-    rc = SQLITE_OK;
+    sqlite3_stmt *stmt = self->stmt[r->stmt];
+    int rc = SQLITE_OK;
     for (unsigned k = 0; k < r->n && rc == SQLITE_OK; k++) {
         const kiln_hdb_val_t *v = &r->v[k];
         int col = (int)k + 1;
@@ -306,10 +296,7 @@ static int s_replay(kiln_history_t *self, const kiln_hdb_list_t *l, const kiln_h
     }
     if (rc == SQLITE_OK)
         rc = sqlite3_step(stmt);
-    if (r->stmt >= 0)
-        kiln_hdb_reset(stmt);
-    else
-        sqlite3_finalize(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 

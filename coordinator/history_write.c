@@ -5,10 +5,11 @@
  * estimates. The contracts are in history.h; the store's layout and why it
  * is SQLite are in history.c.
  *
- * Writes are the hot path (a row per log chunk and per step edge), so the
- * frequent ones use the statements prepared once in kiln_history_open and
- * reuse them with kiln_hdb_reset; the rare ones (a job's outputs, an
- * annotation, a run's inputs) prepare theirs per call. Callers group writes
+ * Writes are the hot path (a row per log chunk and per step edge): every
+ * one uses a statement prepared once in kiln_history_open and reused with
+ * kiln_hdb_reset. The rare ones too (a job's outputs, an annotation, a
+ * run's inputs): a statement prepared per call could fail to prepare on a
+ * failing disk, where its write could not wait for room with the others. Callers group writes
  * with kiln_history_begin/commit (history.c) so that a burst of chunks is one
  * commit.
  *
@@ -127,16 +128,15 @@ cleanup:
 /* Stores v as compact JSON text in one column of a run: `sql` is an UPDATE
  * binding the run id as ?1 and the text as ?2; `what` names the column in
  * the error. Rare (once per run), so the statement is prepared per call. */
-static int s_run_column(kiln_history_t *self, int64_t run_id, const char *sql, const json_t *v,
+static int s_run_column(kiln_history_t *self, int64_t run_id, int which, const json_t *v,
                         const char *what)
 {
     char *text = json_dumps(v, JSON_COMPACT);
-    sqlite3_stmt *stmt = NULL;
+    sqlite3_stmt *stmt = self->stmt[which];
     int rc = -1;
     if (!text)
         return kiln_hdb_oom();
-    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
         kiln_hdb_bind_text(self, stmt, 2, text, -1) != SQLITE_OK ||
         kiln_hdb_write(self, stmt, 0) != 0) {
         kiln_hdb_sql_error(self, "%s of run %lld", what, (long long)run_id);
@@ -144,26 +144,26 @@ static int s_run_column(kiln_history_t *self, int64_t run_id, const char *sql, c
     }
     rc = 0;
 cleanup:
-    sqlite3_finalize(stmt);
+    kiln_hdb_reset(stmt);
     free(text);
     return rc;
 }
 
 int kiln_history_run_matrices(kiln_history_t *self, int64_t run_id, const json_t *matrices)
 {
-    return s_run_column(self, run_id, "UPDATE runs SET matrices = ?2 WHERE id = ?1", matrices,
+    return s_run_column(self, run_id, KILN_HISTORY_STMT_RUN_MATRICES, matrices,
                         "matrices");
 }
 
 int kiln_history_run_actions(kiln_history_t *self, int64_t run_id, const json_t *actions)
 {
-    return s_run_column(self, run_id, "UPDATE runs SET actions = ?2 WHERE id = ?1", actions,
+    return s_run_column(self, run_id, KILN_HISTORY_STMT_RUN_ACTIONS, actions,
                         "actions");
 }
 
 int kiln_history_run_inputs(kiln_history_t *self, int64_t run_id, const json_t *inputs)
 {
-    return s_run_column(self, run_id, "UPDATE runs SET inputs = ?2 WHERE id = ?1", inputs,
+    return s_run_column(self, run_id, KILN_HISTORY_STMT_RUN_INPUTS, inputs,
                         "inputs");
 }
 
@@ -247,18 +247,12 @@ int kiln_history_job_plan(kiln_history_t *self, int64_t run_id, const char *job_
 {
     int rc = -1;
     char *runs_on_text = NULL;
-    sqlite3_stmt *stmt = NULL;
+    sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_JOB_PLAN];
     assert(self && job_id && name);
     if ((rc = s_list_json("runs_on", runs_on, n_runs_on, &runs_on_text)) != 0)
         goto cleanup;
     rc = -1;
-    /* Rare (a job whose name or runs-on holds an expression): not worth a
-     * statement kept prepared. */
-    if (sqlite3_prepare_v2(self->db,
-                           "UPDATE jobs SET name = ?1, runs_on = ?2 WHERE run_id = ?3 AND "
-                           "job_id = ?4",
-                           -1, &stmt, NULL) != SQLITE_OK ||
-        kiln_hdb_bind_text(self, stmt, 1, name, -1) != SQLITE_OK ||
+    if (kiln_hdb_bind_text(self, stmt, 1, name, -1) != SQLITE_OK ||
         kiln_hdb_bind_text(self, stmt, 2, runs_on_text, -1) != SQLITE_OK ||
         kiln_hdb_bind_int64(self, stmt, 3, run_id) != SQLITE_OK ||
         kiln_hdb_bind_text(self, stmt, 4, job_id, -1) != SQLITE_OK ||
@@ -268,7 +262,7 @@ int kiln_history_job_plan(kiln_history_t *self, int64_t run_id, const char *job_
     }
     rc = 0;
 cleanup:
-    sqlite3_finalize(stmt);
+    kiln_hdb_reset(stmt);
     free(runs_on_text);
     return rc;
 }
@@ -508,14 +502,12 @@ cleanup:
 int kiln_history_job_outputs(kiln_history_t *self, int64_t run_id, const char *job_id,
                              const json_t *outputs)
 {
-    static const char sql[] = "UPDATE jobs SET outputs = ?3 WHERE run_id = ?1 AND job_id = ?2";
     char *text = json_dumps(outputs, JSON_COMPACT);
-    sqlite3_stmt *stmt = NULL;
+    sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_JOB_OUTPUTS];
     int rc = -1;
     if (!text)
         return kiln_hdb_oom();
-    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
         kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK ||
         kiln_hdb_bind_text(self, stmt, 3, text, -1) != SQLITE_OK ||
         kiln_hdb_write(self, stmt, 0) != 0) {
@@ -524,7 +516,7 @@ int kiln_history_job_outputs(kiln_history_t *self, int64_t run_id, const char *j
     }
     rc = 0;
 cleanup:
-    sqlite3_finalize(stmt);
+    kiln_hdb_reset(stmt);
     free(text);
     return rc;
 }
@@ -534,13 +526,9 @@ int kiln_history_annotation(kiln_history_t *self, int64_t run_id, const char *jo
                             const char *message, const char *title, const char *file, int line,
                             int col)
 {
-    static const char sql[] =
-        "INSERT INTO annotations (run_id, job_id, attempt, step, level, message, title, file,"
-        " line, col) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
-    sqlite3_stmt *stmt = NULL;
+    sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_ANNOTATION];
     int rc = -1;
-    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
         kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK ||
         kiln_hdb_bind_int64(self, stmt, 3, attempt) != SQLITE_OK ||
         kiln_hdb_bind_int64(self, stmt, 4, step) != SQLITE_OK ||
@@ -558,19 +546,16 @@ int kiln_history_annotation(kiln_history_t *self, int64_t run_id, const char *jo
     }
     rc = 0;
 cleanup:
-    sqlite3_finalize(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 
 int kiln_history_summary(kiln_history_t *self, int64_t run_id, const char *job_id,
                          unsigned attempt, const char *markdown, size_t len)
 {
-    static const char sql[] = "INSERT OR REPLACE INTO summaries (run_id, job_id, attempt,"
-                              " markdown) VALUES (?1, ?2, ?3, ?4)";
-    sqlite3_stmt *stmt = NULL;
+    sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_SUMMARY];
     int rc = -1;
-    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
-        kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
         kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK ||
         kiln_hdb_bind_int64(self, stmt, 3, attempt) != SQLITE_OK ||
         kiln_hdb_bind_text(self, stmt, 4, markdown, (int)len) != SQLITE_OK ||
@@ -580,7 +565,7 @@ int kiln_history_summary(kiln_history_t *self, int64_t run_id, const char *job_i
     }
     rc = 0;
 cleanup:
-    sqlite3_finalize(stmt);
+    kiln_hdb_reset(stmt);
     return rc;
 }
 

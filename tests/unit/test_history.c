@@ -1394,7 +1394,7 @@ static void test_full_disk_writes_wait(void **state)
         s_ok(kiln_history_log_append(h, run, "j", 1, 0, 0, chunk, sizeof chunk, 10 + i));
     s_ok(kiln_history_job_set_state(h, run, "j", "success", 0, NULL, 0, 900));
     s_ok(kiln_history_run_set_state(h, run, "success", 901));
-    /* Writes through statements prepared per call, a REAL and bytes with
+    /* The rarer writes (outputs, annotations, summaries), a REAL and bytes with
      * a NUL in them wait too, and come back alike. */
     json_t *outs = json_pack("{s:s}", "version", "1.2.3");
     s_ok(kiln_history_job_outputs(h, run, "j", outs));
