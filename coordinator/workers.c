@@ -100,11 +100,11 @@ void kiln_workers_check_unserved(kiln_server_t *self, int64_t now)
                     known = (int)k;
             char why[512];
             bool unserved;
-            if (known >= 0 && seen[known].served) {
-                unserved = false;
+            if (known >= 0) {
+                unserved = !seen[known].served;
             } else {
                 unserved = kiln_workers_unserved_why(self, job, why, sizeof why);
-                if (known < 0 && n_seen < 16) {
+                if (n_seen < 16) {
                     seen[n_seen].labels = key;
                     seen[n_seen++].served = !unserved;
                 }
@@ -113,8 +113,12 @@ void kiln_workers_check_unserved(kiln_server_t *self, int64_t now)
                 job->unserved_epoch = 0;
                 continue;
             }
+            /* Already told since the workers last changed: nothing to
+             * work out again (a farm may hold 100,000 such jobs). */
             if (job->unserved_epoch == self->workers_epoch)
                 continue;
+            if (known >= 0)
+                kiln_workers_unserved_why(self, job, why, sizeof why);
             if (!job->unserved_epoch)
                 kiln_log_info("job %s waits: %s", job->key, why);
             job->unserved_epoch = self->workers_epoch;
