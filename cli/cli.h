@@ -56,6 +56,9 @@ typedef struct {
     char *text[KILN_CLI_MAX_INPUTS];
     size_t n;
     const char *event; /* --event: what the run is for (NULL: the coordinator's default) */
+    /* The repository and commit the workflow file belongs to (source.c),
+     * or NULL for a file outside any work tree. */
+    Kiln__Source *source;
 } kiln_cli_inputs_t;
 
 /* commands */
@@ -83,6 +86,12 @@ int kiln_cli_check_inputs(const char *path, const char *text, size_t len,
                           const kiln_cli_inputs_t *in);
 void kiln_cli_actions_attach(Kiln__Request *req);
 int kiln_cli_read_file(const char *path, char **text, size_t *len);
+
+/* source.c: the work tree a workflow file lies in, at HEAD (with dirty:
+ * its uncommitted state, recorded as a commit); *out stays NULL for a file
+ * outside any work tree. Returns 0 or an exit code, having said why. */
+int kiln_cli_source_local(const char *workflow, bool dirty, Kiln__Source **out);
+void kiln_cli_source_free(Kiln__Source **src_p);
 
 /* session.c */
 int kiln_cli_request_timeout_ms(void);

@@ -24,7 +24,7 @@ int kiln_cmd_run(int argc, char **argv)
     kiln_opt_list_t aliases = {0};
     fo.label_aliases = &aliases;
     const char *keep = NULL;
-    bool json = false, raw = false;
+    bool json = false, raw = false, dirty = false;
     int npos = 0, code = KILN_EXIT_INFRA;
     char *text = NULL;
     size_t len = 0;
@@ -50,6 +50,8 @@ int kiln_cmd_run(int argc, char **argv)
          "NAME=VALUE: a workflow_dispatch input (repeatable)"},
         {"event", KILN_OPT_STRING, &inputs.event,
          "the event the run is for: github.event_name (push; workflow_dispatch with --input)"},
+        {"dirty", KILN_OPT_BOOL, &dirty,
+         "check out the work tree as it is, uncommitted changes included (not HEAD)"},
         {"log-level", KILN_OPT_STRING, &fo.log_level, "daemon log level (info)"},
         {NULL, 0, NULL, NULL},
     };
@@ -66,6 +68,13 @@ int kiln_cmd_run(int argc, char **argv)
         kiln_cli_inputs_free(&inputs);
         return KILN_EXIT_USAGE;
     }
+    /* The repository the file is in, at HEAD, is the run's. */
+    if ((code = kiln_cli_source_local(file, dirty, &inputs.source)) != 0) {
+        free(text);
+        kiln_cli_inputs_free(&inputs);
+        return code;
+    }
+    code = KILN_EXIT_INFRA;
     fo.data_dir = keep;
     if (kiln_farm_start(&farm, &fo) != 0) {
         fprintf(stderr, "kiln: cannot start a local farm: %s\n", kiln_error_last());
@@ -198,10 +207,96 @@ int kiln_cmd_up(int argc, char **argv)
     return code;
 }
 
+/* kiln submit --repo: the coordinator fetches the repository, resolves the
+ * ref and starts a run of each workflow named (or of each one whose on:
+ * takes the event); their numbers come back together. */
+static int s_submit_repo(kiln_cli_common_t *c, kiln_client_t *client, const char *repo,
+                         const char *ref, const char *before, const kiln_opt_list_t *workflows,
+                         kiln_cli_inputs_t *inputs, bool wait)
+{
+    Kiln__Request req = KILN__REQUEST__INIT;
+    Kiln__Source src = KILN__SOURCE__INIT;
+    Kiln__Envelope *reply = NULL;
+    char url[PATH_MAX];
+    int code = KILN_EXIT_INFRA;
+    /* A path is the coordinator's to open: made absolute here. */
+    if (!strstr(repo, "://") && !(strchr(repo, ':') && !strchr(repo, '/')) &&
+        repo[0] != '/' && realpath(repo, url))
+        repo = url;
+    src.url = (char *)repo;
+    src.ref = (char *)(ref ? ref : "");
+    src.before = (char *)(before ? before : "");
+    req.kind = KILN__REQUEST_KIND__REQ_SUBMIT;
+    req.source = &src;
+    req.workflows = (char **)workflows->items;
+    req.n_workflows = workflows->n;
+    req.inputs = inputs->ptrs;
+    req.n_inputs = inputs->n;
+    req.event = (char *)(inputs->event ? inputs->event : "");
+    /* Watched from the start, so no event of theirs is missed. */
+    req.follow = wait;
+    req.follow_quiet = c->json;
+    /* The coordinator may fetch for a while before it answers. */
+    int rc = kiln_client_call(client, &req, KILN_FARM_START_TIMEOUT_MS, &reply);
+    if (rc != 0) {
+        fprintf(stderr, "kiln: submit failed: %s\n", kiln_error_last());
+        goto cleanup;
+    }
+    const Kiln__Reply *r = reply->reply;
+    if (r->error[0])
+        fprintf(stderr, "%s%s", r->error, r->error[strlen(r->error) - 1] == '\n' ? "" : "\n");
+    if (r->code != 0) {
+        code = r->code == KILN_EINVAL ? KILN_EXIT_USAGE : KILN_EXIT_INFRA;
+        goto cleanup;
+    }
+    if (c->json) {
+        printf("{\"runs\": [");
+        for (size_t i = 0; i < r->n_run_ids; i++)
+            printf("%s{\"run\": %llu, \"file\": \"%s\"}", i ? ", " : "",
+                   (unsigned long long)r->run_ids[i], i < r->n_run_files ? r->run_files[i] : "");
+        printf("]}\n");
+    } else {
+        for (size_t i = 0; i < r->n_run_ids; i++)
+            printf("run %llu: %s\n", (unsigned long long)r->run_ids[i],
+                   i < r->n_run_files ? r->run_files[i] : "");
+    }
+    fflush(stdout);
+    code = KILN_EXIT_OK;
+    if (wait) {
+        int sigfd = -1;
+        int wake = kiln_cli_interrupt_fd(-1, &sigfd);
+        /* Each run in turn; the exit code is the worst of theirs. */
+        for (size_t i = 0; i < r->n_run_ids; i++) {
+            char state[64] = "";
+            int frc = kiln_follow_run(client, (int64_t)r->run_ids[i], !c->json, NULL, wake, state,
+                                      sizeof state);
+            int one = frc == KILN_EAGAIN ? KILN_EXIT_INTERRUPTED
+                      : frc != 0         ? KILN_EXIT_INFRA
+                                         : kiln_follow_summary(client, (int64_t)r->run_ids[i],
+                                                               c->json);
+            if (frc != 0 && frc != KILN_EAGAIN)
+                fprintf(stderr, "kiln: lost run %llu: %s\n", (unsigned long long)r->run_ids[i],
+                        kiln_error_last());
+            if (one > code)
+                code = one;
+            if (frc == KILN_EAGAIN)
+                break;
+        }
+        close(wake);
+        close(sigfd);
+    }
+cleanup:
+    if (reply)
+        kiln__envelope__free_unpacked(reply, NULL);
+    return code;
+}
+
 int kiln_cmd_submit(int argc, char **argv)
 {
     kiln_cli_common_t c = {0};
-    bool wait = false, no_check = false, raw = false;
+    bool wait = false, no_check = false, raw = false, dirty = false;
+    const char *repo = NULL, *ref = NULL, *before = NULL;
+    kiln_opt_list_t workflows = {0};
     int npos = 0, code;
     char *text = NULL;
     size_t len = 0;
@@ -224,24 +319,49 @@ int kiln_cmd_submit(int argc, char **argv)
          "NAME=VALUE: a workflow_dispatch input (repeatable)"},
         {"event", KILN_OPT_STRING, &inputs.event,
          "the event the run is for: github.event_name (push; workflow_dispatch with --input)"},
+        {"dirty", KILN_OPT_BOOL, &dirty,
+         "check out the file's work tree as it is, uncommitted changes included"},
+        {"repo", KILN_OPT_STRING, &repo,
+         "URL: run the repository's workflows (a path, file://, git://, http(s)://, ssh)"},
+        {"ref", KILN_OPT_STRING, &ref, "with --repo: the branch, tag or commit (HEAD)"},
+        {"workflow", KILN_OPT_LIST, &workflows,
+         "with --repo: PATH of a workflow in the repository to run (repeatable; default: every "
+         "one under .github/workflows whose on: takes the event)"},
+        {"before", KILN_OPT_STRING, &before,
+         "with --repo: the commit the ref was at before this push (github.event.before)"},
         {NULL, 0, NULL, NULL},
     };
     int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
     kiln_follow_set_raw(raw);
-    if (rc != 0 || npos != 1) {
+    if (rc != 0 || npos != (repo ? 0 : 1)) {
         if (rc == 0)
-            kiln_error_set("expected one workflow file");
-        return kiln_cli_usage_error("submit", "WORKFLOW.yml [--wait] [options]", opts, rc ? rc : -1);
+            kiln_error_set(repo ? "--repo takes no workflow file: name one with --workflow PATH"
+                                : "expected one workflow file (or --repo URL)");
+        return kiln_cli_usage_error("submit", "WORKFLOW.yml [--wait] [options] | --repo URL [--ref REF] [--workflow PATH]...", opts, rc ? rc : -1);
+    }
+    if (!repo && (ref || workflows.n || before)) {
+        fprintf(stderr, "kiln submit: --ref, --workflow and --before go with --repo\n");
+        kiln_cli_inputs_free(&inputs);
+        return KILN_EXIT_USAGE;
+    }
+    if (repo) {
+        if ((code = kiln_cli_connect(&c, &client)) == 0)
+            code = s_submit_repo(&c, client, repo, ref, before, &workflows, &inputs, wait);
+        kiln_client_destroy(&client);
+        kiln_cli_inputs_free(&inputs);
+        return code;
     }
     if ((code = no_check ? kiln_cli_read_file(argv[2], &text, &len) : kiln_cli_validate(argv[2], &text, &len)) !=
             0 ||
-        (!no_check && (code = kiln_cli_check_inputs(argv[2], text, len, &inputs)) != 0)) {
+        (!no_check && (code = kiln_cli_check_inputs(argv[2], text, len, &inputs)) != 0) ||
+        (code = kiln_cli_source_local(argv[2], dirty, &inputs.source)) != 0) {
         free(text);
         kiln_cli_inputs_free(&inputs);
         return code;
     }
     if ((code = kiln_cli_connect(&c, &client)) != 0) {
         free(text);
+        kiln_cli_inputs_free(&inputs);
         return code;
     }
     if (wait) {
@@ -262,6 +382,7 @@ int kiln_cmd_submit(int argc, char **argv)
         req.inputs = inputs.ptrs;
         req.n_inputs = inputs.n;
         req.event = (char *)(inputs.event ? inputs.event : "");
+        req.source = inputs.source;
         kiln_cli_actions_attach(&req);
         code = kiln_cli_call(client, &req, &reply);
         if (code == 0 && inputs.event)

@@ -51,6 +51,15 @@ void kiln_render_run_jobs(json_t *run)
            json_string_value(json_object_get(run, "name")),
            json_string_value(json_object_get(run, "state")),
            json_string_value(json_object_get(run, "file")));
+    json_t *src = json_object_get(run, "source");
+    if (src) {
+        const char *ref = json_string_value(json_object_get(src, "ref"));
+        const char *sha = json_string_value(json_object_get(src, "sha"));
+        printf("source: %s %s %.12s%s  (%s)\n",
+               json_string_value(json_object_get(src, "repository")), ref && ref[0] ? ref : "-",
+               sha ? sha : "", json_is_true(json_object_get(src, "dirty")) ? " (work tree, --dirty)" : "",
+               json_string_value(json_object_get(src, "url")));
+    }
     printf("\n%-24s  %-11s  %9s  %-14s  %s\n", "JOB", "STATE", "DURATION", "WORKER", "ATTEMPTS");
     json_array_foreach(json_object_get(run, "jobs"), i, job) {
         char dur[32];

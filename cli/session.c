@@ -76,6 +76,7 @@ int kiln_cli_submit_and_follow(kiln_client_t *client, const char *file, const ch
     req.inputs = in->ptrs;
     req.n_inputs = in->n;
     req.event = (char *)(in->event ? in->event : "");
+    req.source = in->source;
     kiln_cli_actions_attach(&req);
     req.workflow_file = (char *)file;
     req.workflow_yaml.data = (uint8_t *)text;

@@ -228,6 +228,7 @@ int kiln_cli_take_inputs(int *argc, char **argv, kiln_cli_inputs_t *in)
 
 void kiln_cli_inputs_free(kiln_cli_inputs_t *in)
 {
+    kiln_cli_source_free(&in->source);
     for (size_t i = 0; i < in->n; i++)
         free(in->text[i]);
     in->n = 0;

@@ -56,6 +56,8 @@ int kiln_assign_send(kiln_server_t *self, kiln_cjob_t *job, kiln_cworker_t *w)
     a.workflow_name = wf->name;
     a.timeout_ms = (uint64_t)plan->timeout_ms;
     a.log_limit = self->cfg.log_limit;
+    const char *src_url = json_string_value(json_object_get(job->run->source, "url"));
+    a.source_url = (char *)(src_url ? src_url : "");
     ctx_text = kiln_rungraph_contexts_text(job->run->graph, job->idx, job->attempt);
     outputs_text = spec->outputs ? json_dumps(spec->outputs, JSON_COMPACT) : NULL;
     if (!ctx_text) {
@@ -94,9 +96,15 @@ int kiln_assign_send(kiln_server_t *self, kiln_cjob_t *job, kiln_cworker_t *w)
         else
             ss->continue_on_error = json_is_true(st->continue_on_error);
         ss->env_expr = st->env_expr ? st->env_expr : (char *)"";
-        ss->uses = st->uses ? st->uses : (char *)"";
+        ss->uses = st->uses && !st->builtin ? st->uses : (char *)"";
         ss->name_derived = st->name_derived;
         ss->if_expr = st->if_expr ? st->if_expr : (char *)"";
+        ss->builtin = st->builtin ? (char *)st->builtin : (char *)"";
+        if (st->with) {
+            char *t = json_dumps(st->with, JSON_COMPACT);
+            ss->with.data = (uint8_t *)t;
+            ss->with.len = t ? strlen(t) : 0;
+        }
         if (st->action_inputs) {
             char *t = json_dumps(st->action_inputs, JSON_COMPACT);
             ss->action_inputs.data = (uint8_t *)t;
@@ -134,6 +142,7 @@ cleanup:
     for (size_t s = 0; steps && s < spec->n_steps; s++) {
         free(steps[s].action_inputs.data);
         free(steps[s].composite_ends.data);
+        free(steps[s].with.data);
     }
     free(kv);
     free(kvp);

@@ -40,6 +40,7 @@
 #include "coordinator/policy.h"
 #include "coordinator/queue.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/source.h"
 #include "coordinator/server.h"
 #include "common/auth.h"
 #include "lang/parse.h"
@@ -157,6 +158,8 @@ struct kiln_crun {
     json_t *inputs;                 /* typed run inputs (object) */
     char actor[KILN_PEER_NAME_MAX];
     char event[32];                 /* github.event_name: push, workflow_dispatch, ... */
+    json_t *source;                 /* its repository and commit (proto Source's fields), or NULL */
+    json_t *github;                 /* the github fields they give (lang/source.h) */
     kiln_model_t *model;            /* shared with runs of the same text (models.c) */
     const kiln_workflow_t *wf;      /* the model's */
     kiln_rungraph_t *graph;
@@ -225,6 +228,7 @@ struct kiln_server {
     kiln_auth_t *auth;
     kiln_queue_t *queue;
     kiln_history_t *history;
+    kiln_source_t *source;          /* repositories: mirrors and their fetching thread */
     kiln_models_t *models;
     int sigfd;
     int lock_fd;                    /* DB.lock, held for the process's life */
@@ -310,7 +314,7 @@ json_t *kiln_workers_json(kiln_server_t *self);
 /* runs.c */
 int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_model_t **model_p,
                      const char *file, json_t *inputs, const char *event, const char *actor,
-                     int64_t id, int64_t created_ms);
+                     const json_t *source, int64_t id, int64_t created_ms);
 void kiln_runs_add(kiln_server_t *self, kiln_crun_t *run);
 void kiln_runs_free(kiln_crun_t **run_p);
 kiln_crun_t *kiln_runs_find(kiln_server_t *self, int64_t id);
@@ -368,6 +372,10 @@ void kiln_proto_worker_flush(kiln_server_t *self);
 
 /* proto_client.c */
 void kiln_proto_client_handle(kiln_server_t *self, kiln_transport_msg_t *msg, const char *client);
+/* A repository request answered by source.c: its runs started and the
+ * client answered. */
+void kiln_proto_client_on_source(kiln_server_t *self, kiln_source_job_t *job);
+void kiln_proto_client_pending_free(void *pending);
 void kiln_proto_client_reply(kiln_server_t *self, const kiln_transport_msg_t *msg,
                              uint64_t request_id, int code, const char *error, int64_t run_id,
                              json_t *json);

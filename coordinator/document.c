@@ -354,6 +354,21 @@ static int s_on_run(void *ctx, const kiln_history_run_rec_t *rec)
     }
     if (s_run_fields(run, rec) != 0)
         goto cleanup;
+    /* Which repository and commit: the fields a reader looks for, not the
+     * commit message. */
+    if (rec->source.ptr) {
+        json_t *src = json_loadb(rec->source.ptr, rec->source.len, 0, NULL);
+        json_t *shown = src ? json_pack("{s:O?, s:O?, s:O?, s:O?, s:b}", "url",
+                                        json_object_get(src, "url"), "repository",
+                                        json_object_get(src, "repository"), "ref",
+                                        json_object_get(src, "ref"), "sha",
+                                        json_object_get(src, "sha"), "dirty",
+                                        json_is_true(json_object_get(src, "dirty")))
+                            : NULL;
+        json_decref(src);
+        if (shown && s_set(run, "source", shown) != 0)
+            goto cleanup;
+    }
     if ((rc = kiln_history_jobs_each(c->history, rec->id, s_on_job, &jobs)) != 0)
         goto cleanup;
     rc = s_set(run, "jobs", jobs.jobs);

@@ -45,7 +45,7 @@
 #include "common/log.h"
 #include "coordinator/history_int.h"
 
-#define KILN_HISTORY_SCHEMA_VERSION 5
+#define KILN_HISTORY_SCHEMA_VERSION 6
 #define KILN_HISTORY_BUSY_MS 5000
 
 #define KILN_HISTORY_STR_(x) #x
@@ -62,14 +62,17 @@
  *      of each audit event: a name is what an allow-list file is called,
  *      the key is who it was;
  *   5  each run's event (push, workflow_dispatch, ...) and the name of whoever
- *      submitted it, so a restarted coordinator plans it alike. */
+ *      submitted it, so a restarted coordinator plans it alike;
+ *   6  each run's source: repository, ref and commit (JSON), or NULL for a
+ *      run of a file alone. */
 static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS runs ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " name TEXT, file TEXT, yaml BLOB,"
     " state TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL,"
-    " finished_ms INTEGER, inputs TEXT, actions TEXT, matrices TEXT, event TEXT, actor TEXT);"
+    " finished_ms INTEGER, inputs TEXT, actions TEXT, matrices TEXT, event TEXT, actor TEXT,"
+    " source TEXT);"
     /* Only the unfinished runs: a handful, whatever the size of the history. */
     "CREATE INDEX IF NOT EXISTS runs_active ON runs (id) WHERE state = 'running';"
     "CREATE TABLE IF NOT EXISTS jobs ("
@@ -170,7 +173,7 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
         " ('failure', 'timed_out', 'infra_error', 'cancelled'))"
         " FROM runs r ORDER BY r.id DESC LIMIT ?1",
     [KILN_HISTORY_STMT_RUN_GET] =
-        "SELECT id, name, file, state, created_ms, finished_ms FROM runs WHERE id = ?1",
+        "SELECT id, name, file, state, created_ms, finished_ms, source FROM runs WHERE id = ?1",
     [KILN_HISTORY_STMT_RUN_JOBS] =
         "SELECT job_id, name, state, attempt, worker, started_ms, finished_ms,"
         " needs, runs_on, outputs FROM jobs WHERE run_id = ?1 ORDER BY seq",
@@ -202,6 +205,7 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
     [KILN_HISTORY_STMT_RUN_MATRICES] = "UPDATE runs SET matrices = ?2 WHERE id = ?1",
     [KILN_HISTORY_STMT_RUN_ACTIONS] = "UPDATE runs SET actions = ?2 WHERE id = ?1",
     [KILN_HISTORY_STMT_RUN_INPUTS] = "UPDATE runs SET inputs = ?2 WHERE id = ?1",
+    [KILN_HISTORY_STMT_RUN_SOURCE] = "UPDATE runs SET source = ?2 WHERE id = ?1",
     [KILN_HISTORY_STMT_JOB_OUTPUTS] =
         "UPDATE jobs SET outputs = ?3 WHERE run_id = ?1 AND job_id = ?2",
     [KILN_HISTORY_STMT_ANNOTATION] =
@@ -356,7 +360,8 @@ static int s_apply_schema(kiln_history_t *self, const char *path)
         if (version >= 1 && (s_add_column(self, "attempts", "worker_key") != 0 ||
                              s_add_column(self, "audit", "actor_key") != 0 ||
                              s_add_column(self, "runs", "event") != 0 ||
-                             s_add_column(self, "runs", "actor") != 0))
+                             s_add_column(self, "runs", "actor") != 0 ||
+                             s_add_column(self, "runs", "source") != 0))
             goto cleanup;
         if (s_exec(self, s_schema, "schema") != 0 || s_exec(self, "COMMIT", "schema") != 0)
             goto cleanup;

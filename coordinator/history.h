@@ -173,6 +173,8 @@ int kiln_history_logs_each(kiln_history_t *self, int64_t run_id, const char *job
 int kiln_history_run_matrices(kiln_history_t *self, int64_t run_id, const json_t *matrices);
 /* A run's local composite actions (path -> text), kept for a restart. */
 int kiln_history_run_actions(kiln_history_t *self, int64_t run_id, const json_t *actions);
+/* The run's source (repository, ref, commit: an object), in the run's row. */
+int kiln_history_run_source(kiln_history_t *self, int64_t run_id, const json_t *source);
 /* A run's inputs (object), kept so a restarted coordinator plans it alike. */
 int kiln_history_run_inputs(kiln_history_t *self, int64_t run_id, const json_t *inputs);
 /* A job's outputs (object name -> string), as needs.<job>.outputs sees them. */
@@ -221,6 +223,7 @@ typedef struct {
     kiln_history_int_t finished_ms;
     int64_t n_jobs;   /* kiln_history_runs_each only (0 from kiln_history_run_read) */
     int64_t n_failed; /* of those, jobs in failure, timed_out, infra_error, cancelled */
+    kiln_history_text_t source; /* kiln_history_run_read only: the run's source (JSON) or NULL */
 } kiln_history_run_rec_t;
 
 typedef struct {
@@ -330,6 +333,7 @@ typedef struct {
     const char *matrices;/* matrices computed at run time (job id -> matrix), or NULL */
     const char *event;   /* NULL for runs from before schema 5 */
     const char *actor;   /* likewise */
+    const char *source;  /* the run's repository and commit (JSON), or NULL */
 } kiln_history_active_t;
 
 typedef int (*kiln_history_active_fn)(void *ctx, const kiln_history_active_t *run);

@@ -136,7 +136,7 @@ int kiln_history_run_read(kiln_history_t *self, int64_t run_id, kiln_history_run
         kiln_hdb_sql_error(self, "run %lld", (long long)run_id);
         goto cleanup;
     }
-    if (s_run_rec(stmt, &run) != 0)
+    if (s_run_rec(stmt, &run) != 0 || s_col_text(stmt, 6, &run.source) != 0)
         goto cleanup;
     rc = fn(ctx, &run);
 cleanup:
@@ -426,7 +426,7 @@ cleanup:
 int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, void *ctx)
 {
     static const char sql[] = "SELECT id, name, file, yaml, created_ms, inputs, actions, matrices,"
-                              " event, actor FROM runs"
+                              " event, actor, source FROM runs"
                               " WHERE state = 'running' ORDER BY id";
     int rc = -1, step;
     sqlite3_stmt *stmt = NULL;
@@ -449,6 +449,7 @@ int kiln_history_active_runs(kiln_history_t *self, kiln_history_active_fn fn, vo
             .matrices = (const char *)sqlite3_column_text(stmt, 7),
             .event = (const char *)sqlite3_column_text(stmt, 8),
             .actor = (const char *)sqlite3_column_text(stmt, 9),
+            .source = (const char *)sqlite3_column_text(stmt, 10),
         };
         if (!run.name)
             run.name = "";

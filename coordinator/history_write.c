@@ -167,6 +167,11 @@ int kiln_history_run_inputs(kiln_history_t *self, int64_t run_id, const json_t *
                         "inputs");
 }
 
+int kiln_history_run_source(kiln_history_t *self, int64_t run_id, const json_t *source)
+{
+    return s_run_column(self, run_id, KILN_HISTORY_STMT_RUN_SOURCE, source, "source");
+}
+
 /* ---- jobs, attempts, steps, logs, audit -------------------------------- */
 
 /* A list of strings as compact JSON text, in *out (caller frees). Strings

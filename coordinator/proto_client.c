@@ -6,12 +6,14 @@
  * before it is answered.
  */
 #include "coordinator/coord.h"
+#include "coordinator/source.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/buf.h"
 #include "common/error.h"
 #include "common/log.h"
 
@@ -75,44 +77,58 @@ static bool s_event_listed(const kiln_workflow_t *wf, const char *event)
     return false;
 }
 
+/* s_submit_one's answer for a workflow whose on: does not take the event. */
+#define S_SKIPPED 1
+
 /* A submission: parsed and checked again (the coordinator trusts no
  * client), recorded (the run, its jobs, the audit row) in one transaction,
  * and answered once that has committed. */
-static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
-                        const Kiln__Request *req, const char *client)
+static int s_submit_one(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                        const Kiln__Request *req, const char *client, const char *file,
+                        const char *yaml, size_t yaml_len, json_t *files, const json_t *source,
+                        bool by_event, int64_t *run_out, char **text_out)
 {
+    int code = 0;
     kiln_diags_t diags;
     kiln_model_t *model = NULL;
     const kiln_workflow_t *wf = NULL;
     kiln_crun_t *run = NULL;
     char *text = NULL;
-    json_t *files = NULL, *given = NULL, *typed = NULL, *none = NULL;
-    const char *file = req->workflow_file[0] ? req->workflow_file : "workflow.yml";
+    json_t *given = NULL, *typed = NULL, *none = NULL;
     int64_t run_id = 0;
+    *run_out = 0;
+    *text_out = NULL;
     kiln_diags_init(&diags, file);
-    if (req->workflow_yaml.len > KILN_WF_MAX_BYTES) {
+    if (yaml_len > KILN_WF_MAX_BYTES) {
         char err[KILN_JOB_KEY_MAX + 128];
         snprintf(err, sizeof err, "%s: workflow is %zu bytes, over the limit of %d", file,
-                 req->workflow_yaml.len, KILN_WF_MAX_BYTES);
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL, err, 0, NULL);
+                 yaml_len, KILN_WF_MAX_BYTES);
+        code = KILN_EINVAL;
+        *text_out = strdup(err);
         goto cleanup;
     }
-    files = json_object();
-    for (size_t i = 0; i < req->n_actions && i < KILN_WF_MAX_ACTIONS; i++)
-        json_object_set_new(files, req->actions[i]->key, json_string(req->actions[i]->value));
-    int prc = kiln_models_parse(self->models, file, (const char *)req->workflow_yaml.data,
-                                req->workflow_yaml.len, files, &diags, &model);
+    int prc = kiln_models_parse(self->models, file, yaml, yaml_len, files, &diags, &model);
     if (prc != 0) {
         text = prc == KILN_EINVAL ? kiln_diags_format(&diags) : NULL;
         kiln_log_info("refused a workflow from %s: %s", client, kiln_error_last());
-        kiln_proto_client_reply(self, msg, req->request_id, prc == KILN_EINVAL ? KILN_EINVAL : -1,
-                                text ? text : kiln_error_last(), 0, NULL);
+        code = prc == KILN_EINVAL ? KILN_EINVAL : -1;
+        *text_out = strdup(text ? text : kiln_error_last());
         goto cleanup;
     }
     wf = kiln_model_workflow(model);
+    /* A repository's workflows found by the event start only where on:
+     * takes it (a named one runs regardless, with a note below). */
+    const char *ev = req->event[0] ? req->event : req->n_inputs ? "workflow_dispatch" : "push";
+    if (by_event && (!wf->events || !s_event_listed(wf, ev))) {
+        code = S_SKIPPED;
+        char note[KILN_ERROR_MAX];
+        snprintf(note, sizeof note, "%s: not started: on: does not take '%s'", file, ev);
+        *text_out = strdup(note);
+        goto cleanup;
+    }
     if (self->n_runs >= KILN_SERVER_MAX_RUNS) {
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EAGAIN,
-                                "too many active runs; try later", 0, NULL);
+        code = KILN_EAGAIN;
+        *text_out = strdup("too many active runs; try later");
         goto cleanup;
     }
     given = json_object();
@@ -123,14 +139,16 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
                              &typed) != 0) {
         char why[KILN_ERROR_MAX + 64];
         snprintf(why, sizeof why, "%s: %s", file, kiln_error_last());
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL, why, 0, NULL);
+        code = KILN_EINVAL;
+        *text_out = strdup(why);
         goto cleanup;
     }
     if (req->event[0] && !s_event_name_ok(req->event)) {
         char why[KILN_ERROR_MAX];
         snprintf(why, sizeof why, "%s: --event '%.64s' is not an event name (push, pull_request, "
                  "workflow_dispatch, schedule, ...: lower case letters and _)", file, req->event);
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL, why, 0, NULL);
+        code = KILN_EINVAL;
+        *text_out = strdup(why);
         goto cleanup;
     }
     int64_t created = kiln_clock_wall_ms();
@@ -140,15 +158,15 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
     if (kiln_history_begin(self->history) != 0) {
         char why[KILN_ERROR_MAX];
         snprintf(why, sizeof why, "%s", kiln_error_last());
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, why, 0, NULL);
+        code = KILN_EINFRA;
+        *text_out = strdup(why);
         goto cleanup;
     }
     /* The event the client names; else a run given inputs is a
      * workflow_dispatch, as on GitHub, and any other submission a push. */
     const char *event = req->event[0] ? req->event : req->n_inputs ? "workflow_dispatch" : "push";
-    int wrc = kiln_history_run_create(self->history, wf->name, file,
-                                      (const char *)req->workflow_yaml.data,
-                                      req->workflow_yaml.len, created, event, client, &run_id);
+    int wrc = kiln_history_run_create(self->history, wf->name, file, yaml, yaml_len, created,
+                                      event, client, &run_id);
     if (wrc == 0)
         wrc = kiln_history_audit(self->history, "run.submit", client, self->peer_key, file,
                                  created);
@@ -156,6 +174,8 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         wrc = kiln_history_run_inputs(self->history, run_id, typed);
     if (wrc == 0 && json_object_size(files))
         wrc = kiln_history_run_actions(self->history, run_id, files);
+    if (wrc == 0 && source)
+        wrc = kiln_history_run_source(self->history, run_id, source);
     char hwhy[KILN_ERROR_MAX + 64];
     if (wrc != 0)
         snprintf(hwhy, sizeof hwhy, "%s", kiln_error_last());
@@ -171,12 +191,14 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         char text_why[KILN_ERROR_MAX + 128];
         snprintf(text_why, sizeof text_why, "the run could not be recorded, so it was not accepted: %s", hwhy);
         kiln_log_error("refused a run from %s: %s", client, text_why);
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINFRA, text_why, 0, NULL);
+        code = KILN_EINFRA;
+        *text_out = strdup(text_why);
         goto cleanup;
     }
     if (kiln_history_begin(self->history) != 0)
         kiln_log_error("history: run %lld: %s", (long long)run_id, kiln_error_last());
-    int rc = kiln_runs_create(self, &run, &model, file, typed, event, client, run_id, created);
+    int rc = kiln_runs_create(self, &run, &model, file, typed, event, client, source, run_id,
+                              created);
     if (rc != 0) {
         char why[KILN_ERROR_MAX];
         snprintf(why, sizeof why, "%s", kiln_error_last());
@@ -185,8 +207,8 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
             kiln_log_error("history: %s", kiln_error_last());
         if (kiln_history_commit(self->history) != 0)
             kiln_log_error("history: %s", kiln_error_last());
-        kiln_proto_client_reply(self, msg, req->request_id, rc == KILN_EINVAL ? KILN_EINVAL : -1,
-                                why, 0, NULL);
+        code = rc == KILN_EINVAL ? KILN_EINVAL : -1;
+        *text_out = strdup(why);
         goto cleanup;
     }
     kiln_runs_add(self, run);
@@ -221,19 +243,211 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
             text = joined;
         }
     }
-    kiln_proto_client_reply(self, msg, req->request_id, 0, text, run->id, NULL);
+    *text_out = text;
+    text = NULL;
+    *run_out = run->id;
     kiln_log_info("run %lld accepted from %s: %s, %zu jobs", (long long)run->id, client,
                   run->wf->name, kiln_rungraph_size(run->graph));
     run = NULL;
     kiln_dispatch(self);
 cleanup:
     free(text);
-    json_decref(files);
     json_decref(given);
     json_decref(typed);
     json_decref(none);
     kiln_model_release(&model);
     kiln_diags_free(&diags);
+    return code;
+}
+
+/* A client's word on the source of a file it read from a work tree:
+ * checked as any peer's input is, then recorded as it is. */
+static json_t *s_source_json(const Kiln__Source *src, char *why, size_t cap)
+{
+    size_t hex = strspn(src->sha, "0123456789abcdef");
+    if (!src->url[0] || hex != 40 || src->sha[hex] != '\0') {
+        snprintf(why, cap, "source: a url and a 40-digit commit id are needed (got '%.64s')",
+                 src->sha);
+        return NULL;
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "url",
+                          src->url, "repository", src->repository, "ref", src->ref, "sha",
+                          src->sha, "server_url", src->server_url, "before", src->before,
+                          "default_branch", src->default_branch, "commit_message",
+                          src->commit_message, "commit_time", src->commit_time, "author_name",
+                          src->author_name, "author_email", src->author_email, "dirty",
+                          src->dirty);
+    if (!o)
+        snprintf(why, cap, "source: its fields are not UTF-8");
+    return o;
+}
+
+/* A request waiting for its repository (source.c), with what answering it
+ * needs: the peer, and the request itself packed again. */
+typedef struct {
+    kiln_transport_msg_t msg; /* env NULL */
+    uint8_t *req;
+    size_t req_len;
+    char client[KILN_PEER_NAME_MAX];
+    char peer_key[KILN_KEY_Z85_LEN + 1];
+} s_pending_t;
+
+void kiln_proto_client_pending_free(void *p)
+{
+    s_pending_t *pending = p;
+    if (pending)
+        free(pending->req);
+    free(pending);
+}
+
+static void s_on_submit_repo(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                             const Kiln__Request *req, const char *client)
+{
+    kiln_source_job_t *job = calloc(1, sizeof *job);
+    s_pending_t *pending = calloc(1, sizeof *pending);
+    const Kiln__Source *src = req->source;
+    if (!job || !pending || !self->source) {
+        kiln_proto_client_reply(self, msg, req->request_id, -1,
+                                self->source ? "coordinator out of memory"
+                                             : "this coordinator reads no repositories",
+                                0, NULL);
+        goto fail;
+    }
+    pending->msg = *msg;
+    pending->msg.env = NULL;
+    snprintf(pending->client, sizeof pending->client, "%s", client);
+    snprintf(pending->peer_key, sizeof pending->peer_key, "%s", self->peer_key);
+    pending->req_len = kiln__request__get_packed_size(req);
+    job->url = strdup(src->url);
+    job->ref = strdup(src->ref[0] ? src->ref : "HEAD");
+    job->before = strdup(src->before);
+    job->workflows = json_array();
+    pending->req = malloc(pending->req_len ? pending->req_len : 1);
+    if (!job->url || !job->ref || !job->before || !job->workflows || !pending->req) {
+        kiln_proto_client_reply(self, msg, req->request_id, -1, "coordinator out of memory", 0,
+                                NULL);
+        goto fail;
+    }
+    kiln__request__pack(req, pending->req);
+    for (size_t i = 0; i < req->n_workflows && i < KILN_SOURCE_FILES_MAX; i++)
+        json_array_append_new(job->workflows, json_string(req->workflows[i]));
+    job->caller = pending;
+    if (kiln_source_ask(self->source, job) != 0) {
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EAGAIN, kiln_error_last(), 0,
+                                NULL);
+        goto fail;
+    }
+    kiln_log_info("%s asks for %s at %s", client, src->url, src->ref[0] ? src->ref : "HEAD");
+    return;
+fail:
+    kiln_proto_client_pending_free(pending);
+    if (job)
+        job->caller = NULL;
+    kiln_source_job_free(&job);
+}
+
+/* A repository fetched: one run per workflow (named, or every one whose
+ * on: takes the event), answered together. */
+void kiln_proto_client_on_source(kiln_server_t *self, kiln_source_job_t *job)
+{
+    s_pending_t *pending = job->caller;
+    Kiln__Request *req = kiln__request__unpack(NULL, pending->req_len, pending->req);
+    kiln_buf_t notes = {.max = 64 * 1024};
+    uint64_t ids[KILN_SOURCE_FILES_MAX];
+    char *names[KILN_SOURCE_FILES_MAX];
+    size_t n_runs = 0;
+    int worst = 0;
+    if (!req) {
+        kiln_log_error("source: a pending request does not decode");
+        goto cleanup;
+    }
+    snprintf(self->peer_key, sizeof self->peer_key, "%s", pending->peer_key);
+    if (job->rc != 0) {
+        char why[sizeof job->error + 64];
+        snprintf(why, sizeof why, "%s", job->error);
+        kiln_log_info("refused a run from %s: %s", pending->client, why);
+        kiln_proto_client_reply(self, &pending->msg, req->request_id,
+                                job->rc == KILN_EINVAL ? KILN_EINVAL : KILN_EINFRA, why, 0, NULL);
+        goto cleanup;
+    }
+    bool by_event = req->n_workflows == 0;
+    size_t i;
+    json_t *p;
+    json_array_foreach(job->paths, i, p) {
+        const char *path = json_string_value(p);
+        json_t *text = json_object_get(job->files, path);
+        int64_t run_id = 0;
+        char *note = NULL;
+        int code = s_submit_one(self, &pending->msg, req, pending->client, path,
+                                json_string_value(text), json_string_length(text), job->files,
+                                job->source, by_event, &run_id, &note);
+        if (code == 0 && run_id > 0) {
+            ids[n_runs] = (uint64_t)run_id;
+            names[n_runs++] = (char *)path;
+        } else if (code != S_SKIPPED && worst == 0) {
+            worst = code;
+        }
+        if (note && note[0]) {
+            kiln_buf_str(&notes, note);
+            if (note[strlen(note) - 1] != '\n')
+                kiln_buf_str(&notes, "\n");
+        }
+        free(note);
+    }
+    if (n_runs == 0 && worst == 0) {
+        char none[256];
+        snprintf(none, sizeof none, "%s at %.12s: no workflow under .github/workflows takes '%s'\n",
+                 json_string_value(json_object_get(job->source, "repository")),
+                 json_string_value(json_object_get(job->source, "sha")),
+                 req->event[0] ? req->event : "push");
+        kiln_buf_str(&notes, none);
+    }
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__Reply reply = KILN__REPLY__INIT;
+    reply.request_id = req->request_id;
+    reply.code = n_runs ? 0 : worst;
+    reply.error = notes.data ? notes.data : (char *)"";
+    reply.run_id = n_runs ? ids[0] : 0;
+    reply.run_ids = ids;
+    reply.n_run_ids = n_runs;
+    reply.run_files = names;
+    reply.n_run_files = n_runs;
+    env.body_case = KILN__ENVELOPE__BODY_REPLY;
+    env.reply = &reply;
+    if (kiln_server_send(self, pending->msg.identity, pending->msg.id_len, &env) != 0)
+        kiln_log_warn("source: cannot answer %s: %s", pending->client, kiln_error_last());
+cleanup:
+    free(notes.data);
+    if (req)
+        kiln__request__free_unpacked(req, NULL);
+    kiln_proto_client_pending_free(pending);
+    job->caller = NULL;
+}
+
+static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                        const Kiln__Request *req, const char *client)
+{
+    if (req->source && req->source->url[0] && req->workflow_yaml.len == 0) {
+        s_on_submit_repo(self, msg, req, client);
+        return;
+    }
+    const char *file = req->workflow_file[0] ? req->workflow_file : "workflow.yml";
+    json_t *files = json_object(), *source = NULL;
+    char *text = NULL, why[512];
+    int64_t run_id = 0;
+    for (size_t i = 0; files && i < req->n_actions && i < KILN_WF_MAX_ACTIONS; i++)
+        json_object_set_new(files, req->actions[i]->key, json_string(req->actions[i]->value));
+    if (req->source && req->source->url[0] && !(source = s_source_json(req->source, why, sizeof why))) {
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL, why, 0, NULL);
+        goto cleanup;
+    }
+    int code = s_submit_one(self, msg, req, client, file, (const char *)req->workflow_yaml.data,
+                            req->workflow_yaml.len, files, source, false, &run_id, &text);
+    kiln_proto_client_reply(self, msg, req->request_id, code, text, run_id, NULL);
+cleanup:
+    free(text);
+    json_decref(files);
+    json_decref(source);
 }
 
 static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,

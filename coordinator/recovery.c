@@ -29,6 +29,7 @@ typedef struct {
     char *inputs;
     char *actions;
     char *matrices;
+    char *source;
     char event[32];
     char actor[128];
 } s_saved_run_t;
@@ -60,6 +61,7 @@ static int s_collect_run(void *ctx, const kiln_history_active_t *row)
     r->inputs = row->inputs ? strdup(row->inputs) : NULL;
     r->actions = row->actions ? strdup(row->actions) : NULL;
     r->matrices = row->matrices ? strdup(row->matrices) : NULL;
+    r->source = row->source ? strdup(row->source) : NULL;
     /* Runs recorded before the event was: as they were planned then. */
     snprintf(r->event, sizeof r->event, "%s",
              row->event ? row->event : row->inputs && strcmp(row->inputs, "{}") != 0 ? "workflow_dispatch" : "push");
@@ -136,6 +138,7 @@ static void s_free_saved(s_saved_t *saved)
         free(saved->items[r].inputs);
         free(saved->items[r].actions);
         free(saved->items[r].matrices);
+        free(saved->items[r].source);
     }
     free(saved->items);
 }
@@ -150,11 +153,13 @@ static int s_recover_run(kiln_server_t *self, s_saved_run_t *sv)
     kiln_diags_init(&diags, sv->file);
     json_t *files = sv->actions ? json_loads(sv->actions, 0, NULL) : json_object();
     json_t *inputs = sv->inputs ? json_loads(sv->inputs, 0, NULL) : json_object();
+    json_t *source = sv->source ? json_loads(sv->source, 0, NULL) : NULL;
     int rc = kiln_models_parse(self->models, sv->file, sv->yaml, sv->len, files, &diags, &model);
     kiln_diags_free(&diags);
     if (rc == 0)
-        rc = kiln_runs_create(self, &run, &model, sv->file, inputs, sv->event, sv->actor, sv->id,
-                              sv->created_ms);
+        rc = kiln_runs_create(self, &run, &model, sv->file, inputs, sv->event, sv->actor, source,
+                              sv->id, sv->created_ms);
+    json_decref(source);
     json_decref(files);
     json_decref(inputs);
     kiln_model_release(&model);

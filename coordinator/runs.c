@@ -23,6 +23,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "lang/expr.h"
+#include "lang/source.h"
 
 /* ------------------------------------------------------------- lookups */
 
@@ -169,6 +170,8 @@ void kiln_runs_free(kiln_crun_t **run_p)
     kiln_model_release(&run->model);
     free(run->file);
     json_decref(run->inputs);
+    json_decref(run->source);
+    json_decref(run->github);
     json_decref(run->replay_outputs);
     free(run->ready);
     free(run);
@@ -177,7 +180,7 @@ void kiln_runs_free(kiln_crun_t **run_p)
 
 int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_model_t **model_p,
                      const char *file, json_t *inputs, const char *event, const char *actor,
-                     int64_t id, int64_t created_ms)
+                     const json_t *source, int64_t id, int64_t created_ms)
 {
     kiln_crun_t *run = calloc(1, sizeof *run);
     *out = NULL;
@@ -196,6 +199,13 @@ int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_model_t **mode
     run->inputs = inputs ? json_incref(inputs) : json_object();
     if (!run->file || !run->inputs)
         goto oom;
+    if (source && !(run->source = json_deep_copy(source)))
+        goto oom;
+    /* What its repository and event put in the github context, once for
+     * all its jobs. */
+    if (!(run->github = kiln_source_github(run->source, run->event, run->actor, run->file,
+                                           run->inputs)))
+        goto oom;
     kiln_contexts_t c = {
         .run_id = id,
         .workflow = run->wf->name,
@@ -203,6 +213,7 @@ int kiln_runs_create(kiln_server_t *self, kiln_crun_t **out, kiln_model_t **mode
         .event_name = run->event,
         .inputs = run->inputs,
         .vars = self->vars,
+        .github = run->github,
     };
     if (kiln_rungraph_new(&run->graph, run->wf, &c) != 0)
         goto oom;

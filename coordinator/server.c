@@ -292,13 +292,14 @@ int kiln_server_run(kiln_server_t *self)
 {
     self->next_tick = kiln_clock_mono_ms() + self->cfg.heartbeat_ms;
     while (!self->stopping) {
-        zmq_pollitem_t items[4] = {
+        zmq_pollitem_t items[5] = {
             {self->router, 0, ZMQ_POLLIN, 0},
             {kiln_auth_socket(self->auth), 0, ZMQ_POLLIN, 0},
             {self->monitor, 0, ZMQ_POLLIN, 0},
+            {NULL, kiln_source_fd(self->source), ZMQ_POLLIN, 0},
             {NULL, self->sigfd, ZMQ_POLLIN, 0},
         };
-        int n_items = self->sigfd >= 0 ? 4 : 3;
+        int n_items = self->sigfd >= 0 ? 5 : 4;
         int64_t now = kiln_clock_mono_ms();
         long timeout = self->next_tick > now ? (long)(self->next_tick - now) : 0;
         if (zmq_poll(items, n_items, timeout) == -1) {
@@ -313,7 +314,15 @@ int kiln_server_run(kiln_server_t *self)
             s_on_router(self);
         if (items[2].revents & ZMQ_POLLIN)
             s_on_monitor(self);
-        if (n_items == 4 && (items[3].revents & ZMQ_POLLIN))
+        if (items[3].revents & ZMQ_POLLIN) {
+            kiln_source_job_t *job;
+            while ((job = kiln_source_take(self->source))) {
+                kiln_proto_client_on_source(self, job);
+                kiln_source_job_free(&job);
+            }
+            kiln_runs_sweep(self);
+        }
+        if (n_items == 5 && (items[4].revents & ZMQ_POLLIN))
             s_on_signal(self);
         if (kiln_clock_mono_ms() >= self->next_tick) {
             self->next_tick = kiln_clock_mono_ms() + self->cfg.heartbeat_ms / 2;
@@ -465,6 +474,14 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
         goto cleanup;
     if ((rc = kiln_recovery_run(self)) != 0)
         goto cleanup;
+    /* Repositories' mirrors live beside the history. */
+    char mirrors[PATH_MAX + 16];
+    snprintf(mirrors, sizeof mirrors, "%s", self->farm_id);
+    char *slash = strrchr(mirrors, '/');
+    snprintf(slash ? slash + 1 : mirrors, sizeof mirrors - (size_t)(slash ? slash + 1 - mirrors : 0),
+             "mirrors");
+    if ((rc = kiln_source_new(&self->source, mirrors)) != 0)
+        goto cleanup;
     /* Every connection is a file descriptor: take all the kernel allows,
      * so a burst of half-open connections cannot starve real peers. */
     struct rlimit rl;
@@ -547,6 +564,7 @@ void kiln_server_destroy(kiln_server_t **self_p)
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     kiln_queue_destroy(&self->queue);
+    kiln_source_destroy(&self->source, kiln_proto_client_pending_free);
     kiln_history_destroy(&self->history);
     if (self->sigfd >= 0)
         close(self->sigfd);

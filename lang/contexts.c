@@ -61,9 +61,20 @@ char *kiln_contexts_text(const kiln_contexts_t *c)
     s_str(&t, "workflow", c->workflow, false);
     s_str(&t, "event_name", c->event_name, false);
     s_str(&t, "actor", c->actor, false);
-    s_str(&t, "repository", c->repository, false);
-    s_str(&t, "ref", c->ref, false);
-    s_str(&t, "sha", c->sha, false);
+    if (c->github) {
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)c->github, key, v) {
+            kiln_buf_str(&t, ",");
+            kiln_buf_json_string(&t, key, strlen(key));
+            kiln_buf_str(&t, ":");
+            s_json(&t, v, "null");
+        }
+    } else {
+        s_str(&t, "repository", c->repository, false);
+        s_str(&t, "ref", c->ref, false);
+        s_str(&t, "sha", c->sha, false);
+    }
     kiln_buf_str(&t, "},\"inputs\":");
     s_json(&t, c->inputs, "null");
     kiln_buf_str(&t, ",\"vars\":");

@@ -30,6 +30,9 @@ typedef struct {
     const char *actor;
     const char *event_name;
     const char *repository, *ref, *sha; /* NULL reads as "" */
+    /* The fields a run's repository and event give (lang/source.h: ref_name,
+     * server_url, event, ...); when set, they replace the three above. */
+    const json_t *github;
     const char *job;        /* github.job: the job's id as written */
     /* inputs, vars, secrets: objects or NULL (null; secrets {}) */
     const json_t *inputs, *vars, *secrets;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lang/builtin.h"
 #include "lang/expr.h"
 
 /* Derived step names ("Run <first line>") keep this many bytes of script. */
@@ -379,6 +380,36 @@ void kiln_step_clear(kiln_step_t *step)
     memset(step, 0, sizeof *step);
 }
 
+/* A uses: step that is not a local action must name a built-in one; its
+ * with: is checked against the action's inputs, as GitHub warns of
+ * unexpected ones. */
+static void s_check_builtin(kiln_parse_t *ctx, const knode_t *slot, const char *who,
+                            kiln_step_t *step)
+{
+    char why[256];
+    step->builtin = kiln_builtin_for(step->uses, why, sizeof why);
+    if (!step->builtin) {
+        if (why[0])
+            kiln_parse_error(ctx, slot, "%s uses %s", who, why);
+        else
+            kiln_parse_error(ctx, slot,
+                             "%s uses '%.*s': Kiln runs local composite actions (uses: ./path) "
+                             "and has actions/checkout built in; other actions from "
+                             "repositories are not supported yet",
+                             who, s_q(step->uses), step->uses);
+        return;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(step->with, name, v) {
+        (void)v;
+        if (!kiln_builtin_input_known(step->builtin, name))
+            kiln_parse_warn(ctx, slot, "%s: '%.*s' has no input '%.*s' (its inputs: %s)", who,
+                            s_q(step->uses), step->uses, s_q(name), name,
+                            kiln_builtin_inputs(step->builtin));
+    }
+}
+
 void kiln_parse_step(kiln_parse_t *ctx, const char *job_id, size_t index, knode_t *slot,
                      kiln_step_t *step)
 {
@@ -465,10 +496,7 @@ void kiln_parse_step(kiln_parse_t *ctx, const char *job_id, size_t index, knode_
         kiln_parse_error(ctx, slot, "%s has neither 'run' nor 'uses'; a step needs exactly one",
                          who);
     else if (has_uses && step->uses && strncmp(step->uses, "./", 2) != 0)
-        kiln_parse_error(ctx, slot,
-                         "%s uses '%.*s': only local composite actions (uses: ./path) are "
-                         "supported; no actions are built in yet",
-                         who, s_q(step->uses), step->uses);
+        s_check_builtin(ctx, slot, who, step);
 }
 
 void kiln_parse_steps(kiln_parse_t *ctx, const knode_t *key, knode_t *val, const char *who,

@@ -71,6 +71,7 @@ typedef struct {
     json_t *timeout;         /* timeout-minutes: a number, a template string, or NULL */
     json_t *continue_on_error; /* a boolean, a template string, or NULL (false) */
     json_t *with;            /* `with:` inputs of a uses: step (object), or NULL */
+    const char *builtin;     /* a built-in action's id ("checkout", lang/builtin.h), or NULL */
     /* A step that came from local composite actions: action_inputs is the
      * stack of their inputs, outermost first (each name -> template,
      * evaluated in the context of the level above: the last level is this

@@ -834,6 +834,23 @@ static int s_base_env(kiln_agent_t *self, const kiln_agent_config_t *cfg)
     return 0;
 }
 
+/* The built-in actions/checkout runs as kiln-checkout, installed beside
+ * kiln-worker; a worker without it fails such steps, saying so. */
+static void s_find_checkout(kiln_agent_t *self)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    self->checkout_program[0] = '\0';
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    snprintf(self->checkout_program, sizeof self->checkout_program, "%s/kiln-checkout", exe);
+}
+
 int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
 {
     int rc = -1;
@@ -944,6 +961,10 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         rc = -1;
         goto cleanup;
     }
+    /* Mirrors of the repositories jobs check out, kept from job to job (a
+     * second checkout fetches only what is new); kiln-checkout makes it. */
+    snprintf(self->git_cache, sizeof self->git_cache, "%s/git", cfg->work_dir);
+    s_find_checkout(self);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);

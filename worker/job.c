@@ -8,8 +8,10 @@
  * workspace and run with its shell (lang/shell.h).
  */
 #include "worker/agent_int.h"
+#include "lang/expr.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -283,7 +285,9 @@ static int s_build_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
         {"GITHUB_REPOSITORY", "repository"}, {"GITHUB_REF", "ref"}, {"GITHUB_SHA", "sha"},
         {"GITHUB_REF_NAME", "ref_name"},     {"GITHUB_REF_TYPE", "ref_type"},
         {"GITHUB_HEAD_REF", "head_ref"},     {"GITHUB_BASE_REF", "base_ref"},
-        {"GITHUB_REPOSITORY_OWNER", "repository_owner"}};
+        {"GITHUB_REPOSITORY_OWNER", "repository_owner"}, {"GITHUB_SERVER_URL", "server_url"},
+        {"GITHUB_API_URL", "api_url"}, {"GITHUB_GRAPHQL_URL", "graphql_url"},
+        {"GITHUB_WORKFLOW_REF", "workflow_ref"}, {"GITHUB_WORKFLOW_SHA", "workflow_sha"}};
     for (size_t i = 0; i < sizeof repo_vars / sizeof repo_vars[0]; i++) {
         const char *v = kiln_jobctx_github(jx, repo_vars[i][1]);
         if (v[0] && kiln_kv_set(e, repo_vars[i][0], v))
@@ -308,6 +312,58 @@ static int s_build_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
 }
 
 /* ---------------------------------------------------------------- steps */
+
+/* A built-in action's inputs, evaluated now with the step's contexts, as
+ * INPUT_<NAME> (GitHub's convention: upper case, spaces as '_'), and what
+ * kiln-checkout needs of the worker and the run. */
+static int s_builtin_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
+{
+    int rc = -1;
+    json_t *with = NULL;
+    char err[512];
+    if (st->with.len) {
+        json_error_t jerr;
+        with = json_loadb((const char *)st->with.data, st->with.len, 0, &jerr);
+        if (!json_is_object(with)) {
+            kiln_job_log(job, "the step's with: does not decode: %s", jerr.text);
+            goto cleanup;
+        }
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(with, name, v) {
+        char key[300], *value = NULL;
+        size_t n = 0;
+        n += (size_t)snprintf(key, sizeof key, "INPUT_");
+        for (const char *c = name; *c && n + 1 < sizeof key; c++)
+            key[n++] = *c == ' ' ? '_' : (char)toupper((unsigned char)*c);
+        key[n] = '\0';
+        /* with: fetch-depth: 0 is a YAML number; an input is its text. */
+        char *plain = json_is_string(v) ? NULL : kiln_expr_string(v);
+        const char *text = json_is_string(v) ? json_string_value(v) : plain ? plain : "";
+        int irc = kiln_jobctx_interpolate(job->jx, text, &value, err, sizeof err);
+        free(plain);
+        if (irc != 0) {
+            kiln_job_log(job, "with.%s: %s", name, err);
+            goto cleanup;
+        }
+        int set = kiln_kv_set(e, key, value);
+        free(value);
+        if (set != 0) {
+            kiln_job_log(job, "cannot build the step environment: out of memory");
+            goto cleanup;
+        }
+    }
+    if (kiln_kv_set(e, "KILN_GIT_CACHE", job->agent->git_cache) ||
+        kiln_kv_set(e, "KILN_SOURCE_URL", job->a->source_url ? job->a->source_url : "")) {
+        kiln_job_log(job, "cannot build the step environment: out of memory");
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    json_decref(with);
+    return rc;
+}
 
 void kiln_job_finish(kiln_wjob_t *job);
 
@@ -517,6 +573,23 @@ static int s_step_start(kiln_wjob_t *job)
                      st->uses);
         goto cleanup;
     }
+    bool builtin = st->builtin && st->builtin[0];
+    if (builtin) {
+        if (strcmp(st->builtin, "checkout") != 0) {
+            kiln_job_log(job, "this worker has no built-in action '%s'; it is older than its "
+                         "coordinator", st->builtin);
+            goto cleanup;
+        }
+        if (!self->checkout_program[0] || access(self->checkout_program, X_OK) != 0) {
+            kiln_job_log(job, "actions/checkout: kiln-checkout is not installed beside kiln-worker "
+                         "(%s)", self->checkout_program);
+            goto cleanup;
+        }
+        argv[0] = self->checkout_program;
+        argv[1] = NULL;
+        snprintf(cwd, sizeof cwd, "%s", job->ws.ws);
+        goto environment;
+    }
     /* ${{ }} in the script, the directory and the shell, with the contexts
      * as they are now (earlier steps' outputs included). */
     if (kiln_jobctx_interpolate(job->jx, st->run, &run_text, err, sizeof err) != 0 ||
@@ -558,12 +631,15 @@ static int s_step_start(kiln_wjob_t *job)
         kiln_job_log(job, "working-directory '%s' does not exist", wd);
         goto cleanup;
     }
+environment:
     if (s_build_env(job, st, &env) != 0) {
         int e = errno;
         kiln_job_log(job, "cannot build the step environment: %s", kiln_error_last());
         s_disk_trouble(job, e, "cannot build the step environment");
         goto cleanup;
     }
+    if (builtin && s_builtin_env(job, st, &env) != 0)
+        goto cleanup;
     int64_t timeout = step_timeout;
     if (job->deadline) {
         int64_t left = job->deadline - kiln_clock_mono_ms();

@@ -125,11 +125,16 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_wo
     json_object_set_new(gh, "workspace", json_string(workspace));
     /* The event: what Kiln knows of it (a workflow_dispatch's inputs), in
      * github.event and in the file $GITHUB_EVENT_PATH names. */
-    json_t *event = json_object();
-    const char *event_name = json_string_value(json_object_get(gh, "event_name"));
-    if (event_name && strcmp(event_name, "workflow_dispatch") == 0)
-        json_object_set(event, "inputs", json_object_get(self->contexts, "inputs"));
-    json_object_set_new(gh, "event", event);
+    /* A run from a repository brings its payload (lang/source.h); a run of
+     * a file alone has only its inputs. */
+    json_t *event = json_object_get(gh, "event");
+    if (!json_is_object(event)) {
+        event = json_object();
+        const char *event_name = json_string_value(json_object_get(gh, "event_name"));
+        if (event_name && strcmp(event_name, "workflow_dispatch") == 0)
+            json_object_set(event, "inputs", json_object_get(self->contexts, "inputs"));
+        json_object_set_new(gh, "event", event);
+    }
     snprintf(self->event_path, sizeof self->event_path, "%s/%s", ws->root, KILN_WORKSPACE_EVENT);
     json_object_set_new(gh, "event_path", json_string(self->event_path));
     json_object_set_new(gh, "action", json_string(""));

@@ -157,3 +157,27 @@ start_farm() {
     for i in $(seq 1 "$n"); do start_worker "w$i" "$@"; done
     wait_workers "$n"
 }
+
+# A git server on 127.0.0.1 for the repositories under DIR: git daemon
+# (GIT_PORT, git://) and git's smart HTTP through githttp.py (HTTP_PORT,
+# http://), both remembered by pid.
+start_git_servers() {
+    local dir=$1
+    GIT_PORT=$(free_port)
+    git daemon --reuseaddr --export-all --base-path="$dir" --listen=127.0.0.1 \
+        --port="$GIT_PORT" "$dir" >>"$T/gitdaemon.log" 2>&1 &
+    PIDS+=($!)
+    HTTP_PORT=$(free_port)
+    python3 "$KILN_SRC/tests/integration/githttp.py" "$dir" "$HTTP_PORT" >>"$T/githttp.log" 2>&1 &
+    PIDS+=($!)
+    local until=$((SECONDS + 20))
+    until (exec 3<>/dev/tcp/127.0.0.1/$GIT_PORT) 2>/dev/null &&
+        (exec 3<>/dev/tcp/127.0.0.1/$HTTP_PORT) 2>/dev/null; do
+        [ $SECONDS -lt $until ] || fail "the git servers did not start: $(tail -n 3 "$T"/git*.log)"
+        sleep 0.05
+    done
+}
+
+# git with a fixed identity, for commits the tests make.
+tgit() { git -c user.name=Tester -c user.email=tester@example.com -c init.defaultBranch=main \
+    -c protocol.file.allow=always "$@"; }

@@ -598,11 +598,49 @@ static void test_remote_action_not_supported(void **state)
 {
     (void)state;
     result_t r;
-    s_load(&r, "uses.yml");
+    s_parse_str(&r, "jobs:\n  build:\n    runs-on: linux\n    steps:\n"
+                    "      - uses: actions/setup-node@v4\n");
     s_expect_error(&r, 5, 9,
-                   "step 'Run actions/checkout@v4' of job 'build' uses 'actions/checkout@v4': "
-                   "only local composite actions (uses: ./path) are supported; no actions are "
-                   "built in yet");
+                   "step 'Run actions/setup-node@v4' of job 'build' uses "
+                   "'actions/setup-node@v4': Kiln runs local composite actions (uses: ./path) and "
+                   "has actions/checkout built in; other actions from repositories are not "
+                   "supported yet");
+    s_done(&r);
+    /* v1 put the repository elsewhere: refused, saying which to use. */
+    s_parse_str(&r, "jobs:\n  build:\n    runs-on: linux\n    steps:\n"
+                    "      - uses: actions/checkout@v1\n");
+    s_expect_error_like(&r, 5, "use actions/checkout@v4");
+    s_done(&r);
+}
+
+/* actions/checkout is built in: v2 and later, a commit pin too; its with:
+ * is checked against the action's inputs. */
+static void test_builtin_checkout(void **state)
+{
+    (void)state;
+    result_t r;
+    s_load(&r, "uses.yml");
+    s_assert_ok(&r);
+    const kiln_step_t *st = &r.wf->jobs[0].steps[0];
+    assert_non_null(st->builtin);
+    assert_string_equal(st->builtin, "checkout");
+    assert_int_equal(json_integer_value(json_object_get(st->with, "fetch-depth")), 0);
+    assert_null(r.wf->jobs[0].steps[1].builtin);
+    s_done(&r);
+    const char *pins[] = {"v2", "v3", "v4.2.2", "11bd71901bbe5b1630ceea73d27597364c9af683"};
+    for (size_t i = 0; i < 4; i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "jobs:\n  b:\n    runs-on: linux\n    steps:\n      - uses: actions/checkout@%s\n",
+                 pins[i]);
+        s_parse_str(&r, text);
+        s_assert_ok(&r);
+        assert_string_equal(r.wf->jobs[0].steps[0].builtin, "checkout");
+        s_done(&r);
+    }
+    s_parse_str(&r, "jobs:\n  b:\n    runs-on: linux\n    steps:\n"
+                    "      - uses: actions/checkout@v4\n        with: {depth: 1}\n");
+    s_expect_warning_like(&r, 5, "'actions/checkout@v4' has no input 'depth'");
     s_done(&r);
 }
 
@@ -1762,7 +1800,7 @@ static void test_composite_problems(void **state)
                       "      - uses: ./ci/nowhere\n"          /* 6: a warning */
                       "      - uses: ./ci/node\n"             /* 7 */
                       "      - uses: ./ci/setup\n"            /* 8 */
-                      "      - uses: actions/checkout@v4\n"   /* 9 */
+                      "      - uses: actions/cache@v4\n"      /* 9 */
                       "      - uses: ./../outside\n";         /* 10 */
     s_parse_files(&r, bad, files);
     assert_int_equal(r.rc, KILN_EINVAL);
@@ -1781,7 +1819,7 @@ static void test_composite_problems(void **state)
     assert_non_null(strstr(r.diags.items[2].message, "ci/setup/action.yml:3:"));
     assert_non_null(strstr(r.diags.items[2].message, "input 'version' is required"));
     assert_int_equal(r.diags.items[3].line, 9);
-    assert_non_null(strstr(r.diags.items[3].message, "only local composite actions"));
+    assert_non_null(strstr(r.diags.items[3].message, "other actions from repositories are not supported yet"));
     assert_int_equal(r.diags.items[4].line, 10);
     assert_non_null(strstr(r.diags.items[4].message, "the path leaves the repository"));
     s_done(&r);
@@ -2164,6 +2202,7 @@ int main(void)
         cmocka_unit_test(test_empty_jobs),
         cmocka_unit_test(test_step_without_run),
         cmocka_unit_test(test_remote_action_not_supported),
+        cmocka_unit_test(test_builtin_checkout),
         cmocka_unit_test(test_bad_shell),
         cmocka_unit_test(test_windows_shells_warn),
         cmocka_unit_test(test_shell_expression),

@@ -1,0 +1,402 @@
+/* source.c: the coordinator's repository mirrors and the thread that
+ * fetches them (see source.h).
+ *
+ * One thread serves every repository in turn: fetches are few next to
+ * dispatches, and one at a time keeps the coordinator's network and disk
+ * use for them bounded. The queue and the answers are guarded by one
+ * mutex; the thread writes the eventfd once per answer.
+ */
+#include "coordinator/source.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/gitsrc.h"
+#include "common/log.h"
+#include "lang/parse.h"
+#include "lang/source.h"
+#include "lang/workflow.h"
+
+struct kiln_source {
+    pthread_t thread;
+    bool started, stopping, git_ready;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    kiln_source_job_t *asked[KILN_SOURCE_QUEUE_MAX];
+    size_t n_asked;
+    kiln_source_job_t *done[KILN_SOURCE_QUEUE_MAX];
+    size_t n_done;
+    size_t busy; /* taken by the thread, not yet answered */
+    int efd;
+    char mirror_dir[4096];
+};
+
+void kiln_source_job_free(kiln_source_job_t **job_p)
+{
+    kiln_source_job_t *job = *job_p;
+    if (!job)
+        return;
+    free(job->url);
+    free(job->ref);
+    free(job->before);
+    json_decref(job->workflows);
+    json_decref(job->source);
+    json_decref(job->paths);
+    json_decref(job->files);
+    free(job);
+    *job_p = NULL;
+}
+
+/* ------------------------------------------------------ on the thread */
+
+static void s_iso_time(const git_time *t, char *out, size_t cap)
+{
+    time_t when = (time_t)t->time + (time_t)t->offset * 60;
+    struct tm tm;
+    gmtime_r(&when, &tm);
+    int off = t->offset < 0 ? -t->offset : t->offset;
+    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, t->offset < 0 ? '-' : '+', off / 60,
+             off % 60);
+}
+
+/* Every workflow file directly under .github/workflows, sorted by name. */
+static int s_list_workflows(kiln_gitsrc_t *m, const git_oid *commit, json_t *out)
+{
+    int rc = -1;
+    git_commit *c = NULL;
+    git_tree *tree = NULL;
+    git_tree_entry *e = NULL;
+    git_tree *dir = NULL;
+    git_repository *repo = kiln_gitsrc_repo(m);
+    if (git_commit_lookup(&c, repo, commit) < 0 || git_commit_tree(&tree, c) < 0) {
+        kiln_error_set("commit %s: %s", git_oid_tostr_s(commit), kiln_gitsrc_error());
+        goto cleanup;
+    }
+    if (git_tree_entry_bypath(&e, tree, ".github/workflows") < 0 ||
+        git_tree_entry_type(e) != GIT_OBJECT_TREE) {
+        git_error_clear();
+        rc = 0; /* none */
+        goto cleanup;
+    }
+    if (git_tree_lookup(&dir, repo, git_tree_entry_id(e)) < 0) {
+        kiln_error_set(".github/workflows: %s", kiln_gitsrc_error());
+        goto cleanup;
+    }
+    for (size_t i = 0; i < git_tree_entrycount(dir); i++) {
+        const git_tree_entry *it = git_tree_entry_byindex(dir, i);
+        const char *name = git_tree_entry_name(it);
+        size_t len = strlen(name);
+        bool yml = (len > 4 && strcmp(name + len - 4, ".yml") == 0) ||
+                   (len > 5 && strcmp(name + len - 5, ".yaml") == 0);
+        if (!yml || git_tree_entry_type(it) != GIT_OBJECT_BLOB)
+            continue;
+        if (json_array_size(out) >= KILN_SOURCE_FILES_MAX) {
+            kiln_error_set(".github/workflows holds more than %d workflows", KILN_SOURCE_FILES_MAX);
+            goto cleanup;
+        }
+        char path[1024];
+        snprintf(path, sizeof path, ".github/workflows/%s", name);
+        json_array_append_new(out, json_string(path));
+    }
+    rc = 0;
+cleanup:
+    git_tree_free(dir);
+    git_tree_entry_free(e);
+    git_tree_free(tree);
+    git_commit_free(c);
+    return rc;
+}
+
+/* The workflows' texts and the local files they use, as the CLI gathers
+ * them from a work tree (cli/workflow.c), here from the commit. */
+static int s_gather(kiln_gitsrc_t *m, const git_oid *commit, kiln_source_job_t *job)
+{
+    json_t *queue = json_array();
+    size_t bytes = 0, i;
+    json_t *p;
+    int rc = -1;
+    char *text = NULL;
+    size_t len;
+    json_array_foreach(job->paths, i, p) {
+        const char *path = json_string_value(p);
+        int r = kiln_gitsrc_read(m, commit, path, KILN_WF_MAX_BYTES, &text, &len);
+        if (r != 0) {
+            job->rc = r == KILN_ENOTFOUND || r == KILN_ETOOBIG ? KILN_EINVAL : r;
+            goto cleanup;
+        }
+        bytes += len;
+        json_object_set_new(job->files, path, json_stringn(text, len));
+        kiln_workflow_local_uses(text, len, queue);
+        free(text);
+        text = NULL;
+    }
+    for (i = 0; i < json_array_size(queue) && i < KILN_WF_MAX_ACTIONS; i++) {
+        json_t *use = json_array_get(queue, i);
+        const char *path = json_string_value(json_object_get(use, "path"));
+        const char *kind = json_string_value(json_object_get(use, "kind"));
+        if (!path || json_object_get(job->files, path))
+            continue;
+        char file[1200];
+        int r = KILN_ENOTFOUND;
+        if (strcmp(kind, "workflow") == 0) {
+            r = kiln_gitsrc_read(m, commit, path, KILN_WF_MAX_BYTES, &text, &len);
+        } else {
+            static const char *names[] = {"action.yml", "action.yaml"};
+            for (int k = 0; k < 2 && r == KILN_ENOTFOUND; k++) {
+                snprintf(file, sizeof file, "%s/%s", path, names[k]);
+                r = kiln_gitsrc_read(m, commit, file, KILN_WF_MAX_ACTION_BYTES, &text, &len);
+            }
+        }
+        /* A file the commit lacks is the parser's to report, naming the
+         * step, as for a submitted file. */
+        if (r == KILN_ENOTFOUND) {
+            git_error_clear();
+            continue;
+        }
+        if (r != 0) {
+            job->rc = r == KILN_ETOOBIG ? KILN_EINVAL : r;
+            goto cleanup;
+        }
+        if ((bytes += len) > KILN_SOURCE_BYTES_MAX) {
+            kiln_error_set("the workflows and the files they use are over %d bytes",
+                           KILN_SOURCE_BYTES_MAX);
+            job->rc = KILN_EINVAL;
+            goto cleanup;
+        }
+        json_object_set_new(job->files, path, json_stringn(text, len));
+        kiln_workflow_local_uses(text, len, queue);
+        free(text);
+        text = NULL;
+    }
+    rc = 0;
+cleanup:
+    free(text);
+    json_decref(queue);
+    return rc;
+}
+
+static void s_serve(kiln_source_t *self, kiln_source_job_t *job)
+{
+    kiln_gitsrc_t *m = NULL;
+    git_commit *c = NULL;
+    git_oid commit;
+    char full_ref[KILN_GITSRC_REF_MAX], repository[1024], base[1024], when[64];
+    kiln_gitsrc_stats_t st = {0};
+    job->rc = -1;
+    job->source = json_object();
+    job->files = json_object();
+    job->paths = json_array();
+    if (!job->source || !job->files || !job->paths) {
+        kiln_error_set("out of memory");
+        goto cleanup;
+    }
+    if (kiln_gitsrc_open(&m, self->mirror_dir, job->url) != 0)
+        goto cleanup;
+    /* A branch may have moved since the last fetch: always asked; a
+     * commit the mirror has is not. */
+    int r = kiln_gitsrc_want(m, job->ref, true, NULL, &commit, full_ref, sizeof full_ref, &st);
+    if (r != 0) {
+        job->rc = r == KILN_ENOTFOUND || r == KILN_EINVAL ? KILN_EINVAL : -1;
+        goto cleanup;
+    }
+    if (st.fetched)
+        kiln_log_info("fetched %s: %u objects, %llu bytes", job->url, st.objects,
+                      (unsigned long long)st.bytes);
+    if (git_commit_lookup(&c, kiln_gitsrc_repo(m), &commit) < 0) {
+        kiln_error_set("commit %s: %s", git_oid_tostr_s(&commit), kiln_gitsrc_error());
+        goto cleanup;
+    }
+    if (kiln_source_split_url(job->url, repository, base, sizeof repository) != 0) {
+        /* A repository directly under / or a host: named by its last part. */
+        const char *slash = strrchr(job->url, '/');
+        snprintf(repository, sizeof repository, "local/%s", slash ? slash + 1 : job->url);
+        base[0] = '\0';
+    }
+    const git_signature *author = git_commit_author(c);
+    s_iso_time(&author->when, when, sizeof when);
+    json_object_set_new(job->source, "url", json_string(job->url));
+    json_object_set_new(job->source, "repository", json_string(repository));
+    json_object_set_new(job->source, "ref", json_string(full_ref));
+    json_object_set_new(job->source, "sha", json_string(git_oid_tostr_s(&commit)));
+    json_object_set_new(job->source, "server_url", json_string(base));
+    json_object_set_new(job->source, "default_branch",
+                        json_string(kiln_gitsrc_default_branch(m)));
+    char message[4096];
+    snprintf(message, sizeof message, "%s", git_commit_message(c));
+    /* As GitHub shows it: without the newline git ends it with. */
+    for (size_t n = strlen(message); n && message[n - 1] == '\n'; n--)
+        message[n - 1] = '\0';
+    json_object_set_new(job->source, "commit_message", json_string(message));
+    json_object_set_new(job->source, "commit_time", json_string(when));
+    json_object_set_new(job->source, "author_name", json_string(author->name));
+    json_object_set_new(job->source, "author_email", json_string(author->email));
+    if (job->before && job->before[0])
+        json_object_set_new(job->source, "before", json_string(job->before));
+    if (json_array_size(job->workflows)) {
+        json_array_extend(job->paths, job->workflows);
+    } else if (s_list_workflows(m, &commit, job->paths) != 0) {
+        goto cleanup;
+    }
+    if (s_gather(m, &commit, job) != 0)
+        goto cleanup;
+    job->rc = 0;
+cleanup:
+    if (job->rc != 0)
+        snprintf(job->error, sizeof job->error, "%s", kiln_error_last());
+    git_commit_free(c);
+    kiln_gitsrc_destroy(&m);
+}
+
+static void *s_thread(void *arg)
+{
+    kiln_source_t *self = arg;
+    pthread_mutex_lock(&self->mu);
+    for (;;) {
+        while (!self->stopping && self->n_asked == 0)
+            pthread_cond_wait(&self->cv, &self->mu);
+        if (self->stopping)
+            break;
+        kiln_source_job_t *job = self->asked[0];
+        memmove(self->asked, self->asked + 1, --self->n_asked * sizeof *self->asked);
+        self->busy++;
+        pthread_mutex_unlock(&self->mu);
+        s_serve(self, job);
+        pthread_mutex_lock(&self->mu);
+        self->busy--;
+        self->done[self->n_done++] = job;
+        uint64_t one = 1;
+        if (write(self->efd, &one, sizeof one) != sizeof one)
+            kiln_log_error("source: cannot wake the loop: %s", strerror(errno));
+    }
+    pthread_mutex_unlock(&self->mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------- on the loop */
+
+int kiln_source_new(kiln_source_t **out, const char *mirror_dir)
+{
+    kiln_source_t *self = calloc(1, sizeof *self);
+    *out = NULL;
+    if (!self) {
+        kiln_error_set("out of memory");
+        return -1;
+    }
+    self->efd = -1;
+    pthread_mutex_init(&self->mu, NULL);
+    pthread_cond_init(&self->cv, NULL);
+    snprintf(self->mirror_dir, sizeof self->mirror_dir, "%s", mirror_dir);
+    if (mkdir(mirror_dir, 0700) != 0 && errno != EEXIST) {
+        kiln_error_errno("cannot make the mirror directory %s", mirror_dir);
+        goto fail;
+    }
+    if (kiln_gitsrc_init() != 0)
+        goto fail;
+    self->git_ready = true;
+    if ((self->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
+        kiln_error_errno("source: eventfd");
+        goto fail;
+    }
+    /* Signals are the loop's (its signalfd): the thread takes none, or a
+     * SIGHUP meant for the allow-list would end the process. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int prc = pthread_create(&self->thread, NULL, s_thread, self);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (prc != 0) {
+        kiln_error_set("source: cannot start the fetching thread");
+        goto fail;
+    }
+    self->started = true;
+    *out = self;
+    return 0;
+fail:
+    kiln_source_destroy(&self, NULL);
+    return -1;
+}
+
+void kiln_source_destroy(kiln_source_t **self_p, void (*free_caller)(void *))
+{
+    kiln_source_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->started) {
+        pthread_mutex_lock(&self->mu);
+        self->stopping = true;
+        pthread_cond_signal(&self->cv);
+        pthread_mutex_unlock(&self->mu);
+        pthread_join(self->thread, NULL);
+    }
+    for (size_t i = 0; i < self->n_asked; i++) {
+        if (free_caller)
+            free_caller(self->asked[i]->caller);
+        kiln_source_job_free(&self->asked[i]);
+    }
+    for (size_t i = 0; i < self->n_done; i++) {
+        if (free_caller)
+            free_caller(self->done[i]->caller);
+        kiln_source_job_free(&self->done[i]);
+    }
+    if (self->efd >= 0)
+        close(self->efd);
+    pthread_mutex_destroy(&self->mu);
+    pthread_cond_destroy(&self->cv);
+    if (self->git_ready)
+        git_libgit2_shutdown();
+    free(self);
+    *self_p = NULL;
+}
+
+int kiln_source_fd(const kiln_source_t *self)
+{
+    return self->efd;
+}
+
+int kiln_source_ask(kiln_source_t *self, kiln_source_job_t *job)
+{
+    int rc = 0;
+    pthread_mutex_lock(&self->mu);
+    if (self->n_asked + self->n_done + self->busy >= KILN_SOURCE_QUEUE_MAX) {
+        kiln_error_set("the coordinator is fetching %d repositories already; try later",
+                       KILN_SOURCE_QUEUE_MAX);
+        rc = KILN_EAGAIN;
+    } else {
+        self->asked[self->n_asked++] = job;
+        pthread_cond_signal(&self->cv);
+    }
+    pthread_mutex_unlock(&self->mu);
+    return rc;
+}
+
+kiln_source_job_t *kiln_source_take(kiln_source_t *self)
+{
+    uint64_t n;
+    kiln_source_job_t *job = NULL;
+    if (read(self->efd, &n, sizeof n) < 0 && errno != EAGAIN)
+        kiln_log_error("source: eventfd: %s", strerror(errno));
+    pthread_mutex_lock(&self->mu);
+    if (self->n_done) {
+        job = self->done[0];
+        memmove(self->done, self->done + 1, --self->n_done * sizeof *self->done);
+        /* More answers than this one: stay readable for the next. */
+        if (self->n_done) {
+            uint64_t one = 1;
+            if (write(self->efd, &one, sizeof one) != sizeof one)
+                kiln_log_error("source: eventfd: %s", strerror(errno));
+        }
+    }
+    pthread_mutex_unlock(&self->mu);
+    return job;
+}

@@ -1,0 +1,56 @@
+/* source.h: runs from a repository (kiln submit --repo URL --ref REF).
+ *
+ * The coordinator keeps a bare mirror of each repository it has been asked
+ * for (common/gitsrc.h, in DIR/mirrors beside the history), fetches only
+ * what is new, resolves the ref to a commit, and reads the workflow files
+ * and the local actions and called workflows they use from that commit.
+ * A fetch can take seconds, so it happens on a thread of its own: the loop
+ * hands a request over (kiln_source_ask), goes on serving, and is woken
+ * through an eventfd (kiln_source_fd, in its zmq_poll) to take the answer
+ * (kiln_source_take) and start the runs.
+ */
+#ifndef KILN_COORD_SOURCE_H
+#define KILN_COORD_SOURCE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Repository requests waiting or being fetched at once. */
+#define KILN_SOURCE_QUEUE_MAX 32
+/* Workflows and local files read from one commit, and their bytes. */
+#define KILN_SOURCE_FILES_MAX 256
+#define KILN_SOURCE_BYTES_MAX (8 * 1024 * 1024)
+
+typedef struct kiln_source kiln_source_t;
+
+typedef struct {
+    /* Asked: */
+    char *url, *ref, *before;
+    json_t *workflows; /* array of paths, or empty: every one under .github/workflows */
+    void *caller;      /* the loop's own state (the request), handed back */
+    /* Answered: */
+    int rc;            /* 0, KILN_EINVAL (no such ref or file), or another code */
+    char error[1024];
+    json_t *source;    /* url, repository, ref, sha, server_url, default_branch, commit_* */
+    json_t *paths;     /* the workflows to consider, in order */
+    json_t *files;     /* path -> text: the workflows and the local files they use */
+} kiln_source_job_t;
+
+/* Starts the fetching thread; mirror_dir is made if missing. */
+int kiln_source_new(kiln_source_t **out, const char *mirror_dir);
+/* Stops the thread (a fetch under way is waited for) and frees what is
+ * left, calling free_caller on each job's caller. */
+void kiln_source_destroy(kiln_source_t **self_p, void (*free_caller)(void *));
+
+/* The descriptor that is readable while answers wait. */
+int kiln_source_fd(const kiln_source_t *self);
+/* Hands job over (consumed on success). KILN_EAGAIN when the queue is
+ * full. */
+int kiln_source_ask(kiln_source_t *self, kiln_source_job_t *job);
+/* An answered job (the caller frees it with kiln_source_job_free), or
+ * NULL when none is waiting. */
+kiln_source_job_t *kiln_source_take(kiln_source_t *self);
+void kiln_source_job_free(kiln_source_job_t **job_p);
+
+#endif

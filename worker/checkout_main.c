@@ -1,0 +1,47 @@
+/* checkout_main.c: kiln-checkout, the program behind the built-in
+ * actions/checkout step. The worker runs it with the step's inputs as
+ * INPUT_* variables (GitHub's convention for actions) and the run's
+ * repository in KILN_SOURCE_URL; it is not meant to be run by hand. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/error.h"
+#include "common/gitsrc.h"
+#include "worker/checkout.h"
+
+int main(void)
+{
+    kiln_checkout_opts_t o = {
+        .cache_dir = getenv("KILN_GIT_CACHE"),
+        .workspace = getenv("GITHUB_WORKSPACE"),
+        .source_url = getenv("KILN_SOURCE_URL"),
+        .run_repository = getenv("GITHUB_REPOSITORY"),
+        .server_url = getenv("GITHUB_SERVER_URL"),
+        .run_sha = getenv("GITHUB_SHA"),
+        .run_ref = getenv("GITHUB_REF"),
+        .output_path = getenv("GITHUB_OUTPUT"),
+        .summary_path = getenv("GITHUB_STEP_SUMMARY"),
+        .repository = getenv("INPUT_REPOSITORY"),
+        .ref = getenv("INPUT_REF"),
+        .path = getenv("INPUT_PATH"),
+        .fetch_depth = getenv("INPUT_FETCH-DEPTH"),
+        .fetch_tags = getenv("INPUT_FETCH-TAGS"),
+        .clean = getenv("INPUT_CLEAN"),
+        .submodules = getenv("INPUT_SUBMODULES"),
+        .sparse_checkout = getenv("INPUT_SPARSE-CHECKOUT"),
+        .sparse_cone = getenv("INPUT_SPARSE-CHECKOUT-CONE-MODE"),
+        .persist_credentials = getenv("INPUT_PERSIST-CREDENTIALS"),
+        .lfs = getenv("INPUT_LFS"),
+        .token = getenv("INPUT_TOKEN"),
+        .ssh_key = getenv("INPUT_SSH-KEY"),
+        .ssh_user = getenv("INPUT_SSH-USER"),
+        .filter = getenv("INPUT_FILTER"),
+    };
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (kiln_gitsrc_init() != 0 || kiln_checkout_run(&o, stdout) != 0) {
+        /* A workflow command: the failure becomes the job's annotation. */
+        printf("::error title=actions/checkout::%s\n", kiln_error_last());
+        return 1;
+    }
+    return 0;
+}
