@@ -210,10 +210,17 @@ int kiln_cmd_up(int argc, char **argv)
 /* kiln submit --repo: the coordinator fetches the repository, resolves the
  * ref and starts a run of each workflow named (or of each one whose on:
  * takes the event); their numbers come back together. */
-static int s_submit_repo(kiln_cli_common_t *c, kiln_client_t *client, const char *repo,
-                         const char *ref, const char *before, const kiln_opt_list_t *workflows,
+typedef struct {
+    const char *repo, *ref, *before, *base, *action;
+    int number;
+    kiln_opt_list_t workflows;
+} s_repo_opts_t;
+
+static int s_submit_repo(kiln_cli_common_t *c, kiln_client_t *client, s_repo_opts_t *ro,
                          kiln_cli_inputs_t *inputs, bool wait)
 {
+    const char *repo = ro->repo, *ref = ro->ref, *before = ro->before;
+    const kiln_opt_list_t *workflows = &ro->workflows;
     Kiln__Request req = KILN__REQUEST__INIT;
     Kiln__Source src = KILN__SOURCE__INIT;
     Kiln__Envelope *reply = NULL;
@@ -226,6 +233,9 @@ static int s_submit_repo(kiln_cli_common_t *c, kiln_client_t *client, const char
     src.url = (char *)repo;
     src.ref = (char *)(ref ? ref : "");
     src.before = (char *)(before ? before : "");
+    src.base_ref = (char *)(ro->base ? ro->base : "");
+    src.action = (char *)(ro->action ? ro->action : "");
+    src.number = ro->number > 0 ? (uint32_t)ro->number : 0;
     req.kind = KILN__REQUEST_KIND__REQ_SUBMIT;
     req.source = &src;
     req.workflows = (char **)workflows->items;
@@ -295,8 +305,7 @@ int kiln_cmd_submit(int argc, char **argv)
 {
     kiln_cli_common_t c = {0};
     bool wait = false, no_check = false, raw = false, dirty = false;
-    const char *repo = NULL, *ref = NULL, *before = NULL;
-    kiln_opt_list_t workflows = {0};
+    s_repo_opts_t ro = {0};
     int npos = 0, code;
     char *text = NULL;
     size_t len = 0;
@@ -321,32 +330,38 @@ int kiln_cmd_submit(int argc, char **argv)
          "the event the run is for: github.event_name (push; workflow_dispatch with --input)"},
         {"dirty", KILN_OPT_BOOL, &dirty,
          "check out the file's work tree as it is, uncommitted changes included"},
-        {"repo", KILN_OPT_STRING, &repo,
+        {"repo", KILN_OPT_STRING, &ro.repo,
          "URL: run the repository's workflows (a path, file://, git://, http(s)://, ssh)"},
-        {"ref", KILN_OPT_STRING, &ref, "with --repo: the branch, tag or commit (HEAD)"},
-        {"workflow", KILN_OPT_LIST, &workflows,
+        {"ref", KILN_OPT_STRING, &ro.ref, "with --repo: the branch, tag or commit (HEAD)"},
+        {"workflow", KILN_OPT_LIST, &ro.workflows,
          "with --repo: PATH of a workflow in the repository to run (repeatable; default: every "
          "one under .github/workflows whose on: takes the event)"},
-        {"before", KILN_OPT_STRING, &before,
+        {"before", KILN_OPT_STRING, &ro.before,
          "with --repo: the commit the ref was at before this push (github.event.before)"},
+        {"base", KILN_OPT_STRING, &ro.base,
+         "with --repo and --event pull_request: the pull request's base branch (--ref is its head)"},
+        {"pr", KILN_OPT_INT, &ro.number, "with --base: the pull request's number (1)"},
+        {"action", KILN_OPT_STRING, &ro.action,
+         "with --base: the pull request's activity type (opened; synchronize, reopened, ...)"},
         {NULL, 0, NULL, NULL},
     };
     int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
     kiln_follow_set_raw(raw);
-    if (rc != 0 || npos != (repo ? 0 : 1)) {
+    if (rc != 0 || npos != (ro.repo ? 0 : 1)) {
         if (rc == 0)
-            kiln_error_set(repo ? "--repo takes no workflow file: name one with --workflow PATH"
+            kiln_error_set(ro.repo ? "--repo takes no workflow file: name one with --workflow PATH"
                                 : "expected one workflow file (or --repo URL)");
         return kiln_cli_usage_error("submit", "WORKFLOW.yml [--wait] [options] | --repo URL [--ref REF] [--workflow PATH]...", opts, rc ? rc : -1);
     }
-    if (!repo && (ref || workflows.n || before)) {
-        fprintf(stderr, "kiln submit: --ref, --workflow and --before go with --repo\n");
+    if (!ro.repo && (ro.ref || ro.workflows.n || ro.before || ro.base || ro.number || ro.action)) {
+        fprintf(stderr, "kiln submit: --ref, --workflow, --before, --base, --pr and --action go "
+                        "with --repo\n");
         kiln_cli_inputs_free(&inputs);
         return KILN_EXIT_USAGE;
     }
-    if (repo) {
+    if (ro.repo) {
         if ((code = kiln_cli_connect(&c, &client)) == 0)
-            code = s_submit_repo(&c, client, repo, ref, before, &workflows, &inputs, wait);
+            code = s_submit_repo(&c, client, &ro, &inputs, wait);
         kiln_client_destroy(&client);
         kiln_cli_inputs_free(&inputs);
         return code;

@@ -7,6 +7,7 @@
  */
 #include "coordinator/coord.h"
 #include "coordinator/source.h"
+#include "lang/trigger.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +87,8 @@ static bool s_event_listed(const kiln_workflow_t *wf, const char *event)
 static int s_submit_one(kiln_server_t *self, const kiln_transport_msg_t *msg,
                         const Kiln__Request *req, const char *client, const char *file,
                         const char *yaml, size_t yaml_len, json_t *files, const json_t *source,
-                        bool by_event, int64_t *run_out, char **text_out)
+                        bool by_event, const json_t *changed, int64_t *run_out,
+                        char **text_out)
 {
     int code = 0;
     kiln_diags_t diags;
@@ -119,10 +121,32 @@ static int s_submit_one(kiln_server_t *self, const kiln_transport_msg_t *msg,
     /* A repository's workflows found by the event start only where on:
      * takes it (a named one runs regardless, with a note below). */
     const char *ev = req->event[0] ? req->event : req->n_inputs ? "workflow_dispatch" : "push";
-    if (by_event && (!wf->events || !s_event_listed(wf, ev))) {
+    char filtered[600] = "";
+    if (source && wf->events) {
+        kiln_trigger_t trig = {
+            .event = ev,
+            .ref = json_string_value(json_object_get(source, "ref")),
+            .base_ref = json_string_value(json_object_get(source, "base_ref")),
+            .action = json_string_value(json_object_get(source, "action")),
+            .paths = changed,
+        };
+        char why[512];
+        if (!kiln_trigger_match(wf, &trig, why, sizeof why)) {
+            if (by_event) {
+                code = S_SKIPPED;
+                char note[KILN_ERROR_MAX];
+                snprintf(note, sizeof note, "%s: not started: %s", file, why);
+                *text_out = strdup(note);
+                goto cleanup;
+            }
+            snprintf(filtered, sizeof filtered,
+                     "%s: warning: %s; the run goes ahead because the workflow was named\n",
+                     file, why);
+        }
+    } else if (by_event && !wf->events) {
         code = S_SKIPPED;
         char note[KILN_ERROR_MAX];
-        snprintf(note, sizeof note, "%s: not started: on: does not take '%s'", file, ev);
+        snprintf(note, sizeof note, "%s: not started: it has no on:", file);
         *text_out = strdup(note);
         goto cleanup;
     }
@@ -230,7 +254,14 @@ static int s_submit_one(kiln_server_t *self, const kiln_transport_msg_t *msg,
     /* Warnings travel back with the accepted run; so does a named event
      * the workflow's on: does not list (it runs: the client named it). */
     text = diags.n ? kiln_diags_format(&diags) : NULL;
-    if (!s_event_listed(wf, event)) {
+    if (filtered[0]) {
+        size_t have = text ? strlen(text) : 0;
+        char *joined = realloc(text, have + strlen(filtered) + 1);
+        if (joined) {
+            memcpy(joined + have, filtered, strlen(filtered) + 1);
+            text = joined;
+        }
+    } else if (!s_event_listed(wf, event)) {
         char note[256];
         snprintf(note, sizeof note,
                  "%s: warning: on: does not list '%s'; the run goes ahead because its file was "
@@ -321,9 +352,19 @@ static void s_on_submit_repo(kiln_server_t *self, const kiln_transport_msg_t *ms
     job->url = strdup(src->url);
     job->ref = strdup(src->ref[0] ? src->ref : "HEAD");
     job->before = strdup(src->before);
+    job->base = strdup(src->base_ref);
+    job->action = strdup(src->action);
+    job->number = src->number;
+    if (src->base_ref[0] && strcmp(req->event, "pull_request") != 0 &&
+        strcmp(req->event, "pull_request_target") != 0) {
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL,
+                                "--base is for --event pull_request", 0, NULL);
+        goto fail;
+    }
     job->workflows = json_array();
     pending->req = malloc(pending->req_len ? pending->req_len : 1);
-    if (!job->url || !job->ref || !job->before || !job->workflows || !pending->req) {
+    if (!job->url || !job->ref || !job->before || !job->base || !job->action || !job->workflows ||
+        !pending->req) {
         kiln_proto_client_reply(self, msg, req->request_id, -1, "coordinator out of memory", 0,
                                 NULL);
         goto fail;
@@ -380,7 +421,7 @@ void kiln_proto_client_on_source(kiln_server_t *self, kiln_source_job_t *job)
         char *note = NULL;
         int code = s_submit_one(self, &pending->msg, req, pending->client, path,
                                 json_string_value(text), json_string_length(text), job->files,
-                                job->source, by_event, &run_id, &note);
+                                job->source, by_event, job->changed, &run_id, &note);
         if (code == 0 && run_id > 0) {
             ids[n_runs] = (uint64_t)run_id;
             names[n_runs++] = (char *)path;
@@ -442,7 +483,7 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         goto cleanup;
     }
     int code = s_submit_one(self, msg, req, client, file, (const char *)req->workflow_yaml.data,
-                            req->workflow_yaml.len, files, source, false, &run_id, &text);
+                            req->workflow_yaml.len, files, source, false, NULL, &run_id, &text);
     kiln_proto_client_reply(self, msg, req->request_id, code, text, run_id, NULL);
 cleanup:
     free(text);

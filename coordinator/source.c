@@ -49,6 +49,9 @@ void kiln_source_job_free(kiln_source_job_t **job_p)
     free(job->url);
     free(job->ref);
     free(job->before);
+    free(job->base);
+    free(job->action);
+    json_decref(job->changed);
     json_decref(job->workflows);
     json_decref(job->source);
     json_decref(job->paths);
@@ -186,6 +189,54 @@ cleanup:
     return rc;
 }
 
+typedef struct {
+    json_t *paths;
+    bool over;
+} s_diff_t;
+
+static int s_diff_cb(const git_diff_delta *d, float progress, void *payload)
+{
+    (void)progress;
+    s_diff_t *c = payload;
+    if (json_array_size(c->paths) >= KILN_SOURCE_PATHS_MAX) {
+        c->over = true;
+        return 1; /* stop */
+    }
+    json_array_append_new(c->paths, json_string(d->new_file.path));
+    if (d->status == GIT_DELTA_RENAMED)
+        json_array_append_new(c->paths, json_string(d->old_file.path));
+    return 0;
+}
+
+/* The files changed from `from` to `to` (NULL from: unknown, as for a
+ * branch's first push), bounded: past KILN_SOURCE_PATHS_MAX unknown too. */
+static json_t *s_changed(git_repository *repo, const git_oid *from, const git_oid *to)
+{
+    git_commit *a = NULL, *b = NULL;
+    git_tree *ta = NULL, *tb = NULL;
+    git_diff *diff = NULL;
+    s_diff_t c = {json_array(), false};
+    bool ok = c.paths && from && git_commit_lookup(&a, repo, from) == 0 &&
+              git_commit_lookup(&b, repo, to) == 0 && git_commit_tree(&ta, a) == 0 &&
+              git_commit_tree(&tb, b) == 0 &&
+              git_diff_tree_to_tree(&diff, repo, ta, tb, NULL) == 0;
+    if (ok) {
+        int r = git_diff_foreach(diff, s_diff_cb, NULL, NULL, NULL, &c);
+        ok = (r == 0 || c.over) && !c.over;
+    }
+    git_error_clear();
+    git_diff_free(diff);
+    git_tree_free(ta);
+    git_tree_free(tb);
+    git_commit_free(a);
+    git_commit_free(b);
+    if (!ok) {
+        json_decref(c.paths);
+        return NULL;
+    }
+    return c.paths;
+}
+
 static void s_serve(kiln_source_t *self, kiln_source_job_t *job)
 {
     kiln_gitsrc_t *m = NULL;
@@ -243,6 +294,43 @@ static void s_serve(kiln_source_t *self, kiln_source_job_t *job)
     json_object_set_new(job->source, "author_email", json_string(author->email));
     if (job->before && job->before[0])
         json_object_set_new(job->source, "before", json_string(job->before));
+    git_repository *repo = kiln_gitsrc_repo(m);
+    if (job->base && job->base[0]) {
+        /* A pull request: its base resolved too; its files are those
+         * changed since the commit the two share. */
+        git_oid base_id, fork;
+        char base_ref[KILN_GITSRC_REF_MAX];
+        if (kiln_gitsrc_resolve(m, job->base, &base_id, base_ref, sizeof base_ref) != 0) {
+            job->rc = KILN_EINVAL;
+            goto cleanup;
+        }
+        const char *head = strncmp(full_ref, "refs/heads/", 11) == 0 ? full_ref + 11 : job->ref;
+        const char *base_name = strncmp(base_ref, "refs/heads/", 11) == 0 ? base_ref + 11 : job->base;
+        char pr_ref[64];
+        snprintf(pr_ref, sizeof pr_ref, "refs/pull/%u/head", job->number ? job->number : 1);
+        json_object_set_new(job->source, "ref", json_string(pr_ref));
+        json_object_set_new(job->source, "head_ref", json_string(head));
+        json_object_set_new(job->source, "base_ref", json_string(base_name));
+        json_object_set_new(job->source, "base_sha", json_string(git_oid_tostr_s(&base_id)));
+        json_object_set_new(job->source, "number", json_integer(job->number ? job->number : 1));
+        json_object_set_new(job->source, "action",
+                            json_string(job->action && job->action[0] ? job->action : "opened"));
+        if (git_merge_base(&fork, repo, &base_id, &commit) == 0)
+            job->changed = s_changed(repo, &fork, &commit);
+        git_error_clear();
+    } else {
+        /* A push: since the commit the ref was at (--before), else since
+         * the commit's first parent. */
+        git_oid before;
+        bool have = false;
+        if (job->before && job->before[0])
+            have = git_oid_fromstr(&before, job->before) == 0;
+        else if (git_commit_parentcount(c) > 0) {
+            git_oid_cpy(&before, git_commit_parent_id(c, 0));
+            have = true;
+        }
+        job->changed = s_changed(repo, have ? &before : NULL, &commit);
+    }
     if (json_array_size(job->workflows)) {
         json_array_extend(job->paths, job->workflows);
     } else if (s_list_workflows(m, &commit, job->paths) != 0) {

@@ -21,12 +21,16 @@
 /* Workflows and local files read from one commit, and their bytes. */
 #define KILN_SOURCE_FILES_MAX 256
 #define KILN_SOURCE_BYTES_MAX (8 * 1024 * 1024)
+/* Changed files a paths filter looks at; past it, filters let it run. */
+#define KILN_SOURCE_PATHS_MAX 3000
 
 typedef struct kiln_source kiln_source_t;
 
 typedef struct {
     /* Asked: */
     char *url, *ref, *before;
+    char *base, *action; /* a pull request's base branch ("" for a push) and type */
+    unsigned number;     /* a pull request's number */
     json_t *workflows; /* array of paths, or empty: every one under .github/workflows */
     void *caller;      /* the loop's own state (the request), handed back */
     /* Answered: */
@@ -35,6 +39,7 @@ typedef struct {
     json_t *source;    /* url, repository, ref, sha, server_url, default_branch, commit_* */
     json_t *paths;     /* the workflows to consider, in order */
     json_t *files;     /* path -> text: the workflows and the local files they use */
+    json_t *changed;   /* the files the push or pull request changed, or NULL: unknown */
 } kiln_source_job_t;
 
 /* Starts the fetching thread; mirror_dir is made if missing. */

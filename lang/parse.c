@@ -604,6 +604,73 @@ static void s_on_event(kiln_parse_t *ctx, const char *name)
         ctx->oom = true;
 }
 
+/* An event's filters (branches, tags, paths, their -ignore forms, types):
+ * each a string or a list of strings, and a filter and its -ignore form
+ * not both, as GitHub refuses. Kept for lang/trigger.c. */
+static void s_walk_filters(kiln_parse_t *ctx, const char *event, knode_t *t)
+{
+    static const char *const names[] = {"branches", "branches-ignore", "tags", "tags-ignore",
+                                        "paths",    "paths-ignore",    "types"};
+    kiln_workflow_t *wf = ctx->wf;
+    json_t *mine = NULL;
+    char who[128];
+    snprintf(who, sizeof who, "on.%.64s", event);
+    for (size_t i = 0; i + 1 < t->n && !ctx->oom; i += 2) {
+        knode_t *kslot = t->items[i];
+        const char *k = kiln_yaml_res(kslot)->value;
+        knode_t *v = kiln_yaml_res(t->items[i + 1]);
+        size_t n;
+        for (n = 0; n < sizeof names / sizeof names[0]; n++)
+            if (strcmp(k, names[n]) == 0)
+                break;
+        if (n == sizeof names / sizeof names[0])
+            continue;
+        json_t *list = json_array();
+        if (!list) {
+            ctx->oom = true;
+            break;
+        }
+        if (v->kind == KILN_YAML_SCALAR && !kiln_yaml_null(v)) {
+            json_array_append_new(list, json_string(v->value));
+        } else if (v->kind == KILN_YAML_SEQ) {
+            for (size_t e = 0; e < v->n; e++) {
+                knode_t *item = kiln_yaml_res(v->items[e]);
+                if (item->kind != KILN_YAML_SCALAR) {
+                    kiln_parse_type_error(ctx, kslot, who, "a list of strings");
+                    break;
+                }
+                json_array_append_new(list, json_string(item->value));
+            }
+        } else {
+            kiln_parse_type_error(ctx, kslot, who, "a string or a list of strings");
+            json_decref(list);
+            continue;
+        }
+        if (!mine && !(mine = json_object())) {
+            json_decref(list);
+            ctx->oom = true;
+            break;
+        }
+        json_object_set_new(mine, k, list);
+        /* branches with branches-ignore (and paths, tags): GitHub refuses. */
+        if (n < 6) {
+            const char *other = names[n % 2 ? n - 1 : n + 1];
+            if (json_object_get(mine, other))
+                kiln_parse_error(ctx, kslot,
+                                 "%s has both '%s' and '%s'; use one (a '!' pattern excludes)",
+                                 who, n % 2 ? other : k, n % 2 ? k : other);
+        }
+    }
+    if (!mine)
+        return;
+    if (!wf->filters && !(wf->filters = json_object())) {
+        json_decref(mine);
+        ctx->oom = true;
+        return;
+    }
+    json_object_set_new(wf->filters, event, mine);
+}
+
 static void s_walk_on(kiln_parse_t *ctx, knode_t *val)
 {
     kiln_workflow_t *wf = ctx->wf;
@@ -634,6 +701,8 @@ static void s_walk_on(kiln_parse_t *ctx, knode_t *val)
         bool call = strcmp(trigger, "workflow_call") == 0;
         if (call)
             wf->callable = true;
+        if (t->kind == KILN_YAML_MAP)
+            s_walk_filters(ctx, trigger, t);
         if ((!dispatch && !call) || t->kind != KILN_YAML_MAP)
             continue;
         knode_t *ikey = NULL;

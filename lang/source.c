@@ -140,12 +140,18 @@ json_t *kiln_source_github(const json_t *source, const char *event_name, const c
             json_object_set_new(event, "commits", json_pack("[o]", head));
         }
         json_object_set_new(event, "pusher", json_pack("{s:s}", "name", actor ? actor : ""));
-    } else if (source && event_name && strcmp(event_name, "pull_request") == 0) {
-        json_t *pr = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "head", "ref",
-                               s_get(source, "head_ref"), "sha", sha, "base", "ref",
-                               s_get(source, "base_ref"), "sha", s_get(source, "base_sha"));
+    } else if (source && event_name &&
+               (strcmp(event_name, "pull_request") == 0 ||
+                strcmp(event_name, "pull_request_target") == 0)) {
+        json_int_t number = json_integer_value(json_object_get(source, "number"));
+        json_t *pr = json_pack("{s:I, s:{s:s, s:s, s:O?}, s:{s:s, s:s, s:O?}}", "number", number,
+                               "head", "ref", s_get(source, "head_ref"), "sha", sha, "repo", repo,
+                               "base", "ref", s_get(source, "base_ref"), "sha",
+                               s_get(source, "base_sha"), "repo", repo);
         if (pr)
             json_object_set_new(event, "pull_request", pr);
+        json_object_set_new(event, "number", json_integer(number));
+        s_set(event, "action", s_get(source, "action"));
     } else if (source) {
         s_set(event, "ref", ref);
     }

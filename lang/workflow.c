@@ -53,6 +53,7 @@ void kiln_workflow_destroy(kiln_workflow_t **self_p)
     }
     json_decref(wf->inputs);
     json_decref(wf->events);
+    json_decref(wf->filters);
     json_decref(wf->call_inputs);
     json_decref(wf->call_outputs);
     json_decref(wf->call_secrets);

@@ -148,6 +148,10 @@ struct kiln_workflow {
      * {type, required, default, description, options} (object), or NULL */
     json_t *inputs;
     json_t *events;          /* on:'s event names, as written (array of strings) */
+    /* on:'s filters by event: {"push": {"branches": [...], "paths-ignore":
+     * [...], ...}, "pull_request": {"types": [...], ...}}, or NULL when none
+     * are written (lang/trigger.h decides with them). */
+    json_t *filters;
     json_t *call_inputs;
     json_t *call_outputs;    /* on.workflow_call.outputs: name -> {value: template} */
     json_t *call_secrets;    /* on.workflow_call.secrets, or NULL */

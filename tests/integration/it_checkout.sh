@@ -71,6 +71,41 @@ jobs:
     runs-on: linux
     steps: [{run: echo manual}]
 YML
+cat >"$W/.github/workflows/docs.yml" <<'YML'
+name: docs
+on:
+  push:
+    paths: ['docs/**', '!docs/**.tmp']
+jobs:
+  d:
+    runs-on: linux
+    steps: [{run: echo docs run}]
+YML
+cat >"$W/.github/workflows/release.yml" <<'YML'
+name: release
+on:
+  push:
+    branches: ['release/**']
+    tags: ['v[0-9]+.*']
+jobs:
+  r:
+    runs-on: linux
+    steps: [{run: echo release run for $GITHUB_REF_NAME}]
+YML
+cat >"$W/.github/workflows/pr.yml" <<'YML'
+name: pr
+on:
+  pull_request:
+    branches: [main]
+    types: [opened, synchronize]
+jobs:
+  p:
+    runs-on: linux
+    steps:
+      - uses: actions/checkout@v4
+      - run: |
+          echo "pr ${{ github.event.pull_request.number }} ${{ github.event.action }} $GITHUB_HEAD_REF->$GITHUB_BASE_REF ${{ github.head_ref }} $GITHUB_REF $(git rev-parse HEAD)"
+YML
 tgit -C "$W" add -A && tgit -C "$W" commit -qm "widget: first"
 tgit -C "$W" tag -a v1.0 -m "release 1.0"
 tgit -C "$W" submodule -q add ../lib.git lib
@@ -165,7 +200,53 @@ submit nohost.out --repo "git://127.0.0.1:$(free_port)/acme/widget.git" --ref ma
 kill -0 "$COORD_PID" || fail "the coordinator died"
 pass "an unknown ref or workflow is exit 2, an unreachable repository exit 3, naming them"
 
-# 8. kiln run inside the work tree: HEAD, said when the tree is dirty;
+# 8. on: filters decide what a push starts: paths (with a '!' pattern),
+# branch and tag globs, and pull requests by base branch and type.
+echo s2 >"$W/src/s"
+tgit -C "$W" commit -qam "widget: src only" && tgit -C "$W" push -q origin main
+submit src.out --repo "$REPO" --ref main
+[ $RC = 0 ] || fail "the src-only push exited $RC"
+grep -q "docs.yml: not started: on.push: its paths match none of the 1 files it changed" "$T/src.out" &&
+    grep -q "^run [0-9]*: .github/workflows/ci.yml" "$T/src.out" ||
+    fail "a push missing docs/** started docs.yml, or not ci.yml: $(grep -E '^run|not started' "$T/src.out")"
+echo tmp >"$W/docs/x.tmp"
+tgit -C "$W" add -A && tgit -C "$W" commit -qm "widget: a tmp file" && tgit -C "$W" push -q origin main
+submit tmp.out --repo "$REPO" --ref main
+grep -q "docs.yml: not started" "$T/tmp.out" || fail "docs/**.tmp is excluded, yet docs.yml started"
+echo b >"$W/docs/b"
+tgit -C "$W" add -A && tgit -C "$W" commit -qm "widget: docs b" && tgit -C "$W" push -q origin main
+submit docs.out --repo "$REPO" --ref main
+grep -q "^run [0-9]*: .github/workflows/docs.yml" "$T/docs.out" && grep -q "docs run" "$T/docs.out" ||
+    fail "a push touching docs/b did not start docs.yml: $(grep -E '^run|not started' "$T/docs.out")"
+tgit -C "$W" push -q origin main:release/1.0
+submit rel.out --repo "$REPO" --ref release/1.0
+grep -q "^run [0-9]*: .github/workflows/release.yml" "$T/rel.out" &&
+    grep -q "ci.yml: not started: on.push: branch 'release/1.0' is not in its branches" "$T/rel.out" &&
+    grep -q "release run for release/1.0" "$T/rel.out" || fail "the release/1.0 push: $(grep -E '^run|not started|release run' "$T/rel.out")"
+tgit -C "$W" tag v2.1 && tgit -C "$W" tag nightly && tgit -C "$W" push -q origin --tags
+submit v21.out --repo "$REPO" --ref v2.1
+grep -q "^run [0-9]*: .github/workflows/release.yml" "$T/v21.out" || fail "the v2.1 tag did not start release.yml"
+submit nightly.out --repo "$REPO" --ref nightly
+grep -q "release.yml: not started: on.push: tag 'nightly' is not in its tags" "$T/nightly.out" ||
+    fail "the nightly tag: $(grep -E '^run|not started' "$T/nightly.out")"
+tgit -C "$W" checkout -q -b feature
+echo feature >"$W/src/f"
+tgit -C "$W" add -A && tgit -C "$W" commit -qm "widget: feature" && tgit -C "$W" push -q origin feature
+FEAT=$(tgit -C "$W" rev-parse HEAD)
+tgit -C "$W" checkout -q main
+submit pr.out --repo "$REPO" --event pull_request --ref feature --base main --pr 7
+[ $RC = 0 ] || fail "the pull request exited $RC: $(grep -E 'BAD|error|::' "$T/pr.out")"
+grep -q "^run [0-9]*: .github/workflows/pr.yml" "$T/pr.out" && grep -q "ci.yml: not started: on: does not take 'pull_request'" "$T/pr.out" ||
+    fail "the pull request started: $(grep -E '^run|not started' "$T/pr.out")"
+grep -q "pr 7 opened feature->main feature refs/pull/7/head $FEAT" "$T/pr.out" || fail "the pull request's payload: $(grep '^p |.*pr ' "$T/pr.out")"
+submit prc.out --repo "$REPO" --event pull_request --ref feature --base main --pr 7 --action closed
+grep -q "pr.yml: not started: on.pull_request: its types do not take 'closed'" "$T/prc.out" || fail "a closed pull request: $(cat "$T/prc.out")"
+submit named.out --repo "$REPO" --ref nightly --workflow .github/workflows/release.yml
+grep -q "release.yml: warning: on.push: tag 'nightly' is not in its tags; the run goes ahead because the workflow was named" "$T/named.out" &&
+    grep -q "release run for nightly" "$T/named.out" || fail "a named workflow outside its filters: $(head -n 3 "$T/named.out")"
+pass "on: filters: paths with '!', branch and tag globs, pull requests by base and type; a named workflow runs and says so"
+
+# 9. kiln run inside the work tree: HEAD, said when the tree is dirty;
 # --dirty checks the work tree out as it is.
 cat >"$W/.github/workflows/local.yml" <<'YML'
 name: local
@@ -184,7 +265,7 @@ HEADSHA=$(tgit -C "$W" rev-parse HEAD)
     fail "kiln run in the work tree: $(tail -n 5 "$T/local.out")"
 grep -q "has 1 uncommitted changes; the run checks out HEAD (${HEADSHA:0:12})" "$T/local.out" ||
     fail "no word on the uncommitted change: $(head -n 3 "$T/local.out")"
-grep -q "s is rewritten at $HEADSHA for acme/widget" "$T/local.out" || fail "kiln run did not check out HEAD: $(grep 's is' "$T/local.out")"
+grep -q "s is $(tgit -C "$W" show HEAD:src/s) at $HEADSHA for acme/widget" "$T/local.out" || fail "kiln run did not check out HEAD: $(grep 's is' "$T/local.out")"
 (cd "$W" && TMPDIR=$T "$KILN" run --workers 1 --dirty .github/workflows/local.yml) >"$T/dirty.out" 2>&1 ||
     fail "kiln run --dirty: $(tail -n 5 "$T/dirty.out")"
 grep -q "s is uncommitted at " "$T/dirty.out" || fail "--dirty did not check out the work tree: $(grep -E 's is|dirty' "$T/dirty.out")"
