@@ -44,6 +44,7 @@ typedef struct {
     kiln_gitsrc_auth_t auth;
     kiln_gitsrc_stats_t stats; /* every mirror's fetches, added up */
     const char *cache_dir;
+    const char *job_dir; /* the job's directory (the workspace's parent) */
     FILE *log;
 } s_ctx_t;
 
@@ -629,6 +630,58 @@ cleanup:
     return rc;
 }
 
+/* --------------------------------------------------------- warm trees */
+
+/* A worker keeps up to this many work trees of each repository between
+ * jobs, in MIRROR.trees/t<N>. */
+#define S_TREES_MAX 4
+
+/* Takes a kept work tree of the mirror's repository into dest (an empty
+ * directory): rename(2) of a whole tree, so two slots never take the same
+ * one and nothing is copied. */
+static bool s_take_tree(kiln_gitsrc_t *mirror, const char *dest)
+{
+    char tree[PATH_MAX + 64];
+    for (int k = 0; k < S_TREES_MAX; k++) {
+        snprintf(tree, sizeof tree, "%s.trees/t%d", kiln_gitsrc_path(mirror), k);
+        if (rename(tree, dest) == 0)
+            return true;
+        if (errno == ENOTEMPTY || errno == EEXIST)
+            return false; /* dest holds something: not ours to replace */
+    }
+    return false;
+}
+
+/* A kept tree's .git is made anew but for its index (the stat data that
+ * makes the next checkout cheap) and its borrowed objects: the job that
+ * used it could have changed its config, hooks or refs. */
+static int s_strip_git(const char *dest)
+{
+    static const char *const drop[] = {"config", "hooks", "refs", "packed-refs", "shallow",
+                                       "logs", "info", "FETCH_HEAD", "ORIG_HEAD", "modules",
+                                       "HEAD"};
+    char path[PATH_MAX + 64];
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
+        snprintf(path, sizeof path, "%s/.git/%s", dest, drop[i]);
+        if (kiln_fs_rmtree(path) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Says where the job's work tree of this repository is, for the worker to
+ * keep it when the job ends (worker/workspace.c): a line "DEST\tTREES" in
+ * the job's directory's `checkouts` file. */
+static int s_record_tree(s_ctx_t *c, kiln_gitsrc_t *mirror, const char *dest)
+{
+    char path[PATH_MAX + 32], line[2 * PATH_MAX + 80];
+    if (!c->job_dir || !c->job_dir[0])
+        return 0;
+    snprintf(path, sizeof path, "%s/checkouts", c->job_dir);
+    snprintf(line, sizeof line, "%s\t%s.trees\n", dest, kiln_gitsrc_path(mirror));
+    return s_write_file(path, line, "a");
+}
+
 /* Checks ref of url out into dest (its git directory dest/.git, or gitdir
  * for a submodule). ref_name is the ref a commit was asked for by (the
  * run's GITHUB_REF), "" when ref says it all. The commit's id goes to
@@ -692,10 +745,17 @@ static int s_checkout_repo(s_ctx_t *c, const char *url, const char *ref, const c
     c->stats.bytes += st.bytes;
     c->stats.fetched = c->stats.fetched || st.fetched;
 
-    /* The destination: emptied unless clean is false. */
+    /* The destination: emptied unless clean is false; or, on a warm
+     * worker, a work tree an earlier job of this repository left (see
+     * s_take_tree), whose files that did not change stay as they are. */
     if (s_mkdirs(dest) != 0)
         goto cleanup;
-    if (level == 0 && c->clean) {
+    bool reused = level == 0 && c->clean && c->n_sparse == 0 && !c->submodules &&
+                  s_take_tree(mirror, dest);
+    if (reused) {
+        if (s_strip_git(dest) != 0)
+            goto cleanup;
+    } else if (level == 0 && c->clean) {
         if (s_empty_dir(dest) != 0)
             goto cleanup;
     } else {
@@ -773,6 +833,16 @@ static int s_checkout_repo(s_ctx_t *c, const char *url, const char *ref, const c
     git_checkout_options co;
     git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
     co.checkout_strategy = GIT_CHECKOUT_FORCE;
+    git_index *baseline = NULL;
+    if (reused) {
+        /* What the tree held is what its index says (with the files'
+         * stat data): only what differs from the commit is written, and
+         * everything else (build output, ignored files) goes, as `git
+         * clean -ffdx` would. */
+        co.checkout_strategy |= GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+        if (git_repository_index(&baseline, repo) == 0)
+            co.baseline_index = baseline;
+    }
     bool sparse = level == 0 && c->n_sparse > 0;
     if (sparse) {
         if (git_repository_index(&index, repo) < 0) {
@@ -791,9 +861,20 @@ static int s_checkout_repo(s_ctx_t *c, const char *url, const char *ref, const c
         if (walk.n == 0)
             co.checkout_strategy = GIT_CHECKOUT_NONE;
     }
-    if (git_checkout_tree(repo, (git_object *)commit_obj, &co) < 0) {
+    int crc = git_checkout_tree(repo, (git_object *)commit_obj, &co);
+    git_index_free(baseline);
+    if (crc < 0) {
         kiln_error_set("cannot check %.12s out into %s: %s", sha_out, dest, kiln_gitsrc_error());
         goto cleanup;
+    }
+    if (level == 0) {
+        fprintf(c->log, "%s\n", reused ? "Work tree: an earlier job's, brought to this commit"
+                                       : "Work tree: written afresh");
+        /* Only a whole tree without submodules is kept: a sparse one's
+         * index and a submodule's nested repositories would not come back
+         * clean. */
+        if (c->n_sparse == 0 && !c->submodules && s_record_tree(c, mirror, dest) != 0)
+            goto cleanup;
     }
     if (sparse) {
         /* The files left out stay in the index, marked skip-worktree, so
@@ -886,6 +967,12 @@ int kiln_checkout_run(const kiln_checkout_opts_t *o, FILE *log)
 {
     int rc = -1;
     s_ctx_t c = {.log = log, .cache_dir = o->cache_dir};
+    char job_dir[PATH_MAX];
+    snprintf(job_dir, sizeof job_dir, "%s", o->workspace ? o->workspace : "");
+    char *last = strrchr(job_dir, '/');
+    if (last && last != job_dir)
+        *last = '\0';
+    c.job_dir = last ? job_dir : NULL;
     char url[KILN_GITSRC_URL_MAX], dest[PATH_MAX], sha[GIT_OID_HEXSZ + 1] = "";
     char full_ref[KILN_GITSRC_REF_MAX] = "";
     if (s_inputs(&c, o) != 0)

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -337,8 +338,60 @@ cleanup:
     return rc;
 }
 
+/* Work trees the job's checkouts made (kiln-checkout lists them in the
+ * job directory's `checkouts`: "DEST\tTREES" per line) go to TREES/t<N>
+ * for the next job of that repository on this worker, instead of being
+ * deleted with the workspace. Only a DEST inside this job's workspace and
+ * a TREES inside this worker's git cache are taken; the last checkout
+ * first, so a tree inside another leaves before it. */
+#define S_KEPT_TREES_MAX 4
+static void s_keep_trees(const kiln_workspace_t *self)
+{
+    char path[KILN_WORKSPACE_PATH_MAX + 16], cache[KILN_WORKSPACE_PATH_MAX + 8];
+    char *text = NULL, err[256];
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/checkouts", self->root);
+    if (kiln_fs_read_regular(path, 64 * 1024, &text, &len, err, sizeof err) != 0 || !len) {
+        free(text);
+        return;
+    }
+    snprintf(cache, sizeof cache, "%s", self->root);
+    char *slash = strrchr(cache, '/');
+    if (slash)
+        snprintf(slash, sizeof cache - (size_t)(slash - cache), "/git/");
+    size_t ws_len = strlen(self->ws), cache_len = strlen(cache);
+    char *lines[64];
+    size_t n = 0;
+    for (char *line = strtok(text, "\n"); line && n < 64; line = strtok(NULL, "\n"))
+        lines[n++] = line;
+    while (n--) {
+        char *tab = strchr(lines[n], '\t');
+        if (!tab)
+            continue;
+        *tab = '\0';
+        const char *dest = lines[n], *trees = tab + 1;
+        size_t tl = strlen(trees);
+        bool ok = strncmp(dest, self->ws, ws_len) == 0 && (dest[ws_len] == '\0' || dest[ws_len] == '/') &&
+                  !strstr(dest, "/../") && strncmp(trees, cache, cache_len) == 0 &&
+                  !strchr(trees + cache_len, '/') && tl > 6 && strcmp(trees + tl - 6, ".trees") == 0;
+        struct stat st;
+        if (!ok || lstat(dest, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != s_euid())
+            continue;
+        if (mkdir(trees, 0700) != 0 && errno != EEXIST)
+            continue;
+        for (int k = 0; k < S_KEPT_TREES_MAX; k++) {
+            char slot[KILN_WORKSPACE_PATH_MAX + 16];
+            snprintf(slot, sizeof slot, "%s/t%d", trees, k);
+            if (rename(dest, slot) == 0)
+                break;
+        }
+    }
+    free(text);
+}
+
 int kiln_workspace_recycle(const kiln_workspace_t *self, const char *spare)
 {
+    s_keep_trees(self);
     int ready = s_clean(self);
     if (ready >= 0) {
         if (rename(self->root, spare) == 0)

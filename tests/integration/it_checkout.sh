@@ -106,6 +106,21 @@ jobs:
       - run: |
           echo "pr ${{ github.event.pull_request.number }} ${{ github.event.action }} $GITHUB_HEAD_REF->$GITHUB_BASE_REF ${{ github.head_ref }} $GITHUB_REF $(git rev-parse HEAD)"
 YML
+cat >"$W/.github/workflows/plain.yml" <<'YML'
+name: plain
+on: workflow_dispatch
+jobs:
+  p:
+    runs-on: linux
+    steps:
+      - uses: actions/checkout@v4
+      - run: |
+          [ ! -e out.o ] || { echo "BAD: an earlier job's output is here"; exit 1; }
+          [ "$(cat README)" = readme ] || { echo "BAD: README is $(cat README)"; exit 1; }
+          [ -z "$(git config --get core.hooksPath)" ] || { echo "BAD: an earlier job's config"; exit 1; }
+          [ -z "$(git status --porcelain)" ] || { echo "BAD: not clean: $(git status --porcelain)"; exit 1; }
+          echo built >out.o; echo tampered >>README; git config core.hooksPath /nowhere
+YML
 tgit -C "$W" add -A && tgit -C "$W" commit -qm "widget: first"
 tgit -C "$W" tag -a v1.0 -m "release 1.0"
 tgit -C "$W" submodule -q add ../lib.git lib
@@ -164,6 +179,16 @@ submit push3.out --repo "$REPO" --ref main --workflow .github/workflows/ci.yml
 n=$(grep -oE "Checkout of acme/widget at [^:]*: [0-9]+ objects" "$T/push3.out" | head -n 1 | grep -oE "[0-9]+ objects" | cut -d' ' -f1)
 [ -n "$n" ] && [ "$n" -ge 1 ] && [ "$n" -le 5 ] || fail "a one-file commit brought ${n:-?} objects: $(grep -i 'checkout of' "$T/push3.out")"
 pass "on a warm worker the same commit fetches nothing, a new one only its $n objects"
+
+# A warm worker keeps the last job's work tree and brings it to the next
+# commit, writing only what differs; what that job left (build output, a
+# changed file, its git config) is gone.
+submit warm1.out --repo "$REPO" --ref main --workflow .github/workflows/plain.yml --event workflow_dispatch
+[ $RC = 0 ] && grep -q "Work tree: written afresh" "$T/warm1.out" || fail "the first plain checkout: $(grep -E 'BAD|Work tree' "$T/warm1.out")"
+submit warm2.out --repo "$REPO" --ref main --workflow .github/workflows/plain.yml --event workflow_dispatch
+[ $RC = 0 ] || fail "the second plain checkout saw the first job's leavings: $(grep BAD "$T/warm2.out")"
+grep -q "Work tree: an earlier job's, brought to this commit" "$T/warm2.out" || fail "the work tree was not kept: $(grep 'Work tree' "$T/warm2.out")"
+pass "a warm worker reuses the last job's work tree, cleaned: no output, changed file or config of that job left"
 
 # 4. A tag, named: the workflow runs although on: filters branches.
 submit tag.out --repo "$REPO" --ref v1.0 --workflow .github/workflows/ci.yml
