@@ -90,11 +90,14 @@ void kiln_watch_emit_log(kiln_server_t *self, kiln_cjob_t *job, unsigned step, i
 {
     if (!job->run->n_watchers)
         return;
+    /* The job's name as planned (build (gcc)), as its other events give
+     * it, not the template it was written as. */
     const kiln_job_t *spec = kiln_runs_spec(job);
+    const kiln_plan_job_t *plan = kiln_runs_plan(job);
     Kiln__RunEvent ev = KILN__RUN_EVENT__INIT;
     ev.kind = KILN__EVENT_KIND__EVENT_LOG;
     ev.job_id = spec->id;
-    ev.job_name = spec->name;
+    ev.job_name = plan && plan->name ? plan->name : spec->name;
     ev.step = step;
     ev.stream = (Kiln__Stream)stream;
     ev.data.data = (uint8_t *)data;
