@@ -34,7 +34,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	$(BUILD)/bin/kiln run examples/demo.yml
+	bash examples/demo.sh $(BUILD)/bin/kiln
 
 asan-test:
 	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DKILN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"

@@ -32,6 +32,20 @@ grep -q "^test | test 3: ok$" "$T/demo.out" || fail "no live output from test"
 [ -z "$(ls -A "$T/tmp")" ] || fail "kiln run left its farm directory: $(ls "$T/tmp")"
 pass "kiln run demo.yml --workers 2: exit 0, live output, 'run 1 success', farm dir removed"
 
+# make demo: the example project as a repository of its own, its CI run
+# with kiln run inside it (checkout, matrix, outputs, summaries).
+rc=0
+timeout 50 bash "$KILN_SRC/examples/demo.sh" "$KILN" >"$T/project.out" 2>&1 || rc=$?
+[ $rc -eq 0 ] || fail "examples/demo.sh exited $rc: $(tail -n 20 "$T/project.out")"
+for job in "build (-O0)" "build (-O2)" release; do
+    grep -qF "==> $job: success" "$T/project.out" || fail "no '==> $job: success': $(grep '==>' "$T/project.out")"
+done
+grep -qE "^release \| greet v1\.0-1-g[0-9a-f]+ is ready$" "$T/project.out" || fail "the release job did not read the builds' output: $(grep '^release' "$T/project.out")"
+grep -qE "^build \(-O2\) \| built acme/greet at [0-9a-f]{12} on main$" "$T/project.out" || fail "the build did not see its repository: $(grep 'built' "$T/project.out")"
+grep -qF "### greet v1.0-1-g" "$T/project.out" || fail "no summary from the builds"
+[ -z "$(ls -A "$T/tmp")" ] || fail "the demo left files: $(ls "$T/tmp")"
+pass "make demo: the example project's CI from a git repository (checkout, matrix, outputs), nothing left behind"
+
 rc=0
 timeout 50 "$KILN" run "$DEMO" --workers 2 --json >"$T/demo.json" 2>"$T/demo.err" || rc=$?
 [ $rc -eq 0 ] || fail "kiln run --json exited $rc: $(cat "$T/demo.json" "$T/demo.err")"
