@@ -115,10 +115,14 @@ static void s_gather_actions(const char *workflow, const char *text, size_t len)
             continue;
         }
         static const char *names[] = {"action.yml", "action.yaml"};
-        for (int k = 0; k < 2; k++) {
-            snprintf(file, sizeof file, "%s/%s/%s", root, path, names[k]);
-            if (s_gather_file(root, file, path, KILN_WF_MAX_ACTION_BYTES, queue))
-                break;
+        /* ./P/x after a checkout with path: P is the repository's x. */
+        const char *alt = json_string_value(json_object_get(use, "alt"));
+        bool found = false;
+        for (int a = 0; a < (alt ? 2 : 1) && !found; a++) {
+            for (int k = 0; k < 2 && !found; k++) {
+                snprintf(file, sizeof file, "%s/%s/%s", root, a ? alt : path, names[k]);
+                found = s_gather_file(root, file, path, KILN_WF_MAX_ACTION_BYTES, queue);
+            }
         }
     }
     json_decref(queue);

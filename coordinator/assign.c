@@ -100,6 +100,7 @@ int kiln_assign_send(kiln_server_t *self, kiln_cjob_t *job, kiln_cworker_t *w)
         ss->name_derived = st->name_derived;
         ss->if_expr = st->if_expr ? st->if_expr : (char *)"";
         ss->builtin = st->builtin ? (char *)st->builtin : (char *)"";
+        ss->action_path = st->action_path ? st->action_path : (char *)"";
         if (st->with) {
             char *t = json_dumps(st->with, JSON_COMPACT);
             ss->with.data = (uint8_t *)t;

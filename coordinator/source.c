@@ -156,9 +156,13 @@ static int s_gather(kiln_gitsrc_t *m, const git_oid *commit, kiln_source_job_t *
             r = kiln_gitsrc_read(m, commit, path, KILN_WF_MAX_BYTES, &text, &len);
         } else {
             static const char *names[] = {"action.yml", "action.yaml"};
-            for (int k = 0; k < 2 && r == KILN_ENOTFOUND; k++) {
-                snprintf(file, sizeof file, "%s/%s", path, names[k]);
-                r = kiln_gitsrc_read(m, commit, file, KILN_WF_MAX_ACTION_BYTES, &text, &len);
+            /* ./P/x after a checkout with path: P is the repository's x. */
+            const char *alt = json_string_value(json_object_get(use, "alt"));
+            for (int a = 0; a < (alt ? 2 : 1) && r == KILN_ENOTFOUND; a++) {
+                for (int k = 0; k < 2 && r == KILN_ENOTFOUND; k++) {
+                    snprintf(file, sizeof file, "%s/%s", a ? alt : path, names[k]);
+                    r = kiln_gitsrc_read(m, commit, file, KILN_WF_MAX_ACTION_BYTES, &text, &len);
+                }
             }
         }
         /* A file the commit lacks is the parser's to report, naming the

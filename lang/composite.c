@@ -168,6 +168,9 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
         if (!st->action_inputs)
             st->action_inputs = json_array();
         json_array_insert(st->action_inputs, 0, inputs);
+        /* GITHUB_ACTION_PATH: the innermost action's directory. */
+        if (!st->action_path && !(st->action_path = kiln_parse_strdup(ctx, path)))
+            break;
         size_t k;
         json_t *end;
         json_array_foreach(st->composite_ends, k, end) json_object_set_new(

@@ -129,7 +129,7 @@ char *kiln_workflow_local_path(const char *uses)
     return out;
 }
 
-static void s_add_use(json_t *out, const char *kind, const char *path)
+static void s_add_use(json_t *out, const char *kind, const char *path, const char *alt)
 {
     size_t j;
     json_t *e;
@@ -137,12 +137,37 @@ static void s_add_use(json_t *out, const char *kind, const char *path)
         if (strcmp(json_string_value(json_object_get(e, "path")), path) == 0)
             return;
     }
-    json_array_append_new(out, json_pack("{s:s, s:s}", "kind", kind, "path", path));
+    json_t *use = json_pack("{s:s, s:s}", "kind", kind, "path", path);
+    if (use && alt)
+        json_object_set_new(use, "alt", json_string(alt));
+    json_array_append_new(out, use);
+}
+
+/* The `path:` of a step that checks the run's own repository out
+ * (actions/checkout without `repository`), or NULL. */
+static const char *s_checkout_path(knode_t *step)
+{
+    step = kiln_yaml_res(step);
+    if (!step || step->kind != KILN_YAML_MAP)
+        return NULL;
+    knode_t *uses = kiln_yaml_get(step, "uses", NULL);
+    if (!uses || uses->kind != KILN_YAML_SCALAR || strncmp(uses->value, "actions/checkout@", 17) != 0)
+        return NULL;
+    knode_t *with = kiln_yaml_get(step, "with", NULL);
+    if (!with || with->kind != KILN_YAML_MAP || kiln_yaml_get(with, "repository", NULL))
+        return NULL;
+    knode_t *path = kiln_yaml_get(with, "path", NULL);
+    if (!path || path->kind != KILN_YAML_SCALAR || !path->value[0] || strstr(path->value, "${{"))
+        return NULL;
+    return path->value;
 }
 
 /* Every `uses: ./x` in the tree: under a job (called workflows: a .yml
- * file) or a step (actions). */
-static void s_collect_uses(knode_t *node, json_t *out, int *bad, int depth)
+ * file) or a step (actions). A step's ./P/x after a checkout with
+ * `path: P` names the repository's x (libgit2's own CI does this), given
+ * as its "alt". */
+static void s_collect_uses(knode_t *node, json_t *out, int *bad, int depth,
+                           const char *const *co, size_t n_co)
 {
     node = kiln_yaml_res(node);
     if (!node || depth > KILN_YAML_MAX_DEPTH)
@@ -160,15 +185,35 @@ static void s_collect_uses(knode_t *node, json_t *out, int *bad, int depth)
                 size_t n = strlen(path);
                 bool wf = (n > 4 && strcmp(path + n - 4, ".yml") == 0) ||
                           (n > 5 && strcmp(path + n - 5, ".yaml") == 0);
-                s_add_use(out, wf ? "workflow" : "action", path);
+                const char *alt = NULL;
+                for (size_t c = 0; !wf && c < n_co && !alt; c++) {
+                    size_t pl = strlen(co[c]);
+                    while (pl && co[c][pl - 1] == '/')
+                        pl--;
+                    if (pl && strncmp(path, co[c], pl) == 0 && path[pl] == '/' && path[pl + 1])
+                        alt = path + pl + 1;
+                }
+                s_add_use(out, wf ? "workflow" : "action", path, alt);
                 free(path);
             } else {
-                s_collect_uses(v, out, bad, depth + 1);
+                s_collect_uses(v, out, bad, depth + 1, co, n_co);
             }
         }
     } else if (node->kind == KILN_YAML_SEQ) {
-        for (size_t i = 0; i < node->n; i++)
-            s_collect_uses(node->items[i], out, bad, depth + 1);
+        /* A list of steps: the checkouts before a step are what it sees. */
+        const char *mine[16];
+        size_t n_mine = 0;
+        for (size_t i = 0; i < node->n; i++) {
+            s_collect_uses(node->items[i], out, bad, depth + 1, n_mine ? mine : co,
+                           n_mine ? n_mine : n_co);
+            const char *p = s_checkout_path(node->items[i]);
+            if (p && n_mine < 16) {
+                if (n_mine == 0)
+                    for (size_t c = 0; c < n_co && n_mine < 15; c++)
+                        mine[n_mine++] = co[c];
+                mine[n_mine++] = p;
+            }
+        }
     }
 }
 
@@ -179,7 +224,7 @@ int kiln_workflow_local_uses(const char *text, size_t len, json_t *out)
     int bad = 0;
     kiln_diags_init(&diags, "scan");
     if (kiln_yaml_parse(&tree, text, len, &diags) == 0)
-        s_collect_uses(kiln_yaml_root(tree), out, &bad, 0);
+        s_collect_uses(kiln_yaml_root(tree), out, &bad, 0, NULL, 0);
     kiln_yaml_destroy(&tree);
     kiln_diags_free(&diags);
     if (bad) {

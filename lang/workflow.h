@@ -81,6 +81,7 @@ typedef struct {
      * an id. */
     json_t *action_inputs;
     json_t *composite_ends;
+    char *action_path;       /* a composite action's step: its action's directory, or NULL */
     int line, col;           /* where the step starts */
 } kiln_step_t;
 

@@ -303,6 +303,12 @@ static int s_build_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
     s_action_name(job, job->step, action, sizeof action);
     if (kiln_kv_set(e, "GITHUB_ACTION", st->id[0] ? st->id : action))
         return -1;
+    if (st->action_path && st->action_path[0]) {
+        char apath[KILN_WORKSPACE_PATH_MAX + 1100];
+        snprintf(apath, sizeof apath, "%s/%s", job->ws.ws, st->action_path);
+        if (kiln_kv_set(e, "GITHUB_ACTION_PATH", apath))
+            return -1;
+    }
     char err[512];
     if (kiln_jobctx_step_env(job->jx, job->step, st, e, err, sizeof err) != 0) {
         kiln_error_set("%s", err);
@@ -537,7 +543,7 @@ static int s_step_start(kiln_wjob_t *job)
                                                    : KILN_EXPR_SUCCESS);
     char action[64];
     s_action_name(job, job->step, action, sizeof action);
-    kiln_jobctx_set_action(job->jx, st->id[0] ? st->id : action);
+    kiln_jobctx_set_action(job->jx, st->id[0] ? st->id : action, st->action_path);
     int crc = kiln_jobctx_step_condition(job->jx, st, &runs, err, sizeof err);
     if (crc == 0 && !runs) {
         s_name_step(job, st);

@@ -165,11 +165,20 @@ const char *kiln_jobctx_github(const kiln_jobctx_t *self, const char *field)
     return v ? v : "";
 }
 
-void kiln_jobctx_set_action(kiln_jobctx_t *self, const char *action)
+void kiln_jobctx_set_action(kiln_jobctx_t *self, const char *action, const char *action_path)
 {
     json_t *gh = json_object_get(self->contexts, "github");
-    if (json_is_object(gh))
-        json_object_set_new(gh, "action", json_string(action));
+    if (!json_is_object(gh))
+        return;
+    json_object_set_new(gh, "action", json_string(action));
+    /* A composite action's steps see its directory; others none. */
+    if (action_path && action_path[0]) {
+        char path[KILN_WORKSPACE_PATH_MAX + 1100];
+        snprintf(path, sizeof path, "%s/%s", self->ws.ws, action_path);
+        json_object_set_new(gh, "action_path", json_string(path));
+    } else {
+        json_object_del(gh, "action_path");
+    }
 }
 
 const char *kiln_jobctx_event_path(const kiln_jobctx_t *self)

@@ -121,6 +121,33 @@ jobs:
           [ -z "$(git status --porcelain)" ] || { echo "BAD: not clean: $(git status --porcelain)"; exit 1; }
           echo built >out.o; echo tampered >>README; git config core.hooksPath /nowhere
 YML
+mkdir -p "$W/.github/actions/hello"
+cat >"$W/.github/actions/hello/action.yml" <<'YML'
+name: hello
+inputs:
+  who: {default: world}
+runs:
+  using: composite
+  steps:
+    - run: echo "hello ${{ inputs.who }} from the repository's action at ${GITHUB_ACTION_PATH#$GITHUB_WORKSPACE/} ${{ github.action_path == env.AP }}"
+      shell: bash
+      env:
+        AP: ${{ github.workspace }}/source/.github/actions/hello
+YML
+cat >"$W/.github/workflows/nested.yml" <<'YML'
+name: nested
+on: workflow_dispatch
+jobs:
+  n:
+    runs-on: linux
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          path: source
+      - uses: ./source/.github/actions/hello
+        with:
+          who: libgit2
+YML
 tgit -C "$W" add -A && tgit -C "$W" commit -qm "widget: first"
 tgit -C "$W" tag -a v1.0 -m "release 1.0"
 tgit -C "$W" submodule -q add ../lib.git lib
@@ -189,6 +216,13 @@ submit warm2.out --repo "$REPO" --ref main --workflow .github/workflows/plain.ym
 [ $RC = 0 ] || fail "the second plain checkout saw the first job's leavings: $(grep BAD "$T/warm2.out")"
 grep -q "Work tree: an earlier job's, brought to this commit" "$T/warm2.out" || fail "the work tree was not kept: $(grep 'Work tree' "$T/warm2.out")"
 pass "a warm worker reuses the last job's work tree, cleaned: no output, changed file or config of that job left"
+
+# A local action under a checkout's path: ./source/.github/actions/hello
+# after `path: source` is the repository's .github/actions/hello.
+submit nested.out --repo "$REPO" --ref main --workflow .github/workflows/nested.yml --event workflow_dispatch
+[ $RC = 0 ] && grep -q "hello libgit2 from the repository's action at source/.github/actions/hello true" "$T/nested.out" ||
+    fail "a local action under the checkout's path: $(grep -E 'hello|error|fails' "$T/nested.out")"
+pass "uses: ./source/.github/actions/x after a checkout into source: the repository's action"
 
 # 4. A tag, named: the workflow runs although on: filters branches.
 submit tag.out --repo "$REPO" --ref v1.0 --workflow .github/workflows/ci.yml
