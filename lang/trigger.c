@@ -36,19 +36,23 @@ static bool s_atom(const char *p, const char **next, char c)
     return c == *p;
 }
 
-static bool s_glob(const char *p, const char *s, int depth)
+/* Patterns come from workflow files: a budget of match steps per name
+ * keeps one like "*a*a*a*a*a*a*b" from backtracking for ever. */
+#define S_GLOB_BUDGET 10000
+
+static bool s_glob(const char *p, const char *s, int depth, long *budget)
 {
-    if (depth > 64)
+    if (depth > 64 || --*budget < 0)
         return false;
     while (*p) {
         if (p[0] == '*' && p[1] == '*') {
             while (*p == '*')
                 p++;
             /* "**" then "/" also matches no directory at all. */
-            if (*p == '/' && s_glob(p + 1, s, depth + 1))
+            if (*p == '/' && s_glob(p + 1, s, depth + 1, budget))
                 return true;
             for (const char *t = s;; t++) {
-                if (s_glob(p, t, depth + 1))
+                if (s_glob(p, t, depth + 1, budget))
                     return true;
                 if (!*t)
                     return false;
@@ -57,7 +61,7 @@ static bool s_glob(const char *p, const char *s, int depth)
         if (*p == '*') {
             p++;
             for (const char *t = s;; t++) {
-                if (s_glob(p, t, depth + 1))
+                if (s_glob(p, t, depth + 1, budget))
                     return true;
                 if (!*t || *t == '/')
                     return false;
@@ -70,7 +74,7 @@ static bool s_glob(const char *p, const char *s, int depth)
             q = *next++;
         if (q == '?') {
             /* Zero or one of the atom. */
-            if (hit && s_glob(next, s + 1, depth + 1))
+            if (hit && s_glob(next, s + 1, depth + 1, budget))
                 return true;
             p = next;
             continue;
@@ -80,7 +84,7 @@ static bool s_glob(const char *p, const char *s, int depth)
         s++;
         if (q == '+') {
             for (;; s++) {
-                if (s_glob(next, s, depth + 1))
+                if (s_glob(next, s, depth + 1, budget))
                     return true;
                 const char *ignored;
                 if (!*s || !s_atom(p, &ignored, *s))
@@ -94,7 +98,8 @@ static bool s_glob(const char *p, const char *s, int depth)
 
 bool kiln_trigger_glob(const char *pattern, const char *name)
 {
-    return s_glob(pattern, name, 0);
+    long budget = S_GLOB_BUDGET;
+    return s_glob(pattern, name, 0, &budget);
 }
 
 /* The last pattern that matches decides; none: not matched. */

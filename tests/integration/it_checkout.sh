@@ -305,6 +305,40 @@ grep -q "release.yml: warning: on.push: tag 'nightly' is not in its tags; the ru
     grep -q "release run for nightly" "$T/named.out" || fail "a named workflow outside its filters: $(head -n 3 "$T/named.out")"
 pass "on: filters: paths with '!', branch and tag globs, pull requests by base and type; a named workflow runs and says so"
 
+# A coordinator killed while a run from a repository goes on: restarted, it
+# plans the rest of the run for the same commit and ref.
+cat >"$W/.github/workflows/slow.yml" <<'YML'
+name: slow
+on: workflow_dispatch
+jobs:
+  first:
+    runs-on: linux
+    steps: [{run: sleep 2}]
+  second:
+    needs: first
+    runs-on: linux
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo "after the restart $GITHUB_SHA $GITHUB_REF_NAME ${{ github.repository }} $(git rev-parse HEAD)"
+YML
+tgit -C "$W" add -A && tgit -C "$W" commit -qm "widget: slow" && tgit -C "$W" push -q origin main
+SLOW=$(tgit -C "$W" rev-parse HEAD)
+"$KILN" submit --repo "$REPO" --ref main --workflow .github/workflows/slow.yml --event workflow_dispatch >"$T/slow.out" 2>&1 ||
+    fail "submitting slow.yml: $(cat "$T/slow.out")"
+SLOW_RUN=$(grep -oE '^run [0-9]+' "$T/slow.out" | cut -d' ' -f2)
+sleep 0.5
+kill -KILL "$COORD_PID"
+wait "$COORD_PID" 2>/dev/null || true
+start_coordinator
+until_s=$((SECONDS + 30))
+while [ "$("$KILN" status "$SLOW_RUN" --json 2>/dev/null | sed -n 's/.*"state": *"\([a-z_]*\)".*/\1/p' | head -n 1)" != success ]; do
+    [ $SECONDS -lt $until_s ] || fail "the run did not finish after the restart: $("$KILN" status "$SLOW_RUN" 2>&1 | head -n 8)"
+    sleep 0.2
+done
+"$KILN" logs "$SLOW_RUN" second >"$T/slow.log" 2>&1 || true
+grep -q "after the restart $SLOW main acme/widget $SLOW" "$T/slow.log" || fail "after the restart: $(grep -E 'after|error' "$T/slow.log")"
+pass "a coordinator restart mid-run keeps the run's repository, ref and commit"
+
 # 9. kiln run inside the work tree: HEAD, said when the tree is dirty;
 # --dirty checks the work tree out as it is.
 cat >"$W/.github/workflows/local.yml" <<'YML'

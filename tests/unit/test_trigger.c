@@ -46,6 +46,11 @@ static void test_globs(void **state)
     assert_true(kiln_trigger_glob("**/README.md", "server/README.md"));
     assert_true(kiln_trigger_glob("*.md", "README.md"));
     assert_false(kiln_trigger_glob("*.md", "docs/README.md"));
+    /* A pattern built to backtrack gives up instead of running for ever. */
+    char name[400];
+    memset(name, 'a', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    assert_false(kiln_trigger_glob("**a**a**a**a**a**a**a**a**a**a**a**a**b", name));
 }
 
 static kiln_workflow_t *s_parse(const char *text)
