@@ -79,6 +79,7 @@ int kiln_cmd_run(int argc, char **argv)
     if (kiln_farm_start(&farm, &fo) != 0) {
         fprintf(stderr, "kiln: cannot start a local farm: %s\n", kiln_error_last());
         free(text);
+        kiln_cli_inputs_free(&inputs);
         return KILN_EXIT_INFRA;
     }
     kiln_client_target_t t = {.data_dir = kiln_farm_dir(farm)};

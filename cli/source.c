@@ -54,23 +54,41 @@ static size_t s_changes(git_repository *repo)
 
 /* The work tree as a commit whose parent is HEAD: every file git would
  * add (ignored ones left out), deleted ones gone. The repository's index
- * is read, changed in memory and never written back. */
+ * is read, changed in memory and never written back. The changes come
+ * from a status list that leaves submodules out, not git_index_add_all:
+ * that one (libgit2 1.5) loads the submodules' config with regular
+ * expressions whose match data it leaks. */
 static int s_commit_work_tree(git_repository *repo, git_commit *head, git_oid *out)
 {
     int rc = -1;
     git_index *index = NULL;
     git_tree *tree = NULL;
     git_signature *sig = NULL;
+    git_status_list *list = NULL;
     git_oid tree_id;
-    char *all[] = {"*"};
-    git_strarray spec = {all, 1};
-    if (git_repository_index(&index, repo) < 0 ||
-        git_index_add_all(index, &spec, GIT_INDEX_ADD_DEFAULT, NULL, NULL) < 0 ||
-        git_index_update_all(index, &spec, NULL, NULL) < 0 ||
-        git_index_write_tree(&tree_id, index) < 0 || git_tree_lookup(&tree, repo, &tree_id) < 0) {
-        kiln_error_set("--dirty: cannot record the work tree: %s", kiln_gitsrc_error());
-        goto cleanup;
+    git_status_options so;
+    git_status_options_init(&so, GIT_STATUS_OPTIONS_VERSION);
+    so.show = GIT_STATUS_SHOW_WORKDIR_ONLY;
+    so.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_RECURSE_UNTRACKED_DIRS |
+               GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
+    if (git_repository_index(&index, repo) < 0 || git_status_list_new(&list, repo, &so) < 0)
+        goto git_failed;
+    for (size_t i = 0, n = git_status_list_entrycount(list); i < n; i++) {
+        const git_status_entry *e = git_status_byindex(list, i);
+        const git_diff_delta *d = e->index_to_workdir;
+        if (!d)
+            continue;
+        if (e->status & GIT_STATUS_WT_DELETED) {
+            if (git_index_remove_bypath(index, d->old_file.path) < 0)
+                goto git_failed;
+        } else if (e->status & (GIT_STATUS_WT_NEW | GIT_STATUS_WT_MODIFIED |
+                                GIT_STATUS_WT_TYPECHANGE | GIT_STATUS_WT_RENAMED)) {
+            if (git_index_add_bypath(index, d->new_file.path) < 0)
+                goto git_failed;
+        }
     }
+    if (git_index_write_tree(&tree_id, index) < 0 || git_tree_lookup(&tree, repo, &tree_id) < 0)
+        goto git_failed;
     if (git_signature_default(&sig, repo) < 0 && git_signature_now(&sig, "kiln", "kiln@localhost") < 0) {
         kiln_error_set("--dirty: %s", kiln_gitsrc_error());
         goto cleanup;
@@ -83,7 +101,11 @@ static int s_commit_work_tree(git_repository *repo, git_commit *head, git_oid *o
         goto cleanup;
     }
     rc = 0;
+    goto cleanup;
+git_failed:
+    kiln_error_set("--dirty: cannot record the work tree: %s", kiln_gitsrc_error());
 cleanup:
+    git_status_list_free(list);
     git_signature_free(sig);
     git_tree_free(tree);
     /* Changed in memory only: dropped, never written. */
@@ -117,7 +139,7 @@ int kiln_cli_source_local(const char *workflow, bool dirty, Kiln__Source **out)
     git_repository *repo = NULL;
     git_reference *head = NULL;
     git_commit *commit = NULL;
-    git_remote *origin = NULL;
+    git_buf origin = {0};
     Kiln__Source *src = NULL;
     char dir[PATH_MAX];
     *out = NULL;
@@ -176,8 +198,13 @@ int kiln_cli_source_local(const char *workflow, bool dirty, Kiln__Source **out)
      * without one, the directory's name under "local". */
     char repository[1024], server[1024] = "";
     const char *origin_url = NULL;
-    if (git_remote_lookup(&origin, repo, "origin") == 0)
-        origin_url = git_remote_url(origin);
+    git_config *cfg = NULL;
+    /* Read as a plain value: git_remote_lookup (libgit2 1.5) leaks the
+     * match data of the regular expressions it runs over the config. */
+    if (git_repository_config_snapshot(&cfg, repo) == 0 &&
+        git_config_get_string_buf(&origin, cfg, "remote.origin.url") == 0)
+        origin_url = origin.ptr;
+    git_config_free(cfg);
     git_error_clear();
     if (!origin_url || kiln_source_split_url(origin_url, repository, server, sizeof repository) != 0) {
         const char *base = strrchr(root, '/');
@@ -223,7 +250,7 @@ int kiln_cli_source_local(const char *workflow, bool dirty, Kiln__Source **out)
     rc = 0;
 cleanup:
     kiln_cli_source_free(&src);
-    git_remote_free(origin);
+    git_buf_dispose(&origin);
     git_commit_free(commit);
     git_reference_free(head);
     git_repository_free(repo);

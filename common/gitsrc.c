@@ -115,6 +115,22 @@ static int s_borrow_local(const char *mirror, const char *url)
     return 0;
 }
 
+/* Written as plain config values: git_remote_create (libgit2 1.5) leaks
+ * the regular expression match data of its config lookups in every
+ * process that calls it. The fetches name their refspecs themselves; this
+ * one is for git commands run in the repository later. */
+int kiln_gitsrc_set_origin(git_repository *repo, const char *url, const char *fetchspec)
+{
+    git_config *cfg = NULL;
+    int rc = git_repository_config(&cfg, repo);
+    if (rc == 0)
+        rc = git_config_set_string(cfg, "remote.origin.url", url);
+    if (rc == 0)
+        rc = git_config_set_string(cfg, "remote.origin.fetch", fetchspec);
+    git_config_free(cfg);
+    return rc < 0 ? -1 : 0;
+}
+
 int kiln_gitsrc_open(kiln_gitsrc_t **out, const char *cache_dir, const char *url)
 {
     int rc = -1;
@@ -161,14 +177,11 @@ int kiln_gitsrc_open(kiln_gitsrc_t **out, const char *cache_dir, const char *url
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.new", self->path);
         git_repository *r = NULL;
-        git_remote *rm = NULL;
         bool ok = git_repository_init(&r, tmp, 1) == 0 &&
-                  git_remote_create_with_fetchspec(&rm, r, "origin", url, s_specs[0]) == 0 &&
-                  git_remote_add_fetch(r, "origin", s_specs[1]) == 0;
+                  kiln_gitsrc_set_origin(r, url, s_specs[0]) == 0;
         if (!ok)
             kiln_error_set("cannot make the mirror of %s in %s: %s", url, tmp,
                            kiln_gitsrc_error());
-        git_remote_free(rm);
         git_repository_free(r);
         if (!ok)
             goto cleanup;
@@ -289,7 +302,14 @@ int kiln_gitsrc_fetch(kiln_gitsrc_t *self, const char *const *extra, size_t n_ex
     fo.prune = GIT_FETCH_PRUNE;
     fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
     fo.update_fetchhead = 0;
-    if (git_remote_lookup(&remote, self->repo, "origin") < 0) {
+    /* Anonymous and without url rewriting: looking the named remote up
+     * (libgit2 1.5) runs regular expressions over the config whose match
+     * data it never frees. The mirror's url is self->url anyway. */
+    git_remote_create_options ro;
+    git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+    ro.repository = self->repo;
+    ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+    if (git_remote_create_with_opts(&remote, self->url, &ro) < 0) {
         kiln_error_set("mirror %s: %s", self->path, kiln_gitsrc_error());
         goto cleanup;
     }

@@ -82,6 +82,10 @@ const char *kiln_gitsrc_default_branch(const kiln_gitsrc_t *self);
 int kiln_gitsrc_read(kiln_gitsrc_t *self, const git_oid *commit, const char *path, size_t max,
                      char **out, size_t *len);
 
+/* Sets repo's origin remote (url, and one fetch refspec). Returns 0, or -1
+ * with libgit2's error (kiln_gitsrc_error) set. */
+int kiln_gitsrc_set_origin(git_repository *repo, const char *url, const char *fetchspec);
+
 /* The message of the last libgit2 error, or a fallback. */
 const char *kiln_gitsrc_error(void);
 

@@ -555,44 +555,146 @@ typedef struct {
     int err;
 } s_subs_t;
 
-static int s_sub_cb(git_submodule *sm, const char *name, void *payload)
+/* Submodules are read from .gitmodules with git_config_foreach rather
+ * than git_submodule_foreach: the latter (libgit2 1.5) leaks the match
+ * data of the regular expressions it runs over the file. */
+static s_sub_t *s_sub_named(s_subs_t *s, const char *name, size_t len)
 {
-    s_subs_t *s = payload;
-    const git_oid *id = git_submodule_head_id(sm);
-    if (!id)
-        return 0; /* in .gitmodules but not in the commit */
+    for (size_t i = 0; i < s->n; i++)
+        if (strlen(s->subs[i].name) == len && memcmp(s->subs[i].name, name, len) == 0)
+            return &s->subs[i];
     if (s->n == S_SUBMODULES_MAX) {
         kiln_error_set("more than %d submodules", S_SUBMODULES_MAX);
-        return (s->err = -1);
+        return NULL;
+    }
+    if (len >= sizeof s->subs[0].name) {
+        kiln_error_set("a submodule's name is longer than %zu bytes", sizeof s->subs[0].name - 1);
+        return NULL;
     }
     s_sub_t *t = &s->subs[s->n++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    snprintf(t->path, sizeof t->path, "%s", git_submodule_path(sm));
-    git_buf url = {0};
-    if (git_submodule_resolve_url(&url, git_submodule_owner(sm), git_submodule_url(sm)) < 0) {
-        kiln_error_set("submodule %s: url '%s': %s", name, git_submodule_url(sm), kiln_gitsrc_error());
+    memcpy(t->name, name, len);
+    t->name[len] = '\0';
+    return t;
+}
+
+static int s_sub_entry(const git_config_entry *e, void *payload)
+{
+    s_subs_t *s = payload;
+    if (strncmp(e->name, "submodule.", 10) != 0)
+        return 0;
+    const char *name = e->name + 10, *dot = strrchr(name, '.');
+    if (!dot || dot == name)
+        return 0;
+    bool is_path = strcmp(dot, ".path") == 0, is_url = strcmp(dot, ".url") == 0;
+    if (!is_path && !is_url)
+        return 0;
+    s_sub_t *t = s_sub_named(s, name, (size_t)(dot - name));
+    if (!t)
+        return (s->err = -1);
+    char *field = is_path ? t->path : t->url;
+    size_t cap = is_path ? sizeof t->path : sizeof t->url;
+    if (snprintf(field, cap, "%s", e->value ? e->value : "") >= (int)cap) {
+        kiln_error_set("submodule %s: %s is longer than %zu bytes", t->name, dot + 1, cap - 1);
         return (s->err = -1);
     }
-    snprintf(t->url, sizeof t->url, "%s", url.ptr);
-    git_buf_dispose(&url);
-    git_oid_cpy(&t->id, id);
     return 0;
 }
 
-static int s_submodules(s_ctx_t *c, git_repository *repo, const char *dest, int level)
+/* A relative submodule url ("../lib.git", "./x") is relative to the url
+ * the superproject came from, as git resolves it. */
+static int s_sub_url(const char *super, const char *url, char *out, size_t cap)
+{
+    if (strncmp(url, "./", 2) != 0 && strncmp(url, "../", 3) != 0) {
+        if (snprintf(out, cap, "%s", url) >= (int)cap)
+            goto too_long;
+        return 0;
+    }
+    char base[KILN_GITSRC_URL_MAX];
+    if (snprintf(base, sizeof base, "%s", super) >= (int)sizeof base)
+        goto too_long;
+    size_t n = strlen(base);
+    while (n && base[n - 1] == '/')
+        base[--n] = '\0';
+    for (;;) {
+        if (strncmp(url, "./", 2) == 0) {
+            url += 2;
+        } else if (strncmp(url, "../", 3) == 0) {
+            url += 3;
+            char *cut = strrchr(base, '/');
+            char *colon = strrchr(base, ':');
+            if (colon && (!cut || colon > cut) && strstr(base, "://") == NULL)
+                cut = colon; /* host:path */
+            if (!cut || cut == base || (cut > base && cut[-1] == '/')) {
+                kiln_error_set("the submodule url '%s' climbs above %s", url, super);
+                return -1;
+            }
+            *cut = '\0';
+        } else {
+            break;
+        }
+    }
+    const char *sep = base[strlen(base) - 1] == ':' ? "" : "/";
+    if (snprintf(out, cap, "%s%s%s", base, sep, url) >= (int)cap)
+        goto too_long;
+    return 0;
+too_long:
+    kiln_error_set("the submodule url '%s' is longer than %zu bytes", url, cap - 1);
+    return -1;
+}
+
+static int s_submodules(s_ctx_t *c, git_repository *repo, const char *super_url, const char *dest,
+                        int level)
 {
     int rc = -1;
     s_subs_t s = {calloc(S_SUBMODULES_MAX, sizeof(s_sub_t)), 0, 0};
-    git_config *cfg = NULL;
+    git_config *cfg = NULL, *mods = NULL;
+    git_tree *head = NULL;
     if (!s.subs) {
         kiln_error_set("out of memory");
         return -1;
     }
-    if (git_submodule_foreach(repo, s_sub_cb, &s) < 0 || s.err) {
-        if (!s.err)
-            kiln_error_set("submodules of %s: %s", dest, kiln_gitsrc_error());
+    char modules[PATH_MAX];
+    snprintf(modules, sizeof modules, "%s/.gitmodules", dest);
+    if (access(modules, F_OK) != 0) {
+        rc = 0;
         goto cleanup;
     }
+    if (git_config_open_ondisk(&mods, modules) < 0 || git_config_foreach(mods, s_sub_entry, &s) < 0 ||
+        s.err) {
+        if (!s.err)
+            kiln_error_set("%s: %s", modules, kiln_gitsrc_error());
+        goto cleanup;
+    }
+    if (git_revparse_single((git_object **)&head, repo, "HEAD^{tree}") < 0) {
+        kiln_error_set("the tree of %s: %s", dest, kiln_gitsrc_error());
+        goto cleanup;
+    }
+    /* Only those the commit has as a gitlink are checked out, as git does. */
+    size_t kept = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        s_sub_t *t = &s.subs[i];
+        git_tree_entry *e = NULL;
+        if (!t->path[0] || !t->url[0] || git_tree_entry_bypath(&e, head, t->path) < 0 ||
+            git_tree_entry_filemode(e) != GIT_FILEMODE_COMMIT) {
+            git_tree_entry_free(e);
+            git_error_clear();
+            continue;
+        }
+        git_oid_cpy(&t->id, git_tree_entry_id(e));
+        git_tree_entry_free(e);
+        char resolved[KILN_GITSRC_URL_MAX];
+        if (s_sub_url(super_url, t->url, resolved, sizeof resolved) != 0) {
+            char why[KILN_ERROR_MAX];
+            snprintf(why, sizeof why, "%s", kiln_error_last());
+            kiln_error_set("submodule %s: %s", t->name, why);
+            goto cleanup;
+        }
+        snprintf(t->url, sizeof t->url, "%s", resolved);
+        if (kept != i)
+            s.subs[kept] = *t;
+        kept++;
+    }
+    s.n = kept;
     if (s.n && git_repository_config(&cfg, repo) < 0) {
         kiln_error_set("config of %s: %s", dest, kiln_gitsrc_error());
         goto cleanup;
@@ -625,6 +727,8 @@ static int s_submodules(s_ctx_t *c, git_repository *repo, const char *dest, int 
     }
     rc = 0;
 cleanup:
+    git_tree_free(head);
+    git_config_free(mods);
     git_config_free(cfg);
     free(s.subs);
     return rc;
@@ -695,7 +799,6 @@ static int s_checkout_repo(s_ctx_t *c, const char *url, const char *ref, const c
     git_repository *repo = NULL;
     git_commit *commit_obj = NULL;
     git_tree *tree = NULL;
-    git_remote *remote = NULL;
     git_index *index = NULL;
     git_config *cfg = NULL;
     s_walk_t walk = {.c = c};
@@ -792,7 +895,7 @@ static int s_checkout_repo(s_ctx_t *c, const char *url, const char *ref, const c
         kiln_error_set("cannot open %s: %s", dest, kiln_gitsrc_error());
         goto cleanup;
     }
-    if (git_remote_create(&remote, repo, "origin", url) < 0) {
+    if (kiln_gitsrc_set_origin(repo, url, "+refs/heads/*:refs/remotes/origin/*") != 0) {
         kiln_error_set("cannot add the remote %s in %s: %s", url, dest, kiln_gitsrc_error());
         goto cleanup;
     }
@@ -898,7 +1001,7 @@ static int s_checkout_repo(s_ctx_t *c, const char *url, const char *ref, const c
             goto cleanup;
     }
     if (c->submodules && (level == 0 || c->submodules == 2) &&
-        s_submodules(c, repo, dest, level) != 0)
+        s_submodules(c, repo, url, dest, level) != 0)
         goto cleanup;
     rc = 0;
 cleanup:
@@ -909,7 +1012,6 @@ cleanup:
     git_index_free(index);
     git_tree_free(tree);
     git_commit_free(commit_obj);
-    git_remote_free(remote);
     git_repository_free(repo);
     kiln_gitsrc_destroy(&mirror);
     return rc;
