@@ -21,8 +21,9 @@
 int kiln_cmd_run(int argc, char **argv)
 {
     kiln_farm_opts_t fo = {0};
-    kiln_opt_list_t aliases = {0};
+    kiln_opt_list_t aliases = {0}, action_sources = {0};
     fo.label_aliases = &aliases;
+    fo.action_sources = &action_sources;
     const char *keep = NULL;
     bool json = false, raw = false, dirty = false;
     int npos = 0, code = KILN_EXIT_INFRA;
@@ -42,6 +43,8 @@ int kiln_cmd_run(int argc, char **argv)
         {"labels", KILN_OPT_STRING, &fo.labels, "extra labels for the local workers"},
         {"label-alias", KILN_OPT_LIST, &aliases,
          "PATTERN=LABEL: runs-on PATTERN runs on workers labelled LABEL (repeatable)"},
+        {"actions-source", KILN_OPT_LIST, &action_sources,
+         "DIR or URL: where uses: OWNER/REPO@REF is fetched from (repeatable, in order)"},
         {"vars", KILN_OPT_STRING, &fo.vars, "JSON file of configuration variables (vars)"},
         {"keep", KILN_OPT_STRING, &keep, "keep the farm's data (history, logs) in DIR"},
         {"json", KILN_OPT_BOOL, &json, "print a JSON summary instead of live output"},
@@ -117,8 +120,9 @@ cleanup:
 int kiln_cmd_up(int argc, char **argv)
 {
     kiln_farm_opts_t fo = {0};
-    kiln_opt_list_t aliases = {0};
+    kiln_opt_list_t aliases = {0}, action_sources = {0};
     fo.label_aliases = &aliases;
+    fo.action_sources = &action_sources;
     int npos = 0;
     kiln_farm_t *farm = NULL;
     static char home_dir[4096];
@@ -129,6 +133,8 @@ int kiln_cmd_up(int argc, char **argv)
         {"labels", KILN_OPT_STRING, &fo.labels, "extra labels for the local workers"},
         {"label-alias", KILN_OPT_LIST, &aliases,
          "PATTERN=LABEL: runs-on PATTERN runs on workers labelled LABEL (repeatable)"},
+        {"actions-source", KILN_OPT_LIST, &action_sources,
+         "DIR or URL: where uses: OWNER/REPO@REF is fetched from (repeatable, in order)"},
         {"data-dir", KILN_OPT_STRING, &fo.data_dir, "where the farm keeps its state (~/.kiln)"},
         {"listen", KILN_OPT_STRING, &fo.listen, "coordinator endpoint (tcp://127.0.0.1:7420)"},
         {"vars", KILN_OPT_STRING, &fo.vars, "JSON file of configuration variables (vars)"},

@@ -394,7 +394,7 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
     }
     char ready_arg[16];
     snprintf(ready_arg, sizeof ready_arg, "%d", ready[1]);
-    char *coord_argv[24 + 2 * KILN_OPT_LIST_MAX] = {
+    char *coord_argv[24 + 4 * KILN_OPT_LIST_MAX] = {
         bin,   "--listen",   self->endpoint, "--redis",     rsock,          "--db",
         db,    "--key",      skey,           "--allow",     allow,          "--ready-fd",
         ready_arg, "--log-level", (char *)level};
@@ -402,6 +402,10 @@ int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts)
     for (size_t i = 0; opts->label_aliases && i < opts->label_aliases->n; i++) {
         coord_argv[n_arg++] = "--label-alias";
         coord_argv[n_arg++] = (char *)opts->label_aliases->items[i];
+    }
+    for (size_t i = 0; opts->action_sources && i < opts->action_sources->n; i++) {
+        coord_argv[n_arg++] = "--actions-source";
+        coord_argv[n_arg++] = (char *)opts->action_sources->items[i];
     }
     if (vars[0]) {
         coord_argv[n_arg++] = "--vars";

@@ -42,6 +42,7 @@ typedef struct {
     const char *log_level; /* for the daemons */
     const char *vars;      /* JSON file of configuration variables, or NULL */
     const kiln_opt_list_t *label_aliases; /* the coordinator's --label-alias, or NULL */
+    const kiln_opt_list_t *action_sources; /* the coordinator's --actions-source, or NULL */
 } kiln_farm_opts_t;
 
 int kiln_farm_start(kiln_farm_t **out, const kiln_farm_opts_t *opts);

@@ -60,6 +60,12 @@ void kiln_render_run_jobs(json_t *run)
                sha ? sha : "", json_is_true(json_object_get(src, "dirty")) ? " (work tree, --dirty)" : "",
                json_string_value(json_object_get(src, "url")));
     }
+    json_t *pin;
+    json_array_foreach(json_object_get(run, "actions"), i, pin) {
+        printf("action: %s -> %.12s  (%s)\n", json_string_value(json_object_get(pin, "uses")),
+               json_string_value(json_object_get(pin, "sha")),
+               json_string_value(json_object_get(pin, "url")));
+    }
     printf("\n%-24s  %-11s  %9s  %-14s  %s\n", "JOB", "STATE", "DURATION", "WORKER", "ATTEMPTS");
     json_array_foreach(json_object_get(run, "jobs"), i, job) {
         char dur[32];

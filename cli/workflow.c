@@ -134,7 +134,7 @@ int kiln_cli_parse(kiln_workflow_t **wf, const char *path, const char *text, siz
                    kiln_diags_t *diags)
 {
     kiln_loader_t loader;
-    kiln_loader_json(&loader, s_files);
+    kiln_loader_json(&loader, s_files, false);
     return kiln_workflow_parse(wf, path, text, len, &loader, diags);
 }
 

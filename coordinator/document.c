@@ -369,6 +369,14 @@ static int s_on_run(void *ctx, const kiln_history_run_rec_t *rec)
         if (shown && s_set(run, "source", shown) != 0)
             goto cleanup;
     }
+    /* The commits its remote actions resolved to, for an audit. */
+    if (rec->pins.ptr) {
+        json_t *pins = json_loadb(rec->pins.ptr, rec->pins.len, 0, NULL);
+        if (json_array_size(pins) && s_set(run, "actions", pins) != 0)
+            goto cleanup;
+        if (!json_array_size(pins))
+            json_decref(pins);
+    }
     if ((rc = kiln_history_jobs_each(c->history, rec->id, s_on_job, &jobs)) != 0)
         goto cleanup;
     rc = s_set(run, "jobs", jobs.jobs);

@@ -173,7 +173,12 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
         " ('failure', 'timed_out', 'infra_error', 'cancelled'))"
         " FROM runs r ORDER BY r.id DESC LIMIT ?1",
     [KILN_HISTORY_STMT_RUN_GET] =
-        "SELECT id, name, file, state, created_ms, finished_ms, source FROM runs WHERE id = ?1",
+        "SELECT id, name, file, state, created_ms, finished_ms, source,"
+        " (SELECT json_group_array(json_object('uses', substr(a.key, 6), 'url',"
+        "  json_extract(a.value, '$.url'), 'sha', json_extract(a.value, '$.sha')))"
+        "  FROM json_each(CASE WHEN json_valid(actions) THEN actions ELSE '{}' END) a"
+        "  WHERE a.key LIKE 'uses:%' AND json_extract(a.value, '$.sha') IS NOT NULL)"
+        " FROM runs WHERE id = ?1",
     [KILN_HISTORY_STMT_RUN_JOBS] =
         "SELECT job_id, name, state, attempt, worker, started_ms, finished_ms,"
         " needs, runs_on, outputs FROM jobs WHERE run_id = ?1 ORDER BY seq",

@@ -224,6 +224,9 @@ typedef struct {
     int64_t n_jobs;   /* kiln_history_runs_each only (0 from kiln_history_run_read) */
     int64_t n_failed; /* of those, jobs in failure, timed_out, infra_error, cancelled */
     kiln_history_text_t source; /* kiln_history_run_read only: the run's source (JSON) or NULL */
+    /* kiln_history_run_read only: the remote actions and workflows the run
+     * uses, as resolved ([{uses, url, sha}], JSON) */
+    kiln_history_text_t pins;
 } kiln_history_run_rec_t;
 
 typedef struct {

@@ -136,7 +136,8 @@ int kiln_history_run_read(kiln_history_t *self, int64_t run_id, kiln_history_run
         kiln_hdb_sql_error(self, "run %lld", (long long)run_id);
         goto cleanup;
     }
-    if (s_run_rec(stmt, &run) != 0 || s_col_text(stmt, 6, &run.source) != 0)
+    if (s_run_rec(stmt, &run) != 0 || s_col_text(stmt, 6, &run.source) != 0 ||
+        s_col_text(stmt, 7, &run.pins) != 0)
         goto cleanup;
     rc = fn(ctx, &run);
 cleanup:

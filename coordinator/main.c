@@ -21,6 +21,7 @@ int main(int argc, char **argv)
     int heartbeat = 0, lease = 0, attempts = 0, npos = 0, log_limit_mb = 0, log_window_kb = 0;
     int ready_fd = -1;
     kiln_opt_list_t aliases = {0};
+    kiln_opt_list_t action_sources = {0};
     kiln_server_config_defaults(&cfg);
     /* The history (run logs, outputs, audit) and its lock are the
      * operator's alone. */
@@ -37,6 +38,10 @@ int main(int argc, char **argv)
         {"label-alias", KILN_OPT_LIST, &aliases,
          "PATTERN=LABEL: jobs asking for PATTERN (a trailing * is a prefix) run on workers "
          "labelled LABEL; repeatable, first match wins, then ubuntu-*=linux"},
+        {"actions-source", KILN_OPT_LIST, &action_sources,
+         "DIR or URL: where uses: OWNER/REPO[/PATH]@REF is fetched from; a directory holding "
+         "OWNER/REPO git repositories, or a base URL under which OWNER/REPO is cloned; "
+         "repeatable, tried in order"},
         {"heartbeat-ms", KILN_OPT_INT, &heartbeat, "worker heartbeat interval (1000)"},
         {"lease-ms", KILN_OPT_INT, &lease, "a worker silent this long is lost (5000)"},
         {"max-attempts", KILN_OPT_INT, &attempts, "attempts per job on infrastructure failure (3)"},
@@ -74,6 +79,8 @@ int main(int argc, char **argv)
     kiln_log_init("coordinator", level);
     cfg.label_aliases = aliases.items;
     cfg.n_label_aliases = aliases.n;
+    cfg.action_sources = action_sources.items;
+    cfg.n_action_sources = action_sources.n;
     if (heartbeat)
         cfg.heartbeat_ms = heartbeat;
     if (lease)

@@ -113,7 +113,7 @@ int kiln_models_parse(kiln_models_t *self, const char *file, const char *text, s
         return -1;
     }
     kiln_loader_t loader;
-    kiln_loader_json(&loader, files);
+    kiln_loader_json(&loader, files, true);
     size_t first = diags->n;
     int rc = kiln_workflow_parse(&m->wf, file, text, len, &loader, diags);
     if (rc != 0) {

@@ -7,6 +7,7 @@
  */
 #include "coordinator/coord.h"
 #include "coordinator/source.h"
+#include "lang/parse.h"
 #include "lang/trigger.h"
 
 #include <stdio.h>
@@ -331,6 +332,56 @@ void kiln_proto_client_pending_free(void *p)
     free(pending);
 }
 
+/* A submitted file whose remote actions the fetching thread resolves
+ * first (kiln_proto_client_on_source submits it then). files and source
+ * stay the caller's. */
+static void s_on_submit_actions(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                                const Kiln__Request *req, const char *client, json_t *files,
+                                json_t *source)
+{
+    kiln_source_job_t *job = calloc(1, sizeof *job);
+    s_pending_t *pending = calloc(1, sizeof *pending);
+    const char *file = req->workflow_file[0] ? req->workflow_file : "workflow.yml";
+    if (!job || !pending || !self->source) {
+        kiln_proto_client_reply(self, msg, req->request_id, -1,
+                                self->source ? "coordinator out of memory"
+                                             : "this coordinator resolves no remote actions",
+                                0, NULL);
+        goto fail;
+    }
+    pending->msg = *msg;
+    pending->msg.env = NULL;
+    snprintf(pending->client, sizeof pending->client, "%s", client);
+    snprintf(pending->peer_key, sizeof pending->peer_key, "%s", self->peer_key);
+    pending->req_len = kiln__request__get_packed_size(req);
+    pending->req = malloc(pending->req_len ? pending->req_len : 1);
+    job->yaml = malloc(req->workflow_yaml.len + 1);
+    job->yaml_len = req->workflow_yaml.len;
+    job->files = json_deep_copy(files);
+    job->paths = json_pack("[s]", file);
+    job->source = source ? json_incref(source) : NULL;
+    if (!pending->req || !job->yaml || !job->files || !job->paths) {
+        kiln_proto_client_reply(self, msg, req->request_id, -1, "coordinator out of memory", 0,
+                                NULL);
+        goto fail;
+    }
+    memcpy(job->yaml, req->workflow_yaml.data, req->workflow_yaml.len);
+    job->yaml[job->yaml_len] = '\0';
+    kiln__request__pack(req, pending->req);
+    job->caller = pending;
+    if (kiln_source_ask(self->source, job) != 0) {
+        kiln_proto_client_reply(self, msg, req->request_id, KILN_EAGAIN, kiln_error_last(), 0,
+                                NULL);
+        goto fail;
+    }
+    return;
+fail:
+    kiln_proto_client_pending_free(pending);
+    if (job)
+        job->caller = NULL;
+    kiln_source_job_free(&job);
+}
+
 static void s_on_submit_repo(kiln_server_t *self, const kiln_transport_msg_t *msg,
                              const Kiln__Request *req, const char *client)
 {
@@ -411,6 +462,19 @@ void kiln_proto_client_on_source(kiln_server_t *self, kiln_source_job_t *job)
                                 job->rc == KILN_EINVAL ? KILN_EINVAL : KILN_EINFRA, why, 0, NULL);
         goto cleanup;
     }
+    if (!job->url) {
+        /* A submitted file, its remote actions resolved: answered as a
+         * file's submission is. */
+        int64_t run_id = 0;
+        char *note = NULL;
+        const char *path = json_string_value(json_array_get(job->paths, 0));
+        int code = s_submit_one(self, &pending->msg, req, pending->client, path, job->yaml,
+                                job->yaml_len, job->files, job->source, false, NULL, &run_id,
+                                &note);
+        kiln_proto_client_reply(self, &pending->msg, req->request_id, code, note, run_id, NULL);
+        free(note);
+        goto cleanup;
+    }
     bool by_event = req->n_workflows == 0;
     size_t i;
     json_t *p;
@@ -473,13 +537,30 @@ static void s_on_submit(kiln_server_t *self, const kiln_transport_msg_t *msg,
         return;
     }
     const char *file = req->workflow_file[0] ? req->workflow_file : "workflow.yml";
-    json_t *files = json_object(), *source = NULL;
+    json_t *files = json_object(), *source = NULL, *remote = json_array();
     char *text = NULL, why[512];
     int64_t run_id = 0;
-    for (size_t i = 0; files && i < req->n_actions && i < KILN_WF_MAX_ACTIONS; i++)
-        json_object_set_new(files, req->actions[i]->key, json_string(req->actions[i]->value));
+    for (size_t i = 0; files && i < req->n_actions && i < KILN_WF_MAX_ACTIONS; i++) {
+        /* "uses:" entries are the coordinator's own to fill. */
+        if (strncmp(req->actions[i]->key, "uses:", 5) != 0)
+            json_object_set_new(files, req->actions[i]->key, json_string(req->actions[i]->value));
+    }
     if (req->source && req->source->url[0] && !(source = s_source_json(req->source, why, sizeof why))) {
         kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL, why, 0, NULL);
+        goto cleanup;
+    }
+    /* Actions of other repositories come from the action sources, on the
+     * fetching thread; the run is submitted when they are in. */
+    if (remote && req->workflow_yaml.len <= KILN_WF_MAX_BYTES) {
+        const char *k;
+        json_t *v;
+        kiln_workflow_remote_uses((const char *)req->workflow_yaml.data, req->workflow_yaml.len,
+                                  remote);
+        json_object_foreach(files, k, v) kiln_workflow_remote_uses(
+            json_string_value(v), json_string_length(v), remote);
+    }
+    if (json_array_size(remote)) {
+        s_on_submit_actions(self, msg, req, client, files, source);
         goto cleanup;
     }
     int code = s_submit_one(self, msg, req, client, file, (const char *)req->workflow_yaml.data,
@@ -489,6 +570,7 @@ cleanup:
     free(text);
     json_decref(files);
     json_decref(source);
+    json_decref(remote);
 }
 
 static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,

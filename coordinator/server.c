@@ -480,7 +480,7 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     char *slash = strrchr(mirrors, '/');
     snprintf(slash ? slash + 1 : mirrors, sizeof mirrors - (size_t)(slash ? slash + 1 - mirrors : 0),
              "mirrors");
-    if ((rc = kiln_source_new(&self->source, mirrors)) != 0)
+    if ((rc = kiln_source_new(&self->source, mirrors, cfg->action_sources, cfg->n_action_sources)) != 0)
         goto cleanup;
     /* Every connection is a file descriptor: take all the kernel allows,
      * so a burst of half-open connections cannot starve real peers. */

@@ -33,6 +33,9 @@ typedef struct {
      * before the default KILN_SERVER_DEFAULT_ALIAS. */
     const char *const *label_aliases;
     size_t n_label_aliases;
+    /* Where uses: OWNER/REPO@REF is looked for, in order (source.h). */
+    const char *const *action_sources;
+    size_t n_action_sources;
     int heartbeat_ms;             /* expected worker heartbeat interval */
     int lease_ms;                 /* a worker silent this long is lost */
     unsigned max_attempts;        /* attempts per job for infrastructure failures */

@@ -9,6 +9,7 @@
 #include "coordinator/source.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -39,6 +40,8 @@ struct kiln_source {
     size_t busy; /* taken by the thread, not yet answered */
     int efd;
     char mirror_dir[4096];
+    char *action_sources[KILN_SOURCE_ACTION_SOURCES_MAX];
+    size_t n_action_sources;
 };
 
 void kiln_source_job_free(kiln_source_job_t **job_p)
@@ -46,6 +49,7 @@ void kiln_source_job_free(kiln_source_job_t **job_p)
     kiln_source_job_t *job = *job_p;
     if (!job)
         return;
+    free(job->yaml);
     free(job->url);
     free(job->ref);
     free(job->before);
@@ -241,6 +245,178 @@ static json_t *s_changed(git_repository *repo, const git_oid *from, const git_oi
     return c.paths;
 }
 
+/* ----------------------------------------------------- remote actions */
+
+/* Where OWNER/REPO is in one action source: a repository under a
+ * directory, or the URL under a base. Returns false (why set) when a
+ * directory source has no such repository. */
+static bool s_source_url(const char *src, const kiln_uses_ref_t *r, char *url, size_t cap,
+                         char *why, size_t why_cap)
+{
+    if (strstr(src, "://")) {
+        size_t n = strlen(src);
+        while (n && src[n - 1] == '/')
+            n--;
+        snprintf(url, cap, "%.*s/%s/%s", (int)n, src, r->owner, r->repo);
+        return true;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        struct stat st;
+        snprintf(url, cap, "%s/%s/%s%s", src, r->owner, r->repo, i ? ".git" : "");
+        if (stat(url, &st) == 0 && S_ISDIR(st.st_mode))
+            return true;
+    }
+    snprintf(why, why_cap, "%s/%s/%s: no such repository", src, r->owner, r->repo);
+    return false;
+}
+
+/* One remote uses:, resolved against the sources in order into
+ * {text, url, sha, file}, or {error} naming every source tried. fetched
+ * holds the URLs fetched for this job already (each is fetched once). */
+static json_t *s_resolve_one(kiln_source_t *self, const char *uses, const char *kind,
+                             json_t *fetched)
+{
+    kiln_uses_ref_t r;
+    char tried[2048] = "", why[1200];
+    size_t used = 0;
+    if (kiln_uses_remote(uses, &r) != 0)
+        return json_pack("{s:s}", "error", "it names no action (owner/repo[/path]@ref)");
+    if (self->n_action_sources == 0)
+        return json_pack("{s:s}", "error",
+                         "the farm has no action sources (--actions-source DIR or URL, on "
+                         "kiln-coordinator, kiln up or kiln run); Kiln fetches actions of other "
+                         "repositories only from them");
+    bool is_wf = strcmp(kind, "workflow") == 0;
+    for (size_t i = 0; i < self->n_action_sources; i++) {
+        char url[KILN_GITSRC_URL_MAX], full[KILN_GITSRC_REF_MAX];
+        kiln_gitsrc_t *m = NULL;
+        git_oid commit;
+        why[0] = '\0';
+        if (s_source_url(self->action_sources[i], &r, url, sizeof url, why, sizeof why)) {
+            /* A tag or branch may have moved: fetched once per submission;
+             * a commit the mirror has is not. */
+            bool again = !json_object_get(fetched, url);
+            kiln_gitsrc_stats_t st = {0};
+            int rc = kiln_gitsrc_open(&m, self->mirror_dir, url);
+            if (rc == 0)
+                rc = kiln_gitsrc_want(m, r.ref, again, NULL, &commit, full, sizeof full, &st);
+            if (st.fetched) {
+                json_object_set_new(fetched, url, json_true());
+                kiln_log_info("fetched the action repository %s: %u objects, %llu bytes", url,
+                              st.objects, (unsigned long long)st.bytes);
+            }
+            if (rc == 0) {
+                static const char *names[] = {"action.yml", "action.yaml"};
+                char file[1200], *text = NULL;
+                size_t len = 0;
+                int fr = KILN_ENOTFOUND;
+                for (size_t k = 0; k < (is_wf ? 1 : 2) && fr == KILN_ENOTFOUND; k++) {
+                    if (is_wf)
+                        snprintf(file, sizeof file, "%s", r.path);
+                    else
+                        snprintf(file, sizeof file, "%s%s%s", r.path, r.path[0] ? "/" : "",
+                                 names[k]);
+                    fr = kiln_gitsrc_read(m, &commit, file,
+                                          is_wf ? KILN_WF_MAX_BYTES : KILN_WF_MAX_ACTION_BYTES,
+                                          &text, &len);
+                }
+                json_t *out = NULL;
+                char sha[GIT_OID_HEXSZ + 1];
+                git_oid_tostr(sha, sizeof sha, &commit);
+                if (fr == 0) {
+                    out = json_pack("{s:s%, s:s, s:s, s:s}", "text", text, len, "url", url, "sha",
+                                    sha, "file", file);
+                } else {
+                    /* The repository and ref are there: the first source
+                     * that has them is the action's, as an override is. */
+                    char e[1600];
+                    if (fr == KILN_ENOTFOUND)
+                        snprintf(e, sizeof e, "%s at %s (%.12s) has no %s%s", url, r.ref, sha,
+                                 is_wf ? "" : r.path[0] ? r.path : "",
+                                 is_wf ? file : r.path[0] ? "/action.yml" : "action.yml");
+                    else
+                        snprintf(e, sizeof e, "%s at %.12s: %s", url, sha, kiln_error_last());
+                    out = json_pack("{s:s}", "error", e);
+                }
+                free(text);
+                git_error_clear();
+                kiln_gitsrc_destroy(&m);
+                if (!out)
+                    return json_pack("{s:s}", "error", "its text is not UTF-8");
+                return out;
+            }
+            snprintf(why, sizeof why, "%s", kiln_error_last());
+            kiln_gitsrc_destroy(&m);
+            git_error_clear();
+        }
+        int w = snprintf(tried + used, sizeof tried - used, "%s%s", used ? "; " : "", why);
+        if (w > 0)
+            used = (size_t)w >= sizeof tried - used ? sizeof tried - 1 : used + (size_t)w;
+    }
+    char e[2300];
+    snprintf(e, sizeof e, "not found in the farm's action sources (tried: %s)", tried);
+    return json_pack("{s:s}", "error", e);
+}
+
+/* Every remote uses: of the texts in job->files (and job->yaml), and of
+ * the remote actions and workflows they bring, into job->files. */
+static int s_resolve_remote(kiln_source_t *self, kiln_source_job_t *job)
+{
+    json_t *queue = json_array(), *fetched = json_object();
+    const char *key;
+    json_t *v;
+    int rc = -1;
+    if (!queue || !fetched) {
+        kiln_error_set("out of memory");
+        goto cleanup;
+    }
+    if (job->yaml)
+        kiln_workflow_remote_uses(job->yaml, job->yaml_len, queue);
+    json_object_foreach(job->files, key, v) {
+        if (json_is_string(v))
+            kiln_workflow_remote_uses(json_string_value(v), json_string_length(v), queue);
+    }
+    for (size_t i = 0; i < json_array_size(queue); i++) {
+        json_t *use = json_array_get(queue, i);
+        const char *uses = json_string_value(json_object_get(use, "uses"));
+        const char *kind = json_string_value(json_object_get(use, "kind"));
+        char k[1100];
+        snprintf(k, sizeof k, "uses:%s", uses);
+        if (json_object_get(job->files, k))
+            continue;
+        if (i >= KILN_WF_MAX_ACTIONS) {
+            kiln_error_set("the run uses more than %d actions and workflows of other repositories",
+                           KILN_WF_MAX_ACTIONS);
+            job->rc = KILN_EINVAL;
+            goto cleanup;
+        }
+        json_t *got = s_resolve_one(self, uses, kind, fetched);
+        if (!got) {
+            kiln_error_set("out of memory");
+            goto cleanup;
+        }
+        json_t *text = json_object_get(got, "text");
+        if (json_is_string(text))
+            kiln_workflow_remote_uses(json_string_value(text), json_string_length(text), queue);
+        json_object_set_new(job->files, k, got);
+    }
+    rc = 0;
+cleanup:
+    json_decref(queue);
+    json_decref(fetched);
+    return rc;
+}
+
+/* A submitted file's remote actions only. */
+static void s_serve_actions(kiln_source_t *self, kiln_source_job_t *job)
+{
+    job->rc = -1;
+    if (s_resolve_remote(self, job) == 0)
+        job->rc = 0;
+    if (job->rc != 0)
+        snprintf(job->error, sizeof job->error, "%s", kiln_error_last());
+}
+
 static void s_serve(kiln_source_t *self, kiln_source_job_t *job)
 {
     kiln_gitsrc_t *m = NULL;
@@ -340,7 +516,7 @@ static void s_serve(kiln_source_t *self, kiln_source_job_t *job)
     } else if (s_list_workflows(m, &commit, job->paths) != 0) {
         goto cleanup;
     }
-    if (s_gather(m, &commit, job) != 0)
+    if (s_gather(m, &commit, job) != 0 || s_resolve_remote(self, job) != 0)
         goto cleanup;
     job->rc = 0;
 cleanup:
@@ -363,7 +539,10 @@ static void *s_thread(void *arg)
         memmove(self->asked, self->asked + 1, --self->n_asked * sizeof *self->asked);
         self->busy++;
         pthread_mutex_unlock(&self->mu);
-        s_serve(self, job);
+        if (job->url)
+            s_serve(self, job);
+        else
+            s_serve_actions(self, job);
         pthread_mutex_lock(&self->mu);
         self->busy--;
         self->done[self->n_done++] = job;
@@ -377,7 +556,8 @@ static void *s_thread(void *arg)
 
 /* ------------------------------------------------------- on the loop */
 
-int kiln_source_new(kiln_source_t **out, const char *mirror_dir)
+int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
+                    const char *const *action_sources, size_t n_action_sources)
 {
     kiln_source_t *self = calloc(1, sizeof *self);
     *out = NULL;
@@ -388,6 +568,31 @@ int kiln_source_new(kiln_source_t **out, const char *mirror_dir)
     self->efd = -1;
     pthread_mutex_init(&self->mu, NULL);
     pthread_cond_init(&self->cv, NULL);
+    int rc = -1;
+    if (n_action_sources > KILN_SOURCE_ACTION_SOURCES_MAX) {
+        kiln_error_set("more than %d --actions-source", KILN_SOURCE_ACTION_SOURCES_MAX);
+        rc = KILN_EINVAL;
+        goto fail;
+    }
+    for (size_t i = 0; i < n_action_sources; i++) {
+        const char *src = action_sources[i];
+        char dir[PATH_MAX];
+        struct stat st;
+        /* A directory by its absolute path: mirrors are named by it. */
+        if (!strstr(src, "://") && (stat(src, &st) != 0 || !S_ISDIR(st.st_mode) ||
+                                    !realpath(src, dir))) {
+            kiln_error_set("--actions-source %s: not a directory (a directory of OWNER/REPO "
+                           "repositories, or a base URL such as https://host)",
+                           src);
+            rc = KILN_EINVAL;
+            goto fail;
+        }
+        if (!(self->action_sources[i] = strdup(strstr(src, "://") ? src : dir))) {
+            kiln_error_set("out of memory");
+            goto fail;
+        }
+        self->n_action_sources++;
+    }
     snprintf(self->mirror_dir, sizeof self->mirror_dir, "%s", mirror_dir);
     if (mkdir(mirror_dir, 0700) != 0 && errno != EEXIST) {
         kiln_error_errno("cannot make the mirror directory %s", mirror_dir);
@@ -416,7 +621,7 @@ int kiln_source_new(kiln_source_t **out, const char *mirror_dir)
     return 0;
 fail:
     kiln_source_destroy(&self, NULL);
-    return -1;
+    return rc;
 }
 
 void kiln_source_destroy(kiln_source_t **self_p, void (*free_caller)(void *))
@@ -445,6 +650,8 @@ void kiln_source_destroy(kiln_source_t **self_p, void (*free_caller)(void *))
         close(self->efd);
     pthread_mutex_destroy(&self->mu);
     pthread_cond_destroy(&self->cv);
+    for (size_t i = 0; i < self->n_action_sources; i++)
+        free(self->action_sources[i]);
     if (self->git_ready)
         git_libgit2_shutdown();
     free(self);

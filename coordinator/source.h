@@ -23,11 +23,17 @@
 #define KILN_SOURCE_BYTES_MAX (8 * 1024 * 1024)
 /* Changed files a paths filter looks at; past it, filters let it run. */
 #define KILN_SOURCE_PATHS_MAX 3000
+/* Action sources a coordinator takes. */
+#define KILN_SOURCE_ACTION_SOURCES_MAX 16
 
 typedef struct kiln_source kiln_source_t;
 
 typedef struct {
-    /* Asked: */
+    /* Asked: a repository's commit (url set), or only the remote actions
+     * of a submitted file (url NULL: yaml and the files it brings given;
+     * the remote ones are added to files). */
+    char *yaml;
+    size_t yaml_len;
     char *url, *ref, *before;
     char *base, *action; /* a pull request's base branch ("" for a push) and type */
     unsigned number;     /* a pull request's number */
@@ -38,12 +44,18 @@ typedef struct {
     char error[1024];
     json_t *source;    /* url, repository, ref, sha, server_url, default_branch, commit_* */
     json_t *paths;     /* the workflows to consider, in order */
-    json_t *files;     /* path -> text: the workflows and the local files they use */
+    json_t *files;     /* path -> text: the workflows and the local files they use;
+                        * "uses:<uses>" -> {text, url, sha, file} or {error}: the remote
+                        * actions and workflows they use (lang/parse.h) */
     json_t *changed;   /* the files the push or pull request changed, or NULL: unknown */
 } kiln_source_job_t;
 
-/* Starts the fetching thread; mirror_dir is made if missing. */
-int kiln_source_new(kiln_source_t **out, const char *mirror_dir);
+/* Starts the fetching thread; mirror_dir is made if missing. Remote
+ * actions (uses: OWNER/REPO[/PATH]@REF) are looked for in the action
+ * sources in order: a directory holding OWNER/REPO (or OWNER/REPO.git)
+ * git repositories, or a base URL under which OWNER/REPO is fetched. */
+int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
+                    const char *const *action_sources, size_t n_action_sources);
 /* Stops the thread (a fetch under way is waited for) and frees what is
  * left, calling free_caller on each job's caller. */
 void kiln_source_destroy(kiln_source_t **self_p, void (*free_caller)(void *));

@@ -1,4 +1,5 @@
-/* call.c: local reusable workflows (`jobs.<id>.uses: ./.github/workflows/x.yml`).
+/* call.c: reusable workflows (`jobs.<id>.uses: ./.github/workflows/x.yml`,
+ * or OWNER/REPO/.github/workflows/x.yml@REF from the farm's action sources).
  *
  * The called workflow comes through the host's loader and is parsed like
  * any workflow, with a context of its own whose problems are reported at the
@@ -46,27 +47,57 @@ void kiln_parse_call(kiln_parse_t *ctx, kiln_job_t *job, const knode_t *uses_nod
     char who[KILN_PARSE_WHO_MAX];
     snprintf(who, sizeof who, "job '%.*s'", s_q(job->id), job->id);
     const char *uses = job->uses;
-    if (strncmp(uses, "./", 2) != 0) {
-        /* GitHub accepts it; Kiln cannot fetch it yet. The rest of the
-         * workflow runs and this job fails, saying why. */
-        char why[KILN_PARSE_WHO_MAX + 160];
-        snprintf(why, sizeof why,
-                 "it calls '%.*s': remote reusable workflows are not supported yet (only "
-                 "./.github/workflows/ ones)",
-                 s_q(uses), uses);
-        job->unsupported = kiln_parse_strdup(ctx, why);
-        kiln_parse_warn(ctx, uses_node, "%s: %s", who, why);
-        return;
-    }
-    char *path = kiln_workflow_local_path(uses);
-    if (!path || strncmp(path, ".github/workflows/", 18) != 0 ||
-        !(s_ends_with(path, ".yml") || s_ends_with(path, ".yaml"))) {
-        kiln_parse_error(ctx, uses_node,
-                         "%s uses '%.*s': a reusable workflow is a .yml or .yaml file under "
-                         "./.github/workflows/",
-                         who, s_q(uses), uses);
-        free(path);
-        return;
+    char *path = NULL;
+    const char *text = NULL;
+    size_t len = 0;
+    kiln_uses_ref_t ref;
+    kiln_remote_t rm = {0};
+    bool remote = strncmp(uses, "./", 2) != 0;
+    if (remote) {
+        size_t n = 0;
+        if (kiln_uses_remote(uses, &ref) != 0 || (n = strlen(ref.path)) == 0 ||
+            strncmp(ref.path, ".github/workflows/", 18) != 0 ||
+            !(s_ends_with(ref.path, ".yml") || s_ends_with(ref.path, ".yaml"))) {
+            kiln_parse_error(ctx, uses_node,
+                             "%s uses '%.*s': a reusable workflow is ./.github/workflows/X.yml "
+                             "or OWNER/REPO/.github/workflows/X.yml@REF",
+                             who, s_q(uses), uses);
+            return;
+        }
+        /* The host that holds the action sources checks it (see parse.h);
+         * a model made without them never runs the call. */
+        if (!ctx->loader || !ctx->loader->remote) {
+            char why[KILN_PARSE_WHO_MAX + 160];
+            snprintf(why, sizeof why,
+                     "it calls '%.*s', which only a coordinator with action sources resolves",
+                     s_q(uses), uses);
+            job->unsupported = kiln_parse_strdup(ctx, why);
+            return;
+        }
+        if (ctx->loader->remote(ctx->loader->ctx, uses, &rm) != 0 || !rm.text) {
+            kiln_parse_error(ctx, uses_node, "%s uses '%.*s': %s", who, s_q(uses), uses,
+                             rm.error ? rm.error : "it cannot be resolved");
+            return;
+        }
+        size_t cap = strlen(uses) + 64;
+        if (!(path = malloc(cap))) {
+            ctx->oom = true;
+            return;
+        }
+        snprintf(path, cap, "%s/%s@%.12s:%s", ref.owner, ref.repo, rm.sha, ref.path);
+        text = rm.text;
+        len = rm.len;
+    } else {
+        path = kiln_workflow_local_path(uses);
+        if (!path || strncmp(path, ".github/workflows/", 18) != 0 ||
+            !(s_ends_with(path, ".yml") || s_ends_with(path, ".yaml"))) {
+            kiln_parse_error(ctx, uses_node,
+                             "%s uses '%.*s': a reusable workflow is a .yml or .yaml file under "
+                             "./.github/workflows/",
+                             who, s_q(uses), uses);
+            free(path);
+            return;
+        }
     }
     if (ctx->call_depth >= KILN_WF_MAX_CALL_DEPTH) {
         kiln_parse_error(ctx, uses_node, "%s: reusable workflows nest deeper than %d levels", who,
@@ -80,9 +111,9 @@ void kiln_parse_call(kiln_parse_t *ctx, kiln_job_t *job, const knode_t *uses_nod
         free(path);
         return;
     }
-    size_t len = 0;
-    const char *text =
-        ctx->loader ? ctx->loader->read(ctx->loader->ctx, KILN_LOAD_WORKFLOW, path, &len) : NULL;
+    if (!remote)
+        text = ctx->loader ? ctx->loader->read(ctx->loader->ctx, KILN_LOAD_WORKFLOW, path, &len)
+                           : NULL;
     if (!text) {
         kiln_parse_error(ctx, uses_node, "%s uses '%.*s': the repository has no such file", who,
                          s_q(uses), uses);

@@ -1,5 +1,6 @@
-/* composite.c: local composite actions (`uses: ./path`) expanded into the
- * steps of the job that uses them.
+/* composite.c: composite actions (`uses: ./path`, or OWNER/REPO[/PATH]@REF
+ * as the farm's action sources resolved it) expanded into the steps of the
+ * job that uses them.
  *
  * The action's action.yml comes through the host's loader. Its steps take
  * the place of the uses: step, each carrying the stack of its actions'
@@ -7,7 +8,9 @@
  * to the inputs of the action around it) and, on each action's last step,
  * its outputs. Problems in an action file are reported at the uses: step,
  * quoting the action file's own line; an action used by several jobs is
- * reported once (the diagnostics list drops repeats).
+ * reported once (the diagnostics list drops repeats). A remote action's
+ * steps follow a built-in step that puts its commit's files on the worker,
+ * as GitHub's runner downloads an action before the job.
  */
 #include "lang/parse_int.h"
 
@@ -18,17 +21,78 @@
 #include "lang/expr.h"
 
 
+/* A step of another repository's action, which the loader can resolve. */
+static bool s_remote_step(const kiln_parse_t *ctx, const kiln_step_t *st)
+{
+    kiln_uses_ref_t ref;
+    return st->uses && !st->builtin && ctx->loader && ctx->loader->remote &&
+           kiln_uses_remote(st->uses, &ref) == 0;
+}
+
+/* The step that puts a remote action's files where its steps find them
+ * (GITHUB_ACTION_PATH), as GitHub's runner downloads them first. */
+static bool s_download_step(kiln_parse_t *ctx, const kiln_step_t *uses_step,
+                            const kiln_uses_ref_t *ref, const kiln_remote_t *rm, kiln_step_t *out)
+{
+    char name[1400], dir[600];
+    snprintf(name, sizeof name, "Download action repository '%s' (SHA:%s)", uses_step->uses,
+             rm->sha);
+    snprintf(dir, sizeof dir, "%s/%s/%s", ref->owner, ref->repo, rm->sha);
+    memset(out, 0, sizeof *out);
+    out->name = kiln_parse_strdup(ctx, name);
+    out->builtin = "action";
+    out->with = json_pack("{s:s, s:s, s:s, s:s}", "repository", rm->url, "sha", rm->sha,
+                          "dir", dir, "uses", uses_step->uses);
+    out->line = uses_step->line;
+    out->col = uses_step->col;
+    if (!out->name || !out->with) {
+        ctx->oom = true;
+        kiln_step_clear(out);
+        return false;
+    }
+    return true;
+}
+
 static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *uses_step,
                          kiln_step_t **out, size_t *n_out, int depth)
 {
-    char *path = kiln_workflow_local_path(uses_step->uses);
+    bool remote = strncmp(uses_step->uses, "./", 2) != 0;
+    kiln_uses_ref_t ref;
+    kiln_remote_t rm = {0};
+    char *path = NULL, afile[1400];
     size_t text_len = 0;
-    const char *text = path && ctx->loader
-                           ? ctx->loader->read(ctx->loader->ctx, KILN_LOAD_ACTION, path, &text_len)
-                           : NULL;
+    const char *text = NULL;
     char who[300];
     snprintf(who, sizeof who, "step '%.*s' of job '%.*s'", s_q(uses_step->name), uses_step->name,
              s_q(job->id), job->id);
+    if (remote) {
+        /* Its files are the worker's copy of the commit it resolved to
+         * ("@actions/OWNER/REPO/SHA[/PATH]", see worker/job.c). */
+        kiln_uses_remote(uses_step->uses, &ref);
+        if (ctx->loader->remote(ctx->loader->ctx, uses_step->uses, &rm) != 0 || !rm.text) {
+            kiln_parse_error_at(ctx, uses_step->line, uses_step->col, "%s uses '%.*s': %s", who,
+                                s_q(uses_step->uses), uses_step->uses,
+                                rm.error ? rm.error : "it cannot be resolved");
+            return false;
+        }
+        text = rm.text;
+        text_len = rm.len;
+        size_t cap = strlen(ref.owner) + strlen(ref.repo) + strlen(rm.sha) + strlen(ref.path) + 16;
+        if (!(path = malloc(cap))) {
+            ctx->oom = true;
+            return false;
+        }
+        snprintf(path, cap, "@actions/%s/%s/%s%s%s", ref.owner, ref.repo, rm.sha,
+                 ref.path[0] ? "/" : "", ref.path);
+        snprintf(afile, sizeof afile, "%s/%s@%.12s:%s", ref.owner, ref.repo, rm.sha, rm.file);
+    } else {
+        path = kiln_workflow_local_path(uses_step->uses);
+        text = path && ctx->loader
+                   ? ctx->loader->read(ctx->loader->ctx, KILN_LOAD_ACTION, path, &text_len)
+                   : NULL;
+        if (path)
+            snprintf(afile, sizeof afile, "%s/action.yml", path);
+    }
     if (!path) {
         kiln_parse_error_at(ctx, uses_step->line, uses_step->col,
                             "%s uses '%.*s': the path leaves the repository", who,
@@ -56,8 +120,6 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
     /* The action's own problems go to a list of their own, then are reported
      * at the uses: step with the action file's line. */
     kiln_diags_t adiags, *saved = ctx->diags;
-    char afile[600];
-    snprintf(afile, sizeof afile, "%s/action.yml", path);
     kiln_diags_init(&adiags, afile);
     ctx->diags = &adiags;
     kiln_yaml_t *tree = NULL;
@@ -93,8 +155,19 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
             steps = kiln_yaml_res(runs->items[i + 1]);
     }
     if (!using || using->kind != KILN_YAML_SCALAR || strcmp(using->value, "composite") != 0) {
-        kiln_parse_error_at(ctx, runs ? runs->line : 1, runs ? runs->col : 1,
-                   "only composite actions (runs.using: composite) can be used");
+        const char *u = using && using->kind == KILN_YAML_SCALAR ? using->value : "";
+        if (strncmp(u, "node", 4) == 0)
+            kiln_parse_error_at(ctx, using->line, using->col,
+                                "a JavaScript action (runs.using: %.20s); Kiln runs composite "
+                                "actions and does not run JavaScript actions yet",
+                                u);
+        else if (strcmp(u, "docker") == 0)
+            kiln_parse_error_at(ctx, using->line, using->col,
+                                "a Docker action (runs.using: docker); Kiln does not run Docker "
+                                "actions yet");
+        else
+            kiln_parse_error_at(ctx, runs ? runs->line : 1, runs ? runs->col : 1,
+                                "only composite actions (runs.using: composite) can be used");
         goto report;
     }
     if (!steps || steps->kind != KILN_YAML_SEQ || steps->n == 0) {
@@ -199,6 +272,19 @@ report:
                                         0));
         *out = tmp.steps;
         *n_out = tmp.n_steps;
+        if (remote) {
+            kiln_step_t *grown = realloc(tmp.steps, (tmp.n_steps + 1) * sizeof *grown);
+            if (!grown) {
+                ctx->oom = true;
+                ok = false;
+            } else {
+                memmove(grown + 1, grown, tmp.n_steps * sizeof *grown);
+                *out = grown;
+                *n_out = tmp.n_steps + 1;
+                if (!s_download_step(ctx, uses_step, &ref, &rm, &grown[0]))
+                    ok = false;
+            }
+        }
     } else {
         *out = tmp.steps;
         *n_out = tmp.n_steps;
@@ -215,7 +301,8 @@ void kiln_parse_composite(kiln_parse_t *ctx, kiln_job_t *job, int depth)
 {
     bool any = false;
     for (size_t i = 0; i < job->n_steps; i++)
-        any = any || (job->steps[i].uses && strncmp(job->steps[i].uses, "./", 2) == 0);
+        any = any || (job->steps[i].uses && strncmp(job->steps[i].uses, "./", 2) == 0) ||
+              s_remote_step(ctx, &job->steps[i]);
     if (!any)
         return;
     size_t cap = job->n_steps, n = 0;
@@ -226,7 +313,7 @@ void kiln_parse_composite(kiln_parse_t *ctx, kiln_job_t *job, int depth)
     }
     for (size_t i = 0; i < job->n_steps && !ctx->oom; i++) {
         kiln_step_t *st = &job->steps[i];
-        if (!st->uses || strncmp(st->uses, "./", 2) != 0) {
+        if (!st->uses || (strncmp(st->uses, "./", 2) != 0 && !s_remote_step(ctx, st))) {
             steps[n++] = *st;
             memset(st, 0, sizeof *st);
             continue;

@@ -917,8 +917,36 @@ static const char *s_json_read(void *ctx, kiln_load_kind_t kind, const char *pat
     return json_string_value(v);
 }
 
-void kiln_loader_json(kiln_loader_t *out, const json_t *files)
+static int s_json_remote(void *ctx, const char *uses, kiln_remote_t *out)
+{
+    char key[1100];
+    snprintf(key, sizeof key, "uses:%s", uses);
+    json_t *v = json_object_get((const json_t *)ctx, key);
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(v)) {
+        out->error = "the farm did not resolve it (no action sources reached)";
+        return 0;
+    }
+    json_t *text = json_object_get(v, "text");
+    if (json_is_string(text)) {
+        out->text = json_string_value(text);
+        out->len = json_string_length(text);
+        out->url = json_string_value(json_object_get(v, "url"));
+        out->sha = json_string_value(json_object_get(v, "sha"));
+        out->file = json_string_value(json_object_get(v, "file"));
+    }
+    if (!out->text || !out->url || !out->sha || !out->file) {
+        out->text = NULL;
+        out->error = json_string_value(json_object_get(v, "error"));
+        if (!out->error)
+            out->error = "its resolution is incomplete";
+    }
+    return 0;
+}
+
+void kiln_loader_json(kiln_loader_t *out, const json_t *files, bool remote)
 {
     out->read = s_json_read;
+    out->remote = remote ? s_json_remote : NULL;
     out->ctx = (void *)files;
 }

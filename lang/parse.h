@@ -14,6 +14,7 @@
 #define KILN_PARSE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "lang/diag.h"
@@ -24,18 +25,50 @@ typedef enum {
     KILN_LOAD_WORKFLOW = 2, /* path: the workflow file (".github/workflows/build.yml") */
 } kiln_load_kind_t;
 
+/* A remote `uses:` as the host resolved it: the action's action.yml (or
+ * the called workflow) read from `sha` of the repository at `url`; or
+ * `error` saying why it could not be (every source tried). */
+typedef struct {
+    const char *text;
+    size_t len;
+    const char *url, *sha, *file;
+    const char *error;
+} kiln_remote_t;
+
 /* Answers with the text of a repository file (borrowed until the parse
  * returns; *len its length), or NULL when there is none. Paths are
- * normalised and relative to the repository root, with no "..". */
+ * normalised and relative to the repository root, with no "..".
+ * remote answers for `uses: owner/repo[/path]@ref` (0 with *out filled,
+ * text or error set); a loader without it leaves such steps and calls
+ * unexpanded and unchecked, for the host that resolves them (the CLI
+ * checks a file before the coordinator, which holds the action sources). */
 typedef struct {
     const char *(*read)(void *ctx, kiln_load_kind_t kind, const char *path, size_t *len);
+    int (*remote)(void *ctx, const char *uses, kiln_remote_t *out);
     void *ctx;
 } kiln_loader_t;
 
 /* A loader over a JSON object path -> text (what a submission carries:
  * an action by its directory, a workflow by its file). files is borrowed
- * and must outlive the loader's use. */
-void kiln_loader_json(kiln_loader_t *out, const json_t *files);
+ * and must outlive the loader's use. With remote, uses: owner/repo@ref
+ * are answered from files' "uses:<uses>" entries ({text, url, sha, file}
+ * or {error}), as the coordinator's action sources filled them. */
+void kiln_loader_json(kiln_loader_t *out, const json_t *files, bool remote);
+
+/* `uses: owner/repo[/path]@ref`, split. */
+typedef struct {
+    char owner[128], repo[128], path[512], ref[256];
+} kiln_uses_ref_t;
+
+/* 0 and *out when uses names an action or workflow in another repository
+ * (owner/repo[/path]@ref, path without ".."); KILN_EINVAL otherwise
+ * (local ./x, docker://, malformed). */
+int kiln_uses_remote(const char *uses, kiln_uses_ref_t *out);
+
+/* The remote uses: of a workflow or action text (not built-in ones),
+ * appended to out (array of {kind: "action"|"workflow", uses}) when not
+ * there yet. */
+void kiln_workflow_remote_uses(const char *text, size_t len, json_t *out);
 
 /* Parses and validates text (len bytes, need not be NUL-terminated); file
  * is the name used in messages. loader may be NULL (no local actions or

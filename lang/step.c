@@ -390,14 +390,21 @@ static void s_check_builtin(kiln_parse_t *ctx, const knode_t *slot, const char *
     char why[256];
     step->builtin = kiln_builtin_for(step->uses, why, sizeof why);
     if (!step->builtin) {
+        kiln_uses_ref_t ref;
         if (why[0])
             kiln_parse_error(ctx, slot, "%s uses %s", who, why);
-        else
+        else if (strncmp(step->uses, "docker://", 9) == 0)
             kiln_parse_error(ctx, slot,
-                             "%s uses '%.*s': Kiln runs local composite actions (uses: ./path) "
-                             "and has actions/checkout built in; other actions from "
-                             "repositories are not supported yet",
+                             "%s uses '%.*s': a Docker action; Kiln does not run Docker "
+                             "actions yet",
                              who, s_q(step->uses), step->uses);
+        else if (kiln_uses_remote(step->uses, &ref) != 0)
+            kiln_parse_error(ctx, slot,
+                             "%s uses '%.*s', which names no action: write owner/repo@ref, "
+                             "owner/repo/path@ref, ./path or docker://image",
+                             who, s_q(step->uses), step->uses);
+        /* else an action of another repository: expanded (or refused, with
+         * the reason) once the loader has it (composite.c). */
         return;
     }
     const char *name;

@@ -2,10 +2,13 @@
  * workflow.h), and the scan for the local files a workflow refers to. */
 #include "lang/workflow.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "lang/builtin.h"
 #include "lang/parse.h"
 #include "lang/parse_int.h"
 #include "lang/yaml.h"
@@ -232,4 +235,108 @@ int kiln_workflow_local_uses(const char *text, size_t len, json_t *out)
         return KILN_EINVAL;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------ remote uses */
+
+static bool s_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '_' || s[i] == '.'))
+            return false;
+    return true;
+}
+
+int kiln_uses_remote(const char *uses, kiln_uses_ref_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!uses || strncmp(uses, "./", 2) == 0 || strncmp(uses, "docker://", 9) == 0)
+        return KILN_EINVAL;
+    const char *at = strrchr(uses, '@');
+    if (!at || !at[1] || strlen(at + 1) >= sizeof out->ref)
+        return KILN_EINVAL;
+    for (const char *c = at + 1; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == '~' || *c == '^' || *c == ':' || *c == '\\')
+            return KILN_EINVAL;
+    const char *slash = memchr(uses, '/', (size_t)(at - uses));
+    if (!slash || !s_name_ok(uses, (size_t)(slash - uses)) ||
+        (size_t)(slash - uses) >= sizeof out->owner)
+        return KILN_EINVAL;
+    const char *repo = slash + 1;
+    const char *end = memchr(repo, '/', (size_t)(at - repo));
+    size_t rlen = (size_t)((end ? end : at) - repo);
+    if (!s_name_ok(repo, rlen) || rlen >= sizeof out->repo)
+        return KILN_EINVAL;
+    memcpy(out->owner, uses, (size_t)(slash - uses));
+    memcpy(out->repo, repo, rlen);
+    if (end) {
+        /* A path inside the repository: no empty, "." or ".." segment. */
+        const char *p = end + 1;
+        size_t plen = (size_t)(at - p);
+        if (plen == 0 || plen >= sizeof out->path)
+            return KILN_EINVAL;
+        for (const char *seg = p; seg < at;) {
+            const char *next = memchr(seg, '/', (size_t)(at - seg));
+            size_t slen = (size_t)((next ? next : at) - seg);
+            if (slen == 0 || (slen == 1 && seg[0] == '.') ||
+                (slen == 2 && seg[0] == '.' && seg[1] == '.'))
+                return KILN_EINVAL;
+            seg = next ? next + 1 : at;
+        }
+        memcpy(out->path, p, plen);
+    }
+    snprintf(out->ref, sizeof out->ref, "%s", at + 1);
+    return 0;
+}
+
+static void s_add_remote(json_t *out, const char *kind, const char *uses)
+{
+    size_t j;
+    json_t *e;
+    json_array_foreach(out, j, e) {
+        if (strcmp(json_string_value(json_object_get(e, "uses")), uses) == 0)
+            return;
+    }
+    json_array_append_new(out, json_pack("{s:s, s:s}", "kind", kind, "uses", uses));
+}
+
+static void s_collect_remote(knode_t *node, json_t *out, int depth)
+{
+    node = kiln_yaml_res(node);
+    if (!node || depth > KILN_YAML_MAX_DEPTH)
+        return;
+    if (node->kind == KILN_YAML_MAP) {
+        for (size_t i = 0; i + 1 < node->n; i += 2) {
+            knode_t *k = kiln_yaml_res(node->items[i]), *v = kiln_yaml_res(node->items[i + 1]);
+            kiln_uses_ref_t ref;
+            char why[256];
+            if (k->kind == KILN_YAML_SCALAR && strcmp(k->value, "uses") == 0 &&
+                v->kind == KILN_YAML_SCALAR && kiln_uses_remote(v->value, &ref) == 0) {
+                if (kiln_builtin_for(v->value, why, sizeof why) || why[0])
+                    continue;
+                size_t n = strlen(ref.path);
+                bool wf = (n > 4 && strcmp(ref.path + n - 4, ".yml") == 0) ||
+                          (n > 5 && strcmp(ref.path + n - 5, ".yaml") == 0);
+                s_add_remote(out, wf ? "workflow" : "action", v->value);
+            } else {
+                s_collect_remote(v, out, depth + 1);
+            }
+        }
+    } else if (node->kind == KILN_YAML_SEQ) {
+        for (size_t i = 0; i < node->n; i++)
+            s_collect_remote(node->items[i], out, depth + 1);
+    }
+}
+
+void kiln_workflow_remote_uses(const char *text, size_t len, json_t *out)
+{
+    kiln_diags_t diags;
+    kiln_yaml_t *tree = NULL;
+    kiln_diags_init(&diags, "scan");
+    if (kiln_yaml_parse(&tree, text, len, &diags) == 0)
+        s_collect_remote(kiln_yaml_root(tree), out, 0);
+    kiln_yaml_destroy(&tree);
+    kiln_diags_free(&diags);
 }

@@ -964,6 +964,9 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     /* Mirrors of the repositories jobs check out, kept from job to job (a
      * second checkout fetches only what is new); kiln-checkout makes it. */
     snprintf(self->git_cache, sizeof self->git_cache, "%s/git", cfg->work_dir);
+    /* Remote actions' files, one directory per commit, shared by the jobs
+     * (GitHub's _actions): kiln-checkout makes them. */
+    snprintf(self->actions_dir, sizeof self->actions_dir, "%s/actions", cfg->work_dir);
     s_find_checkout(self);
     sigset_t set;
     sigemptyset(&set);

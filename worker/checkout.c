@@ -1141,3 +1141,89 @@ cleanup:
         free(c.sparse[i]);
     return rc;
 }
+
+/* ------------------------------------------------------- remote actions */
+
+int kiln_checkout_action(const kiln_action_opts_t *o, FILE *log)
+{
+    int rc = -1;
+    kiln_gitsrc_t *mirror = NULL;
+    git_commit *commit = NULL;
+    git_tree *tree = NULL;
+    git_oid id;
+    char dest[PATH_MAX], tmp[PATH_MAX + 32], full[KILN_GITSRC_REF_MAX];
+    struct stat st;
+    kiln_gitsrc_stats_t stats = {0};
+    if (!o->cache_dir || !o->cache_dir[0] || !o->actions_dir || !o->actions_dir[0] || !o->url ||
+        !o->url[0] || !o->sha || strlen(o->sha) != GIT_OID_HEXSZ || !o->dir ||
+        !s_path_ok(o->dir)) {
+        kiln_error_set("kiln-checkout: an action download needs KILN_GIT_CACHE, "
+                       "KILN_ACTIONS_DIR and the inputs repository, sha and dir");
+        goto cleanup;
+    }
+    snprintf(dest, sizeof dest, "%s/%s", o->actions_dir, o->dir);
+    /* The directory appears whole (renamed into place) or not at all, so
+     * one that is there is the commit's files. */
+    if (stat(dest, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(log, "Action %s at %.12s: on this worker already\n", o->uses ? o->uses : o->url,
+                o->sha);
+        rc = 0;
+        goto cleanup;
+    }
+    fprintf(log, "Download action repository '%s' (SHA:%s) from %s\n", o->uses ? o->uses : "",
+            o->sha, o->url);
+    if (kiln_gitsrc_open(&mirror, o->cache_dir, o->url) != 0)
+        goto cleanup;
+    int w = kiln_gitsrc_want(mirror, o->sha, false, NULL, &id, full, sizeof full, &stats);
+    if (w != 0) {
+        char why[KILN_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", kiln_error_last());
+        kiln_error_set("the action's commit %.12s from %s: %s", o->sha, o->url, why);
+        goto cleanup;
+    }
+    if (stats.fetched)
+        fprintf(log, "Fetched %s: %u objects, %llu bytes\n", o->url, stats.objects,
+                (unsigned long long)stats.bytes);
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", dest, (long)getpid());
+    char *slash = strrchr(tmp, '/');
+    *slash = '\0';
+    if (s_mkdirs(tmp) != 0)
+        goto cleanup;
+    *slash = '/';
+    if (kiln_fs_rmtree(tmp) != 0 && errno != ENOENT) {
+        kiln_error_errno("cannot remove %s", tmp);
+        goto cleanup;
+    }
+    if (mkdir(tmp, 0755) != 0) {
+        kiln_error_errno("cannot make %s", tmp);
+        goto cleanup;
+    }
+    git_repository *repo = kiln_gitsrc_repo(mirror);
+    git_checkout_options co;
+    git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
+    co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DONT_UPDATE_INDEX;
+    co.target_directory = tmp;
+    if (git_commit_lookup(&commit, repo, &id) < 0 || git_commit_tree(&tree, commit) < 0 ||
+        git_checkout_tree(repo, (const git_object *)tree, &co) < 0) {
+        kiln_error_set("cannot write the action's files into %s: %s", tmp, kiln_gitsrc_error());
+        kiln_fs_rmtree(tmp);
+        goto cleanup;
+    }
+    if (rename(tmp, dest) != 0) {
+        int e = errno;
+        kiln_fs_rmtree(tmp);
+        /* Another slot put the same commit there first: the same files. */
+        if (!(e == EEXIST || e == ENOTEMPTY)) {
+            errno = e;
+            kiln_error_errno("cannot move the action's files to %s", dest);
+            goto cleanup;
+        }
+    }
+    fprintf(log, "Action files in %s\n", dest);
+    rc = 0;
+cleanup:
+    git_tree_free(tree);
+    git_commit_free(commit);
+    kiln_gitsrc_destroy(&mirror);
+    return rc;
+}

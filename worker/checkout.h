@@ -45,4 +45,16 @@ typedef struct {
  * message set (the caller prints it). */
 int kiln_checkout_run(const kiln_checkout_opts_t *opts, FILE *log);
 
+/* The built-in step before a remote composite action's steps: the files of
+ * commit sha of the action repository at url into actions_dir/dir
+ * (OWNER/REPO/SHA), fetched into the mirror only when it lacks the commit,
+ * kept for the next job that uses the same commit. */
+typedef struct {
+    const char *cache_dir;   /* KILN_GIT_CACHE */
+    const char *actions_dir; /* KILN_ACTIONS_DIR */
+    const char *url, *sha, *dir, *uses; /* INPUT_REPOSITORY, INPUT_SHA, INPUT_DIR, INPUT_USES */
+} kiln_action_opts_t;
+
+int kiln_checkout_action(const kiln_action_opts_t *opts, FILE *log);
+
 #endif

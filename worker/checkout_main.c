@@ -1,16 +1,40 @@
 /* checkout_main.c: kiln-checkout, the program behind the built-in
  * actions/checkout step. The worker runs it with the step's inputs as
  * INPUT_* variables (GitHub's convention for actions) and the run's
- * repository in KILN_SOURCE_URL; it is not meant to be run by hand. */
+ * repository in KILN_SOURCE_URL; it is not meant to be run by hand. With
+ * KILN_BUILTIN=action it puts a remote action's files in place instead. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/error.h"
 #include "common/gitsrc.h"
 #include "worker/checkout.h"
 
+static int s_action(void)
+{
+    kiln_action_opts_t o = {
+        .cache_dir = getenv("KILN_GIT_CACHE"),
+        .actions_dir = getenv("KILN_ACTIONS_DIR"),
+        .url = getenv("INPUT_REPOSITORY"),
+        .sha = getenv("INPUT_SHA"),
+        .dir = getenv("INPUT_DIR"),
+        .uses = getenv("INPUT_USES"),
+    };
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (kiln_gitsrc_init() != 0 || kiln_checkout_action(&o, stdout) != 0) {
+        printf("::error title=%s::%s\n", o.uses ? o.uses : "action", kiln_error_last());
+        return 1;
+    }
+    return 0;
+}
+
 int main(void)
 {
+    /* The worker names the built-in step it runs. */
+    const char *builtin = getenv("KILN_BUILTIN");
+    if (builtin && strcmp(builtin, "action") == 0)
+        return s_action();
     kiln_checkout_opts_t o = {
         .cache_dir = getenv("KILN_GIT_CACHE"),
         .workspace = getenv("GITHUB_WORKSPACE"),

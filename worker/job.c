@@ -237,6 +237,17 @@ void kiln_job_tracking_id(const kiln_wjob_t *job, char *out, size_t cap)
     snprintf(out, cap, "%s#%llu", job->a->job_key, (unsigned long long)job->a->token);
 }
 
+/* A composite action's directory as its steps see it: a local action's
+ * under the workspace; a remote one's ("@actions/OWNER/REPO/SHA[/PATH]",
+ * lang/composite.c) in the worker's actions directory. */
+static void s_action_dir(const kiln_wjob_t *job, const char *action_path, char *out, size_t cap)
+{
+    if (strncmp(action_path, "@actions/", 9) == 0)
+        snprintf(out, cap, "%s/%s", job->agent->actions_dir, action_path + 9);
+    else
+        snprintf(out, cap, "%s/%s", job->ws.ws, action_path);
+}
+
 /* GITHUB_ACTION (and github.action) of a step without an id, as GitHub
  * names it: __run for the first such step, __run_2 for the second, ... */
 static void s_action_name(const kiln_wjob_t *job, size_t step, char *out, size_t cap)
@@ -305,7 +316,7 @@ static int s_build_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
         return -1;
     if (st->action_path && st->action_path[0]) {
         char apath[KILN_WORKSPACE_PATH_MAX + 1100];
-        snprintf(apath, sizeof apath, "%s/%s", job->ws.ws, st->action_path);
+        s_action_dir(job, st->action_path, apath, sizeof apath);
         if (kiln_kv_set(e, "GITHUB_ACTION_PATH", apath))
             return -1;
     }
@@ -360,7 +371,9 @@ static int s_builtin_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *
             goto cleanup;
         }
     }
-    if (kiln_kv_set(e, "KILN_GIT_CACHE", job->agent->git_cache) ||
+    if (kiln_kv_set(e, "KILN_BUILTIN", st->builtin) ||
+        kiln_kv_set(e, "KILN_ACTIONS_DIR", job->agent->actions_dir) ||
+        kiln_kv_set(e, "KILN_GIT_CACHE", job->agent->git_cache) ||
         kiln_kv_set(e, "KILN_SOURCE_URL", job->a->source_url ? job->a->source_url : "")) {
         kiln_job_log(job, "cannot build the step environment: out of memory");
         goto cleanup;
@@ -543,7 +556,10 @@ static int s_step_start(kiln_wjob_t *job)
                                                    : KILN_EXPR_SUCCESS);
     char action[64];
     s_action_name(job, job->step, action, sizeof action);
-    kiln_jobctx_set_action(job->jx, st->id[0] ? st->id : action, st->action_path);
+    char apath[KILN_WORKSPACE_PATH_MAX + 1100] = "";
+    if (st->action_path && st->action_path[0])
+        s_action_dir(job, st->action_path, apath, sizeof apath);
+    kiln_jobctx_set_action(job->jx, st->id[0] ? st->id : action, apath);
     int crc = kiln_jobctx_step_condition(job->jx, st, &runs, err, sizeof err);
     if (crc == 0 && !runs) {
         s_name_step(job, st);
@@ -581,14 +597,16 @@ static int s_step_start(kiln_wjob_t *job)
     }
     bool builtin = st->builtin && st->builtin[0];
     if (builtin) {
-        if (strcmp(st->builtin, "checkout") != 0) {
+        if (strcmp(st->builtin, "checkout") != 0 && strcmp(st->builtin, "action") != 0) {
             kiln_job_log(job, "this worker has no built-in action '%s'; it is older than its "
                          "coordinator", st->builtin);
             goto cleanup;
         }
         if (!self->checkout_program[0] || access(self->checkout_program, X_OK) != 0) {
-            kiln_job_log(job, "actions/checkout: kiln-checkout is not installed beside kiln-worker "
-                         "(%s)", self->checkout_program);
+            kiln_job_log(job, "%s: kiln-checkout is not installed beside kiln-worker (%s)",
+                         strcmp(st->builtin, "checkout") == 0 ? "actions/checkout"
+                                                              : "downloading an action",
+                         self->checkout_program);
             goto cleanup;
         }
         argv[0] = self->checkout_program;

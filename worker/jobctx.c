@@ -18,6 +18,9 @@
 #include "common/log.h"
 #include "worker/hashfiles.h"
 
+/* Levels of steps contexts: the job's and nested composite actions'. */
+#define S_SCOPES 12
+
 struct kiln_jobctx {
     const Kiln__JobAssign *a;
     json_t *contexts;          /* what the coordinator sent, plus runner, env, steps */
@@ -32,6 +35,10 @@ struct kiln_jobctx {
     char files[4][KILN_WORKSPACE_PATH_MAX + 64]; /* this step's command files */
     json_t *saved_inputs;      /* the job's inputs while a composite step runs */
     json_t *job_env;           /* the job's env as the coordinator evaluated it */
+    /* The steps context of each level: [0] the job's, [k] that of the
+     * composite action running at depth k. An action's steps see only
+     * their own siblings, as on GitHub; its end clears its level. */
+    json_t *scopes[S_SCOPES];
 };
 
 /* runner.arch: the machine does not change under a running worker. */
@@ -116,7 +123,8 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_wo
                         json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "os", "Linux", "arch",
                                   s_arch(), "name", worker, "temp", temp, "workspace", ws->root,
                                   "tool_cache", tool_cache, "environment", "self-hosted"));
-    json_object_set_new(self->contexts, "steps", json_object());
+    self->scopes[0] = json_object();
+    json_object_set(self->contexts, "steps", self->scopes[0]);
     json_t *gh = json_object_get(self->contexts, "github");
     if (!json_is_object(gh)) {
         gh = json_object();
@@ -173,9 +181,7 @@ void kiln_jobctx_set_action(kiln_jobctx_t *self, const char *action, const char 
     json_object_set_new(gh, "action", json_string(action));
     /* A composite action's steps see its directory; others none. */
     if (action_path && action_path[0]) {
-        char path[KILN_WORKSPACE_PATH_MAX + 1100];
-        snprintf(path, sizeof path, "%s/%s", self->ws.ws, action_path);
-        json_object_set_new(gh, "action_path", json_string(path));
+        json_object_set_new(gh, "action_path", json_string(action_path));
     } else {
         json_object_del(gh, "action_path");
     }
@@ -199,6 +205,8 @@ void kiln_jobctx_destroy(kiln_jobctx_t **self_p)
     json_decref(self->contexts);
     json_decref(self->saved_inputs);
     json_decref(self->job_env);
+    for (size_t i = 0; i < S_SCOPES; i++)
+        json_decref(self->scopes[i]);
     kiln_kv_free(&self->env_added);
     kiln_kv_free(&self->paths);
     kiln_commands_destroy(&self->commands);
@@ -261,12 +269,27 @@ static json_t *s_action_levels(kiln_jobctx_t *self, const Kiln__StepSpec *st)
     return levels;
 }
 
-/* A step from composite actions sees its innermost action's inputs. */
+/* The steps context of level depth (made when first entered). */
+static json_t *s_scope(kiln_jobctx_t *self, size_t depth)
+{
+    if (depth >= S_SCOPES)
+        depth = S_SCOPES - 1;
+    if (!self->scopes[depth])
+        self->scopes[depth] = json_object();
+    json_object_set(self->contexts, "steps", self->scopes[depth]);
+    return self->scopes[depth];
+}
+
+/* A step from composite actions sees its innermost action's inputs and
+ * the steps of that action. */
 static void s_enter_step(kiln_jobctx_t *self, const Kiln__StepSpec *st)
 {
-    if (!st->action_inputs.len)
+    if (!st->action_inputs.len) {
+        s_scope(self, 0);
         return;
+    }
     json_t *levels = s_action_levels(self, st);
+    s_scope(self, json_array_size(levels));
     json_t *last = json_array_get(levels, json_array_size(levels) - 1);
     if (last) {
         json_decref(self->saved_inputs);
@@ -298,8 +321,12 @@ static void s_leave_step(kiln_jobctx_t *self, const Kiln__StepSpec *st, const ch
     json_array_foreach(ends, k, end) {
         const char *id = json_string_value(json_object_get(end, "id"));
         json_t *level = json_array_get(levels, (size_t)json_integer_value(json_object_get(end, "level")));
-        if (!id || !level)
+        size_t depth = (size_t)json_integer_value(json_object_get(end, "level"));
+        if (!level)
             continue;
+        /* Its outputs read its own steps; its uses: step is one of the
+         * level around it; then its level is gone. */
+        s_scope(self, depth + 1);
         json_object_set(self->contexts, "inputs", level);
         json_t *outs = json_object();
         const char *name;
@@ -313,10 +340,19 @@ static void s_leave_step(kiln_jobctx_t *self, const Kiln__StepSpec *st, const ch
             json_object_set_new(outs, name, json_string(v ? v : ""));
             free(v);
         }
-        json_object_set_new(json_object_get(self->contexts, "steps"), id,
-                            json_pack("{s:s, s:s, s:o}", "outcome", outcome, "conclusion",
-                                      conclusion, "outputs", outs));
+        if (depth + 1 < S_SCOPES) {
+            json_decref(self->scopes[depth + 1]);
+            self->scopes[depth + 1] = NULL;
+        }
+        json_t *around = s_scope(self, depth);
+        if (id)
+            json_object_set_new(around, id,
+                                json_pack("{s:s, s:s, s:o}", "outcome", outcome, "conclusion",
+                                          conclusion, "outputs", outs));
+        else
+            json_decref(outs);
     }
+    s_scope(self, 0);
     json_object_set_new(self->contexts, "inputs", saved);
     json_decref(levels);
     json_decref(ends);

@@ -39,7 +39,9 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_wo
                     const char *worker, const char *tool_cache);
 /* A field of the github context as a string ("" when absent). */
 const char *kiln_jobctx_github(const kiln_jobctx_t *self, const char *field);
-/* github.action for the step about to run (its id, or __run, __run_2...). */
+/* github.action for the step about to run (its id, or __run, __run_2...),
+ * and github.action_path: its composite action's directory (absolute), or
+ * "" / NULL for a step of no action. */
 void kiln_jobctx_set_action(kiln_jobctx_t *self, const char *action, const char *action_path);
 /* Where the event payload is ($GITHUB_EVENT_PATH). */
 const char *kiln_jobctx_event_path(const kiln_jobctx_t *self);

@@ -71,7 +71,7 @@ jobs:
     runs-on: self-hosted
     steps:
       - run: echo a
-      - uses: actions/setup-node@v4
+      - uses: actions/setup-node
 YML
 USES_LINE=8
 

@@ -80,7 +80,7 @@ static void s_parse_str(result_t *r, const char *text)
 static void s_parse_files(result_t *r, const char *text, const json_t *files)
 {
     kiln_loader_t loader;
-    kiln_loader_json(&loader, files);
+    kiln_loader_json(&loader, files, true);
     s_parse_with(r, text, strlen(text), &loader);
 }
 
@@ -598,19 +598,79 @@ static void test_remote_action_not_supported(void **state)
 {
     (void)state;
     result_t r;
+    /* Without action sources (the CLI's check) it is left for the farm. */
     s_parse_str(&r, "jobs:\n  build:\n    runs-on: linux\n    steps:\n"
                     "      - uses: actions/setup-node@v4\n");
-    s_expect_error(&r, 5, 9,
-                   "step 'Run actions/setup-node@v4' of job 'build' uses "
-                   "'actions/setup-node@v4': Kiln runs local composite actions (uses: ./path) and "
-                   "has actions/checkout built in; other actions from repositories are not "
-                   "supported yet");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.diags.n, 0);
+    assert_string_equal(r.wf->jobs[0].steps[0].uses, "actions/setup-node@v4");
     s_done(&r);
+    /* With them, one they did not resolve is refused with their reason. */
+    json_t *files = json_pack("{s:{s:s}}", "uses:actions/setup-node@v4", "error",
+                              "not found in the farm's action sources (tried: x)");
+    static const char *const cases[][2] = {
+        {"actions/setup-node@v4", "uses 'actions/setup-node@v4': not found in the farm's action "
+                                  "sources (tried: x)"},
+        {"other/one@v1", "uses 'other/one@v1': the farm did not resolve it"},
+        {"setup-node", "which names no action"},
+        {"docker://alpine:3", "a Docker action"},
+        {"o/r/../x@v1", "which names no action"},
+        {"o/r@", "which names no action"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char wf[256];
+        snprintf(wf, sizeof wf, "jobs:\n  build:\n    runs-on: linux\n    steps:\n"
+                                "      - uses: %s\n", cases[i][0]);
+        s_parse_files(&r, wf, files);
+        s_expect_error_like(&r, 5, cases[i][1]);
+        s_done(&r);
+    }
+    json_decref(files);
     /* v1 put the repository elsewhere: refused, saying which to use. */
     s_parse_str(&r, "jobs:\n  build:\n    runs-on: linux\n    steps:\n"
                     "      - uses: actions/checkout@v1\n");
     s_expect_error_like(&r, 5, "use actions/checkout@v4");
     s_done(&r);
+}
+
+/* A remote composite action the farm resolved: a download step first,
+ * then its steps, whose action_path names the commit's files. */
+static void test_remote_composite(void **state)
+{
+    (void)state;
+    result_t r;
+    const char *sha = "0123456789abcdef0123456789abcdef01234567";
+    json_t *files = json_pack(
+        "{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s, s:s, s:s}}", "uses:acme/greet/sub@v1", "text",
+        "inputs: {who: {default: w}}\nruns:\n  using: composite\n  steps:\n"
+        "    - run: echo ${{ inputs.who }}\n      shell: bash\n    - uses: acme/js@v2\n",
+        "url", "git://h/acme/greet", "sha", sha, "file", "sub/action.yml", "uses:acme/js@v2",
+        "text", "runs: {using: node20, main: x.js}\n", "url", "git://h/acme/js", "sha", sha,
+        "file", "action.yml");
+    s_parse_files(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - uses: acme/greet/sub@v1\n",
+                  files);
+    s_expect_error_like(&r, 5, "uses 'acme/js@v2': acme/js@0123456789ab:action.yml:1:15: a "
+                               "JavaScript action (runs.using: node20)");
+    s_done(&r);
+    json_object_set_new(json_object_get(files, "uses:acme/js@v2"), "text",
+                        json_string("runs:\n  using: composite\n  steps: [{run: js, shell: sh}]\n"));
+    s_parse_files(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - uses: acme/greet/sub@v1\n",
+                  files);
+    assert_int_equal(r.rc, 0);
+    const kiln_job_t *job = &r.wf->jobs[0];
+    assert_int_equal(job->n_steps, 4);
+    assert_string_equal(job->steps[0].builtin, "action");
+    assert_string_equal(json_string_value(json_object_get(job->steps[0].with, "sha")), sha);
+    assert_string_equal(json_string_value(json_object_get(job->steps[0].with, "dir")),
+                        "acme/greet/0123456789abcdef0123456789abcdef01234567");
+    assert_non_null(strstr(job->steps[0].name, "Download action repository 'acme/greet/sub@v1'"));
+    assert_string_equal(job->steps[1].action_path,
+                        "@actions/acme/greet/0123456789abcdef0123456789abcdef01234567/sub");
+    assert_string_equal(job->steps[2].builtin, "action");
+    assert_string_equal(job->steps[3].action_path,
+                        "@actions/acme/js/0123456789abcdef0123456789abcdef01234567");
+    s_done(&r);
+    json_decref(files);
 }
 
 /* actions/checkout is built in: v2 and later, a commit pin too; its with:
@@ -1814,12 +1874,12 @@ static void test_composite_problems(void **state)
     assert_non_null(strstr(r.diags.items[0].message, "the step fails if it runs"));
     assert_int_equal(r.diags.items[1].line, 7);
     assert_non_null(strstr(r.diags.items[1].message, "ci/node/action.yml:2:"));
-    assert_non_null(strstr(r.diags.items[1].message, "only composite actions"));
+    assert_non_null(strstr(r.diags.items[1].message, "a JavaScript action (runs.using: node20)"));
     assert_int_equal(r.diags.items[2].line, 8);
     assert_non_null(strstr(r.diags.items[2].message, "ci/setup/action.yml:3:"));
     assert_non_null(strstr(r.diags.items[2].message, "input 'version' is required"));
     assert_int_equal(r.diags.items[3].line, 9);
-    assert_non_null(strstr(r.diags.items[3].message, "other actions from repositories are not supported yet"));
+    assert_non_null(strstr(r.diags.items[3].message, "the farm did not resolve it"));
     assert_int_equal(r.diags.items[4].line, 10);
     assert_non_null(strstr(r.diags.items[4].message, "the path leaves the repository"));
     s_done(&r);
@@ -2073,17 +2133,38 @@ static void test_remote_reusable_workflow(void **state)
 {
     (void)state;
     result_t r;
+    /* Without action sources: left for the coordinator, never run here. */
     s_parse_str(&r, "jobs:\n  call:\n    uses: org/repo/.github/workflows/x.yml@main\n"
                     "    with: {a: 1}\n    secrets: inherit\n"
                     "  other:\n    runs-on: l\n    steps: [{run: x}]\n");
-    s_expect_warning_like(&r, 3, "job 'call': it calls 'org/repo/.github/workflows/x.yml@main': "
-                                 "remote reusable workflows are not supported yet");
-    assert_int_equal(r.diags.items[0].col, 11);
+    assert_int_equal(r.rc, 0);
     assert_non_null(r.wf->jobs[0].unsupported);
-    assert_non_null(strstr(r.wf->jobs[0].unsupported, "remote reusable workflows"));
     assert_null(r.wf->jobs[0].callee);
     assert_null(r.wf->jobs[1].unsupported);
     s_done(&r);
+    /* Resolved: parsed as a local one is, with its inputs checked. */
+    json_t *files = json_pack("{s:{s:s, s:s, s:s, s:s}}", "uses:org/repo/.github/workflows/x.yml@main",
+                              "text",
+                              "on: {workflow_call: {inputs: {a: {type: number, required: true}}}}\n"
+                              "jobs:\n  j:\n    runs-on: l\n    steps: [{run: x}]\n",
+                              "url", "git://h/org/repo", "sha",
+                              "0123456789abcdef0123456789abcdef01234567", "file",
+                              ".github/workflows/x.yml");
+    s_parse_files(&r, "jobs:\n  call:\n    uses: org/repo/.github/workflows/x.yml@main\n"
+                      "    with: {a: 1}\n",
+                  files);
+    assert_int_equal(r.rc, 0);
+    assert_non_null(r.wf->jobs[0].callee);
+    assert_null(r.wf->jobs[0].unsupported);
+    s_done(&r);
+    s_parse_files(&r, "jobs:\n  call:\n    uses: org/repo/.github/workflows/x.yml@main\n", files);
+    s_expect_error_like(&r, 3, "does not give input 'a'");
+    s_done(&r);
+    /* Not a workflow path. */
+    s_parse_files(&r, "jobs:\n  call:\n    uses: org/repo/x.yml@main\n", files);
+    s_expect_error_like(&r, 3, "a reusable workflow is ./.github/workflows/X.yml");
+    s_done(&r);
+    json_decref(files);
 }
 
 /* ----------------------------------------------------------- inputs */
@@ -2202,6 +2283,7 @@ int main(void)
         cmocka_unit_test(test_empty_jobs),
         cmocka_unit_test(test_step_without_run),
         cmocka_unit_test(test_remote_action_not_supported),
+        cmocka_unit_test(test_remote_composite),
         cmocka_unit_test(test_builtin_checkout),
         cmocka_unit_test(test_bad_shell),
         cmocka_unit_test(test_windows_shells_warn),

@@ -105,7 +105,7 @@ static void s_new_with(run_t *r, const char *text, const json_t *files, const ch
     kiln_diags_t diags;
     kiln_loader_t loader;
     if (files)
-        kiln_loader_json(&loader, files);
+        kiln_loader_json(&loader, files, true);
     kiln_diags_init(&diags, "run.yml");
     if (kiln_workflow_parse(&r->wf, "run.yml", text, strlen(text), files ? &loader : NULL,
                             &diags) != 0) {
@@ -986,7 +986,7 @@ static void test_windows_job_fails(void **state)
     /* A remote reusable workflow likewise. */
     s_new(&r, "jobs:\n  call:\n    uses: o/r/.github/workflows/x.yml@v1\n" JOB("lin", ""));
     s_expect_state(&r, "call", KILN_JOB_FAILURE);
-    s_expect_message(&r, "call", "remote reusable workflows are not supported yet");
+    s_expect_message(&r, "call", "only a coordinator with action sources resolves");
     s_expect_ready(&r, "lin");
     s_free(&r);
 }

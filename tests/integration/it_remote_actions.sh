@@ -1,0 +1,251 @@
+# Actions and reusable workflows of other repositories, from the farm's
+# action sources: a directory of OWNER/REPO repositories tried first, then
+# a git server on 127.0.0.1 (git daemon) as a base URL. A composite action
+# by tag, by path and pinned by commit, one using another remote one, its
+# files at GITHUB_ACTION_PATH on the worker; a remote reusable workflow
+# with inputs and outputs; the commits they resolved to in the history and
+# in kiln status, kept when the tag moves; the second use of a commit on a
+# worker downloads nothing; JavaScript, Docker and missing actions refused
+# naming the action and every source tried; a run from a repository and
+# kiln run --actions-source.
+source "$(dirname "$0")/lib.sh"
+export COORD_LOG_LEVEL=info
+SRV=$T/srv
+DIR=$T/actions
+mkdir -p "$SRV/acme" "$DIR/acme"
+
+# acme/greet, on the git server: a composite action at the root (a script
+# beside it) and one under nested/ that uses acme/tools/upper from the
+# directory source.
+G=$T/greet
+tgit init -q "$G"
+cat >"$G/action.yml" <<'YML'
+name: greet
+inputs:
+  who: {default: world}
+outputs:
+  greeting: {value: "${{ steps.g.outputs.greeting }}"}
+runs:
+  using: composite
+  steps:
+    - id: g
+      shell: bash
+      run: |
+        "$GITHUB_ACTION_PATH/greet.sh" "${{ inputs.who }}"
+        [ "${{ github.action_path }}" = "$GITHUB_ACTION_PATH" ] && same=true || same=false
+        echo "path ${GITHUB_ACTION_PATH#$KILN_WORKER_DIR} $same"
+YML
+cat >"$G/greet.sh" <<'SH'
+#!/bin/sh
+echo "greet v1: hello $1"
+echo "greeting=hello $1" >>"$GITHUB_OUTPUT"
+SH
+chmod +x "$G/greet.sh"
+mkdir -p "$G/nested"
+cat >"$G/nested/action.yml" <<'YML'
+name: nested
+inputs:
+  text: {required: true}
+runs:
+  using: composite
+  steps:
+    - uses: acme/tools/upper@main
+      with:
+        text: "${{ inputs.text }}"
+YML
+tgit -C "$G" add -A && tgit -C "$G" commit -qm "greet: first"
+tgit -C "$G" tag v1
+GREET1=$(tgit -C "$G" rev-parse HEAD)
+tgit clone -q --bare "$G" "$SRV/acme/greet.git"
+tgit -C "$G" remote add origin "$SRV/acme/greet.git"
+
+# acme/flows, on the git server: a reusable workflow.
+F=$T/flows
+tgit init -q "$F"
+mkdir -p "$F/.github/workflows"
+cat >"$F/.github/workflows/build.yml" <<'YML'
+on:
+  workflow_call:
+    inputs:
+      level: {type: string, required: true}
+    outputs:
+      built: {value: "${{ jobs.b.outputs.built }}"}
+jobs:
+  b:
+    runs-on: linux
+    outputs:
+      built: ${{ steps.s.outputs.built }}
+    steps:
+      - id: s
+        run: |
+          echo "remote workflow builds at ${{ inputs.level }}"
+          echo "built=yes-${{ inputs.level }}" >>"$GITHUB_OUTPUT"
+YML
+tgit -C "$F" add -A && tgit -C "$F" commit -qm "flows: first"
+tgit -C "$F" tag v1
+tgit clone -q --bare "$F" "$SRV/acme/flows.git"
+
+# acme/tools, in the directory source (a work tree, as an operator keeps
+# one): a composite action, a JavaScript one and a Docker one.
+TL=$DIR/acme/tools
+tgit init -q "$TL"
+mkdir -p "$TL/upper" "$TL/js" "$TL/dock"
+cat >"$TL/upper/action.yml" <<'YML'
+name: upper
+inputs:
+  text: {required: true}
+runs:
+  using: composite
+  steps:
+    - run: echo "upper $(echo '${{ inputs.text }}' | tr a-z A-Z)"
+      shell: bash
+YML
+printf 'name: js\nruns:\n  using: node20\n  main: index.js\n' >"$TL/js/action.yml"
+printf 'name: dock\nruns:\n  using: docker\n  image: Dockerfile\n' >"$TL/dock/action.yml"
+tgit -C "$TL" add -A && tgit -C "$TL" commit -qm "tools: first"
+TOOLS=$(tgit -C "$TL" rev-parse HEAD)
+
+start_git_servers "$SRV"
+start_redis
+make_keys
+admit_worker w1
+start_coordinator --actions-source "$DIR" --actions-source "git://127.0.0.1:$GIT_PORT"
+start_worker w1
+wait_workers 1
+export KILN_WORKER_DIR=$T/work/w1/
+
+cat >"$T/uses.yml" <<'YML'
+name: uses
+on: push
+jobs:
+  a:
+    runs-on: linux
+    env:
+      KILN_WORKER_DIR: @WORKER_DIR@
+    steps:
+      - id: g
+        uses: acme/greet@v1
+        with:
+          who: kiln
+      - uses: acme/greet/nested@v1
+        with:
+          text: shout
+      - id: pinned
+        uses: acme/greet@@GREET1@
+        with:
+          who: pinned
+      - run: echo "outputs ${{ steps.g.outputs.greeting }}/${{ steps.pinned.outputs.greeting }}"
+  call:
+    uses: acme/flows/.github/workflows/build.yml@v1
+    with:
+      level: O2
+  after:
+    needs: call
+    runs-on: linux
+    steps:
+      - run: echo "called ${{ needs.call.outputs.built }}"
+YML
+sed -i "s|@WORKER_DIR@|$T/work/w1/|; s|@GREET1@|$GREET1|" "$T/uses.yml"
+
+# 1. Resolved, fetched, run; recorded and shown.
+"$KILN" lint "$T/uses.yml" >"$T/lint.out" 2>&1 || fail "kiln lint refused a workflow of remote actions: $(cat "$T/lint.out")"
+RC=0
+"$KILN" submit --wait "$T/uses.yml" >"$T/run1.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the run of remote actions exited $RC: $(grep -E 'error|BAD|:::' "$T/run1.out" | head -n 8)"
+for want in "greet v1: hello kiln" "path actions/acme/greet/$GREET1 true" "upper SHOUT" \
+    "greet v1: hello pinned" "outputs hello kiln/hello pinned" "remote workflow builds at O2" \
+    "called yes-O2" "Download action repository 'acme/greet@v1' (SHA:$GREET1)"; do
+    grep -qF "$want" "$T/run1.out" || fail "run 1 lacks '$want': $(grep -vE '^\s*$' "$T/run1.out" | head -n 30)"
+done
+# Two steps use commit GREET1 (by tag and by pin): the second finds it there.
+grep -q "acme/greet@$GREET1 at ${GREET1:0:12}: on this worker already" "$T/run1.out" ||
+    fail "the second use of a commit on the worker downloaded it again: $(grep -iE 'download|already|fetched' "$T/run1.out")"
+"$KILN" status 1 >"$T/status1.out"
+grep -q "action: acme/greet@v1 -> ${GREET1:0:12}  (git://127.0.0.1:$GIT_PORT/acme/greet)" "$T/status1.out" ||
+    fail "kiln status does not show what acme/greet@v1 resolved to: $(head -n 8 "$T/status1.out")"
+grep -q "action: acme/tools/upper@main -> ${TOOLS:0:12}  ($DIR/acme/tools)" "$T/status1.out" ||
+    fail "kiln status does not show the directory source's action: $(head -n 8 "$T/status1.out")"
+grep -q "action: acme/flows/.github/workflows/build.yml@v1 -> " "$T/status1.out" ||
+    fail "kiln status does not show the called workflow: $(head -n 8 "$T/status1.out")"
+pass "remote composite actions by tag, path and commit, nested, and a remote reusable workflow; recorded and shown"
+
+# 2. The tag moves: a new run takes the new commit, the first keeps its own,
+# and the worker downloads only what is new.
+sed -i 's/greet v1/greet v2/' "$G/greet.sh"
+tgit -C "$G" commit -qam "greet: v2"
+tgit -C "$G" tag -f v1 >/dev/null
+tgit -C "$G" push -q -f origin main v1
+GREET2=$(tgit -C "$G" rev-parse HEAD)
+RC=0
+"$KILN" submit --wait "$T/uses.yml" >"$T/run2.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the second run exited $RC: $(grep -E 'error|BAD' "$T/run2.out" | head -n 5)"
+grep -q "greet v2: hello kiln" "$T/run2.out" || fail "the moved tag was not followed: $(grep greet "$T/run2.out")"
+grep -q "greet v1: hello pinned" "$T/run2.out" || fail "the pinned commit did not stay: $(grep greet "$T/run2.out")"
+grep -q "acme/tools/upper@main at ${TOOLS:0:12}: on this worker already" "$T/run2.out" ||
+    fail "an unchanged action was downloaded again: $(grep -iE 'download|already' "$T/run2.out")"
+"$KILN" status 2 | grep -q "action: acme/greet@v1 -> ${GREET2:0:12}" || fail "run 2 does not record the new commit"
+"$KILN" status 1 | grep -q "action: acme/greet@v1 -> ${GREET1:0:12}" || fail "run 1 lost the commit it ran"
+pass "a moved tag gives the next run its new commit; the first run keeps its own; unchanged actions stay on the worker"
+
+# 3. Refusals name the action and why, and every source tried.
+refused() { # NAME USES WANT...
+    local name=$1 uses=$2 out
+    shift 2
+    printf 'on: push\njobs:\n  a:\n    runs-on: linux\n    steps:\n      - uses: %s\n' "$uses" >"$T/$name.yml"
+    RC=0
+    out=$("$KILN" submit "$T/$name.yml" 2>&1) || RC=$?
+    [ $RC = 2 ] || fail "$uses: exit $RC, want 2: $out"
+    for want in "$@"; do
+        echo "$out" | grep -qF "$want" || fail "$uses: the refusal lacks '$want': $out"
+    done
+}
+refused js acme/tools/js@main "uses 'acme/tools/js@main'" "a JavaScript action (runs.using: node20)"
+refused dock acme/tools/dock@main "uses 'acme/tools/dock@main'" "a Docker action (runs.using: docker)"
+refused docker_url docker://busybox:1 "uses 'docker://busybox:1': a Docker action"
+refused missing acme/nothing@v1 "uses 'acme/nothing@v1': not found in the farm's action sources" \
+    "$DIR/acme/nothing: no such repository" "git://127.0.0.1:$GIT_PORT/acme/nothing"
+refused noref acme/greet@v9 "uses 'acme/greet@v9'" "v9"
+refused nofile acme/greet/none@v1 "acme/greet at v1" "has no none/action.yml"
+"$KILN" workers --json >/dev/null || fail "the coordinator stopped serving after the refusals"
+pass "JavaScript, Docker, missing actions, refs and files refused naming the action and the sources tried"
+
+# 4. A run from a repository whose workflow uses a remote action.
+A=$T/app
+tgit init -q "$A"
+mkdir -p "$A/.github/workflows"
+cat >"$A/.github/workflows/ci.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - uses: acme/tools/upper@main
+        with: {text: from the repository}
+YML
+tgit -C "$A" add -A && tgit -C "$A" commit -qm "app: first"
+tgit clone -q --bare "$A" "$SRV/acme/app.git"
+RC=0
+"$KILN" submit --wait --repo "git://127.0.0.1:$GIT_PORT/acme/app.git" --ref main >"$T/repo.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the repository's run exited $RC: $(grep -E 'error' "$T/repo.out" | head -n 5)"
+grep -q "upper FROM THE REPOSITORY" "$T/repo.out" || fail "the repository's workflow did not run the action: $(tail -n 5 "$T/repo.out")"
+pass "a run from a repository uses a remote action"
+
+# 5. kiln run --actions-source: the local farm's coordinator takes it.
+cat >"$T/local.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: acme/tools/upper@main
+        with: {text: local farm}
+YML
+RC=0
+(cd "$T" && "$KILN" run local.yml --workers 1 --actions-source "$DIR") >"$T/local.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "kiln run --actions-source exited $RC: $(tail -n 5 "$T/local.out")"
+grep -q "upper LOCAL FARM" "$T/local.out" || fail "kiln run did not run the remote action: $(tail -n 5 "$T/local.out")"
+RC=0
+(cd "$T" && "$KILN" run local.yml --workers 1) >"$T/local2.out" 2>&1 || RC=$?
+[ $RC = 2 ] && grep -q "the farm has no action sources" "$T/local2.out" ||
+    fail "kiln run without action sources: exit $RC: $(tail -n 3 "$T/local2.out")"
+pass "kiln run --actions-source; without one the message says what to give"
