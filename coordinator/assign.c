@@ -116,6 +116,11 @@ int kiln_assign_send(kiln_server_t *self, kiln_cjob_t *job, kiln_cworker_t *w)
             ss->composite_ends.data = (uint8_t *)t;
             ss->composite_ends.len = t ? strlen(t) : 0;
         }
+        if (st->composite_begins) {
+            char *t = json_dumps(st->composite_begins, JSON_COMPACT);
+            ss->composite_begins.data = (uint8_t *)t;
+            ss->composite_begins.len = t ? strlen(t) : 0;
+        }
         size_t first = used;
         s_kv_fill(kv, kvp, &used, &st->env, n_env_max + n_step_kv);
         ss->env = kvp + first;
@@ -143,6 +148,7 @@ cleanup:
     for (size_t s = 0; steps && s < spec->n_steps; s++) {
         free(steps[s].action_inputs.data);
         free(steps[s].composite_ends.data);
+        free(steps[s].composite_begins.data);
         free(steps[s].with.data);
     }
     free(kv);

@@ -235,6 +235,18 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
     if (ok)
         kiln_parse_composite(ctx, &tmp, depth + 1);
     ok = adiags.n_errors == 0;
+    if (ok && remote) {
+        kiln_step_t *grown = realloc(tmp.steps, (tmp.n_steps + 1) * sizeof *grown);
+        if (!grown) {
+            ctx->oom = true;
+            ok = false;
+        } else {
+            memmove(grown + 1, grown, tmp.n_steps * sizeof *grown);
+            tmp.steps = grown;
+            tmp.n_steps++;
+            ok = s_download_step(ctx, uses_step, &ref, &rm, &grown[0]);
+        }
+    }
     /* This action's inputs go under whatever nested actions put there. */
     for (size_t i = 0; ok && i < tmp.n_steps; i++) {
         kiln_step_t *st = &tmp.steps[i];
@@ -248,6 +260,41 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
         json_t *end;
         json_array_foreach(st->composite_ends, k, end) json_object_set_new(
             end, "level", json_integer(json_integer_value(json_object_get(end, "level")) + 1));
+        json_array_foreach(st->composite_begins, k, end) json_object_set_new(
+            end, "level", json_integer(json_integer_value(json_object_get(end, "level")) + 1));
+    }
+    /* The uses: step's env: is the action's steps' too, under their own. */
+    for (size_t i = 0; ok && uses_step->env.n && i < tmp.n_steps; i++) {
+        kiln_env_t *e = &tmp.steps[i].env;
+        kiln_env_var_t *items = calloc(uses_step->env.n + e->n, sizeof *items);
+        if (!items) {
+            ctx->oom = true;
+            break;
+        }
+        for (size_t k = 0; k < uses_step->env.n; k++) {
+            items[k].key = strdup(uses_step->env.items[k].key);
+            items[k].value = strdup(uses_step->env.items[k].value);
+            if (!items[k].key || !items[k].value)
+                ctx->oom = true;
+        }
+        if (e->n)
+            memcpy(items + uses_step->env.n, e->items, e->n * sizeof *items);
+        free(e->items);
+        e->items = items;
+        e->n += uses_step->env.n;
+    }
+    if (ok && uses_step->env_expr)
+        kiln_diags_add(saved, KILN_DIAG_WARNING, uses_step->line, uses_step->col,
+                       "%s: env: as one expression is not passed to the steps of '%.*s'", who,
+                       s_q(uses_step->uses), uses_step->uses);
+    /* The uses: step's if: decides, once, whether the action runs. */
+    if (ok && tmp.n_steps) {
+        kiln_step_t *first = &tmp.steps[0];
+        if (!first->composite_begins)
+            first->composite_begins = json_array();
+        json_t *begin = json_pack("{s:s?, s:i}", "if", uses_step->if_expr, "level", 0);
+        if (!first->composite_begins || !begin || json_array_insert_new(first->composite_begins, 0, begin) != 0)
+            ctx->oom = true;
     }
 report:
     ctx->diags = saved;
@@ -272,19 +319,6 @@ report:
                                         0));
         *out = tmp.steps;
         *n_out = tmp.n_steps;
-        if (remote) {
-            kiln_step_t *grown = realloc(tmp.steps, (tmp.n_steps + 1) * sizeof *grown);
-            if (!grown) {
-                ctx->oom = true;
-                ok = false;
-            } else {
-                memmove(grown + 1, grown, tmp.n_steps * sizeof *grown);
-                *out = grown;
-                *n_out = tmp.n_steps + 1;
-                if (!s_download_step(ctx, uses_step, &ref, &rm, &grown[0]))
-                    ok = false;
-            }
-        }
     } else {
         *out = tmp.steps;
         *n_out = tmp.n_steps;

@@ -81,6 +81,10 @@ typedef struct {
      * an id. */
     json_t *action_inputs;
     json_t *composite_ends;
+    /* On an action's first step: [{if, level}], outermost first, each the
+     * if: of the uses: step that brought the action at that level (absent:
+     * success()). */
+    json_t *composite_begins;
     char *action_path;       /* a composite action's step: its action's directory, or NULL */
     int line, col;           /* where the step starts */
 } kiln_step_t;

@@ -39,6 +39,12 @@ struct kiln_jobctx {
      * composite action running at depth k. An action's steps see only
      * their own siblings, as on GitHub; its end clears its level. */
     json_t *scopes[S_SCOPES];
+    /* Composite actions' own state: from which level on steps are skipped
+     * (the uses: step's if: was false; -1: none), and whether a step of
+     * the action running at each level failed (what success() and
+     * failure() mean inside it). */
+    int skip_level;
+    bool level_failed[S_SCOPES];
 };
 
 /* runner.arch: the machine does not change under a running worker. */
@@ -94,6 +100,8 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_wo
 {
     const char *workspace = ws->ws, *temp = ws->tmp;
     kiln_jobctx_t *self = calloc(1, sizeof *self);
+    if (self)
+        self->skip_level = -1;
     json_error_t jerr;
     *out = NULL;
     if (!self)
@@ -322,6 +330,8 @@ static void s_leave_step(kiln_jobctx_t *self, const Kiln__StepSpec *st, const ch
         const char *id = json_string_value(json_object_get(end, "id"));
         json_t *level = json_array_get(levels, (size_t)json_integer_value(json_object_get(end, "level")));
         size_t depth = (size_t)json_integer_value(json_object_get(end, "level"));
+        if (self->skip_level == (int)depth)
+            self->skip_level = -1; /* the skipped action is over */
         if (!level)
             continue;
         /* Its outputs read its own steps; its uses: step is one of the
@@ -358,13 +368,91 @@ static void s_leave_step(kiln_jobctx_t *self, const Kiln__StepSpec *st, const ch
     json_decref(ends);
 }
 
+/* The status functions' answer at level depth: the job's at the top,
+ * inside an action that action's own (it began because its if: held). */
+static kiln_expr_status_t s_level_status(const kiln_jobctx_t *self, size_t depth)
+{
+    if (self->status == KILN_EXPR_CANCELLED || depth == 0)
+        return self->status;
+    if (depth >= S_SCOPES)
+        depth = S_SCOPES - 1;
+    return self->level_failed[depth] ? KILN_EXPR_FAILURE : KILN_EXPR_SUCCESS;
+}
+
+/* The number of composite action levels a step is in. */
+static size_t s_depth(const Kiln__StepSpec *st)
+{
+    if (!st->action_inputs.len)
+        return 0;
+    json_t *stack = json_loadb((const char *)st->action_inputs.data, st->action_inputs.len, 0,
+                               NULL);
+    size_t n = json_array_size(stack);
+    json_decref(stack);
+    return n;
+}
+
+/* The if: of each action this step begins, outermost first, evaluated where
+ * the action is used (that level's inputs and steps); the first false one
+ * skips the action's steps until its end. */
+static int s_begin_actions(kiln_jobctx_t *self, const Kiln__StepSpec *st, size_t depth, char *err,
+                           size_t errlen)
+{
+    int rc = 0;
+    json_t *begins = json_loadb((const char *)st->composite_begins.data,
+                                st->composite_begins.len, 0, NULL);
+    json_t *levels = s_action_levels(self, st);
+    json_t *job_inputs = json_object_get(self->contexts, "inputs");
+    json_t *saved = job_inputs ? json_incref(job_inputs) : json_null();
+    kiln_expr_status_t status = self->status;
+    size_t i;
+    json_t *b;
+    json_array_foreach(begins, i, b) {
+        size_t level = (size_t)json_integer_value(json_object_get(b, "level"));
+        if (self->skip_level >= 0 && (size_t)self->skip_level <= level)
+            break;
+        const char *cond = json_string_value(json_object_get(b, "if"));
+        bool run = true;
+        s_scope(self, level);
+        json_t *in = level ? json_array_get(levels, level - 1) : saved;
+        json_object_set(self->contexts, "inputs", in ? in : json_null());
+        self->status = s_level_status(self, level);
+        kiln_expr_env_t e = s_env(self);
+        rc = kiln_expr_condition(cond && cond[0] ? cond : "success()", &e, &run, err, errlen);
+        self->status = status;
+        if (rc != 0)
+            break;
+        if (!run) {
+            self->skip_level = (int)level;
+            break;
+        }
+        if (level + 1 < S_SCOPES)
+            self->level_failed[level + 1] = false;
+    }
+    json_object_set_new(self->contexts, "inputs", saved);
+    s_scope(self, depth);
+    json_decref(levels);
+    json_decref(begins);
+    return rc;
+}
+
 int kiln_jobctx_step_condition(kiln_jobctx_t *self, const Kiln__StepSpec *st, bool *run,
                                char *err, size_t errlen)
 {
+    size_t depth = s_depth(st);
+    if (st->composite_begins.len && s_begin_actions(self, st, depth, err, errlen) != 0)
+        return KILN_EINVAL;
     s_enter_step(self, st);
+    if (self->skip_level >= 0 && depth > (size_t)self->skip_level) {
+        *run = false;
+        return 0;
+    }
+    kiln_expr_status_t status = self->status;
+    self->status = s_level_status(self, depth);
     kiln_expr_env_t e = s_env(self);
     const char *cond = st->if_expr && st->if_expr[0] ? st->if_expr : "success()";
-    return kiln_expr_condition(cond, &e, run, err, errlen);
+    int rc = kiln_expr_condition(cond, &e, run, err, errlen);
+    self->status = status;
+    return rc;
 }
 
 int kiln_jobctx_interpolate(kiln_jobctx_t *self, const char *text, char **out, char *err,
@@ -623,6 +711,12 @@ int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpe
     }
     kiln_kv_free(&outputs);
     free(summary);
+    /* A failure inside actions is theirs, every level out. */
+    if (strcmp(conclusion, "failure") == 0) {
+        size_t depth = s_depth(st);
+        for (size_t k = 1; k <= depth && k < S_SCOPES; k++)
+            self->level_failed[k] = true;
+    }
     s_leave_step(self, st, outcome, conclusion);
     /* A step's env is its own: the next step sees the job's again, with
      * what this one added to $GITHUB_ENV. */

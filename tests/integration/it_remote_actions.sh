@@ -5,7 +5,8 @@
 # files at GITHUB_ACTION_PATH on the worker; a remote reusable workflow
 # with inputs and outputs; the commits they resolved to in the history and
 # in kiln status, kept when the tag moves; the second use of a commit on a
-# worker downloads nothing; JavaScript, Docker and missing actions refused
+# worker downloads nothing; a uses: step's if: and env: apply to the whole
+# action; JavaScript, Docker and missing actions refused
 # naming the action and every source tried; a run from a repository and
 # kiln run --actions-source.
 source "$(dirname "$0")/lib.sh"
@@ -187,7 +188,53 @@ grep -q "acme/tools/upper@main at ${TOOLS:0:12}: on this worker already" "$T/run
 "$KILN" status 1 | grep -q "action: acme/greet@v1 -> ${GREET1:0:12}" || fail "run 1 lost the commit it ran"
 pass "a moved tag gives the next run its new commit; the first run keeps its own; unchanged actions stay on the worker"
 
-# 3. Refusals name the action and why, and every source tried.
+# 3. The uses: step's if: decides once whether the action runs (inside it,
+# success() and failure() are the action's own); its env: reaches the
+# action's steps.
+cat >"$TL/upper/action.yml" <<'YML'
+name: upper
+inputs:
+  text: {required: true}
+runs:
+  using: composite
+  steps:
+    - run: echo "upper $(echo '${{ inputs.text }}' | tr a-z A-Z) env=${OUTER:-none}"
+      shell: bash
+    - run: echo "upper's second step"
+      shell: bash
+YML
+tgit -C "$TL" commit -qam "tools: env"
+cat >"$T/gate.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - uses: acme/tools/upper@main
+        if: false
+        with: {text: never}
+      - uses: acme/tools/upper@main
+        env: {OUTER: given}
+        with: {text: with env}
+      - run: exit 3
+      - id: late
+        uses: acme/tools/upper@main
+        if: failure()
+        with: {text: after a failure}
+      - if: always()
+        run: echo "outcome ${{ steps.late.outcome }}"
+YML
+RC=0
+"$KILN" submit --wait "$T/gate.yml" >"$T/gate.out" 2>&1 || RC=$?
+[ $RC = 1 ] || fail "the gated run exited $RC, want 1 (its exit 3 step): $(tail -n 5 "$T/gate.out")"
+! grep -q "NEVER" "$T/gate.out" || fail "an action whose uses: step has if: false ran: $(grep -i never "$T/gate.out")"
+grep -q "upper WITH ENV env=given" "$T/gate.out" || fail "the uses: step's env: did not reach the action's steps: $(grep upper "$T/gate.out")"
+grep -q "upper AFTER A FAILURE env=none" "$T/gate.out" || fail "an action under if: failure() did not run its steps: $(grep upper "$T/gate.out")"
+[ "$(grep -c "^a | upper's second step$" "$T/gate.out")" = 2 ] || fail "the actions' second steps: $(grep -c "second step" "$T/gate.out")"
+grep -q "outcome success" "$T/gate.out" || fail "steps.late.outcome: $(grep outcome "$T/gate.out")"
+pass "a uses: step's if: skips or runs the whole action, its own success() inside; its env: reaches the action's steps"
+
+# 4. Refusals name the action and why, and every source tried.
 refused() { # NAME USES WANT...
     local name=$1 uses=$2 out
     shift 2
@@ -209,7 +256,7 @@ refused nofile acme/greet/none@v1 "acme/greet at v1" "has no none/action.yml"
 "$KILN" workers --json >/dev/null || fail "the coordinator stopped serving after the refusals"
 pass "JavaScript, Docker, missing actions, refs and files refused naming the action and the sources tried"
 
-# 4. A run from a repository whose workflow uses a remote action.
+# 5. A run from a repository whose workflow uses a remote action.
 A=$T/app
 tgit init -q "$A"
 mkdir -p "$A/.github/workflows"
@@ -230,7 +277,7 @@ RC=0
 grep -q "upper FROM THE REPOSITORY" "$T/repo.out" || fail "the repository's workflow did not run the action: $(tail -n 5 "$T/repo.out")"
 pass "a run from a repository uses a remote action"
 
-# 5. kiln run --actions-source: the local farm's coordinator takes it.
+# 6. kiln run --actions-source: the local farm's coordinator takes it.
 cat >"$T/local.yml" <<'YML'
 on: push
 jobs:

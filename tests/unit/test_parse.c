@@ -669,6 +669,25 @@ static void test_remote_composite(void **state)
     assert_string_equal(job->steps[2].builtin, "action");
     assert_string_equal(job->steps[3].action_path,
                         "@actions/acme/js/0123456789abcdef0123456789abcdef01234567");
+    /* Each action begins at its first step (its download), with its level. */
+    assert_int_equal(json_array_size(job->steps[0].composite_begins), 1);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(job->steps[0].composite_begins, 0), "level")), 0);
+    assert_null(job->steps[1].composite_begins);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(job->steps[2].composite_begins, 0), "level")), 1);
+    s_done(&r);
+    /* The uses: step's if: and env: go with it. */
+    s_parse_files(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - uses: acme/greet/sub@v1\n"
+                      "        if: failure()\n        env: {A: b}\n",
+                  files);
+    assert_int_equal(r.rc, 0);
+    job = &r.wf->jobs[0];
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(job->steps[0].composite_begins, 0), "if")),
+                        "failure()");
+    assert_int_equal(job->steps[3].env.n, 1);
+    assert_string_equal(job->steps[3].env.items[0].key, "A");
     s_done(&r);
     json_decref(files);
 }
