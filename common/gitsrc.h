@@ -14,6 +14,8 @@
 #define KILN_GITSRC_H
 
 #include <git2.h>
+
+#include "common/gitcreds.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,14 +25,6 @@
 #define KILN_GITSRC_REF_MAX 256
 
 typedef struct kiln_gitsrc kiln_gitsrc_t;
-
-/* Credentials for a fetch, from the farm's configuration or a checkout's
- * inputs; never logged. Any may be NULL. */
-typedef struct {
-    const char *token;    /* https: sent as the password of x-access-token */
-    const char *ssh_key;  /* ssh: a private key's text */
-    const char *ssh_user; /* ssh: default "git" */
-} kiln_gitsrc_auth_t;
 
 typedef struct {
     unsigned objects;  /* objects that came over */

@@ -42,6 +42,9 @@ int main(int argc, char **argv)
          "DIR or URL: where uses: OWNER/REPO[/PATH]@REF is fetched from; a directory holding "
          "OWNER/REPO git repositories, or a base URL under which OWNER/REPO is cloned; "
          "repeatable, tried in order"},
+        {"git-credentials", KILN_OPT_STRING, &cfg.git_credentials,
+         "FILE of 'URL-PREFIX token TOKEN' / 'URL-PREFIX ssh-key KEYFILE [USER]' lines for "
+         "fetching repositories and actions (mode 0600)"},
         {"heartbeat-ms", KILN_OPT_INT, &heartbeat, "worker heartbeat interval (1000)"},
         {"lease-ms", KILN_OPT_INT, &lease, "a worker silent this long is lost (5000)"},
         {"max-attempts", KILN_OPT_INT, &attempts, "attempts per job on infrastructure failure (3)"},

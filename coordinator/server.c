@@ -456,6 +456,9 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
         goto cleanup;
     if (cfg->vars_path && (rc = s_load_vars(self, cfg->vars_path)) != 0)
         goto cleanup;
+    if ((rc = kiln_source_check(cfg->action_sources, cfg->n_action_sources,
+                                cfg->git_credentials)) != 0)
+        goto cleanup;
     /* One coordinator per farm: the history's lock, then Redis's, both
      * before anything is recovered, so a second coordinator started by
      * mistake changes nothing. */
@@ -480,7 +483,8 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     char *slash = strrchr(mirrors, '/');
     snprintf(slash ? slash + 1 : mirrors, sizeof mirrors - (size_t)(slash ? slash + 1 - mirrors : 0),
              "mirrors");
-    if ((rc = kiln_source_new(&self->source, mirrors, cfg->action_sources, cfg->n_action_sources)) != 0)
+    if ((rc = kiln_source_new(&self->source, mirrors, cfg->action_sources, cfg->n_action_sources,
+                              cfg->git_credentials)) != 0)
         goto cleanup;
     /* Every connection is a file descriptor: take all the kernel allows,
      * so a burst of half-open connections cannot starve real peers. */

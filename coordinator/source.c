@@ -42,6 +42,7 @@ struct kiln_source {
     char mirror_dir[4096];
     char *action_sources[KILN_SOURCE_ACTION_SOURCES_MAX];
     size_t n_action_sources;
+    kiln_gitcreds_t *creds; /* the farm's, or NULL */
 };
 
 void kiln_source_job_free(kiln_source_job_t **job_p)
@@ -298,8 +299,10 @@ static json_t *s_resolve_one(kiln_source_t *self, const char *uses, const char *
             bool again = !json_object_get(fetched, url);
             kiln_gitsrc_stats_t st = {0};
             int rc = kiln_gitsrc_open(&m, self->mirror_dir, url);
+            kiln_gitsrc_auth_t auth;
+            kiln_gitcreds_for(self->creds, url, &auth);
             if (rc == 0)
-                rc = kiln_gitsrc_want(m, r.ref, again, NULL, &commit, full, sizeof full, &st);
+                rc = kiln_gitsrc_want(m, r.ref, again, &auth, &commit, full, sizeof full, &st);
             if (st.fetched) {
                 json_object_set_new(fetched, url, json_true());
                 kiln_log_info("fetched the action repository %s: %u objects, %llu bytes", url,
@@ -436,7 +439,9 @@ static void s_serve(kiln_source_t *self, kiln_source_job_t *job)
         goto cleanup;
     /* A branch may have moved since the last fetch: always asked; a
      * commit the mirror has is not. */
-    int r = kiln_gitsrc_want(m, job->ref, true, NULL, &commit, full_ref, sizeof full_ref, &st);
+    kiln_gitsrc_auth_t auth;
+    kiln_gitcreds_for(self->creds, job->url, &auth);
+    int r = kiln_gitsrc_want(m, job->ref, true, &auth, &commit, full_ref, sizeof full_ref, &st);
     if (r != 0) {
         job->rc = r == KILN_ENOTFOUND || r == KILN_EINVAL ? KILN_EINVAL : -1;
         goto cleanup;
@@ -556,8 +561,33 @@ static void *s_thread(void *arg)
 
 /* ------------------------------------------------------- on the loop */
 
+int kiln_source_check(const char *const *action_sources, size_t n_action_sources,
+                      const char *git_credentials)
+{
+    if (n_action_sources > KILN_SOURCE_ACTION_SOURCES_MAX) {
+        kiln_error_set("more than %d --actions-source", KILN_SOURCE_ACTION_SOURCES_MAX);
+        return KILN_EINVAL;
+    }
+    for (size_t i = 0; i < n_action_sources; i++) {
+        struct stat st;
+        const char *src = action_sources[i];
+        if (!strstr(src, "://") && (stat(src, &st) != 0 || !S_ISDIR(st.st_mode))) {
+            kiln_error_set("--actions-source %s: not a directory (a directory of OWNER/REPO "
+                           "repositories, or a base URL such as https://host)",
+                           src);
+            return KILN_EINVAL;
+        }
+    }
+    kiln_gitcreds_t *creds = NULL;
+    if (git_credentials && git_credentials[0] && kiln_gitcreds_load(&creds, git_credentials) != 0)
+        return KILN_EINVAL;
+    kiln_gitcreds_destroy(&creds);
+    return 0;
+}
+
 int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
-                    const char *const *action_sources, size_t n_action_sources)
+                    const char *const *action_sources, size_t n_action_sources,
+                    const char *git_credentials)
 {
     kiln_source_t *self = calloc(1, sizeof *self);
     *out = NULL;
@@ -592,6 +622,11 @@ int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
             goto fail;
         }
         self->n_action_sources++;
+    }
+    if (git_credentials && git_credentials[0] &&
+        kiln_gitcreds_load(&self->creds, git_credentials) != 0) {
+        rc = KILN_EINVAL;
+        goto fail;
     }
     snprintf(self->mirror_dir, sizeof self->mirror_dir, "%s", mirror_dir);
     if (mkdir(mirror_dir, 0700) != 0 && errno != EEXIST) {
@@ -652,6 +687,7 @@ void kiln_source_destroy(kiln_source_t **self_p, void (*free_caller)(void *))
     pthread_cond_destroy(&self->cv);
     for (size_t i = 0; i < self->n_action_sources; i++)
         free(self->action_sources[i]);
+    kiln_gitcreds_destroy(&self->creds);
     if (self->git_ready)
         git_libgit2_shutdown();
     free(self);

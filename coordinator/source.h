@@ -53,9 +53,15 @@ typedef struct {
 /* Starts the fetching thread; mirror_dir is made if missing. Remote
  * actions (uses: OWNER/REPO[/PATH]@REF) are looked for in the action
  * sources in order: a directory holding OWNER/REPO (or OWNER/REPO.git)
- * git repositories, or a base URL under which OWNER/REPO is fetched. */
+ * git repositories, or a base URL under which OWNER/REPO is fetched.
+ * git_credentials (a file, or NULL) authenticates the fetches (gitsrc.h). */
 int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
-                    const char *const *action_sources, size_t n_action_sources);
+                    const char *const *action_sources, size_t n_action_sources,
+                    const char *git_credentials);
+/* The checks kiln_source_new makes of its configuration, for a coordinator
+ * to make before it touches its history or Redis. 0 or KILN_EINVAL. */
+int kiln_source_check(const char *const *action_sources, size_t n_action_sources,
+                      const char *git_credentials);
 /* Stops the thread (a fetch under way is waited for) and frees what is
  * left, calling free_caller on each job's caller. */
 void kiln_source_destroy(kiln_source_t **self_p, void (*free_caller)(void *));

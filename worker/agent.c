@@ -27,6 +27,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/gitcreds.h"
 #include "common/fs.h"
 #include "common/labels.h"
 #include "common/log.h"
@@ -964,6 +965,17 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     /* Mirrors of the repositories jobs check out, kept from job to job (a
      * second checkout fetches only what is new); kiln-checkout makes it. */
     snprintf(self->git_cache, sizeof self->git_cache, "%s/git", cfg->work_dir);
+    /* Checked now, so a bad file stops the worker instead of every checkout;
+     * kiln-checkout reads it again (it holds no secret of it meanwhile). */
+    if (cfg->git_credentials && cfg->git_credentials[0]) {
+        kiln_gitcreds_t *creds = NULL;
+        if (kiln_gitcreds_load(&creds, cfg->git_credentials) != 0 ||
+            !realpath(cfg->git_credentials, self->git_credentials)) {
+            rc = KILN_EINVAL;
+            goto cleanup;
+        }
+        kiln_gitcreds_destroy(&creds);
+    }
     /* Remote actions' files, one directory per commit, shared by the jobs
      * (GitHub's _actions): kiln-checkout makes them. */
     snprintf(self->actions_dir, sizeof self->actions_dir, "%s/actions", cfg->work_dir);

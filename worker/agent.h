@@ -66,6 +66,9 @@ typedef struct {
     size_t n_env;
     const char *const *pass_env;
     size_t n_pass_env;
+    /* The farm's git credentials for checkouts and action downloads
+     * (common/gitcreds.h), or NULL. */
+    const char *git_credentials;
 } kiln_agent_config_t;
 
 /* A step's PATH when the worker has none. */

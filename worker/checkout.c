@@ -41,7 +41,8 @@ typedef struct {
     const char *token, *ssh_key, *ssh_user;
     char *sparse[S_SPARSE_MAX];
     size_t n_sparse;
-    kiln_gitsrc_auth_t auth;
+    kiln_gitsrc_auth_t auth;   /* the step's token or ssh-key */
+    kiln_gitcreds_t *creds;    /* the farm's, for URLs the step gives none for */
     kiln_gitsrc_stats_t stats; /* every mirror's fetches, added up */
     const char *cache_dir;
     const char *job_dir; /* the job's directory (the workspace's parent) */
@@ -811,19 +812,22 @@ static int s_checkout_repo(s_ctx_t *c, const char *url, const char *ref, const c
     }
     if (kiln_gitsrc_open(&mirror, c->cache_dir, url) != 0)
         goto cleanup;
+    /* The step's own token or key, else the farm's for this URL. */
+    kiln_gitsrc_auth_t auth = c->auth;
+    if (!(auth.token && auth.token[0]) && !(auth.ssh_key && auth.ssh_key[0]))
+        kiln_gitcreds_for(c->creds, url, &auth);
     if (ref[0]) {
-        if (kiln_gitsrc_want(mirror, ref, true, &c->auth, &commit, full_ref, sizeof full_ref, &st) !=
-            0)
+        if (kiln_gitsrc_want(mirror, ref, true, &auth, &commit, full_ref, sizeof full_ref, &st) != 0)
             goto cleanup;
         /* All branches and tags (fetch-depth 0, fetch-tags) are the
          * remote's as they are now, even when the commit needed none. */
         if (level == 0 && (c->depth == 0 || c->fetch_tags) && !st.fetched &&
-            kiln_gitsrc_fetch(mirror, NULL, 0, &c->auth, &st) != 0)
+            kiln_gitsrc_fetch(mirror, NULL, 0, &auth, &st) != 0)
             goto cleanup;
     } else {
         /* Another repository without a ref: its default branch, as the
          * remote's HEAD names it now. */
-        if (kiln_gitsrc_fetch(mirror, NULL, 0, &c->auth, &st) != 0)
+        if (kiln_gitsrc_fetch(mirror, NULL, 0, &auth, &st) != 0)
             goto cleanup;
         const char *def = kiln_gitsrc_default_branch(mirror);
         if (!def[0]) {
@@ -1079,6 +1083,8 @@ int kiln_checkout_run(const kiln_checkout_opts_t *o, FILE *log)
     char full_ref[KILN_GITSRC_REF_MAX] = "";
     if (s_inputs(&c, o) != 0)
         goto cleanup;
+    if (o->credentials && o->credentials[0] && kiln_gitcreds_load(&c.creds, o->credentials) != 0)
+        goto cleanup;
     if (!o->cache_dir || !o->cache_dir[0] || !o->workspace || !o->workspace[0]) {
         kiln_error_set("kiln-checkout runs as a step of kiln-worker (KILN_GIT_CACHE and "
                        "GITHUB_WORKSPACE are not set)");
@@ -1139,6 +1145,7 @@ int kiln_checkout_run(const kiln_checkout_opts_t *o, FILE *log)
 cleanup:
     for (size_t i = 0; i < c.n_sparse; i++)
         free(c.sparse[i]);
+    kiln_gitcreds_destroy(&c.creds);
     return rc;
 }
 
@@ -1148,6 +1155,7 @@ int kiln_checkout_action(const kiln_action_opts_t *o, FILE *log)
 {
     int rc = -1;
     kiln_gitsrc_t *mirror = NULL;
+    kiln_gitcreds_t *creds = NULL;
     git_commit *commit = NULL;
     git_tree *tree = NULL;
     git_oid id;
@@ -1174,7 +1182,11 @@ int kiln_checkout_action(const kiln_action_opts_t *o, FILE *log)
             o->sha, o->url);
     if (kiln_gitsrc_open(&mirror, o->cache_dir, o->url) != 0)
         goto cleanup;
-    int w = kiln_gitsrc_want(mirror, o->sha, false, NULL, &id, full, sizeof full, &stats);
+    if (o->credentials && o->credentials[0] && kiln_gitcreds_load(&creds, o->credentials) != 0)
+        goto cleanup;
+    kiln_gitsrc_auth_t auth;
+    kiln_gitcreds_for(creds, o->url, &auth);
+    int w = kiln_gitsrc_want(mirror, o->sha, false, &auth, &id, full, sizeof full, &stats);
     if (w != 0) {
         char why[KILN_ERROR_MAX];
         snprintf(why, sizeof why, "%s", kiln_error_last());
@@ -1225,5 +1237,6 @@ cleanup:
     git_tree_free(tree);
     git_commit_free(commit);
     kiln_gitsrc_destroy(&mirror);
+    kiln_gitcreds_destroy(&creds);
     return rc;
 }

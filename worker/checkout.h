@@ -35,6 +35,7 @@ typedef struct {
     const char *run_ref;        /* GITHUB_REF */
     const char *output_path;    /* GITHUB_OUTPUT, or NULL */
     const char *summary_path;   /* GITHUB_STEP_SUMMARY, or NULL */
+    const char *credentials;    /* KILN_GIT_CREDENTIALS: the farm's file, or NULL/"" */
     /* The step's inputs, as text ("" or NULL: the default). */
     const char *repository, *ref, *path, *fetch_depth, *fetch_tags, *clean, *submodules,
         *sparse_checkout, *sparse_cone, *persist_credentials, *lfs, *token, *ssh_key, *ssh_user,
@@ -53,6 +54,7 @@ typedef struct {
     const char *cache_dir;   /* KILN_GIT_CACHE */
     const char *actions_dir; /* KILN_ACTIONS_DIR */
     const char *url, *sha, *dir, *uses; /* INPUT_REPOSITORY, INPUT_SHA, INPUT_DIR, INPUT_USES */
+    const char *credentials; /* KILN_GIT_CREDENTIALS, or NULL/"" */
 } kiln_action_opts_t;
 
 int kiln_checkout_action(const kiln_action_opts_t *opts, FILE *log);

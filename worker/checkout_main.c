@@ -20,6 +20,7 @@ static int s_action(void)
         .sha = getenv("INPUT_SHA"),
         .dir = getenv("INPUT_DIR"),
         .uses = getenv("INPUT_USES"),
+        .credentials = getenv("KILN_GIT_CREDENTIALS"),
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (kiln_gitsrc_init() != 0 || kiln_checkout_action(&o, stdout) != 0) {
@@ -45,6 +46,7 @@ int main(void)
         .run_ref = getenv("GITHUB_REF"),
         .output_path = getenv("GITHUB_OUTPUT"),
         .summary_path = getenv("GITHUB_STEP_SUMMARY"),
+        .credentials = getenv("KILN_GIT_CREDENTIALS"),
         .repository = getenv("INPUT_REPOSITORY"),
         .ref = getenv("INPUT_REF"),
         .path = getenv("INPUT_PATH"),

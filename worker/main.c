@@ -52,6 +52,9 @@ int main(int argc, char **argv)
          "NAME=VALUE: a variable every step gets (repeatable)"},
         {"pass-env", KILN_OPT_LIST, &pass_env,
          "NAME: pass the worker's own variable NAME on to every step (repeatable)"},
+        {"git-credentials", KILN_OPT_STRING, &cfg.git_credentials,
+         "FILE of 'URL-PREFIX token TOKEN' / 'URL-PREFIX ssh-key KEYFILE [USER]' lines for "
+         "checkouts and action downloads (mode 0600)"},
         {"executor", KILN_OPT_STRING, &cfg.executor,
          "shell (default), or null: jobs succeed at once without running anything "
          "(for benchmarks only)"},

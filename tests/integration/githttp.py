@@ -3,7 +3,10 @@
 `git http-backend` is a CGI program; this is the small HTTP server in front
 of it: each request becomes one run of the backend with the CGI variables
 set, and its answer (CGI headers, then the body) becomes the response.
-Usage: githttp.py ROOT PORT (serves every repository under ROOT)."""
+Usage: githttp.py ROOT PORT (serves every repository under ROOT). With
+GITHTTP_TOKEN set, repositories under ROOT/private/ need HTTP basic auth
+whose password is that token, as a forge's private repositories do."""
+import base64
 import http.server
 import os
 import subprocess
@@ -12,13 +15,34 @@ import urllib.parse
 
 ROOT = sys.argv[1]
 PORT = int(sys.argv[2])
+TOKEN = os.environ.get("GITHTTP_TOKEN", "")
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
 
+    def _authorized(self, path):
+        if not TOKEN or not path.startswith("/private/"):
+            return True
+        auth = self.headers.get("Authorization", "")
+        # The scheme is case-insensitive (RFC 9110): git sends what
+        # http.extraheader says, "basic" as actions/checkout writes it.
+        if auth[:6].lower() != "basic ":
+            return False
+        try:
+            _, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return password == TOKEN
+
     def _backend(self):
         url = urllib.parse.urlsplit(self.path)
+        if not self._authorized(urllib.parse.unquote(url.path)):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="private"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         env = {
