@@ -12,6 +12,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <git2/sys/stream.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +42,188 @@ const char *kiln_gitsrc_error(void)
     return e && e->message ? e->message : "unknown libgit2 error";
 }
 
+/* ------------------------------------------------- sockets with a timeout */
+
+/* libgit2 1.5 waits on a silent server for ever: its sockets block with no
+ * timeout and it has no option for one. Every plain socket it opens (git://,
+ * http://, and the one under https:// and ssh) is this one instead, whose
+ * connect, reads and writes give up after s_timeout_ms without progress,
+ * so a frozen git server fails a fetch, naming it, instead of stalling the
+ * thread or the step behind it. */
+static int s_timeout_ms = KILN_GITSRC_TIMEOUT_DEFAULT_S * 1000;
+
+/* Laid out as libgit2 1.5's own socket stream (parent, host, port, then
+ * the descriptor): its ssh transport hands that descriptor to libssh2 by
+ * reading the stream as one of its own. */
+typedef struct {
+    git_stream parent;
+    char *host;
+    char *port;
+    int fd;
+} s_sock_t;
+
+static int s_sock_wait(s_sock_t *st, short events, const char *what)
+{
+    struct pollfd p = {.fd = st->fd, .events = events};
+    for (;;) {
+        int n = poll(&p, 1, s_timeout_ms);
+        if (n > 0)
+            return 0;
+        if (n == 0) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s %s:%s: no answer in %d s", what, st->host, st->port,
+                     s_timeout_ms / 1000);
+            git_error_set_str(GIT_ERROR_NET, msg);
+            return -1;
+        }
+        if (errno != EINTR) {
+            git_error_set_str(GIT_ERROR_OS, strerror(errno));
+            return -1;
+        }
+    }
+}
+
+static int s_sock_connect(git_stream *stream)
+{
+    s_sock_t *st = (s_sock_t *)stream;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    char msg[512];
+    int rc = getaddrinfo(st->host, st->port, &hints, &ai);
+    if (rc != 0) {
+        snprintf(msg, sizeof msg, "cannot resolve %s: %s", st->host, gai_strerror(rc));
+        git_error_set_str(GIT_ERROR_NET, msg);
+        return -1;
+    }
+    int err = 0;
+    bool timed_out = false;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        st->fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        if (st->fd < 0) {
+            err = errno;
+            continue;
+        }
+        if (connect(st->fd, a->ai_addr, a->ai_addrlen) == 0) {
+            freeaddrinfo(ai);
+            return 0;
+        }
+        err = errno;
+        if (err == EINPROGRESS) {
+            socklen_t len = sizeof err;
+            if (s_sock_wait(st, POLLOUT, "connecting to") != 0) {
+                timed_out = true; /* the message is set */
+                err = 0;
+            } else if (getsockopt(st->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
+                freeaddrinfo(ai);
+                return 0;
+            }
+        }
+        close(st->fd);
+        st->fd = -1;
+    }
+    freeaddrinfo(ai);
+    if (err || !timed_out) {
+        snprintf(msg, sizeof msg, "cannot connect to %s:%s: %s", st->host, st->port,
+                 strerror(err ? err : ECONNREFUSED));
+        git_error_set_str(GIT_ERROR_NET, msg);
+    }
+    return -1;
+}
+
+static ssize_t s_sock_read(git_stream *stream, void *data, size_t len)
+{
+    s_sock_t *st = (s_sock_t *)stream;
+    for (;;) {
+        ssize_t n = recv(st->fd, data, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            git_error_set_str(GIT_ERROR_NET, strerror(errno));
+            return -1;
+        }
+        if (s_sock_wait(st, POLLIN, "reading from") != 0)
+            return -1;
+    }
+}
+
+static ssize_t s_sock_write(git_stream *stream, const char *data, size_t len, int flags)
+{
+    s_sock_t *st = (s_sock_t *)stream;
+    (void)flags;
+    for (;;) {
+        ssize_t n = send(st->fd, data, len, MSG_NOSIGNAL);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            git_error_set_str(GIT_ERROR_NET, strerror(errno));
+            return -1;
+        }
+        if (s_sock_wait(st, POLLOUT, "writing to") != 0)
+            return -1;
+    }
+}
+
+static int s_sock_close(git_stream *stream)
+{
+    s_sock_t *st = (s_sock_t *)stream;
+    if (st->fd >= 0)
+        close(st->fd);
+    st->fd = -1;
+    return 0;
+}
+
+static void s_sock_free(git_stream *stream)
+{
+    s_sock_t *st = (s_sock_t *)stream;
+    s_sock_close(stream);
+    free(st->host);
+    free(st->port);
+    free(st);
+}
+
+static int s_sock_new(git_stream **out, const char *host, const char *port)
+{
+    s_sock_t *st = calloc(1, sizeof *st);
+    if (!st) {
+        git_error_set_oom();
+        return -1;
+    }
+    st->parent.version = GIT_STREAM_VERSION;
+    st->parent.connect = s_sock_connect;
+    st->parent.read = s_sock_read;
+    st->parent.write = s_sock_write;
+    st->parent.close = s_sock_close;
+    st->parent.free = s_sock_free;
+    st->fd = -1;
+    st->host = strdup(host ? host : "");
+    st->port = strdup(port ? port : "");
+    if (!st->host || !st->port) {
+        s_sock_free(&st->parent);
+        git_error_set_oom();
+        return -1;
+    }
+    *out = &st->parent;
+    return 0;
+}
+
+void kiln_gitsrc_set_timeout(int seconds)
+{
+    if (seconds > 0)
+        s_timeout_ms = seconds > INT32_MAX / 1000 ? INT32_MAX : seconds * 1000;
+}
+
 int kiln_gitsrc_init(void)
 {
     if (git_libgit2_init() < 0) {
         kiln_error_set("libgit2: cannot initialise: %s", kiln_gitsrc_error());
+        return -1;
+    }
+    git_stream_registration reg = {.version = GIT_STREAM_VERSION, .init = s_sock_new};
+    if (git_stream_register(GIT_STREAM_STANDARD, &reg) < 0) {
+        kiln_error_set("libgit2: cannot register its sockets: %s", kiln_gitsrc_error());
         return -1;
     }
     return 0;

@@ -35,6 +35,12 @@ typedef struct {
 /* Once per process, before anything else here. */
 int kiln_gitsrc_init(void);
 
+/* A fetch whose server gives no sign of life for this long (connecting,
+ * or between reads and writes) fails, naming the server. */
+#define KILN_GITSRC_TIMEOUT_DEFAULT_S 120
+/* Sets that time (seconds > 0), before any fetch. */
+void kiln_gitsrc_set_timeout(int seconds);
+
 /* Opens (creating it if missing) the mirror of url under cache_dir, locked
  * for this process until destroyed. A URL is a path, file://, git://,
  * http(s):// or ssh. Returns 0, or -1 with the message set. */

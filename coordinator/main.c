@@ -10,6 +10,7 @@
 
 #include "common/config.h"
 #include "common/error.h"
+#include "common/gitsrc.h"
 #include "common/log.h"
 #include "coordinator/server.h"
 
@@ -18,6 +19,7 @@ int main(int argc, char **argv)
     kiln_server_config_t cfg;
     kiln_server_t *server = NULL;
     const char *log_level = "info";
+    int git_timeout = 0;
     int heartbeat = 0, lease = 0, attempts = 0, npos = 0, log_limit_mb = 0, log_window_kb = 0;
     int ready_fd = -1;
     kiln_opt_list_t aliases = {0};
@@ -45,6 +47,8 @@ int main(int argc, char **argv)
         {"git-credentials", KILN_OPT_STRING, &cfg.git_credentials,
          "FILE of 'URL-PREFIX token TOKEN' / 'URL-PREFIX ssh-key KEYFILE [USER]' lines for "
          "fetching repositories and actions (mode 0600)"},
+        {"git-timeout-s", KILN_OPT_INT, &git_timeout,
+         "a git server silent this long fails the fetch (120)"},
         {"heartbeat-ms", KILN_OPT_INT, &heartbeat, "worker heartbeat interval (1000)"},
         {"lease-ms", KILN_OPT_INT, &lease, "a worker silent this long is lost (5000)"},
         {"max-attempts", KILN_OPT_INT, &attempts, "attempts per job on infrastructure failure (3)"},
@@ -82,6 +86,11 @@ int main(int argc, char **argv)
     kiln_log_init("coordinator", level);
     cfg.label_aliases = aliases.items;
     cfg.n_label_aliases = aliases.n;
+    if (git_timeout < 0) {
+        fprintf(stderr, "kiln-coordinator: --git-timeout-s must be positive\n");
+        return 2;
+    }
+    kiln_gitsrc_set_timeout(git_timeout);
     cfg.action_sources = action_sources.items;
     cfg.n_action_sources = action_sources.n;
     if (heartbeat)

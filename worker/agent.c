@@ -976,6 +976,13 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         }
         kiln_gitcreds_destroy(&creds);
     }
+    if (cfg->git_timeout_s < 0) {
+        kiln_error_set("worker: --git-timeout-s must be positive");
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    snprintf(self->git_timeout, sizeof self->git_timeout, "%d",
+             cfg->git_timeout_s ? cfg->git_timeout_s : 120);
     /* Remote actions' files, one directory per commit, shared by the jobs
      * (GitHub's _actions): kiln-checkout makes them. */
     snprintf(self->actions_dir, sizeof self->actions_dir, "%s/actions", cfg->work_dir);

@@ -69,6 +69,7 @@ typedef struct {
     /* The farm's git credentials for checkouts and action downloads
      * (common/gitcreds.h), or NULL. */
     const char *git_credentials;
+    int git_timeout_s;        /* a silent git server fails a checkout after this (120) */
 } kiln_agent_config_t;
 
 /* A step's PATH when the worker has none. */

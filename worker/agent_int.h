@@ -134,6 +134,7 @@ struct kiln_agent {
     char tool_cache[PATH_MAX];    /* RUNNER_TOOL_CACHE: work_dir/tool-cache */
     char git_cache[PATH_MAX];     /* repository mirrors for checkouts: work_dir/git */
     char git_credentials[PATH_MAX]; /* the farm's credentials file (absolute), or "" */
+    char git_timeout[16];         /* KILN_GIT_TIMEOUT_S for kiln-checkout */
     char actions_dir[PATH_MAX];   /* remote actions' files by commit: work_dir/actions */
     char checkout_program[PATH_MAX]; /* kiln-checkout, beside this program */
     /* Each slot's workspace tree, emptied for its next job

@@ -32,6 +32,9 @@ static int s_action(void)
 
 int main(void)
 {
+    const char *timeout = getenv("KILN_GIT_TIMEOUT_S");
+    if (timeout && timeout[0])
+        kiln_gitsrc_set_timeout(atoi(timeout));
     /* The worker names the built-in step it runs. */
     const char *builtin = getenv("KILN_BUILTIN");
     if (builtin && strcmp(builtin, "action") == 0)

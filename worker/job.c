@@ -373,6 +373,7 @@ static int s_builtin_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *
     }
     if (kiln_kv_set(e, "KILN_BUILTIN", st->builtin) ||
         kiln_kv_set(e, "KILN_GIT_CREDENTIALS", job->agent->git_credentials) ||
+        kiln_kv_set(e, "KILN_GIT_TIMEOUT_S", job->agent->git_timeout) ||
         kiln_kv_set(e, "KILN_ACTIONS_DIR", job->agent->actions_dir) ||
         kiln_kv_set(e, "KILN_GIT_CACHE", job->agent->git_cache) ||
         kiln_kv_set(e, "KILN_SOURCE_URL", job->a->source_url ? job->a->source_url : "")) {

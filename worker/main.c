@@ -55,6 +55,8 @@ int main(int argc, char **argv)
         {"git-credentials", KILN_OPT_STRING, &cfg.git_credentials,
          "FILE of 'URL-PREFIX token TOKEN' / 'URL-PREFIX ssh-key KEYFILE [USER]' lines for "
          "checkouts and action downloads (mode 0600)"},
+        {"git-timeout-s", KILN_OPT_INT, &cfg.git_timeout_s,
+         "a git server silent this long fails the checkout (120)"},
         {"executor", KILN_OPT_STRING, &cfg.executor,
          "shell (default), or null: jobs succeed at once without running anything "
          "(for benchmarks only)"},

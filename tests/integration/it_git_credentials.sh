@@ -123,3 +123,56 @@ grep -q "^a | private-lib$" "$T/own.out" && grep -q "credentials kept" "$T/own.o
     grep -q "a later git fetch authenticates" "$T/own.out" || fail "the step's token: $(tail -n 8 "$T/own.out")"
 ! grep -q "$SECRET" "$T/own.out" || fail "the step's token is in the run's output"
 pass "a step's own token checks out what the farm's file does not cover, and stays for later git commands, never printed"
+
+# 5. ssh, where the machine has an sshd to serve it (openssh-server is not
+# among Kiln's dependencies: installing it starts a system ssh server). The
+# farm's key logs in; the host key is checked against ~/.ssh/known_hosts.
+if [ ! -x /usr/sbin/sshd ]; then
+    echo "SKIP (part): no /usr/sbin/sshd here; the ssh logins are not exercised"
+    exit 0
+fi
+SSHD_PORT=$(free_port)
+ssh-keygen -q -t ed25519 -N '' -f "$T/ssh_host" && ssh-keygen -q -t ed25519 -N '' -f "$T/ssh_client"
+cp "$T/ssh_client.pub" "$T/authorized_keys"
+cat >"$T/sshd_config" <<CFG
+Port $SSHD_PORT
+ListenAddress 127.0.0.1
+HostKey $T/ssh_host
+AuthorizedKeysFile $T/authorized_keys
+PidFile $T/sshd.pid
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+CFG
+mkdir -p /run/sshd
+/usr/sbin/sshd -D -f "$T/sshd_config" -E "$T/sshd.log" &
+PIDS+=($!)
+until (exec 3<>"/dev/tcp/127.0.0.1/$SSHD_PORT") 2>/dev/null; do sleep 0.05; done
+mkdir -p "$T/home/.ssh"
+echo "[127.0.0.1]:$SSHD_PORT $(cat "$T/ssh_host.pub")" >"$T/home/.ssh/known_hosts"
+SSH_URL=ssh://$(id -un)@127.0.0.1:$SSHD_PORT$SRV/private/app.git
+printf 'ssh://%s@127.0.0.1:%s/ ssh-key %s\n' "$(id -un)" "$SSHD_PORT" "$T/ssh_client" >"$T/ssh_creds"
+chmod 600 "$T/ssh_creds"
+cat >"$A/.github/workflows/ssh.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo "over ssh $(cat app.txt) at $(git rev-parse HEAD)"
+YML
+tgit -C "$A" add -A && tgit -C "$A" commit -qm "app: ssh"
+tgit -C "$A" push -q "$SRV/private/app.git" main
+kill -INT "$COORD_PID"
+wait "$COORD_PID" 2>/dev/null || true
+admit_worker w2
+HOME=$T/home start_coordinator --git-credentials "$T/ssh_creds"
+HOME=$T/home start_worker w2 --git-credentials "$T/ssh_creds"
+RC=0
+"$KILN" submit --wait --repo "$SSH_URL" --ref main --workflow .github/workflows/ssh.yml >"$T/ssh.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "over ssh app at $(tgit -C "$A" rev-parse HEAD)" "$T/ssh.out" && grep -q "Fetched ssh://" "$T/ssh.out" ||
+    fail "the ssh run: exit $RC: $(grep -E 'error|Fetched|cannot|over ssh' "$T/ssh.out" | head -n 5)"
+pass "ssh: the coordinator's fetch and the checkout log in with the farm's key, the host checked against known_hosts"
