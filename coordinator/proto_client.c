@@ -332,6 +332,43 @@ void kiln_proto_client_pending_free(void *p)
     free(pending);
 }
 
+/* The request, packed again, and who asked: what answering it needs once
+ * the fetching thread is done. NULL when out of memory. */
+static s_pending_t *s_pending_new(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                                  const Kiln__Request *req, const char *client)
+{
+    s_pending_t *pending = calloc(1, sizeof *pending);
+    if (!pending)
+        return NULL;
+    pending->msg = *msg;
+    pending->msg.env = NULL;
+    snprintf(pending->client, sizeof pending->client, "%s", client);
+    snprintf(pending->peer_key, sizeof pending->peer_key, "%s", self->peer_key);
+    pending->req_len = kiln__request__get_packed_size(req);
+    pending->req = malloc(pending->req_len ? pending->req_len : 1);
+    if (!pending->req) {
+        free(pending);
+        return NULL;
+    }
+    kiln__request__pack(req, pending->req);
+    return pending;
+}
+
+/* Hands job (with its pending request) to the fetching thread; both are
+ * consumed, and the client answered when they cannot be. */
+static int s_ask(kiln_server_t *self, const kiln_transport_msg_t *msg, const Kiln__Request *req,
+                 kiln_source_job_t *job, s_pending_t *pending)
+{
+    job->caller = pending;
+    if (kiln_source_ask(self->source, job) == 0)
+        return 0;
+    kiln_proto_client_reply(self, msg, req->request_id, KILN_EAGAIN, kiln_error_last(), 0, NULL);
+    kiln_proto_client_pending_free(pending);
+    job->caller = NULL;
+    kiln_source_job_free(&job);
+    return -1;
+}
+
 /* A submitted file whose remote actions the fetching thread resolves
  * first (kiln_proto_client_on_source submits it then). files and source
  * stay the caller's. */
@@ -340,101 +377,67 @@ static void s_on_submit_actions(kiln_server_t *self, const kiln_transport_msg_t 
                                 json_t *source)
 {
     kiln_source_job_t *job = calloc(1, sizeof *job);
-    s_pending_t *pending = calloc(1, sizeof *pending);
+    s_pending_t *pending = self->source ? s_pending_new(self, msg, req, client) : NULL;
     const char *file = req->workflow_file[0] ? req->workflow_file : "workflow.yml";
-    if (!job || !pending || !self->source) {
+    if (job) {
+        job->yaml = malloc(req->workflow_yaml.len + 1);
+        job->yaml_len = req->workflow_yaml.len;
+        job->files = json_deep_copy(files);
+        job->paths = json_pack("[s]", file);
+        job->source = source ? json_incref(source) : NULL;
+    }
+    if (!job || !pending || !job->yaml || !job->files || !job->paths) {
         kiln_proto_client_reply(self, msg, req->request_id, -1,
                                 self->source ? "coordinator out of memory"
                                              : "this coordinator resolves no remote actions",
                                 0, NULL);
-        goto fail;
-    }
-    pending->msg = *msg;
-    pending->msg.env = NULL;
-    snprintf(pending->client, sizeof pending->client, "%s", client);
-    snprintf(pending->peer_key, sizeof pending->peer_key, "%s", self->peer_key);
-    pending->req_len = kiln__request__get_packed_size(req);
-    pending->req = malloc(pending->req_len ? pending->req_len : 1);
-    job->yaml = malloc(req->workflow_yaml.len + 1);
-    job->yaml_len = req->workflow_yaml.len;
-    job->files = json_deep_copy(files);
-    job->paths = json_pack("[s]", file);
-    job->source = source ? json_incref(source) : NULL;
-    if (!pending->req || !job->yaml || !job->files || !job->paths) {
-        kiln_proto_client_reply(self, msg, req->request_id, -1, "coordinator out of memory", 0,
-                                NULL);
-        goto fail;
+        kiln_proto_client_pending_free(pending);
+        kiln_source_job_free(&job);
+        return;
     }
     memcpy(job->yaml, req->workflow_yaml.data, req->workflow_yaml.len);
     job->yaml[job->yaml_len] = '\0';
-    kiln__request__pack(req, pending->req);
-    job->caller = pending;
-    if (kiln_source_ask(self->source, job) != 0) {
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EAGAIN, kiln_error_last(), 0,
-                                NULL);
-        goto fail;
-    }
-    return;
-fail:
-    kiln_proto_client_pending_free(pending);
-    if (job)
-        job->caller = NULL;
-    kiln_source_job_free(&job);
+    s_ask(self, msg, req, job, pending);
 }
 
 static void s_on_submit_repo(kiln_server_t *self, const kiln_transport_msg_t *msg,
                              const Kiln__Request *req, const char *client)
 {
     kiln_source_job_t *job = calloc(1, sizeof *job);
-    s_pending_t *pending = calloc(1, sizeof *pending);
+    s_pending_t *pending = self->source ? s_pending_new(self, msg, req, client) : NULL;
     const Kiln__Source *src = req->source;
-    if (!job || !pending || !self->source) {
+    if (!job || !pending) {
         kiln_proto_client_reply(self, msg, req->request_id, -1,
                                 self->source ? "coordinator out of memory"
                                              : "this coordinator reads no repositories",
                                 0, NULL);
         goto fail;
     }
-    pending->msg = *msg;
-    pending->msg.env = NULL;
-    snprintf(pending->client, sizeof pending->client, "%s", client);
-    snprintf(pending->peer_key, sizeof pending->peer_key, "%s", self->peer_key);
-    pending->req_len = kiln__request__get_packed_size(req);
-    job->url = strdup(src->url);
-    job->ref = strdup(src->ref[0] ? src->ref : "HEAD");
-    job->before = strdup(src->before);
-    job->base = strdup(src->base_ref);
-    job->action = strdup(src->action);
-    job->number = src->number;
     if (src->base_ref[0] && strcmp(req->event, "pull_request") != 0 &&
         strcmp(req->event, "pull_request_target") != 0) {
         kiln_proto_client_reply(self, msg, req->request_id, KILN_EINVAL,
                                 "--base is for --event pull_request", 0, NULL);
         goto fail;
     }
+    job->url = strdup(src->url);
+    job->ref = strdup(src->ref[0] ? src->ref : "HEAD");
+    job->before = strdup(src->before);
+    job->base = strdup(src->base_ref);
+    job->action = strdup(src->action);
+    job->number = src->number;
     job->workflows = json_array();
-    pending->req = malloc(pending->req_len ? pending->req_len : 1);
-    if (!job->url || !job->ref || !job->before || !job->base || !job->action || !job->workflows ||
-        !pending->req) {
+    if (!job->url || !job->ref || !job->before || !job->base || !job->action || !job->workflows) {
         kiln_proto_client_reply(self, msg, req->request_id, -1, "coordinator out of memory", 0,
                                 NULL);
         goto fail;
     }
-    kiln__request__pack(req, pending->req);
     for (size_t i = 0; i < req->n_workflows && i < KILN_SOURCE_FILES_MAX; i++)
         json_array_append_new(job->workflows, json_string(req->workflows[i]));
-    job->caller = pending;
-    if (kiln_source_ask(self->source, job) != 0) {
-        kiln_proto_client_reply(self, msg, req->request_id, KILN_EAGAIN, kiln_error_last(), 0,
-                                NULL);
-        goto fail;
-    }
-    kiln_log_info("%s asks for %s at %s", client, src->url, src->ref[0] ? src->ref : "HEAD");
+    if (s_ask(self, msg, req, job, pending) == 0)
+        kiln_log_info("%s asks for %s at %s", client, src->url, src->ref[0] ? src->ref : "HEAD");
     return;
 fail:
     kiln_proto_client_pending_free(pending);
-    if (job)
-        job->caller = NULL;
     kiln_source_job_free(&job);
 }
 
