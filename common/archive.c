@@ -75,7 +75,6 @@ static bool s_link_inside(const char *name, const char *target)
 
 typedef struct {
     struct archive *a;
-    const char *root;
     kiln_archive_stats_t *stats;
     char buf[S_BLOCK];
 } s_pack_t;
@@ -86,19 +85,15 @@ static int s_pack_error(s_pack_t *p, const char *what)
     return -1;
 }
 
-static int s_pack_one(s_pack_t *p, const char *rel, int depth)
+/* Packs the file or tree at full as the entry rel. */
+static int s_pack_one(s_pack_t *p, const char *full, const char *rel, int depth)
 {
-    char full[PATH_MAX];
     struct stat st;
     int rc = -1, fd = -1;
     DIR *dir = NULL;
     struct archive_entry *e = NULL;
     if (depth > S_DEPTH_MAX) {
         kiln_error_set("cannot pack %s: directories nest deeper than %d", rel, S_DEPTH_MAX);
-        return -1;
-    }
-    if ((size_t)snprintf(full, sizeof full, "%s/%s", p->root, rel) >= sizeof full) {
-        kiln_error_set("cannot pack %s: the path is too long", rel);
         return -1;
     }
     if (lstat(full, &st) != 0) {
@@ -155,12 +150,14 @@ static int s_pack_one(s_pack_t *p, const char *rel, int depth)
         while ((d = readdir(dir))) {
             if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
                 continue;
-            char child[PATH_MAX];
-            if ((size_t)snprintf(child, sizeof child, "%s/%s", rel, d->d_name) >= sizeof child) {
+            char child[PATH_MAX], child_full[PATH_MAX];
+            if ((size_t)snprintf(child, sizeof child, "%s/%s", rel, d->d_name) >= sizeof child ||
+                (size_t)snprintf(child_full, sizeof child_full, "%s/%s", full, d->d_name) >=
+                    sizeof child_full) {
                 kiln_error_set("cannot pack %s/%s: the path is too long", rel, d->d_name);
                 goto cleanup;
             }
-            if (s_pack_one(p, child, depth + 1) != 0)
+            if (s_pack_one(p, child_full, child, depth + 1) != 0)
                 goto cleanup;
         }
     }
@@ -174,8 +171,8 @@ cleanup:
     return rc;
 }
 
-int kiln_archive_pack(const char *root, const char *const *paths, size_t n_paths,
-                      const char *out, int level, kiln_archive_stats_t *stats)
+int kiln_archive_pack_items(const kiln_archive_item_t *items, size_t n_items, const char *out,
+                            int level, kiln_archive_stats_t *stats)
 {
     int rc = -1;
     char tmp[PATH_MAX + 32], opt[16];
@@ -189,12 +186,11 @@ int kiln_archive_pack(const char *root, const char *const *paths, size_t n_paths
         kiln_error_set("out of memory");
         return -1;
     }
-    p->root = root;
     p->stats = stats;
-    for (size_t i = 0; i < n_paths; i++) {
-        if (!s_rel_ok(paths[i])) {
-            kiln_error_set("cannot pack '%s': a path inside %s is needed (relative, no '..')",
-                           paths[i], root);
+    for (size_t i = 0; i < n_items; i++) {
+        if (!s_rel_ok(items[i].name)) {
+            kiln_error_set("cannot pack %s as '%s': an entry's name is relative, without '..'",
+                           items[i].path, items[i].name);
             free(p);
             return KILN_EINVAL;
         }
@@ -209,13 +205,13 @@ int kiln_archive_pack(const char *root, const char *const *paths, size_t n_paths
         kiln_error_set("cannot write %s: %s", tmp, p->a ? archive_error_string(p->a) : "out of memory");
         goto cleanup;
     }
-    for (size_t i = 0; i < n_paths; i++) {
+    for (size_t i = 0; i < n_items; i++) {
         /* "dir/" and "dir" are one entry. */
         char rel[PATH_MAX];
-        snprintf(rel, sizeof rel, "%s", paths[i]);
+        snprintf(rel, sizeof rel, "%s", items[i].name);
         for (size_t n = strlen(rel); n > 1 && rel[n - 1] == '/'; n--)
             rel[n - 1] = '\0';
-        if (s_pack_one(p, rel, 0) != 0)
+        if (s_pack_one(p, items[i].path, rel, 0) != 0)
             goto cleanup;
     }
     if (archive_write_close(p->a) != ARCHIVE_OK) {
@@ -234,6 +230,34 @@ cleanup:
     if (rc != 0)
         unlink(tmp);
     free(p);
+    return rc;
+}
+
+int kiln_archive_pack(const char *root, const char *const *paths, size_t n_paths,
+                      const char *out, int level, kiln_archive_stats_t *stats)
+{
+    kiln_archive_item_t *items = calloc(n_paths ? n_paths : 1, sizeof *items);
+    char (*full)[PATH_MAX] = calloc(n_paths ? n_paths : 1, PATH_MAX);
+    int rc = -1;
+    if (!items || !full) {
+        kiln_error_set("out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n_paths; i++) {
+        if (!s_rel_ok(paths[i])) {
+            kiln_error_set("cannot pack '%s': a path inside %s is needed (relative, no '..')",
+                           paths[i], root);
+            rc = KILN_EINVAL;
+            goto cleanup;
+        }
+        snprintf(full[i], PATH_MAX, "%s/%s", root, paths[i]);
+        items[i].path = full[i];
+        items[i].name = paths[i];
+    }
+    rc = kiln_archive_pack_items(items, n_paths, out, level, stats);
+cleanup:
+    free(items);
+    free(full);
     return rc;
 }
 

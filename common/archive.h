@@ -45,6 +45,17 @@ typedef struct {
 int kiln_archive_pack(const char *root, const char *const *paths, size_t n_paths,
                       const char *out, int level, kiln_archive_stats_t *stats);
 
+/* One tree to pack: the file or directory at path (absolute), as the
+ * entry name (relative, no "..") and everything under it. */
+typedef struct {
+    const char *path, *name;
+} kiln_archive_item_t;
+
+/* As kiln_archive_pack, for trees from anywhere under names of their own
+ * (a cache's paths, named by where they are restored to). */
+int kiln_archive_pack_items(const kiln_archive_item_t *items, size_t n_items, const char *out,
+                            int level, kiln_archive_stats_t *stats);
+
 /* Unpacks the archive file at path into dest, which must not exist (its
  * parent must). Returns 0; KILN_EINVAL for an archive refused (the
  * message names the entry and why; nothing is left); -1 for another

@@ -736,6 +736,50 @@ static void s_walk_on(kiln_parse_t *ctx, knode_t *val)
     }
 }
 
+
+/* actions/cache saves after the job's steps, as GitHub runs an action's
+ * post step: one built-in step at the end of the job for each cache step,
+ * the last one's first, that reads what its step found (the state it left
+ * under the step's index) and saves when the job went well. */
+static void s_add_posts(kiln_parse_t *ctx, kiln_job_t *job)
+{
+    size_t n_posts = 0;
+    for (size_t i = 0; i < job->n_steps; i++)
+        n_posts += job->steps[i].builtin && strcmp(job->steps[i].builtin, "cache") == 0;
+    if (!n_posts)
+        return;
+    if (job->n_steps + n_posts > KILN_WF_MAX_STEPS) {
+        kiln_parse_error_at(ctx, job->steps[0].line, job->steps[0].col,
+                            "job '%s' has more than %d steps with its post steps", job->id,
+                            KILN_WF_MAX_STEPS);
+        return;
+    }
+    kiln_step_t *grown = realloc(job->steps, (job->n_steps + n_posts) * sizeof *grown);
+    if (!grown) {
+        ctx->oom = true;
+        return;
+    }
+    job->steps = grown;
+    size_t n = job->n_steps;
+    for (size_t i = n; i-- > 0;) {
+        const kiln_step_t *st = &job->steps[i];
+        if (!st->builtin || strcmp(st->builtin, "cache") != 0)
+            continue;
+        kiln_step_t *post = &job->steps[job->n_steps++];
+        memset(post, 0, sizeof *post);
+        char name[KILN_PARSE_WHO_MAX + 16], state[32];
+        snprintf(name, sizeof name, "Post %s", st->name ? st->name : st->uses);
+        snprintf(state, sizeof state, "%zu", i);
+        post->name = kiln_parse_strdup(ctx, name);
+        post->builtin = "cache-post";
+        post->if_expr = kiln_parse_strdup(ctx, "success()");
+        post->with = json_pack("{s:s}", "state", state);
+        post->line = st->line;
+        post->col = st->col;
+        if (!post->with)
+            ctx->oom = true;
+    }
+}
 /* ------------------------------------------------------------- workflow */
 
 static void s_walk_workflow(kiln_parse_t *ctx, knode_t *root)
@@ -845,6 +889,7 @@ int kiln_parse_document(kiln_parse_t *ctx, const char *file, const char *text, s
         if (!job->working_directory && wf->working_directory)
             job->working_directory = kiln_parse_strdup(ctx, wf->working_directory);
         kiln_parse_composite(ctx, job, 0);
+        s_add_posts(ctx, job);
     }
     /* The tree lives on for the graph's messages: they point at needs. */
     if (!ctx->oom)

@@ -983,6 +983,14 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     }
     snprintf(self->git_timeout, sizeof self->git_timeout, "%d",
              cfg->git_timeout_s ? cfg->git_timeout_s : 120);
+    if (cfg->cache_max_mb < 0) {
+        kiln_error_set("worker: --cache-max-mb must be positive");
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    snprintf(self->cache_dir, sizeof self->cache_dir, "%s/cache", cfg->work_dir);
+    snprintf(self->cache_max_mb, sizeof self->cache_max_mb, "%d",
+             cfg->cache_max_mb ? cfg->cache_max_mb : 10240);
     /* Remote actions' files, one directory per commit, shared by the jobs
      * (GitHub's _actions): kiln-checkout makes them. */
     snprintf(self->actions_dir, sizeof self->actions_dir, "%s/actions", cfg->work_dir);

@@ -70,6 +70,7 @@ typedef struct {
      * (common/gitcreds.h), or NULL. */
     const char *git_credentials;
     int git_timeout_s;        /* a silent git server fails a checkout after this (120) */
+    int cache_max_mb;         /* actions/cache's entries on this worker, LRU beyond (10240) */
 } kiln_agent_config_t;
 
 /* A step's PATH when the worker has none. */

@@ -135,6 +135,8 @@ struct kiln_agent {
     char git_cache[PATH_MAX];     /* repository mirrors for checkouts: work_dir/git */
     char git_credentials[PATH_MAX]; /* the farm's credentials file (absolute), or "" */
     char git_timeout[16];         /* KILN_GIT_TIMEOUT_S for kiln-checkout */
+    char cache_dir[PATH_MAX];     /* actions/cache's entries: work_dir/cache */
+    char cache_max_mb[24];        /* their bound, KILN_CACHE_MAX_MB */
     char actions_dir[PATH_MAX];   /* remote actions' files by commit: work_dir/actions */
     char checkout_program[PATH_MAX]; /* kiln-checkout, beside this program */
     /* Each slot's workspace tree, emptied for its next job

@@ -3,12 +3,14 @@
  * INPUT_* variables (GitHub's convention for actions) and the run's
  * repository in KILN_SOURCE_URL; it is not meant to be run by hand. With
  * KILN_BUILTIN=action it puts a remote action's files in place instead. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "common/gitsrc.h"
+#include "worker/cache.h"
 #include "worker/checkout.h"
 
 static int s_action(void)
@@ -30,6 +32,42 @@ static int s_action(void)
     return 0;
 }
 
+static int s_cache(const char *builtin)
+{
+    char state[4096] = "";
+    const char *tmp = getenv("RUNNER_TEMP");
+    const char *index = strcmp(builtin, "cache-post") == 0 ? getenv("INPUT_STATE")
+                                                            : getenv("KILN_STEP_INDEX");
+    if (tmp && index)
+        snprintf(state, sizeof state, "%s/.kiln-cache-state-%s.json", tmp, index);
+    const char *mb = getenv("KILN_CACHE_MAX_MB");
+    kiln_cache_opts_t o = {
+        .builtin = builtin,
+        .cache_dir = getenv("KILN_CACHE_DIR"),
+        .max_bytes = (uint64_t)(mb && atoll(mb) > 0 ? atoll(mb) : 10240) << 20,
+        .state_path = state[0] ? state : NULL,
+        .workspace = getenv("GITHUB_WORKSPACE"),
+        .home = getenv("HOME"),
+        .repository = getenv("GITHUB_REPOSITORY"),
+        .ref = getenv("GITHUB_REF"),
+        .base_ref = getenv("GITHUB_BASE_REF"),
+        .event_path = getenv("GITHUB_EVENT_PATH"),
+        .output_path = getenv("GITHUB_OUTPUT"),
+        .summary_path = getenv("GITHUB_STEP_SUMMARY"),
+        .path = getenv("INPUT_PATH"),
+        .key = getenv("INPUT_KEY"),
+        .restore_keys = getenv("INPUT_RESTORE-KEYS"),
+        .fail_on_miss = getenv("INPUT_FAIL-ON-CACHE-MISS"),
+        .lookup_only = getenv("INPUT_LOOKUP-ONLY"),
+    };
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (kiln_cache_run(&o, stdout) != 0) {
+        printf("::error title=actions/cache::%s\n", kiln_error_last());
+        return 1;
+    }
+    return 0;
+}
+
 int main(void)
 {
     const char *timeout = getenv("KILN_GIT_TIMEOUT_S");
@@ -39,6 +77,8 @@ int main(void)
     const char *builtin = getenv("KILN_BUILTIN");
     if (builtin && strcmp(builtin, "action") == 0)
         return s_action();
+    if (builtin && strncmp(builtin, "cache", 5) == 0)
+        return s_cache(builtin);
     kiln_checkout_opts_t o = {
         .cache_dir = getenv("KILN_GIT_CACHE"),
         .workspace = getenv("GITHUB_WORKSPACE"),

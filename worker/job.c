@@ -371,7 +371,11 @@ static int s_builtin_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *
             goto cleanup;
         }
     }
-    if (kiln_kv_set(e, "KILN_BUILTIN", st->builtin) ||
+    char index[24];
+    snprintf(index, sizeof index, "%zu", job->step);
+    if (kiln_kv_set(e, "KILN_BUILTIN", st->builtin) || kiln_kv_set(e, "KILN_STEP_INDEX", index) ||
+        kiln_kv_set(e, "KILN_CACHE_DIR", job->agent->cache_dir) ||
+        kiln_kv_set(e, "KILN_CACHE_MAX_MB", job->agent->cache_max_mb) ||
         kiln_kv_set(e, "KILN_GIT_CREDENTIALS", job->agent->git_credentials) ||
         kiln_kv_set(e, "KILN_GIT_TIMEOUT_S", job->agent->git_timeout) ||
         kiln_kv_set(e, "KILN_ACTIONS_DIR", job->agent->actions_dir) ||
@@ -599,7 +603,8 @@ static int s_step_start(kiln_wjob_t *job)
     }
     bool builtin = st->builtin && st->builtin[0];
     if (builtin) {
-        if (strcmp(st->builtin, "checkout") != 0 && strcmp(st->builtin, "action") != 0) {
+        if (strcmp(st->builtin, "checkout") != 0 && strcmp(st->builtin, "action") != 0 &&
+            strncmp(st->builtin, "cache", 5) != 0) {
             kiln_job_log(job, "this worker has no built-in action '%s'; it is older than its "
                          "coordinator", st->builtin);
             goto cleanup;
@@ -607,7 +612,8 @@ static int s_step_start(kiln_wjob_t *job)
         if (!self->checkout_program[0] || access(self->checkout_program, X_OK) != 0) {
             kiln_job_log(job, "%s: kiln-checkout is not installed beside kiln-worker (%s)",
                          strcmp(st->builtin, "checkout") == 0 ? "actions/checkout"
-                                                              : "downloading an action",
+                         : strcmp(st->builtin, "action") == 0 ? "downloading an action"
+                                                              : "actions/cache",
                          self->checkout_program);
             goto cleanup;
         }

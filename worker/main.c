@@ -57,6 +57,8 @@ int main(int argc, char **argv)
          "checkouts and action downloads (mode 0600)"},
         {"git-timeout-s", KILN_OPT_INT, &cfg.git_timeout_s,
          "a git server silent this long fails the checkout (120)"},
+        {"cache-max-mb", KILN_OPT_INT, &cfg.cache_max_mb,
+         "actions/cache entries this worker keeps, least recently used evicted beyond (10240)"},
         {"executor", KILN_OPT_STRING, &cfg.executor,
          "shell (default), or null: jobs succeed at once without running anything "
          "(for benchmarks only)"},

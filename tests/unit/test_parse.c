@@ -692,6 +692,36 @@ static void test_remote_composite(void **state)
     json_decref(files);
 }
 
+/* actions/cache is built in; each cache step gets a post step at the
+ * job's end, the last one's first; restore and save have none. */
+static void test_builtin_cache(void **state)
+{
+    (void)state;
+    result_t r;
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n"
+                    "      - uses: actions/cache@v4\n        with: {path: a, key: k1}\n"
+                    "      - uses: actions/cache/restore@v4\n        with: {path: b, key: k2}\n"
+                    "      - name: second\n        uses: actions/cache@v3\n"
+                    "        with: {path: c, key: k3, depth: 1}\n"
+                    "      - run: echo\n");
+    assert_int_equal(r.rc, 0);
+    const kiln_job_t *job = &r.wf->jobs[0];
+    assert_int_equal(job->n_steps, 6);
+    assert_string_equal(job->steps[0].builtin, "cache");
+    assert_string_equal(job->steps[1].builtin, "cache-restore");
+    assert_string_equal(job->steps[4].builtin, "cache-post");
+    assert_string_equal(job->steps[4].name, "Post second");
+    assert_string_equal(json_string_value(json_object_get(job->steps[4].with, "state")), "2");
+    assert_string_equal(job->steps[4].if_expr, "success()");
+    assert_string_equal(job->steps[5].builtin, "cache-post");
+    assert_string_equal(json_string_value(json_object_get(job->steps[5].with, "state")), "0");
+    s_expect_warning_like(&r, 9, "has no input 'depth'");
+    s_done(&r);
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - uses: actions/cache@v1\n");
+    s_expect_error_like(&r, 5, "use actions/cache@v4");
+    s_done(&r);
+}
+
 /* actions/checkout is built in: v2 and later, a commit pin too; its with:
  * is checked against the action's inputs. */
 static void test_builtin_checkout(void **state)
@@ -1879,7 +1909,7 @@ static void test_composite_problems(void **state)
                       "      - uses: ./ci/nowhere\n"          /* 6: a warning */
                       "      - uses: ./ci/node\n"             /* 7 */
                       "      - uses: ./ci/setup\n"            /* 8 */
-                      "      - uses: actions/cache@v4\n"      /* 9 */
+                      "      - uses: actions/setup-go@v5\n"   /* 9 */
                       "      - uses: ./../outside\n";         /* 10 */
     s_parse_files(&r, bad, files);
     assert_int_equal(r.rc, KILN_EINVAL);
@@ -2304,6 +2334,7 @@ int main(void)
         cmocka_unit_test(test_remote_action_not_supported),
         cmocka_unit_test(test_remote_composite),
         cmocka_unit_test(test_builtin_checkout),
+        cmocka_unit_test(test_builtin_cache),
         cmocka_unit_test(test_bad_shell),
         cmocka_unit_test(test_windows_shells_warn),
         cmocka_unit_test(test_shell_expression),

@@ -1,0 +1,134 @@
+# actions/cache built in, on a worker's own cache: a miss builds a
+# 1,000-file tree and the post step saves it; the next run restores it by
+# exact key (cache-hit true, the same digest, no save), a changed key by
+# restore-keys (cache-hit false, matched key given, saved anew);
+# fail-on-cache-miss, lookup-only, actions/cache/restore and /save; the
+# size bound evicts the least recently used; an entry whose archive was
+# replaced by a hostile one fails its step naming the entry and writes
+# nothing outside; exclusions are refused by name.
+source "$(dirname "$0")/lib.sh"
+start_farm 1 --cache-max-mb 1
+CACHE=$T/work/w1/cache
+
+cat >"$T/cache.yml" <<'YML'
+on:
+  workflow_dispatch:
+    inputs:
+      key: {required: true}
+      restore: {default: ''}
+      files: {default: '1000'}
+      extra: {default: ''}
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - id: c
+        uses: actions/cache@v4
+        with:
+          path: |
+            deps
+            ~/.kiln-it-cache-absent
+          key: ${{ inputs.key }}
+          restore-keys: ${{ inputs.restore }}
+      - run: |
+          echo "hit=${{ steps.c.outputs.cache-hit }} matched=${{ steps.c.outputs.cache-matched-key }} primary=${{ steps.c.outputs.cache-primary-key }}"
+          if [ ! -d deps ]; then
+            mkdir -p deps/sub
+            for i in $(seq 1 ${{ inputs.files }}); do echo "file $i" >deps/sub/f$i; done
+            ln -s sub/f1 deps/first
+            [ -z "${{ inputs.extra }}" ] || head -c ${{ inputs.extra }} /dev/urandom >deps/extra
+            echo built
+          fi
+          echo "digest $(cd deps && find . -type f -o -type l | sort | xargs cat | sha256sum | cut -c1-16) $(find deps | wc -l)"
+YML
+run() { # OUT KEY [RESTORE [FILES [EXTRA]]]
+    RC=0
+    "$KILN" submit --wait "$T/cache.yml" --input key="$2" --input restore="${3:-}" \
+        --input files="${4:-1000}" --input extra="${5:-}" >"$T/$1" 2>&1 || RC=$?
+}
+
+# 1. A miss, then the post step saves.
+run r1.out deps-A
+[ $RC = 0 ] || fail "run 1 exited $RC: $(tail -n 5 "$T/r1.out")"
+grep -q "hit=false matched= primary=deps-A" "$T/r1.out" && grep -q "^a | built" "$T/r1.out" &&
+    grep -q "Cache saved with key: deps-A (1003 files" "$T/r1.out" || fail "run 1: $(grep -iE 'cache|hit=' "$T/r1.out")"
+D1=$(sed -n 's/^a | digest \([0-9a-f]*\) .*/\1/p' "$T/r1.out")
+
+# 2. The same key: restored whole, nothing saved.
+run r2.out deps-A
+[ $RC = 0 ] || fail "run 2 exited $RC"
+grep -q "hit=true matched=deps-A" "$T/r2.out" && ! grep -q "^a | built" "$T/r2.out" &&
+    grep -q "Cache restored from key: deps-A" "$T/r2.out" &&
+    grep -q "not saving cache" "$T/r2.out" || fail "run 2: $(tail -n 25 "$T/r2.out")"
+grep -q "^a | digest $D1 1003" "$T/r2.out" || fail "the restored tree differs: $(grep digest "$T/r2.out") vs $D1"
+grep -q "Cache restored from \`deps-A\`" "$T/r2.out" || fail "the summary does not say what was restored"
+pass "a miss saves after the job; the same key restores the 1,000-file tree byte for byte (cache-hit true), saving nothing"
+
+# 3. A new key restores by prefix and saves under the new key.
+run r3.out deps-B deps-
+grep -q "hit=false matched=deps-A primary=deps-B" "$T/r3.out" && grep -q "^a | digest $D1" "$T/r3.out" &&
+    grep -q "Cache saved with key: deps-B" "$T/r3.out" || fail "run 3: $(grep -iE 'cache|hit=' "$T/r3.out")"
+pass "restore-keys: the newest entry with the prefix, cache-hit false, saved under the new key"
+
+# 4. fail-on-cache-miss, lookup-only, restore and save halves.
+cat >"$T/halves.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      # The same paths as cache.yml's: a cache's version is its paths.
+      - id: look
+        uses: actions/cache/restore@v4
+        with:
+          path: |
+            deps
+            ~/.kiln-it-cache-absent
+          key: deps-B
+          lookup-only: true
+      - run: echo "lookup ${{ steps.look.outputs.cache-hit }} $([ -e deps ] && echo restored || echo absent)"
+      - run: mkdir -p out && echo one >out/o
+      - uses: actions/cache/save@v4
+        with: {path: out, key: out-1}
+      - id: back
+        uses: actions/cache/restore@v4
+        with: {path: out, key: out-1}
+      - run: echo "back ${{ steps.back.outputs.cache-hit }} $(cat out/o)"
+      - uses: actions/cache/restore@v4
+        with: {path: deps, key: nothing-like-it, fail-on-cache-miss: true}
+YML
+RC=0
+"$KILN" submit --wait "$T/halves.yml" >"$T/halves.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -q "^a | lookup true absent" "$T/halves.out" && grep -q "^a | back true one" "$T/halves.out" &&
+    grep -q "Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: nothing-like-it" "$T/halves.out" ||
+    fail "restore/save halves: exit $RC: $(grep -E 'a \| (lookup|back)|Failed|error' "$T/halves.out")"
+pass "lookup-only, actions/cache/save and /restore, fail-on-cache-miss"
+
+# 5. The bound (1 MB): a 2 MB entry saved evicts the others, least recently used first.
+run r5.out big-1 "" 10 2000000
+grep -q "Evicted cache 'deps-A'" "$T/r5.out" || fail "nothing was evicted past the bound: $(grep -iE 'evict|saved' "$T/r5.out")"
+[ "$(du -sm "$CACHE" | cut -f1)" -le 3 ] || fail "the cache holds $(du -sh "$CACHE")"
+pass "past --cache-max-mb the least recently used entries are evicted"
+
+# 6. A hostile archive in place of an entry: refused, nothing outside.
+run r6.out deps-C
+J=$(grep -l '"key":"deps-C"' "$CACHE"/*/*.json)
+mkdir -p "$T/evil/in"
+echo pwned >"$T/evil/in/x"
+tar --zstd -cf "${J%.json}.tar.zst" -C "$T/evil" --transform 's|^in/x|../../../../escaped|' in/x
+run r7.out deps-C
+[ $RC = 1 ] && grep -q "entry '../../../../escaped': its path is absolute or leaves the target" "$T/r7.out" ||
+    fail "a hostile cache entry: exit $RC: $(grep -iE 'error|cache' "$T/r7.out" | head -n 4)"
+# Nowhere under /tmp (the test and its workers are there), and no staging directory left in the cache.
+! find /tmp -xdev -name escaped -newer "$T/cache.yml" 2>/dev/null | grep -q . ||
+    fail "the hostile archive wrote outside its target: $(find /tmp -xdev -name escaped -newer "$T/cache.yml" 2>/dev/null)"
+[ -z "$(ls -A "$CACHE" | grep -v -e '^\.lock$' -e '^local$' -e '_')" ] || fail "left in the cache: $(ls -A "$CACHE")"
+pass "an entry replaced by a hostile archive fails the step naming the entry; nothing is written outside"
+
+# 7. What Kiln's cache does not take yet is refused by name.
+sed 's|            deps$|            !deps/sub|' "$T/cache.yml" >"$T/excl.yml"
+RC=0
+"$KILN" submit --wait "$T/excl.yml" --input key=x >"$T/excl.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -q "exclusions ('!deps/sub') are not supported yet" "$T/excl.out" ||
+    fail "an exclusion: exit $RC: $(grep -iE 'error' "$T/excl.out" | head -n 3)"
+pass "an exclusion in path is refused by name, not ignored"
