@@ -75,6 +75,9 @@ int kiln_cmd_worker(int argc, char **argv);
 int kiln_cmd_keygen(int argc, char **argv);
 int kiln_cmd_lint(int argc, char **argv);
 int kiln_cmd_graph(int argc, char **argv);
+int kiln_cmd_artifacts(int argc, char **argv);
+int kiln_cmd_artifact(int argc, char **argv);
+int kiln_cmd_cache(int argc, char **argv);
 
 /* workflow.c */
 int kiln_cli_validate(const char *path, char **text, size_t *len);

@@ -36,6 +36,10 @@ static void s_help(FILE *out)
             "  keygen NAME    write a CURVE key pair NAME.key / NAME.pub\n"
             "  lint FILE...   validate workflows without a farm\n"
             "  graph FILE     the job graph, matrices expanded (--dot for Graphviz)\n"
+            "  artifacts RUN  a run's artifacts\n"
+            "  artifact get RUN NAME  download an artifact into NAME/ (-o DIR)\n"
+            "  cache list [REPO]      the farm's cache entries\n"
+            "  cache rm REPO [KEY]    remove cache entries (KEY* a prefix)\n"
             "  version        print the version\n\n"
             "exit status: 0 success, 1 pipeline failed, 2 invalid input or usage,\n"
             "3 infrastructure failure\n",
@@ -58,7 +62,8 @@ int main(int argc, char **argv)
         {"status", kiln_cmd_status},   {"logs", kiln_cmd_logs},       {"history", kiln_cmd_history},
         {"cancel", kiln_cmd_cancel},   {"workers", kiln_cmd_workers}, {"keygen", kiln_cmd_keygen},
         {"lint", kiln_cmd_lint},       {"stats", kiln_cmd_stats},     {"worker", kiln_cmd_worker},
-        {"graph", kiln_cmd_graph},
+        {"graph", kiln_cmd_graph},     {"artifacts", kiln_cmd_artifacts},
+        {"artifact", kiln_cmd_artifact}, {"cache", kiln_cmd_cache},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)

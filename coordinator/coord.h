@@ -216,6 +216,9 @@ typedef struct {
     uint64_t jobs_readopted;
     uint64_t logs_truncated;
     uint64_t redis_reconnects;
+    /* the farm's store (proto_store.c) */
+    uint64_t cache_hits, cache_partial_hits, cache_misses, cache_saves, cache_evictions;
+    uint64_t artifacts_added, artifacts_expired;
 } kiln_cstats_t;
 
 struct kiln_server {
@@ -228,6 +231,8 @@ struct kiln_server {
     kiln_auth_t *auth;
     kiln_queue_t *queue;
     kiln_history_t *history;
+    struct kiln_store *store;       /* blobs of caches and artifacts (store.h) */
+    int64_t store_sweep_at;         /* monotonic: next retention sweep */
     kiln_source_t *source;          /* repositories: mirrors and their fetching thread */
     kiln_models_t *models;
     int sigfd;
@@ -379,6 +384,13 @@ void kiln_proto_client_pending_free(void *pending);
 void kiln_proto_client_reply(kiln_server_t *self, const kiln_transport_msg_t *msg,
                              uint64_t request_id, int code, const char *error, int64_t run_id,
                              json_t *json);
+
+/* proto_store.c */
+void kiln_proto_store_handle(kiln_server_t *self, kiln_transport_msg_t *msg, const char *key_name);
+void kiln_proto_store_client(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                             const Kiln__Request *req, const char *client);
+void kiln_proto_store_tick(kiln_server_t *self, int64_t now_mono);
+json_t *kiln_proto_store_stats(kiln_server_t *self);
 
 /* watch.c */
 void kiln_watch_add(kiln_crun_t *run, const kiln_transport_msg_t *msg, const char *job_filter,

@@ -45,7 +45,7 @@
 #include "common/log.h"
 #include "coordinator/history_int.h"
 
-#define KILN_HISTORY_SCHEMA_VERSION 6
+#define KILN_HISTORY_SCHEMA_VERSION 7
 #define KILN_HISTORY_BUSY_MS 5000
 
 #define KILN_HISTORY_STR_(x) #x
@@ -64,7 +64,9 @@
  *   5  each run's event (push, workflow_dispatch, ...) and the name of whoever
  *      submitted it, so a restarted coordinator plans it alike;
  *   6  each run's source: repository, ref and commit (JSON), or NULL for a
- *      run of a file alone. */
+ *      run of a file alone;
+ *   7  caches and artifacts: what each blob of the farm's store
+ *      (coordinator/store.h) is, for whom, and until when. */
 static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS runs ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -117,6 +119,26 @@ static const char s_schema[] =
     " workflow TEXT NOT NULL, job_id TEXT NOT NULL,"
     " estimate_ms REAL NOT NULL, samples INTEGER NOT NULL,"
     " PRIMARY KEY (workflow, job_id)) WITHOUT ROWID;"
+    /* A cache entry per (repository, ref, key, version), as GitHub scopes
+     * them; used_ms orders the eviction. Entries are removed when evicted
+     * or removed by an operator (an audit row says so); runs keep theirs. */
+    "CREATE TABLE IF NOT EXISTS caches ("
+    " id INTEGER PRIMARY KEY, repository TEXT NOT NULL, ref TEXT NOT NULL,"
+    " key TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,"
+    " size INTEGER NOT NULL, created_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL,"
+    " meta TEXT, run_id INTEGER, job_id TEXT,"
+    " UNIQUE (repository, ref, key, version));"
+    "CREATE INDEX IF NOT EXISTS caches_digest ON caches (digest);"
+    /* Artifacts stay as rows when they expire or are replaced (state says
+     * which): a run's record shows what it made even once the bytes are
+     * gone. */
+    "CREATE TABLE IF NOT EXISTS artifacts ("
+    " id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, job_id TEXT NOT NULL,"
+    " name TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,"
+    " meta TEXT, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,"
+    " state TEXT NOT NULL DEFAULT 'kept');"
+    "CREATE INDEX IF NOT EXISTS artifacts_run ON artifacts (run_id, name);"
+    "CREATE INDEX IF NOT EXISTS artifacts_digest ON artifacts (digest);"
     "PRAGMA user_version = " KILN_HISTORY_STR(KILN_HISTORY_SCHEMA_VERSION) ";";
 
 /* The SQL of the cached statements (history_int.h), prepared in
@@ -218,6 +240,15 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
         " line, col) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [KILN_HISTORY_STMT_SUMMARY] = "INSERT OR REPLACE INTO summaries (run_id, job_id, attempt,"
                                   " markdown) VALUES (?1, ?2, ?3, ?4)",
+    [KILN_HISTORY_STMT_CACHE_ADD] =
+        "INSERT INTO caches (repository, ref, key, version, digest, size, created_ms, used_ms,"
+        " meta, run_id, job_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
+    [KILN_HISTORY_STMT_CACHE_TOUCH] = "UPDATE caches SET used_ms = ?2 WHERE id = ?1",
+    [KILN_HISTORY_STMT_CACHE_DELETE] = "DELETE FROM caches WHERE id = ?1",
+    [KILN_HISTORY_STMT_ARTIFACT_ADD] =
+        "INSERT INTO artifacts (run_id, job_id, name, digest, size, meta, created_ms, expires_ms)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [KILN_HISTORY_STMT_ARTIFACT_STATE] = "UPDATE artifacts SET state = ?2 WHERE id = ?1",
     [KILN_HISTORY_STMT_JOB_PLAN] =
         "UPDATE jobs SET name = ?1, runs_on = ?2 WHERE run_id = ?3 AND job_id = ?4",
 };

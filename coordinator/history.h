@@ -382,4 +382,42 @@ typedef int (*kiln_history_duration_fn)(void *ctx, const char *job_id, int64_t e
 int kiln_history_durations(kiln_history_t *self, const char *workflow, kiln_history_duration_fn fn,
                            void *ctx);
 
+/* ---- the farm's store: caches and artifacts (history_store.c) ----
+ * Each write commits at once or fails (KILN_EINFRA when the disk is full):
+ * a store request is answered only after its row is on disk. */
+typedef struct {
+    const char *repository, *ref, *key, *version, *digest, *meta, *job_id;
+    uint64_t size;
+    int64_t created_ms, run_id;
+} kiln_history_cache_t;
+int kiln_history_cache_add(kiln_history_t *self, const kiln_history_cache_t *c, int64_t *id);
+int kiln_history_cache_touch(kiln_history_t *self, int64_t id, int64_t used_ms);
+int kiln_history_cache_delete(kiln_history_t *self, int64_t id);
+/* Entries as an array of {id, repository, ref, key, version, digest, size,
+ * created_ms, used_ms, meta, run_id, job_id}: all (repository NULL, by
+ * repository then most recently used first), a repository's (most
+ * recently used first) or, with version, those a lookup considers (newest
+ * first). */
+int kiln_history_caches_json(kiln_history_t *self, const char *repository, const char *version,
+                             json_t **out);
+/* Entries last used before the time (at most 1,000). */
+int kiln_history_caches_older(kiln_history_t *self, int64_t used_before_ms, json_t **out);
+
+typedef struct {
+    const char *job_id, *name, *digest, *meta;
+    uint64_t size;
+    int64_t run_id, created_ms, expires_ms;
+} kiln_history_artifact_t;
+int kiln_history_artifact_add(kiln_history_t *self, const kiln_history_artifact_t *a,
+                              int64_t *id);
+/* state: "kept", "replaced" (a later upload took its name), "expired". */
+int kiln_history_artifact_state(kiln_history_t *self, int64_t id, const char *state);
+/* A run's artifacts, every state, oldest first: [{id, run_id, job_id,
+ * name, digest, size, meta, created_ms, expires_ms, state}]. */
+int kiln_history_artifacts_json(kiln_history_t *self, int64_t run_id, json_t **out);
+/* Kept artifacts whose time is up (at most 1,000). */
+int kiln_history_artifacts_expired(kiln_history_t *self, int64_t now_ms, json_t **out);
+/* Whether a cache entry or a kept artifact names the blob. */
+int kiln_history_blob_used(kiln_history_t *self, const char *digest, bool *used);
+
 #endif

@@ -22,6 +22,7 @@ int main(int argc, char **argv)
     int git_timeout = 0;
     int heartbeat = 0, lease = 0, attempts = 0, npos = 0, log_limit_mb = 0, log_window_kb = 0;
     int ready_fd = -1;
+    int cache_quota_mb = -1, cache_days = -1, retention_days = -1;
     kiln_opt_list_t aliases = {0};
     kiln_opt_list_t action_sources = {0};
     kiln_server_config_defaults(&cfg);
@@ -60,6 +61,14 @@ int main(int argc, char **argv)
          "JSON file of configuration variables (the vars context)"},
         {"scheduler", KILN_OPT_STRING, &cfg.scheduler,
          "ready-job order: critical-path (default) or fifo"},
+        {"store-dir", KILN_OPT_STRING, &cfg.store_dir,
+         "where the store keeps caches' and artifacts' blobs (store/ beside --db)"},
+        {"cache-quota-mb", KILN_OPT_INT, &cache_quota_mb,
+         "cache entries kept per repository, least recently used evicted first (10240)"},
+        {"cache-max-age-days", KILN_OPT_INT, &cache_days,
+         "a cache entry not used for this long is evicted (7)"},
+        {"artifact-retention-days", KILN_OPT_INT, &retention_days,
+         "artifacts' default and longest retention (90)"},
         {"ready-fd", KILN_OPT_INT, &ready_fd,
          "once listening, write a line to this inherited descriptor and close it "
          "(for a supervisor that starts workers and clients after it)"},
@@ -93,6 +102,18 @@ int main(int argc, char **argv)
     kiln_gitsrc_set_timeout(git_timeout);
     cfg.action_sources = action_sources.items;
     cfg.n_action_sources = action_sources.n;
+    if (cache_quota_mb == 0 || cache_days == 0 || retention_days == 0 || cache_quota_mb < -1 ||
+        cache_days < -1 || retention_days < -1) {
+        fprintf(stderr, "kiln-coordinator: --cache-quota-mb, --cache-max-age-days and "
+                        "--artifact-retention-days take a positive number\n");
+        return 2;
+    }
+    if (cache_quota_mb > 0)
+        cfg.cache_quota = (uint64_t)cache_quota_mb << 20;
+    if (cache_days > 0)
+        cfg.cache_max_age_days = (unsigned)cache_days;
+    if (retention_days > 0)
+        cfg.artifact_retention_days = (unsigned)retention_days;
     if (heartbeat)
         cfg.heartbeat_ms = heartbeat;
     if (lease)

@@ -669,6 +669,11 @@ static json_t *s_stats_json(kiln_server_t *self)
         json_object_set_new(doc, "history", hist);
     else
         json_decref(hist);
+    json_t *store = kiln_proto_store_stats(self);
+    if (doc && store)
+        json_object_set_new(doc, "store", store);
+    else
+        json_decref(store);
     return doc;
 }
 
@@ -839,6 +844,12 @@ void kiln_proto_client_handle(kiln_server_t *self, kiln_transport_msg_t *msg,
         break;
     case KILN__REQUEST_KIND__REQ_DRAIN:
         s_on_drain(self, msg, req, client);
+        break;
+    case KILN__REQUEST_KIND__REQ_ARTIFACTS:
+    case KILN__REQUEST_KIND__REQ_BLOB:
+    case KILN__REQUEST_KIND__REQ_CACHES:
+    case KILN__REQUEST_KIND__REQ_CACHE_RM:
+        kiln_proto_store_client(self, msg, req, client);
         break;
     case KILN__REQUEST_KIND__REQ_WATCH: {
         kiln_crun_t *run = kiln_runs_find(self, (int64_t)req->run_id);

@@ -28,6 +28,7 @@
 #include "common/fs.h"
 #include "common/keys.h"
 #include "common/log.h"
+#include "coordinator/store.h"
 
 /* How long Redis keeps a dead coordinator's claim for another farm. */
 #define S_CLAIM_TTL_MS 30000
@@ -42,6 +43,9 @@ void kiln_server_config_defaults(kiln_server_config_t *cfg)
     cfg->max_attempts = KILN_SERVER_DEFAULT_MAX_ATTEMPTS;
     cfg->log_limit = KILN_SERVER_DEFAULT_LOG_LIMIT;
     cfg->log_window = KILN_SERVER_DEFAULT_LOG_WINDOW;
+    cfg->cache_quota = 10ull << 30;
+    cfg->cache_max_age_days = 7;
+    cfg->artifact_retention_days = 90;
 }
 
 int kiln_server_send(kiln_server_t *self, const unsigned char *id, size_t id_len,
@@ -109,7 +113,13 @@ static void s_on_router(kiln_server_t *self)
         }
         const char *name = NULL;
         kiln_role_t role = kiln_auth_role(msg.user_id, &name, self->peer_key);
-        if (role == KILN_ROLE_WORKER) {
+        if (role == KILN_ROLE_WORKER &&
+            msg.env->body_case == KILN__ENVELOPE__BODY_STORE_REQUEST) {
+            /* Answered only after its own rows commit, outside the burst's
+             * batch (as a client's request is). */
+            kiln_proto_worker_flush(self);
+            kiln_proto_store_handle(self, &msg, name);
+        } else if (role == KILN_ROLE_WORKER) {
             if (!self->in_batch) {
                 if (kiln_history_begin(self->history) != 0)
                     kiln_log_error("history: %s", kiln_error_last());
@@ -246,6 +256,7 @@ static void s_on_timer(kiln_server_t *self)
     s_check_redis(self, now);
     s_check_history(self, now);
     kiln_workers_check_unserved(self, now);
+    kiln_proto_store_tick(self, now);
     kiln_dispatch(self);
     kiln_runs_sweep(self);
 }
@@ -486,6 +497,13 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     if ((rc = kiln_source_new(&self->source, mirrors, cfg->action_sources, cfg->n_action_sources,
                               cfg->git_credentials)) != 0)
         goto cleanup;
+    /* So is the store, unless it was put elsewhere. */
+    char store[PATH_MAX + 16];
+    snprintf(store, sizeof store, "%s", mirrors);
+    snprintf(store + (slash ? (size_t)(slash + 1 - mirrors) : 0),
+             sizeof store - (size_t)(slash ? slash + 1 - mirrors : 0), "store");
+    if ((rc = kiln_store_new_disk(&self->store, cfg->store_dir ? cfg->store_dir : store)) != 0)
+        goto cleanup;
     /* Every connection is a file descriptor: take all the kernel allows,
      * so a burst of half-open connections cannot starve real peers. */
     struct rlimit rl;
@@ -570,6 +588,7 @@ void kiln_server_destroy(kiln_server_t **self_p)
     kiln_queue_destroy(&self->queue);
     kiln_source_destroy(&self->source, kiln_proto_client_pending_free);
     kiln_history_destroy(&self->history);
+    kiln_store_destroy(&self->store);
     if (self->sigfd >= 0)
         close(self->sigfd);
     if (self->lock_fd >= 0)

@@ -46,6 +46,10 @@ typedef struct {
     bool handle_signals;          /* SIGINT/SIGTERM stop, SIGHUP reloads keys */
     const char *vars_path;        /* JSON object file: the vars context, or NULL */
     const char *scheduler;        /* "critical-path" (default) or "fifo" (sched.h) */
+    const char *store_dir;        /* the store's blobs; NULL: "store" beside the history */
+    uint64_t cache_quota;         /* bytes of cache entries per repository (10 GiB) */
+    unsigned cache_max_age_days;  /* an entry unused this long goes (7) */
+    unsigned artifact_retention_days; /* default and most an upload may ask (90) */
 } kiln_server_config_t;
 
 #define KILN_SERVER_DEFAULT_LISTEN "tcp://127.0.0.1:7420"

@@ -314,6 +314,7 @@ static void s_start_assigned(kiln_agent_t *self, Kiln__Envelope **env_p, int slo
     job->env = *env_p;
     *env_p = NULL; /* the job owns the assignment now */
     job->a = job->env->assign;
+    kiln_agent_store_secret(job->store_secret);
     job->started_ms = kiln_clock_wall_ms();
     if (job->a->timeout_ms)
         job->deadline = kiln_clock_mono_ms() + (int64_t)job->a->timeout_ms;
@@ -496,6 +497,7 @@ static void s_on_socket(kiln_agent_t *self)
         case KILN__ENVELOPE__BODY_ASSIGN: s_on_assign(self, &msg); break;
         case KILN__ENVELOPE__BODY_CANCEL: s_on_cancel(self, msg.env->cancel); break;
         case KILN__ENVELOPE__BODY_RESULT_ACK: kiln_outbox_ack(self, msg.env->result_ack); break;
+        case KILN__ENVELOPE__BODY_STORE_REPLY: kiln_agent_store_on_reply(self, msg.env->store_reply); break;
         case KILN__ENVELOPE__BODY_CREDIT:
             self->credit += (int64_t)msg.env->credit->log_bytes;
             if (self->credit > self->log_window)
@@ -646,7 +648,7 @@ static void s_on_monitor(kiln_agent_t *self)
 
 int kiln_agent_run(kiln_agent_t *self)
 {
-    enum { MAX_ITEMS = 3 + 2 * KILN_AGENT_MAX_SLOTS + KILN_NOTICE_MAX_FDS };
+    enum { MAX_ITEMS = 4 + 2 * KILN_AGENT_MAX_SLOTS + KILN_NOTICE_MAX_FDS };
     s_send_hello(self);
     self->next_heartbeat = kiln_clock_mono_ms() + self->heartbeat_ms;
     while (!self->stopping) {
@@ -713,10 +715,14 @@ int kiln_agent_run(kiln_agent_t *self)
         int64_t fence = s_fence_deadline(self);
         if (fence >= 0 && fence < next)
             next = fence;
-        int monitor_at = -1;
+        int monitor_at = -1, store_at = -1;
         if (self->monitor) {
             monitor_at = n;
             items[n++] = (zmq_pollitem_t){self->monitor, 0, ZMQ_POLLIN, 0};
+        }
+        if (self->store_sock) {
+            store_at = n;
+            items[n++] = (zmq_pollitem_t){self->store_sock, 0, ZMQ_POLLIN, 0};
         }
         long timeout = next > now ? (long)(next - now) : 0;
         if (zmq_poll(items, n, timeout) == -1) {
@@ -755,6 +761,8 @@ int kiln_agent_run(kiln_agent_t *self)
         }
         if (items[0].revents & ZMQ_POLLIN)
             s_on_socket(self);
+        if (store_at >= 0 && (items[store_at].revents & ZMQ_POLLIN))
+            kiln_agent_store_on_step(self);
         s_start_queued(self);
         now = kiln_clock_mono_ms();
         if (self->drain_deadline && now >= self->drain_deadline && kiln_agent_n_jobs(self) > 0) {
@@ -1012,6 +1020,8 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         rc = KILN_EINFRA;
         goto cleanup;
     }
+    if ((rc = kiln_agent_store_open(self)) != 0)
+        goto cleanup;
     kiln_log_info("worker %s: %d slots, connecting to %s", self->name, cfg->slots,
                   cfg->coordinator);
     if (self->null_executor)
@@ -1050,6 +1060,7 @@ void kiln_agent_destroy(kiln_agent_t **self_p)
     kiln_notice_destroy(&self->notice);
     kiln_cgroup_destroy(&self->cgroup);
     s_disconnect(self);
+    kiln_agent_store_close(self);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     if (self->sigfd >= 0)

@@ -16,6 +16,7 @@
 
 #include "common/keys.h"
 #include "common/kv.h"
+#include "common/transport.h"
 #include "proto/kiln.pb-c.h"
 #include "worker/agent.h"
 #include "worker/cgroup.h"
@@ -25,6 +26,8 @@
 #include "worker/workspace.h"
 
 #define KILN_AGENT_MAX_LABELS 32
+#define KILN_AGENT_SECRET_LEN 32  /* hex characters of a job's store token */
+#define KILN_AGENT_RELAY_MAX 256  /* store requests in flight (agent_store.c) */
 
 typedef struct kiln_wjob {
     kiln_agent_t *agent;
@@ -63,7 +66,18 @@ typedef struct kiln_wjob {
      * written) and continue-on-error. */
     char **step_names;
     bool *step_coe;
+    /* KILN_STORE_TOKEN of its steps: how the store relay knows the job. */
+    char store_secret[KILN_AGENT_SECRET_LEN + 1];
 } kiln_wjob_t;
+
+/* A step's store request passed on to the coordinator (agent_store.c). */
+typedef struct {
+    bool used;
+    uint64_t relay_id, step_id;
+    unsigned char identity[KILN_IDENTITY_MAX];
+    size_t id_len;
+    int64_t expires; /* monotonic */
+} kiln_relay_t;
 
 
 /* A finished job's result, kept (packed, as sent) until acknowledged. */
@@ -139,6 +153,12 @@ struct kiln_agent {
     char cache_max_mb[24];        /* their bound, KILN_CACHE_MAX_MB */
     char actions_dir[PATH_MAX];   /* remote actions' files by commit: work_dir/actions */
     char checkout_program[PATH_MAX]; /* kiln-checkout, beside this program */
+    /* The store relay: its ipc socket (work_dir/.store.sock), the requests
+     * in flight. */
+    char store_socket[PATH_MAX];
+    void *store_sock;
+    kiln_relay_t relay[KILN_AGENT_RELAY_MAX];
+    uint64_t relay_seq;
     /* Each slot's workspace tree, emptied for its next job
      * (kiln_workspace_recycle): WORK/.spare-<slot>. */
     bool spare_ready[KILN_AGENT_MAX_SLOTS];
@@ -154,6 +174,13 @@ void kiln_agent_arm_guard(kiln_agent_t *self);
  * outlive it); false when something would not die. */
 bool kiln_agent_sweep_job(kiln_agent_t *self, const kiln_wjob_t *job);
 void kiln_agent_spare_path(const kiln_agent_t *self, int slot, char *out, size_t cap);
+
+/* agent_store.c */
+int kiln_agent_store_open(kiln_agent_t *self);
+void kiln_agent_store_close(kiln_agent_t *self);
+void kiln_agent_store_secret(char out[KILN_AGENT_SECRET_LEN + 1]);
+void kiln_agent_store_on_step(kiln_agent_t *self);
+void kiln_agent_store_on_reply(kiln_agent_t *self, Kiln__StoreReply *r);
 
 /* job.c */
 const char *kiln_job_step_name(const kiln_wjob_t *job, size_t step);

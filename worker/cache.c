@@ -1,10 +1,18 @@
-/* cache.c: actions/cache on the worker's own cache (see cache.h).
+/* cache.c: actions/cache on the farm's store, with the worker's own cache
+ * in front of it (see cache.h).
  *
- * Layout: CACHE_DIR/<repository>/<id>.tar.zst and <id>.json, id a digest
- * of (ref, key, version); version a digest of the paths as written, so a
- * key saved with other paths is another entry, as on GitHub. The JSON
- * holds key, ref, version, size, created and last used times; the whole
- * cache is locked (flock) while a step reads or changes it.
+ * The coordinator decides what a key finds (its entries are the farm's,
+ * scoped by the job's repository and refs); the worker keeps copies of
+ * entries it saved or restored: CACHE_DIR/<repository>/<id>.tar.zst and
+ * <id>.json, id a digest of (ref, key, version); version a digest of the
+ * paths as written, so a key saved with other paths is another entry, as
+ * on GitHub. The JSON holds key, ref, version, the blob's digest, size,
+ * created and last used times; the whole cache is locked (flock) while a
+ * step reads or changes it. A local copy is used only when its bytes hash
+ * to the digest the coordinator gave; otherwise the blob is fetched.
+ * When the coordinator cannot be reached, a warning says so and the
+ * worker's own copies are all there is (as a cache service that is down
+ * is a warning on GitHub, never a failed step).
  */
 #include "worker/cache.h"
 
@@ -26,6 +34,7 @@
 #include "common/archive.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "worker/storeclient.h"
 
 #define S_PATHS_MAX 64
 #define S_KEYS_MAX 16
@@ -216,7 +225,7 @@ static void s_name(const kiln_cache_opts_t *o, const char *path, char *out, size
 /* ---------------------------------------------------------------- entries */
 
 typedef struct {
-    char id[65], key[S_KEY_MAX], ref[256];
+    char id[65], key[S_KEY_MAX], ref[256], digest[72];
     int64_t used_ms, created_ms;
     uint64_t size;
 } s_entry_t;
@@ -234,8 +243,10 @@ static int s_read_entry(const char *json_path, const char *version, s_entry_t *e
     const char *v = json_string_value(json_object_get(j, "version"));
     const char *k = json_string_value(json_object_get(j, "key"));
     const char *r = json_string_value(json_object_get(j, "ref"));
+    const char *d = json_string_value(json_object_get(j, "digest"));
     int rc = -1;
     if (k && r && v && (!version || strcmp(v, version) == 0)) {
+        snprintf(e->digest, sizeof e->digest, "%s", d ? d : "");
         snprintf(e->key, sizeof e->key, "%s", k);
         snprintf(e->ref, sizeof e->ref, "%s", r);
         e->used_ms = json_integer_value(json_object_get(j, "used_ms"));
@@ -251,8 +262,8 @@ static int s_write_entry(const char *json_path, const s_entry_t *e, const char *
 {
     char tmp[PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp", json_path);
-    json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "key", e->key, "ref", e->ref,
-                          "version", version, "size", (json_int_t)e->size, "created_ms",
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "key", e->key, "ref", e->ref,
+                          "version", version, "digest", e->digest, "size", (json_int_t)e->size, "created_ms",
                           (json_int_t)e->created_ms, "used_ms", (json_int_t)e->used_ms);
     int rc = j && json_dump_file(j, tmp, JSON_COMPACT) == 0 && rename(tmp, json_path) == 0 ? 0 : -1;
     json_decref(j);
@@ -395,8 +406,81 @@ static int s_append(const char *path, const char *text)
     return 0;
 }
 
+/* The farm's entry for the keys (the first exact, the others prefixes):
+ * 0 with *e and *exact, KILN_ENOTFOUND, or another code when the farm's
+ * store could not answer. */
+static int s_farm_find(kiln_storeclient_t *sc, const char *const *keys, size_t n_keys,
+                       const char *version, s_entry_t *e, bool *exact)
+{
+    Kiln__StoreRequest req = KILN__STORE_REQUEST__INIT;
+    Kiln__Envelope *env = NULL;
+    req.op = KILN__STORE_OP__STORE_CACHE_FIND;
+    req.name = (char *)keys[0];
+    req.names = (char **)(keys + 1);
+    req.n_names = n_keys - 1;
+    req.version = (char *)version;
+    int rc = kiln_storeclient_call(sc, &req, &env);
+    if (rc == 0) {
+        const Kiln__StoreReply *r = env->store_reply;
+        json_t *j = json_loadb((const char *)r->json.data, r->json.len, 0, NULL);
+        const char *k = json_string_value(json_object_get(j, "key"));
+        const char *ref = json_string_value(json_object_get(j, "ref"));
+        const char *d = json_string_value(json_object_get(j, "digest"));
+        if (!k || !ref || !d) {
+            kiln_error_set("the farm's store answered a cache lookup with no entry");
+            rc = KILN_EPROTO;
+        } else {
+            memset(e, 0, sizeof *e);
+            snprintf(e->key, sizeof e->key, "%s", k);
+            snprintf(e->ref, sizeof e->ref, "%s", ref);
+            snprintf(e->digest, sizeof e->digest, "%s", d);
+            e->size = (uint64_t)json_integer_value(json_object_get(j, "size"));
+            e->created_ms = json_integer_value(json_object_get(j, "created_ms"));
+            *exact = json_is_true(json_object_get(j, "exact"));
+        }
+        json_decref(j);
+    }
+    if (env)
+        kiln__envelope__free_unpacked(env, NULL);
+    return rc;
+}
+
+/* scope/<id>.tar.zst made to hold the farm's entry: the worker's own copy
+ * when its bytes hash to the entry's digest, else the blob fetched from
+ * the coordinator. from says which, for the log. */
+static int s_local_copy(kiln_storeclient_t *sc, const char *scope, const s_paths_t *p,
+                        s_entry_t *e, char *from, size_t cap, FILE *log)
+{
+    char arch[PATH_MAX + 80], jp[PATH_MAX + 80], got[72] = "";
+    s_entry_id(e->ref, e->key, p->version, e->id);
+    snprintf(arch, sizeof arch, "%s/%s.tar.zst", scope, e->id);
+    snprintf(jp, sizeof jp, "%s/%s.json", scope, e->id);
+    s_entry_t local = {0};
+    if (s_read_entry(jp, p->version, &local) == 0 && strcmp(local.digest, e->digest) == 0) {
+        if (kiln_store_file_digest(arch, got) == 0 && strcmp(got, e->digest) == 0) {
+            snprintf(from, cap, "this worker's cache");
+            return 0;
+        }
+        fprintf(log, "This worker's copy of cache '%s' does not match its digest %s: fetching "
+                     "it again from the coordinator\n",
+                e->key, e->digest);
+    }
+    if (s_mkdirs(scope, 0700) != 0) {
+        kiln_error_errno("cannot make %s", scope);
+        return -1;
+    }
+    kiln_store_xfer_t xs;
+    memset(&xs, 0, sizeof xs);
+    if (kiln_storeclient_download(sc, e->digest, arch, &xs) != 0)
+        return -1;
+    snprintf(from, cap, "the coordinator: %llu bytes in %lld ms%s", (unsigned long long)xs.moved,
+             (long long)xs.ms, xs.resumed ? ", resumed after a lost answer" : "");
+    e->used_ms = s_now_ms();
+    return s_write_entry(jp, e, p->version);
+}
+
 static int s_restore(const kiln_cache_opts_t *o, const char *scope, const s_paths_t *p,
-                     const s_entry_t *e, FILE *log)
+                     const s_entry_t *e, const char *from, FILE *log)
 {
     int rc = -1;
     char arch[PATH_MAX + 80], staging[PATH_MAX + 32], jp[PATH_MAX + 80];
@@ -438,21 +522,52 @@ static int s_restore(const kiln_cache_opts_t *o, const char *scope, const s_path
     used.used_ms = s_now_ms();
     snprintf(jp, sizeof jp, "%s/%s.json", scope, e->id);
     s_write_entry(jp, &used, p->version);
-    fprintf(log, "Cache restored from key: %s (%llu files, %llu bytes, %lld ms, from this "
-                 "worker's cache)\n",
+    fprintf(log, "Cache restored from key: %s (%llu files, %llu bytes, %lld ms, from %s)\n",
             e->key, (unsigned long long)st.entries, (unsigned long long)st.bytes,
-            (long long)(s_now_ms() - t0));
-    char line[S_KEY_MAX + 200];
-    snprintf(line, sizeof line, "Cache restored from `%s`: %llu bytes in %lld ms (this worker)\n",
-             e->key, (unsigned long long)st.bytes, (long long)(s_now_ms() - t0));
+            (long long)(s_now_ms() - t0), from);
+    char line[S_KEY_MAX + 400];
+    snprintf(line, sizeof line, "Cache restored from `%s`: %llu bytes in %lld ms (from %s)\n",
+             e->key, (unsigned long long)st.bytes, (long long)(s_now_ms() - t0), from);
     rc = s_append(o->summary_path, line);
 cleanup:
     kiln_fs_rmtree(staging);
     return rc;
 }
 
-static int s_save(const kiln_cache_opts_t *o, const char *scope, const s_paths_t *p,
-                  const char *key, FILE *log)
+/* The archive at arch given to the farm as the job's entry for key. A
+ * failure is the step's warning, not its failure (GitHub's rule). */
+static void s_farm_save(kiln_storeclient_t *sc, const char *arch, const char *key,
+                        const char *version, const kiln_archive_stats_t *st, s_entry_t *e,
+                        FILE *log)
+{
+    kiln_store_xfer_t xs;
+    if (kiln_storeclient_upload(sc, arch, e->digest, &xs) != 0) {
+        fprintf(log, "::warning::Failed to save: %s\n", kiln_error_last());
+        return;
+    }
+    char meta[128];
+    snprintf(meta, sizeof meta, "{\"files\":%llu,\"bytes\":%llu}",
+             (unsigned long long)st->entries, (unsigned long long)st->bytes);
+    Kiln__StoreRequest req = KILN__STORE_REQUEST__INIT;
+    Kiln__Envelope *env = NULL;
+    req.op = KILN__STORE_OP__STORE_CACHE_ADD;
+    req.name = (char *)key;
+    req.version = (char *)version;
+    req.digest = e->digest;
+    req.meta = meta;
+    int rc = kiln_storeclient_call(sc, &req, &env);
+    if (rc != 0)
+        fprintf(log, "::warning::Failed to save: %s\n", kiln_error_last());
+    else
+        fprintf(log, "Cache uploaded to the coordinator: %s (%llu bytes sent in %lld ms%s)\n",
+                e->digest, (unsigned long long)xs.moved, (long long)xs.ms,
+                xs.deduplicated ? ", the store already had it" : "");
+    if (env)
+        kiln__envelope__free_unpacked(env, NULL);
+}
+
+static int s_save(const kiln_cache_opts_t *o, kiln_storeclient_t *sc, const char *scope,
+                  const s_paths_t *p, const char *key, FILE *log)
 {
     char id[65], arch[PATH_MAX + 80], jp[PATH_MAX + 80];
     kiln_archive_item_t items[S_PATHS_MAX];
@@ -461,9 +576,24 @@ static int s_save(const kiln_cache_opts_t *o, const char *scope, const s_paths_t
     s_entry_id(s_or(o->ref, ""), key, p->version, id);
     snprintf(jp, sizeof jp, "%s/%s.json", scope, id);
     struct stat sb;
-    if (stat(jp, &sb) == 0) {
+    /* The farm says whether the ref has the key; without it, this worker. */
+    s_entry_t fe;
+    bool exact = false, farm = true;
+    const char *k1[1] = {key};
+    int frc = s_farm_find(sc, k1, 1, p->version, &fe, &exact);
+    if (frc == 0 && strcmp(fe.ref, s_or(o->ref, "")) == 0) {
         fprintf(log, "Cache hit occurred on the primary key %s, not saving cache.\n", key);
         return 0;
+    }
+    if (frc != 0 && frc != KILN_ENOTFOUND) {
+        fprintf(log, "::warning::The farm's cache service did not answer (%s): the cache is "
+                     "saved on this worker only\n",
+                kiln_error_last());
+        farm = false;
+        if (stat(jp, &sb) == 0) {
+            fprintf(log, "Cache hit occurred on the primary key %s, not saving cache.\n", key);
+            return 0;
+        }
     }
     for (size_t i = 0; i < p->n; i++) {
         if (lstat(p->items[i], &sb) != 0)
@@ -490,13 +620,17 @@ static int s_save(const kiln_cache_opts_t *o, const char *scope, const s_paths_t
     s_entry_t e = {.size = st.archive_bytes, .created_ms = s_now_ms(), .used_ms = s_now_ms()};
     snprintf(e.key, sizeof e.key, "%s", key);
     snprintf(e.ref, sizeof e.ref, "%s", s_or(o->ref, ""));
+    fprintf(log, "Cache saved with key: %s (%llu files, %llu bytes, %llu archived, %lld ms)\n",
+            key, (unsigned long long)st.entries, (unsigned long long)st.bytes,
+            (unsigned long long)st.archive_bytes, (long long)(s_now_ms() - t0));
+    if (farm)
+        s_farm_save(sc, arch, key, p->version, &st, &e, log);
+    else if (kiln_store_file_digest(arch, e.digest) != 0)
+        return -1;
     if (s_write_entry(jp, &e, p->version) != 0) {
         unlink(arch);
         return -1;
     }
-    fprintf(log, "Cache saved with key: %s (%llu files, %llu bytes, %llu archived, %lld ms)\n",
-            key, (unsigned long long)st.entries, (unsigned long long)st.bytes,
-            (unsigned long long)st.archive_bytes, (long long)(s_now_ms() - t0));
     char line[S_KEY_MAX + 200];
     snprintf(line, sizeof line, "Cache saved as `%s`: %llu bytes (%llu archived)\n", key,
              (unsigned long long)st.bytes, (unsigned long long)st.archive_bytes);
@@ -514,6 +648,7 @@ int kiln_cache_run(const kiln_cache_opts_t *o, FILE *log)
     int rc = -1, lock = -1;
     s_paths_t p = {0};
     json_t *state = NULL;
+    kiln_storeclient_t *sc = NULL;
     char scope[PATH_MAX], repo[256], lockp[PATH_MAX + 8];
     const char *b = s_or(o->builtin, "");
     bool post = strcmp(b, "cache-post") == 0;
@@ -563,8 +698,10 @@ int kiln_cache_run(const kiln_cache_opts_t *o, FILE *log)
         kiln_error_errno("cannot lock %s", lockp);
         goto cleanup;
     }
+    if (kiln_storeclient_new(&sc) != 0)
+        goto cleanup;
     if (strcmp(b, "cache-save") == 0 || post) {
-        rc = s_save(&in, scope, &p, in.key, log);
+        rc = s_save(&in, sc, scope, &p, in.key, log);
         goto cleanup;
     }
     /* cache and cache-restore: the key, then the restore keys. */
@@ -584,7 +721,18 @@ int kiln_cache_run(const kiln_cache_opts_t *o, FILE *log)
             keys[n_keys++] = l;
     }
     s_entry_t e = {0};
-    bool exact = false, found = s_lookup(scope, &in, &p, keys, n_keys, &e, &exact);
+    bool exact = false, found = false, farm = true;
+    int frc = s_farm_find(sc, keys, n_keys, p.version, &e, &exact);
+    char from[256] = "this worker's cache";
+    if (frc == 0)
+        found = true;
+    else if (frc != KILN_ENOTFOUND) {
+        fprintf(log, "::warning::The farm's cache service did not answer (%s): looking in this "
+                     "worker's cache only\n",
+                kiln_error_last());
+        farm = false;
+        found = s_lookup(scope, &in, &p, keys, n_keys, &e, &exact);
+    }
     char out[S_KEY_MAX * 2 + 128];
     snprintf(out, sizeof out, "cache-hit=%s\ncache-primary-key=%s\ncache-matched-key=%s\n",
              found && exact ? "true" : "false", in.key, found ? e.key : "");
@@ -600,8 +748,11 @@ int kiln_cache_run(const kiln_cache_opts_t *o, FILE *log)
     } else if (s_true(o->lookup_only)) {
         fprintf(log, "Cache found and can be restored from key: %s (lookup-only: not restored)\n",
                 e.key);
-    } else if (s_restore(&in, scope, &p, &e, log) != 0) {
+    } else if ((farm && s_local_copy(sc, scope, &p, &e, from, sizeof from, log) != 0) ||
+               s_restore(&in, scope, &p, &e, from, log) != 0) {
         goto cleanup;
+    } else if (farm) {
+        s_evict(&in, log);
     }
     if (s_append(o->output_path, out) != 0)
         goto cleanup;
@@ -619,6 +770,7 @@ int kiln_cache_run(const kiln_cache_opts_t *o, FILE *log)
 cleanup:
     if (lock >= 0)
         close(lock);
+    kiln_storeclient_destroy(&sc);
     s_paths_free(&p);
     json_decref(state);
     return rc;

@@ -375,6 +375,8 @@ static int s_builtin_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *
     snprintf(index, sizeof index, "%zu", job->step);
     if (kiln_kv_set(e, "KILN_BUILTIN", st->builtin) || kiln_kv_set(e, "KILN_STEP_INDEX", index) ||
         kiln_kv_set(e, "KILN_CACHE_DIR", job->agent->cache_dir) ||
+        kiln_kv_set(e, "KILN_STORE_SOCKET", job->agent->store_socket) ||
+        kiln_kv_set(e, "KILN_STORE_TOKEN", job->store_secret) ||
         kiln_kv_set(e, "KILN_CACHE_MAX_MB", job->agent->cache_max_mb) ||
         kiln_kv_set(e, "KILN_GIT_CREDENTIALS", job->agent->git_credentials) ||
         kiln_kv_set(e, "KILN_GIT_TIMEOUT_S", job->agent->git_timeout) ||

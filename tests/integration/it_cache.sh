@@ -1,11 +1,13 @@
-# actions/cache built in, on a worker's own cache: a miss builds a
-# 1,000-file tree and the post step saves it; the next run restores it by
-# exact key (cache-hit true, the same digest, no save), a changed key by
-# restore-keys (cache-hit false, matched key given, saved anew);
-# fail-on-cache-miss, lookup-only, actions/cache/restore and /save; the
-# size bound evicts the least recently used; an entry whose archive was
-# replaced by a hostile one fails its step naming the entry and writes
-# nothing outside; exclusions are refused by name.
+# actions/cache built in, on the farm's store with each worker's copies in
+# front: a miss builds a 1,000-file tree and the post step saves it; the
+# next run restores it by exact key (cache-hit true, the same digest, no
+# save), a changed key by restore-keys (cache-hit false, matched key
+# given, saved anew); fail-on-cache-miss, lookup-only, actions/cache/restore
+# and /save; the worker's size bound evicts the least recently used; a
+# damaged copy on the worker is fetched again, a damaged blob in the store
+# refused by digest, a hostile archive refused entry by entry with nothing
+# written outside; a second, cold worker restores what the first saved;
+# kiln cache list|rm; the store's counters; exclusions refused by name.
 source "$(dirname "$0")/lib.sh"
 start_farm 1 --cache-max-mb 1
 CACHE=$T/work/w1/cache
@@ -110,12 +112,39 @@ grep -q "Evicted cache 'deps-A'" "$T/r5.out" || fail "nothing was evicted past t
 [ "$(du -sm "$CACHE" | cut -f1)" -le 3 ] || fail "the cache holds $(du -sh "$CACHE")"
 pass "past --cache-max-mb the least recently used entries are evicted"
 
-# 6. A hostile archive in place of an entry: refused, nothing outside.
+# 6. The worker's copy damaged: its digest does not match the farm's
+# entry, so the blob comes again from the coordinator.
 run r6.out deps-C
 J=$(grep -l '"key":"deps-C"' "$CACHE"/*/*.json)
+D6=$(sed -n 's/^a | digest \([0-9a-f]*\) .*/\1/p' "$T/r6.out")
+echo garbage >"${J%.json}.tar.zst"
+run r6b.out deps-C
+[ $RC = 0 ] && grep -q "does not match its digest" "$T/r6b.out" && grep -q "^a | digest $D6 1003" "$T/r6b.out" &&
+    grep -q "Cache restored from key: deps-C (.*from the coordinator: [0-9]* bytes" "$T/r6b.out" ||
+    fail "a damaged local copy: exit $RC: $(grep -iE 'cache|digest|error' "$T/r6b.out" | head -n 6)"
+pass "a damaged copy on the worker is not used: the blob comes again from the coordinator, checked"
+
+# The coordinator's blob damaged too: refused by its digest at the worker.
+DIG=$(sqlite3 "$T/history.db" "select digest from caches where key = 'deps-C'")
+HEX=${DIG#sha256:}
+BLOB=$T/store/blobs/${HEX:0:2}/$HEX
+[ -f "$BLOB" ] || fail "no blob $BLOB in the coordinator's store"
+echo garbage >"${J%.json}.tar.zst"
+chmod u+w "$BLOB" && echo rotten >"$BLOB"
+run r6c.out deps-C
+[ $RC = 1 ] && grep -q "the blob $DIG from the coordinator hashes to sha256:" "$T/r6c.out" ||
+    fail "a damaged blob in the store: exit $RC: $(grep -iE 'error|hashes' "$T/r6c.out" | head -n 4)"
+pass "a blob damaged in the coordinator's store is refused by its digest, naming it"
+
+# A hostile archive that is what the farm's entry names (a job that spoke
+# the store's protocol itself could make one): refused entry by entry,
+# nothing written outside.
 mkdir -p "$T/evil/in"
 echo pwned >"$T/evil/in/x"
-tar --zstd -cf "${J%.json}.tar.zst" -C "$T/evil" --transform 's|^in/x|../../../../escaped|' in/x
+tar --zstd -cf "$T/evil.tar.zst" -C "$T/evil" --transform 's|^in/x|../../../../escaped|' in/x
+EHEX=$(sha256sum "$T/evil.tar.zst" | cut -c1-64)
+mkdir -p "$T/store/blobs/${EHEX:0:2}" && cp "$T/evil.tar.zst" "$T/store/blobs/${EHEX:0:2}/$EHEX"
+sqlite3 "$T/history.db" "PRAGMA busy_timeout = 5000; update caches set digest = 'sha256:$EHEX' where key = 'deps-C'"
 run r7.out deps-C
 [ $RC = 1 ] && grep -q "entry '../../../../escaped': its path is absolute or leaves the target" "$T/r7.out" ||
     fail "a hostile cache entry: exit $RC: $(grep -iE 'error|cache' "$T/r7.out" | head -n 4)"
@@ -123,9 +152,41 @@ run r7.out deps-C
 ! find /tmp -xdev -name escaped -newer "$T/cache.yml" 2>/dev/null | grep -q . ||
     fail "the hostile archive wrote outside its target: $(find /tmp -xdev -name escaped -newer "$T/cache.yml" 2>/dev/null)"
 [ -z "$(ls -A "$CACHE" | grep -v -e '^\.lock$' -e '^local$' -e '_')" ] || fail "left in the cache: $(ls -A "$CACHE")"
-pass "an entry replaced by a hostile archive fails the step naming the entry; nothing is written outside"
+pass "an entry whose blob is a hostile archive fails the step naming the entry; nothing is written outside"
 
-# 7. What Kiln's cache does not take yet is refused by name.
+# 8. Another worker, cold: the entry comes from the coordinator, the same tree.
+admit_worker w2
+kill -HUP "$COORD_PID"
+start_worker w2 --labels cold
+wait_workers 2
+sed 's/runs-on: linux/runs-on: [linux, cold]/' "$T/cache.yml" >"$T/cold.yml"
+RC=0
+"$KILN" submit --wait "$T/cold.yml" --input key=deps-A --input restore= --input files=1000 --input extra= >"$T/r8.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "hit=true matched=deps-A" "$T/r8.out" && grep -q "^a | digest $D1 1003" "$T/r8.out" &&
+    grep -q "Cache restored from key: deps-A (.*from the coordinator" "$T/r8.out" &&
+    [ -d "$T/work/w2/cache" ] || fail "restore on the other worker: exit $RC: $(grep -iE 'cache|hit=|digest' "$T/r8.out" | head -n 6)"
+"$KILN" submit --wait "$T/cold.yml" --input key=deps-A2 --input restore=deps-A --input files=1000 --input extra= >"$T/r9.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "hit=false matched=deps-A primary=deps-A2" "$T/r9.out" && grep -q "^a | digest $D1 1003" "$T/r9.out" &&
+    grep -q "from this worker's cache" "$T/r9.out" || fail "restore-keys on the other worker: $(grep -iE 'cache|hit=' "$T/r9.out" | head -n 6)"
+pass "a cold worker restores the entry another worker saved (from the coordinator, then from its own copy), the same tree"
+
+# 9. kiln cache list and rm, and the store's counters in kiln stats.
+"$KILN" cache list >"$T/list.out" || fail "kiln cache list failed"
+grep -q "deps-A2" "$T/list.out" && grep -q "^local " "$T/list.out" || fail "kiln cache list: $(cat "$T/list.out")"
+"$KILN" cache rm local 'deps-A*' >"$T/rm.out" || fail "kiln cache rm failed: $(cat "$T/rm.out")"
+grep -q "removed 2 cache entries" "$T/rm.out" || fail "kiln cache rm: $(cat "$T/rm.out")"
+"$KILN" cache list --json | grep -q '"deps-A' && fail "removed entries are still listed"
+RC=0
+"$KILN" submit --wait "$T/cold.yml" --input key=deps-A --input restore= --input files=10 --input extra= >"$T/r10.out" 2>&1 || RC=$?
+grep -q "hit=false matched= primary=deps-A" "$T/r10.out" || fail "a removed entry was still restored: $(grep -iE 'hit=|restored' "$T/r10.out")"
+"$KILN" stats --json >"$T/stats.json"
+for k in cache_hits cache_misses cache_saves bytes_in bytes_out; do
+    [ "$(json_get "$T/stats.json" "\$.store.$k")" -gt 0 ] || fail "kiln stats: store.$k is not counted: $(cat "$T/stats.json")"
+done
+sqlite3 "$T/history.db" "select count(*) from audit where kind = 'cache_rm'" | grep -q '^1$' || fail "no audit row for the removal"
+pass "kiln cache list and rm (audited; a removed entry is not restored), the store's counters in kiln stats"
+
+# 10. What Kiln's cache does not take yet is refused by name.
 sed 's|            deps$|            !deps/sub|' "$T/cache.yml" >"$T/excl.yml"
 RC=0
 "$KILN" submit --wait "$T/excl.yml" --input key=x >"$T/excl.out" 2>&1 || RC=$?

@@ -283,7 +283,7 @@ static void test_open_creates_schema(void **state)
 {
     fixture_t *fx = *state;
     sqlite3 *db = s_raw(fx->path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 6);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 7);
     s_assert_query_text(db, "PRAGMA journal_mode", "wal");
     const char *names[] = {"runs",     "jobs",         "attempts",  "steps",
                            "logs",     "audit",        "logs_run",  "jobs_run_seq",
@@ -322,11 +322,11 @@ static void test_open_errors(void **state)
     assert_null(h);
     assert_non_null(strstr(kiln_error_last(), "garbage.db"));
 
-    /* a file written by a newer Kiln (this one writes version 6) */
+    /* a file written by a newer Kiln (this one writes version 7) */
     snprintf(path, sizeof path, "%s/other.db", fx->dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 7", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 8", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_true(kiln_history_open(&h, path) < 0);
     assert_null(h);
@@ -420,7 +420,7 @@ static void test_upgrade_from_schema_1(void **state)
     s_ok(kiln_history_job_outputs(h, 7, "old", o));
     kiln_history_destroy(&h);
     db = s_raw(path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 6);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 7);
     s_assert_query_text(db, "SELECT outputs FROM jobs WHERE job_id = 'old'", "{\"k\":\"v\"}");
     sqlite3_close(db);
     json_decref(o);
@@ -1312,7 +1312,7 @@ static void test_upgrade_from_schema_2(void **state)
     kiln_history_destroy(&h);
 
     db = s_raw(path);
-    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 6);
+    assert_int_equal(s_query_int(db, "PRAGMA user_version"), 7);
     assert_int_equal(s_query_int(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name IN"
                                      " ('durations', 'runs_active')"),
                      2);

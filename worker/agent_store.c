@@ -1,0 +1,163 @@
+/* agent_store.c: the worker's relay between its jobs' built-in steps and
+ * the farm's store (coordinator/proto_store.c).
+ *
+ * kiln-checkout, running a cache or artifact step, speaks StoreRequest
+ * over a ZeroMQ ipc socket in the worker's own directory (mode 0700). It
+ * names its job by a secret the worker gave that job's steps
+ * (KILN_STORE_TOKEN); the worker puts in the job's key and fencing token
+ * and passes the request on over its one encrypted connection, and the
+ * answer back to the step. So the coordinator sees every request as the
+ * worker's, for a job it leased to that worker, and scopes it by that job.
+ *
+ * Requests in flight are bounded (S_RELAY_MAX); a request the coordinator
+ * never answers (the connection dropped) is forgotten after S_RELAY_TTL_MS
+ * and the step, which times out sooner, asks again.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/transport.h"
+#include "worker/agent_int.h"
+
+#define S_RELAY_TTL_MS 120000
+
+int kiln_agent_store_open(kiln_agent_t *self)
+{
+    char endpoint[PATH_MAX + 16];
+    snprintf(self->store_socket, sizeof self->store_socket, "%s/.store.sock", self->cfg.work_dir);
+    if (strlen(self->store_socket) > 100) {
+        kiln_error_set("worker: %s: the work directory's path is too long for the store's socket "
+                       "(at most 100 bytes with /.store.sock)",
+                       self->store_socket);
+        return KILN_EINVAL;
+    }
+    unlink(self->store_socket);
+    snprintf(endpoint, sizeof endpoint, "ipc://%s", self->store_socket);
+    self->store_sock = zmq_socket(self->zctx, ZMQ_ROUTER);
+    int linger = 0, hwm = 1000;
+    int64_t maxmsg = KILN_MSG_MAX;
+    if (!self->store_sock || zmq_setsockopt(self->store_sock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_setsockopt(self->store_sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0 ||
+        zmq_setsockopt(self->store_sock, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_bind(self->store_sock, endpoint) != 0) {
+        kiln_error_set("worker: cannot listen on %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        return KILN_EINFRA;
+    }
+    chmod(self->store_socket, 0600);
+    return 0;
+}
+
+void kiln_agent_store_close(kiln_agent_t *self)
+{
+    if (self->store_sock) {
+        zmq_close(self->store_sock);
+        self->store_sock = NULL;
+        unlink(self->store_socket);
+    }
+}
+
+void kiln_agent_store_secret(char out[KILN_AGENT_SECRET_LEN + 1])
+{
+    unsigned char raw[KILN_AGENT_SECRET_LEN / 2];
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2hex(out, KILN_AGENT_SECRET_LEN + 1, raw, sizeof raw);
+}
+
+static void s_to_step(kiln_agent_t *self, const unsigned char *id, size_t id_len, uint64_t req_id,
+                      int code, const char *error)
+{
+    Kiln__Envelope env = KILN__ENVELOPE__INIT;
+    Kiln__StoreReply r = KILN__STORE_REPLY__INIT;
+    r.id = req_id;
+    r.code = code;
+    r.error = (char *)error;
+    env.body_case = KILN__ENVELOPE__BODY_STORE_REPLY;
+    env.store_reply = &r;
+    kiln_transport_send(self->store_sock, id, id_len, &env);
+}
+
+/* A request from a step: whose job, then on to the coordinator. */
+void kiln_agent_store_on_step(kiln_agent_t *self)
+{
+    for (int n = 0; n < 256; n++) {
+        kiln_transport_msg_t msg;
+        int rc = kiln_transport_recv(self->store_sock, true, &msg);
+        if (rc == KILN_EAGAIN)
+            return;
+        if (rc != 0) {
+            kiln_log_warn("store socket: dropped a message: %s", kiln_error_last());
+            continue;
+        }
+        if (msg.env->body_case != KILN__ENVELOPE__BODY_STORE_REQUEST) {
+            kiln_log_warn("store socket: dropped a message that is not a store request");
+            kiln_transport_msg_clear(&msg);
+            continue;
+        }
+        Kiln__StoreRequest *r = msg.env->store_request;
+        kiln_wjob_t *job = NULL;
+        for (int i = 0; i < self->cfg.slots && !job; i++)
+            if (self->jobs[i] && sodium_memcmp(self->jobs[i]->store_secret, r->job_secret,
+                                               KILN_AGENT_SECRET_LEN) == 0 &&
+                strlen(r->job_secret) == KILN_AGENT_SECRET_LEN)
+                job = self->jobs[i];
+        if (!job) {
+            s_to_step(self, msg.identity, msg.id_len, r->id, KILN_EDENIED,
+                      "no job of this worker has that store token");
+            kiln_transport_msg_clear(&msg);
+            continue;
+        }
+        int64_t now = kiln_clock_mono_ms();
+        kiln_relay_t *slot = NULL;
+        for (size_t i = 0; i < KILN_AGENT_RELAY_MAX && !slot; i++)
+            if (!self->relay[i].used || self->relay[i].expires < now)
+                slot = &self->relay[i];
+        if (!slot) {
+            s_to_step(self, msg.identity, msg.id_len, r->id, KILN_EAGAIN,
+                      "the worker has too many store requests in flight; try again");
+            kiln_transport_msg_clear(&msg);
+            continue;
+        }
+        slot->used = true;
+        slot->expires = now + S_RELAY_TTL_MS;
+        slot->step_id = r->id;
+        slot->relay_id = ++self->relay_seq;
+        memcpy(slot->identity, msg.identity, msg.id_len);
+        slot->id_len = msg.id_len;
+        r->id = slot->relay_id;
+        r->job_key = job->a->job_key;
+        r->token = job->a->token;
+        r->job_secret = (char *)"";
+        kiln_agent_send(self, msg.env);
+        /* The strings put in belong to the job, not the message. */
+        r->job_key = NULL;
+        r->job_secret = NULL;
+        kiln_transport_msg_clear(&msg);
+    }
+}
+
+/* The coordinator's answer, back to the step that asked. */
+void kiln_agent_store_on_reply(kiln_agent_t *self, Kiln__StoreReply *r)
+{
+    for (size_t i = 0; i < KILN_AGENT_RELAY_MAX; i++) {
+        kiln_relay_t *slot = &self->relay[i];
+        if (!slot->used || slot->relay_id != r->id)
+            continue;
+        slot->used = false;
+        r->id = slot->step_id;
+        Kiln__Envelope env = KILN__ENVELOPE__INIT;
+        env.body_case = KILN__ENVELOPE__BODY_STORE_REPLY;
+        env.store_reply = r;
+        if (kiln_transport_send(self->store_sock, slot->identity, slot->id_len, &env) != 0)
+            kiln_log_debug("store socket: the step that asked is gone: %s", kiln_error_last());
+        return;
+    }
+    kiln_log_debug("store reply %llu: nobody waits for it", (unsigned long long)r->id);
+}
