@@ -317,6 +317,24 @@ static void s_artifact_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
             strcmp(json_string_value(json_object_get(row, "state")), "kept") == 0)
             old = row;
     }
+    /* The same upload asked again (its answer was lost: the same job and
+     * step, the same bytes): the same answer. */
+    json_t *meta = json_loads(r->meta, 0, NULL);
+    bool again = old && json_integer_value(json_object_get(meta, "step")) ==
+                            json_integer_value(json_object_get(json_object_get(old, "meta"), "step")) &&
+                 json_object_get(meta, "step") &&
+                 strcmp(json_string_value(json_object_get(old, "digest")), r->digest) == 0 &&
+                 strcmp(json_string_value(json_object_get(old, "job_id")), kiln_runs_plan(job)->id) == 0;
+    json_decref(meta);
+    if (again) {
+        json_t *j = json_pack("{s:O, s:s, s:O, s:O}", "id", json_object_get(old, "id"), "name",
+                              r->name, "size", json_object_get(old, "size"), "expires_ms",
+                              json_object_get(old, "expires_ms"));
+        s_reply_json(self, msg, r->id, j);
+        json_decref(j);
+        json_decref(rows);
+        return;
+    }
     if (old && !r->overwrite) {
         snprintf(why, sizeof why,
                  "Failed to CreateArtifact: an artifact with the name '%s' already exists in "

@@ -35,6 +35,18 @@ static const char *const s_save_inputs[] = {"path", "key", "upload-chunk-size",
                                             "enableCrossOsArchive", NULL};
 static const char s_save_list[] = "path, key, upload-chunk-size, enableCrossOsArchive";
 
+/* actions/upload-artifact and download-artifact (v4; v2 and v3 take a
+ * subset with the same meaning). */
+static const char *const s_upload_inputs[] = {
+    "name", "path", "if-no-files-found", "retention-days", "compression-level", "overwrite",
+    "include-hidden-files", NULL};
+static const char s_upload_list[] = "name, path, if-no-files-found, retention-days, "
+                                    "compression-level, overwrite, include-hidden-files";
+static const char *const s_download_inputs[] = {
+    "name", "path", "pattern", "merge-multiple", "github-token", "repository", "run-id", NULL};
+static const char s_download_list[] = "name, path, pattern, merge-multiple, github-token, "
+                                      "repository, run-id";
+
 typedef struct {
     const char *prefix; /* uses: up to the version */
     const char *id;
@@ -47,6 +59,8 @@ static const s_builtin_t s_builtins[] = {
     {"actions/cache@", "cache", s_cache_inputs, s_cache_list},
     {"actions/cache/restore@", "cache-restore", s_restore_inputs, s_restore_list},
     {"actions/cache/save@", "cache-save", s_save_inputs, s_save_list},
+    {"actions/upload-artifact@", "upload-artifact", s_upload_inputs, s_upload_list},
+    {"actions/download-artifact@", "download-artifact", s_download_inputs, s_download_list},
     /* The step Kiln adds at the job's end for each actions/cache step. */
     {NULL, "cache-post", s_cache_inputs, s_cache_list},
 };

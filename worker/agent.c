@@ -1020,7 +1020,8 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         rc = KILN_EINFRA;
         goto cleanup;
     }
-    if ((rc = kiln_agent_store_open(self)) != 0)
+    /* Steps reach the farm's store through it; a null executor runs none. */
+    if (!self->null_executor && (rc = kiln_agent_store_open(self)) != 0)
         goto cleanup;
     kiln_log_info("worker %s: %d slots, connecting to %s", self->name, cfg->slots,
                   cfg->coordinator);

@@ -34,6 +34,7 @@
 #include "common/archive.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "worker/paths.h"
 #include "worker/storeclient.h"
 
 #define S_PATHS_MAX 64
@@ -44,6 +45,10 @@ typedef struct {
     char *items[S_PATHS_MAX]; /* absolute, normalised */
     size_t n;
     char version[65];
+    /* `**` or an exclusion: the files are found by upload-artifact's
+     * rules (worker/paths.c) when saving, and a restore unpacks whatever
+     * the entry holds over the job's files, as tar would. */
+    bool patterns;
 } s_paths_t;
 
 static int64_t s_now_ms(void)
@@ -159,15 +164,9 @@ static int s_paths(const kiln_cache_opts_t *o, s_paths_t *p)
         memcpy(line, l, len);
         line[len] = '\0';
         crypto_generichash_update(&h, (const unsigned char *)line, len + 1);
-        if (line[0] == '!') {
-            kiln_error_set("input 'path': exclusions ('%s') are not supported yet by Kiln's "
-                           "cache", line);
-            return -1;
-        }
-        if (strstr(line, "**")) {
-            kiln_error_set("input 'path': '**' ('%s') is not supported yet by Kiln's cache; "
-                           "name the directories", line);
-            return -1;
+        if (line[0] == '!' || strstr(line, "**")) {
+            p->patterns = true;
+            continue;
         }
         if (line[0] == '~' && (line[1] == '/' || !line[1]))
             snprintf(abs, sizeof abs, "%s%s", s_or(o->home, "/"), line + 1);
@@ -198,7 +197,7 @@ static int s_paths(const kiln_cache_opts_t *o, s_paths_t *p)
     unsigned char v[32];
     crypto_generichash_final(&h, v, sizeof v);
     sodium_bin2hex(p->version, sizeof p->version, v, sizeof v);
-    if (p->n == 0) {
+    if (p->n == 0 && !p->patterns) {
         kiln_error_set("input 'path' is required and names no path");
         return -1;
     }
@@ -491,7 +490,23 @@ static int s_restore(const kiln_cache_opts_t *o, const char *scope, const s_path
     kiln_archive_stats_t st;
     if (kiln_archive_unpack(arch, staging, NULL, &st) != 0)
         goto cleanup;
-    for (size_t i = 0; i < p->n; i++) {
+    if (p->patterns) {
+        const char *tops[3][2] = {{"ws", s_or(o->workspace, "")}, {"home", s_or(o->home, "")},
+                                  {"root", "/"}};
+        for (size_t t = 0; t < 3; t++) {
+            char src[PATH_MAX + 40];
+            struct stat sb;
+            snprintf(src, sizeof src, "%s/%s", staging, tops[t][0]);
+            if (lstat(src, &sb) != 0)
+                continue;
+            if (!tops[t][1][0] || kiln_paths_merge(src, tops[t][1]) != 0) {
+                if (!tops[t][1][0])
+                    kiln_error_set("the entry has %s/ but the job has no such directory", tops[t][0]);
+                goto cleanup;
+            }
+        }
+    }
+    for (size_t i = 0; i < p->n && !p->patterns; i++) {
         char src[PATH_MAX * 2], name[PATH_MAX + 8];
         struct stat sb;
         s_name(o, p->items[i], name, sizeof name);
@@ -595,7 +610,27 @@ static int s_save(const kiln_cache_opts_t *o, kiln_storeclient_t *sc, const char
             return 0;
         }
     }
-    for (size_t i = 0; i < p->n; i++) {
+    kiln_paths_t found = {0};
+    kiln_archive_item_t *fitems = NULL;
+    char *fnames = NULL;
+    int rc = -1;
+    if (p->patterns) {
+        if (kiln_paths_find(o->path, o->workspace, o->home, true, &found) != 0)
+            return -1;
+        fitems = calloc(found.n ? found.n : 1, sizeof *fitems);
+        fnames = calloc(found.n ? found.n : 1, PATH_MAX + 8);
+        if (!fitems || !fnames) {
+            kiln_error_set("out of memory");
+            goto cleanup;
+        }
+        for (size_t i = 0; i < found.n; i++) {
+            s_name(o, found.files[i], fnames + i * (PATH_MAX + 8), PATH_MAX + 8);
+            fitems[i].path = found.files[i];
+            fitems[i].name = fnames + i * (PATH_MAX + 8);
+        }
+        n = found.n;
+    }
+    for (size_t i = 0; i < p->n && !p->patterns; i++) {
         if (lstat(p->items[i], &sb) != 0)
             continue;
         s_name(o, p->items[i], names[n], sizeof names[n]);
@@ -606,17 +641,18 @@ static int s_save(const kiln_cache_opts_t *o, kiln_storeclient_t *sc, const char
     if (n == 0) {
         fprintf(log, "::warning::Path Validation Error: Path(s) specified in the action for "
                      "caching do(es) not exist, hence no cache is being saved.\n");
-        return 0;
+        rc = 0;
+        goto cleanup;
     }
     if (s_mkdirs(scope, 0700) != 0) {
         kiln_error_errno("cannot make %s", scope);
-        return -1;
+        goto cleanup;
     }
     snprintf(arch, sizeof arch, "%s/%s.tar.zst", scope, id);
     int64_t t0 = s_now_ms();
     kiln_archive_stats_t st;
-    if (kiln_archive_pack_items(items, n, arch, 3, &st) != 0)
-        return -1;
+    if (kiln_archive_pack_items(p->patterns ? fitems : items, n, arch, 3, &st) != 0)
+        goto cleanup;
     s_entry_t e = {.size = st.archive_bytes, .created_ms = s_now_ms(), .used_ms = s_now_ms()};
     snprintf(e.key, sizeof e.key, "%s", key);
     snprintf(e.ref, sizeof e.ref, "%s", s_or(o->ref, ""));
@@ -626,16 +662,21 @@ static int s_save(const kiln_cache_opts_t *o, kiln_storeclient_t *sc, const char
     if (farm)
         s_farm_save(sc, arch, key, p->version, &st, &e, log);
     else if (kiln_store_file_digest(arch, e.digest) != 0)
-        return -1;
+        goto cleanup;
     if (s_write_entry(jp, &e, p->version) != 0) {
         unlink(arch);
-        return -1;
+        goto cleanup;
     }
     char line[S_KEY_MAX + 200];
     snprintf(line, sizeof line, "Cache saved as `%s`: %llu bytes (%llu archived)\n", key,
              (unsigned long long)st.bytes, (unsigned long long)st.archive_bytes);
     s_evict(o, log);
-    return s_append(o->summary_path, line);
+    rc = s_append(o->summary_path, line);
+cleanup:
+    free(fitems);
+    free(fnames);
+    kiln_paths_free(&found);
+    return rc;
 }
 
 static bool s_true(const char *v)

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/gitsrc.h"
+#include "worker/artifact.h"
 #include "worker/cache.h"
 #include "worker/checkout.h"
 
@@ -68,6 +69,46 @@ static int s_cache(const char *builtin)
     return 0;
 }
 
+static int s_artifact(const char *builtin)
+{
+    const char *mb = getenv("KILN_CACHE_MAX_MB");
+    kiln_artifact_opts_t o = {
+        .builtin = builtin,
+        .workspace = getenv("GITHUB_WORKSPACE"),
+        .home = getenv("HOME"),
+        .temp = getenv("RUNNER_TEMP"),
+        .output_path = getenv("GITHUB_OUTPUT"),
+        .summary_path = getenv("GITHUB_STEP_SUMMARY"),
+        .cache_dir = getenv("KILN_CACHE_DIR"),
+        .cache_max_bytes = (uint64_t)(mb && atoll(mb) > 0 ? atoll(mb) : 10240) << 20,
+        .name = getenv("INPUT_NAME"),
+        .path = getenv("INPUT_PATH"),
+        .if_no_files_found = getenv("INPUT_IF-NO-FILES-FOUND"),
+        .retention_days = getenv("INPUT_RETENTION-DAYS"),
+        .compression_level = getenv("INPUT_COMPRESSION-LEVEL"),
+        .overwrite = getenv("INPUT_OVERWRITE"),
+        .include_hidden = getenv("INPUT_INCLUDE-HIDDEN-FILES"),
+        .pattern = getenv("INPUT_PATTERN"),
+        .merge_multiple = getenv("INPUT_MERGE-MULTIPLE"),
+        .run_id = getenv("INPUT_RUN-ID"),
+        .own_run_id = getenv("GITHUB_RUN_ID"),
+        .repository = getenv("INPUT_REPOSITORY"),
+        .own_repository = getenv("GITHUB_REPOSITORY"),
+    };
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!o.cache_dir || !o.cache_dir[0]) {
+        printf("::error title=actions/%s::runs as a step of kiln-worker (KILN_CACHE_DIR is not "
+               "set)\n",
+               builtin);
+        return 1;
+    }
+    if (kiln_artifact_run(&o, stdout) != 0) {
+        printf("::error title=actions/%s::%s\n", builtin, kiln_error_last());
+        return 1;
+    }
+    return 0;
+}
+
 int main(void)
 {
     const char *timeout = getenv("KILN_GIT_TIMEOUT_S");
@@ -79,6 +120,8 @@ int main(void)
         return s_action();
     if (builtin && strncmp(builtin, "cache", 5) == 0)
         return s_cache(builtin);
+    if (builtin && strstr(builtin, "-artifact"))
+        return s_artifact(builtin);
     kiln_checkout_opts_t o = {
         .cache_dir = getenv("KILN_GIT_CACHE"),
         .workspace = getenv("GITHUB_WORKSPACE"),

@@ -606,7 +606,8 @@ static int s_step_start(kiln_wjob_t *job)
     bool builtin = st->builtin && st->builtin[0];
     if (builtin) {
         if (strcmp(st->builtin, "checkout") != 0 && strcmp(st->builtin, "action") != 0 &&
-            strncmp(st->builtin, "cache", 5) != 0) {
+            strncmp(st->builtin, "cache", 5) != 0 && strcmp(st->builtin, "upload-artifact") != 0 &&
+            strcmp(st->builtin, "download-artifact") != 0) {
             kiln_job_log(job, "this worker has no built-in action '%s'; it is older than its "
                          "coordinator", st->builtin);
             goto cleanup;
@@ -615,7 +616,7 @@ static int s_step_start(kiln_wjob_t *job)
             kiln_job_log(job, "%s: kiln-checkout is not installed beside kiln-worker (%s)",
                          strcmp(st->builtin, "checkout") == 0 ? "actions/checkout"
                          : strcmp(st->builtin, "action") == 0 ? "downloading an action"
-                                                              : "actions/cache",
+                                                              : st->builtin,
                          self->checkout_program);
             goto cleanup;
         }

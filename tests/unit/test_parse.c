@@ -722,6 +722,30 @@ static void test_builtin_cache(void **state)
     s_done(&r);
 }
 
+/* upload-artifact and download-artifact are built in (v2 and later); their
+ * with: is checked against the actions' inputs, and neither adds a post
+ * step. */
+static void test_builtin_artifacts(void **state)
+{
+    (void)state;
+    result_t r;
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n"
+                    "      - uses: actions/upload-artifact@v4\n"
+                    "        with: {name: d, path: dist, retention-days: 3, include-hidden-files: true}\n"
+                    "      - uses: actions/download-artifact@v3\n"
+                    "        with: {pattern: 'x-*', merge-multiple: true, zip: 1}\n");
+    assert_int_equal(r.rc, 0);
+    const kiln_job_t *job = &r.wf->jobs[0];
+    assert_int_equal(job->n_steps, 2);
+    assert_string_equal(job->steps[0].builtin, "upload-artifact");
+    assert_string_equal(job->steps[1].builtin, "download-artifact");
+    s_expect_warning_like(&r, 7, "has no input 'zip'");
+    s_done(&r);
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - uses: actions/upload-artifact@v1\n");
+    s_expect_error_like(&r, 5, "use actions/upload-artifact@v4");
+    s_done(&r);
+}
+
 /* actions/checkout is built in: v2 and later, a commit pin too; its with:
  * is checked against the action's inputs. */
 static void test_builtin_checkout(void **state)
@@ -2335,6 +2359,7 @@ int main(void)
         cmocka_unit_test(test_remote_composite),
         cmocka_unit_test(test_builtin_checkout),
         cmocka_unit_test(test_builtin_cache),
+        cmocka_unit_test(test_builtin_artifacts),
         cmocka_unit_test(test_bad_shell),
         cmocka_unit_test(test_windows_shells_warn),
         cmocka_unit_test(test_shell_expression),
