@@ -3,7 +3,7 @@
 # against tar itself. A dependency tree of FILES files (default 10,000 in
 # 100 directories, about MB megabytes, default 100; base64 text, so it
 # compresses as source and packages do) made once; a farm of two workers
-# (w1, and w2 labelled cold). Figures, median of REPS:
+# (w1 labelled warm, w2 labelled cold). Figures, median of REPS:
 #   tar_zstd_c / tar_zstd_x   `tar --zstd -cf` of the tree / `-xf` into an
 #                             empty directory, on the workers' file system
 #   cache_save                the post step saving the tree (pack, hash,
@@ -39,7 +39,7 @@ rm -f "$T/stream"
 BYTES=$(du -sb "$SRC" | cut -f1)
 echo "tree: $FILES files, $BYTES bytes" >&2
 
-start_farm 1
+start_farm 1 --labels warm
 admit_worker w2
 kill -HUP "$COORD_PID"
 start_worker w2 --labels cold
@@ -49,19 +49,21 @@ cat >"$T/cache.yml" <<YML
 on: {workflow_dispatch: {inputs: {key: {required: true}}}}
 jobs:
   a:
-    runs-on: \${{ fromJSON('["linux"]') }}
+    runs-on: [linux, warm]
     steps:
       - id: c
         uses: actions/cache@v4
-        with: {path: deps, key: \${{ inputs.key }}}
+        with:
+          path: deps
+          key: \${{ inputs.key }}
       - run: '[ -d deps ] || cp -a "$SRC" deps'
 YML
-sed 's/\["linux"\]/["linux", "cold"]/' "$T/cache.yml" >"$T/cold.yml"
+sed 's/\[linux, warm\]/[linux, cold]/' "$T/cache.yml" >"$T/cold.yml"
 cat >"$T/art.yml" <<YML
 on: push
 jobs:
   up:
-    runs-on: [linux, self-hosted]
+    runs-on: [linux, warm]
     steps:
       - run: cp -a "$SRC" deps
       - uses: actions/upload-artifact@v4
@@ -81,7 +83,8 @@ step_ms() {
 }
 submit() { # FILE [inputs...]: the run's number
     "$KILN" submit --wait "$@" >"$T/run.out" 2>&1 || fail "the run of $1 failed: $(tail -n 8 "$T/run.out")"
-    "$KILN" history --limit 1 --json | sqlite3 :memory: "select json_extract(readfile('/dev/stdin'), '\$[0].id')"
+    "$KILN" history --limit 1 --json >"$T/h.json"
+    json_get "$T/h.json" '$[0].id'
 }
 saves=() locals=() remotes=() tc=() tx=() arts=()
 for r in $(seq 1 "$REPS"); do
@@ -122,7 +125,7 @@ row tar_zstd_x "$X" ms
 row cache_save "$S" ms
 row cache_restore_local "$L" ms
 row cache_restore_remote "$R" ms
-row cache_restore_local_mbs "$(awk -v b="$BYTES" -v t="$L" 'BEGIN {printf "%.0f", t > 0 ? b / 1048576 / (t / 1000) : 0}')" MB/s
-row cache_restore_local_files_s "$(awk -v n="$FILES" -v t="$L" 'BEGIN {printf "%.0f", t > 0 ? n / (t / 1000) : 0}')" files/s
-row cache_restore_vs_tar_x "$(awk -v a="$X" -v b="$L" 'BEGIN {printf "%.2f", b > 0 ? a / b : 0}')" x 1 ">="
+row cache_restore_local_mbs "$(awk -v b="$BYTES" -v t="$L" 'BEGIN {printf "%.0f", (t > 0 ? b / 1048576 / (t / 1000) : 0)}')" MB/s
+row cache_restore_local_files_s "$(awk -v n="$FILES" -v t="$L" 'BEGIN {printf "%.0f", (t > 0 ? n / (t / 1000) : 0)}')" files/s
+row cache_restore_vs_tar_x "$(awk -v a="$X" -v b="$L" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')" x 1 ">="
 row artifact_roundtrip "$A" ms

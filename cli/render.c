@@ -78,14 +78,19 @@ void kiln_render_run_jobs(json_t *run)
         if (waiting)
             printf("    waiting: %s\n", waiting);
         json_t *attempts = json_object_get(job, "attempts");
+        json_t *last = json_array_get(attempts, json_array_size(attempts) - 1);
+        const char *placement = json_string_value(json_object_get(last, "placement"));
+        if (placement && json_array_size(attempts) <= 1)
+            printf("    placed: %s\n", placement);
         if (json_array_size(attempts) > 1) {
             json_array_foreach(attempts, k, at) {
                 const char *msg = json_string_value(json_object_get(at, "message"));
-                printf("    attempt %lld on %s: %s%s%s\n",
+                const char *pl = json_string_value(json_object_get(at, "placement"));
+                printf("    attempt %lld on %s: %s%s%s%s%s\n",
                        (long long)json_integer_value(json_object_get(at, "attempt")),
                        json_string_value(json_object_get(at, "worker")),
                        json_string_value(json_object_get(at, "state")), msg ? " - " : "",
-                       msg ? msg : "");
+                       msg ? msg : "", pl ? "; placed: " : "", pl ? pl : "");
             }
         }
     }

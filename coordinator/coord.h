@@ -61,6 +61,21 @@
 typedef struct kiln_cjob kiln_cjob_t;
 typedef struct kiln_crun kiln_crun_t;
 
+/* affinity.c: what jobs used last, and the pools' placement counters. */
+#define KILN_AFFINITY_SLOTS 4096
+#define KILN_AFFINITY_INPUTS 4
+#define KILN_AFFINITY_HOLDS_MAX 512
+#define KILN_AFFINITY_POOLS_MAX 32
+typedef struct {
+    uint64_t key;                           /* the job's (repository, file, id) */
+    uint64_t inputs[KILN_AFFINITY_INPUTS];  /* short digests, oldest first */
+    unsigned n;
+} kiln_affinity_slot_t;
+typedef struct {
+    char name[160];                         /* the workers' labels */
+    uint64_t placed_warm, placed_cold, cache_hits, cache_misses;
+} kiln_affinity_pool_t;
+
 /* A connected worker as the coordinator sees it. */
 typedef struct {
     unsigned char identity[KILN_IDENTITY_MAX];
@@ -96,6 +111,9 @@ typedef struct {
      * first index in the server's acks (chained by ack_next), or -1. */
     int ack_head;
     bool assign_outgoing;   /* an assignment waits for the batch's commit */
+    /* What it holds warm (Heartbeat.holds), sorted short digests. */
+    uint64_t *holds;
+    size_t n_holds;
 } kiln_cworker_t;
 
 typedef struct {
@@ -232,6 +250,9 @@ struct kiln_server {
     kiln_queue_t *queue;
     kiln_history_t *history;
     struct kiln_store *store;       /* blobs of caches and artifacts (store.h) */
+    kiln_affinity_slot_t affinity[KILN_AFFINITY_SLOTS];
+    kiln_affinity_pool_t pools[KILN_AFFINITY_POOLS_MAX];
+    size_t n_pools;
     int64_t store_sweep_at;         /* monotonic: next retention sweep */
     kiln_source_t *source;          /* repositories: mirrors and their fetching thread */
     kiln_models_t *models;
@@ -384,6 +405,16 @@ void kiln_proto_client_pending_free(void *pending);
 void kiln_proto_client_reply(kiln_server_t *self, const kiln_transport_msg_t *msg,
                              uint64_t request_id, int code, const char *error, int64_t run_id,
                              json_t *json);
+
+/* affinity.c */
+void kiln_affinity_on_holds(kiln_cworker_t *w, const Kiln__Heartbeat *hb);
+void kiln_affinity_note(kiln_server_t *self, const kiln_cjob_t *job, const char *digest);
+unsigned kiln_affinity_warmth(const kiln_server_t *self, const kiln_cworker_t *w,
+                              const kiln_cjob_t *job);
+bool kiln_affinity_has_inputs(const kiln_server_t *self, const kiln_cjob_t *job);
+void kiln_affinity_explain(kiln_server_t *self, const kiln_cjob_t *job, char *out, size_t cap);
+kiln_affinity_pool_t *kiln_affinity_pool(kiln_server_t *self, const kiln_cworker_t *w);
+json_t *kiln_affinity_pools_json(const kiln_server_t *self);
 
 /* proto_store.c */
 void kiln_proto_store_handle(kiln_server_t *self, kiln_transport_msg_t *msg, const char *key_name);

@@ -49,14 +49,17 @@ static bool s_prefetchable(const kiln_cworker_t *w, int64_t now)
                                     KILN_SERVER_PREFETCH_HORIZON_MS);
 }
 
-/* The matching worker with a free slot and the fewest busy slots; with
- * queue set, one that may queue it (s_prefetchable) instead. */
+/* The matching worker with a free slot that holds most of what the job
+ * used last (affinity.c), then the fewest busy slots; with queue set, one
+ * that may queue it (s_prefetchable) instead. */
 static kiln_cworker_t *s_pick_worker(kiln_server_t *self, const kiln_cjob_t *job, bool queue,
                                  int64_t now)
 {
     const kiln_plan_job_t *plan = kiln_runs_plan(job);
     kiln_cworker_t *best = NULL;
     kiln_policy_worker_t cur = {0}, top = {0};
+    bool inputs = kiln_affinity_has_inputs(self, job);
+    unsigned top_warmth = 0;
     /* The policy's rule, applied worker by worker (no array of a thousand
      * candidates per job): the candidate replaces the best when it wins. */
     for (size_t i = 0; i < self->n_workers; i++) {
@@ -69,10 +72,14 @@ static kiln_cworker_t *s_pick_worker(kiln_server_t *self, const kiln_cjob_t *job
             continue;
         if (!kiln_workers_matches(self, w, plan))
             continue;
+        unsigned warmth = inputs ? kiln_affinity_warmth(self, w, job) : 0;
+        if (best && warmth < top_warmth)
+            continue;
         kiln_policy_worker_t pair[2] = {top, cur};
-        if (!best || kiln_policy_pick(pair, 2, queue) == 1) {
+        if (!best || warmth > top_warmth || kiln_policy_pick(pair, 2, queue) == 1) {
             best = w;
             top = cur;
+            top_warmth = warmth;
         }
     }
     return best;
@@ -160,6 +167,18 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
     if (hrc != 0)
         kiln_log_error("history: dispatch of %s: %s", job->key, kiln_error_last());
     s_note_aliases(self, job, w);
+    char why[400];
+    kiln_affinity_explain(self, job, why, sizeof why);
+    if (why[0]) {
+        char text[440];
+        int n = snprintf(text, sizeof text, "placed on %s: %s\n", w->name, why);
+        if (kiln_history_attempt_placement(self->history, run->id, id, job->attempt, why) != 0 ||
+            kiln_history_log_append(self->history, run->id, id, job->attempt, 0, 2, text,
+                                    (size_t)n, kiln_clock_wall_ms()) != 0)
+            kiln_log_error("history: placement of %s: %s", job->key, kiln_error_last());
+        kiln_watch_emit_log(self, job, 0, KILN__STREAM__STREAM_SYSTEM, (const uint8_t *)text,
+                            (size_t)n, 0);
+    }
     self->stats.dispatches++;
     kiln_log_debug("dispatch %s attempt %u token %llu -> %s", job->key, job->attempt,
                    (unsigned long long)job->token, w->name);

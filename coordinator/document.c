@@ -225,6 +225,7 @@ static int s_on_attempt(void *ctx, const kiln_history_attempt_rec_t *rec)
         || s_set(attempt, "worker_key", s_text(rec->worker_key)) != 0
         || s_set(attempt, "state", s_text(rec->state)) != 0
         || s_set(attempt, "message", s_text(rec->message)) != 0
+        || (rec->placement.ptr && s_set(attempt, "placement", s_text(rec->placement)) != 0)
         || s_set(attempt, "started_ms", s_int(rec->started_ms)) != 0
         || s_set(attempt, "finished_ms", s_int(rec->finished_ms)) != 0) {
         json_decref(attempt);

@@ -88,7 +88,7 @@ static const char s_schema[] =
     "CREATE TABLE IF NOT EXISTS attempts ("
     " run_id INTEGER NOT NULL, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,"
     " token INTEGER, worker TEXT, state TEXT NOT NULL, message TEXT,"
-    " started_ms INTEGER, finished_ms INTEGER, worker_key TEXT,"
+    " started_ms INTEGER, finished_ms INTEGER, worker_key TEXT, placement TEXT,"
     " PRIMARY KEY (run_id, job_id, attempt)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS steps ("
     " run_id INTEGER NOT NULL, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,"
@@ -205,7 +205,8 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
         "SELECT job_id, name, state, attempt, worker, started_ms, finished_ms,"
         " needs, runs_on, outputs FROM jobs WHERE run_id = ?1 ORDER BY seq",
     [KILN_HISTORY_STMT_JOB_ATTEMPTS] =
-        "SELECT attempt, token, worker, state, message, started_ms, finished_ms, worker_key"
+        "SELECT attempt, token, worker, state, message, started_ms, finished_ms, worker_key,"
+        " placement"
         " FROM attempts WHERE run_id = ?1 AND job_id = ?2 ORDER BY attempt",
     [KILN_HISTORY_STMT_JOB_STEPS] =
         "SELECT attempt, idx, name, state, exit_code, signal, started_ms,"
@@ -240,6 +241,8 @@ static const char *const s_sql[KILN_HISTORY_STMT_COUNT] = {
         " line, col) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [KILN_HISTORY_STMT_SUMMARY] = "INSERT OR REPLACE INTO summaries (run_id, job_id, attempt,"
                                   " markdown) VALUES (?1, ?2, ?3, ?4)",
+    [KILN_HISTORY_STMT_ATTEMPT_PLACEMENT] =
+        "UPDATE attempts SET placement = ?4 WHERE run_id = ?1 AND job_id = ?2 AND attempt = ?3",
     [KILN_HISTORY_STMT_CACHE_ADD] =
         "INSERT INTO caches (repository, ref, key, version, digest, size, created_ms, used_ms,"
         " meta, run_id, job_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
@@ -397,7 +400,8 @@ static int s_apply_schema(kiln_history_t *self, const char *path)
                              s_add_column(self, "audit", "actor_key") != 0 ||
                              s_add_column(self, "runs", "event") != 0 ||
                              s_add_column(self, "runs", "actor") != 0 ||
-                             s_add_column(self, "runs", "source") != 0))
+                             s_add_column(self, "runs", "source") != 0 ||
+                             s_add_column(self, "attempts", "placement") != 0))
             goto cleanup;
         if (s_exec(self, s_schema, "schema") != 0 || s_exec(self, "COMMIT", "schema") != 0)
             goto cleanup;

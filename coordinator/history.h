@@ -248,6 +248,7 @@ typedef struct {
     kiln_history_int_t token;
     kiln_history_text_t worker;
     kiln_history_text_t worker_key; /* Z85; not set for rows from before schema 4 */
+    kiln_history_text_t placement;  /* why it went to its worker, or not set */
     kiln_history_text_t state;
     kiln_history_text_t message;
     kiln_history_int_t started_ms;
@@ -381,6 +382,11 @@ typedef int (*kiln_history_duration_fn)(void *ctx, const char *job_id, int64_t e
  * negative code (KILN_EINVAL for a bad workflow key). */
 int kiln_history_durations(kiln_history_t *self, const char *workflow, kiln_history_duration_fn fn,
                            void *ctx);
+
+/* Why an attempt went to its worker (coordinator/affinity.c), in the
+ * attempt's row; a write of the batch like the attempt's own. */
+int kiln_history_attempt_placement(kiln_history_t *self, int64_t run_id, const char *job_id,
+                                   unsigned attempt, const char *why);
 
 /* ---- the farm's store: caches and artifacts (history_store.c) ----
  * Each write commits at once or fails (KILN_EINFRA when the disk is full):

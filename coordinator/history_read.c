@@ -219,7 +219,8 @@ int kiln_history_attempts_each(kiln_history_t *self, int64_t run_id, const char 
         attempt.token = s_col_int(stmt, 1);
         if (s_col_text(stmt, 2, &attempt.worker) != 0 || s_col_text(stmt, 3, &attempt.state) != 0
             || s_col_text(stmt, 4, &attempt.message) != 0
-            || s_col_text(stmt, 7, &attempt.worker_key) != 0)
+            || s_col_text(stmt, 7, &attempt.worker_key) != 0
+            || s_col_text(stmt, 8, &attempt.placement) != 0)
             goto cleanup;
         attempt.started_ms = s_col_int(stmt, 5);
         attempt.finished_ms = s_col_int(stmt, 6);

@@ -30,6 +30,24 @@ static int s_write(kiln_history_t *self, int which, const char *what)
     return rc ? (rc < 0 ? rc : KILN_EINFRA) : 0;
 }
 
+int kiln_history_attempt_placement(kiln_history_t *self, int64_t run_id, const char *job_id,
+                                   unsigned attempt, const char *why)
+{
+    sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_ATTEMPT_PLACEMENT];
+    int rc = -1;
+    if (kiln_hdb_bind_int64(self, stmt, 1, run_id) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 2, job_id, -1) != SQLITE_OK ||
+        kiln_hdb_bind_int64(self, stmt, 3, attempt) != SQLITE_OK ||
+        kiln_hdb_bind_text(self, stmt, 4, why, -1) != SQLITE_OK || kiln_hdb_write(self, stmt, 0) != 0) {
+        kiln_hdb_sql_error(self, "placement of %lld/%s", (long long)run_id, job_id);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    kiln_hdb_reset(stmt);
+    return rc;
+}
+
 int kiln_history_cache_add(kiln_history_t *self, const kiln_history_cache_t *c, int64_t *id)
 {
     sqlite3_stmt *stmt = self->stmt[KILN_HISTORY_STMT_CACHE_ADD];

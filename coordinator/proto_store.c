@@ -188,6 +188,13 @@ static void s_cache_find(kiln_server_t *self, const kiln_transport_msg_t *msg,
     }
     bool exact = false;
     json_t *best = s_cache_match(rows, r, refs, n_refs, &exact);
+    kiln_affinity_pool_t *pool = job->worker ? kiln_affinity_pool(self, job->worker) : NULL;
+    if (pool && best && exact)
+        pool->cache_hits++;
+    else if (pool)
+        pool->cache_misses++;
+    if (best)
+        kiln_affinity_note(self, job, json_string_value(json_object_get(best, "digest")));
     if (!best) {
         self->stats.cache_misses++;
         s_reply_error(self, msg, r->id, KILN_ENOTFOUND, "no cache entry matches");
@@ -267,6 +274,7 @@ static void s_cache_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
         return;
     }
     self->stats.cache_saves++;
+    kiln_affinity_note(self, job, r->digest);
     json_t *j = json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)id, "repository", repo, "ref",
                           ref, "size", (json_int_t)size);
     s_reply_json(self, msg, r->id, j);
@@ -416,6 +424,9 @@ static void s_artifact_find(kiln_server_t *self, const kiln_transport_msg_t *msg
                 json_array_append(out, row);
         }
     }
+    size_t ai;
+    json_t *arow;
+    json_array_foreach(out, ai, arow) kiln_affinity_note(self, job, json_string_value(json_object_get(arow, "digest")));
     json_t *doc = json_pack("{s:o}", "artifacts", out);
     s_reply_json(self, msg, r->id, doc);
     json_decref(doc);
@@ -636,10 +647,11 @@ void kiln_proto_store_tick(kiln_server_t *self, int64_t now_mono)
 
 json_t *kiln_proto_store_stats(kiln_server_t *self)
 {
+    json_t *pools = kiln_affinity_pools_json(self);
     kiln_store_stats_t s;
     kiln_store_stats(self->store, &s);
     const kiln_cstats_t *st = &self->stats;
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+    return json_pack("{s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "pools", pools,
                      "backend", kiln_store_backend_name(self->store), "cache_hits",
                      (json_int_t)st->cache_hits, "cache_partial_hits",
                      (json_int_t)st->cache_partial_hits, "cache_misses",

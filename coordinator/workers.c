@@ -219,6 +219,7 @@ void kiln_workers_free(kiln_cworker_t **w_p)
     for (size_t i = 0; i < w->n_labels; i++)
         free(w->labels[i]);
     free(w->jobs);
+    free(w->holds);
     free(w);
     *w_p = NULL;
 }
@@ -463,6 +464,7 @@ void kiln_workers_on_heartbeat(kiln_server_t *self, kiln_cworker_t *w, const Kil
     env.body_case = KILN__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &back;
     kiln_server_send(self, w->identity, w->id_len, &env);
+    kiln_affinity_on_holds(w, hb);
     bool was_draining = w->draining;
     w->draining = hb->draining;
     w->drain_deadline_ms = (int64_t)hb->drain_deadline_ms;
@@ -490,12 +492,13 @@ json_t *kiln_workers_json(kiln_server_t *self)
             if (w->jobs[k])
                 json_array_append_new(jobs, json_string(w->jobs[k]->key));
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:i, s:i, s:b, s:I, s:I, s:o}", "name",
+            arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:i, s:i, s:b, s:I, s:I, s:o, s:I}", "name",
                            w->name, "key", w->key_name, "public_key", w->public_key, "hostname", w->hostname, "version",
                            w->version, "labels", labels, "slots", (int)w->slots, "busy",
                            (int)w->busy, "draining", w->draining, "connected_ms",
                            (json_int_t)w->connected_ms, "last_seen_ms_ago",
-                           (json_int_t)(now - w->last_seen), "jobs", jobs));
+                           (json_int_t)(now - w->last_seen), "jobs", jobs, "warm",
+                           (json_int_t)w->n_holds));
     }
     return arr;
 }

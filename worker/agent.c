@@ -107,6 +107,9 @@ static void s_send_hello(kiln_agent_t *self)
     Kiln__Envelope env = KILN__ENVELOPE__INIT;
     Kiln__Hello h = KILN__HELLO__INIT;
     Kiln__RunningJob running[KILN_AGENT_MAX_SLOTS + KILN_AGENT_MAX_PREFETCH];
+    /* A new session: the next heartbeat says what is warm here again. */
+    self->holds_sent = false;
+    self->holds_at = 0;
     /* Jobs whose results are not yet acknowledged are still held here: they
      * are reported too, so a restarted coordinator keeps their leases. */
     Kiln__RunningJob *held = calloc(self->n_results + 1, sizeof *held);
@@ -194,6 +197,7 @@ static void s_send_heartbeat(kiln_agent_t *self)
     hb.n_running = s_list_jobs(self, running, rp);
     hb.draining = self->draining;
     hb.drain_deadline_ms = (uint64_t)(self->drain_deadline_wall > 0 ? self->drain_deadline_wall : 0);
+    kiln_agent_store_holdings(self, &hb);
     env.body_case = KILN__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
     kiln_agent_send(self, &env);

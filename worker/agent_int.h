@@ -28,6 +28,7 @@
 #define KILN_AGENT_MAX_LABELS 32
 #define KILN_AGENT_SECRET_LEN 32  /* hex characters of a job's store token */
 #define KILN_AGENT_RELAY_MAX 256  /* store requests in flight (agent_store.c) */
+#define KILN_AGENT_HOLDS_MAX 512  /* warm things reported in a heartbeat */
 
 typedef struct kiln_wjob {
     kiln_agent_t *agent;
@@ -159,6 +160,14 @@ struct kiln_agent {
     void *store_sock;
     kiln_relay_t relay[KILN_AGENT_RELAY_MAX];
     uint64_t relay_seq;
+    /* What it holds warm (Heartbeat.holds), scanned every 5 s and sent
+     * when it changed, and again after each Hello. */
+    char holds[KILN_AGENT_HOLDS_MAX][24];
+    char *holds_ptr[KILN_AGENT_HOLDS_MAX];
+    size_t n_holds;
+    unsigned char holds_hash[16];
+    bool holds_sent;
+    int64_t holds_at;
     /* Each slot's workspace tree, emptied for its next job
      * (kiln_workspace_recycle): WORK/.spare-<slot>. */
     bool spare_ready[KILN_AGENT_MAX_SLOTS];
@@ -181,6 +190,7 @@ void kiln_agent_store_close(kiln_agent_t *self);
 void kiln_agent_store_secret(char out[KILN_AGENT_SECRET_LEN + 1]);
 void kiln_agent_store_on_step(kiln_agent_t *self);
 void kiln_agent_store_on_reply(kiln_agent_t *self, Kiln__StoreReply *r);
+void kiln_agent_store_holdings(kiln_agent_t *self, Kiln__Heartbeat *hb);
 
 /* job.c */
 const char *kiln_job_step_name(const kiln_wjob_t *job, size_t step);

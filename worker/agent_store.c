@@ -13,7 +13,10 @@
  * never answers (the connection dropped) is forgotten after S_RELAY_TTL_MS
  * and the step, which times out sooner, asks again.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -160,4 +163,87 @@ void kiln_agent_store_on_reply(kiln_agent_t *self, Kiln__StoreReply *r)
         return;
     }
     kiln_log_debug("store reply %llu: nobody waits for it", (unsigned long long)r->id);
+}
+
+/* ---- what the worker holds warm ----------------------------------------- */
+
+static int s_cmp_str(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+static void s_hold(kiln_agent_t *self, const char *kind, const char *hex, size_t len)
+{
+    if (self->n_holds >= KILN_AGENT_HOLDS_MAX || strlen(hex) < len)
+        return;
+    snprintf(self->holds[self->n_holds++], sizeof self->holds[0], "%s:%.*s", kind, (int)len, hex);
+}
+
+/* Scans the worker's caches (entries' and artifacts' blobs) and mirrors:
+ * a handful of directories, at most once every few seconds. */
+static void s_scan_holds(kiln_agent_t *self)
+{
+    self->n_holds = 0;
+    DIR *top = opendir(self->cache_dir);
+    struct dirent *sd;
+    while (top && (sd = readdir(top))) {
+        if (sd->d_name[0] == '.')
+            continue;
+        char dir[PATH_MAX + 256];
+        snprintf(dir, sizeof dir, "%s/%s", self->cache_dir, sd->d_name);
+        bool blobs = strcmp(sd->d_name, "blobs") == 0;
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+            size_t n = strlen(de->d_name);
+            if (blobs && n == 64) {
+                s_hold(self, "c", de->d_name, 16);
+            } else if (!blobs && n > 5 && strcmp(de->d_name + n - 5, ".json") == 0) {
+                char p[PATH_MAX * 2];
+                snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+                json_t *j = json_load_file(p, 0, NULL);
+                const char *dg = json_string_value(json_object_get(j, "digest"));
+                if (dg && strncmp(dg, "sha256:", 7) == 0)
+                    s_hold(self, "c", dg + 7, 16);
+                json_decref(j);
+            }
+        }
+        if (d)
+            closedir(d);
+    }
+    if (top)
+        closedir(top);
+    DIR *g = opendir(self->git_cache);
+    while (g && (sd = readdir(g))) {
+        size_t n = strlen(sd->d_name);
+        if (n > 4 && strcmp(sd->d_name + n - 4, ".git") == 0) {
+            char hex[64];
+            snprintf(hex, sizeof hex, "%.*s", (int)(n - 4), sd->d_name);
+            s_hold(self, "m", hex, strlen(hex));
+        }
+    }
+    if (g)
+        closedir(g);
+    qsort(self->holds, self->n_holds, sizeof self->holds[0], s_cmp_str);
+}
+
+void kiln_agent_store_holdings(kiln_agent_t *self, Kiln__Heartbeat *hb)
+{
+    int64_t now = kiln_clock_mono_ms();
+    if (self->null_executor || now < self->holds_at)
+        return;
+    self->holds_at = now + 5000;
+    s_scan_holds(self);
+    unsigned char h[16];
+    crypto_generichash(h, sizeof h, (const unsigned char *)self->holds,
+                       self->n_holds * sizeof self->holds[0], NULL, 0);
+    if (self->holds_sent && memcmp(h, self->holds_hash, sizeof h) == 0)
+        return;
+    memcpy(self->holds_hash, h, sizeof h);
+    self->holds_sent = true;
+    for (size_t i = 0; i < self->n_holds; i++)
+        self->holds_ptr[i] = self->holds[i];
+    hb->holds_set = true;
+    hb->holds = self->holds_ptr;
+    hb->n_holds = self->n_holds;
 }

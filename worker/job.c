@@ -816,6 +816,8 @@ void kiln_job_free(kiln_wjob_t **job_p)
 void kiln_job_finish(kiln_wjob_t *job)
 {
     kiln_agent_t *self = job->agent;
+    /* What it restored or saved is warm here now: said at the next heartbeat. */
+    self->holds_at = 0;
     Kiln__Outcome outcome;
     if (job->cancelled)
         outcome = KILN__OUTCOME__OUTCOME_CANCELLED;
