@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 
 #include "cli/cli.h"
 #include "common/archive.h"
+#include "common/digest.h"
 #include "common/error.h"
 
 static void s_size(json_int_t n, char *out, size_t cap)
@@ -75,8 +75,7 @@ int kiln_cmd_artifacts(int argc, char **argv)
 static int s_fetch(kiln_client_t *client, int64_t run, const char *digest, const char *path)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    crypto_hash_sha256_state hs;
-    unsigned char md[crypto_hash_sha256_BYTES];
+    kiln_sha256_t *hs = NULL;
     char hex[65];
     uint64_t off = 0, size = UINT64_MAX;
     int code = KILN_EXIT_INFRA;
@@ -84,7 +83,11 @@ static int s_fetch(kiln_client_t *client, int64_t run, const char *digest, const
         fprintf(stderr, "kiln: cannot write %s: %s\n", path, strerror(errno));
         return KILN_EXIT_INFRA;
     }
-    crypto_hash_sha256_init(&hs);
+    if (kiln_sha256_new(&hs) != 0) {
+        fprintf(stderr, "kiln: %s\n", kiln_error_last());
+        close(fd);
+        return KILN_EXIT_INFRA;
+    }
     while (off < size) {
         Kiln__Request req = KILN__REQUEST__INIT;
         Kiln__Envelope *reply = NULL;
@@ -113,12 +116,12 @@ static int s_fetch(kiln_client_t *client, int64_t run, const char *digest, const
             code = KILN_EXIT_INFRA;
             goto cleanup;
         }
-        crypto_hash_sha256_update(&hs, r->data.data, r->data.len);
+        kiln_sha256_update(hs, r->data.data, r->data.len);
         off += r->data.len;
         kiln__envelope__free_unpacked(reply, NULL);
     }
-    crypto_hash_sha256_final(&hs, md);
-    sodium_bin2hex(hex, sizeof hex, md, sizeof md);
+    if (kiln_sha256_final(hs, hex) != 0)
+        hex[0] = '\0';
     if (strncmp(digest, "sha256:", 7) != 0 || strcmp(hex, digest + 7) != 0) {
         fprintf(stderr, "kiln: the artifact's bytes hash to sha256:%s, not %s: refused\n", hex,
                 digest);
@@ -127,6 +130,7 @@ static int s_fetch(kiln_client_t *client, int64_t run, const char *digest, const
     }
     code = 0;
 cleanup:
+    kiln_sha256_destroy(&hs);
     if (close(fd) != 0 && code == 0) {
         fprintf(stderr, "kiln: cannot write %s: %s\n", path, strerror(errno));
         code = KILN_EXIT_INFRA;
@@ -160,10 +164,6 @@ int kiln_cmd_artifact(int argc, char **argv)
                                     rc ? rc : -1);
     }
     const char *name = argv[4];
-    if (sodium_init() < 0) {
-        fprintf(stderr, "kiln: libsodium did not initialise\n");
-        return KILN_EXIT_INFRA;
-    }
     if ((code = kiln_cli_connect(&c, &client)) != 0)
         return code;
     Kiln__Request req = KILN__REQUEST__INIT;

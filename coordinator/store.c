@@ -11,13 +11,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/log.h"
 
@@ -26,7 +26,7 @@
 typedef struct {
     char hex[65];
     uint64_t have; /* bytes hashed into state */
-    crypto_hash_sha256_state state;
+    kiln_sha256_t *state;
     bool used;
 } s_upload_t;
 
@@ -219,10 +219,6 @@ int kiln_store_new_disk(kiln_store_t **out, const char *dir)
             goto cleanup;
         }
     }
-    if (sodium_init() < 0) {
-        kiln_error_set("store: libsodium did not initialise");
-        goto cleanup;
-    }
     self->ops = &s_disk_ops;
     self->be = d;
     *out = self;
@@ -238,6 +234,8 @@ void kiln_store_destroy(kiln_store_t **self_p)
     if (!self_p || !*self_p)
         return;
     kiln_store_t *self = *self_p;
+    for (size_t i = 0; i < S_UPLOADS_MAX; i++)
+        kiln_sha256_destroy(&self->uploads[i].state);
     self->ops->destroy(self->be);
     free(self);
     *self_p = NULL;
@@ -292,16 +290,20 @@ static s_upload_t *s_upload(kiln_store_t *self, const char *hex, uint64_t have)
         if (!u)
             u = &self->uploads[self->next_victim++ % S_UPLOADS_MAX];
     }
+    kiln_sha256_t *state = u->state;
     memset(u, 0, sizeof *u);
+    u->state = state;
     snprintf(u->hex, sizeof u->hex, "%s", hex);
-    crypto_hash_sha256_init(&u->state);
+    if ((!u->state && kiln_sha256_new(&u->state) != 0) || kiln_sha256_reset(u->state) != 0)
+        return NULL;
     static unsigned char buf[256 * 1024];
     while (u->have < have) {
         size_t got = 0;
         size_t want = have - u->have < sizeof buf ? (size_t)(have - u->have) : sizeof buf;
         if (self->ops->read_partial(self->be, hex, u->have, buf, want, &got) != 0 || got == 0)
             return NULL;
-        crypto_hash_sha256_update(&u->state, buf, got);
+        if (kiln_sha256_update(u->state, buf, got) != 0)
+            return NULL;
         u->have += got;
     }
     u->used = true;
@@ -342,18 +344,18 @@ int kiln_store_put(kiln_store_t *self, const char *digest, uint64_t off, const v
     }
     if (len && (rc = self->ops->append(self->be, hex, off, data, len)) != 0)
         return rc;
-    crypto_hash_sha256_update(&u->state, data, len);
+    if ((rc = kiln_sha256_update(u->state, data, len)) != 0)
+        return rc;
     u->have += len;
     *have = u->have;
     self->stats.puts++;
     self->stats.put_bytes += len;
     if (!last)
         return 0;
-    unsigned char md[crypto_hash_sha256_BYTES];
     char got[65];
-    crypto_hash_sha256_final(&u->state, md);
-    sodium_bin2hex(got, sizeof got, md, sizeof md);
     u->used = false;
+    if ((rc = kiln_sha256_final(u->state, got)) != 0)
+        return rc;
     if (strcmp(got, hex) != 0) {
         self->ops->remove(self->be, hex);
         self->stats.refused++;

@@ -134,14 +134,16 @@ void kiln_agent_store_on_step(kiln_agent_t *self)
         slot->relay_id = ++self->relay_seq;
         memcpy(slot->identity, msg.identity, msg.id_len);
         slot->id_len = msg.id_len;
+        /* The job's strings go in for the send only: the message's own
+         * are put back before it is freed. */
+        char *own_key = r->job_key, *own_secret = r->job_secret;
         r->id = slot->relay_id;
         r->job_key = job->a->job_key;
         r->token = job->a->token;
         r->job_secret = (char *)"";
         kiln_agent_send(self, msg.env);
-        /* The strings put in belong to the job, not the message. */
-        r->job_key = NULL;
-        r->job_secret = NULL;
+        r->job_key = own_key;
+        r->job_secret = own_secret;
         kiln_transport_msg_clear(&msg);
     }
 }

@@ -479,7 +479,7 @@ static int s_local_copy(kiln_storeclient_t *sc, const char *scope, const s_paths
 }
 
 static int s_restore(const kiln_cache_opts_t *o, const char *scope, const s_paths_t *p,
-                     const s_entry_t *e, const char *from, FILE *log)
+                     const s_entry_t *e, bool exact, const char *from, FILE *log)
 {
     int rc = -1;
     char arch[PATH_MAX + 80], staging[PATH_MAX + 32], jp[PATH_MAX + 80];
@@ -541,8 +541,8 @@ static int s_restore(const kiln_cache_opts_t *o, const char *scope, const s_path
             e->key, (unsigned long long)st.entries, (unsigned long long)st.bytes,
             (long long)(s_now_ms() - t0), from);
     char line[S_KEY_MAX + 400];
-    snprintf(line, sizeof line, "Cache restored from `%s`: %llu bytes in %lld ms (from %s)\n",
-             e->key, (unsigned long long)st.bytes, (long long)(s_now_ms() - t0), from);
+    snprintf(line, sizeof line, "Cache %s `%s`: %llu bytes in %lld ms (from %s)\n",
+             exact ? "hit, restored from" : "restored by a restore key from", e->key, (unsigned long long)st.bytes, (long long)(s_now_ms() - t0), from);
     rc = s_append(o->summary_path, line);
 cleanup:
     kiln_fs_rmtree(staging);
@@ -781,6 +781,10 @@ int kiln_cache_run(const kiln_cache_opts_t *o, FILE *log)
         fprintf(log, "Cache not found for input keys: %s%s%s\n", in.key,
                 in.restore_keys && in.restore_keys[0] ? ", " : "",
                 in.restore_keys ? in.restore_keys : "");
+        char miss[S_KEY_MAX + 64];
+        snprintf(miss, sizeof miss, "Cache miss for `%s`\n", in.key);
+        if (s_append(o->summary_path, miss) != 0)
+            goto cleanup;
         if (s_true(o->fail_on_miss)) {
             kiln_error_set("Failed to restore cache entry. Exiting as fail-on-cache-miss is set. "
                            "Input key: %s", in.key);
@@ -790,7 +794,7 @@ int kiln_cache_run(const kiln_cache_opts_t *o, FILE *log)
         fprintf(log, "Cache found and can be restored from key: %s (lookup-only: not restored)\n",
                 e.key);
     } else if ((farm && s_local_copy(sc, scope, &p, &e, from, sizeof from, log) != 0) ||
-               s_restore(&in, scope, &p, &e, from, log) != 0) {
+               s_restore(&in, scope, &p, &e, exact, from, log) != 0) {
         goto cleanup;
     } else if (farm) {
         s_evict(&in, log);

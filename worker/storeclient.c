@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/transport.h"
 
@@ -75,11 +75,6 @@ int kiln_storeclient_new(kiln_storeclient_t **out)
     if (!self->zctx || s_connect(self) != 0) {
         kiln_storeclient_destroy(&self);
         return KILN_EINFRA;
-    }
-    if (sodium_init() < 0) {
-        kiln_error_set("store: libsodium did not initialise");
-        kiln_storeclient_destroy(&self);
-        return KILN_ERROR;
     }
     *out = self;
     return 0;
@@ -187,29 +182,7 @@ int kiln_storeclient_call(kiln_storeclient_t *self, Kiln__StoreRequest *req, Kil
 
 int kiln_store_file_digest(const char *path, char digest[72])
 {
-    static unsigned char buf[1 << 20];
-    crypto_hash_sha256_state st;
-    unsigned char md[crypto_hash_sha256_BYTES];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        kiln_error_errno("cannot read %s", path);
-        return KILN_ERROR;
-    }
-    crypto_hash_sha256_init(&st);
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        crypto_hash_sha256_update(&st, buf, (size_t)n);
-    int saved = errno;
-    close(fd);
-    if (n < 0) {
-        errno = saved;
-        kiln_error_errno("cannot read %s", path);
-        return KILN_ERROR;
-    }
-    crypto_hash_sha256_final(&st, md);
-    memcpy(digest, "sha256:", 7);
-    sodium_bin2hex(digest + 7, 65, md, sizeof md);
-    return 0;
+    return kiln_sha256_file(path, digest);
 }
 
 /* The coordinator's count of the blob's bytes (complete: *done). */
@@ -360,10 +333,10 @@ int kiln_storeclient_download(kiln_storeclient_t *self, const char *digest, cons
     int rc = KILN_ERROR, fd = -1;
     uint64_t size = UINT64_MAX, written = 0, next = 0;
     int64_t t0 = s_now(), last_progress = t0;
-    crypto_hash_sha256_state hs;
-    unsigned char md[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_init(&hs);
+    kiln_sha256_t *hs = NULL;
     snprintf(part, sizeof part, "%s.part", path);
+    if (kiln_sha256_new(&hs) != 0)
+        return KILN_ERROR;
     if ((fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
         kiln_error_errno("cannot write %s", part);
         goto cleanup;
@@ -437,7 +410,7 @@ int kiln_storeclient_download(kiln_storeclient_t *self, const char *digest, cons
             rc = KILN_ERROR;
             goto cleanup;
         }
-        crypto_hash_sha256_update(&hs, r->data.data, r->data.len);
+        kiln_sha256_update(hs, r->data.data, r->data.len);
         written += r->data.len;
         st->moved += r->data.len;
         last_progress = s_now();
@@ -447,8 +420,8 @@ int kiln_storeclient_download(kiln_storeclient_t *self, const char *digest, cons
             break;
         }
     }
-    crypto_hash_sha256_final(&hs, md);
-    sodium_bin2hex(got_hex, sizeof got_hex, md, sizeof md);
+    if (kiln_sha256_final(hs, got_hex) != 0)
+        goto cleanup;
     if (strcmp(got_hex, digest + 7) != 0) {
         kiln_error_set("the blob %s from the coordinator hashes to sha256:%s: refused", digest,
                        got_hex);
@@ -466,6 +439,7 @@ int kiln_storeclient_download(kiln_storeclient_t *self, const char *digest, cons
     st->ms = s_now() - t0;
     rc = 0;
 cleanup:
+    kiln_sha256_destroy(&hs);
     if (fd >= 0)
         close(fd);
     if (rc != 0)

@@ -63,7 +63,7 @@ grep -q "hit=true matched=deps-A" "$T/r2.out" && ! grep -q "^a | built" "$T/r2.o
     grep -q "Cache restored from key: deps-A" "$T/r2.out" &&
     grep -q "not saving cache" "$T/r2.out" || fail "run 2: $(tail -n 25 "$T/r2.out")"
 grep -q "^a | digest $D1 1003" "$T/r2.out" || fail "the restored tree differs: $(grep digest "$T/r2.out") vs $D1"
-grep -q "Cache restored from \`deps-A\`" "$T/r2.out" || fail "the summary does not say what was restored"
+grep -q "Cache hit, restored from \`deps-A\`: [0-9]* bytes in [0-9]* ms (from this worker" "$T/r2.out" && grep -q "Cache miss for \`deps-A\`" "$T/r1.out" || fail "the summary does not say what was restored: $(grep -i "^cache" "$T/r2.out")"
 pass "a miss saves after the job; the same key restores the 1,000-file tree byte for byte (cache-hit true), saving nothing"
 
 # 3. A new key restores by prefix and saves under the new key.
