@@ -115,9 +115,13 @@ static void s_on_router(kiln_server_t *self)
         kiln_role_t role = kiln_auth_role(msg.user_id, &name, self->peer_key);
         if (role == KILN_ROLE_WORKER &&
             msg.env->body_case == KILN__ENVELOPE__BODY_STORE_REQUEST) {
-            /* Answered only after its own rows commit, outside the burst's
-             * batch (as a client's request is). */
-            kiln_proto_worker_flush(self);
+            /* One that records something is answered only after its own
+             * rows commit, outside the burst's batch (as a client's request
+             * is); blob chunks write no row and leave the batch open. */
+            if (msg.env->store_request->op != KILN__STORE_OP__STORE_STAT &&
+                msg.env->store_request->op != KILN__STORE_OP__STORE_PUT &&
+                msg.env->store_request->op != KILN__STORE_OP__STORE_GET)
+                kiln_proto_worker_flush(self);
             kiln_proto_store_handle(self, &msg, name);
         } else if (role == KILN_ROLE_WORKER) {
             if (!self->in_batch) {
