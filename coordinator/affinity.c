@@ -65,7 +65,8 @@ void kiln_affinity_on_holds(kiln_cworker_t *w, const Kiln__Heartbeat *hb)
             continue;
         v[k++] = x;
     }
-    qsort(v, k, sizeof *v, s_cmp_u64);
+    if (k)
+        qsort(v, k, sizeof *v, s_cmp_u64);
     free(w->holds);
     w->holds = v;
     w->n_holds = k;

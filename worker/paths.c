@@ -259,7 +259,8 @@ int kiln_paths_find(const char *input, const char *workspace, const char *home,
         goto cleanup;
     }
     out->n_patterns = n_inc;
-    qsort(out->files, out->n, sizeof *out->files, s_cmp);
+    if (out->n)
+        qsort(out->files, out->n, sizeof *out->files, s_cmp);
     size_t u = 0;
     for (size_t i = 0; i < out->n; i++) {
         if (u && strcmp(out->files[u - 1], out->files[i]) == 0)
