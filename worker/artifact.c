@@ -37,19 +37,6 @@ static int64_t s_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int s_append(const char *path, const char *text)
-{
-    if (!path || !path[0])
-        return 0;
-    FILE *f = fopen(path, "a");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-        kiln_error_errno("cannot write %s", path);
-        if (f)
-            fclose(f);
-        return -1;
-    }
-    return 0;
-}
 
 static int s_mkdirs(const char *path)
 {
@@ -175,7 +162,7 @@ static int s_upload(const kiln_artifact_opts_t *o, kiln_storeclient_t *sc, FILE 
              digest + 7);
     snprintf(line, sizeof line, "Artifact `%s` uploaded: %zu files, %llu bytes (%llu archived)\n",
              name, found.n, (unsigned long long)st.bytes, (unsigned long long)st.archive_bytes);
-    if (s_append(o->output_path, out) != 0 || s_append(o->summary_path, line) != 0)
+    if (kiln_paths_append(o->output_path, out) != 0 || kiln_paths_append(o->summary_path, line) != 0)
         goto cleanup;
     rc = 0;
 cleanup:
@@ -237,7 +224,7 @@ static int s_download_one(const kiln_artifact_opts_t *o, kiln_storeclient_t *sc,
     char line[PATH_MAX + 200];
     snprintf(line, sizeof line, "Artifact `%s` downloaded: %llu bytes (%s)\n", name,
              (unsigned long long)st.bytes, xs.local ? "this worker's cache" : "the coordinator");
-    rc = s_append(o->summary_path, line);
+    rc = kiln_paths_append(o->summary_path, line);
 cleanup:
     kiln_fs_rmtree(staging);
     return rc;
@@ -307,7 +294,7 @@ static int s_download(const kiln_artifact_opts_t *o, kiln_storeclient_t *sc, FIL
     }
     fprintf(log, "Total of %zu artifact(s) downloaded\n", n);
     snprintf(out, sizeof out, "download-path=%s\n", dest);
-    if (s_append(o->output_path, out) != 0)
+    if (kiln_paths_append(o->output_path, out) != 0)
         goto cleanup;
     rc = 0;
 cleanup:

@@ -85,33 +85,6 @@ static void s_hex(const void *in, size_t n, char out[65])
     sodium_bin2hex(out, 65, h, sizeof h);
 }
 
-/* "/a/./b//c/../d/" -> "/a/b/d"; false when it climbs above /. */
-static bool s_normalise(const char *in, char *out, size_t cap)
-{
-    char buf[PATH_MAX];
-    size_t n = 0;
-    snprintf(buf, sizeof buf, "%s", in);
-    out[0] = '\0';
-    for (char *save = NULL, *seg = strtok_r(buf, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
-        if (strcmp(seg, ".") == 0)
-            continue;
-        if (strcmp(seg, "..") == 0) {
-            char *slash = strrchr(out, '/');
-            if (!slash)
-                return false;
-            *slash = '\0';
-            n = strlen(out);
-            continue;
-        }
-        int w = snprintf(out + n, cap - n, "/%s", seg);
-        if (w < 0 || (size_t)w >= cap - n)
-            return false;
-        n += (size_t)w;
-    }
-    if (!out[0])
-        snprintf(out, cap, "/");
-    return true;
-}
 
 static void s_paths_free(s_paths_t *p)
 {
@@ -123,7 +96,7 @@ static void s_paths_free(s_paths_t *p)
 static int s_paths_add(s_paths_t *p, const char *path)
 {
     char norm[PATH_MAX];
-    if (!s_normalise(path, norm, sizeof norm) || strcmp(norm, "/") == 0) {
+    if (!kiln_paths_normalise(path, norm, sizeof norm) || strcmp(norm, "/") == 0) {
         kiln_error_set("path '%s' is not a directory or file a cache can hold", path);
         return -1;
     }
@@ -210,8 +183,8 @@ static int s_paths(const kiln_cache_opts_t *o, s_paths_t *p)
 static void s_name(const kiln_cache_opts_t *o, const char *path, char *out, size_t cap)
 {
     char ws[PATH_MAX] = "", home[PATH_MAX] = "";
-    s_normalise(s_or(o->workspace, "/nonexistent-workspace"), ws, sizeof ws);
-    s_normalise(s_or(o->home, "/nonexistent-home"), home, sizeof home);
+    kiln_paths_normalise(s_or(o->workspace, "/nonexistent-workspace"), ws, sizeof ws);
+    kiln_paths_normalise(s_or(o->home, "/nonexistent-home"), home, sizeof home);
     size_t nw = strlen(ws), nh = strlen(home);
     if (nw > 1 && strncmp(path, ws, nw) == 0 && path[nw] == '/')
         snprintf(out, cap, "ws%s", path + nw);
@@ -391,19 +364,6 @@ static void s_evict(const kiln_cache_opts_t *o, FILE *log)
 
 /* ------------------------------------------------------------ the steps */
 
-static int s_append(const char *path, const char *text)
-{
-    if (!path || !path[0])
-        return 0;
-    FILE *f = fopen(path, "a");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-        kiln_error_errno("cannot write %s", path);
-        if (f)
-            fclose(f);
-        return -1;
-    }
-    return 0;
-}
 
 /* The farm's entry for the keys (the first exact, the others prefixes):
  * 0 with *e and *exact, KILN_ENOTFOUND, or another code when the farm's
@@ -543,7 +503,7 @@ static int s_restore(const kiln_cache_opts_t *o, const char *scope, const s_path
     char line[S_KEY_MAX + 400];
     snprintf(line, sizeof line, "Cache %s `%s`: %llu bytes in %lld ms (from %s)\n",
              exact ? "hit, restored from" : "restored by a restore key from", e->key, (unsigned long long)st.bytes, (long long)(s_now_ms() - t0), from);
-    rc = s_append(o->summary_path, line);
+    rc = kiln_paths_append(o->summary_path, line);
 cleanup:
     kiln_fs_rmtree(staging);
     return rc;
@@ -671,7 +631,7 @@ static int s_save(const kiln_cache_opts_t *o, kiln_storeclient_t *sc, const char
     snprintf(line, sizeof line, "Cache saved as `%s`: %llu bytes (%llu archived)\n", key,
              (unsigned long long)st.bytes, (unsigned long long)st.archive_bytes);
     s_evict(o, log);
-    rc = s_append(o->summary_path, line);
+    rc = kiln_paths_append(o->summary_path, line);
 cleanup:
     free(fitems);
     free(fnames);
@@ -783,7 +743,7 @@ int kiln_cache_run(const kiln_cache_opts_t *o, FILE *log)
                 in.restore_keys ? in.restore_keys : "");
         char miss[S_KEY_MAX + 64];
         snprintf(miss, sizeof miss, "Cache miss for `%s`\n", in.key);
-        if (s_append(o->summary_path, miss) != 0)
+        if (kiln_paths_append(o->summary_path, miss) != 0)
             goto cleanup;
         if (s_true(o->fail_on_miss)) {
             kiln_error_set("Failed to restore cache entry. Exiting as fail-on-cache-miss is set. "
@@ -799,7 +759,7 @@ int kiln_cache_run(const kiln_cache_opts_t *o, FILE *log)
     } else if (farm) {
         s_evict(&in, log);
     }
-    if (s_append(o->output_path, out) != 0)
+    if (kiln_paths_append(o->output_path, out) != 0)
         goto cleanup;
     if (strcmp(b, "cache") == 0 && o->state_path) {
         json_t *st = json_pack("{s:s, s:s, s:b}", "key", in.key, "path", s_or(in.path, ""), "hit",

@@ -140,8 +140,7 @@ static int s_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* "/a/./b//c/../d/" -> "/a/b/d"; false when it climbs above /. */
-static bool s_normalise(const char *in, char *out, size_t cap)
+bool kiln_paths_normalise(const char *in, char *out, size_t cap)
 {
     size_t o = 0;
     const char *s = in;
@@ -215,7 +214,7 @@ int kiln_paths_find(const char *input, const char *workspace, const char *home,
             snprintf(abs, sizeof abs, "%s", body);
         else
             snprintf(abs, sizeof abs, "%s/%s", workspace ? workspace : ".", body);
-        if (!s_normalise(abs, p->pattern, sizeof p->pattern)) {
+        if (!kiln_paths_normalise(abs, p->pattern, sizeof p->pattern)) {
             kiln_error_set("input 'path': '%s' climbs above /", line);
             goto cleanup;
         }
@@ -367,4 +366,21 @@ int kiln_paths_merge(const char *src, const char *dest)
     }
     closedir(d);
     return rc;
+}
+
+int kiln_paths_append(const char *path, const char *text)
+{
+    if (!path || !path[0])
+        return 0;
+    FILE *f = fopen(path, "a");
+    if (!f) {
+        kiln_error_errno("cannot write %s", path);
+        return -1;
+    }
+    int bad = fputs(text, f) < 0;
+    if (fclose(f) != 0 || bad) {
+        kiln_error_errno("cannot write %s", path);
+        return -1;
+    }
+    return 0;
 }

@@ -37,6 +37,14 @@ void kiln_paths_free(kiln_paths_t *p);
  * must go is refused, never followed). Same file system only (rename). */
 int kiln_paths_merge(const char *src, const char *dest);
 
+/* "/a/./b//c/../d/" -> "/a/b/d"; false when it climbs above / or is too
+ * long for out. */
+bool kiln_paths_normalise(const char *in, char *out, size_t cap);
+
+/* Appends text to a step file ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY); no
+ * path: nothing to do. */
+int kiln_paths_append(const char *path, const char *text);
+
 /* An absolute pattern against an absolute path, `**` spanning directories. */
 bool kiln_paths_match(const char *pattern, const char *path);
 
