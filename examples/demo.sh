@@ -2,7 +2,8 @@
 # demo.sh KILN: `make demo`. Makes the example project (examples/project) a
 # git repository of its own in a temporary directory (two commits, a tag),
 # and runs its CI there with `kiln run`: a checkout with libgit2, a build
-# matrix, job outputs and a summary, on a private local farm.
+# matrix, job outputs, artifacts passed from the builds to the release job
+# and a summary, on a private local farm.
 set -euo pipefail
 KILN=${1:?usage: demo.sh PATH-TO-kiln}
 KILN=$(cd "$(dirname "$KILN")" && pwd)/$(basename "$KILN")

@@ -152,6 +152,15 @@ static int s_upload(const kiln_artifact_opts_t *o, kiln_storeclient_t *sc, FILE 
         goto cleanup;
     long long id = (long long)json_integer_value(json_object_get(j, "id"));
     json_decref(j);
+    /* The archive joins this worker's blob cache: a job here that
+     * downloads it moves nothing, and the scheduler knows it is warm. */
+    char kept[PATH_MAX + 80];
+    snprintf(kept, sizeof kept, "%s/blobs", s_or(o->cache_dir, "/nonexistent"));
+    if ((mkdir(o->cache_dir, 0700) == 0 || errno == EEXIST) && (mkdir(kept, 0700) == 0 || errno == EEXIST)) {
+        snprintf(kept, sizeof kept, "%s/blobs/%s", o->cache_dir, digest + 7);
+        if (rename(arch, kept) == 0)
+            arch[0] = '\0';
+    }
     fprintf(log, "Artifact %s has been successfully uploaded! Final size is %llu bytes. Artifact "
                  "ID is %lld (%zu files, %llu bytes unpacked, %lld ms, %llu bytes sent%s%s)\n",
             name, (unsigned long long)st.archive_bytes, id, found.n, (unsigned long long)st.bytes,

@@ -84,6 +84,8 @@ jobs:
         with: {name: same, path: f.txt}
       - uses: actions/upload-artifact@v4
         with: {name: same, path: f.txt, overwrite: true}
+      - uses: actions/download-artifact@v4
+        with: {name: same, path: back}
       - continue-on-error: true
         uses: actions/upload-artifact@v4
         with: {name: empty, path: nothing/, if-no-files-found: error}
@@ -103,7 +105,9 @@ grep -q "No files were found with the provided path: nothing/. No artifacts will
     grep -q "run-id 999: Kiln downloads artifacts of the job's own run only" "$T/fail.out" ||
     fail "failure messages: $(grep -iE 'error' "$T/fail.out" | head -n 8)"
 [ "$("$KILN" artifacts 2 --json | grep -c '"state": "replaced"')" = 1 ] || fail "overwrite did not replace: $("$KILN" artifacts 2)"
-pass "a taken name (and overwrite), if-no-files-found: error, another run's id and a missing artifact fail with clear messages"
+grep -q "Artifact 'same' downloaded to .*/back: .* (from this worker's cache)" "$T/fail.out" ||
+    fail "an artifact uploaded on this worker was fetched again: $(grep "Artifact 'same' downloaded" "$T/fail.out")"
+pass "a taken name (and overwrite), if-no-files-found: error, another run's id and a missing artifact fail with clear messages; what a worker uploaded it downloads from its own cache"
 
 # kiln artifacts and kiln artifact get.
 "$KILN" artifacts 1 >"$T/list.out" || fail "kiln artifacts failed"

@@ -43,8 +43,10 @@ done
 grep -qE "^release \| greet v1\.0-1-g[0-9a-f]+ is ready$" "$T/project.out" || fail "the release job did not read the builds' output: $(grep '^release' "$T/project.out")"
 grep -qE "^build \(-O2\) \| built acme/greet at [0-9a-f]{12} on main$" "$T/project.out" || fail "the build did not see its repository: $(grep 'built' "$T/project.out")"
 grep -qF "### greet v1.0-1-g" "$T/project.out" || fail "no summary from the builds"
+grep -q "^release | dist/greet-O0/greet$" "$T/project.out" && grep -q "^release | dist/greet-O2/greet$" "$T/project.out" ||
+    fail "the release job did not get the builds' artifacts: $(grep -iE '^release|artifact' "$T/project.out")"
 [ -z "$(ls -A "$T/tmp")" ] || fail "the demo left files: $(ls "$T/tmp")"
-pass "make demo: the example project's CI from a git repository (checkout, matrix, outputs), nothing left behind"
+pass "make demo: the example project's CI from a git repository (checkout, matrix, outputs, artifacts), nothing left behind"
 
 rc=0
 timeout 50 "$KILN" run "$DEMO" --workers 2 --json >"$T/demo.json" 2>"$T/demo.err" || rc=$?
