@@ -469,7 +469,15 @@ void kiln_proto_store_handle(kiln_server_t *self, kiln_transport_msg_t *msg, con
     case KILN__STORE_OP__STORE_PUT: {
         uint64_t have = 0;
         bool last = r->size && r->offset + r->data.len == r->size;
-        if (r->size && r->offset + r->data.len > r->size) {
+        /* Every chunk says the whole size, bounded like a repository's
+         * caches: a job cannot grow an upload without end. */
+        if (r->size == 0 || r->size > self->cfg.cache_quota) {
+            rc = KILN_ETOOBIG;
+            kiln_error_set("a blob of %llu bytes: a blob has a size, at most the cache quota "
+                           "(%llu MB)",
+                           (unsigned long long)r->size,
+                           (unsigned long long)(self->cfg.cache_quota >> 20));
+        } else if (r->offset + r->data.len > r->size) {
             rc = KILN_EINVAL;
             kiln_error_set("chunk past the blob's size");
         } else
