@@ -3,7 +3,8 @@
 # nothing found as a warning), a test job on another worker downloads by
 # name, by pattern merged, and all; a missing artifact, a second upload
 # under a taken name, if-no-files-found: error and a run-id of another run
-# fail their steps with clear messages; kiln artifacts lists, kiln artifact
+# fail their steps with clear messages; a run step has no store token and a
+# forged one is refused; kiln artifacts lists, kiln artifact
 # get downloads the same tree; an upload cut by a coordinator killed
 # mid-transfer resumes where it stopped; expired artifacts are gone after
 # the retention sweep; a hostile artifact is refused by kiln artifact get
@@ -109,6 +110,26 @@ grep -q "Artifact 'same' downloaded to .*/back: .* (from this worker's cache)" "
     fail "an artifact uploaded on this worker was fetched again: $(grep "Artifact 'same' downloaded" "$T/fail.out")"
 pass "a taken name (and overwrite), if-no-files-found: error, another run's id and a missing artifact fail with clear messages; what a worker uploaded it downloads from its own cache"
 
+# A run step that speaks the store's protocol itself, at its worker's
+# socket, has no token (only built-in steps are given their job's), and a
+# made-up one is refused by the worker.
+cat >"$T/forged.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: [linux, builder]
+    steps:
+      - run: |
+          echo "token=\${KILN_STORE_TOKEN:-none}"
+          export KILN_BUILTIN=download-artifact INPUT_NAME=dist KILN_CACHE_DIR=\$RUNNER_TEMP/c
+          KILN_STORE_SOCKET=$T/work/w1/.store.sock KILN_STORE_TOKEN=00000000000000000000000000000000 "$KILN_BIN/kiln-checkout" || true
+YML
+"$KILN" submit --wait "$T/forged.yml" >"$T/forged.out" 2>&1 || fail "the forged-token run failed: $(tail -n 5 "$T/forged.out")"
+grep -q "^a | token=none" "$T/forged.out" || fail "a run step was given the job's store token: $(grep token= "$T/forged.out")"
+grep -q "no job of this worker has that store token" "$T/forged.out" ||
+    fail "a forged store token was not refused: $(grep -iE "error|token" "$T/forged.out")"
+pass "a run step has no store token, and a forged one is refused by the worker"
+
 # kiln artifacts and kiln artifact get.
 "$KILN" artifacts 1 >"$T/list.out" || fail "kiln artifacts failed"
 grep -q "dist .* 2 .* build .* kept" "$T/list.out" && grep -q "part-2" "$T/list.out" || fail "kiln artifacts: $(cat "$T/list.out")"
@@ -149,6 +170,8 @@ jobs:
         with: {name: big, path: big, compression-level: 0}
 YML
 "$KILN" submit "$T/big.yml" >"$T/big.sub" 2>&1 || fail "submit: $(cat "$T/big.sub")"
+BIG=$(grep -o '[0-9]\+' "$T/big.sub" | head -n 1)
+[ -n "$BIG" ] || fail "no run number from submit: $(cat "$T/big.sub")"
 for _ in $(seq 1 600); do
     P=$(find "$T/store/partial" -type f -size +20M 2>/dev/null | head -n 1)
     [ -n "$P" ] && break
@@ -161,15 +184,15 @@ HELD=$(stat -c %s "$P")
 start_coordinator
 wait_workers 2
 for _ in $(seq 1 600); do
-    "$KILN" status 3 --json >"$T/st3.json" 2>/dev/null || true
+    "$KILN" status "$BIG" --json >"$T/st3.json" 2>/dev/null || true
     [ "$(json_get "$T/st3.json" '$.state')" = running ] || break
     sleep 0.1
 done
-"$KILN" logs 3 >"$T/big.out" 2>&1
+"$KILN" logs "$BIG" >"$T/big.out" 2>&1
 grep -q "Artifact big has been successfully uploaded.*resumed" "$T/big.out" ||
     fail "the upload did not resume (the store held $HELD bytes): $(grep -iE 'artifact|error|warn' "$T/big.out" | head -n 5)"
 mkdir -p "$T/dl3"
-"$KILN" artifact get 3 big -o "$T/dl3" >/dev/null 2>&1 || fail "the resumed artifact cannot be fetched"
+"$KILN" artifact get "$BIG" big -o "$T/dl3" >/dev/null 2>&1 || fail "the resumed artifact cannot be fetched"
 WANT=$(sed -n 's/^a | sum \([0-9a-f]*\)$/\1/p' "$T/big.out")
 GOT=$(sha256sum "$T/dl3/big/blob" | cut -c1-64)
 [ -n "$WANT" ] && [ "$WANT" = "$GOT" ] || fail "the resumed artifact differs: $WANT vs $GOT"
