@@ -640,6 +640,11 @@ void kiln_proto_store_tick(kiln_server_t *self, int64_t now_mono)
         json_decref(rows);
         rows = NULL;
     }
+    unsigned dropped = 0;
+    if (kiln_store_sweep_partial(self->store, 24 * 3600, &dropped) != 0)
+        kiln_log_warn("%s", kiln_error_last());
+    else if (dropped)
+        kiln_log_info("store: %u uploads left unfinished for a day dropped", dropped);
     if (kiln_history_caches_older(self->history, now - (int64_t)self->cfg.cache_max_age_days * S_DAY_MS,
                                   &rows) == 0) {
         char why[96];

@@ -8,6 +8,7 @@
  */
 #include "coordinator/store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/digest.h"
@@ -179,6 +181,32 @@ static int s_disk_remove(void *be, const char *hex)
     return 0;
 }
 
+static int s_disk_sweep_partial(void *be, int64_t max_age_s, unsigned *n)
+{
+    s_disk_t *d = be;
+    char dir[PATH_MAX + 16];
+    *n = 0;
+    snprintf(dir, sizeof dir, "%s/partial", d->dir);
+    DIR *dp = opendir(dir);
+    if (!dp) {
+        kiln_error_errno("store: cannot read %s", dir);
+        return KILN_EINFRA;
+    }
+    time_t now = time(NULL);
+    struct dirent *de;
+    while ((de = readdir(dp))) {
+        char p[PATH_MAX + 300];
+        struct stat sb;
+        if (strlen(de->d_name) != 64)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (lstat(p, &sb) == 0 && now - sb.st_mtime > max_age_s && unlink(p) == 0)
+            (*n)++;
+    }
+    closedir(dp);
+    return 0;
+}
+
 static void s_disk_destroy(void *be)
 {
     free(be);
@@ -192,6 +220,7 @@ static const kiln_store_backend_t s_disk_ops = {
     .seal = s_disk_seal,
     .remove = s_disk_remove,
     .read_partial = s_disk_read_partial,
+    .sweep_partial = s_disk_sweep_partial,
     .destroy = s_disk_destroy,
 };
 
@@ -402,6 +431,16 @@ int kiln_store_remove(kiln_store_t *self, const char *digest)
     int rc = kiln_store_parse_digest(digest, hex);
     if (rc == 0 && (rc = self->ops->remove(self->be, hex)) == 0)
         self->stats.blobs_removed++;
+    return rc;
+}
+
+int kiln_store_sweep_partial(kiln_store_t *self, int64_t max_age_s, unsigned *n)
+{
+    int rc = self->ops->sweep_partial(self->be, max_age_s, n);
+    /* A dropped upload's hashing state is stale: rebuilt (from nothing) if
+     * the upload is ever resumed. */
+    for (size_t i = 0; rc == 0 && *n && i < S_UPLOADS_MAX; i++)
+        self->uploads[i].used = false;
     return rc;
 }
 

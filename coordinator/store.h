@@ -50,6 +50,9 @@ typedef struct {
      * restart): up to cap bytes from off. */
     int (*read_partial)(void *be, const char *hex, uint64_t off, void *buf, size_t cap,
                         size_t *got);
+    /* Drops uploads in progress untouched for max_age_s (never finished:
+     * their job died or gave up); *n how many. */
+    int (*sweep_partial)(void *be, int64_t max_age_s, unsigned *n);
     void (*destroy)(void *be);
 } kiln_store_backend_t;
 
@@ -78,6 +81,9 @@ int kiln_store_get(kiln_store_t *self, const char *digest, uint64_t off, void *b
                    size_t *got, uint64_t *size);
 
 int kiln_store_remove(kiln_store_t *self, const char *digest);
+
+/* Uploads left unfinished for max_age_s go (the retention sweep's). */
+int kiln_store_sweep_partial(kiln_store_t *self, int64_t max_age_s, unsigned *n);
 
 typedef struct {
     uint64_t puts, put_bytes, gets, get_bytes, blobs_kept, blobs_removed, refused;

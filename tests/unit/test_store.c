@@ -5,7 +5,8 @@
  * store holds; an upload cut short is resumed by a new store over the same
  * directory (after a restart) from the bytes it kept, its hash rebuilt; a
  * blob whose bytes do not match its name is refused and dropped; reads at
- * offsets come back as written.
+ * offsets come back as written; an upload left unfinished is swept once
+ * old enough.
  */
 #include <limits.h>
 #include <setjmp.h>
@@ -16,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -115,6 +118,21 @@ static void test_wrong_bytes_refused(void **state)
     /* Names that are not digests are refused before any file is named. */
     assert_int_equal(kiln_store_stat(st, "sha256:../../etc/passwd", &size, &have), KILN_EINVAL);
     assert_int_equal(kiln_store_stat(st, "md5:abc", &size, &have), KILN_EINVAL);
+    /* An upload left unfinished goes once it is old enough, not before. */
+    char other[72];
+    unsigned n = 9;
+    s_digest((const unsigned char *)"left behind", 11, other);
+    assert_int_equal(kiln_store_put(st, other, 0, "left", 4, false, &have), 0);
+    assert_int_equal(kiln_store_sweep_partial(st, 3600, &n), 0);
+    assert_int_equal(n, 0);
+    char part[PATH_MAX + 100];
+    snprintf(part, sizeof part, "%s/partial/%s", store, other + 7);
+    struct timespec old[2] = {{.tv_sec = time(NULL) - 7200}, {.tv_sec = time(NULL) - 7200}};
+    assert_int_equal(utimensat(AT_FDCWD, part, old, 0), 0);
+    assert_int_equal(kiln_store_sweep_partial(st, 3600, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(kiln_store_stat(st, other, &size, &have), 0);
+    assert_true(size == UINT64_MAX && have == 0);
     assert_int_equal(kiln_store_remove(st, dig), 0);
     assert_int_equal(kiln_store_stat(st, dig, &size, &have), 0);
     assert_true(size == UINT64_MAX);
