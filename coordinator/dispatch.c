@@ -170,14 +170,17 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
     char why[400];
     kiln_affinity_explain(self, job, why, sizeof why);
     if (why[0]) {
-        char text[440];
+        char text[sizeof why + KILN_PEER_NAME_MAX + 16];
         int n = snprintf(text, sizeof text, "placed on %s: %s\n", w->name, why);
-        if (kiln_history_attempt_placement(self->history, run->id, id, job->attempt, why) != 0 ||
-            kiln_history_log_append(self->history, run->id, id, job->attempt, 0, 2, text,
-                                    (size_t)n, kiln_clock_wall_ms()) != 0)
+        size_t len = n < 0 ? 0 : (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
+        int prc = kiln_history_attempt_placement(self->history, run->id, id, job->attempt, why);
+        if (prc == 0)
+            prc = kiln_history_log_append(self->history, run->id, id, job->attempt, 0, 2, text, len,
+                                          kiln_clock_wall_ms());
+        if (prc != 0)
             kiln_log_error("history: placement of %s: %s", job->key, kiln_error_last());
-        kiln_watch_emit_log(self, job, 0, KILN__STREAM__STREAM_SYSTEM, (const uint8_t *)text,
-                            (size_t)n, 0);
+        kiln_watch_emit_log(self, job, 0, KILN__STREAM__STREAM_SYSTEM, (const uint8_t *)text, len,
+                            0);
     }
     self->stats.dispatches++;
     kiln_log_debug("dispatch %s attempt %u token %llu -> %s", job->key, job->attempt,
