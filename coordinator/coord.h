@@ -251,6 +251,13 @@ struct kiln_server {
     kiln_history_t *history;
     struct kiln_store *store;       /* blobs of caches and artifacts (store.h) */
     kiln_affinity_slot_t affinity[KILN_AFFINITY_SLOTS];
+    /* Blobs whose bytes a job sent whole (proto_store.c): the job may name
+     * them in a cache entry or an artifact. A ring: the newest 256. */
+    struct {
+        char digest[72];
+        char job_key[KILN_JOB_KEY_MAX];
+    } sent[256];
+    unsigned n_sent;
     kiln_affinity_pool_t pools[KILN_AFFINITY_POOLS_MAX];
     size_t n_pools;
     int64_t store_sweep_at;         /* monotonic: next retention sweep */

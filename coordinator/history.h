@@ -423,6 +423,10 @@ int kiln_history_artifact_state(kiln_history_t *self, int64_t id, const char *st
 int kiln_history_artifacts_json(kiln_history_t *self, int64_t run_id, json_t **out);
 /* Kept artifacts whose time is up (at most 1,000). */
 int kiln_history_artifacts_expired(kiln_history_t *self, int64_t now_ms, json_t **out);
+/* Whether a job may read the blob: a cache entry of its repository or a
+ * kept artifact of its run names it. */
+int kiln_history_blob_visible(kiln_history_t *self, const char *digest, const char *repository,
+                              int64_t run_id, bool *visible);
 /* Whether a cache entry or a kept artifact names the blob. */
 int kiln_history_blob_used(kiln_history_t *self, const char *digest, bool *used);
 

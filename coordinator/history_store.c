@@ -265,3 +265,25 @@ cleanup:
     sqlite3_finalize(stmt);
     return rc;
 }
+
+int kiln_history_blob_visible(kiln_history_t *self, const char *digest, const char *repository,
+                              int64_t run_id, bool *visible)
+{
+    static const char sql[] =
+        "SELECT EXISTS (SELECT 1 FROM caches WHERE digest = ?1 AND repository = ?2) OR"
+        " EXISTS (SELECT 1 FROM artifacts WHERE digest = ?1 AND run_id = ?3 AND state = 'kept')";
+    sqlite3_stmt *stmt = NULL;
+    int rc = KILN_ERROR;
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 1, digest, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(stmt, 2, repository, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 3, run_id) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW) {
+        kiln_hdb_sql_error(self, "who may read %s", digest);
+        goto cleanup;
+    }
+    *visible = sqlite3_column_int(stmt, 0) != 0;
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    return rc;
+}

@@ -76,6 +76,31 @@ static void s_repository(const kiln_crun_t *run, char *out, size_t cap)
     snprintf(out, cap, "%s", repo[0] ? repo : "local");
 }
 
+/* Whether the job may read the blob or name it as its own: its
+ * repository's caches or its run's artifacts name it, or the job sent its
+ * bytes itself. A digest alone (they are printed in logs) is no key. */
+static bool s_job_may(kiln_server_t *self, const kiln_cjob_t *job, const char *digest)
+{
+    for (unsigned i = 0; i < 256; i++)
+        if (strcmp(self->sent[i].digest, digest) == 0 && strcmp(self->sent[i].job_key, job->key) == 0)
+            return true;
+    char repo[512];
+    bool visible = false;
+    s_repository(job->run, repo, sizeof repo);
+    if (kiln_history_blob_visible(self->history, digest, repo, job->run->id, &visible) != 0) {
+        kiln_log_warn("store: %s", kiln_error_last());
+        return false;
+    }
+    return visible;
+}
+
+static void s_note_sent(kiln_server_t *self, const kiln_cjob_t *job, const char *digest)
+{
+    unsigned i = self->n_sent++ % 256;
+    snprintf(self->sent[i].digest, sizeof self->sent[i].digest, "%s", digest);
+    snprintf(self->sent[i].job_key, sizeof self->sent[i].job_key, "%s", job->key);
+}
+
 /* A blob nothing names any more goes. */
 static void s_drop_blob(kiln_server_t *self, const char *digest)
 {
@@ -231,8 +256,10 @@ static void s_cache_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
         s_reply_error(self, msg, r->id, KILN_EINVAL, "a cache entry needs a key and a version");
         return;
     }
-    if (kiln_store_stat(self->store, r->digest, &size, &have) != 0 || size == UINT64_MAX) {
-        snprintf(why, sizeof why, "blob %s is not in the store", r->digest);
+    if (kiln_store_stat(self->store, r->digest, &size, &have) != 0 || size == UINT64_MAX ||
+        !s_job_may(self, job, r->digest)) {
+        snprintf(why, sizeof why, "blob %s is not in the store for this job (its bytes were not "
+                                  "sent by it)", r->digest);
         s_reply_error(self, msg, r->id, KILN_ENOTFOUND, why);
         return;
     }
@@ -245,6 +272,17 @@ static void s_cache_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
     json_array_foreach(rows, i, row) {
         if (strcmp(json_string_value(json_object_get(row, "key")), r->name) == 0 &&
             strcmp(json_string_value(json_object_get(row, "ref")), ref) == 0) {
+            /* The same job's add asked again (its answer was lost). */
+            if (strcmp(json_string_value(json_object_get(row, "digest")), r->digest) == 0 &&
+                json_integer_value(json_object_get(row, "run_id")) == job->run->id &&
+                strcmp(json_string_value(json_object_get(row, "job_id")), kiln_runs_plan(job)->id) == 0) {
+                json_t *j = json_pack("{s:O, s:s, s:s, s:O}", "id", json_object_get(row, "id"),
+                                      "repository", repo, "ref", ref, "size", json_object_get(row, "size"));
+                s_reply_json(self, msg, r->id, j);
+                json_decref(j);
+                json_decref(rows);
+                return;
+            }
             snprintf(why, sizeof why,
                      "Unable to reserve cache with key %s, another job may be creating this cache.",
                      r->name);
@@ -285,8 +323,9 @@ static void s_cache_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
 /* GitHub's rule for artifact names. */
 static bool s_artifact_name_ok(const char *name, char *why, size_t cap)
 {
-    if (!name[0] || strlen(name) > 255) {
-        snprintf(why, cap, "The artifact name is empty or longer than 255 characters");
+    if (!name[0] || strlen(name) > 255 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        snprintf(why, cap, "The artifact name '%s' is empty, '.', '..' or longer than 255 "
+                           "characters", name);
         return false;
     }
     const char *bad = strpbrk(name, "\":<>|*?\r\n\\/");
@@ -309,8 +348,10 @@ static void s_artifact_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
         s_reply_error(self, msg, r->id, KILN_EINVAL, why);
         return;
     }
-    if (kiln_store_stat(self->store, r->digest, &size, &have) != 0 || size == UINT64_MAX) {
-        snprintf(why, sizeof why, "blob %s is not in the store", r->digest);
+    if (kiln_store_stat(self->store, r->digest, &size, &have) != 0 || size == UINT64_MAX ||
+        !s_job_may(self, job, r->digest)) {
+        snprintf(why, sizeof why, "blob %s is not in the store for this job (its bytes were not "
+                                  "sent by it)", r->digest);
         s_reply_error(self, msg, r->id, KILN_ENOTFOUND, why);
         return;
     }
@@ -458,6 +499,12 @@ void kiln_proto_store_handle(kiln_server_t *self, kiln_transport_msg_t *msg, con
     case KILN__STORE_OP__STORE_STAT: {
         uint64_t size = 0, have = 0;
         rc = kiln_store_stat(self->store, r->digest, &size, &have);
+        /* A blob of another repository's or run's is not said to be here:
+         * the job sends its bytes like any other (and learns nothing). */
+        if (rc == 0 && size != UINT64_MAX && !s_job_may(self, job, r->digest)) {
+            size = UINT64_MAX;
+            have = 0;
+        }
         rep.offset = have;
         if (rc == 0 && size == UINT64_MAX) {
             rc = KILN_ENOTFOUND;
@@ -480,9 +527,20 @@ void kiln_proto_store_handle(kiln_server_t *self, kiln_transport_msg_t *msg, con
         } else if (r->offset + r->data.len > r->size) {
             rc = KILN_EINVAL;
             kiln_error_set("chunk past the blob's size");
-        } else
+        } else {
+            uint64_t size = 0, held = 0;
+            bool complete = kiln_store_stat(self->store, r->digest, &size, &held) == 0 &&
+                            size != UINT64_MAX;
             rc = kiln_store_put(self->store, r->digest, r->offset, r->data.data, r->data.len, last,
                                 &have);
+            /* Sent whole and checked by this upload: the job's to name. A
+             * blob that was complete already took nothing and proved
+             * nothing. */
+            if (rc == 0 && last && !complete)
+                s_note_sent(self, job, r->digest);
+            else if (rc == 0 && complete && !s_job_may(self, job, r->digest))
+                have = r->offset + r->data.len; /* as if taken: the job learns nothing */
+        }
         if (rc == KILN_EINVAL && last)
             kiln_log_warn("worker %s, job %s: %s", w->name, job->key, kiln_error_last());
         rep.offset = have;
@@ -492,7 +550,11 @@ void kiln_proto_store_handle(kiln_server_t *self, kiln_transport_msg_t *msg, con
         size_t got = 0;
         uint64_t size = 0;
         size_t cap = r->size && r->size < sizeof s_chunk ? (size_t)r->size : sizeof s_chunk;
-        rc = kiln_store_get(self->store, r->digest, r->offset, s_chunk, cap, &got, &size);
+        if (!s_job_may(self, job, r->digest)) {
+            rc = KILN_ENOTFOUND;
+            kiln_error_set("no blob %s for this job", r->digest);
+        } else
+            rc = kiln_store_get(self->store, r->digest, r->offset, s_chunk, cap, &got, &size);
         rep.data.data = s_chunk;
         rep.data.len = got;
         rep.offset = r->offset;

@@ -107,9 +107,9 @@ void kiln_agent_store_on_step(kiln_agent_t *self)
         Kiln__StoreRequest *r = msg.env->store_request;
         kiln_wjob_t *job = NULL;
         for (int i = 0; i < self->cfg.slots && !job; i++)
-            if (self->jobs[i] && sodium_memcmp(self->jobs[i]->store_secret, r->job_secret,
-                                               KILN_AGENT_SECRET_LEN) == 0 &&
-                strlen(r->job_secret) == KILN_AGENT_SECRET_LEN)
+            if (self->jobs[i] && strlen(r->job_secret) == KILN_AGENT_SECRET_LEN &&
+                sodium_memcmp(self->jobs[i]->store_secret, r->job_secret,
+                              KILN_AGENT_SECRET_LEN) == 0)
                 job = self->jobs[i];
         if (!job) {
             s_to_step(self, msg.identity, msg.id_len, r->id, KILN_EDENIED,

@@ -205,8 +205,8 @@ typedef struct {
 static void s_entry_id(const char *ref, const char *key, const char *version, char out[65])
 {
     char buf[S_KEY_MAX + 256 + 80];
-    int n = snprintf(buf, sizeof buf, "%s%c%s%c%s", ref, 0, key, 0, version);
-    s_hex(buf, (size_t)n, out);
+    int n = snprintf(buf, sizeof buf, "%.255s%c%s%c%s", ref, 0, key, 0, version);
+    s_hex(buf, n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, out);
 }
 
 static int s_read_entry(const char *json_path, const char *version, s_entry_t *e)

@@ -216,6 +216,8 @@ int kiln_storeclient_upload(kiln_storeclient_t *self, const char *path, char dig
     struct stat sb;
     bool done = false;
     uint64_t have = 0, next;
+    unsigned stale = 0;          /* refusals in a row at the same offset */
+    uint64_t stale_at = UINT64_MAX;
     memset(st, 0, sizeof *st);
     if ((rc = kiln_store_file_digest(path, digest)) != 0)
         return rc;
@@ -236,6 +238,22 @@ int kiln_storeclient_upload(kiln_storeclient_t *self, const char *path, char dig
         st->resumed++;
     next = have;
     for (;;) {
+        /* Every byte held but the blob not kept (its seal failed, or the
+         * coordinator stopped between the two): an empty last chunk asks
+         * for the check and the seal again. */
+        if (n_fly == 0 && next >= size) {
+            Kiln__StoreRequest req = KILN__STORE_REQUEST__INIT;
+            req.op = KILN__STORE_OP__STORE_PUT;
+            req.digest = digest;
+            req.offset = size;
+            req.size = size;
+            if ((rc = s_send(self, &req)) != 0)
+                goto cleanup;
+            fly[0].id = req.id;
+            fly[0].off = size;
+            fly[0].len = 0;
+            n_fly = 1;
+        }
         while (n_fly < S_PUT_WINDOW && next < size) {
             size_t len = size - next < S_CHUNK ? (size_t)(size - next) : S_CHUNK;
             unsigned char *b = buf[n_fly];
@@ -293,11 +311,27 @@ int kiln_storeclient_upload(kiln_storeclient_t *self, const char *path, char dig
         memmove(fly, fly + 1, (n_fly - 1) * sizeof fly[0]);
         n_fly--;
         if (r->code == KILN_ESTALE || r->code == KILN_EAGAIN) {
-            have = r->offset;
+            int code = r->code;
+            uint64_t held = r->offset;
             kiln__envelope__free_unpacked(env, NULL);
             n_fly = 0;
-            if (r->code == KILN_EAGAIN && (rc = s_stat(self, digest, &have, &done)) != 0)
+            /* Where the store is, asked outright: a refusal that is not
+             * about the offset (the job is no longer this worker's) ends
+             * the upload there, rather than sending the same bytes again. */
+            if ((rc = s_stat(self, digest, &have, &done)) != 0)
                 goto cleanup;
+            if (done)
+                goto finished;
+            if (code == KILN_ESTALE && have == stale_at && ++stale > 3) {
+                kiln_error_set("the farm's store keeps refusing %s at %llu bytes", digest,
+                               (unsigned long long)held);
+                rc = KILN_ESTALE;
+                goto cleanup;
+            }
+            if (have != stale_at)
+                stale = 0;
+            stale_at = have;
+            (void)held;
             next = have;
             st->resumed++;
             continue;
@@ -334,7 +368,10 @@ int kiln_storeclient_download(kiln_storeclient_t *self, const char *digest, cons
     uint64_t size = UINT64_MAX, written = 0, next = 0;
     int64_t t0 = s_now(), last_progress = t0;
     kiln_sha256_t *hs = NULL;
-    snprintf(part, sizeof part, "%s.part", path);
+    /* A name of this process's: two jobs of a worker fetching the same
+     * blob each write their own, and the last rename wins with the same
+     * bytes. */
+    snprintf(part, sizeof part, "%s.part-%ld", path, (long)getpid());
     if (kiln_sha256_new(&hs) != 0)
         return KILN_ERROR;
     if ((fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
@@ -420,8 +457,10 @@ int kiln_storeclient_download(kiln_storeclient_t *self, const char *digest, cons
             break;
         }
     }
-    if (kiln_sha256_final(hs, got_hex) != 0)
+    if (kiln_sha256_final(hs, got_hex) != 0) {
+        rc = KILN_ERROR;
         goto cleanup;
+    }
     if (strcmp(got_hex, digest + 7) != 0) {
         kiln_error_set("the blob %s from the coordinator hashes to sha256:%s: refused", digest,
                        got_hex);
