@@ -25,7 +25,11 @@
 #include "common/log.h"
 #include "coordinator/coord.h"
 
-#define S_MIRROR_TAG 0x6d00000000000000ull /* keeps a mirror's value apart from a blob's */
+/* The low bit says what a value stands for: 0 a cache or artifact blob, 1
+ * a repository mirror (their digests come from different names). */
+#define S_CACHE(x) ((x) & ~1ull)
+#define S_MIRROR(x) ((x) | 1ull)
+#define S_IS_MIRROR(v) (((v) & 1ull) != 0)
 
 /* The first 16 hex digits of a digest as a number (0 when it is not hex). */
 static uint64_t s_short(const char *hex)
@@ -60,8 +64,10 @@ void kiln_affinity_on_holds(kiln_cworker_t *w, const Kiln__Heartbeat *hb)
         if (!x)
             continue;
         if (h[0] == 'm')
-            x = (x >> 8) | S_MIRROR_TAG;
-        else if (h[0] != 'c')
+            x = S_MIRROR(x);
+        else if (h[0] == 'c')
+            x = S_CACHE(x);
+        else
             continue;
         v[k++] = x;
     }
@@ -96,7 +102,7 @@ void kiln_affinity_note(kiln_server_t *self, const kiln_cjob_t *job, const char 
 {
     if (!digest || strncmp(digest, "sha256:", 7) != 0)
         return;
-    uint64_t x = s_short(digest + 7), key = s_job_key(job);
+    uint64_t x = S_CACHE(s_short(digest + 7)), key = s_job_key(job);
     if (!x)
         return;
     kiln_affinity_slot_t *s = &self->affinity[key % KILN_AFFINITY_SLOTS];
@@ -136,7 +142,7 @@ static size_t s_inputs(const kiln_server_t *self, const kiln_cjob_t *job, uint64
         char hex[21];
         crypto_generichash(d, sizeof d, (const unsigned char *)url, strlen(url), NULL, 0);
         sodium_bin2hex(hex, sizeof hex, d, sizeof d);
-        out[n++] = (s_short(hex) >> 8) | S_MIRROR_TAG;
+        out[n++] = S_MIRROR(s_short(hex));
         *mirror = true;
     }
     return n;
@@ -153,7 +159,7 @@ unsigned kiln_affinity_warmth(const kiln_server_t *self, const kiln_cworker_t *w
      * changed, a missing cache is everything again. */
     for (size_t i = 0; i < n; i++)
         if (s_holds(w, in[i]))
-            score += (in[i] & S_MIRROR_TAG) == S_MIRROR_TAG ? 1 : 4;
+            score += S_IS_MIRROR(in[i]) ? 1 : 4;
     return score;
 }
 
@@ -188,7 +194,7 @@ void kiln_affinity_explain(kiln_server_t *self, const kiln_cjob_t *job, char *ou
     unsigned caches = 0, held = 0;
     bool mirror_held = false;
     for (size_t i = 0; i < n; i++) {
-        bool is_mirror = (in[i] & S_MIRROR_TAG) == S_MIRROR_TAG;
+        bool is_mirror = S_IS_MIRROR(in[i]);
         caches += !is_mirror;
         if (s_holds(w, in[i])) {
             held += !is_mirror;

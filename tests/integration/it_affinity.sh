@@ -57,7 +57,7 @@ for i in 2 3 4; do
 done
 "$KILN" status "$RUN" >"$T/status.out"
 grep -q "placed: warm: w2 holds 1 of the 1 cache this job used last" "$T/status.out" ||
-    fail "kiln status does not say why: $(cat "$T/status.out")"
+    fail "kiln status does not say why: $(tr "\n" "|" <"$T/status.out")"
 grep -q "placed on w2: warm" "$T/r4.out" || fail "the job's log does not say why: $(head -n 5 "$T/r4.out")"
 pass "with both workers free the job goes to the worker that holds its cache (3 of 3), and says why"
 
