@@ -94,6 +94,22 @@ static bool s_job_may(kiln_server_t *self, const kiln_cjob_t *job, const char *d
     return visible;
 }
 
+/* The complete blob the request names, if the job may name it as its own
+ * (*size set); otherwise answered with why, and false. */
+static bool s_own_blob(kiln_server_t *self, const kiln_transport_msg_t *msg,
+                       const Kiln__StoreRequest *r, const kiln_cjob_t *job, uint64_t *size)
+{
+    uint64_t have = 0;
+    char why[KILN_STORE_DIGEST_LEN + 96];
+    if (kiln_store_stat(self->store, r->digest, size, &have) == 0 && *size != UINT64_MAX &&
+        s_job_may(self, job, r->digest))
+        return true;
+    snprintf(why, sizeof why, "blob %.80s is not in the store for this job (its bytes were not "
+                              "sent by it)", r->digest);
+    s_reply_error(self, msg, r->id, KILN_ENOTFOUND, why);
+    return false;
+}
+
 static void s_note_sent(kiln_server_t *self, const kiln_cjob_t *job, const char *digest)
 {
     unsigned i = self->n_sent++ % 256;
@@ -248,7 +264,7 @@ static void s_cache_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
                         const Kiln__StoreRequest *r, kiln_cjob_t *job)
 {
     char repo[512], why[KILN_ERROR_MAX + 64];
-    uint64_t size = 0, have = 0;
+    uint64_t size = 0;
     json_t *rows = NULL;
     s_repository(job->run, repo, sizeof repo);
     const char *ref = s_src(job->run, "ref");
@@ -256,13 +272,8 @@ static void s_cache_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
         s_reply_error(self, msg, r->id, KILN_EINVAL, "a cache entry needs a key and a version");
         return;
     }
-    if (kiln_store_stat(self->store, r->digest, &size, &have) != 0 || size == UINT64_MAX ||
-        !s_job_may(self, job, r->digest)) {
-        snprintf(why, sizeof why, "blob %s is not in the store for this job (its bytes were not "
-                                  "sent by it)", r->digest);
-        s_reply_error(self, msg, r->id, KILN_ENOTFOUND, why);
+    if (!s_own_blob(self, msg, r, job, &size))
         return;
-    }
     if (kiln_history_caches_json(self->history, repo, r->version, &rows) != 0) {
         s_reply_error(self, msg, r->id, KILN_EINFRA, kiln_error_last());
         return;
@@ -342,19 +353,14 @@ static void s_artifact_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
                            const Kiln__StoreRequest *r, kiln_cjob_t *job)
 {
     char why[KILN_ERROR_MAX + 300];
-    uint64_t size = 0, have = 0;
+    uint64_t size = 0;
     json_t *rows = NULL, *old = NULL;
     if (!s_artifact_name_ok(r->name, why, sizeof why)) {
         s_reply_error(self, msg, r->id, KILN_EINVAL, why);
         return;
     }
-    if (kiln_store_stat(self->store, r->digest, &size, &have) != 0 || size == UINT64_MAX ||
-        !s_job_may(self, job, r->digest)) {
-        snprintf(why, sizeof why, "blob %s is not in the store for this job (its bytes were not "
-                                  "sent by it)", r->digest);
-        s_reply_error(self, msg, r->id, KILN_ENOTFOUND, why);
+    if (!s_own_blob(self, msg, r, job, &size))
         return;
-    }
     if (kiln_history_artifacts_json(self->history, job->run->id, &rows) != 0) {
         s_reply_error(self, msg, r->id, KILN_EINFRA, kiln_error_last());
         return;

@@ -120,22 +120,13 @@ static int s_paths(const kiln_cache_opts_t *o, s_paths_t *p)
     char line[PATH_MAX], abs[PATH_MAX * 2];
     crypto_generichash_state h;
     crypto_generichash_init(&h, NULL, 0, 32);
-    while (*s) {
-        size_t len = strcspn(s, "\n");
-        const char *l = s;
-        s += len + (s[len] == '\n');
-        while (len && (*l == ' ' || *l == '\t'))
-            l++, len--;
-        while (len && (l[len - 1] == ' ' || l[len - 1] == '\t' || l[len - 1] == '\r'))
-            len--;
-        if (!len || l[0] == '#')
-            continue;
-        if (len >= sizeof line) {
+    int got;
+    while ((got = kiln_paths_next_line(&s, line, sizeof line)) != 0) {
+        if (got < 0) {
             kiln_error_set("a line of input 'path' is too long");
             return -1;
         }
-        memcpy(line, l, len);
-        line[len] = '\0';
+        size_t len = strlen(line);
         crypto_generichash_update(&h, (const unsigned char *)line, len + 1);
         if (line[0] == '!' || strstr(line, "**")) {
             p->patterns = true;

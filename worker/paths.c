@@ -186,22 +186,13 @@ int kiln_paths_find(const char *input, const char *workspace, const char *home,
         kiln_error_set("out of memory");
         return KILN_ERROR;
     }
-    for (const char *s = input ? input : ""; *s;) {
-        size_t len = strcspn(s, "\n");
-        const char *l = s;
-        s += len + (s[len] == '\n');
-        while (len && (*l == ' ' || *l == '\t'))
-            l++, len--;
-        while (len && (l[len - 1] == ' ' || l[len - 1] == '\t' || l[len - 1] == '\r'))
-            len--;
-        if (!len || l[0] == '#')
-            continue;
-        if (len >= sizeof line || n == S_PATTERNS_MAX) {
+    const char *cursor = input ? input : "";
+    int got;
+    while ((got = kiln_paths_next_line(&cursor, line, sizeof line)) != 0) {
+        if (got < 0 || n == S_PATTERNS_MAX) {
             kiln_error_set("input 'path' has a line too long or more than %d lines", S_PATTERNS_MAX);
             goto cleanup;
         }
-        memcpy(line, l, len);
-        line[len] = '\0';
         s_pat_t *p = &pats[n];
         const char *body = line;
         if (body[0] == '!') {
@@ -382,5 +373,29 @@ int kiln_paths_append(const char *path, const char *text)
         kiln_error_errno("cannot write %s", path);
         return -1;
     }
+    return 0;
+}
+
+int kiln_paths_next_line(const char **cursor, char *line, size_t cap)
+{
+    const char *s = *cursor;
+    while (*s) {
+        size_t len = strcspn(s, "\n");
+        const char *l = s;
+        s += len + (s[len] == '\n');
+        while (len && (*l == ' ' || *l == '\t'))
+            l++, len--;
+        while (len && (l[len - 1] == ' ' || l[len - 1] == '\t' || l[len - 1] == '\r'))
+            len--;
+        if (!len || l[0] == '#')
+            continue;
+        *cursor = s;
+        if (len >= cap)
+            return -1;
+        memcpy(line, l, len);
+        line[len] = '\0';
+        return 1;
+    }
+    *cursor = s;
     return 0;
 }

@@ -41,6 +41,11 @@ int kiln_paths_merge(const char *src, const char *dest);
  * long for out. */
 bool kiln_paths_normalise(const char *in, char *out, size_t cap);
 
+/* The next line of a multi-line input into line: blanks around it and
+ * empty and '#' lines skipped. 1 a line, 0 none left, -1 one too long
+ * for cap. */
+int kiln_paths_next_line(const char **cursor, char *line, size_t cap);
+
 /* Appends text to a step file ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY); no
  * path: nothing to do. */
 int kiln_paths_append(const char *path, const char *text);
