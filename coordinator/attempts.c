@@ -330,6 +330,7 @@ void kiln_attempts_on_job_result(kiln_server_t *self, kiln_cworker_t *w, const K
         run->recent_ms = run->n_recent ? run->recent_ms + (took - run->recent_ms) / 4 : took;
         if (run->n_recent < UINT_MAX)
             run->n_recent++;
+        kiln_affinity_done(self, job, took);
     }
     kiln_job_state_t state;
     switch (m->outcome) {

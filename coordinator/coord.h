@@ -69,8 +69,23 @@ typedef struct kiln_crun kiln_crun_t;
 typedef struct {
     uint64_t key;                           /* the job's (repository, file, id) */
     uint64_t inputs[KILN_AFFINITY_INPUTS];  /* short digests, oldest first */
+    uint64_t sizes[KILN_AFFINITY_INPUTS];   /* their bytes (0: unknown) */
     unsigned n;
+    int64_t last_ms;                        /* how long it took when it last succeeded */
 } kiln_affinity_slot_t;
+/* What placing a job on a free worker instead of a busy warm one costs
+ * (kiln_affinity_weigh). */
+typedef struct {
+    int64_t wait_ms;                        /* until the busy one frees a slot; -1: unknown */
+    int64_t restore_ms;                     /* fetching here what it holds warm */
+    uint64_t bytes;                         /* that many bytes */
+} kiln_affinity_cost_t;
+/* The rate a restore is assumed to move at until the store measured one. */
+#define KILN_AFFINITY_DEFAULT_RATE (32.0 * 1048576 / 1000) /* bytes per ms */
+/* Each blob fetched costs this much beyond its bytes (its lookups). */
+#define KILN_AFFINITY_BLOB_MS 30
+/* The longest a job is held for a warm worker, whatever its caches' size. */
+#define KILN_AFFINITY_HOLD_MAX_MS (10 * 60 * 1000)
 typedef struct {
     char name[160];                         /* the workers' labels */
     uint64_t placed_warm, placed_cold, cache_hits, cache_misses;
@@ -114,6 +129,9 @@ typedef struct {
     /* What it holds warm (Heartbeat.holds), sorted short digests. */
     uint64_t *holds;
     size_t n_holds;
+    /* A ready job waits for its next slot until then (monotonic; one at a
+     * time: a second would wait for the slot the first takes). */
+    int64_t awaited_until;
 } kiln_cworker_t;
 
 typedef struct {
@@ -168,6 +186,12 @@ struct kiln_cjob {
     uint64_t lease_token;
     int64_t lease_deadline;         /* wall */
     int64_t ready_seq;              /* when it became ready (FIFO order) */
+    /* Held for a busy worker that holds its inputs warm (dispatch.c): since
+     * and until (monotonic; 0: not held in this attempt), what was expected
+     * then, and for whom (malloc'd). */
+    int64_t hold_since, hold_until;
+    kiln_affinity_cost_t hold_cost;
+    char *hold_for;
 };
 
 struct kiln_crun {
@@ -260,6 +284,15 @@ struct kiln_server {
     unsigned n_sent;
     kiln_affinity_pool_t pools[KILN_AFFINITY_POOLS_MAX];
     size_t n_pools;
+    /* Transfers of blobs being timed (affinity.c), and the rate measured
+     * (bytes per ms, a moving average; 0 until one is). */
+    struct {
+        uint64_t blob;
+        const kiln_cjob_t *job;             /* compared, never followed */
+        int64_t t0;                         /* monotonic */
+        uint64_t off0;
+    } xfer[16];
+    double store_rate;
     int64_t store_sweep_at;         /* monotonic: next retention sweep */
     kiln_source_t *source;          /* repositories: mirrors and their fetching thread */
     kiln_models_t *models;
@@ -415,7 +448,17 @@ void kiln_proto_client_reply(kiln_server_t *self, const kiln_transport_msg_t *ms
 
 /* affinity.c */
 void kiln_affinity_on_holds(kiln_cworker_t *w, const Kiln__Heartbeat *hb);
-void kiln_affinity_note(kiln_server_t *self, const kiln_cjob_t *job, const char *digest);
+void kiln_affinity_note(kiln_server_t *self, const kiln_cjob_t *job, const char *digest,
+                        uint64_t size);
+void kiln_affinity_held(kiln_cworker_t *w, const char *digest);
+void kiln_affinity_done(kiln_server_t *self, const kiln_cjob_t *job, int64_t took_ms);
+void kiln_affinity_transfer(kiln_server_t *self, const kiln_cjob_t *job, const char *digest,
+                            uint64_t offset, size_t len, uint64_t size);
+double kiln_affinity_rate(const kiln_server_t *self);
+void kiln_affinity_weigh(const kiln_server_t *self, const kiln_cjob_t *job,
+                         const kiln_cworker_t *here, const kiln_cworker_t *warm, int64_t now,
+                         kiln_affinity_cost_t *out);
+bool kiln_affinity_waiting_why(const kiln_cjob_t *job, char *out, size_t cap);
 unsigned kiln_affinity_warmth(const kiln_server_t *self, const kiln_cworker_t *w,
                               const kiln_cjob_t *job);
 bool kiln_affinity_has_inputs(const kiln_server_t *self, const kiln_cjob_t *job);

@@ -49,17 +49,72 @@ static bool s_prefetchable(const kiln_cworker_t *w, int64_t now)
                                     KILN_SERVER_PREFETCH_HORIZON_MS);
 }
 
+/* Whether the job should wait for a busy worker warmer than the free one
+ * it would get (best): it does when that worker is expected to free a slot
+ * sooner than restoring its inputs here would take, and for no longer than
+ * that (affinity.c: the rent-or-buy rule). Held, it is skipped for now:
+ * the awaited worker's next free slot, or the timer at the hold's end,
+ * brings it back. */
+static bool s_hold(kiln_server_t *self, kiln_cjob_t *job, const kiln_cworker_t *best,
+                   unsigned best_warmth)
+{
+    int64_t mono = kiln_clock_mono_ms();
+    if (job->hold_until && mono >= job->hold_until)
+        return false;
+    const kiln_plan_job_t *plan = kiln_runs_plan(job);
+    kiln_cworker_t *warm = NULL;
+    unsigned top = best_warmth;
+    for (size_t i = 0; i < self->n_workers; i++) {
+        kiln_cworker_t *w = self->workers[i];
+        if (w->draining || w->busy < w->slots || (w->unwell_until && w->unwell_until > mono))
+            continue;
+        /* Held: for the same worker only. New: for one nobody waits for. */
+        if (job->hold_until ? strcmp(w->name, job->hold_for) != 0 : mono < w->awaited_until)
+            continue;
+        unsigned warmth = kiln_affinity_warmth(self, w, job);
+        if (warmth > top && kiln_workers_matches(self, w, plan)) {
+            top = warmth;
+            warm = w;
+        }
+    }
+    if (!warm)
+        return false; /* nobody warmer is busy, or the awaited one left: now */
+    if (job->hold_until)
+        return true;
+    kiln_affinity_cost_t c;
+    kiln_affinity_weigh(self, job, best, warm, kiln_clock_wall_ms(), &c);
+    if (c.wait_ms < 0 || c.wait_ms >= c.restore_ms)
+        return false;
+    char *name = strdup(warm->name);
+    if (!name)
+        return false;
+    free(job->hold_for);
+    job->hold_for = name;
+    job->hold_cost = c;
+    job->hold_since = mono;
+    job->hold_until = mono + (c.restore_ms > 0 ? c.restore_ms : 1);
+    warm->awaited_until = job->hold_until;
+    if (job->hold_until < self->next_tick)
+        self->next_tick = job->hold_until;
+    kiln_log_info("job %s waits up to %lld ms for %s, which holds its inputs (expected free in "
+                  "%lld ms)",
+                  job->key, (long long)c.restore_ms, warm->name, (long long)c.wait_ms);
+    return true;
+}
+
 /* The matching worker with a free slot that holds most of what the job
  * used last (affinity.c), then the fewest busy slots; with queue set, one
- * that may queue it (s_prefetchable) instead. */
-static kiln_cworker_t *s_pick_worker(kiln_server_t *self, const kiln_cjob_t *job, bool queue,
-                                 int64_t now)
+ * that may queue it (s_prefetchable) instead. NULL with *held set: the job
+ * waits for a busy warmer one (s_hold). */
+static kiln_cworker_t *s_pick_worker(kiln_server_t *self, kiln_cjob_t *job, bool queue,
+                                     int64_t now, bool *held)
 {
     const kiln_plan_job_t *plan = kiln_runs_plan(job);
     kiln_cworker_t *best = NULL;
     kiln_policy_worker_t cur = {0}, top = {0};
     bool inputs = kiln_affinity_has_inputs(self, job);
     unsigned top_warmth = 0;
+    *held = false;
     /* The policy's rule, applied worker by worker (no array of a thousand
      * candidates per job): the candidate replaces the best when it wins. */
     for (size_t i = 0; i < self->n_workers; i++) {
@@ -81,6 +136,12 @@ static kiln_cworker_t *s_pick_worker(kiln_server_t *self, const kiln_cjob_t *job
             top = cur;
             top_warmth = warmth;
         }
+    }
+    /* A job held for a warm worker is not queued behind another's jobs. */
+    if (best && inputs && (queue ? job->hold_until && kiln_clock_mono_ms() < job->hold_until
+                                 : s_hold(self, job, best, top_warmth))) {
+        *held = true;
+        return NULL;
     }
     return best;
 }
@@ -169,6 +230,11 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
     s_note_aliases(self, job, w);
     char why[400];
     kiln_affinity_explain(self, job, why, sizeof why);
+    if (job->hold_for && strcmp(job->hold_for, w->name) == 0)
+        w->awaited_until = 0;
+    job->hold_since = job->hold_until = 0;
+    free(job->hold_for);
+    job->hold_for = NULL;
     if (why[0]) {
         char text[sizeof why + KILN_PEER_NAME_MAX + 16];
         int n = snprintf(text, sizeof text, "placed on %s: %s\n", w->name, why);
@@ -275,7 +341,10 @@ void kiln_dispatch_now(kiln_server_t *self)
                     known = strcmp(unplaceable[k], job->labels) == 0;
                 if (known)
                     continue;
-                kiln_cworker_t *w = s_pick_worker(self, job, queue, now);
+                bool held;
+                kiln_cworker_t *w = s_pick_worker(self, job, queue, now, &held);
+                if (held)
+                    continue;
                 if (!w) {
                     if (n_unplaceable < 16)
                         unplaceable[n_unplaceable++] = job->labels;

@@ -22,7 +22,7 @@ int main(int argc, char **argv)
     int git_timeout = 0;
     int heartbeat = 0, lease = 0, attempts = 0, npos = 0, log_limit_mb = 0, log_window_kb = 0;
     int ready_fd = -1;
-    int cache_quota_mb = -1, cache_days = -1, retention_days = -1;
+    int cache_quota_mb = -1, cache_days = -1, retention_days = -1, restore_mb_s = 0;
     kiln_opt_list_t aliases = {0};
     kiln_opt_list_t action_sources = {0};
     kiln_server_config_defaults(&cfg);
@@ -69,6 +69,10 @@ int main(int argc, char **argv)
          "a cache entry not used for this long is evicted (7)"},
         {"artifact-retention-days", KILN_OPT_INT, &retention_days,
          "artifacts' default and longest retention (90)"},
+        {"restore-mb-s", KILN_OPT_INT, &restore_mb_s,
+         "the rate restores are taken to move at when a job weighs waiting for a busy worker "
+         "that holds its caches against restoring them elsewhere (measured from the store's "
+         "transfers)"},
         {"ready-fd", KILN_OPT_INT, &ready_fd,
          "once listening, write a line to this inherited descriptor and close it "
          "(for a supervisor that starts workers and clients after it)"},
@@ -108,6 +112,11 @@ int main(int argc, char **argv)
                         "--artifact-retention-days take a positive number\n");
         return 2;
     }
+    if (restore_mb_s < 0) {
+        fprintf(stderr, "kiln-coordinator: --restore-mb-s takes a positive number\n");
+        return 2;
+    }
+    cfg.restore_mb_s = (unsigned)restore_mb_s;
     if (cache_quota_mb > 0)
         cfg.cache_quota = (uint64_t)cache_quota_mb << 20;
     if (cache_days > 0)

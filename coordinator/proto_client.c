@@ -589,8 +589,9 @@ static void s_on_cancel(kiln_server_t *self, const kiln_transport_msg_t *msg,
     kiln_proto_client_reply(self, msg, req->request_id, 0, NULL, (int64_t)req->run_id, NULL);
 }
 
-/* A running run's ready jobs that no connected worker can run say why, in
- * the job's "waiting" (the record alone cannot know). The timer marked them
+/* A running run's ready jobs that no connected worker can run, or that
+ * wait for a busy worker holding their caches, say why, in the job's
+ * "waiting" (the record alone cannot know). The timer marked them
  * (kiln_workers_check_unserved), so a run of many ready jobs costs a pass. */
 static void s_add_waiting(kiln_server_t *self, int64_t run_id, json_t *doc)
 {
@@ -602,8 +603,10 @@ static void s_add_waiting(kiln_server_t *self, int64_t run_id, json_t *doc)
         return;
     for (size_t k = 0; k < run->n_ready; k++) {
         char why[512];
-        if (run->ready[k]->unserved_epoch &&
-            kiln_workers_unserved_why(self, run->ready[k], why, sizeof why)) {
+        if ((run->ready[k]->unserved_epoch &&
+             kiln_workers_unserved_why(self, run->ready[k], why, sizeof why)) ||
+            (run->ready[k]->hold_until && kiln_clock_mono_ms() < run->ready[k]->hold_until &&
+             kiln_affinity_waiting_why(run->ready[k], why, sizeof why))) {
             if (!why_of && !(why_of = json_object()))
                 return;
             json_object_set_new(why_of, kiln_runs_plan(run->ready[k])->id, json_string(why));

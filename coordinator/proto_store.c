@@ -235,7 +235,8 @@ static void s_cache_find(kiln_server_t *self, const kiln_transport_msg_t *msg,
     else if (pool)
         pool->cache_misses++;
     if (best)
-        kiln_affinity_note(self, job, json_string_value(json_object_get(best, "digest")));
+        kiln_affinity_note(self, job, json_string_value(json_object_get(best, "digest")),
+                           (uint64_t)json_integer_value(json_object_get(best, "size")));
     if (!best) {
         self->stats.cache_misses++;
         s_reply_error(self, msg, r->id, KILN_ENOTFOUND, "no cache entry matches");
@@ -323,7 +324,8 @@ static void s_cache_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
         return;
     }
     self->stats.cache_saves++;
-    kiln_affinity_note(self, job, r->digest);
+    kiln_affinity_note(self, job, r->digest, size);
+    kiln_affinity_held(job->worker, r->digest);
     json_t *j = json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)id, "repository", repo, "ref",
                           ref, "size", (json_int_t)size);
     s_reply_json(self, msg, r->id, j);
@@ -424,6 +426,7 @@ static void s_artifact_add(kiln_server_t *self, const kiln_transport_msg_t *msg,
     if (old_digest[0] && strcmp(old_digest, r->digest) != 0)
         s_drop_blob(self, old_digest);
     self->stats.artifacts_added++;
+    kiln_affinity_held(job->worker, r->digest);
     json_t *j = json_pack("{s:I, s:s, s:I, s:I}", "id", (json_int_t)id, "name", r->name, "size",
                           (json_int_t)size, "expires_ms", (json_int_t)a.expires_ms);
     s_reply_json(self, msg, r->id, j);
@@ -473,7 +476,10 @@ static void s_artifact_find(kiln_server_t *self, const kiln_transport_msg_t *msg
     }
     size_t ai;
     json_t *arow;
-    json_array_foreach(out, ai, arow) kiln_affinity_note(self, job, json_string_value(json_object_get(arow, "digest")));
+    json_array_foreach(out, ai, arow) {
+        kiln_affinity_note(self, job, json_string_value(json_object_get(arow, "digest")),
+                           (uint64_t)json_integer_value(json_object_get(arow, "size")));
+    }
     json_t *doc = json_pack("{s:o}", "artifacts", out);
     s_reply_json(self, msg, r->id, doc);
     json_decref(doc);
@@ -544,6 +550,8 @@ void kiln_proto_store_handle(kiln_server_t *self, kiln_transport_msg_t *msg, con
              * nothing. */
             if (rc == 0 && last && !complete)
                 s_note_sent(self, job, r->digest);
+            if (rc == 0 && !complete)
+                kiln_affinity_transfer(self, job, r->digest, r->offset, r->data.len, r->size);
             else if (rc == 0 && complete && !s_job_may(self, job, r->digest))
                 have = r->offset + r->data.len; /* as if taken: the job learns nothing */
         }
@@ -561,6 +569,10 @@ void kiln_proto_store_handle(kiln_server_t *self, kiln_transport_msg_t *msg, con
             kiln_error_set("no blob %s for this job", r->digest);
         } else
             rc = kiln_store_get(self->store, r->digest, r->offset, s_chunk, cap, &got, &size);
+        if (rc == 0)
+            kiln_affinity_transfer(self, job, r->digest, r->offset, got, size);
+        if (rc == 0 && got && r->offset + got == size)
+            kiln_affinity_held(w, r->digest);
         rep.data.data = s_chunk;
         rep.data.len = got;
         rep.offset = r->offset;
@@ -732,7 +744,13 @@ json_t *kiln_proto_store_stats(kiln_server_t *self)
     kiln_store_stats_t s;
     kiln_store_stats(self->store, &s);
     const kiln_cstats_t *st = &self->stats;
-    return json_pack("{s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "pools", pools,
+    /* The rate a job's wait for a warm worker is weighed against, and
+     * whether it was measured (affinity.c). */
+    json_t *rate = json_pack("{s:f, s:s}", "mb_per_s", kiln_affinity_rate(self) * 1000.0 / 1048576.0,
+                             "from", self->cfg.restore_mb_s ? "configured"
+                                     : self->store_rate > 0 ? "measured" : "assumed");
+    return json_pack("{s:o, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                     "pools", pools, "restore_rate", rate,
                      "backend", kiln_store_backend_name(self->store), "cache_hits",
                      (json_int_t)st->cache_hits, "cache_partial_hits",
                      (json_int_t)st->cache_partial_hits, "cache_misses",

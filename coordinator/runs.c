@@ -157,6 +157,7 @@ void kiln_runs_free(kiln_crun_t **run_p)
         return;
     for (size_t i = 0; i < run->n_jobs; i++) {
         free(run->jobs[i]->worker_name);
+        free(run->jobs[i]->hold_for);
         free(run->jobs[i]);
     }
     free(run->jobs);

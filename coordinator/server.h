@@ -50,6 +50,9 @@ typedef struct {
     uint64_t cache_quota;         /* bytes of cache entries per repository (10 GiB) */
     unsigned cache_max_age_days;  /* an entry unused this long goes (7) */
     unsigned artifact_retention_days; /* default and most an upload may ask (90) */
+    /* MB/s a restore is taken to move at when a job weighs waiting for a
+     * busy warm worker; 0: what the store measures (affinity.c). */
+    unsigned restore_mb_s;
 } kiln_server_config_t;
 
 #define KILN_SERVER_DEFAULT_LISTEN "tcp://127.0.0.1:7420"

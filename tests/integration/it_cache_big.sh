@@ -61,3 +61,13 @@ grep -q "hit=false matched=deps-linux-aaaa" "$T/r4.out" && grep -q "^deps | tree
     fail "run 4 (restore-keys): $(grep -E 'hit=|tree|restored' "$T/r4.out")"
 grep -h "Cache restored from key" "$T"/r[234].out | sed 's/^deps | //' >&2
 pass "a 10,000-file, ~100 MB tree: saved, restored by exact key on the same worker and on another, and by restore-keys; byte for byte each time"
+
+# The upload and the download above were timed: the rate a job's wait for
+# a warm worker is weighed against is measured, not assumed.
+"$KILN" stats --json >"$T/stats.json"
+[ "$(json_get "$T/stats.json" '$.store.restore_rate.from')" = measured ] ||
+    fail "the store's transfers were not measured: $(cat "$T/stats.json")"
+rate=$(json_get "$T/stats.json" '$.store.restore_rate.mb_per_s')
+awk -v r="$rate" 'BEGIN { exit !(r > 0) }' || fail "measured restore rate $rate MB/s"
+echo "measured restore rate: $rate MB/s" >&2
+pass "the store measures the rate of its transfers ($rate MB/s here)"
