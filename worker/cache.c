@@ -676,10 +676,21 @@ int kiln_cache_run(const kiln_cache_opts_t *o, FILE *log)
     }
     if (s_paths(&in, &p) != 0)
         goto cleanup;
-    snprintf(repo, sizeof repo, "%s", s_or(o->repository, "local"));
-    for (char *c = repo; *c; c++)
-        if (*c == '/')
-            *c = '_';
+    {
+        /* The directory of the repository's copies: its name made a file
+         * name (readable for an operator), and a digest of the name, so
+         * "a_b/c" and "a/b_c" (or two long names alike in their first
+         * characters) never share one. */
+        const char *name = s_or(o->repository, "local");
+        unsigned char h[8];
+        char hex[17];
+        crypto_generichash(h, sizeof h, (const unsigned char *)name, strlen(name), NULL, 0);
+        sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+        snprintf(repo, sizeof repo, "%.64s-%s", name, hex);
+        for (char *c = repo; *c && c < repo + 64; c++)
+            if (*c == '/' || *c == '.')
+                *c = '_';
+    }
     if (s_mkdirs(o->cache_dir, 0700) != 0) {
         kiln_error_errno("cannot make %s", o->cache_dir);
         goto cleanup;
