@@ -11,12 +11,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -263,10 +265,260 @@ cleanup:
 
 /* ---------------------------------------------------------------- unpack */
 
+/* Restoring a cache is mostly the kernel creating files, so unpacking
+ * overlaps the two halves of the work the way `tar --zstd -xf` does with
+ * its zstd child: a feeder thread reads and decompresses the archive into
+ * a few bounded blocks while the caller's thread parses the tar stream and
+ * writes the files. The files are written here rather than through
+ * libarchive's disk writer, whose secure-symlink checks cost a dozen
+ * system calls per entry: every name is created with openat() relative to
+ * an open directory that was itself opened without following links, and
+ * nothing existing is ever opened for writing, so no link, planted or
+ * archived, can redirect a write. */
+
+#define S_FEED_SLOTS 4
+#define S_FEED_BLOCK (1024 * 1024)
+#define S_FEED_IN (128 * 1024)
+/* Links followed when checking where an archived link resolves. */
+#define S_HOPS_MAX 40
+
+static const unsigned char S_ZSTD_MAGIC[4] = {0x28, 0xb5, 0x2f, 0xfd};
+
 typedef struct {
-    struct archive *r, *w;
+    int fd;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *slot[S_FEED_SLOTS];
+    size_t len[S_FEED_SLOTS];
+    size_t head, count; /* slots filled, head first; the reader's is counted */
+    bool held;          /* the reader holds slot head */
+    bool eof, stop;     /* the feeder finished; the reader gave up */
+    char err[256];      /* the feeder's failure, or "" */
+} s_feed_t;
+
+/* The next free slot, or NULL when the reader stopped. */
+static char *s_feed_wait_free(s_feed_t *f, size_t *idx)
+{
+    pthread_mutex_lock(&f->mu);
+    while (f->count == S_FEED_SLOTS && !f->stop)
+        pthread_cond_wait(&f->cv, &f->mu);
+    bool stop = f->stop;
+    *idx = (f->head + f->count) % S_FEED_SLOTS;
+    pthread_mutex_unlock(&f->mu);
+    return stop ? NULL : f->slot[*idx];
+}
+
+static void s_feed_publish(s_feed_t *f, size_t idx, size_t len, bool eof, const char *err)
+{
+    pthread_mutex_lock(&f->mu);
+    if (len) {
+        f->len[idx] = len;
+        f->count++;
+    }
+    if (err && !f->err[0])
+        snprintf(f->err, sizeof f->err, "%s", err);
+    f->eof = f->eof || eof || err;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Reads len bytes or to the end of the file: the count, or -1. */
+static ssize_t s_read_full(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+static void *s_feed_main(void *arg)
+{
+    s_feed_t *f = arg;
+    char *in = malloc(S_FEED_IN), err[200] = "";
+    ZSTD_DStream *z = NULL;
+    size_t idx, fill = 0, zret = 1;
+    char *out = NULL;
+    ssize_t n = -1;
+    if (!in) {
+        snprintf(err, sizeof err, "out of memory");
+        goto done;
+    }
+    if ((n = s_read_full(f->fd, in, S_FEED_IN)) < 0) {
+        snprintf(err, sizeof err, "cannot read it: %s", strerror(errno));
+        goto done;
+    }
+    if (n < 4 || memcmp(in, S_ZSTD_MAGIC, 4) != 0) {
+        /* A plain tar (or garbage the tar reader names): passed as read. */
+        while (n > 0) {
+            if (!(out = s_feed_wait_free(f, &idx)))
+                goto done;
+            memcpy(out, in, (size_t)n);
+            s_feed_publish(f, idx, (size_t)n, false, NULL);
+            if ((n = s_read_full(f->fd, in, S_FEED_IN)) < 0) {
+                snprintf(err, sizeof err, "cannot read it: %s", strerror(errno));
+                goto done;
+            }
+        }
+        goto done;
+    }
+    if (!(z = ZSTD_createDStream())) {
+        snprintf(err, sizeof err, "out of memory");
+        goto done;
+    }
+    ZSTD_initDStream(z);
+    ZSTD_inBuffer ib = {in, (size_t)n, 0};
+    if (!(out = s_feed_wait_free(f, &idx)))
+        goto done;
+    for (;;) {
+        if (ib.pos == ib.size) {
+            if ((n = s_read_full(f->fd, in, S_FEED_IN)) < 0) {
+                snprintf(err, sizeof err, "cannot read it: %s", strerror(errno));
+                goto done;
+            }
+            if (n == 0)
+                break;
+            ib = (ZSTD_inBuffer){in, (size_t)n, 0};
+        }
+        ZSTD_outBuffer ob = {out, S_FEED_BLOCK, fill};
+        zret = ZSTD_decompressStream(z, &ob, &ib);
+        if (ZSTD_isError(zret)) {
+            snprintf(err, sizeof err, "damaged zstd data: %s", ZSTD_getErrorName(zret));
+            goto done;
+        }
+        fill = ob.pos;
+        if (fill == S_FEED_BLOCK) {
+            s_feed_publish(f, idx, fill, false, NULL);
+            fill = 0;
+            if (!(out = s_feed_wait_free(f, &idx)))
+                goto done;
+        }
+    }
+    /* Input ended: what zstd holds back is flushed, and a frame cut short
+     * is damage, not an end. */
+    for (;;) {
+        ZSTD_inBuffer none = {in, 0, 0};
+        ZSTD_outBuffer ob = {out, S_FEED_BLOCK, fill};
+        size_t r = ZSTD_decompressStream(z, &ob, &none);
+        if (ZSTD_isError(r)) {
+            snprintf(err, sizeof err, "damaged zstd data: %s", ZSTD_getErrorName(r));
+            goto done;
+        }
+        /* With nothing to give, zstd answers for the next frame; only a
+         * call that gave out data speaks for this one. */
+        bool progress = ob.pos > fill;
+        if (progress)
+            zret = r;
+        fill = ob.pos;
+        if (fill == S_FEED_BLOCK) {
+            s_feed_publish(f, idx, fill, false, NULL);
+            fill = 0;
+            if (!(out = s_feed_wait_free(f, &idx)))
+                goto done;
+            continue;
+        }
+        if (!progress)
+            break;
+    }
+    if (zret != 0)
+        snprintf(err, sizeof err, "the zstd data is cut short");
+    else if (fill)
+        s_feed_publish(f, idx, fill, false, NULL);
+done:
+    s_feed_publish(f, 0, 0, true, err[0] ? err : NULL);
+    ZSTD_freeDStream(z);
+    free(in);
+    return NULL;
+}
+
+/* libarchive's read callback: the next decompressed block. */
+static la_ssize_t s_feed_read(struct archive *a, void *arg, const void **buf)
+{
+    s_feed_t *f = arg;
+    pthread_mutex_lock(&f->mu);
+    if (f->held) {
+        f->head = (f->head + 1) % S_FEED_SLOTS;
+        f->count--;
+        f->held = false;
+        pthread_cond_broadcast(&f->cv);
+    }
+    while (!f->count && !f->eof)
+        pthread_cond_wait(&f->cv, &f->mu);
+    la_ssize_t n = 0;
+    if (f->err[0]) {
+        archive_set_error(a, EIO, "%s", f->err);
+        n = -1;
+    } else if (f->count) {
+        *buf = f->slot[f->head];
+        n = (la_ssize_t)f->len[f->head];
+        f->held = true;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+static int s_feed_start(s_feed_t *f, int fd)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = fd;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    for (size_t i = 0; i < S_FEED_SLOTS; i++)
+        if (!(f->slot[i] = malloc(S_FEED_BLOCK))) {
+            kiln_error_set("out of memory");
+            return -1;
+        }
+    int e = pthread_create(&f->thread, NULL, s_feed_main, f);
+    if (e != 0) {
+        kiln_error_set("cannot start the archive reader: %s", strerror(e));
+        return -1;
+    }
+    f->started = true;
+    return 0;
+}
+
+static void s_feed_stop(s_feed_t *f)
+{
+    if (f->started) {
+        pthread_mutex_lock(&f->mu);
+        f->stop = true;
+        pthread_cond_broadcast(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        pthread_join(f->thread, NULL);
+    }
+    for (size_t i = 0; i < S_FEED_SLOTS; i++)
+        free(f->slot[i]);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+}
+
+typedef struct {
+    char *rel;
+    mode_t mode;
+    struct timespec mtime;
+} s_fixup_t;
+
+typedef struct {
+    struct archive *r;
     const char *path;
     char staging[PATH_MAX];
+    int root;             /* the staging directory */
+    char cur[PATH_MAX];   /* the directory curfd is open on, relative */
+    int curfd;            /* -1 when none */
+    s_fixup_t *dirs;      /* directories' modes and times, set at the end */
+    size_t n_dirs, cap_dirs;
+    char **links;         /* symbolic links, checked at the end */
+    size_t n_links, cap_links;
+    char buf[S_BLOCK];
     kiln_archive_limits_t lim;
     kiln_archive_stats_t *stats;
 } s_unpack_t;
@@ -278,10 +530,170 @@ static int s_refuse(s_unpack_t *u, const char *entry, const char *why)
     return KILN_EINVAL;
 }
 
+static int s_write_fail(s_unpack_t *u, const char *entry)
+{
+    kiln_error_set("cannot unpack %s into %s: %s: %s", u->path, u->staging, entry,
+                   strerror(errno));
+    return -1;
+}
+
+/* Opens the directory rel (n bytes of it; "" is the top) one component at
+ * a time without following links, making the missing ones when make. A
+ * new descriptor in *fd, or the refusal. */
+static int s_open_dir(s_unpack_t *u, const char *entry, const char *rel, size_t n, bool make,
+                      int *fd)
+{
+    int at = dup(u->root);
+    if (at < 0)
+        return s_write_fail(u, entry);
+    for (size_t i = 0; i < n;) {
+        char comp[NAME_MAX + 1];
+        size_t k = 0;
+        while (i < n && rel[i] != '/') {
+            if (k == NAME_MAX) {
+                close(at);
+                return s_refuse(u, entry, "a name in its path is too long");
+            }
+            comp[k++] = rel[i++];
+        }
+        comp[k] = '\0';
+        while (i < n && rel[i] == '/')
+            i++;
+        if (!k || (k == 1 && comp[0] == '.'))
+            continue;
+        int next = openat(at, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0 && errno == ENOENT && make) {
+            if (mkdirat(at, comp, 0755) != 0 && errno != EEXIST) {
+                int rc = s_write_fail(u, entry);
+                close(at);
+                return rc;
+            }
+            next = openat(at, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (next < 0) {
+            int e = errno;
+            close(at);
+            if (e == ELOOP || e == ENOTDIR)
+                return s_refuse(u, entry, "its path leads through a symbolic link or a file");
+            if (e == ENOENT)
+                return s_refuse(u, entry, "its path leads through a directory not in the archive");
+            errno = e;
+            return s_write_fail(u, entry);
+        }
+        close(at);
+        at = next;
+    }
+    *fd = at;
+    return 0;
+}
+
+/* The directory holding name, opened (kept open for the entries after it,
+ * which are mostly its siblings); *leaf points at the last component. */
+static int s_parent(s_unpack_t *u, const char *name, int *fd, const char **leaf)
+{
+    const char *slash = strrchr(name, '/');
+    size_t n = slash ? (size_t)(slash - name) : 0;
+    *leaf = slash ? slash + 1 : name;
+    if (u->curfd >= 0 && strlen(u->cur) == n && strncmp(u->cur, name, n) == 0) {
+        *fd = u->curfd;
+        return 0;
+    }
+    int nfd, rc = s_open_dir(u, name, name, n, true, &nfd);
+    if (rc != 0)
+        return rc;
+    if (u->curfd >= 0)
+        close(u->curfd);
+    u->curfd = nfd;
+    memcpy(u->cur, name, n);
+    u->cur[n] = '\0';
+    *fd = nfd;
+    return 0;
+}
+
+static int s_grow(void **arr, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 64;
+    void *p = realloc(*arr, ncap * size);
+    if (!p) {
+        kiln_error_set("out of memory");
+        return -1;
+    }
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+static int s_write_file(s_unpack_t *u, struct archive_entry *e, const char *name, int dfd,
+                        const char *leaf)
+{
+    int fd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno == EEXIST ? s_refuse(u, name, "the archive has it twice")
+                               : s_write_fail(u, name);
+    int rc = -1;
+    const void *buf;
+    size_t len;
+    la_int64_t off, end = 0;
+    int r;
+    uint64_t ratio_cap = u->lim.max_ratio *
+                         (u->stats->archive_bytes > 4096 ? u->stats->archive_bytes : 4096);
+    while ((r = archive_read_data_block(u->r, &buf, &len, &off)) == ARCHIVE_OK) {
+        u->stats->bytes += len;
+        if (u->stats->bytes > u->lim.max_bytes) {
+            char why[128];
+            snprintf(why, sizeof why, "the files are over %llu bytes",
+                     (unsigned long long)u->lim.max_bytes);
+            rc = s_refuse(u, name, why);
+            goto cleanup;
+        }
+        if (u->stats->bytes > ratio_cap) {
+            char why[128];
+            snprintf(why, sizeof why, "it expands more than %llu times its archive",
+                     (unsigned long long)u->lim.max_ratio);
+            rc = s_refuse(u, name, why);
+            goto cleanup;
+        }
+        for (size_t done = 0; done < len;) {
+            ssize_t w = pwrite(fd, (const char *)buf + done, len - done, off + (off_t)done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = s_write_fail(u, name);
+                goto cleanup;
+            }
+            done += (size_t)w;
+        }
+        end = off + (la_int64_t)len;
+    }
+    if (r != ARCHIVE_EOF) {
+        rc = s_refuse(u, name, archive_error_string(u->r));
+        goto cleanup;
+    }
+    /* A sparse file's hole at its end is no data block. */
+    if (archive_entry_size_is_set(e) && archive_entry_size(e) > end &&
+        ftruncate(fd, (off_t)archive_entry_size(e)) != 0) {
+        rc = s_write_fail(u, name);
+        goto cleanup;
+    }
+    struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT},
+                             {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+    if (fchmod(fd, archive_entry_perm(e) & 0777) != 0 ||
+        (archive_entry_mtime_is_set(e) && futimens(fd, ts) != 0)) {
+        rc = s_write_fail(u, name);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    if (close(fd) != 0 && rc == 0)
+        rc = s_write_fail(u, name);
+    return rc;
+}
+
 static int s_unpack_entry(s_unpack_t *u, struct archive_entry *e)
 {
-    /* A copy: setting the entry's path below replaces the entry's own. */
-    char name[PATH_MAX], full[PATH_MAX * 2];
+    char name[PATH_MAX];
     const char *given = archive_entry_pathname(e);
     if (!given || (size_t)snprintf(name, sizeof name, "%s", given) >= sizeof name)
         return s_refuse(u, given ? "?" : "(no name)", "it has no name, or too long a one");
@@ -297,147 +709,267 @@ static int s_unpack_entry(s_unpack_t *u, struct archive_entry *e)
     if (archive_entry_mode(e) & (S_ISUID | S_ISGID | S_ISVTX))
         return s_refuse(u, name, "it has a setuid, setgid or sticky bit");
     if (hard) {
-        /* A hard link: to a regular file unpacked before it, inside. */
-        char target[PATH_MAX * 2];
-        struct stat st;
         if (!s_rel_ok(hard))
             return s_refuse(u, name, "a hard link to a path outside the target");
-        snprintf(target, sizeof target, "%s/%s", u->staging, hard);
-        if (lstat(target, &st) != 0 || !S_ISREG(st.st_mode))
-            return s_refuse(u, name, "a hard link to no regular file of the archive");
-        archive_entry_set_hardlink(e, target);
     } else if (type == AE_IFLNK) {
         if (!s_link_inside(name, archive_entry_symlink(e)))
             return s_refuse(u, name, "a symbolic link that leads out of the target");
     } else if (type != AE_IFREG && type != AE_IFDIR) {
         return s_refuse(u, name, "a device, FIFO or socket");
     }
-    snprintf(full, sizeof full, "%s/%s", u->staging, name);
-    archive_entry_set_pathname(e, full);
-    if (archive_write_header(u->w, e) != ARCHIVE_OK)
-        return s_refuse(u, name, archive_error_string(u->w));
-    if (type == AE_IFREG && !hard) {
-        const void *buf;
-        size_t len;
-        la_int64_t off;
-        int r;
-        uint64_t ratio_cap = u->lim.max_ratio * (u->stats->archive_bytes > 4096
-                                                     ? u->stats->archive_bytes
-                                                     : 4096);
-        while ((r = archive_read_data_block(u->r, &buf, &len, &off)) == ARCHIVE_OK) {
-            u->stats->bytes += len;
-            if (u->stats->bytes > u->lim.max_bytes) {
-                char why[128];
-                snprintf(why, sizeof why, "the files are over %llu bytes",
-                         (unsigned long long)u->lim.max_bytes);
-                return s_refuse(u, name, why);
-            }
-            if (u->stats->bytes > ratio_cap) {
-                char why[128];
-                snprintf(why, sizeof why, "it expands more than %llu times its archive",
-                         (unsigned long long)u->lim.max_ratio);
-                return s_refuse(u, name, why);
-            }
-            if (archive_write_data_block(u->w, buf, len, off) != ARCHIVE_OK) {
-                kiln_error_set("cannot unpack %s into %s: %s", name, u->staging,
-                               archive_error_string(u->w));
-                return -1;
-            }
+    /* A directory's trailing slash is no part of its name. */
+    size_t nl = strlen(name);
+    while (nl > 1 && name[nl - 1] == '/')
+        name[--nl] = '\0';
+    int dfd, rc;
+    const char *leaf;
+    if ((rc = s_parent(u, name, &dfd, &leaf)) != 0)
+        return rc;
+    if (hard) {
+        const char *hs = strrchr(hard, '/');
+        const char *hleaf = hs ? hs + 1 : hard;
+        int hfd;
+        struct stat st;
+        if ((rc = s_open_dir(u, name, hard, hs ? (size_t)(hs - hard) : 0, false, &hfd)) != 0)
+            return rc;
+        if (fstatat(hfd, hleaf, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+            close(hfd);
+            return s_refuse(u, name, "a hard link to no regular file of the archive");
         }
-        if (r != ARCHIVE_EOF)
-            return s_refuse(u, name, archive_error_string(u->r));
+        rc = linkat(hfd, hleaf, dfd, leaf, 0);
+        int e2 = errno;
+        close(hfd);
+        errno = e2;
+        if (rc != 0)
+            return errno == EEXIST ? s_refuse(u, name, "the archive has it twice")
+                                   : s_write_fail(u, name);
+        return 0;
     }
-    if (archive_write_finish_entry(u->w) != ARCHIVE_OK)
-        return s_refuse(u, name, archive_error_string(u->w));
+    if (type == AE_IFREG)
+        return s_write_file(u, e, name, dfd, leaf);
+    if (type == AE_IFLNK) {
+        if (symlinkat(archive_entry_symlink(e), dfd, leaf) != 0)
+            return errno == EEXIST ? s_refuse(u, name, "the archive has it twice")
+                                   : s_write_fail(u, name);
+        if (s_grow((void **)&u->links, &u->cap_links, u->n_links + 1, sizeof *u->links) != 0 ||
+            !(u->links[u->n_links] = strdup(name))) {
+            kiln_error_set("out of memory");
+            return -1;
+        }
+        u->n_links++;
+        return 0;
+    }
+    /* A directory: made private now, given its own mode and time at the
+     * end, since the entries made in it would change its time. */
+    struct stat st;
+    if (strcmp(leaf, ".") != 0 && mkdirat(dfd, leaf, 0700) != 0) {
+        if (errno != EEXIST)
+            return s_write_fail(u, name);
+        if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+            return s_refuse(u, name, "the archive has it twice");
+    }
+    if (s_grow((void **)&u->dirs, &u->cap_dirs, u->n_dirs + 1, sizeof *u->dirs) != 0 ||
+        !(u->dirs[u->n_dirs].rel = strdup(name))) {
+        kiln_error_set("out of memory");
+        return -1;
+    }
+    u->dirs[u->n_dirs].mode = archive_entry_perm(e) & 0777;
+    u->dirs[u->n_dirs].mtime = (struct timespec){archive_entry_mtime(e),
+                                                 archive_entry_mtime_nsec(e)};
+    u->n_dirs++;
+    return 0;
+}
+
+/* Whether the link at rel, followed through every link it meets in the
+ * tree as the kernel would, stays in the tree: each link alone was checked
+ * as its entry came, but a chain (a link to a directory's link that climbs)
+ * can lead out where none alone does. */
+static bool s_link_resolves_inside(s_unpack_t *u, const char *rel)
+{
+    char at[PATH_MAX] = "", todo[PATH_MAX], target[PATH_MAX];
+    const char *slash = strrchr(rel, '/');
+    if (slash)
+        snprintf(at, sizeof at, "%.*s", (int)(slash - rel), rel);
+    ssize_t n = readlinkat(u->root, rel, todo, sizeof todo - 1);
+    if (n < 0)
+        return false;
+    todo[n] = '\0';
+    int hops = 0;
+    while (todo[0]) {
+        char comp[NAME_MAX + 1], *rest = strchr(todo, '/');
+        size_t k = rest ? (size_t)(rest - todo) : strlen(todo);
+        if (k > NAME_MAX)
+            return false;
+        memcpy(comp, todo, k);
+        comp[k] = '\0';
+        memmove(todo, rest ? rest + 1 : todo + k, strlen(rest ? rest + 1 : todo + k) + 1);
+        if (!k || strcmp(comp, ".") == 0)
+            continue;
+        if (strcmp(comp, "..") == 0) {
+            if (!at[0])
+                return false;
+            char *up = strrchr(at, '/');
+            if (up)
+                *up = '\0';
+            else
+                at[0] = '\0';
+            continue;
+        }
+        char next[PATH_MAX];
+        if ((size_t)snprintf(next, sizeof next, "%s%s%s", at, at[0] ? "/" : "", comp) >=
+            sizeof next)
+            return false;
+        struct stat st;
+        if (fstatat(u->root, next, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+            if (++hops > S_HOPS_MAX)
+                return false;
+            n = readlinkat(u->root, next, target, sizeof target - 1);
+            if (n <= 0 || target[0] == '/')
+                return false;
+            target[n] = '\0';
+            char joined[PATH_MAX];
+            if ((size_t)snprintf(joined, sizeof joined, "%s/%s", target, todo) >= sizeof joined)
+                return false;
+            snprintf(todo, sizeof todo, "%s", joined);
+            continue;
+        }
+        snprintf(at, sizeof at, "%s", next);
+    }
+    return true;
+}
+
+/* What could only be done once every entry was in: the links' chains
+ * checked, the directories given their modes and times. */
+static int s_unpack_finish(s_unpack_t *u)
+{
+    for (size_t i = 0; i < u->n_links; i++)
+        if (!s_link_resolves_inside(u, u->links[i]))
+            return s_refuse(u, u->links[i],
+                            "a symbolic link that leads out of the target through other links");
+    for (size_t i = u->n_dirs; i-- > 0;) {
+        int fd, rc;
+        if ((rc = s_open_dir(u, u->dirs[i].rel, u->dirs[i].rel, strlen(u->dirs[i].rel), false,
+                             &fd)) != 0)
+            return rc;
+        struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, u->dirs[i].mtime};
+        rc = fchmod(fd, u->dirs[i].mode) != 0 || futimens(fd, ts) != 0;
+        int e = errno;
+        close(fd);
+        errno = e;
+        if (rc)
+            return s_write_fail(u, u->dirs[i].rel);
+    }
     return 0;
 }
 
 int kiln_archive_unpack(const char *path, const char *dest, const kiln_archive_limits_t *limits,
                         kiln_archive_stats_t *stats)
 {
-    int rc = -1;
+    int rc = -1, fd = -1;
     kiln_archive_stats_t local = {0};
-    s_unpack_t u = {.path = path, .stats = stats ? stats : &local};
+    s_unpack_t *u = calloc(1, sizeof *u);
+    s_feed_t feed;
+    bool made = false, fed = false;
     struct stat st;
-    bool made = false;
-    memset(u.stats, 0, sizeof *u.stats);
-    u.lim.max_entries = limits && limits->max_entries ? limits->max_entries
-                                                      : KILN_ARCHIVE_MAX_ENTRIES_DEFAULT;
-    u.lim.max_bytes = limits && limits->max_bytes ? limits->max_bytes
-                                                  : KILN_ARCHIVE_MAX_BYTES_DEFAULT;
-    u.lim.max_ratio = limits && limits->max_ratio ? limits->max_ratio
-                                                  : KILN_ARCHIVE_MAX_RATIO_DEFAULT;
+    if (!u) {
+        kiln_error_set("out of memory");
+        return -1;
+    }
+    u->path = path;
+    u->stats = stats ? stats : &local;
+    u->root = u->curfd = -1;
+    memset(u->stats, 0, sizeof *u->stats);
+    u->lim.max_entries = limits && limits->max_entries ? limits->max_entries
+                                                       : KILN_ARCHIVE_MAX_ENTRIES_DEFAULT;
+    u->lim.max_bytes = limits && limits->max_bytes ? limits->max_bytes
+                                                   : KILN_ARCHIVE_MAX_BYTES_DEFAULT;
+    u->lim.max_ratio = limits && limits->max_ratio ? limits->max_ratio
+                                                   : KILN_ARCHIVE_MAX_RATIO_DEFAULT;
     if (lstat(dest, &st) == 0 || errno != ENOENT) {
         kiln_error_set("cannot unpack %s into %s: it is there already", path, dest);
-        return -1;
+        goto cleanup;
     }
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0 ||
+        !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            errno = EINVAL;
         kiln_error_errno("cannot unpack %s", path);
-        return -1;
+        goto cleanup;
     }
-    u.stats->archive_bytes = (uint64_t)st.st_size;
+    u->stats->archive_bytes = (uint64_t)st.st_size;
     /* Beside the target, so the last step is one rename. */
-    if ((size_t)snprintf(u.staging, sizeof u.staging, "%s.unpack-XXXXXX", dest) >= sizeof u.staging) {
+    if ((size_t)snprintf(u->staging, sizeof u->staging, "%s.unpack-XXXXXX", dest) >=
+        sizeof u->staging) {
         kiln_error_set("cannot unpack into %s: the path is too long", dest);
-        return -1;
+        goto cleanup;
     }
-    if (!mkdtemp(u.staging)) {
+    if (!mkdtemp(u->staging)) {
         kiln_error_errno("cannot unpack into %s", dest);
-        return -1;
+        goto cleanup;
     }
     made = true;
-    u.r = archive_read_new();
-    u.w = archive_write_disk_new();
-    if (!u.r || !u.w) {
+    if ((u->root = open(u->staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        kiln_error_errno("cannot open %s", u->staging);
+        goto cleanup;
+    }
+    fed = true;
+    if (s_feed_start(&feed, fd) != 0)
+        goto cleanup;
+    if (!(u->r = archive_read_new())) {
         kiln_error_set("out of memory");
         goto cleanup;
     }
-    archive_read_support_filter_zstd(u.r);
-    archive_read_support_filter_none(u.r);
-    archive_read_support_format_tar(u.r);
-    /* The entries' paths are made absolute under the staging directory
-     * once checked, so libarchive's absolute-path refusal cannot apply. */
-    archive_write_disk_set_options(u.w, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
-                                            ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                                            ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                            ARCHIVE_EXTRACT_NO_OVERWRITE);
-    if (archive_read_open_filename(u.r, path, S_BLOCK) != ARCHIVE_OK) {
+    archive_read_support_filter_none(u->r);
+    archive_read_support_format_tar(u->r);
+    if (archive_read_open(u->r, &feed, NULL, s_feed_read, NULL) != ARCHIVE_OK) {
         kiln_error_set("%s: not a tar + zstd archive: %s; nothing was unpacked", path,
-                       archive_error_string(u.r));
+                       archive_error_string(u->r));
         rc = KILN_EINVAL;
         goto cleanup;
     }
     struct archive_entry *e;
     int r;
-    while ((r = archive_read_next_header(u.r, &e)) == ARCHIVE_OK) {
-        if ((rc = s_unpack_entry(&u, e)) != 0)
+    while ((r = archive_read_next_header(u->r, &e)) == ARCHIVE_OK) {
+        if ((rc = s_unpack_entry(u, e)) != 0)
             goto cleanup;
         rc = -1;
     }
     if (r != ARCHIVE_EOF) {
         kiln_error_set("%s: a damaged archive: %s; nothing was unpacked", path,
-                       archive_error_string(u.r));
+                       archive_error_string(u->r));
         rc = KILN_EINVAL;
         goto cleanup;
     }
-    if (archive_write_close(u.w) != ARCHIVE_OK) {
-        kiln_error_set("cannot unpack %s: %s", path, archive_error_string(u.w));
+    if ((rc = s_unpack_finish(u)) != 0)
         goto cleanup;
-    }
-    if (rename(u.staging, dest) != 0) {
-        kiln_error_errno("cannot move %s to %s", u.staging, dest);
+    rc = -1;
+    if (rename(u->staging, dest) != 0) {
+        kiln_error_errno("cannot move %s to %s", u->staging, dest);
         goto cleanup;
     }
     made = false;
     rc = 0;
 cleanup:
-    if (u.r)
-        archive_read_free(u.r);
-    if (u.w)
-        archive_write_free(u.w);
+    if (u->r)
+        archive_read_free(u->r);
+    if (fed)
+        s_feed_stop(&feed);
+    if (fd >= 0)
+        close(fd);
+    if (u->curfd >= 0)
+        close(u->curfd);
+    if (u->root >= 0)
+        close(u->root);
     /* A refusal's message stands; a staging directory that cannot go is
      * logged, since it holds nothing anyone uses. */
-    if (made && kiln_fs_rmtree(u.staging) != 0)
-        kiln_log_warn("cannot remove %s: %s", u.staging, strerror(errno));
+    if (made && kiln_fs_rmtree(u->staging) != 0)
+        kiln_log_warn("cannot remove %s: %s", u->staging, strerror(errno));
+    for (size_t i = 0; i < u->n_dirs; i++)
+        free(u->dirs[i].rel);
+    for (size_t i = 0; i < u->n_links; i++)
+        free(u->links[i]);
+    free(u->dirs);
+    free(u->links);
+    free(u);
     return rc;
 }

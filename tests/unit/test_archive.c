@@ -172,11 +172,15 @@ typedef struct {
     size_t zeros;         /* a regular file of that many zero bytes instead of body */
 } s_entry_t;
 
+/* Crafted archives are tar + zstd unless this says plain tar. */
+static bool s_plain;
+
 static void s_craft(const char *path, const s_entry_t *entries, size_t n, size_t repeat)
 {
     struct archive *a = archive_write_new();
     assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
-    assert_int_equal(archive_write_add_filter_zstd(a), ARCHIVE_OK);
+    if (!s_plain)
+        assert_int_equal(archive_write_add_filter_zstd(a), ARCHIVE_OK);
     assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
     static char zeros[65536];
     for (size_t k = 0; k < repeat; k++) {
@@ -241,7 +245,7 @@ static void test_hostile(void **state)
     char arch[PATH_MAX];
     s_path(arch, "evil.tar.zst");
     struct {
-        s_entry_t e[3];
+        s_entry_t e[4];
         size_t n;
         const char *want;
     } cases[] = {
@@ -262,16 +266,86 @@ static void test_hostile(void **state)
         {{{"fifo", AE_IFIFO, 0, NULL, NULL, NULL, 0}}, 1, "a device, FIFO or socket"},
         {{{"suid", AE_IFREG, 04755, "x", NULL, NULL, 0}}, 1, "setuid, setgid or sticky"},
         {{{"sgid", AE_IFDIR, 02755, NULL, NULL, NULL, 0}}, 1, "setuid, setgid or sticky"},
+        /* Each link alone stays inside; followed through the first, the
+         * second climbs out. */
+        {{{"a", AE_IFDIR, 0755, NULL, NULL, NULL, 0},
+          {"a/b", AE_IFDIR, 0755, NULL, NULL, NULL, 0},
+          {"a/b/up", AE_IFLNK, 0, NULL, "../..", NULL, 0},
+          {"w", AE_IFLNK, 0, NULL, "a/b/up/..", NULL, 0}},
+         4, "entry 'w': a symbolic link that leads out of the target through other links"},
+        /* A file under an archived link to a directory: not written
+         * through it. */
+        {{{"d", AE_IFDIR, 0755, NULL, NULL, NULL, 0},
+          {"s", AE_IFLNK, 0, NULL, "d", NULL, 0},
+          {"s/f", AE_IFREG, 0, "x", NULL, NULL, 0}},
+         3, "entry 's/f': its path leads through a symbolic link"},
+        {{{"d", AE_IFDIR, 0755, NULL, NULL, NULL, 0},
+          {"d/f", AE_IFREG, 0, "x", NULL, NULL, 0},
+          {"s", AE_IFLNK, 0, NULL, "d", NULL, 0},
+          {"h", AE_IFREG, 0, NULL, NULL, "s/f", 0}},
+         4, "entry 'h': its path leads through a symbolic link"},
+        {{{"twice", AE_IFREG, 0, "one", NULL, NULL, 0}, {"twice", AE_IFREG, 0, "two", NULL, NULL, 0}},
+         2, "entry 'twice': the archive has it twice"},
+        {{{"f", AE_IFREG, 0, "x", NULL, NULL, 0}, {"f/g", AE_IFREG, 0, "x", NULL, NULL, 0}},
+         2, "entry 'f/g': its path leads through a symbolic link or a file"},
         /* An entry after a good one: the good one is not left either. */
         {{{"fine", AE_IFREG, 0, "kept?", NULL, NULL, 0}, {"../late", AE_IFREG, 0, "x", NULL, NULL, 0}},
          2, "entry '../late'"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        s_craft(arch, cases[i].e, cases[i].n, 1);
-        s_expect_refused(arch, NULL, cases[i].want);
+    for (int plain = 0; plain < 2; plain++) {
+        s_plain = plain;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            s_craft(arch, cases[i].e, cases[i].n, 1);
+            s_expect_refused(arch, NULL, cases[i].want);
+        }
     }
+    s_plain = false;
     struct stat st;
     assert_int_equal(lstat("/tmp/kiln-escaped-abs", &st), -1);
+}
+
+/* What other tar writers make: a file before its directory's entry, a
+ * hard link, a link to a directory, a file far larger than the reader's
+ * blocks, in tar + zstd and in plain tar. */
+static void test_crafted(void **state)
+{
+    (void)state;
+    char arch[PATH_MAX], dest[PATH_MAX], p[PATH_MAX];
+    s_entry_t e[] = {
+        {"late/x", AE_IFREG, 0640, "first\n", NULL, NULL, 0},
+        {"late", AE_IFDIR, 0750, NULL, NULL, NULL, 0},
+        {"late/h", AE_IFREG, 0, NULL, NULL, "late/x", 0},
+        {"tolate", AE_IFLNK, 0, NULL, "late", NULL, 0},
+        {"big", AE_IFREG, 0600, NULL, NULL, NULL, 5u << 20},
+    };
+    for (int plain = 0; plain < 2; plain++) {
+        s_plain = plain;
+        s_path(arch, plain ? "ok.tar" : "ok.tar.zst");
+        s_craft(arch, e, sizeof e / sizeof e[0], 1);
+        s_path(dest, plain ? "plain" : "zstd");
+        kiln_archive_stats_t st;
+        if (kiln_archive_unpack(arch, dest, NULL, &st) != 0)
+            fail_msg("%s", kiln_error_last());
+        assert_int_equal(st.entries, 5);
+        assert_int_equal(st.bytes, 6 + (5u << 20));
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/late", dest);
+        assert_int_equal(lstat(p, &sb), 0);
+        assert_true(S_ISDIR(sb.st_mode));
+        assert_int_equal(sb.st_mode & 07777, 0750);
+        snprintf(p, sizeof p, "%s/late/h", dest);
+        assert_int_equal(lstat(p, &sb), 0);
+        assert_int_equal(sb.st_nlink, 2);
+        assert_int_equal(sb.st_mode & 07777, 0640);
+        assert_int_equal(sb.st_size, 6);
+        snprintf(p, sizeof p, "%s/tolate/x", dest);
+        assert_int_equal(stat(p, &sb), 0);
+        snprintf(p, sizeof p, "%s/big", dest);
+        assert_int_equal(lstat(p, &sb), 0);
+        assert_int_equal(sb.st_size, 5u << 20);
+        assert_int_equal(sb.st_mode & 07777, 0600);
+    }
+    s_plain = false;
 }
 
 static void test_limits(void **state)
@@ -319,6 +393,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_crafted, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_limits, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_garbage, s_setup, s_teardown),
     };
