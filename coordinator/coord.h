@@ -282,6 +282,16 @@ struct kiln_server {
         char job_key[KILN_JOB_KEY_MAX];
     } sent[256];
     unsigned n_sent;
+    /* A job sending the bytes of a blob the store has whole already, but
+     * the job may not name: hashed as they come (proto_store.c), so that
+     * the same bytes sent whole prove the job holds them. */
+    struct {
+        char digest[72];
+        char job_key[KILN_JOB_KEY_MAX];
+        uint64_t next;
+        struct kiln_sha256 *hash;
+    } proofs[16];
+    unsigned n_proofs;
     kiln_affinity_pool_t pools[KILN_AFFINITY_POOLS_MAX];
     size_t n_pools;
     /* Transfers of blobs being timed (affinity.c), and the rate measured

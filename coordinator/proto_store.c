@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "coordinator/coord.h"
@@ -115,6 +116,53 @@ static void s_note_sent(kiln_server_t *self, const kiln_cjob_t *job, const char 
     unsigned i = self->n_sent++ % 256;
     snprintf(self->sent[i].digest, sizeof self->sent[i].digest, "%s", digest);
     snprintf(self->sent[i].job_key, sizeof self->sent[i].job_key, "%s", job->key);
+}
+
+/* A chunk of a blob the store has whole, sent by a job that may not name
+ * it: hashed in order from the start, and the job noted as its sender once
+ * the bytes, sent whole, have the blob's digest. The store keeps its copy;
+ * the job learns nothing of it either way. */
+static void s_prove_chunk(kiln_server_t *self, const kiln_cjob_t *job, const Kiln__StoreRequest *r,
+                          bool last)
+{
+    unsigned n = sizeof self->proofs / sizeof self->proofs[0], i;
+    for (i = 0; i < n; i++)
+        if (self->proofs[i].hash && strcmp(self->proofs[i].digest, r->digest) == 0 &&
+            strcmp(self->proofs[i].job_key, job->key) == 0)
+            break;
+    if (i == n) {
+        if (r->offset != 0)
+            return; /* its start went by unseen: the next attempt starts over */
+        i = self->n_proofs++ % n;
+        if (!self->proofs[i].hash && kiln_sha256_new(&self->proofs[i].hash) != 0) {
+            kiln_log_warn("store: %s", kiln_error_last());
+            return;
+        }
+        snprintf(self->proofs[i].digest, sizeof self->proofs[i].digest, "%s", r->digest);
+        snprintf(self->proofs[i].job_key, sizeof self->proofs[i].job_key, "%s", job->key);
+        self->proofs[i].next = 0;
+        kiln_sha256_reset(self->proofs[i].hash);
+    } else if (r->offset == 0) {
+        self->proofs[i].next = 0;
+        kiln_sha256_reset(self->proofs[i].hash);
+    }
+    if (r->offset != self->proofs[i].next)
+        return;
+    if (kiln_sha256_update(self->proofs[i].hash, r->data.data, r->data.len) != 0) {
+        kiln_log_warn("store: %s", kiln_error_last());
+        return;
+    }
+    self->proofs[i].next += r->data.len;
+    if (!last)
+        return;
+    char hex[65], got[72];
+    if (kiln_sha256_final(self->proofs[i].hash, hex) == 0) {
+        snprintf(got, sizeof got, "sha256:%s", hex);
+        if (strcmp(got, r->digest) == 0)
+            s_note_sent(self, job, r->digest);
+    }
+    kiln_sha256_destroy(&self->proofs[i].hash);
+    self->proofs[i].digest[0] = '\0';
 }
 
 /* A blob nothing names any more goes. */
@@ -546,14 +594,16 @@ void kiln_proto_store_handle(kiln_server_t *self, kiln_transport_msg_t *msg, con
             rc = kiln_store_put(self->store, r->digest, r->offset, r->data.data, r->data.len, last,
                                 &have);
             /* Sent whole and checked by this upload: the job's to name. A
-             * blob that was complete already took nothing and proved
-             * nothing. */
+             * blob that was complete already took nothing; its bytes sent
+             * again prove the job has them (s_prove_chunk). */
             if (rc == 0 && last && !complete)
                 s_note_sent(self, job, r->digest);
             if (rc == 0 && !complete)
                 kiln_affinity_transfer(self, job, r->digest, r->offset, r->data.len, r->size);
-            else if (rc == 0 && complete && !s_job_may(self, job, r->digest))
+            else if (rc == 0 && complete && !s_job_may(self, job, r->digest)) {
                 have = r->offset + r->data.len; /* as if taken: the job learns nothing */
+                s_prove_chunk(self, job, r, last);
+            }
         }
         if (rc == KILN_EINVAL && last)
             kiln_log_warn("worker %s, job %s: %s", w->name, job->key, kiln_error_last());

@@ -24,6 +24,7 @@
 #include <zmq.h>
 
 #include "common/clock.h"
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/keys.h"
@@ -593,6 +594,8 @@ void kiln_server_destroy(kiln_server_t **self_p)
     kiln_source_destroy(&self->source, kiln_proto_client_pending_free);
     kiln_history_destroy(&self->history);
     kiln_store_destroy(&self->store);
+    for (size_t i = 0; i < sizeof self->proofs / sizeof self->proofs[0]; i++)
+        kiln_sha256_destroy(&self->proofs[i].hash);
     if (self->sigfd >= 0)
         close(self->sigfd);
     if (self->lock_fd >= 0)

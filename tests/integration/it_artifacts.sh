@@ -130,6 +130,35 @@ grep -q "no job of this worker has that store token" "$T/forged.out" ||
     fail "a forged store token was not refused: $(grep -iE "error|token" "$T/forged.out")"
 pass "a run step has no store token, and a forged one is refused by the worker"
 
+# The same bytes uploaded by a later run: the store has the blob whole
+# already, under another run's artifact; the job sends it again, which
+# proves it holds it, and the upload is the new run's.
+cat >"$T/same.yml" <<'YML'
+on: push
+jobs:
+  build:
+    runs-on: [linux, builder]
+    steps:
+      - run: mkdir -p same && echo fixed >same/f && touch -d @1700000000 same/f same
+      - id: up
+        uses: actions/upload-artifact@v4
+        with: {name: same, path: same}
+      - run: echo "digest=${{ steps.up.outputs.artifact-digest }}"
+YML
+for n in 1 2; do
+    "$KILN" submit --wait "$T/same.yml" >"$T/same$n.out" 2>&1 ||
+        fail "upload $n of the same bytes failed: $(grep -iE 'error|artifact' "$T/same$n.out" | head -n 5)"
+done
+D1=$(sed -n 's/^build | digest=//p' "$T/same1.out")
+D2=$(sed -n 's/^build | digest=//p' "$T/same2.out")
+[ -n "$D1" ] && [ "$D1" = "$D2" ] || fail "the two uploads are not the same bytes ($D1, $D2): the case is not tested"
+"$KILN" history --limit 1 --json >"$T/h-same.json"
+SAME=$(json_get "$T/h-same.json" '$[0].id')
+mkdir -p "$T/dl-same"
+"$KILN" artifact get "$SAME" same -o "$T/dl-same" >"$T/get-same.out" 2>&1 && [ "$(cat "$T/dl-same/same/f")" = fixed ] ||
+    fail "the second run's artifact cannot be fetched: $(cat "$T/get-same.out")"
+pass "a later run uploading bytes the store already holds (digest ${D1:0:12}) sends them again as proof and gets its artifact"
+
 # kiln artifacts and kiln artifact get.
 "$KILN" artifacts 1 >"$T/list.out" || fail "kiln artifacts failed"
 grep -q "dist .* 2 .* build .* kept" "$T/list.out" && grep -q "part-2" "$T/list.out" || fail "kiln artifacts: $(cat "$T/list.out")"
