@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/follow.h"
+#include "common/clock.h"
 #include "common/archive.h"
 #include "common/digest.h"
 #include "common/error.h"
@@ -79,6 +82,9 @@ static int s_fetch(kiln_client_t *client, int64_t run, const char *digest, const
     char hex[65];
     uint64_t off = 0, size = UINT64_MAX;
     int code = KILN_EXIT_INFRA;
+    const char *env = getenv("KILN_FOLLOW_GIVE_UP_MS");
+    int64_t give_up = env && atol(env) > 0 ? atol(env) : KILN_FOLLOW_GIVE_UP_MS, silent_since = 0;
+    bool resumed = false;
     if (fd < 0) {
         fprintf(stderr, "kiln: cannot write %s: %s\n", path, strerror(errno));
         return KILN_EXIT_INFRA;
@@ -96,9 +102,31 @@ static int s_fetch(kiln_client_t *client, int64_t run, const char *digest, const
         req.digest = (char *)digest;
         req.offset = off;
         req.limit = 1024 * 1024;
-        if ((code = kiln_cli_call(client, &req, &reply)) != 0) {
-            if (reply)
-                kiln__envelope__free_unpacked(reply, NULL);
+        /* No answer (the coordinator restarting, the network gone): the
+         * same offset asked again until the followers' patience runs out,
+         * so a download goes on from where it stopped. */
+        if (kiln_client_call(client, &req, KILN_CLI_REQUEST_TIMEOUT_MS, &reply) != 0) {
+            int64_t now = kiln_clock_mono_ms();
+            if (!silent_since)
+                silent_since = now;
+            if (now - silent_since >= give_up) {
+                fprintf(stderr, "kiln: no answer for %lld s at byte %llu of %s: %s\n",
+                        (long long)((now - silent_since) / 1000), (unsigned long long)off,
+                        digest, kiln_error_last());
+                code = KILN_EXIT_INFRA;
+                goto cleanup;
+            }
+            fprintf(stderr, "kiln: %s; asking again for byte %llu on\n", kiln_error_last(),
+                    (unsigned long long)off);
+            resumed = true;
+            continue;
+        }
+        silent_since = 0;
+        if (reply->reply->code != 0) {
+            fprintf(stderr, "kiln: %s\n", reply->reply->error);
+            code = reply->reply->code == -3 || reply->reply->code == -2 ? KILN_EXIT_USAGE
+                                                                        : KILN_EXIT_INFRA;
+            kiln__envelope__free_unpacked(reply, NULL);
             goto cleanup;
         }
         const Kiln__Reply *r = reply->reply;
@@ -128,6 +156,9 @@ static int s_fetch(kiln_client_t *client, int64_t run, const char *digest, const
         code = KILN_EXIT_INFRA;
         goto cleanup;
     }
+    if (resumed)
+        fprintf(stderr, "kiln: %s: %llu bytes, resumed after the coordinator stopped answering\n",
+                digest, (unsigned long long)off);
     code = 0;
 cleanup:
     kiln_sha256_destroy(&hs);

@@ -220,12 +220,31 @@ done
 "$KILN" logs "$BIG" >"$T/big.out" 2>&1
 grep -q "Artifact big has been successfully uploaded.*resumed" "$T/big.out" ||
     fail "the upload did not resume (the store held $HELD bytes): $(grep -iE 'artifact|error|warn' "$T/big.out" | head -n 5)"
+# The download cut the same way: kiln artifact get asks again at the
+# same byte until the coordinator is back.
 mkdir -p "$T/dl3"
-"$KILN" artifact get "$BIG" big -o "$T/dl3" >/dev/null 2>&1 || fail "the resumed artifact cannot be fetched"
+KILN_REQUEST_TIMEOUT_MS=1000 "$KILN" artifact get "$BIG" big -o "$T/dl3" >"$T/get3.out" 2>&1 &
+GET_PID=$!
+PIDS+=($GET_PID)
+for _ in $(seq 1 600); do
+    P=$(find "$T/dl3" -name '.kiln-artifact-*' -size +20M 2>/dev/null | head -n 1)
+    [ -n "$P" ] && break
+    sleep 0.02
+done
+[ -n "$P" ] || fail "the download never reached 20 MB: $(cat "$T/get3.out")"
+kill -9 "$COORD_PID"
+wait "$COORD_PID" 2>/dev/null || true
+GOT_AT=$(stat -c %s "$P")
+sleep 1.5 # the client's request, one second's patience, goes unanswered
+start_coordinator
+RC=0
+wait "$GET_PID" || RC=$?
+[ $RC = 0 ] && grep -q "resumed after the coordinator stopped answering" "$T/get3.out" ||
+    fail "the cut download: exit $RC: $(cat "$T/get3.out")"
 WANT=$(sed -n 's/^a | sum \([0-9a-f]*\)$/\1/p' "$T/big.out")
 GOT=$(sha256sum "$T/dl3/big/blob" | cut -c1-64)
 [ -n "$WANT" ] && [ "$WANT" = "$GOT" ] || fail "the resumed artifact differs: $WANT vs $GOT"
-pass "an upload cut by a killed coordinator (at $HELD bytes) resumed from what the store kept; the blob is whole"
+pass "an upload cut by a killed coordinator (at $HELD bytes) resumed from what the store kept, a kiln artifact get cut the same way (at $GOT_AT bytes) went on; the blob is whole"
 
 # 6. Retention: an artifact past its time is gone after the sweep (at the
 # coordinator's start, then each minute).
