@@ -417,6 +417,9 @@ void kiln_runs_send_cancel(kiln_server_t *self, kiln_cjob_t *job);
 /* dispatch.c */
 void kiln_dispatch(kiln_server_t *self);
 void kiln_dispatch_now(kiln_server_t *self);
+/* The job waits for no worker any more (placed, or ended while held): the
+ * worker it waited for may be awaited by another. */
+void kiln_dispatch_unhold(kiln_server_t *self, kiln_cjob_t *job);
 void kiln_dispatch_send_placed(kiln_server_t *self, kiln_cjob_t **placed, size_t n_placed);
 void kiln_dispatch_lose_undeliverable(kiln_server_t *self);
 

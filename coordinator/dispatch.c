@@ -102,6 +102,19 @@ static bool s_hold(kiln_server_t *self, kiln_cjob_t *job, const kiln_cworker_t *
     return true;
 }
 
+void kiln_dispatch_unhold(kiln_server_t *self, kiln_cjob_t *job)
+{
+    if (job->hold_for)
+        for (size_t i = 0; i < self->n_workers; i++) {
+            kiln_cworker_t *w = self->workers[i];
+            if (strcmp(w->name, job->hold_for) == 0 && w->awaited_until == job->hold_until)
+                w->awaited_until = 0;
+        }
+    job->hold_since = job->hold_until = 0;
+    free(job->hold_for);
+    job->hold_for = NULL;
+}
+
 /* The matching worker with a free slot that holds most of what the job
  * used last (affinity.c), then the fewest busy slots; with queue set, one
  * that may queue it (s_prefetchable) instead. NULL with *held set: the job
@@ -230,11 +243,7 @@ static void s_commit_placement(kiln_server_t *self, kiln_cjob_t *job)
     s_note_aliases(self, job, w);
     char why[400];
     kiln_affinity_explain(self, job, why, sizeof why);
-    if (job->hold_for && strcmp(job->hold_for, w->name) == 0)
-        w->awaited_until = 0;
-    job->hold_since = job->hold_until = 0;
-    free(job->hold_for);
-    job->hold_for = NULL;
+    kiln_dispatch_unhold(self, job);
     if (why[0]) {
         char text[sizeof why + KILN_PEER_NAME_MAX + 16];
         int n = snprintf(text, sizeof text, "placed on %s: %s\n", w->name, why);

@@ -537,6 +537,7 @@ static void s_ended(kiln_server_t *self, kiln_crun_t *run, kiln_cjob_t *job, int
         kiln_queue_drop(self->queue, job->key, job->labels, kiln_job_state_name(state));
     }
     job->queued = false;
+    kiln_dispatch_unhold(self, job);
     if (kiln_history_job_set_state(self->history, run->id, plan->id, kiln_job_state_name(state),
                                    0, NULL, 0, now) != 0)
         s_history_failed("job state");

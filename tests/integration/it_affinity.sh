@@ -6,7 +6,8 @@
 # waits), but no longer than that restore would take; it goes to w1 at
 # once when w2's work is of unknown length. The pools' counters in kiln
 # stats. Restores are taken to move at 1 MB/s (--restore-mb-s), so the
-# weighing does not depend on how fast this machine is.
+# weighing does not depend on how fast this machine is. A waiting job
+# cancelled lets the next job wait for the same worker at once.
 source "$(dirname "$0")/lib.sh"
 start_redis
 make_keys
@@ -129,6 +130,33 @@ grep -q "hit=true" "$T/l2.out" && grep -q "from the coordinator" "$T/l2.out" || 
 pass "a job waits for a busy warm worker no longer than restoring elsewhere takes, then goes cold"
 "$KILN" cancel "$((RUN - 1))" >"$T/cancel.out" 2>&1 || fail "cannot cancel quick: $(cat "$T/cancel.out")"
 w2_busy 0
+
+# A waiting job cancelled: the worker it waited for can be waited for by
+# the next job at once (one waiter per worker), not only after the
+# cancelled one's wait would have ended. w2's work takes 5 s (as last
+# time); restoring deps' 8 MB on w1 would take 8 s.
+waits_for_w2() { # RUN
+    for _ in $(seq 1 60); do
+        "$KILN" status "$1" >"$T/status.out"
+        grep -q "waiting: for w2" "$T/status.out" && return 0
+        sleep 0.05
+    done
+    fail "run $1 does not wait for w2: $(tr "\n" "|" <"$T/status.out")"
+}
+echo 5 >"$T/quick.s"
+"$KILN" submit --wait "$T/quick.yml" >"$T/q5.out" 2>&1 || fail "quick: $(tail -n 5 "$T/q5.out")"
+echo 30 >"$T/quick.s"
+QUICK=$("$KILN" submit "$T/quick.yml") || fail "cannot submit quick"
+w2_busy
+A=$("$KILN" submit "$T/deps.yml" --input on=linux) || fail "cannot submit deps"
+waits_for_w2 "$A"
+"$KILN" cancel "$A" >"$T/cancel.out" 2>&1 || fail "cannot cancel run $A: $(cat "$T/cancel.out")"
+B=$("$KILN" submit "$T/deps.yml" --input on=linux) || fail "cannot submit deps"
+waits_for_w2 "$B"
+"$KILN" cancel "$B" >"$T/cancel.out" 2>&1 || fail "cannot cancel run $B: $(cat "$T/cancel.out")"
+"$KILN" cancel "$QUICK" >"$T/cancel.out" 2>&1 || fail "cannot cancel quick: $(cat "$T/cancel.out")"
+w2_busy 0
+pass "a waiting job cancelled frees its worker to be waited for by the next job at once"
 
 # w2 busy with work of unknown length (never timed): the job goes to w1
 # at once and restores from the coordinator.
