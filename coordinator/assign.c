@@ -116,6 +116,11 @@ int kiln_assign_send(kiln_server_t *self, kiln_cjob_t *job, kiln_cworker_t *w)
             ss->composite_ends.data = (uint8_t *)t;
             ss->composite_ends.len = t ? strlen(t) : 0;
         }
+        if (st->js_action) {
+            char *t = json_dumps(st->js_action, JSON_COMPACT);
+            ss->js_action.data = (uint8_t *)t;
+            ss->js_action.len = t ? strlen(t) : 0;
+        }
         if (st->composite_begins) {
             char *t = json_dumps(st->composite_begins, JSON_COMPACT);
             ss->composite_begins.data = (uint8_t *)t;
@@ -149,6 +154,7 @@ cleanup:
         free(steps[s].action_inputs.data);
         free(steps[s].composite_ends.data);
         free(steps[s].composite_begins.data);
+        free(steps[s].js_action.data);
         free(steps[s].with.data);
     }
     free(kv);

@@ -53,6 +53,103 @@ static bool s_download_step(kiln_parse_t *ctx, const kiln_step_t *uses_step,
     return true;
 }
 
+/* A JavaScript action's runs: main names its script; pre and post, when
+ * there, too; each a path inside the action. */
+static bool s_js_phases_ok(kiln_parse_t *ctx, const knode_t *runs, knode_t *const js[5])
+{
+    static const char *const keys[3] = {"main", "pre", "post"};
+    for (size_t j = 0; j < 5; j++) {
+        const knode_t *v = js[j];
+        if (!v && j == 0) {
+            kiln_parse_error_at(ctx, runs->line, runs->col,
+                                "a JavaScript action needs runs.main: the script its step runs");
+            return false;
+        }
+        if (!v)
+            continue;
+        if (v->kind != KILN_YAML_SCALAR || !v->value[0]) {
+            kiln_parse_error_at(ctx, v->line, v->col, "runs.%s must be a non-empty string",
+                                j < 3 ? keys[j] : j == 3 ? "pre-if" : "post-if");
+            return false;
+        }
+        if (j < 3 && (v->value[0] == '/' || strstr(v->value, "..") || strchr(v->value, '\\'))) {
+            kiln_parse_error_at(ctx, v->line, v->col,
+                                "runs.%s: '%.200s' must be a path inside the action", keys[j],
+                                v->value);
+            return false;
+        }
+    }
+    return true;
+}
+
+static char *s_dup(kiln_parse_t *ctx, const char *s)
+{
+    return s ? kiln_parse_strdup(ctx, s) : NULL;
+}
+
+/* The step that runs a JavaScript action's main script: the uses: step
+ * itself (its id, if:, env:, name, timeout, continue-on-error) with the
+ * action's inputs as with: templates, evaluated where it runs; a remote
+ * action's download before it. Its pre and post phases are added at the
+ * job's start and end (parse.c). */
+static bool s_js_step(kiln_parse_t *ctx, const kiln_step_t *uses_step, json_t *inputs,
+                      const char *path, const char *using, knode_t *const js[5],
+                      const kiln_uses_ref_t *ref, const kiln_remote_t *rm, kiln_job_t *tmp)
+{
+    size_t n = ref ? 2 : 1;
+    tmp->steps = calloc(n, sizeof *tmp->steps);
+    if (!tmp->steps) {
+        ctx->oom = true;
+        return false;
+    }
+    if (ref && !s_download_step(ctx, uses_step, ref, rm, &tmp->steps[0]))
+        return false;
+    tmp->n_steps = n;
+    if (ref && uses_step->if_expr)
+        tmp->steps[0].if_expr = s_dup(ctx, uses_step->if_expr);
+    kiln_step_t *st = &tmp->steps[n - 1];
+    char repository[600] = "";
+    if (ref)
+        snprintf(repository, sizeof repository, "%s/%s", ref->owner, ref->repo);
+    st->id = s_dup(ctx, uses_step->id);
+    st->name = s_dup(ctx, uses_step->name);
+    st->name_derived = uses_step->name_derived;
+    st->if_expr = s_dup(ctx, uses_step->if_expr);
+    st->env_expr = s_dup(ctx, uses_step->env_expr);
+    st->timeout = json_incref(uses_step->timeout);
+    st->continue_on_error = json_incref(uses_step->continue_on_error);
+    st->builtin = "node";
+    st->with = json_deep_copy(inputs);
+    st->action_path = s_dup(ctx, path);
+    st->line = uses_step->line;
+    st->col = uses_step->col;
+    st->js_action = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s, s:s, s:s, s:s, s:s}",
+                              "phase", "main", "script", js[0]->value, "pre",
+                              js[1] ? js[1]->value : NULL, "post", js[2] ? js[2]->value : NULL,
+                              "pre_if", js[3] ? js[3]->value : NULL, "post_if",
+                              js[4] ? js[4]->value : NULL, "using", using, "uses",
+                              uses_step->uses, "repository", repository, "ref",
+                              ref ? ref->ref : "", "sha", ref && rm->sha ? rm->sha : "");
+    if (uses_step->env.n) {
+        st->env.items = calloc(uses_step->env.n, sizeof *st->env.items);
+        if (!st->env.items) {
+            ctx->oom = true;
+            return false;
+        }
+        for (size_t k = 0; k < uses_step->env.n; k++) {
+            st->env.items[k].key = s_dup(ctx, uses_step->env.items[k].key);
+            st->env.items[k].value = s_dup(ctx, uses_step->env.items[k].value);
+        }
+        st->env.n = uses_step->env.n;
+    }
+    if (!st->with || !st->js_action || (uses_step->id && !st->id) || (uses_step->name && !st->name) ||
+        !st->action_path) {
+        ctx->oom = true;
+        return false;
+    }
+    return true;
+}
+
 static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *uses_step,
                          kiln_step_t **out, size_t *n_out, int depth)
 {
@@ -146,20 +243,28 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
         else if (strcmp(k, "outputs") == 0)
             out_spec = kiln_yaml_res(root->items[i + 1]);
     }
-    knode_t *using = NULL, *steps = NULL;
+    knode_t *using = NULL, *steps = NULL, *js[5] = {NULL};
+    static const char *const js_keys[5] = {"main", "pre", "post", "pre-if", "post-if"};
     for (size_t i = 0; runs && runs->kind == KILN_YAML_MAP && i + 1 < runs->n; i += 2) {
         const char *k = kiln_yaml_res(runs->items[i])->value;
         if (strcmp(k, "using") == 0)
             using = kiln_yaml_res(runs->items[i + 1]);
         else if (strcmp(k, "steps") == 0)
             steps = kiln_yaml_res(runs->items[i + 1]);
+        for (size_t j = 0; j < 5; j++)
+            if (strcmp(k, js_keys[j]) == 0)
+                js[j] = kiln_yaml_res(runs->items[i + 1]);
     }
-    if (!using || using->kind != KILN_YAML_SCALAR || strcmp(using->value, "composite") != 0) {
-        const char *u = using && using->kind == KILN_YAML_SCALAR ? using->value : "";
+    const char *u = using && using->kind == KILN_YAML_SCALAR ? using->value : "";
+    bool node = strcmp(u, "node12") == 0 || strcmp(u, "node16") == 0 || strcmp(u, "node20") == 0 ||
+                strcmp(u, "node24") == 0;
+    if (node && !s_js_phases_ok(ctx, runs, js))
+        goto report;
+    if (!node && strcmp(u, "composite") != 0) {
         if (strncmp(u, "node", 4) == 0)
             kiln_parse_error_at(ctx, using->line, using->col,
-                                "a JavaScript action (runs.using: %.20s); Kiln runs composite "
-                                "actions and does not run JavaScript actions yet",
+                                "runs.using: %.20s is no Node.js version Kiln knows (node12, "
+                                "node16, node20, node24)",
                                 u);
         else if (strcmp(u, "docker") == 0)
             kiln_parse_error_at(ctx, using->line, using->col,
@@ -170,7 +275,7 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
                                 "only composite actions (runs.using: composite) can be used");
         goto report;
     }
-    if (!steps || steps->kind != KILN_YAML_SEQ || steps->n == 0) {
+    if (!node && (!steps || steps->kind != KILN_YAML_SEQ || steps->n == 0)) {
         kiln_parse_error_at(ctx, using->line, using->col, "runs.steps must be a non-empty list");
         goto report;
     }
@@ -208,6 +313,11 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
     json_t *wv;
     json_object_foreach(uses_step->with, wname, wv) if (!json_object_get(inputs, wname))
         kiln_parse_warn(ctx, root, "with: '%s' is not an input of this action", wname);
+    if (node) {
+        ok = adiags.n_errors == 0 &&
+             s_js_step(ctx, uses_step, inputs, path, u, js, remote ? &ref : NULL, &rm, &tmp);
+        goto report;
+    }
     if (out_spec && out_spec->kind == KILN_YAML_MAP) {
         outputs = json_object();
         for (size_t i = 0; i + 1 < out_spec->n; i += 2) {
@@ -307,7 +417,10 @@ report:
     }
     kiln_diags_free(&adiags);
     kiln_yaml_destroy(&tree);
-    if (ok && tmp.n_steps) {
+    if (ok && tmp.n_steps && node) {
+        *out = tmp.steps;
+        *n_out = tmp.n_steps;
+    } else if (ok && tmp.n_steps) {
         /* The action's last step ends it: there its outputs are evaluated
          * (with its own inputs) into steps.<id> of the uses: step. */
         kiln_step_t *last = &tmp.steps[tmp.n_steps - 1];

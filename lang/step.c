@@ -378,6 +378,7 @@ void kiln_step_clear(kiln_step_t *step)
     json_decref(step->action_inputs);
     json_decref(step->composite_ends);
     free(step->action_path);
+    json_decref(step->js_action);
     json_decref(step->composite_begins);
     memset(step, 0, sizeof *step);
 }

@@ -86,6 +86,11 @@ typedef struct {
      * success()). */
     json_t *composite_begins;
     char *action_path;       /* a composite action's step: its action's directory, or NULL */
+    /* A JavaScript action's step (builtin "node"): {phase: pre|main|post,
+     * script, using, state, uses, repository, ref, sha}; state names the
+     * action's instance (its main step's index), shared by its three
+     * phases. with: holds its inputs (given or defaults, as templates). */
+    json_t *js_action;
     int line, col;           /* where the step starts */
 } kiln_step_t;
 

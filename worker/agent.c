@@ -1007,6 +1007,14 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
      * (GitHub's _actions): kiln-checkout makes them. */
     snprintf(self->actions_dir, sizeof self->actions_dir, "%s/actions", cfg->work_dir);
     s_find_checkout(self);
+    if (kiln_node_probe(&self->node, cfg->node) == 0)
+        kiln_log_info("JavaScript actions run with %s (%s)", self->node.path, self->node.version);
+    else if (cfg->node && cfg->node[0]) {
+        kiln_error_set("worker: %s", self->node.why);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    } else
+        kiln_log_info("no Node.js: JavaScript actions' steps fail here (%s)", self->node.why);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);

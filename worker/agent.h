@@ -71,6 +71,7 @@ typedef struct {
     const char *git_credentials;
     int git_timeout_s;        /* a silent git server fails a checkout after this (120) */
     int cache_max_mb;         /* actions/cache's entries on this worker, LRU beyond (10240) */
+    const char *node;         /* Node.js for JavaScript actions (NULL: `node` on PATH) */
 } kiln_agent_config_t;
 
 /* A step's PATH when the worker has none. */

@@ -22,6 +22,7 @@
 #include "worker/cgroup.h"
 #include "worker/executor.h"
 #include "worker/jobctx.h"
+#include "worker/node.h"
 #include "worker/notice.h"
 #include "worker/workspace.h"
 
@@ -154,6 +155,7 @@ struct kiln_agent {
     char cache_max_mb[24];        /* their bound, KILN_CACHE_MAX_MB */
     char actions_dir[PATH_MAX];   /* remote actions' files by commit: work_dir/actions */
     char checkout_program[PATH_MAX]; /* kiln-checkout, beside this program */
+    kiln_node_t node;             /* runs JavaScript actions (node.h) */
     /* The store relay: its ipc socket (work_dir/.store.sock), the requests
      * in flight. */
     char store_socket[PATH_MAX];

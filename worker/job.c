@@ -330,10 +330,10 @@ static int s_build_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
 
 /* ---------------------------------------------------------------- steps */
 
-/* A built-in action's inputs, evaluated now with the step's contexts, as
- * INPUT_<NAME> (GitHub's convention: upper case, spaces as '_'), and what
- * kiln-checkout needs of the worker and the run. */
-static int s_builtin_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
+/* An action's inputs (its step's with:), evaluated now with the step's
+ * contexts, as INPUT_<NAME> (GitHub's convention: upper case, spaces as
+ * '_'). */
+static int s_inputs_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
 {
     int rc = -1;
     json_t *with = NULL;
@@ -371,6 +371,18 @@ static int s_builtin_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *
             goto cleanup;
         }
     }
+    rc = 0;
+cleanup:
+    json_decref(with);
+    return rc;
+}
+
+/* A built-in action's inputs and what kiln-checkout needs of the worker
+ * and the run. */
+static int s_builtin_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *e)
+{
+    if (s_inputs_env(job, st, e) != 0)
+        return -1;
     char index[24];
     snprintf(index, sizeof index, "%zu", job->step);
     if (kiln_kv_set(e, "KILN_BUILTIN", st->builtin) || kiln_kv_set(e, "KILN_STEP_INDEX", index) ||
@@ -384,12 +396,71 @@ static int s_builtin_env(kiln_wjob_t *job, const Kiln__StepSpec *st, kiln_kv_t *
         kiln_kv_set(e, "KILN_GIT_CACHE", job->agent->git_cache) ||
         kiln_kv_set(e, "KILN_SOURCE_URL", job->a->source_url ? job->a->source_url : "")) {
         kiln_job_log(job, "cannot build the step environment: out of memory");
-        goto cleanup;
+        return -1;
     }
-    rc = 0;
-cleanup:
-    json_decref(with);
-    return rc;
+    return 0;
+}
+
+/* A JavaScript action's phase: its inputs, which action it is, and the
+ * state its earlier phases saved. No store token: the action is the
+ * user's code, like a run: step. */
+static int s_node_env(kiln_wjob_t *job, const Kiln__StepSpec *st, const json_t *js,
+                      kiln_kv_t *e)
+{
+    const char *instance = json_string_value(json_object_get(js, "state"));
+    const char *repo = json_string_value(json_object_get(js, "repository"));
+    const char *ref = json_string_value(json_object_get(js, "ref"));
+    if (s_inputs_env(job, st, e) != 0)
+        return -1;
+    if ((repo && repo[0] && kiln_kv_set(e, "GITHUB_ACTION_REPOSITORY", repo)) ||
+        (ref && ref[0] && kiln_kv_set(e, "GITHUB_ACTION_REF", ref)) ||
+        (instance && kiln_jobctx_action_state(job->jx, instance, e) != 0)) {
+        kiln_job_log(job, "cannot build the step environment: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The command of a JavaScript action's phase: this worker's Node.js and
+ * the phase's script, both checked so that a step that cannot run says
+ * why, naming the action. */
+static int s_node_argv(kiln_wjob_t *job, const json_t *js, const char *apath, char *script,
+                       size_t cap, const char **argv)
+{
+    const kiln_node_t *node = &job->agent->node;
+    const char *uses = json_string_value(json_object_get(js, "uses"));
+    const char *using = json_string_value(json_object_get(js, "using"));
+    const char *phase = json_string_value(json_object_get(js, "phase"));
+    const char *file = json_string_value(json_object_get(js, "script"));
+    int need = kiln_node_using_major(using);
+    uses = uses ? uses : "?";
+    if (!node->major) {
+        kiln_job_log(job, "the JavaScript action '%s' (runs.using: %s) cannot run on this worker: %s",
+                     uses, using ? using : "?", node->why);
+        return -1;
+    }
+    if (!need || !file || !phase) {
+        kiln_job_log(job, "the JavaScript action '%s': this worker does not know runs.using %s; "
+                     "it is older than its coordinator", uses, using ? using : "?");
+        return -1;
+    }
+    if (node->major < need) {
+        kiln_job_log(job, "the JavaScript action '%s' (runs.using: %s) needs Node.js %d or newer; "
+                     "this worker's %s is %s (start kiln-worker with --node for a newer one)",
+                     uses, using, need, node->path, node->version);
+        return -1;
+    }
+    struct stat sb;
+    if ((size_t)snprintf(script, cap, "%s/%s", apath, file) >= cap || stat(script, &sb) != 0 ||
+        !S_ISREG(sb.st_mode)) {
+        kiln_job_log(job, "the JavaScript action '%s' has no file %s (its runs.%s)", uses, file,
+                     phase);
+        return -1;
+    }
+    argv[0] = node->path;
+    argv[1] = script;
+    argv[2] = NULL;
+    return 0;
 }
 
 void kiln_job_finish(kiln_wjob_t *job);
@@ -552,6 +623,7 @@ static int s_step_start(kiln_wjob_t *job)
     kiln_agent_t *self = job->agent;
     const Kiln__StepSpec *st = job->a->steps[job->step];
     char script[KILN_WORKSPACE_PATH_MAX + 64], cwd[PATH_MAX * 2], err[512];
+    char jsfile[KILN_WORKSPACE_PATH_MAX + 1100 + PATH_MAX];
     char shellbuf[KILN_SHELL_MAX + KILN_WORKSPACE_PATH_MAX * 4];
     const char *argv[KILN_SHELL_MAX_ARGS + 1];
     kiln_kv_t env = {0};
@@ -568,12 +640,21 @@ static int s_step_start(kiln_wjob_t *job)
     if (st->action_path && st->action_path[0])
         s_action_dir(job, st->action_path, apath, sizeof apath);
     kiln_jobctx_set_action(job->jx, st->id[0] ? st->id : action, apath);
-    int crc = kiln_jobctx_step_condition(job->jx, st, &runs, err, sizeof err);
-    if (crc == 0 && !runs) {
+    /* A JavaScript action's post runs only when its main step ran. */
+    json_t *js = st->js_action.len
+                     ? json_loadb((const char *)st->js_action.data, st->js_action.len, 0, NULL)
+                     : NULL;
+    const char *js_phase = json_string_value(json_object_get(js, "phase"));
+    const char *instance = json_string_value(json_object_get(js, "state"));
+    bool unrun = js_phase && strcmp(js_phase, "post") == 0 &&
+                 (!instance || !kiln_jobctx_action_has_run(job->jx, instance));
+    int crc = unrun ? 0 : kiln_jobctx_step_condition(job->jx, st, &runs, err, sizeof err);
+    if (crc == 0 && (unrun || !runs)) {
         s_name_step(job, st);
         kiln_job_step_result(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED, -1, 0,
                            job->step_started_ms, job->step_started_ms);
         s_step_record(job, job->step, KILN__OUTCOME__OUTCOME_SKIPPED);
+        json_decref(js);
         return 1;
     }
     /* Its env first: the step's other expressions see it in env. */
@@ -604,6 +685,18 @@ static int s_step_start(kiln_wjob_t *job)
         goto cleanup;
     }
     bool builtin = st->builtin && st->builtin[0];
+    bool node = builtin && strcmp(st->builtin, "node") == 0;
+    if (node) {
+        if (!js || s_node_argv(job, js, apath, jsfile, sizeof jsfile, argv) != 0) {
+            if (!js)
+                kiln_job_log(job, "the JavaScript action's step does not decode");
+            goto cleanup;
+        }
+        if (instance && strcmp(js_phase, "main") == 0)
+            kiln_jobctx_action_ran(job->jx, instance);
+        snprintf(cwd, sizeof cwd, "%s", job->ws.ws);
+        goto environment;
+    }
     if (builtin) {
         if (strcmp(st->builtin, "checkout") != 0 && strcmp(st->builtin, "action") != 0 &&
             strncmp(st->builtin, "cache", 5) != 0 && strcmp(st->builtin, "upload-artifact") != 0 &&
@@ -673,7 +766,7 @@ environment:
         s_disk_trouble(job, e, "cannot build the step environment");
         goto cleanup;
     }
-    if (builtin && s_builtin_env(job, st, &env) != 0)
+    if (node ? s_node_env(job, st, js, &env) != 0 : builtin && s_builtin_env(job, st, &env) != 0)
         goto cleanup;
     int64_t timeout = step_timeout;
     if (job->deadline) {
@@ -702,6 +795,7 @@ environment:
     rc = 0;
 cleanup:
     kiln_kv_free(&env);
+    json_decref(js);
     free(run_text);
     free(wd);
     free(shell);

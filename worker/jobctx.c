@@ -32,7 +32,10 @@ struct kiln_jobctx {
     kiln_commands_t *commands;
     char *summary;
     size_t summary_len;
-    char files[4][KILN_WORKSPACE_PATH_MAX + 64]; /* this step's command files */
+    char files[5][KILN_WORKSPACE_PATH_MAX + 64]; /* this step's command files */
+    /* JavaScript actions' instances (by their main step's index): whether
+     * the main step ran, and the state their phases saved ({ran, state}). */
+    json_t *actions;
     json_t *saved_inputs;      /* the job's inputs while a composite step runs */
     json_t *job_env;           /* the job's env as the coordinator evaluated it */
     /* The steps context of each level: [0] the job's, [k] that of the
@@ -115,7 +118,8 @@ int kiln_jobctx_new(kiln_jobctx_t **out, const Kiln__JobAssign *a, const kiln_wo
         json_decref(self->contexts);
         self->contexts = json_object();
     }
-    if (!(self->commands = kiln_commands_new()) || !(self->summary = strdup("")))
+    if (!(self->commands = kiln_commands_new()) || !(self->summary = strdup("")) ||
+        !(self->actions = json_object()))
         goto oom;
     /* Secrets are masked in everything the job shows, from its first line. */
     const char *sname;
@@ -211,6 +215,7 @@ void kiln_jobctx_destroy(kiln_jobctx_t **self_p)
         return;
     kiln_jobctx_t *self = *self_p;
     json_decref(self->contexts);
+    json_decref(self->actions);
     json_decref(self->saved_inputs);
     json_decref(self->job_env);
     for (size_t i = 0; i < S_SCOPES; i++)
@@ -565,9 +570,11 @@ cleanup:
 int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
                          kiln_kv_t *out, char *err, size_t errlen)
 {
-    const char *names[4] = {"GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STEP_SUMMARY"};
-    const kiln_workspace_file_t kinds[4] = {KILN_WORKSPACE_OUTPUT, KILN_WORKSPACE_ENV,
-                                            KILN_WORKSPACE_PATH, KILN_WORKSPACE_SUMMARY};
+    const char *names[5] = {"GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STEP_SUMMARY",
+                            "GITHUB_STATE"};
+    const kiln_workspace_file_t kinds[5] = {KILN_WORKSPACE_OUTPUT, KILN_WORKSPACE_ENV,
+                                            KILN_WORKSPACE_PATH, KILN_WORKSPACE_SUMMARY,
+                                            KILN_WORKSPACE_STATE};
     const char *key;
     json_t *v;
     (void)st;
@@ -598,7 +605,7 @@ int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec
             free(path);
         }
     }
-    for (int f = 0; f < 4; f++) {
+    for (int f = 0; f < 5; f++) {
         if (kiln_workspace_step_file(&self->ws, kinds[f], index, self->files[f],
                                      sizeof self->files[f]) != 0) {
             snprintf(err, errlen, "%s", kiln_error_last());
@@ -661,6 +668,54 @@ static int s_read_file(kiln_jobctx_t *self, const Kiln__StepSpec *st, const char
     return rc;
 }
 
+/* The instance a JavaScript action's step belongs to (malloc'd), or NULL. */
+static const char *s_js_instance(const Kiln__StepSpec *st)
+{
+    if (!st->js_action.len)
+        return NULL;
+    json_t *js = json_loadb((const char *)st->js_action.data, st->js_action.len, 0, NULL);
+    const char *v = json_string_value(json_object_get(js, "state"));
+    char *out = v ? strdup(v) : NULL;
+    json_decref(js);
+    return out;
+}
+
+/* The record of a JavaScript action's instance, made when first asked. */
+static json_t *s_action_rec(kiln_jobctx_t *self, const char *instance)
+{
+    json_t *rec = json_object_get(self->actions, instance);
+    if (!rec && (rec = json_pack("{s:b, s:{}}", "ran", 0, "state")) &&
+        json_object_set_new(self->actions, instance, rec) != 0)
+        rec = NULL;
+    return rec;
+}
+
+void kiln_jobctx_action_ran(kiln_jobctx_t *self, const char *instance)
+{
+    json_t *rec = s_action_rec(self, instance);
+    if (rec)
+        json_object_set_new(rec, "ran", json_true());
+}
+
+bool kiln_jobctx_action_has_run(kiln_jobctx_t *self, const char *instance)
+{
+    return json_is_true(json_object_get(json_object_get(self->actions, instance), "ran"));
+}
+
+int kiln_jobctx_action_state(kiln_jobctx_t *self, const char *instance, kiln_kv_t *out)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach(json_object_get(json_object_get(self->actions, instance), "state"), name,
+                        v) {
+        char key[KILN_JOBCTX_NAME_MAX + 8];
+        snprintf(key, sizeof key, "STATE_%s", name);
+        if (kiln_kv_set(out, key, json_string_value(v)) == -1)
+            return -1;
+    }
+    return 0;
+}
+
 int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
                           const char *outcome, const char *conclusion, char *err, size_t errlen)
 {
@@ -683,6 +738,21 @@ int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpe
     if (rc == 0 && !s_empty(self->files[3]) &&
         kiln_fs_read_regular(self->files[3], KILN_CMD_MAX_FILE, &summary, &len, err, errlen) != 0)
         rc = KILN_EINVAL;
+    /* A JavaScript action's $GITHUB_STATE: its later phases' STATE_*. */
+    const char *instance = s_js_instance(st);
+    if (rc == 0 && instance && !s_empty(self->files[4])) {
+        kiln_kv_t state = {0};
+        if (s_read_file(self, st, self->files[4], "GITHUB_STATE", &state, NULL, err, errlen) != 0)
+            rc = KILN_EINVAL;
+        json_t *rec = s_action_rec(self, instance), *vars = json_object_get(rec, "state");
+        for (size_t i = 0; rec && i < state.n; i++) {
+            char key[KILN_JOBCTX_NAME_MAX];
+            kiln_kv_key_copy(&state, i, key, sizeof key);
+            json_object_set_new(vars, key, json_string(kiln_kv_value(&state, i)));
+        }
+        kiln_kv_free(&state);
+    }
+    free((char *)instance);
     if (summary && len && self->summary_len + len + 1 <= KILN_JOBCTX_MAX_SUMMARY) {
         char *masked = kiln_commands_mask(self->commands, summary);
         const char *text = masked ? masked : summary;

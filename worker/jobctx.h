@@ -68,7 +68,7 @@ int kiln_jobctx_interpolate(kiln_jobctx_t *self, const char *text, char **out, c
  * wins): standard variables are the caller's; this gives the job env,
  * $GITHUB_ENV additions so far, the step env (all evaluated), PATH with
  * $GITHUB_PATH additions first, and GITHUB_OUTPUT, GITHUB_ENV, GITHUB_PATH,
- * GITHUB_STEP_SUMMARY pointing at this step's files in the workspace's cmd/,
+ * GITHUB_STEP_SUMMARY, GITHUB_STATE pointing at this step's files in the workspace's cmd/,
  * made empty here. */
 int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
                          kiln_kv_t *out, char *err, size_t errlen);
@@ -78,6 +78,12 @@ int kiln_jobctx_step_env(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec
  * record is kept regardless. */
 int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpec *st,
                           const char *outcome, const char *conclusion, char *err, size_t errlen);
+/* JavaScript actions' instances (a main step's index, as its phases name
+ * it): that the main step ran (its post runs only then), whether it did,
+ * and what the phases saved to $GITHUB_STATE so far, as STATE_<name>. */
+void kiln_jobctx_action_ran(kiln_jobctx_t *self, const char *instance);
+bool kiln_jobctx_action_has_run(kiln_jobctx_t *self, const char *instance);
+int kiln_jobctx_action_state(kiln_jobctx_t *self, const char *instance, kiln_kv_t *out);
 /* The job's outputs, evaluated. */
 int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kv_t *out, char *err, size_t errlen);
 /* The output filter (masks, annotations) of this job. Borrowed. */

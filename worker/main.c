@@ -59,6 +59,8 @@ int main(int argc, char **argv)
          "a git server silent this long fails the checkout (120)"},
         {"cache-max-mb", KILN_OPT_INT, &cfg.cache_max_mb,
          "actions/cache entries this worker keeps, least recently used evicted beyond (10240)"},
+        {"node", KILN_OPT_STRING, &cfg.node,
+         "the Node.js that runs JavaScript actions (default: node on PATH)"},
         {"executor", KILN_OPT_STRING, &cfg.executor,
          "shell (default), or null: jobs succeed at once without running anything "
          "(for benchmarks only)"},

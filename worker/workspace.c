@@ -32,6 +32,7 @@ static const struct {
     [KILN_WORKSPACE_ENV] = {"set_env_", "", 0600},
     [KILN_WORKSPACE_PATH] = {"add_path_", "", 0600},
     [KILN_WORKSPACE_SUMMARY] = {"step_summary_", "", 0600},
+    [KILN_WORKSPACE_STATE] = {"save_state_", "", 0600},
 };
 
 static const char *const s_dirs[] = {"ws", "tmp", "cmd"};
@@ -326,7 +327,8 @@ static int s_clean(const kiln_workspace_t *self)
     if (fd == -1 || s_each_entry(fd, s_clean_cmd_entry, &w) != 0)
         goto cleanup;
     const unsigned all = (1u << KILN_WORKSPACE_OUTPUT) | (1u << KILN_WORKSPACE_ENV) |
-                         (1u << KILN_WORKSPACE_PATH) | (1u << KILN_WORKSPACE_SUMMARY);
+                         (1u << KILN_WORKSPACE_PATH) | (1u << KILN_WORKSPACE_SUMMARY) |
+                         (1u << KILN_WORKSPACE_STATE);
     rc = 0;
     while (rc < KILN_WORKSPACE_KEEP_STEPS && (w.kept[rc] & all) == all)
         rc++;

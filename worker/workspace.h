@@ -50,6 +50,7 @@ typedef enum {
     KILN_WORKSPACE_ENV,         /* set_env_<i> */
     KILN_WORKSPACE_PATH,        /* add_path_<i> */
     KILN_WORKSPACE_SUMMARY,     /* step_summary_<i> */
+    KILN_WORKSPACE_STATE,       /* save_state_<i> */
     KILN_WORKSPACE_N_FILES
 } kiln_workspace_file_t;
 

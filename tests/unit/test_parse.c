@@ -645,12 +645,12 @@ static void test_remote_composite(void **state)
         "inputs: {who: {default: w}}\nruns:\n  using: composite\n  steps:\n"
         "    - run: echo ${{ inputs.who }}\n      shell: bash\n    - uses: acme/js@v2\n",
         "url", "git://h/acme/greet", "sha", sha, "file", "sub/action.yml", "uses:acme/js@v2",
-        "text", "runs: {using: node20, main: x.js}\n", "url", "git://h/acme/js", "sha", sha,
+        "text", "runs: {using: node10, main: x.js}\n", "url", "git://h/acme/js", "sha", sha,
         "file", "action.yml");
     s_parse_files(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - uses: acme/greet/sub@v1\n",
                   files);
-    s_expect_error_like(&r, 5, "uses 'acme/js@v2': acme/js@0123456789ab:action.yml:1:15: a "
-                               "JavaScript action (runs.using: node20)");
+    s_expect_error_like(&r, 5, "uses 'acme/js@v2': acme/js@0123456789ab:action.yml:1:15: "
+                               "runs.using: node10 is no Node.js version Kiln knows");
     s_done(&r);
     json_object_set_new(json_object_get(files, "uses:acme/js@v2"), "text",
                         json_string("runs:\n  using: composite\n  steps: [{run: js, shell: sh}]\n"));
@@ -688,6 +688,74 @@ static void test_remote_composite(void **state)
                         "failure()");
     assert_int_equal(job->steps[3].env.n, 1);
     assert_string_equal(job->steps[3].env.items[0].key, "A");
+    s_done(&r);
+    json_decref(files);
+}
+
+/* A JavaScript action is one step that runs its main script with its
+ * inputs (given, else defaults); its pre runs before the job's first
+ * step, its post after the last, in reverse order with actions/cache's
+ * saves, all three naming the main step's index as their instance. */
+static void test_js_action(void **state)
+{
+    (void)state;
+    result_t r;
+    json_t *files = json_pack(
+        "{s:s, s:s}", "ci/js",
+        "inputs:\n  who: {default: world}\n  need: {required: true}\n"
+        "runs:\n  using: node20\n  main: dist/main.js\n  pre: dist/pre.js\n"
+        "  post: dist/post.js\n  post-if: success()\n",
+        "ci/plain", "runs: {using: node16, main: index.js}\n");
+    s_parse_files(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - run: echo one\n"
+                      "      - id: j\n        uses: ./ci/js\n        with: {need: yes}\n"
+                      "        env: {E: f}\n"
+                      "      - uses: actions/cache@v4\n        with: {path: p, key: k}\n"
+                      "      - uses: ./ci/plain\n",
+                  files);
+    if (r.rc != 0)
+        s_dump(&r.diags);
+    assert_int_equal(r.rc, 0);
+    const kiln_job_t *job = &r.wf->jobs[0];
+    assert_int_equal(job->n_steps, 7);
+    const kiln_step_t *pre = &job->steps[0], *main = &job->steps[2], *post = &job->steps[6];
+    assert_string_equal(pre->builtin, "node");
+    assert_string_equal(json_string_value(json_object_get(pre->js_action, "phase")), "pre");
+    assert_string_equal(json_string_value(json_object_get(pre->js_action, "script")), "dist/pre.js");
+    assert_string_equal(pre->if_expr, "always()");
+    assert_string_equal(job->steps[1].run, "echo one");
+    assert_string_equal(main->id, "j");
+    assert_string_equal(main->builtin, "node");
+    assert_string_equal(main->action_path, "ci/js");
+    assert_string_equal(json_string_value(json_object_get(main->js_action, "script")), "dist/main.js");
+    assert_string_equal(json_string_value(json_object_get(main->js_action, "using")), "node20");
+    assert_string_equal(json_string_value(json_object_get(main->with, "who")), "world");
+    assert_string_equal(json_string_value(json_object_get(main->with, "need")), "yes");
+    assert_int_equal(main->env.n, 1);
+    assert_string_equal(job->steps[3].builtin, "cache");
+    assert_string_equal(job->steps[4].builtin, "node");
+    assert_string_equal(json_string_value(json_object_get(job->steps[4].js_action, "state")), "4");
+    /* Posts: the last step's first (the cache's), then the action's. */
+    assert_string_equal(job->steps[5].builtin, "cache-post");
+    assert_string_equal(json_string_value(json_object_get(job->steps[5].with, "state")), "3");
+    assert_string_equal(post->builtin, "node");
+    assert_string_equal(json_string_value(json_object_get(post->js_action, "phase")), "post");
+    assert_string_equal(json_string_value(json_object_get(post->js_action, "script")), "dist/post.js");
+    assert_string_equal(post->if_expr, "success()");
+    assert_null(post->id);
+    for (size_t i = 0; i < 7; i += 2)
+        if (i != 4)
+            assert_string_equal(
+                json_string_value(json_object_get(job->steps[i].js_action, "state")), "2");
+    assert_string_equal(json_string_value(json_object_get(post->with, "need")), "yes");
+    s_done(&r);
+    /* A required input not given; runs.main missing; a script outside. */
+    json_object_set_new(files, "ci/nomain", json_string("runs:\n  using: node20\n  post: p.js\n"));
+    s_parse_files(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - uses: ./ci/js\n", files);
+    s_expect_error_like(&r, 5, "input 'need' is required");
+    s_done(&r);
+    s_parse_files(&r, "jobs:\n  a:\n    runs-on: l\n    steps:\n      - uses: ./ci/nomain\n",
+                  files);
+    s_expect_error_like(&r, 5, "ci/nomain/action.yml:2:3: a JavaScript action needs runs.main");
     s_done(&r);
     json_decref(files);
 }
@@ -1923,7 +1991,7 @@ static void test_composite_problems(void **state)
     (void)state;
     result_t r;
     json_t *files = json_pack("{s:s, s:s, s:s}", "ci/setup", s_setup_action, "ci/node",
-                              "runs:\n  using: node20\n  main: x.js\n", "ci/loop",
+                              "runs:\n  using: node20\n  main: ../x.js\n", "ci/loop",
                               "runs:\n  using: composite\n  steps:\n    - uses: ./ci/loop\n");
     const char *bad = "on: push\n"
                       "jobs:\n"
@@ -1946,8 +2014,8 @@ static void test_composite_problems(void **state)
     assert_non_null(strstr(r.diags.items[0].message, "no action.yml"));
     assert_non_null(strstr(r.diags.items[0].message, "the step fails if it runs"));
     assert_int_equal(r.diags.items[1].line, 7);
-    assert_non_null(strstr(r.diags.items[1].message, "ci/node/action.yml:2:"));
-    assert_non_null(strstr(r.diags.items[1].message, "a JavaScript action (runs.using: node20)"));
+    assert_non_null(strstr(r.diags.items[1].message, "ci/node/action.yml:3:"));
+    assert_non_null(strstr(r.diags.items[1].message, "runs.main: '../x.js' must be a path inside"));
     assert_int_equal(r.diags.items[2].line, 8);
     assert_non_null(strstr(r.diags.items[2].message, "ci/setup/action.yml:3:"));
     assert_non_null(strstr(r.diags.items[2].message, "input 'version' is required"));
@@ -2357,6 +2425,7 @@ int main(void)
         cmocka_unit_test(test_step_without_run),
         cmocka_unit_test(test_remote_action_not_supported),
         cmocka_unit_test(test_remote_composite),
+        cmocka_unit_test(test_js_action),
         cmocka_unit_test(test_builtin_checkout),
         cmocka_unit_test(test_builtin_cache),
         cmocka_unit_test(test_builtin_artifacts),

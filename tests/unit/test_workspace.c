@@ -162,6 +162,7 @@ static void s_litter(const kiln_workspace_t *ws, const char *outside)
     s_write(s_step_file(ws, KILN_WORKSPACE_ENV, 0), "", 0600);
     s_write(s_step_file(ws, KILN_WORKSPACE_PATH, 0), "/opt/bin\n", 0600);
     s_write(s_step_file(ws, KILN_WORKSPACE_SUMMARY, 0), "# summary\n", 0600);
+    s_write(s_step_file(ws, KILN_WORKSPACE_STATE, 0), "saved=secret\n", 0600);
     /* Beyond the kept steps, an unknown name, another mode, a look-alike. */
     s_write(s_step_file(ws, KILN_WORKSPACE_SCRIPT, KILN_WORKSPACE_KEEP_STEPS), "late", 0700);
     s_write(s_path(ws->cmd, "notes"), "n", 0600);
@@ -196,7 +197,7 @@ static void test_recycled_tree_is_as_new(void **state)
     kiln_workspace_t a;
     assert_int_equal(kiln_workspace_create(&a, s_dir, NULL, 0, 1, "a", 1), 0);
     s_litter(&a, outside);
-    /* Step 0 keeps all four command files, step 1 not (see s_litter). */
+    /* Step 0 keeps all five command files, step 1 not (see s_litter). */
     assert_int_equal(kiln_workspace_recycle(&a, s_spare), 1);
     assert_false(s_exists(a.root));
     assert_true(s_exists(s_spare));
@@ -214,8 +215,9 @@ static void test_recycled_tree_is_as_new(void **state)
     assert_string_equal(s_read(s_step_file(&b, KILN_WORKSPACE_ENV, 0)), "");
     assert_string_equal(s_read(s_step_file(&b, KILN_WORKSPACE_PATH, 0)), "");
     assert_string_equal(s_read(s_step_file(&b, KILN_WORKSPACE_SUMMARY, 0)), "");
+    assert_string_equal(s_read(s_step_file(&b, KILN_WORKSPACE_STATE, 0)), "");
     /* Gone: everything else. */
-    assert_int_equal(s_count(b.cmd), 6);
+    assert_int_equal(s_count(b.cmd), 7);
     assert_false(s_exists(s_step_file(&b, KILN_WORKSPACE_SCRIPT, KILN_WORKSPACE_KEEP_STEPS)));
     assert_false(s_exists(s_step_file(&b, KILN_WORKSPACE_ENV, 1)));
     assert_false(s_exists(s_step_file(&b, KILN_WORKSPACE_PATH, 1)));

@@ -1,0 +1,209 @@
+# JavaScript actions (runs.using: node20) from the farm's action sources,
+# written with plain Node (no dependencies): inputs as INPUT_* (given and
+# defaults), outputs through GITHUB_OUTPUT (the heredoc form @actions/core
+# writes), state between pre, main and post through GITHUB_STATE and
+# STATE_*, GITHUB_ACTION_PATH/REPOSITORY/REF; pre before the job's first
+# step, post after its last, in reverse order; a post after a failed main
+# step, a post-if: success() skipped then; one used inside a remote
+# composite action (main only); a local one found in the workspace when
+# its step runs; failures a user can act on: the action's process failing
+# or hanging past timeout-minutes, a script missing, a Node.js too old, a
+# --node that is none.
+source "$(dirname "$0")/lib.sh"
+export COORD_LOG_LEVEL=info
+DIR=$T/actions
+mkdir -p "$DIR/acme"
+# The actions ask for the newest Node.js the machine's satisfies (Debian
+# 12's own nodejs is 18), and one newer than it for the refusal.
+NODE_MAJOR=$(node --version | sed 's/^v\([0-9]*\).*/\1/')
+[ -n "$NODE_MAJOR" ] || fail "no node on this machine: make deps installs Debian's nodejs"
+USING=node16
+[ "$NODE_MAJOR" -ge 20 ] && USING=node20
+NEWER=node24
+[ "$NODE_MAJOR" -lt 20 ] && NEWER=node20
+
+# action NAME ACTION_YML [FILE TEXT]...: a repository in the directory
+# source, tagged v1.
+action() {
+    local r=$DIR/acme/$1
+    tgit init -q "$r"
+    printf '%s\n' "$2" >"$r/action.yml"
+    shift 2
+    while [ $# -ge 2 ]; do
+        printf '%s\n' "$2" >"$r/$1"
+        shift 2
+    done
+    tgit -C "$r" add -A && tgit -C "$r" commit -qm first && tgit -C "$r" tag v1
+}
+action hello "name: hello
+inputs:
+  who: {default: world}
+  count: {required: true}
+outputs:
+  greeting: {description: the greeting}
+runs:
+  using: $USING
+  pre: pre.js
+  main: main.js
+  post: post.js" \
+    pre.js 'const fs = require("fs");
+fs.appendFileSync(process.env.GITHUB_STATE, "from_pre=pre saw " + process.env.INPUT_WHO + "\n");
+console.log("pre: who=" + process.env.INPUT_WHO);' \
+    main.js 'const fs = require("fs"), path = require("path");
+const e = process.env;
+console.log(`main: who=${e.INPUT_WHO} count=${e.INPUT_COUNT} state=${e.STATE_from_pre} ` +
+    `repo=${e.GITHUB_ACTION_REPOSITORY} ref=${e.GITHUB_ACTION_REF} ` +
+    `here=${fs.existsSync(path.join(e.GITHUB_ACTION_PATH, "main.js"))} ` +
+    `cwd=${process.cwd() === e.GITHUB_WORKSPACE} token=${e.KILN_STORE_TOKEN === undefined ? "none" : "LEAKED"}`);
+fs.appendFileSync(e.GITHUB_OUTPUT, `greeting<<ghadelimiter_1\nhello ${e.INPUT_WHO}\nghadelimiter_1\n`);
+fs.appendFileSync(e.GITHUB_STATE, "from_main=main ran\n");
+if (e.INPUT_COUNT === "fail") {
+    console.log("::error::main failed as asked");
+    process.exitCode = 1;
+}' \
+    post.js 'console.log(`post: ${process.env.STATE_from_pre} / ${process.env.STATE_from_main}`);'
+action strict 'name: strict
+runs:
+  using: node16
+  main: main.js
+  post: post.js
+  post-if: success()' \
+    main.js 'console.log("strict main");' \
+    post.js 'console.log("strict post");'
+action wrap 'name: wrap
+runs:
+  using: composite
+  steps:
+    - run: echo "wrap begins"
+      shell: bash
+    - id: inner
+      uses: acme/hello@v1
+      with:
+        count: "7"
+    - run: echo "wrap got ${{ steps.inner.outputs.greeting }}"
+      shell: bash'
+action future "name: future
+runs:
+  using: $NEWER
+  main: main.js" main.js 'console.log("from the future");'
+action hang "name: hang
+runs:
+  using: $USING
+  main: main.js" main.js 'console.log("hanging"); setInterval(() => {}, 1000);'
+action nofile "name: nofile
+runs:
+  using: $USING
+  main: dist/missing.js"
+
+start_redis
+make_keys
+admit_worker w1
+start_coordinator --actions-source "$DIR"
+start_worker w1
+wait_workers 1
+
+cat >"$T/ok.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - run: echo first
+      - id: h
+        uses: acme/hello@v1
+        with:
+          who: kiln
+          count: 3
+      - run: echo "got ${{ steps.h.outputs.greeting }}"
+      - uses: acme/wrap@v1
+      - run: echo last
+YML
+RC=0
+"$KILN" submit --wait "$T/ok.yml" >"$T/ok.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the JavaScript action run exited $RC: $(tail -n 15 "$T/ok.out")"
+lines() { grep -E "^a \| (pre|main|post|first|got|last|wrap)" "$1" | sed 's/^a | //'; }
+lines "$T/ok.out" >"$T/ok.lines"
+cat >"$T/ok.want" <<'TXT'
+pre: who=kiln
+first
+main: who=kiln count=3 state=pre saw kiln repo=acme/hello ref=v1 here=true cwd=true token=none
+got hello kiln
+wrap begins
+main: who=world count=7 state=undefined repo=acme/hello ref=v1 here=true cwd=true token=none
+wrap got hello world
+last
+post: pre saw kiln / main ran
+TXT
+diff "$T/ok.want" "$T/ok.lines" >"$T/ok.diff" || fail "the phases ran otherwise: $(cat "$T/ok.diff")"
+"$KILN" status "$("$KILN" history --limit 1 --json | sed -n 's/.*"id": \([0-9]*\).*/\1/p' | head -n 1)" >"$T/ok.status"
+HELLO=$(tgit -C "$DIR/acme/hello" rev-parse HEAD)
+grep -q "action: acme/hello@v1 -> ${HELLO:0:12}" "$T/ok.status" || fail "kiln status does not show the commit acme/hello@v1 resolved to: $(cat "$T/ok.status")"
+pass "a JavaScript action's pre, main and post run in GitHub's order with its inputs, outputs and state; nested in a composite action its main runs; no store token reaches it"
+
+cat >"$T/fail.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - uses: acme/strict@v1
+      - uses: acme/hello@v1
+        with: {count: fail}
+      - run: echo never
+YML
+RC=0
+"$KILN" submit --wait "$T/fail.yml" >"$T/fail.out" 2>&1 || RC=$?
+[ $RC = 1 ] || fail "the failing run exited $RC: $(tail -n 15 "$T/fail.out")"
+grep -q "main failed as asked" "$T/fail.out" || fail "the action's error annotation: $(grep -i error "$T/fail.out")"
+grep -q "^a | strict main" "$T/fail.out" && grep -q "^a | post: pre saw world / main ran" "$T/fail.out" ||
+    fail "the post step after a failure did not run: $(grep -E '^a \|' "$T/fail.out")"
+! grep -q "strict post" "$T/fail.out" || fail "post-if: success() ran after a failure"
+! grep -q "^a | never" "$T/fail.out" || fail "a step after the failure ran"
+pass "a failed main step's post runs (post-if defaults to always()), a post-if: success() is skipped"
+
+# Failures a user can act on, each failing its step.
+failing() { # NAME USES WANT [STEP-KEYS]
+    printf 'on: push\njobs:\n  a:\n    runs-on: linux\n    steps:\n      - uses: %s\n%s' "$2" "${4:-}" >"$T/$1.yml"
+    RC=0
+    "$KILN" submit --wait "$T/$1.yml" >"$T/$1.out" 2>&1 || RC=$?
+    [ $RC = 1 ] && grep -qF "$3" "$T/$1.out" || fail "$2: exit $RC, want 1 and '$3': $(tail -n 8 "$T/$1.out")"
+}
+if [ "$NODE_MAJOR" -lt 24 ]; then
+    failing future acme/future@v1 "the JavaScript action 'acme/future@v1' (runs.using: $NEWER) needs Node.js ${NEWER#node} or newer; this worker's"
+else
+    echo "# Node.js $NODE_MAJOR here is newer than any runs.using: the too-old refusal is not tested" >&2
+fi
+failing nofile acme/nofile@v1 "the JavaScript action 'acme/nofile@v1' has no file dist/missing.js (its runs.main)"
+failing hang acme/hang@v1 "timed out after" '        timeout-minutes: 0.03
+'
+grep -q "^a | hanging" "$T/hang.out" || fail "the hanging action never started: $(tail -n 5 "$T/hang.out")"
+pass "a Node.js too old, a missing script and a hanging action fail their steps, saying why"
+
+# A local JavaScript action: its action.yml read when the run is
+# submitted, its script found in the workspace when its step runs.
+mkdir -p "$T/repo/.git" "$T/repo/ci/local"
+printf 'name: local\ninputs:\n  x: {default: dflt}\nruns:\n  using: %s\n  main: index.js\n' "$USING" >"$T/repo/ci/local/action.yml"
+cat >"$T/repo/ci.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - run: |
+          mkdir -p ci/local
+          echo 'console.log("local: " + process.env.INPUT_X)' >ci/local/index.js
+      - uses: ./ci/local
+YML
+RC=0
+"$KILN" submit --wait "$T/repo/ci.yml" >"$T/local.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "^a | local: dflt" "$T/local.out" || fail "the local JavaScript action: exit $RC: $(tail -n 8 "$T/local.out")"
+pass "a local JavaScript action runs from the workspace with its inputs' defaults"
+
+# A --node that is none stops the worker at its start, saying so.
+admit_worker w2
+RC=0
+timeout 20 "$KILN_BIN/kiln-worker" --coordinator "$ENDPOINT" --server-key "$T/keys/server.pub" \
+    --key "$T/keys/w2.key" --name w2 --work-dir "$T/work/w2" --node "$T/no/node" >"$T/w2.out" 2>&1 || RC=$?
+[ $RC = 2 ] && grep -q "node $T/no/node is not an executable program" "$T/w2.out" ||
+    fail "a worker with a --node that is none: exit $RC: $(cat "$T/w2.out")"
+pass "a worker whose --node is no program refuses to start, naming it"

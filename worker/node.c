@@ -1,0 +1,124 @@
+/* node.c: finding the worker's Node.js and its version (see node.h). The
+ * version is asked once, at the worker's start, with the program itself:
+ * its path says nothing of what it is. */
+#include "worker/node.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static int s_find(const char *program, char *out, size_t cap)
+{
+    if (strchr(program, '/')) {
+        if (access(program, X_OK) != 0)
+            return -1;
+        snprintf(out, cap, "%s", program);
+        return 0;
+    }
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n && (size_t)snprintf(out, cap, "%.*s/%s", (int)n, p, program) < cap &&
+            access(out, X_OK) == 0)
+            return 0;
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return -1;
+}
+
+int kiln_node_probe(kiln_node_t *out, const char *configured)
+{
+    int rc = -1, fds[2] = {-1, -1};
+    pid_t pid = -1;
+    posix_spawn_file_actions_t fa;
+    bool fa_made = false;
+    memset(out, 0, sizeof *out);
+    const char *want = configured && configured[0] ? configured : "node";
+    char path[PATH_MAX];
+    if (s_find(want, path, sizeof path) != 0) {
+        snprintf(out->why, sizeof out->why,
+                 configured && configured[0]
+                     ? "--node %.200s is not an executable program"
+                     : "there is no 'node' on this worker's PATH (install Debian's nodejs, or "
+                       "start kiln-worker with --node PATH)%.0s",
+                 want);
+        return -1;
+    }
+    if (pipe2(fds, O_CLOEXEC) != 0 || posix_spawn_file_actions_init(&fa) != 0) {
+        snprintf(out->why, sizeof out->why, "cannot ask %.200s its version: %s", path,
+                 strerror(errno));
+        goto cleanup;
+    }
+    fa_made = true;
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    char *argv[] = {path, "--version", NULL};
+    int e = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+    close(fds[1]);
+    fds[1] = -1;
+    if (e != 0) {
+        pid = -1;
+        snprintf(out->why, sizeof out->why, "cannot run %.200s: %s", path, strerror(e));
+        goto cleanup;
+    }
+    char text[64];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fds[0], text + got, sizeof text - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (got == sizeof text - 1)
+            break;
+    }
+    text[got] = '\0';
+    text[strcspn(text, "\r\n")] = '\0';
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    pid = -1;
+    int major = text[0] == 'v' ? atoi(text + 1) : 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || major <= 0) {
+        snprintf(out->why, sizeof out->why, "%.200s --version printed '%.40s': not a Node.js",
+                 path, text);
+        goto cleanup;
+    }
+    snprintf(out->path, sizeof out->path, "%s", path);
+    snprintf(out->version, sizeof out->version, "%s", text);
+    out->major = major;
+    rc = 0;
+cleanup:
+    if (fa_made)
+        posix_spawn_file_actions_destroy(&fa);
+    if (fds[0] >= 0)
+        close(fds[0]);
+    if (fds[1] >= 0)
+        close(fds[1]);
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    return rc;
+}
+
+int kiln_node_using_major(const char *using)
+{
+    static const struct {
+        const char *name;
+        int major;
+    } known[] = {{"node12", 12}, {"node16", 16}, {"node20", 20}, {"node24", 24}};
+    for (size_t i = 0; using && i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(using, known[i].name) == 0)
+            return known[i].major;
+    return 0;
+}
