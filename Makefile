@@ -12,7 +12,7 @@ FUZZ_PACKAGES = clang libclang-rt-14-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test demo bench asan-test fuzz fault-test clean
+.PHONY: all deps fixtures build test demo bench asan-test fuzz fault-test clean
 
 all: build
 
@@ -30,7 +30,15 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+# npm packages the tests vendor into JavaScript actions, as real actions
+# bundle @actions/core (tests/fixtures/node, pinned by its lock file).
+fixtures: deps
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends npm; }
+	@[ -f tests/fixtures/node/node_modules/@actions/core/package.json ] || \
+	  npm ci --prefix tests/fixtures/node --no-audit --no-fund
+
+test: build fixtures
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build

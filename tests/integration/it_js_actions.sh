@@ -8,7 +8,7 @@
 # composite action (main only); a local one found in the workspace when
 # its step runs; failures a user can act on: the action's process failing
 # or hanging past timeout-minutes, a script missing, a Node.js too old, a
-# --node that is none.
+# --node that is none; an action built on @actions/core from npm.
 source "$(dirname "$0")/lib.sh"
 export COORD_LOG_LEVEL=info
 DIR=$T/actions
@@ -95,6 +95,43 @@ runs:
   using: $USING
   main: dist/missing.js"
 
+# acme/core: built on @actions/core and @actions/tool-cache from npm
+# (tests/fixtures/node, installed by make test), vendored as real actions
+# bundle them.
+MODS=$KILN_SRC/tests/fixtures/node/node_modules
+[ -f "$MODS/@actions/core/package.json" ] || fail "no @actions/core in $MODS: make fixtures installs it"
+C=$DIR/acme/core
+tgit init -q "$C"
+cp -r "$MODS" "$C/node_modules"
+cat >"$C/action.yml" <<YML
+name: core
+inputs:
+  secret: {required: true}
+  fail: {default: "false"}
+outputs:
+  answer: {description: the answer}
+runs:
+  using: $USING
+  main: main.js
+  post: post.js
+YML
+cat >"$C/main.js" <<'JS'
+const core = require("@actions/core");
+const tc = require("@actions/tool-cache");
+const secret = core.getInput("secret", { required: true });
+core.setSecret(secret);
+console.log("core: the secret is " + secret);
+core.setOutput("answer", "forty-two");
+core.saveState("kept", "state via core");
+core.exportVariable("FROM_CORE", "exported");
+core.addPath("/opt/from-core/bin");
+const found = tc.find("faketool", "1.2.3");
+console.log("toolcache: " + (found ? found.replace(process.env.RUNNER_TOOL_CACHE, "TOOLCACHE") : "missing"));
+if (core.getInput("fail") === "true") core.setFailed("core says no");
+JS
+echo 'console.log("core post: " + require("@actions/core").getState("kept"));' >"$C/post.js"
+tgit -C "$C" add -A && tgit -C "$C" commit -qm first && tgit -C "$C" tag v1
+
 start_redis
 make_keys
 admit_worker w1
@@ -178,6 +215,36 @@ failing hang acme/hang@v1 "timed out after" '        timeout-minutes: 0.03
 '
 grep -q "^a | hanging" "$T/hang.out" || fail "the hanging action never started: $(tail -n 5 "$T/hang.out")"
 pass "a Node.js too old, a missing script and a hanging action fail their steps, saying why"
+
+# @actions/core end to end: an input, a masked secret, an output, state,
+# an exported variable and a path, setFailed.
+cat >"$T/core.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - id: c
+        uses: acme/core@v1
+        with:
+          secret: hunter2-secret
+      - run: echo "answer ${{ steps.c.outputs.answer }} env $FROM_CORE path ${PATH%%:*}"
+      - uses: acme/core@v1
+        with:
+          secret: s2
+          fail: true
+YML
+RC=0
+"$KILN" submit --wait "$T/core.yml" >"$T/core.out" 2>&1 || RC=$?
+[ $RC = 1 ] || fail "the @actions/core run exited $RC, want 1: $(tail -n 15 "$T/core.out")"
+grep -q "^a | core: the secret is \*\*\*" "$T/core.out" && ! grep -q hunter2 "$T/core.out" ||
+    fail "core.setSecret did not mask: $(grep -E 'secret|hunter' "$T/core.out")"
+grep -q "^a | answer forty-two env exported path /opt/from-core/bin" "$T/core.out" ||
+    fail "core's output, variable or path: $(grep -E '^a \| answer' "$T/core.out")"
+[ "$(grep -c "^a | core post: state via core" "$T/core.out")" = 2 ] ||
+    fail "core's state in the posts: $(grep -E 'core post' "$T/core.out")"
+grep -q "core says no" "$T/core.out" || fail "core.setFailed: $(tail -n 10 "$T/core.out")"
+pass "an action built on @actions/core: inputs, setSecret, setOutput, saveState/getState, exportVariable, addPath and setFailed work end to end"
 
 # A local JavaScript action: its action.yml read when the run is
 # submitted, its script found in the workspace when its step runs.
