@@ -71,6 +71,10 @@ struct kiln_commands {
     bool long_line;            /* pieces of this line went out: it is text */
     bool discard;              /* dropping the rest of an over-long ::add-mask:: line */
     size_t debt;               /* leading bytes of part to mask unconditionally */
+
+    /* ::set-output and ::save-state, which the toolkit's older versions
+     * still print: taken by the step's end (kiln_commands_take_legacy). */
+    kiln_kv_t legacy_out, legacy_state;
 };
 
 /* ---------------------------------------------------------------- output */
@@ -247,6 +251,8 @@ void kiln_commands_destroy(kiln_commands_t **self_p)
             free(self->masks[k]);
     free(self->masks);
     free(self->mask_lens);
+    kiln_kv_free(&self->legacy_out);
+    kiln_kv_free(&self->legacy_state);
     if (self->anns)
         for (size_t i = 0; i < self->n_anns; i++) {
             free(self->anns[i].message);
@@ -588,6 +594,31 @@ static int s_command(kiln_commands_t *self, s_text_t *t, const s_cmd_t *cmd)
         }
     } else if (s_is(cmd, "debug") || s_is(cmd, "echo")) {
         rc = 1;
+    } else if (s_is(cmd, "set-output") || s_is(cmd, "save-state")) {
+        /* As GitHub's runner does today: still carried out, with a
+         * deprecation warning. */
+        bool output = s_is(cmd, "set-output");
+        const char *which = output ? "set-output" : "save-state";
+        size_t nlen = 0;
+        const char *raw = s_prop(cmd, "name", &nlen);
+        char *name = raw ? s_unescape(raw, nlen, true) : NULL, msg[400];
+        if (raw && !name)
+            goto cleanup;
+        int set = name && name[0]
+                      ? kiln_kv_set(output ? &self->legacy_out : &self->legacy_state, name, data)
+                      : KILN_EINVAL;
+        free(name);
+        if (set == -1)
+            goto cleanup;
+        if (set != 0)
+            snprintf(msg, sizeof msg, "Invalid `%s` command: it needs a name=NAME property (and "
+                     "at most %d of them in a step)", which, KILN_KV_MAX);
+        else
+            snprintf(msg, sizeof msg, "The `%s` command is deprecated and will be disabled soon. "
+                     "Please upgrade to using Environment Files. For more information see: "
+                     "https://github.blog/changelog/2022-10-11-github-actions-deprecating-"
+                     "save-state-and-set-output-commands/", which);
+        rc = s_annotate(self, t, set != 0 ? KILN_ANN_ERROR : KILN_ANN_WARNING, msg, NULL) == 0 ? 1 : -1;
     } else if (s_is(cmd, "set-env") || s_is(cmd, "add-path")) {
         char msg[512];
         snprintf(msg, sizeof msg, S_DISABLED_FMT, s_is(cmd, "set-env") ? "set-env" : "add-path");
@@ -598,6 +629,14 @@ static int s_command(kiln_commands_t *self, s_text_t *t, const s_cmd_t *cmd)
 cleanup:
     free(data);
     return rc;
+}
+
+void kiln_commands_take_legacy(kiln_commands_t *self, kiln_kv_t *outputs, kiln_kv_t *state)
+{
+    *outputs = self->legacy_out;
+    *state = self->legacy_state;
+    memset(&self->legacy_out, 0, sizeof self->legacy_out);
+    memset(&self->legacy_state, 0, sizeof self->legacy_state);
 }
 
 /* ------------------------------------------------------------ the lines */

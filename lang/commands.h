@@ -23,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/kv.h"
+
 #define KILN_CMD_MAX_ANNOTATIONS 200  /* per job; further ones are counted, not kept */
 /* A kept annotation's message and its title or file are cut to these, with
  * " [cut]" (200 of them then take under 1 MiB of the job's result). */
@@ -91,6 +93,9 @@ int kiln_commands_filter(kiln_commands_t *self, const char *data, size_t len, bo
  * a job's secrets are masked from its first line. 0, KILN_ETOOBIG when the
  * table is full, -1 when out of memory. */
 int kiln_commands_add_mask(kiln_commands_t *self, const char *value);
+/* What ::set-output and ::save-state set since the last call (name ->
+ * value, in order), moved to the caller, who frees them. */
+void kiln_commands_take_legacy(kiln_commands_t *self, kiln_kv_t *outputs, kiln_kv_t *state);
 
 /* text with every mask replaced by "***", for any other text the worker
  * shows (system messages, the step summary). malloc'd; NULL when out of

@@ -738,20 +738,31 @@ int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpe
     if (rc == 0 && !s_empty(self->files[3]) &&
         kiln_fs_read_regular(self->files[3], KILN_CMD_MAX_FILE, &summary, &len, err, errlen) != 0)
         rc = KILN_EINVAL;
-    /* A JavaScript action's $GITHUB_STATE: its later phases' STATE_*. */
+    /* What ::set-output and ::save-state set in the step's output: below
+     * what its files set (which are read last on GitHub too). */
+    kiln_kv_t legacy_out = {0}, state = {0};
+    kiln_commands_take_legacy(self->commands, &legacy_out, &state);
+    for (size_t i = 0; i < legacy_out.n; i++) {
+        char key[KILN_JOBCTX_NAME_MAX];
+        kiln_kv_key_copy(&legacy_out, i, key, sizeof key);
+        if (!kiln_kv_get(&outputs, key))
+            kiln_kv_set(&outputs, key, kiln_kv_value(&legacy_out, i));
+    }
+    kiln_kv_free(&legacy_out);
+    /* A JavaScript action's state: its later phases' STATE_*. */
     const char *instance = s_js_instance(st);
-    if (rc == 0 && instance && !s_empty(self->files[4])) {
-        kiln_kv_t state = {0};
-        if (s_read_file(self, st, self->files[4], "GITHUB_STATE", &state, NULL, err, errlen) != 0)
-            rc = KILN_EINVAL;
+    if (rc == 0 && instance && !s_empty(self->files[4]) &&
+        s_read_file(self, st, self->files[4], "GITHUB_STATE", &state, NULL, err, errlen) != 0)
+        rc = KILN_EINVAL;
+    if (instance) {
         json_t *rec = s_action_rec(self, instance), *vars = json_object_get(rec, "state");
         for (size_t i = 0; rec && i < state.n; i++) {
             char key[KILN_JOBCTX_NAME_MAX];
             kiln_kv_key_copy(&state, i, key, sizeof key);
             json_object_set_new(vars, key, json_string(kiln_kv_value(&state, i)));
         }
-        kiln_kv_free(&state);
     }
+    kiln_kv_free(&state);
     free((char *)instance);
     if (summary && len && self->summary_len + len + 1 <= KILN_JOBCTX_MAX_SUMMARY) {
         char *masked = kiln_commands_mask(self->commands, summary);

@@ -8,7 +8,8 @@
 # composite action (main only); a local one found in the workspace when
 # its step runs; failures a user can act on: the action's process failing
 # or hanging past timeout-minutes, a script missing, a Node.js too old, a
-# --node that is none; an action built on @actions/core from npm.
+# --node that is none; an action built on @actions/core from npm; the
+# legacy ::set-output and ::save-state commands.
 source "$(dirname "$0")/lib.sh"
 export COORD_LOG_LEVEL=info
 DIR=$T/actions
@@ -90,6 +91,13 @@ action hang "name: hang
 runs:
   using: $USING
   main: main.js" main.js 'console.log("hanging"); setInterval(() => {}, 1000);'
+action legacy "name: legacy
+runs:
+  using: $USING
+  main: main.js
+  post: post.js" main.js 'console.log("::set-output name=old::legacy value");
+console.log("::save-state name=s::saved the old way");' \
+    post.js 'console.log("legacy post: " + process.env.STATE_s);'
 action nofile "name: nofile
 runs:
   using: $USING
@@ -245,6 +253,29 @@ grep -q "^a | answer forty-two env exported path /opt/from-core/bin" "$T/core.ou
     fail "core's state in the posts: $(grep -E 'core post' "$T/core.out")"
 grep -q "core says no" "$T/core.out" || fail "core.setFailed: $(tail -n 10 "$T/core.out")"
 pass "an action built on @actions/core: inputs, setSecret, setOutput, saveState/getState, exportVariable, addPath and setFailed work end to end"
+
+# The workflow commands older toolkits print: carried out with GitHub's
+# deprecation warning.
+cat >"$T/legacy.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - id: l
+        uses: acme/legacy@v1
+      - id: r
+        run: echo "::set-output name=mine::from a run step"
+      - run: echo "legacy ${{ steps.l.outputs.old }} / ${{ steps.r.outputs.mine }}"
+YML
+RC=0
+"$KILN" submit --wait "$T/legacy.yml" >"$T/legacy.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the legacy commands run exited $RC: $(tail -n 10 "$T/legacy.out")"
+grep -q "^a | legacy legacy value / from a run step" "$T/legacy.out" && grep -q "^a | legacy post: saved the old way" "$T/legacy.out" ||
+    fail "::set-output or ::save-state: $(grep -E '^a \|' "$T/legacy.out")"
+grep -q "The \`set-output\` command is deprecated and will be disabled soon" "$T/legacy.out" &&
+    grep -q "The \`save-state\` command is deprecated" "$T/legacy.out" || fail "no deprecation warnings: $(grep -i deprecat "$T/legacy.out")"
+pass "::set-output and ::save-state still work, with GitHub's deprecation warning"
 
 # A local JavaScript action: its action.yml read when the run is
 # submitted, its script found in the workspace when its step runs.

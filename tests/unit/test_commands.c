@@ -345,14 +345,44 @@ static void test_unknown_commands(void **state)
 {
     (void)state;
     kiln_commands_t *c = kiln_commands_new();
-    const char *text = "::set-output name=x::y\n"
-                       "::frobnicate::z\n"
+    const char *text = "::frobnicate::z\n"
                        "::\n"
                        "::no separator\n"
                        "a::error::b\n"
                        "plain text\n";
     s_expect(c, text, false, text);
     assert_int_equal(kiln_commands_n_annotations(c), 0);
+    kiln_commands_destroy(&c);
+}
+
+/* ::set-output and ::save-state: carried out, with GitHub's deprecation
+ * warning; without a name, an error. */
+static void test_legacy_commands(void **state)
+{
+    (void)state;
+    kiln_commands_t *c = kiln_commands_new();
+    const char *text = "::set-output name=answer::forty%0Atwo\n"
+                       "::save-state name=kept::s1\n"
+                       "::set-output::no name\n";
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(kiln_commands_filter(c, text, strlen(text), true, &out, &len), 0);
+    assert_non_null(strstr(out, "Warning: The `set-output` command is deprecated"));
+    assert_non_null(strstr(out, "Warning: The `save-state` command is deprecated"));
+    assert_non_null(strstr(out, "Invalid `set-output` command: it needs a name=NAME property"));
+    assert_null(strstr(out, "forty"));
+    free(out);
+    kiln_kv_t outs = {0}, st = {0};
+    kiln_commands_take_legacy(c, &outs, &st);
+    assert_int_equal(outs.n, 1);
+    assert_string_equal(kiln_kv_get(&outs, "answer"), "forty\ntwo");
+    assert_int_equal(st.n, 1);
+    assert_string_equal(kiln_kv_get(&st, "kept"), "s1");
+    kiln_kv_free(&outs);
+    kiln_kv_free(&st);
+    /* Taken: the next step starts with none. */
+    kiln_commands_take_legacy(c, &outs, &st);
+    assert_int_equal(outs.n + st.n, 0);
     kiln_commands_destroy(&c);
 }
 
@@ -439,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_mask_run_longer_than_piece),
         cmocka_unit_test(test_stop_commands),
         cmocka_unit_test(test_unknown_commands),
+        cmocka_unit_test(test_legacy_commands),
         cmocka_unit_test(test_partial_lines),
         cmocka_unit_test(test_long_lines),
     };
