@@ -40,6 +40,8 @@ static void s_help(FILE *out)
             "  artifact get RUN NAME  download an artifact into NAME/ (-o DIR)\n"
             "  cache list [REPO]      the farm's cache entries\n"
             "  cache rm REPO [KEY]    remove cache entries (KEY* a prefix)\n"
+            "  toolcache add TOOL VERSION DIR  put a tool in a worker's tool cache\n"
+            "  toolcache list         the tools a worker's tool cache holds\n"
             "  version        print the version\n\n"
             "exit status: 0 success, 1 pipeline failed, 2 invalid input or usage,\n"
             "3 infrastructure failure\n",
@@ -64,6 +66,7 @@ int main(int argc, char **argv)
         {"lint", kiln_cmd_lint},       {"stats", kiln_cmd_stats},     {"worker", kiln_cmd_worker},
         {"graph", kiln_cmd_graph},     {"artifacts", kiln_cmd_artifacts},
         {"artifact", kiln_cmd_artifact}, {"cache", kiln_cmd_cache},
+        {"toolcache", kiln_cmd_toolcache},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)

@@ -9,7 +9,8 @@
 # its step runs; failures a user can act on: the action's process failing
 # or hanging past timeout-minutes, a script missing, a Node.js too old, a
 # --node that is none; an action built on @actions/core from npm; the
-# legacy ::set-output and ::save-state commands.
+# legacy ::set-output and ::save-state commands; the tool cache filled by
+# kiln toolcache add, found by @actions/tool-cache.
 source "$(dirname "$0")/lib.sh"
 export COORD_LOG_LEVEL=info
 DIR=$T/actions
@@ -224,8 +225,33 @@ failing hang acme/hang@v1 "timed out after" '        timeout-minutes: 0.03
 grep -q "^a | hanging" "$T/hang.out" || fail "the hanging action never started: $(tail -n 5 "$T/hang.out")"
 pass "a Node.js too old, a missing script and a hanging action fail their steps, saying why"
 
+# A tool an operator provides: kiln toolcache add puts it where
+# @actions/tool-cache's find looks (TOOL/VERSION/ARCH and its .complete).
+mkdir -p "$T/faketool/bin"
+printf '#!/bin/sh\necho faketool 1.2.3\n' >"$T/faketool/bin/faketool"
+chmod +x "$T/faketool/bin/faketool"
+ln -s faketool "$T/faketool/bin/ft"
+ARCH=x64
+[ "$(uname -m)" = aarch64 ] && ARCH=arm64
+"$KILN" toolcache add faketool 1.2.3 "$T/faketool" --work-dir "$T/work/w1" >"$T/tc.out" 2>&1 ||
+    fail "kiln toolcache add: $(cat "$T/tc.out")"
+[ -x "$T/work/w1/tool-cache/faketool/1.2.3/$ARCH/bin/faketool" ] && [ -L "$T/work/w1/tool-cache/faketool/1.2.3/$ARCH/bin/ft" ] &&
+    [ -f "$T/work/w1/tool-cache/faketool/1.2.3/$ARCH.complete" ] || fail "the tool cache's layout: $(find "$T/work/w1/tool-cache")"
+"$KILN" toolcache list --work-dir "$T/work/w1" >"$T/tcl.out" 2>&1
+grep -qE "^faketool +1\.2\.3 +$ARCH +complete" "$T/tcl.out" || fail "kiln toolcache list: $(cat "$T/tcl.out")"
+RC=0
+"$KILN" toolcache add faketool 1.2.3 "$T/faketool" --work-dir "$T/work/w1" >"$T/tc2.out" 2>&1 || RC=$?
+[ $RC = 2 ] && grep -q "is there already" "$T/tc2.out" || fail "a second add: exit $RC: $(cat "$T/tc2.out")"
+ln -s /etc "$T/faketool/escape"
+RC=0
+"$KILN" toolcache add faketool 9.9.9 "$T/faketool" --work-dir "$T/work/w1" >"$T/tc3.out" 2>&1 || RC=$?
+[ $RC = 3 ] && grep -q "a symbolic link that leads out" "$T/tc3.out" && [ ! -e "$T/work/w1/tool-cache/faketool/9.9.9/$ARCH" ] ||
+    fail "a tool with a link out of it: exit $RC: $(cat "$T/tc3.out")"
+pass "kiln toolcache add lays a tool out as @actions/tool-cache expects, list shows it; a second add and a link out of the tool are refused"
+
 # @actions/core end to end: an input, a masked secret, an output, state,
-# an exported variable and a path, setFailed.
+# an exported variable and a path, setFailed; @actions/tool-cache's find
+# finds the tool added above.
 cat >"$T/core.yml" <<'YML'
 on: push
 jobs:
@@ -252,7 +278,8 @@ grep -q "^a | answer forty-two env exported path /opt/from-core/bin" "$T/core.ou
 [ "$(grep -c "^a | core post: state via core" "$T/core.out")" = 2 ] ||
     fail "core's state in the posts: $(grep -E 'core post' "$T/core.out")"
 grep -q "core says no" "$T/core.out" || fail "core.setFailed: $(tail -n 10 "$T/core.out")"
-pass "an action built on @actions/core: inputs, setSecret, setOutput, saveState/getState, exportVariable, addPath and setFailed work end to end"
+grep -q "^a | toolcache: TOOLCACHE/faketool/1.2.3/$ARCH" "$T/core.out" || fail "tool-cache's find: $(grep toolcache "$T/core.out")"
+pass "an action built on @actions/core: inputs, setSecret, setOutput, saveState/getState, exportVariable, addPath and setFailed work end to end; @actions/tool-cache finds the operator's tool"
 
 # The workflow commands older toolkits print: carried out with GitHub's
 # deprecation warning.
