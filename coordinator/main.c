@@ -45,6 +45,9 @@ int main(int argc, char **argv)
          "DIR or URL: where uses: OWNER/REPO[/PATH]@REF is fetched from; a directory holding "
          "OWNER/REPO git repositories, or a base URL under which OWNER/REPO is cloned; "
          "repeatable, tried in order"},
+        {"actions-require-sha", KILN_OPT_BOOL, &cfg.actions_require_sha,
+         "refuse at submit time a remote uses: (action or reusable workflow) not pinned by a "
+         "full commit SHA"},
         {"git-credentials", KILN_OPT_STRING, &cfg.git_credentials,
          "FILE of 'URL-PREFIX token TOKEN' / 'URL-PREFIX ssh-key KEYFILE [USER]' lines for "
          "fetching repositories and actions (mode 0600)"},

@@ -500,7 +500,7 @@ int kiln_server_new(kiln_server_t **out, const kiln_server_config_t *cfg)
     snprintf(slash ? slash + 1 : mirrors, sizeof mirrors - (size_t)(slash ? slash + 1 - mirrors : 0),
              "mirrors");
     if ((rc = kiln_source_new(&self->source, mirrors, cfg->action_sources, cfg->n_action_sources,
-                              cfg->git_credentials)) != 0)
+                              cfg->git_credentials, cfg->actions_require_sha)) != 0)
         goto cleanup;
     /* So is the store, unless it was put elsewhere. */
     char store[PATH_MAX + 16];

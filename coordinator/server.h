@@ -36,6 +36,8 @@ typedef struct {
     /* Where uses: OWNER/REPO@REF is looked for, in order (source.h). */
     const char *const *action_sources;
     size_t n_action_sources;
+    /* Refuse remote uses: not pinned by a full commit SHA (source.h). */
+    bool actions_require_sha;
     /* The farm's git credentials file for its fetches, or NULL (gitsrc.h). */
     const char *git_credentials;
     int heartbeat_ms;             /* expected worker heartbeat interval */

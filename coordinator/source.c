@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@ struct kiln_source {
     char *action_sources[KILN_SOURCE_ACTION_SOURCES_MAX];
     size_t n_action_sources;
     kiln_gitcreds_t *creds; /* the farm's, or NULL */
+    bool require_sha;       /* remote uses: pinned by a full commit SHA only */
 };
 
 void kiln_source_job_free(kiln_source_job_t **job_p)
@@ -271,6 +273,16 @@ static bool s_source_url(const char *src, const kiln_uses_ref_t *r, char *url, s
     return false;
 }
 
+/* A ref that is a commit's whole SHA-1 (what pinning means on GitHub). */
+static bool s_full_sha(const char *ref)
+{
+    size_t n = 0;
+    for (; ref[n]; n++)
+        if (!isxdigit((unsigned char)ref[n]))
+            return false;
+    return n == 40;
+}
+
 /* One remote uses:, resolved against the sources in order into
  * {text, url, sha, file}, or {error} naming every source tried. fetched
  * holds the URLs fetched for this job already (each is fetched once). */
@@ -326,7 +338,15 @@ static json_t *s_resolve_one(kiln_source_t *self, const char *uses, const char *
                 json_t *out = NULL;
                 char sha[GIT_OID_HEXSZ + 1];
                 git_oid_tostr(sha, sizeof sha, &commit);
-                if (fr == 0) {
+                if (fr == 0 && self->require_sha && !s_full_sha(r.ref)) {
+                    /* Resolved anyway, so the refusal can say what to pin. */
+                    char e[1600];
+                    snprintf(e, sizeof e, "the farm requires actions pinned by a full commit SHA "
+                                          "(--actions-require-sha), and '%s' is a tag or branch: "
+                                          "%s/%s%s%s@%s is what it names now",
+                             r.ref, r.owner, r.repo, r.path[0] ? "/" : "", r.path, sha);
+                    out = json_pack("{s:s}", "error", e);
+                } else if (fr == 0) {
                     out = json_pack("{s:s%, s:s, s:s, s:s}", "text", text, len, "url", url, "sha",
                                     sha, "file", file);
                 } else {
@@ -587,7 +607,7 @@ int kiln_source_check(const char *const *action_sources, size_t n_action_sources
 
 int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
                     const char *const *action_sources, size_t n_action_sources,
-                    const char *git_credentials)
+                    const char *git_credentials, bool require_sha)
 {
     kiln_source_t *self = calloc(1, sizeof *self);
     *out = NULL;
@@ -596,6 +616,7 @@ int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
         return -1;
     }
     self->efd = -1;
+    self->require_sha = require_sha;
     pthread_mutex_init(&self->mu, NULL);
     pthread_cond_init(&self->cv, NULL);
     int rc = -1;

@@ -13,6 +13,7 @@
 #define KILN_COORD_SOURCE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,10 +55,12 @@ typedef struct {
  * actions (uses: OWNER/REPO[/PATH]@REF) are looked for in the action
  * sources in order: a directory holding OWNER/REPO (or OWNER/REPO.git)
  * git repositories, or a base URL under which OWNER/REPO is fetched.
- * git_credentials (a file, or NULL) authenticates the fetches (gitsrc.h). */
+ * git_credentials (a file, or NULL) authenticates the fetches (gitsrc.h).
+ * With require_sha, a remote uses: whose ref is not a full commit SHA is
+ * answered with an error naming the commit it resolves to now. */
 int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
                     const char *const *action_sources, size_t n_action_sources,
-                    const char *git_credentials);
+                    const char *git_credentials, bool require_sha);
 /* The checks kiln_source_new makes of its configuration, for a coordinator
  * to make before it touches its history or Redis. 0 or KILN_EINVAL. */
 int kiln_source_check(const char *const *action_sources, size_t n_action_sources,

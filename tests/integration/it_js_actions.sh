@@ -10,7 +10,8 @@
 # or hanging past timeout-minutes, a script missing, a Node.js too old, a
 # --node that is none; an action built on @actions/core from npm; the
 # legacy ::set-output and ::save-state commands; the tool cache filled by
-# kiln toolcache add, found by @actions/tool-cache.
+# kiln toolcache add, found by @actions/tool-cache; the policy that
+# requires actions pinned by a full commit SHA.
 source "$(dirname "$0")/lib.sh"
 export COORD_LOG_LEVEL=info
 DIR=$T/actions
@@ -332,3 +333,29 @@ timeout 20 "$KILN_BIN/kiln-worker" --coordinator "$ENDPOINT" --server-key "$T/ke
 [ $RC = 2 ] && grep -q "node $T/no/node is not an executable program" "$T/w2.out" ||
     fail "a worker with a --node that is none: exit $RC: $(cat "$T/w2.out")"
 pass "a worker whose --node is no program refuses to start, naming it"
+
+# The pinning policy: with --actions-require-sha a remote uses: by tag is
+# refused at submit time, saying which commit to pin; pinned, it runs.
+kill "$COORD_PID"
+wait "$COORD_PID" 2>/dev/null || true
+start_coordinator --actions-source "$DIR" --actions-require-sha
+wait_workers 1
+RC=0
+"$KILN" submit "$T/ok.yml" >"$T/unpinned.out" 2>&1 || RC=$?
+[ $RC = 2 ] && grep -qF "uses 'acme/hello@v1': the farm requires actions pinned by a full commit SHA (--actions-require-sha), and 'v1' is a tag or branch: acme/hello@$HELLO is what it names now" "$T/unpinned.out" ||
+    fail "an unpinned action under the policy: exit $RC: $(cat "$T/unpinned.out")"
+cat >"$T/pinned.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - uses: acme/hello@$HELLO
+        with:
+          count: 1
+YML
+RC=0
+"$KILN" submit --wait "$T/pinned.yml" >"$T/pinned.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "^a | main: who=world count=1 .* ref=$HELLO " "$T/pinned.out" ||
+    fail "a pinned action under the policy: exit $RC: $(tail -n 8 "$T/pinned.out")"
+pass "under --actions-require-sha an action by tag is refused naming the commit to pin; pinned by SHA it runs"
