@@ -79,6 +79,7 @@ int kiln_cmd_artifacts(int argc, char **argv);
 int kiln_cmd_artifact(int argc, char **argv);
 int kiln_cmd_cache(int argc, char **argv);
 int kiln_cmd_toolcache(int argc, char **argv);
+int kiln_cmd_actions(int argc, char **argv);
 
 /* workflow.c */
 int kiln_cli_validate(const char *path, char **text, size_t *len);

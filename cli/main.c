@@ -42,6 +42,8 @@ static void s_help(FILE *out)
             "  cache rm REPO [KEY]    remove cache entries (KEY* a prefix)\n"
             "  toolcache add TOOL VERSION DIR  put a tool in a worker's tool cache\n"
             "  toolcache list         the tools a worker's tool cache holds\n"
+            "  actions pull OWNER/REPO@REF  mirror an action into an offline action source\n"
+            "  actions list           what an offline action source holds\n"
             "  version        print the version\n\n"
             "exit status: 0 success, 1 pipeline failed, 2 invalid input or usage,\n"
             "3 infrastructure failure\n",
@@ -66,7 +68,7 @@ int main(int argc, char **argv)
         {"lint", kiln_cmd_lint},       {"stats", kiln_cmd_stats},     {"worker", kiln_cmd_worker},
         {"graph", kiln_cmd_graph},     {"artifacts", kiln_cmd_artifacts},
         {"artifact", kiln_cmd_artifact}, {"cache", kiln_cmd_cache},
-        {"toolcache", kiln_cmd_toolcache},
+        {"toolcache", kiln_cmd_toolcache}, {"actions", kiln_cmd_actions},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0)

@@ -313,7 +313,7 @@ int kiln_gitsrc_set_origin(git_repository *repo, const char *url, const char *fe
     return rc < 0 ? -1 : 0;
 }
 
-int kiln_gitsrc_open(kiln_gitsrc_t **out, const char *cache_dir, const char *url)
+static int s_open(kiln_gitsrc_t **out, const char *cache_dir, const char *at, const char *url)
 {
     int rc = -1;
     kiln_gitsrc_t *self = calloc(1, sizeof *self);
@@ -331,20 +331,31 @@ int kiln_gitsrc_open(kiln_gitsrc_t **out, const char *cache_dir, const char *url
         goto cleanup;
     }
     snprintf(self->url, sizeof self->url, "%s", url);
-    unsigned char digest[10];
-    crypto_generichash(digest, sizeof digest, (const unsigned char *)url, strlen(url), NULL, 0);
-    char hex[sizeof digest * 2 + 1];
-    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
-    if (mkdir(cache_dir, 0700) != 0 && errno != EEXIST) {
-        kiln_error_errno("cannot make the mirror directory %s", cache_dir);
-        goto cleanup;
+    if (at) {
+        /* A mirror where the caller names it (an action source's
+         * OWNER/REPO.git), its lock beside it. */
+        if ((size_t)snprintf(self->path, sizeof self->path, "%s", at) >= sizeof self->path) {
+            kiln_error_set("mirror %s: path too long", at);
+            goto cleanup;
+        }
+        snprintf(lock, sizeof lock, "%s.lock", at);
+    } else {
+        unsigned char digest[10];
+        crypto_generichash(digest, sizeof digest, (const unsigned char *)url, strlen(url), NULL,
+                           0);
+        char hex[sizeof digest * 2 + 1];
+        sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+        if (mkdir(cache_dir, 0700) != 0 && errno != EEXIST) {
+            kiln_error_errno("cannot make the mirror directory %s", cache_dir);
+            goto cleanup;
+        }
+        if ((size_t)snprintf(self->path, sizeof self->path, "%s/%s.git", cache_dir, hex) >=
+            sizeof self->path) {
+            kiln_error_set("mirror directory %s: path too long", cache_dir);
+            goto cleanup;
+        }
+        snprintf(lock, sizeof lock, "%s/%s.lock", cache_dir, hex);
     }
-    if ((size_t)snprintf(self->path, sizeof self->path, "%s/%s.git", cache_dir, hex) >=
-        sizeof self->path) {
-        kiln_error_set("mirror directory %s: path too long", cache_dir);
-        goto cleanup;
-    }
-    snprintf(lock, sizeof lock, "%s/%s.lock", cache_dir, hex);
     if ((self->lock_fd = s_lock(lock)) < 0)
         goto cleanup;
     struct stat sb;
@@ -386,6 +397,16 @@ cleanup:
     git_remote_free(remote);
     kiln_gitsrc_destroy(&self);
     return rc;
+}
+
+int kiln_gitsrc_open(kiln_gitsrc_t **out, const char *cache_dir, const char *url)
+{
+    return s_open(out, cache_dir, NULL, url);
+}
+
+int kiln_gitsrc_open_at(kiln_gitsrc_t **out, const char *path, const char *url)
+{
+    return s_open(out, NULL, path, url);
 }
 
 void kiln_gitsrc_destroy(kiln_gitsrc_t **self_p)

@@ -45,6 +45,9 @@ void kiln_gitsrc_set_timeout(int seconds);
  * for this process until destroyed. A URL is a path, file://, git://,
  * http(s):// or ssh. Returns 0, or -1 with the message set. */
 int kiln_gitsrc_open(kiln_gitsrc_t **out, const char *cache_dir, const char *url);
+/* The same for a mirror at path itself (made bare if missing; its parent
+ * must exist), locked by path.lock beside it. */
+int kiln_gitsrc_open_at(kiln_gitsrc_t **out, const char *path, const char *url);
 void kiln_gitsrc_destroy(kiln_gitsrc_t **self_p);
 
 /* The mirror's repository, borrowed. */

@@ -15,7 +15,7 @@ check() { # name, help text file, readme text file, flags described elsewhere
         grep -q -- "$f\b" "$2" || fail "$1: the README names $f, which --help does not list"
     done
 }
-for cmd in run up submit status logs history cancel workers "worker drain" stats keygen lint graph toolcache; do
+for cmd in run up submit status logs history cancel workers "worker drain" stats keygen lint graph toolcache actions; do
     set -- $cmd
     "$KILN" "$1" --help >"$T/help" 2>&1 || true
     grep -F -- "| \`kiln $cmd" "$README" | head -n 1 | cut -d'|' -f2 >"$T/row"

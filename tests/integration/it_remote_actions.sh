@@ -8,7 +8,8 @@
 # worker downloads nothing; a uses: step's if: and env: apply to the whole
 # action; a JavaScript action of an unknown Node.js, Docker and missing actions refused
 # naming the action and every source tried; a run from a repository and
-# kiln run --actions-source.
+# kiln run --actions-source; kiln actions pull and list fill and show an
+# offline mirror.
 source "$(dirname "$0")/lib.sh"
 export COORD_LOG_LEVEL=info
 SRV=$T/srv
@@ -296,3 +297,35 @@ RC=0
 [ $RC = 2 ] && grep -q "the farm has no action sources" "$T/local2.out" ||
     fail "kiln run without action sources: exit $RC: $(tail -n 3 "$T/local2.out")"
 pass "kiln run --actions-source; without one the message says what to give"
+
+# 7. An offline mirror: kiln actions pull fills a directory source from a
+# base URL (every branch and tag, bare), kiln actions list shows it, and a
+# farm whose only source it is runs the action.
+mkdir -p "$T/offline"
+V1=$(git --git-dir="$SRV/acme/greet.git" rev-parse 'v1^{commit}')
+"$KILN" actions pull acme/greet@v1 --from "git://127.0.0.1:$GIT_PORT" --into "$T/offline" >"$T/pull.out" 2>&1 ||
+    fail "kiln actions pull: $(cat "$T/pull.out")"
+grep -q "^acme/greet@v1 -> $V1  (from git://127.0.0.1:$GIT_PORT/acme/greet into $T/offline/acme/greet.git" "$T/pull.out" ||
+    fail "kiln actions pull said: $(cat "$T/pull.out")"
+"$KILN" actions pull acme/greet@v1 --from "git://127.0.0.1:$GIT_PORT" --into "$T/offline" >"$T/pull2.out" 2>&1 ||
+    fail "a second pull: $(cat "$T/pull2.out")"
+grep -q ": 0 objects" "$T/pull2.out" || fail "a second pull moved objects again: $(cat "$T/pull2.out")"
+RC=0
+"$KILN" actions pull acme/greet@v9 --from "git://127.0.0.1:$GIT_PORT" --into "$T/offline" >"$T/pull3.out" 2>&1 || RC=$?
+[ $RC = 2 ] && grep -q "v9" "$T/pull3.out" || fail "a pull of a missing ref: exit $RC: $(cat "$T/pull3.out")"
+"$KILN" actions list --dir "$T/offline" >"$T/alist.out" 2>&1 || fail "kiln actions list: $(cat "$T/alist.out")"
+grep -q "^acme/greet$" "$T/alist.out" && grep -qE "^  tag +v1 +$V1$" "$T/alist.out" ||
+    fail "kiln actions list: $(cat "$T/alist.out")"
+cat >"$T/offline.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: acme/greet@v1
+        with: {who: offline}
+YML
+RC=0
+(cd "$T" && "$KILN" run offline.yml --workers 1 --actions-source "$T/offline") >"$T/offline.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "hello offline" "$T/offline.out" || fail "a farm on the offline mirror: exit $RC: $(tail -n 5 "$T/offline.out")"
+pass "kiln actions pull fills an offline mirror (a second pull moves nothing, a missing ref is named), list shows its tags, a farm runs from it"
