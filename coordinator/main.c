@@ -44,7 +44,7 @@ int main(int argc, char **argv)
         {"actions-source", KILN_OPT_LIST, &action_sources,
          "DIR or URL: where uses: OWNER/REPO[/PATH]@REF is fetched from; a directory holding "
          "OWNER/REPO git repositories, or a base URL under which OWNER/REPO is cloned; "
-         "repeatable, tried in order"},
+         "OWNER=DIR|URL: the only source of OWNER's actions; repeatable, tried in order"},
         {"actions-require-sha", KILN_OPT_BOOL, &cfg.actions_require_sha,
          "refuse at submit time a remote uses: (action or reusable workflow) not pinned by a "
          "full commit SHA"},

@@ -273,6 +273,29 @@ static bool s_source_url(const char *src, const kiln_uses_ref_t *r, char *url, s
     return false;
 }
 
+/* An action source as it applies to owner: the source itself when it is
+ * no override, the part after '=' of an override for owner, NULL for an
+ * override for another owner. */
+static const char *s_override(const char *src, const char *owner)
+{
+    const char *eq = strchr(src, '='), *scheme = strstr(src, "://"), *slash = strchr(src, '/');
+    if (!eq || eq == src || (scheme && scheme < eq) || (slash && slash < eq))
+        return src;
+    size_t n = (size_t)(eq - src);
+    return strlen(owner) == n && strncmp(src, owner, n) == 0 ? eq + 1 : NULL;
+}
+
+/* Two base URLs alike but for trailing slashes. */
+static bool s_same_url(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    while (na && a[na - 1] == '/')
+        na--;
+    while (nb && b[nb - 1] == '/')
+        nb--;
+    return strstr(a, "://") && na == nb && strncmp(a, b, na) == 0;
+}
+
 /* A ref that is a commit's whole SHA-1 (what pinning means on GitHub). */
 static bool s_full_sha(const char *ref)
 {
@@ -300,12 +323,31 @@ static json_t *s_resolve_one(kiln_source_t *self, const char *uses, const char *
                          "kiln-coordinator, kiln up or kiln run); Kiln fetches actions of other "
                          "repositories only from them");
     bool is_wf = strcmp(kind, "workflow") == 0;
+    /* Which sources this uses: may come from: a full URL's own base only
+     * (when the farm has it); the owner's overrides (OWNER=SOURCE) when
+     * there are any; else every source that is no override. */
+    bool overridden = false, named = false;
+    for (size_t i = 0; i < self->n_action_sources; i++) {
+        const char *src = s_override(self->action_sources[i], r.owner);
+        overridden = overridden || (src && src != self->action_sources[i]);
+        named = named || (r.base[0] && src && s_same_url(src, r.base));
+    }
+    if (r.base[0] && !named) {
+        char e[1400];
+        snprintf(e, sizeof e, "%s is not one of the farm's action sources; Kiln fetches actions "
+                              "only from them (--actions-source)", r.base);
+        return json_pack("{s:s}", "error", e);
+    }
     for (size_t i = 0; i < self->n_action_sources; i++) {
         char url[KILN_GITSRC_URL_MAX], full[KILN_GITSRC_REF_MAX];
         kiln_gitsrc_t *m = NULL;
         git_oid commit;
         why[0] = '\0';
-        if (s_source_url(self->action_sources[i], &r, url, sizeof url, why, sizeof why)) {
+        const char *src = s_override(self->action_sources[i], r.owner);
+        if (!src || (r.base[0] && !s_same_url(src, r.base)) ||
+            (!r.base[0] && overridden && src == self->action_sources[i]))
+            continue;
+        if (s_source_url(src, &r, url, sizeof url, why, sizeof why)) {
             /* A tag or branch may have moved: fetched once per submission;
              * a commit the mirror has is not. */
             bool again = !json_object_get(fetched, url);
@@ -590,7 +632,8 @@ int kiln_source_check(const char *const *action_sources, size_t n_action_sources
     }
     for (size_t i = 0; i < n_action_sources; i++) {
         struct stat st;
-        const char *src = action_sources[i];
+        const char *src = s_override(action_sources[i], "");
+        src = src ? src : strchr(action_sources[i], '=') + 1;
         if (!strstr(src, "://") && (stat(src, &st) != 0 || !S_ISDIR(st.st_mode))) {
             kiln_error_set("--actions-source %s: not a directory (a directory of OWNER/REPO "
                            "repositories, or a base URL such as https://host)",
@@ -626,8 +669,9 @@ int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
         goto fail;
     }
     for (size_t i = 0; i < n_action_sources; i++) {
-        const char *src = action_sources[i];
-        char dir[PATH_MAX];
+        const char *given = action_sources[i], *src = s_override(given, "");
+        src = src ? src : strchr(given, '=') + 1;
+        char dir[PATH_MAX], kept[PATH_MAX + 160];
         struct stat st;
         /* A directory by its absolute path: mirrors are named by it. */
         if (!strstr(src, "://") && (stat(src, &st) != 0 || !S_ISDIR(st.st_mode) ||
@@ -638,7 +682,9 @@ int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
             rc = KILN_EINVAL;
             goto fail;
         }
-        if (!(self->action_sources[i] = strdup(strstr(src, "://") ? src : dir))) {
+        snprintf(kept, sizeof kept, "%.*s%s", (int)(src - given), given,
+                 strstr(src, "://") ? src : dir);
+        if (!(self->action_sources[i] = strdup(kept))) {
             kiln_error_set("out of memory");
             goto fail;
         }

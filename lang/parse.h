@@ -55,9 +55,13 @@ typedef struct {
  * or {error}), as the coordinator's action sources filled them. */
 void kiln_loader_json(kiln_loader_t *out, const json_t *files, bool remote);
 
-/* `uses: owner/repo[/path]@ref`, split. */
+/* `uses: owner/repo[/path]@ref` or `uses: scheme://host[/prefix]/owner/repo@ref`
+ * (http, https, git, ssh, file), split. */
 typedef struct {
     char owner[128], repo[128], path[512], ref[256];
+    /* For uses: SCHEME://HOST[/PREFIX]/OWNER/REPO@REF (as Forgejo takes
+     * them): SCHEME://HOST[/PREFIX], the source it names; else "". */
+    char base[512];
 } kiln_uses_ref_t;
 
 /* 0 and *out when uses names an action or workflow in another repository

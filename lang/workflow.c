@@ -249,6 +249,44 @@ static bool s_name_ok(const char *s, size_t n)
     return true;
 }
 
+/* SCHEME://HOST[/PREFIX]/OWNER/REPO before at: the repository's URL, its
+ * last two segments its owner and name (a trailing .git dropped). */
+static int s_uses_url(const char *uses, const char *at, kiln_uses_ref_t *out)
+{
+    static const char *const schemes[] = {"http://", "https://", "git://", "ssh://", "file://"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+        known = known || strncmp(uses, schemes[i], strlen(schemes[i])) == 0;
+    size_t n = (size_t)(at - uses);
+    if (!known || n >= sizeof out->base)
+        return KILN_EINVAL;
+    char url[sizeof out->base];
+    memcpy(url, uses, n);
+    url[n] = '\0';
+    while (n && url[n - 1] == '/')
+        url[--n] = '\0';
+    if (n > 4 && strcmp(url + n - 4, ".git") == 0)
+        url[n -= 4] = '\0';
+    char *repo = strrchr(url, '/');
+    if (!repo || repo < strstr(url, "://") + 3)
+        return KILN_EINVAL;
+    *repo++ = '\0';
+    char *owner = strrchr(url, '/');
+    const char *host = strstr(url, "://") + 3;
+    if (!owner || owner < host || !host[0] || host[0] == '/')
+        return KILN_EINVAL;
+    *owner++ = '\0';
+    if (!s_name_ok(owner, strlen(owner)) || !s_name_ok(repo, strlen(repo)) ||
+        strlen(owner) >= sizeof out->owner || strlen(repo) >= sizeof out->repo || !url[0] ||
+        strlen(url) <= (size_t)(host - url))
+        return KILN_EINVAL;
+    snprintf(out->owner, sizeof out->owner, "%s", owner);
+    snprintf(out->repo, sizeof out->repo, "%s", repo);
+    snprintf(out->base, sizeof out->base, "%s", url);
+    snprintf(out->ref, sizeof out->ref, "%s", at + 1);
+    return 0;
+}
+
 int kiln_uses_remote(const char *uses, kiln_uses_ref_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -260,6 +298,9 @@ int kiln_uses_remote(const char *uses, kiln_uses_ref_t *out)
     for (const char *c = at + 1; *c; c++)
         if ((unsigned char)*c <= ' ' || *c == '~' || *c == '^' || *c == ':' || *c == '\\')
             return KILN_EINVAL;
+    const char *scheme = strstr(uses, "://");
+    if (scheme && scheme < at)
+        return s_uses_url(uses, at, out);
     const char *slash = memchr(uses, '/', (size_t)(at - uses));
     if (!slash || !s_name_ok(uses, (size_t)(slash - uses)) ||
         (size_t)(slash - uses) >= sizeof out->owner)

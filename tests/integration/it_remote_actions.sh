@@ -9,7 +9,7 @@
 # action; a JavaScript action of an unknown Node.js, Docker and missing actions refused
 # naming the action and every source tried; a run from a repository and
 # kiln run --actions-source; kiln actions pull and list fill and show an
-# offline mirror.
+# offline mirror; per-owner overrides and full-URL uses:.
 source "$(dirname "$0")/lib.sh"
 export COORD_LOG_LEVEL=info
 SRV=$T/srv
@@ -329,3 +329,28 @@ RC=0
 (cd "$T" && "$KILN" run offline.yml --workers 1 --actions-source "$T/offline") >"$T/offline.out" 2>&1 || RC=$?
 [ $RC = 0 ] && grep -q "hello offline" "$T/offline.out" || fail "a farm on the offline mirror: exit $RC: $(tail -n 5 "$T/offline.out")"
 pass "kiln actions pull fills an offline mirror (a second pull moves nothing, a missing ref is named), list shows its tags, a farm runs from it"
+
+# 8. A per-owner override (OWNER=SOURCE) is the only source for that owner,
+# wherever it stands in the list; a full-URL uses: (as Forgejo takes them)
+# is fetched only from a base the farm has.
+mkdir -p "$T/empty"
+run_local() { # OUT WORKFLOW SOURCES...
+    local out=$1 wf=$2
+    shift 2
+    local args=()
+    for s in "$@"; do args+=(--actions-source "$s"); done
+    RC=0
+    (cd "$T" && "$KILN" run "$wf" --workers 1 "${args[@]}") >"$T/$out" 2>&1 || RC=$?
+}
+run_local over1.out offline.yml "git://127.0.0.1:$GIT_PORT" "acme=$T/offline"
+[ $RC = 0 ] && grep -q "hello offline" "$T/over1.out" || fail "an override to the offline mirror: exit $RC: $(tail -n 5 "$T/over1.out")"
+run_local over2.out offline.yml "git://127.0.0.1:$GIT_PORT" "acme=$T/empty"
+[ $RC = 2 ] && grep -q "uses 'acme/greet@v1': not found in the farm's action sources (tried: $T/empty/acme/greet: no such repository)" "$T/over2.out" ||
+    fail "an override that lacks the action fell through: exit $RC: $(tail -n 5 "$T/over2.out")"
+sed "s|acme/greet@v1|git://127.0.0.1:$GIT_PORT/acme/greet@v1|" "$T/offline.yml" >"$T/url.yml"
+run_local url1.out url.yml "$T/empty" "git://127.0.0.1:$GIT_PORT/"
+[ $RC = 0 ] && grep -q "hello offline" "$T/url1.out" || fail "a full-URL uses: exit $RC: $(tail -n 5 "$T/url1.out")"
+run_local url2.out url.yml "$T/offline"
+[ $RC = 2 ] && grep -q "git://127.0.0.1:$GIT_PORT is not one of the farm's action sources" "$T/url2.out" ||
+    fail "a full-URL uses: of a host the farm lacks: exit $RC: $(tail -n 5 "$T/url2.out")"
+pass "an OWNER=SOURCE override is the owner's only source; a full-URL uses: comes from that base only when the farm has it"

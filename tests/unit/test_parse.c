@@ -692,6 +692,34 @@ static void test_remote_composite(void **state)
     json_decref(files);
 }
 
+/* uses: split: OWNER/REPO[/PATH]@REF, and a full URL (its last two
+ * segments the owner and name, the rest the source it names). */
+static void test_uses_remote(void **state)
+{
+    (void)state;
+    kiln_uses_ref_t r;
+    assert_int_equal(kiln_uses_remote("acme/greet/sub/dir@v1", &r), 0);
+    assert_string_equal(r.owner, "acme");
+    assert_string_equal(r.repo, "greet");
+    assert_string_equal(r.path, "sub/dir");
+    assert_string_equal(r.ref, "v1");
+    assert_string_equal(r.base, "");
+    assert_int_equal(kiln_uses_remote("https://git.example.com/forge/acme/tool.git@v2.1", &r), 0);
+    assert_string_equal(r.base, "https://git.example.com/forge");
+    assert_string_equal(r.owner, "acme");
+    assert_string_equal(r.repo, "tool");
+    assert_string_equal(r.path, "");
+    assert_string_equal(r.ref, "v2.1");
+    assert_int_equal(kiln_uses_remote("ssh://git@host:22/acme/tool@main", &r), 0);
+    assert_string_equal(r.base, "ssh://git@host:22");
+    const char *bad[] = {"https://host/tool@v1", "https://acme/tool@v1", "ftp://h/a/b@v1",
+                         "https:///a/b@v1", "https://h/a/../b@v1", "acme@v1", "acme/x@",
+                         "https://h/a/b@v:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (kiln_uses_remote(bad[i], &r) == 0)
+            fail_msg("'%s' was taken as an action", bad[i]);
+}
+
 /* A JavaScript action is one step that runs its main script with its
  * inputs (given, else defaults); its pre runs before the job's first
  * step, its post after the last, in reverse order with actions/cache's
@@ -2426,6 +2454,7 @@ int main(void)
         cmocka_unit_test(test_remote_action_not_supported),
         cmocka_unit_test(test_remote_composite),
         cmocka_unit_test(test_js_action),
+        cmocka_unit_test(test_uses_remote),
         cmocka_unit_test(test_builtin_checkout),
         cmocka_unit_test(test_builtin_cache),
         cmocka_unit_test(test_builtin_artifacts),
