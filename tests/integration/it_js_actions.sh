@@ -6,8 +6,8 @@
 # step, post after its last, in reverse order; a post after a failed main
 # step, a post-if: success() skipped then; one used inside a remote
 # composite action (main only); a local one found in the workspace when
-# its step runs; failures a user can act on: the action's process failing
-# or hanging past timeout-minutes, a script missing, a Node.js too old, a
+# its step runs; failures a user can act on: the action's process failing,
+# crashing or hanging past timeout-minutes, a script missing, a Node.js too old, a
 # --node that is none; an action built on @actions/core from npm; the
 # legacy ::set-output and ::save-state commands; the tool cache filled by
 # kiln toolcache add, found by @actions/tool-cache; the policy that
@@ -100,6 +100,10 @@ runs:
   post: post.js" main.js 'console.log("::set-output name=old::legacy value");
 console.log("::save-state name=s::saved the old way");' \
     post.js 'console.log("legacy post: " + process.env.STATE_s);'
+action crash "name: crash
+runs:
+  using: $USING
+  main: main.js" main.js 'throw new Error("the action crashed on purpose");'
 action nofile "name: nofile
 runs:
   using: $USING
@@ -142,10 +146,17 @@ JS
 echo 'console.log("core post: " + require("@actions/core").getState("kept"));' >"$C/post.js"
 tgit -C "$C" add -A && tgit -C "$C" commit -qm first && tgit -C "$C" tag v1
 
+# acme/served: a JavaScript action on a git server on 127.0.0.1 (the
+# farm's second source), not in the directory.
+SRV=$T/srv
+mkdir -p "$SRV/acme"
+tgit clone -q --bare "$DIR/acme/strict" "$SRV/acme/served.git"
+start_git_servers "$SRV"
+
 start_redis
 make_keys
 admit_worker w1
-start_coordinator --actions-source "$DIR"
+start_coordinator --actions-source "$DIR" --actions-source "git://127.0.0.1:$GIT_PORT"
 start_worker w1
 wait_workers 1
 
@@ -163,6 +174,7 @@ jobs:
           count: 3
       - run: echo "got ${{ steps.h.outputs.greeting }}"
       - uses: acme/wrap@v1
+      - uses: acme/served@v1
       - run: echo last
 YML
 RC=0
@@ -182,10 +194,12 @@ last
 post: pre saw kiln / main ran
 TXT
 diff "$T/ok.want" "$T/ok.lines" >"$T/ok.diff" || fail "the phases ran otherwise: $(cat "$T/ok.diff")"
+grep -q "^a | strict main" "$T/ok.out" && grep -q "^a | strict post" "$T/ok.out" ||
+    fail "the action from the git server: $(grep -E 'strict|served' "$T/ok.out")"
 "$KILN" status "$("$KILN" history --limit 1 --json | sed -n 's/.*"id": \([0-9]*\).*/\1/p' | head -n 1)" >"$T/ok.status"
 HELLO=$(tgit -C "$DIR/acme/hello" rev-parse HEAD)
 grep -q "action: acme/hello@v1 -> ${HELLO:0:12}" "$T/ok.status" || fail "kiln status does not show the commit acme/hello@v1 resolved to: $(cat "$T/ok.status")"
-pass "a JavaScript action's pre, main and post run in GitHub's order with its inputs, outputs and state; nested in a composite action its main runs; no store token reaches it"
+pass "a JavaScript action's pre, main and post run in GitHub's order with its inputs, outputs and state; nested in a composite action its main runs; one from a git server on 127.0.0.1 runs; no store token reaches it"
 
 cat >"$T/fail.yml" <<'YML'
 on: push
@@ -220,11 +234,13 @@ if [ "$NODE_MAJOR" -lt 24 ]; then
 else
     echo "# Node.js $NODE_MAJOR here is newer than any runs.using: the too-old refusal is not tested" >&2
 fi
+failing crash acme/crash@v1 "Error: the action crashed on purpose"
+grep -q "exited with code 1" "$T/crash.out" || fail "a crashed node process: $(tail -n 5 "$T/crash.out")"
 failing nofile acme/nofile@v1 "the JavaScript action 'acme/nofile@v1' has no file dist/missing.js (its runs.main)"
 failing hang acme/hang@v1 "timed out after" '        timeout-minutes: 0.03
 '
 grep -q "^a | hanging" "$T/hang.out" || fail "the hanging action never started: $(tail -n 5 "$T/hang.out")"
-pass "a Node.js too old, a missing script and a hanging action fail their steps, saying why"
+pass "a Node.js too old, a crashing, a missing and a hanging script fail their steps, saying why"
 
 # A tool an operator provides: kiln toolcache add puts it where
 # @actions/tool-cache's find looks (TOOL/VERSION/ARCH and its .complete).
@@ -338,7 +354,7 @@ pass "a worker whose --node is no program refuses to start, naming it"
 # refused at submit time, saying which commit to pin; pinned, it runs.
 kill "$COORD_PID"
 wait "$COORD_PID" 2>/dev/null || true
-start_coordinator --actions-source "$DIR" --actions-require-sha
+start_coordinator --actions-source "$DIR" --actions-source "git://127.0.0.1:$GIT_PORT" --actions-require-sha
 wait_workers 1
 RC=0
 "$KILN" submit "$T/ok.yml" >"$T/unpinned.out" 2>&1 || RC=$?
