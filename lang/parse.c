@@ -737,11 +737,13 @@ static void s_walk_on(kiln_parse_t *ctx, knode_t *val)
 }
 
 
-/* A JavaScript action's step used by the job itself (not from within a
- * composite action) with a pre or post script. */
+/* A JavaScript action's main step with a pre or post script: a pre only
+ * for one the job uses itself, a post also for one used inside composite
+ * actions (as GitHub's runner runs their posts at the job's end). */
 static const char *s_js_phase(const kiln_step_t *st, const char *phase)
 {
-    if (!st->builtin || strcmp(st->builtin, "node") != 0 || st->action_inputs || !st->js_action)
+    if (!st->builtin || strcmp(st->builtin, "node") != 0 || !st->js_action ||
+        (st->action_inputs && strcmp(phase, "pre") == 0))
         return NULL;
     const char *own = json_string_value(json_object_get(st->js_action, "phase"));
     if (!own || strcmp(own, "main") != 0)
@@ -773,7 +775,10 @@ static bool s_js_phase_step(kiln_parse_t *ctx, const kiln_step_t *main, const ch
     out->name = kiln_parse_strdup(ctx, name);
     out->builtin = "node";
     out->if_expr = kiln_parse_strdup(ctx, cond && cond[0] ? cond : "always()");
-    out->with = json_deep_copy(main->with);
+    /* A nested action's inputs are templates of its composite's inputs,
+     * which the job's end does not have: its post takes the values its
+     * main step had (the worker keeps them), as every post does. */
+    out->with = main->action_inputs ? json_object() : json_deep_copy(main->with);
     out->action_path = main->action_path ? kiln_parse_strdup(ctx, main->action_path) : NULL;
     out->js_action = json_deep_copy(main->js_action);
     out->timeout = json_incref(main->timeout);
@@ -821,6 +826,15 @@ static void s_add_posts(kiln_parse_t *ctx, kiln_job_t *job)
 {
     size_t n_pres = 0, n_posts = 0;
     for (size_t i = 0; i < job->n_steps; i++) {
+        const kiln_step_t *st = &job->steps[i];
+        const char *pre = st->js_action && st->action_inputs
+                              ? json_string_value(json_object_get(st->js_action, "pre"))
+                              : NULL;
+        if (pre && pre[0])
+            kiln_diags_add(ctx->diags, KILN_DIAG_WARNING, st->line, st->col,
+                           "`pre` of '%s' is not run: it is used inside a composite action, "
+                           "where GitHub's runner runs no pre either",
+                           json_string_value(json_object_get(st->js_action, "uses")));
         /* A remote action's pre needs its files first: its download too. */
         n_pres += s_js_phase(&job->steps[i], "pre") ? 1 + s_downloads(job, i) : 0;
         n_posts += (job->steps[i].builtin && strcmp(job->steps[i].builtin, "cache") == 0) ||

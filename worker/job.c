@@ -410,8 +410,16 @@ static int s_node_env(kiln_wjob_t *job, const Kiln__StepSpec *st, const json_t *
     const char *instance = json_string_value(json_object_get(js, "state"));
     const char *repo = json_string_value(json_object_get(js, "repository"));
     const char *ref = json_string_value(json_object_get(js, "ref"));
-    if (s_inputs_env(job, st, e) != 0)
+    const char *phase = json_string_value(json_object_get(js, "phase"));
+    bool post = phase && strcmp(phase, "post") == 0;
+    int kept = post && instance ? kiln_jobctx_action_inputs(job->jx, instance, e) : 1;
+    if (kept < 0 || (kept == 1 && s_inputs_env(job, st, e) != 0))
         return -1;
+    if (phase && strcmp(phase, "main") == 0 && instance &&
+        kiln_jobctx_action_keep_inputs(job->jx, instance, e) != 0) {
+        kiln_job_log(job, "cannot keep the action's inputs for its post: out of memory");
+        return -1;
+    }
     if ((repo && repo[0] && kiln_kv_set(e, "GITHUB_ACTION_REPOSITORY", repo)) ||
         (ref && ref[0] && kiln_kv_set(e, "GITHUB_ACTION_REF", ref)) ||
         (instance && kiln_jobctx_action_state(job->jx, instance, e) != 0)) {

@@ -702,6 +702,33 @@ bool kiln_jobctx_action_has_run(kiln_jobctx_t *self, const char *instance)
     return json_is_true(json_object_get(json_object_get(self->actions, instance), "ran"));
 }
 
+int kiln_jobctx_action_keep_inputs(kiln_jobctx_t *self, const char *instance,
+                                   const kiln_kv_t *env)
+{
+    json_t *rec = s_action_rec(self, instance), *in = json_object();
+    for (size_t i = 0; rec && in && i < env->n; i++) {
+        char key[KILN_JOBCTX_NAME_MAX + 8];
+        kiln_kv_key_copy(env, i, key, sizeof key);
+        if (strncmp(key, "INPUT_", 6) == 0)
+            json_object_set_new(in, key, json_string(kiln_kv_value(env, i)));
+    }
+    if (!rec || !in || json_object_set_new(rec, "inputs", in) != 0)
+        return -1;
+    return 0;
+}
+
+int kiln_jobctx_action_inputs(kiln_jobctx_t *self, const char *instance, kiln_kv_t *out)
+{
+    json_t *in = json_object_get(json_object_get(self->actions, instance), "inputs");
+    const char *name;
+    json_t *v;
+    if (!in)
+        return 1;
+    json_object_foreach(in, name, v) if (kiln_kv_set(out, name, json_string_value(v)) == -1)
+        return -1;
+    return 0;
+}
+
 int kiln_jobctx_action_state(kiln_jobctx_t *self, const char *instance, kiln_kv_t *out)
 {
     const char *name;

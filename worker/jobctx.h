@@ -84,6 +84,12 @@ int kiln_jobctx_step_done(kiln_jobctx_t *self, size_t index, const Kiln__StepSpe
 void kiln_jobctx_action_ran(kiln_jobctx_t *self, const char *instance);
 bool kiln_jobctx_action_has_run(kiln_jobctx_t *self, const char *instance);
 int kiln_jobctx_action_state(kiln_jobctx_t *self, const char *instance, kiln_kv_t *out);
+/* The INPUT_* its main step ran with, kept for its post (which runs where
+ * the main step's with: templates may mean nothing any more); _inputs sets
+ * them in out: 0, or 1 when none were kept, -1 out of memory. */
+int kiln_jobctx_action_keep_inputs(kiln_jobctx_t *self, const char *instance,
+                                   const kiln_kv_t *env);
+int kiln_jobctx_action_inputs(kiln_jobctx_t *self, const char *instance, kiln_kv_t *out);
 /* The job's outputs, evaluated. */
 int kiln_jobctx_outputs(kiln_jobctx_t *self, kiln_kv_t *out, char *err, size_t errlen);
 /* The output filter (masks, annotations) of this job. Borrowed. */

@@ -5,7 +5,7 @@
 # STATE_*, GITHUB_ACTION_PATH/REPOSITORY/REF; pre before the job's first
 # step, post after its last, in reverse order; a post after a failed main
 # step, a post-if: success() skipped then; one used inside a remote
-# composite action (main only); a local one found in the workspace when
+# composite action (its post at the job's end, its pre not run); a local one found in the workspace when
 # its step runs; failures a user can act on: the action's process failing,
 # crashing or hanging past timeout-minutes, a script missing, a Node.js too old, a
 # --node that is none; an action built on @actions/core from npm; the
@@ -191,15 +191,18 @@ wrap begins
 main: who=world count=7 state=undefined repo=acme/hello ref=v1 here=true cwd=true token=none
 wrap got hello world
 last
+post: undefined / main ran
 post: pre saw kiln / main ran
 TXT
 diff "$T/ok.want" "$T/ok.lines" >"$T/ok.diff" || fail "the phases ran otherwise: $(cat "$T/ok.diff")"
+grep -qF "\`pre\` of 'acme/hello@v1' is not run: it is used inside a composite action" "$T/ok.out" ||
+    fail "no warning that the nested action's pre is not run: $(head -n 5 "$T/ok.out")"
 grep -q "^a | strict main" "$T/ok.out" && grep -q "^a | strict post" "$T/ok.out" ||
     fail "the action from the git server: $(grep -E 'strict|served' "$T/ok.out")"
 "$KILN" status "$("$KILN" history --limit 1 --json | sed -n 's/.*"id": \([0-9]*\).*/\1/p' | head -n 1)" >"$T/ok.status"
 HELLO=$(tgit -C "$DIR/acme/hello" rev-parse HEAD)
 grep -q "action: acme/hello@v1 -> ${HELLO:0:12}" "$T/ok.status" || fail "kiln status does not show the commit acme/hello@v1 resolved to: $(cat "$T/ok.status")"
-pass "a JavaScript action's pre, main and post run in GitHub's order with its inputs, outputs and state; nested in a composite action its main runs; one from a git server on 127.0.0.1 runs; no store token reaches it"
+pass "a JavaScript action's pre, main and post run in GitHub's order with its inputs, outputs and state; nested in a composite action its main and post run; one from a git server on 127.0.0.1 runs; no store token reaches it"
 
 cat >"$T/fail.yml" <<'YML'
 on: push
