@@ -102,10 +102,10 @@ void kiln_cli_source_free(Kiln__Source **src_p);
 int kiln_cli_request_timeout_ms(void);
 int kiln_cli_usage_error(const char *cmd, const char *usage, const kiln_opt_t *opts, int rc);
 int kiln_cli_interrupt_fd(int extra_fd, int *sigfd_out);
-/* The coordinator's word, in an accepted submission's reply, that the
- * workflow's on: does not list the --event given (the local check cannot
- * know the event), printed to stderr. */
-void kiln_cli_print_event_note(const char *file, const char *reply_text);
+/* The warnings in a submission's answer that kiln_cli_validate did not
+ * print (those of remote actions, which only the farm reads; its note on
+ * an event the workflow does not list), to stderr. */
+void kiln_cli_print_farm_warnings(const char *reply_text);
 int kiln_cli_submit_and_follow(kiln_client_t *client, const char *file, const char *text,
                                size_t len, bool live, bool json, int wake_fd, int64_t *run_out,
                                kiln_cli_inputs_t *in);

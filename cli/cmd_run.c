@@ -407,8 +407,8 @@ int kiln_cmd_submit(int argc, char **argv)
         req.source = inputs.source;
         kiln_cli_actions_attach(&req);
         code = kiln_cli_call(client, &req, &reply);
-        if (code == 0 && inputs.event)
-            kiln_cli_print_event_note(argv[2], reply->reply->error);
+        if (code == 0)
+            kiln_cli_print_farm_warnings(reply->reply->error);
         if (code == 0 && c.json)
             printf("{\"run\": %llu, \"state\": \"accepted\"}\n",
                    (unsigned long long)reply->reply->run_id);

@@ -58,13 +58,6 @@ int kiln_cli_interrupt_fd(int extra_fd, int *sigfd_out)
     return ep;
 }
 
-void kiln_cli_print_event_note(const char *file, const char *reply_text)
-{
-    const char *note = strstr(reply_text, ": warning: on: does not list");
-    if (note)
-        fprintf(stderr, "%s%.*s\n", file, (int)strcspn(note, "\n"), note);
-}
-
 int kiln_cli_submit_and_follow(kiln_client_t *client, const char *file, const char *text,
                                size_t len, bool live, bool json, int wake_fd, int64_t *run_out,
                                kiln_cli_inputs_t *in)
@@ -99,11 +92,10 @@ int kiln_cli_submit_and_follow(kiln_client_t *client, const char *file, const ch
         code = reply->reply->code == -2 ? KILN_EXIT_USAGE : KILN_EXIT_INFRA;
         goto cleanup;
     }
-    /* Warnings come back too; the same check here printed them already,
-     * all but the coordinator's word on an --event the workflow's on: does
-     * not list. */
-    if (in->event)
-        kiln_cli_print_event_note(file, reply->reply->error);
+    /* Warnings come back too; the same check here printed most of them
+     * already: what only the farm could see (remote actions, an --event
+     * the workflow's on: does not list) is printed now. */
+    kiln_cli_print_farm_warnings(reply->reply->error);
     int64_t run_id = (int64_t)reply->reply->run_id;
     if (run_out)
         *run_out = run_id;

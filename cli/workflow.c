@@ -138,6 +138,25 @@ int kiln_cli_parse(kiln_workflow_t **wf, const char *path, const char *text, siz
     return kiln_workflow_parse(wf, path, text, len, &loader, diags);
 }
 
+/* What the last kiln_cli_validate printed, so the farm's answer adds only
+ * what it alone could find. */
+static char *s_shown;
+
+void kiln_cli_print_farm_warnings(const char *reply_text)
+{
+    for (const char *line = reply_text; line && *line;) {
+        size_t n = strcspn(line, "\n");
+        bool seen = false;
+        for (const char *p = s_shown; p && !seen && (p = strstr(p, line)) != NULL; p++)
+            seen = strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == '\0') &&
+                   (p == s_shown || p[-1] == '\n');
+        if (n && !seen && memmem(line, n, ": warning: ", 11))
+            fprintf(stderr, "%.*s\n", (int)n, line);
+        line += n;
+        line += *line == '\n';
+    }
+}
+
 int kiln_cli_validate(const char *path, char **text, size_t *len)
 {
     kiln_diags_t diags;
@@ -185,7 +204,8 @@ int kiln_cli_validate(const char *path, char **text, size_t *len)
     char *report = diags.n ? kiln_diags_format(&diags) : NULL;
     if (report)
         fputs(report, stderr);
-    free(report);
+    free(s_shown);
+    s_shown = report;
     if (prc != 0) {
         free(buf);
         goto cleanup;

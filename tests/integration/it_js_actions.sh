@@ -196,7 +196,7 @@ post: pre saw kiln / main ran
 TXT
 diff "$T/ok.want" "$T/ok.lines" >"$T/ok.diff" || fail "the phases ran otherwise: $(cat "$T/ok.diff")"
 grep -qF "\`pre\` of 'acme/hello@v1' is not run: it is used inside a composite action" "$T/ok.out" ||
-    fail "no warning that the nested action's pre is not run: $(head -n 5 "$T/ok.out")"
+    fail "no warning that the nested action's pre is not run: $(grep -v '^a |' "$T/ok.out" | head -n 20)"
 grep -q "^a | strict main" "$T/ok.out" && grep -q "^a | strict post" "$T/ok.out" ||
     fail "the action from the git server: $(grep -E 'strict|served' "$T/ok.out")"
 "$KILN" status "$("$KILN" history --limit 1 --json | sed -n 's/.*"id": \([0-9]*\).*/\1/p' | head -n 1)" >"$T/ok.status"
