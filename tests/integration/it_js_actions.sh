@@ -8,7 +8,8 @@
 # composite action (its post at the job's end, its pre not run); a local one found in the workspace when
 # its step runs; failures a user can act on: the action's process failing,
 # crashing or hanging past timeout-minutes, a script missing, a Node.js too old, a
-# --node that is none; an action built on @actions/core from npm; the
+# --node that is none, a worker with no Node.js, a malformed action.yml;
+# an action built on @actions/core from npm; the
 # legacy ::set-output and ::save-state commands; the tool cache filled by
 # kiln toolcache add, found by @actions/tool-cache; the policy that
 # requires actions pinned by a full commit SHA.
@@ -104,6 +105,10 @@ action crash "name: crash
 runs:
   using: $USING
   main: main.js" main.js 'throw new Error("the action crashed on purpose");'
+action broken "name: broken
+runs:
+  using: $USING
+  main: [one.js, two.js]"
 action nofile "name: nofile
 runs:
   using: $USING
@@ -323,6 +328,36 @@ grep -q "^a | legacy legacy value / from a run step" "$T/legacy.out" && grep -q 
 grep -q "The \`set-output\` command is deprecated and will be disabled soon" "$T/legacy.out" &&
     grep -q "The \`save-state\` command is deprecated" "$T/legacy.out" || fail "no deprecation warnings: $(grep -i deprecat "$T/legacy.out")"
 pass "::set-output and ::save-state still work, with GitHub's deprecation warning"
+
+# A malformed action.yml is refused when the run is submitted, naming the
+# action's file and line.
+printf 'on: push\njobs:\n  a:\n    runs-on: linux\n    steps:\n      - uses: acme/broken@v1\n' >"$T/broken.yml"
+BROKEN=$(tgit -C "$DIR/acme/broken" rev-parse HEAD)
+RC=0
+"$KILN" submit "$T/broken.yml" >"$T/broken.out" 2>&1 || RC=$?
+[ $RC = 2 ] && grep -qF "uses 'acme/broken@v1': acme/broken@${BROKEN:0:12}:action.yml:4:9: runs.main must be a non-empty string" "$T/broken.out" ||
+    fail "a malformed action.yml: exit $RC: $(cat "$T/broken.out")"
+pass "a malformed action.yml is refused at submit time naming its file and line"
+
+# A worker with no Node.js (none on its PATH) runs other steps; a
+# JavaScript action's step there fails, saying what to do.
+admit_worker bare
+kill -HUP "$COORD_PID"
+mkdir -p "$T/nopath"
+env PATH="$T/nopath" "$KILN_BIN/kiln-worker" --coordinator "$ENDPOINT" --server-key "$T/keys/server.pub" \
+    --key "$T/keys/bare.key" --name bare --work-dir "$T/work/bare" --labels bare-only >>"$T/bare.log" 2>&1 &
+BARE_PID=$!
+PIDS+=($BARE_PID)
+wait_workers 2
+grep -q "no Node.js: JavaScript actions' steps fail here" "$T/bare.log" || fail "the worker did not say it has no Node.js: $(cat "$T/bare.log")"
+printf 'on: push\njobs:\n  a:\n    runs-on: bare-only\n    steps:\n      - uses: acme/strict@v1\n' >"$T/bare.yml"
+RC=0
+"$KILN" submit --wait "$T/bare.yml" >"$T/bare.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -qF "the JavaScript action 'acme/strict@v1' (runs.using: node16) cannot run on this worker: there is no 'node' on this worker's PATH (install Debian's nodejs, or start kiln-worker with --node PATH)" "$T/bare.out" ||
+    fail "a JavaScript action on a worker without Node.js: exit $RC: $(tail -n 8 "$T/bare.out")"
+kill "$BARE_PID"
+wait "$BARE_PID" 2>/dev/null || true
+pass "a worker without Node.js says so at its start, and a JavaScript action's step there fails naming the action and the remedy"
 
 # A local JavaScript action: its action.yml read when the run is
 # submitted, its script found in the workspace when its step runs.
