@@ -1,7 +1,9 @@
 /* cmd_actions.c: `kiln actions pull OWNER/REPO@REF --into DIR [--from URL]`
- * and `kiln actions list --dir DIR`: filling and reading a directory of
+ * and `kiln actions list [--dir DIR]`: filling and reading a directory of
  * OWNER/REPO git repositories, the offline mirror a farm behind a firewall
- * gives its coordinator as an action source (--actions-source DIR).
+ * gives its coordinator as an action source (--actions-source DIR); list
+ * without --dir asks the farm for its sources and every commit its
+ * history ran (REQ_ACTIONS).
  *
  * A pull mirrors every branch and tag of the repository (bare, as
  * OWNER/REPO.git) through the same mirror code the coordinator fetches
@@ -190,19 +192,47 @@ static int s_list(const char *dir)
     return 0;
 }
 
+/* The farm's word: its sources and every commit its history ran. */
+static void s_render_farm(json_t *doc)
+{
+    size_t i;
+    json_t *v;
+    printf("sources:%s\n", json_array_size(json_object_get(doc, "sources")) ? "" : " none");
+    json_array_foreach(json_object_get(doc, "sources"), i, v) printf("  %s\n", json_string_value(v));
+    if (json_is_true(json_object_get(doc, "require_sha")))
+        printf("policy: actions pinned by a full commit SHA only (--actions-require-sha)\n");
+    json_t *used = json_object_get(doc, "actions");
+    if (!json_array_size(used)) {
+        printf("no remote actions in the history yet\n");
+        return;
+    }
+    printf("%-44s %-12s %6s %8s  %s\n", "USES", "COMMIT", "RUNS", "LAST RUN", "FROM");
+    json_array_foreach(used, i, v) {
+        printf("%-44s %-12.12s %6lld %8lld  %s\n", json_string_value(json_object_get(v, "uses")),
+               json_string_value(json_object_get(v, "sha")),
+               (long long)json_integer_value(json_object_get(v, "runs")),
+               (long long)json_integer_value(json_object_get(v, "last_run")),
+               json_string_value(json_object_get(v, "url")));
+    }
+}
+
 int kiln_cmd_actions(int argc, char **argv)
 {
     const char *from = NULL, *into = NULL, *dir = NULL, *creds = NULL;
+    kiln_cli_common_t c = {0};
     int npos = 0;
     kiln_opt_t opts[] = {
+        KILN_CLI_TARGET_OPTS(c),
+        {"json", KILN_OPT_BOOL, &c.json, "list from the farm: print JSON"},
         {"from", KILN_OPT_STRING, &from, "the base URL OWNER/REPO is fetched under (" S_DEFAULT_FROM ")"},
         {"into", KILN_OPT_STRING, &into, "pull: the directory of OWNER/REPO repositories to fill"},
-        {"dir", KILN_OPT_STRING, &dir, "list: the directory of OWNER/REPO repositories to read"},
+        {"dir", KILN_OPT_STRING, &dir,
+         "list: the directory of OWNER/REPO repositories to read (default: ask the farm)"},
         {"git-credentials", KILN_OPT_STRING, &creds,
          "FILE of 'URL-PREFIX token TOKEN' / 'URL-PREFIX ssh-key KEYFILE [USER]' lines"},
         {NULL, 0, NULL, NULL},
     };
-    static const char usage[] = "pull OWNER/REPO@REF --into DIR [--from URL] | list --dir DIR";
+    static const char usage[] = "pull OWNER/REPO@REF --into DIR [--from URL] | list [--dir DIR]";
     int rc = kiln_opts_parse(opts, argc, argv, 2, &npos);
     const char *sub = npos >= 1 ? argv[2] : "";
     bool pull = strcmp(sub, "pull") == 0 && npos == 2, list = strcmp(sub, "list") == 0 && npos == 1;
@@ -210,9 +240,11 @@ int kiln_cmd_actions(int argc, char **argv)
         kiln_error_set("expected: pull OWNER/REPO@REF, or list");
     else if (rc == 0 && pull && !(into && into[0]))
         kiln_error_set("pull needs --into DIR: the directory of OWNER/REPO repositories to fill");
-    else if (rc == 0 && list && !(dir && dir[0]))
-        kiln_error_set("list needs --dir DIR: the directory of OWNER/REPO repositories");
-    else if (rc == 0)
+    else if (rc == 0 && list && !(dir && dir[0])) {
+        Kiln__Request req = KILN__REQUEST__INIT;
+        req.kind = KILN__REQUEST_KIND__REQ_ACTIONS;
+        return kiln_cli_query(&c, &req, s_render_farm);
+    } else if (rc == 0)
         return pull ? s_pull(argv[3], from && from[0] ? from : S_DEFAULT_FROM, into, creds)
                     : s_list(dir);
     return kiln_cli_usage_error("actions", usage, opts, rc ? rc : -1);

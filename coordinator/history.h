@@ -156,6 +156,9 @@ int kiln_history_runs_json(kiln_history_t *self, unsigned limit, json_t **out);
  * [...], summaries: [...]}. KILN_ENOTFOUND if no such run. Built by
  * kiln_document_run (document.h has the whole shape). */
 int kiln_history_run_json(kiln_history_t *self, int64_t run_id, json_t **out);
+/* Every commit remote uses: resolved to in the history: [{uses, url, sha,
+ * runs, last_run, last_ms}], by uses:, newest first within one. */
+int kiln_history_actions_used(kiln_history_t *self, json_t **out);
 
 typedef int (*kiln_history_log_fn)(void *ctx, const char *job_id, unsigned attempt,
                                    unsigned step, int stream, const void *data, size_t len,

@@ -362,6 +362,55 @@ int kiln_history_run_json(kiln_history_t *self, int64_t run_id, json_t **out)
     return kiln_document_run(self, run_id, out);
 }
 
+int kiln_history_actions_used(kiln_history_t *self, json_t **out)
+{
+    /* Every commit a remote uses: resolved to, over the whole history:
+     * what the farm has run, for an auditor as for `kiln actions list`. */
+    static const char sql[] =
+        "SELECT substr(a.key, 6), json_extract(a.value, '$.url'), json_extract(a.value, '$.sha'),"
+        " count(*), max(r.id), max(r.created_ms)"
+        " FROM runs r, json_each(CASE WHEN json_valid(r.actions) THEN r.actions ELSE '{}' END) a"
+        " WHERE a.key LIKE 'uses:%' AND json_extract(a.value, '$.sha') IS NOT NULL"
+        " GROUP BY 1, 2, 3 ORDER BY 1, 5 DESC LIMIT 2000";
+    sqlite3_stmt *stmt = NULL;
+    json_t *list = json_array();
+    int step, rc = -1;
+    if (!list) {
+        kiln_error_set("out of memory");
+        return -1;
+    }
+    if (sqlite3_prepare_v2(self->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        kiln_hdb_sql_error(self, "actions used");
+        goto cleanup;
+    }
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        json_t *row = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "uses",
+                                (const char *)sqlite3_column_text(stmt, 0), "url",
+                                sqlite3_column_text(stmt, 1)
+                                    ? (const char *)sqlite3_column_text(stmt, 1)
+                                    : "",
+                                "sha", (const char *)sqlite3_column_text(stmt, 2), "runs",
+                                (json_int_t)sqlite3_column_int64(stmt, 3), "last_run",
+                                (json_int_t)sqlite3_column_int64(stmt, 4), "last_ms",
+                                (json_int_t)sqlite3_column_int64(stmt, 5));
+        if (!row || json_array_append_new(list, row) != 0) {
+            kiln_error_set("out of memory");
+            goto cleanup;
+        }
+    }
+    if (step != SQLITE_DONE) {
+        kiln_hdb_sql_error(self, "actions used");
+        goto cleanup;
+    }
+    *out = list;
+    list = NULL;
+    rc = 0;
+cleanup:
+    sqlite3_finalize(stmt);
+    json_decref(list);
+    return rc;
+}
+
 int kiln_history_run_extras(kiln_history_t *self, int64_t run_id, json_t *run)
 {
     return kiln_document_run_extras(self, run_id, run);

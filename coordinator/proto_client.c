@@ -848,6 +848,21 @@ void kiln_proto_client_handle(kiln_server_t *self, kiln_transport_msg_t *msg,
     case KILN__REQUEST_KIND__REQ_DRAIN:
         s_on_drain(self, msg, req, client);
         break;
+    case KILN__REQUEST_KIND__REQ_ACTIONS: {
+        json_t *used = NULL;
+        if ((rc = kiln_history_actions_used(self->history, &used)) == 0) {
+            json_t *sources = json_array();
+            size_t n = 0;
+            const char *const *src = kiln_source_action_sources(self->source, &n);
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(sources, json_string(src[i]));
+            json = json_pack("{s:o, s:o, s:b}", "sources", sources, "actions", used,
+                             "require_sha", self->cfg.actions_require_sha);
+        }
+        kiln_proto_client_reply(self, msg, req->request_id, rc, rc ? kiln_error_last() : NULL, 0,
+                                json);
+        break;
+    }
     case KILN__REQUEST_KIND__REQ_ARTIFACTS:
     case KILN__REQUEST_KIND__REQ_BLOB:
     case KILN__REQUEST_KIND__REQ_CACHES:

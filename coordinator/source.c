@@ -761,6 +761,12 @@ void kiln_source_destroy(kiln_source_t **self_p, void (*free_caller)(void *))
     *self_p = NULL;
 }
 
+const char *const *kiln_source_action_sources(const kiln_source_t *self, size_t *n)
+{
+    *n = self->n_action_sources;
+    return (const char *const *)self->action_sources;
+}
+
 int kiln_source_fd(const kiln_source_t *self)
 {
     return self->efd;

@@ -61,6 +61,9 @@ typedef struct {
 int kiln_source_new(kiln_source_t **out, const char *mirror_dir,
                     const char *const *action_sources, size_t n_action_sources,
                     const char *git_credentials, bool require_sha);
+/* The action sources as the fetches use them (directories made absolute),
+ * in order; fixed from kiln_source_new on. */
+const char *const *kiln_source_action_sources(const kiln_source_t *self, size_t *n);
 /* The checks kiln_source_new makes of its configuration, for a coordinator
  * to make before it touches its history or Redis. 0 or KILN_EINVAL. */
 int kiln_source_check(const char *const *action_sources, size_t n_action_sources,

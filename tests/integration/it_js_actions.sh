@@ -413,3 +413,15 @@ RC=0
 [ $RC = 0 ] && grep -q "^a | main: who=world count=1 .* ref=$HELLO " "$T/pinned.out" ||
     fail "a pinned action under the policy: exit $RC: $(tail -n 8 "$T/pinned.out")"
 pass "under --actions-require-sha an action by tag is refused naming the commit to pin; pinned by SHA it runs"
+
+# What the farm has run: kiln actions list asks the coordinator for its
+# sources and every commit its history's runs resolved.
+"$KILN" actions list >"$T/farm-actions.out" 2>&1 || fail "kiln actions list: $(cat "$T/farm-actions.out")"
+grep -q "^  $(realpath "$DIR")$" "$T/farm-actions.out" && grep -q "^  git://127.0.0.1:$GIT_PORT$" "$T/farm-actions.out" &&
+    grep -q "^policy: actions pinned by a full commit SHA only" "$T/farm-actions.out" ||
+    fail "kiln actions list's sources: $(cat "$T/farm-actions.out")"
+grep -qE "^acme/hello@v1 +${HELLO:0:12} +[0-9]+ +[0-9]+  $(realpath "$DIR")/acme/hello$" "$T/farm-actions.out" &&
+    grep -qE "^acme/hello@$HELLO +${HELLO:0:12} +1 " "$T/farm-actions.out" &&
+    grep -qE "^acme/served@v1 .* git://127.0.0.1:$GIT_PORT/acme/served$" "$T/farm-actions.out" ||
+    fail "kiln actions list's actions: $(cat "$T/farm-actions.out")"
+pass "kiln actions list shows the farm's sources, its policy and every commit its runs resolved, with where from"
