@@ -28,8 +28,90 @@
 
 /* Known GitHub keys Kiln accepts and does not act on yet: a warning each,
  * so that nobody believes them honoured. */
-static const char *const s_job_not_acted[] = {"services", "container", "environment",
-                                              "permissions", NULL};
+static const char *const s_job_not_acted[] = {"services", "environment", "permissions", NULL};
+
+/* -------------------------------------------------------------- container */
+
+/* A list of strings (volumes, ports), each a template. */
+static json_t *s_container_list(kiln_parse_t *ctx, const knode_t *key, knode_t *v, const char *who,
+                                const char *field)
+{
+    if (v->kind != KILN_YAML_SEQ) {
+        kiln_parse_type_error(ctx, key, who, "a list of strings");
+        return NULL;
+    }
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < v->n; i++) {
+        knode_t *item = kiln_yaml_res(v->items[i]);
+        if (item->kind != KILN_YAML_SCALAR || !item->value[0]) {
+            kiln_parse_error(ctx, item, "%s: each of container.%s must be a non-empty string", who,
+                             field);
+            continue;
+        }
+        kiln_parse_template(ctx, item, who, field, item->value);
+        json_array_append_new(out, json_string(item->value));
+    }
+    if (!out)
+        ctx->oom = true;
+    return out;
+}
+
+/* container: an image (a string), or {image, env, options, volumes,
+ * ports, credentials}, as GitHub's jobs.<id>.container. */
+static void s_walk_container(kiln_parse_t *ctx, const knode_t *kslot, knode_t *v, const char *who,
+                             kiln_job_t *job)
+{
+    static const char *const known[] = {"image", "env", "options", "volumes", "ports",
+                                        "credentials", NULL};
+    json_t *c = json_object();
+    const knode_t *image = NULL;
+    if (!c) {
+        ctx->oom = true;
+        return;
+    }
+    if (v->kind == KILN_YAML_SCALAR) {
+        image = v;
+    } else if (v->kind != KILN_YAML_MAP) {
+        kiln_parse_type_error(ctx, kslot, who, "an image name or a mapping with image:");
+        json_decref(c);
+        return;
+    }
+    for (size_t i = 0; v->kind == KILN_YAML_MAP && i + 1 < v->n; i += 2) {
+        knode_t *key = v->items[i];
+        const char *k = kiln_yaml_res(key)->value;
+        knode_t *val = kiln_yaml_res(v->items[i + 1]);
+        if (strcmp(k, "image") == 0) {
+            image = val;
+        } else if (strcmp(k, "options") == 0) {
+            char *o = kiln_parse_string(ctx, key, val, who);
+            if (o) {
+                kiln_parse_template(ctx, val, who, "container.options", o);
+                json_object_set_new(c, "options", json_string(o));
+            }
+            free(o);
+        } else if (strcmp(k, "env") == 0 || strcmp(k, "credentials") == 0) {
+            json_t *m = NULL;
+            kiln_parse_template_map(ctx, key, val, who, "a mapping of names to values", &m);
+            if (m)
+                json_object_set_new(c, k, m);
+        } else if (strcmp(k, "volumes") == 0 || strcmp(k, "ports") == 0) {
+            json_t *l = s_container_list(ctx, key, val, who, k);
+            if (l)
+                json_object_set_new(c, k, l);
+        } else if (!kiln_parse_is_key(k, known)) {
+            kiln_parse_warn(ctx, key, "unknown key '%.*s' in the container of %s", s_q(k), k, who);
+        }
+    }
+    if (!image || image->kind != KILN_YAML_SCALAR || !image->value[0]) {
+        kiln_parse_error(ctx, image ? image : kslot, "the container of %s needs an image", who);
+        json_decref(c);
+        return;
+    }
+    kiln_parse_template(ctx, image, who, "container.image", image->value);
+    json_object_set_new(c, "image", json_string(image->value));
+    json_decref(job->container);
+    job->container = c;
+}
 
 /* ---------------------------------------------------------------- runs-on */
 
@@ -471,6 +553,8 @@ static void s_walk_job(kiln_parse_t *ctx, knode_t *key, knode_t *val, kiln_job_t
         } else if (strcmp(k, "concurrency") == 0) {
             s_walk_concurrency(ctx, kslot, v, who, &job->concurrency_group,
                                &job->cancel_in_progress);
+        } else if (strcmp(k, "container") == 0) {
+            s_walk_container(ctx, kslot, v, who, job);
         } else if (kiln_parse_is_key(k, s_job_not_acted)) {
             kiln_parse_warn(ctx, kslot,
                             "'%s' of %s is accepted but not acted on yet: the job runs without it",

@@ -142,6 +142,9 @@ typedef struct {
     /* The job runs on no farm (runs-on windows-* or macos-*): kept, and
      * failed with this message if it is ever planned. */
     char *unsupported;
+    /* `container:` as {image, env?, options?, volumes?, ports?,
+     * credentials?} (strings templates, evaluated by the worker), or NULL. */
+    json_t *container;
 } kiln_job_t;
 
 struct kiln_workflow {

@@ -1007,6 +1007,19 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
      * (GitHub's _actions): kiln-checkout makes them. */
     snprintf(self->actions_dir, sizeof self->actions_dir, "%s/actions", cfg->work_dir);
     s_find_checkout(self);
+    kiln_container_engine_find(&self->engine, cfg->container_engine,
+                               cfg->container_allow_privileged);
+    if (self->engine.path[0]) {
+        kiln_log_info("container jobs run with %s", self->engine.path);
+        if (!self->null_executor)
+            kiln_container_sweep(&self->engine, self->name);
+    } else if (cfg->container_engine && cfg->container_engine[0]) {
+        kiln_error_set("worker: %s", self->engine.why);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    } else {
+        kiln_log_info("no container engine: container jobs fail here (%s)", self->engine.why);
+    }
     if (kiln_node_probe(&self->node, cfg->node) == 0)
         kiln_log_info("JavaScript actions run with %s (%s)", self->node.path, self->node.version);
     else if (cfg->node && cfg->node[0]) {

@@ -72,6 +72,8 @@ typedef struct {
     int git_timeout_s;        /* a silent git server fails a checkout after this (120) */
     int cache_max_mb;         /* actions/cache's entries on this worker, LRU beyond (10240) */
     const char *node;         /* Node.js for JavaScript actions (NULL: `node` on PATH) */
+    const char *container_engine; /* podman or docker for container jobs (NULL: found on PATH) */
+    bool container_allow_privileged; /* container jobs may ask for --privileged, host mounts */
 } kiln_agent_config_t;
 
 /* A step's PATH when the worker has none. */

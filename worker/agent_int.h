@@ -20,6 +20,7 @@
 #include "proto/kiln.pb-c.h"
 #include "worker/agent.h"
 #include "worker/cgroup.h"
+#include "worker/container.h"
 #include "worker/executor.h"
 #include "worker/jobctx.h"
 #include "worker/node.h"
@@ -70,6 +71,11 @@ typedef struct kiln_wjob {
     bool *step_coe;
     /* KILN_STORE_TOKEN of its steps: how the store relay knows the job. */
     char store_secret[KILN_AGENT_SECRET_LEN + 1];
+    /* jobs.<id>.container evaluated (container.c), its name, and whether a
+     * step may have started it (it is removed at the job's end then). */
+    json_t *ctr;
+    char ctr_name[200];
+    bool ctr_maybe;
 } kiln_wjob_t;
 
 /* A step's store request passed on to the coordinator (agent_store.c). */
@@ -156,6 +162,7 @@ struct kiln_agent {
     char actions_dir[PATH_MAX];   /* remote actions' files by commit: work_dir/actions */
     char checkout_program[PATH_MAX]; /* kiln-checkout, beside this program */
     kiln_node_t node;             /* runs JavaScript actions (node.h) */
+    kiln_container_engine_t engine; /* runs container jobs (container.h) */
     /* The store relay: its ipc socket (work_dir/.store.sock), the requests
      * in flight. */
     char store_socket[PATH_MAX];

@@ -632,6 +632,8 @@ static int s_step_start(kiln_wjob_t *job)
     const Kiln__StepSpec *st = job->a->steps[job->step];
     char script[KILN_WORKSPACE_PATH_MAX + 64], cwd[PATH_MAX * 2], err[512];
     char jsfile[KILN_WORKSPACE_PATH_MAX + 1100 + PATH_MAX];
+    char wrapper[KILN_WORKSPACE_PATH_MAX + 80];
+    bool in_container = false, default_shell = false;
     char shellbuf[KILN_SHELL_MAX + KILN_WORKSPACE_PATH_MAX * 4];
     const char *argv[KILN_SHELL_MAX_ARGS + 1];
     kiln_kv_t env = {0};
@@ -751,7 +753,14 @@ static int s_step_start(kiln_wjob_t *job)
         kiln_job_log(job, "%s", err);
         goto cleanup;
     }
-    if (!s_on_path(argv[0])) {
+    in_container = job->a->container.len > 0;
+    if (in_container && kiln_container_prepare(job, err, sizeof err) != 0) {
+        kiln_job_log(job, "%s", err);
+        goto cleanup;
+    }
+    /* In a container the shell is the image's, and so is an absolute
+     * working-directory: both are checked there. */
+    if (!in_container && !s_on_path(argv[0])) {
         kiln_job_log(job, "shell '%s': '%s' is not installed on this worker", shell[0] ? shell : "bash",
                      argv[0]);
         goto cleanup;
@@ -763,10 +772,11 @@ static int s_step_start(kiln_wjob_t *job)
     else
         snprintf(cwd, sizeof cwd, "%s", job->ws.ws);
     struct stat sb;
-    if (stat(cwd, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    if (!(in_container && wd[0] == '/') && (stat(cwd, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
         kiln_job_log(job, "working-directory '%s' does not exist", wd);
         goto cleanup;
     }
+    default_shell = !shell[0];
 environment:
     if (s_build_env(job, st, &env) != 0) {
         int e = errno;
@@ -776,6 +786,22 @@ environment:
     }
     if (node ? s_node_env(job, st, js, &env) != 0 : builtin && s_builtin_env(job, st, &env) != 0)
         goto cleanup;
+    if (in_container) {
+        /* The host runs the engine; the step runs in the container, in
+         * the directory it asked for. */
+        snprintf(wrapper, sizeof wrapper, "%s.host", script);
+        if (kiln_container_wrap(job, &env, argv, default_shell, script, cwd, wrapper, err,
+                                sizeof err) != 0) {
+            int e = errno;
+            kiln_job_log(job, "%s", err);
+            s_disk_trouble(job, e, "cannot write the step's container script");
+            goto cleanup;
+        }
+        argv[0] = "/bin/sh";
+        argv[1] = wrapper;
+        argv[2] = NULL;
+        snprintf(cwd, sizeof cwd, "%s", job->ws.ws);
+    }
     int64_t timeout = step_timeout;
     if (job->deadline) {
         int64_t left = job->deadline - kiln_clock_mono_ms();
@@ -904,6 +930,8 @@ void kiln_job_free(kiln_wjob_t **job_p)
     kiln_job_flush_held(job);
     free(job->held);
     kiln_exec_destroy(&job->exec);
+    kiln_container_remove(job);
+    json_decref(job->ctr);
     kiln_jobctx_destroy(&job->jx);
     for (size_t i = 0; job->step_names && job->a && i < job->a->n_steps; i++)
         free(job->step_names[i]);
@@ -994,6 +1022,9 @@ void kiln_job_finish(kiln_wjob_t *job)
      * daemon that left its process group) is killed, and the tree is
      * recycled only once it is gone. */
     bool swept = kiln_agent_sweep_job(self, job);
+    /* However the job ended (cancelled, timed out, drained), once what it
+     * left running is gone (the removal is no process of the job's). */
+    kiln_container_remove(job);
     if (!swept && !self->cfg.keep_workspaces) {
         kiln_workspace_remove(&job->ws);
         self->spare_ready[job->slot] = false;

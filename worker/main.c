@@ -59,6 +59,11 @@ int main(int argc, char **argv)
          "a git server silent this long fails the checkout (120)"},
         {"cache-max-mb", KILN_OPT_INT, &cfg.cache_max_mb,
          "actions/cache entries this worker keeps, least recently used evicted beyond (10240)"},
+        {"container-engine", KILN_OPT_STRING, &cfg.container_engine,
+         "the podman or docker that runs container jobs (default: podman, then docker, on PATH)"},
+        {"container-allow-privileged", KILN_OPT_BOOL, &cfg.container_allow_privileged,
+         "let container jobs ask for privileged mode, added capabilities, host namespaces and "
+         "host mounts (refused by default)"},
         {"node", KILN_OPT_STRING, &cfg.node,
          "the Node.js that runs JavaScript actions (default: node on PATH)"},
         {"executor", KILN_OPT_STRING, &cfg.executor,

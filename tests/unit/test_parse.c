@@ -692,6 +692,40 @@ static void test_remote_composite(void **state)
     json_decref(files);
 }
 
+/* container: an image, or {image, env, options, volumes, ports,
+ * credentials}; an image is required, other keys are warned of. */
+static void test_container(void **state)
+{
+    (void)state;
+    result_t r;
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    container: debian:${{ matrix.v }}\n"
+                    "    strategy: {matrix: {v: ['11', '12']}}\n    steps: [{run: x}]\n");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(json_string_value(json_object_get(r.wf->jobs[0].container, "image")),
+                        "debian:${{ matrix.v }}");
+    s_done(&r);
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    container:\n      image: node:20\n"
+                    "      env: {A: b}\n      options: --cpus 1\n      volumes: [cache:/c]\n"
+                    "      ports: ['80']\n      credentials: {username: u, password: p}\n"
+                    "      shm: 1\n    steps: [{run: x}]\n");
+    assert_int_equal(r.rc, 0);
+    json_t *c = r.wf->jobs[0].container;
+    assert_string_equal(json_string_value(json_object_get(json_object_get(c, "env"), "A")), "b");
+    assert_string_equal(json_string_value(json_object_get(c, "options")), "--cpus 1");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(c, "volumes"), 0)),
+                        "cache:/c");
+    s_expect_warning_like(&r, 11, "unknown key 'shm' in the container");
+    s_done(&r);
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    container:\n      env: {A: b}\n"
+                    "    steps: [{run: x}]\n");
+    s_expect_error_like(&r, 4, "the container of job 'a' needs an image");
+    s_done(&r);
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    container:\n      image: x\n"
+                    "      volumes: /a:/b\n    steps: [{run: x}]\n");
+    s_expect_error_like(&r, 6, "a list of strings");
+    s_done(&r);
+}
+
 /* uses: split: OWNER/REPO[/PATH]@REF, and a full URL (its last two
  * segments the owner and name, the rest the source it names). */
 static void test_uses_remote(void **state)
@@ -2455,6 +2489,7 @@ int main(void)
         cmocka_unit_test(test_remote_composite),
         cmocka_unit_test(test_js_action),
         cmocka_unit_test(test_uses_remote),
+        cmocka_unit_test(test_container),
         cmocka_unit_test(test_builtin_checkout),
         cmocka_unit_test(test_builtin_cache),
         cmocka_unit_test(test_builtin_artifacts),

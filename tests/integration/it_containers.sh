@@ -1,0 +1,173 @@
+# Container jobs (jobs.<id>.container) through podman: an image built here
+# with buildah from busybox-static (no registry needed); every run step in
+# it, the workspace at the same path (files and GITHUB_OUTPUT cross), the
+# container's env and the step's; a container started once per job and
+# removed when the job ends: after success, after a failure, after a
+# cancel; an image that is not there fails the job saying so; privileged
+# options and host mounts refused; a worker with no engine says why.
+source "$(dirname "$0")/lib.sh"
+command -v podman >/dev/null && command -v buildah >/dev/null && [ -x /bin/busybox ] ||
+    skip "podman, buildah or busybox-static is not installed (make deps installs them)"
+# This machine's hybrid cgroups need runc and lower ulimits than podman's
+# defaults (see README, Container jobs): the same containers.conf for the
+# tests' own podman calls and the worker's.
+cat >"$T/containers.conf" <<'CONF'
+[containers]
+default_ulimits=["nofile=20000:20000","nproc=32768:32768"]
+[engine]
+runtime="runc"
+cgroup_manager="cgroupfs"
+events_logger="file"
+CONF
+export CONTAINERS_CONF=$T/containers.conf
+IMAGE=localhost/kiln-it-busybox:$$
+C=$(buildah from scratch 2>"$T/buildah.err") && buildah copy "$C" /bin/busybox /bin/busybox >/dev/null &&
+    buildah run "$C" -- /bin/busybox --install -s /bin >/dev/null 2>>"$T/buildah.err" &&
+    mkdir -p "$T/etc" && echo "kiln-it-image" >"$T/etc/image-name" && buildah copy "$C" "$T/etc/image-name" /etc/image-name >/dev/null &&
+    buildah commit -q "$C" "$IMAGE" >/dev/null 2>>"$T/buildah.err" && buildah rm "$C" >/dev/null ||
+    skip "buildah cannot build an image here: $(tail -n 3 "$T/buildah.err")"
+test_cleanup() {
+    podman ps -aq --filter label=kiln.job >/dev/null 2>&1 &&
+        podman rm -f -t 0 $(podman ps -aq --filter "label=kiln.worker=w1-$$") >/dev/null 2>&1
+    podman rmi -f "$IMAGE" >/dev/null 2>&1
+}
+podman run --rm "$IMAGE" true >"$T/probe.out" 2>&1 || skip "podman cannot run a container here: $(tail -n 3 "$T/probe.out")"
+
+start_redis
+make_keys
+admit_worker "w1-$$"
+start_coordinator
+start_worker "w1-$$"
+wait_workers 1
+# containers of this worker only (its name is this test's)
+ours() { podman ps -aq --filter "label=kiln.worker=w1-$$"; }
+gone() { # until no container of ours is left (bounded)
+    for _ in $(seq 1 100); do [ -z "$(ours)" ] && return 0; sleep 0.1; done
+    fail "containers left after the job: $(podman ps -a --filter "label=kiln.worker=w1-$$")"
+}
+
+cat >"$T/ok.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: linux
+    container:
+      image: $IMAGE
+      env:
+        FROM_CONTAINER: set-in-container
+    env:
+      FROM_JOB: set-in-job
+    steps:
+      - id: one
+        run: |
+          echo "image \$(cat /etc/image-name) shell \$(readlink /bin/sh) pwd-same \$([ "\$(pwd)" = "\$GITHUB_WORKSPACE" ] && echo yes)"
+          echo "env \$FROM_CONTAINER \$FROM_JOB"
+          echo made-inside >inside.txt
+          echo "answer=42" >>"\$GITHUB_OUTPUT"
+          echo "host \$(hostname)" >host.txt
+      - run: |
+          echo "output \${{ steps.one.outputs.answer }} file \$(cat inside.txt) same-container \$([ "\$(cat host.txt)" = "host \$(hostname)" ] && echo yes)"
+      - working-directory: /etc
+        run: echo "in \$(pwd) \$(cat image-name)"
+YML
+RC=0
+"$KILN" submit --wait "$T/ok.yml" >"$T/ok.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the container job exited $RC: $(tail -n 15 "$T/ok.out")"
+grep -q "^a | image kiln-it-image shell /bin/busybox pwd-same yes" "$T/ok.out" &&
+    grep -q "^a | env set-in-container set-in-job" "$T/ok.out" &&
+    grep -q "^a | output 42 file made-inside same-container yes" "$T/ok.out" &&
+    grep -q "^a | in /etc kiln-it-image" "$T/ok.out" ||
+    fail "the steps did not run in the container: $(grep -E '^a \|' "$T/ok.out")"
+[ "$(grep -c "Starting the job's container" "$T/ok.out")" = 1 ] || fail "the container was not started once: $(grep -c Starting "$T/ok.out")"
+gone
+pass "a container job's steps run in its image, with the workspace at the same path, the container's env and the job's; one container per job, removed at its end"
+
+# A failing step, then an image that is not there: both end with nothing left.
+cat >"$T/fail.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: linux
+    container: $IMAGE
+    steps:
+      - run: exit 3
+YML
+RC=0
+"$KILN" submit --wait "$T/fail.yml" >"$T/fail.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -q "exited with code 3" "$T/fail.out" || fail "a failing container step: exit $RC: $(tail -n 5 "$T/fail.out")"
+gone
+sed "s|container: $IMAGE|container: localhost/kiln-no-such-image:1|" "$T/fail.yml" >"$T/noimage.yml"
+RC=0
+"$KILN" submit --wait "$T/noimage.yml" >"$T/noimage.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -qi "localhost/kiln-no-such-image" "$T/noimage.out" || fail "a missing image: exit $RC: $(tail -n 8 "$T/noimage.out")"
+gone
+pass "a failing step and a missing image fail the job, naming the image; no container is left"
+
+# Cancelled while a step runs in the container: removed.
+cat >"$T/long.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: linux
+    container: $IMAGE
+    steps:
+      - run: echo started; sleep 60
+YML
+RUN=$("$KILN" submit "$T/long.yml") || fail "cannot submit the long job"
+for _ in $(seq 1 100); do [ -n "$(ours)" ] && break; sleep 0.1; done
+[ -n "$(ours)" ] || fail "the long job's container never started"
+"$KILN" cancel "$RUN" >/dev/null 2>&1 || fail "cannot cancel run $RUN"
+"$KILN" logs "$RUN" -f >"$T/long.out" 2>&1 || true
+"$KILN" status "$RUN" --json >"$T/long.json"
+[ "$(json_get "$T/long.json" '$.state')" = cancelled ] || fail "the run is $(json_get "$T/long.json" '$.state')"
+gone
+pass "a cancelled container job's container is removed"
+
+# What a worker refuses: privileged options and host mounts.
+refused() { # NAME CONTAINER-YAML WANT
+    printf 'on: push\njobs:\n  a:\n    runs-on: linux\n    container:\n%s\n    steps:\n      - run: echo NEVER\n' "$2" >"$T/$1.yml"
+    RC=0
+    "$KILN" submit --wait "$T/$1.yml" >"$T/$1.out" 2>&1 || RC=$?
+    [ $RC = 1 ] && grep -qF "$3" "$T/$1.out" && ! grep -q "^a | NEVER" "$T/$1.out" ||
+        fail "$1: exit $RC, want 1 and '$3': $(tail -n 6 "$T/$1.out")"
+}
+refused priv "      image: $IMAGE
+      options: --cpus 1 --privileged" "container.options: --privileged is not allowed on this worker"
+refused hostmount "      image: $IMAGE
+      volumes:
+        - /etc:/host-etc" "container.volumes: /etc:/host-etc mounts the worker's own files"
+refused net "      image: $IMAGE
+      options: --network=host" "container.options: --network is not allowed"
+# Options are words for the engine, never shell text.
+cat >"$T/meta.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: linux
+    container:
+      image: $IMAGE
+      options: --label "x=\$(touch $T/pwned)" --label 'y;touch $T/pwned2' --env 'QUOTED=a b;c'
+    steps:
+      - run: echo "quoted [\$QUOTED]"
+YML
+RC=0
+"$KILN" submit --wait "$T/meta.yml" >"$T/meta.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "^a | quoted \[a b;c\]" "$T/meta.out" || fail "options with shell characters: exit $RC: $(tail -n 6 "$T/meta.out")"
+[ ! -e "$T/pwned" ] && [ ! -e "$T/pwned2" ] || fail "container.options reached a shell"
+gone
+pass "--privileged, --network=host and host mounts are refused by default; options never reach a shell"
+
+# A worker with no engine: the job fails saying why.
+admit_worker "bare-$$"
+kill -HUP "$COORD_PID"
+mkdir -p "$T/nopath"
+env PATH="$T/nopath:/usr/local/bin:/usr/bin:/bin" "$KILN_BIN/kiln-worker" --coordinator "$ENDPOINT" \
+    --server-key "$T/keys/server.pub" --key "$T/keys/bare-$$.key" --name "bare-$$" --work-dir "$T/work/bare" \
+    --labels bare-only --container-engine "$T/nopath/podman" >"$T/bare.log" 2>&1 &
+BARE=$!
+PIDS+=($BARE)
+RC=0
+wait "$BARE" || RC=$?
+[ $RC = 2 ] && grep -q "container-engine $T/nopath/podman is not an executable program" "$T/bare.log" ||
+    fail "a worker with a --container-engine that is none: exit $RC: $(cat "$T/bare.log")"
+pass "a worker whose --container-engine is no program refuses to start, naming it"

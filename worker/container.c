@@ -1,0 +1,465 @@
+/* container.c: a job's steps in a container, through the engine's CLI
+ * (see container.h). The engine is driven from a small host script per
+ * step rather than from the worker's loop: starting a container may pull
+ * an image for minutes, and the step's own process, with its timeout,
+ * cancellation and output handling, is the right place to wait for that.
+ * Nothing a workflow writes reaches a shell unquoted: options are split
+ * into words here and each word quoted. */
+#include "worker/container.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "worker/agent_int.h"
+
+#define S_WORDS_MAX 64
+
+static int s_find(const char *program, char *out, size_t cap)
+{
+    if (strchr(program, '/')) {
+        snprintf(out, cap, "%s", program);
+        return access(program, X_OK) == 0 ? 0 : -1;
+    }
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n && (size_t)snprintf(out, cap, "%.*s/%s", (int)n, p, program) < cap &&
+            access(out, X_OK) == 0)
+            return 0;
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return -1;
+}
+
+void kiln_container_engine_find(kiln_container_engine_t *out, const char *configured,
+                                bool allow_privileged)
+{
+    static const char *const settings[] = {
+        "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF",
+        "CONTAINER_HOST", "DOCKER_HOST", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR"};
+    memset(out, 0, sizeof *out);
+    out->allow_privileged = allow_privileged;
+    if (configured && configured[0]) {
+        if (s_find(configured, out->path, sizeof out->path) != 0) {
+            snprintf(out->why, sizeof out->why, "--container-engine %.200s is not an executable "
+                                                "program", configured);
+            out->path[0] = '\0';
+        }
+    } else if (s_find("podman", out->path, sizeof out->path) != 0 &&
+               s_find("docker", out->path, sizeof out->path) != 0) {
+        snprintf(out->why, sizeof out->why, "there is neither podman nor docker on this worker's "
+                                            "PATH (install podman, or start kiln-worker with "
+                                            "--container-engine PATH)");
+        out->path[0] = '\0';
+    }
+    if (out->path[0]) {
+        const char *base = strrchr(out->path, '/');
+        snprintf(out->name, sizeof out->name, "%s", base ? base + 1 : out->path);
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+        const char *v = getenv(settings[i]);
+        if (v && !strchr(v, '\n') && used < sizeof out->settings) {
+            int n = snprintf(out->settings + used, sizeof out->settings - used, "%s=%s\n",
+                             settings[i], v);
+            if (n > 0 && (size_t)n < sizeof out->settings - used)
+                used += (size_t)n;
+            else
+                out->settings[used] = '\0';
+        }
+    }
+}
+
+/* Splits options as a shell would split words (blanks; '...', "..." and
+ * backslashes quote), without any expansion. The count, or -1. */
+static int s_words(const char *text, char **words, size_t max, char *buf, size_t cap)
+{
+    size_t n = 0, o = 0;
+    const char *p = text;
+    while (*p) {
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        if (n == max)
+            return -1;
+        words[n++] = buf + o;
+        while (*p && !isspace((unsigned char)*p)) {
+            char q = 0;
+            if (*p == '\'' || *p == '"')
+                q = *p++;
+            while (*p && (q ? *p != q : !isspace((unsigned char)*p) && *p != '\'' && *p != '"')) {
+                if (*p == '\\' && q != '\'' && p[1])
+                    p++;
+                if (o + 1 >= cap)
+                    return -1;
+                buf[o++] = *p++;
+            }
+            if (q) {
+                if (*p != q)
+                    return -1;
+                p++;
+            }
+        }
+        if (o + 1 >= cap)
+            return -1;
+        buf[o++] = '\0';
+    }
+    return (int)n;
+}
+
+/* Options that give a container more than a job's due: refused unless the
+ * worker allows them (--container-allow-privileged). */
+static const char *s_privileged(const char *w)
+{
+    static const char *const flags[] = {"--privileged", "--cap-add", "--device", "--security-opt",
+                                        "--pid", "--ipc", "--uts", "--userns", "--network",
+                                        "--net", "--volume", "-v", "--mount", "--volumes-from",
+                                        "--cgroupns", "--group-add", NULL};
+    for (size_t i = 0; flags[i]; i++) {
+        size_t n = strlen(flags[i]);
+        if (strncmp(w, flags[i], n) == 0 && (w[n] == '\0' || w[n] == '='))
+            return flags[i];
+    }
+    return NULL;
+}
+
+static int s_interp(kiln_wjob_t *job, const char *text, const char *field, json_t **out,
+                    char *why, size_t cap)
+{
+    char *v = NULL, err[400];
+    if (kiln_jobctx_interpolate(job->jx, text, &v, err, sizeof err) != 0) {
+        snprintf(why, cap, "container.%s: %s", field, err);
+        return -1;
+    }
+    *out = json_string(v ? v : "");
+    free(v);
+    return *out ? 0 : -1;
+}
+
+int kiln_container_prepare(kiln_wjob_t *job, char *why, size_t cap)
+{
+    const kiln_container_engine_t *e = &job->agent->engine;
+    if (job->ctr)
+        return 0;
+    json_t *spec = json_loadb((const char *)job->a->container.data, job->a->container.len, 0, NULL);
+    json_t *c = json_object(), *v = NULL;
+    int rc = -1;
+    if (!json_is_object(spec) || !c) {
+        snprintf(why, cap, "the job's container does not decode");
+        goto cleanup;
+    }
+    if (s_interp(job, json_string_value(json_object_get(spec, "image")), "image", &v, why, cap))
+        goto cleanup;
+    json_object_set_new(c, "image", v);
+    const char *image = json_string_value(v);
+    if (!image[0]) {
+        snprintf(why, cap, "container.image is empty once evaluated");
+        goto cleanup;
+    }
+    if (!e->path[0]) {
+        snprintf(why, cap, "the job runs in the container image %s, and this worker cannot run "
+                           "containers: %s", image, e->why);
+        goto cleanup;
+    }
+    const char *opts = json_string_value(json_object_get(spec, "options"));
+    if (opts) {
+        if (s_interp(job, opts, "options", &v, why, cap))
+            goto cleanup;
+        json_object_set_new(c, "options", v);
+        char *words[S_WORDS_MAX], buf[4096];
+        int n = s_words(json_string_value(v), words, S_WORDS_MAX, buf, sizeof buf);
+        if (n < 0) {
+            snprintf(why, cap, "container.options: unbalanced quotes or more than %d words",
+                     S_WORDS_MAX);
+            goto cleanup;
+        }
+        json_t *list = json_array();
+        for (int i = 0; list && i < n; i++) {
+            const char *flag = s_privileged(words[i]);
+            if (flag && !e->allow_privileged) {
+                snprintf(why, cap, "container.options: %s is not allowed on this worker (it gives "
+                                   "the container more than a job's own; the worker's "
+                                   "--container-allow-privileged allows it)", flag);
+                json_decref(list);
+                goto cleanup;
+            }
+            json_array_append_new(list, json_string(words[i]));
+        }
+        json_object_set_new(c, "option_words", list);
+    }
+    const char *lists[] = {"volumes", "ports"};
+    for (size_t l = 0; l < 2; l++) {
+        json_t *in = json_object_get(spec, lists[l]), *outl = json_array(), *item;
+        size_t i;
+        json_array_foreach(in, i, item) {
+            if (s_interp(job, json_string_value(item), lists[l], &v, why, cap)) {
+                json_decref(outl);
+                goto cleanup;
+            }
+            /* A volume from the host's file system (not a named volume) is
+             * a host mount: the worker's to allow. */
+            if (l == 0 && json_string_value(v)[0] == '/' && !e->allow_privileged) {
+                snprintf(why, cap, "container.volumes: %s mounts the worker's own files, which "
+                                   "this worker does not allow (--container-allow-privileged); "
+                                   "a named volume (NAME:/path) is", json_string_value(v));
+                json_decref(v);
+                json_decref(outl);
+                goto cleanup;
+            }
+            json_array_append_new(outl, v);
+        }
+        json_object_set_new(c, lists[l], outl);
+    }
+    json_t *env = json_object(), *ev;
+    const char *ek;
+    json_object_foreach(json_object_get(spec, "env"), ek, ev) {
+        char *text = json_is_string(ev) ? NULL : json_dumps(ev, JSON_ENCODE_ANY);
+        int r = s_interp(job, text ? text : json_string_value(ev), "env", &v, why, cap);
+        free(text);
+        if (r) {
+            json_decref(env);
+            goto cleanup;
+        }
+        json_object_set_new(env, ek, v);
+    }
+    json_object_set_new(c, "env", env);
+    /* Named by the attempt, so a retried job never meets its predecessor's. */
+    char track[300];
+    size_t o = 0;
+    kiln_job_tracking_id(job, track, sizeof track);
+    o = (size_t)snprintf(job->ctr_name, sizeof job->ctr_name, "kiln-");
+    for (const char *p = track; *p && o + 1 < sizeof job->ctr_name; p++)
+        job->ctr_name[o++] = isalnum((unsigned char)*p) || *p == '_' || *p == '.' ? *p : '-';
+    job->ctr_name[o] = '\0';
+    job->ctr = c;
+    c = NULL;
+    rc = 0;
+cleanup:
+    json_decref(spec);
+    json_decref(c);
+    return rc;
+}
+
+/* value, single-quoted for sh. */
+static void s_q(FILE *f, const char *value)
+{
+    fputc('\'', f);
+    for (const char *p = value; *p; p++) {
+        if (*p == '\'')
+            fputs("'\\''", f);
+        else
+            fputc(*p, f);
+    }
+    fputc('\'', f);
+}
+
+int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *const *argv,
+                        bool default_shell, const char *script, const char *cwd,
+                        const char *wrapper, char *why, size_t cap)
+{
+    const kiln_container_engine_t *e = &job->agent->engine;
+    int fd = open(wrapper, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    fputs("#!/bin/sh\n# kiln-worker: this step runs in the job's container.\nset -e\n", f);
+    for (const char *line = e->settings; *line;) {
+        size_t n = strcspn(line, "\n");
+        const char *eq = memchr(line, '=', n);
+        if (eq) {
+            char value[1024];
+            snprintf(value, sizeof value, "%.*s", (int)(n - (size_t)(eq - line) - 1), eq + 1);
+            fprintf(f, "export %.*s=", (int)(eq - line), line);
+            s_q(f, value);
+            fputc('\n', f);
+        }
+        line += n + (line[n] == '\n');
+    }
+    const char *image = json_string_value(json_object_get(job->ctr, "image"));
+    fputs("e=", f);
+    s_q(f, e->path);
+    fputs("\nn=", f);
+    s_q(f, job->ctr_name);
+    fputs("\nif ! \"$e\" inspect --type container \"$n\" >/dev/null 2>&1; then\n", f);
+    fputs("  echo \"Starting the job's container from the image \"", f);
+    s_q(f, image);
+    fputs("\n  \"$e\" run -d --name \"$n\" --label ", f);
+    char label[600];
+    snprintf(label, sizeof label, "kiln.worker=%s", job->agent->name);
+    s_q(f, label);
+    fputs(" --label ", f);
+    snprintf(label, sizeof label, "kiln.job=%s", job->a->job_key);
+    s_q(f, label);
+    char mount[PATH_MAX * 2 + 8];
+    snprintf(mount, sizeof mount, "%s:%s", job->ws.root, job->ws.root);
+    fputs(" -v ", f);
+    s_q(f, mount);
+    /* Remote actions' files, there for composite actions' steps (made now
+     * if no action was downloaded yet, so a later download is seen). */
+    if (mkdir(job->agent->actions_dir, 0700) != 0 && errno != EEXIST)
+        kiln_log_warn("cannot make %s: %s", job->agent->actions_dir, strerror(errno));
+    snprintf(mount, sizeof mount, "%s:%s:ro", job->agent->actions_dir, job->agent->actions_dir);
+    fputs(" -v ", f);
+    s_q(f, mount);
+    fputs(" -w ", f);
+    s_q(f, job->ws.ws);
+    fputs(" --entrypoint tail", f);
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(job->ctr, "env"), k, v) {
+        char kvs[4096];
+        snprintf(kvs, sizeof kvs, "%s=%s", k, json_string_value(v));
+        fputs(" -e ", f);
+        s_q(f, kvs);
+    }
+    size_t i;
+    json_array_foreach(json_object_get(job->ctr, "volumes"), i, v) {
+        fputs(" -v ", f);
+        s_q(f, json_string_value(v));
+    }
+    json_array_foreach(json_object_get(job->ctr, "ports"), i, v) {
+        fputs(" -p ", f);
+        s_q(f, json_string_value(v));
+    }
+    json_array_foreach(json_object_get(job->ctr, "option_words"), i, v) {
+        fputc(' ', f);
+        s_q(f, json_string_value(v));
+    }
+    fputc(' ', f);
+    s_q(f, image);
+    fputs(" -f /dev/null >/dev/null\nfi\nexec \"$e\" exec -i -w ", f);
+    s_q(f, cwd);
+    /* The step's environment by name: the values come from this script's
+     * own environment, never through its text. The image's PATH stays. */
+    for (size_t j = 0; j < env->n; j++) {
+        char key[512];
+        kiln_kv_key_copy(env, j, key, sizeof key);
+        if (strcmp(key, "PATH") == 0 || strcmp(key, "HOSTNAME") == 0)
+            continue;
+        fputs(" -e ", f);
+        s_q(f, key);
+    }
+    fputs(" \"$n\"", f);
+    if (default_shell) {
+        fputs(" sh -c 'if command -v bash >/dev/null 2>&1; then exec bash --noprofile --norc -eo "
+              "pipefail \"$0\"; fi; exec sh -e \"$0\"' ",
+              f);
+        s_q(f, script);
+    } else {
+        for (size_t a = 0; argv[a]; a++) {
+            fputc(' ', f);
+            s_q(f, argv[a]);
+        }
+    }
+    fputc('\n', f);
+    bool bad = ferror(f) != 0;
+    if (fclose(f) != 0 || bad) {
+        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
+        return -1;
+    }
+    job->ctr_maybe = true;
+    return 0;
+}
+
+extern char **environ;
+
+/* Runs argv detached: a grandchild of this process, owned by init, its
+ * output nowhere; the worker never waits for it beyond its first fork. It
+ * is marked as no job's (KILN_TRACKING_ID), so the sweep of what the
+ * ending job left running (agent.c) lets it finish its work. */
+static void s_detached(char *const *argv)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + 2, sizeof *envp);
+    if (!envp) {
+        kiln_log_warn("cannot run %s: out of memory", argv[0]);
+        return;
+    }
+    static char mark[] = "KILN_TRACKING_ID=kiln-worker:container-cleanup";
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "KILN_TRACKING_ID=", 17) != 0)
+            envp[k++] = environ[i];
+    envp[k++] = mark;
+    envp[k] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) {
+        kiln_log_warn("cannot run %s: %s", argv[0], strerror(errno));
+        free(envp);
+        return;
+    }
+    if (pid == 0) {
+        setsid();
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (fork() == 0) {
+            int nul = open("/dev/null", O_RDWR);
+            if (nul >= 0) {
+                dup2(nul, 0);
+                dup2(nul, 1);
+                dup2(nul, 2);
+            }
+            execve(argv[0], argv, envp);
+            _exit(127);
+        }
+        _exit(0);
+    }
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    free(envp);
+}
+
+void kiln_container_remove(kiln_wjob_t *job)
+{
+    const kiln_container_engine_t *e = &job->agent->engine;
+    if (!job->ctr_maybe || !e->path[0])
+        return;
+    kiln_log_info("job %s: removing its container %s", job->a->job_key, job->ctr_name);
+    char path[PATH_MAX], name[sizeof job->ctr_name];
+    snprintf(path, sizeof path, "%s", e->path);
+    snprintf(name, sizeof name, "%s", job->ctr_name);
+    if (strcmp(e->name, "podman") == 0) {
+        char *argv[] = {path, "rm", "-f", "-t", "0", name, NULL};
+        s_detached(argv);
+    } else {
+        char *argv[] = {path, "rm", "-f", name, NULL};
+        s_detached(argv);
+    }
+    job->ctr_maybe = false;
+}
+
+void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker)
+{
+    if (!e->path[0])
+        return;
+    char script[PATH_MAX + 600];
+    snprintf(script, sizeof script,
+             "ids=$(\"$0\" ps -aq --filter label=kiln.worker=\"$1\") && "
+             "[ -n \"$ids\" ] && exec \"$0\" rm -f $ids");
+    char sh[] = "/bin/sh", c[] = "-c", path[PATH_MAX], name[256];
+    snprintf(path, sizeof path, "%s", e->path);
+    snprintf(name, sizeof name, "%s", worker);
+    char *argv[] = {sh, c, script, path, name, NULL};
+    s_detached(argv);
+}

@@ -1,0 +1,60 @@
+/* container.h: jobs.<id>.container through a container engine's CLI.
+ *
+ * A container job's run: steps execute in one container per job attempt,
+ * started by the first step that needs it (inside that step's own process,
+ * so the worker's loop never waits for an image pull) and removed when the
+ * job ends however it ends (kiln_container_remove, detached), or at the
+ * worker's next start if the worker died first. The job's directory (its
+ * workspace, RUNNER_TEMP and command files) and the worker's actions
+ * directory are mounted at the same paths, so GITHUB_WORKSPACE,
+ * GITHUB_OUTPUT and the rest mean the same inside and out. Built-in and
+ * JavaScript actions run on the worker's host, on that same workspace.
+ */
+#ifndef KILN_CONTAINER_H
+#define KILN_CONTAINER_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/kv.h"
+
+typedef struct kiln_wjob kiln_wjob_t;
+
+/* The worker's engine: --container-engine, or podman then docker on PATH;
+ * path "" with why when there is none. */
+typedef struct {
+    char path[PATH_MAX];
+    char name[16]; /* "podman" or "docker" (or the program's own name) */
+    char why[300];
+    /* The worker's own engine settings (CONTAINERS_CONF, DOCKER_HOST, ...),
+     * "NAME=VALUE" lines given to every engine call. */
+    char settings[2048];
+    bool allow_privileged;
+} kiln_container_engine_t;
+
+void kiln_container_engine_find(kiln_container_engine_t *out, const char *configured,
+                                bool allow_privileged);
+
+/* The job's container, evaluated with its contexts and checked against the
+ * worker's policy (made once, at the first step that needs it). 0, or -1
+ * with why (cap bytes) for the step's log. */
+int kiln_container_prepare(kiln_wjob_t *job, char *why, size_t cap);
+
+/* Writes the host script that runs a step in the job's container (starting
+ * the container first if it is not there): argv (the step's command in the
+ * container, NULL-terminated) or, with default_shell, bash when the image
+ * has it and sh otherwise, on script; the step's environment names passed
+ * through. out: the script's path (wrapper, cap bytes). */
+int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *const *argv,
+                        bool default_shell, const char *script, const char *cwd,
+                        const char *wrapper, char *why, size_t cap);
+
+/* Removes the job's container, if it may have one, without waiting. */
+void kiln_container_remove(kiln_wjob_t *job);
+
+/* Removes containers an earlier run of this worker left (its label), without
+ * waiting. */
+void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker);
+
+#endif
