@@ -8,6 +8,8 @@
 #include "worker/container.h"
 
 #include <ctype.h>
+#include <elf.h>
+#include <poll.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -19,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "worker/agent_int.h"
@@ -462,4 +465,145 @@ void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker)
     snprintf(name, sizeof name, "%s", worker);
     char *argv[] = {sh, c, script, path, name, NULL};
     s_detached(argv);
+}
+
+/* Whether path is a static ELF executable (no PT_INTERP): one that runs
+ * in an empty root file system. */
+static bool s_static_elf(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    Elf64_Ehdr eh;
+    bool ok = read(fd, &eh, sizeof eh) == (ssize_t)sizeof eh && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+              eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr);
+    for (unsigned i = 0; ok && i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + i * sizeof ph)) != (ssize_t)sizeof ph ||
+            ph.p_type == PT_INTERP)
+            ok = false;
+    }
+    close(fd);
+    return ok;
+}
+
+/* Runs argv with its output (the last of it) in out; waits at most
+ * timeout_ms (then kills it). The exit status, or -1. */
+static int s_run(char *const *argv, char *out, size_t cap, int timeout_ms)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    out[0] = '\0';
+    struct pollfd p = {fds[0], POLLIN, 0};
+    int64_t end = kiln_clock_mono_ms() + timeout_ms;
+    bool timed_out = false;
+    for (;;) {
+        int64_t left = end - kiln_clock_mono_ms();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            timed_out = r == 0;
+            break;
+        }
+        char buf[1024];
+        ssize_t n = read(fds[0], buf, sizeof buf);
+        if (n <= 0)
+            break;
+        for (ssize_t k = 0; k < n; k++) {
+            if (got + 1 >= cap) { /* keep the end: what says why */
+                memmove(out, out + cap / 2, got - cap / 2);
+                got -= cap / 2;
+            }
+            out[got++] = buf[k];
+        }
+        out[got] = '\0';
+    }
+    close(fds[0]);
+    while (got && isspace((unsigned char)out[got - 1]))
+        out[--got] = '\0';
+    if (pid < 0)
+        return -1;
+    if (timed_out)
+        kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (timed_out) {
+        snprintf(out, cap, "no answer within %d s", timeout_ms / 1000);
+        return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int kiln_container_check(const kiln_container_engine_t *e, char *report, size_t cap)
+{
+    char out[4096], path[PATH_MAX];
+    if (!e->path[0]) {
+        snprintf(report, cap, "no: %s", e->why);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s", e->path);
+    char info[] = "info";
+    char *argv_info[] = {path, info, NULL};
+    if (s_run(argv_info, out, sizeof out, 30000) != 0) {
+        snprintf(report, cap, "no: %s info failed: %.600s", e->path, out);
+        return -1;
+    }
+    /* The engine's word is not enough (a runtime may refuse this host's
+     * cgroups only when a container starts): one is started, from a root
+     * file system holding a static busybox, when the machine has one. */
+    if (!s_static_elf("/bin/busybox")) {
+        snprintf(report, cap, "probably: %s info works; no container was started (no static "
+                              "/bin/busybox here to start one from: install busybox-static)", e->path);
+        return 0;
+    }
+    char root[PATH_MAX];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/kiln-check-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(root)) {
+        snprintf(report, cap, "no: cannot make a root file system to try: %s", strerror(errno));
+        return -1;
+    }
+    static const char *const dirs[] = {"bin", "proc", "dev", "sys", "run", "tmp", "etc"};
+    char p[PATH_MAX + 64];
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
+        mkdir(p, 0755);
+    }
+    snprintf(p, sizeof p, "%s/bin/busybox", root);
+    int rc = -1;
+    if (link("/bin/busybox", p) != 0) {
+        char *cp[] = {"/bin/cp", "/bin/busybox", p, NULL};
+        s_run(cp, out, sizeof out, 10000);
+    }
+    char run[] = "run", rm[] = "--rm", rootfs[] = "--rootfs", bb[] = "/bin/busybox", tr[] = "true";
+    char *argv_run[] = {path, run, rm, rootfs, root, bb, tr, NULL};
+    int64_t t0 = kiln_clock_mono_ms();
+    if (s_run(argv_run, out, sizeof out, 30000) == 0) {
+        snprintf(report, cap, "yes: %s started and removed a container in %lld ms", e->path,
+                 (long long)(kiln_clock_mono_ms() - t0));
+        rc = 0;
+    } else {
+        snprintf(report, cap, "no: %s cannot start a container here: %.600s (a containers.conf "
+                              "through CONTAINERS_CONF may help: see the README, Container jobs)",
+                 e->path, out);
+    }
+    char *rmr[] = {"/bin/rm", "-rf", root, NULL};
+    s_run(rmr, out, sizeof out, 10000);
+    return rc;
 }

@@ -53,6 +53,10 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
 /* Removes the job's container, if it may have one, without waiting. */
 void kiln_container_remove(kiln_wjob_t *job);
 
+/* kiln-worker --check: whether the engine can run containers here, in
+ * report ("yes: ..." or "no: ...why"). 0 or -1. Waits for the engine. */
+int kiln_container_check(const kiln_container_engine_t *e, char *report, size_t cap);
+
 /* Removes containers an earlier run of this worker left (its label), without
  * waiting. */
 void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker);

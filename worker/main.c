@@ -5,15 +5,36 @@
 #include <unistd.h>
 
 #include "worker/agent.h"
+#include "worker/container.h"
+#include "worker/node.h"
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
+
+/* --check: what this machine can run, said plainly, without connecting. */
+static int s_check(const kiln_agent_config_t *cfg)
+{
+    kiln_container_engine_t e;
+    kiln_node_t node;
+    char report[1200];
+    kiln_container_engine_find(&e, cfg->container_engine, cfg->container_allow_privileged);
+    int crc = kiln_container_check(&e, report, sizeof report);
+    printf("container jobs: %s\n", report);
+    int nrc = kiln_node_probe(&node, cfg->node);
+    if (nrc == 0)
+        printf("JavaScript actions: yes: %s %s (actions up to runs.using node%d)\n", node.path,
+               node.version, node.major >= 24 ? 24 : node.major >= 20 ? 20 : node.major >= 16 ? 16 : 12);
+    else
+        printf("JavaScript actions: no: %s\n", node.why);
+    return crc == 0 && nrc == 0 ? 0 : 1;
+}
 
 int main(int argc, char **argv)
 {
     kiln_agent_config_t cfg;
     kiln_agent_t *agent = NULL;
     const char *log_level = "info";
+    bool check = false;
     int npos = 0;
     kiln_opt_list_t env = {0}, pass_env = {0};
     kiln_agent_config_defaults(&cfg);
@@ -64,6 +85,9 @@ int main(int argc, char **argv)
         {"container-allow-privileged", KILN_OPT_BOOL, &cfg.container_allow_privileged,
          "let container jobs ask for privileged mode, added capabilities, host namespaces and "
          "host mounts (refused by default)"},
+        {"check", KILN_OPT_BOOL, &check,
+         "say whether this machine can run container jobs and JavaScript actions, and why not; "
+         "then exit (0: both can)"},
         {"node", KILN_OPT_STRING, &cfg.node,
          "the Node.js that runs JavaScript actions (default: node on PATH)"},
         {"executor", KILN_OPT_STRING, &cfg.executor,
@@ -88,6 +112,8 @@ int main(int argc, char **argv)
         kiln_opts_print(out, opts);
         return rc == 1 ? 0 : 2;
     }
+    if (check)
+        return s_check(&cfg);
     kiln_log_level_t level;
     if (kiln_log_parse_level(log_level, &level) != 0) {
         fprintf(stderr, "kiln-worker: unknown log level '%s'\n", log_level);

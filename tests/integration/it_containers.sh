@@ -4,7 +4,8 @@
 # container's env and the step's; a container started once per job and
 # removed when the job ends: after success, after a failure, after a
 # cancel; an image that is not there fails the job saying so; privileged
-# options and host mounts refused; a worker with no engine says why.
+# options and host mounts refused; a worker with no engine says why;
+# kiln-worker --check.
 source "$(dirname "$0")/lib.sh"
 command -v podman >/dev/null && command -v buildah >/dev/null && [ -x /bin/busybox ] ||
     skip "podman, buildah or busybox-static is not installed (make deps installs them)"
@@ -32,6 +33,16 @@ test_cleanup() {
     podman rmi -f "$IMAGE" >/dev/null 2>&1
 }
 podman run --rm "$IMAGE" true >"$T/probe.out" 2>&1 || skip "podman cannot run a container here: $(tail -n 3 "$T/probe.out")"
+
+# kiln-worker --check says whether containers work here, and why not.
+"$KILN_BIN/kiln-worker" --check >"$T/check.out" 2>&1 || fail "kiln-worker --check: $(cat "$T/check.out")"
+grep -q "^container jobs: yes: .*podman started and removed a container in [0-9]* ms" "$T/check.out" &&
+    grep -q "^JavaScript actions: yes: " "$T/check.out" || fail "kiln-worker --check said: $(cat "$T/check.out")"
+RC=0
+"$KILN_BIN/kiln-worker" --check --container-engine "$T/none" >"$T/check2.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -q "^container jobs: no: --container-engine $T/none is not an executable program" "$T/check2.out" ||
+    fail "kiln-worker --check without an engine: exit $RC: $(cat "$T/check2.out")"
+pass "kiln-worker --check starts a container to say containers work here, and says why not when they do not"
 
 start_redis
 make_keys
