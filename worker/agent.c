@@ -1013,8 +1013,10 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
         kiln_log_info("container jobs run with %s", self->engine.path);
         if (!self->null_executor)
             kiln_container_sweep(&self->engine, self->name);
-    } else if (cfg->container_engine && cfg->container_engine[0]) {
-        kiln_error_set("worker: %s", self->engine.why);
+    } else if ((cfg->container_engine && cfg->container_engine[0]) ||
+               (cfg->job_image && cfg->job_image[0])) {
+        kiln_error_set("worker: %s%s", cfg->job_image && cfg->job_image[0] ? "--job-image: " : "",
+                       self->engine.why);
         rc = KILN_EINVAL;
         goto cleanup;
     } else {

@@ -74,6 +74,7 @@ typedef struct {
     const char *node;         /* Node.js for JavaScript actions (NULL: `node` on PATH) */
     const char *container_engine; /* podman or docker for container jobs (NULL: found on PATH) */
     bool container_allow_privileged; /* container jobs may ask for --privileged, host mounts */
+    const char *job_image;    /* jobs without a container run in this image (NULL: on the host) */
 } kiln_agent_config_t;
 
 /* A step's PATH when the worker has none. */

@@ -158,7 +158,12 @@ int kiln_container_prepare(kiln_wjob_t *job, char *why, size_t cap)
     const kiln_container_engine_t *e = &job->agent->engine;
     if (job->ctr)
         return 0;
-    json_t *spec = json_loadb((const char *)job->a->container.data, job->a->container.len, 0, NULL);
+    /* The job's own container, or the worker's default job image (every
+     * job in a fresh root file system: --job-image). */
+    json_t *spec = job->a->container.len
+                       ? json_loadb((const char *)job->a->container.data, job->a->container.len, 0,
+                                    NULL)
+                       : json_pack("{s:s}", "image", job->agent->cfg.job_image);
     json_t *c = json_object(), *v = NULL;
     int rc = -1;
     if (!json_is_object(spec) || !c) {

@@ -753,7 +753,8 @@ static int s_step_start(kiln_wjob_t *job)
         kiln_job_log(job, "%s", err);
         goto cleanup;
     }
-    in_container = job->a->container.len > 0;
+    in_container = job->a->container.len > 0 ||
+                   (job->agent->cfg.job_image && job->agent->cfg.job_image[0]);
     if (in_container && kiln_container_prepare(job, err, sizeof err) != 0) {
         kiln_job_log(job, "%s", err);
         goto cleanup;

@@ -82,6 +82,9 @@ int main(int argc, char **argv)
          "actions/cache entries this worker keeps, least recently used evicted beyond (10240)"},
         {"container-engine", KILN_OPT_STRING, &cfg.container_engine,
          "the podman or docker that runs container jobs (default: podman, then docker, on PATH)"},
+        {"job-image", KILN_OPT_STRING, &cfg.job_image,
+         "IMAGE: every job without a container of its own runs its steps in a fresh container "
+         "of this image (recommended on shared farms)"},
         {"container-allow-privileged", KILN_OPT_BOOL, &cfg.container_allow_privileged,
          "let container jobs ask for privileged mode, added capabilities, host namespaces and "
          "host mounts (refused by default)"},

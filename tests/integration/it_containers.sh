@@ -5,7 +5,7 @@
 # removed when the job ends: after success, after a failure, after a
 # cancel; an image that is not there fails the job saying so; privileged
 # options and host mounts refused; a worker with no engine says why;
-# kiln-worker --check.
+# kiln-worker --check; a pool's default job image (--job-image).
 source "$(dirname "$0")/lib.sh"
 command -v podman >/dev/null && command -v buildah >/dev/null && [ -x /bin/busybox ] ||
     skip "podman, buildah or busybox-static is not installed (make deps installs them)"
@@ -29,7 +29,8 @@ C=$(buildah from scratch 2>"$T/buildah.err") && buildah copy "$C" /bin/busybox /
     skip "buildah cannot build an image here: $(tail -n 3 "$T/buildah.err")"
 test_cleanup() {
     podman ps -aq --filter label=kiln.job >/dev/null 2>&1 &&
-        podman rm -f -t 0 $(podman ps -aq --filter "label=kiln.worker=w1-$$") >/dev/null 2>&1
+        podman rm -f -t 0 $(podman ps -aq --filter "label=kiln.worker=w1-$$") \
+            $(podman ps -aq --filter "label=kiln.worker=fresh-$$") >/dev/null 2>&1
     podman rmi -f "$IMAGE" >/dev/null 2>&1
 }
 podman run --rm "$IMAGE" true >"$T/probe.out" 2>&1 || skip "podman cannot run a container here: $(tail -n 3 "$T/probe.out")"
@@ -167,6 +168,33 @@ RC=0
 [ ! -e "$T/pwned" ] && [ ! -e "$T/pwned2" ] || fail "container.options reached a shell"
 gone
 pass "--privileged, --network=host and host mounts are refused by default; options never reach a shell"
+
+# A pool with a default job image: a job without container: runs in a
+# fresh container of it; what one job installs is gone for the next.
+admit_worker "fresh-$$"
+kill -HUP "$COORD_PID"
+start_worker "fresh-$$" --labels fresh-pool --job-image "$IMAGE"
+wait_workers 2
+cat >"$T/fresh.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: fresh-pool
+    steps:
+      - run: |
+          echo "image $(cat /etc/image-name) before $([ -e /opt/kiln-it/installed ] && echo dirty || echo clean)"
+          mkdir -p /opt/kiln-it && touch /opt/kiln-it/installed
+YML
+for n in 1 2; do
+    RC=0
+    "$KILN" submit --wait "$T/fresh.yml" >"$T/fresh$n.out" 2>&1 || RC=$?
+    [ $RC = 0 ] && grep -q "^a | image kiln-it-image before clean" "$T/fresh$n.out" ||
+        fail "job $n on the default image: exit $RC: $(tail -n 6 "$T/fresh$n.out")"
+done
+[ ! -e /opt/kiln-it ] || fail "the job image's install reached the host"
+for _ in $(seq 1 100); do [ -z "$(podman ps -aq --filter "label=kiln.worker=fresh-$$")" ] && break; sleep 0.1; done
+[ -z "$(podman ps -aq --filter "label=kiln.worker=fresh-$$")" ] || fail "the default image's containers were left"
+pass "a worker's --job-image runs every job in a fresh container: what one job installs is gone for the next, nothing reaches the host"
 
 # A worker with no engine: the job fails saying why.
 admit_worker "bare-$$"
