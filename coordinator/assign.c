@@ -41,7 +41,7 @@ int kiln_assign_send(kiln_server_t *self, kiln_cjob_t *job, kiln_cworker_t *w)
     Kiln__KeyValue **kvp = calloc(n_env_max + n_step_kv + 1, sizeof *kvp);
     Kiln__StepSpec *steps = calloc(spec->n_steps + 1, sizeof *steps);
     Kiln__StepSpec **stepp = calloc(spec->n_steps + 1, sizeof *stepp);
-    char *ctx_text = NULL, *outputs_text = NULL, *container_text = NULL;
+    char *ctx_text = NULL, *outputs_text = NULL, *container_text = NULL, *services_text = NULL;
     int rc = -1;
     if (!kv || !kvp || !steps || !stepp) {
         kiln_error_set("out of memory");
@@ -72,6 +72,11 @@ int kiln_assign_send(kiln_server_t *self, kiln_cjob_t *job, kiln_cworker_t *w)
         container_text = json_dumps(spec->container, JSON_COMPACT);
         a.container.data = (uint8_t *)container_text;
         a.container.len = container_text ? strlen(container_text) : 0;
+    }
+    if (spec->services && json_object_size(spec->services)) {
+        services_text = json_dumps(spec->services, JSON_COMPACT);
+        a.services.data = (uint8_t *)services_text;
+        a.services.len = services_text ? strlen(services_text) : 0;
     }
     /* The workflow's env and the job's, evaluated when the job became
      * ready (the job's values win, as on GitHub). */
@@ -169,5 +174,6 @@ cleanup:
     free(ctx_text);
     free(outputs_text);
     free(container_text);
+    free(services_text);
     return rc;
 }

@@ -28,7 +28,7 @@
 
 /* Known GitHub keys Kiln accepts and does not act on yet: a warning each,
  * so that nobody believes them honoured. */
-static const char *const s_job_not_acted[] = {"services", "environment", "permissions", NULL};
+static const char *const s_job_not_acted[] = {"environment", "permissions", NULL};
 
 /* -------------------------------------------------------------- container */
 
@@ -57,9 +57,9 @@ static json_t *s_container_list(kiln_parse_t *ctx, const knode_t *key, knode_t *
 }
 
 /* container: an image (a string), or {image, env, options, volumes,
- * ports, credentials}, as GitHub's jobs.<id>.container. */
-static void s_walk_container(kiln_parse_t *ctx, const knode_t *kslot, knode_t *v, const char *who,
-                             kiln_job_t *job)
+ * ports, credentials}, as GitHub's jobs.<id>.container; into *out. */
+static void s_container_spec(kiln_parse_t *ctx, const knode_t *kslot, knode_t *v, const char *who,
+                             json_t **out)
 {
     static const char *const known[] = {"image", "env", "options", "volumes", "ports",
                                         "credentials", NULL};
@@ -109,8 +109,41 @@ static void s_walk_container(kiln_parse_t *ctx, const knode_t *kslot, knode_t *v
     }
     kiln_parse_template(ctx, image, who, "container.image", image->value);
     json_object_set_new(c, "image", json_string(image->value));
-    json_decref(job->container);
-    job->container = c;
+    json_decref(*out);
+    *out = c;
+}
+
+static void s_walk_container(kiln_parse_t *ctx, const knode_t *kslot, knode_t *v, const char *who,
+                             kiln_job_t *job)
+{
+    s_container_spec(ctx, kslot, v, who, &job->container);
+}
+
+/* services: id -> a container spec each, started beside the job. */
+static void s_walk_services(kiln_parse_t *ctx, const knode_t *kslot, knode_t *v, const char *who,
+                            kiln_job_t *job)
+{
+    if (v->kind != KILN_YAML_MAP) {
+        kiln_parse_type_error(ctx, kslot, who, "a mapping of service names to containers");
+        return;
+    }
+    json_t *all = json_object();
+    for (size_t i = 0; all && i + 1 < v->n; i += 2) {
+        knode_t *key = v->items[i];
+        const char *id = kiln_yaml_res(key)->value;
+        if (!kiln_parse_check_id(ctx, key, "service", id, who))
+            continue;
+        char swho[KILN_PARSE_WHO_MAX + 140];
+        snprintf(swho, sizeof swho, "service '%.*s' of %s", s_q(id), id, who);
+        json_t *spec = NULL;
+        s_container_spec(ctx, key, kiln_yaml_res(v->items[i + 1]), swho, &spec);
+        if (spec)
+            json_object_set_new(all, id, spec);
+    }
+    if (!all)
+        ctx->oom = true;
+    json_decref(job->services);
+    job->services = all;
 }
 
 /* ---------------------------------------------------------------- runs-on */
@@ -555,6 +588,8 @@ static void s_walk_job(kiln_parse_t *ctx, knode_t *key, knode_t *val, kiln_job_t
                                &job->cancel_in_progress);
         } else if (strcmp(k, "container") == 0) {
             s_walk_container(ctx, kslot, v, who, job);
+        } else if (strcmp(k, "services") == 0) {
+            s_walk_services(ctx, kslot, v, who, job);
         } else if (kiln_parse_is_key(k, s_job_not_acted)) {
             kiln_parse_warn(ctx, kslot,
                             "'%s' of %s is accepted but not acted on yet: the job runs without it",

@@ -54,6 +54,7 @@ void kiln_workflow_destroy(kiln_workflow_t **self_p)
         json_decref(job->secrets);
         free(job->unsupported);
         json_decref(job->container);
+        json_decref(job->services);
     }
     json_decref(wf->inputs);
     json_decref(wf->events);

@@ -145,6 +145,8 @@ typedef struct {
     /* `container:` as {image, env?, options?, volumes?, ports?,
      * credentials?} (strings templates, evaluated by the worker), or NULL. */
     json_t *container;
+    /* `services:` id -> a spec as container's, or NULL. */
+    json_t *services;
 } kiln_job_t;
 
 struct kiln_workflow {

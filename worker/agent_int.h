@@ -73,7 +73,9 @@ typedef struct kiln_wjob {
     char store_secret[KILN_AGENT_SECRET_LEN + 1];
     /* jobs.<id>.container evaluated (container.c), its name, and whether a
      * step may have started it (it is removed at the job's end then). */
-    json_t *ctr;
+    json_t *ctr;                /* NULL: the job runs on the host */
+    json_t *svc;                /* services: id -> evaluated spec */
+    bool ctr_ready;             /* both evaluated */
     char ctr_name[200];
     bool ctr_maybe;
 } kiln_wjob_t;

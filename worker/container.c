@@ -153,21 +153,15 @@ static int s_interp(kiln_wjob_t *job, const char *text, const char *field, json_
     return *out ? 0 : -1;
 }
 
-int kiln_container_prepare(kiln_wjob_t *job, char *why, size_t cap)
+/* One container spec (the job's or a service's) evaluated with the job's
+ * contexts and checked against the worker's policy, into *out. */
+static int s_eval_spec(kiln_wjob_t *job, const json_t *spec, json_t **out, char *why, size_t cap)
 {
     const kiln_container_engine_t *e = &job->agent->engine;
-    if (job->ctr)
-        return 0;
-    /* The job's own container, or the worker's default job image (every
-     * job in a fresh root file system: --job-image). */
-    json_t *spec = job->a->container.len
-                       ? json_loadb((const char *)job->a->container.data, job->a->container.len, 0,
-                                    NULL)
-                       : json_pack("{s:s}", "image", job->agent->cfg.job_image);
     json_t *c = json_object(), *v = NULL;
     int rc = -1;
     if (!json_is_object(spec) || !c) {
-        snprintf(why, cap, "the job's container does not decode");
+        snprintf(why, cap, "the container does not decode");
         goto cleanup;
     }
     if (s_interp(job, json_string_value(json_object_get(spec, "image")), "image", &v, why, cap))
@@ -245,20 +239,63 @@ int kiln_container_prepare(kiln_wjob_t *job, char *why, size_t cap)
         json_object_set_new(env, ek, v);
     }
     json_object_set_new(c, "env", env);
+    *out = c;
+    c = NULL;
+    rc = 0;
+cleanup:
+    json_decref(c);
+    return rc;
+}
+
+int kiln_container_prepare(kiln_wjob_t *job, char *why, size_t cap)
+{
+    if (job->ctr_ready)
+        return 0;
+    int rc = -1;
+    /* The job's own container, or the worker's default job image (every
+     * job in a fresh root file system: --job-image), or none (services
+     * beside a job on the host). */
+    json_t *spec = job->a->container.len
+                       ? json_loadb((const char *)job->a->container.data, job->a->container.len, 0,
+                                    NULL)
+                   : job->agent->cfg.job_image && job->agent->cfg.job_image[0]
+                       ? json_pack("{s:s}", "image", job->agent->cfg.job_image)
+                       : NULL;
+    json_t *services = job->a->services.len ? json_loadb((const char *)job->a->services.data,
+                                                         job->a->services.len, 0, NULL)
+                                            : NULL;
+    json_t *svc = json_object();
+    if (!svc)
+        goto cleanup;
+    if (spec && s_eval_spec(job, spec, &job->ctr, why, cap) != 0)
+        goto cleanup;
+    const char *id;
+    json_t *one;
+    json_object_foreach(services, id, one) {
+        json_t *ev = NULL;
+        char inner[600];
+        if (s_eval_spec(job, one, &ev, inner, sizeof inner) != 0) {
+            snprintf(why, cap, "service '%s': %s", id, inner);
+            goto cleanup;
+        }
+        json_object_set_new(svc, id, ev);
+    }
     /* Named by the attempt, so a retried job never meets its predecessor's. */
     char track[300];
     size_t o = 0;
     kiln_job_tracking_id(job, track, sizeof track);
     o = (size_t)snprintf(job->ctr_name, sizeof job->ctr_name, "kiln-");
-    for (const char *p = track; *p && o + 1 < sizeof job->ctr_name; p++)
+    for (const char *p = track; *p && o + 1 < sizeof job->ctr_name - 40; p++)
         job->ctr_name[o++] = isalnum((unsigned char)*p) || *p == '_' || *p == '.' ? *p : '-';
     job->ctr_name[o] = '\0';
-    job->ctr = c;
-    c = NULL;
+    job->svc = svc;
+    svc = NULL;
+    job->ctr_ready = true;
     rc = 0;
 cleanup:
     json_decref(spec);
-    json_decref(c);
+    json_decref(services);
+    json_decref(svc);
     return rc;
 }
 
@@ -275,6 +312,46 @@ static void s_q(FILE *f, const char *value)
     fputc('\'', f);
 }
 
+/* " -e 'K=V' -v ... -p ... OPTIONS 'IMAGE'": one container's part of its
+ * `run` line. */
+static void s_run_args(FILE *f, const json_t *c)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+    json_object_foreach(json_object_get(c, "env"), k, v) {
+        char kvs[4096];
+        snprintf(kvs, sizeof kvs, "%s=%s", k, json_string_value(v));
+        fputs(" -e ", f);
+        s_q(f, kvs);
+    }
+    json_array_foreach(json_object_get(c, "volumes"), i, v) {
+        fputs(" -v ", f);
+        s_q(f, json_string_value(v));
+    }
+    json_array_foreach(json_object_get(c, "ports"), i, v) {
+        fputs(" -p ", f);
+        s_q(f, json_string_value(v));
+    }
+    json_array_foreach(json_object_get(c, "option_words"), i, v) {
+        fputc(' ', f);
+        s_q(f, json_string_value(v));
+    }
+    fputc(' ', f);
+    s_q(f, json_string_value(json_object_get(c, "image")));
+}
+
+static void s_labels(FILE *f, const kiln_wjob_t *job)
+{
+    char label[600];
+    snprintf(label, sizeof label, "kiln.worker=%s", job->agent->name);
+    fputs(" --label ", f);
+    s_q(f, label);
+    snprintf(label, sizeof label, "kiln.job=%s", job->a->job_key);
+    fputs(" --label ", f);
+    s_q(f, label);
+}
+
 int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *const *argv,
                         bool default_shell, const char *script, const char *cwd,
                         const char *wrapper, char *why, size_t cap)
@@ -288,7 +365,8 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
             close(fd);
         return -1;
     }
-    fputs("#!/bin/sh\n# kiln-worker: this step runs in the job's container.\nset -e\n", f);
+    bool services = json_object_size(job->svc) > 0;
+    fputs("#!/bin/sh\n# kiln-worker: this step's containers.\nset -e\n", f);
     for (const char *line = e->settings; *line;) {
         size_t n = strcspn(line, "\n");
         const char *eq = memchr(line, '=', n);
@@ -301,59 +379,82 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         }
         line += n + (line[n] == '\n');
     }
-    const char *image = json_string_value(json_object_get(job->ctr, "image"));
+    char marker[KILN_WORKSPACE_PATH_MAX + 32];
+    snprintf(marker, sizeof marker, "%s/.kiln-containers", job->ws.cmd);
     fputs("e=", f);
     s_q(f, e->path);
     fputs("\nn=", f);
     s_q(f, job->ctr_name);
-    fputs("\nif ! \"$e\" inspect --type container \"$n\" >/dev/null 2>&1; then\n", f);
-    fputs("  echo \"Starting the job's container from the image \"", f);
-    s_q(f, image);
-    fputs("\n  \"$e\" run -d --name \"$n\" --label ", f);
-    char label[600];
-    snprintf(label, sizeof label, "kiln.worker=%s", job->agent->name);
-    s_q(f, label);
-    fputs(" --label ", f);
-    snprintf(label, sizeof label, "kiln.job=%s", job->a->job_key);
-    s_q(f, label);
-    char mount[PATH_MAX * 2 + 8];
-    snprintf(mount, sizeof mount, "%s:%s", job->ws.root, job->ws.root);
-    fputs(" -v ", f);
-    s_q(f, mount);
-    /* Remote actions' files, there for composite actions' steps (made now
-     * if no action was downloaded yet, so a later download is seen). */
-    if (mkdir(job->agent->actions_dir, 0700) != 0 && errno != EEXIST)
-        kiln_log_warn("cannot make %s: %s", job->agent->actions_dir, strerror(errno));
-    snprintf(mount, sizeof mount, "%s:%s:ro", job->agent->actions_dir, job->agent->actions_dir);
-    fputs(" -v ", f);
-    s_q(f, mount);
-    fputs(" -w ", f);
-    s_q(f, job->ws.ws);
-    fputs(" --entrypoint tail", f);
-    const char *k;
-    json_t *v;
-    json_object_foreach(json_object_get(job->ctr, "env"), k, v) {
-        char kvs[4096];
-        snprintf(kvs, sizeof kvs, "%s=%s", k, json_string_value(v));
-        fputs(" -e ", f);
-        s_q(f, kvs);
+    fputs("\nm=", f);
+    s_q(f, marker);
+    /* Once per job, by its first run: step: the services (on the job's own
+     * network when the job has a container, which reaches them by name),
+     * then the job's container. */
+    fputs("\nif [ ! -e \"$m\" ]; then\n", f);
+    if (services && job->ctr) {
+        fputs("  \"$e\" network create", f);
+        s_labels(f, job);
+        fputs(" \"$n\" >/dev/null\n", f);
     }
-    size_t i;
-    json_array_foreach(json_object_get(job->ctr, "volumes"), i, v) {
+    const char *id;
+    json_t *svc;
+    json_object_foreach(job->svc, id, svc) {
+        fputs("  echo \"Starting service ", f);
+        fputs(id, f); /* a checked identifier */
+        fputs(" from the image \"", f);
+        s_q(f, json_string_value(json_object_get(svc, "image")));
+        fprintf(f, "\n  \"$e\" run -d --name \"$n-%s\"", id);
+        s_labels(f, job);
+        if (job->ctr)
+            fprintf(f, " --network \"$n\" --network-alias %s", id);
+        s_run_args(f, svc);
+        fputs(" >/dev/null\n", f);
+        if (job->ctr)
+            fprintf(f, "  ip_%s=$(\"$e\" inspect -f '{{range .NetworkSettings.Networks}}"
+                       "{{.IPAddress}}{{end}}' \"$n-%s\")\n",
+                    id, id);
+    }
+    if (job->ctr) {
+        fputs("  echo \"Starting the job's container from the image \"", f);
+        s_q(f, json_string_value(json_object_get(job->ctr, "image")));
+        fputs("\n  \"$e\" run -d --name \"$n\"", f);
+        s_labels(f, job);
+        if (services)
+            fputs(" --network \"$n\"", f);
+        json_object_foreach(job->svc, id, svc) fprintf(f, " --add-host \"%s:$ip_%s\"", id, id);
+        char mount[PATH_MAX * 2 + 8];
+        snprintf(mount, sizeof mount, "%s:%s", job->ws.root, job->ws.root);
         fputs(" -v ", f);
-        s_q(f, json_string_value(v));
+        s_q(f, mount);
+        /* Remote actions' files, there for composite actions' steps (made
+         * now if no action was downloaded yet, so a later download is
+         * seen). */
+        if (mkdir(job->agent->actions_dir, 0700) != 0 && errno != EEXIST)
+            kiln_log_warn("cannot make %s: %s", job->agent->actions_dir, strerror(errno));
+        snprintf(mount, sizeof mount, "%s:%s:ro", job->agent->actions_dir,
+                 job->agent->actions_dir);
+        fputs(" -v ", f);
+        s_q(f, mount);
+        fputs(" -w ", f);
+        s_q(f, job->ws.ws);
+        fputs(" --entrypoint tail", f);
+        s_run_args(f, job->ctr);
+        fputs(" -f /dev/null >/dev/null\n", f);
     }
-    json_array_foreach(json_object_get(job->ctr, "ports"), i, v) {
-        fputs(" -p ", f);
-        s_q(f, json_string_value(v));
+    fputs("  : >\"$m\"\nfi\n", f);
+    if (!job->ctr) {
+        /* Services beside a job on the host: the step runs here. */
+        fputs("cd ", f);
+        s_q(f, cwd);
+        fputs("\nexec", f);
+        for (size_t a = 0; argv[a]; a++) {
+            fputc(' ', f);
+            s_q(f, argv[a]);
+        }
+        fputc('\n', f);
+        goto done;
     }
-    json_array_foreach(json_object_get(job->ctr, "option_words"), i, v) {
-        fputc(' ', f);
-        s_q(f, json_string_value(v));
-    }
-    fputc(' ', f);
-    s_q(f, image);
-    fputs(" -f /dev/null >/dev/null\nfi\nexec \"$e\" exec -i -w ", f);
+    fputs("exec \"$e\" exec -i -w ", f);
     s_q(f, cwd);
     /* The step's environment by name: the values come from this script's
      * own environment, never through its text. The image's PATH stays. */
@@ -378,6 +479,7 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         }
     }
     fputc('\n', f);
+done:;
     bool bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad) {
         snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
@@ -443,17 +545,30 @@ void kiln_container_remove(kiln_wjob_t *job)
     const kiln_container_engine_t *e = &job->agent->engine;
     if (!job->ctr_maybe || !e->path[0])
         return;
-    kiln_log_info("job %s: removing its container %s", job->a->job_key, job->ctr_name);
+    kiln_log_info("job %s: removing its containers (%s%s)", job->a->job_key, job->ctr_name,
+                  json_object_size(job->svc) ? " and its services" : "");
+    /* The job's container and its services, then their network. */
+    char script[] = "e=$1; n=$2; shift 2; \"$e\" rm -f $([ \"$(basename \"$e\")\" = podman ] "
+                    "&& echo -i -t 0) \"$n\" \"$@\" >/dev/null 2>&1; "
+                    "exec \"$e\" network rm \"$n\" >/dev/null 2>&1";
+    char sh[] = "/bin/sh", c[] = "-c", zero[] = "kiln-container-cleanup";
     char path[PATH_MAX], name[sizeof job->ctr_name];
     snprintf(path, sizeof path, "%s", e->path);
     snprintf(name, sizeof name, "%s", job->ctr_name);
-    if (strcmp(e->name, "podman") == 0) {
-        char *argv[] = {path, "rm", "-f", "-t", "0", name, NULL};
-        s_detached(argv);
-    } else {
-        char *argv[] = {path, "rm", "-f", name, NULL};
-        s_detached(argv);
+    char *argv[40] = {sh, c, script, zero, path, name};
+    size_t n = 6;
+    char svc[32][sizeof job->ctr_name + 64];
+    const char *id;
+    json_t *one;
+    json_object_foreach(job->svc, id, one) {
+        if (n >= 38 || n - 6 >= 32)
+            break;
+        snprintf(svc[n - 6], sizeof svc[0], "%s-%s", job->ctr_name, id);
+        argv[n] = svc[n - 6];
+        n++;
     }
+    argv[n] = NULL;
+    s_detached(argv);
     job->ctr_maybe = false;
 }
 
@@ -463,8 +578,10 @@ void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker)
         return;
     char script[PATH_MAX + 600];
     snprintf(script, sizeof script,
-             "ids=$(\"$0\" ps -aq --filter label=kiln.worker=\"$1\") && "
-             "[ -n \"$ids\" ] && exec \"$0\" rm -f $ids");
+             "ids=$(\"$0\" ps -aq --filter label=kiln.worker=\"$1\"); "
+             "[ -z \"$ids\" ] || \"$0\" rm -f $ids; "
+             "nets=$(\"$0\" network ls -q --filter label=kiln.worker=\"$1\"); "
+             "[ -z \"$nets\" ] || exec \"$0\" network rm $nets");
     char sh[] = "/bin/sh", c[] = "-c", path[PATH_MAX], name[256];
     snprintf(path, sizeof path, "%s", e->path);
     snprintf(name, sizeof name, "%s", worker);

@@ -633,7 +633,7 @@ static int s_step_start(kiln_wjob_t *job)
     char script[KILN_WORKSPACE_PATH_MAX + 64], cwd[PATH_MAX * 2], err[512];
     char jsfile[KILN_WORKSPACE_PATH_MAX + 1100 + PATH_MAX];
     char wrapper[KILN_WORKSPACE_PATH_MAX + 80];
-    bool in_container = false, default_shell = false;
+    bool in_container = false, wrapped = false, default_shell = false;
     char shellbuf[KILN_SHELL_MAX + KILN_WORKSPACE_PATH_MAX * 4];
     const char *argv[KILN_SHELL_MAX_ARGS + 1];
     kiln_kv_t env = {0};
@@ -753,12 +753,15 @@ static int s_step_start(kiln_wjob_t *job)
         kiln_job_log(job, "%s", err);
         goto cleanup;
     }
-    in_container = job->a->container.len > 0 ||
-                   (job->agent->cfg.job_image && job->agent->cfg.job_image[0]);
-    if (in_container && kiln_container_prepare(job, err, sizeof err) != 0) {
+    /* In a container, or beside services (on the host): the step goes
+     * through a script that starts them first (container.c). */
+    wrapped = job->a->container.len > 0 || job->a->services.len > 0 ||
+              (job->agent->cfg.job_image && job->agent->cfg.job_image[0]);
+    if (wrapped && kiln_container_prepare(job, err, sizeof err) != 0) {
         kiln_job_log(job, "%s", err);
         goto cleanup;
     }
+    in_container = wrapped && job->ctr;
     /* In a container the shell is the image's, and so is an absolute
      * working-directory: both are checked there. */
     if (!in_container && !s_on_path(argv[0])) {
@@ -787,9 +790,9 @@ environment:
     }
     if (node ? s_node_env(job, st, js, &env) != 0 : builtin && s_builtin_env(job, st, &env) != 0)
         goto cleanup;
-    if (in_container) {
-        /* The host runs the engine; the step runs in the container, in
-         * the directory it asked for. */
+    if (wrapped) {
+        /* The host runs the engine; the step runs in the container (or
+         * here, beside its services), in the directory it asked for. */
         snprintf(wrapper, sizeof wrapper, "%s.host", script);
         if (kiln_container_wrap(job, &env, argv, default_shell, script, cwd, wrapper, err,
                                 sizeof err) != 0) {
@@ -933,6 +936,7 @@ void kiln_job_free(kiln_wjob_t **job_p)
     kiln_exec_destroy(&job->exec);
     kiln_container_remove(job);
     json_decref(job->ctr);
+    json_decref(job->svc);
     kiln_jobctx_destroy(&job->jx);
     for (size_t i = 0; job->step_names && job->a && i < job->a->n_steps; i++)
         free(job->step_names[i]);

@@ -1,7 +1,8 @@
 # Container jobs (jobs.<id>.container) through podman: an image built here
 # with buildah from busybox-static (no registry needed); every run step in
 # it, the workspace at the same path (files and GITHUB_OUTPUT cross), the
-# container's env and the step's; a container started once per job and
+# container's env and the step's; services reached by name or mapped port;
+# a container started once per job and
 # removed when the job ends: after success, after a failure, after a
 # cancel; an image that is not there fails the job saying so; privileged
 # options and host mounts refused; a worker with no engine says why;
@@ -27,11 +28,18 @@ C=$(buildah from scratch 2>"$T/buildah.err") && buildah copy "$C" /bin/busybox /
     mkdir -p "$T/etc" && echo "kiln-it-image" >"$T/etc/image-name" && buildah copy "$C" "$T/etc/image-name" /etc/image-name >/dev/null &&
     buildah commit -q "$C" "$IMAGE" >/dev/null 2>>"$T/buildah.err" && buildah rm "$C" >/dev/null ||
     skip "buildah cannot build an image here: $(tail -n 3 "$T/buildah.err")"
+# A service image: busybox's httpd serving /www.
+SVC_IMAGE=localhost/kiln-it-httpd:$$
+C=$(buildah from "$IMAGE" 2>>"$T/buildah.err") && mkdir -p "$T/www" && echo "hello from the service" >"$T/www/i" &&
+    buildah copy "$C" "$T/www" /www >/dev/null && buildah config --cmd '["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]' "$C" &&
+    buildah commit -q "$C" "$SVC_IMAGE" >/dev/null 2>>"$T/buildah.err" && buildah rm "$C" >/dev/null ||
+    skip "buildah cannot build the service image here: $(tail -n 3 "$T/buildah.err")"
 test_cleanup() {
     podman ps -aq --filter label=kiln.job >/dev/null 2>&1 &&
         podman rm -f -t 0 $(podman ps -aq --filter "label=kiln.worker=w1-$$") \
             $(podman ps -aq --filter "label=kiln.worker=fresh-$$") >/dev/null 2>&1
-    podman rmi -f "$IMAGE" >/dev/null 2>&1
+    podman network rm $(podman network ls -q --filter "label=kiln.worker=w1-$$") >/dev/null 2>&1
+    podman rmi -f "$SVC_IMAGE" "$IMAGE" >/dev/null 2>&1
 }
 podman run --rm "$IMAGE" true >"$T/probe.out" 2>&1 || skip "podman cannot run a container here: $(tail -n 3 "$T/probe.out")"
 
@@ -168,6 +176,49 @@ RC=0
 [ ! -e "$T/pwned" ] && [ ! -e "$T/pwned2" ] || fail "container.options reached a shell"
 gone
 pass "--privileged, --network=host and host mounts are refused by default; options never reach a shell"
+
+# services: beside a container job, reached by name on the job's own
+# network; beside a job on the host, through the port it maps.
+PORT=$(free_port)
+cat >"$T/svc.yml" <<YML
+on: push
+jobs:
+  in-container:
+    runs-on: linux
+    container: $IMAGE
+    services:
+      web:
+        image: $SVC_IMAGE
+    steps:
+      - run: |
+          for i in \$(seq 1 50); do wget -q -O - http://web:8080/i 2>/dev/null && exit 0; sleep 0.1; done
+          exit 1
+  on-host:
+    runs-on: linux
+    services:
+      web:
+        image: $SVC_IMAGE
+        ports: ['127.0.0.1:$PORT:8080']
+    steps:
+      - run: |
+          python3 - <<'PY'
+          import time, urllib.request
+          for _ in range(50):
+              try:
+                  print("host got", urllib.request.urlopen("http://127.0.0.1:$PORT/i", timeout=2).read().decode().strip()); break
+              except OSError:
+                  time.sleep(0.1)
+          else:
+              raise SystemExit(1)
+          PY
+YML
+RC=0
+"$KILN" submit --wait "$T/svc.yml" >"$T/svc.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "^in-container | hello from the service" "$T/svc.out" && grep -q "^on-host | host got hello from the service" "$T/svc.out" ||
+    fail "services: exit $RC: $(grep -E '\| |error' "$T/svc.out" | tail -n 12)"
+gone
+[ -z "$(podman network ls -q --filter "label=kiln.worker=w1-$$")" ] || fail "the job's network was left: $(podman network ls)"
+pass "services start beside the job: a container job reaches them by name, a job on the host by their mapped port; all removed at the end"
 
 # A pool with a default job image: a job without container: runs in a
 # fresh container of it; what one job installs is gone for the next.

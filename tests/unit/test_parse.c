@@ -439,9 +439,22 @@ static void test_unknown_keys_warn(void **state)
     assert_int_equal(r.diags.items[2].col, 9);
     s_done(&r);
     /* Keys GitHub knows but Kiln does not act on warn so, naming the job. */
-    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    services: {db: {image: pg}}\n"
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    permissions: {contents: read}\n"
                     "    steps: [{run: x}]\n");
-    s_expect_warning_like(&r, 4, "'services' of job 'a' is accepted but not acted on yet");
+    s_expect_warning_like(&r, 4, "'permissions' of job 'a' is accepted but not acted on yet");
+    s_done(&r);
+    /* services: each a container spec; an image each. */
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    services:\n      db: {image: pg}\n"
+                    "      cache:\n        image: redis\n        ports: ['6379:6379']\n"
+                    "    steps: [{run: x}]\n");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(r.wf->jobs[0].services, "cache"), "image")),
+                        "redis");
+    s_done(&r);
+    s_parse_str(&r, "jobs:\n  a:\n    runs-on: l\n    services:\n      db: {ports: ['1']}\n"
+                    "    steps: [{run: x}]\n");
+    s_expect_error_like(&r, 5, "the container of service 'db' of job 'a' needs an image");
     s_done(&r);
 }
 
