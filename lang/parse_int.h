@@ -74,6 +74,12 @@ bool kiln_parse_check_id(kiln_parse_t *ctx, const knode_t *at, const char *kind,
                          const char *where);
 bool kiln_parse_is_key(const char *name, const char *const *list);
 
+/* The steps GitHub's runner adds at a job's ends (posts.c): each
+ * JavaScript action's pre before the first step, and after the last, in
+ * reverse order of their steps, JavaScript actions' posts and
+ * actions/cache's saves. */
+void kiln_parse_add_posts(kiln_parse_t *ctx, kiln_job_t *job);
+
 /* One step of job `job_id` (the index for messages) into *step. */
 void kiln_parse_step(kiln_parse_t *ctx, const char *job_id, size_t index, knode_t *slot,
                      kiln_step_t *step);
