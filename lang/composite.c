@@ -82,6 +82,59 @@ static bool s_js_phases_ok(kiln_parse_t *ctx, const knode_t *runs, knode_t *cons
     return true;
 }
 
+/* A Docker action's runs: image (docker://IMAGE, or a Dockerfile in the
+ * action), entrypoint, args (strings), env (a mapping), pre- and
+ * post-entrypoint. */
+static bool s_docker_ok(kiln_parse_t *ctx, const knode_t *runs, knode_t *const dk[6])
+{
+    static const char *const keys[6] = {"image", "entrypoint", "args", "env", "pre-entrypoint",
+                                        "post-entrypoint"};
+    if (!dk[0] || dk[0]->kind != KILN_YAML_SCALAR || !dk[0]->value[0]) {
+        kiln_parse_error_at(ctx, dk[0] ? dk[0]->line : runs->line, dk[0] ? dk[0]->col : runs->col,
+                            "a Docker action needs runs.image: docker://IMAGE or a Dockerfile");
+        return false;
+    }
+    if (strncmp(dk[0]->value, "docker://", 9) != 0 &&
+        (dk[0]->value[0] == '/' || strstr(dk[0]->value, ".."))) {
+        kiln_parse_error_at(ctx, dk[0]->line, dk[0]->col,
+                            "runs.image: '%.200s' must be docker://IMAGE or a Dockerfile inside "
+                            "the action", dk[0]->value);
+        return false;
+    }
+    for (size_t j = 1; j < 6; j++) {
+        const knode_t *v = dk[j];
+        bool bad = v && (j == 2   ? v->kind != KILN_YAML_SEQ
+                         : j == 3 ? v->kind != KILN_YAML_MAP
+                                  : v->kind != KILN_YAML_SCALAR);
+        for (size_t i = 0; v && j == 2 && !bad && i < v->n; i++)
+            bad = kiln_yaml_res(v->items[i])->kind != KILN_YAML_SCALAR;
+        if (bad) {
+            kiln_parse_error_at(ctx, v->line, v->col, "runs.%s must be %s", keys[j],
+                                j == 2 ? "a list of strings" : j == 3 ? "a mapping" : "a string");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A Docker action's part of its step's js_action: its image, entrypoints
+ * (as script, pre and post: its phases), args and env as templates. */
+static json_t *s_docker_meta(kiln_parse_t *ctx, knode_t *const dk[6], knode_t *const js[5])
+{
+    json_t *args = json_array(), *env = dk[3] ? kiln_yaml_json(dk[3]) : json_object();
+    for (size_t i = 0; args && dk[2] && i < dk[2]->n; i++)
+        json_array_append_new(args, json_string(kiln_yaml_res(dk[2]->items[i])->value));
+    json_t *meta = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:s, s:o, s:o}", "image",
+                             dk[0]->value, "script", dk[1] ? dk[1]->value : NULL, "pre",
+                             dk[4] ? dk[4]->value : NULL, "post", dk[5] ? dk[5]->value : NULL,
+                             "pre_if", js[3] ? js[3]->value : NULL, "post_if",
+                             js[4] ? js[4]->value : NULL, "using", "docker", "args",
+                             args ? args : json_array(), "env", env ? env : json_object());
+    if (!meta)
+        ctx->oom = true;
+    return meta;
+}
+
 static char *s_dup(kiln_parse_t *ctx, const char *s)
 {
     return s ? kiln_parse_strdup(ctx, s) : NULL;
@@ -93,7 +146,7 @@ static char *s_dup(kiln_parse_t *ctx, const char *s)
  * action's download before it. Its pre and post phases are added at the
  * job's start and end (parse.c). */
 static bool s_js_step(kiln_parse_t *ctx, const kiln_step_t *uses_step, json_t *inputs,
-                      const char *path, const char *using, knode_t *const js[5],
+                      const char *path, const char *builtin, json_t *meta,
                       const kiln_uses_ref_t *ref, const kiln_remote_t *rm, kiln_job_t *tmp)
 {
     size_t n = ref ? 2 : 1;
@@ -118,18 +171,20 @@ static bool s_js_step(kiln_parse_t *ctx, const kiln_step_t *uses_step, json_t *i
     st->env_expr = s_dup(ctx, uses_step->env_expr);
     st->timeout = json_incref(uses_step->timeout);
     st->continue_on_error = json_incref(uses_step->continue_on_error);
-    st->builtin = "node";
+    st->builtin = builtin;
     st->with = json_deep_copy(inputs);
     st->action_path = s_dup(ctx, path);
     st->line = uses_step->line;
     st->col = uses_step->col;
-    st->js_action = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s, s:s, s:s, s:s, s:s}",
-                              "phase", "main", "script", js[0]->value, "pre",
-                              js[1] ? js[1]->value : NULL, "post", js[2] ? js[2]->value : NULL,
-                              "pre_if", js[3] ? js[3]->value : NULL, "post_if",
-                              js[4] ? js[4]->value : NULL, "using", using, "uses",
+    /* The action's own part (its scripts, or its image) is the caller's;
+     * which action it is, ours. */
+    st->js_action = meta;
+    json_t *which = json_pack("{s:s, s:s, s:s, s:s, s:s}", "phase", "main", "uses",
                               uses_step->uses, "repository", repository, "ref",
                               ref ? ref->ref : "", "sha", ref && rm->sha ? rm->sha : "");
+    if (!meta || !which || json_object_update(meta, which) != 0)
+        ctx->oom = true;
+    json_decref(which);
     if (uses_step->env.n) {
         st->env.items = calloc(uses_step->env.n, sizeof *st->env.items);
         if (!st->env.items) {
@@ -243,8 +298,10 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
         else if (strcmp(k, "outputs") == 0)
             out_spec = kiln_yaml_res(root->items[i + 1]);
     }
-    knode_t *using = NULL, *steps = NULL, *js[5] = {NULL};
+    knode_t *using = NULL, *steps = NULL, *js[5] = {NULL}, *dk[6] = {NULL};
     static const char *const js_keys[5] = {"main", "pre", "post", "pre-if", "post-if"};
+    static const char *const dk_keys[6] = {"image", "entrypoint", "args", "env",
+                                           "pre-entrypoint", "post-entrypoint"};
     for (size_t i = 0; runs && runs->kind == KILN_YAML_MAP && i + 1 < runs->n; i += 2) {
         const char *k = kiln_yaml_res(runs->items[i])->value;
         if (strcmp(k, "using") == 0)
@@ -254,13 +311,19 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
         for (size_t j = 0; j < 5; j++)
             if (strcmp(k, js_keys[j]) == 0)
                 js[j] = kiln_yaml_res(runs->items[i + 1]);
+        for (size_t j = 0; j < 6; j++)
+            if (strcmp(k, dk_keys[j]) == 0)
+                dk[j] = kiln_yaml_res(runs->items[i + 1]);
     }
     const char *u = using && using->kind == KILN_YAML_SCALAR ? using->value : "";
     bool node = strcmp(u, "node12") == 0 || strcmp(u, "node16") == 0 || strcmp(u, "node20") == 0 ||
                 strcmp(u, "node24") == 0;
+    bool docker = strcmp(u, "docker") == 0;
     if (node && !s_js_phases_ok(ctx, runs, js))
         goto report;
-    if (!node && strcmp(u, "composite") != 0) {
+    if (docker && !s_docker_ok(ctx, runs, dk))
+        goto report;
+    if (!node && !docker && strcmp(u, "composite") != 0) {
         if (strncmp(u, "node", 4) == 0)
             kiln_parse_error_at(ctx, using->line, using->col,
                                 "runs.using: %.20s is no Node.js version Kiln knows (node12, "
@@ -275,7 +338,7 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
                                 "only composite actions (runs.using: composite) can be used");
         goto report;
     }
-    if (!node && (!steps || steps->kind != KILN_YAML_SEQ || steps->n == 0)) {
+    if (!node && !docker && (!steps || steps->kind != KILN_YAML_SEQ || steps->n == 0)) {
         kiln_parse_error_at(ctx, using->line, using->col, "runs.steps must be a non-empty list");
         goto report;
     }
@@ -313,9 +376,18 @@ static bool s_expand_one(kiln_parse_t *ctx, kiln_job_t *job, const kiln_step_t *
     json_t *wv;
     json_object_foreach(uses_step->with, wname, wv) if (!json_object_get(inputs, wname))
         kiln_parse_warn(ctx, root, "with: '%s' is not an input of this action", wname);
-    if (node) {
-        ok = adiags.n_errors == 0 &&
-             s_js_step(ctx, uses_step, inputs, path, u, js, remote ? &ref : NULL, &rm, &tmp);
+    if (node || docker) {
+        json_t *meta = node ? json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s}", "script",
+                                        js[0]->value, "pre", js[1] ? js[1]->value : NULL, "post",
+                                        js[2] ? js[2]->value : NULL, "pre_if",
+                                        js[3] ? js[3]->value : NULL, "post_if",
+                                        js[4] ? js[4]->value : NULL, "using", u)
+                            : s_docker_meta(ctx, dk, js);
+        ok = adiags.n_errors == 0 && meta &&
+             s_js_step(ctx, uses_step, inputs, path, node ? "node" : "docker", meta,
+                       remote ? &ref : NULL, &rm, &tmp);
+        if (!ok && meta && !(tmp.n_steps && tmp.steps[tmp.n_steps - 1].js_action == meta))
+            json_decref(meta);
         goto report;
     }
     if (out_spec && out_spec->kind == KILN_YAML_MAP) {
@@ -417,7 +489,7 @@ report:
     }
     kiln_diags_free(&adiags);
     kiln_yaml_destroy(&tree);
-    if (ok && tmp.n_steps && node) {
+    if (ok && tmp.n_steps && (node || docker)) {
         *out = tmp.steps;
         *n_out = tmp.n_steps;
     } else if (ok && tmp.n_steps) {

@@ -1,6 +1,6 @@
 /* posts.c: the steps GitHub's runner adds at a job's two ends (see
- * kiln_parse_add_posts in parse_int.h): JavaScript actions' pre and post
- * phases and actions/cache's save. They are steps of their own in the
+ * kiln_parse_add_posts in parse_int.h): JavaScript and Docker actions' pre
+ * and post phases and actions/cache's save. They are steps of their own in the
  * plan, so each has its result, its log and its if:, like any other. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +13,8 @@
  * actions (as GitHub's runner runs their posts at the job's end). */
 static const char *s_js_phase(const kiln_step_t *st, const char *phase)
 {
-    if (!st->builtin || strcmp(st->builtin, "node") != 0 || !st->js_action ||
+    if (!st->builtin || (strcmp(st->builtin, "node") != 0 && strcmp(st->builtin, "docker") != 0) ||
+        !st->js_action ||
         (st->action_inputs && strcmp(phase, "pre") == 0))
         return NULL;
     const char *own = json_string_value(json_object_get(st->js_action, "phase"));
@@ -44,7 +45,7 @@ static bool s_js_phase_step(kiln_parse_t *ctx, const kiln_step_t *main, const ch
         json_object_get(main->js_action, strcmp(phase, "pre") == 0 ? "pre_if" : "post_if"));
     memset(out, 0, sizeof *out);
     out->name = kiln_parse_strdup(ctx, name);
-    out->builtin = "node";
+    out->builtin = main->builtin;
     out->if_expr = kiln_parse_strdup(ctx, cond && cond[0] ? cond : "always()");
     /* A nested action's inputs are templates of its composite's inputs,
      * which the job's end does not have: its post takes the values its
@@ -81,7 +82,8 @@ static void s_js_instances(kiln_job_t *job)
 {
     for (size_t i = 0; i < job->n_steps; i++) {
         kiln_step_t *st = &job->steps[i];
-        if (st->builtin && strcmp(st->builtin, "node") == 0 && st->js_action &&
+        if (st->builtin && (strcmp(st->builtin, "node") == 0 || strcmp(st->builtin, "docker") == 0) &&
+            st->js_action &&
             !json_object_get(st->js_action, "state"))
             json_object_set_new(st->js_action, "state", json_sprintf("%zu", i));
     }

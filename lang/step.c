@@ -395,11 +395,30 @@ static void s_check_builtin(kiln_parse_t *ctx, const knode_t *slot, const char *
         kiln_uses_ref_t ref;
         if (why[0])
             kiln_parse_error(ctx, slot, "%s uses %s", who, why);
-        else if (strncmp(step->uses, "docker://", 9) == 0)
-            kiln_parse_error(ctx, slot,
-                             "%s uses '%.*s': a Docker action; Kiln does not run Docker "
-                             "actions yet",
-                             who, s_q(step->uses), step->uses);
+        else if (strncmp(step->uses, "docker://", 9) == 0) {
+            /* An image run as the step: with.entrypoint and with.args
+             * (one string, split into words as a shell would) are the
+             * runner's; the rest of with: its inputs. */
+            json_t *ep = json_object_get(step->with, "entrypoint");
+            json_t *args = json_object_get(step->with, "args");
+            char *ep_text = ep ? kiln_expr_string(ep) : NULL;
+            char *args_text = args ? kiln_expr_string(args) : NULL;
+            step->builtin = "docker";
+            step->js_action = json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:[], s:{}, s:s, s:s, s:s}",
+                                        "phase", "main", "image", step->uses, "script", ep_text,
+                                        "args_line", args_text, "using", "docker", "args", "env",
+                                        "uses", step->uses, "repository", "", "ref", "");
+            free(ep_text);
+            free(args_text);
+            if (!step->js_action)
+                ctx->oom = true;
+            if (step->with) {
+                json_object_del(step->with, "entrypoint");
+                json_object_del(step->with, "args");
+            } else if (!(step->with = json_object())) {
+                ctx->oom = true;
+            }
+        }
         else if (kiln_uses_remote(step->uses, &ref) != 0)
             kiln_parse_error(ctx, slot,
                              "%s uses '%.*s', which names no action: write owner/repo@ref, "

@@ -17,7 +17,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "common/kv.h"
+#include "proto/kiln.pb-c.h"
 
 typedef struct kiln_wjob kiln_wjob_t;
 
@@ -50,7 +53,18 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
                         bool default_shell, const char *script, const char *cwd,
                         const char *wrapper, char *why, size_t cap);
 
-/* Removes the job's container, if it may have one, without waiting. */
+/* Writes the host script that runs a Docker action's phase (js: its
+ * js_action; its script the phase's entrypoint): the image pulled, or built
+ * from the action's Dockerfile (apath), then run with the workspace at
+ * /github/workspace, the job's directory at its own path, the step's
+ * environment by name and the action's args and env evaluated with its
+ * inputs. 0, or -1 with why. */
+int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json_t *js,
+                          const kiln_kv_t *env, const char *apath, const char *wrapper,
+                          char *why, size_t cap);
+
+/* Removes the job's containers (its own, its services', its Docker
+ * actions'), if it may have any, without waiting. */
 void kiln_container_remove(kiln_wjob_t *job);
 
 /* kiln-worker --check: whether the engine can run containers here, in

@@ -696,6 +696,18 @@ static int s_step_start(kiln_wjob_t *job)
     }
     bool builtin = st->builtin && st->builtin[0];
     bool node = builtin && strcmp(st->builtin, "node") == 0;
+    bool docker = builtin && strcmp(st->builtin, "docker") == 0;
+    if (docker) {
+        /* Its container's name and the job's services come from there. */
+        if (!js || kiln_container_prepare(job, err, sizeof err) != 0) {
+            kiln_job_log(job, "%s", js ? err : "the Docker action's step does not decode");
+            goto cleanup;
+        }
+        if (instance && strcmp(js_phase, "main") == 0)
+            kiln_jobctx_action_ran(job->jx, instance);
+        snprintf(cwd, sizeof cwd, "%s", job->ws.ws);
+        goto environment;
+    }
     if (node) {
         if (!js || s_node_argv(job, js, apath, jsfile, sizeof jsfile, argv) != 0) {
             if (!js)
@@ -709,6 +721,7 @@ static int s_step_start(kiln_wjob_t *job)
     }
     if (builtin) {
         if (strcmp(st->builtin, "checkout") != 0 && strcmp(st->builtin, "action") != 0 &&
+            strcmp(st->builtin, "docker") != 0 &&
             strncmp(st->builtin, "cache", 5) != 0 && strcmp(st->builtin, "upload-artifact") != 0 &&
             strcmp(st->builtin, "download-artifact") != 0) {
             kiln_job_log(job, "this worker has no built-in action '%s'; it is older than its "
@@ -788,8 +801,26 @@ environment:
         s_disk_trouble(job, e, "cannot build the step environment");
         goto cleanup;
     }
-    if (node ? s_node_env(job, st, js, &env) != 0 : builtin && s_builtin_env(job, st, &env) != 0)
+    if ((node || docker) ? s_node_env(job, st, js, &env) != 0
+                         : builtin && s_builtin_env(job, st, &env) != 0)
         goto cleanup;
+    if (docker) {
+        char dwrap[KILN_WORKSPACE_PATH_MAX + 80];
+        if (kiln_workspace_step_file(&job->ws, KILN_WORKSPACE_SCRIPT, job->step, dwrap,
+                                     sizeof dwrap - 16) != 0) {
+            kiln_job_log(job, "%s", kiln_error_last());
+            goto cleanup;
+        }
+        strcat(dwrap, ".docker");
+        snprintf(wrapper, sizeof wrapper, "%s", dwrap);
+        if (kiln_container_docker(job, st, js, &env, apath, wrapper, err, sizeof err) != 0) {
+            kiln_job_log(job, "%s", err);
+            goto cleanup;
+        }
+        argv[0] = "/bin/sh";
+        argv[1] = wrapper;
+        argv[2] = NULL;
+    }
     if (wrapped) {
         /* The host runs the engine; the step runs in the container (or
          * here, beside its services), in the directory it asked for. */

@@ -471,6 +471,17 @@ int kiln_jobctx_interpolate(kiln_jobctx_t *self, const char *text, char **out, c
     return kiln_expr_interpolate(text, &e, out, err, errlen);
 }
 
+int kiln_jobctx_interpolate_inputs(kiln_jobctx_t *self, const char *text, json_t *inputs,
+                                   char **out, char *err, size_t errlen)
+{
+    json_t *saved = json_object_get(self->contexts, "inputs");
+    saved = saved ? json_incref(saved) : json_null();
+    json_object_set(self->contexts, "inputs", inputs);
+    int rc = kiln_jobctx_interpolate(self, text, out, err, errlen);
+    json_object_set_new(self->contexts, "inputs", saved);
+    return rc;
+}
+
 /* Makes path an empty regular file of ours. A recycled workspace holds it
  * already, emptied: then it is only opened, since O_TRUNC would change its
  * times (a journalled inode update) even when there is nothing to cut. Not

@@ -64,6 +64,10 @@ int kiln_jobctx_step_begin(kiln_jobctx_t *self, const Kiln__StepSpec *st, char *
 /* ${{ }} in text, with the contexts as they are now. *out malloc'd. */
 int kiln_jobctx_interpolate(kiln_jobctx_t *self, const char *text, char **out, char *err,
                             size_t errlen);
+/* The same with the inputs context set to inputs for the call (a Docker
+ * action's args speak of its own inputs). */
+int kiln_jobctx_interpolate_inputs(kiln_jobctx_t *self, const char *text, json_t *inputs,
+                                   char **out, char *err, size_t errlen);
 /* The environment step `index` adds to the worker's own, in order (later
  * wins): standard variables are the caller's; this gives the job env,
  * $GITHUB_ENV additions so far, the step env (all evaluated), PATH with

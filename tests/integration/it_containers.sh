@@ -2,7 +2,7 @@
 # with buildah from busybox-static (no registry needed); every run step in
 # it, the workspace at the same path (files and GITHUB_OUTPUT cross), the
 # container's env and the step's; services reached by name or mapped port;
-# a container started once per job and
+# Docker actions (a Dockerfile's, docker://); a container started once per job and
 # removed when the job ends: after success, after a failure, after a
 # cancel; an image that is not there fails the job saying so; privileged
 # options and host mounts refused; a worker with no engine says why;
@@ -39,6 +39,7 @@ test_cleanup() {
         podman rm -f -t 0 $(podman ps -aq --filter "label=kiln.worker=w1-$$") \
             $(podman ps -aq --filter "label=kiln.worker=fresh-$$") >/dev/null 2>&1
     podman network rm $(podman network ls -q --filter "label=kiln.worker=w1-$$") >/dev/null 2>&1
+    podman rmi -f $(podman images -q --filter reference='localhost/kiln-action-*') >/dev/null 2>&1
     podman rmi -f "$SVC_IMAGE" "$IMAGE" >/dev/null 2>&1
 }
 podman run --rm "$IMAGE" true >"$T/probe.out" 2>&1 || skip "podman cannot run a container here: $(tail -n 3 "$T/probe.out")"
@@ -53,10 +54,39 @@ RC=0
     fail "kiln-worker --check without an engine: exit $RC: $(cat "$T/check2.out")"
 pass "kiln-worker --check starts a container to say containers work here, and says why not when they do not"
 
+# acme/dock: a Docker action built from its Dockerfile (on the test image),
+# with inputs, args, env and a pre-entrypoint.
+D=$T/actions/acme/dock
+mkdir -p "$D"
+tgit init -q "$D"
+printf 'FROM %s\nCOPY entry.sh /entry.sh\nCOPY pre.sh /pre.sh\nENTRYPOINT ["/entry.sh"]\n' "$IMAGE" >"$D/Dockerfile"
+cat >"$D/entry.sh" <<'SH'
+#!/bin/sh
+echo "docker action: who=$INPUT_WHO args=$1|$2 env=$FROM_ACTION ws=$GITHUB_WORKSPACE pwd=$(pwd) file=$(cat made.txt) image=$(cat /etc/image-name)"
+echo "greeting=hi $1" >>"$GITHUB_OUTPUT"
+SH
+printf '#!/bin/sh\necho "docker pre: who=$INPUT_WHO"\n' >"$D/pre.sh"
+chmod +x "$D/entry.sh" "$D/pre.sh"
+cat >"$D/action.yml" <<'YML'
+name: dock
+inputs:
+  who: {default: docker}
+runs:
+  using: docker
+  image: Dockerfile
+  pre-entrypoint: /pre.sh
+  args:
+    - ${{ inputs.who }}
+    - second arg
+  env:
+    FROM_ACTION: yes-${{ inputs.who }}
+YML
+tgit -C "$D" add -A && tgit -C "$D" commit -qm first && tgit -C "$D" tag v1
+
 start_redis
 make_keys
 admit_worker "w1-$$"
-start_coordinator
+start_coordinator --actions-source "$T/actions"
 start_worker "w1-$$"
 wait_workers 1
 # containers of this worker only (its name is this test's)
@@ -219,6 +249,35 @@ RC=0
 gone
 [ -z "$(podman network ls -q --filter "label=kiln.worker=w1-$$")" ] || fail "the job's network was left: $(podman network ls)"
 pass "services start beside the job: a container job reaches them by name, a job on the host by their mapped port; all removed at the end"
+
+# Docker actions: one built from its Dockerfile (with its pre-entrypoint,
+# inputs, args, env and outputs), and an image run by uses: docker://.
+cat >"$T/dock.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: linux
+    steps:
+      - run: echo from-the-workspace >made.txt
+      - id: d
+        uses: acme/dock@v1
+        with:
+          who: kiln
+      - run: echo "output \${{ steps.d.outputs.greeting }}"
+      - uses: docker://$IMAGE
+        with:
+          entrypoint: /bin/echo
+          args: hello "from a docker url"
+YML
+RC=0
+"$KILN" submit --wait "$T/dock.yml" >"$T/dock.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the Docker action run exited $RC: $(tail -n 15 "$T/dock.out")"
+grep -q "^a | docker pre: who=kiln" "$T/dock.out" &&
+    grep -q "^a | docker action: who=kiln args=kiln|second arg env=yes-kiln ws=/github/workspace pwd=/github/workspace file=from-the-workspace image=kiln-it-image" "$T/dock.out" &&
+    grep -q "^a | output hi kiln" "$T/dock.out" && grep -q "^a | hello from a docker url" "$T/dock.out" ||
+    fail "the Docker actions: $(grep -E '^a \|' "$T/dock.out")"
+gone
+pass "Docker actions run in their image (built from the action's Dockerfile, or docker://), with inputs, args, env, outputs and a pre-entrypoint; the workspace at /github/workspace"
 
 # A pool with a default job image: a job without container: runs in a
 # fresh container of it; what one job installs is gone for the next.

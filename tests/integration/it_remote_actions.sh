@@ -6,7 +6,8 @@
 # with inputs and outputs; the commits they resolved to in the history and
 # in kiln status, kept when the tag moves; the second use of a commit on a
 # worker downloads nothing; a uses: step's if: and env: apply to the whole
-# action; a JavaScript action of an unknown Node.js, Docker and missing actions refused
+# action; a JavaScript action of an unknown Node.js, a Docker action whose
+# image is outside it and missing actions refused
 # naming the action and every source tried; a run from a repository and
 # kiln run --actions-source; kiln actions pull and list fill and show an
 # offline mirror; per-owner overrides and full-URL uses:.
@@ -88,7 +89,8 @@ tgit -C "$F" tag v1
 tgit clone -q --bare "$F" "$SRV/acme/flows.git"
 
 # acme/tools, in the directory source (a work tree, as an operator keeps
-# one): a composite action, a JavaScript one for a Node.js that is none, and a Docker one.
+# one): a composite action, a JavaScript one for a Node.js that is none, and a Docker one
+# whose Dockerfile is outside it.
 TL=$DIR/acme/tools
 tgit init -q "$TL"
 mkdir -p "$TL/upper" "$TL/js" "$TL/dock"
@@ -103,7 +105,7 @@ runs:
       shell: bash
 YML
 printf 'name: js\nruns:\n  using: node10\n  main: index.js\n' >"$TL/js/action.yml"
-printf 'name: dock\nruns:\n  using: docker\n  image: Dockerfile\n' >"$TL/dock/action.yml"
+printf 'name: dock\nruns:\n  using: docker\n  image: /etc/Dockerfile\n' >"$TL/dock/action.yml"
 tgit -C "$TL" add -A && tgit -C "$TL" commit -qm "tools: first"
 TOOLS=$(tgit -C "$TL" rev-parse HEAD)
 
@@ -248,14 +250,13 @@ refused() { # NAME USES WANT...
     done
 }
 refused js acme/tools/js@main "uses 'acme/tools/js@main'" "runs.using: node10 is no Node.js version Kiln knows"
-refused dock acme/tools/dock@main "uses 'acme/tools/dock@main'" "a Docker action (runs.using: docker)"
-refused docker_url docker://busybox:1 "uses 'docker://busybox:1': a Docker action"
+refused dock acme/tools/dock@main "uses 'acme/tools/dock@main'" "runs.image: '/etc/Dockerfile' must be docker://IMAGE or a Dockerfile inside the action"
 refused missing acme/nothing@v1 "uses 'acme/nothing@v1': not found in the farm's action sources" \
     "$DIR/acme/nothing: no such repository" "git://127.0.0.1:$GIT_PORT/acme/nothing"
 refused noref acme/greet@v9 "uses 'acme/greet@v9'" "v9"
 refused nofile acme/greet/none@v1 "acme/greet at v1" "has no none/action.yml"
 "$KILN" workers --json >/dev/null || fail "the coordinator stopped serving after the refusals"
-pass "unknown Node.js versions, Docker, missing actions, refs and files refused naming the action and the sources tried"
+pass "unknown Node.js versions, a Docker action's image outside it, missing actions, refs and files refused naming the action and the sources tried"
 
 # 5. A run from a repository whose workflow uses a remote action.
 A=$T/app

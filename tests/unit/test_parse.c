@@ -626,7 +626,6 @@ static void test_remote_action_not_supported(void **state)
                                   "sources (tried: x)"},
         {"other/one@v1", "uses 'other/one@v1': the farm did not resolve it"},
         {"setup-node", "which names no action"},
-        {"docker://alpine:3", "a Docker action"},
         {"o/r/../x@v1", "which names no action"},
         {"o/r@", "which names no action"},
     };
@@ -638,6 +637,21 @@ static void test_remote_action_not_supported(void **state)
         s_expect_error_like(&r, 5, cases[i][1]);
         s_done(&r);
     }
+    /* An image run as a step: a Docker action whose with.entrypoint and
+     * with.args are the runner's, not inputs. */
+    s_parse_str(&r, "jobs:\n  build:\n    runs-on: linux\n    steps:\n"
+                    "      - uses: docker://alpine:3\n        with: {entrypoint: /bin/sh, args: -c x, "
+                    "k: v}\n");
+    assert_int_equal(r.rc, 0);
+    const kiln_step_t *ds = &r.wf->jobs[0].steps[0];
+    assert_string_equal(ds->builtin, "docker");
+    assert_string_equal(json_string_value(json_object_get(ds->js_action, "image")),
+                        "docker://alpine:3");
+    assert_string_equal(json_string_value(json_object_get(ds->js_action, "script")), "/bin/sh");
+    assert_string_equal(json_string_value(json_object_get(ds->js_action, "args_line")), "-c x");
+    assert_null(json_object_get(ds->with, "args"));
+    assert_string_equal(json_string_value(json_object_get(ds->with, "k")), "v");
+    s_done(&r);
     json_decref(files);
     /* v1 put the repository elsewhere: refused, saying which to use. */
     s_parse_str(&r, "jobs:\n  build:\n    runs-on: linux\n    steps:\n"
