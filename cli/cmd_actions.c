@@ -24,6 +24,7 @@
 #include "cli/cli.h"
 #include "cli/follow.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/gitcreds.h"
 #include "common/gitsrc.h"
 #include "lang/parse.h"
@@ -91,41 +92,7 @@ cleanup:
     return code;
 }
 
-static int s_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
-/* The directories in dir, sorted; NULL with *n 0 if none. */
-static char **s_dirs(const char *dir, size_t *n)
-{
-    DIR *d = opendir(dir);
-    char **out = NULL;
-    size_t cap = 0;
-    struct dirent *de;
-    *n = 0;
-    while (d && (de = readdir(d))) {
-        char p[PATH_MAX * 2];
-        struct stat st;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (de->d_name[0] == '.' || stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
-            continue;
-        if (*n == cap) {
-            char **g = realloc(out, (cap = cap ? cap * 2 : 16) * sizeof *g);
-            if (!g)
-                break;
-            out = g;
-        }
-        if (!(out[*n] = strdup(de->d_name)))
-            break;
-        (*n)++;
-    }
-    if (d)
-        closedir(d);
-    if (*n)
-        qsort(out, *n, sizeof *out, s_cmp);
-    return out;
-}
 
 /* One repository's tags and branches, each with the commit it names. */
 static void s_list_repo(const char *owner, const char *name, const char *path)
@@ -166,7 +133,8 @@ static void s_list_repo(const char *owner, const char *name, const char *path)
 static int s_list(const char *dir)
 {
     size_t no = 0, shown = 0;
-    char **owners = s_dirs(dir, &no);
+    char **owners;
+    kiln_fs_names(dir, 1, &owners, &no);
     if (kiln_gitsrc_init() != 0) {
         fprintf(stderr, "kiln actions list: %s\n", kiln_error_last());
         return KILN_EXIT_INFRA;
@@ -174,19 +142,18 @@ static int s_list(const char *dir)
     for (size_t i = 0; i < no; i++) {
         char od[PATH_MAX];
         size_t nr = 0;
+        char **repos;
         snprintf(od, sizeof od, "%s/%s", dir, owners[i]);
-        char **repos = s_dirs(od, &nr);
+        kiln_fs_names(od, 1, &repos, &nr);
         for (size_t k = 0; k < nr; k++) {
             char rp[PATH_MAX * 2];
             snprintf(rp, sizeof rp, "%s/%s", od, repos[k]);
             s_list_repo(owners[i], repos[k], rp);
             shown++;
-            free(repos[k]);
         }
-        free(repos);
-        free(owners[i]);
+        kiln_fs_names_free(repos, nr);
     }
-    free(owners);
+    kiln_fs_names_free(owners, no);
     if (!shown)
         printf("(no OWNER/REPO repositories in %s)\n", dir);
     return 0;

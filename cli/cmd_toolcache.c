@@ -10,7 +10,6 @@
  * the tool's directory, devices and setuid bits are refused rather than
  * planted into every job's reach.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -130,61 +129,27 @@ cleanup:
     return code;
 }
 
-static int s_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
-/* The names in dir, sorted (NULL entries past *n); *n 0 if unreadable. */
-static char **s_names(const char *dir, size_t *n)
-{
-    DIR *d = opendir(dir);
-    char **out = NULL;
-    size_t cap = 0;
-    *n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;
-        if (*n == cap) {
-            char **g = realloc(out, (cap = cap ? cap * 2 : 16) * sizeof *g);
-            if (!g)
-                break;
-            out = g;
-        }
-        if (!(out[*n] = strdup(de->d_name)))
-            break;
-        (*n)++;
-    }
-    if (d)
-        closedir(d);
-    if (*n)
-        qsort(out, *n, sizeof *out, s_cmp);
-    return out;
-}
 
-static void s_free_names(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-}
 
 static int s_list(const char *cache)
 {
     size_t nt = 0, shown = 0;
-    char **tools = s_names(cache, &nt);
+    char **tools;
+    kiln_fs_names(cache, 1, &tools, &nt);
     printf("%-20s %-16s %-8s %s\n", "TOOL", "VERSION", "ARCH", "STATE");
     for (size_t i = 0; i < nt; i++) {
         char tdir[PATH_MAX];
         size_t nv = 0;
         snprintf(tdir, sizeof tdir, "%s/%s", cache, tools[i]);
-        char **versions = s_names(tdir, &nv);
+        char **versions;
+        kiln_fs_names(tdir, 1, &versions, &nv);
         for (size_t v = 0; v < nv; v++) {
             char vdir[PATH_MAX * 2];
             size_t na = 0;
             snprintf(vdir, sizeof vdir, "%s/%s", tdir, versions[v]);
-            char **arches = s_names(vdir, &na);
+            char **arches;
+            kiln_fs_names(vdir, 0, &arches, &na);
             for (size_t a = 0; a < na; a++) {
                 char marker[PATH_MAX * 3];
                 struct stat st;
@@ -197,11 +162,11 @@ static int s_list(const char *cache)
                                                              "not found by actions)");
                 shown++;
             }
-            s_free_names(arches, na);
+            kiln_fs_names_free(arches, na);
         }
-        s_free_names(versions, nv);
+        kiln_fs_names_free(versions, nv);
     }
-    s_free_names(tools, nt);
+    kiln_fs_names_free(tools, nt);
     if (!shown)
         printf("(no tools in %s)\n", cache);
     return 0;

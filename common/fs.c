@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -188,4 +190,65 @@ cleanup:
     if (fd != -1)
         close(fd);
     return rc;
+}
+
+int kiln_fs_find_program(const char *program, char *out, size_t cap)
+{
+    if (strchr(program, '/')) {
+        snprintf(out, cap, "%s", program);
+        return access(program, X_OK) == 0 ? 0 : -1;
+    }
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n && (size_t)snprintf(out, cap, "%.*s/%s", (int)n, p, program) < cap &&
+            access(out, X_OK) == 0)
+            return 0;
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return -1;
+}
+
+static int s_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void kiln_fs_names(const char *dir, int dirs_only, char ***names, size_t *n)
+{
+    DIR *d = opendir(dir);
+    char **out = NULL;
+    size_t cap = 0;
+    struct dirent *de;
+    *n = 0;
+    while (d && *n < 100000 && (de = readdir(d))) {
+        char p[PATH_MAX * 2];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (de->d_name[0] == '.' || (dirs_only && (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))))
+            continue;
+        if (*n == cap) {
+            char **g = realloc(out, (cap = cap ? cap * 2 : 16) * sizeof *g);
+            if (!g)
+                break;
+            out = g;
+        }
+        if (!(out[*n] = strdup(de->d_name)))
+            break;
+        (*n)++;
+    }
+    if (d)
+        closedir(d);
+    if (*n)
+        qsort(out, *n, sizeof *out, s_name_cmp);
+    *names = out;
+}
+
+void kiln_fs_names_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
 }

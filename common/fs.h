@@ -33,4 +33,16 @@ int kiln_fs_read_regular(const char *path, size_t max, char **out, size_t *len, 
  * leaves a stale one behind. */
 int kiln_fs_lock(const char *path, const char *holder, int *fd_out);
 
+/* Where program runs from: a name with a '/' as it is, else the first
+ * executable of that name on PATH (/usr/bin:/bin without one), into out
+ * (cap bytes). 0, or -1 when there is none. */
+int kiln_fs_find_program(const char *program, char *out, size_t cap);
+
+/* The names in dir (dot files left out; with dirs_only, directories only,
+ * links followed), sorted, malloc'd each and the array (*names, *n; NULL
+ * and 0 when none or unreadable); kiln_fs_names_free frees them. At most
+ * 100,000 names. */
+void kiln_fs_names(const char *dir, int dirs_only, char ***names, size_t *n);
+void kiln_fs_names_free(char **names, size_t n);
+
 #endif

@@ -23,29 +23,12 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "worker/agent_int.h"
 
 #define S_WORDS_MAX 64
 
-static int s_find(const char *program, char *out, size_t cap)
-{
-    if (strchr(program, '/')) {
-        snprintf(out, cap, "%s", program);
-        return access(program, X_OK) == 0 ? 0 : -1;
-    }
-    const char *path = getenv("PATH");
-    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
-        size_t n = strcspn(p, ":");
-        if (n && (size_t)snprintf(out, cap, "%.*s/%s", (int)n, p, program) < cap &&
-            access(out, X_OK) == 0)
-            return 0;
-        p += n;
-        if (*p == ':')
-            p++;
-    }
-    return -1;
-}
 
 void kiln_container_engine_find(kiln_container_engine_t *out, const char *configured,
                                 bool allow_privileged)
@@ -56,13 +39,13 @@ void kiln_container_engine_find(kiln_container_engine_t *out, const char *config
     memset(out, 0, sizeof *out);
     out->allow_privileged = allow_privileged;
     if (configured && configured[0]) {
-        if (s_find(configured, out->path, sizeof out->path) != 0) {
+        if (kiln_fs_find_program(configured, out->path, sizeof out->path) != 0) {
             snprintf(out->why, sizeof out->why, "--container-engine %.200s is not an executable "
                                                 "program", configured);
             out->path[0] = '\0';
         }
-    } else if (s_find("podman", out->path, sizeof out->path) != 0 &&
-               s_find("docker", out->path, sizeof out->path) != 0) {
+    } else if (kiln_fs_find_program("podman", out->path, sizeof out->path) != 0 &&
+               kiln_fs_find_program("docker", out->path, sizeof out->path) != 0) {
         snprintf(out->why, sizeof out->why, "there is neither podman nor docker on this worker's "
                                             "PATH (install podman, or start kiln-worker with "
                                             "--container-engine PATH)");

@@ -592,21 +592,8 @@ static int s_step_settings(kiln_wjob_t *job, const Kiln__StepSpec *st, int64_t *
 /* Whether program runs from PATH (or is a path that exists). */
 static bool s_on_path(const char *program)
 {
-    if (strchr(program, '/'))
-        return access(program, X_OK) == 0;
-    const char *path = getenv("PATH");
-    char probe[PATH_MAX];
-    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
-        size_t n = strcspn(p, ":");
-        if (n && (size_t)snprintf(probe, sizeof probe, "%.*s/%s", (int)n, p, program) <
-                     sizeof probe &&
-            access(probe, X_OK) == 0)
-            return true;
-        p += n;
-        if (*p == ':')
-            p++;
-    }
-    return false;
+    char found[PATH_MAX];
+    return kiln_fs_find_program(program, found, sizeof found) == 0;
 }
 
 /* A step that cannot start because this worker's disk is full or failing

@@ -13,28 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/fs.h"
+
 extern char **environ;
 
-static int s_find(const char *program, char *out, size_t cap)
-{
-    if (strchr(program, '/')) {
-        if (access(program, X_OK) != 0)
-            return -1;
-        snprintf(out, cap, "%s", program);
-        return 0;
-    }
-    const char *path = getenv("PATH");
-    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
-        size_t n = strcspn(p, ":");
-        if (n && (size_t)snprintf(out, cap, "%.*s/%s", (int)n, p, program) < cap &&
-            access(out, X_OK) == 0)
-            return 0;
-        p += n;
-        if (*p == ':')
-            p++;
-    }
-    return -1;
-}
 
 int kiln_node_probe(kiln_node_t *out, const char *configured)
 {
@@ -45,7 +27,7 @@ int kiln_node_probe(kiln_node_t *out, const char *configured)
     memset(out, 0, sizeof *out);
     const char *want = configured && configured[0] ? configured : "node";
     char path[PATH_MAX];
-    if (s_find(want, path, sizeof path) != 0) {
+    if (kiln_fs_find_program(want, path, sizeof path) != 0) {
         snprintf(out->why, sizeof out->why,
                  configured && configured[0]
                      ? "--node %.200s is not an executable program"
