@@ -11,7 +11,6 @@
  * second pull moves only what is new; it prints the commit REF names, the
  * pin to write in a workflow under --actions-require-sha.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <git2.h>
 #include <limits.h>
