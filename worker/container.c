@@ -381,21 +381,32 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
     }
     const char *id;
     json_t *svc;
+    size_t k = 0;
+    /* Service ids are identifiers (lang checks them); the script quotes
+     * them anyway, and numbers its variables. */
     json_object_foreach(job->svc, id, svc) {
-        fputs("  echo \"Starting service ", f);
-        fputs(id, f); /* a checked identifier */
-        fputs(" from the image \"", f);
+        char cname[sizeof job->ctr_name + 140];
+        snprintf(cname, sizeof cname, "%s-%s", job->ctr_name, id);
+        fputs("  echo \"Starting service \"", f);
+        s_q(f, id);
+        fputs("\" from the image \"", f);
         s_q(f, json_string_value(json_object_get(svc, "image")));
-        fprintf(f, "\n  \"$e\" run -d --name \"$n-%s\"", id);
+        fputs("\n  \"$e\" run -d --name ", f);
+        s_q(f, cname);
         s_labels(f, job);
-        if (job->ctr)
-            fprintf(f, " --network \"$n\" --network-alias %s", id);
+        if (job->ctr) {
+            fputs(" --network \"$n\" --network-alias ", f);
+            s_q(f, id);
+        }
         s_run_args(f, svc);
         fputs(" >/dev/null\n", f);
-        if (job->ctr)
-            fprintf(f, "  ip_%s=$(\"$e\" inspect -f '{{range .NetworkSettings.Networks}}"
-                       "{{.IPAddress}}{{end}}' \"$n-%s\")\n",
-                    id, id);
+        if (job->ctr) {
+            fprintf(f, "  ip_%zu=$(\"$e\" inspect -f '{{range .NetworkSettings.Networks}}"
+                       "{{.IPAddress}}{{end}}' ", k);
+            s_q(f, cname);
+            fputs(")\n", f);
+        }
+        k++;
     }
     if (job->ctr) {
         fputs("  echo \"Starting the job's container from the image \"", f);
@@ -404,7 +415,12 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         s_labels(f, job);
         if (services)
             fputs(" --network \"$n\"", f);
-        json_object_foreach(job->svc, id, svc) fprintf(f, " --add-host \"%s:$ip_%s\"", id, id);
+        k = 0;
+        json_object_foreach(job->svc, id, svc) {
+            fputs(" --add-host ", f);
+            s_q(f, id);
+            fprintf(f, "\":$ip_%zu\"", k++);
+        }
         char mount[PATH_MAX * 2 + 8];
         snprintf(mount, sizeof mount, "%s:%s", job->ws.root, job->ws.root);
         fputs(" -v ", f);

@@ -217,11 +217,11 @@ jobs:
     runs-on: linux
     container: $IMAGE
     services:
-      web:
+      web-svc:
         image: $SVC_IMAGE
     steps:
       - run: |
-          for i in \$(seq 1 50); do wget -q -O - http://web:8080/i 2>/dev/null && exit 0; sleep 0.1; done
+          for i in \$(seq 1 50); do wget -q -O - http://web-svc:8080/i 2>/dev/null && exit 0; sleep 0.1; done
           exit 1
   on-host:
     runs-on: linux
