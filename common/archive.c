@@ -379,44 +379,29 @@ static void *s_feed_main(void *arg)
     ZSTD_inBuffer ib = {in, (size_t)n, 0};
     if (!(out = s_feed_wait_free(f, &idx)))
         goto done;
+    /* Once the input has ended, zstd is called on nothing until it gives
+     * no more: what it held back comes out, and a frame cut short is
+     * damage, not an end. */
+    bool input_done = false;
     for (;;) {
-        if (ib.pos == ib.size) {
+        if (ib.pos == ib.size && !input_done) {
             if ((n = s_read_full(f->fd, in, S_FEED_IN)) < 0) {
                 snprintf(err, sizeof err, "cannot read it: %s", strerror(errno));
                 goto done;
             }
-            if (n == 0)
-                break;
+            input_done = n == 0;
             ib = (ZSTD_inBuffer){in, (size_t)n, 0};
         }
         ZSTD_outBuffer ob = {out, S_FEED_BLOCK, fill};
-        zret = ZSTD_decompressStream(z, &ob, &ib);
-        if (ZSTD_isError(zret)) {
-            snprintf(err, sizeof err, "damaged zstd data: %s", ZSTD_getErrorName(zret));
-            goto done;
-        }
-        fill = ob.pos;
-        if (fill == S_FEED_BLOCK) {
-            s_feed_publish(f, idx, fill, false, NULL);
-            fill = 0;
-            if (!(out = s_feed_wait_free(f, &idx)))
-                goto done;
-        }
-    }
-    /* Input ended: what zstd holds back is flushed, and a frame cut short
-     * is damage, not an end. */
-    for (;;) {
-        ZSTD_inBuffer none = {in, 0, 0};
-        ZSTD_outBuffer ob = {out, S_FEED_BLOCK, fill};
-        size_t r = ZSTD_decompressStream(z, &ob, &none);
+        size_t r = ZSTD_decompressStream(z, &ob, &ib);
         if (ZSTD_isError(r)) {
             snprintf(err, sizeof err, "damaged zstd data: %s", ZSTD_getErrorName(r));
             goto done;
         }
-        /* With nothing to give, zstd answers for the next frame; only a
-         * call that gave out data speaks for this one. */
-        bool progress = ob.pos > fill;
-        if (progress)
+        /* With nothing to give, zstd answers for the next frame; after the
+         * input only a call that gave out data speaks for this one. */
+        bool gave = ob.pos > fill;
+        if (!input_done || gave)
             zret = r;
         fill = ob.pos;
         if (fill == S_FEED_BLOCK) {
@@ -426,7 +411,7 @@ static void *s_feed_main(void *arg)
                 goto done;
             continue;
         }
-        if (!progress)
+        if (input_done && !gave)
             break;
     }
     if (zret != 0)
