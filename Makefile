@@ -7,7 +7,7 @@ CMAKE_ARGS ?=
 
 DEBIAN_PACKAGES = build-essential cmake pkg-config protobuf-c-compiler \
   libprotobuf-c-dev libzmq3-dev libsodium-dev libhiredis-dev libyaml-dev \
-  libjansson-dev libcurl4-openssl-dev libsqlite3-dev libgit2-dev libssl-dev git libarchive-dev libzstd-dev libcmocka-dev redis-server nodejs podman buildah runc busybox-static iproute2 sqlite3 procps python3
+  libjansson-dev libcurl4-openssl-dev libsqlite3-dev libgit2-dev libssl-dev git libarchive-dev libzstd-dev libcmocka-dev redis-server nodejs podman buildah runc busybox-static bubblewrap docker-registry iproute2 sqlite3 procps python3
 FUZZ_PACKAGES = clang libclang-rt-14-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -30,13 +30,20 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/imageref.h"
 #include "coordinator/coord.h"
 
-/* The low bit says what a value stands for: 0 a cache or artifact blob, 1
- * a repository mirror (their digests come from different names). */
-#define S_CACHE(x) ((x) & ~1ull)
-#define S_MIRROR(x) ((x) | 1ull)
-#define S_IS_MIRROR(v) (((v) & 1ull) != 0)
+/* The low two bits say what a value stands for: 0 a cache or artifact
+ * blob, 1 a repository mirror, 2 a container image of the native runtime
+ * (their digests come from different names). */
+#define S_CACHE(x) ((x) & ~3ull)
+#define S_MIRROR(x) (((x) & ~3ull) | 1ull)
+#define S_IMAGE(x) (((x) & ~3ull) | 2ull)
+#define S_IS_CACHE(v) (((v) & 3ull) == 0)
+#define S_IS_MIRROR(v) (((v) & 3ull) == 1)
+#define S_IS_IMAGE(v) (((v) & 3ull) == 2)
+/* A job's inputs: its caches, its mirror, its image. */
+#define S_INPUTS_MAX (KILN_AFFINITY_INPUTS + 2)
 
 /* The first 16 hex digits of a digest as a number (0 when it is not hex). */
 static uint64_t s_short(const char *hex)
@@ -72,6 +79,8 @@ void kiln_affinity_on_holds(kiln_cworker_t *w, const Kiln__Heartbeat *hb)
             continue;
         if (h[0] == 'm')
             x = S_MIRROR(x);
+        else if (h[0] == 'i')
+            x = S_IMAGE(x);
         else if (h[0] == 'c')
             x = S_CACHE(x);
         else
@@ -214,7 +223,7 @@ double kiln_affinity_rate(const kiln_server_t *self)
     return self->store_rate > 0 ? self->store_rate : KILN_AFFINITY_DEFAULT_RATE;
 }
 
-/* The job's likely inputs into out (at most KILN_AFFINITY_INPUTS + 1),
+/* The job's likely inputs into out (at most S_INPUTS_MAX),
  * and the sizes of its caches into sizes when given. */
 static size_t s_inputs(const kiln_server_t *self, const kiln_cjob_t *job, uint64_t *out,
                        bool *mirror, uint64_t *sizes)
@@ -241,18 +250,29 @@ static size_t s_inputs(const kiln_server_t *self, const kiln_cjob_t *job, uint64
         out[n++] = S_MIRROR(s_short(hex));
         *mirror = true;
     }
+    /* Its container's image, when it is written out (an expression's
+     * value is the worker's to know). */
+    const char *image = spec ? json_string_value(json_object_get(spec->container, "image")) : NULL;
+    kiln_imageref_t ref;
+    char why[300];
+    if (image && !strstr(image, "${{") &&
+        kiln_imageref_parse(image, &ref, why, sizeof why) == 0) {
+        char hex[21];
+        kiln_imageref_hash(ref.canonical, hex);
+        out[n++] = S_IMAGE(s_short(hex));
+    }
     return n;
 }
 
 unsigned kiln_affinity_warmth(const kiln_server_t *self, const kiln_cworker_t *w,
                               const kiln_cjob_t *job)
 {
-    uint64_t in[KILN_AFFINITY_INPUTS + 1];
+    uint64_t in[S_INPUTS_MAX];
     bool mirror;
     size_t n = s_inputs(self, job, in, &mirror, NULL);
     unsigned score = 0;
-    /* A cache counts for more than a mirror: a mirror is a fetch of what
-     * changed, a missing cache is everything again. */
+    /* A cache or an image counts for more than a mirror: a mirror is a
+     * fetch of what changed, a missing cache or image is everything again. */
     for (size_t i = 0; i < n; i++)
         if (s_holds(w, in[i]))
             score += S_IS_MIRROR(in[i]) ? 1 : 4;
@@ -261,7 +281,7 @@ unsigned kiln_affinity_warmth(const kiln_server_t *self, const kiln_cworker_t *w
 
 bool kiln_affinity_has_inputs(const kiln_server_t *self, const kiln_cjob_t *job)
 {
-    uint64_t in[KILN_AFFINITY_INPUTS + 1];
+    uint64_t in[S_INPUTS_MAX];
     bool mirror;
     return s_inputs(self, job, in, &mirror, NULL) > 0;
 }
@@ -270,7 +290,7 @@ void kiln_affinity_weigh(const kiln_server_t *self, const kiln_cjob_t *job,
                          const kiln_cworker_t *here, const kiln_cworker_t *warm, int64_t now,
                          kiln_affinity_cost_t *out)
 {
-    uint64_t in[KILN_AFFINITY_INPUTS + 1], sizes[KILN_AFFINITY_INPUTS + 1];
+    uint64_t in[S_INPUTS_MAX], sizes[S_INPUTS_MAX];
     bool mirror;
     size_t n = s_inputs(self, job, in, &mirror, sizes);
     double rate = kiln_affinity_rate(self), ms = 0;
@@ -279,7 +299,7 @@ void kiln_affinity_weigh(const kiln_server_t *self, const kiln_cjob_t *job,
      * (a mirror's fetch is of what changed, small beside them, and is not
      * counted). */
     for (size_t i = 0; i < n; i++)
-        if (!S_IS_MIRROR(in[i]) && s_holds(warm, in[i]) && !(here && s_holds(here, in[i]))) {
+        if (S_IS_CACHE(in[i]) && s_holds(warm, in[i]) && !(here && s_holds(here, in[i]))) {
             out->bytes += sizes[i];
             ms += KILN_AFFINITY_BLOB_MS + (double)sizes[i] / rate;
         }
@@ -327,7 +347,7 @@ bool kiln_affinity_waiting_why(const kiln_cjob_t *job, char *out, size_t cap)
  * "" when the job has no inputs to be warm for. Counted per pool. */
 void kiln_affinity_explain(kiln_server_t *self, const kiln_cjob_t *job, char *out, size_t cap)
 {
-    uint64_t in[KILN_AFFINITY_INPUTS + 1];
+    uint64_t in[S_INPUTS_MAX];
     bool mirror;
     size_t n = s_inputs(self, job, in, &mirror, NULL);
     const kiln_cworker_t *w = job->worker;
@@ -345,13 +365,14 @@ void kiln_affinity_explain(kiln_server_t *self, const kiln_cjob_t *job, char *ou
         }
     }
     unsigned caches = 0, held = 0;
-    bool mirror_held = false;
+    bool mirror_held = false, image = false, image_held = false;
     for (size_t i = 0; i < n; i++) {
-        bool is_mirror = S_IS_MIRROR(in[i]);
-        caches += !is_mirror;
+        caches += S_IS_CACHE(in[i]);
+        image = image || S_IS_IMAGE(in[i]);
         if (s_holds(w, in[i])) {
-            held += !is_mirror;
-            mirror_held = mirror_held || is_mirror;
+            held += S_IS_CACHE(in[i]);
+            mirror_held = mirror_held || S_IS_MIRROR(in[i]);
+            image_held = image_held || S_IS_IMAGE(in[i]);
         }
     }
     kiln_affinity_pool_t *pool = kiln_affinity_pool(self, w);
@@ -359,11 +380,18 @@ void kiln_affinity_explain(kiln_server_t *self, const kiln_cjob_t *job, char *ou
     char size[32];
     s_bytes(job->hold_cost.bytes, size, sizeof size);
     if (mine > 0) {
-        int o = snprintf(out, cap, "warm: %s holds %u of the %u cache%s this job used last%s", w->name,
-                         held, caches, caches == 1 ? "" : "s",
-                         mirror ? (mirror_held ? " and the repository's mirror"
-                                               : "; not the repository's mirror")
-                                : "");
+        int o = caches ? snprintf(out, cap, "warm: %s holds %u of the %u cache%s this job used last%s",
+                                  w->name, held, caches, caches == 1 ? "" : "s",
+                                  mirror ? (mirror_held ? " and the repository's mirror"
+                                                        : "; not the repository's mirror")
+                                         : "")
+                       : snprintf(out, cap, "warm: %s holds %s", w->name,
+                                  mirror_held ? "the repository's mirror" : "");
+        if (image && o > 0 && (size_t)o < cap)
+            o += snprintf(out + o, cap - (size_t)o, "%s",
+                          image_held ? (caches || mirror_held ? " and the job's container image"
+                                                              : "the job's container image")
+                                     : "; not the job's container image");
         if (job->hold_until && o > 0 && (size_t)o < cap)
             snprintf(out + o, cap - (size_t)o, "; waited %.1f s for it rather than restore %s "
                                                "elsewhere (~%.1f s)",

@@ -7,6 +7,7 @@
  * acknowledged are outbox.c's.
  */
 #include "worker/agent_int.h"
+#include "worker/imagestore.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -1009,18 +1010,40 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     s_find_checkout(self);
     kiln_container_engine_find(&self->engine, cfg->container_engine,
                                cfg->container_allow_privileged);
+    if (kiln_native_find(&self->native, cfg->container_runtime, cfg->work_dir,
+                         cfg->registry_auth, cfg->registry_insecure, cfg->registry_mirror,
+                         cfg->image_pull, cfg->image_store_max_mb) != 0) {
+        kiln_error_set("worker: %s", self->native.why);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    bool native_ok = !self->native.why[0] && strcmp(self->native.mode, "engine") != 0;
+    if (strcmp(self->native.mode, "native") == 0 && !native_ok) {
+        kiln_error_set("worker: --container-runtime native: %s", self->native.why);
+        rc = KILN_EINVAL;
+        goto cleanup;
+    }
+    if (native_ok) {
+        kiln_log_info("native container runtime: %s with %s", self->native.program,
+                      self->native.bwrap);
+        /* No job of an earlier run of this worker holds an image now. */
+        if (!self->null_executor)
+            kiln_imagestore_release(self->native.store, NULL);
+    }
+    bool job_image = cfg->job_image && cfg->job_image[0];
     if (self->engine.path[0]) {
         kiln_log_info("container jobs run with %s", self->engine.path);
         if (!self->null_executor)
             kiln_container_sweep(&self->engine, self->name);
     } else if ((cfg->container_engine && cfg->container_engine[0]) ||
-               (cfg->job_image && cfg->job_image[0])) {
-        kiln_error_set("worker: %s%s", cfg->job_image && cfg->job_image[0] ? "--job-image: " : "",
-                       self->engine.why);
+               (job_image && (!native_ok || strncmp(cfg->job_image, "localhost/", 10) == 0))) {
+        kiln_error_set("worker: %s%s", job_image ? "--job-image: " : "", self->engine.why);
         rc = KILN_EINVAL;
         goto cleanup;
     } else {
-        kiln_log_info("no container engine: container jobs fail here (%s)", self->engine.why);
+        kiln_log_info("no container engine: container jobs %s (%s)",
+                      native_ok ? "run natively when they can, and fail when not" : "fail here",
+                      self->engine.why);
     }
     if (kiln_node_probe(&self->node, cfg->node) == 0)
         kiln_log_info("JavaScript actions run with %s (%s)", self->node.path, self->node.version);

@@ -75,6 +75,12 @@ typedef struct {
     const char *container_engine; /* podman or docker for container jobs (NULL: found on PATH) */
     bool container_allow_privileged; /* container jobs may ask for --privileged, host mounts */
     const char *job_image;    /* jobs without a container run in this image (NULL: on the host) */
+    const char *container_runtime; /* auto (NULL), engine or native (native.h) */
+    const char *registry_auth;     /* Docker-style auths file for the native runtime's pulls */
+    const char *registry_insecure; /* registries reached over plain HTTP, comma-separated */
+    const char *registry_mirror;   /* a pull-through mirror for docker.io images */
+    const char *image_pull;        /* missing (NULL) or always */
+    int image_store_max_mb;        /* the native runtime's image store (20480) */
 } kiln_agent_config_t;
 
 /* A step's PATH when the worker has none. */

@@ -21,6 +21,7 @@
 #include "worker/agent.h"
 #include "worker/cgroup.h"
 #include "worker/container.h"
+#include "worker/native.h"
 #include "worker/executor.h"
 #include "worker/jobctx.h"
 #include "worker/node.h"
@@ -78,6 +79,8 @@ typedef struct kiln_wjob {
     bool ctr_ready;             /* both evaluated */
     char ctr_name[200];
     bool ctr_maybe;
+    bool native;                /* ctr runs with the native runtime (native.h) */
+    bool native_used;           /* a step may have started it */
 } kiln_wjob_t;
 
 /* A step's store request passed on to the coordinator (agent_store.c). */
@@ -165,6 +168,7 @@ struct kiln_agent {
     char checkout_program[PATH_MAX]; /* kiln-checkout, beside this program */
     kiln_node_t node;             /* runs JavaScript actions (node.h) */
     kiln_container_engine_t engine; /* runs container jobs (container.h) */
+    kiln_native_t native;         /* or this, without an engine (native.h) */
     /* The store relay: its ipc socket (work_dir/.store.sock), the requests
      * in flight. */
     char store_socket[PATH_MAX];

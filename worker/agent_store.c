@@ -29,6 +29,8 @@
 #include "common/log.h"
 #include "common/transport.h"
 #include "worker/agent_int.h"
+#include "worker/imagestore.h"
+#include "common/imageref.h"
 
 #define S_RELAY_TTL_MS 120000
 
@@ -226,6 +228,17 @@ static void s_scan_holds(kiln_agent_t *self)
     }
     if (g)
         closedir(g);
+    /* The native runtime's images, by the hash of their reference (the
+     * coordinator hashes a job's container image the same way). */
+    char **refs;
+    size_t n_refs;
+    kiln_imagestore_list(self->native.store, &refs, &n_refs);
+    for (size_t i = 0; i < n_refs; i++) {
+        char hex[21];
+        kiln_imageref_hash(refs[i], hex);
+        s_hold(self, "i", hex, 16);
+    }
+    kiln_imagestore_list_free(refs, n_refs);
     qsort(self->holds, self->n_holds, sizeof self->holds[0], s_cmp_str);
 }
 

@@ -155,11 +155,6 @@ static int s_eval_spec(kiln_wjob_t *job, const json_t *spec, json_t **out, char 
         snprintf(why, cap, "container.image is empty once evaluated");
         goto cleanup;
     }
-    if (!e->path[0]) {
-        snprintf(why, cap, "the job runs in the container image %s, and this worker cannot run "
-                           "containers: %s", image, e->why);
-        goto cleanup;
-    }
     const char *opts = json_string_value(json_object_get(spec, "options"));
     if (opts) {
         if (s_interp(job, opts, "options", &v, why, cap))
@@ -273,6 +268,8 @@ int kiln_container_prepare(kiln_wjob_t *job, char *why, size_t cap)
     job->ctr_name[o] = '\0';
     job->svc = svc;
     svc = NULL;
+    if (kiln_native_choose(job, why, cap) != 0)
+        goto cleanup;
     job->ctr_ready = true;
     rc = 0;
 cleanup:
@@ -282,8 +279,7 @@ cleanup:
     return rc;
 }
 
-/* value, single-quoted for sh. */
-static void s_q(FILE *f, const char *value)
+void kiln_container_quote(FILE *f, const char *value)
 {
     fputc('\'', f);
     for (const char *p = value; *p; p++) {
@@ -306,22 +302,22 @@ static void s_run_args(FILE *f, const json_t *c)
         char kvs[4096];
         snprintf(kvs, sizeof kvs, "%s=%s", k, json_string_value(v));
         fputs(" -e ", f);
-        s_q(f, kvs);
+        kiln_container_quote(f, kvs);
     }
     json_array_foreach(json_object_get(c, "volumes"), i, v) {
         fputs(" -v ", f);
-        s_q(f, json_string_value(v));
+        kiln_container_quote(f, json_string_value(v));
     }
     json_array_foreach(json_object_get(c, "ports"), i, v) {
         fputs(" -p ", f);
-        s_q(f, json_string_value(v));
+        kiln_container_quote(f, json_string_value(v));
     }
     json_array_foreach(json_object_get(c, "option_words"), i, v) {
         fputc(' ', f);
-        s_q(f, json_string_value(v));
+        kiln_container_quote(f, json_string_value(v));
     }
     fputc(' ', f);
-    s_q(f, json_string_value(json_object_get(c, "image")));
+    kiln_container_quote(f, json_string_value(json_object_get(c, "image")));
 }
 
 static void s_labels(FILE *f, const kiln_wjob_t *job)
@@ -329,16 +325,18 @@ static void s_labels(FILE *f, const kiln_wjob_t *job)
     char label[600];
     snprintf(label, sizeof label, "kiln.worker=%s", job->agent->name);
     fputs(" --label ", f);
-    s_q(f, label);
+    kiln_container_quote(f, label);
     snprintf(label, sizeof label, "kiln.job=%s", job->a->job_key);
     fputs(" --label ", f);
-    s_q(f, label);
+    kiln_container_quote(f, label);
 }
 
 int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *const *argv,
                         bool default_shell, const char *script, const char *cwd,
                         const char *wrapper, char *why, size_t cap)
 {
+    if (job->native)
+        return kiln_native_wrap(job, argv, default_shell, script, cwd, wrapper, why, cap);
     const kiln_container_engine_t *e = &job->agent->engine;
     int fd = open(wrapper, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
@@ -357,7 +355,7 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
             char value[1024];
             snprintf(value, sizeof value, "%.*s", (int)(n - (size_t)(eq - line) - 1), eq + 1);
             fprintf(f, "export %.*s=", (int)(eq - line), line);
-            s_q(f, value);
+            kiln_container_quote(f, value);
             fputc('\n', f);
         }
         line += n + (line[n] == '\n');
@@ -365,11 +363,11 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
     char marker[KILN_WORKSPACE_PATH_MAX + 32];
     snprintf(marker, sizeof marker, "%s/.kiln-containers", job->ws.cmd);
     fputs("e=", f);
-    s_q(f, e->path);
+    kiln_container_quote(f, e->path);
     fputs("\nn=", f);
-    s_q(f, job->ctr_name);
+    kiln_container_quote(f, job->ctr_name);
     fputs("\nm=", f);
-    s_q(f, marker);
+    kiln_container_quote(f, marker);
     /* Once per job, by its first run: step: the services (on the job's own
      * network when the job has a container, which reaches them by name),
      * then the job's container. */
@@ -388,29 +386,29 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         char cname[sizeof job->ctr_name + 140];
         snprintf(cname, sizeof cname, "%s-%s", job->ctr_name, id);
         fputs("  echo \"Starting service \"", f);
-        s_q(f, id);
+        kiln_container_quote(f, id);
         fputs("\" from the image \"", f);
-        s_q(f, json_string_value(json_object_get(svc, "image")));
+        kiln_container_quote(f, json_string_value(json_object_get(svc, "image")));
         fputs("\n  \"$e\" run -d --name ", f);
-        s_q(f, cname);
+        kiln_container_quote(f, cname);
         s_labels(f, job);
         if (job->ctr) {
             fputs(" --network \"$n\" --network-alias ", f);
-            s_q(f, id);
+            kiln_container_quote(f, id);
         }
         s_run_args(f, svc);
         fputs(" >/dev/null\n", f);
         if (job->ctr) {
             fprintf(f, "  ip_%zu=$(\"$e\" inspect -f '{{range .NetworkSettings.Networks}}"
                        "{{.IPAddress}}{{end}}' ", k);
-            s_q(f, cname);
+            kiln_container_quote(f, cname);
             fputs(")\n", f);
         }
         k++;
     }
     if (job->ctr) {
         fputs("  echo \"Starting the job's container from the image \"", f);
-        s_q(f, json_string_value(json_object_get(job->ctr, "image")));
+        kiln_container_quote(f, json_string_value(json_object_get(job->ctr, "image")));
         fputs("\n  \"$e\" run -d --name \"$n\"", f);
         s_labels(f, job);
         if (services)
@@ -418,13 +416,13 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         k = 0;
         json_object_foreach(job->svc, id, svc) {
             fputs(" --add-host ", f);
-            s_q(f, id);
+            kiln_container_quote(f, id);
             fprintf(f, "\":$ip_%zu\"", k++);
         }
         char mount[PATH_MAX * 2 + 8];
         snprintf(mount, sizeof mount, "%s:%s", job->ws.root, job->ws.root);
         fputs(" -v ", f);
-        s_q(f, mount);
+        kiln_container_quote(f, mount);
         /* Remote actions' files, there for composite actions' steps (made
          * now if no action was downloaded yet, so a later download is
          * seen). */
@@ -433,9 +431,9 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         snprintf(mount, sizeof mount, "%s:%s:ro", job->agent->actions_dir,
                  job->agent->actions_dir);
         fputs(" -v ", f);
-        s_q(f, mount);
+        kiln_container_quote(f, mount);
         fputs(" -w ", f);
-        s_q(f, job->ws.ws);
+        kiln_container_quote(f, job->ws.ws);
         fputs(" --entrypoint tail", f);
         s_run_args(f, job->ctr);
         fputs(" -f /dev/null >/dev/null\n", f);
@@ -444,17 +442,17 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
     if (!job->ctr) {
         /* Services beside a job on the host: the step runs here. */
         fputs("cd ", f);
-        s_q(f, cwd);
+        kiln_container_quote(f, cwd);
         fputs("\nexec", f);
         for (size_t a = 0; argv[a]; a++) {
             fputc(' ', f);
-            s_q(f, argv[a]);
+            kiln_container_quote(f, argv[a]);
         }
         fputc('\n', f);
         goto done;
     }
     fputs("exec \"$e\" exec -i -w ", f);
-    s_q(f, cwd);
+    kiln_container_quote(f, cwd);
     /* The step's environment by name: the values come from this script's
      * own environment, never through its text. The image's PATH stays. */
     for (size_t j = 0; j < env->n; j++) {
@@ -463,18 +461,18 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         if (strcmp(key, "PATH") == 0 || strcmp(key, "HOSTNAME") == 0)
             continue;
         fputs(" -e ", f);
-        s_q(f, key);
+        kiln_container_quote(f, key);
     }
     fputs(" \"$n\"", f);
     if (default_shell) {
         fputs(" sh -c 'if command -v bash >/dev/null 2>&1; then exec bash --noprofile --norc -eo "
               "pipefail \"$0\"; fi; exec sh -e \"$0\"' ",
               f);
-        s_q(f, script);
+        kiln_container_quote(f, script);
     } else {
         for (size_t a = 0; argv[a]; a++) {
             fputc(' ', f);
-            s_q(f, argv[a]);
+            kiln_container_quote(f, argv[a]);
         }
     }
     fputc('\n', f);
@@ -563,20 +561,20 @@ int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json
             char value[1024];
             snprintf(value, sizeof value, "%.*s", (int)(n - (size_t)(eq - l) - 1), eq + 1);
             fprintf(f, "export %.*s=", (int)(eq - l), l);
-            s_q(f, value);
+            kiln_container_quote(f, value);
             fputc('\n', f);
         }
         l += n + (l[n] == '\n');
     }
     fputs("e=", f);
-    s_q(f, e->path);
+    kiln_container_quote(f, e->path);
     char name[sizeof job->ctr_name + 32];
     snprintf(name, sizeof name, "%s-step%zu", job->ctr_name, job->step);
     fputs("\nn=", f);
-    s_q(f, name);
+    kiln_container_quote(f, name);
     if (strncmp(image, "docker://", 9) == 0) {
         fputs("\nimg=", f);
-        s_q(f, image + 9);
+        kiln_container_quote(f, image + 9);
         fputc('\n', f);
     } else {
         /* A Dockerfile of the action's: built once per action directory
@@ -588,14 +586,14 @@ int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json
         snprintf(tag, sizeof tag, "localhost/kiln-action-%016lx:1", h);
         snprintf(file, sizeof file, "%s/%s", apath, image);
         fputs("\nimg=", f);
-        s_q(f, tag);
+        kiln_container_quote(f, tag);
         fputs("\nif ! \"$e\" image inspect \"$img\" >/dev/null 2>&1; then\n"
               "  echo \"Building the action's image from \"", f);
-        s_q(f, image);
+        kiln_container_quote(f, image);
         fputs("\n  \"$e\" build -q -t \"$img\" -f ", f);
-        s_q(f, file);
+        kiln_container_quote(f, file);
         fputc(' ', f);
-        s_q(f, apath);
+        kiln_container_quote(f, apath);
         fputs(" >/dev/null\nfi\n", f);
     }
     fputs("exec \"$e\" run --rm -i --name \"$n\"", f);
@@ -603,10 +601,10 @@ int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json
     char mount[PATH_MAX * 2 + 32];
     snprintf(mount, sizeof mount, "%s:%s", job->ws.root, job->ws.root);
     fputs(" -v ", f);
-    s_q(f, mount);
+    kiln_container_quote(f, mount);
     snprintf(mount, sizeof mount, "%s:/github/workspace", job->ws.ws);
     fputs(" -v ", f);
-    s_q(f, mount);
+    kiln_container_quote(f, mount);
     fputs(" -w /github/workspace", f);
     /* The step's environment by name, the image's PATH kept; the workspace
      * where GitHub mounts it for Docker actions. */
@@ -617,7 +615,7 @@ int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json
             strcmp(key, "GITHUB_WORKSPACE") == 0)
             continue;
         fputs(" -e ", f);
-        s_q(f, key);
+        kiln_container_quote(f, key);
     }
     fputs(" -e GITHUB_WORKSPACE=/github/workspace", f);
     json_object_foreach(json_object_get(js, "env"), k, v) {
@@ -631,16 +629,16 @@ int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json
         snprintf(kvs, sizeof kvs, "%s=%s", k, val ? val : "");
         free(val);
         fputs(" -e ", f);
-        s_q(f, kvs);
+        kiln_container_quote(f, kvs);
     }
     if (entry && entry[0]) {
         fputs(" --entrypoint ", f);
-        s_q(f, entry);
+        kiln_container_quote(f, entry);
     }
     fputs(" \"$img\"", f);
     json_array_foreach(args, i, v) {
         fputc(' ', f);
-        s_q(f, json_string_value(v));
+        kiln_container_quote(f, json_string_value(v));
     }
     fputc('\n', f);
     json_decref(args);
@@ -664,7 +662,7 @@ extern char **environ;
  * output nowhere; the worker never waits for it beyond its first fork. It
  * is marked as no job's (KILN_TRACKING_ID), so the sweep of what the
  * ending job left running (agent.c) lets it finish its work. */
-static void s_detached(char *const *argv)
+void kiln_container_detached(char *const *argv)
 {
     size_t n = 0;
     while (environ[n])
@@ -711,6 +709,7 @@ static void s_detached(char *const *argv)
 
 void kiln_container_remove(kiln_wjob_t *job)
 {
+    kiln_native_remove(job);
     const kiln_container_engine_t *e = &job->agent->engine;
     if (!job->ctr_maybe || !e->path[0])
         return;
@@ -728,7 +727,7 @@ void kiln_container_remove(kiln_wjob_t *job)
     snprintf(key, sizeof key, "%s", job->a->job_key);
     snprintf(worker, sizeof worker, "%s", job->agent->name);
     char *argv[] = {sh, c, script, zero, path, name, key, worker, NULL};
-    s_detached(argv);
+    kiln_container_detached(argv);
     job->ctr_maybe = false;
 }
 
@@ -746,7 +745,7 @@ void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker)
     snprintf(path, sizeof path, "%s", e->path);
     snprintf(name, sizeof name, "%s", worker);
     char *argv[] = {sh, c, script, path, name, NULL};
-    s_detached(argv);
+    kiln_container_detached(argv);
 }
 
 /* Whether path is a static ELF executable (no PT_INTERP): one that runs

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -74,5 +75,12 @@ int kiln_container_check(const kiln_container_engine_t *e, char *report, size_t 
 /* Removes containers an earlier run of this worker left (its label), without
  * waiting. */
 void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker);
+
+/* value, single-quoted for sh, to f. */
+void kiln_container_quote(FILE *f, const char *value);
+
+/* Runs argv detached (owned by init, its output discarded), without
+ * waiting: for clean-ups that must not hold up the worker's loop. */
+void kiln_container_detached(char *const *argv);
 
 #endif

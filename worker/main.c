@@ -2,10 +2,12 @@
  * library (agent.c). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "worker/agent.h"
 #include "worker/container.h"
+#include "worker/native.h"
 #include "worker/node.h"
 #include "common/config.h"
 #include "common/error.h"
@@ -20,13 +22,26 @@ static int s_check(const kiln_agent_config_t *cfg)
     kiln_container_engine_find(&e, cfg->container_engine, cfg->container_allow_privileged);
     int crc = kiln_container_check(&e, report, sizeof report);
     printf("container jobs: %s\n", report);
+    kiln_native_t native;
+    int vrc = kiln_native_find(&native, cfg->container_runtime, cfg->work_dir ? cfg->work_dir : ".",
+                               cfg->registry_auth, cfg->registry_insecure, cfg->registry_mirror,
+                               cfg->image_pull, cfg->image_store_max_mb);
+    if (vrc == 0 && strcmp(native.mode, "engine") == 0) {
+        vrc = -1;
+        snprintf(report, sizeof report, "not used (--container-runtime engine)");
+    } else if (vrc == 0) {
+        vrc = kiln_native_check(&native, report, sizeof report);
+    }
+    else
+        snprintf(report, sizeof report, "no: %s", native.why);
+    printf("native container runtime: %s\n", report);
     int nrc = kiln_node_probe(&node, cfg->node);
     if (nrc == 0)
         printf("JavaScript actions: yes: %s %s (actions up to runs.using node%d)\n", node.path,
                node.version, node.major >= 24 ? 24 : node.major >= 20 ? 20 : node.major >= 16 ? 16 : 12);
     else
         printf("JavaScript actions: no: %s\n", node.why);
-    return crc == 0 && nrc == 0 ? 0 : 1;
+    return (crc == 0 || vrc == 0) && nrc == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -85,6 +100,19 @@ int main(int argc, char **argv)
         {"job-image", KILN_OPT_STRING, &cfg.job_image,
          "IMAGE: every job without a container of its own runs its steps in a fresh container "
          "of this image (recommended on shared farms)"},
+        {"container-runtime", KILN_OPT_STRING, &cfg.container_runtime,
+         "auto (default: without an engine when the job allows), engine, or native "
+         "(bubblewrap on images this worker pulls itself)"},
+        {"registry-auth", KILN_OPT_STRING, &cfg.registry_auth,
+         "FILE: registry credentials for native pulls, as Docker's config.json \"auths\""},
+        {"registry-insecure", KILN_OPT_STRING, &cfg.registry_insecure,
+         "HOST[:PORT],...: registries native pulls reach over plain HTTP (loopback always)"},
+        {"registry-mirror", KILN_OPT_STRING, &cfg.registry_mirror,
+         "URL of a pull-through mirror native pulls use for docker.io images"},
+        {"image-pull", KILN_OPT_STRING, &cfg.image_pull,
+         "missing (default: a tag held is used as held) or always (ask the registry each job)"},
+        {"image-store-max-mb", KILN_OPT_INT, &cfg.image_store_max_mb,
+         "images the native runtime keeps, least recently used evicted beyond (20480)"},
         {"container-allow-privileged", KILN_OPT_BOOL, &cfg.container_allow_privileged,
          "let container jobs ask for privileged mode, added capabilities, host namespaces and "
          "host mounts (refused by default)"},

@@ -49,7 +49,7 @@ podman run --rm "$IMAGE" true >"$T/probe.out" 2>&1 || skip "podman cannot run a 
 grep -q "^container jobs: yes: .*podman started and removed a container in [0-9]* ms" "$T/check.out" &&
     grep -q "^JavaScript actions: yes: " "$T/check.out" || fail "kiln-worker --check said: $(cat "$T/check.out")"
 RC=0
-"$KILN_BIN/kiln-worker" --check --container-engine "$T/none" >"$T/check2.out" 2>&1 || RC=$?
+"$KILN_BIN/kiln-worker" --check --container-engine "$T/none" --container-runtime engine >"$T/check2.out" 2>&1 || RC=$?
 [ $RC = 1 ] && grep -q "^container jobs: no: --container-engine $T/none is not an executable program" "$T/check2.out" ||
     fail "kiln-worker --check without an engine: exit $RC: $(cat "$T/check2.out")"
 pass "kiln-worker --check starts a container to say containers work here, and says why not when they do not"

@@ -1,0 +1,248 @@
+# The native container runtime: images pulled by the worker itself from a
+# docker-registry on 127.0.0.1 (images built here with buildah from
+# busybox-static and pushed there), run with bubblewrap on a fresh overlay
+# per job. The first job pulls every layer, the next on the same worker
+# none; a second image on the same base pulls only its new layer, and its
+# whiteout deletes a base file; a tampered blob is refused by digest; what a
+# job installs under /usr is gone for the next job; the store's quota
+# evicts the least recently used image, never one a job holds; with two
+# workers a job goes to the one holding its image; a cancelled job's
+# overlay and hold are removed.
+source "$(dirname "$0")/lib.sh"
+command -v docker-registry >/dev/null && command -v buildah >/dev/null && command -v bwrap >/dev/null &&
+    [ -x /bin/busybox ] || skip "docker-registry, buildah, bubblewrap or busybox-static is not installed (make deps installs them)"
+cat >"$T/containers.conf" <<'CONF'
+[containers]
+default_ulimits=["nofile=20000:20000","nproc=32768:32768"]
+[engine]
+runtime="runc"
+CONF
+export CONTAINERS_CONF=$T/containers.conf
+IMG_PREFIX=localhost/kiln-it-native-$$
+test_cleanup() {
+    buildah rmi -f $(buildah images -q --filter "reference=$IMG_PREFIX*" 2>/dev/null) >/dev/null 2>&1
+    buildah rmi -f $(buildah images -q --filter "reference=127.0.0.1:$REG_PORT/kiln/*" 2>/dev/null) >/dev/null 2>&1
+    true
+}
+
+REG_PORT=$(free_port)
+REG=127.0.0.1:$REG_PORT
+mkdir -p "$T/registry"
+cat >"$T/registry.yml" <<YML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $T/registry
+http:
+  addr: $REG
+YML
+docker-registry serve "$T/registry.yml" >"$T/registry.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -fs "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.05; done
+curl -fs "http://$REG/v2/" >/dev/null || fail "the registry did not start: $(tail -n 3 "$T/registry.log")"
+
+# bb:1, busybox and a base file; bb:2 on it, the base file deleted (a
+# whiteout) and one file added; bb:3 another image for the tampering.
+C=$(buildah from scratch 2>"$T/buildah.err") && buildah copy "$C" /bin/busybox /bin/busybox >/dev/null &&
+    buildah run "$C" -- /bin/busybox --install -s /bin >/dev/null 2>>"$T/buildah.err" &&
+    mkdir -p "$T/etc" && echo "from the base" >"$T/etc/base-file" && buildah copy "$C" "$T/etc/base-file" /etc/base-file >/dev/null &&
+    buildah config --env FROM_IMAGE=image-env --env PATH=/usr/local/bin:/bin "$C" &&
+    buildah commit -q "$C" "$REG/kiln/bb:1" >/dev/null 2>>"$T/buildah.err" && buildah rm "$C" >/dev/null ||
+    skip "buildah cannot build an image here: $(tail -n 3 "$T/buildah.err")"
+C=$(buildah from "$REG/kiln/bb:1" 2>>"$T/buildah.err") &&
+    buildah run "$C" -- /bin/sh -c 'rm /etc/base-file && echo second >/etc/second-file' 2>>"$T/buildah.err" &&
+    buildah commit -q "$C" "$REG/kiln/bb:2" >/dev/null 2>>"$T/buildah.err" && buildah rm "$C" >/dev/null ||
+    fail "cannot build the second image: $(tail -n 3 "$T/buildah.err")"
+C=$(buildah from "$REG/kiln/bb:1" 2>>"$T/buildah.err") &&
+    buildah run "$C" -- /bin/sh -c 'echo third >/etc/third-file' 2>>"$T/buildah.err" &&
+    buildah commit -q "$C" "$REG/kiln/bb:3" >/dev/null 2>>"$T/buildah.err" && buildah rm "$C" >/dev/null ||
+    fail "cannot build the third image: $(tail -n 3 "$T/buildah.err")"
+for i in 1 2 3; do
+    buildah push -q --tls-verify=false "$REG/kiln/bb:$i" >/dev/null 2>>"$T/buildah.err" ||
+        fail "cannot push bb:$i: $(tail -n 3 "$T/buildah.err")"
+done
+
+# kiln-worker --check says whether the native runtime works here.
+"$KILN_BIN/kiln-worker" --check --work-dir "$T/check" >"$T/check.out" 2>&1 || true
+grep -q "^native container runtime: yes: .*kiln-image with .*bwrap" "$T/check.out" ||
+    fail "kiln-worker --check: $(cat "$T/check.out")"
+pass "kiln-worker --check says the native runtime works here"
+
+start_redis
+make_keys
+admit_worker "n1-$$"
+admit_worker "n2-$$"
+admit_worker "n3-$$"
+start_coordinator
+start_worker "n1-$$" --labels linux,first --container-runtime native
+wait_workers 1
+STORE=$T/work/n1-$$/images
+
+cat >"$T/one.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: first
+    container:
+      image: $REG/kiln/bb:1
+      env:
+        FROM_CONTAINER: container-env
+    steps:
+      - id: s
+        run: |
+          echo "base \$(cat /etc/base-file) env \$FROM_CONTAINER \$FROM_IMAGE pwd-same \$([ "\$(pwd)" = "\$GITHUB_WORKSPACE" ] && echo yes)"
+          echo "usr before: \$(ls /usr/kiln-installed 2>&1 | head -c 40)"
+          mkdir -p /usr/kiln-installed && echo x >/usr/kiln-installed/file
+          echo "answer=42" >>"\$GITHUB_OUTPUT"
+          echo made-inside >inside.txt
+      - run: echo "next step sees \$(cat /usr/kiln-installed/file) output \${{ steps.s.outputs.answer }} file \$(cat inside.txt)"
+YML
+RC=0
+"$KILN" submit --wait "$T/one.yml" >"$T/one.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the native container job exited $RC: $(tail -n 15 "$T/one.out")"
+grep -q "^a | base from the base env container-env image-env pwd-same yes" "$T/one.out" &&
+    grep -q "^a | usr before: .*No such file" "$T/one.out" &&
+    grep -q "^a | next step sees x output 42 file made-inside" "$T/one.out" ||
+    fail "the steps did not run in the image: $(grep -E '^a \|' "$T/one.out")"
+grep -q "^a | Pulled $REG/kiln/bb:1 (sha256:[0-9a-f]*): 1 layers, 1 fetched" "$T/one.out" ||
+    fail "the first job did not pull its layer: $(grep -E '^a \|' "$T/one.out")"
+[ ! -e /usr/kiln-installed ] || fail "the job's install reached the host"
+pass "a native container job runs in its image (container env, image env, workspace at the same path, outputs); the first pull fetches its layer"
+
+RC=0
+"$KILN" submit --wait "$T/one.yml" >"$T/two.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the second native job exited $RC: $(tail -n 15 "$T/two.out")"
+grep -q "^a | usr before: .*No such file" "$T/two.out" || fail "the first job's install under /usr reached the second: $(grep -E '^a \|' "$T/two.out")"
+grep -q "^a | Image $REG/kiln/bb:1 (sha256:[0-9a-f]*) is on this worker" "$T/two.out" &&
+    ! grep -q "Pulled" "$T/two.out" || fail "the second job pulled again: $(grep -E '^a \|' "$T/two.out")"
+[ -z "$(ls "$STORE/holds")" ] || fail "holds left after the jobs: $(ls "$STORE/holds")"
+[ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] || {
+    sleep 0.5
+    [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] || fail "overlays left: $(ls -d "$T/work/n1-$$"/*/.kiln-native*)"
+}
+pass "the next job on the worker pulls nothing and starts from the image again: the first job's /usr install is gone"
+
+sed "s|bb:1|bb:2|; s|echo \"base .*|echo \"base-file \$(cat /etc/base-file 2>\&1 \| head -c 60) second \$(cat /etc/second-file)\"|" "$T/one.yml" >"$T/second.yml"
+RC=0
+"$KILN" submit --wait "$T/second.yml" >"$T/second.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the second image's job exited $RC: $(tail -n 15 "$T/second.out")"
+grep -q "^a | Pulled $REG/kiln/bb:2 (sha256:[0-9a-f]*): 2 layers, 1 fetched ([0-9]* bytes), 1 present" "$T/second.out" ||
+    fail "the second image did not pull only its new layer: $(grep -E '^a \|' "$T/second.out")"
+grep -q "^a | base-file .*No such file.* second second" "$T/second.out" ||
+    fail "the whiteout did not delete the base file: $(grep -E '^a \|' "$T/second.out")"
+BB=$(find "$STORE/chains" -path '*/bin/busybox' | head -n 1)
+[ -n "$BB" ] && [ "$(stat -c %h "$BB")" = 2 ] ||
+    fail "the second image's root does not share the base's files: $(find "$STORE/chains" -path '*/bin/busybox' -exec stat -c '%h %n' {} +)"
+pass "a second image on the same base pulls only its new layer, shares the base's unpacked files, and its whiteout deletes a base file"
+
+# A tampered layer in the registry's storage: refused by digest, nothing stored.
+M3=$(curl -fs -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/kiln/bb/manifests/3")
+L3=$(printf '%s' "$M3" | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][-1]["digest"])')
+DATA=$T/registry/docker/registry/v2/blobs/sha256/${L3:7:2}/${L3:7}/data
+[ -f "$DATA" ] || fail "no blob file for $L3"
+SIZE=$(stat -c %s "$DATA")
+python3 - "$DATA" <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+b[len(b) // 2] ^= 0xff
+open(p, 'wb').write(bytes(b))
+PY
+[ "$(stat -c %s "$DATA")" = "$SIZE" ] || fail "the tampering changed the size"
+sed "s|bb:1|bb:3|" "$T/one.yml" >"$T/third.yml"
+RC=0
+"$KILN" submit --wait "$T/third.yml" >"$T/third.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -q "blob $L3: the bytes served hash to sha256:[0-9a-f]* .*refused" "$T/third.out" ||
+    fail "a tampered layer: exit $RC: $(grep -E '^a \|' "$T/third.out" | tail -n 5)"
+[ ! -e "$STORE/blobs/sha256/${L3:7}" ] && [ -z "$(ls "$STORE/blobs/sha256" | grep part)" ] ||
+    fail "the tampered layer was kept"
+pass "a tampered layer is refused by its digest and never stored"
+
+# The quota: the least recently used image goes, never one a job holds.
+"$KILN_BIN/kiln-image" list --store "$STORE" >"$T/list.out"
+grep -qx "$REG/kiln/bb:1" "$T/list.out" && grep -qx "$REG/kiln/bb:2" "$T/list.out" || fail "list: $(cat "$T/list.out")"
+touch -d '2 hours ago' "$STORE/refs/"*bb%3A1
+mkdir -p "$STORE/holds" && ls "$STORE/refs" | grep 'bb%3A2$' >"$STORE/holds/it-hold"
+"$KILN_BIN/kiln-image" gc --store "$STORE" --max-mb 1 >"$T/gc.out" 2>&1 || fail "gc: $(cat "$T/gc.out")"
+"$KILN_BIN/kiln-image" list --store "$STORE" >"$T/list2.out"
+grep -q "^1 images evicted" "$T/gc.out" && ! grep -qx "$REG/kiln/bb:1" "$T/list2.out" &&
+    grep -qx "$REG/kiln/bb:2" "$T/list2.out" || fail "gc: $(cat "$T/gc.out"); left: $(cat "$T/list2.out")"
+# bb:2's base layer is bb:1's: it stays, bb:1's own chain root is no longer
+# needed as a root of its own only when no image builds on it.
+[ -n "$(find "$STORE/chains" -maxdepth 3 -path '*/etc/second-file')" ] || fail "gc removed the held image's root"
+rm -f "$STORE/holds/it-hold"
+"$KILN_BIN/kiln-image" gc --store "$STORE" --max-mb 1 >"$T/gc2.out" 2>&1 || fail "gc: $(cat "$T/gc2.out")"
+[ -z "$("$KILN_BIN/kiln-image" list --store "$STORE")" ] && [ -z "$(ls "$STORE/blobs/sha256")" ] &&
+    [ -z "$(ls "$STORE/chains")" ] || fail "gc left: $(ls -R "$STORE" | head -n 20)"
+pass "the image store's quota evicts the least recently used image and what only it needed, never an image a job holds"
+
+# Two workers: the job goes to the one that holds its image.
+"$KILN" submit --wait "$T/one.yml" >"$T/warm0.out" 2>&1 || fail "re-pull on n1: $(tail -n 5 "$T/warm0.out")"
+kill -HUP "$COORD_PID"
+start_worker "n2-$$" --labels linux,first --container-runtime native
+wait_workers 2
+# n1's heartbeat names the image (every few seconds, when it changed).
+for _ in $(seq 1 100); do
+    "$KILN" workers --json >"$T/workers.json" 2>/dev/null
+    grep -q "n2-$$" "$T/workers.json" && break
+    sleep 0.1
+done
+sleep 6
+placed_n1=0
+for i in 1 2 3; do
+    RUN=$("$KILN" submit "$T/one.yml") || fail "cannot submit"
+    "$KILN" logs "$RUN" -f >"$T/aff$i.out" 2>&1 || true
+    "$KILN" status "$RUN" >"$T/aff$i.status" 2>&1
+    grep -q "placed: warm: n1-$$ holds the job's container image" "$T/aff$i.status" && placed_n1=$((placed_n1 + 1))
+done
+[ $placed_n1 = 3 ] || fail "jobs were not placed where the image is ($placed_n1 of 3): $(cat "$T/aff1.status")"
+pass "with two workers, each job goes to the one holding its image, saying so"
+
+# Cancelled mid-step: the overlay and the hold go.
+cat >"$T/long.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: first
+    container: $REG/kiln/bb:1
+    steps:
+      - run: echo started; touch /long-was-here; sleep 60
+YML
+RUN=$("$KILN" submit "$T/long.yml") || fail "cannot submit the long job"
+for _ in $(seq 1 200); do [ -n "$(ls "$STORE/holds" 2>/dev/null)$(ls "$T/work/n2-$$/images/holds" 2>/dev/null)" ] && break; sleep 0.05; done
+[ -n "$(ls "$STORE/holds")" ] || fail "the long job never held its image: $("$KILN" status "$RUN" 2>&1 | tail -n 5) $("$KILN" logs "$RUN" 2>&1 | tail -n 5)"
+"$KILN" cancel "$RUN" >/dev/null 2>&1 || fail "cannot cancel run $RUN"
+"$KILN" logs "$RUN" -f >"$T/long.out" 2>&1 || true
+for _ in $(seq 1 100); do
+    [ -z "$(ls "$STORE/holds")" ] && [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] && break
+    sleep 0.1
+done
+[ -z "$(ls "$STORE/holds")" ] || fail "the cancelled job still holds its image"
+[ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] || fail "the cancelled job's overlay was left"
+pass "a cancelled native job's overlay and hold are removed"
+
+# A pool's default job image, natively: every job without a container of
+# its own starts in a fresh root from it.
+kill -HUP "$COORD_PID"
+start_worker "n3-$$" --labels fresh --container-runtime native --job-image "$REG/kiln/bb:2"
+wait_workers 3
+cat >"$T/fresh.yml" <<'YML'
+on: push
+jobs:
+  a:
+    runs-on: fresh
+    steps:
+      - run: |
+          echo "fresh: $(cat /etc/second-file) before $(cat /kiln-fresh 2>/dev/null || echo clean)"
+          echo dirty >/kiln-fresh
+YML
+for n in 1 2; do
+    RC=0
+    "$KILN" submit --wait "$T/fresh.yml" >"$T/fresh$n.out" 2>&1 || RC=$?
+    [ $RC = 0 ] && grep -q "^a | fresh: second before clean" "$T/fresh$n.out" ||
+        fail "job $n on the native default image: exit $RC: $(grep -E '^a \|' "$T/fresh$n.out" | tail -n 6)"
+done
+[ ! -e /kiln-fresh ] || fail "the job image's write reached the host"
+pass "a native pool's --job-image runs every job in a fresh root: what one job writes is gone for the next"

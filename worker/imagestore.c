@@ -1,0 +1,245 @@
+/* imagestore.c: the native runtime's image store, the parts the worker
+ * itself needs (listing for its heartbeat, holds, eviction); kiln-image
+ * fills the store (see imagestore.h). */
+#include "worker/imagestore.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/fs.h"
+
+void kiln_imagestore_ref_name(const char *ref, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)ref; *p && o + 4 < cap; p++) {
+        if (isalnum(*p) || *p == '_' || *p == '-')
+            out[o++] = (char)*p;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "%%%02X", *p);
+    }
+    out[o] = '\0';
+}
+
+static json_t *s_load(const char *dir, const char *sub, const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s/%s", dir, sub, name);
+    return json_load_file(path, 0, NULL);
+}
+
+static int s_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void kiln_imagestore_list(const char *dir, char ***refs, size_t *n)
+{
+    *refs = NULL;
+    *n = 0;
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/refs", dir);
+    char **names = NULL;
+    size_t n_names = 0;
+    kiln_fs_names(sub, 0, &names, &n_names);
+    char **out = n_names ? calloc(n_names, sizeof *out) : NULL;
+    size_t k = 0;
+    for (size_t i = 0; out && i < n_names; i++) {
+        if (strchr(names[i], '.'))
+            continue; /* a temporary file, being written */
+        json_t *doc = s_load(dir, "refs", names[i]);
+        const char *ref = json_string_value(json_object_get(doc, "ref"));
+        if (ref && (out[k] = strdup(ref)) != NULL)
+            k++;
+        json_decref(doc);
+    }
+    kiln_fs_names_free(names, n_names);
+    if (k)
+        qsort(out, k, sizeof *out, s_cmp);
+    *refs = out;
+    *n = k;
+}
+
+void kiln_imagestore_list_free(char **refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(refs[i]);
+    free(refs);
+}
+
+void kiln_imagestore_release(const char *dir, const char *job)
+{
+    char path[4200];
+    if (job) {
+        snprintf(path, sizeof path, "%s/holds/%s", dir, job);
+        unlink(path);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/holds", dir);
+    kiln_fs_rmtree(path);
+}
+
+typedef struct {
+    char *name;
+    time_t used;
+    json_t *doc;
+    bool held, gone;
+} s_ref_t;
+
+static bool s_needs(const s_ref_t *refs, size_t n, const char *key, const char *value)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (refs[i].gone)
+            continue;
+        json_t *v = json_object_get(refs[i].doc, key);
+        if (json_is_string(v) && strcmp(json_string_value(v), value) == 0)
+            return true;
+        size_t j;
+        json_t *item;
+        json_array_foreach(v, j, item) {
+            if (strcmp(json_string_value(item) ?: "", value) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Removes the chains and blobs no remaining image needs; the bytes left. */
+static uint64_t s_sweep(const char *dir, const s_ref_t *refs, size_t n)
+{
+    uint64_t total = 0;
+    char sub[4200], path[4400];
+    char **names = NULL;
+    size_t n_names = 0;
+    snprintf(sub, sizeof sub, "%s/chains", dir);
+    kiln_fs_names(sub, 0, &names, &n_names);
+    for (size_t i = 0; i < n_names; i++) {
+        const char *nm = names[i];
+        size_t len = strlen(nm);
+        if (len == 64 + 5 && strcmp(nm + 64, ".json") == 0) {
+            char hex[65];
+            snprintf(hex, sizeof hex, "%.64s", nm);
+            snprintf(path, sizeof path, "%s/%s", sub, hex);
+            if (s_needs(refs, n, "chains", hex)) {
+                json_t *meta = s_load(dir, "chains", nm);
+                total += (uint64_t)json_integer_value(json_object_get(meta, "bytes"));
+                json_decref(meta);
+                continue;
+            }
+            kiln_fs_rmtree(path);
+            snprintf(path, sizeof path, "%s/%s", sub, nm);
+            unlink(path);
+        } else if (len == 64 && !s_needs(refs, n, "chains", nm)) {
+            /* A chain whose description is gone (an eviction cut short). */
+            snprintf(path, sizeof path, "%s/%s.json", sub, nm);
+            if (access(path, F_OK) != 0) {
+                snprintf(path, sizeof path, "%s/%s", sub, nm);
+                kiln_fs_rmtree(path);
+            }
+        }
+    }
+    kiln_fs_names_free(names, n_names);
+    snprintf(sub, sizeof sub, "%s/blobs/sha256", dir);
+    kiln_fs_names(sub, 0, &names, &n_names);
+    for (size_t i = 0; i < n_names; i++) {
+        char digest[80];
+        snprintf(digest, sizeof digest, "sha256:%s", names[i]);
+        snprintf(path, sizeof path, "%s/%s", sub, names[i]);
+        if (strlen(names[i]) == 64 &&
+            (s_needs(refs, n, "layers", digest) || s_needs(refs, n, "manifest", digest) ||
+             s_needs(refs, n, "config", digest))) {
+            struct stat st;
+            if (stat(path, &st) == 0)
+                total += (uint64_t)st.st_size;
+            continue;
+        }
+        if (strlen(names[i]) == 64)
+            unlink(path);
+    }
+    kiln_fs_names_free(names, n_names);
+    return total;
+}
+
+int kiln_imagestore_gc(const char *dir, uint64_t max_bytes, int *evicted, char *why, size_t cap)
+{
+    *evicted = 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0) {
+        snprintf(why, cap, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(lock, LOCK_EX | LOCK_NB) != 0) {
+        close(lock);
+        return 0; /* a pull or a start is under way; the next one evicts */
+    }
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/refs", dir);
+    char **names = NULL, **holds = NULL;
+    size_t n = 0, n_holds = 0;
+    kiln_fs_names(sub, 0, &names, &n);
+    snprintf(path, sizeof path, "%s/holds", dir);
+    kiln_fs_names(path, 0, &holds, &n_holds);
+    s_ref_t *refs = n ? calloc(n, sizeof *refs) : NULL;
+    size_t k = 0;
+    for (size_t i = 0; refs && i < n; i++) {
+        if (strchr(names[i], '.'))
+            continue;
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", sub, names[i]);
+        json_t *doc = stat(path, &st) == 0 ? json_load_file(path, 0, NULL) : NULL;
+        if (!doc)
+            continue;
+        refs[k] = (s_ref_t){.name = names[i], .used = st.st_mtime, .doc = doc};
+        for (size_t h = 0; h < n_holds; h++) {
+            char held[512] = "";
+            snprintf(path, sizeof path, "%s/holds/%s", dir, holds[h]);
+            FILE *f = fopen(path, "re");
+            if (f) {
+                if (!fgets(held, sizeof held, f))
+                    held[0] = '\0';
+                fclose(f);
+            }
+            held[strcspn(held, "\n")] = '\0';
+            if (strcmp(held, names[i]) == 0)
+                refs[k].held = true;
+        }
+        k++;
+    }
+    int rc = 0;
+    uint64_t total = s_sweep(dir, refs, k);
+    while (total > max_bytes) {
+        s_ref_t *oldest = NULL;
+        for (size_t i = 0; i < k; i++)
+            if (!refs[i].gone && !refs[i].held && (!oldest || refs[i].used < oldest->used))
+                oldest = &refs[i];
+        if (!oldest)
+            break; /* everything left is in use */
+        snprintf(path, sizeof path, "%s/%s", sub, oldest->name);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            snprintf(why, cap, "cannot evict %s: %s", path, strerror(errno));
+            rc = -1;
+            break;
+        }
+        oldest->gone = true;
+        (*evicted)++;
+        total = s_sweep(dir, refs, k);
+    }
+    for (size_t i = 0; i < k; i++)
+        json_decref(refs[i].doc);
+    free(refs);
+    kiln_fs_names_free(names, n);
+    kiln_fs_names_free(holds, n_holds);
+    close(lock);
+    return rc;
+}
