@@ -11,7 +11,7 @@ shift
 HERE=$(cd "$(dirname "$0")" && pwd)
 export KILN_BIN=$(dirname "$BIN") COORD_LOG_LEVEL=${COORD_LOG_LEVEL:-info}
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(e2e dispatch throughput scale history makespan checkout cache)
+[ ${#names[@]} -gt 0 ] || names=(e2e dispatch throughput scale history makespan checkout cache containers)
 rows=$(mktemp /tmp/kiln-bench-rows.XXXXXX)
 trap 'rm -f "$rows"' EXIT
 status=0
