@@ -331,6 +331,100 @@ static void s_labels(FILE *f, const kiln_wjob_t *job)
     kiln_container_quote(f, label);
 }
 
+/* A Go duration ("10s", "1m30s", "500ms") in seconds; -1 if it is not one. */
+static double s_duration(const char *text)
+{
+    double total = 0;
+    const char *p = text;
+    if (!*p)
+        return -1;
+    while (*p) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || v < 0)
+            return -1;
+        if (strncmp(end, "ms", 2) == 0) {
+            total += v / 1000;
+            end += 2;
+        } else if (*end == 's') {
+            total += v;
+            end++;
+        } else if (*end == 'm') {
+            total += v * 60;
+            end++;
+        } else if (*end == 'h') {
+            total += v * 3600;
+            end++;
+        } else if (*end == '\0' && p == text) {
+            total += v; /* a bare number: seconds */
+        } else {
+            return -1;
+        }
+        p = end;
+    }
+    return total;
+}
+
+/* The value of --NAME in a container's options (--NAME V or --NAME=V). */
+static const char *s_option(const json_t *c, const char *name)
+{
+    json_t *words = json_object_get(c, "option_words");
+    size_t n = strlen(name);
+    for (size_t i = 0; i < json_array_size(words); i++) {
+        const char *w = json_string_value(json_array_get(words, i));
+        if (strncmp(w, name, n) != 0)
+            continue;
+        if (w[n] == '=')
+            return w + n + 1;
+        if (w[n] == '\0' && i + 1 < json_array_size(words))
+            return json_string_value(json_array_get(words, i + 1));
+    }
+    return NULL;
+}
+
+/* The script's wait for one service's health check (none defined: no
+ * wait). Checks come every --health-interval (1 s when not given); after
+ * --health-start-period, --health-retries (3) failures fail the step. */
+static void s_health(FILE *f, const kiln_container_engine_t *e, const char *id,
+                     const char *cname, const json_t *svc)
+{
+    const char *iv = s_option(svc, "--health-interval");
+    const char *rt = s_option(svc, "--health-retries");
+    const char *sp = s_option(svc, "--health-start-period");
+    double interval = iv ? s_duration(iv) : 1;
+    double start = sp ? s_duration(sp) : 0;
+    long retries = rt ? strtol(rt, NULL, 10) : 3;
+    if (interval <= 0)
+        interval = 1;
+    if (start < 0)
+        start = 0;
+    if (retries < 1)
+        retries = 1;
+    long budget = retries + (long)(start / interval + 0.999);
+    fputs("  h=0\n  while :; do\n", f);
+    if (strcmp(e->name, "docker") == 0) {
+        fputs("    st=$(\"$e\" inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' ",
+              f);
+        kiln_container_quote(f, cname);
+        fputs(")\n    [ -n \"$st\" ] || break\n    if [ \"$st\" = healthy ]; then r=0; "
+              "elif [ \"$st\" = unhealthy ]; then r=1; else r=2; fi\n",
+              f);
+    } else {
+        fputs("    if \"$e\" healthcheck run ", f);
+        kiln_container_quote(f, cname);
+        fputs(" >/dev/null 2>&1; then r=0; else r=$?; fi\n    [ $r != 125 ] || break\n", f);
+    }
+    fputs("    if [ $r = 0 ]; then echo \"Service \"", f);
+    kiln_container_quote(f, id);
+    fputs("\" is healthy\"; break; fi\n", f);
+    fprintf(f, "    h=$((h + 1))\n    if [ $r = 1 ] && [ $h -ge %ld ]; then\n", budget);
+    fputs("      echo \"::error::Service \"", f);
+    kiln_container_quote(f, id);
+    fprintf(f, "\" is unhealthy after %ld checks %.3g s apart\"; exit 1\n    fi\n", budget,
+            interval);
+    fprintf(f, "    sleep %.3f\n  done\n", interval);
+}
+
 int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *const *argv,
                         bool default_shell, const char *script, const char *cwd,
                         const char *wrapper, char *why, size_t cap)
@@ -437,6 +531,15 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         fputs(" --entrypoint tail", f);
         s_run_args(f, job->ctr);
         fputs(" -f /dev/null >/dev/null\n", f);
+    }
+    /* Services' health checks before the first step, as GitHub waits for
+     * them: podman here runs no checks of its own (they need systemd), so
+     * the script runs each at its --health-interval; docker runs them and
+     * the script reads the state at that interval. */
+    json_object_foreach(job->svc, id, svc) {
+        char cname[sizeof job->ctr_name + 140];
+        snprintf(cname, sizeof cname, "%s-%s", job->ctr_name, id);
+        s_health(f, e, id, cname, svc);
     }
     fputs("  : >\"$m\"\nfi\n", f);
     if (!job->ctr) {

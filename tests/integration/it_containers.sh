@@ -31,7 +31,7 @@ C=$(buildah from scratch 2>"$T/buildah.err") && buildah copy "$C" /bin/busybox /
 # A service image: busybox's httpd serving /www.
 SVC_IMAGE=localhost/kiln-it-httpd:$$
 C=$(buildah from "$IMAGE" 2>>"$T/buildah.err") && mkdir -p "$T/www" && echo "hello from the service" >"$T/www/i" &&
-    buildah copy "$C" "$T/www" /www >/dev/null && buildah config --cmd '["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]' "$C" &&
+    buildah copy "$C" "$T/www" /www >/dev/null && buildah config --cmd '["/bin/sh", "-c", "sleep ${DELAY:-0}; exec /bin/httpd -f -p 8080 -h /www"]' "$C" &&
     buildah commit -q "$C" "$SVC_IMAGE" >/dev/null 2>>"$T/buildah.err" && buildah rm "$C" >/dev/null ||
     skip "buildah cannot build the service image here: $(tail -n 3 "$T/buildah.err")"
 test_cleanup() {
@@ -249,6 +249,37 @@ RC=0
 gone
 [ -z "$(podman network ls -q --filter "label=kiln.worker=w1-$$")" ] || fail "the job's network was left: $(podman network ls)"
 pass "services start beside the job: a container job reaches them by name, a job on the host by their mapped port; all removed at the end"
+
+# Health checks: the first step waits until the service is healthy (a
+# service that takes 2 s to listen, reached once, without retrying); one
+# that never is fails the job, naming it.
+cat >"$T/health.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: linux
+    container: $IMAGE
+    services:
+      slow:
+        image: $SVC_IMAGE
+        env:
+          DELAY: 2
+        options: --health-cmd "wget -q -O /dev/null http://127.0.0.1:8080/i" --health-interval 500ms --health-retries 20
+    steps:
+      - run: wget -q -O - http://slow:8080/i
+YML
+RC=0
+"$KILN" submit --wait "$T/health.yml" >"$T/health.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "^a | Service slow is healthy" "$T/health.out" && grep -q "^a | hello from the service" "$T/health.out" ||
+    fail "a service's health check: exit $RC: $(grep -E '\| |error' "$T/health.out" | tail -n 12)"
+gone
+sed 's|--health-cmd "wget[^"]*"|--health-cmd false|; s|--health-retries 20|--health-retries 2|' "$T/health.yml" >"$T/sick.yml"
+RC=0
+"$KILN" submit --wait "$T/sick.yml" >"$T/sick.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -q "Service slow is unhealthy after 2 checks 0.5 s apart" "$T/sick.out" ||
+    fail "an unhealthy service: exit $RC: $(grep -E '\| |error' "$T/sick.out" | tail -n 8)"
+gone
+pass "services' health checks are waited for before the first step; a service that stays unhealthy fails the job, naming it"
 
 # Docker actions: one built from its Dockerfile (with its pre-entrypoint,
 # inputs, args, env and outputs), and an image run by uses: docker://.
