@@ -845,6 +845,13 @@ static int s_base_env(kiln_agent_t *self, const kiln_agent_config_t *cfg)
             return rc == KILN_ETOOBIG ? KILN_EINVAL : -1;
         }
     }
+    /* The farm's cache registry for image builds' layers (--cache-to,
+     * --cache-from), named to every step. */
+    if (cfg->cache_registry && cfg->cache_registry[0] &&
+        kiln_kv_set(&self->base_env, "KILN_CACHE_REGISTRY", cfg->cache_registry) != 0) {
+        kiln_error_set("worker: --cache-registry: too long");
+        return KILN_EINVAL;
+    }
     return 0;
 }
 

@@ -81,6 +81,7 @@ typedef struct {
     const char *registry_mirror;   /* a pull-through mirror for docker.io images */
     const char *image_pull;        /* missing (NULL) or always */
     int image_store_max_mb;        /* the native runtime's image store (20480) */
+    const char *cache_registry;    /* KILN_CACHE_REGISTRY for image builds' layer caches */
 } kiln_agent_config_t;
 
 /* A step's PATH when the worker has none. */

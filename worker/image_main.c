@@ -23,7 +23,8 @@ static void s_usage(FILE *f)
           "       kiln-image list  --store DIR\n"
           "       kiln-image gc    --store DIR --max-mb N\n"
           "registry options: --auth FILE (Docker-style auths), --insecure HOST,...,\n"
-          "  --mirror URL (for docker.io), --pull missing|always, --max-mb N (store quota)\n",
+          "  --mirror [HOST=]URL,... (HOST docker.io when not given), --pull missing|always,\n"
+          "  --max-mb N (store quota)\n",
           f);
 }
 

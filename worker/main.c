@@ -108,11 +108,14 @@ int main(int argc, char **argv)
         {"registry-insecure", KILN_OPT_STRING, &cfg.registry_insecure,
          "HOST[:PORT],...: registries native pulls reach over plain HTTP (loopback always)"},
         {"registry-mirror", KILN_OPT_STRING, &cfg.registry_mirror,
-         "URL of a pull-through mirror native pulls use for docker.io images"},
+         "[HOST=]URL,...: pull-through mirrors native pulls use (HOST docker.io when not given)"},
         {"image-pull", KILN_OPT_STRING, &cfg.image_pull,
          "missing (default: a tag held is used as held) or always (ask the registry each job)"},
         {"image-store-max-mb", KILN_OPT_INT, &cfg.image_store_max_mb,
          "images the native runtime keeps, least recently used evicted beyond (20480)"},
+        {"cache-registry", KILN_OPT_STRING, &cfg.cache_registry,
+         "HOST[:PORT]/PREFIX: the farm's registry for image builds' layer caches, given to "
+         "every step as KILN_CACHE_REGISTRY"},
         {"container-allow-privileged", KILN_OPT_BOOL, &cfg.container_allow_privileged,
          "let container jobs ask for privileged mode, added capabilities, host namespaces and "
          "host mounts (refused by default)"},

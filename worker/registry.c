@@ -141,11 +141,30 @@ static bool s_plain_http(const kiln_registry_t *self, const char *host)
     return false;
 }
 
-/* The base URL for a registry: the mirror for docker.io when one is set. */
+/* The mirror for host in the list ("[HOST=]URL,...", HOST docker.io when
+ * not given) into out; false when it has none. */
+static bool s_mirror(const kiln_registry_t *self, const char *host, char *out, size_t cap)
+{
+    for (const char *p = self->mirror; *p;) {
+        size_t n = strcspn(p, ",");
+        const char *eq = memchr(p, '=', n);
+        const char *url = eq ? eq + 1 : p;
+        size_t hl = eq ? (size_t)(eq - p) : 9;
+        const char *h = eq ? p : "docker.io";
+        if (hl == strlen(host) && strncmp(h, host, hl) == 0) {
+            snprintf(out, cap, "%.*s", (int)(n - (size_t)(url - p)), url);
+            return true;
+        }
+        p += n + (p[n] == ',');
+    }
+    return false;
+}
+
+/* The base URL for a registry: its mirror when one is set. */
 static void s_base(const kiln_registry_t *self, const char *host, char *out, size_t cap)
 {
-    if (strcmp(host, "docker.io") == 0 && self->mirror[0])
-        snprintf(out, cap, "%s", self->mirror);
+    if (s_mirror(self, host, out, cap))
+        ;
     else if (strcmp(host, "docker.io") == 0)
         snprintf(out, cap, "https://registry-1.docker.io");
     else
@@ -159,6 +178,9 @@ static void s_base(const kiln_registry_t *self, const char *host, char *out, siz
 static void s_userpass(const kiln_registry_t *self, const char *host, char *out, size_t cap)
 {
     out[0] = '\0';
+    char url[512];
+    if (s_mirror(self, host, url, sizeof url))
+        return; /* a host's credentials are for it, not for its mirror */
     json_t *auths = json_object_get(self->auths, "auths");
     json_t *e = json_object_get(auths, host);
     if (!e && strcmp(host, "docker.io") == 0)

@@ -20,7 +20,7 @@
 typedef struct {
     const char *auth_file; /* {"auths": {"host": {"auth": base64(user:pass)}}}, or NULL */
     const char *insecure;  /* hosts reached over plain HTTP, comma-separated; loopback always is */
-    const char *mirror;    /* a pull-through mirror's base URL for docker.io images, or NULL */
+    const char *mirror;    /* pull-through mirrors: "[HOST=]URL,..." (HOST docker.io when not given) */
 } kiln_registry_opts_t;
 
 typedef struct kiln_registry kiln_registry_t;

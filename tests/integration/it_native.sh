@@ -7,7 +7,10 @@
 # job installs under /usr is gone for the next job; the store's quota
 # evicts the least recently used image, never one a job holds; with two
 # workers a job goes to the one holding its image; a cancelled job's
-# overlay and hold are removed.
+# overlay and hold are removed; a registry that wants a bearer token gets
+# one for the farm's credentials (which no log holds); a pull-through
+# mirror serves a registry's images; KILN_CACHE_REGISTRY lets a build on
+# one worker reuse the layers a build on another pushed there.
 source "$(dirname "$0")/lib.sh"
 command -v docker-registry >/dev/null && command -v buildah >/dev/null && command -v bwrap >/dev/null &&
     [ -x /bin/busybox ] || skip "docker-registry, buildah, bubblewrap or busybox-static is not installed (make deps installs them)"
@@ -75,6 +78,8 @@ make_keys
 admit_worker "n1-$$"
 admit_worker "n2-$$"
 admit_worker "n3-$$"
+admit_worker "c1-$$"
+admit_worker "c2-$$"
 start_coordinator
 start_worker "n1-$$" --labels linux,first --container-runtime native
 wait_workers 1
@@ -246,3 +251,84 @@ for n in 1 2; do
 done
 [ ! -e /kiln-fresh ] || fail "the job image's write reached the host"
 pass "a native pool's --job-image runs every job in a fresh root: what one job writes is gone for the next"
+
+# A registry that wants a bearer token: refused without the farm's
+# credentials, pulled with them; the password is in no output.
+AUTH_PORT=$(free_port)
+SECRET=s3cret-Pa55-$$
+python3 "$KILN_SRC/tests/integration/regauth.py" "$AUTH_PORT" "http://$REG" kiln-user "$SECRET" >"$T/regauth.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$AUTH_PORT/v2/" && break; sleep 0.05; done
+AREF=127.0.0.1:$AUTH_PORT/kiln/bb:1
+RC=0
+"$KILN_BIN/kiln-image" pull --store "$T/astore" "$AREF" >"$T/anon.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -q "registry 127.0.0.1:$AUTH_PORT: token service: credentials refused" "$T/anon.out" ||
+    fail "a pull without credentials: exit $RC: $(cat "$T/anon.out")"
+printf '{"auths": {"127.0.0.1:%s": {"auth": "%s"}}}\n' "$AUTH_PORT" "$(printf 'kiln-user:wrong' | base64)" >"$T/wrong.json"
+RC=0
+"$KILN_BIN/kiln-image" pull --store "$T/astore" --auth "$T/wrong.json" "$AREF" >"$T/wrong.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -q "credentials refused" "$T/wrong.out" || fail "a pull with wrong credentials: exit $RC: $(cat "$T/wrong.out")"
+printf '{"auths": {"127.0.0.1:%s": {"auth": "%s"}}}\n' "$AUTH_PORT" "$(printf 'kiln-user:%s' "$SECRET" | base64)" >"$T/auths.json"
+chmod 600 "$T/auths.json"
+"$KILN_BIN/kiln-image" pull --store "$T/astore" --auth "$T/auths.json" "$AREF" >"$T/authed.out" 2>&1 ||
+    fail "a pull with the farm's credentials: $(cat "$T/authed.out")"
+grep -q "^Pulled $AREF (sha256:[0-9a-f]*): 1 layers, 1 fetched" "$T/authed.out" || fail "authenticated pull: $(cat "$T/authed.out")"
+grep -q "^GET /token?service=kiln-test&scope=repository%3Akiln%2Fbb%3Apull auth=Basic" "$T/regauth.log" &&
+    grep -q "^GET /v2/kiln/bb/blobs/sha256:[0-9a-f]* auth=Bearer" "$T/regauth.log" ||
+    fail "the token exchange: $(cat "$T/regauth.log")"
+! grep -rq -- "$SECRET" "$T"/*.out "$T"/*.log || fail "the registry password reached an output: $(grep -rl -- "$SECRET" "$T"/*.out "$T"/*.log)"
+pass "a registry's bearer-token challenge is answered with the farm's credentials (refused without them or with wrong ones); no output holds the password"
+
+# A pull-through mirror (docker-registry's proxy mode) in front of the
+# registry: the pull goes through it, which keeps the blobs.
+MIR_PORT=$(free_port)
+mkdir -p "$T/mirror"
+printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\nproxy:\n  remoteurl: http://%s\n' \
+    "$T/mirror" "$MIR_PORT" "$REG" >"$T/mirror.yml"
+docker-registry serve "$T/mirror.yml" >"$T/mirror.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$MIR_PORT/v2/" >/dev/null 2>&1 && break; sleep 0.05; done
+"$KILN_BIN/kiln-image" pull --store "$T/mstore" --mirror "$REG=http://127.0.0.1:$MIR_PORT" "$REG/kiln/bb:2" >"$T/mirror.out" 2>&1 ||
+    fail "a pull through the mirror: $(cat "$T/mirror.out")"
+grep -q "^Pulled $REG/kiln/bb:2 (sha256:[0-9a-f]*): 2 layers, 2 fetched" "$T/mirror.out" || fail "mirror pull: $(cat "$T/mirror.out")"
+for _ in $(seq 1 50); do [ "$(find "$T/mirror" -name data -path '*/blobs/*' | wc -l)" -ge 3 ] && break; sleep 0.1; done
+[ "$(find "$T/mirror" -name data -path '*/blobs/*' | wc -l)" -ge 3 ] || fail "the mirror kept no blobs: $(find "$T/mirror" | head)"
+pass "--registry-mirror HOST=URL pulls a registry's images through a pull-through mirror, which keeps them"
+
+# KILN_CACHE_REGISTRY: a build on c1 pushes its layers there (--cache-to);
+# the same build on c2, with a storage of its own, reuses them
+# (--cache-from) instead of running the step again.
+for w in c1 c2; do
+    printf '[storage]\ndriver="overlay"\ngraphroot="%s/storage-%s/graph"\nrunroot="%s/storage-%s/run"\n' "$T" "$w" "$T" "$w" >"$T/storage-$w.conf"
+done
+kill -HUP "$COORD_PID"
+start_worker "c1-$$" --labels cache-a --cache-registry "$REG/kiln-cache" --env "CONTAINERS_STORAGE_CONF=$T/storage-c1.conf" --pass-env CONTAINERS_CONF
+start_worker "c2-$$" --labels cache-b --cache-registry "$REG/kiln-cache" --env "CONTAINERS_STORAGE_CONF=$T/storage-c2.conf" --pass-env CONTAINERS_CONF
+wait_workers 5
+mkdir -p "$T/ctx"
+printf 'FROM %s/kiln/bb:1\nRUN echo "built-$RANDOM-$RANDOM" >/stamp\n' "$REG" >"$T/ctx/Containerfile"
+cat >"$T/build.yml" <<YML
+on: push
+jobs:
+  first:
+    runs-on: cache-a
+    steps:
+      - run: &build |
+          buildah bud -q --layers --tls-verify=false --cache-to "\$KILN_CACHE_REGISTRY/app" --cache-from "\$KILN_CACHE_REGISTRY/app" -t app:1 "$T/ctx" >/dev/null
+          c=\$(buildah from -q app:1)
+          echo "stamp \$(buildah run "\$c" cat /stamp)"
+          buildah rm "\$c" >/dev/null
+  second:
+    needs: first
+    runs-on: cache-b
+    steps:
+      - run: *build
+YML
+RC=0
+"$KILN" submit --wait "$T/build.yml" >"$T/build.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "the image builds: exit $RC: $(grep -E '\| ' "$T/build.out" | tail -n 10)"
+S1=$(sed -n 's/^first | stamp //p' "$T/build.out")
+S2=$(sed -n 's/^second | stamp //p' "$T/build.out")
+[ -n "$S1" ] && [ "$S1" = "$S2" ] || fail "the second build did not reuse the first one's layer: '$S1' and '$S2'"
+[ "$(CONTAINERS_STORAGE_CONF=$T/storage-c2.conf buildah images -q | wc -l)" -ge 1 ] || fail "c2 has no storage of its own"
+pass "with KILN_CACHE_REGISTRY a build on one worker reuses the layers a build on another pushed there"
