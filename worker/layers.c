@@ -159,7 +159,7 @@ static int s_dir_in(int rootfd, const char *rel)
     char parent[4096];
     snprintf(parent, sizeof parent, "%s", rel);
     char *slash = strrchr(parent, '/');
-    const char *base = slash ? slash + 1 : parent;
+    const char *base = slash ? rel + (slash - parent) + 1 : rel;
     if (slash)
         *slash = '\0';
     else
