@@ -23,13 +23,106 @@
 #define S_DEPTH_MAX 256
 #define S_ENTRIES_MAX 2000000u
 
+#define S_HOPS_MAX 40
+
+/* RESOLVE_IN_ROOT by hand, for kernels (and tools such as valgrind) that
+ * lack openat2: one component at a time, never following a link by the
+ * kernel; a link's target is walked from the root (absolute) or from
+ * where it is, and ".." stops at the root. Directories only, as here. */
+static int s_walk_in(int rootfd, const char *rel, int flags)
+{
+    int stack[S_DEPTH_MAX + 1];
+    size_t depth = 0;
+    int hops = 0, rc = -1, err = 0;
+    char todo[8192];
+    snprintf(todo, sizeof todo, "%s", rel);
+    stack[0] = rootfd;
+    char *p = todo;
+    for (;;) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        size_t n = strcspn(p, "/");
+        char name[256];
+        if (n >= sizeof name) {
+            err = ENAMETOOLONG;
+            goto cleanup;
+        }
+        memcpy(name, p, n);
+        name[n] = '\0';
+        p += n;
+        bool last = strspn(p, "/") == strlen(p);
+        if (strcmp(name, ".") == 0)
+            continue;
+        if (strcmp(name, "..") == 0) {
+            if (depth > 0)
+                close(stack[depth--]);
+            continue;
+        }
+        struct stat st;
+        if (fstatat(stack[depth], name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            err = errno;
+            goto cleanup;
+        }
+        if (S_ISLNK(st.st_mode)) {
+            if ((last && (flags & O_NOFOLLOW)) || ++hops > S_HOPS_MAX) {
+                err = ELOOP;
+                goto cleanup;
+            }
+            char target[4096];
+            ssize_t len = readlinkat(stack[depth], name, target, sizeof target - 1);
+            if (len < 0) {
+                err = errno;
+                goto cleanup;
+            }
+            target[len] = '\0';
+            char rest[8192];
+            if ((size_t)snprintf(rest, sizeof rest, "%s/%s", target, p) >= sizeof rest) {
+                err = ENAMETOOLONG;
+                goto cleanup;
+            }
+            snprintf(todo, sizeof todo, "%s", rest);
+            p = todo;
+            if (target[0] == '/')
+                while (depth > 0)
+                    close(stack[depth--]);
+            continue;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            err = ENOTDIR;
+            goto cleanup;
+        }
+        if (depth == S_DEPTH_MAX) {
+            err = ELOOP;
+            goto cleanup;
+        }
+        int fd = openat(stack[depth], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            err = errno;
+            goto cleanup;
+        }
+        stack[++depth] = fd;
+    }
+    rc = openat(stack[depth], ".", (flags & ~O_NOFOLLOW) | O_CLOEXEC);
+    err = errno;
+cleanup:
+    while (depth > 0)
+        close(stack[depth--]);
+    errno = err;
+    return rc;
+}
+
 static int s_open_in(int rootfd, const char *rel, int flags)
 {
     struct open_how how = {
         .flags = (unsigned long long)(flags | O_CLOEXEC),
         .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
-    return (int)syscall(SYS_openat2, rootfd, rel[0] ? rel : ".", &how, sizeof how);
+    int fd = (int)syscall(SYS_openat2, rootfd, rel[0] ? rel : ".", &how, sizeof how);
+    if (fd < 0 && errno == ENOSYS)
+        return s_walk_in(rootfd, rel, flags);
+    return fd;
 }
 
 /* Removes name in dirfd, a whole tree if it is a directory. */
