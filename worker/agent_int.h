@@ -81,6 +81,7 @@ typedef struct kiln_wjob {
     bool ctr_maybe;
     bool native;                /* ctr runs with the native runtime (native.h) */
     bool native_used;           /* a step may have started it */
+    bool ctr_auth;              /* registry credentials were written for it */
 } kiln_wjob_t;
 
 /* A step's store request passed on to the coordinator (agent_store.c). */

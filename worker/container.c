@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/imageref.h"
 #include "common/log.h"
 #include "worker/agent_int.h"
 
@@ -217,6 +219,26 @@ static int s_eval_spec(kiln_wjob_t *job, const json_t *spec, json_t **out, char 
         json_object_set_new(env, ek, v);
     }
     json_object_set_new(c, "env", env);
+    json_t *cred = json_object_get(spec, "credentials");
+    if (cred) {
+        json_t *user = NULL, *pass = NULL;
+        if (s_interp(job, json_string_value(json_object_get(cred, "username")), "credentials",
+                     &user, why, cap) ||
+            s_interp(job, json_string_value(json_object_get(cred, "password")), "credentials",
+                     &pass, why, cap)) {
+            json_decref(user);
+            goto cleanup;
+        }
+        if (!json_string_value(user)[0] || !json_string_value(pass)[0]) {
+            snprintf(why, cap, "credentials need a username and a password (one is empty once "
+                               "evaluated)");
+            json_decref(user);
+            json_decref(pass);
+            goto cleanup;
+        }
+        json_object_set_new(c, "credentials", json_pack("{s:o,s:o}", "username", user,
+                                                        "password", pass));
+    }
     *out = c;
     c = NULL;
     rc = 0;
@@ -318,6 +340,75 @@ static void s_run_args(FILE *f, const json_t *c)
     }
     fputc(' ', f);
     kiln_container_quote(f, json_string_value(json_object_get(c, "image")));
+}
+
+int kiln_container_authfile(kiln_wjob_t *job, const json_t *c, size_t k, char *out,
+                            size_t out_cap, char *why, size_t cap)
+{
+    json_t *cred = json_object_get(c, "credentials");
+    out[0] = '\0';
+    if (!cred)
+        return 0;
+    kiln_imageref_t ref;
+    if (kiln_imageref_parse(json_string_value(json_object_get(c, "image")), &ref, why, cap) != 0)
+        return -1;
+    char dir[KILN_WORKSPACE_PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s/.kiln-auth-%zu", job->ws.cmd, k);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(why, cap, "cannot make %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    char userpass[1024];
+    int n = snprintf(userpass, sizeof userpass, "%s:%s",
+                     json_string_value(json_object_get(cred, "username")),
+                     json_string_value(json_object_get(cred, "password")));
+    char b64[1500];
+    if (n < 0 || (size_t)n >= sizeof userpass) {
+        snprintf(why, cap, "credentials are too long");
+        return -1;
+    }
+    sodium_bin2base64(b64, sizeof b64, (const unsigned char *)userpass, (size_t)n,
+                      sodium_base64_VARIANT_ORIGINAL);
+    sodium_memzero(userpass, sizeof userpass);
+    /* Docker's config.json and podman's auth file read the same shape;
+     * Docker names its hub by its old URL. */
+    json_t *auths = json_pack("{s:{s:s}}", ref.host, "auth", b64);
+    if (auths && strcmp(ref.host, "docker.io") == 0)
+        json_object_set_new(auths, "https://index.docker.io/v1/", json_pack("{s:s}", "auth", b64));
+    json_t *doc = auths ? json_pack("{s:o}", "auths", auths) : NULL;
+    sodium_memzero(b64, sizeof b64);
+    snprintf(out, out_cap, "%s/config.json", dir);
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int rc = doc && fd >= 0 && json_dumpfd(doc, fd, JSON_COMPACT) == 0 ? 0 : -1;
+    if (fd >= 0 && close(fd) != 0)
+        rc = -1;
+    json_decref(doc);
+    if (rc != 0)
+        snprintf(why, cap, "cannot write %s: %s", out, strerror(errno));
+    job->ctr_auth = true;
+    return rc;
+}
+
+/* `"$e" run` for one container, with its credentials' file when it has
+ * any (podman: --authfile; docker: its --config directory). */
+static int s_run_cmd(FILE *f, kiln_wjob_t *job, const json_t *c, size_t k, char *why,
+                     size_t cap)
+{
+    char auth[KILN_WORKSPACE_PATH_MAX + 80];
+    if (kiln_container_authfile(job, c, k, auth, sizeof auth, why, cap) != 0)
+        return -1;
+    if (!auth[0]) {
+        fputs("\n  \"$e\" run", f);
+    } else if (strcmp(job->agent->engine.name, "docker") == 0) {
+        *strrchr(auth, '/') = '\0';
+        fputs("\n  \"$e\" --config ", f);
+        kiln_container_quote(f, auth);
+        fputs(" run", f);
+    } else {
+        fputs("\n  \"$e\" run --authfile ", f);
+        kiln_container_quote(f, auth);
+    }
+    return 0;
 }
 
 static void s_labels(FILE *f, const kiln_wjob_t *job)
@@ -483,7 +574,9 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         kiln_container_quote(f, id);
         fputs("\" from the image \"", f);
         kiln_container_quote(f, json_string_value(json_object_get(svc, "image")));
-        fputs("\n  \"$e\" run -d --name ", f);
+        if (s_run_cmd(f, job, svc, k + 1, why, cap) != 0)
+            goto fail;
+        fputs(" -d --name ", f);
         kiln_container_quote(f, cname);
         s_labels(f, job);
         if (job->ctr) {
@@ -503,7 +596,9 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
     if (job->ctr) {
         fputs("  echo \"Starting the job's container from the image \"", f);
         kiln_container_quote(f, json_string_value(json_object_get(job->ctr, "image")));
-        fputs("\n  \"$e\" run -d --name \"$n\"", f);
+        if (s_run_cmd(f, job, job->ctr, 0, why, cap) != 0)
+            goto fail;
+        fputs(" -d --name \"$n\"", f);
         s_labels(f, job);
         if (services)
             fputs(" --network \"$n\"", f);
@@ -587,6 +682,9 @@ done:;
     }
     job->ctr_maybe = true;
     return 0;
+fail:
+    fclose(f);
+    return -1;
 }
 
 int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json_t *js,
@@ -813,6 +911,13 @@ void kiln_container_detached(char *const *argv)
 void kiln_container_remove(kiln_wjob_t *job)
 {
     kiln_native_remove(job);
+    /* Registry credentials go at once, also from a workspace kept. */
+    for (size_t k = 0; job->ctr_auth && k <= json_object_size(job->svc); k++) {
+        char dir[KILN_WORKSPACE_PATH_MAX + 64];
+        snprintf(dir, sizeof dir, "%s/.kiln-auth-%zu", job->ws.cmd, k);
+        kiln_fs_rmtree(dir);
+    }
+    job->ctr_auth = false;
     const kiln_container_engine_t *e = &job->agent->engine;
     if (!job->ctr_maybe || !e->path[0])
         return;

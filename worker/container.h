@@ -76,6 +76,13 @@ int kiln_container_check(const kiln_container_engine_t *e, char *report, size_t 
  * waiting. */
 void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker);
 
+/* Writes the registry credentials of container c (the job's, k 0, or
+ * service k) to a file of the job's own (mode 0600, removed at the job's
+ * end) in Docker's config.json form; out: its path, "" when c has none. 0,
+ * or -1 with why. */
+int kiln_container_authfile(kiln_wjob_t *job, const json_t *c, size_t k, char *out,
+                            size_t out_cap, char *why, size_t cap);
+
 /* value, single-quoted for sh, to f. */
 void kiln_container_quote(FILE *f, const char *value);
 

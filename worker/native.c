@@ -170,7 +170,15 @@ int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_she
     kiln_container_quote(f, n->program);
     fputs(" run", f);
     s_opt(f, "--store", n->store);
-    if (n->auth[0])
+    /* The job's own credentials for its image, else the farm's. */
+    char auth[KILN_WORKSPACE_PATH_MAX + 80];
+    if (kiln_container_authfile(job, job->ctr, 0, auth, sizeof auth, why, cap) != 0) {
+        fclose(f);
+        return -1;
+    }
+    if (auth[0])
+        s_opt(f, "--auth", auth);
+    else if (n->auth[0])
         s_opt(f, "--auth", n->auth);
     if (n->insecure[0])
         s_opt(f, "--insecure", n->insecure);

@@ -80,6 +80,7 @@ admit_worker "n2-$$"
 admit_worker "n3-$$"
 admit_worker "c1-$$"
 admit_worker "c2-$$"
+admit_worker "e1-$$"
 start_coordinator
 start_worker "n1-$$" --labels linux,first --container-runtime native
 wait_workers 1
@@ -278,6 +279,46 @@ grep -q "^GET /token?service=kiln-test&scope=repository%3Akiln%2Fbb%3Apull auth=
     fail "the token exchange: $(cat "$T/regauth.log")"
 ! grep -rq -- "$SECRET" "$T"/*.out "$T"/*.log || fail "the registry password reached an output: $(grep -rl -- "$SECRET" "$T"/*.out "$T"/*.log)"
 pass "a registry's bearer-token challenge is answered with the farm's credentials (refused without them or with wrong ones); no output holds the password"
+
+# A job's own credentials (container.credentials), natively and through
+# podman: the pull authenticates, the file that held them is gone after
+# the job, and neither the log nor the workers' logs hold the password.
+cat >"$T/cred.yml" <<YML
+on: {workflow_dispatch: {inputs: {pool: {required: true}}}}
+jobs:
+  a:
+    runs-on: \${{ inputs.pool }}
+    container:
+      image: $AREF
+      credentials:
+        username: kiln-user
+        password: $SECRET
+    steps:
+      - run: echo "in the private image \$(ls /bin/busybox)"
+YML
+RC=0
+"$KILN" submit --wait "$T/cred.yml" --input pool=first >"$T/cred.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "^a | Pulled $AREF" "$T/cred.out" && grep -q "^a | in the private image /bin/busybox" "$T/cred.out" ||
+    fail "a native job with credentials: exit $RC: $(grep -E '^a \|' "$T/cred.out" | tail -n 6)"
+pools=native
+if podman info >/dev/null 2>&1; then
+    printf '[[registry]]\nlocation = "127.0.0.1:%s"\ninsecure = true\n' "$AUTH_PORT" >"$T/registries.conf"
+    kill -HUP "$COORD_PID"
+    CONTAINERS_REGISTRIES_CONF=$T/registries.conf start_worker "e1-$$" --labels engine-pool --container-runtime engine
+    wait_workers 4
+    RC=0
+    "$KILN" submit --wait "$T/cred.yml" --input pool=engine-pool >"$T/cred2.out" 2>&1 || RC=$?
+    [ $RC = 0 ] && grep -q "^a | in the private image /bin/busybox" "$T/cred2.out" ||
+        fail "a podman job with credentials: exit $RC: $(grep -E '^a \|' "$T/cred2.out" | tail -n 6)"
+    podman rmi -f "$AREF" >/dev/null 2>&1
+    pools="native and podman"
+else
+    echo "note: podman does not work here; the engine half of this part did not run"
+fi
+sleep 0.5
+[ -z "$(find "$T/work" -path '*/.kiln-auth-*')" ] || fail "credentials files left: $(find "$T/work" -path '*/.kiln-auth-*')"
+! grep -rq -- "$SECRET" "$T"/*.out "$T"/*.log || fail "the registry password reached an output: $(grep -rl -- "$SECRET" "$T"/*.out "$T"/*.log)"
+pass "a job's container credentials authenticate its pull ($pools), are removed with the job and reach no log"
 
 # A pull-through mirror (docker-registry's proxy mode) in front of the
 # registry: the pull goes through it, which keeps the blobs.
