@@ -7,6 +7,7 @@
  * into words here and each word quoted. */
 #include "worker/container.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <elf.h>
 #include <poll.h>
@@ -18,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -247,11 +250,105 @@ cleanup:
     return rc;
 }
 
+/* A free TCP port on addr (NULL: every address), or -1. The engine binds
+ * it a moment later; what another process takes meanwhile makes the
+ * service's start fail, saying so. */
+static int s_free_port(const char *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof sa;
+    int port = -1;
+    if (fd < 0)
+        return -1;
+    if ((!addr || inet_pton(AF_INET, addr, &sa.sin_addr) == 1) &&
+        bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+/* Services' ports as job.services.<id>.ports (container port -> host
+ * port): a port given without a host port gets a free one here, so the
+ * mapping is known before the first step's expressions are evaluated. */
+static int s_ports(kiln_wjob_t *job, json_t *svc, char *why, size_t cap)
+{
+    json_t *ctx = json_object();
+    const char *id;
+    json_t *one;
+    json_object_foreach(svc, id, one) {
+        json_t *ports = json_object_get(one, "ports"), *map = json_object(), *p;
+        size_t i;
+        json_array_foreach(ports, i, p) {
+            char text[256], proto[16] = "";
+            snprintf(text, sizeof text, "%s", json_string_value(p));
+            char *slash = strchr(text, '/');
+            if (slash) {
+                snprintf(proto, sizeof proto, "%s", slash);
+                *slash = '\0';
+            }
+            char *parts[3] = {NULL, NULL, NULL};
+            int n = 0;
+            for (char *q = text; n < 3; n++) {
+                parts[n] = q;
+                char *c = strchr(q, ':');
+                if (!c) {
+                    n++;
+                    break;
+                }
+                *c = '\0';
+                q = c + 1;
+            }
+            const char *addr = n == 3 ? parts[0] : NULL;
+            const char *host = n == 3 ? parts[1] : n == 2 ? parts[0] : "";
+            const char *cport = parts[n - 1];
+            if (!cport[0] || strspn(cport, "0123456789-") != strlen(cport)) {
+                snprintf(why, cap, "service '%s': ports: '%s' is not [[ADDRESS:]HOST:]PORT",
+                         id, json_string_value(p));
+                json_decref(map);
+                json_decref(ctx);
+                return -1;
+            }
+            char hp[16];
+            if (!host[0]) {
+                int fp = s_free_port(addr && addr[0] ? addr : NULL);
+                if (fp < 0) {
+                    snprintf(why, cap, "service '%s': no free port for %s", id, cport);
+                    json_decref(map);
+                    json_decref(ctx);
+                    return -1;
+                }
+                snprintf(hp, sizeof hp, "%d", fp);
+                host = hp;
+                char full[300];
+                snprintf(full, sizeof full, "%s%s%s:%s%s", addr ? addr : "", addr ? ":" : "",
+                         host, cport, proto);
+                json_array_set_new(ports, i, json_string(full));
+            }
+            json_object_set_new(map, cport, json_string(host));
+        }
+        char cname[sizeof job->ctr_name + 140];
+        snprintf(cname, sizeof cname, "%s-%s", job->ctr_name, id);
+        json_object_set_new(ctx, id, json_pack("{s:s,s:s,s:o}", "id", cname, "network",
+                                               job->ctr ? job->ctr_name : "", "ports", map));
+    }
+    kiln_jobctx_set_containers(job->jx,
+                               job->ctr ? json_pack("{s:s,s:s}", "id", job->ctr_name, "network",
+                                                    json_object_size(svc) ? job->ctr_name : "")
+                                        : NULL,
+                               ctx);
+    return 0;
+}
+
 int kiln_container_prepare(kiln_wjob_t *job, char *why, size_t cap)
 {
     if (job->ctr_ready)
         return 0;
     int rc = -1;
+    /* What an earlier try that failed left. */
+    json_decref(job->ctr);
+    job->ctr = NULL;
     /* The job's own container, or the worker's default job image (every
      * job in a fresh root file system: --job-image), or none (services
      * beside a job on the host). */
@@ -288,6 +385,8 @@ int kiln_container_prepare(kiln_wjob_t *job, char *why, size_t cap)
     for (const char *p = track; *p && o + 1 < sizeof job->ctr_name - 40; p++)
         job->ctr_name[o++] = isalnum((unsigned char)*p) || *p == '_' || *p == '.' ? *p : '-';
     job->ctr_name[o] = '\0';
+    if (s_ports(job, svc, why, cap) != 0)
+        goto cleanup;
     job->svc = svc;
     svc = NULL;
     if (kiln_native_choose(job, why, cap) != 0)

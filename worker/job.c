@@ -637,6 +637,12 @@ static int s_step_start(kiln_wjob_t *job)
     if (st->action_path && st->action_path[0])
         s_action_dir(job, st->action_path, apath, sizeof apath);
     kiln_jobctx_set_action(job->jx, st->id[0] ? st->id : action, apath);
+    /* The job's containers are made known before its first step's
+     * expressions (job.services.<id>.ports); an error here is the first
+     * container step's to report. */
+    if (!job->ctr_ready && (job->a->container.len > 0 || job->a->services.len > 0 ||
+                            (job->agent->cfg.job_image && job->agent->cfg.job_image[0])))
+        (void)kiln_container_prepare(job, err, sizeof err);
     /* A JavaScript action's post runs only when its main step ran. */
     json_t *js = st->js_action.len
                      ? json_loadb((const char *)st->js_action.data, st->js_action.len, 0, NULL)

@@ -242,6 +242,19 @@ void kiln_jobctx_set_status(kiln_jobctx_t *self, kiln_expr_status_t status)
                                                                   : "cancelled"));
 }
 
+void kiln_jobctx_set_containers(kiln_jobctx_t *self, json_t *container, json_t *services)
+{
+    json_t *job = json_object_get(self->contexts, "job");
+    if (!json_is_object(job)) {
+        job = json_object();
+        json_object_set_new(self->contexts, "job", job);
+    }
+    if (container)
+        json_object_set_new(job, "container", container);
+    if (services)
+        json_object_set_new(job, "services", services);
+}
+
 /* hashFiles() reads the job's workspace through worker/hashfiles.c. */
 static kiln_expr_env_t s_env(kiln_jobctx_t *self)
 {

@@ -51,6 +51,10 @@ void kiln_jobctx_destroy(kiln_jobctx_t **self_p);
 
 /* The job's status as status functions see it. */
 void kiln_jobctx_set_status(kiln_jobctx_t *self, kiln_expr_status_t status);
+/* job.container ({id, network}) and job.services (id -> {id, network,
+ * ports: container port -> host port}), once the job's containers are
+ * known; each taken (NULL: left as it is). */
+void kiln_jobctx_set_containers(kiln_jobctx_t *self, json_t *container, json_t *services);
 /* Whether step `st` runs: its if: (implicit success() without a status
  * function). KILN_EINVAL with err on an expression error. */
 int kiln_jobctx_step_condition(kiln_jobctx_t *self, const Kiln__StepSpec *st, bool *run,

@@ -229,26 +229,33 @@ jobs:
       web:
         image: $SVC_IMAGE
         ports: ['127.0.0.1:$PORT:8080']
+      any-port:
+        image: $SVC_IMAGE
+        ports: ['8080']
     steps:
       - run: |
+          echo "mapped \${{ job.services.web.ports['8080'] }} any \${{ job.services.any-port.ports[8080] != '' }} id \${{ job.services.web.id != '' }}"
           python3 - <<'PY'
           import time, urllib.request
-          for _ in range(50):
-              try:
-                  print("host got", urllib.request.urlopen("http://127.0.0.1:$PORT/i", timeout=2).read().decode().strip()); break
-              except OSError:
-                  time.sleep(0.1)
-          else:
-              raise SystemExit(1)
+          for port in ($PORT, \${{ job.services.any-port.ports['8080'] }}):
+              for _ in range(50):
+                  try:
+                      print("host got", urllib.request.urlopen("http://127.0.0.1:%d/i" % port, timeout=2).read().decode().strip()); break
+                  except OSError:
+                      time.sleep(0.1)
+              else:
+                  raise SystemExit(1)
           PY
 YML
 RC=0
 "$KILN" submit --wait "$T/svc.yml" >"$T/svc.out" 2>&1 || RC=$?
-[ $RC = 0 ] && grep -q "^in-container | hello from the service" "$T/svc.out" && grep -q "^on-host | host got hello from the service" "$T/svc.out" ||
+[ $RC = 0 ] && grep -q "^in-container | hello from the service" "$T/svc.out" && grep -q "^on-host | host got hello from the service" "$T/svc.out" &&
+    [ "$(grep -c "^on-host | host got hello from the service" "$T/svc.out")" = 2 ] &&
+    grep -q "^on-host | mapped $PORT any true id true" "$T/svc.out" ||
     fail "services: exit $RC: $(grep -E '\| |error' "$T/svc.out" | tail -n 12)"
 gone
 [ -z "$(podman network ls -q --filter "label=kiln.worker=w1-$$")" ] || fail "the job's network was left: $(podman network ls)"
-pass "services start beside the job: a container job reaches them by name, a job on the host by their mapped port; all removed at the end"
+pass "services start beside the job: a container job reaches them by name, a job on the host by their mapped port (job.services.<id>.ports, a free one when none is given); all removed at the end"
 
 # Health checks: the first step waits until the service is healthy (a
 # service that takes 2 s to listen, reached once, without retrying); one
