@@ -761,6 +761,17 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         kiln_container_quote(f, key);
     }
     fputs(" \"$n\"", f);
+    /* $GITHUB_PATH's directories before the image's own PATH, as GitHub
+     * gives them to a container's steps. */
+    char adds[8192];
+    if (kiln_jobctx_path_additions(job->jx, adds, sizeof adds) != 0) {
+        snprintf(why, cap, "the directories added to PATH are too long for a container step");
+        goto fail;
+    }
+    if (adds[0]) {
+        fputs(" /bin/sh -c 'PATH=\"$0:$PATH\" exec \"$@\"' ", f);
+        kiln_container_quote(f, adds);
+    }
     if (default_shell) {
         fputs(" sh -c 'if command -v bash >/dev/null 2>&1; then exec bash --noprofile --norc -eo "
               "pipefail \"$0\"; fi; exec sh -e \"$0\"' ",

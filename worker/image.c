@@ -426,7 +426,7 @@ int kiln_image_exec(const kiln_image_run_t *r, char *why, size_t cap)
     for (size_t i = 0; r->argv[i]; i++)
         max++;
     const char **av = calloc(max, sizeof *av);
-    char **owned = calloc(r->n_binds * 2 + json_array_size(r->env) * 2 + 1, sizeof *owned);
+    char **owned = calloc(r->n_binds * 2 + json_array_size(r->env) * 3 + 2, sizeof *owned);
     size_t n = 0, n_owned = 0;
     if (!av || !owned) {
         snprintf(why, cap, "out of memory");
@@ -480,6 +480,7 @@ int kiln_image_exec(const kiln_image_run_t *r, char *why, size_t cap)
     }
     size_t i;
     json_t *item;
+    bool path_set = false;
     json_array_foreach(r->env, i, item) {
         const char *kv = json_string_value(item);
         const char *eq = kv ? strchr(kv, '=') : NULL;
@@ -493,9 +494,33 @@ int kiln_image_exec(const kiln_image_run_t *r, char *why, size_t cap)
          * settings give way to the step's. */
         if (strcmp(key, "PATH") != 0 && getenv(key))
             continue;
+        const char *value = eq + 1;
+        if (strcmp(key, "PATH") == 0 && r->path_prepend && r->path_prepend[0]) {
+            char *joined = NULL;
+            if (asprintf(&joined, "%s:%s", r->path_prepend, value) < 0) {
+                snprintf(why, cap, "out of memory");
+                return -1;
+            }
+            owned[n_owned++] = joined;
+            value = joined;
+            path_set = true;
+        }
         av[n++] = "--setenv";
         av[n++] = key;
-        av[n++] = eq + 1;
+        av[n++] = value;
+    }
+    if (r->path_prepend && r->path_prepend[0] && !path_set) {
+        /* An image without a PATH of its own: the usual one after them. */
+        char *joined = NULL;
+        if (asprintf(&joined, "%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                     r->path_prepend) < 0) {
+            snprintf(why, cap, "out of memory");
+            return -1;
+        }
+        owned[n_owned++] = joined;
+        av[n++] = "--setenv";
+        av[n++] = "PATH";
+        av[n++] = joined;
     }
     av[n++] = "--setenv";
     av[n++] = "HOSTNAME";

@@ -45,6 +45,7 @@ typedef struct {
     const char *const *binds; /* "SRC:DST" or "SRC:DST:ro" */
     size_t n_binds;
     const json_t *env; /* the image's environment */
+    const char *path_prepend; /* directories before the image's PATH, or NULL */
     char *const *argv; /* the command, NULL-terminated */
 } kiln_image_run_t;
 

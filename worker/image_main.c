@@ -19,7 +19,7 @@ static void s_usage(FILE *f)
     fputs("usage: kiln-image pull  --store DIR [registry options] IMAGE\n"
           "       kiln-image run   --store DIR [registry options] --state DIR --hold NAME\n"
           "                        [--bind SRC:DST[:ro]]... [--cwd DIR] [--hostname NAME]\n"
-          "                        [--bwrap PATH] IMAGE -- COMMAND...\n"
+          "                        [--bwrap PATH] [--path-prepend DIR:...] IMAGE -- COMMAND...\n"
           "       kiln-image list  --store DIR\n"
           "       kiln-image gc    --store DIR --max-mb N\n"
           "registry options: --auth FILE (Docker-style auths), --insecure HOST,...,\n"
@@ -37,6 +37,7 @@ int main(int argc, char **argv)
     const char *verb = argv[1];
     kiln_image_opts_t o = {0};
     const char *state = NULL, *hold = NULL, *cwd = "/", *hostname = "kiln", *bwrap = NULL;
+    const char *path_prepend = NULL;
     const char *binds[S_BINDS_MAX];
     size_t n_binds = 0;
     static const struct option longs[] = {
@@ -46,6 +47,7 @@ int main(int argc, char **argv)
         {"state", required_argument, 0, 't'},    {"hold", required_argument, 0, 'h'},
         {"bind", required_argument, 0, 'b'},     {"cwd", required_argument, 0, 'c'},
         {"hostname", required_argument, 0, 'n'}, {"bwrap", required_argument, 0, 'w'},
+        {"path-prepend", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'H'},           {0, 0, 0, 0},
     };
     optind = 2;
@@ -76,6 +78,7 @@ int main(int argc, char **argv)
         case 'c': cwd = optarg; break;
         case 'n': hostname = optarg; break;
         case 'w': bwrap = optarg; break;
+        case 'P': path_prepend = optarg; break;
         case 'H': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
@@ -145,6 +148,7 @@ int main(int argc, char **argv)
     kiln_image_run_t r = {
         .rootfs = rootfs, .state = state, .bwrap = bwrap, .cwd = cwd, .hostname = hostname,
         .binds = binds, .n_binds = n_binds, .env = env, .argv = argv + optind + 1,
+        .path_prepend = path_prepend,
     };
     kiln_image_exec(&r, why, sizeof why);
     printf("::error title=container::%s\n", why);

@@ -255,6 +255,19 @@ void kiln_jobctx_set_containers(kiln_jobctx_t *self, json_t *container, json_t *
         json_object_set_new(job, "services", services);
 }
 
+int kiln_jobctx_path_additions(kiln_jobctx_t *self, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = self->paths.n; i-- > 0;) {
+        int n = snprintf(out + o, cap - o, "%s%s", o ? ":" : "", kiln_kv_value(&self->paths, i));
+        if (n < 0 || (size_t)n >= cap - o)
+            return -1;
+        o += (size_t)n;
+    }
+    return 0;
+}
+
 /* hashFiles() reads the job's workspace through worker/hashfiles.c. */
 static kiln_expr_env_t s_env(kiln_jobctx_t *self)
 {

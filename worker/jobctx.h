@@ -55,6 +55,10 @@ void kiln_jobctx_set_status(kiln_jobctx_t *self, kiln_expr_status_t status);
  * ports: container port -> host port}), once the job's containers are
  * known; each taken (NULL: left as it is). */
 void kiln_jobctx_set_containers(kiln_jobctx_t *self, json_t *container, json_t *services);
+/* The directories $GITHUB_PATH added so far, latest first, ':'-joined
+ * into out ("" when none): a container's steps get them before the
+ * image's own PATH. 0, or -1 when they do not fit. */
+int kiln_jobctx_path_additions(kiln_jobctx_t *self, char *out, size_t cap);
 /* Whether step `st` runs: its if: (implicit success() without a status
  * function). KILN_EINVAL with err on an expression error. */
 int kiln_jobctx_step_condition(kiln_jobctx_t *self, const Kiln__StepSpec *st, bool *run,

@@ -19,6 +19,7 @@
 #include "worker/agent_int.h"
 #include "worker/container.h"
 #include "worker/imagestore.h"
+#include "worker/jobctx.h"
 
 int kiln_native_find(kiln_native_t *out, const char *mode, const char *work_dir,
                      const char *auth, const char *insecure, const char *mirror,
@@ -198,6 +199,14 @@ int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_she
     size_t i;
     json_array_foreach(json_object_get(job->ctr, "volumes"), i, v)
         s_opt(f, "--bind", json_string_value(v));
+    char adds[8192];
+    if (kiln_jobctx_path_additions(job->jx, adds, sizeof adds) != 0) {
+        snprintf(why, cap, "the directories added to PATH are too long for a container step");
+        fclose(f);
+        return -1;
+    }
+    if (adds[0])
+        s_opt(f, "--path-prepend", adds);
     s_opt(f, "--cwd", cwd);
     char host[64];
     snprintf(host, sizeof host, "%s", job->ctr_name);

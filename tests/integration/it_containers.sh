@@ -119,6 +119,10 @@ jobs:
           echo "output \${{ steps.one.outputs.answer }} file \$(cat inside.txt) same-container \$([ "\$(cat host.txt)" = "host \$(hostname)" ] && echo yes)"
       - working-directory: /etc
         run: echo "in \$(pwd) \$(cat image-name)"
+      - run: |
+          mkdir -p tools && printf '#!/bin/sh\\necho tool on PATH\\n' >tools/kiln-tool && chmod +x tools/kiln-tool
+          echo "\$PWD/tools" >>"\$GITHUB_PATH"
+      - run: kiln-tool
 YML
 RC=0
 "$KILN" submit --wait "$T/ok.yml" >"$T/ok.out" 2>&1 || RC=$?
@@ -126,7 +130,8 @@ RC=0
 grep -q "^a | image kiln-it-image shell /bin/busybox pwd-same yes" "$T/ok.out" &&
     grep -q "^a | env set-in-container set-in-job" "$T/ok.out" &&
     grep -q "^a | output 42 file made-inside same-container yes" "$T/ok.out" &&
-    grep -q "^a | in /etc kiln-it-image" "$T/ok.out" ||
+    grep -q "^a | in /etc kiln-it-image" "$T/ok.out" &&
+    grep -q "^a | tool on PATH" "$T/ok.out" ||
     fail "the steps did not run in the container: $(grep -E '^a \|' "$T/ok.out")"
 [ "$(grep -c "Starting the job's container" "$T/ok.out")" = 1 ] || fail "the container was not started once: $(grep -c Starting "$T/ok.out")"
 gone

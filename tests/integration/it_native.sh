@@ -104,18 +104,23 @@ jobs:
           echo "answer=42" >>"\$GITHUB_OUTPUT"
           echo made-inside >inside.txt
       - run: echo "next step sees \$(cat /usr/kiln-installed/file) output \${{ steps.s.outputs.answer }} file \$(cat inside.txt)"
+      - run: |
+          mkdir -p tools && printf '#!/bin/sh\\necho tool on PATH\\n' >tools/kiln-tool && chmod +x tools/kiln-tool
+          echo "\$PWD/tools" >>"\$GITHUB_PATH"
+      - run: kiln-tool
 YML
 RC=0
 "$KILN" submit --wait "$T/one.yml" >"$T/one.out" 2>&1 || RC=$?
 [ $RC = 0 ] || fail "the native container job exited $RC: $(tail -n 15 "$T/one.out")"
 grep -q "^a | base from the base env container-env image-env pwd-same yes" "$T/one.out" &&
     grep -q "^a | usr before: .*No such file" "$T/one.out" &&
-    grep -q "^a | next step sees x output 42 file made-inside" "$T/one.out" ||
+    grep -q "^a | next step sees x output 42 file made-inside" "$T/one.out" &&
+    grep -q "^a | tool on PATH" "$T/one.out" ||
     fail "the steps did not run in the image: $(grep -E '^a \|' "$T/one.out")"
 grep -q "^a | Pulled $REG/kiln/bb:1 (sha256:[0-9a-f]*): 1 layers, 1 fetched" "$T/one.out" ||
     fail "the first job did not pull its layer: $(grep -E '^a \|' "$T/one.out")"
 [ ! -e /usr/kiln-installed ] || fail "the job's install reached the host"
-pass "a native container job runs in its image (container env, image env, workspace at the same path, outputs); the first pull fetches its layer"
+pass "a native container job runs in its image (container env, image env, workspace at the same path, outputs, GITHUB_PATH); the first pull fetches its layer"
 
 RC=0
 "$KILN" submit --wait "$T/one.yml" >"$T/two.out" 2>&1 || RC=$?
