@@ -810,9 +810,19 @@ int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json
     json_t *inputs = json_object();
     char *words[S_WORDS_MAX], wbuf[4096];
     int n_words = 0;
-    if (!e->path[0]) {
-        snprintf(why, cap, "the Docker action '%s' cannot run on this worker: %s", uses ? uses : "?",
-                 e->why);
+    /* An image by reference runs natively on a worker whose runtime is
+     * native, or that has no engine; a Dockerfile needs an engine. */
+    const kiln_native_t *nat = &job->agent->native;
+    bool by_ref = image && strncmp(image, "docker://", 9) == 0;
+    bool native = by_ref && !nat->why[0] && strcmp(nat->mode, "engine") != 0 &&
+                  (strcmp(nat->mode, "native") == 0 || !e->path[0]);
+    if (!native && !e->path[0]) {
+        snprintf(why, cap, "the Docker action '%s' cannot run on this worker: %s%s%s",
+                 uses ? uses : "?", e->why,
+                 !by_ref ? "; an action built from a Dockerfile needs an engine" : "",
+                 by_ref && nat->why[0] ? "; natively, " : "");
+        if (by_ref && nat->why[0])
+            strncat(why, nat->why, cap - strlen(why) - 1);
         goto cleanup;
     }
     /* Its args speak of its inputs: the with: values as this step sees them. */
@@ -855,6 +865,11 @@ int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json
         for (int w = 0; w < n_words; w++)
             json_array_append_new(args, json_string(words[w]));
         free(val);
+    }
+    if (native) {
+        rc = kiln_native_docker(job, js, inputs, args, image + 9, entry, wrapper, why, cap);
+        json_decref(args);
+        goto cleanup;
     }
     int fd = open(wrapper, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
     if (fd < 0 || !(f = fdopen(fd, "w"))) {

@@ -262,10 +262,14 @@ static int s_pull(const kiln_image_opts_t *o, const kiln_imageref_t *ref, const 
             (unsigned long long)fetched_bytes, json_array_size(ldesc) - fetched);
     if (s_build(o->store, layers, chains, log, why, cap) != 0)
         goto cleanup;
-    json_t *env = json_object_get(json_object_get(cfg, "config"), "Env");
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:O,s:O,s:O}", "ref", ref->canonical, "manifest",
-                            digest, "config", cdig, "layers", layers, "chains", chains, "env",
-                            json_is_array(env) ? env : json_array());
+    json_t *cc = json_object_get(cfg, "config");
+    json_t *env = json_object_get(cc, "Env");
+    json_t *ep = json_object_get(cc, "Entrypoint"), *cmd = json_object_get(cc, "Cmd");
+    json_t *doc = json_pack("{s:s,s:s,s:s,s:O,s:O,s:o,s:o,s:o}", "ref", ref->canonical,
+                            "manifest", digest, "config", cdig, "layers", layers, "chains",
+                            chains, "env", json_is_array(env) ? json_incref(env) : json_array(),
+                            "entrypoint", json_is_array(ep) ? json_incref(ep) : json_array(),
+                            "cmd", json_is_array(cmd) ? json_incref(cmd) : json_array());
     if (!doc) {
         snprintf(why, cap, "out of memory");
         goto cleanup;
@@ -289,13 +293,13 @@ cleanup:
     return rc;
 }
 
-int kiln_image_ensure(const kiln_image_opts_t *o, const char *image, const char *hold,
-                      char *rootfs, size_t rootfs_cap, json_t **env, FILE *log, char *why,
+int kiln_image_ensure(const kiln_image_opts_t *o, const char *name_text, const char *hold,
+                      char *rootfs, size_t rootfs_cap, json_t **image, FILE *log, char *why,
                       size_t cap)
 {
-    *env = NULL;
+    *image = NULL;
     kiln_imageref_t ref;
-    if (kiln_imageref_parse(image, &ref, why, cap) != 0 || s_mkdirs(o->store, why, cap) != 0)
+    if (kiln_imageref_parse(name_text, &ref, why, cap) != 0 || s_mkdirs(o->store, why, cap) != 0)
         return -1;
     char name[1100], path[4200];
     kiln_imagestore_ref_name(ref.canonical, name, sizeof name);
@@ -337,7 +341,7 @@ int kiln_image_ensure(const kiln_image_opts_t *o, const char *image, const char 
         snprintf(why, cap, "the image store's path is too long");
         goto cleanup;
     }
-    *env = json_incref(json_object_get(doc, "env"));
+    *image = json_incref(doc);
     rc = 0;
 cleanup:
     json_decref(doc);

@@ -27,13 +27,13 @@ typedef struct {
     uint64_t max_bytes; /* the store's quota (0: none) */
 } kiln_image_opts_t;
 
-/* Makes sure image is in the store with its root file system built, and
- * holds it for job hold (kept from eviction until released). rootfs: the
- * root's path; env: the image's configured environment ("K=V" strings,
- * the caller's to decref). Progress and figures go to log. 0, or -1 with
- * why. */
-int kiln_image_ensure(const kiln_image_opts_t *opts, const char *image, const char *hold,
-                      char *rootfs, size_t rootfs_cap, json_t **env, FILE *log, char *why,
+/* Makes sure the image named is in the store with its root file system
+ * built, and holds it for job hold (kept from eviction until released).
+ * rootfs: the root's path; image: its record ("env", "entrypoint", "cmd"
+ * as its config gives them; the caller's to decref). Progress and figures
+ * go to log. 0, or -1 with why. */
+int kiln_image_ensure(const kiln_image_opts_t *opts, const char *name, const char *hold,
+                      char *rootfs, size_t rootfs_cap, json_t **image, FILE *log, char *why,
                       size_t cap);
 
 typedef struct {

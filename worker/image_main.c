@@ -4,6 +4,7 @@
  * it in the sandbox; `pull`, `list` and `gc` are there to warm, inspect or
  * trim a worker's store by hand. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +14,15 @@
 #include "worker/imagestore.h"
 
 #define S_BINDS_MAX 64
+#define S_ARGS_MAX 256
 
 static void s_usage(FILE *f)
 {
     fputs("usage: kiln-image pull  --store DIR [registry options] IMAGE\n"
           "       kiln-image run   --store DIR [registry options] --state DIR --hold NAME\n"
           "                        [--bind SRC:DST[:ro]]... [--cwd DIR] [--hostname NAME]\n"
-          "                        [--bwrap PATH] [--path-prepend DIR:...] IMAGE -- COMMAND...\n"
+          "                        [--bwrap PATH] [--path-prepend DIR:...]\n"
+          "                        [--entrypoint PROGRAM] [--image-command] IMAGE -- [ARG...]\n"
           "       kiln-image list  --store DIR\n"
           "       kiln-image gc    --store DIR --max-mb N\n"
           "registry options: --auth FILE (Docker-style auths), --insecure HOST,...,\n"
@@ -37,7 +40,8 @@ int main(int argc, char **argv)
     const char *verb = argv[1];
     kiln_image_opts_t o = {0};
     const char *state = NULL, *hold = NULL, *cwd = "/", *hostname = "kiln", *bwrap = NULL;
-    const char *path_prepend = NULL;
+    const char *path_prepend = NULL, *entrypoint = NULL;
+    bool image_command = false;
     const char *binds[S_BINDS_MAX];
     size_t n_binds = 0;
     static const struct option longs[] = {
@@ -48,6 +52,8 @@ int main(int argc, char **argv)
         {"bind", required_argument, 0, 'b'},     {"cwd", required_argument, 0, 'c'},
         {"hostname", required_argument, 0, 'n'}, {"bwrap", required_argument, 0, 'w'},
         {"path-prepend", required_argument, 0, 'P'},
+        {"entrypoint", required_argument, 0, 'E'},
+        {"image-command", no_argument, 0, 'I'},
         {"help", no_argument, 0, 'H'},           {0, 0, 0, 0},
     };
     optind = 2;
@@ -79,6 +85,8 @@ int main(int argc, char **argv)
         case 'n': hostname = optarg; break;
         case 'w': bwrap = optarg; break;
         case 'P': path_prepend = optarg; break;
+        case 'E': entrypoint = optarg; break;
+        case 'I': image_command = true; break;
         case 'H': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
@@ -117,8 +125,9 @@ int main(int argc, char **argv)
     const char *image = argv[optind++];
     bool run = strcmp(verb, "run") == 0;
     if (run && (!state || !hold || optind >= argc || strcmp(argv[optind], "--") != 0 ||
-                optind + 1 >= argc)) {
-        fprintf(stderr, "kiln-image: run needs --state, --hold, IMAGE, -- and a command\n");
+                (optind + 1 >= argc && !image_command))) {
+        fprintf(stderr, "kiln-image: run needs --state, --hold, IMAGE, -- and a command (or "
+                        "--image-command)\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -144,10 +153,39 @@ int main(int argc, char **argv)
         }
         bwrap = found;
     }
+    /* With --image-command, Docker's rule: the entrypoint (the image's, or
+     * --entrypoint's), then the arguments given, or the image's Cmd when
+     * none are and the entrypoint is the image's. */
+    char **cmd = argv + optind + 1;
+    char *built[S_ARGS_MAX + 1];
+    if (image_command) {
+        size_t n = 0;
+        json_t *ep = json_object_get(env, "entrypoint"), *ic = json_object_get(env, "cmd");
+        size_t i;
+        json_t *w;
+        if (entrypoint)
+            built[n++] = (char *)entrypoint;
+        else
+            json_array_foreach(ep, i, w) if (n < S_ARGS_MAX) built[n++] = (char *)json_string_value(w);
+        if (*cmd) {
+            for (char **a = cmd; *a && n < S_ARGS_MAX; a++)
+                built[n++] = *a;
+        } else if (!entrypoint) {
+            json_array_foreach(ic, i, w) if (n < S_ARGS_MAX) built[n++] = (char *)json_string_value(w);
+        }
+        if (n == 0 || n == S_ARGS_MAX) {
+            printf("::error title=container::the image %s gives no command to run%s\n", image,
+                   n ? " (or too long a one)" : "");
+            json_decref(env);
+            return 1;
+        }
+        built[n] = NULL;
+        cmd = built;
+    }
     fflush(stdout);
     kiln_image_run_t r = {
         .rootfs = rootfs, .state = state, .bwrap = bwrap, .cwd = cwd, .hostname = hostname,
-        .binds = binds, .n_binds = n_binds, .env = env, .argv = argv + optind + 1,
+        .binds = binds, .n_binds = n_binds, .env = json_object_get(env, "env"), .argv = cmd,
         .path_prepend = path_prepend,
     };
     kiln_image_exec(&r, why, sizeof why);

@@ -80,8 +80,17 @@ void kiln_imagestore_release(const char *dir, const char *job)
 {
     char path[4200];
     if (job) {
-        snprintf(path, sizeof path, "%s/holds/%s", dir, job);
-        unlink(path);
+        snprintf(path, sizeof path, "%s/holds", dir);
+        char **names = NULL;
+        size_t n = 0, len = strlen(job);
+        kiln_fs_names(path, 0, &names, &n);
+        for (size_t i = 0; i < n; i++) {
+            if (strncmp(names[i], job, len) != 0 || (names[i][len] && names[i][len] != '.'))
+                continue;
+            snprintf(path, sizeof path, "%s/holds/%s", dir, names[i]);
+            unlink(path);
+        }
+        kiln_fs_names_free(names, n);
         return;
     }
     snprintf(path, sizeof path, "%s/holds", dir);

@@ -34,8 +34,9 @@ void kiln_imagestore_ref_name(const char *ref, char *out, size_t cap);
 void kiln_imagestore_list(const char *dir, char ***refs, size_t *n);
 void kiln_imagestore_list_free(char **refs, size_t n);
 
-/* Drops job's hold (the job ended); every hold when job is NULL (the
- * worker starts, so no job of its holds any). */
+/* Drops job's holds (the job ended): JOB and JOB.* (its Docker actions');
+ * every hold when job is NULL (the worker starts, so no job of its holds
+ * any). */
 void kiln_imagestore_release(const char *dir, const char *job);
 
 /* Evicts least recently used images until the store (blobs and chains'

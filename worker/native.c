@@ -97,6 +97,8 @@ int kiln_native_choose(kiln_wjob_t *job, char *why, size_t cap)
     const char *unfit = s_unfit(job);
     const char *image = job->ctr ? json_string_value(json_object_get(job->ctr, "image")) : NULL;
     job->native = false;
+    if (!job->ctr && !json_object_size(job->svc))
+        return 0; /* no container (a Docker action's step asks for its name) */
     if (strcmp(n->mode, "engine") != 0 && !unfit && !n->why[0]) {
         job->native = true;
         return 0;
@@ -137,6 +139,27 @@ static void s_opt(FILE *f, const char *flag, const char *value)
     kiln_container_quote(f, value);
 }
 
+/* The kiln-image options every native step shares. */
+static void s_common(FILE *f, const kiln_native_t *n, const char *auth)
+{
+    fputs("exec ", f);
+    kiln_container_quote(f, n->program);
+    fputs(" run", f);
+    s_opt(f, "--store", n->store);
+    if (auth && auth[0])
+        s_opt(f, "--auth", auth);
+    else if (n->auth[0])
+        s_opt(f, "--auth", n->auth);
+    if (n->insecure[0])
+        s_opt(f, "--insecure", n->insecure);
+    if (n->mirror[0])
+        s_opt(f, "--mirror", n->mirror);
+    if (n->pull_always)
+        fputs(" --pull always", f);
+    fprintf(f, " --max-mb %d", n->max_mb);
+    s_opt(f, "--bwrap", n->bwrap);
+}
+
 int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_shell,
                      const char *script, const char *cwd, const char *wrapper, char *why,
                      size_t cap)
@@ -167,27 +190,13 @@ int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_she
     }
     if (mkdir(job->agent->actions_dir, 0700) != 0 && errno != EEXIST)
         kiln_log_warn("cannot make %s: %s", job->agent->actions_dir, strerror(errno));
-    fputs("exec ", f);
-    kiln_container_quote(f, n->program);
-    fputs(" run", f);
-    s_opt(f, "--store", n->store);
     /* The job's own credentials for its image, else the farm's. */
     char auth[KILN_WORKSPACE_PATH_MAX + 80];
     if (kiln_container_authfile(job, job->ctr, 0, auth, sizeof auth, why, cap) != 0) {
         fclose(f);
         return -1;
     }
-    if (auth[0])
-        s_opt(f, "--auth", auth);
-    else if (n->auth[0])
-        s_opt(f, "--auth", n->auth);
-    if (n->insecure[0])
-        s_opt(f, "--insecure", n->insecure);
-    if (n->mirror[0])
-        s_opt(f, "--mirror", n->mirror);
-    if (n->pull_always)
-        fputs(" --pull always", f);
-    fprintf(f, " --max-mb %d", n->max_mb);
+    s_common(f, n, auth);
     char state[KILN_WORKSPACE_PATH_MAX + 32], mount[PATH_MAX * 2 + 8];
     snprintf(state, sizeof state, "%s/.kiln-native", job->ws.root);
     s_opt(f, "--state", state);
@@ -211,7 +220,6 @@ int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_she
     char host[64];
     snprintf(host, sizeof host, "%s", job->ctr_name);
     s_opt(f, "--hostname", host);
-    s_opt(f, "--bwrap", n->bwrap);
     fputc(' ', f);
     kiln_container_quote(f, json_string_value(json_object_get(job->ctr, "image")));
     fputs(" --", f);
@@ -225,6 +233,82 @@ int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_she
             fputc(' ', f);
             kiln_container_quote(f, argv[a]);
         }
+    }
+    fputc('\n', f);
+    bool bad = ferror(f) != 0;
+    if (fclose(f) != 0 || bad) {
+        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
+        return -1;
+    }
+    job->native_used = true;
+    return 0;
+}
+
+int kiln_native_docker(kiln_wjob_t *job, const json_t *js, json_t *inputs, const json_t *args,
+                       const char *image, const char *entry, const char *wrapper, char *why,
+                       size_t cap)
+{
+    const kiln_native_t *n = &job->agent->native;
+    char state[KILN_WORKSPACE_PATH_MAX + 64], mount[PATH_MAX * 2 + 32], hold[300];
+    snprintf(state, sizeof state, "%s/.kiln-native", job->ws.root);
+    if (mkdir(state, 0700) != 0 && errno != EEXIST) {
+        snprintf(why, cap, "cannot make %s: %s", state, strerror(errno));
+        return -1;
+    }
+    /* A fresh root per run of the action, as `docker run --rm` gives. */
+    snprintf(state, sizeof state, "%s/.kiln-native/step-%zu", job->ws.root, job->step);
+    kiln_fs_rmtree(state);
+    snprintf(hold, sizeof hold, "%s.step-%zu", job->ctr_name, job->step);
+    int fd = open(wrapper, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    fputs("#!/bin/sh\n# kiln-worker: this step runs a Docker action natively.\n", f);
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(js, "env"), k, v) {
+        char *val = NULL, err[400];
+        if (!s_name_ok(k)) {
+            snprintf(why, cap, "runs.env: '%.100s' is not a variable name", k);
+            fclose(f);
+            return -1;
+        }
+        if (kiln_jobctx_interpolate_inputs(job->jx, json_string_value(v) ?: "", inputs, &val,
+                                           err, sizeof err) != 0) {
+            snprintf(why, cap, "runs.env.%s: %s", k, err);
+            fclose(f);
+            return -1;
+        }
+        fprintf(f, "export %s=", k);
+        kiln_container_quote(f, val ? val : "");
+        fputc('\n', f);
+        free(val);
+    }
+    fputs("export GITHUB_WORKSPACE=/github/workspace\n", f);
+    s_common(f, n, NULL);
+    s_opt(f, "--state", state);
+    s_opt(f, "--hold", hold);
+    snprintf(mount, sizeof mount, "%s:%s", job->ws.root, job->ws.root);
+    s_opt(f, "--bind", mount);
+    snprintf(mount, sizeof mount, "%s:/github/workspace", job->ws.ws);
+    s_opt(f, "--bind", mount);
+    s_opt(f, "--cwd", "/github/workspace");
+    char host[64];
+    snprintf(host, sizeof host, "%s", job->ctr_name);
+    s_opt(f, "--hostname", host);
+    if (entry && entry[0])
+        s_opt(f, "--entrypoint", entry);
+    fputs(" --image-command ", f);
+    kiln_container_quote(f, image);
+    fputs(" --", f);
+    size_t i;
+    json_array_foreach(args, i, v) {
+        fputc(' ', f);
+        kiln_container_quote(f, json_string_value(v));
     }
     fputc('\n', f);
     bool bad = ferror(f) != 0;

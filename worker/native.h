@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 typedef struct kiln_wjob kiln_wjob_t;
 
 typedef struct {
@@ -47,6 +49,14 @@ int kiln_native_choose(kiln_wjob_t *job, char *why, size_t cap);
 int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_shell,
                      const char *script, const char *cwd, const char *wrapper, char *why,
                      size_t cap);
+
+/* Writes the host script that runs a Docker action's phase natively: the
+ * image (a reference, without docker://) with its entrypoint (or entry),
+ * args, the action's runs.env evaluated with its inputs, the workspace at
+ * /github/workspace on an overlay of the step's own. 0, or -1 with why. */
+int kiln_native_docker(kiln_wjob_t *job, const json_t *js, json_t *inputs, const json_t *args,
+                       const char *image, const char *entry, const char *wrapper, char *why,
+                       size_t cap);
 
 /* Releases the job's image and removes its upper layer, without waiting. */
 void kiln_native_remove(kiln_wjob_t *job);

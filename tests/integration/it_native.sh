@@ -73,6 +73,29 @@ grep -q "^native container runtime: yes: .*kiln-image with .*bwrap" "$T/check.ou
     fail "kiln-worker --check: $(cat "$T/check.out")"
 pass "kiln-worker --check says the native runtime works here"
 
+# acme/regdock: a Docker action whose image is in the test registry.
+D=$T/actions/acme/regdock
+mkdir -p "$D"
+tgit init -q "$D"
+cat >"$D/action.yml" <<YML
+name: regdock
+inputs:
+  who: {default: nobody}
+outputs:
+  greeting: {description: the greeting}
+runs:
+  using: docker
+  image: docker://$REG/kiln/bb:1
+  entrypoint: /bin/sh
+  args:
+    - -c
+    - 'echo "native docker action: who=\$INPUT_WHO arg=\$0 env=\$FROM_ACTION ws=\$GITHUB_WORKSPACE pwd=\$(pwd) file=\$(cat made.txt) base=\$(cat /etc/base-file)"; echo "greeting=hi \$INPUT_WHO" >>"\$GITHUB_OUTPUT"'
+    - \${{ inputs.who }}
+  env:
+    FROM_ACTION: yes-\${{ inputs.who }}
+YML
+tgit -C "$D" add -A && tgit -C "$D" commit -qm first && tgit -C "$D" tag v1
+
 start_redis
 make_keys
 admit_worker "n1-$$"
@@ -81,7 +104,7 @@ admit_worker "n3-$$"
 admit_worker "c1-$$"
 admit_worker "c2-$$"
 admit_worker "e1-$$"
-start_coordinator
+start_coordinator --actions-source "$T/actions"
 start_worker "n1-$$" --labels linux,first --container-runtime native
 wait_workers 1
 STORE=$T/work/n1-$$/images
@@ -378,3 +401,33 @@ S2=$(sed -n 's/^second | stamp //p' "$T/build.out")
 [ -n "$S1" ] && [ "$S1" = "$S2" ] || fail "the second build did not reuse the first one's layer: '$S1' and '$S2'"
 [ "$(CONTAINERS_STORAGE_CONF=$T/storage-c2.conf buildah images -q | wc -l)" -ge 1 ] || fail "c2 has no storage of its own"
 pass "with KILN_CACHE_REGISTRY a build on one worker reuses the layers a build on another pushed there"
+
+# Docker actions natively: one from the registry with inputs, args, env and
+# an output, and a docker:// step with with.entrypoint and with.args.
+cat >"$T/dock.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: first
+    steps:
+      - run: echo from-the-workspace >made.txt
+      - id: d
+        uses: acme/regdock@v1
+        with:
+          who: kiln
+      - run: echo "output \${{ steps.d.outputs.greeting }}"
+      - uses: docker://$REG/kiln/bb:2
+        with:
+          entrypoint: /bin/sh
+          args: -c "echo direct step \$(cat /etc/second-file) in \$(pwd)"
+YML
+RC=0
+"$KILN" submit --wait "$T/dock.yml" >"$T/dock.out" 2>&1 || RC=$?
+[ $RC = 0 ] || fail "native Docker actions: exit $RC: $(grep -E '^a \|' "$T/dock.out" | tail -n 12)"
+grep -q "^a | native docker action: who=kiln arg=kiln env=yes-kiln ws=/github/workspace pwd=/github/workspace file=from-the-workspace base=from the base" "$T/dock.out" &&
+    grep -q "^a | output hi kiln" "$T/dock.out" &&
+    grep -q "^a | direct step second in /github/workspace" "$T/dock.out" ||
+    fail "native Docker actions: $(grep -E '^a \|' "$T/dock.out" | tail -n 12)"
+for _ in $(seq 1 50); do [ -z "$(ls "$STORE/holds")" ] && break; sleep 0.1; done
+[ -z "$(ls "$STORE/holds")" ] || fail "the Docker actions' holds were left: $(ls "$STORE/holds")"
+pass "Docker actions run natively on a native worker: an image from the registry with inputs, args, env and outputs, and a docker:// step; the workspace at /github/workspace"
