@@ -106,8 +106,8 @@ static int s_hold(const char *store, const char *hold, const char *name, char *w
 }
 
 /* Builds the chains of layers[0..n) that are not there yet. */
-static int s_build(const char *store, json_t *layers, json_t *chains, FILE *log, char *why,
-                   size_t cap)
+static int s_build(const char *store, json_t *layers, json_t *chains, uint64_t max_bytes,
+                   FILE *log, char *why, size_t cap)
 {
     size_t n = json_array_size(layers);
     size_t have = n;
@@ -144,7 +144,7 @@ static int s_build(const char *store, json_t *layers, json_t *chains, FILE *log,
         s_blob_path(store, layer, blob, sizeof blob);
         uint64_t bytes = 0;
         int64_t t0 = kiln_clock_mono_ms();
-        if (kiln_layers_apply(tmp, blob, &bytes, why, cap) != 0) {
+        if (kiln_layers_apply(tmp, blob, max_bytes, &bytes, why, cap) != 0) {
             kiln_fs_rmtree(tmp);
             return -1;
         }
@@ -260,7 +260,7 @@ static int s_pull(const kiln_image_opts_t *o, const kiln_imageref_t *ref, const 
     fprintf(log, "Pulled %s (%s): %zu layers, %zu fetched (%llu bytes), %zu present\n",
             ref->canonical, digest, json_array_size(ldesc), fetched,
             (unsigned long long)fetched_bytes, json_array_size(ldesc) - fetched);
-    if (s_build(o->store, layers, chains, log, why, cap) != 0)
+    if (s_build(o->store, layers, chains, o->max_bytes, log, why, cap) != 0)
         goto cleanup;
     json_t *cc = json_object_get(cfg, "config");
     json_t *env = json_object_get(cc, "Env");

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -122,6 +123,17 @@ static bool s_needs(const s_ref_t *refs, size_t n, const char *key, const char *
     return false;
 }
 
+/* Whether a temporary name's writer (NAME.part-PID, tmp-HEX.PID) is gone:
+ * a pull or a build cut short by a kill leaves them. */
+static bool s_orphan(const char *name)
+{
+    const char *p = strrchr(name, strstr(name, ".part-") ? '-' : '.');
+    if (!p || !p[1] || strspn(p + 1, "0123456789") != strlen(p + 1))
+        return false;
+    pid_t pid = (pid_t)atol(p + 1);
+    return pid > 0 && kill(pid, 0) != 0 && errno == ESRCH;
+}
+
 /* Removes the chains and blobs no remaining image needs; the bytes left. */
 static uint64_t s_sweep(const char *dir, const s_ref_t *refs, size_t n)
 {
@@ -147,6 +159,9 @@ static uint64_t s_sweep(const char *dir, const s_ref_t *refs, size_t n)
             kiln_fs_rmtree(path);
             snprintf(path, sizeof path, "%s/%s", sub, nm);
             unlink(path);
+        } else if (strncmp(nm, "tmp-", 4) == 0 && s_orphan(nm)) {
+            snprintf(path, sizeof path, "%s/%s", sub, nm);
+            kiln_fs_rmtree(path);
         } else if (len == 64 && !s_needs(refs, n, "chains", nm)) {
             /* A chain whose description is gone (an eviction cut short). */
             snprintf(path, sizeof path, "%s/%s.json", sub, nm);
@@ -171,7 +186,7 @@ static uint64_t s_sweep(const char *dir, const s_ref_t *refs, size_t n)
                 total += (uint64_t)st.st_size;
             continue;
         }
-        if (strlen(names[i]) == 64)
+        if (strlen(names[i]) == 64 || (strstr(names[i], ".part-") && s_orphan(names[i])))
             unlink(path);
     }
     kiln_fs_names_free(names, n_names);

@@ -274,8 +274,11 @@ typedef struct {
     struct timespec mtime;
 } s_dirmeta_t;
 
-static int s_copy_data(struct archive *a, int fd, la_int64_t size, uint64_t *bytes)
+static int s_copy_data(struct archive *a, int fd, la_int64_t size, uint64_t *bytes,
+                       uint64_t max)
 {
+    if (size > 0 && max && *bytes + (uint64_t)size > max)
+        return -3;
     const void *buf;
     size_t len;
     la_int64_t off;
@@ -293,6 +296,8 @@ static int s_copy_data(struct archive *a, int fd, la_int64_t size, uint64_t *byt
             done += (size_t)w;
         }
         *bytes += len;
+        if (max && *bytes > max)
+            return -3;
     }
     if (r != ARCHIVE_EOF)
         return -2;
@@ -300,8 +305,8 @@ static int s_copy_data(struct archive *a, int fd, la_int64_t size, uint64_t *byt
     return size > 0 && ftruncate(fd, size) != 0 ? -1 : 0;
 }
 
-int kiln_layers_apply(const char *root, const char *layer, uint64_t *bytes, char *why,
-                      size_t cap)
+int kiln_layers_apply(const char *root, const char *layer, uint64_t max_bytes, uint64_t *bytes,
+                      char *why, size_t cap)
 {
     *bytes = 0;
     int rc = -1;
@@ -414,7 +419,7 @@ int kiln_layers_apply(const char *root, const char *layer, uint64_t *bytes, char
                 if (fd < 0)
                     fail = -1;
                 else {
-                    fail = s_copy_data(a, fd, archive_entry_size(e), bytes);
+                    fail = s_copy_data(a, fd, archive_entry_size(e), bytes, max_bytes);
                     if (fail == 0 && owner &&
                         fchown(fd, (uid_t)archive_entry_uid(e), (gid_t)archive_entry_gid(e)) !=
                             0)
@@ -428,9 +433,14 @@ int kiln_layers_apply(const char *root, const char *layer, uint64_t *bytes, char
                     }
                     if (close(fd) != 0 && fail == 0)
                         fail = -1;
-                    if (fail == -2) {
-                        snprintf(why, cap, "layer %s: entry '%.300s': %s", layer, path,
-                                 archive_error_string(a));
+                    if (fail == -2 || fail == -3) {
+                        if (fail == -2)
+                            snprintf(why, cap, "layer %s: entry '%.300s': %s", layer, path,
+                                     archive_error_string(a));
+                        else
+                            snprintf(why, cap, "layer %s: entry '%.300s': the layer expands "
+                                               "past %llu bytes (the image store's bound)",
+                                     layer, path, (unsigned long long)max_bytes);
                         close(pfd);
                         goto cleanup;
                     }

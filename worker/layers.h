@@ -17,10 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Applies the layer archive at layer onto the tree at root. bytes: the
- * regular files' bytes it wrote. 0, or -1 with why (naming the entry). */
-int kiln_layers_apply(const char *root, const char *layer, uint64_t *bytes, char *why,
-                      size_t cap);
+/* Applies the layer archive at layer onto the tree at root, its regular
+ * files' bytes at most max_bytes (0: no bound; a layer is a few megabytes
+ * compressed and may expand a thousandfold, so a bomb is refused here
+ * rather than by a full disk). bytes: what it wrote. 0, or -1 with why
+ * (naming the entry). */
+int kiln_layers_apply(const char *root, const char *layer, uint64_t max_bytes, uint64_t *bytes,
+                      char *why, size_t cap);
 
 /* Makes dst (which must not exist) a copy of the tree src whose regular
  * files are hard links to src's, directories, links and special files its

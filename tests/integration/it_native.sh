@@ -157,6 +157,14 @@ grep -q "^a | Image $REG/kiln/bb:1 (sha256:[0-9a-f]*) is on this worker" "$T/two
     [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] || fail "overlays left: $(ls -d "$T/work/n1-$$"/*/.kiln-native*)"
 }
 pass "the next job on the worker pulls nothing and starts from the image again: the first job's /usr install is gone"
+"$KILN_BIN/kiln-image" pull --store "$STORE" --pull always "$REG/kiln/bb:1" >"$T/always.out" 2>&1 &&
+    grep -q "^Image $REG/kiln/bb:1 is up to date (sha256:" "$T/always.out" || fail "--pull always: $(cat "$T/always.out")"
+# What a pull killed halfway left is swept by the next eviction.
+: >"$STORE/blobs/sha256/$(printf '%064d' 0).part-999999" && mkdir "$STORE/chains/tmp-$(printf '%064d' 0).999999"
+"$KILN_BIN/kiln-image" gc --store "$STORE" --max-mb 100000 >/dev/null || fail "gc"
+[ -z "$(ls "$STORE/blobs/sha256" | grep part)" ] && [ -z "$(ls "$STORE/chains" | grep tmp-)" ] ||
+    fail "a killed pull's leftovers stayed: $(ls "$STORE/blobs/sha256" "$STORE/chains")"
+pass "--pull always asks the registry and finds the held image up to date; a killed pull's leftovers are swept"
 
 sed "s|bb:1|bb:2|; s|echo \"base .*|echo \"base-file \$(cat /etc/base-file 2>\&1 \| head -c 60) second \$(cat /etc/second-file)\"|" "$T/one.yml" >"$T/second.yml"
 RC=0

@@ -136,7 +136,7 @@ static void test_apply_and_whiteouts(void **state)
     };
     s_layer("l1.tar.gz", base, sizeof base / sizeof *base, l1);
     s_root("r1", root);
-    if (kiln_layers_apply(root, l1, &bytes, why, sizeof why) != 0)
+    if (kiln_layers_apply(root, l1, 0, &bytes, why, sizeof why) != 0)
         fail_msg("%s", why);
     assert_int_equal(bytes, 5 + 5 + 4 + 3);
     s_read(root, "etc/keep", text, sizeof text);
@@ -167,7 +167,7 @@ static void test_apply_and_whiteouts(void **state)
         {"bin/tool", 'f', "v2\n", 0755},
     };
     s_layer("l2.tar.gz", next, sizeof next / sizeof *next, l2);
-    if (kiln_layers_apply(copy, l2, &bytes, why, sizeof why) != 0)
+    if (kiln_layers_apply(copy, l2, 0, &bytes, why, sizeof why) != 0)
         fail_msg("%s", why);
     assert_false(s_exists(copy, "etc/gone"));
     assert_true(s_exists(copy, "etc/keep"));
@@ -202,7 +202,7 @@ static void test_links_stay_inside(void **state)
     };
     s_layer("evil.tar.gz", evil, sizeof evil / sizeof *evil, layer);
     s_root("r3", root);
-    if (kiln_layers_apply(root, layer, &bytes, why, sizeof why) != 0)
+    if (kiln_layers_apply(root, layer, 0, &bytes, why, sizeof why) != 0)
         fail_msg("%s", why);
     /* Each file landed inside the root, where its link leads there. */
     assert_true(s_exists(root, "escaped-up"));
@@ -215,7 +215,7 @@ static void test_links_stay_inside(void **state)
         {"abs/escaped-abs", 'f', "y\n", 0},
     };
     s_layer("abs.tar.gz", abs, 2, layer);
-    assert_int_equal(kiln_layers_apply(root, layer, &bytes, why, sizeof why), -1);
+    assert_int_equal(kiln_layers_apply(root, layer, 0, &bytes, why, sizeof why), -1);
     assert_non_null(strstr(why, "abs/escaped-abs"));
     /* Nothing outside. */
     char p[PATH_MAX * 2];
@@ -235,11 +235,11 @@ static void test_hostile_paths_refused(void **state)
     const s_entry_t dots[] = {{"a/../../x", 'f', "x\n", 0}};
     s_layer("dots.tar.gz", dots, 1, layer);
     s_root("r4", root);
-    assert_int_equal(kiln_layers_apply(root, layer, &bytes, why, sizeof why), -1);
+    assert_int_equal(kiln_layers_apply(root, layer, 0, &bytes, why, sizeof why), -1);
     assert_non_null(strstr(why, "a/../../x"));
     const s_entry_t hard[] = {{"h", 'h', "../../etc/passwd", 0}};
     s_layer("hard.tar.gz", hard, 1, layer);
-    assert_int_equal(kiln_layers_apply(root, layer, &bytes, why, sizeof why), -1);
+    assert_int_equal(kiln_layers_apply(root, layer, 0, &bytes, why, sizeof why), -1);
     assert_non_null(strstr(why, "hard link"));
     /* Not a layer at all. */
     char junk[PATH_MAX];
@@ -248,8 +248,13 @@ static void test_hostile_paths_refused(void **state)
     assert_non_null(f);
     fputs("this is not a tar archive, not compressed either, and far too short", f);
     fclose(f);
-    assert_int_equal(kiln_layers_apply(root, junk, &bytes, why, sizeof why), -1);
+    assert_int_equal(kiln_layers_apply(root, junk, 0, &bytes, why, sizeof why), -1);
     assert_non_null(strstr(why, "junk"));
+    /* A layer past the bound (a bomb, in small). */
+    const s_entry_t big[] = {{"big", 'f', "0123456789012345678901234567890123456789", 0}};
+    s_layer("big.tar.gz", big, 1, layer);
+    assert_int_equal(kiln_layers_apply(root, layer, 16, &bytes, why, sizeof why), -1);
+    assert_non_null(strstr(why, "expands past 16 bytes"));
 }
 
 static void test_imageref(void **state)
