@@ -99,11 +99,38 @@ int kiln_native_choose(kiln_wjob_t *job, char *why, size_t cap)
     job->native = false;
     if (!job->ctr && !json_object_size(job->svc))
         return 0; /* no container (a Docker action's step asks for its name) */
-    if (strcmp(n->mode, "engine") != 0 && !unfit && !n->why[0]) {
+    /* The job's own choice, in its env (GitHub passes the name on as a
+     * variable and nothing more, so the workflow still runs there). */
+    char *want = NULL, err[300];
+    if (kiln_jobctx_interpolate(job->jx, "${{ env.KILN_CONTAINER_RUNTIME }}", &want, err,
+                                sizeof err) != 0) {
+        snprintf(why, cap, "env.KILN_CONTAINER_RUNTIME: %s", err);
+        return -1;
+    }
+    char mode[8];
+    snprintf(mode, sizeof mode, "%s", n->mode);
+    if (want && want[0]) {
+        if (strcmp(want, "engine") != 0 && strcmp(want, "native") != 0) {
+            snprintf(why, cap, "env.KILN_CONTAINER_RUNTIME is engine or native, not '%.40s'",
+                     want);
+            free(want);
+            return -1;
+        }
+        if (strcmp(n->mode, "auto") != 0 && strcmp(n->mode, want) != 0) {
+            snprintf(why, cap, "the job asks for the %s runtime (env.KILN_CONTAINER_RUNTIME) and "
+                               "this worker runs containers with its %s runtime only",
+                     want, n->mode);
+            free(want);
+            return -1;
+        }
+        snprintf(mode, sizeof mode, "%s", want);
+    }
+    free(want);
+    if (strcmp(mode, "engine") != 0 && !unfit && !n->why[0]) {
         job->native = true;
         return 0;
     }
-    if (strcmp(n->mode, "native") == 0) {
+    if (strcmp(mode, "native") == 0) {
         snprintf(why, cap, "the job's container cannot run here: this worker's runtime is "
                            "native, and %s",
                  unfit ? unfit : n->why);
@@ -111,7 +138,7 @@ int kiln_native_choose(kiln_wjob_t *job, char *why, size_t cap)
     }
     if (e->path[0])
         return 0;
-    if (strcmp(n->mode, "engine") == 0 || unfit)
+    if (strcmp(mode, "engine") == 0 || unfit)
         snprintf(why, cap, "the job runs %s%s, and this worker cannot run containers: %s%s%s",
                  image ? "in the container image " : "with services", image ? image : "",
                  e->why, unfit && n->why[0] == '\0' ? "; natively, " : "",

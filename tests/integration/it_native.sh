@@ -104,6 +104,7 @@ admit_worker "n3-$$"
 admit_worker "c1-$$"
 admit_worker "c2-$$"
 admit_worker "e1-$$"
+admit_worker "a1-$$"
 start_coordinator --actions-source "$T/actions"
 start_worker "n1-$$" --labels linux,first --container-runtime native
 wait_workers 1
@@ -346,7 +347,7 @@ if podman info >/dev/null 2>&1; then
     "$KILN" submit --wait "$T/cred.yml" --input pool=engine-pool >"$T/cred2.out" 2>&1 || RC=$?
     [ $RC = 0 ] && grep -q "^a | in the private image /bin/busybox" "$T/cred2.out" ||
         fail "a podman job with credentials: exit $RC: $(grep -E '^a \|' "$T/cred2.out" | tail -n 6)"
-    podman rmi -f "$AREF" >/dev/null 2>&1
+    podman rmi -f "$AREF" >/dev/null 2>&1 || true
     pools="native and podman"
 else
     echo "note: podman does not work here; the engine half of this part did not run"
@@ -439,3 +440,67 @@ grep -q "^a | native docker action: who=kiln arg=kiln env=yes-kiln ws=/github/wo
 for _ in $(seq 1 50); do [ -z "$(ls "$STORE/holds")" ] && break; sleep 0.1; done
 [ -z "$(ls "$STORE/holds")" ] || fail "the Docker actions' holds were left: $(ls "$STORE/holds")"
 pass "Docker actions run natively on a native worker: an image from the registry with inputs, args, env and outputs, and a docker:// step; the workspace at /github/workspace"
+
+# The runtime per job: env.KILN_CONTAINER_RUNTIME on a worker that has
+# both (auto), and a refusal where the worker's runtime is the other one.
+cat >"$T/choose.yml" <<YML
+on: {workflow_dispatch: {inputs: {pool: {required: true}, runtime: {required: true}}}}
+jobs:
+  a:
+    runs-on: \${{ inputs.pool }}
+    env:
+      KILN_CONTAINER_RUNTIME: \${{ inputs.runtime }}
+    container: $REG/kiln/bb:1
+    timeout-minutes: 1
+    steps:
+      - run: echo "ran in \$(cat /etc/base-file)"
+YML
+if podman info >/dev/null 2>&1; then
+    printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" >"$T/registries-a1.conf"
+    kill -HUP "$COORD_PID"
+    CONTAINERS_REGISTRIES_CONF=$T/registries-a1.conf start_worker "a1-$$" --labels auto-pool
+    wait_workers 6
+    for rt in engine native ""; do
+        RC=0
+        "$KILN" submit --wait "$T/choose.yml" --input pool=auto-pool --input runtime="$rt" >"$T/choose-$rt.out" 2>&1 || RC=$?
+        [ $RC = 0 ] && grep -q "^a | ran in from the base" "$T/choose-$rt.out" ||
+            fail "runtime '$rt' on an auto worker: exit $RC: $(grep -E '^a \|' "$T/choose-$rt.out" | tail -n 5)"
+        if [ "$rt" = engine ]; then
+            grep -q "^a | Starting the job's container" "$T/choose-$rt.out" || fail "engine was asked for: $(grep -E '^a \|' "$T/choose-$rt.out")"
+        else
+            grep -qE "^a | (Pulled|Image) $REG/kiln/bb:1" "$T/choose-$rt.out" || fail "native ('$rt'): $(grep -E '^a \|' "$T/choose-$rt.out")"
+        fi
+    done
+    podman rmi -f "$REG/kiln/bb:1" >/dev/null 2>&1 || true
+    chosen="engine, native and the default (native) on an auto worker"
+else
+    echo "note: podman does not work here; the engine half of this part did not run"
+    chosen="native"
+fi
+RC=0
+"$KILN" submit --wait "$T/choose.yml" --input pool=first --input runtime=engine >"$T/refuse.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -q "the job asks for the engine runtime (env.KILN_CONTAINER_RUNTIME) and this worker runs containers with its native runtime only" "$T/refuse.out" ||
+    fail "engine asked of a native worker: exit $RC: $(grep -E '^a \|' "$T/refuse.out" | tail -n 4)"
+pass "a job chooses its runtime with env.KILN_CONTAINER_RUNTIME ($chosen); a worker whose runtime is the other one refuses, saying why"
+
+# A native job over its timeout: its overlay and hold go too.
+cat >"$T/slow.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: first
+    container: $REG/kiln/bb:1
+    timeout-minutes: 0.05
+    steps:
+      - run: echo started; sleep 60
+YML
+RC=0
+"$KILN" submit --wait "$T/slow.yml" >"$T/slow.out" 2>&1 || RC=$?
+[ $RC = 1 ] || fail "the job over its timeout: exit $RC: $(tail -n 5 "$T/slow.out")"
+for _ in $(seq 1 100); do
+    [ -z "$(ls "$STORE/holds")" ] && [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] && break
+    sleep 0.1
+done
+[ -z "$(ls "$STORE/holds")" ] && [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] ||
+    fail "a timed-out native job left its hold or overlay"
+pass "a native job over its timeout leaves no overlay and no hold"
