@@ -1033,9 +1033,12 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     if (native_ok) {
         kiln_log_info("native container runtime: %s with %s", self->native.program,
                       self->native.bwrap);
-        /* No job of an earlier run of this worker holds an image now. */
-        if (!self->null_executor)
+        /* No job of an earlier run of this worker holds an image now, and
+         * what it was removing goes. */
+        if (!self->null_executor) {
             kiln_imagestore_release(self->native.store, NULL);
+            kiln_native_sweep(cfg->work_dir);
+        }
     }
     bool job_image = cfg->job_image && cfg->job_image[0];
     if (self->engine.path[0]) {

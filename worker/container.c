@@ -348,7 +348,8 @@ int kiln_container_prepare(kiln_wjob_t *job, char *why, size_t cap)
     int rc = -1;
     /* What an earlier try that failed left. */
     json_decref(job->ctr);
-    job->ctr = NULL;
+    json_decref(job->svc);
+    job->ctr = job->svc = NULL;
     /* The job's own container, or the worker's default job image (every
      * job in a fresh root file system: --job-image), or none (services
      * beside a job on the host). */

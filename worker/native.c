@@ -5,6 +5,7 @@
 #include "worker/native.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -355,9 +356,12 @@ void kiln_native_remove(kiln_wjob_t *job)
     kiln_imagestore_release(job->agent->native.store, job->ctr_name);
     /* The upper layer may be large (a job's installs): renamed aside at
      * once, so no later attempt meets it, and removed in the background. */
-    char state[KILN_WORKSPACE_PATH_MAX + 32], gone[KILN_WORKSPACE_PATH_MAX + 64];
+    static unsigned seq;
+    char state[KILN_WORKSPACE_PATH_MAX + 32], gone[PATH_MAX + 64];
     snprintf(state, sizeof state, "%s/.kiln-native", job->ws.root);
-    snprintf(gone, sizeof gone, "%s/.kiln-native-gone-%d", job->ws.root, (int)getpid());
+    /* Out of the job's tree, which is recycled for the next job at once. */
+    snprintf(gone, sizeof gone, "%s/.kiln-trash-native-%d-%u", job->agent->cfg.work_dir,
+             (int)getpid(), seq++);
     if (rename(state, gone) != 0) {
         if (errno != ENOENT)
             kiln_log_warn("job %s: cannot move %s aside: %s", job->a->job_key, state,
@@ -367,6 +371,23 @@ void kiln_native_remove(kiln_wjob_t *job)
     char rm[] = "/bin/rm", rf[] = "-rf";
     char *argv[] = {rm, rf, gone, NULL};
     kiln_container_detached(argv);
+}
+
+void kiln_native_sweep(const char *work_dir)
+{
+    DIR *d = opendir(work_dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, ".kiln-trash-native-", 19) != 0)
+            continue;
+        char path[PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", work_dir, de->d_name);
+        char rm[] = "/bin/rm", rf[] = "-rf";
+        char *argv[] = {rm, rf, path, NULL};
+        kiln_container_detached(argv);
+    }
+    if (d)
+        closedir(d);
 }
 
 int kiln_native_check(const kiln_native_t *n, char *report, size_t cap)

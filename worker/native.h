@@ -61,6 +61,10 @@ int kiln_native_docker(kiln_wjob_t *job, const json_t *js, json_t *inputs, const
 /* Releases the job's image and removes its upper layer, without waiting. */
 void kiln_native_remove(kiln_wjob_t *job);
 
+/* Removes, without waiting, the upper layers a worker that died left in
+ * its work_dir's trash. */
+void kiln_native_sweep(const char *work_dir);
+
 /* kiln-worker --check's line for the native runtime. 0 or -1. */
 int kiln_native_check(const kiln_native_t *n, char *report, size_t cap);
 

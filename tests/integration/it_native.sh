@@ -153,9 +153,9 @@ grep -q "^a | usr before: .*No such file" "$T/two.out" || fail "the first job's 
 grep -q "^a | Image $REG/kiln/bb:1 (sha256:[0-9a-f]*) is on this worker" "$T/two.out" &&
     ! grep -q "Pulled" "$T/two.out" || fail "the second job pulled again: $(grep -E '^a \|' "$T/two.out")"
 [ -z "$(ls "$STORE/holds")" ] || fail "holds left after the jobs: $(ls "$STORE/holds")"
-[ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] || {
+[ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] || {
     sleep 0.5
-    [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] || fail "overlays left: $(ls -d "$T/work/n1-$$"/*/.kiln-native*)"
+    [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] || fail "overlays left: $(ls -d "$T/work/n1-$$"/*/.kiln-native*)"
 }
 pass "the next job on the worker pulls nothing and starts from the image again: the first job's /usr install is gone"
 "$KILN_BIN/kiln-image" pull --store "$STORE" --pull always "$REG/kiln/bb:1" >"$T/always.out" 2>&1 &&
@@ -259,11 +259,11 @@ for _ in $(seq 1 200); do [ -n "$(ls "$STORE/holds" 2>/dev/null)$(ls "$T/work/n2
 "$KILN" cancel "$RUN" >/dev/null 2>&1 || fail "cannot cancel run $RUN"
 "$KILN" logs "$RUN" -f >"$T/long.out" 2>&1 || true
 for _ in $(seq 1 100); do
-    [ -z "$(ls "$STORE/holds")" ] && [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] && break
+    [ -z "$(ls "$STORE/holds")" ] && [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] && break
     sleep 0.1
 done
 [ -z "$(ls "$STORE/holds")" ] || fail "the cancelled job still holds its image"
-[ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] || fail "the cancelled job's overlay was left"
+[ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] || fail "the cancelled job's overlay was left"
 pass "a cancelled native job's overlay and hold are removed"
 
 # A pool's default job image, natively: every job without a container of
@@ -498,9 +498,9 @@ RC=0
 "$KILN" submit --wait "$T/slow.yml" >"$T/slow.out" 2>&1 || RC=$?
 [ $RC = 1 ] || fail "the job over its timeout: exit $RC: $(tail -n 5 "$T/slow.out")"
 for _ in $(seq 1 100); do
-    [ -z "$(ls "$STORE/holds")" ] && [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] && break
+    [ -z "$(ls "$STORE/holds")" ] && [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] && break
     sleep 0.1
 done
-[ -z "$(ls "$STORE/holds")" ] && [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* 2>/dev/null)" ] ||
+[ -z "$(ls "$STORE/holds")" ] && [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] ||
     fail "a timed-out native job left its hold or overlay"
 pass "a native job over its timeout leaves no overlay and no hold"
