@@ -413,6 +413,35 @@ void kiln_container_quote(FILE *f, const char *value)
     fputc('\'', f);
 }
 
+FILE *kiln_container_script_open(const char *wrapper, char *why, size_t cap)
+{
+    int fd = open(wrapper, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    return f;
+}
+
+void kiln_container_command(FILE *f, const char *const *argv, bool default_shell,
+                            const char *script)
+{
+    if (default_shell) {
+        fputs(" sh -c 'if command -v bash >/dev/null 2>&1; then exec bash --noprofile --norc -eo "
+              "pipefail \"$0\"; fi; exec sh -e \"$0\"' ",
+              f);
+        kiln_container_quote(f, script);
+        return;
+    }
+    for (size_t a = 0; argv[a]; a++) {
+        fputc(' ', f);
+        kiln_container_quote(f, argv[a]);
+    }
+}
+
+
 /* " -e 'K=V' -v ... -p ... OPTIONS 'IMAGE'": one container's part of its
  * `run` line. */
 static void s_run_args(FILE *f, const json_t *c)
@@ -623,14 +652,9 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
     if (job->native)
         return kiln_native_wrap(job, argv, default_shell, script, cwd, wrapper, why, cap);
     const kiln_container_engine_t *e = &job->agent->engine;
-    int fd = open(wrapper, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    FILE *f = kiln_container_script_open(wrapper, why, cap);
+    if (!f)
         return -1;
-    }
     bool services = json_object_size(job->svc) > 0;
     fputs("#!/bin/sh\n# kiln-worker: this step's containers.\nset -e\n", f);
     for (const char *line = e->settings; *line;) {
@@ -773,17 +797,7 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
         fputs(" /bin/sh -c 'PATH=\"$0:$PATH\" exec \"$@\"' ", f);
         kiln_container_quote(f, adds);
     }
-    if (default_shell) {
-        fputs(" sh -c 'if command -v bash >/dev/null 2>&1; then exec bash --noprofile --norc -eo "
-              "pipefail \"$0\"; fi; exec sh -e \"$0\"' ",
-              f);
-        kiln_container_quote(f, script);
-    } else {
-        for (size_t a = 0; argv[a]; a++) {
-            fputc(' ', f);
-            kiln_container_quote(f, argv[a]);
-        }
-    }
+    kiln_container_command(f, argv, default_shell, script);
     fputc('\n', f);
 done:;
     bool bad = ferror(f) != 0;
@@ -872,11 +886,7 @@ int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json
         json_decref(args);
         goto cleanup;
     }
-    int fd = open(wrapper, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
-    if (fd < 0 || !(f = fdopen(fd, "w"))) {
-        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    if (!(f = kiln_container_script_open(wrapper, why, cap))) {
         json_decref(args);
         goto cleanup;
     }

@@ -83,6 +83,15 @@ void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker);
 int kiln_container_authfile(kiln_wjob_t *job, const json_t *c, size_t k, char *out,
                             size_t out_cap, char *why, size_t cap);
 
+/* Opens a step's host script for writing (mode 0700, never through a
+ * link), or NULL with why. */
+FILE *kiln_container_script_open(const char *wrapper, char *why, size_t cap);
+
+/* Writes a step's command to f, each word quoted: argv, or with
+ * default_shell the image's bash (else sh -e) on script. */
+void kiln_container_command(FILE *f, const char *const *argv, bool default_shell,
+                            const char *script);
+
 /* value, single-quoted for sh, to f. */
 void kiln_container_quote(FILE *f, const char *value);
 

@@ -201,14 +201,9 @@ int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_she
             return -1;
         }
     }
-    int fd = open(wrapper, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    FILE *f = kiln_container_script_open(wrapper, why, cap);
+    if (!f)
         return -1;
-    }
     fputs("#!/bin/sh\n# kiln-worker: this step in the job's native container.\n", f);
     /* container.env gives way to the step's own, as `docker exec -e` does. */
     json_object_foreach(json_object_get(job->ctr, "env"), k, v) {
@@ -251,17 +246,7 @@ int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_she
     fputc(' ', f);
     kiln_container_quote(f, json_string_value(json_object_get(job->ctr, "image")));
     fputs(" --", f);
-    if (default_shell) {
-        fputs(" sh -c 'if command -v bash >/dev/null 2>&1; then exec bash --noprofile --norc -eo "
-              "pipefail \"$0\"; fi; exec sh -e \"$0\"' ",
-              f);
-        kiln_container_quote(f, script);
-    } else {
-        for (size_t a = 0; argv[a]; a++) {
-            fputc(' ', f);
-            kiln_container_quote(f, argv[a]);
-        }
-    }
+    kiln_container_command(f, argv, default_shell, script);
     fputc('\n', f);
     bool bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad) {
@@ -287,14 +272,9 @@ int kiln_native_docker(kiln_wjob_t *job, const json_t *js, json_t *inputs, const
     snprintf(state, sizeof state, "%s/.kiln-native/step-%zu", job->ws.root, job->step);
     kiln_fs_rmtree(state);
     snprintf(hold, sizeof hold, "%s.step-%zu", job->ctr_name, job->step);
-    int fd = open(wrapper, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    FILE *f = kiln_container_script_open(wrapper, why, cap);
+    if (!f)
         return -1;
-    }
     fputs("#!/bin/sh\n# kiln-worker: this step runs a Docker action natively.\n", f);
     const char *k;
     json_t *v;
