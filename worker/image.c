@@ -383,9 +383,12 @@ int kiln_image_exec(const kiln_image_run_t *r, char *why, size_t cap)
     snprintf(upper, sizeof upper, "%s/upper", r->state);
     snprintf(work, sizeof work, "%s/work", r->state);
     snprintf(merged, sizeof merged, "%s/merged", r->state);
+    /* The upper directory is the root's own inode in the overlay: 0755,
+     * as an image's root is, so a user other than root may walk it. */
     const char *paths[] = {r->state, upper, work, merged};
+    const mode_t modes[] = {0700, 0755, 0700, 0755};
     for (size_t i = 0; i < 4; i++)
-        if (mkdir(paths[i], 0700) != 0 && errno != EEXIST) {
+        if (mkdir(paths[i], modes[i]) != 0 && errno != EEXIST) {
             snprintf(why, cap, "cannot make %s: %s", paths[i], strerror(errno));
             return -1;
         }

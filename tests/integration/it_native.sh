@@ -504,3 +504,20 @@ done
 [ -z "$(ls "$STORE/holds")" ] && [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] ||
     fail "a timed-out native job left its hold or overlay"
 pass "a native job over its timeout leaves no overlay and no hold"
+
+# As a user other than root (a worker run unprivileged): kiln-image maps
+# that user to root in a user namespace of its own, mounts the overlay
+# there, and the step writes as root of its root file system.
+if command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+    mkdir -p "$T/unpriv/job" && chown -R nobody "$T/unpriv" && chmod 755 "$T"
+    RC=0
+    setpriv --reuid nobody --regid "$(id -g nobody)" --clear-groups "$KILN_BIN/kiln-image" run --store "$T/unpriv/store" \
+        --state "$T/unpriv/job/state" --hold h --bind "$T/unpriv/job:$T/unpriv/job" --cwd "$T/unpriv/job" "$REG/kiln/bb:2" -- \
+        sh -c 'echo "inside $(id -u) $(cat /etc/second-file)"; echo mine >/etc/written; ls -ld / | cut -c1-10' >"$T/unpriv.out" 2>&1 || RC=$?
+    [ $RC = 0 ] && grep -q "^inside 0 second" "$T/unpriv.out" && grep -q "^drwxr-xr-x" "$T/unpriv.out" &&
+        [ "$(stat -c %U "$T/unpriv/job/state/upper/etc/written")" = nobody ] ||
+        fail "kiln-image as nobody: exit $RC: $(cat "$T/unpriv.out")"
+    pass "kiln-image runs unprivileged: the worker's user is root in the sandbox, its writes the user's own outside"
+else
+    echo "note: no setpriv or no user nobody here; the unprivileged part did not run"
+fi
