@@ -1044,7 +1044,7 @@ int kiln_agent_new(kiln_agent_t **out, const kiln_agent_config_t *cfg)
     if (self->engine.path[0]) {
         kiln_log_info("container jobs run with %s", self->engine.path);
         if (!self->null_executor)
-            kiln_container_sweep(&self->engine, self->name);
+            kiln_container_sweep(&self->engine, self->name, cfg->work_dir);
     } else if ((cfg->container_engine && cfg->container_engine[0]) ||
                (job_image && (!native_ok || strncmp(cfg->job_image, "localhost/", 10) == 0))) {
         kiln_error_set("worker: %s%s", job_image ? "--job-image: " : "", self->engine.why);

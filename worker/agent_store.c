@@ -26,6 +26,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "common/transport.h"
 #include "worker/agent_int.h"
@@ -239,6 +240,28 @@ static void s_scan_holds(kiln_agent_t *self)
         s_hold(self, "i", hex, 16);
     }
     kiln_imagestore_list_free(refs, n_refs);
+    /* The engine's, as its last listing has them (unless the worker never
+     * runs containers through it). */
+    char list[PATH_MAX + 32], err[256];
+    char *text = NULL;
+    size_t len = 0;
+    kiln_container_images_path(self->cfg.work_dir, list, sizeof list);
+    if (self->engine.path[0] && strcmp(self->native.mode, "native") != 0 &&
+        kiln_fs_read_regular(list, 1u << 20, &text, &len, err, sizeof err) == 0) {
+        for (char *line = text; line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (nl)
+                *nl = '\0';
+            kiln_imageref_t ref;
+            char why[300], hex[21];
+            if (kiln_imageref_parse(line, &ref, why, sizeof why) == 0) {
+                kiln_imageref_hash(ref.canonical, hex);
+                s_hold(self, "i", hex, 16);
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+    }
+    free(text);
     qsort(self->holds, self->n_holds, sizeof self->holds[0], s_cmp_str);
 }
 

@@ -34,6 +34,13 @@
 
 #define S_WORDS_MAX 64
 
+/* The images the engine ($e) holds, one reference a line, into $f (whole
+ * or not at all): what the worker's heartbeat reports of them. */
+#define S_IMAGES_SH                                                                               \
+    "\"$e\" images --format '{{.Repository}}:{{.Tag}}' >\"$f.tmp\" 2>/dev/null && "               \
+    "mv \"$f.tmp\" \"$f\""
+
+
 
 void kiln_container_engine_find(kiln_container_engine_t *out, const char *configured,
                                 bool allow_privileged)
@@ -1059,36 +1066,45 @@ void kiln_container_remove(kiln_wjob_t *job)
         return;
     kiln_log_info("job %s: removing its containers (%s%s)", job->a->job_key, job->ctr_name,
                   json_object_size(job->svc) ? " and its services" : "");
-    /* The job's container and its services, then their network. */
-    char script[] = "e=$1; n=$2; job=$3; w=$4; "
+    /* The job's container and its services, then their network; then the
+     * images the engine holds now, for the heartbeat (S_IMAGES_SH). */
+    char script[] = "e=$1; n=$2; job=$3; w=$4; f=$5; "
                     "ids=$(\"$e\" ps -aq --filter label=kiln.job=\"$job\" --filter label=kiln.worker=\"$w\"); "
                     "[ -z \"$ids\" ] || \"$e\" rm -f $([ \"$(basename \"$e\")\" = podman ] && echo -t 0) "
-                    "$ids >/dev/null 2>&1; exec \"$e\" network rm \"$n\" >/dev/null 2>&1";
+                    "$ids >/dev/null 2>&1; \"$e\" network rm \"$n\" >/dev/null 2>&1; " S_IMAGES_SH;
     char sh[] = "/bin/sh", c[] = "-c", zero[] = "kiln-container-cleanup";
-    char path[PATH_MAX], name[sizeof job->ctr_name], key[512], worker[256];
+    char path[PATH_MAX], name[sizeof job->ctr_name], key[512], worker[256], list[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s", e->path);
     snprintf(name, sizeof name, "%s", job->ctr_name);
     snprintf(key, sizeof key, "%s", job->a->job_key);
     snprintf(worker, sizeof worker, "%s", job->agent->name);
-    char *argv[] = {sh, c, script, zero, path, name, key, worker, NULL};
+    kiln_container_images_path(job->agent->cfg.work_dir, list, sizeof list);
+    char *argv[] = {sh, c, script, zero, path, name, key, worker, list, NULL};
     kiln_container_detached(argv);
     job->ctr_maybe = false;
 }
 
-void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker)
+void kiln_container_images_path(const char *work_dir, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/engine-images.txt", work_dir);
+}
+
+void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker,
+                          const char *work_dir)
 {
     if (!e->path[0])
         return;
     char script[PATH_MAX + 600];
     snprintf(script, sizeof script,
-             "ids=$(\"$0\" ps -aq --filter label=kiln.worker=\"$1\"); "
+             "e=$0; f=$2; ids=$(\"$0\" ps -aq --filter label=kiln.worker=\"$1\"); "
              "[ -z \"$ids\" ] || \"$0\" rm -f $ids; "
              "nets=$(\"$0\" network ls -q --filter label=kiln.worker=\"$1\"); "
-             "[ -z \"$nets\" ] || exec \"$0\" network rm $nets");
-    char sh[] = "/bin/sh", c[] = "-c", path[PATH_MAX], name[256];
+             "[ -z \"$nets\" ] || \"$0\" network rm $nets; " S_IMAGES_SH);
+    char sh[] = "/bin/sh", c[] = "-c", path[PATH_MAX], name[256], list[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s", e->path);
     snprintf(name, sizeof name, "%s", worker);
-    char *argv[] = {sh, c, script, path, name, NULL};
+    kiln_container_images_path(work_dir, list, sizeof list);
+    char *argv[] = {sh, c, script, path, name, list, NULL};
     kiln_container_detached(argv);
 }
 

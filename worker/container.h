@@ -73,8 +73,13 @@ void kiln_container_remove(kiln_wjob_t *job);
 int kiln_container_check(const kiln_container_engine_t *e, char *report, size_t cap);
 
 /* Removes containers an earlier run of this worker left (its label), without
- * waiting. */
-void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker);
+ * waiting, then lists the engine's images for the heartbeat (as every
+ * container job's removal does). */
+void kiln_container_sweep(const kiln_container_engine_t *e, const char *worker,
+                          const char *work_dir);
+
+/* Where the list of the engine's images is kept: WORK_DIR/engine-images.txt. */
+void kiln_container_images_path(const char *work_dir, char *out, size_t cap);
 
 /* Writes the registry credentials of container c (the job's, k 0, or
  * service k) to a file of the job's own (mode 0600, removed at the job's

@@ -137,6 +137,18 @@ grep -q "^a | image kiln-it-image shell /bin/busybox pwd-same yes" "$T/ok.out" &
 gone
 pass "a container job's steps run in its image, with the workspace at the same path, the container's env and the job's; one container per job, removed at its end"
 
+# The engine's images are in the worker's heartbeat: the next job on the
+# image is placed warm, saying so.
+for _ in $(seq 1 100); do grep -qx "$IMAGE" "$T/work/w1-$$/engine-images.txt" 2>/dev/null && break; sleep 0.1; done
+grep -qx "$IMAGE" "$T/work/w1-$$/engine-images.txt" || fail "the engine's images were not listed: $(cat "$T/work/w1-$$/engine-images.txt" 2>&1)"
+sleep 6 # the worker's holdings are scanned every 5 s
+RUN=$("$KILN" submit "$T/ok.yml") || fail "cannot submit"
+"$KILN" logs "$RUN" -f >/dev/null 2>&1 || true
+"$KILN" status "$RUN" >"$T/warm.status" 2>&1
+grep -q "placed: warm: w1-$$ holds the job's container image" "$T/warm.status" || fail "not placed warm: $(cat "$T/warm.status")"
+gone
+pass "the engine's images are reported in the worker's heartbeat, and a job on one is placed where it is, saying so"
+
 # A failing step, then an image that is not there: both end with nothing left.
 cat >"$T/fail.yml" <<YML
 on: push
