@@ -28,20 +28,13 @@ test_cleanup() {
     true
 }
 
+# The registry as deploy/registry/cache.yml sets it up, on a port and a
+# directory of the test's own.
 REG_PORT=$(free_port)
 REG=127.0.0.1:$REG_PORT
 mkdir -p "$T/registry"
-cat >"$T/registry.yml" <<YML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $T/registry
-http:
-  addr: $REG
-YML
-docker-registry serve "$T/registry.yml" >"$T/registry.log" 2>&1 &
+REGISTRY_HTTP_ADDR=$REG REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=$T/registry REGISTRY_LOG_LEVEL=error \
+    docker-registry serve "$KILN_SRC/deploy/registry/cache.yml" >"$T/registry.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do curl -fs "http://$REG/v2/" >/dev/null 2>&1 && break; sleep 0.05; done
 curl -fs "http://$REG/v2/" >/dev/null || fail "the registry did not start: $(tail -n 3 "$T/registry.log")"
@@ -357,13 +350,14 @@ sleep 0.5
 ! grep -rq -- "$SECRET" "$T"/*.out "$T"/*.log || fail "the registry password reached an output: $(grep -rl -- "$SECRET" "$T"/*.out "$T"/*.log)"
 pass "a job's container credentials authenticate its pull ($pools), are removed with the job and reach no log"
 
-# A pull-through mirror (docker-registry's proxy mode) in front of the
-# registry: the pull goes through it, which keeps the blobs.
+# A pull-through mirror (deploy/registry/mirror.yml, its upstream the test
+# registry) in front of the registry: the pull goes through it, which
+# keeps the blobs.
 MIR_PORT=$(free_port)
 mkdir -p "$T/mirror"
-printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\nproxy:\n  remoteurl: http://%s\n' \
-    "$T/mirror" "$MIR_PORT" "$REG" >"$T/mirror.yml"
-docker-registry serve "$T/mirror.yml" >"$T/mirror.log" 2>&1 &
+REGISTRY_HTTP_ADDR=127.0.0.1:$MIR_PORT REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=$T/mirror \
+    REGISTRY_PROXY_REMOTEURL=http://$REG REGISTRY_LOG_LEVEL=error \
+    docker-registry serve "$KILN_SRC/deploy/registry/mirror.yml" >"$T/mirror.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$MIR_PORT/v2/" >/dev/null 2>&1 && break; sleep 0.05; done
 "$KILN_BIN/kiln-image" pull --store "$T/mstore" --mirror "$REG=http://127.0.0.1:$MIR_PORT" "$REG/kiln/bb:2" >"$T/mirror.out" 2>&1 ||
