@@ -34,16 +34,18 @@
 #include "coordinator/coord.h"
 
 /* The low two bits say what a value stands for: 0 a cache or artifact
- * blob, 1 a repository mirror, 2 a container image of the native runtime
- * (their digests come from different names). */
+ * blob, 1 a repository mirror, 2 a container image, 3 one of an image's
+ * layers (their digests come from different names). */
 #define S_CACHE(x) ((x) & ~3ull)
 #define S_MIRROR(x) (((x) & ~3ull) | 1ull)
 #define S_IMAGE(x) (((x) & ~3ull) | 2ull)
 #define S_IS_CACHE(v) (((v) & 3ull) == 0)
 #define S_IS_MIRROR(v) (((v) & 3ull) == 1)
 #define S_IS_IMAGE(v) (((v) & 3ull) == 2)
-/* A job's inputs: its caches, its mirror, its image. */
-#define S_INPUTS_MAX (KILN_AFFINITY_INPUTS + 2)
+#define S_LAYER(x) ((x) | 3ull)
+#define S_IS_LAYER(v) (((v) & 3ull) == 3)
+/* A job's inputs: its caches, its mirror, its image and its layers. */
+#define S_INPUTS_MAX (KILN_AFFINITY_INPUTS + 2 + KILN_AFFINITY_LAYERS)
 
 /* The first 16 hex digits of a digest as a number (0 when it is not hex). */
 static uint64_t s_short(const char *hex)
@@ -81,6 +83,8 @@ void kiln_affinity_on_holds(kiln_cworker_t *w, const Kiln__Heartbeat *hb)
             x = S_MIRROR(x);
         else if (h[0] == 'i')
             x = S_IMAGE(x);
+        else if (h[0] == 'l')
+            x = S_LAYER(x);
         else if (h[0] == 'c')
             x = S_CACHE(x);
         else
@@ -180,6 +184,35 @@ void kiln_affinity_note(kiln_server_t *self, const kiln_cjob_t *job, const char 
     s->inputs[s->n++] = x;
 }
 
+void kiln_affinity_layers(kiln_server_t *self, const kiln_cjob_t *job, char *const *digests,
+                          const uint64_t *sizes, size_t n)
+{
+    kiln_affinity_slot_t *s = s_slot_claim(self, job);
+    s->n_layers = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!digests[i] || strncmp(digests[i], "sha256:", 7) != 0 || strlen(digests[i]) < 23)
+            continue;
+        uint64_t x = S_LAYER(s_short(digests[i] + 7));
+        if (x == S_LAYER(0))
+            continue;
+        /* The largest ones: they are what a cold worker would wait for. */
+        unsigned at = s->n_layers;
+        if (at == KILN_AFFINITY_LAYERS) {
+            unsigned least = 0;
+            for (unsigned j = 1; j < at; j++)
+                if (s->layer_sizes[j] < s->layer_sizes[least])
+                    least = j;
+            if (s->layer_sizes[least] >= sizes[i])
+                continue;
+            at = least;
+        } else {
+            s->n_layers++;
+        }
+        s->layers[at] = x;
+        s->layer_sizes[at] = sizes[i];
+    }
+}
+
 void kiln_affinity_done(kiln_server_t *self, const kiln_cjob_t *job, int64_t took_ms)
 {
     if (took_ms >= 0)
@@ -235,6 +268,11 @@ static size_t s_inputs(const kiln_server_t *self, const kiln_cjob_t *job, uint64
             sizes[n] = s->sizes[i];
         out[n++] = s->inputs[i];
     }
+    for (unsigned i = 0; s && i < s->n_layers; i++) {
+        if (sizes)
+            sizes[n] = s->layer_sizes[i];
+        out[n++] = s->layers[i];
+    }
     *mirror = false;
     const char *url = json_string_value(json_object_get(job->run->source, "url"));
     const kiln_job_t *spec = kiln_runs_spec(job);
@@ -275,7 +313,7 @@ unsigned kiln_affinity_warmth(const kiln_server_t *self, const kiln_cworker_t *w
      * fetch of what changed, a missing cache or image is everything again. */
     for (size_t i = 0; i < n; i++)
         if (s_holds(w, in[i]))
-            score += S_IS_MIRROR(in[i]) ? 1 : 4;
+            score += S_IS_MIRROR(in[i]) || S_IS_LAYER(in[i]) ? 1 : 4;
     return score;
 }
 
@@ -299,7 +337,8 @@ void kiln_affinity_weigh(const kiln_server_t *self, const kiln_cjob_t *job,
      * (a mirror's fetch is of what changed, small beside them, and is not
      * counted). */
     for (size_t i = 0; i < n; i++)
-        if (S_IS_CACHE(in[i]) && s_holds(warm, in[i]) && !(here && s_holds(here, in[i]))) {
+        if ((S_IS_CACHE(in[i]) || S_IS_LAYER(in[i])) && s_holds(warm, in[i]) &&
+            !(here && s_holds(here, in[i]))) {
             out->bytes += sizes[i];
             ms += KILN_AFFINITY_BLOB_MS + (double)sizes[i] / rate;
         }
@@ -364,13 +403,15 @@ void kiln_affinity_explain(kiln_server_t *self, const kiln_cjob_t *job, char *ou
             warmer = o;
         }
     }
-    unsigned caches = 0, held = 0;
+    unsigned caches = 0, held = 0, layers = 0, layers_held = 0;
     bool mirror_held = false, image = false, image_held = false;
     for (size_t i = 0; i < n; i++) {
         caches += S_IS_CACHE(in[i]);
+        layers += S_IS_LAYER(in[i]);
         image = image || S_IS_IMAGE(in[i]);
         if (s_holds(w, in[i])) {
             held += S_IS_CACHE(in[i]);
+            layers_held += S_IS_LAYER(in[i]);
             mirror_held = mirror_held || S_IS_MIRROR(in[i]);
             image_held = image_held || S_IS_IMAGE(in[i]);
         }
@@ -380,18 +421,35 @@ void kiln_affinity_explain(kiln_server_t *self, const kiln_cjob_t *job, char *ou
     char size[32];
     s_bytes(job->hold_cost.bytes, size, sizeof size);
     if (mine > 0) {
-        int o = caches ? snprintf(out, cap, "warm: %s holds %u of the %u cache%s this job used last%s",
-                                  w->name, held, caches, caches == 1 ? "" : "s",
-                                  mirror ? (mirror_held ? " and the repository's mirror"
-                                                        : "; not the repository's mirror")
-                                         : "")
-                       : snprintf(out, cap, "warm: %s holds %s", w->name,
-                                  mirror_held ? "the repository's mirror" : "");
-        if (image && o > 0 && (size_t)o < cap)
-            o += snprintf(out + o, cap - (size_t)o, "%s",
-                          image_held ? (caches || mirror_held ? " and the job's container image"
-                                                              : "the job's container image")
-                                     : "; not the job's container image");
+        /* What it holds, then what it lacks of what the job used. */
+        int o = snprintf(out, cap, "warm: %s holds ", w->name);
+        bool any = false;
+#define S_PART(...)                                                                               \
+    do {                                                                                          \
+        if (o > 0 && (size_t)o < cap)                                                             \
+            o += snprintf(out + o, cap - (size_t)o, __VA_ARGS__);                                 \
+    } while (0)
+        if (caches) {
+            S_PART("%u of the %u cache%s this job used last", held, caches, caches == 1 ? "" : "s");
+            any = true;
+        }
+        if (mirror_held) {
+            S_PART("%sthe repository's mirror", any ? " and " : "");
+            any = true;
+        }
+        if (image_held) {
+            S_PART("%sthe job's container image", any ? " and " : "");
+            any = true;
+        } else if (layers_held) {
+            S_PART("%s%u of the %u largest layers of the job's container image", any ? " and " : "",
+                   layers_held, layers);
+            any = true;
+        }
+        if (mirror && !mirror_held)
+            S_PART("; not the repository's mirror");
+        if (image && !image_held && !layers_held)
+            S_PART("; not the job's container image");
+#undef S_PART
         if (job->hold_until && o > 0 && (size_t)o < cap)
             snprintf(out + o, cap - (size_t)o, "; waited %.1f s for it rather than restore %s "
                                                "elsewhere (~%.1f s)",

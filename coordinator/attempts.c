@@ -325,6 +325,9 @@ void kiln_attempts_on_job_result(kiln_server_t *self, kiln_cworker_t *w, const K
         kiln_dispatch(self);
         return;
     }
+    if (m->n_image_layers && m->n_image_layers == m->n_image_layer_sizes)
+        kiln_affinity_layers(self, job, m->image_layers, m->image_layer_sizes,
+                             m->n_image_layers);
     if (m->outcome == KILN__OUTCOME__OUTCOME_SUCCESS && m->finished_ms >= m->started_ms) {
         int64_t took = (int64_t)(m->finished_ms - m->started_ms);
         run->recent_ms = run->n_recent ? run->recent_ms + (took - run->recent_ms) / 4 : took;

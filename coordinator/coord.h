@@ -64,6 +64,7 @@ typedef struct kiln_crun kiln_crun_t;
 /* affinity.c: what jobs used last, and the pools' placement counters. */
 #define KILN_AFFINITY_SLOTS 4096
 #define KILN_AFFINITY_INPUTS 4
+#define KILN_AFFINITY_LAYERS 8
 #define KILN_AFFINITY_HOLDS_MAX 512
 #define KILN_AFFINITY_POOLS_MAX 32
 typedef struct {
@@ -72,6 +73,11 @@ typedef struct {
     uint64_t sizes[KILN_AFFINITY_INPUTS];   /* their bytes (0: unknown) */
     unsigned n;
     int64_t last_ms;                        /* how long it took when it last succeeded */
+    /* The largest layers of its container's image, as its last result gave
+     * them (the native runtime's). */
+    uint64_t layers[KILN_AFFINITY_LAYERS];
+    uint64_t layer_sizes[KILN_AFFINITY_LAYERS];
+    unsigned n_layers;
 } kiln_affinity_slot_t;
 /* What placing a job on a free worker instead of a busy warm one costs
  * (kiln_affinity_weigh). */
@@ -465,6 +471,9 @@ void kiln_affinity_note(kiln_server_t *self, const kiln_cjob_t *job, const char 
                         uint64_t size);
 void kiln_affinity_held(kiln_cworker_t *w, const char *digest);
 void kiln_affinity_done(kiln_server_t *self, const kiln_cjob_t *job, int64_t took_ms);
+/* The job's image layers from its result (digests, sizes; n each). */
+void kiln_affinity_layers(kiln_server_t *self, const kiln_cjob_t *job, char *const *digests,
+                          const uint64_t *sizes, size_t n);
 void kiln_affinity_transfer(kiln_server_t *self, const kiln_cjob_t *job, const char *digest,
                             uint64_t offset, size_t len, uint64_t size);
 double kiln_affinity_rate(const kiln_server_t *self);

@@ -32,6 +32,7 @@
 #define KILN_AGENT_SECRET_LEN 32  /* hex characters of a job's store token */
 #define KILN_AGENT_RELAY_MAX 256  /* store requests in flight (agent_store.c) */
 #define KILN_AGENT_HOLDS_MAX 512  /* warm things reported in a heartbeat */
+#define KILN_JOB_LAYERS_MAX 16   /* a native image's layers in a job's result */
 
 typedef struct kiln_wjob {
     kiln_agent_t *agent;

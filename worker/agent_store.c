@@ -240,6 +240,15 @@ static void s_scan_holds(kiln_agent_t *self)
         s_hold(self, "i", hex, 16);
     }
     kiln_imagestore_list_free(refs, n_refs);
+    /* And their blobs: the layers, by which a worker holding an image's
+     * base is warmer for it than one holding nothing. */
+    char **blobs;
+    size_t n_blobs;
+    kiln_imagestore_blobs(self->native.store, &blobs, &n_blobs);
+    for (size_t i = 0; i < n_blobs; i++)
+        if (strlen(blobs[i]) == 64)
+            s_hold(self, "l", blobs[i], 16);
+    kiln_fs_names_free(blobs, n_blobs);
     /* The engine's, as its last listing has them (unless the worker never
      * runs containers through it). */
     char list[PATH_MAX + 32], err[256];

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "common/fs.h"
+#include "common/imageref.h"
 
 void kiln_imagestore_ref_name(const char *ref, char *out, size_t cap)
 {
@@ -266,4 +267,36 @@ int kiln_imagestore_gc(const char *dir, uint64_t max_bytes, int *evicted, char *
     kiln_fs_names_free(holds, n_holds);
     close(lock);
     return rc;
+}
+
+size_t kiln_imagestore_layers(const char *dir, const char *image, char (*digests)[72],
+                              uint64_t *sizes, size_t max)
+{
+    kiln_imageref_t ref;
+    char why[300], name[1100];
+    if (kiln_imageref_parse(image, &ref, why, sizeof why) != 0)
+        return 0;
+    kiln_imagestore_ref_name(ref.canonical, name, sizeof name);
+    json_t *doc = s_load(dir, "refs", name);
+    size_t n = 0, i;
+    json_t *l;
+    json_array_foreach(json_object_get(doc, "layers"), i, l) {
+        const char *d = json_string_value(l);
+        if (n == max || !d || strlen(d) != 71)
+            break;
+        char path[4200];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/blobs/sha256/%s", dir, d + 7);
+        snprintf(digests[n], 72, "%s", d);
+        sizes[n++] = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    }
+    json_decref(doc);
+    return n;
+}
+
+void kiln_imagestore_blobs(const char *dir, char ***names, size_t *n)
+{
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/blobs/sha256", dir);
+    kiln_fs_names(sub, 0, names, n);
 }

@@ -34,6 +34,15 @@ void kiln_imagestore_ref_name(const char *ref, char *out, size_t cap);
 void kiln_imagestore_list(const char *dir, char ***refs, size_t *n);
 void kiln_imagestore_list_free(char **refs, size_t n);
 
+/* The layers of image (a reference) as the store holds it: at most max
+ * digests ("sha256:HEX") with their sizes; how many (0: not held). */
+size_t kiln_imagestore_layers(const char *dir, const char *image, char (*digests)[72],
+                              uint64_t *sizes, size_t max);
+
+/* The blobs' names (hex digests, and temporary files) for the heartbeat;
+ * freed with kiln_fs_names_free. */
+void kiln_imagestore_blobs(const char *dir, char ***names, size_t *n);
+
 /* Drops job's holds (the job ended): JOB and JOB.* (its Docker actions');
  * every hold when job is NULL (the worker starts, so no job of its holds
  * any). */

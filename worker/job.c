@@ -8,6 +8,7 @@
  * workspace and run with its shell (lang/shell.h).
  */
 #include "worker/agent_int.h"
+#include "worker/imagestore.h"
 #include "lang/expr.h"
 
 #include <assert.h>
@@ -1035,6 +1036,21 @@ void kiln_job_finish(kiln_wjob_t *job)
     }
     Kiln__StepResult **held = kiln_job_held_into(job, &extra);
     extra.worker_unwell = job->unwell;
+    /* The native image's layers, for the scheduler's next placement. */
+    char layers[KILN_JOB_LAYERS_MAX][72];
+    char *layer_ptr[KILN_JOB_LAYERS_MAX];
+    uint64_t layer_sizes[KILN_JOB_LAYERS_MAX];
+    if (job->native && job->ctr) {
+        size_t nl = kiln_imagestore_layers(self->native.store,
+                                           json_string_value(json_object_get(job->ctr, "image")),
+                                           layers, layer_sizes, KILN_JOB_LAYERS_MAX);
+        for (size_t i = 0; i < nl; i++)
+            layer_ptr[i] = layers[i];
+        extra.image_layers = layer_ptr;
+        extra.n_image_layers = nl;
+        extra.image_layer_sizes = layer_sizes;
+        extra.n_image_layer_sizes = nl;
+    }
     kiln_outbox_add(self, job->a->job_key, job->a->token, outcome, job->started_ms,
                     job->unwell ? job->unwell_why : NULL, &extra);
     free(held);

@@ -217,7 +217,7 @@ pass "the image store's quota evicts the least recently used image and what only
 # Two workers: the job goes to the one that holds its image.
 "$KILN" submit --wait "$T/one.yml" >"$T/warm0.out" 2>&1 || fail "re-pull on n1: $(tail -n 5 "$T/warm0.out")"
 kill -HUP "$COORD_PID"
-start_worker "n2-$$" --labels linux,first --container-runtime native
+start_worker "n2-$$" --labels linux,first,second --container-runtime native
 wait_workers 2
 # n1's heartbeat names the image (every few seconds, when it changed).
 for _ in $(seq 1 100); do
@@ -235,6 +235,29 @@ for i in 1 2 3; do
 done
 [ $placed_n1 = 3 ] || fail "jobs were not placed where the image is ($placed_n1 of 3): $(cat "$T/aff1.status")"
 pass "with two workers, each job goes to the one holding its image, saying so"
+
+# By layers: a job on bb:2 ran once on n2 (so the farm knows its image's
+# layers), n2's store was emptied since; n1 holds bb:1, bb:2's base: the
+# job goes to n1, which holds one of its two layers.
+cat >"$T/layered.yml" <<YML
+on: {workflow_dispatch: {inputs: {pool: {required: true}}}}
+jobs:
+  a:
+    runs-on: \${{ inputs.pool }}
+    container: $REG/kiln/bb:2
+    steps:
+      - run: cat /etc/second-file
+YML
+"$KILN" submit --wait "$T/layered.yml" --input pool=second >"$T/layered1.out" 2>&1 || fail "bb:2 on n2: $(tail -n 5 "$T/layered1.out")"
+"$KILN_BIN/kiln-image" gc --store "$T/work/n2-$$/images" --max-mb 1 >/dev/null || fail "gc on n2"
+[ -z "$("$KILN_BIN/kiln-image" list --store "$T/work/n2-$$/images")" ] || fail "n2 still holds images"
+sleep 6 # the next heartbeat says so
+RUN=$("$KILN" submit "$T/layered.yml" --input pool=first) || fail "cannot submit"
+"$KILN" logs "$RUN" -f >"$T/layered2.out" 2>&1 || true
+"$KILN" status "$RUN" >"$T/layered2.status" 2>&1
+grep -q "placed: warm: n1-$$ holds 1 of the 2 largest layers of the job's container image" "$T/layered2.status" ||
+    fail "not placed by layers: $(cat "$T/layered2.status")"
+pass "a job goes to the worker holding part of its image (its base layer), saying how much"
 
 # Cancelled mid-step: the overlay and the hold go.
 cat >"$T/long.yml" <<YML
