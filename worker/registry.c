@@ -37,6 +37,8 @@ typedef struct {
     char *buf;
     size_t len, max;
     FILE *file;
+    const char *path; /* the file's, for its errors */
+    int err;          /* errno of a failed write */
     kiln_sha256_t *sha;
     bool over;
 } s_sink_t;
@@ -50,7 +52,11 @@ static size_t s_write(char *data, size_t size, size_t n, void *arg)
         return 0;
     }
     if (s->file) {
-        if (fwrite(data, 1, len, s->file) != len || kiln_sha256_update(s->sha, data, len) != 0)
+        if (fwrite(data, 1, len, s->file) != len || fflush(s->file) != 0) {
+            s->err = errno ? errno : EIO;
+            return 0;
+        }
+        if (kiln_sha256_update(s->sha, data, len) != 0)
             return 0;
     } else {
         char *grown = realloc(s->buf, s->len + len + 1);
@@ -331,6 +337,11 @@ static int s_get(kiln_registry_t *self, const kiln_imageref_t *ref, const char *
         curl_easy_setopt(self->curl, CURLOPT_HTTPHEADER, NULL);
         curl_slist_free_all(h);
         curl_easy_getinfo(self->curl, CURLINFO_RESPONSE_CODE, status);
+        if (cc == CURLE_WRITE_ERROR && sink->err) {
+            snprintf(why, cap, "cannot write %s: %s", sink->path ? sink->path : "a download",
+                     strerror(sink->err));
+            return -1;
+        }
         if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && sink->over)) {
             snprintf(why, cap, "registry %s: %s", ref->host, curl_easy_strerror(cc));
             return -1;
@@ -506,7 +517,7 @@ int kiln_registry_blob(kiln_registry_t *self, const kiln_imageref_t *ref, const 
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.part-%d", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-    s_sink_t sink = {.max = (size_t)size};
+    s_sink_t sink = {.max = (size_t)size, .path = tmp};
     int rc = -1;
     if (fd < 0 || !(sink.file = fdopen(fd, "w"))) {
         snprintf(why, cap, "cannot write %s: %s", tmp, strerror(errno));

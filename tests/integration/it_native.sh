@@ -538,3 +538,20 @@ if command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
 else
     echo "note: no setpriv or no user nobody here; the unprivileged part did not run"
 fi
+
+# A full disk under the store: the pull fails saying so, and leaves no
+# partial blob, root or record behind; with room again it succeeds.
+if [ "$(id -u)" = 0 ] && mkdir -p "$T/small" && mount -t tmpfs -o size=1m,mode=0700 kiln-it-native "$T/small" 2>/dev/null; then
+    RC=0
+    "$KILN_BIN/kiln-image" pull --store "$T/small/store" "$REG/kiln/bb:1" >"$T/full.out" 2>&1 || RC=$?
+    [ $RC = 1 ] && grep -q "No space left on device" "$T/full.out" || { umount -l "$T/small"; fail "a pull on a full disk: exit $RC: $(cat "$T/full.out")"; }
+    left=$(find "$T/small/store" -name '*.part-*' -o -path '*/chains/tmp-*' -o -path '*/refs/*' | head -n 3)
+    [ -z "$left" ] || { umount -l "$T/small"; fail "a failed pull left: $left"; }
+    umount -l "$T/small"
+    mount -t tmpfs -o size=16m,mode=0700 kiln-it-native "$T/small" || fail "cannot remount"
+    "$KILN_BIN/kiln-image" pull --store "$T/small/store" "$REG/kiln/bb:1" >"$T/room.out" 2>&1 || { umount -l "$T/small"; fail "a pull with room: $(cat "$T/room.out")"; }
+    umount -l "$T/small"
+    pass "a pull onto a full disk fails saying so and leaves nothing partial; with room it succeeds"
+else
+    echo "note: cannot mount a tmpfs here (needs root); the full-disk part did not run"
+fi
