@@ -1,7 +1,8 @@
-/* image.c: pulling into the image store and starting a step in its
- * sandbox (see image.h). A warm start reads one small file and mounts one
- * overlay, which is why it takes milliseconds: nothing is copied, no
- * daemon is asked. */
+/* image.c: the native runtime's warm path (see image.h): an image the
+ * store holds is found from its record, held for the job, and the step
+ * started in its sandbox. A warm start reads one small file and mounts one
+ * overlay: nothing is copied, no daemon is asked, and the libraries a pull
+ * needs are not even loaded (kiln-image-pull does the pulling). */
 #include "worker/image.h"
 
 #include <errno.h>
@@ -12,83 +13,12 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/clock.h"
-#include "common/digest.h"
 #include "common/fs.h"
+#include "common/imageref.h"
 #include "worker/imagestore.h"
-#include "worker/layers.h"
-
-#define S_LAYERS_MAX 128
-
-static int s_mkdirs(const char *store, char *why, size_t cap)
-{
-    static const char *const subs[] = {"", "/blobs", "/blobs/sha256", "/chains", "/refs",
-                                       "/holds"};
-    for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s%s", store, subs[i]);
-        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-            snprintf(why, cap, "cannot make %s: %s", path, strerror(errno));
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int s_write_file(const char *path, const char *data, size_t len, char *why, size_t cap)
-{
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && write(fd, data, len) == (ssize_t)len && fsync(fd) == 0;
-    if (fd >= 0 && close(fd) != 0)
-        ok = false;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
-static int s_write_json(const char *path, json_t *doc, char *why, size_t cap)
-{
-    char *text = json_dumps(doc, JSON_COMPACT);
-    if (!text) {
-        snprintf(why, cap, "out of memory");
-        return -1;
-    }
-    int rc = s_write_file(path, text, strlen(text), why, cap);
-    free(text);
-    return rc;
-}
-
-static bool s_digest_ok(const char *d)
-{
-    return d && strncmp(d, "sha256:", 7) == 0 && strlen(d) == 71 &&
-           strspn(d + 7, "0123456789abcdef") == 64;
-}
-
-static void s_blob_path(const char *store, const char *digest, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s/blobs/sha256/%s", store, digest + 7);
-}
-
-/* The chain after parent (hex or "") with layer digest: sha256 of both. */
-static int s_chain(const char *parent, const char *layer, char out[65])
-{
-    kiln_sha256_t *sha = NULL;
-    char text[200];
-    int n = snprintf(text, sizeof text, "%s %s", parent, layer);
-    int rc = kiln_sha256_new(&sha) == 0 && kiln_sha256_update(sha, text, (size_t)n) == 0 &&
-                     kiln_sha256_final(sha, out) == 0
-                 ? 0
-                 : -1;
-    kiln_sha256_destroy(&sha);
-    return rc;
-}
 
 static int s_hold(const char *store, const char *hold, const char *name, char *why, size_t cap)
 {
@@ -102,195 +32,89 @@ static int s_hold(const char *store, const char *hold, const char *name, char *w
     snprintf(path, sizeof path, "%s/holds/%s", store, hold);
     char line[1100];
     int n = snprintf(line, sizeof line, "%s\n", name);
-    return s_write_file(path, line, (size_t)n, why, cap);
+    return kiln_imagestore_write(path, line, (size_t)n, why, cap);
 }
 
 /* Builds the chains of layers[0..n) that are not there yet. */
-static int s_build(const char *store, json_t *layers, json_t *chains, uint64_t max_bytes,
-                   FILE *log, char *why, size_t cap)
+/* Runs kiln-image-pull for image, its progress on log, its error (the
+ * last of what it says on stderr) into why. */
+static int s_run_pull(const kiln_image_opts_t *o, const char *image, FILE *log, char *why,
+                      size_t cap)
 {
-    size_t n = json_array_size(layers);
-    size_t have = n;
-    char path[4200];
-    /* The longest chain already built. */
-    while (have > 0) {
-        snprintf(path, sizeof path, "%s/chains/%s", store,
-                 json_string_value(json_array_get(chains, have - 1)));
-        if (access(path, F_OK) == 0)
+    char max[32];
+    snprintf(max, sizeof max, "%llu", (unsigned long long)(o->max_bytes >> 20));
+    const char *argv[20];
+    size_t n = 0;
+    argv[n++] = o->pull_program;
+    argv[n++] = "--store";
+    argv[n++] = o->store;
+    if (o->registry.auth_file && o->registry.auth_file[0]) {
+        argv[n++] = "--auth";
+        argv[n++] = o->registry.auth_file;
+    }
+    if (o->registry.insecure && o->registry.insecure[0]) {
+        argv[n++] = "--insecure";
+        argv[n++] = o->registry.insecure;
+    }
+    if (o->registry.mirror && o->registry.mirror[0]) {
+        argv[n++] = "--mirror";
+        argv[n++] = o->registry.mirror;
+    }
+    if (o->max_bytes) {
+        argv[n++] = "--max-mb";
+        argv[n++] = max;
+    }
+    argv[n++] = image;
+    argv[n] = NULL;
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        snprintf(why, cap, "cannot start %s: %s", o->pull_program, strerror(errno));
+        return -1;
+    }
+    fflush(log);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fileno(log), 1);
+        dup2(pipefd[1], 2);
+        execv(o->pull_program, (char *const *)argv);
+        fprintf(stderr, "cannot run %s: %s\n", o->pull_program, strerror(errno));
+        _exit(127);
+    }
+    close(pipefd[1]);
+    if (pid < 0) {
+        close(pipefd[0]);
+        snprintf(why, cap, "cannot start %s: %s", o->pull_program, strerror(errno));
+        return -1;
+    }
+    /* What it says on stderr: its error, bounded. */
+    char err[2048];
+    size_t got = 0;
+    ssize_t r;
+    while ((r = read(pipefd[0], err + got, sizeof err - 1 - got)) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
             break;
-        have--;
-    }
-    for (size_t i = have; i < n; i++) {
-        const char *hex = json_string_value(json_array_get(chains, i));
-        const char *layer = json_string_value(json_array_get(layers, i));
-        char tmp[4300], final[4200], blob[4200];
-        snprintf(final, sizeof final, "%s/chains/%s", store, hex);
-        snprintf(tmp, sizeof tmp, "%s/chains/tmp-%s.%d", store, hex, (int)getpid());
-        kiln_fs_rmtree(tmp);
-        if (i == 0) {
-            if (mkdir(tmp, 0755) != 0) {
-                snprintf(why, cap, "cannot make %s: %s", tmp, strerror(errno));
-                return -1;
-            }
-        } else {
-            char parent[4200];
-            snprintf(parent, sizeof parent, "%s/chains/%s", store,
-                     json_string_value(json_array_get(chains, i - 1)));
-            if (kiln_layers_link_copy(parent, tmp, why, cap) != 0) {
-                kiln_fs_rmtree(tmp);
-                return -1;
-            }
-        }
-        s_blob_path(store, layer, blob, sizeof blob);
-        uint64_t bytes = 0;
-        int64_t t0 = kiln_clock_mono_ms();
-        if (kiln_layers_apply(tmp, blob, max_bytes, &bytes, why, cap) != 0) {
-            kiln_fs_rmtree(tmp);
-            return -1;
-        }
-        json_t *meta = json_pack("{s:s,s:s,s:I}", "parent",
-                                 i ? json_string_value(json_array_get(chains, i - 1)) : "",
-                                 "layer", layer, "bytes", (json_int_t)bytes);
-        char mpath[4300];
-        snprintf(mpath, sizeof mpath, "%s.json", final);
-        int w = meta ? s_write_json(mpath, meta, why, cap) : -1;
-        json_decref(meta);
-        if (w != 0) {
-            kiln_fs_rmtree(tmp);
-            return -1;
-        }
-        if (rename(tmp, final) != 0) {
-            /* Built meanwhile by another job's pull: theirs stands. */
-            if (errno != EEXIST && errno != ENOTEMPTY) {
-                snprintf(why, cap, "cannot store %s: %s", final, strerror(errno));
-                kiln_fs_rmtree(tmp);
-                return -1;
-            }
-            kiln_fs_rmtree(tmp);
-        }
-        fprintf(log, "  applied layer %.19s (%llu bytes) in %lld ms\n", layer,
-                (unsigned long long)bytes, (long long)(kiln_clock_mono_ms() - t0));
-    }
-    return 0;
-}
-
-/* Pulls ref into the store and writes its record (refs/NAME). */
-static int s_pull(const kiln_image_opts_t *o, const kiln_imageref_t *ref, const char *name,
-                  json_t *old, json_t **out, FILE *log, char *why, size_t cap)
-{
-    int rc = -1;
-    kiln_registry_t *reg = NULL;
-    char *body = NULL;
-    size_t len = 0;
-    char digest[72], path[4200];
-    json_t *man = NULL, *cfg = NULL, *layers = json_array(), *chains = json_array();
-    int64_t t0 = kiln_clock_mono_ms();
-    if (!layers || !chains || kiln_registry_new(&reg, &o->registry, why, cap) != 0 ||
-        kiln_registry_manifest(reg, ref, &body, &len, digest, why, cap) != 0)
-        goto cleanup;
-    const char *held = json_string_value(json_object_get(old, "manifest"));
-    if (held && strcmp(held, digest) == 0) {
-        json_t *c = json_object_get(old, "chains");
-        snprintf(path, sizeof path, "%s/chains/%s", o->store,
-                 json_string_value(json_array_get(c, json_array_size(c) - 1)) ?: "-");
-        if (access(path, F_OK) == 0) {
-            fprintf(log, "Image %s is up to date (%s)\n", ref->canonical, digest);
-            *out = json_incref(old);
-            rc = 0;
-            goto cleanup;
+        got += (size_t)r;
+        if (got == sizeof err - 1) {
+            char drain[512];
+            while (read(pipefd[0], drain, sizeof drain) > 0)
+                ;
+            break;
         }
     }
-    man = json_loadb(body, len, 0, NULL);
-    json_t *cdesc = json_object_get(man, "config");
-    json_t *ldesc = json_object_get(man, "layers");
-    const char *cdig = json_string_value(json_object_get(cdesc, "digest"));
-    if (!s_digest_ok(cdig) || !json_is_array(ldesc) || json_array_size(ldesc) == 0 ||
-        json_array_size(ldesc) > S_LAYERS_MAX) {
-        snprintf(why, cap, "image %s: its manifest names no config or 1 to %d layers",
-                 ref->canonical, S_LAYERS_MAX);
-        goto cleanup;
-    }
-    s_blob_path(o->store, digest, path, sizeof path);
-    if (s_write_file(path, body, len, why, cap) != 0)
-        goto cleanup;
-    s_blob_path(o->store, cdig, path, sizeof path);
-    if (access(path, F_OK) != 0 &&
-        kiln_registry_blob(reg, ref, cdig,
-                           (uint64_t)json_integer_value(json_object_get(cdesc, "size")), path,
-                           why, cap) != 0)
-        goto cleanup;
-    cfg = json_load_file(path, 0, NULL);
-    if (!json_is_object(cfg)) {
-        snprintf(why, cap, "image %s: its config %s is not JSON", ref->canonical, cdig);
-        goto cleanup;
-    }
-    size_t i, fetched = 0;
-    uint64_t fetched_bytes = 0;
-    json_t *l;
-    char parent[65] = "";
-    json_array_foreach(ldesc, i, l) {
-        const char *ld = json_string_value(json_object_get(l, "digest"));
-        const char *mt = json_string_value(json_object_get(l, "mediaType")) ?: "";
-        json_int_t size = json_integer_value(json_object_get(l, "size"));
-        if (!s_digest_ok(ld) || size < 0) {
-            snprintf(why, cap, "image %s: layer %zu has no sha256 digest", ref->canonical, i);
-            goto cleanup;
-        }
-        if (!strstr(mt, "tar")) {
-            snprintf(why, cap, "image %s: layer %s is of type '%s', not a tar archive",
-                     ref->canonical, ld, mt);
-            goto cleanup;
-        }
-        s_blob_path(o->store, ld, path, sizeof path);
-        if (access(path, F_OK) != 0) {
-            if (kiln_registry_blob(reg, ref, ld, (uint64_t)size, path, why, cap) != 0)
-                goto cleanup;
-            fetched++;
-            fetched_bytes += (uint64_t)size;
-        }
-        char hex[65];
-        if (s_chain(parent, ld, hex) != 0) {
-            snprintf(why, cap, "cannot hash a layer chain");
-            goto cleanup;
-        }
-        json_array_append_new(layers, json_string(ld));
-        json_array_append_new(chains, json_string(hex));
-        memcpy(parent, hex, sizeof parent);
-    }
-    fprintf(log, "Pulled %s (%s): %zu layers, %zu fetched (%llu bytes), %zu present\n",
-            ref->canonical, digest, json_array_size(ldesc), fetched,
-            (unsigned long long)fetched_bytes, json_array_size(ldesc) - fetched);
-    if (s_build(o->store, layers, chains, o->max_bytes, log, why, cap) != 0)
-        goto cleanup;
-    json_t *cc = json_object_get(cfg, "config");
-    json_t *env = json_object_get(cc, "Env");
-    json_t *ep = json_object_get(cc, "Entrypoint"), *cmd = json_object_get(cc, "Cmd");
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:O,s:O,s:o,s:o,s:o}", "ref", ref->canonical,
-                            "manifest", digest, "config", cdig, "layers", layers, "chains",
-                            chains, "env", json_is_array(env) ? json_incref(env) : json_array(),
-                            "entrypoint", json_is_array(ep) ? json_incref(ep) : json_array(),
-                            "cmd", json_is_array(cmd) ? json_incref(cmd) : json_array());
-    if (!doc) {
-        snprintf(why, cap, "out of memory");
-        goto cleanup;
-    }
-    snprintf(path, sizeof path, "%s/refs/%s", o->store, name);
-    if (s_write_json(path, doc, why, cap) != 0) {
-        json_decref(doc);
-        goto cleanup;
-    }
-    fprintf(log, "Image %s ready in %lld ms\n", ref->canonical,
-            (long long)(kiln_clock_mono_ms() - t0));
-    *out = doc;
-    rc = 0;
-cleanup:
-    free(body);
-    json_decref(man);
-    json_decref(cfg);
-    json_decref(layers);
-    json_decref(chains);
-    kiln_registry_destroy(&reg);
-    return rc;
+    close(pipefd[0]);
+    err[got] = '\0';
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    while (got && (err[got - 1] == '\n' || err[got - 1] == '\r'))
+        err[--got] = '\0';
+    const char *last = strrchr(err, '\n');
+    snprintf(why, cap, "%s", got ? (last ? last + 1 : err) : "the pull failed");
+    return -1;
 }
 
 int kiln_image_ensure(const kiln_image_opts_t *o, const char *name_text, const char *hold,
@@ -299,7 +123,7 @@ int kiln_image_ensure(const kiln_image_opts_t *o, const char *name_text, const c
 {
     *image = NULL;
     kiln_imageref_t ref;
-    if (kiln_imageref_parse(name_text, &ref, why, cap) != 0 || s_mkdirs(o->store, why, cap) != 0)
+    if (kiln_imageref_parse(name_text, &ref, why, cap) != 0 || kiln_imagestore_make(o->store, why, cap) != 0)
         return -1;
     char name[1100], path[4200];
     kiln_imagestore_ref_name(ref.canonical, name, sizeof name);
@@ -321,11 +145,14 @@ int kiln_image_ensure(const kiln_image_opts_t *o, const char *name_text, const c
         snprintf(root, sizeof root, "%s/chains/%s", o->store, last);
     bool warm = last && access(root, F_OK) == 0;
     if (!warm || (o->pull_always && !ref.digest[0])) {
-        json_t *fresh = NULL;
-        if (s_pull(o, &ref, name, doc, &fresh, log, why, cap) != 0)
+        if (s_run_pull(o, ref.canonical, log, why, cap) != 0)
             goto cleanup;
         json_decref(doc);
-        doc = fresh;
+        doc = json_load_file(path, 0, NULL);
+        if (!doc) {
+            snprintf(why, cap, "image %s: its record is missing after the pull", ref.canonical);
+            goto cleanup;
+        }
         chains = json_object_get(doc, "chains");
         last = json_string_value(json_array_get(chains, json_array_size(chains) - 1));
         snprintf(root, sizeof root, "%s/chains/%s", o->store, last ?: "-");

@@ -22,13 +22,16 @@
 
 typedef struct {
     const char *store; /* the image store's directory */
+    const char *pull_program; /* kiln-image-pull, run when a pull is needed */
     kiln_registry_opts_t registry;
     bool pull_always;   /* ask the registry even when the tag is held */
     uint64_t max_bytes; /* the store's quota (0: none) */
 } kiln_image_opts_t;
 
 /* Makes sure the image named is in the store with its root file system
- * built, and holds it for job hold (kept from eviction until released).
+ * built (running opts->pull_program when it is not, or when pull_always
+ * asks the registry), and holds it for job hold (kept from eviction until
+ * released).
  * rootfs: the root's path; image: its record ("env", "entrypoint", "cmd"
  * as its config gives them; the caller's to decref). Progress and figures
  * go to log. 0, or -1 with why. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/fs.h"
 #include "worker/image.h"
@@ -95,6 +96,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "kiln-image: --store is required\n");
         return 2;
     }
+    /* Pulls are kiln-image-pull's, installed beside this program. */
+    char self[4096], pull[4200] = "kiln-image-pull";
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl > 0) {
+        self[sl] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(pull, sizeof pull, "%s/kiln-image-pull", self);
+        }
+    }
+    o.pull_program = pull;
     char why[1200];
     if (strcmp(verb, "list") == 0) {
         char **refs;

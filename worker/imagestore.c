@@ -300,3 +300,47 @@ void kiln_imagestore_blobs(const char *dir, char ***names, size_t *n)
     snprintf(sub, sizeof sub, "%s/blobs/sha256", dir);
     kiln_fs_names(sub, 0, names, n);
 }
+
+int kiln_imagestore_make(const char *store, char *why, size_t cap)
+{
+    static const char *const subs[] = {"", "/blobs", "/blobs/sha256", "/chains", "/refs",
+                                       "/holds"};
+    for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s%s", store, subs[i]);
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            snprintf(why, cap, "cannot make %s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int kiln_imagestore_write(const char *path, const char *data, size_t len, char *why, size_t cap)
+{
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, data, len) == (ssize_t)len && fsync(fd) == 0;
+    if (fd >= 0 && close(fd) != 0)
+        ok = false;
+    if (!ok || rename(tmp, path) != 0) {
+        snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int kiln_imagestore_write_json(const char *path, json_t *doc, char *why, size_t cap)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (!text) {
+        snprintf(why, cap, "out of memory");
+        return -1;
+    }
+    int rc = kiln_imagestore_write(path, text, strlen(text), why, cap);
+    free(text);
+    return rc;
+}
+

@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 /* A ref as a file name (refs/NAME): [A-Za-z0-9_-] kept, the rest %XX (so
  * a name never holds a dot, which temporary files do). */
 void kiln_imagestore_ref_name(const char *ref, char *out, size_t cap);
@@ -52,5 +54,13 @@ void kiln_imagestore_release(const char *dir, const char *job);
  * own bytes) is within max_bytes; evicted: how many images went. Waits for
  * no pull: when one is running it does nothing. 0, or -1 with why. */
 int kiln_imagestore_gc(const char *dir, uint64_t max_bytes, int *evicted, char *why, size_t cap);
+
+/* Makes the store's directories (those missing). 0, or -1 with why. */
+int kiln_imagestore_make(const char *dir, char *why, size_t cap);
+
+/* Writes path whole or not at all (a temporary beside it, synced, renamed).
+ * 0, or -1 with why. */
+int kiln_imagestore_write(const char *path, const char *data, size_t len, char *why, size_t cap);
+int kiln_imagestore_write_json(const char *path, json_t *doc, char *why, size_t cap);
 
 #endif

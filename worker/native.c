@@ -60,8 +60,11 @@ int kiln_native_find(kiln_native_t *out, const char *mode, const char *work_dir,
         *slash = '\0';
         snprintf(out->program, sizeof out->program, "%s/kiln-image", exe);
     }
-    if (!out->program[0] || access(out->program, X_OK) != 0)
-        snprintf(out->why, sizeof out->why, "kiln-image is not installed beside kiln-worker");
+    char puller[PATH_MAX + 16];
+    snprintf(puller, sizeof puller, "%s-pull", out->program);
+    if (!out->program[0] || access(out->program, X_OK) != 0 || access(puller, X_OK) != 0)
+        snprintf(out->why, sizeof out->why,
+                 "kiln-image and kiln-image-pull are not installed beside kiln-worker");
     else if (kiln_fs_find_program("bwrap", out->bwrap, sizeof out->bwrap) != 0)
         snprintf(out->why, sizeof out->why,
                  "bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)");
