@@ -54,16 +54,6 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
                         bool default_shell, const char *script, const char *cwd,
                         const char *wrapper, char *why, size_t cap);
 
-/* Writes the host script that runs a Docker action's phase (js: its
- * js_action; its script the phase's entrypoint): the image pulled, or built
- * from the action's Dockerfile (apath), then run with the workspace at
- * /github/workspace, the job's directory at its own path, the step's
- * environment by name and the action's args and env evaluated with its
- * inputs. 0, or -1 with why. */
-int kiln_container_docker(kiln_wjob_t *job, const Kiln__StepSpec *st, const json_t *js,
-                          const kiln_kv_t *env, const char *apath, const char *wrapper,
-                          char *why, size_t cap);
-
 /* Removes the job's containers (its own, its services', its Docker
  * actions'), if it may have any, without waiting. */
 void kiln_container_remove(kiln_wjob_t *job);
@@ -96,6 +86,15 @@ FILE *kiln_container_script_open(const char *wrapper, char *why, size_t cap);
  * default_shell the image's bash (else sh -e) on script. */
 void kiln_container_command(FILE *f, const char *const *argv, bool default_shell,
                             const char *script);
+
+/* Splits text as a shell splits words (blanks; quotes and backslashes
+ * quote; nothing expanded) into words (at most max, their text in buf).
+ * The count, or -1. */
+int kiln_container_words(const char *text, char **words, size_t max, char *buf, size_t cap);
+
+/* " --label kiln.worker=... --label kiln.job=...": what marks a job's
+ * containers for their removal. */
+void kiln_container_labels(FILE *f, const kiln_wjob_t *job);
 
 /* value, single-quoted for sh, to f. */
 void kiln_container_quote(FILE *f, const char *value);

@@ -8,6 +8,7 @@
  * workspace and run with its shell (lang/shell.h).
  */
 #include "worker/agent_int.h"
+#include "worker/dockeraction.h"
 #include "worker/imagestore.h"
 #include "lang/expr.h"
 
@@ -807,7 +808,7 @@ environment:
         }
         strcat(dwrap, ".docker");
         snprintf(wrapper, sizeof wrapper, "%s", dwrap);
-        if (kiln_container_docker(job, st, js, &env, apath, wrapper, err, sizeof err) != 0) {
+        if (kiln_dockeraction_wrap(job, st, js, &env, apath, wrapper, err, sizeof err) != 0) {
             kiln_job_log(job, "%s", err);
             goto cleanup;
         }
