@@ -127,14 +127,9 @@ int kiln_image_ensure(const kiln_image_opts_t *o, const char *name_text, const c
         return -1;
     char name[1100], path[4200];
     kiln_imagestore_ref_name(ref.canonical, name, sizeof name);
-    snprintf(path, sizeof path, "%s/lock", o->store);
-    int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock < 0 || flock(lock, LOCK_SH) != 0) {
-        snprintf(why, cap, "cannot lock %s: %s", path, strerror(errno));
-        if (lock >= 0)
-            close(lock);
+    int lock = kiln_imagestore_lock(o->store, LOCK_SH, why, cap);
+    if (lock < 0)
         return -1;
-    }
     int rc = -1;
     snprintf(path, sizeof path, "%s/refs/%s", o->store, name);
     json_t *doc = json_load_file(path, 0, NULL);

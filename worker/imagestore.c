@@ -194,20 +194,31 @@ static uint64_t s_sweep(const char *dir, const s_ref_t *refs, size_t n)
     return total;
 }
 
+int kiln_imagestore_lock(const char *dir, int how, char *why, size_t cap)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0 && flock(fd, how) == 0)
+        return fd;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (fd >= 0 && (how & LOCK_NB) && e == EWOULDBLOCK)
+        return -2;
+    snprintf(why, cap, "cannot lock %s: %s", path, strerror(e));
+    return -1;
+}
+
 int kiln_imagestore_gc(const char *dir, uint64_t max_bytes, int *evicted, char *why, size_t cap)
 {
     *evicted = 0;
     char path[4200];
-    snprintf(path, sizeof path, "%s/lock", dir);
-    int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock < 0) {
-        snprintf(why, cap, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (flock(lock, LOCK_EX | LOCK_NB) != 0) {
-        close(lock);
+    int lock = kiln_imagestore_lock(dir, LOCK_EX | LOCK_NB, why, cap);
+    if (lock == -2)
         return 0; /* a pull or a start is under way; the next one evicts */
-    }
+    if (lock < 0)
+        return -1;
     char sub[4200];
     snprintf(sub, sizeof sub, "%s/refs", dir);
     char **names = NULL, **holds = NULL;

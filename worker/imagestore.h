@@ -55,6 +55,11 @@ void kiln_imagestore_release(const char *dir, const char *job);
  * no pull: when one is running it does nothing. 0, or -1 with why. */
 int kiln_imagestore_gc(const char *dir, uint64_t max_bytes, int *evicted, char *why, size_t cap);
 
+/* Takes the store's lock (how: flock's LOCK_SH or LOCK_EX, | LOCK_NB): its
+ * descriptor, to close to let go; -2 when LOCK_NB found it taken; -1 with
+ * why. */
+int kiln_imagestore_lock(const char *dir, int how, char *why, size_t cap);
+
 /* Makes the store's directories (those missing). 0, or -1 with why. */
 int kiln_imagestore_make(const char *dir, char *why, size_t cap);
 
