@@ -333,6 +333,23 @@ grep -q "^GET /token?service=kiln-test&scope=repository%3Akiln%2Fbb%3Apull auth=
 ! grep -rq -- "$SECRET" "$T"/*.out "$T"/*.log || fail "the registry password reached an output: $(grep -rl -- "$SECRET" "$T"/*.out "$T"/*.log)"
 pass "a registry's bearer-token challenge is answered with the farm's credentials (refused without them or with wrong ones); no output holds the password"
 
+# Images by digest: exact from the registry; a registry that serves
+# another manifest for the digest asked is refused.
+D1=$(curl -fsI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/kiln/bb/manifests/1" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
+[ -n "$D1" ] || fail "no digest for bb:1"
+"$KILN_BIN/kiln-image" pull --store "$T/dstore" "$REG/kiln/bb@$D1" >"$T/digest.out" 2>&1 &&
+    grep -q "^Pulled $REG/kiln/bb@$D1 ($D1)" "$T/digest.out" || fail "a pull by digest: $(cat "$T/digest.out")"
+LIE_PORT=$(free_port)
+python3 "$KILN_SRC/tests/integration/regauth.py" "$LIE_PORT" "http://$REG" kiln-user "$SECRET" 2 >"$T/liar.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$LIE_PORT/v2/" && break; sleep 0.05; done
+printf '{"auths": {"127.0.0.1:%s": {"auth": "%s"}}}\n' "$LIE_PORT" "$(printf 'kiln-user:%s' "$SECRET" | base64)" >"$T/liar.json"
+RC=0
+"$KILN_BIN/kiln-image" pull --store "$T/dstore2" --auth "$T/liar.json" "127.0.0.1:$LIE_PORT/kiln/bb@$D1" >"$T/lie.out" 2>&1 || RC=$?
+[ $RC = 1 ] && grep -q "the manifest served for $D1 has the digest sha256:[0-9a-f]*: refused" "$T/lie.out" &&
+    [ -z "$("$KILN_BIN/kiln-image" list --store "$T/dstore2")" ] || fail "a lying registry: exit $RC: $(cat "$T/lie.out")"
+pass "an image by digest is pulled exactly, and a registry serving another manifest for that digest is refused"
+
 # A job's own credentials (container.credentials), natively and through
 # podman: the pull authenticates, the file that held them is gone after
 # the job, and neither the log nor the workers' logs hold the password.

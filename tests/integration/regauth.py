@@ -1,13 +1,15 @@
 """regauth.py: a registry that wants a bearer token, for the tests, on
 127.0.0.1, in front of a docker-registry without authentication.
 
-Usage: regauth.py PORT UPSTREAM_URL USER PASSWORD. /v2/... answers 401 with
+Usage: regauth.py PORT UPSTREAM_URL USER PASSWORD [SWAP_TAG]. /v2/... answers 401 with
 a Bearer challenge (realm http://127.0.0.1:PORT/token, the service and the
 repository's pull scope) unless the request carries a token it issued;
 /token issues one only for HTTP basic credentials USER:PASSWORD and the
 scope asked. Everything else is passed to UPSTREAM_URL as it came. Each
 request's path and the Authorization scheme it carried are printed, so a
-test can see what was sent where."""
+test can see what was sent where. With SWAP_TAG it lies: every manifest
+asked for is answered with the manifest of that tag instead, as a
+tampering registry or mirror would."""
 import base64
 import http.server
 import json
@@ -20,6 +22,7 @@ import urllib.request
 PORT = int(sys.argv[1])
 UPSTREAM = sys.argv[2].rstrip("/")
 USER, PASSWORD = sys.argv[3], sys.argv[4]
+SWAP = sys.argv[5] if len(sys.argv) > 5 else ""
 TOKENS = set()
 
 
@@ -60,7 +63,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             repo = "/".join(parts[2:-2]) if len(parts) > 4 else ""
             challenge = 'Bearer realm="http://127.0.0.1:%d/token",service="kiln-test",scope="repository:%s:pull"' % (PORT, repo)
             return self._send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [("WWW-Authenticate", challenge)])
-        req = urllib.request.Request(UPSTREAM + self.path, method=self.command)
+        path = self.path
+        if SWAP and "/manifests/" in path:
+            path = path[: path.index("/manifests/") + len("/manifests/")] + SWAP
+        req = urllib.request.Request(UPSTREAM + path, method=self.command)
         if self.headers.get("Accept"):
             req.add_header("Accept", self.headers["Accept"])
         try:
