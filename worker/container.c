@@ -420,6 +420,22 @@ void kiln_container_quote(FILE *f, const char *value)
     fputc('\'', f);
 }
 
+void kiln_container_host_mounts(FILE *f, const kiln_wjob_t *job, const char *flag)
+{
+    /* RUNNER_TOOL_CACHE, where setup actions keep what they install; the
+     * host's /usr for the JavaScript actions' Node.js (node.h). */
+    char mount[PATH_MAX * 2 + 32];
+    if (mkdir(job->agent->tool_cache, 0700) != 0 && errno != EEXIST)
+        kiln_log_warn("cannot make %s: %s", job->agent->tool_cache, strerror(errno));
+    snprintf(mount, sizeof mount, "%s:%s", job->agent->tool_cache, job->agent->tool_cache);
+    fputs(flag, f);
+    kiln_container_quote(f, mount);
+    if (job->agent->node.contained) {
+        fputs(flag, f);
+        kiln_container_quote(f, "/usr:" KILN_NODE_HOST "/usr:ro");
+    }
+}
+
 FILE *kiln_container_script_open(const char *wrapper, char *why, size_t cap)
 {
     int fd = open(wrapper, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0700);
@@ -752,6 +768,7 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
                  job->agent->actions_dir);
         fputs(" -v ", f);
         kiln_container_quote(f, mount);
+        kiln_container_host_mounts(f, job, " -v ");
         fputs(" -w ", f);
         kiln_container_quote(f, job->ws.ws);
         fputs(" --entrypoint tail", f);

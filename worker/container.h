@@ -78,6 +78,12 @@ void kiln_container_images_path(const char *work_dir, char *out, size_t cap);
 int kiln_container_authfile(kiln_wjob_t *job, const json_t *c, size_t k, char *out,
                             size_t out_cap, char *why, size_t cap);
 
+/* The worker's own mounts of every job container, each after flag (" -v "
+ * for an engine, " --bind " for kiln-image): the tool cache at its path,
+ * and the host's /usr read only at KILN_NODE_HOST/usr when JavaScript
+ * actions' Node.js runs from there. */
+void kiln_container_host_mounts(FILE *f, const kiln_wjob_t *job, const char *flag);
+
 /* Opens a step's host script for writing (mode 0700, never through a
  * link), or NULL with why. */
 FILE *kiln_container_script_open(const char *wrapper, char *why, size_t cap);

@@ -623,6 +623,7 @@ static int s_step_start(kiln_wjob_t *job)
     char jsfile[KILN_WORKSPACE_PATH_MAX + 1100 + PATH_MAX];
     char wrapper[KILN_WORKSPACE_PATH_MAX + 80];
     bool in_container = false, wrapped = false, default_shell = false;
+    bool node_in_container = false;
     char shellbuf[KILN_SHELL_MAX + KILN_WORKSPACE_PATH_MAX * 4];
     const char *argv[KILN_SHELL_MAX_ARGS + 1];
     kiln_kv_t env = {0};
@@ -708,6 +709,17 @@ static int s_step_start(kiln_wjob_t *job)
             if (!js)
                 kiln_job_log(job, "the JavaScript action's step does not decode");
             goto cleanup;
+        }
+        /* In a container job the action runs in the container, as on
+         * GitHub, with the worker's Node.js (node.h). */
+        if (self->node.contained &&
+            (job->a->container.len > 0 ||
+             (job->agent->cfg.job_image && job->agent->cfg.job_image[0]))) {
+            if (kiln_container_prepare(job, err, sizeof err) != 0) {
+                kiln_job_log(job, "%s", err);
+                goto cleanup;
+            }
+            node_in_container = job->ctr != NULL;
         }
         if (instance && strcmp(js_phase, "main") == 0)
             kiln_jobctx_action_ran(job->jx, instance);
@@ -812,6 +824,28 @@ environment:
             kiln_job_log(job, "%s", err);
             goto cleanup;
         }
+        argv[0] = "/bin/sh";
+        argv[1] = wrapper;
+        argv[2] = NULL;
+    }
+    if (node_in_container) {
+        char nwrap[KILN_WORKSPACE_PATH_MAX + 80];
+        if (kiln_workspace_step_file(&job->ws, KILN_WORKSPACE_SCRIPT, job->step, nwrap,
+                                     sizeof nwrap - 16) != 0) {
+            kiln_job_log(job, "%s", kiln_error_last());
+            goto cleanup;
+        }
+        strcat(nwrap, ".node");
+        const char *nargv[] = {self->node.contained_loader, "--library-path",
+                               self->node.contained_libs, self->node.contained_node, jsfile,
+                               NULL};
+        if (kiln_container_wrap(job, &env, nargv, false, "", cwd, nwrap, err, sizeof err) != 0) {
+            int e = errno;
+            kiln_job_log(job, "%s", err);
+            s_disk_trouble(job, e, "cannot write the step's container script");
+            goto cleanup;
+        }
+        snprintf(wrapper, sizeof wrapper, "%s", nwrap);
         argv[0] = "/bin/sh";
         argv[1] = wrapper;
         argv[2] = NULL;

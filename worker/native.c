@@ -231,6 +231,7 @@ int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_she
     s_opt(f, "--bind", mount);
     snprintf(mount, sizeof mount, "%s:%s:ro", job->agent->actions_dir, job->agent->actions_dir);
     s_opt(f, "--bind", mount);
+    kiln_container_host_mounts(f, job, " --bind ");
     size_t i;
     json_array_foreach(json_object_get(job->ctr, "volumes"), i, v)
         s_opt(f, "--bind", json_string_value(v));

@@ -3,9 +3,11 @@
  * its path says nothing of what it is. */
 #include "worker/node.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,53 @@
 
 extern char **environ;
 
+
+/* The program's ELF interpreter (PT_INTERP) into out, or "" (static). */
+static void s_interp(const char *path, char *out, size_t cap)
+{
+    out[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    Elf64_Ehdr eh;
+    if (fd < 0)
+        return;
+    if (read(fd, &eh, sizeof eh) == (ssize_t)sizeof eh && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64) {
+        for (unsigned i = 0; i < eh.e_phnum; i++) {
+            Elf64_Phdr ph;
+            if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * eh.e_phentsize)) !=
+                (ssize_t)sizeof ph)
+                break;
+            if (ph.p_type != PT_INTERP || ph.p_filesz == 0 || ph.p_filesz >= cap)
+                continue;
+            if (pread(fd, out, ph.p_filesz, (off_t)ph.p_offset) != (ssize_t)ph.p_filesz)
+                out[0] = '\0';
+            else
+                out[ph.p_filesz - 1] = '\0';
+            break;
+        }
+    }
+    close(fd);
+}
+
+static void s_contained(kiln_node_t *n)
+{
+    char real[PATH_MAX], interp[PATH_MAX], loader[PATH_MAX];
+    n->contained = false;
+    s_interp(n->path, interp, sizeof interp);
+    if (!realpath(n->path, real) || !interp[0] || !realpath(interp, loader) ||
+        strncmp(real, "/usr/", 5) != 0 || strncmp(loader, "/usr/", 5) != 0)
+        return;
+    /* The loader's directory is the host's own library directory (Debian:
+     * /usr/lib/x86_64-linux-gnu), then /usr/lib. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", loader);
+    *strrchr(dir, '/') = '\0';
+    snprintf(n->contained_loader, sizeof n->contained_loader, KILN_NODE_HOST "%s", loader);
+    snprintf(n->contained_node, sizeof n->contained_node, KILN_NODE_HOST "%s", real);
+    snprintf(n->contained_libs, sizeof n->contained_libs,
+             KILN_NODE_HOST "%s:" KILN_NODE_HOST "/usr/lib", dir);
+    n->contained = true;
+}
 
 int kiln_node_probe(kiln_node_t *out, const char *configured)
 {
@@ -80,6 +129,7 @@ int kiln_node_probe(kiln_node_t *out, const char *configured)
     snprintf(out->path, sizeof out->path, "%s", path);
     snprintf(out->version, sizeof out->version, "%s", text);
     out->major = major;
+    s_contained(out);
     rc = 0;
 cleanup:
     if (fa_made)

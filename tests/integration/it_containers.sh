@@ -82,6 +82,29 @@ runs:
     FROM_ACTION: yes-${{ inputs.who }}
 YML
 tgit -C "$D" add -A && tgit -C "$D" commit -qm first && tgit -C "$D" tag v1
+# acme/jsin: a JavaScript action that shows where it runs.
+D=$T/actions/acme/jsin
+mkdir -p "$D"
+tgit init -q "$D"
+cat >"$D/action.yml" <<'YML'
+name: jsin
+inputs:
+  who: {default: nobody}
+outputs:
+  seen: {description: the image's name}
+runs:
+  using: node20
+  main: index.js
+YML
+cat >"$D/index.js" <<'JS'
+const fs = require('fs');
+const cp = require('child_process');
+const name = fs.readFileSync('/etc/image-name', 'utf8').trim();
+const shell = cp.execSync('cat /etc/image-name; readlink /bin/sh').toString().trim().replace(/\n/g, ' ');
+fs.appendFileSync(process.env.GITHUB_OUTPUT, `seen=${name}\n`);
+console.log(`js in container: image=${name} shell=${shell} who=${process.env.INPUT_WHO} ws=${process.cwd() === process.env.GITHUB_WORKSPACE}`);
+JS
+tgit -C "$D" add -A && tgit -C "$D" commit -qm first && tgit -C "$D" tag v1
 
 start_redis
 make_keys
@@ -136,6 +159,28 @@ grep -q "^a | image kiln-it-image shell /bin/busybox pwd-same yes" "$T/ok.out" &
 [ "$(grep -c "Starting the job's container" "$T/ok.out")" = 1 ] || fail "the container was not started once: $(grep -c Starting "$T/ok.out")"
 gone
 pass "a container job's steps run in its image, with the workspace at the same path, the container's env and the job's; one container per job, removed at its end"
+
+# A JavaScript action of a container job runs in the container (the
+# worker's Node.js, the image's files and programs).
+cat >"$T/jsin.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: linux
+    container: $IMAGE
+    steps:
+      - id: j
+        uses: acme/jsin@v1
+        with:
+          who: kiln
+      - run: echo "js output \${{ steps.j.outputs.seen }}"
+YML
+RC=0
+"$KILN" submit --wait "$T/jsin.yml" >"$T/jsin.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "^a | js in container: image=kiln-it-image shell=kiln-it-image /bin/busybox who=kiln ws=true" "$T/jsin.out" &&
+    grep -q "^a | js output kiln-it-image" "$T/jsin.out" || fail "a JavaScript action in a container job: exit $RC: $(grep -E '^a \|' "$T/jsin.out" | tail -n 8)"
+gone
+pass "a container job's JavaScript action runs in its container, with the worker's Node.js"
 
 # The engine's images are in the worker's heartbeat: the next job on the
 # image is placed warm, saying so.

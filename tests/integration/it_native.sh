@@ -88,6 +88,20 @@ runs:
     FROM_ACTION: yes-\${{ inputs.who }}
 YML
 tgit -C "$D" add -A && tgit -C "$D" commit -qm first && tgit -C "$D" tag v1
+# acme/jsnative: a JavaScript action that shows where it runs.
+D=$T/actions/acme/jsnative
+mkdir -p "$D"
+tgit init -q "$D"
+printf 'name: jsnative\nruns:\n  using: node20\n  main: index.js\n' >"$D/action.yml"
+cat >"$D/index.js" <<'JS'
+const fs = require('fs');
+const cp = require('child_process');
+const base = fs.readFileSync('/etc/base-file', 'utf8').trim();
+const viaSh = cp.execSync('cat /etc/base-file').toString().trim();
+fs.writeFileSync('/js-was-here', 'yes');
+console.log(`js natively: base=${base} sh=${viaSh} root-uid=${process.getuid()}`);
+JS
+tgit -C "$D" add -A && tgit -C "$D" commit -qm first && tgit -C "$D" tag v1
 
 start_redis
 make_keys
@@ -138,6 +152,23 @@ grep -q "^a | Pulled $REG/kiln/bb:1 (sha256:[0-9a-f]*): 1 layers, 1 fetched" "$T
     fail "the first job did not pull its layer: $(grep -E '^a \|' "$T/one.out")"
 [ ! -e /usr/kiln-installed ] || fail "the job's install reached the host"
 pass "a native container job runs in its image (container env, image env, workspace at the same path, outputs, GITHUB_PATH); the first pull fetches its layer"
+
+cat >"$T/jsnative.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: first
+    container: $REG/kiln/bb:1
+    steps:
+      - uses: acme/jsnative@v1
+      - run: echo "after js \$(cat /js-was-here)"
+YML
+RC=0
+"$KILN" submit --wait "$T/jsnative.yml" >"$T/jsnative.out" 2>&1 || RC=$?
+[ $RC = 0 ] && grep -q "^a | js natively: base=from the base sh=from the base root-uid=0" "$T/jsnative.out" &&
+    grep -q "^a | after js yes" "$T/jsnative.out" && [ ! -e /js-was-here ] ||
+    fail "a JavaScript action in a native container job: exit $RC: $(grep -E '^a \|' "$T/jsnative.out" | tail -n 8)"
+pass "a native container job's JavaScript action runs in its root, which the next step sees"
 
 RC=0
 "$KILN" submit --wait "$T/one.yml" >"$T/two.out" 2>&1 || RC=$?
