@@ -7,8 +7,9 @@
  * worker's next start if the worker died first. The job's directory (its
  * workspace, RUNNER_TEMP and command files) and the worker's actions
  * directory are mounted at the same paths, so GITHUB_WORKSPACE,
- * GITHUB_OUTPUT and the rest mean the same inside and out. Built-in and
- * JavaScript actions run on the worker's host, on that same workspace.
+ * GITHUB_OUTPUT and the rest mean the same inside and out. JavaScript
+ * actions run inside too, with the worker's Node.js (node.h); built-in
+ * actions run on the worker's host, on that same workspace.
  */
 #ifndef KILN_CONTAINER_H
 #define KILN_CONTAINER_H
