@@ -112,6 +112,7 @@ admit_worker "c1-$$"
 admit_worker "c2-$$"
 admit_worker "e1-$$"
 admit_worker "a1-$$"
+admit_worker "p2-$$"
 start_coordinator --actions-source "$T/actions"
 start_worker "n1-$$" --labels linux,first --container-runtime native
 wait_workers 1
@@ -603,3 +604,29 @@ if [ "$(id -u)" = 0 ] && mkdir -p "$T/small" && mount -t tmpfs -o size=1m,mode=0
 else
     echo "note: cannot mount a tmpfs here (needs root); the full-disk part did not run"
 fi
+
+# Two jobs at once on one worker, both on an image it has never pulled (a
+# matrix on two slots): both pull, neither breaks the other's store.
+kill -HUP "$COORD_PID"
+start_worker "p2-$$" --labels pair --slots 2 --container-runtime native
+for _ in $(seq 1 100); do "$KILN" workers --json 2>/dev/null | grep -q "p2-$$" && break; sleep 0.05; done
+cat >"$T/pair.yml" <<YML
+on: push
+jobs:
+  a:
+    runs-on: pair
+    strategy:
+      matrix:
+        n: [1, 2]
+    container: $REG/kiln/bb:2
+    steps:
+      - run: echo "pair \${{ matrix.n }} \$(cat /etc/second-file)"
+YML
+RC=0
+"$KILN" submit --wait "$T/pair.yml" >"$T/pair.out" 2>&1 || RC=$?
+[ $RC = 0 ] && [ "$(grep -c "| pair [12] second" "$T/pair.out")" = 2 ] ||
+    fail "two cold jobs at once: exit $RC: $(grep -E '\| ' "$T/pair.out" | tail -n 12)"
+[ "$("$KILN_BIN/kiln-image" list --store "$T/work/p2-$$/images")" = "$REG/kiln/bb:2" ] &&
+    [ -z "$(ls "$T/work/p2-$$/images/blobs/sha256" | grep part)" ] && [ -z "$(ls "$T/work/p2-$$/images/chains" | grep tmp-)" ] ||
+    fail "the store after two pulls at once: $(ls -R "$T/work/p2-$$/images" | head -n 20)"
+pass "two jobs pulling the same image at once on one worker both run, and the store holds it once"
