@@ -117,6 +117,12 @@ start_coordinator --actions-source "$T/actions"
 start_worker "n1-$$" --labels linux,first --container-runtime native
 wait_workers 1
 STORE=$T/work/n1-$$/images
+# A job's holds go when its worker has finished with it, just after the
+# result that ends the run: wait for that (bounded) before looking.
+holds_gone() {
+    for _ in $(seq 1 100); do [ -z "$(ls "$1/holds" 2>/dev/null)" ] && return 0; sleep 0.05; done
+    return 1
+}
 
 cat >"$T/one.yml" <<YML
 on: push
@@ -177,11 +183,13 @@ RC=0
 grep -q "^a | usr before: .*No such file" "$T/two.out" || fail "the first job's install under /usr reached the second: $(grep -E '^a \|' "$T/two.out")"
 grep -q "^a | Image $REG/kiln/bb:1 (sha256:[0-9a-f]*) is on this worker" "$T/two.out" &&
     ! grep -q "Pulled" "$T/two.out" || fail "the second job pulled again: $(grep -E '^a \|' "$T/two.out")"
-[ -z "$(ls "$STORE/holds")" ] || fail "holds left after the jobs: $(ls "$STORE/holds")"
-[ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] || {
-    sleep 0.5
-    [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] || fail "overlays left: $(ls -d "$T/work/n1-$$"/*/.kiln-native*)"
-}
+holds_gone "$STORE" || fail "holds left after the jobs: $(ls "$STORE/holds")"
+for _ in $(seq 1 100); do
+    [ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] && break
+    sleep 0.05
+done
+[ -z "$(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)" ] ||
+    fail "overlays left: $(ls -d "$T/work/n1-$$"/*/.kiln-native* "$T/work/n1-$$"/.kiln-trash-native-* 2>/dev/null)"
 pass "the next job on the worker pulls nothing and starts from the image again: the first job's /usr install is gone"
 "$KILN_BIN/kiln-image" pull --store "$STORE" --pull always "$REG/kiln/bb:1" >"$T/always.out" 2>&1 &&
     grep -q "^Image $REG/kiln/bb:1 is up to date (sha256:" "$T/always.out" || fail "--pull always: $(cat "$T/always.out")"
@@ -231,6 +239,7 @@ pass "a tampered layer is refused by its digest and never stored"
 # The quota: the least recently used image goes, never one a job holds.
 "$KILN_BIN/kiln-image" list --store "$STORE" >"$T/list.out"
 grep -qx "$REG/kiln/bb:1" "$T/list.out" && grep -qx "$REG/kiln/bb:2" "$T/list.out" || fail "list: $(cat "$T/list.out")"
+holds_gone "$STORE" || fail "holds left before the quota's test: $(ls "$STORE/holds")"
 touch -d '2 hours ago' "$STORE/refs/"*bb%3A1
 mkdir -p "$STORE/holds" && ls "$STORE/refs" | grep 'bb%3A2$' >"$STORE/holds/it-hold"
 "$KILN_BIN/kiln-image" gc --store "$STORE" --max-mb 1 >"$T/gc.out" 2>&1 || fail "gc: $(cat "$T/gc.out")"
@@ -281,6 +290,7 @@ jobs:
       - run: cat /etc/second-file
 YML
 "$KILN" submit --wait "$T/layered.yml" --input pool=second >"$T/layered1.out" 2>&1 || fail "bb:2 on n2: $(tail -n 5 "$T/layered1.out")"
+holds_gone "$T/work/n2-$$/images" || fail "n2's hold stayed"
 "$KILN_BIN/kiln-image" gc --store "$T/work/n2-$$/images" --max-mb 1 >/dev/null || fail "gc on n2"
 [ -z "$("$KILN_BIN/kiln-image" list --store "$T/work/n2-$$/images")" ] || fail "n2 still holds images"
 sleep 6 # the next heartbeat says so
