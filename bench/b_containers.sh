@@ -20,13 +20,7 @@
 source "$(dirname "$0")/lib.sh"
 command -v docker-registry >/dev/null && command -v buildah >/dev/null && command -v podman >/dev/null &&
     command -v bwrap >/dev/null && [ -x /bin/busybox ] || skip "docker-registry, buildah, podman, bubblewrap or busybox-static is missing"
-cat >"$T/containers.conf" <<'CONF'
-[containers]
-default_ulimits=["nofile=20000:20000","nproc=32768:32768"]
-[engine]
-runtime="runc"
-CONF
-export CONTAINERS_CONF=$T/containers.conf
+engine_conf
 us() { echo "${EPOCHREALTIME/./}"; }
 REG_PORT=$(free_port)
 REG=127.0.0.1:$REG_PORT

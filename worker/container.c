@@ -448,6 +448,16 @@ FILE *kiln_container_script_open(const char *wrapper, char *why, size_t cap)
     return f;
 }
 
+int kiln_container_script_close(FILE *f, const char *wrapper, char *why, size_t cap)
+{
+    bool bad = ferror(f) != 0;
+    if (fclose(f) != 0 || bad) {
+        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 void kiln_container_command(FILE *f, const char *const *argv, bool default_shell,
                             const char *script)
 {
@@ -823,12 +833,9 @@ int kiln_container_wrap(kiln_wjob_t *job, const kiln_kv_t *env, const char *cons
     }
     kiln_container_command(f, argv, default_shell, script);
     fputc('\n', f);
-done:;
-    bool bad = ferror(f) != 0;
-    if (fclose(f) != 0 || bad) {
-        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
+done:
+    if (kiln_container_script_close(f, wrapper, why, cap) != 0)
         return -1;
-    }
     job->ctr_maybe = true;
     return 0;
 fail:

@@ -89,6 +89,10 @@ void kiln_container_host_mounts(FILE *f, const kiln_wjob_t *job, const char *fla
  * link), or NULL with why. */
 FILE *kiln_container_script_open(const char *wrapper, char *why, size_t cap);
 
+/* Closes a step's host script, 0, or -1 with why when any of it was not
+ * written. */
+int kiln_container_script_close(FILE *f, const char *wrapper, char *why, size_t cap);
+
 /* Writes a step's command to f, each word quoted: argv, or with
  * default_shell the image's bash (else sh -e) on script. */
 void kiln_container_command(FILE *f, const char *const *argv, bool default_shell,

@@ -189,13 +189,11 @@ int kiln_dockeraction_wrap(kiln_wjob_t *job, const Kiln__StepSpec *st, const jso
     job->ctr_maybe = true;
     rc = 0;
 cleanup:
-    if (f) {
-        bool bad = ferror(f) != 0;
-        if ((fclose(f) != 0 || bad) && rc == 0) {
-            snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
-            rc = -1;
-        }
-    }
+    /* A write error is the message only when nothing failed before it. */
+    char later[300];
+    if (f && kiln_container_script_close(f, wrapper, rc == 0 ? why : later,
+                                         rc == 0 ? cap : sizeof later) != 0)
+        rc = -1;
     json_decref(inputs);
     return rc;
 }

@@ -243,6 +243,20 @@ static int s_clean(const char *in, char *out, size_t cap)
     return 0;
 }
 
+/* Splits path into its parent (into parent, cap bytes; "" at the top) and
+ * its last part, which is returned (a pointer into path). */
+static const char *s_split(const char *path, char *parent, size_t cap)
+{
+    snprintf(parent, cap, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (!slash) {
+        parent[0] = '\0';
+        return path;
+    }
+    *slash = '\0';
+    return path + (slash - parent) + 1;
+}
+
 /* Opens (making what is missing) the directory rel inside the root. */
 static int s_dir_in(int rootfd, const char *rel)
 {
@@ -250,14 +264,8 @@ static int s_dir_in(int rootfd, const char *rel)
     if (fd >= 0 || errno != ENOENT || !rel[0])
         return fd;
     char parent[4096];
-    snprintf(parent, sizeof parent, "%s", rel);
-    char *slash = strrchr(parent, '/');
-    const char *base = slash ? rel + (slash - parent) + 1 : rel;
-    if (slash)
-        *slash = '\0';
-    else
-        parent[0] = '\0';
-    int pfd = s_dir_in(rootfd, slash ? parent : "");
+    const char *base = s_split(rel, parent, sizeof parent);
+    int pfd = s_dir_in(rootfd, parent);
     if (pfd < 0)
         return -1;
     if (mkdirat(pfd, base, 0755) != 0 && errno != EEXIST) {
@@ -345,13 +353,7 @@ int kiln_layers_apply(const char *root, const char *layer, uint64_t max_bytes, u
         if (!path[0])
             continue;
         char parent[4096];
-        snprintf(parent, sizeof parent, "%s", path);
-        char *slash = strrchr(parent, '/');
-        const char *base = slash ? path + (slash - parent) + 1 : path;
-        if (slash)
-            *slash = '\0';
-        else
-            parent[0] = '\0';
+        const char *base = s_split(path, parent, sizeof parent);
         int pfd = s_dir_in(rootfd, parent);
         if (pfd < 0) {
             snprintf(why, cap, "layer entry '%.300s': cannot make its directory: %s", path,
@@ -399,13 +401,7 @@ int kiln_layers_apply(const char *root, const char *layer, uint64_t max_bytes, u
                     close(pfd);
                     goto cleanup;
                 }
-                snprintf(tparent, sizeof tparent, "%s", target);
-                char *ts = strrchr(tparent, '/');
-                const char *tbase = ts ? target + (ts - tparent) + 1 : target;
-                if (ts)
-                    *ts = '\0';
-                else
-                    tparent[0] = '\0';
+                const char *tbase = s_split(target, tparent, sizeof tparent);
                 int tfd = s_open_in(rootfd, tparent, O_RDONLY | O_DIRECTORY);
                 fail = tfd >= 0 && linkat(tfd, tbase, pfd, base, 0) == 0 ? 0 : -1;
                 if (tfd >= 0)

@@ -252,11 +252,8 @@ int kiln_native_wrap(kiln_wjob_t *job, const char *const *argv, bool default_she
     fputs(" --", f);
     kiln_container_command(f, argv, default_shell, script);
     fputc('\n', f);
-    bool bad = ferror(f) != 0;
-    if (fclose(f) != 0 || bad) {
-        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
+    if (kiln_container_script_close(f, wrapper, why, cap) != 0)
         return -1;
-    }
     job->native_used = true;
     return 0;
 }
@@ -323,11 +320,8 @@ int kiln_native_docker(kiln_wjob_t *job, const json_t *js, json_t *inputs, const
         kiln_container_quote(f, json_string_value(v));
     }
     fputc('\n', f);
-    bool bad = ferror(f) != 0;
-    if (fclose(f) != 0 || bad) {
-        snprintf(why, cap, "cannot write %s: %s", wrapper, strerror(errno));
+    if (kiln_container_script_close(f, wrapper, why, cap) != 0)
         return -1;
-    }
     job->native_used = true;
     return 0;
 }

@@ -13,15 +13,7 @@ command -v podman >/dev/null && command -v buildah >/dev/null && [ -x /bin/busyb
 # This machine's hybrid cgroups need runc and lower ulimits than podman's
 # defaults (see README, Container jobs): the same containers.conf for the
 # tests' own podman calls and the worker's.
-cat >"$T/containers.conf" <<'CONF'
-[containers]
-default_ulimits=["nofile=20000:20000","nproc=32768:32768"]
-[engine]
-runtime="runc"
-cgroup_manager="cgroupfs"
-events_logger="file"
-CONF
-export CONTAINERS_CONF=$T/containers.conf
+engine_conf
 IMAGE=localhost/kiln-it-busybox:$$
 C=$(buildah from scratch 2>"$T/buildah.err") && buildah copy "$C" /bin/busybox /bin/busybox >/dev/null &&
     buildah run "$C" -- /bin/busybox --install -s /bin >/dev/null 2>>"$T/buildah.err" &&

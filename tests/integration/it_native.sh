@@ -14,13 +14,7 @@
 source "$(dirname "$0")/lib.sh"
 command -v docker-registry >/dev/null && command -v buildah >/dev/null && command -v bwrap >/dev/null &&
     [ -x /bin/busybox ] || skip "docker-registry, buildah, bubblewrap or busybox-static is not installed (make deps installs them)"
-cat >"$T/containers.conf" <<'CONF'
-[containers]
-default_ulimits=["nofile=20000:20000","nproc=32768:32768"]
-[engine]
-runtime="runc"
-CONF
-export CONTAINERS_CONF=$T/containers.conf
+engine_conf
 IMG_PREFIX=localhost/kiln-it-native-$$
 test_cleanup() {
     buildah rmi -f $(buildah images -q --filter "reference=$IMG_PREFIX*" 2>/dev/null) >/dev/null 2>&1

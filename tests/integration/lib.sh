@@ -143,6 +143,22 @@ wait_workers() {
     fail "only $n of $want workers registered"
 }
 
+# engine_conf: this machine's podman settings (runc, ulimits within what the
+# host allows: see README, Container jobs) in $T/containers.conf, exported
+# as CONTAINERS_CONF for the test's own podman and buildah calls and the
+# workers it starts.
+engine_conf() {
+    cat >"$T/containers.conf" <<'CONF'
+[containers]
+default_ulimits=["nofile=20000:20000","nproc=32768:32768"]
+[engine]
+runtime="runc"
+cgroup_manager="cgroupfs"
+events_logger="file"
+CONF
+    export CONTAINERS_CONF=$T/containers.conf
+}
+
 # json_get FILE EXPR: a value from a JSON file, read by jq-less sqlite3.
 json_get() { sqlite3 :memory: "select json_extract(readfile('$1'), '$2');"; }
 
