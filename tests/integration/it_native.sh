@@ -579,9 +579,12 @@ pass "a native job over its timeout leaves no overlay and no hold"
 # that user to root in a user namespace of its own, mounts the overlay
 # there, and the step writes as root of its root file system.
 if command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
-    mkdir -p "$T/unpriv/job" && chown -R nobody "$T/unpriv" && chmod 755 "$T"
+    # The programs copied where nobody can reach them (a build tree may be
+    # under a directory only its owner can enter); kiln-image-pull beside.
+    mkdir -p "$T/unpriv/job" "$T/unpriv/bin" && cp "$KILN_BIN/kiln-image" "$KILN_BIN/kiln-image-pull" "$T/unpriv/bin/" &&
+        chown -R nobody "$T/unpriv" && chmod 755 "$T"
     RC=0
-    setpriv --reuid nobody --regid "$(id -g nobody)" --clear-groups "$KILN_BIN/kiln-image" run --store "$T/unpriv/store" \
+    setpriv --reuid nobody --regid "$(id -g nobody)" --clear-groups "$T/unpriv/bin/kiln-image" run --store "$T/unpriv/store" \
         --state "$T/unpriv/job/state" --hold h --bind "$T/unpriv/job:$T/unpriv/job" --cwd "$T/unpriv/job" "$REG/kiln/bb:2" -- \
         sh -c 'echo "inside $(id -u) $(cat /etc/second-file)"; echo mine >/etc/written; ls -ld / | cut -c1-10' >"$T/unpriv.out" 2>&1 || RC=$?
     [ $RC = 0 ] && grep -q "^inside 0 second" "$T/unpriv.out" && grep -q "^drwxr-xr-x" "$T/unpriv.out" &&
